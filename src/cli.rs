@@ -1,0 +1,168 @@
+//! The `ad-sync-setup` command line: argument parsing (clap) and printing. Every decision is
+//! made in the library (`dn`, `answers`, `preflight`); this only formats it.
+//!
+//! Exit codes: 0 = valid / no check failed; 1 = invalid DN / at least one check failed;
+//! 2 = the command could not run (bad arguments, unreadable or invalid answers file).
+
+use crate::answers::Answers;
+use crate::dn::Dn;
+use crate::preflight::{self, Report, Status};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_UNUSABLE: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ad-sync-setup",
+    version,
+    about = "Set up the ad-sync agent: check every value against the live domain controller before anything is written.",
+    after_help = "Exit codes: 0 valid / no check failed; 1 invalid / a check failed; 2 the command could not run (bad arguments or answers file)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a Root User container DN (comma or semicolon form) and print its normalised forms.
+    ValidateDn {
+        /// The DN, e.g. 'CN=Users;DC=example;DC=com' (quote it: `;` ends a shell command).
+        dn: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every preflight check for an answers file against the live domain controller.
+    Check {
+        /// The answers file (TOML; see assets/answers.example.toml).
+        #[arg(long, value_name = "FILE")]
+        answers: PathBuf,
+        /// Print {"checks":[...]} as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        None => {
+            eprintln!(
+                "The setup wizard is not part of this build yet. Use `ad-sync-setup check --answers FILE` \
+                 (see `ad-sync-setup --help`)."
+            );
+            EXIT_UNUSABLE
+        }
+        Some(Command::ValidateDn { dn, json }) => validate_dn(&dn, json),
+        Some(Command::Check { answers, json }) => check(&answers, json),
+    }
+}
+
+fn validate_dn(input: &str, as_json: bool) -> i32 {
+    match Dn::parse_container(input) {
+        Ok(p) => {
+            if as_json {
+                println!(
+                    "{}",
+                    json!({
+                        "valid": true,
+                        "dn": p.dn.to_comma_form(),
+                        "semicolon": p.dn.to_semicolon_form(),
+                        "domain": p.dn.domain(),
+                        "warnings": p.notes,
+                    })
+                );
+            } else {
+                println!("valid: {}", p.dn.to_comma_form());
+                println!("semicolon form: {}", p.dn.to_semicolon_form());
+                if let Some(d) = p.dn.domain() {
+                    println!("domain: {d}");
+                }
+                for n in &p.notes {
+                    println!("note: {n}");
+                }
+            }
+            EXIT_OK
+        }
+        Err(e) => {
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"valid": false, "error": e.message, "position": e.position})
+                );
+            } else {
+                eprintln!("Root User container `{input}`: {e}");
+                eprintln!("  {input}");
+                eprintln!("  {}^", " ".repeat(e.position.saturating_sub(1)));
+            }
+            EXIT_FAILED
+        }
+    }
+}
+
+fn check(path: &std::path::Path, as_json: bool) -> i32 {
+    let answers = match Answers::load(path) {
+        Ok(a) => a,
+        Err(e) => {
+            if as_json {
+                println!("{}", json!({"error": e.to_string()}));
+            } else {
+                eprintln!("{e}");
+            }
+            return EXIT_UNUSABLE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the network runtime: {e}");
+            return EXIT_UNUSABLE;
+        }
+    };
+    let report = runtime.block_on(preflight::run(&answers));
+    if as_json {
+        println!("{}", json!({ "checks": report.checks }));
+    } else {
+        print!("{}", render_text(&report));
+    }
+    if report.any_failed() {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+/// The text report: one line per check, then indented detail and fix for anything not passed.
+pub fn render_text(report: &Report) -> String {
+    let mut out = String::new();
+    let width = report.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
+    for c in &report.checks {
+        out.push_str(&format!("{}  {:width$}  {}\n", c.status.label(), c.id, c.summary));
+        if c.status != Status::Pass && c.status != Status::Skip {
+            for line in c.detail.lines().filter(|l| !l.is_empty()) {
+                out.push_str(&format!("      {:width$}  {line}\n", ""));
+            }
+            if !c.fix.is_empty() {
+                out.push_str(&format!("      {:width$}  fix: {}\n", "", c.fix));
+            }
+        }
+    }
+    let count = |s: Status| report.checks.iter().filter(|c| c.status == s).count();
+    out.push_str(&format!(
+        "\nResult: {} pass, {} warn, {} fail, {} skip\n",
+        count(Status::Pass),
+        count(Status::Warn),
+        count(Status::Fail),
+        count(Status::Skip)
+    ));
+    out
+}

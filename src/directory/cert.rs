@@ -1,0 +1,283 @@
+//! What a person needs to decide about a server certificate: subject, issuer, names, validity
+//! and SHA-256 fingerprint; plus loading a CA file and fetching a certificate that failed
+//! verification so it can be shown.
+//!
+//! Verification itself is the TLS library's (native-tls: OpenSSL here, SChannel on Windows). The
+//! diagnosis here only explains a failure the library already reported.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertInfo {
+    pub subject: String,
+    pub issuer: String,
+    pub dns_names: Vec<String>,
+    pub not_before: String,
+    pub not_after: String,
+    #[serde(skip)]
+    pub not_before_unix: i64,
+    #[serde(skip)]
+    pub not_after_unix: i64,
+    pub sha256: String,
+    pub self_signed: bool,
+}
+
+/// Why a certificate a TLS library refused was refused, in the terms an admin can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertProblem {
+    Expired,
+    NotYetValid,
+    NameMismatch,
+    Untrusted,
+}
+
+impl CertInfo {
+    pub fn from_der(der: &[u8]) -> Option<CertInfo> {
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        let dns_names = match cert.subject_alternative_name() {
+            Ok(Some(san)) => san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some(d.to_string()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let validity = cert.validity();
+        let fingerprint = Sha256::digest(der)
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        Some(CertInfo {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            dns_names,
+            not_before: crate::time_fmt::unix_to_text(validity.not_before.timestamp()),
+            not_after: crate::time_fmt::unix_to_text(validity.not_after.timestamp()),
+            not_before_unix: validity.not_before.timestamp(),
+            not_after_unix: validity.not_after.timestamp(),
+            sha256: fingerprint,
+            self_signed: cert.subject() == cert.issuer(),
+        })
+    }
+
+    /// The names the certificate is valid for: its DNS SANs, or its subject CN when it has none
+    /// (as Samba's and older Windows DCs' self-made certificates do).
+    pub fn names(&self) -> Vec<String> {
+        if !self.dns_names.is_empty() {
+            return self.dns_names.clone();
+        }
+        self.subject
+            .split(", ")
+            .filter_map(|part| part.strip_prefix("CN="))
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn matches_host(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.names().iter().any(|name| {
+            let name = name.to_ascii_lowercase();
+            match name.strip_prefix("*.") {
+                Some(rest) => host
+                    .split_once('.')
+                    .is_some_and(|(first, tail)| !first.is_empty() && tail == rest),
+                None => name == host,
+            }
+        })
+    }
+
+    pub fn diagnose(&self, host: &str, now_unix: i64) -> CertProblem {
+        if now_unix > self.not_after_unix {
+            CertProblem::Expired
+        } else if now_unix < self.not_before_unix {
+            CertProblem::NotYetValid
+        } else if !self.matches_host(host) {
+            CertProblem::NameMismatch
+        } else {
+            CertProblem::Untrusted
+        }
+    }
+
+    /// Several lines, one fact per line, for a detail field.
+    pub fn describe(&self) -> String {
+        let names = self.names();
+        format!(
+            "subject: {}\nissuer: {}{}\nnames: {}\nvalid: {} to {}\nSHA-256: {}",
+            self.subject,
+            self.issuer,
+            if self.self_signed {
+                " (self-signed)"
+            } else {
+                ""
+            },
+            if names.is_empty() {
+                "(none)".to_string()
+            } else {
+                names.join(", ")
+            },
+            self.not_before,
+            self.not_after,
+            self.sha256
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} holds no PEM certificate (expected -----BEGIN CERTIFICATE----- blocks)")]
+    Empty { path: String },
+    #[error("{path}: certificate {index} is not valid: {reason}")]
+    Invalid {
+        path: String,
+        index: usize,
+        reason: String,
+    },
+}
+
+/// Reads every PEM certificate in a CA file, as DER.
+pub fn load_ca_file(path: &Path) -> Result<Vec<Vec<u8>>, CaFileError> {
+    let shown = path.display().to_string();
+    let data = std::fs::read(path).map_err(|source| CaFileError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for (i, pem) in x509_parser::pem::Pem::iter_from_buffer(&data).enumerate() {
+        let pem = pem.map_err(|e| CaFileError::Invalid {
+            path: shown.clone(),
+            index: i + 1,
+            reason: e.to_string(),
+        })?;
+        if pem.label != "CERTIFICATE" {
+            continue;
+        }
+        if X509Certificate::from_der(&pem.contents).is_err() {
+            return Err(CaFileError::Invalid {
+                path: shown,
+                index: i + 1,
+                reason: "not an X.509 certificate".into(),
+            });
+        }
+        out.push(pem.contents);
+    }
+    if out.is_empty() {
+        return Err(CaFileError::Empty { path: shown });
+    }
+    Ok(out)
+}
+
+/// The BER of an LDAP StartTLS extended request (message id 1), fixed bytes.
+const STARTTLS_REQUEST: &[u8] = &[
+    0x30, 0x1d, 0x02, 0x01, 0x01, 0x77, 0x18, 0x80, 0x16, b'1', b'.', b'3', b'.', b'6', b'.', b'1',
+    b'.', b'4', b'.', b'1', b'.', b'1', b'4', b'6', b'6', b'.', b'2', b'0', b'0', b'3', b'7',
+];
+
+/// Opens a second, diagnostic TLS connection that does not verify anything, only to read the
+/// certificate the server presents after the real, verifying connection refused it. Nothing is
+/// sent over it but the handshake (and the StartTLS request first, when `starttls`).
+pub async fn fetch_certificate(
+    addr: SocketAddr,
+    host: &str,
+    starttls: bool,
+    timeout: Duration,
+) -> Option<CertInfo> {
+    let work = async {
+        let mut tcp = TcpStream::connect(addr).await.ok()?;
+        if starttls {
+            tcp.write_all(STARTTLS_REQUEST).await.ok()?;
+            read_one_ber_message(&mut tcp).await?;
+        }
+        let connector = native_tls::TlsConnector::builder()
+            .danger_accept_invalid_certs(true)
+            .danger_accept_invalid_hostnames(true)
+            .build()
+            .ok()?;
+        let tls = tokio_native_tls::TlsConnector::from(connector)
+            .connect(host, tcp)
+            .await
+            .ok()?;
+        let der = tls.get_ref().peer_certificate().ok()??.to_der().ok()?;
+        CertInfo::from_der(&der)
+    };
+    tokio::time::timeout(timeout, work).await.ok().flatten()
+}
+
+/// Reads one BER TLV (the StartTLS response) so the TLS handshake starts on a clean stream.
+async fn read_one_ber_message(tcp: &mut TcpStream) -> Option<()> {
+    let mut head = [0u8; 2];
+    tcp.read_exact(&mut head).await.ok()?;
+    let len = if head[1] & 0x80 == 0 {
+        head[1] as usize
+    } else {
+        let n = (head[1] & 0x7f) as usize;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut buf = [0u8; 4];
+        tcp.read_exact(&mut buf[..n]).await.ok()?;
+        buf[..n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize)
+    };
+    if len > 64 * 1024 {
+        return None;
+    }
+    let mut body = vec![0u8; len];
+    tcp.read_exact(&mut body).await.ok()?;
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(names: &[&str], subject: &str) -> CertInfo {
+        CertInfo {
+            subject: subject.into(),
+            issuer: "CN=CA".into(),
+            dns_names: names.iter().map(|s| s.to_string()).collect(),
+            not_before: String::new(),
+            not_after: String::new(),
+            not_before_unix: 100,
+            not_after_unix: 200,
+            sha256: String::new(),
+            self_signed: false,
+        }
+    }
+
+    #[test]
+    fn matches_sans_wildcards_and_a_bare_subject_cn() {
+        let c = info(&["dc1.example.com", "*.corp.example.com"], "CN=ignored");
+        assert!(c.matches_host("DC1.example.com"));
+        assert!(c.matches_host("dc9.corp.example.com"));
+        assert!(!c.matches_host("a.b.corp.example.com"));
+        assert!(!c.matches_host("ignored"));
+        let samba = info(&[], "O=Samba Administration, OU=Samba - temporary autogenerated HOST certificate, CN=DC1.example.com");
+        assert!(samba.matches_host("dc1.example.com"));
+        assert!(!samba.matches_host("dc2.example.com"));
+    }
+
+    #[test]
+    fn diagnoses_expiry_before_names() {
+        let c = info(&["dc1.example.com"], "CN=x");
+        assert_eq!(c.diagnose("dc1.example.com", 300), CertProblem::Expired);
+        assert_eq!(c.diagnose("dc1.example.com", 50), CertProblem::NotYetValid);
+        assert_eq!(c.diagnose("other", 150), CertProblem::NameMismatch);
+        assert_eq!(c.diagnose("dc1.example.com", 150), CertProblem::Untrusted);
+    }
+}

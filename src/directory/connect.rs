@@ -1,0 +1,322 @@
+//! Opening the one connection to a domain controller, step by step, so each step can be
+//! reported on its own: name resolution, TCP reachability, TLS (LDAPS or StartTLS) with
+//! certificate verification, and the plain-LDAP fallback when, and only when, the answers allow
+//! it and the secure way failed.
+
+use super::cert::{self, CertInfo, CertProblem};
+use super::session::Session;
+use ldap3::{LdapConnAsync, LdapConnSettings, StdStream};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    Ldaps,
+    Starttls,
+}
+
+impl Security {
+    pub fn default_port(self) -> u16 {
+        match self {
+            Security::Ldaps => 636,
+            Security::Starttls => 389,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Security::Ldaps => "LDAPS",
+            Security::Starttls => "StartTLS",
+        }
+    }
+}
+
+pub const PLAIN_LDAP_PORT: u16 = 389;
+
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub host: String,
+    pub security: Security,
+    pub port: Option<u16>,
+    pub ca_file: Option<PathBuf>,
+    pub allow_insecure_fallback: bool,
+    pub connect_timeout: Duration,
+    pub op_timeout: Duration,
+}
+
+impl ConnectOptions {
+    pub fn secure_port(&self) -> u16 {
+        self.port.unwrap_or(self.security.default_port())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ReachError {
+    Refused,
+    TimedOut(Duration),
+    Other(String),
+}
+
+impl std::fmt::Display for ReachError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReachError::Refused => f.write_str("the connection was refused (nothing listens there)"),
+            ReachError::TimedOut(d) => write!(f, "no answer within {} s", d.as_secs_f32()),
+            ReachError::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFailure {
+    /// The TLS library's or server's own words.
+    pub message: String,
+    /// The certificate the server presented, read over a second, non-verifying handshake.
+    pub cert: Option<CertInfo>,
+    pub problem: Option<CertProblem>,
+    /// The CA file given in the answers could not be used.
+    pub ca_file_error: Option<String>,
+    /// The server refused the StartTLS request itself.
+    pub starttls_refused: bool,
+    pub timed_out: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Fallback {
+    /// The secure connection worked.
+    NotNeeded,
+    /// The secure connection failed and the answers do not allow plain LDAP.
+    NotAllowed,
+    /// Plain LDAP on this port is in use.
+    Used { port: u16 },
+    /// Plain LDAP was allowed and tried, and failed too.
+    Failed { port: u16, reason: String },
+}
+
+/// Everything that happened while connecting, for the checks to report, and the session when
+/// one could be opened.
+pub struct Connection {
+    pub host: String,
+    pub secure_port: u16,
+    pub security: Security,
+    pub resolved: Result<Vec<SocketAddr>, String>,
+    pub secure_reach: Option<Result<SocketAddr, ReachError>>,
+    pub tls: Option<Result<(), TlsFailure>>,
+    pub fallback: Fallback,
+    pub session: Option<Session>,
+}
+
+pub async fn connect(opts: &ConnectOptions) -> Connection {
+    let secure_port = opts.secure_port();
+    let mut out = Connection {
+        host: opts.host.clone(),
+        secure_port,
+        security: opts.security,
+        resolved: Err(String::new()),
+        secure_reach: None,
+        tls: None,
+        fallback: Fallback::NotNeeded,
+        session: None,
+    };
+    out.resolved = resolve(&opts.host, secure_port, opts.connect_timeout).await;
+    let Ok(addrs) = out.resolved.clone() else {
+        return out;
+    };
+
+    let secure = reach(&addrs, opts.connect_timeout).await;
+    out.secure_reach = Some(secure.as_ref().map(|(a, _)| *a).map_err(Clone::clone));
+    if let Ok((addr, tcp)) = secure {
+        let tls = open_secure(opts, addr, tcp).await;
+        match tls {
+            Ok(session) => {
+                out.tls = Some(Ok(()));
+                out.session = Some(session);
+                return out;
+            }
+            Err(failure) => out.tls = Some(Err(failure)),
+        }
+    }
+
+    if !opts.allow_insecure_fallback {
+        out.fallback = Fallback::NotAllowed;
+        return out;
+    }
+    let plain_addrs: Vec<SocketAddr> = addrs
+        .iter()
+        .map(|a| SocketAddr::new(a.ip(), PLAIN_LDAP_PORT))
+        .collect();
+    out.fallback = match reach(&plain_addrs, opts.connect_timeout).await {
+        Err(e) => Fallback::Failed {
+            port: PLAIN_LDAP_PORT,
+            reason: e.to_string(),
+        },
+        Ok((_, tcp)) => match open_ldap(opts, tcp, Mode::Plain, PLAIN_LDAP_PORT, None).await {
+            Ok(session) => {
+                out.session = Some(session);
+                Fallback::Used {
+                    port: PLAIN_LDAP_PORT,
+                }
+            }
+            Err(e) => Fallback::Failed {
+                port: PLAIN_LDAP_PORT,
+                reason: e,
+            },
+        },
+    };
+    out
+}
+
+async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
+    match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
+        Err(_) => Err(format!("the name lookup took longer than {} s", timeout.as_secs_f32())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(addrs)) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            if addrs.is_empty() {
+                Err("the name has no address".into())
+            } else {
+                Ok(addrs)
+            }
+        }
+    }
+}
+
+/// Tries each address in turn; the first that accepts a TCP connection wins.
+async fn reach(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+) -> Result<(SocketAddr, TcpStream), ReachError> {
+    let mut last = ReachError::Other("no address to try".into());
+    for addr in addrs {
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => return Ok((*addr, tcp)),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                last = ReachError::Refused
+            }
+            Ok(Err(e)) => last = ReachError::Other(e.to_string()),
+            Err(_) => last = ReachError::TimedOut(timeout),
+        }
+    }
+    Err(last)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Ldaps,
+    StartTls,
+    Plain,
+}
+
+async fn open_secure(
+    opts: &ConnectOptions,
+    addr: SocketAddr,
+    tcp: TcpStream,
+) -> Result<Session, TlsFailure> {
+    let mut failure = TlsFailure {
+        message: String::new(),
+        cert: None,
+        problem: None,
+        ca_file_error: None,
+        starttls_refused: false,
+        timed_out: false,
+    };
+    let connector = match tls_connector(opts) {
+        Ok(c) => c,
+        Err(e) => {
+            failure.message = e.clone();
+            failure.ca_file_error = Some(e);
+            return Err(failure);
+        }
+    };
+    let mode = match opts.security {
+        Security::Ldaps => Mode::Ldaps,
+        Security::Starttls => Mode::StartTls,
+    };
+    match open_ldap(opts, tcp, mode, opts.secure_port(), Some(connector)).await {
+        Ok(session) => Ok(session),
+        Err(message) => {
+            failure.timed_out = message.starts_with(TIMEOUT_PREFIX);
+            failure.starttls_refused = mode == Mode::StartTls && message.contains("LDAP operation result");
+            failure.message = message;
+            if !failure.starttls_refused && !failure.timed_out {
+                failure.cert = cert::fetch_certificate(
+                    addr,
+                    &opts.host,
+                    mode == Mode::StartTls,
+                    opts.op_timeout,
+                )
+                .await;
+                failure.problem = failure
+                    .cert
+                    .as_ref()
+                    .map(|c| c.diagnose(&opts.host, crate::time_fmt::now_unix()));
+            }
+            Err(failure)
+        }
+    }
+}
+
+fn tls_connector(opts: &ConnectOptions) -> Result<native_tls::TlsConnector, String> {
+    let mut builder = native_tls::TlsConnector::builder();
+    if let Some(path) = &opts.ca_file {
+        let ders = cert::load_ca_file(path).map_err(|e| e.to_string())?;
+        for der in ders {
+            let c = native_tls::Certificate::from_der(&der)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            builder.add_root_certificate(c);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| format!("the TLS library could not be set up: {e}"))
+}
+
+const TIMEOUT_PREFIX: &str = "no answer";
+
+async fn open_ldap(
+    opts: &ConnectOptions,
+    tcp: TcpStream,
+    mode: Mode,
+    port: u16,
+    connector: Option<native_tls::TlsConnector>,
+) -> Result<Session, String> {
+    let std_stream = tcp.into_std().map_err(|e| e.to_string())?;
+    let mut settings = LdapConnSettings::new()
+        .set_conn_timeout(opts.connect_timeout)
+        .set_std_stream(StdStream::Tcp(std_stream))
+        .set_starttls(mode == Mode::StartTls);
+    if let Some(c) = connector {
+        settings = settings.set_connector(c);
+    }
+    let scheme = if mode == Mode::Ldaps { "ldaps" } else { "ldap" };
+    let host = if opts.host.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{}]", opts.host)
+    } else {
+        opts.host.clone()
+    };
+    let url = format!("{scheme}://{host}:{port}");
+    let (conn, ldap) = match tokio::time::timeout(
+        opts.op_timeout,
+        LdapConnAsync::with_settings(settings, &url),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(format!(
+                "{TIMEOUT_PREFIX} to the TLS handshake within {} s",
+                opts.op_timeout.as_secs_f32()
+            ));
+        }
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(pair)) => pair,
+    };
+    tokio::spawn(async move {
+        if let Err(e) = conn.drive().await {
+            tracing::debug!("LDAP connection ended: {e}");
+        }
+    });
+    Ok(Session::new(ldap, opts.op_timeout, mode != Mode::Plain))
+}

@@ -1,0 +1,199 @@
+//! One open LDAP connection to a domain controller: every operation has a timeout, is counted,
+//! and fails with words rather than ldap3's internals.
+
+use super::Stats;
+use super::bind::BindFailure;
+use crate::secret::Secret;
+use ldap3::{Ldap, LdapError, Scope, SearchEntry};
+use std::time::Duration;
+
+/// Why an LDAP operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OpError {
+    #[error("the domain controller did not answer within {} s", .0.as_secs_f32())]
+    Timeout(Duration),
+    #[error("the domain controller answered with LDAP result {rc} ({name}){}", if .text.is_empty() { String::new() } else { format!(": {text}") })]
+    Ldap {
+        rc: u32,
+        name: &'static str,
+        text: String,
+    },
+    #[error("the connection failed: {0}")]
+    Connection(String),
+}
+
+impl OpError {
+    fn from_ldap(e: LdapError, timeout: Duration) -> OpError {
+        match e {
+            LdapError::Timeout { .. } => OpError::Timeout(timeout),
+            LdapError::LdapResult { result } => OpError::Ldap {
+                rc: result.rc,
+                name: result_name(result.rc),
+                text: result.text.trim_end_matches('\0').trim().to_string(),
+            },
+            other => OpError::Connection(other.to_string()),
+        }
+    }
+
+    pub fn rc(&self) -> Option<u32> {
+        match self {
+            OpError::Ldap { rc, .. } => Some(*rc),
+            _ => None,
+        }
+    }
+}
+
+/// A bind that did not succeed: refused by AD (with the decoded reason) or failed underneath.
+#[derive(Debug, Clone)]
+pub enum BindError {
+    Refused {
+        reason: BindFailure,
+        server_text: String,
+    },
+    Op(OpError),
+}
+
+fn result_name(rc: u32) -> &'static str {
+    match rc {
+        1 => "operations error",
+        2 => "protocol error",
+        3 => "time limit exceeded",
+        8 => "stronger authentication required",
+        10 => "referral",
+        32 => "no such object",
+        34 => "invalid DN syntax",
+        49 => "invalid credentials",
+        50 => "insufficient access rights",
+        51 => "busy",
+        52 => "unavailable",
+        53 => "unwilling to perform",
+        _ => "error",
+    }
+}
+
+pub struct Session {
+    ldap: Ldap,
+    op_timeout: Duration,
+    stats: Stats,
+    /// False only on a plain-LDAP fallback connection.
+    pub encrypted: bool,
+}
+
+impl Session {
+    pub(super) fn new(ldap: Ldap, op_timeout: Duration, encrypted: bool) -> Session {
+        Session {
+            ldap,
+            op_timeout,
+            stats: Stats {
+                connections: 1,
+                operations: 0,
+            },
+            encrypted,
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    pub async fn simple_bind(&mut self, bind_name: &str, password: &Secret) -> Result<(), BindError> {
+        self.stats.operations += 1;
+        let timeout = self.op_timeout;
+        let res = self
+            .ldap
+            .with_timeout(timeout)
+            .simple_bind(bind_name, password.expose())
+            .await
+            .map_err(|e| BindError::Op(OpError::from_ldap(e, timeout)))?;
+        if res.rc == 0 {
+            return Ok(());
+        }
+        Err(BindError::Refused {
+            reason: BindFailure::from_result(res.rc, &res.text),
+            server_text: res.text.trim_end_matches('\0').trim().to_string(),
+        })
+    }
+
+    pub async fn search(
+        &mut self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>, OpError> {
+        self.stats.operations += 1;
+        let timeout = self.op_timeout;
+        let (entries, _res) = self
+            .ldap
+            .with_timeout(timeout)
+            .search(base, scope, filter, attrs.to_vec())
+            .await
+            .and_then(|r| r.success())
+            .map_err(|e| OpError::from_ldap(e, timeout))?;
+        Ok(entries.into_iter().map(SearchEntry::construct).collect())
+    }
+
+    /// Reads one entry by DN; `Ok(None)` when it does not exist.
+    pub async fn read_entry(
+        &mut self,
+        dn: &str,
+        attrs: &[&str],
+    ) -> Result<Option<SearchEntry>, OpError> {
+        match self.search(dn, Scope::Base, "(objectClass=*)", attrs).await {
+            Ok(mut entries) => Ok(entries.pop()),
+            Err(e) if e.rc() == Some(32) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends the session politely; errors here change nothing for the caller.
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(self.op_timeout, self.ldap.unbind()).await;
+    }
+}
+
+/// Single-valued attribute helpers over ldap3's entry maps.
+pub trait EntryExt {
+    fn first(&self, attr: &str) -> Option<&str>;
+    fn all(&self, attr: &str) -> &[String];
+    fn int(&self, attr: &str) -> Option<i64>;
+    fn binary(&self, attr: &str) -> Vec<Vec<u8>>;
+}
+
+impl EntryExt for SearchEntry {
+    fn first(&self, attr: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+            .and_then(|(_, v)| v.first())
+            .map(String::as_str)
+    }
+
+    fn all(&self, attr: &str) -> &[String] {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or(&[])
+    }
+
+    fn int(&self, attr: &str) -> Option<i64> {
+        self.first(attr).and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Binary values (SIDs); ldap3 files a value under `bin_attrs` only when it is not UTF-8,
+    /// so both maps are read.
+    fn binary(&self, attr: &str) -> Vec<Vec<u8>> {
+        let bin = self
+            .bin_attrs
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(attr))
+            .flat_map(|(_, v)| v.iter().cloned());
+        let text = self
+            .attrs
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(attr))
+            .flat_map(|(_, v)| v.iter().map(|s| s.as_bytes().to_vec()));
+        bin.chain(text).collect()
+    }
+}

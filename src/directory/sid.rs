@@ -1,0 +1,46 @@
+//! Binary security identifiers (as `objectSid` and `tokenGroups` carry them) in `S-1-5-...` form.
+
+/// `S-R-I-S1-S2-...` from the binary layout: revision, sub-authority count, 48-bit big-endian
+/// identifier authority, then 32-bit little-endian sub-authorities.
+pub fn to_string(bytes: &[u8]) -> Option<String> {
+    let (&revision, rest) = bytes.split_first()?;
+    let (&count, rest) = rest.split_first()?;
+    if rest.len() != 6 + 4 * count as usize {
+        return None;
+    }
+    let authority = rest[..6]
+        .iter()
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    let mut out = format!("S-{revision}-{authority}");
+    for chunk in rest[6..].chunks_exact(4) {
+        let sub = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        out.push_str(&format!("-{sub}"));
+    }
+    Some(out)
+}
+
+/// The relative id (last sub-authority) and the domain part of a SID string.
+pub fn split_rid(sid: &str) -> Option<(&str, u32)> {
+    let (domain, rid) = sid.rsplit_once('-')?;
+    Some((domain, rid.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_builtin_administrators_and_domain_sids() {
+        // S-1-5-32-544
+        let admins = [1u8, 2, 0, 0, 0, 0, 0, 5, 32, 0, 0, 0, 0x20, 0x02, 0, 0];
+        assert_eq!(to_string(&admins).as_deref(), Some("S-1-5-32-544"));
+        let mut dom = vec![1u8, 5, 0, 0, 0, 0, 0, 5, 21, 0, 0, 0];
+        for v in [1u32, 2, 3, 512] {
+            dom.extend_from_slice(&v.to_le_bytes());
+        }
+        let s = to_string(&dom);
+        assert_eq!(s.as_deref(), Some("S-1-5-21-1-2-3-512"));
+        assert_eq!(split_rid("S-1-5-21-1-2-3-512"), Some(("S-1-5-21-1-2-3", 512)));
+        assert_eq!(to_string(&[1, 2, 0]), None);
+    }
+}

@@ -1,0 +1,11 @@
+//! ad-sync: an Active Directory sync agent for a cloud directory, and the installer that sets
+//! it up. The library holds everything the binaries share; see docs/ and DESIGN.md for the
+//! layers (pure core: `dn`, `answers`, `preflight::evaluate`; adapters: `directory`).
+
+pub mod answers;
+pub mod cli;
+pub mod directory;
+pub mod dn;
+pub mod preflight;
+pub mod secret;
+pub mod time_fmt;

@@ -1,0 +1,187 @@
+//! Preflight checks: the one list of checks the wizard pages, `ad-sync-setup check` and the
+//! install step all run, with stable ids that scripts key on.
+//!
+//! `CheckResult` is the reported shape (`{id, status, summary, detail, fix}`); `ad` gathers facts
+//! from a domain controller over one connection and turns them into results; `evaluate` holds the
+//! pure decisions, which tests also feed with recorded directory data.
+
+pub mod ad;
+pub mod evaluate;
+
+use serde::Serialize;
+
+/// Check ids are part of the CLI contract: add new ones freely, never rename.
+pub mod ids {
+    pub const DN_ROOT: &str = "dn.root";
+    pub const DN_SYNC_GROUP: &str = "dn.sync_group";
+    pub const DC_RESOLVE: &str = "dc.resolve";
+    pub const DC_REACHABLE: &str = "dc.reachable";
+    pub const DC_WRITABLE: &str = "dc.writable";
+    pub const LDAP_TLS: &str = "ldap.tls";
+    pub const LDAP_FALLBACK: &str = "ldap.fallback";
+    pub const LDAP_BIND: &str = "ldap.bind";
+    pub const ACCOUNT_NOT_PRIVILEGED: &str = "account.not_privileged";
+    pub const ACCOUNT_NAME: &str = "account.name";
+    pub const ACCOUNT_ADMINCOUNT: &str = "account.admincount";
+    pub const ACCOUNT_ENABLED: &str = "account.enabled";
+    pub const ACCOUNT_PASSWORD_EXPIRY: &str = "account.password_expiry";
+    pub const ROOT_DN_EXISTS: &str = "root_dn.exists";
+    pub const ROOT_DN_DOMAIN_MATCHES: &str = "root_dn.domain_matches";
+    pub const ROOT_DN_DELEGATION: &str = "root_dn.delegation";
+    pub const SYNC_GROUP_EXISTS: &str = "sync_group.exists";
+    pub const SYNC_GROUP_IS_SECURITY_GROUP: &str = "sync_group.is_security_group";
+    pub const CLOUD_REACHABLE: &str = "cloud.reachable";
+    pub const CLOUD_TLS: &str = "cloud.tls";
+    pub const CONNECT_KEY_FORMAT: &str = "connect_key.format";
+    pub const CONNECT_KEY_VALID: &str = "connect_key.valid";
+    pub const CONNECT_KEY_DOMAIN_MATCHES: &str = "connect_key.domain_matches";
+    pub const PASSWORD_POLICY: &str = "password_policy";
+
+    /// Every id, in the order checks are reported.
+    pub const ALL: [&str; 24] = [
+        DN_ROOT,
+        DN_SYNC_GROUP,
+        DC_RESOLVE,
+        DC_REACHABLE,
+        LDAP_TLS,
+        LDAP_FALLBACK,
+        DC_WRITABLE,
+        LDAP_BIND,
+        ACCOUNT_NOT_PRIVILEGED,
+        ACCOUNT_NAME,
+        ACCOUNT_ADMINCOUNT,
+        ACCOUNT_ENABLED,
+        ACCOUNT_PASSWORD_EXPIRY,
+        ROOT_DN_EXISTS,
+        ROOT_DN_DOMAIN_MATCHES,
+        ROOT_DN_DELEGATION,
+        SYNC_GROUP_EXISTS,
+        SYNC_GROUP_IS_SECURITY_GROUP,
+        PASSWORD_POLICY,
+        CLOUD_REACHABLE,
+        CLOUD_TLS,
+        CONNECT_KEY_FORMAT,
+        CONNECT_KEY_VALID,
+        CONNECT_KEY_DOMAIN_MATCHES,
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Skip,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+            Status::Skip => "SKIP",
+        }
+    }
+}
+
+/// One reported check. `detail` says what was found; `fix` what to do (empty on a pass).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckResult {
+    pub id: &'static str,
+    pub status: Status,
+    pub summary: String,
+    pub detail: String,
+    pub fix: String,
+}
+
+impl CheckResult {
+    pub fn pass(id: &'static str, summary: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(id, Status::Pass, summary, detail, "")
+    }
+
+    pub fn warn(
+        id: &'static str,
+        summary: impl Into<String>,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Self::new(id, Status::Warn, summary, detail, fix)
+    }
+
+    pub fn fail(
+        id: &'static str,
+        summary: impl Into<String>,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Self::new(id, Status::Fail, summary, detail, fix)
+    }
+
+    /// A check that did not run, and why. Never reported as a pass.
+    pub fn skip(id: &'static str, why: impl Into<String>) -> Self {
+        Self::new(id, Status::Skip, why, "", "")
+    }
+
+    fn new(
+        id: &'static str,
+        status: Status,
+        summary: impl Into<String>,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        CheckResult {
+            id,
+            status,
+            summary: summary.into(),
+            detail: detail.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// The outcome of a whole preflight run, plus what it cost (for the bench and the logs).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub checks: Vec<CheckResult>,
+    #[serde(skip)]
+    pub stats: crate::directory::Stats,
+}
+
+impl Report {
+    pub fn worst(&self) -> Status {
+        self.checks
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Status::Pass)
+    }
+
+    pub fn any_failed(&self) -> bool {
+        self.checks.iter().any(|c| c.status == Status::Fail)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&CheckResult> {
+        self.checks.iter().find(|c| c.id == id)
+    }
+}
+
+/// Every preflight check for an answers file. The cloud checks are reported as skipped, with
+/// the reason, until the cloud client exists.
+pub async fn run(answers: &crate::answers::Answers) -> Report {
+    let mut report = ad::run(answers).await;
+    for id in [
+        ids::CLOUD_REACHABLE,
+        ids::CLOUD_TLS,
+        ids::CONNECT_KEY_FORMAT,
+        ids::CONNECT_KEY_VALID,
+        ids::CONNECT_KEY_DOMAIN_MATCHES,
+    ] {
+        report.checks.push(CheckResult::skip(
+            id,
+            "cloud checks are not implemented in this build yet (the cloud client arrives with ad-sync-cloud)",
+        ));
+    }
+    report
+}
