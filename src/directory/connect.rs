@@ -107,6 +107,8 @@ pub struct Connection {
     pub tls: Option<Result<(), TlsFailure>>,
     pub fallback: Fallback,
     pub session: Option<Session>,
+    /// TCP connections opened, the diagnostic certificate read included.
+    pub connections_opened: u32,
 }
 
 pub async fn connect(opts: &ConnectOptions) -> Connection {
@@ -120,6 +122,7 @@ pub async fn connect(opts: &ConnectOptions) -> Connection {
         tls: None,
         fallback: Fallback::NotNeeded,
         session: None,
+        connections_opened: 0,
     };
     out.resolved = resolve(&opts.host, secure_port, opts.connect_timeout).await;
     let Ok(addrs) = out.resolved.clone() else {
@@ -129,6 +132,7 @@ pub async fn connect(opts: &ConnectOptions) -> Connection {
     let secure = reach(&addrs, opts.connect_timeout).await;
     out.secure_reach = Some(secure.as_ref().map(|(a, _)| *a).map_err(Clone::clone));
     if let Ok((addr, tcp)) = secure {
+        out.connections_opened += 1;
         let tls = open_secure(opts, addr, tcp).await;
         match tls {
             Ok(session) => {
@@ -136,7 +140,12 @@ pub async fn connect(opts: &ConnectOptions) -> Connection {
                 out.session = Some(session);
                 return out;
             }
-            Err(failure) => out.tls = Some(Err(failure)),
+            Err(failure) => {
+                if failure.cert.is_some() {
+                    out.connections_opened += 1;
+                }
+                out.tls = Some(Err(failure));
+            }
         }
     }
 
@@ -153,18 +162,21 @@ pub async fn connect(opts: &ConnectOptions) -> Connection {
             port: PLAIN_LDAP_PORT,
             reason: e.to_string(),
         },
-        Ok((_, tcp)) => match open_ldap(opts, tcp, Mode::Plain, PLAIN_LDAP_PORT, None).await {
-            Ok(session) => {
-                out.session = Some(session);
-                Fallback::Used {
-                    port: PLAIN_LDAP_PORT,
+        Ok((_, tcp)) => {
+            out.connections_opened += 1;
+            match open_ldap(opts, tcp, Mode::Plain, PLAIN_LDAP_PORT, None).await {
+                Ok(session) => {
+                    out.session = Some(session);
+                    Fallback::Used {
+                        port: PLAIN_LDAP_PORT,
+                    }
                 }
+                Err(reason) => Fallback::Failed {
+                    port: PLAIN_LDAP_PORT,
+                    reason,
+                },
             }
-            Err(e) => Fallback::Failed {
-                port: PLAIN_LDAP_PORT,
-                reason: e,
-            },
-        },
+        }
     };
     out
 }

@@ -82,7 +82,7 @@ pub async fn run(answers: &Answers) -> Report {
         results.push(r);
     }
     let mut stats = Stats {
-        connections: u32::from(conn.secure_reach.as_ref().is_some_and(|r| r.is_ok())),
+        connections: conn.connections_opened,
         operations: 0,
     };
     let Some(mut session) = conn.session.take() else {
@@ -92,9 +92,6 @@ pub async fn run(answers: &Answers) -> Report {
             stats,
         };
     };
-    if !session.encrypted {
-        stats.connections += 1;
-    }
     let ctx = Ctx {
         answers,
         host: &opts.host,

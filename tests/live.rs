@@ -1,0 +1,357 @@
+//! Every AD check against real Samba AD DCs (see tests/support/testbed.rs): one test that makes
+//! each check pass, and tests that make each fail or warn, plus the `check` CLI end to end.
+
+mod support;
+
+use ad_sync::preflight::{Report, Status, ids};
+use support::testbed::{self, accounts};
+use support::{Spec, bed, run_checks, setup_cli};
+
+fn expect(report: &Report, id: &str, status: Status, words: &str) {
+    let c = report
+        .get(id)
+        .unwrap_or_else(|| panic!("{id} not reported:\n{}", ad_sync::cli::render_text(report)));
+    assert_eq!(
+        c.status,
+        status,
+        "{id}: {}\n{}",
+        c.summary,
+        ad_sync::cli::render_text(report)
+    );
+    let text = format!("{} {} {}", c.summary, c.detail, c.fix);
+    assert!(
+        text.contains(words),
+        "{id}: expected {words:?} in {text:?}"
+    );
+    if status == Status::Fail || status == Status::Warn {
+        assert!(!c.fix.is_empty(), "{id} {status:?} without a fix");
+    }
+}
+
+const AD_IDS: [&str; 19] = [
+    ids::DN_ROOT,
+    ids::DN_SYNC_GROUP,
+    ids::DC_RESOLVE,
+    ids::DC_REACHABLE,
+    ids::LDAP_TLS,
+    ids::LDAP_FALLBACK,
+    ids::DC_WRITABLE,
+    ids::LDAP_BIND,
+    ids::ACCOUNT_NOT_PRIVILEGED,
+    ids::ACCOUNT_NAME,
+    ids::ACCOUNT_ADMINCOUNT,
+    ids::ACCOUNT_ENABLED,
+    ids::ACCOUNT_PASSWORD_EXPIRY,
+    ids::ROOT_DN_EXISTS,
+    ids::ROOT_DN_DOMAIN_MATCHES,
+    ids::ROOT_DN_DELEGATION,
+    ids::SYNC_GROUP_EXISTS,
+    ids::SYNC_GROUP_IS_SECURITY_GROUP,
+    ids::PASSWORD_POLICY,
+];
+
+#[test]
+fn every_ad_check_passes_for_a_well_prepared_domain_over_one_connection() {
+    let r = run_checks(&Spec::good());
+    for id in AD_IDS {
+        let c = r.get(id).unwrap_or_else(|| panic!("{id} missing"));
+        assert_eq!(c.status, Status::Pass, "{id}: {}\n{}", c.summary, ad_sync::cli::render_text(&r));
+    }
+    // The cloud checks are honestly skipped, never passed, until the cloud client exists.
+    for id in [ids::CLOUD_REACHABLE, ids::CLOUD_TLS, ids::CONNECT_KEY_FORMAT, ids::CONNECT_KEY_VALID, ids::CONNECT_KEY_DOMAIN_MATCHES] {
+        expect(&r, id, Status::Skip, "not implemented");
+    }
+    assert_eq!(r.checks.len(), ids::ALL.len());
+    assert_eq!(r.stats.connections, 1);
+    // RootDSE, bind, domain policy, account, tokenGroups, root container, sync group, unbind.
+    assert_eq!(r.stats.operations, 8);
+    expect(&r, ids::ROOT_DN_DELEGATION, Status::Pass, "does not prove");
+    expect(&r, ids::PASSWORD_POLICY, Status::Pass, "complexity required");
+    expect(&r, ids::ACCOUNT_PASSWORD_EXPIRY, Status::Pass, "never expires");
+}
+
+#[test]
+fn accepts_bare_and_upn_account_names_and_the_comma_form() {
+    let mut s = Spec::good();
+    s.username = accounts::GOOD.into();
+    s.root_dn = "ou=Staff,dc=example,dc=com".into();
+    let r = run_checks(&s);
+    expect(&r, ids::LDAP_BIND, Status::Pass, "svc-sync@example.com");
+    expect(&r, ids::DN_ROOT, Status::Pass, "upper-cased");
+    expect(&r, ids::ROOT_DN_DELEGATION, Status::Pass, "can create");
+    s.username = format!("{}@example.com", accounts::GOOD);
+    expect(&run_checks(&s), ids::ACCOUNT_NOT_PRIVILEGED, Status::Pass, "not in any");
+}
+
+#[test]
+fn non_ascii_and_escaped_comma_container_is_found_and_delegated() {
+    let mut s = Spec::good();
+    s.root_dn = "OU=Bénéficiaires\\, Zürich;DC=example;DC=com".into();
+    let r = run_checks(&s);
+    expect(&r, ids::DN_ROOT, Status::Pass, "Bénéficiaires\\, Zürich");
+    expect(&r, ids::ROOT_DN_EXISTS, Status::Pass, "exists");
+    expect(&r, ids::ROOT_DN_DELEGATION, Status::Pass, "can create users and groups");
+}
+
+#[test]
+fn malformed_dns_fail_with_position_and_skip_what_depends_on_them() {
+    let mut s = Spec::good();
+    s.root_dn = "OU=Staff; DC=example;DC=com".into();
+    s.sync_group_dn = Some("CN=Cloud Groups;O=Staff;DC=example;DC=com".into());
+    let r = run_checks(&s);
+    expect(&r, ids::DN_ROOT, Status::Fail, "at character 10");
+    expect(&r, ids::DN_SYNC_GROUP, Status::Fail, "`O`");
+    expect(&r, ids::ROOT_DN_EXISTS, Status::Skip, "not valid");
+    expect(&r, ids::SYNC_GROUP_EXISTS, Status::Skip, "not valid");
+    // The account checks do not depend on the DNs and still run.
+    expect(&r, ids::LDAP_BIND, Status::Pass, "logged on");
+}
+
+#[test]
+fn unresolvable_dc_name_fails_dc_resolve() {
+    let mut s = Spec::good();
+    s.dc_host = Some("no-such-dc.invalid".into());
+    let r = run_checks(&s);
+    expect(&r, ids::DC_RESOLVE, Status::Fail, "does not resolve");
+    expect(&r, ids::DC_REACHABLE, Status::Skip, "does not resolve");
+    expect(&r, ids::LDAP_BIND, Status::Skip, "no connection");
+}
+
+#[test]
+fn dc_that_refuses_connections_fails_dc_reachable() {
+    let mut s = Spec::good();
+    s.dc_host = Some(testbed::DEAD_HOST.into());
+    let r = run_checks(&s);
+    expect(&r, ids::DC_RESOLVE, Status::Pass, "127.0.0.3");
+    expect(&r, ids::DC_REACHABLE, Status::Fail, "refused");
+    expect(&r, ids::LDAP_TLS, Status::Skip, "no TCP connection");
+    expect(&r, ids::LDAP_FALLBACK, Status::Skip, "not allowed");
+    // Allowed, the fallback is tried and fails too.
+    s.fallback = true;
+    let r = run_checks(&s);
+    expect(&r, ids::LDAP_FALLBACK, Status::Fail, "failed too");
+}
+
+#[test]
+fn untrusted_certificate_fails_with_its_details() {
+    let mut s = Spec::good();
+    s.ca_file = None;
+    let r = run_checks(&s);
+    expect(&r, ids::LDAP_TLS, Status::Fail, "not issued by a CA this machine trusts");
+    let tls = r.get(ids::LDAP_TLS).map(|c| c.detail.clone()).unwrap_or_default();
+    for fact in ["subject:", "issuer:", "names: DC1.example.com", "valid:", "SHA-256:"] {
+        assert!(tls.contains(fact), "missing {fact:?} in {tls}");
+    }
+    expect(&r, ids::LDAP_FALLBACK, Status::Skip, "not allowed");
+    expect(&r, ids::LDAP_BIND, Status::Skip, "no connection");
+}
+
+#[test]
+fn certificate_for_another_name_fails_name_check() {
+    let mut s = Spec::good();
+    s.dc_host = Some("localhost".into());
+    let r = run_checks(&s);
+    expect(&r, ids::LDAP_TLS, Status::Fail, "not for `localhost`");
+}
+
+#[test]
+fn starttls_works_on_port_389() {
+    let mut s = Spec::good();
+    s.security = "starttls";
+    let r = run_checks(&s);
+    expect(&r, ids::DC_REACHABLE, Status::Pass, "port 389");
+    expect(&r, ids::LDAP_TLS, Status::Pass, "StartTLS");
+    expect(&r, ids::LDAP_BIND, Status::Pass, "logged on");
+}
+
+#[test]
+fn unusable_ca_file_fails_ldap_tls_naming_the_field() {
+    let mut s = Spec::good();
+    s.ca_file = Some("/nonexistent/ca.pem".into());
+    let r = run_checks(&s);
+    expect(&r, ids::LDAP_TLS, Status::Fail, "[ldap] ca_file cannot be used");
+}
+
+#[test]
+fn expired_certificate_with_fallback_allowed_downgrades_loudly() {
+    let b = bed();
+    let mut s = Spec::good();
+    s.dc_host = Some(testbed::DC2_HOST.into());
+    s.ca_file = Some(b.dc2.ca_file.clone());
+    s.root_dn = "CN=Users;DC=example;DC=com".into();
+    s.sync_group_dn = Some("CN=Cloud Groups;CN=Users;DC=example;DC=com".into());
+    // Not allowed: the expired certificate is a failure and plain LDAP is never tried.
+    let r = run_checks(&s);
+    expect(&r, ids::LDAP_TLS, Status::Fail, "expired on 2025-01-01");
+    expect(&r, ids::LDAP_FALLBACK, Status::Skip, "not allowed");
+    // Allowed: plain LDAP is used and reported as a warning on both lines.
+    s.fallback = true;
+    let r = run_checks(&s);
+    expect(&r, ids::LDAP_TLS, Status::Warn, "expired");
+    expect(&r, ids::LDAP_FALLBACK, Status::Warn, "PLAIN LDAP");
+    expect(&r, ids::LDAP_BIND, Status::Pass, "over plain LDAP");
+    expect(&r, ids::PASSWORD_POLICY, Status::Warn, "reversible encryption");
+    // The refused LDAPS attempt, the read of its certificate, and the plain LDAP session.
+    assert_eq!(r.stats.connections, 3);
+}
+
+#[test]
+fn hardened_dc_refuses_a_plain_ldap_bind() {
+    let mut s = Spec::good();
+    s.ca_file = None;
+    s.fallback = true;
+    let r = run_checks(&s);
+    expect(&r, ids::LDAP_TLS, Status::Warn, "not issued by a CA");
+    expect(&r, ids::LDAP_FALLBACK, Status::Warn, "PLAIN LDAP");
+    expect(&r, ids::LDAP_BIND, Status::Fail, "refuses a password bind over an unencrypted connection");
+}
+
+#[test]
+fn bind_failures_are_decoded_into_words() {
+    let mut typo = Spec::good().user(accounts::TYPO);
+    typo.password = "not-the-password".into();
+    let cases: Vec<(Spec, &str, Option<(&str, Status)>)> = vec![
+        (typo, "52e", None),
+        (Spec::good().user(accounts::DISABLED), "disabled (AD sub-code 533)", Some((ids::ACCOUNT_ENABLED, Status::Fail))),
+        (Spec::good().user(accounts::EXPIRED), "expired (AD sub-code 701)", Some((ids::ACCOUNT_ENABLED, Status::Fail))),
+        (Spec::good().user(accounts::LOCKED), "locked out (AD sub-code 775)", Some((ids::ACCOUNT_ENABLED, Status::Fail))),
+        (Spec::good().user(accounts::MUST_CHANGE), "must change its password at next logon (AD sub-code 773)", Some((ids::ACCOUNT_PASSWORD_EXPIRY, Status::Fail))),
+        (Spec::good().user(accounts::NO_HOURS), "at this time", None),
+    ];
+    for (spec, words, also) in cases {
+        let r = run_checks(&spec);
+        expect(&r, ids::LDAP_BIND, Status::Fail, words);
+        if let Some((id, status)) = also {
+            expect(&r, id, status, "");
+        }
+        expect(&r, ids::ROOT_DN_DELEGATION, Status::Skip, "could not log on");
+    }
+}
+
+#[test]
+fn privileged_accounts_are_refused() {
+    let r = run_checks(&Spec::good().user(accounts::DOMAIN_ADMIN));
+    expect(&r, ids::ACCOUNT_NOT_PRIVILEGED, Status::Fail, "Domain Admins");
+    expect(&r, ids::ACCOUNT_ADMINCOUNT, Status::Fail, "adminCount=1");
+    let r = run_checks(&Spec::good().user(accounts::NESTED_ADMIN));
+    expect(&r, ids::ACCOUNT_NOT_PRIVILEGED, Status::Fail, "BUILTIN\\Administrators");
+    expect(&r, ids::ACCOUNT_ADMINCOUNT, Status::Pass, "not a protected");
+}
+
+#[test]
+fn protected_account_fails_admincount() {
+    let r = run_checks(&Spec::good().user(accounts::PROTECTED));
+    expect(&r, ids::ACCOUNT_ADMINCOUNT, Status::Fail, "SDProp");
+    expect(&r, ids::ACCOUNT_NOT_PRIVILEGED, Status::Pass, "not in any");
+}
+
+#[test]
+fn reserved_account_name_is_refused() {
+    let r = run_checks(&Spec::good().user(accounts::JUMPCLOUD));
+    expect(&r, ids::ACCOUNT_NAME, Status::Fail, "reserved");
+    expect(&r, ids::LDAP_BIND, Status::Pass, "logged on");
+}
+
+#[test]
+fn expiring_password_warns() {
+    let r = run_checks(&Spec::good().user(accounts::EXPIRING));
+    expect(&r, ids::ACCOUNT_PASSWORD_EXPIRY, Status::Warn, "expires on");
+    expect(&r, ids::ACCOUNT_ENABLED, Status::Pass, "enabled");
+}
+
+#[test]
+fn root_container_problems_are_told_apart() {
+    let mut s = Spec::good();
+    s.root_dn = "OU=Nope;DC=example;DC=com".into();
+    let r = run_checks(&s);
+    expect(&r, ids::ROOT_DN_EXISTS, Status::Fail, "does not exist");
+    expect(&r, ids::ROOT_DN_DELEGATION, Status::Skip, "does not exist");
+
+    s.root_dn = "OU=Staff;DC=other;DC=com".into();
+    let r = run_checks(&s);
+    expect(&r, ids::ROOT_DN_DOMAIN_MATCHES, Status::Fail, "not in the DC's domain DC=example;DC=com");
+    expect(&r, ids::ROOT_DN_EXISTS, Status::Skip, "not in this DC's domain");
+
+    s.root_dn = "OU=Undelegated;DC=example;DC=com".into();
+    let r = run_checks(&s);
+    expect(&r, ids::ROOT_DN_EXISTS, Status::Pass, "exists");
+    expect(&r, ids::ROOT_DN_DELEGATION, Status::Fail, "cannot create user or group");
+
+    s.root_dn = format!("CN={};CN=Users;DC=example;DC=com", accounts::GOOD);
+    let r = run_checks(&s);
+    expect(&r, ids::ROOT_DN_EXISTS, Status::Fail, "not a container");
+}
+
+#[test]
+fn sync_group_must_exist_and_be_a_security_group() {
+    let mut s = Spec::good();
+    s.sync_group_dn = Some("CN=Nope;OU=Staff;DC=example;DC=com".into());
+    let r = run_checks(&s);
+    expect(&r, ids::SYNC_GROUP_EXISTS, Status::Fail, "does not exist");
+    expect(&r, ids::SYNC_GROUP_IS_SECURITY_GROUP, Status::Skip, "does not exist");
+    s.sync_group_dn = Some("CN=Mailing List;OU=Staff;DC=example;DC=com".into());
+    let r = run_checks(&s);
+    expect(&r, ids::SYNC_GROUP_EXISTS, Status::Pass, "exists");
+    expect(&r, ids::SYNC_GROUP_IS_SECURITY_GROUP, Status::Fail, "distribution group");
+    s.sync_group_dn = None;
+    let r = run_checks(&s);
+    expect(&r, ids::DN_SYNC_GROUP, Status::Fail, "not set");
+}
+
+// ---- the CLI, end to end ----
+
+#[test]
+fn check_cli_exit_codes_and_json_shape() {
+    let good = Spec::good().write();
+    let out = setup_cli(&["check", "--answers", &good.to_string_lossy(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let checks = v["checks"].as_array().cloned().unwrap_or_default();
+    assert_eq!(checks.len(), ids::ALL.len());
+    for c in &checks {
+        for key in ["id", "status", "summary", "detail", "fix"] {
+            assert!(c.get(key).is_some(), "{key} missing in {c}");
+        }
+    }
+
+    let bad = Spec::good().user(accounts::DOMAIN_ADMIN).write();
+    let out = setup_cli(&["check", "--answers", &bad.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL  account.not_privileged"), "{text}");
+    assert!(text.contains("fix: Use a dedicated"), "{text}");
+
+    let out = setup_cli(&["check", "--answers", "/nonexistent/answers.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("answers file /nonexistent/answers.toml: does not exist"));
+}
+
+#[test]
+fn no_password_appears_in_any_output() {
+    let mut wrong = Spec::good().user(accounts::TYPO);
+    wrong.password = "Wr0ng!Distinct-Typo-5150".into();
+    let mut plain = Spec::good();
+    plain.ca_file = None;
+    plain.fallback = true;
+    let specs = [Spec::good(), wrong, plain, Spec::good().user(accounts::LOCKED)];
+    for spec in specs {
+        let path = spec.write();
+        for json in [false, true] {
+            let mut args = vec!["check", "--answers"];
+            let p = path.to_string_lossy().into_owned();
+            args.push(&p);
+            if json {
+                args.push("--json");
+            }
+            let out = setup_cli(&args);
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!all.is_empty());
+            assert!(!all.contains(&spec.password), "password leaked for {}: {all}", spec.username);
+            assert!(!all.contains(testbed::ADMIN_PASSWORD));
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Test support: the one test domain of this test binary, answers files, running the CLI.
+#![allow(dead_code)]
+
+pub mod testbed;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Mutex, OnceLock};
+use testbed::Testbed;
+
+static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+extern "C" fn stop_testbed_at_exit() {
+    let pids = PIDS.lock().map(|p| p.clone()).unwrap_or_default();
+    for pid in pids {
+        // SAFETY: plain kill(2) on PIDs this process started.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
+}
+
+/// The test domain, started on first use and stopped (by PID) when the test binary exits.
+pub fn bed() -> &'static Testbed {
+    static BED: OnceLock<Result<Testbed, String>> = OnceLock::new();
+    let bed = BED.get_or_init(|| {
+        let tb = Testbed::start(Path::new(env!("CARGO_TARGET_TMPDIR")))?;
+        if let Ok(mut p) = PIDS.lock() {
+            p.extend(tb.pids());
+        }
+        // SAFETY: registering a plain extern "C" function.
+        unsafe {
+            libc::atexit(stop_testbed_at_exit);
+        }
+        Ok(tb)
+    });
+    match bed {
+        Ok(b) => b,
+        Err(e) => panic!("the test domain could not be started: {e}"),
+    }
+}
+
+/// An answers file, good by default (dc1, LDAPS trusted through its CA, delegated OU=Staff).
+#[derive(Clone)]
+pub struct Spec {
+    pub server_type: &'static str,
+    pub dc_host: Option<String>,
+    pub security: &'static str,
+    pub port: Option<u16>,
+    pub ca_file: Option<PathBuf>,
+    pub fallback: bool,
+    pub root_dn: String,
+    pub sync_group_dn: Option<String>,
+    pub username: String,
+    pub password: String,
+}
+
+impl Spec {
+    pub fn good() -> Spec {
+        let b = bed();
+        Spec {
+            server_type: "member",
+            dc_host: Some(testbed::DC1_HOST.into()),
+            security: "ldaps",
+            port: None,
+            ca_file: Some(b.dc1.ca_file.clone()),
+            fallback: false,
+            root_dn: "OU=Staff;DC=example;DC=com".into(),
+            sync_group_dn: Some("CN=Cloud Groups;OU=Staff;DC=example;DC=com".into()),
+            username: format!("EXAMPLE\\{}", testbed::accounts::GOOD),
+            password: testbed::SVC_PASSWORD.into(),
+        }
+    }
+
+    pub fn user(mut self, sam: &str) -> Spec {
+        self.username = format!("EXAMPLE\\{sam}");
+        self
+    }
+
+    /// The TOML text; the password goes to a file beside it, never inline.
+    pub fn toml(&self) -> String {
+        let mut t = format!("version = 1\n\n[server]\ntype = \"{}\"\n", self.server_type);
+        if let Some(h) = &self.dc_host {
+            t.push_str(&format!("dc_host = \"{h}\"\n"));
+        }
+        t.push_str(&format!("\n[ldap]\nsecurity = \"{}\"\n", self.security));
+        if let Some(p) = self.port {
+            t.push_str(&format!("port = {p}\n"));
+        }
+        t.push_str(&format!("allow_insecure_fallback = {}\n", self.fallback));
+        if let Some(ca) = &self.ca_file {
+            t.push_str(&format!("ca_file = '{}'\n", ca.display()));
+        }
+        t.push_str(&format!(
+            "timeout_seconds = 5\n\n[directory]\nroot_user_dn = '{}'\n",
+            self.root_dn
+        ));
+        if let Some(g) = &self.sync_group_dn {
+            t.push_str(&format!("sync_group_dn = '{g}'\n"));
+        }
+        t.push_str(&format!(
+            "\n[service_account]\nusername = '{}'\npassword_file = \"svc.pw\"\n",
+            self.username
+        ));
+        t
+    }
+
+    /// Writes the answers file and its password file into a fresh folder; returns the path.
+    pub fn write(&self) -> PathBuf {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("answers-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        std::fs::write(dir.join("svc.pw"), format!("{}\n", self.password))
+            .unwrap_or_else(|e| panic!("write password file: {e}"));
+        let path = dir.join("answers.toml");
+        std::fs::write(&path, self.toml()).unwrap_or_else(|e| panic!("write answers: {e}"));
+        path
+    }
+
+    /// Loads the answers through the product's own loader.
+    pub fn answers(&self) -> ad_sync::answers::Answers {
+        let path = self.write();
+        ad_sync::answers::Answers::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// Runs every preflight check in-process.
+pub fn run_checks(spec: &Spec) -> ad_sync::preflight::Report {
+    let answers = spec.answers();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"))
+        .block_on(ad_sync::preflight::run(&answers))
+}
+
+/// Runs the `ad-sync-setup` binary with arguments.
+pub fn setup_cli(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ad-sync-setup"))
+        .args(args)
+        .env("AD_SYNC_LOG", "trace")
+        .output()
+        .unwrap_or_else(|e| panic!("run ad-sync-setup: {e}"))
+}
