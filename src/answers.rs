@@ -202,7 +202,8 @@ impl Answers {
                     "does not exist; check the path, or copy assets/answers.example.toml".into()
                 }
                 std::io::ErrorKind::PermissionDenied => {
-                    "cannot be read by this user (permission denied); run as a user who can read it".into()
+                    "cannot be read by this user (permission denied); run as a user who can read it"
+                        .into()
                 }
                 std::io::ErrorKind::InvalidData => "is not UTF-8 text; save it as UTF-8".into(),
                 _ => format!("cannot be read: {e}"),
@@ -235,11 +236,17 @@ impl Answers {
 
     fn validate(&self) -> Result<(), String> {
         if self.server.kind == ServerType::Member
-            && self.server.dc_host.as_deref().is_none_or(|h| h.trim().is_empty())
+            && self
+                .server
+                .dc_host
+                .as_deref()
+                .is_none_or(|h| h.trim().is_empty())
         {
-            return Err("[server] dc_host is missing: a member server connects to a domain \
+            return Err(
+                "[server] dc_host is missing: a member server connects to a domain \
                         controller by name; add dc_host = \"dc1.example.com\" (the DC's FQDN)"
-                .into());
+                    .into(),
+            );
         }
         if let Some(host) = &self.server.dc_host
             && (host.trim() != host || host.contains(['/', ' ', ':']) && !host.contains("::"))
@@ -321,7 +328,10 @@ impl Answers {
         } else if let Some(f) = file {
             let path = self.path(f);
             let text = std::fs::read_to_string(&path).map_err(|e| {
-                format!("{field}_file {}: cannot be read ({e}); check the path and its permissions", path.display())
+                format!(
+                    "{field}_file {}: cannot be read ({e}); check the path and its permissions",
+                    path.display()
+                )
             })?;
             Secret::new(text.trim_end_matches(['\r', '\n']))
         } else if let Some(var) = env {
@@ -409,12 +419,24 @@ password = "Pw-distinct-7781"
         let a = parse(MINIMAL).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.ldap.security, Security::Ldaps);
         assert!(!a.ldap.allow_insecure_fallback);
-        assert_eq!(a.sync.group_disconnection_action, GroupDisconnection::Retain);
+        assert_eq!(
+            a.sync.group_disconnection_action,
+            GroupDisconnection::Retain
+        );
         assert_eq!(a.sync.user_disconnection_action, UserDisconnection::Disable);
-        assert_eq!(a.sync.membership_disconnection_action, GroupDisconnection::Remove);
-        assert_eq!(a.sync.group_membership_sync_type, MembershipSyncType::Minimal);
+        assert_eq!(
+            a.sync.membership_disconnection_action,
+            GroupDisconnection::Remove
+        );
+        assert_eq!(
+            a.sync.group_membership_sync_type,
+            MembershipSyncType::Minimal
+        );
         assert!(!a.sync.sync_account_locked_out_status);
-        assert_eq!(a.password().map(|p| p.expose().to_string()), Ok("Pw-distinct-7781".into()));
+        assert_eq!(
+            a.password().map(|p| p.expose().to_string()),
+            Ok("Pw-distinct-7781".into())
+        );
     }
 
     #[test]
@@ -427,16 +449,37 @@ password = "Pw-distinct-7781"
     #[test]
     fn errors_name_the_field_and_never_echo_a_secret() {
         let cases = [
-            (MINIMAL.replace("dc_host = \"dc1.example.com\"\n", ""), "dc_host is missing"),
-            (MINIMAL.replace("version = 1", "version = 2"), "version = 2 is not supported"),
-            (MINIMAL.replace("\"member\"", "\"workstation\""), "unknown variant `workstation`"),
-            (MINIMAL.replace("[directory]", "[directory]\nroot_dn = \"x\""), "unknown field `root_dn`"),
+            (
+                MINIMAL.replace("dc_host = \"dc1.example.com\"\n", ""),
+                "dc_host is missing",
+            ),
+            (
+                MINIMAL.replace("version = 1", "version = 2"),
+                "version = 2 is not supported",
+            ),
+            (
+                MINIMAL.replace("\"member\"", "\"workstation\""),
+                "unknown variant `workstation`",
+            ),
+            (
+                MINIMAL.replace("[directory]", "[directory]\nroot_dn = \"x\""),
+                "unknown field `root_dn`",
+            ),
             (
                 MINIMAL.replace("password = ", "password_env = \"X\"\npassword = "),
                 "given more than once",
             ),
-            (MINIMAL.replace("password = \"Pw-distinct-7781\"", ""), "password is not given"),
-            (MINIMAL.replace("password = \"Pw-distinct-7781\"", "password = \"Pw-distinct-7781"), "at line 10"),
+            (
+                MINIMAL.replace("password = \"Pw-distinct-7781\"", ""),
+                "password is not given",
+            ),
+            (
+                MINIMAL.replace(
+                    "password = \"Pw-distinct-7781\"",
+                    "password = \"Pw-distinct-7781",
+                ),
+                "at line 10",
+            ),
         ];
         for (text, want) in cases {
             let e = match parse(&text) {
@@ -453,16 +496,28 @@ password = "Pw-distinct-7781"
         let dir = std::env::temp_dir().join(format!("ad-sync-answers-{}", std::process::id()));
         std::fs::create_dir_all(&dir).ok();
         std::fs::write(dir.join("pw.txt"), "from-file-secret\n").ok();
-        let text = MINIMAL.replace("password = \"Pw-distinct-7781\"", "password_file = \"pw.txt\"");
+        let text = MINIMAL.replace(
+            "password = \"Pw-distinct-7781\"",
+            "password_file = \"pw.txt\"",
+        );
         let a = Answers::parse(&text, dir.clone()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(a.password().map(|p| p.expose().to_string()), Ok("from-file-secret".into()));
+        assert_eq!(
+            a.password().map(|p| p.expose().to_string()),
+            Ok("from-file-secret".into())
+        );
         let text = MINIMAL.replace(
             "password = \"Pw-distinct-7781\"",
             "password_env = \"AD_SYNC_TEST_UNSET_VARIABLE_X\"",
         );
         let a = Answers::parse(&text, dir.clone()).unwrap_or_else(|e| panic!("{e}"));
-        assert!(a.password().is_err_and(|e| e.contains("AD_SYNC_TEST_UNSET_VARIABLE_X")));
-        let text = MINIMAL.replace("password = \"Pw-distinct-7781\"", "password_file = \"missing.txt\"");
+        assert!(
+            a.password()
+                .is_err_and(|e| e.contains("AD_SYNC_TEST_UNSET_VARIABLE_X"))
+        );
+        let text = MINIMAL.replace(
+            "password = \"Pw-distinct-7781\"",
+            "password_file = \"missing.txt\"",
+        );
         let a = Answers::parse(&text, dir.clone()).unwrap_or_else(|e| panic!("{e}"));
         assert!(a.password().is_err_and(|e| e.contains("missing.txt")));
         std::fs::remove_dir_all(&dir).ok();

@@ -146,7 +146,12 @@ pub fn render_text(report: &Report) -> String {
     let mut out = String::new();
     let width = report.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
     for c in &report.checks {
-        out.push_str(&format!("{}  {:width$}  {}\n", c.status.label(), c.id, c.summary));
+        out.push_str(&format!(
+            "{}  {:width$}  {}\n",
+            c.status.label(),
+            c.id,
+            c.summary
+        ));
         if c.status != Status::Pass && c.status != Status::Skip {
             for line in c.detail.lines().filter(|l| !l.is_empty()) {
                 out.push_str(&format!("      {:width$}  {line}\n", ""));

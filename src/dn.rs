@@ -244,7 +244,10 @@ impl Parser {
 
     fn parse(mut self) -> Result<Parsed, DnError> {
         if self.chars.is_empty() || self.chars.iter().all(|c| c.is_whitespace()) {
-            return self.err(0, "the DN is empty; enter it like `CN=Users;DC=example;DC=com`");
+            return self.err(
+                0,
+                "the DN is empty; enter it like `CN=Users;DC=example;DC=com`",
+            );
         }
         if self.chars[0].is_whitespace() {
             return self.err(0, "the DN starts with a space; remove it");
@@ -365,7 +368,8 @@ impl Parser {
         self.validate_type(&typed, start)?;
         let attr = typed.to_ascii_uppercase();
         if attr != typed {
-            self.notes.push(format!("`{typed}` upper-cased to `{attr}`"));
+            self.notes
+                .push(format!("`{typed}` upper-cased to `{attr}`"));
         }
         self.pos += 1; // '='
         let value = self.parse_value()?;
@@ -508,8 +512,11 @@ impl Parser {
             self.pos += 1;
         }
         let hex: String = self.chars[hex_start..self.pos].iter().collect();
-        let hint = "a value starting with `#` is hex-encoded BER; write `\\#` if `#` is part of the name";
-        if !matches!(self.peek(), None | Some(',' | ';' | '+')) || hex.is_empty() || hex.len() % 2 != 0
+        let hint =
+            "a value starting with `#` is hex-encoded BER; write `\\#` if `#` is part of the name";
+        if !matches!(self.peek(), None | Some(',' | ';' | '+'))
+            || hex.is_empty()
+            || !hex.len().is_multiple_of(2)
         {
             return self.err(start, hint);
         }
@@ -519,7 +526,9 @@ impl Parser {
             .collect();
         // Tag (OCTET STRING, UTF8String, PrintableString, IA5String), short-form length, content.
         match bytes.as_slice() {
-            [0x04 | 0x0c | 0x13 | 0x16, len, content @ ..] if *len as usize == content.len() && *len < 0x80 => {
+            [0x04 | 0x0c | 0x13 | 0x16, len, content @ ..]
+                if *len as usize == content.len() && *len < 0x80 =>
+            {
                 match String::from_utf8(content.to_vec()) {
                     Ok(s) if !s.is_empty() => Ok(s),
                     _ => self.err(start, hint),
@@ -563,7 +572,10 @@ mod tests {
     fn upper_cases_attribute_types_and_says_so() {
         let p = ok("ou=Staff;dc=Example;DC=com");
         assert_eq!(p.dn.to_semicolon_form(), "OU=Staff;DC=Example;DC=com");
-        assert_eq!(p.notes, vec!["`ou` upper-cased to `OU`", "`dc` upper-cased to `DC`"]);
+        assert_eq!(
+            p.notes,
+            vec!["`ou` upper-cased to `OU`", "`dc` upper-cased to `DC`"]
+        );
         assert_eq!(p.dn.domain().as_deref(), Some("example.com"));
     }
 
@@ -583,7 +595,10 @@ mod tests {
         assert_eq!(p.dn.rdns()[0].value, "a+b\"c\\d<e>f=g#h,ié");
         let p = ok(r"CN=\#lead\ and trail\ ;DC=example;DC=com");
         assert_eq!(p.dn.rdns()[0].value, "#lead and trail ");
-        assert_eq!(p.dn.to_comma_form(), r"CN=\#lead and trail\ ,DC=example,DC=com");
+        assert_eq!(
+            p.dn.to_comma_form(),
+            r"CN=\#lead and trail\ ,DC=example,DC=com"
+        );
         let p = ok(r"CN=\ lead;DC=example;DC=com");
         assert_eq!(p.dn.rdns()[0].value, " lead");
     }
@@ -600,7 +615,10 @@ mod tests {
     fn keeps_non_ascii_values() {
         let p = ok("OU=Bénéficiaires;OU=Zürich;DC=example;DC=com");
         assert_eq!(p.dn.rdns()[0].value, "Bénéficiaires");
-        assert_eq!(p.dn.to_semicolon_form(), "OU=Bénéficiaires;OU=Zürich;DC=example;DC=com");
+        assert_eq!(
+            p.dn.to_semicolon_form(),
+            "OU=Bénéficiaires;OU=Zürich;DC=example;DC=com"
+        );
     }
 
     #[test]
@@ -615,7 +633,11 @@ mod tests {
             ("CN= Users;DC=example;DC=com", 4, "space after `=`"),
             ("CN=;DC=example;DC=com", 3, "empty"),
             ("CN=Users;OU=Staff", 17, "no DC component"),
-            ("O=Corp;DC=example;DC=com", 1, "not an attribute type AD uses"),
+            (
+                "O=Corp;DC=example;DC=com",
+                1,
+                "not an attribute type AD uses",
+            ),
             ("DC=example;OU=x;DC=com", 12, "must come last"),
             ("CN=a+OU=b;DC=example;DC=com", 5, "multi-valued"),
             ("CN=a\"b;DC=example;DC=com", 5, "must be escaped"),

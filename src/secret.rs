@@ -48,7 +48,10 @@ mod tests {
     fn never_prints_the_value() {
         let s = Secret::new("Tr0ub4dor&3-distinct");
         assert_eq!(format!("{s} {s:?}"), "[redacted] [redacted]");
-        assert_eq!(serde_json::to_string(&s).ok().as_deref(), Some("\"[redacted]\""));
+        assert_eq!(
+            serde_json::to_string(&s).ok().as_deref(),
+            Some("\"[redacted]\"")
+        );
         assert_eq!(s.expose(), "Tr0ub4dor&3-distinct");
     }
 }

@@ -37,14 +37,21 @@ fn validate_dn_json_for_an_invalid_dn() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(v["valid"], false);
     assert_eq!(v["position"], 10);
-    assert!(v["error"].as_str().is_some_and(|e| e.contains("empty component")));
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("empty component"))
+    );
 }
 
 #[test]
 fn validate_dn_text_points_at_the_problem() {
     let (code, _, err) = validate_dn(&["CN=Users; DC=example;DC=com"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("Root User container `CN=Users; DC=example;DC=com`: space after `;`"), "{err}");
+    assert!(
+        err.contains("Root User container `CN=Users; DC=example;DC=com`: space after `;`"),
+        "{err}"
+    );
     assert!(err.contains("\n           ^"), "{err}");
     let (code, out, _) = validate_dn(&["CN=Users,DC=example,DC=com"]);
     assert_eq!(code, Some(0));
@@ -56,8 +63,20 @@ fn value() -> impl Strategy<Value = String> {
     proptest::collection::vec(
         prop_oneof![
             proptest::char::range('a', 'z'),
-            Just(','), Just(';'), Just('+'), Just('"'), Just('\\'), Just('<'), Just('>'),
-            Just('='), Just('#'), Just(' '), Just('é'), Just('Ü'), Just('日'), Just('\u{1}'),
+            Just(','),
+            Just(';'),
+            Just('+'),
+            Just('"'),
+            Just('\\'),
+            Just('<'),
+            Just('>'),
+            Just('='),
+            Just('#'),
+            Just(' '),
+            Just('é'),
+            Just('Ü'),
+            Just('日'),
+            Just('\u{1}'),
         ],
         1..12,
     )

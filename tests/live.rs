@@ -19,10 +19,7 @@ fn expect(report: &Report, id: &str, status: Status, words: &str) {
         ad_sync::cli::render_text(report)
     );
     let text = format!("{} {} {}", c.summary, c.detail, c.fix);
-    assert!(
-        text.contains(words),
-        "{id}: expected {words:?} in {text:?}"
-    );
+    assert!(text.contains(words), "{id}: expected {words:?} in {text:?}");
     if status == Status::Fail || status == Status::Warn {
         assert!(!c.fix.is_empty(), "{id} {status:?} without a fix");
     }
@@ -55,10 +52,22 @@ fn every_ad_check_passes_for_a_well_prepared_domain_over_one_connection() {
     let r = run_checks(&Spec::good());
     for id in AD_IDS {
         let c = r.get(id).unwrap_or_else(|| panic!("{id} missing"));
-        assert_eq!(c.status, Status::Pass, "{id}: {}\n{}", c.summary, ad_sync::cli::render_text(&r));
+        assert_eq!(
+            c.status,
+            Status::Pass,
+            "{id}: {}\n{}",
+            c.summary,
+            ad_sync::cli::render_text(&r)
+        );
     }
     // The cloud checks are honestly skipped, never passed, until the cloud client exists.
-    for id in [ids::CLOUD_REACHABLE, ids::CLOUD_TLS, ids::CONNECT_KEY_FORMAT, ids::CONNECT_KEY_VALID, ids::CONNECT_KEY_DOMAIN_MATCHES] {
+    for id in [
+        ids::CLOUD_REACHABLE,
+        ids::CLOUD_TLS,
+        ids::CONNECT_KEY_FORMAT,
+        ids::CONNECT_KEY_VALID,
+        ids::CONNECT_KEY_DOMAIN_MATCHES,
+    ] {
         expect(&r, id, Status::Skip, "not implemented");
     }
     assert_eq!(r.checks.len(), ids::ALL.len());
@@ -66,8 +75,18 @@ fn every_ad_check_passes_for_a_well_prepared_domain_over_one_connection() {
     // RootDSE, bind, domain policy, account, tokenGroups, root container, sync group, unbind.
     assert_eq!(r.stats.operations, 8);
     expect(&r, ids::ROOT_DN_DELEGATION, Status::Pass, "does not prove");
-    expect(&r, ids::PASSWORD_POLICY, Status::Pass, "complexity required");
-    expect(&r, ids::ACCOUNT_PASSWORD_EXPIRY, Status::Pass, "never expires");
+    expect(
+        &r,
+        ids::PASSWORD_POLICY,
+        Status::Pass,
+        "complexity required",
+    );
+    expect(
+        &r,
+        ids::ACCOUNT_PASSWORD_EXPIRY,
+        Status::Pass,
+        "never expires",
+    );
 }
 
 #[test]
@@ -80,7 +99,12 @@ fn accepts_bare_and_upn_account_names_and_the_comma_form() {
     expect(&r, ids::DN_ROOT, Status::Pass, "upper-cased");
     expect(&r, ids::ROOT_DN_DELEGATION, Status::Pass, "can create");
     s.username = format!("{}@example.com", accounts::GOOD);
-    expect(&run_checks(&s), ids::ACCOUNT_NOT_PRIVILEGED, Status::Pass, "not in any");
+    expect(
+        &run_checks(&s),
+        ids::ACCOUNT_NOT_PRIVILEGED,
+        Status::Pass,
+        "not in any",
+    );
 }
 
 #[test]
@@ -90,7 +114,12 @@ fn non_ascii_and_escaped_comma_container_is_found_and_delegated() {
     let r = run_checks(&s);
     expect(&r, ids::DN_ROOT, Status::Pass, "Bénéficiaires\\, Zürich");
     expect(&r, ids::ROOT_DN_EXISTS, Status::Pass, "exists");
-    expect(&r, ids::ROOT_DN_DELEGATION, Status::Pass, "can create users and groups");
+    expect(
+        &r,
+        ids::ROOT_DN_DELEGATION,
+        Status::Pass,
+        "can create users and groups",
+    );
 }
 
 #[test]
@@ -137,9 +166,23 @@ fn untrusted_certificate_fails_with_its_details() {
     let mut s = Spec::good();
     s.ca_file = None;
     let r = run_checks(&s);
-    expect(&r, ids::LDAP_TLS, Status::Fail, "not issued by a CA this machine trusts");
-    let tls = r.get(ids::LDAP_TLS).map(|c| c.detail.clone()).unwrap_or_default();
-    for fact in ["subject:", "issuer:", "names: DC1.example.com", "valid:", "SHA-256:"] {
+    expect(
+        &r,
+        ids::LDAP_TLS,
+        Status::Fail,
+        "not issued by a CA this machine trusts",
+    );
+    let tls = r
+        .get(ids::LDAP_TLS)
+        .map(|c| c.detail.clone())
+        .unwrap_or_default();
+    for fact in [
+        "subject:",
+        "issuer:",
+        "names: DC1.example.com",
+        "valid:",
+        "SHA-256:",
+    ] {
         assert!(tls.contains(fact), "missing {fact:?} in {tls}");
     }
     expect(&r, ids::LDAP_FALLBACK, Status::Skip, "not allowed");
@@ -169,7 +212,12 @@ fn unusable_ca_file_fails_ldap_tls_naming_the_field() {
     let mut s = Spec::good();
     s.ca_file = Some("/nonexistent/ca.pem".into());
     let r = run_checks(&s);
-    expect(&r, ids::LDAP_TLS, Status::Fail, "[ldap] ca_file cannot be used");
+    expect(
+        &r,
+        ids::LDAP_TLS,
+        Status::Fail,
+        "[ldap] ca_file cannot be used",
+    );
 }
 
 #[test]
@@ -190,7 +238,12 @@ fn expired_certificate_with_fallback_allowed_downgrades_loudly() {
     expect(&r, ids::LDAP_TLS, Status::Warn, "expired");
     expect(&r, ids::LDAP_FALLBACK, Status::Warn, "PLAIN LDAP");
     expect(&r, ids::LDAP_BIND, Status::Pass, "over plain LDAP");
-    expect(&r, ids::PASSWORD_POLICY, Status::Warn, "reversible encryption");
+    expect(
+        &r,
+        ids::PASSWORD_POLICY,
+        Status::Warn,
+        "reversible encryption",
+    );
     // The refused LDAPS attempt, the read of its certificate, and the plain LDAP session.
     assert_eq!(r.stats.connections, 3);
 }
@@ -203,19 +256,43 @@ fn hardened_dc_refuses_a_plain_ldap_bind() {
     let r = run_checks(&s);
     expect(&r, ids::LDAP_TLS, Status::Warn, "not issued by a CA");
     expect(&r, ids::LDAP_FALLBACK, Status::Warn, "PLAIN LDAP");
-    expect(&r, ids::LDAP_BIND, Status::Fail, "refuses a password bind over an unencrypted connection");
+    expect(
+        &r,
+        ids::LDAP_BIND,
+        Status::Fail,
+        "refuses a password bind over an unencrypted connection",
+    );
 }
+
+/// A second check a bind failure also decides.
+type Also = Option<(&'static str, Status)>;
 
 #[test]
 fn bind_failures_are_decoded_into_words() {
     let mut typo = Spec::good().user(accounts::TYPO);
     typo.password = "not-the-password".into();
-    let cases: Vec<(Spec, &str, Option<(&str, Status)>)> = vec![
+    let cases: Vec<(Spec, &str, Also)> = vec![
         (typo, "52e", None),
-        (Spec::good().user(accounts::DISABLED), "disabled (AD sub-code 533)", Some((ids::ACCOUNT_ENABLED, Status::Fail))),
-        (Spec::good().user(accounts::EXPIRED), "expired (AD sub-code 701)", Some((ids::ACCOUNT_ENABLED, Status::Fail))),
-        (Spec::good().user(accounts::LOCKED), "locked out (AD sub-code 775)", Some((ids::ACCOUNT_ENABLED, Status::Fail))),
-        (Spec::good().user(accounts::MUST_CHANGE), "must change its password at next logon (AD sub-code 773)", Some((ids::ACCOUNT_PASSWORD_EXPIRY, Status::Fail))),
+        (
+            Spec::good().user(accounts::DISABLED),
+            "disabled (AD sub-code 533)",
+            Some((ids::ACCOUNT_ENABLED, Status::Fail)),
+        ),
+        (
+            Spec::good().user(accounts::EXPIRED),
+            "expired (AD sub-code 701)",
+            Some((ids::ACCOUNT_ENABLED, Status::Fail)),
+        ),
+        (
+            Spec::good().user(accounts::LOCKED),
+            "locked out (AD sub-code 775)",
+            Some((ids::ACCOUNT_ENABLED, Status::Fail)),
+        ),
+        (
+            Spec::good().user(accounts::MUST_CHANGE),
+            "must change its password at next logon (AD sub-code 773)",
+            Some((ids::ACCOUNT_PASSWORD_EXPIRY, Status::Fail)),
+        ),
         (Spec::good().user(accounts::NO_HOURS), "at this time", None),
     ];
     for (spec, words, also) in cases {
@@ -224,17 +301,32 @@ fn bind_failures_are_decoded_into_words() {
         if let Some((id, status)) = also {
             expect(&r, id, status, "");
         }
-        expect(&r, ids::ROOT_DN_DELEGATION, Status::Skip, "could not log on");
+        expect(
+            &r,
+            ids::ROOT_DN_DELEGATION,
+            Status::Skip,
+            "could not log on",
+        );
     }
 }
 
 #[test]
 fn privileged_accounts_are_refused() {
     let r = run_checks(&Spec::good().user(accounts::DOMAIN_ADMIN));
-    expect(&r, ids::ACCOUNT_NOT_PRIVILEGED, Status::Fail, "Domain Admins");
+    expect(
+        &r,
+        ids::ACCOUNT_NOT_PRIVILEGED,
+        Status::Fail,
+        "Domain Admins",
+    );
     expect(&r, ids::ACCOUNT_ADMINCOUNT, Status::Fail, "adminCount=1");
     let r = run_checks(&Spec::good().user(accounts::NESTED_ADMIN));
-    expect(&r, ids::ACCOUNT_NOT_PRIVILEGED, Status::Fail, "BUILTIN\\Administrators");
+    expect(
+        &r,
+        ids::ACCOUNT_NOT_PRIVILEGED,
+        Status::Fail,
+        "BUILTIN\\Administrators",
+    );
     expect(&r, ids::ACCOUNT_ADMINCOUNT, Status::Pass, "not a protected");
 }
 
@@ -269,13 +361,28 @@ fn root_container_problems_are_told_apart() {
 
     s.root_dn = "OU=Staff;DC=other;DC=com".into();
     let r = run_checks(&s);
-    expect(&r, ids::ROOT_DN_DOMAIN_MATCHES, Status::Fail, "not in the DC's domain DC=example;DC=com");
-    expect(&r, ids::ROOT_DN_EXISTS, Status::Skip, "not in this DC's domain");
+    expect(
+        &r,
+        ids::ROOT_DN_DOMAIN_MATCHES,
+        Status::Fail,
+        "not in the DC's domain DC=example;DC=com",
+    );
+    expect(
+        &r,
+        ids::ROOT_DN_EXISTS,
+        Status::Skip,
+        "not in this DC's domain",
+    );
 
     s.root_dn = "OU=Undelegated;DC=example;DC=com".into();
     let r = run_checks(&s);
     expect(&r, ids::ROOT_DN_EXISTS, Status::Pass, "exists");
-    expect(&r, ids::ROOT_DN_DELEGATION, Status::Fail, "cannot create user or group");
+    expect(
+        &r,
+        ids::ROOT_DN_DELEGATION,
+        Status::Fail,
+        "cannot create user or group",
+    );
 
     s.root_dn = format!("CN={};CN=Users;DC=example;DC=com", accounts::GOOD);
     let r = run_checks(&s);
@@ -288,11 +395,21 @@ fn sync_group_must_exist_and_be_a_security_group() {
     s.sync_group_dn = Some("CN=Nope;OU=Staff;DC=example;DC=com".into());
     let r = run_checks(&s);
     expect(&r, ids::SYNC_GROUP_EXISTS, Status::Fail, "does not exist");
-    expect(&r, ids::SYNC_GROUP_IS_SECURITY_GROUP, Status::Skip, "does not exist");
+    expect(
+        &r,
+        ids::SYNC_GROUP_IS_SECURITY_GROUP,
+        Status::Skip,
+        "does not exist",
+    );
     s.sync_group_dn = Some("CN=Mailing List;OU=Staff;DC=example;DC=com".into());
     let r = run_checks(&s);
     expect(&r, ids::SYNC_GROUP_EXISTS, Status::Pass, "exists");
-    expect(&r, ids::SYNC_GROUP_IS_SECURITY_GROUP, Status::Fail, "distribution group");
+    expect(
+        &r,
+        ids::SYNC_GROUP_IS_SECURITY_GROUP,
+        Status::Fail,
+        "distribution group",
+    );
     s.sync_group_dn = None;
     let r = run_checks(&s);
     expect(&r, ids::DN_SYNC_GROUP, Status::Fail, "not set");
@@ -304,8 +421,14 @@ fn sync_group_must_exist_and_be_a_security_group() {
 fn check_cli_exit_codes_and_json_shape() {
     let good = Spec::good().write();
     let out = setup_cli(&["check", "--answers", &good.to_string_lossy(), "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
     let checks = v["checks"].as_array().cloned().unwrap_or_default();
     assert_eq!(checks.len(), ids::ALL.len());
     for c in &checks {
@@ -323,7 +446,10 @@ fn check_cli_exit_codes_and_json_shape() {
 
     let out = setup_cli(&["check", "--answers", "/nonexistent/answers.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("answers file /nonexistent/answers.toml: does not exist"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("answers file /nonexistent/answers.toml: does not exist")
+    );
 }
 
 #[test]
@@ -333,7 +459,12 @@ fn no_password_appears_in_any_output() {
     let mut plain = Spec::good();
     plain.ca_file = None;
     plain.fallback = true;
-    let specs = [Spec::good(), wrong, plain, Spec::good().user(accounts::LOCKED)];
+    let specs = [
+        Spec::good(),
+        wrong,
+        plain,
+        Spec::good().user(accounts::LOCKED),
+    ];
     for spec in specs {
         let path = spec.write();
         for json in [false, true] {
@@ -350,7 +481,11 @@ fn no_password_appears_in_any_output() {
                 String::from_utf8_lossy(&out.stderr)
             );
             assert!(!all.is_empty());
-            assert!(!all.contains(&spec.password), "password leaked for {}: {all}", spec.username);
+            assert!(
+                !all.contains(&spec.password),
+                "password leaked for {}: {all}",
+                spec.username
+            );
             assert!(!all.contains(testbed::ADMIN_PASSWORD));
         }
     }

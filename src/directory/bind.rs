@@ -42,14 +42,14 @@ impl AccountName {
                 suffix: suffix.into(),
             });
         }
-        if input.contains(['/', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>', '"']) {
+        if input.contains([
+            '/', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>', '"',
+        ]) {
             return Err(format!(
                 "`{input}` contains a character AD does not allow in a logon name"
             ));
         }
-        Ok(AccountName::Bare {
-            user: input.into(),
-        })
+        Ok(AccountName::Bare { user: input.into() })
     }
 
     /// The logon name without a domain (the sAMAccountName for down-level and bare names).
@@ -177,7 +177,9 @@ impl BindFailure {
             BindFailure::PasswordExpired | BindFailure::MustChangePassword => {
                 "Set a new password for the service account, clear \"User must change password at next logon\" and set \"Password never expires\"."
             }
-            BindFailure::Disabled => "Enable the service account in Active Directory Users and Computers.",
+            BindFailure::Disabled => {
+                "Enable the service account in Active Directory Users and Computers."
+            }
             BindFailure::AccountExpired => {
                 "In the account's Properties > Account, set \"Account expires\" to Never."
             }
@@ -199,7 +201,9 @@ mod tests {
     #[test]
     fn decodes_every_ad_sub_code() {
         let text = |c: &str| {
-            format!("80090308: LdapErr: DSID-0C09030B, comment: AcceptSecurityContext error, data {c}, v1db1")
+            format!(
+                "80090308: LdapErr: DSID-0C09030B, comment: AcceptSecurityContext error, data {c}, v1db1"
+            )
         };
         let cases = [
             ("52e", BindFailure::WrongPassword),
@@ -219,7 +223,10 @@ mod tests {
             BindFailure::from_result(8, "BindSimple: Transport encryption required."),
             BindFailure::EncryptionRequired
         );
-        assert_eq!(BindFailure::from_result(53, "unwilling"), BindFailure::Other);
+        assert_eq!(
+            BindFailure::from_result(53, "unwilling"),
+            BindFailure::Other
+        );
     }
 
     #[test]

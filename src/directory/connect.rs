@@ -63,7 +63,9 @@ pub enum ReachError {
 impl std::fmt::Display for ReachError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ReachError::Refused => f.write_str("the connection was refused (nothing listens there)"),
+            ReachError::Refused => {
+                f.write_str("the connection was refused (nothing listens there)")
+            }
             ReachError::TimedOut(d) => write!(f, "no answer within {} s", d.as_secs_f32()),
             ReachError::Other(e) => f.write_str(e),
         }
@@ -183,7 +185,10 @@ pub async fn connect(opts: &ConnectOptions) -> Connection {
 
 async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
     match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
-        Err(_) => Err(format!("the name lookup took longer than {} s", timeout.as_secs_f32())),
+        Err(_) => Err(format!(
+            "the name lookup took longer than {} s",
+            timeout.as_secs_f32()
+        )),
         Ok(Err(e)) => Err(e.to_string()),
         Ok(Ok(addrs)) => {
             let addrs: Vec<SocketAddr> = addrs.collect();
@@ -251,7 +256,8 @@ async fn open_secure(
         Ok(session) => Ok(session),
         Err(message) => {
             failure.timed_out = message.starts_with(TIMEOUT_PREFIX);
-            failure.starttls_refused = mode == Mode::StartTls && message.contains("LDAP operation result");
+            failure.starttls_refused =
+                mode == Mode::StartTls && message.contains("LDAP operation result");
             failure.message = message;
             if !failure.starttls_refused && !failure.timed_out {
                 failure.cert = cert::fetch_certificate(

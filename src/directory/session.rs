@@ -96,7 +96,11 @@ impl Session {
         self.stats
     }
 
-    pub async fn simple_bind(&mut self, bind_name: &str, password: &Secret) -> Result<(), BindError> {
+    pub async fn simple_bind(
+        &mut self,
+        bind_name: &str,
+        password: &Secret,
+    ) -> Result<(), BindError> {
         self.stats.operations += 1;
         let timeout = self.op_timeout;
         let res = self

@@ -40,7 +40,10 @@ mod tests {
         }
         let s = to_string(&dom);
         assert_eq!(s.as_deref(), Some("S-1-5-21-1-2-3-512"));
-        assert_eq!(split_rid("S-1-5-21-1-2-3-512"), Some(("S-1-5-21-1-2-3", 512)));
+        assert_eq!(
+            split_rid("S-1-5-21-1-2-3-512"),
+            Some(("S-1-5-21-1-2-3", 512))
+        );
         assert_eq!(to_string(&[1, 2, 0]), None);
     }
 }

@@ -156,7 +156,9 @@ impl Ctx<'_> {
                 default_naming_context: e.first("defaultNamingContext").map(str::to_string),
                 dns_host_name: e.first("dnsHostName").map(str::to_string),
                 supported_capabilities: e.all("supportedCapabilities").to_vec(),
-                is_synchronized: e.first("isSynchronized").map(|v| v.eq_ignore_ascii_case("TRUE")),
+                is_synchronized: e
+                    .first("isSynchronized")
+                    .map(|v| v.eq_ignore_ascii_case("TRUE")),
             },
             Ok(None) | Err(_) => {
                 results.push(CheckResult::fail(
@@ -176,7 +178,8 @@ impl Ctx<'_> {
             .and_then(|s| Dn::parse(s).ok())
             .map(|p| p.dn);
         let Some(default_nc) = default_nc else {
-            results.skip_rest("the domain controller did not name its domain (defaultNamingContext)");
+            results
+                .skip_rest("the domain controller did not name its domain (defaultNamingContext)");
             return;
         };
         let nc_text = default_nc.to_comma_form();
@@ -215,10 +218,20 @@ impl Ctx<'_> {
         match session.simple_bind(&bind_name, &password).await {
             Ok(()) => results.push(CheckResult::pass(
                 LDAP_BIND,
-                format!("logged on as `{bind_name}`{}", if session.encrypted { "" } else { " (over plain LDAP)" }),
+                format!(
+                    "logged on as `{bind_name}`{}",
+                    if session.encrypted {
+                        ""
+                    } else {
+                        " (over plain LDAP)"
+                    }
+                ),
                 "",
             )),
-            Err(BindError::Refused { reason, server_text }) => {
+            Err(BindError::Refused {
+                reason,
+                server_text,
+            }) => {
                 results.push(evaluate::bind_refused(&bind_name, reason, &server_text));
                 for r in evaluate::from_bind_failure(reason) {
                     results.push(r);
@@ -277,15 +290,33 @@ impl Ctx<'_> {
             Ok(mut v) if v.len() == 1 => v.pop(),
             Ok(v) if v.is_empty() => None,
             Ok(v) => {
-                let why = format!("{} accounts match `{shown}`; use DOMAIN\\user or the full UPN", v.len());
-                for id in [ACCOUNT_NOT_PRIVILEGED, ACCOUNT_ADMINCOUNT, ACCOUNT_ENABLED, ACCOUNT_PASSWORD_EXPIRY] {
-                    results.push(CheckResult::fail(id, why.clone(), "", "Name the account unambiguously."));
+                let why = format!(
+                    "{} accounts match `{shown}`; use DOMAIN\\user or the full UPN",
+                    v.len()
+                );
+                for id in [
+                    ACCOUNT_NOT_PRIVILEGED,
+                    ACCOUNT_ADMINCOUNT,
+                    ACCOUNT_ENABLED,
+                    ACCOUNT_PASSWORD_EXPIRY,
+                ] {
+                    results.push(CheckResult::fail(
+                        id,
+                        why.clone(),
+                        "",
+                        "Name the account unambiguously.",
+                    ));
                 }
                 return;
             }
             Err(e) => {
                 let why = format!("the service account's entry could not be read: {e}");
-                for id in [ACCOUNT_NOT_PRIVILEGED, ACCOUNT_ADMINCOUNT, ACCOUNT_ENABLED, ACCOUNT_PASSWORD_EXPIRY] {
+                for id in [
+                    ACCOUNT_NOT_PRIVILEGED,
+                    ACCOUNT_ADMINCOUNT,
+                    ACCOUNT_ENABLED,
+                    ACCOUNT_PASSWORD_EXPIRY,
+                ] {
                     results.push(CheckResult::fail(id, why.clone(), "", "Make sure the account may read its own entry (Authenticated Users have this by default)."));
                 }
                 return;
@@ -293,8 +324,18 @@ impl Ctx<'_> {
         };
         let Some(entry) = entry else {
             let why = format!("logged on, but no user entry named `{shown}` was found under {nc}");
-            for id in [ACCOUNT_NOT_PRIVILEGED, ACCOUNT_ADMINCOUNT, ACCOUNT_ENABLED, ACCOUNT_PASSWORD_EXPIRY] {
-                results.push(CheckResult::fail(id, why.clone(), "", "Give the account as DOMAIN\\sAMAccountName so it can be found."));
+            for id in [
+                ACCOUNT_NOT_PRIVILEGED,
+                ACCOUNT_ADMINCOUNT,
+                ACCOUNT_ENABLED,
+                ACCOUNT_PASSWORD_EXPIRY,
+            ] {
+                results.push(CheckResult::fail(
+                    id,
+                    why.clone(),
+                    "",
+                    "Give the account as DOMAIN\\sAMAccountName so it can be found.",
+                ));
             }
             return;
         };
@@ -351,7 +392,10 @@ impl Ctx<'_> {
     ) {
         let Some(root) = self.root_dn else {
             for id in [ROOT_DN_EXISTS, ROOT_DN_DOMAIN_MATCHES, ROOT_DN_DELEGATION] {
-                results.push(CheckResult::skip(id, "the Root User container DN is not valid (see dn.root)"));
+                results.push(CheckResult::skip(
+                    id,
+                    "the Root User container DN is not valid (see dn.root)",
+                ));
             }
             return;
         };
@@ -365,7 +409,10 @@ impl Ctx<'_> {
             return;
         }
         match session
-            .read_entry(&root.to_comma_form(), &["objectClass", "allowedChildClassesEffective"])
+            .read_entry(
+                &root.to_comma_form(),
+                &["objectClass", "allowedChildClassesEffective"],
+            )
             .await
         {
             Ok(Some(e)) => {
@@ -373,14 +420,23 @@ impl Ctx<'_> {
                 let is_container = exists.status == super::Status::Pass;
                 results.push(exists);
                 if is_container {
-                    results.push(evaluate::delegation(account, e.all("allowedChildClassesEffective")));
+                    results.push(evaluate::delegation(
+                        account,
+                        e.all("allowedChildClassesEffective"),
+                    ));
                 } else {
-                    results.push(CheckResult::skip(ROOT_DN_DELEGATION, "the Root User DN is not a container"));
+                    results.push(CheckResult::skip(
+                        ROOT_DN_DELEGATION,
+                        "the Root User DN is not a container",
+                    ));
                 }
             }
             Ok(None) => {
                 results.push(evaluate::root_exists(root, None));
-                results.push(CheckResult::skip(ROOT_DN_DELEGATION, "the Root User container does not exist"));
+                results.push(CheckResult::skip(
+                    ROOT_DN_DELEGATION,
+                    "the Root User container does not exist",
+                ));
             }
             Err(e) => {
                 results.push(CheckResult::fail(
@@ -389,7 +445,10 @@ impl Ctx<'_> {
                     "",
                     "Give the service account Read access to the container (Delegate Control > Read all user information).",
                 ));
-                results.push(CheckResult::skip(ROOT_DN_DELEGATION, "the Root User container could not be read"));
+                results.push(CheckResult::skip(
+                    ROOT_DN_DELEGATION,
+                    "the Root User container could not be read",
+                ));
             }
         }
     }
@@ -397,7 +456,10 @@ impl Ctx<'_> {
     async fn group_checks(&self, session: &mut Session, results: &mut Results) {
         let Some(group) = self.group_dn else {
             for id in [SYNC_GROUP_EXISTS, SYNC_GROUP_IS_SECURITY_GROUP] {
-                results.push(CheckResult::skip(id, "the sync group DN is not valid (see dn.sync_group)"));
+                results.push(CheckResult::skip(
+                    id,
+                    "the sync group DN is not valid (see dn.sync_group)",
+                ));
             }
             return;
         };
@@ -406,7 +468,9 @@ impl Ctx<'_> {
             .await
         {
             Ok(Some(e)) => {
-                for r in evaluate::sync_group(group, Some((e.all("objectClass"), e.int("groupType")))) {
+                for r in
+                    evaluate::sync_group(group, Some((e.all("objectClass"), e.int("groupType"))))
+                {
                     results.push(r);
                 }
             }
@@ -422,7 +486,10 @@ impl Ctx<'_> {
                     "",
                     "Give the service account Read access to the group, or correct sync_group_dn.",
                 ));
-                results.push(CheckResult::skip(SYNC_GROUP_IS_SECURITY_GROUP, "the sync group could not be read"));
+                results.push(CheckResult::skip(
+                    SYNC_GROUP_IS_SECURITY_GROUP,
+                    "the sync group could not be read",
+                ));
             }
         }
     }

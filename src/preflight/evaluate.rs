@@ -4,8 +4,8 @@
 use super::CheckResult;
 use super::ids::*;
 use crate::directory::bind::BindFailure;
-use crate::directory::connect::{Connection, Fallback, ReachError, Security};
 use crate::directory::cert::CertProblem;
+use crate::directory::connect::{Connection, Fallback, ReachError, Security};
 use crate::dn::{Dn, Parsed};
 use crate::time_fmt::{filetime_to_unix, interval_days, unix_to_text};
 
@@ -34,7 +34,9 @@ pub fn dn_field(id: &'static str, label: &str, input: Option<&str>) -> (CheckRes
                 id,
                 format!("{label} is not set"),
                 "",
-                format!("Add the {label} DN to the answers file, e.g. CN=Cloud Groups;CN=Users;DC=example;DC=com"),
+                format!(
+                    "Add the {label} DN to the answers file, e.g. CN=Cloud Groups;CN=Users;DC=example;DC=com"
+                ),
             ),
             None,
         );
@@ -244,7 +246,9 @@ pub fn dc_writable(host: &str, dse: &RootDse) -> CheckResult {
     if !caps.iter().any(|c| c == CAP_ACTIVE_DIRECTORY) {
         return CheckResult::fail(
             DC_WRITABLE,
-            format!("{host} is not an Active Directory domain controller (its RootDSE does not announce AD)"),
+            format!(
+                "{host} is not an Active Directory domain controller (its RootDSE does not announce AD)"
+            ),
             format!("supportedCapabilities: {}", caps.join(", ")),
             "Point dc_host at a domain controller of your AD domain.",
         );
@@ -252,7 +256,9 @@ pub fn dc_writable(host: &str, dse: &RootDse) -> CheckResult {
     if caps.iter().any(|c| c == CAP_PARTIAL_SECRETS_RODC) {
         return CheckResult::fail(
             DC_WRITABLE,
-            format!("{host} is a read-only domain controller (RODC); the agent must write users, groups and passwords"),
+            format!(
+                "{host} is a read-only domain controller (RODC); the agent must write users, groups and passwords"
+            ),
             "",
             "Install on, or point dc_host at, a writable domain controller.",
         );
@@ -266,7 +272,11 @@ pub fn dc_writable(host: &str, dse: &RootDse) -> CheckResult {
             "Wait for replication to complete (repadmin /showrepl) or use another DC.",
         );
     }
-    CheckResult::pass(DC_WRITABLE, format!("{name} is a writable AD domain controller"), "")
+    CheckResult::pass(
+        DC_WRITABLE,
+        format!("{name} is a writable AD domain controller"),
+        "",
+    )
 }
 
 pub fn bind_refused(account: &str, reason: BindFailure, server_text: &str) -> CheckResult {
@@ -318,8 +328,15 @@ fn privileged_group(sid: &str) -> Option<&'static str> {
     }
 }
 
-pub fn not_privileged(account: &str, account_sid: Option<&str>, token_groups: &[String]) -> CheckResult {
-    let mut found: Vec<&str> = token_groups.iter().filter_map(|s| privileged_group(s)).collect();
+pub fn not_privileged(
+    account: &str,
+    account_sid: Option<&str>,
+    token_groups: &[String],
+) -> CheckResult {
+    let mut found: Vec<&str> = token_groups
+        .iter()
+        .filter_map(|s| privileged_group(s))
+        .collect();
     if account_sid
         .and_then(crate::directory::sid::split_rid)
         .is_some_and(|(_, rid)| rid == 500)
@@ -331,7 +348,10 @@ pub fn not_privileged(account: &str, account_sid: Option<&str>, token_groups: &[
         CheckResult::pass(
             ACCOUNT_NOT_PRIVILEGED,
             format!("`{account}` is not in any administrative group"),
-            format!("{} groups checked through tokenGroups (nested membership included)", token_groups.len()),
+            format!(
+                "{} groups checked through tokenGroups (nested membership included)",
+                token_groups.len()
+            ),
         )
     } else {
         CheckResult::fail(
@@ -347,7 +367,9 @@ pub fn account_name(sam: &str) -> CheckResult {
     if sam.eq_ignore_ascii_case("jumpcloud") {
         CheckResult::fail(
             ACCOUNT_NAME,
-            format!("the service account is named `{sam}`, a name reserved for the cloud directory's own agents"),
+            format!(
+                "the service account is named `{sam}`, a name reserved for the cloud directory's own agents"
+            ),
             "",
             "Create a dedicated account with another name, such as svc-sync.",
         )
@@ -365,16 +387,36 @@ pub fn admincount(account: &str, admin_count: Option<i64>) -> CheckResult {
             "Use an account that never was in an administrative group, or remove it from those groups, clear adminCount and re-enable inheritance on it.",
         )
     } else {
-        CheckResult::pass(ACCOUNT_ADMINCOUNT, format!("`{account}` is not a protected (adminCount) account"), "")
+        CheckResult::pass(
+            ACCOUNT_ADMINCOUNT,
+            format!("`{account}` is not a protected (adminCount) account"),
+            "",
+        )
     }
 }
 
-pub fn enabled(account: &str, uac: i64, uac_computed: i64, account_expires: i64, now: i64) -> CheckResult {
+pub fn enabled(
+    account: &str,
+    uac: i64,
+    uac_computed: i64,
+    account_expires: i64,
+    now: i64,
+) -> CheckResult {
     if uac & UAC_ACCOUNTDISABLE != 0 {
-        return CheckResult::fail(ACCOUNT_ENABLED, format!("`{account}` is disabled"), "", BindFailure::Disabled.fix());
+        return CheckResult::fail(
+            ACCOUNT_ENABLED,
+            format!("`{account}` is disabled"),
+            "",
+            BindFailure::Disabled.fix(),
+        );
     }
     if (uac | uac_computed) & UAC_LOCKOUT != 0 {
-        return CheckResult::fail(ACCOUNT_ENABLED, format!("`{account}` is locked out"), "", BindFailure::LockedOut.fix());
+        return CheckResult::fail(
+            ACCOUNT_ENABLED,
+            format!("`{account}` is locked out"),
+            "",
+            BindFailure::LockedOut.fix(),
+        );
     }
     if let Some(exp) = filetime_to_unix(account_expires) {
         if exp <= now {
@@ -388,13 +430,20 @@ pub fn enabled(account: &str, uac: i64, uac_computed: i64, account_expires: i64,
         if exp - now < EXPIRY_WARN_DAYS * 86_400 {
             return CheckResult::warn(
                 ACCOUNT_ENABLED,
-                format!("`{account}` expires on {}; the agent stops then", unix_to_text(exp)),
+                format!(
+                    "`{account}` expires on {}; the agent stops then",
+                    unix_to_text(exp)
+                ),
                 "",
                 BindFailure::AccountExpired.fix(),
             );
         }
     }
-    CheckResult::pass(ACCOUNT_ENABLED, format!("`{account}` is enabled and not locked out"), "")
+    CheckResult::pass(
+        ACCOUNT_ENABLED,
+        format!("`{account}` is enabled and not locked out"),
+        "",
+    )
 }
 
 /// Inputs of the password-expiry decision.
@@ -419,11 +468,18 @@ pub fn password_expiry(account: &str, p: &PasswordAge, now: i64) -> CheckResult 
         );
     }
     if p.uac & UAC_DONT_EXPIRE_PASSWORD != 0 {
-        return CheckResult::pass(ACCOUNT_PASSWORD_EXPIRY, format!("the password of `{account}` never expires"), "");
+        return CheckResult::pass(
+            ACCOUNT_PASSWORD_EXPIRY,
+            format!("the password of `{account}` never expires"),
+            "",
+        );
     }
     let expiry = match p.expiry_computed {
         Some(v) => filetime_to_unix(v),
-        None => match (p.pwd_last_set.and_then(filetime_to_unix), p.max_pwd_age.and_then(interval_days)) {
+        None => match (
+            p.pwd_last_set.and_then(filetime_to_unix),
+            p.max_pwd_age.and_then(interval_days),
+        ) {
             (Some(set), Some(days)) => Some(set + days * 86_400),
             _ => None,
         },
@@ -465,7 +521,9 @@ pub fn root_domain_matches(root: &Dn, default_nc: &Dn) -> CheckResult {
                 root.to_semicolon_form()
             ),
             "",
-            format!("Use a container under {nc}, or point dc_host at a DC of the container's domain."),
+            format!(
+                "Use a container under {nc}, or point dc_host at a DC of the container's domain."
+            ),
         )
     }
 }
@@ -481,16 +539,28 @@ pub fn root_exists(root: &Dn, object_classes: Option<&[String]>) -> CheckResult 
         ),
         Some(classes) => {
             let is_container = classes.iter().any(|c| {
-                ["organizationalUnit", "container", "builtinDomain", "domainDNS"]
-                    .iter()
-                    .any(|k| c.eq_ignore_ascii_case(k))
+                [
+                    "organizationalUnit",
+                    "container",
+                    "builtinDomain",
+                    "domainDNS",
+                ]
+                .iter()
+                .any(|k| c.eq_ignore_ascii_case(k))
             });
             if is_container {
-                CheckResult::pass(ROOT_DN_EXISTS, format!("`{shown}` exists"), format!("objectClass: {}", classes.join(", ")))
+                CheckResult::pass(
+                    ROOT_DN_EXISTS,
+                    format!("`{shown}` exists"),
+                    format!("objectClass: {}", classes.join(", ")),
+                )
             } else {
                 CheckResult::fail(
                     ROOT_DN_EXISTS,
-                    format!("`{shown}` exists but is not a container or OU (it is a {})", classes.last().map(String::as_str).unwrap_or("?")),
+                    format!(
+                        "`{shown}` exists but is not a container or OU (it is a {})",
+                        classes.last().map(String::as_str).unwrap_or("?")
+                    ),
                     "",
                     "Give the DN of an OU or container, not of a user or group.",
                 )
@@ -503,7 +573,11 @@ const NOT_PROVEN: &str = "allowedChildClassesEffective proves the right to creat
 const DELEGATION_FIX: &str = "In ADUC right-click the container > Delegate Control, add the service account and tick: Create, delete, and manage user accounts; Reset user passwords and force password change at next logon; Read all user information; Create, delete and manage groups; Modify the membership of a group.";
 
 pub fn delegation(account: &str, allowed_child_classes: &[String]) -> CheckResult {
-    let can = |class: &str| allowed_child_classes.iter().any(|c| c.eq_ignore_ascii_case(class));
+    let can = |class: &str| {
+        allowed_child_classes
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(class))
+    };
     let missing: Vec<&str> = ["user", "group"].into_iter().filter(|c| !can(c)).collect();
     if missing.is_empty() {
         CheckResult::pass(
@@ -514,7 +588,10 @@ pub fn delegation(account: &str, allowed_child_classes: &[String]) -> CheckResul
     } else {
         CheckResult::fail(
             ROOT_DN_DELEGATION,
-            format!("`{account}` cannot create {} objects in the Root User container", missing.join(" or ")),
+            format!(
+                "`{account}` cannot create {} objects in the Root User container",
+                missing.join(" or ")
+            ),
             NOT_PROVEN,
             DELEGATION_FIX,
         )
@@ -531,29 +608,49 @@ pub fn sync_group(dn: &Dn, entry: Option<(&[String], Option<i64>)>) -> [CheckRes
                 "",
                 "Create the security group in ADUC (Group scope: Global, Group type: Security) or correct sync_group_dn.",
             ),
-            CheckResult::skip(SYNC_GROUP_IS_SECURITY_GROUP, "the sync group does not exist"),
+            CheckResult::skip(
+                SYNC_GROUP_IS_SECURITY_GROUP,
+                "the sync group does not exist",
+            ),
         ];
     };
     if !classes.iter().any(|c| c.eq_ignore_ascii_case("group")) {
         return [
             CheckResult::fail(
                 SYNC_GROUP_EXISTS,
-                format!("`{shown}` exists but is not a group (it is a {})", classes.last().map(String::as_str).unwrap_or("?")),
+                format!(
+                    "`{shown}` exists but is not a group (it is a {})",
+                    classes.last().map(String::as_str).unwrap_or("?")
+                ),
                 "",
                 "Give the DN of a security group.",
             ),
-            CheckResult::skip(SYNC_GROUP_IS_SECURITY_GROUP, "the sync group DN is not a group"),
+            CheckResult::skip(
+                SYNC_GROUP_IS_SECURITY_GROUP,
+                "the sync group DN is not a group",
+            ),
         ];
     }
-    let exists = CheckResult::pass(SYNC_GROUP_EXISTS, format!("the sync group `{shown}` exists"), "");
+    let exists = CheckResult::pass(
+        SYNC_GROUP_EXISTS,
+        format!("the sync group `{shown}` exists"),
+        "",
+    );
     let security = match group_type {
-        Some(t) if t & GROUP_TYPE_SECURITY != 0 => {
-            CheckResult::pass(SYNC_GROUP_IS_SECURITY_GROUP, "the sync group is a security group", "")
-        }
+        Some(t) if t & GROUP_TYPE_SECURITY != 0 => CheckResult::pass(
+            SYNC_GROUP_IS_SECURITY_GROUP,
+            "the sync group is a security group",
+            "",
+        ),
         _ => CheckResult::fail(
             SYNC_GROUP_IS_SECURITY_GROUP,
-            format!("`{shown}` is a distribution group; the cloud's groups are security groups and must nest under one"),
-            format!("groupType: {}", group_type.map_or("(unset)".into(), |t| t.to_string())),
+            format!(
+                "`{shown}` is a distribution group; the cloud's groups are security groups and must nest under one"
+            ),
+            format!(
+                "groupType: {}",
+                group_type.map_or("(unset)".into(), |t| t.to_string())
+            ),
             "In the group's Properties > General, set Group type to Security (or create a new security group).",
         ),
     };
@@ -581,7 +678,11 @@ pub fn password_policy(p: Option<&PasswordPolicy>) -> CheckResult {
         );
     };
     let props = p.properties.unwrap_or(0);
-    let complexity = if props & PWD_COMPLEX != 0 { "required" } else { "off" };
+    let complexity = if props & PWD_COMPLEX != 0 {
+        "required"
+    } else {
+        "off"
+    };
     let lockout = match p.lockout_threshold {
         Some(n) if n > 0 => {
             let minutes = p.lockout_duration.and_then(|d| {
@@ -621,10 +722,14 @@ mod tests {
     use crate::preflight::Status;
 
     fn ad_caps() -> Vec<String> {
-        ["1.2.840.113556.1.4.800", "1.2.840.113556.1.4.1670", "1.2.840.113556.1.4.1791"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "1.2.840.113556.1.4.800",
+            "1.2.840.113556.1.4.1670",
+            "1.2.840.113556.1.4.1791",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     }
 
     /// The RootDSE capabilities of a Windows Server 2019 RODC, as recorded from one.
@@ -662,12 +767,24 @@ mod tests {
     #[test]
     fn privilege_matches_rids_in_any_domain_and_the_builtin_admin() {
         let sids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let r = not_privileged("x", None, &sids(&["S-1-5-21-1-2-3-513", "S-1-5-21-9-9-9-519"]));
+        let r = not_privileged(
+            "x",
+            None,
+            &sids(&["S-1-5-21-1-2-3-513", "S-1-5-21-9-9-9-519"]),
+        );
         assert_eq!(r.status, Status::Fail);
         assert!(r.summary.contains("Enterprise Admins"));
-        let r = not_privileged("x", Some("S-1-5-21-1-2-3-500"), &sids(&["S-1-5-21-1-2-3-513"]));
+        let r = not_privileged(
+            "x",
+            Some("S-1-5-21-1-2-3-500"),
+            &sids(&["S-1-5-21-1-2-3-513"]),
+        );
         assert_eq!(r.status, Status::Fail);
-        let r = not_privileged("x", Some("S-1-5-21-1-2-3-1105"), &sids(&["S-1-5-21-1-2-3-513", "S-1-5-32-545"]));
+        let r = not_privileged(
+            "x",
+            Some("S-1-5-21-1-2-3-1105"),
+            &sids(&["S-1-5-21-1-2-3-513", "S-1-5-32-545"]),
+        );
         assert_eq!(r.status, Status::Pass);
     }
 

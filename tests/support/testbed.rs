@@ -84,7 +84,12 @@ impl Testbed {
         ensure_loopback_alias("127.0.0.2")?;
         ensure_hosts_entries()?;
         for (addr, host) in [("127.0.0.1", DC1_HOST), ("127.0.0.2", DC2_HOST)] {
-            if TcpStream::connect_timeout(&format!("{addr}:636").parse().map_err(|e| format!("{e}"))?, Duration::from_millis(200)).is_ok() {
+            if TcpStream::connect_timeout(
+                &format!("{addr}:636").parse().map_err(|e| format!("{e}"))?,
+                Duration::from_millis(200),
+            )
+            .is_ok()
+            {
                 return Err(format!(
                     "port 636 on {addr} ({host}) is already in use: another test domain or LDAP server is running; stop it first (ss -ltnp 'sport = :636')"
                 ));
@@ -171,7 +176,10 @@ impl Dc {
             .arg(self.smb_conf())
             .arg("--option=server services=ldap")
             .arg(format!("--option=pid directory={}", run.display()))
-            .arg(format!("--option=log file={}", self.dir.join("samba.log").display()));
+            .arg(format!(
+                "--option=log file={}",
+                self.dir.join("samba.log").display()
+            ));
         for o in extra {
             cmd.arg(format!("--option={o}"));
         }
@@ -207,7 +215,10 @@ impl Dc {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(format!("samba for {} did not listen on {addr} within 60 s", self.host))
+        Err(format!(
+            "samba for {} did not listen on {addr} within 60 s",
+            self.host
+        ))
     }
 
     /// Full control over a container for an account (by SID), as ADUC's Delegate Control gives.
@@ -253,7 +264,8 @@ impl Dc {
 
 fn provision(dir: &Path, host: &str, addr: &str) -> Result<Child, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let log = std::fs::File::create(dir.with_extension("provision.log")).map_err(|e| e.to_string())?;
+    let log =
+        std::fs::File::create(dir.with_extension("provision.log")).map_err(|e| e.to_string())?;
     let log2 = log.try_clone().map_err(|e| e.to_string())?;
     Command::new("samba-tool")
         .args(["domain", "provision"])
@@ -265,7 +277,10 @@ fn provision(dir: &Path, host: &str, addr: &str) -> Result<Child, String> {
         .arg(format!("--host-name={host}"))
         .arg(format!("--option=interfaces={addr}"))
         .arg("--option=bind interfaces only=yes")
-        .arg(format!("--option=log file={}", dir.join("samba.log").display()))
+        .arg(format!(
+            "--option=log file={}",
+            dir.join("samba.log").display()
+        ))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2)
@@ -278,7 +293,9 @@ fn wait_ok(mut child: Child, what: &str) -> Result<(), String> {
     if status.success() {
         Ok(())
     } else {
-        Err(format!("{what} failed ({status}); see the provision.log beside its folder"))
+        Err(format!(
+            "{what} failed ({status}); see the provision.log beside its folder"
+        ))
     }
 }
 
@@ -300,7 +317,8 @@ fn ensure_loopback_alias(addr: &str) -> Result<(), String> {
     if shown.contains(&format!("inet {addr}/")) {
         return Ok(());
     }
-    run_capture(Command::new("ip").args(["addr", "add", &format!("{addr}/8"), "dev", "lo"])).map(|_| ())
+    run_capture(Command::new("ip").args(["addr", "add", &format!("{addr}/8"), "dev", "lo"]))
+        .map(|_| ())
 }
 
 /// Maps the test DC names in /etc/hosts (the domain has no DNS server of its own).
@@ -341,7 +359,8 @@ fn write_expired_cert(dc_dir: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(&tls).map_err(|e| e.to_string())?;
     let ca_key = KeyPair::generate().map_err(e)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
-    ca.distinguished_name.push(DnType::CommonName, "ad-sync testbed CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "ad-sync testbed CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
     let issuer = Issuer::new(ca, ca_key);
@@ -398,7 +417,11 @@ const UAC_NORMAL: &str = "512";
 const UAC_NORMAL_NO_EXPIRY: &str = "66048";
 const UAC_DISABLED: &str = "514";
 
-async fn add(ldap: &mut ldap3::Ldap, dn: &str, attrs: Vec<(&str, Vec<&str>)>) -> Result<(), String> {
+async fn add(
+    ldap: &mut ldap3::Ldap,
+    dn: &str,
+    attrs: Vec<(&str, Vec<&str>)>,
+) -> Result<(), String> {
     let attrs: Vec<(&str, HashSet<&str>)> = attrs
         .into_iter()
         .map(|(k, v)| (k, v.into_iter().collect()))
@@ -433,7 +456,10 @@ pub async fn add_user(
         ldap,
         &dn,
         vec![
-            ("objectClass", vec!["top", "person", "organizationalPerson", "user"]),
+            (
+                "objectClass",
+                vec!["top", "person", "organizationalPerson", "user"],
+            ),
             ("sAMAccountName", vec![sam]),
             ("userPrincipalName", vec![&format!("{sam}@example.com")]),
         ],
@@ -451,7 +477,12 @@ pub async fn add_user(
     Ok(dn)
 }
 
-async fn add_group(ldap: &mut ldap3::Ldap, dn: &str, sam: &str, group_type: &str) -> Result<(), String> {
+async fn add_group(
+    ldap: &mut ldap3::Ldap,
+    dn: &str,
+    sam: &str,
+    group_type: &str,
+) -> Result<(), String> {
     add(
         ldap,
         dn,
@@ -468,7 +499,10 @@ async fn add_member(ldap: &mut ldap3::Ldap, group: &str, member: &str) -> Result
     modify(
         ldap,
         group,
-        vec![Mod::Add(b"member".to_vec(), HashSet::from([member.as_bytes().to_vec()]))],
+        vec![Mod::Add(
+            b"member".to_vec(),
+            HashSet::from([member.as_bytes().to_vec()]),
+        )],
     )
     .await
 }
@@ -479,7 +513,12 @@ async fn seed_dc1(dc: &Dc) -> Result<String, String> {
     let mut l = dc.admin().await?;
     let users = "CN=Users,DC=example,DC=com";
     for ou in [OU_STAFF, OU_UNDELEGATED, OU_TRICKY] {
-        add(&mut l, ou, vec![("objectClass", vec!["top", "organizationalUnit"])]).await?;
+        add(
+            &mut l,
+            ou,
+            vec![("objectClass", vec!["top", "organizationalUnit"])],
+        )
+        .await?;
     }
     // Global security group (0x80000002) and global distribution group (0x2).
     add_group(&mut l, GROUP_SECURITY, "Cloud Groups", "-2147483646").await?;
@@ -490,7 +529,12 @@ async fn seed_dc1(dc: &Dc) -> Result<String, String> {
 
     let good = add_user(&mut l, users, GOOD, UAC_NORMAL_NO_EXPIRY).await?;
     let good_sid = l
-        .search(&good, ldap3::Scope::Base, "(objectClass=*)", vec!["objectSid"])
+        .search(
+            &good,
+            ldap3::Scope::Base,
+            "(objectClass=*)",
+            vec!["objectSid"],
+        )
         .await
         .and_then(|r| r.success())
         .map_err(|e| format!("read objectSid of {good}: {e}"))?
@@ -498,7 +542,11 @@ async fn seed_dc1(dc: &Dc) -> Result<String, String> {
         .into_iter()
         .next()
         .map(ldap3::SearchEntry::construct)
-        .and_then(|e| e.bin_attrs.get("objectSid").and_then(|v| v.first().cloned()))
+        .and_then(|e| {
+            e.bin_attrs
+                .get("objectSid")
+                .and_then(|v| v.first().cloned())
+        })
         .and_then(|b| ad_sync::directory::sid::to_string(&b))
         .ok_or_else(|| format!("no objectSid on {good}"))?;
     add_user(&mut l, users, EXPIRING, UAC_NORMAL).await?;
@@ -511,7 +559,12 @@ async fn seed_dc1(dc: &Dc) -> Result<String, String> {
     let helpdesk = format!("CN=Helpdesk Admins,{users}");
     add_group(&mut l, &helpdesk, "Helpdesk Admins", "-2147483646").await?;
     add_member(&mut l, &helpdesk, &nested).await?;
-    add_member(&mut l, "CN=Administrators,CN=Builtin,DC=example,DC=com", &helpdesk).await?;
+    add_member(
+        &mut l,
+        "CN=Administrators,CN=Builtin,DC=example,DC=com",
+        &helpdesk,
+    )
+    .await?;
 
     let protected = add_user(&mut l, users, PROTECTED, UAC_NORMAL_NO_EXPIRY).await?;
     modify(&mut l, &protected, vec![replace("adminCount", "1")]).await?;
@@ -521,7 +574,12 @@ async fn seed_dc1(dc: &Dc) -> Result<String, String> {
     modify(&mut l, &must, vec![replace("pwdLastSet", "0")]).await?;
     let expired = add_user(&mut l, users, EXPIRED, UAC_NORMAL_NO_EXPIRY).await?;
     // 2020-01-01 as FILETIME.
-    modify(&mut l, &expired, vec![replace("accountExpires", "132223104000000000")]).await?;
+    modify(
+        &mut l,
+        &expired,
+        vec![replace("accountExpires", "132223104000000000")],
+    )
+    .await?;
     let hours = add_user(&mut l, users, NO_HOURS, UAC_NORMAL_NO_EXPIRY).await?;
     modify(&mut l, &hours, vec![replace("logonHours", vec![0u8; 21])]).await?;
     add_user(&mut l, users, LOCKED, UAC_NORMAL_NO_EXPIRY).await?;
@@ -541,7 +599,9 @@ async fn seed_dc1(dc: &Dc) -> Result<String, String> {
         .await
         .map_err(|e| e.to_string())?;
         ldap3::drive!(conn);
-        let _ = probe.simple_bind(&format!("{NETBIOS}\\{LOCKED}"), "wrong-password").await;
+        let _ = probe
+            .simple_bind(&format!("{NETBIOS}\\{LOCKED}"), "wrong-password")
+            .await;
         let _ = probe.unbind().await;
     }
     Ok(good_sid)
@@ -549,8 +609,20 @@ async fn seed_dc1(dc: &Dc) -> Result<String, String> {
 
 async fn seed_dc2(dc: &Dc) -> Result<(), String> {
     let mut l = dc.admin().await?;
-    add_user(&mut l, "CN=Users,DC=example,DC=com", accounts::GOOD, UAC_NORMAL_NO_EXPIRY).await?;
-    add_group(&mut l, "CN=Cloud Groups,CN=Users,DC=example,DC=com", "Cloud Groups", "-2147483646").await?;
+    add_user(
+        &mut l,
+        "CN=Users,DC=example,DC=com",
+        accounts::GOOD,
+        UAC_NORMAL_NO_EXPIRY,
+    )
+    .await?;
+    add_group(
+        &mut l,
+        "CN=Cloud Groups,CN=Users,DC=example,DC=com",
+        "Cloud Groups",
+        "-2147483646",
+    )
+    .await?;
     // Reversible encryption on: the password_policy check warns about it.
     modify(&mut l, BASE, vec![replace("pwdProperties", "17")]).await?;
     let _ = l.unbind().await;
