@@ -44,7 +44,10 @@ fn main() {
         ("a well-prepared service account", &good),
         ("a Domain Admin as the service account", &admin),
     ] {
-        println!("\n=== ad-sync-setup check --answers {} ({title})\n", path.display());
+        println!(
+            "\n=== ad-sync-setup check --answers {} ({title})\n",
+            path.display()
+        );
         let cli = ad_sync::cli::Cli::parse_from([
             "ad-sync-setup",
             "check",
@@ -63,5 +66,8 @@ fn main() {
         let _ = std::io::stdin().read_line(&mut line);
     }
     bed.stop();
-    println!("\nThe demo domain is stopped; its files are under {}.", root.display());
+    println!(
+        "\nThe demo domain is stopped; its files are under {}.",
+        root.display()
+    );
 }
