@@ -249,7 +249,9 @@ impl Answers {
             );
         }
         if let Some(host) = &self.server.dc_host
-            && (host.trim() != host || host.contains(['/', ' ', ':']) && !host.contains("::"))
+            && (host.trim() != host
+                || host.contains(['/', '\\', ' '])
+                || (host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err()))
         {
             return Err(format!(
                 "[server] dc_host `{host}` is not a host name; give the DC's FQDN, e.g. dc1.example.com, without ldap:// or a port"
@@ -488,6 +490,31 @@ password = "Pw-distinct-7781"
             };
             assert!(e.contains(want), "want {want:?} in {e:?}");
             assert!(!e.contains("Pw-distinct-7781"), "secret echoed: {e}");
+        }
+    }
+
+    #[test]
+    fn dc_host_must_be_a_bare_host_name() {
+        for bad in [
+            "ldaps://dc1.example.com",
+            "dc1.example.com:636",
+            " dc1",
+            r"EXAMPLE\\dc1",
+        ] {
+            let text = MINIMAL.replace("dc1.example.com", bad);
+            assert!(
+                parse(&text).is_err_and(|e| e.contains("is not a host name")),
+                "{bad} accepted"
+            );
+        }
+        for good in [
+            "dc1.example.com",
+            "10.0.0.5",
+            "fe80::1",
+            "2001:db8:0:0:1:0:0:1",
+        ] {
+            let text = MINIMAL.replace("dc1.example.com", good);
+            assert!(parse(&text).is_ok(), "{good} refused");
         }
     }
 

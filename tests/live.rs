@@ -208,6 +208,48 @@ fn starttls_works_on_port_389() {
 }
 
 #[test]
+fn server_that_accepts_and_never_answers_times_out() {
+    // A real listener that accepts TCP and then says nothing, like a hung DC or a black hole.
+    let listener = std::net::TcpListener::bind("127.0.0.5:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for _ in 0..3 {
+            match listener.accept() {
+                Ok((s, _)) => open.push(s),
+                Err(_) => break,
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    });
+    let mut s = Spec::good();
+    s.dc_host = Some("127.0.0.5".into());
+    s.port = Some(port);
+    let mut answers = s.answers();
+    answers.ldap.timeout_seconds = 1;
+    let started = std::time::Instant::now();
+    let r = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .block_on(ad_sync::preflight::run(&answers));
+    expect(&r, ids::DC_REACHABLE, Status::Pass, "accepts connections");
+    expect(
+        &r,
+        ids::LDAP_TLS,
+        Status::Fail,
+        "did not complete the LDAPS handshake",
+    );
+    expect(&r, ids::LDAP_BIND, Status::Skip, "no connection");
+    // Bounded by the timeout, not by the server: a generous ceiling, not a benchmark.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    drop(held);
+}
+
+#[test]
 fn unusable_ca_file_fails_ldap_tls_naming_the_field() {
     let mut s = Spec::good();
     s.ca_file = Some("/nonexistent/ca.pem".into());

@@ -322,7 +322,8 @@ async fn open_ldap(
     )
     .await
     {
-        Err(_) => {
+        // Ours or ldap3's own connect timeout: the same thing to the admin.
+        Err(_) | Ok(Err(ldap3::LdapError::Timeout { .. })) => {
             return Err(format!(
                 "{TIMEOUT_PREFIX} to the TLS handshake within {} s",
                 opts.op_timeout.as_secs_f32()
