@@ -324,8 +324,13 @@ async fn open_ldap(
     {
         // Ours or ldap3's own connect timeout: the same thing to the admin.
         Err(_) | Ok(Err(ldap3::LdapError::Timeout { .. })) => {
+            let step = match mode {
+                Mode::Ldaps => "the LDAPS handshake",
+                Mode::StartTls => "the StartTLS exchange",
+                Mode::Plain => "the LDAP connection",
+            };
             return Err(format!(
-                "{TIMEOUT_PREFIX} to the TLS handshake within {} s",
+                "{TIMEOUT_PREFIX} to {step} within {} s",
                 opts.op_timeout.as_secs_f32()
             ));
         }
