@@ -283,61 +283,42 @@ impl Ctx<'_> {
         max_pwd_age: Option<i64>,
     ) {
         let shown = account.user().to_string();
-        let entry = match session
+        let found = match session
             .search(nc, Scope::Subtree, &account.search_filter(), &ACCOUNT_ATTRS)
             .await
         {
-            Ok(mut v) if v.len() == 1 => v.pop(),
-            Ok(v) if v.is_empty() => None,
-            Ok(v) => {
-                let why = format!(
-                    "{} accounts match `{shown}`; use DOMAIN\\user or the full UPN",
-                    v.len()
-                );
-                for id in [
-                    ACCOUNT_NOT_PRIVILEGED,
-                    ACCOUNT_ADMINCOUNT,
-                    ACCOUNT_ENABLED,
-                    ACCOUNT_PASSWORD_EXPIRY,
-                ] {
-                    results.push(CheckResult::fail(
-                        id,
-                        why.clone(),
-                        "",
-                        "Name the account unambiguously.",
-                    ));
-                }
-                return;
-            }
-            Err(e) => {
-                let why = format!("the service account's entry could not be read: {e}");
-                for id in [
-                    ACCOUNT_NOT_PRIVILEGED,
-                    ACCOUNT_ADMINCOUNT,
-                    ACCOUNT_ENABLED,
-                    ACCOUNT_PASSWORD_EXPIRY,
-                ] {
-                    results.push(CheckResult::fail(id, why.clone(), "", "Make sure the account may read its own entry (Authenticated Users have this by default)."));
-                }
-                return;
-            }
-        };
-        let Some(entry) = entry else {
-            let why = format!("logged on, but no user entry named `{shown}` was found under {nc}");
-            for id in [
-                ACCOUNT_NOT_PRIVILEGED,
-                ACCOUNT_ADMINCOUNT,
-                ACCOUNT_ENABLED,
-                ACCOUNT_PASSWORD_EXPIRY,
-            ] {
-                results.push(CheckResult::fail(
-                    id,
-                    why.clone(),
-                    "",
+            Ok(mut v) => match (v.pop(), v.len()) {
+                (Some(entry), 0) => Ok(entry),
+                (None, _) => Err((
+                    format!("logged on, but no user entry named `{shown}` was found under {nc}"),
                     "Give the account as DOMAIN\\sAMAccountName so it can be found.",
-                ));
+                )),
+                (Some(_), others) => Err((
+                    format!(
+                        "{} accounts match `{shown}`; use DOMAIN\\user or the full UPN",
+                        others + 1
+                    ),
+                    "Name the account unambiguously.",
+                )),
+            },
+            Err(e) => Err((
+                format!("the service account's entry could not be read: {e}"),
+                "Make sure the account may read its own entry (Authenticated Users have this by default).",
+            )),
+        };
+        let entry = match found {
+            Ok(entry) => entry,
+            Err((why, fix)) => {
+                for id in [
+                    ACCOUNT_NOT_PRIVILEGED,
+                    ACCOUNT_ADMINCOUNT,
+                    ACCOUNT_ENABLED,
+                    ACCOUNT_PASSWORD_EXPIRY,
+                ] {
+                    results.push(CheckResult::fail(id, why.clone(), "", fix));
+                }
+                return;
             }
-            return;
         };
         let sam = entry.first("sAMAccountName").unwrap_or(&shown).to_string();
         let account_sid = entry

@@ -37,6 +37,15 @@ pub mod ids {
     pub const CONNECT_KEY_DOMAIN_MATCHES: &str = "connect_key.domain_matches";
     pub const PASSWORD_POLICY: &str = "password_policy";
 
+    /// The checks that need the cloud.
+    pub const CLOUD: [&str; 5] = [
+        CLOUD_REACHABLE,
+        CLOUD_TLS,
+        CONNECT_KEY_FORMAT,
+        CONNECT_KEY_VALID,
+        CONNECT_KEY_DOMAIN_MATCHES,
+    ];
+
     /// Every id, in the order checks are reported.
     pub const ALL: [&str; 24] = [
         DN_ROOT,
@@ -171,13 +180,7 @@ impl Report {
 /// the reason, until the cloud client exists.
 pub async fn run(answers: &crate::answers::Answers) -> Report {
     let mut report = ad::run(answers).await;
-    for id in [
-        ids::CLOUD_REACHABLE,
-        ids::CLOUD_TLS,
-        ids::CONNECT_KEY_FORMAT,
-        ids::CONNECT_KEY_VALID,
-        ids::CONNECT_KEY_DOMAIN_MATCHES,
-    ] {
+    for id in ids::CLOUD {
         report.checks.push(CheckResult::skip(
             id,
             "cloud checks are not implemented in this build yet (the cloud client arrives with ad-sync-cloud)",
