@@ -309,6 +309,23 @@ impl Answers {
         )
     }
 
+    /// The connect key's text, when the answers give one (`Ok(None)` when they do not).
+    pub fn connect_key(&self) -> Result<Option<Secret>, String> {
+        let Some(c) = &self.cloud else {
+            return Ok(None);
+        };
+        if c.connect_key.is_none() && c.connect_key_file.is_none() && c.connect_key_env.is_none() {
+            return Ok(None);
+        }
+        self.resolve_secret(
+            "[cloud] connect_key",
+            c.connect_key.as_ref(),
+            c.connect_key_file.as_deref(),
+            c.connect_key_env.as_deref(),
+        )
+        .map(Some)
+    }
+
     /// A path from the answers file, relative to the answers file's folder.
     pub fn path(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {

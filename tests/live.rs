@@ -61,9 +61,13 @@ fn every_ad_check_passes_for_a_well_prepared_domain_over_one_connection() {
         );
     }
     // The cloud checks are honestly skipped, never passed, until the cloud client exists.
-    for id in ids::CLOUD {
+    for id in ids::CLOUD
+        .into_iter()
+        .filter(|id| *id != ids::CONNECT_KEY_FORMAT)
+    {
         expect(&r, id, Status::Skip, "not implemented");
     }
+    expect(&r, ids::CONNECT_KEY_FORMAT, Status::Skip, "no connect key");
     assert_eq!(r.checks.len(), ids::ALL.len());
     assert_eq!(r.stats.connections, 1);
     // RootDSE, bind, domain policy, account, tokenGroups, root container, sync group, unbind.
@@ -489,17 +493,48 @@ fn check_cli_exit_codes_and_json_shape() {
 }
 
 #[test]
+fn connect_key_format_is_checked_offline() {
+    let key = ad_sync::connect_key::ConnectKey::generate().unwrap_or_else(|e| panic!("{e}"));
+    let text = key.secret().expose().to_string();
+    let mut s = Spec::good();
+    s.connect_key = Some(format!("{}\n{}\n", &text[..20], &text[20..]));
+    let r = run_checks(&s);
+    expect(
+        &r,
+        ids::CONNECT_KEY_FORMAT,
+        Status::Pass,
+        "checksum matches",
+    );
+    expect(&r, ids::CONNECT_KEY_VALID, Status::Skip, "not implemented");
+    // One mistyped character is caught before any network call.
+    let swapped = if text.ends_with('Z') { 'Y' } else { 'Z' };
+    s.connect_key = Some(format!("{}{swapped}", &text[..text.len() - 1]));
+    let r = run_checks(&s);
+    expect(&r, ids::CONNECT_KEY_FORMAT, Status::Fail, "mistyped");
+    s.connect_key = Some(text[..30].to_string());
+    let r = run_checks(&s);
+    expect(&r, ids::CONNECT_KEY_FORMAT, Status::Fail, "truncated");
+}
+
+#[test]
 fn no_password_appears_in_any_output() {
     let mut wrong = Spec::good().user(accounts::TYPO);
     wrong.password = "Wr0ng!Distinct-Typo-5150".into();
     let mut plain = Spec::good();
     plain.ca_file = None;
     plain.fallback = true;
+    let mut with_key = Spec::good();
+    let key = ad_sync::connect_key::ConnectKey::generate().unwrap_or_else(|e| panic!("{e}"));
+    with_key.connect_key = Some(key.secret().expose().to_string());
+    let mut bad_key = Spec::good();
+    bad_key.connect_key = Some(format!("{}X", key.secret().expose()));
     let specs = [
         Spec::good(),
         wrong,
         plain,
         Spec::good().user(accounts::LOCKED),
+        with_key,
+        bad_key,
     ];
     for spec in specs {
         let path = spec.write();
@@ -523,6 +558,10 @@ fn no_password_appears_in_any_output() {
                 spec.username
             );
             assert!(!all.contains(testbed::ADMIN_PASSWORD));
+            if let Some(k) = &spec.connect_key {
+                // Nothing of the key beyond the redacted tail (last four characters).
+                assert!(!all.contains(&k[5..25]), "connect key leaked: {all}");
+            }
         }
     }
 }

@@ -176,15 +176,53 @@ impl Report {
     }
 }
 
-/// Every preflight check for an answers file. The cloud checks are reported as skipped, with
-/// the reason, until the cloud client exists.
+/// Every preflight check for an answers file. The connect key's format is checked offline; the
+/// checks that need the cloud are reported as skipped, with the reason, until the cloud client
+/// exists.
 pub async fn run(answers: &crate::answers::Answers) -> Report {
     let mut report = ad::run(answers).await;
-    for id in ids::CLOUD {
+    report.checks.push(connect_key_format(answers));
+    for id in ids::CLOUD
+        .into_iter()
+        .filter(|id| *id != ids::CONNECT_KEY_FORMAT)
+    {
         report.checks.push(CheckResult::skip(
             id,
             "cloud checks are not implemented in this build yet (the cloud client arrives with ad-sync-cloud)",
         ));
     }
     report
+}
+
+/// `connect_key.format`: the key's characters, length and checksum, with no network call.
+pub fn connect_key_format(answers: &crate::answers::Answers) -> CheckResult {
+    use crate::connect_key::ConnectKey;
+    match answers.connect_key() {
+        Ok(None) => CheckResult::skip(
+            ids::CONNECT_KEY_FORMAT,
+            "the answers file gives no connect key ([cloud] connect_key, connect_key_file or connect_key_env); none is needed to re-check an existing install",
+        ),
+        Err(e) => CheckResult::fail(
+            ids::CONNECT_KEY_FORMAT,
+            format!("the connect key is not available: {e}"),
+            "",
+            "Give the key as [cloud] connect_key_file or connect_key_env (keeps it off the command line).",
+        ),
+        Ok(Some(text)) => match ConnectKey::parse(text.expose()) {
+            Ok(key) => CheckResult::pass(
+                ids::CONNECT_KEY_FORMAT,
+                format!(
+                    "connect key {} is well-formed and its checksum matches",
+                    key.redacted()
+                ),
+                "checked offline; whether the cloud knows it is connect_key.valid",
+            ),
+            Err(e) => CheckResult::fail(
+                ids::CONNECT_KEY_FORMAT,
+                format!("[cloud] connect key: {e}"),
+                "",
+                "Copy the key again from the cloud console (Domain > Connect key); keys start with ADS1-.",
+            ),
+        },
+    }
 }

@@ -53,6 +53,8 @@ pub struct Spec {
     pub sync_group_dn: Option<String>,
     pub username: String,
     pub password: String,
+    /// Written to a file beside the answers and named by `[cloud] connect_key_file`.
+    pub connect_key: Option<String>,
 }
 
 impl Spec {
@@ -69,6 +71,7 @@ impl Spec {
             sync_group_dn: Some("CN=Cloud Groups;OU=Staff;DC=example;DC=com".into()),
             username: format!("EXAMPLE\\{}", testbed::accounts::GOOD),
             password: testbed::SVC_PASSWORD.into(),
+            connect_key: None,
         }
     }
 
@@ -102,6 +105,9 @@ impl Spec {
             "\n[service_account]\nusername = '{}'\npassword_file = \"svc.pw\"\n",
             self.username
         ));
+        if self.connect_key.is_some() {
+            t.push_str("\n[cloud]\nconnect_key_file = \"key.txt\"\n");
+        }
         t
     }
 
@@ -114,6 +120,10 @@ impl Spec {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         std::fs::write(dir.join("svc.pw"), format!("{}\n", self.password))
             .unwrap_or_else(|e| panic!("write password file: {e}"));
+        if let Some(k) = &self.connect_key {
+            std::fs::write(dir.join("key.txt"), k)
+                .unwrap_or_else(|e| panic!("write key file: {e}"));
+        }
         let path = dir.join("answers.toml");
         std::fs::write(&path, self.toml()).unwrap_or_else(|e| panic!("write answers: {e}"));
         path
