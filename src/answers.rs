@@ -511,6 +511,20 @@ password = "Pw-distinct-7781"
     }
 
     #[test]
+    fn a_dc_install_connects_to_this_host_by_its_name() {
+        let text = MINIMAL
+            .replace("type = \"member\"", "type = \"dc\"")
+            .replace("dc_host = \"dc1.example.com\"\n", "");
+        let a = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let name = gethostname::gethostname().to_string_lossy().into_owned();
+        let host = a.dc_host(Some("example.com"));
+        assert!(host.starts_with(&name), "{host} vs {name}");
+        if !name.contains('.') {
+            assert_eq!(host, format!("{name}.example.com"));
+        }
+    }
+
+    #[test]
     fn dc_host_must_be_a_bare_host_name() {
         for bad in [
             "ldaps://dc1.example.com",

@@ -74,7 +74,7 @@ pub fn connection(conn: &Connection) -> Vec<CheckResult> {
     let port = conn.secure_port;
     let sec = conn.security.name();
     let mut out = Vec::new();
-    let addrs = match &conn.resolved {
+    match &conn.resolved {
         Ok(a) => {
             let list: Vec<String> = a.iter().map(|s| s.ip().to_string()).collect();
             out.push(CheckResult::pass(
@@ -82,7 +82,6 @@ pub fn connection(conn: &Connection) -> Vec<CheckResult> {
                 format!("{host} resolves to {}", list.join(", ")),
                 "",
             ));
-            a
         }
         Err(e) => {
             out.push(CheckResult::fail(
@@ -96,8 +95,7 @@ pub fn connection(conn: &Connection) -> Vec<CheckResult> {
             }
             return out;
         }
-    };
-    let _ = addrs;
+    }
     match (&conn.secure_reach, &conn.fallback) {
         (Some(Ok(addr)), _) => out.push(CheckResult::pass(
             DC_REACHABLE,

@@ -207,7 +207,8 @@ impl Dc {
                 let out = std::fs::read_to_string(self.dir.join("samba.out")).unwrap_or_default();
                 return Err(format!("samba for {} exited ({status}):\n{out}", self.host));
             }
-            // Samba generates its TLS key on first start; wait for a TLS answer, not just TCP.
+            // Samba writes its CA (and key) on first start, just before it listens: wait for
+            // both the port and the CA file the tests trust.
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
                 && (self.ca_file.exists())
             {
