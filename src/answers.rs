@@ -301,12 +301,14 @@ impl Answers {
 
     pub fn password(&self) -> Result<Secret, String> {
         let sa = &self.service_account;
+        let field = "[service_account] password";
         self.resolve_secret(
-            "[service_account] password",
+            field,
             sa.password.as_ref(),
             sa.password_file.as_deref(),
             sa.password_env.as_deref(),
-        )
+        )?
+        .ok_or_else(|| not_given(field))
     }
 
     /// The connect key's text, when the answers give one (`Ok(None)` when they do not).
@@ -314,16 +316,12 @@ impl Answers {
         let Some(c) = &self.cloud else {
             return Ok(None);
         };
-        if c.connect_key.is_none() && c.connect_key_file.is_none() && c.connect_key_env.is_none() {
-            return Ok(None);
-        }
         self.resolve_secret(
             "[cloud] connect_key",
             c.connect_key.as_ref(),
             c.connect_key_file.as_deref(),
             c.connect_key_env.as_deref(),
         )
-        .map(Some)
     }
 
     /// A path from the answers file, relative to the answers file's folder.
@@ -341,7 +339,7 @@ impl Answers {
         inline: Option<&Secret>,
         file: Option<&Path>,
         env: Option<&str>,
-    ) -> Result<Secret, String> {
+    ) -> Result<Option<Secret>, String> {
         let value = if let Some(s) = inline {
             s.clone()
         } else if let Some(f) = file {
@@ -366,24 +364,29 @@ impl Answers {
                 }
             }
         } else {
-            return Err(format!(
-                "{field} is not given; add {field_key} = \"...\", {field_key}_file = \"path\" or {field_key}_env = \"VARIABLE\"",
-                field_key = field.rsplit(' ').next().unwrap_or(field)
-            ));
+            return Ok(None);
         };
         if value.is_empty() {
-            return Err(format!("{field} is empty"));
+            return Err(format!(
+                "{field} is empty; put the secret in it (a *_file must hold it on its first line)"
+            ));
         }
-        Ok(value)
+        Ok(Some(value))
     }
+}
+
+/// "[section] key is not given", with the three ways to give it.
+fn not_given(field: &str) -> String {
+    let key = field.rsplit(' ').next().unwrap_or(field);
+    format!(
+        "{field} is not given; add {key} = \"...\", {key}_file = \"path\" or {key}_env = \"VARIABLE\""
+    )
 }
 
 fn one_source(field: &str, a: bool, b: bool, c: bool, required: bool) -> Result<(), String> {
     let key = field.rsplit(' ').next().unwrap_or(field);
     match [a, b, c].iter().filter(|x| **x).count() {
-        0 if required => Err(format!(
-            "{field} is not given; add {key} = \"...\", {key}_file = \"path\" or {key}_env = \"VARIABLE\""
-        )),
+        0 if required => Err(not_given(field)),
         0 | 1 => Ok(()),
         _ => Err(format!(
             "{field} is given more than once; keep one of {key}, {key}_file and {key}_env"

@@ -173,9 +173,9 @@ pub async fn connect(opts: &ConnectOptions) -> Connection {
                         port: PLAIN_LDAP_PORT,
                     }
                 }
-                Err(reason) => Fallback::Failed {
+                Err(e) => Fallback::Failed {
                     port: PLAIN_LDAP_PORT,
-                    reason,
+                    reason: e.into_message(),
                 },
             }
         }
@@ -254,11 +254,10 @@ async fn open_secure(
     };
     match open_ldap(opts, tcp, mode, opts.secure_port(), Some(connector)).await {
         Ok(session) => Ok(session),
-        Err(message) => {
-            failure.timed_out = message.starts_with(TIMEOUT_PREFIX);
-            failure.starttls_refused =
-                mode == Mode::StartTls && message.contains("LDAP operation result");
-            failure.message = message;
+        Err(e) => {
+            failure.timed_out = matches!(e, OpenError::TimedOut(_));
+            failure.starttls_refused = matches!(e, OpenError::StartTlsRefused(_));
+            failure.message = e.into_message();
             if !failure.starttls_refused && !failure.timed_out {
                 failure.cert = cert::fetch_certificate(
                     addr,
@@ -292,7 +291,21 @@ fn tls_connector(opts: &ConnectOptions) -> Result<native_tls::TlsConnector, Stri
         .map_err(|e| format!("the TLS library could not be set up: {e}"))
 }
 
-const TIMEOUT_PREFIX: &str = "no answer";
+/// Why `open_ldap` failed, decided from ldap3's error type rather than its wording.
+enum OpenError {
+    TimedOut(String),
+    /// The server answered the StartTLS request with an error result.
+    StartTlsRefused(String),
+    Other(String),
+}
+
+impl OpenError {
+    fn into_message(self) -> String {
+        match self {
+            OpenError::TimedOut(m) | OpenError::StartTlsRefused(m) | OpenError::Other(m) => m,
+        }
+    }
+}
 
 async fn open_ldap(
     opts: &ConnectOptions,
@@ -300,8 +313,10 @@ async fn open_ldap(
     mode: Mode,
     port: u16,
     connector: Option<native_tls::TlsConnector>,
-) -> Result<Session, String> {
-    let std_stream = tcp.into_std().map_err(|e| e.to_string())?;
+) -> Result<Session, OpenError> {
+    let std_stream = tcp
+        .into_std()
+        .map_err(|e| OpenError::Other(e.to_string()))?;
     let mut settings = LdapConnSettings::new()
         .set_conn_timeout(opts.connect_timeout)
         .set_std_stream(StdStream::Tcp(std_stream))
@@ -329,12 +344,15 @@ async fn open_ldap(
                 Mode::StartTls => "the StartTLS exchange",
                 Mode::Plain => "the LDAP connection",
             };
-            return Err(format!(
-                "{TIMEOUT_PREFIX} to {step} within {} s",
+            return Err(OpenError::TimedOut(format!(
+                "no answer to {step} within {} s",
                 opts.op_timeout.as_secs_f32()
-            ));
+            )));
         }
-        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Err(e @ ldap3::LdapError::LdapResult { .. })) if mode == Mode::StartTls => {
+            return Err(OpenError::StartTlsRefused(e.to_string()));
+        }
+        Ok(Err(e)) => return Err(OpenError::Other(e.to_string())),
         Ok(Ok(pair)) => pair,
     };
     tokio::spawn(async move {

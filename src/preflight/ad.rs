@@ -160,11 +160,15 @@ impl Ctx<'_> {
                     .first("isSynchronized")
                     .map(|v| v.eq_ignore_ascii_case("TRUE")),
             },
-            Ok(None) | Err(_) => {
+            other => {
+                let why = match other {
+                    Err(e) => e.to_string(),
+                    _ => "the server returned no entry".into(),
+                };
                 results.push(CheckResult::fail(
                     DC_WRITABLE,
                     format!("{} did not return its RootDSE", self.host),
-                    "",
+                    why,
                     "Point dc_host at an Active Directory domain controller.",
                 ));
                 results.skip_rest("the domain controller's RootDSE could not be read");
@@ -336,10 +340,16 @@ impl Ctx<'_> {
                     .collect();
                 results.push(evaluate::not_privileged(&sam, account_sid.as_deref(), &sids));
             }
-            Ok(None) | Err(_) => results.push(CheckResult::fail(
+            Ok(None) => results.push(CheckResult::fail(
                 ACCOUNT_NOT_PRIVILEGED,
                 format!("the group memberships (tokenGroups) of `{sam}` could not be read"),
-                "",
+                "the account's own entry was not returned",
+                "Make sure the account may read its own entry; without tokenGroups its privileges cannot be checked.",
+            )),
+            Err(e) => results.push(CheckResult::fail(
+                ACCOUNT_NOT_PRIVILEGED,
+                format!("the group memberships (tokenGroups) of `{sam}` could not be read"),
+                e.to_string(),
                 "Make sure the account may read its own entry; without tokenGroups its privileges cannot be checked.",
             )),
         }
