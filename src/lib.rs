@@ -4,6 +4,7 @@
 
 pub mod answers;
 pub mod cli;
+pub mod cloud;
 pub mod connect_key;
 pub mod directory;
 pub mod dn;

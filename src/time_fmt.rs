@@ -33,6 +33,24 @@ pub fn unix_to_filetime(secs: i64) -> i64 {
     (secs + FILETIME_EPOCH_OFFSET_SECS) * 10_000_000
 }
 
+/// RFC 3339 in UTC (`2026-11-22T03:01:00Z`), as the cloud API writes times.
+pub fn unix_to_rfc3339(secs: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
+
+/// Parses what `unix_to_rfc3339` writes (any offset).
+pub fn rfc3339_to_unix(text: &str) -> Option<i64> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
 pub fn now_unix() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }

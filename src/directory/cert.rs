@@ -48,6 +48,17 @@ impl CertInfo {
                 .iter()
                 .filter_map(|n| match n {
                     GeneralName::DNSName(d) => Some(d.to_string()),
+                    // HTTPS servers are often reached by address (the reference cloud on
+                    // loopback); an IP SAN is a name too.
+                    GeneralName::IPAddress(b) => match b.len() {
+                        4 => <[u8; 4]>::try_from(*b)
+                            .ok()
+                            .map(|a| std::net::Ipv4Addr::from(a).to_string()),
+                        16 => <[u8; 16]>::try_from(*b)
+                            .ok()
+                            .map(|a| std::net::Ipv6Addr::from(a).to_string()),
+                        _ => None,
+                    },
                     _ => None,
                 })
                 .collect(),
@@ -86,7 +97,11 @@ impl CertInfo {
     }
 
     pub fn matches_host(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         self.names().iter().any(|name| {
             let name = name.to_ascii_lowercase();
             match name.strip_prefix("*.") {

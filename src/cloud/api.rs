@@ -1,0 +1,357 @@
+//! The agent API's wire types (`/v1`), shared by the client and the reference server so the two
+//! cannot drift apart. docs/cloud-api.md documents them with examples; a test checks that every
+//! error code listed there is one the server really returns.
+//!
+//! Not here: transport (client.rs), storage and routing (server/).
+
+use serde::{Deserialize, Serialize};
+
+pub const API_VERSION: u32 = 1;
+
+/// Every error the API returns: `{"error":{"code":"...","message":"..."}}` with this status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    MalformedJson,
+    InvalidRequest,
+    UnsupportedMediaType,
+    BodyTooLarge,
+    NotFound,
+    MethodNotAllowed,
+    Unauthorized,
+    RateLimited,
+    KeyMalformed,
+    KeyUnknown,
+    KeyUsed,
+    KeyExpired,
+    WrongDomain,
+    NotPrimary,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::MalformedJson,
+        ErrorCode::InvalidRequest,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Unauthorized,
+        ErrorCode::RateLimited,
+        ErrorCode::KeyMalformed,
+        ErrorCode::KeyUnknown,
+        ErrorCode::KeyUsed,
+        ErrorCode::KeyExpired,
+        ErrorCode::WrongDomain,
+        ErrorCode::NotPrimary,
+        ErrorCode::Internal,
+    ];
+
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::MalformedJson | ErrorCode::InvalidRequest | ErrorCode::KeyMalformed => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::NotFound | ErrorCode::KeyUnknown => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::KeyUsed | ErrorCode::NotPrimary => 409,
+            ErrorCode::KeyExpired => 410,
+            ErrorCode::BodyTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::WrongDomain => 422,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::KeyMalformed => "key_malformed",
+            ErrorCode::KeyUnknown => "key_unknown",
+            ErrorCode::KeyUsed => "key_used",
+            ErrorCode::KeyExpired => "key_expired",
+            ErrorCode::WrongDomain => "wrong_domain",
+            ErrorCode::NotPrimary => "not_primary",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Kept as text so a newer server's code still reaches the user.
+    pub code: String,
+    pub message: String,
+}
+
+/// `GET /v1/health`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    pub api: u32,
+}
+
+/// What a connect key is, as the cloud sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    Valid,
+    Malformed,
+    Unknown,
+    Used,
+    Expired,
+    WrongDomain,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Valid => "valid",
+            KeyState::Malformed => "malformed",
+            KeyState::Unknown => "unknown",
+            KeyState::Used => "used",
+            KeyState::Expired => "expired",
+            KeyState::WrongDomain => "wrong_domain",
+        }
+    }
+}
+
+/// `POST /v1/keys/check`: never consumes the key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyCheckRequest {
+    pub key: String,
+    /// The AD domain the key is meant for (any DN form); when given, a key bound to another
+    /// domain instance answers `wrong_domain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyCheckResponse {
+    pub state: KeyState,
+    /// The key's domain instance, comma form (known keys only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// RFC 3339, UTC (known keys only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<String>,
+    pub message: String,
+}
+
+/// `POST /v1/agents/enroll`: consumes the key, atomically.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub key: String,
+    /// The domain the agent serves (its defaultNamingContext), any DN form.
+    pub domain: String,
+    pub host: String,
+    pub version: String,
+    #[serde(default)]
+    pub os: String,
+    /// X25519 public key, base64 (standard, padded): password changes are sealed to it.
+    pub public_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub agent_id: String,
+    /// The agent's own credential (`Authorization: Bearer ...`). Shown once; the cloud keeps a hash.
+    pub credential: String,
+    pub domain: String,
+    pub role: Role,
+    pub heartbeat_interval_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Primary,
+    Standby,
+}
+
+/// `POST /v1/agents/heartbeat`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    pub version: String,
+    pub host: String,
+    /// "ok" or "degraded"; `message` says why when degraded.
+    #[serde(default)]
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub role: Role,
+    pub primary_agent_id: String,
+    pub heartbeat_interval_seconds: u64,
+    pub primary_timeout_seconds: u64,
+    pub server_time: String,
+}
+
+/// `GET /v1/changes?after=N&limit=M`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangesResponse {
+    pub changes: Vec<Change>,
+    /// Pass as `after` next time: the last seq returned, or `after` when there was nothing.
+    pub cursor: i64,
+    pub more: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub seq: i64,
+    pub at: String,
+    #[serde(flatten)]
+    pub body: ChangeBody,
+}
+
+/// Each change carries the whole new state of what it names, so applying one twice is harmless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ChangeBody {
+    #[serde(rename = "user.upsert")]
+    UserUpsert { user: User },
+    /// Removing a user also removes it from every group.
+    #[serde(rename = "user.remove")]
+    UserRemove { username: String },
+    /// The new password sealed (libsodium sealed box) to this agent's public key; `None` when
+    /// the agent enrolled after the password was set, so the cloud never had it for this agent.
+    #[serde(rename = "user.password")]
+    UserPassword {
+        username: String,
+        sealed_password: Option<String>,
+    },
+    #[serde(rename = "group.upsert")]
+    GroupUpsert { group: Group },
+    #[serde(rename = "group.remove")]
+    GroupRemove { name: String },
+    #[serde(rename = "membership.add")]
+    MembershipAdd {
+        group: String,
+        member: String,
+        member_type: MemberType,
+    },
+    #[serde(rename = "membership.remove")]
+    MembershipRemove {
+        group: String,
+        member: String,
+        member_type: MemberType,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub username: String,
+    pub given_name: String,
+    pub surname: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    pub suspended: bool,
+    pub locked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberType {
+    User,
+    Group,
+}
+
+impl MemberType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberType::User => "user",
+            MemberType::Group => "group",
+        }
+    }
+}
+
+/// `POST /v1/changes/ack`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    pub results: Vec<ChangeResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeResult {
+    pub seq: i64,
+    pub status: ApplyStatus,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyStatus {
+    Applied,
+    Skipped,
+    Failed,
+}
+
+impl ApplyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyStatus::Applied => "applied",
+            ApplyStatus::Skipped => "skipped",
+            ApplyStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AckResponse {
+    pub recorded: usize,
+    /// The highest seq up to which every change has a result from this domain.
+    pub acked_cursor: i64,
+}
+
+/// A domain instance as the API names it: the comma form of the DN, and the key the cloud
+/// compares on (AD compares DNs case-insensitively, whichever separator was typed).
+pub fn domain_key(dn: &crate::dn::Dn) -> String {
+    dn.to_comma_form().to_lowercase()
+}
+
+/// Parses a domain instance DN: DC components only.
+pub fn parse_domain_dn(text: &str) -> Result<crate::dn::Dn, String> {
+    let parsed = crate::dn::Dn::parse(text).map_err(|e| {
+        format!(
+            "`{text}` is not a valid DN: {} (at character {})",
+            e.message, e.position
+        )
+    })?;
+    let dn = parsed.dn;
+    if dn.rdns().iter().any(|r| !r.attr.eq_ignore_ascii_case("DC")) {
+        return Err(format!(
+            "`{text}` is not a domain: a domain instance has only DC= parts, like DC=example,DC=com"
+        ));
+    }
+    Ok(dn)
+}

@@ -1,0 +1,96 @@
+//! Password changes travel sealed to the agent's own key (libsodium sealed boxes: X25519 and
+//! XSalsa20-Poly1305, from RustCrypto's `crypto_box`), so the cloud's database, its logs and any
+//! TLS-terminating proxy never see a password in the clear.
+//!
+//! The agent makes its key pair at enrollment and sends only the public half; the secret half
+//! stays in the agent's secret store.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use crypto_box::aead::OsRng;
+use crypto_box::{PublicKey, SecretKey};
+
+use crate::secret::Secret;
+
+/// The agent's key pair. The secret half is a `Secret` in base64, ready for the secret store.
+pub struct AgentKeyPair {
+    pub public_key: String,
+    pub secret_key: Secret,
+}
+
+pub fn generate_key_pair() -> AgentKeyPair {
+    let secret = SecretKey::generate(&mut OsRng);
+    AgentKeyPair {
+        public_key: STANDARD.encode(secret.public_key().as_bytes()),
+        secret_key: Secret::new(STANDARD.encode(secret.to_bytes())),
+    }
+}
+
+/// Checks a public key as the enrollment request carries it.
+pub fn parse_public_key(text: &str) -> Result<[u8; 32], String> {
+    let bytes = STANDARD
+        .decode(text.trim())
+        .map_err(|_| "public_key is not base64".to_string())?;
+    let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+        format!(
+            "public_key has {} bytes; an X25519 public key has 32",
+            b.len()
+        )
+    })?;
+    if key == [0u8; 32] {
+        return Err("public_key is all zeros".into());
+    }
+    Ok(key)
+}
+
+/// Seals `plaintext` to a 32-byte public key; base64 of the sealed box.
+pub fn seal(public_key: &[u8; 32], plaintext: &[u8]) -> Result<String, String> {
+    let pk = PublicKey::from(*public_key);
+    pk.seal(&mut OsRng, plaintext)
+        .map(|b| STANDARD.encode(b))
+        .map_err(|_| "could not seal the password".to_string())
+}
+
+/// Opens a sealed password with the agent's secret key (base64).
+pub fn open(secret_key: &Secret, sealed: &str) -> Result<Secret, String> {
+    let sk_bytes: [u8; 32] = STANDARD
+        .decode(secret_key.expose())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or("the agent's secret key is damaged; re-enroll the agent")?;
+    let boxed = STANDARD
+        .decode(sealed)
+        .map_err(|_| "the sealed password is not base64")?;
+    let plain = SecretKey::from(sk_bytes)
+        .unseal(&boxed)
+        .map_err(|_| "the sealed password was not sealed to this agent's key (or was altered)")?;
+    String::from_utf8(plain)
+        .map(Secret::new)
+        .map_err(|_| "the sealed password is not UTF-8".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_password_opens_only_with_the_matching_key() {
+        let pair = generate_key_pair();
+        let other = generate_key_pair();
+        let pk = parse_public_key(&pair.public_key).unwrap();
+        let sealed = seal(&pk, "Pa55 wörd!".as_bytes()).unwrap();
+        assert!(!sealed.contains("Pa55"));
+        assert_eq!(
+            open(&pair.secret_key, &sealed).unwrap().expose(),
+            "Pa55 wörd!"
+        );
+        assert!(open(&other.secret_key, &sealed).is_err());
+    }
+
+    #[test]
+    fn refuses_public_keys_of_the_wrong_shape() {
+        assert!(parse_public_key("not base64!").is_err());
+        assert!(parse_public_key(&STANDARD.encode([1u8; 16])).is_err());
+        assert!(parse_public_key(&STANDARD.encode([0u8; 32])).is_err());
+    }
+}
