@@ -105,7 +105,7 @@ pub struct ServiceAccount {
     pub password_env: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cloud {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +118,19 @@ pub struct Cloud {
     pub connect_key_file: Option<PathBuf>,
     #[serde(default, skip_serializing)]
     pub connect_key_env: Option<String>,
+    /// Seconds allowed for each request to the cloud (connect and TLS included).
+    #[serde(default = "default_cloud_timeout")]
+    pub timeout_seconds: u32,
+}
+
+fn default_cloud_timeout() -> u32 {
+    10
+}
+
+impl Cloud {
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.timeout_seconds))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -275,6 +288,9 @@ impl Answers {
             true,
         )?;
         if let Some(c) = &self.cloud {
+            if c.timeout_seconds == 0 || c.timeout_seconds > 300 {
+                return Err("[cloud] timeout_seconds must be between 1 and 300".into());
+            }
             one_source(
                 "[cloud] connect_key",
                 c.connect_key.is_some(),

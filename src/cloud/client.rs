@@ -607,7 +607,13 @@ impl CloudClient {
             && (e.is_connect() || lower.contains("proxy"))
             && !is_tls(&e, &lower)
         {
-            return self.via_proxy(CloudError::Connect(text));
+            if let Some(p) = &self.proxy {
+                return CloudError::Proxy {
+                    proxy: redact_proxy(&p.url),
+                    var: p.var,
+                    detail: root_cause(&e),
+                };
+            }
         }
         if is_tls(&e, &lower) {
             return self.tls_error(text).await;
@@ -620,7 +626,7 @@ impl CloudClient {
         if lower.contains("dns error") || lower.contains("failed to lookup") {
             return CloudError::Dns {
                 host: self.host.clone(),
-                detail: text,
+                detail: root_cause(&e),
             };
         }
         CloudError::Connect(text)
@@ -661,6 +667,15 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+/// The innermost error's words: what actually went wrong, without the layers around it.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(s) = last.source() {
+        last = s;
+    }
+    last.to_string()
 }
 
 fn source_io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {

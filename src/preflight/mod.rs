@@ -6,6 +6,7 @@
 //! pure decisions, which tests also feed with recorded directory data.
 
 pub mod ad;
+pub mod cloud;
 pub mod evaluate;
 
 use serde::Serialize;
@@ -176,21 +177,11 @@ impl Report {
     }
 }
 
-/// Every preflight check for an answers file. The connect key's format is checked offline; the
-/// checks that need the cloud are reported as skipped, with the reason, until the cloud client
-/// exists.
+/// Every preflight check for an answers file: the domain controller's and the cloud's, run
+/// side by side (neither waits for the other's timeouts).
 pub async fn run(answers: &crate::answers::Answers) -> Report {
-    let mut report = ad::run(answers).await;
-    report.checks.push(connect_key_format(answers));
-    for id in ids::CLOUD
-        .into_iter()
-        .filter(|id| *id != ids::CONNECT_KEY_FORMAT)
-    {
-        report.checks.push(CheckResult::skip(
-            id,
-            "cloud checks are not implemented in this build yet (the cloud client arrives with ad-sync-cloud)",
-        ));
-    }
+    let (mut report, cloud) = tokio::join!(ad::run(answers), cloud::run(answers));
+    report.checks.extend(cloud);
     report
 }
 

@@ -4,6 +4,8 @@
 //! Exit codes: 0 = valid / no check failed; 1 = invalid DN / at least one check failed;
 //! 2 = the command could not run (bad arguments, unreadable or invalid answers file).
 
+mod validate_key;
+
 use crate::answers::Answers;
 use crate::dn::Dn;
 use crate::preflight::{self, Report, Status};
@@ -37,6 +39,38 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a connect key: its format and checksum offline, then with the cloud (never using it up).
+    ///
+    /// Exit 0 when valid, 1 when the key is not (malformed, unknown, used, expired, wrong
+    /// domain), 2 when it could not be checked. A key on the command line is visible to other
+    /// users of this machine while the command runs: prefer `-` (standard input) or --key-file.
+    ValidateKey {
+        /// The key (ADS1-...), or `-` to read it from standard input.
+        #[arg(required_unless_present = "key_file")]
+        key: Option<String>,
+        /// Read the key from this file instead.
+        #[arg(long, value_name = "FILE", conflicts_with = "key")]
+        key_file: Option<PathBuf>,
+        /// The cloud's base URL (https://...).
+        #[arg(long, value_name = "URL", required_unless_present = "offline")]
+        cloud: Option<String>,
+        /// A PEM file with the CA that signed the cloud's certificate (besides the system roots).
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// The AD domain the key is meant for (e.g. DC=example,DC=com); a key for another
+        /// domain instance is then `wrong_domain`.
+        #[arg(long, value_name = "DOMAIN_DN")]
+        domain: Option<String>,
+        /// Check only the format and checksum; no network call.
+        #[arg(long)]
+        offline: bool,
+        /// Seconds allowed for the cloud to answer.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+        timeout: u64,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run every preflight check for an answers file against the live domain controller.
     Check {
         /// The answers file (TOML; see assets/answers.example.toml).
@@ -60,6 +94,24 @@ pub fn run(cli: Cli) -> i32 {
         }
         Some(Command::ValidateDn { dn, json }) => validate_dn(&dn, json),
         Some(Command::Check { answers, json }) => check(&answers, json),
+        Some(Command::ValidateKey {
+            key,
+            key_file,
+            cloud,
+            ca,
+            domain,
+            offline,
+            timeout,
+            json,
+        }) => validate_key::validate_key(validate_key::KeyArgs {
+            key,
+            key_file,
+            cloud: if offline { None } else { cloud },
+            ca,
+            domain,
+            timeout: std::time::Duration::from_secs(timeout),
+            json,
+        }),
     }
 }
 
@@ -117,16 +169,9 @@ fn check(path: &std::path::Path, as_json: bool) -> i32 {
             return EXIT_UNUSABLE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the network runtime: {e}");
-            return EXIT_UNUSABLE;
-        }
+        Err(code) => return code,
     };
     let report = runtime.block_on(preflight::run(&answers));
     if as_json {
@@ -170,4 +215,16 @@ pub fn render_text(report: &Report) -> String {
         count(Status::Skip)
     ));
     out
+}
+
+/// The network runtime the commands share; on failure, the exit code (after saying why).
+fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the network runtime: {e}");
+            EXIT_UNUSABLE
+        })
 }

@@ -1,0 +1,231 @@
+//! The cloud checks: `cloud.reachable` (DNS and TCP, direct or through the proxy), `cloud.tls`
+//! (the certificate is trusted and the agent API answers), `connect_key.format` (offline),
+//! `connect_key.valid` (the cloud knows the key, unused and unexpired; the check never consumes
+//! it) and `connect_key.domain_matches` (the key's domain instance is the answers' AD domain,
+//! compared as DNs).
+
+use super::{CheckResult, ids};
+use crate::answers::Answers;
+use crate::cloud::api::{KeyCheckResponse, KeyState};
+use crate::cloud::client::{CloudClient, CloudError, CloudOptions};
+use crate::connect_key::ConnectKey;
+use crate::dn::Dn;
+
+pub async fn run(answers: &Answers) -> Vec<CheckResult> {
+    let format = super::connect_key_format(answers);
+    let key = answers
+        .connect_key()
+        .ok()
+        .flatten()
+        .and_then(|k| ConnectKey::parse(k.expose()).ok());
+    let mut out = Vec::with_capacity(5);
+    let skip_all = |out: &mut Vec<CheckResult>, why: &str, format: CheckResult| {
+        out.push(CheckResult::skip(ids::CLOUD_REACHABLE, why));
+        out.push(CheckResult::skip(ids::CLOUD_TLS, why));
+        out.push(format);
+        out.push(CheckResult::skip(ids::CONNECT_KEY_VALID, why));
+        out.push(CheckResult::skip(ids::CONNECT_KEY_DOMAIN_MATCHES, why));
+    };
+    let Some(cloud) = answers.cloud.as_ref() else {
+        skip_all(&mut out, "the answers file has no [cloud] section", format);
+        return out;
+    };
+    let Some(url) = cloud.url.as_deref() else {
+        skip_all(
+            &mut out,
+            "the answers file gives no [cloud] url; add the cloud's address, like https://cloud.example.com",
+            format,
+        );
+        return out;
+    };
+    let opts = CloudOptions {
+        url: url.to_string(),
+        ca_file: cloud.ca_file.as_deref().map(|p| answers.path(p)),
+        timeout: cloud.timeout(),
+    };
+    let client = match CloudClient::new(&opts) {
+        Ok(c) => c,
+        Err(e) => {
+            let (id, other) = match e {
+                CloudError::CaFile(_) => (ids::CLOUD_TLS, ids::CLOUD_REACHABLE),
+                _ => (ids::CLOUD_REACHABLE, ids::CLOUD_TLS),
+            };
+            let failed = CheckResult::fail(id, format!("[cloud] {e}"), "", e.fix());
+            let why = format!("{id} failed");
+            let mut rest = vec![failed, CheckResult::skip(other, &why), format];
+            rest.push(CheckResult::skip(ids::CONNECT_KEY_VALID, &why));
+            rest.push(CheckResult::skip(ids::CONNECT_KEY_DOMAIN_MATCHES, &why));
+            return order(rest);
+        }
+    };
+
+    // Reachable: DNS and TCP.
+    match client.reachable().await {
+        Ok(reach) => out.push(CheckResult::pass(
+            ids::CLOUD_REACHABLE,
+            match &reach.via_proxy {
+                Some(p) => format!("reached the proxy {p} ({}) for {}", reach.addr, client.host()),
+                None => format!("reached {} at {}", client.host(), reach.addr),
+            },
+            client.base_url().to_string(),
+        )),
+        Err(e) => {
+            out.push(CheckResult::fail(
+                ids::CLOUD_REACHABLE,
+                format!("cloud {url}: {e}"),
+                "",
+                e.fix(),
+            ));
+            let why = "the cloud is not reachable (cloud.reachable)";
+            out.push(CheckResult::skip(ids::CLOUD_TLS, why));
+            out.push(format);
+            out.push(CheckResult::skip(ids::CONNECT_KEY_VALID, why));
+            out.push(CheckResult::skip(ids::CONNECT_KEY_DOMAIN_MATCHES, why));
+            return out;
+        }
+    }
+
+    // TLS and the API: GET /v1/health through the verifying client.
+    match client.health().await {
+        Ok(h) => out.push(CheckResult::pass(
+            ids::CLOUD_TLS,
+            format!(
+                "the cloud's certificate is trusted; agent API v{} (server {})",
+                h.api, h.version
+            ),
+            "",
+        )),
+        Err(e) => {
+            let detail = e.certificate().map(|c| c.describe()).unwrap_or_default();
+            out.push(CheckResult::fail(
+                ids::CLOUD_TLS,
+                format!("cloud {url}: {e}"),
+                detail,
+                e.fix(),
+            ));
+            let why = "the cloud's TLS or API check failed (cloud.tls)";
+            out.push(format);
+            out.push(CheckResult::skip(ids::CONNECT_KEY_VALID, why));
+            out.push(CheckResult::skip(ids::CONNECT_KEY_DOMAIN_MATCHES, why));
+            return out;
+        }
+    }
+
+    out.push(format);
+    let Some(key) = key else {
+        let why = "there is no well-formed connect key to check (connect_key.format)";
+        out.push(CheckResult::skip(ids::CONNECT_KEY_VALID, why));
+        out.push(CheckResult::skip(ids::CONNECT_KEY_DOMAIN_MATCHES, why));
+        return out;
+    };
+    let ad_domain = Dn::parse(&answers.directory.root_user_dn)
+        .ok()
+        .and_then(|p| p.dn.domain_dn());
+    let asked = ad_domain.as_ref().map(Dn::to_comma_form);
+    match client.check_key(&key, asked.as_deref()).await {
+        Ok(resp) => {
+            out.push(key_valid(&key, &resp));
+            out.push(domain_matches(&resp, ad_domain.as_ref()));
+        }
+        Err(e) => {
+            out.push(CheckResult::fail(
+                ids::CONNECT_KEY_VALID,
+                format!("connect key {}: the cloud could not check it: {e}", key.redacted()),
+                "",
+                e.fix(),
+            ));
+            out.push(CheckResult::skip(
+                ids::CONNECT_KEY_DOMAIN_MATCHES,
+                "the cloud did not say which domain the key is for",
+            ));
+        }
+    }
+    out
+}
+
+fn order(mut checks: Vec<CheckResult>) -> Vec<CheckResult> {
+    checks.sort_by_key(|c| ids::CLOUD.iter().position(|id| *id == c.id));
+    checks
+}
+
+/// `connect_key.valid` from the cloud's answer. A key for another domain is still a usable key;
+/// `connect_key.domain_matches` reports the mismatch.
+pub fn key_valid(key: &ConnectKey, resp: &KeyCheckResponse) -> CheckResult {
+    let name = key.redacted();
+    let fix_new = "Issue a new connect key for this domain in the cloud (ad-sync-cloud key issue --domain ...) and give it in [cloud].";
+    match resp.state {
+        KeyState::Valid | KeyState::WrongDomain => CheckResult::pass(
+            ids::CONNECT_KEY_VALID,
+            format!(
+                "connect key {name} is unused and valid until {}",
+                resp.expires_at.as_deref().unwrap_or("(not given)")
+            ),
+            "checked without using it up; the install consumes it",
+        ),
+        KeyState::Used => CheckResult::fail(
+            ids::CONNECT_KEY_VALID,
+            format!("connect key {name}: {}", resp.message),
+            resp.used_at
+                .as_deref()
+                .map(|t| format!("used at {t}"))
+                .unwrap_or_default(),
+            fix_new,
+        ),
+        KeyState::Expired => CheckResult::fail(
+            ids::CONNECT_KEY_VALID,
+            format!("connect key {name}: {}", resp.message),
+            "",
+            fix_new,
+        ),
+        KeyState::Unknown => CheckResult::fail(
+            ids::CONNECT_KEY_VALID,
+            format!("connect key {name}: {}", resp.message),
+            "",
+            "Check [cloud] url is the cloud that issued the key; otherwise issue a new key.",
+        ),
+        KeyState::Malformed => CheckResult::fail(
+            ids::CONNECT_KEY_VALID,
+            format!("connect key {name}: the cloud refused its format: {}", resp.message),
+            "",
+            fix_new,
+        ),
+    }
+}
+
+/// `connect_key.domain_matches`: the key's domain instance against the answers' AD domain.
+pub fn domain_matches(resp: &KeyCheckResponse, ad_domain: Option<&Dn>) -> CheckResult {
+    let Some(key_domain) = resp.domain.as_deref() else {
+        return CheckResult::skip(
+            ids::CONNECT_KEY_DOMAIN_MATCHES,
+            "the cloud does not know the key, so it named no domain",
+        );
+    };
+    let Some(ad) = ad_domain else {
+        return CheckResult::skip(
+            ids::CONNECT_KEY_DOMAIN_MATCHES,
+            "the Root User container is not a valid DN (dn.root), so the AD domain is unknown",
+        );
+    };
+    let same = Dn::parse(key_domain).is_ok_and(|k| k.dn.same_as(ad));
+    if same {
+        CheckResult::pass(
+            ids::CONNECT_KEY_DOMAIN_MATCHES,
+            format!("the key is for {key_domain}, this AD domain"),
+            "",
+        )
+    } else {
+        CheckResult::fail(
+            ids::CONNECT_KEY_DOMAIN_MATCHES,
+            format!(
+                "the connect key is for domain {key_domain}, but this AD domain is {}",
+                ad.to_comma_form()
+            ),
+            "A key works only for the domain instance it was issued for.",
+            format!(
+                "Issue a key for {} in the cloud (ad-sync-cloud key issue --domain \"{}\"), or check the Root User container.",
+                ad.to_comma_form(),
+                ad.to_comma_form()
+            ),
+        )
+    }
+}
