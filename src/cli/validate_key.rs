@@ -59,7 +59,11 @@ pub fn validate_key(args: KeyArgs) -> i32 {
         Ok(t) => t,
         Err(e) => return unusable(args.json, &e, ""),
     };
-    let domain = match args.domain.as_deref().map(crate::cloud::api::parse_domain_dn) {
+    let domain = match args
+        .domain
+        .as_deref()
+        .map(crate::cloud::api::parse_domain_dn)
+    {
         Some(Err(e)) => return unusable(args.json, &format!("--domain: {e}"), ""),
         Some(Ok(d)) => Some(d.to_comma_form()),
         None => None,
@@ -128,7 +132,12 @@ pub fn validate_key(args: KeyArgs) -> i32 {
                    "expires_at": resp.expires_at, "checked": "cloud", "message": resp.message})
         );
     } else {
-        println!("{}: {} — {}", resp.state.as_str(), key.redacted(), resp.message);
+        println!(
+            "{}: {} — {}",
+            resp.state.as_str(),
+            key.redacted(),
+            resp.message
+        );
     }
     if valid { EXIT_OK } else { EXIT_FAILED }
 }

@@ -64,7 +64,11 @@ pub async fn run(answers: &Answers) -> Vec<CheckResult> {
         Ok(reach) => out.push(CheckResult::pass(
             ids::CLOUD_REACHABLE,
             match &reach.via_proxy {
-                Some(p) => format!("reached the proxy {p} ({}) for {}", reach.addr, client.host()),
+                Some(p) => format!(
+                    "reached the proxy {p} ({}) for {}",
+                    reach.addr,
+                    client.host()
+                ),
                 None => format!("reached {} at {}", client.host(), reach.addr),
             },
             client.base_url().to_string(),
@@ -130,7 +134,10 @@ pub async fn run(answers: &Answers) -> Vec<CheckResult> {
         Err(e) => {
             out.push(CheckResult::fail(
                 ids::CONNECT_KEY_VALID,
-                format!("connect key {}: the cloud could not check it: {e}", key.redacted()),
+                format!(
+                    "connect key {}: the cloud could not check it: {e}",
+                    key.redacted()
+                ),
                 "",
                 e.fix(),
             ));
@@ -185,7 +192,10 @@ pub fn key_valid(key: &ConnectKey, resp: &KeyCheckResponse) -> CheckResult {
         ),
         KeyState::Malformed => CheckResult::fail(
             ids::CONNECT_KEY_VALID,
-            format!("connect key {name}: the cloud refused its format: {}", resp.message),
+            format!(
+                "connect key {name}: the cloud refused its format: {}",
+                resp.message
+            ),
             "",
             fix_new,
         ),

@@ -1,6 +1,7 @@
 //! Test support: the one test domain of this test binary, answers files, running the CLI.
 #![allow(dead_code)]
 
+pub mod cloud;
 pub mod testbed;
 
 use std::path::{Path, PathBuf};
@@ -20,18 +21,27 @@ extern "C" fn stop_testbed_at_exit() {
     }
 }
 
+/// Stops a process this test binary started when the binary exits, even when a test panicked
+/// while holding it in a static.
+pub fn stop_at_exit(pids: impl IntoIterator<Item = u32>) {
+    static REGISTERED: OnceLock<()> = OnceLock::new();
+    if let Ok(mut p) = PIDS.lock() {
+        p.extend(pids);
+    }
+    REGISTERED.get_or_init(|| {
+        // SAFETY: registering a plain extern "C" function.
+        unsafe {
+            libc::atexit(stop_testbed_at_exit);
+        }
+    });
+}
+
 /// The test domain, started on first use and stopped (by PID) when the test binary exits.
 pub fn bed() -> &'static Testbed {
     static BED: OnceLock<Result<Testbed, String>> = OnceLock::new();
     let bed = BED.get_or_init(|| {
         let tb = Testbed::start(Path::new(env!("CARGO_TARGET_TMPDIR")))?;
-        if let Ok(mut p) = PIDS.lock() {
-            p.extend(tb.pids());
-        }
-        // SAFETY: registering a plain extern "C" function.
-        unsafe {
-            libc::atexit(stop_testbed_at_exit);
-        }
+        stop_at_exit(tb.pids());
         Ok(tb)
     });
     match bed {
@@ -55,6 +65,9 @@ pub struct Spec {
     pub password: String,
     /// Written to a file beside the answers and named by `[cloud] connect_key_file`.
     pub connect_key: Option<String>,
+    /// `[cloud] url` and `ca_file`.
+    pub cloud_url: Option<String>,
+    pub cloud_ca: Option<PathBuf>,
 }
 
 impl Spec {
@@ -72,6 +85,8 @@ impl Spec {
             username: format!("EXAMPLE\\{}", testbed::accounts::GOOD),
             password: testbed::SVC_PASSWORD.into(),
             connect_key: None,
+            cloud_url: None,
+            cloud_ca: None,
         }
     }
 
@@ -105,8 +120,17 @@ impl Spec {
             "\n[service_account]\nusername = '{}'\npassword_file = \"svc.pw\"\n",
             self.username
         ));
+        if self.connect_key.is_some() || self.cloud_url.is_some() {
+            t.push_str("\n[cloud]\n");
+        }
+        if let Some(u) = &self.cloud_url {
+            t.push_str(&format!("url = '{u}'\ntimeout_seconds = 5\n"));
+        }
+        if let Some(ca) = &self.cloud_ca {
+            t.push_str(&format!("ca_file = '{}'\n", ca.display()));
+        }
         if self.connect_key.is_some() {
-            t.push_str("\n[cloud]\nconnect_key_file = \"key.txt\"\n");
+            t.push_str("connect_key_file = \"key.txt\"\n");
         }
         t
     }

@@ -47,7 +47,8 @@ pub struct ServeOptions {
     pub rate_limit: RateLimit,
 }
 
-/// Failed key checks and enrollments allowed per client address in each window.
+/// Failed key checks and enrollments (malformed or unknown keys) allowed per client address in
+/// each window.
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimit {
     pub max_failures: u32,
@@ -271,6 +272,10 @@ impl FromRequestParts<Shared> for Agent {
 
 /// Counts failed key checks and enrollments per client address in fixed windows. Bounded: old
 /// windows are dropped when the table grows.
+///
+/// Only the answers guessing produces count (`malformed`, `unknown`): a key that is used, expired
+/// or for another domain is a real key, and fifty agents racing for one key must all hear
+/// "already used", not "slow down".
 struct Limiter {
     limit: RateLimit,
     windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
@@ -371,7 +376,7 @@ async fn check_key(
     let now = crate::time_fmt::now_unix();
     match db(&state, move |s| s.check_key(&key, domain.as_ref(), now)).await {
         Ok(resp) => {
-            if resp.state != KeyState::Valid {
+            if resp.state == KeyState::Unknown {
                 state.limiter.failed(peer.ip());
             }
             Json(resp).into_response()
@@ -440,8 +445,10 @@ async fn enroll(
             (StatusCode::CREATED, Json(resp)).into_response()
         }
         Err(e) => {
-            if e.code != ErrorCode::Internal {
+            if e.code == ErrorCode::KeyUnknown {
                 state.limiter.failed(peer.ip());
+            }
+            if e.code != ErrorCode::Internal {
                 tracing::info!(key = %hint, %peer, code = e.code.as_str(), "enrollment refused");
             }
             e.into_response()

@@ -1,0 +1,920 @@
+//! The reference cloud, run for real (`ad-sync-cloud serve` over HTTPS with its own CA), driven
+//! by the product's client, by `ad-sync-setup validate-key` and by raw HTTP for the error codes.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ad_sync::cloud::api::{
+    ApplyStatus, ChangeBody, ChangeResult, ErrorCode, HeartbeatRequest, Role,
+};
+use ad_sync::cloud::client::{CloudClient, CloudError, CloudOptions};
+use ad_sync::cloud::sealed::{self, AgentKeyPair};
+use ad_sync::connect_key::ConnectKey;
+use ad_sync::secret::Secret;
+use serde_json::Value;
+use support::cloud::{CloudServer, block_on};
+
+const DOMAIN: &str = "DC=example,DC=com";
+const OTHER: &str = "DC=other,DC=com";
+
+fn server(tag: &str, extra: &[&str]) -> CloudServer {
+    let s = CloudServer::start(tag, extra);
+    s.admin_ok(&["domain", "add", "DC=example;DC=com"]);
+    s.admin_ok(&["domain", "add", OTHER]);
+    s
+}
+
+fn key(text: &str) -> ConnectKey {
+    ConnectKey::parse(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+struct Enrolled {
+    id: String,
+    host: String,
+    credential: Secret,
+    pair: AgentKeyPair,
+    role: Role,
+}
+
+fn enroll(
+    client: &CloudClient,
+    key_text: &str,
+    domain: &str,
+    host: &str,
+) -> Result<Enrolled, CloudError> {
+    let pair = sealed::generate_key_pair();
+    let r = block_on(client.enroll(
+        &key(key_text),
+        domain,
+        host,
+        "0.1.0",
+        "linux",
+        &pair.public_key,
+    ))?;
+    Ok(Enrolled {
+        id: r.agent_id,
+        host: host.to_string(),
+        credential: Secret::new(r.credential),
+        pair,
+        role: r.role,
+    })
+}
+
+fn heartbeat(client: &CloudClient, agent: &Enrolled) -> Role {
+    let req = HeartbeatRequest {
+        version: "0.1.0".into(),
+        host: agent.host.clone(),
+        status: "ok".into(),
+        message: None,
+    };
+    block_on(client.heartbeat(&agent.credential, &req))
+        .unwrap_or_else(|e| panic!("heartbeat: {e}"))
+        .role
+}
+
+/// `ad-sync-setup validate-key - --json ...` with the key on standard input; (exit code, JSON).
+fn validate_key(key: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
+    use std::io::Write as _;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ad-sync-setup"));
+    cmd.args(["validate-key", "-", "--json"]).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    for var in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        if !env.iter().any(|(k, _)| *k == var) {
+            cmd.env_remove(var);
+        }
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(key.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("validate-key printed no JSON ({e}): {stdout}"));
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+#[test]
+fn key_lifecycle_valid_used_expired_wrong_domain_and_typo() {
+    let s = server("lifecycle", &[]);
+    let ca = s.ca.to_string_lossy().into_owned();
+    let cloud = ["--cloud", s.url.as_str(), "--ca", ca.as_str()];
+    let k = s.issue_key("dc=Example,dc=COM", None);
+
+    let (code, j, _) = validate_key(&k, &cloud, &[]);
+    assert_eq!(
+        (code, j["state"].as_str(), j["valid"].as_bool()),
+        (0, Some("valid"), Some(true)),
+        "{j}"
+    );
+    assert_eq!(j["domain"], DOMAIN);
+    // Seven days by default.
+    let expires = ad_sync::time_fmt::rfc3339_to_unix(j["expires_at"].as_str().unwrap_or_default())
+        .unwrap_or_else(|| panic!("no expires_at: {j}"));
+    let week = ad_sync::time_fmt::now_unix() + 7 * 86_400;
+    assert!((expires - week).abs() < 120, "{j}");
+
+    // The domain is compared as a DN: separator and case do not matter; another domain does.
+    let (code, j, _) = validate_key(
+        &k,
+        &[&cloud[..], &["--domain", "dc=EXAMPLE;dc=com"]].concat(),
+        &[],
+    );
+    assert_eq!((code, j["state"].as_str()), (0, Some("valid")), "{j}");
+    let (code, j, _) = validate_key(&k, &[&cloud[..], &["--domain", OTHER]].concat(), &[]);
+    assert_eq!(
+        (code, j["state"].as_str(), j["valid"].as_bool()),
+        (1, Some("wrong_domain"), Some(false)),
+        "{j}"
+    );
+
+    // Checking twice used nothing up; enrolling does.
+    enroll(&s.client(), &k, DOMAIN, "dc1").unwrap_or_else(|e| panic!("{e}"));
+    let (code, j, _) = validate_key(&k, &cloud, &[]);
+    assert_eq!((code, j["state"].as_str()), (1, Some("used")), "{j}");
+
+    // Unknown: well-formed, never issued here.
+    let stranger = ConnectKey::generate().unwrap_or_else(|e| panic!("{e}"));
+    let (code, j, _) = validate_key(stranger.secret().expose(), &cloud, &[]);
+    assert_eq!((code, j["state"].as_str()), (1, Some("unknown")), "{j}");
+    assert!(j["domain"].is_null());
+
+    // Expired.
+    let short = s.issue_key(DOMAIN, Some("1s"));
+    std::thread::sleep(Duration::from_millis(2100));
+    let (code, j, _) = validate_key(&short, &cloud, &[]);
+    assert_eq!((code, j["state"].as_str()), (1, Some("expired")), "{j}");
+
+    // A typo is caught offline: the cloud URL points at a closed port and is never tried.
+    let fresh = s.issue_key(DOMAIN, None);
+    let i = fresh.len() - 3;
+    let typo = format!(
+        "{}{}{}",
+        &fresh[..i],
+        if &fresh[i..=i] == "A" { "B" } else { "A" },
+        &fresh[i + 1..]
+    );
+    let (code, j, all) = validate_key(&typo, &["--cloud", "https://127.0.0.1:9"], &[]);
+    assert_eq!(
+        (code, j["state"].as_str(), j["checked"].as_str()),
+        (1, Some("malformed"), Some("offline")),
+        "{j}"
+    );
+    assert!(all.contains("mistyped"), "{all}");
+    // Pasted with spaces, line breaks and lower case, the key still works.
+    let pasted = format!(
+        "  {}\n{}  ",
+        fresh[..17].to_lowercase(),
+        fresh[17..].replace('-', " ")
+    );
+    let (code, j, _) = validate_key(&pasted, &cloud, &[]);
+    assert_eq!((code, j["state"].as_str()), (0, Some("valid")), "{j}");
+    // Offline only: well-formed, and it says it did not ask the cloud.
+    let (code, j, _) = validate_key(&fresh, &["--offline"], &[]);
+    assert_eq!((code, j["checked"].as_str()), (0, Some("offline")), "{j}");
+
+    // `key list` shows every key redacted, with its state.
+    let list = s.admin_ok(&["key", "list"]);
+    for (text, state) in [(&k, "used"), (&short, "expired"), (&fresh, "valid")] {
+        let tail = &text[text.len() - 4..];
+        assert!(
+            list.lines().any(|l| l.contains(tail) && l.contains(state)),
+            "{tail} {state}: {list}"
+        );
+        assert!(!list.contains(&text[5..25]), "key list shows a key: {list}");
+    }
+}
+
+#[test]
+fn fifty_concurrent_enrollments_with_one_key_make_exactly_one_agent() {
+    let s = server("concurrent", &[]);
+    let k = s.issue_key(DOMAIN, None);
+    let client = std::sync::Arc::new(s.client());
+    let results = block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let client = client.clone();
+            let k = key(&k);
+            tasks.push(tokio::spawn(async move {
+                let pair = sealed::generate_key_pair();
+                client
+                    .enroll(
+                        &k,
+                        DOMAIN,
+                        &format!("host-{i}"),
+                        "0.1.0",
+                        "linux",
+                        &pair.public_key,
+                    )
+                    .await
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap_or_else(|e| panic!("{e}")));
+        }
+        out
+    });
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let used = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.api_code() == Some("key_used")))
+        .count();
+    assert_eq!(
+        (ok, used),
+        (1, 49),
+        "{:?}",
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .collect::<Vec<_>>()
+    );
+    let agents = s.admin_ok(&["agents"]);
+    assert_eq!(
+        agents.lines().filter(|l| l.starts_with("agt-")).count(),
+        1,
+        "{agents}"
+    );
+}
+
+#[test]
+fn a_failed_enrollment_leaves_the_key_usable() {
+    let s = server("failed-enroll", &[]);
+    let k = s.issue_key(DOMAIN, None);
+    let client = s.client();
+    // Wrong domain instance, and a public key of the wrong size: refused before the key is used.
+    let e = enroll(&client, &k, OTHER, "dc1")
+        .err()
+        .unwrap_or_else(|| panic!("enrolled"));
+    assert_eq!(e.api_code(), Some("wrong_domain"), "{e}");
+    let bad = block_on(client.enroll(&key(&k), DOMAIN, "dc1", "0.1.0", "linux", "AAAA"));
+    assert_eq!(
+        bad.err()
+            .and_then(|e| e.api_code().map(str::to_string))
+            .as_deref(),
+        Some("invalid_request")
+    );
+    let state =
+        block_on(client.check_key(&key(&k), Some(DOMAIN))).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state.state.as_str(), "valid");
+    let agent = enroll(&client, &k, "dc=example;dc=com", "dc1").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(agent.role, Role::Primary);
+    // Replayed: the same enrollment again is refused and creates nothing.
+    let e = enroll(&client, &k, DOMAIN, "dc1")
+        .err()
+        .unwrap_or_else(|| panic!("replayed"));
+    assert_eq!(e.api_code(), Some("key_used"), "{e}");
+    assert_eq!(
+        s.admin_ok(&["agents"])
+            .lines()
+            .filter(|l| l.starts_with("agt-"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn keys_agents_and_the_directory_survive_a_restart() {
+    let mut s = server("restart", &[]);
+    let k = s.issue_key(DOMAIN, None);
+    let agent = enroll(&s.client(), &k, DOMAIN, "dc1").unwrap_or_else(|e| panic!("{e}"));
+    s.admin_ok(&[
+        "user",
+        "add",
+        "ada",
+        "--given",
+        "Ada",
+        "--surname",
+        "Lovelace",
+    ]);
+    let ca_before = std::fs::read(&s.ca).unwrap_or_default();
+    s.restart();
+    assert_eq!(
+        std::fs::read(&s.ca).unwrap_or_default(),
+        ca_before,
+        "the CA must be kept"
+    );
+    let client = s.client();
+    assert_eq!(heartbeat(&client, &agent), Role::Primary);
+    let state = block_on(client.check_key(&key(&k), None)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state.state.as_str(), "used");
+    let changes =
+        block_on(client.changes(&agent.credential, 0, 100)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(&changes.changes[0].body, ChangeBody::UserUpsert { user } if user.username == "ada")
+    );
+}
+
+#[test]
+fn the_primary_role_moves_when_the_primary_stops_heartbeating() {
+    let s = server(
+        "failover",
+        &["--primary-timeout", "2s", "--heartbeat-interval", "1s"],
+    );
+    let client = s.client();
+    let a = enroll(&client, &s.issue_key(DOMAIN, None), DOMAIN, "dc1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = enroll(&client, &s.issue_key(DOMAIN, None), DOMAIN, "dc2")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((a.role, b.role), (Role::Primary, Role::Standby));
+    assert_eq!(
+        (heartbeat(&client, &a), heartbeat(&client, &b)),
+        (Role::Primary, Role::Standby)
+    );
+    // Only the primary applies changes.
+    let e = block_on(client.changes(&b.credential, 0, 10))
+        .err()
+        .unwrap_or_else(|| panic!("standby fetched"));
+    assert_eq!(e.api_code(), Some("not_primary"), "{e}");
+    // A goes silent; B keeps calling in and takes over after the timeout.
+    let mut roles = Vec::new();
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(500));
+        roles.push(heartbeat(&client, &b));
+    }
+    assert_eq!(roles.last(), Some(&Role::Primary), "{roles:?}");
+    assert_eq!(
+        roles.first(),
+        Some(&Role::Standby),
+        "moved before the timeout: {roles:?}"
+    );
+    assert_eq!(
+        heartbeat(&client, &a),
+        Role::Standby,
+        "the old primary must step down"
+    );
+    block_on(client.changes(&b.credential, 0, 10)).unwrap_or_else(|e| panic!("{e}"));
+    let agents = s.admin_ok(&["agents"]);
+    assert!(
+        agents
+            .lines()
+            .any(|l| l.contains(&b.id) && l.contains("primary")),
+        "{agents}"
+    );
+    // The status page says the same.
+    let page = raw_get(&s, "/");
+    assert!(
+        page.contains(&b.id) && page.contains("primary") && page.contains("dc2"),
+        "{page}"
+    );
+    assert!(
+        page.contains("healthy") && page.contains("0.1.0") && page.contains(DOMAIN),
+        "{page}"
+    );
+    // Deregistering the primary hands the role over at once.
+    block_on(client.deregister(&b.credential)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(heartbeat(&client, &a), Role::Primary);
+    let e = block_on(client.heartbeat(
+        &b.credential,
+        &HeartbeatRequest {
+            version: "x".into(),
+            host: "y".into(),
+            ..Default::default()
+        },
+    ))
+    .err()
+    .unwrap_or_else(|| panic!("deregistered agent accepted"));
+    assert_eq!(e.api_code(), Some("unauthorized"));
+}
+
+fn raw_get(s: &CloudServer, path: &str) -> String {
+    let client = raw_client(s, None);
+    block_on(async {
+        client
+            .get(format!("{}{path}", s.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+fn raw_client(s: &CloudServer, from: Option<IpAddr>) -> reqwest::Client {
+    let pem = std::fs::read(&s.ca).unwrap_or_else(|e| panic!("{e}"));
+    let ca = reqwest::Certificate::from_pem(&pem).unwrap_or_else(|e| panic!("{e}"));
+    reqwest::Client::builder()
+        .tls_backend_native()
+        .tls_certs_merge([ca])
+        .no_proxy()
+        .local_address(from)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn changes_carry_the_directory_and_sealed_passwords_and_acks_are_recorded() {
+    let s = server("changes", &[]);
+    let client = s.client();
+    let agent = enroll(&client, &s.issue_key(DOMAIN, None), DOMAIN, "dc1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.admin_ok(&[
+        "user",
+        "add",
+        "ada",
+        "--given",
+        "Ada",
+        "--surname",
+        "Lovelace",
+        "--email",
+        "ada@example.com",
+    ]);
+    s.admin_ok(&["group", "add", "Engineering"]);
+    s.admin_ok(&["group", "add", "Staff"]);
+    s.admin_ok(&["group", "add-member", "Engineering", "ada"]);
+    s.admin_ok(&["group", "add-member", "Staff", "Engineering"]);
+    s.admin_ok(&["user", "lock", "ada"]);
+    let password = "Zürich-Pa55 word!";
+    let pw_file = s.dir.join("pw.txt");
+    std::fs::write(&pw_file, format!("{password}\n")).unwrap_or_else(|e| panic!("{e}"));
+    s.admin_ok(&[
+        "user",
+        "set-password",
+        "ada",
+        "--password-file",
+        &pw_file.to_string_lossy(),
+    ]);
+    // An agent that enrolls later (another domain, so it is that domain's primary).
+    let late =
+        enroll(&client, &s.issue_key(OTHER, None), OTHER, "dc9").unwrap_or_else(|e| panic!("{e}"));
+
+    let page1 = block_on(client.changes(&agent.credential, 0, 4)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(page1.more);
+    assert_eq!(page1.changes.len(), 4);
+    let page2 = block_on(client.changes(&agent.credential, page1.cursor, 100))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!page2.more);
+    let all: Vec<_> = page1.changes.iter().chain(&page2.changes).collect();
+    let kinds: Vec<String> = all
+        .iter()
+        .map(|c| {
+            serde_json::to_value(&c.body).unwrap_or_default()["type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "user.upsert",
+            "group.upsert",
+            "group.upsert",
+            "membership.add",
+            "membership.add",
+            "user.upsert",
+            "user.password"
+        ]
+    );
+    assert!(
+        matches!(&all[4].body, ChangeBody::MembershipAdd { member, member_type, .. }
+        if member == "Engineering" && member_type.as_str() == "group")
+    );
+    assert!(
+        matches!(&all[5].body, ChangeBody::UserUpsert { user } if user.locked && !user.suspended)
+    );
+    let ChangeBody::UserPassword {
+        sealed_password: Some(sealed_pw),
+        ..
+    } = &all[6].body
+    else {
+        panic!("no sealed password: {:?}", all[6]);
+    };
+    assert_eq!(
+        sealed::open(&agent.pair.secret_key, sealed_pw)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .expose(),
+        password
+    );
+    // Not readable with another agent's key, not kept by the cloud, and not sealed for an agent
+    // that did not exist yet.
+    assert!(sealed::open(&late.pair.secret_key, sealed_pw).is_err());
+    let db = std::fs::read(&s.db).unwrap_or_default();
+    let wal = std::fs::read(s.db.with_extension("db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes
+                .windows(password.len())
+                .any(|w| w == password.as_bytes()),
+            "password stored"
+        );
+    }
+    let late_changes =
+        block_on(client.changes(&late.credential, 0, 100)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        &late_changes.changes[6].body,
+        ChangeBody::UserPassword {
+            sealed_password: None,
+            ..
+        }
+    ));
+
+    // Acks: per-change results, idempotent, and the cursor of fully acknowledged changes.
+    let result = |seq, status| ChangeResult {
+        seq,
+        status,
+        message: String::new(),
+    };
+    let r = block_on(client.ack(
+        &agent.credential,
+        vec![
+            result(1, ApplyStatus::Applied),
+            result(3, ApplyStatus::Failed),
+        ],
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((r.recorded, r.acked_cursor), (2, 1));
+    let r = block_on(client.ack(
+        &agent.credential,
+        (1..=7).map(|s| result(s, ApplyStatus::Applied)).collect(),
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.acked_cursor, 7);
+    let store = ad_sync::cloud::server::store::Store::open(&s.db).unwrap_or_else(|e| panic!("{e}"));
+    let results = store.results(DOMAIN).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(results.len(), 7);
+    assert!(results.iter().all(|(_, st, _)| *st == ApplyStatus::Applied));
+    let e = block_on(client.ack(&agent.credential, vec![result(99, ApplyStatus::Applied)]))
+        .err()
+        .unwrap_or_else(|| panic!("ack of an unknown change accepted"));
+    assert_eq!(e.api_code(), Some("invalid_request"));
+}
+
+#[test]
+fn the_server_never_logs_a_key_a_credential_or_a_password() {
+    let s = server("logs", &[]);
+    let client = s.client();
+    let k = s.issue_key(DOMAIN, None);
+    let agent = enroll(&client, &k, DOMAIN, "dc1").unwrap_or_else(|e| panic!("{e}"));
+    let _ = enroll(&client, &k, DOMAIN, "dc1");
+    heartbeat(&client, &agent);
+    s.admin_ok(&["user", "add", "bob", "--given", "Bob", "--surname", "B"]);
+    let pw_file = s.dir.join("pw.txt");
+    std::fs::write(&pw_file, "Distinct-Log-Secret-9931").unwrap_or_else(|e| panic!("{e}"));
+    s.admin_ok(&[
+        "user",
+        "set-password",
+        "bob",
+        "--password-file",
+        &pw_file.to_string_lossy(),
+    ]);
+    block_on(client.changes(&agent.credential, 0, 100)).unwrap_or_else(|e| panic!("{e}"));
+    let log = s.log();
+    // The log is not empty: enrollment is logged, with the key redacted.
+    assert!(
+        log.contains("agent enrolled") && log.contains(&k[k.len() - 4..]),
+        "{log}"
+    );
+    assert!(log.contains("enrollment refused"), "{log}");
+    assert!(!log.contains(&k[5..30]), "key in the log: {log}");
+    assert!(
+        !log.contains(agent.credential.expose()),
+        "credential in the log"
+    );
+    assert!(
+        !log.contains("Distinct-Log-Secret-9931"),
+        "password in the log"
+    );
+}
+
+/// The error table of docs/cloud-api.md: code -> status.
+fn documented_errors() -> BTreeMap<String, u16> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cloud-api.md"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    doc.lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let code = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            let status = cells.get(2)?.parse().ok()?;
+            Some((code.to_string(), status))
+        })
+        .collect()
+}
+
+#[test]
+fn every_documented_error_code_is_returned_and_changes_nothing() {
+    let documented = documented_errors();
+    let known: BTreeSet<String> = ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect();
+    assert_eq!(
+        documented.keys().cloned().collect::<BTreeSet<_>>(),
+        known,
+        "docs/cloud-api.md and api.rs differ"
+    );
+    for c in ErrorCode::ALL {
+        assert_eq!(documented[c.as_str()], c.http_status(), "{}", c.as_str());
+    }
+
+    let s = server("errors", &[]);
+    let client = s.client();
+    let http = raw_client(&s, None);
+    let url = |p: &str| format!("{}{p}", s.url);
+    let spare = s.issue_key(DOMAIN, None);
+    let pk = sealed::generate_key_pair().public_key;
+    let enroll_body = |key: &str, domain: &str| serde_json::json!({"key": key, "domain": domain, "host": "dc1", "version": "0.1.0", "os": "linux", "public_key": pk});
+    let primary = enroll(&client, &s.issue_key(DOMAIN, None), DOMAIN, "dc1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let standby_key = s.issue_key(DOMAIN, None);
+    let standby = enroll(&client, &standby_key, DOMAIN, "dc2").unwrap_or_else(|e| panic!("{e}"));
+    let expired = s.issue_key(DOMAIN, Some("1s"));
+    std::thread::sleep(Duration::from_millis(1100));
+    let stranger = ConnectKey::generate().unwrap_or_else(|e| panic!("{e}"));
+
+    let mut seen: BTreeMap<String, u16> = BTreeMap::new();
+    let mut record = |resp: reqwest::Response| {
+        let status = resp.status().as_u16();
+        let retry_after = resp.headers().get("retry-after").is_some();
+        let body: Value =
+            block_on(resp.json()).unwrap_or_else(|e| panic!("error without a JSON body: {e}"));
+        let code = body["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no code: {body}"))
+            .to_string();
+        assert!(
+            !body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{body}"
+        );
+        if code == "rate_limited" {
+            assert!(retry_after, "429 without Retry-After");
+        }
+        seen.insert(code, status);
+    };
+    let send = |r: reqwest::RequestBuilder| block_on(r.send()).unwrap_or_else(|e| panic!("{e}"));
+    let json = |r: reqwest::RequestBuilder| r.header("content-type", "application/json");
+
+    record(send(
+        json(http.post(url("/v1/agents/enroll"))).body(format!("{{\"key\":\"{spare}\",")),
+    )); // malformed_json
+    record(send(json(http.post(url("/v1/agents/enroll"))).body(
+        serde_json::json!({"key": spare, "domain": DOMAIN, "host": "dc1", "version": "1", "public_key": pk, "extra": 1}).to_string(),
+    ))); // invalid_request
+    record(send(
+        http.post(url("/v1/agents/enroll"))
+            .json(&enroll_body("ADS1-0000", DOMAIN)),
+    )); // key_malformed
+    record(send(
+        json(http.post(url("/v1/agents/heartbeat"))).body("{}"),
+    )); // unauthorized
+    record(send(http.get(url("/v2/anything")))); // not_found
+    record(send(
+        http.post(url("/v1/agents/enroll"))
+            .json(&enroll_body(stranger.secret().expose(), DOMAIN)),
+    )); // key_unknown
+    record(send(http.get(url("/v1/agents/enroll")))); // method_not_allowed
+    record(send(
+        http.post(url("/v1/agents/enroll"))
+            .json(&enroll_body(&standby_key, DOMAIN)),
+    )); // key_used
+    record(send(
+        http.get(url("/v1/changes"))
+            .bearer_auth(standby.credential.expose()),
+    )); // not_primary
+    record(send(
+        http.post(url("/v1/agents/enroll"))
+            .json(&enroll_body(&expired, DOMAIN)),
+    )); // key_expired
+    // body_too_large: the server answers before reading the body and closes, so a client still
+    // sending can see the connection reset instead of the answer (HTTP allows both); the answer
+    // is what is tested, so a reset is retried.
+    let oversized = format!("{{\"key\":\"{}\"}}", "A".repeat(300 * 1024));
+    let too_large = (0..5)
+        .find_map(|_| {
+            block_on(
+                json(http.post(url("/v1/agents/enroll")))
+                    .body(oversized.clone())
+                    .send(),
+            )
+            .ok()
+        })
+        .unwrap_or_else(|| panic!("the oversized request never got an answer"));
+    record(too_large);
+    record(send(
+        http.post(url("/v1/agents/enroll"))
+            .header("content-type", "text/plain")
+            .body(enroll_body(&spare, DOMAIN).to_string()),
+    )); // unsupported_media_type
+    record(send(
+        http.post(url("/v1/agents/enroll"))
+            .json(&enroll_body(&spare, OTHER)),
+    )); // wrong_domain
+    // rate_limited: from its own loopback address, so no other request here is counted with it.
+    let limited = raw_client(
+        &s,
+        Some("127.0.0.9".parse().unwrap_or_else(|e| panic!("{e}"))),
+    );
+    let mut last = None;
+    for _ in 0..21 {
+        last =
+            Some(send(limited.post(url("/v1/keys/check")).json(
+                &serde_json::json!({"key": stranger.secret().expose()}),
+            )));
+    }
+    record(last.unwrap_or_else(|| panic!("no request")));
+    // The limit is per address: 127.0.0.1 is still served.
+    let ok = block_on(client.check_key(&key(&spare), None)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ok.state.as_str(), "valid");
+
+    // None of that changed anything: the spare key is still valid, two agents exist.
+    assert_eq!(
+        s.admin_ok(&["agents"])
+            .lines()
+            .filter(|l| l.starts_with("agt-"))
+            .count(),
+        2
+    );
+
+    // internal: the storage fails under the server (a table vanishes); the request is refused
+    // with the documented error and the server keeps serving.
+    s.admin_ok(&["user", "add", "ada", "--given", "Ada", "--surname", "L"]);
+    let db = rusqlite::Connection::open(&s.db).unwrap_or_else(|e| panic!("{e}"));
+    db.execute_batch("DROP TABLE acks")
+        .unwrap_or_else(|e| panic!("{e}"));
+    record(send(
+        http.post(url("/v1/changes/ack"))
+            .bearer_auth(primary.credential.expose())
+            .json(&serde_json::json!({"results": [{"seq": 1, "status": "applied"}]})),
+    ));
+    assert_eq!(heartbeat(&client, &primary), Role::Primary);
+
+    assert_eq!(seen, documented, "every documented code, with its status");
+    assert!(!s.log().contains(&spare[5..30]));
+}
+
+#[test]
+fn client_failures_are_told_in_words() {
+    let s = CloudServer::start_on("words", "0.0.0.0:0", &[]);
+    s.admin_ok(&["domain", "add", DOMAIN]);
+    let k = s.issue_key(DOMAIN, None);
+    let port = s.port();
+    let check = |url: String, ca: Option<&std::path::Path>| {
+        let mut o = CloudOptions::new(url);
+        o.ca_file = ca.map(|p| p.to_path_buf());
+        o.timeout = Duration::from_secs(5);
+        let c = CloudClient::new(&o).unwrap_or_else(|e| panic!("{e}"));
+        block_on(c.check_key(&key(&k), None))
+            .err()
+            .unwrap_or_else(|| panic!("no error"))
+    };
+    // Untrusted: the certificate's details come with the error.
+    let e = check(format!("https://127.0.0.1:{port}"), None);
+    assert!(
+        e.to_string()
+            .contains("not signed by a certificate authority this server trusts"),
+        "{e}"
+    );
+    let cert = e
+        .certificate()
+        .unwrap_or_else(|| panic!("no certificate details: {e}"));
+    assert!(cert.issuer.contains("ad-sync-cloud local CA"), "{cert:?}");
+    assert!(e.fix().contains("ca.pem"), "{}", e.fix());
+    // Wrong name: 127.0.0.2 is not in the certificate.
+    let e = check(format!("https://127.0.0.2:{port}"), Some(&s.ca));
+    assert!(e.to_string().contains("not issued for `127.0.0.2`"), "{e}");
+    assert!(e.fix().contains("127.0.0.1"), "{}", e.fix());
+    // Refused, DNS, and an HTTP error from a server that is not the API's base.
+    let e = check("https://127.0.0.1:9".into(), None);
+    assert!(matches!(e, CloudError::Refused { .. }), "{e}");
+    assert!(e.to_string().contains("refused"), "{e}");
+    let e = check("https://no-such-host.invalid".into(), None);
+    assert!(matches!(e, CloudError::Dns { .. }), "{e}");
+    assert!(e.to_string().contains("does not resolve"), "{e}");
+    let e = check(format!("https://127.0.0.1:{port}/tenant/"), Some(&s.ca));
+    assert_eq!(e.api_code(), Some("not_found"), "{e}");
+    // A server that accepts and never answers: a timeout, in bounded time.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let mut o = CloudOptions::new(format!(
+        "https://127.0.0.1:{}",
+        silent.local_addr().map(|a| a.port()).unwrap_or(0)
+    ));
+    o.timeout = Duration::from_secs(1);
+    let c = CloudClient::new(&o).unwrap_or_else(|e| panic!("{e}"));
+    let e = block_on(c.health())
+        .err()
+        .unwrap_or_else(|| panic!("no error"));
+    assert!(matches!(e, CloudError::Timeout { .. }), "{e}");
+
+    // The proxy from the environment: a dead proxy is named as the proxy's failure (its
+    // password never shown), and NO_PROXY bypasses it.
+    let ca = s.ca.to_string_lossy().into_owned();
+    let url = format!("https://127.0.0.1:{port}");
+    let args = ["--cloud", url.as_str(), "--ca", ca.as_str()];
+    let (code, j, all) = validate_key(
+        &k,
+        &args,
+        &[("HTTPS_PROXY", "http://user:Pr0xy-Secret@127.0.0.1:9")],
+    );
+    assert_eq!(code, 2, "{all}");
+    let err = j["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("proxy http://127.0.0.1:9") && err.contains("HTTPS_PROXY"),
+        "{j}"
+    );
+    assert!(!all.contains("Pr0xy-Secret"), "{all}");
+    let (code, j, _) = validate_key(
+        &k,
+        &args,
+        &[
+            ("HTTPS_PROXY", "http://127.0.0.1:9"),
+            ("NO_PROXY", "localhost,127.0.0.1"),
+        ],
+    );
+    assert_eq!((code, j["state"].as_str()), (0, Some("valid")), "{j}");
+}
+
+#[test]
+fn admin_commands_refuse_bad_input_with_the_field_and_the_fix() {
+    let s = server("admin", &[]);
+    let refused = |args: &[&str], words: &str| {
+        let out = s.admin(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(words), "{args:?}: {err}");
+    };
+    refused(
+        &["domain", "add", "OU=Staff,DC=example,DC=com"],
+        "only DC= parts",
+    );
+    refused(&["domain", "add", "DC=example,,DC=com"], "not a valid DN");
+    refused(
+        &["key", "issue", "--domain", "DC=nowhere,DC=com"],
+        "domain add",
+    );
+    refused(
+        &["user", "add", "bad,name", "--given", "A", "--surname", "B"],
+        "contains `,`",
+    );
+    refused(
+        &[
+            "user",
+            "add",
+            "averyveryverylongusername",
+            "--given",
+            "A",
+            "--surname",
+            "B",
+        ],
+        "20 characters",
+    );
+    refused(&["user", "lock", "nobody"], "no user is named `nobody`");
+    refused(
+        &["group", "add-member", "Nope", "ada"],
+        "no group is named `Nope`",
+    );
+    s.admin_ok(&["group", "add", "Engineering"]);
+    refused(
+        &["group", "add-member", "Engineering", "ghost"],
+        "no user or group",
+    );
+    refused(
+        &["group", "add-member", "Engineering", "Engineering"],
+        "member of itself",
+    );
+    s.admin_ok(&["user", "add", "ada", "--given", "Ada", "--surname", "L"]);
+    let empty = s.dir.join("empty.txt");
+    std::fs::write(&empty, "").unwrap_or_else(|e| panic!("{e}"));
+    refused(
+        &[
+            "user",
+            "set-password",
+            "ada",
+            "--password-file",
+            &empty.to_string_lossy(),
+        ],
+        "empty",
+    );
+    // A bad --ttl is clap's to refuse (exit 2), naming the flag.
+    let out = s.admin(&["key", "issue", "--domain", DOMAIN, "--ttl", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ttl"));
+    // Nothing was added by any of that.
+    assert!(s.admin_ok(&["key", "list"]).lines().count() == 1);
+}

@@ -1,0 +1,201 @@
+//! A real `ad-sync-cloud serve` for tests: its own folder (database, self-signed TLS, logs) on a
+//! free loopback port, and its admin subcommands run as the binary, against the same database.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ad_sync::cloud::client::{CloudClient, CloudOptions};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ad-sync-cloud");
+
+pub struct CloudServer {
+    pub dir: PathBuf,
+    pub db: PathBuf,
+    pub tls: PathBuf,
+    pub url: String,
+    pub ca: PathBuf,
+    extra: Vec<String>,
+    listen: String,
+    child: Option<Child>,
+    starts: u32,
+}
+
+fn fresh_dir(tag: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cloud-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}
+
+impl CloudServer {
+    /// Starts a server on 127.0.0.1 with `extra` serve flags.
+    pub fn start(tag: &str, extra: &[&str]) -> CloudServer {
+        Self::start_on(tag, "127.0.0.1:0", extra)
+    }
+
+    pub fn start_on(tag: &str, listen: &str, extra: &[&str]) -> CloudServer {
+        let dir = fresh_dir(tag);
+        let mut s = CloudServer {
+            db: dir.join("cloud.db"),
+            tls: dir.join("tls"),
+            ca: dir.join("tls").join("ca.pem"),
+            url: String::new(),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            listen: listen.to_string(),
+            child: None,
+            starts: 0,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let out_path = self.dir.join(format!("stdout-{}.txt", self.starts));
+        let out = std::fs::File::create(&out_path).unwrap_or_else(|e| panic!("{e}"));
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--db")
+            .arg(&self.db)
+            .arg("--listen")
+            .arg(&self.listen)
+            .arg("--self-signed")
+            .arg(&self.tls)
+            .args(&self.extra)
+            .env("AD_SYNC_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start ad-sync-cloud: {e}"));
+        super::stop_at_exit([child.id()]);
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+            if let Some(line) = text.lines().next() {
+                if let Some(url) = line.strip_prefix("ad-sync-cloud listening on ") {
+                    self.url = url.trim().to_string();
+                    break;
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("ad-sync-cloud exited with {status}: {}", self.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "ad-sync-cloud did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server the way a service manager does (SIGTERM) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: plain kill(2) on a child this process started.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("ad-sync-cloud did not stop on SIGTERM within 10 s");
+        }
+    }
+
+    /// Stops and starts again on the same folder (database and certificates).
+    pub fn restart(&mut self) {
+        self.stop();
+        // The same port would do, but port 0 again proves nothing depends on it.
+        self.spawn();
+    }
+
+    /// Runs an admin subcommand against this server's database.
+    pub fn admin(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).arg("--db").arg(&self.db);
+        cmd.output()
+            .unwrap_or_else(|e| panic!("run ad-sync-cloud {args:?}: {e}"))
+    }
+
+    /// An admin subcommand that must succeed; its stdout.
+    pub fn admin_ok(&self, args: &[&str]) -> String {
+        let out = self.admin(args);
+        assert!(
+            out.status.success(),
+            "ad-sync-cloud {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Issues a key; the key alone is the last line of stdout.
+    pub fn issue_key(&self, domain: &str, ttl: Option<&str>) -> String {
+        let mut args = vec!["key", "issue", "--domain", domain];
+        if let Some(t) = ttl {
+            args.extend(["--ttl", t]);
+        }
+        let out = self.admin_ok(&args);
+        out.lines()
+            .last()
+            .unwrap_or_else(|| panic!("key issue printed nothing"))
+            .trim()
+            .to_string()
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn client(&self) -> CloudClient {
+        let mut opts = CloudOptions::new(self.url.clone());
+        opts.ca_file = Some(self.ca.clone());
+        CloudClient::new(&opts).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {}", self.url))
+    }
+}
+
+impl Drop for CloudServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A runtime for calling the client from a plain #[test].
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"))
+        .block_on(f)
+}
