@@ -603,17 +603,15 @@ impl CloudClient {
         }
         let refused = source_io_kind(&e) == Some(std::io::ErrorKind::ConnectionRefused);
         let lower = text.to_ascii_lowercase();
-        if self.proxy.is_some()
+        if let Some(p) = &self.proxy
             && (e.is_connect() || lower.contains("proxy"))
             && !is_tls(&e, &lower)
         {
-            if let Some(p) = &self.proxy {
-                return CloudError::Proxy {
-                    proxy: redact_proxy(&p.url),
-                    var: p.var,
-                    detail: root_cause(&e),
-                };
-            }
+            return CloudError::Proxy {
+                proxy: redact_proxy(&p.url),
+                var: p.var,
+                detail: root_cause(&e),
+            };
         }
         if is_tls(&e, &lower) {
             return self.tls_error(text).await;

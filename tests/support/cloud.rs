@@ -83,12 +83,11 @@ impl CloudServer {
         let started = Instant::now();
         loop {
             let text = std::fs::read_to_string(&out_path).unwrap_or_default();
-            if let Some(line) = text.lines().next() {
-                if let Some(url) = line.strip_prefix("ad-sync-cloud listening on ") {
+            if let Some(line) = text.lines().next()
+                && let Some(url) = line.strip_prefix("ad-sync-cloud listening on ") {
                     self.url = url.trim().to_string();
                     break;
                 }
-            }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("ad-sync-cloud exited with {status}: {}", self.log());
             }
