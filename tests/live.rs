@@ -60,12 +60,12 @@ fn every_ad_check_passes_for_a_well_prepared_domain_over_one_connection() {
             ad_sync::cli::render_text(&r)
         );
     }
-    // The cloud checks are honestly skipped, never passed, until the cloud client exists.
+    // Without a [cloud] section the cloud checks are skipped, saying why, never passed.
     for id in ids::CLOUD
         .into_iter()
         .filter(|id| *id != ids::CONNECT_KEY_FORMAT)
     {
-        expect(&r, id, Status::Skip, "not implemented");
+        expect(&r, id, Status::Skip, "no [cloud] section");
     }
     expect(&r, ids::CONNECT_KEY_FORMAT, Status::Skip, "no connect key");
     assert_eq!(r.checks.len(), ids::ALL.len());
@@ -505,7 +505,7 @@ fn connect_key_format_is_checked_offline() {
         Status::Pass,
         "checksum matches",
     );
-    expect(&r, ids::CONNECT_KEY_VALID, Status::Skip, "not implemented");
+    expect(&r, ids::CONNECT_KEY_VALID, Status::Skip, "no [cloud] url");
     // One mistyped character is caught before any network call.
     let swapped = if text.ends_with('Z') { 'Y' } else { 'Z' };
     s.connect_key = Some(format!("{}{swapped}", &text[..text.len() - 1]));
@@ -564,4 +564,128 @@ fn no_password_appears_in_any_output() {
             }
         }
     }
+}
+
+/// The answers of a well-prepared domain pointed at the reference cloud with a fresh key.
+fn with_cloud(key_domain: &str) -> (Spec, String) {
+    let cloud = support::cloud::shared();
+    let key = cloud.issue_key(key_domain, None);
+    let mut s = Spec::good();
+    s.cloud_url = Some(cloud.url.clone());
+    s.cloud_ca = Some(cloud.ca.clone());
+    s.connect_key = Some(key.clone());
+    (s, key)
+}
+
+#[test]
+fn check_runs_every_check_against_the_dc_and_the_cloud_without_using_the_key() {
+    let (spec, key) = with_cloud("DC=example;DC=com");
+    let r = run_checks(&spec);
+    assert_eq!(r.checks.len(), ids::ALL.len());
+    for id in ids::ALL {
+        let c = r.get(id).unwrap_or_else(|| panic!("{id} missing"));
+        assert_eq!(
+            c.status,
+            Status::Pass,
+            "{id}: {}\n{}",
+            c.summary,
+            ad_sync::cli::render_text(&r)
+        );
+    }
+    expect(
+        &r,
+        ids::CONNECT_KEY_DOMAIN_MATCHES,
+        Status::Pass,
+        "DC=example,DC=com",
+    );
+    expect(&r, ids::CLOUD_TLS, Status::Pass, "trusted");
+    // Checking twice: the key is still unused (check never consumes it).
+    let r = run_checks(&spec);
+    expect(&r, ids::CONNECT_KEY_VALID, Status::Pass, "unused");
+    // And through the binary, as an admin runs it.
+    let path = spec.write();
+    let out = setup_cli(&["check", "--answers", &path.to_string_lossy(), "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !all.contains(&key[5..30]),
+        "connect key in check output: {all}"
+    );
+}
+
+#[test]
+fn check_fails_a_key_for_another_domain_a_used_key_and_an_untrusted_cloud() {
+    let cloud = support::cloud::shared();
+    // Issued for another domain instance: a usable key, but not for this domain.
+    let (spec, _) = with_cloud("DC=other,DC=com");
+    let r = run_checks(&spec);
+    expect(&r, ids::CONNECT_KEY_VALID, Status::Pass, "unused");
+    expect(
+        &r,
+        ids::CONNECT_KEY_DOMAIN_MATCHES,
+        Status::Fail,
+        "DC=other,DC=com",
+    );
+    let c = r
+        .get(ids::CONNECT_KEY_DOMAIN_MATCHES)
+        .unwrap_or_else(|| panic!("missing"));
+    assert!(
+        c.fix.contains("key issue --domain \"DC=example,DC=com\""),
+        "{}",
+        c.fix
+    );
+
+    // Used: enrolled by another agent.
+    let (spec, key) = with_cloud("DC=example,DC=com");
+    let pair = ad_sync::cloud::sealed::generate_key_pair();
+    let k = ad_sync::connect_key::ConnectKey::parse(&key).unwrap_or_else(|e| panic!("{e}"));
+    support::cloud::block_on(cloud.client().enroll(
+        &k,
+        "DC=example,DC=com",
+        "other",
+        "0.1.0",
+        "linux",
+        &pair.public_key,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let r = run_checks(&spec);
+    expect(&r, ids::CONNECT_KEY_VALID, Status::Fail, "already used");
+
+    // Untrusted: no CA file; the report shows the certificate.
+    let (mut spec, _) = with_cloud("DC=example,DC=com");
+    spec.cloud_ca = None;
+    let r = run_checks(&spec);
+    expect(&r, ids::CLOUD_REACHABLE, Status::Pass, "reached");
+    expect(
+        &r,
+        ids::CLOUD_TLS,
+        Status::Fail,
+        "not signed by a certificate authority",
+    );
+    let c = r.get(ids::CLOUD_TLS).unwrap_or_else(|| panic!("missing"));
+    assert!(
+        c.detail.contains("ad-sync-cloud local CA") && c.detail.contains("SHA-256"),
+        "{}",
+        c.detail
+    );
+    expect(&r, ids::CONNECT_KEY_VALID, Status::Skip, "cloud.tls");
+    expect(&r, ids::CONNECT_KEY_FORMAT, Status::Pass, "well-formed");
+
+    // Nothing listening: unreachable, and the rest say why they did not run.
+    let (mut spec, _) = with_cloud("DC=example,DC=com");
+    spec.cloud_url = Some("https://127.0.0.1:9".into());
+    let r = run_checks(&spec);
+    expect(&r, ids::CLOUD_REACHABLE, Status::Fail, "refused");
+    expect(&r, ids::CLOUD_TLS, Status::Skip, "not reachable");
+    // The AD checks are unaffected.
+    expect(&r, ids::LDAP_BIND, Status::Pass, "");
 }

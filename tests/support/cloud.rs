@@ -84,10 +84,11 @@ impl CloudServer {
         loop {
             let text = std::fs::read_to_string(&out_path).unwrap_or_default();
             if let Some(line) = text.lines().next()
-                && let Some(url) = line.strip_prefix("ad-sync-cloud listening on ") {
-                    self.url = url.trim().to_string();
-                    break;
-                }
+                && let Some(url) = line.strip_prefix("ad-sync-cloud listening on ")
+            {
+                self.url = url.trim().to_string();
+                break;
+            }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("ad-sync-cloud exited with {status}: {}", self.log());
             }
@@ -197,4 +198,15 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .unwrap_or_else(|e| panic!("runtime: {e}"))
         .block_on(f)
+}
+
+/// One server for a whole test binary (stopped at exit), with the test domain and another one.
+pub fn shared() -> &'static CloudServer {
+    static SHARED: std::sync::OnceLock<CloudServer> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let s = CloudServer::start("shared", &[]);
+        s.admin_ok(&["domain", "add", "DC=example,DC=com"]);
+        s.admin_ok(&["domain", "add", "DC=other,DC=com"]);
+        s
+    })
 }
