@@ -1,7 +1,9 @@
 //! The README's main command (`bash dev/demo`): brings up a throwaway local domain (a real Samba
-//! AD DC on loopback) and runs `ad-sync-setup check` against it, first with a well-prepared
-//! service account, then with a Domain Admin to show how a refusal reads.
-//! With `--keep`, the domain stays up until Enter is pressed so you can try your own answers.
+//! AD DC on loopback) and the reference cloud (`ad-sync-cloud`'s server, HTTPS with its own CA,
+//! with the domain instance added and a connect key issued), then runs `ad-sync-setup check`
+//! against both, first with a well-prepared service account, then with a Domain Admin to show
+//! how a refusal reads, and `validate-key` on the key.
+//! With `--keep`, both stay up until Enter is pressed so you can try your own answers.
 
 #[path = "../tests/support/testbed.rs"]
 mod testbed;
@@ -22,15 +24,69 @@ fn main() {
             std::process::exit(2);
         }
     };
+    println!("Starting the reference cloud (ad-sync-cloud) on 127.0.0.1 with its own CA...");
+    let cloud_dir = root.join("cloud");
+    let _ = std::fs::create_dir_all(&cloud_dir);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let (stop_cloud, stopped) = tokio::sync::oneshot::channel::<()>();
+    let opts = ad_sync::cloud::server::ServeOptions {
+        db: cloud_dir.join("cloud.db"),
+        listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        tls: ad_sync::cloud::server::tls::TlsSource::SelfSigned {
+            dir: cloud_dir.join("tls"),
+            names: vec!["localhost".into(), "127.0.0.1".into()],
+        },
+        timing: Default::default(),
+        rate_limit: Default::default(),
+    };
+    let cloud = match runtime.block_on(ad_sync::cloud::server::start(opts, async {
+        let _ = stopped.await;
+    })) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot start the reference cloud: {e}");
+            std::process::exit(2);
+        }
+    };
+    let cloud_url = format!("https://{}", cloud.addr);
+    let cloud_ca = cloud_dir.join("tls").join("ca.pem");
+    let key =
+        ad_sync::cloud::server::store::Store::open(&cloud_dir.join("cloud.db")).and_then(|store| {
+            store.add_domain("DC=example,DC=com")?;
+            store.issue_key(
+                "DC=example,DC=com",
+                std::time::Duration::from_secs(7 * 86_400),
+            )
+        });
+    let key = match key {
+        Ok((k, _)) => k,
+        Err(e) => {
+            eprintln!("cannot issue the demo connect key: {e}");
+            std::process::exit(2);
+        }
+    };
+    let _ = std::fs::write(root.join("connect-key.txt"), key.secret().expose());
+    println!(
+        "Cloud at {cloud_url} (status page: {cloud_url}/); connect key {} issued for DC=example,DC=com.",
+        key.redacted()
+    );
     let write = |name: &str, user: &str| {
         let path = root.join(name);
         let text = format!(
             "version = 1\n\n[server]\ntype = \"member\"\ndc_host = \"{}\"\n\n[ldap]\nsecurity = \"ldaps\"\n\
              ca_file = '{}'\n\n[directory]\nroot_user_dn = 'OU=Staff;DC=example;DC=com'\n\
              sync_group_dn = 'CN=Cloud Groups;OU=Staff;DC=example;DC=com'\n\n\
-             [service_account]\nusername = 'EXAMPLE\\{user}'\npassword_file = \"svc.pw\"\n",
+             [service_account]\nusername = 'EXAMPLE\\{user}'\npassword_file = \"svc.pw\"\n\n\
+             [cloud]\nurl = '{cloud_url}'\nca_file = '{}'\nconnect_key_file = \"connect-key.txt\"\n",
             testbed::DC1_HOST,
             bed.dc1.ca_file.display(),
+            cloud_ca.display(),
         );
         if let Err(e) = std::fs::write(&path, text) {
             eprintln!("write {}: {e}", path.display());
@@ -57,17 +113,39 @@ fn main() {
         let code = ad_sync::cli::run(cli);
         println!("(exit code {code})");
     }
+    let key_file = root.join("connect-key.txt");
+    println!(
+        "\n=== ad-sync-setup validate-key --key-file {} --cloud {cloud_url} --ca {}\n",
+        key_file.display(),
+        cloud_ca.display()
+    );
+    let cli = ad_sync::cli::Cli::parse_from([
+        "ad-sync-setup",
+        "validate-key",
+        "--key-file",
+        &key_file.to_string_lossy(),
+        "--cloud",
+        &cloud_url,
+        "--ca",
+        &cloud_ca.to_string_lossy(),
+    ]);
+    let code = ad_sync::cli::run(cli);
+    println!("(exit code {code}; checking never uses the key up)");
     if keep {
         println!(
-            "\nThe domain is up. In another shell, try:\n  cargo run -- check --answers {}\n  cargo run -- validate-dn 'ou=Staff;DC=example;DC=com'\nPress Enter to stop it.",
-            good.display()
+            "\nThe domain and the cloud are up. In another shell, try:\n  cargo run -- check --answers {}\n  cargo run -- validate-dn 'ou=Staff;DC=example;DC=com'\n  cargo run --bin ad-sync-cloud -- key issue --db {} --domain DC=example,DC=com\n  curl --cacert {} {cloud_url}/\nPress Enter to stop them.",
+            good.display(),
+            cloud_dir.join("cloud.db").display(),
+            cloud_ca.display()
         );
         let mut line = String::new();
         let _ = std::io::stdin().read_line(&mut line);
     }
+    let _ = stop_cloud.send(());
+    let _ = runtime.block_on(cloud.task);
     bed.stop();
     println!(
-        "\nThe demo domain is stopped; its files are under {}.",
+        "\nThe demo domain and cloud are stopped; their files are under {}.",
         root.display()
     );
 }

@@ -253,7 +253,13 @@ fn serve(args: ServeArgs) -> i32 {
             window: args.key_check_window,
         },
     };
-    let rt = match tokio::runtime::Runtime::new() {
+    // Storage calls run on blocking threads; SQLite serialises writers anyway, so a small
+    // bounded pool keeps memory flat under load instead of growing a thread per waiter.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -268,12 +274,15 @@ fn serve(args: ServeArgs) -> i32 {
                 return 2;
             }
         };
-        // Scripts and tests read these two lines; keep their shape.
-        println!("ad-sync-cloud listening on https://{}", running.addr);
+        // Scripts and tests read these two lines; keep their shape. A reader that closed the
+        // pipe early must not bring the server down, so write errors are ignored.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ad-sync-cloud listening on https://{}", running.addr);
         if let Some(ca) = &running.ca_file {
-            println!("clients trust: {}", ca.display());
+            let _ = writeln!(out, "clients trust: {}", ca.display());
         }
-        let _ = std::io::stdout().flush();
+        let _ = out.flush();
+        drop(out);
         tracing::info!(addr = %running.addr, "serving");
         match running.task.await {
             Ok(Ok(())) => 0,

@@ -92,7 +92,11 @@ async fn load(args: &LoadArgs) -> Result<u64, String> {
         tokio::task::spawn_blocking(move || {
             let mut line = String::new();
             if let Some(out) = stdout {
-                let _ = std::io::BufReader::new(out).read_line(&mut line);
+                let mut reader = std::io::BufReader::new(out);
+                let _ = reader.read_line(&mut line);
+                // Keep reading (and dropping) what else the server prints, so it never writes
+                // into a closed pipe.
+                std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
             }
             line
         }),

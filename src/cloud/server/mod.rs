@@ -68,7 +68,12 @@ struct AppState {
     store: Store,
     timing: Timing,
     limiter: Limiter,
+    /// Storage calls in flight: SQLite takes one writer at a time, so more blocking threads
+    /// would only queue on its lock while each costs a stack and an allocator arena.
+    db_slots: tokio::sync::Semaphore,
 }
+
+const DB_SLOTS: usize = 4;
 
 type Shared = Arc<AppState>;
 
@@ -95,6 +100,7 @@ pub async fn start(
         store,
         timing: opts.timing,
         limiter: Limiter::new(opts.rate_limit),
+        db_slots: tokio::sync::Semaphore::new(DB_SLOTS),
     });
     let app = router(state).into_make_service_with_connect_info::<Peer>();
     let task = tokio::spawn(async move {
@@ -171,15 +177,17 @@ async fn db<T: Send + 'static>(
     state: &Shared,
     f: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let interrupted = || {
+        ApiError::new(
+            ErrorCode::Internal,
+            "the request was interrupted; try again",
+        )
+    };
+    let _slot = state.db_slots.acquire().await.map_err(|_| interrupted())?;
     let state = state.clone();
     tokio::task::spawn_blocking(move || f(&state.store))
         .await
-        .map_err(|_| {
-            ApiError::new(
-                ErrorCode::Internal,
-                "the request was interrupted; try again",
-            )
-        })?
+        .map_err(|_| interrupted())?
 }
 
 /// A JSON body: `application/json`, within the size limit, and of the documented shape.
