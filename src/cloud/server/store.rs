@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::cloud::api::{
     self, AckResponse, ApplyStatus, Change, ChangeBody, ChangeResult, ChangesResponse,
@@ -423,6 +423,28 @@ impl Store {
 
     // ---- admin: the directory ----------------------------------------------------------------
 
+    /// Runs an admin change in one `BEGIN IMMEDIATE` transaction: all of it, or (on any refusal
+    /// or storage error) none of it.
+    fn admin_tx<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, TxError>,
+    ) -> Result<T, AdminError> {
+        let mut conn = self.lock();
+        let run = || -> Result<T, TxError> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        };
+        run().map_err(|e| match e {
+            TxError::Refused(a) => a,
+            TxError::Db(source) => AdminError::Db {
+                path: self.path.display().to_string(),
+                source,
+            },
+        })
+    }
+
     pub fn user_add(
         &self,
         username: &str,
@@ -445,83 +467,59 @@ impl Store {
                 "--email `{e}` is not an e-mail address (name@domain)"
             )));
         }
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.admin_db())?;
-        if user_exists(&tx, username).map_err(self.admin_db())? {
-            return Err(AdminError::Invalid(format!(
-                "user `{username}` already exists; to change it, remove it first"
-            )));
-        }
-        tx.execute(
-            "INSERT INTO users (username, given_name, surname, email) VALUES (?1, ?2, ?3, ?4)",
-            params![username, given_name, surname, email],
-        )
-        .map_err(self.admin_db())?;
-        let user = load_user(&tx, username).map_err(self.admin_db())?;
-        append_change(&tx, &ChangeBody::UserUpsert { user }).map_err(self.admin_db())?;
-        tx.commit().map_err(self.admin_db())
+        self.admin_tx(|tx| {
+            if user_exists(tx, username)? {
+                return Err(AdminError::Invalid(format!(
+                    "user `{username}` already exists; to change it, remove it first"
+                ))
+                .into());
+            }
+            tx.execute(
+                "INSERT INTO users (username, given_name, surname, email) VALUES (?1, ?2, ?3, ?4)",
+                params![username, given_name, surname, email],
+            )?;
+            let user = load_user(tx, username)?;
+            append_change(tx, &ChangeBody::UserUpsert { user })?;
+            Ok(())
+        })
     }
 
-    /// Suspends, unsuspends, locks or unlocks: each is a new full state of the user.
+    /// Suspends, unsuspends, locks or unlocks: each is a new full state of the user. `false`
+    /// when the user already was in that state (nothing is appended).
     pub fn user_set(
         &self,
         username: &str,
         suspended: Option<bool>,
         locked: Option<bool>,
     ) -> Result<bool, AdminError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.admin_db())?;
-        let mut user = load_user(&tx, username)
-            .optional()
-            .map_err(self.admin_db())?
-            .ok_or_else(|| no_such_user(username))?;
-        let before = user.clone();
-        if let Some(s) = suspended {
-            user.suspended = s;
-        }
-        if let Some(l) = locked {
-            user.locked = l;
-        }
-        if user == before {
-            return Ok(false);
-        }
-        tx.execute(
-            "UPDATE users SET suspended = ?2, locked = ?3 WHERE username = ?1",
-            params![username, user.suspended, user.locked],
-        )
-        .map_err(self.admin_db())?;
-        append_change(&tx, &ChangeBody::UserUpsert { user }).map_err(self.admin_db())?;
-        tx.commit().map_err(self.admin_db())?;
-        Ok(true)
+        self.admin_tx(|tx| {
+            let mut user = find_user(tx, username)?;
+            let before = user.clone();
+            user.suspended = suspended.unwrap_or(user.suspended);
+            user.locked = locked.unwrap_or(user.locked);
+            if user == before {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE users SET suspended = ?2, locked = ?3 WHERE username = ?1",
+                params![user.username, user.suspended, user.locked],
+            )?;
+            append_change(tx, &ChangeBody::UserUpsert { user })?;
+            Ok(true)
+        })
     }
 
     pub fn user_remove(&self, username: &str) -> Result<(), AdminError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.admin_db())?;
-        let user = load_user(&tx, username)
-            .optional()
-            .map_err(self.admin_db())?
-            .ok_or_else(|| no_such_user(username))?;
-        tx.execute(
-            "DELETE FROM memberships WHERE member = ?1 AND member_type = 'user'",
-            [&user.username],
-        )
-        .and_then(|_| tx.execute("DELETE FROM users WHERE username = ?1", [&user.username]))
-        .map_err(self.admin_db())?;
-        append_change(
-            &tx,
-            &ChangeBody::UserRemove {
-                username: user.username,
-            },
-        )
-        .map_err(self.admin_db())?;
-        tx.commit().map_err(self.admin_db())
+        self.admin_tx(|tx| {
+            let username = find_user(tx, username)?.username;
+            tx.execute(
+                "DELETE FROM memberships WHERE member = ?1 AND member_type = 'user'",
+                [&username],
+            )?;
+            tx.execute("DELETE FROM users WHERE username = ?1", [&username])?;
+            append_change(tx, &ChangeBody::UserRemove { username })?;
+            Ok(())
+        })
     }
 
     /// Seals the new password to every enrolled agent's key; the password itself is never
@@ -532,93 +530,63 @@ impl Store {
                 "--password-file: the file is empty; write the new password in it".into(),
             ));
         }
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.admin_db())?;
-        let user = load_user(&tx, username)
-            .optional()
-            .map_err(self.admin_db())?
-            .ok_or_else(|| no_such_user(username))?;
-        let seq = append_change(
-            &tx,
-            &ChangeBody::UserPassword {
-                username: user.username,
-                sealed_password: None,
-            },
-        )
-        .map_err(self.admin_db())?;
-        let agents: Vec<(String, Vec<u8>)> = {
-            let mut stmt = tx
-                .prepare("SELECT id, public_key FROM agents WHERE deregistered_at IS NULL")
-                .map_err(self.admin_db())?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(|r| r.collect::<Result<_, _>>())
-                .map_err(self.admin_db())?
-        };
-        for (agent_id, pk) in &agents {
-            let pk: [u8; 32] = pk.as_slice().try_into().map_err(|_| {
-                AdminError::Invalid(format!("agent {agent_id} has a damaged public key"))
-            })?;
-            let sealed =
-                sealed::seal(&pk, password.expose().as_bytes()).map_err(AdminError::Invalid)?;
-            tx.execute(
-                "INSERT INTO password_envelopes (seq, agent_id, sealed) VALUES (?1, ?2, ?3)",
-                params![seq, agent_id, sealed],
-            )
-            .map_err(self.admin_db())?;
-        }
-        tx.commit().map_err(self.admin_db())?;
-        Ok(agents.len())
+        self.admin_tx(|tx| {
+            let username = find_user(tx, username)?.username;
+            let seq = append_change(
+                tx,
+                &ChangeBody::UserPassword {
+                    username,
+                    sealed_password: None,
+                },
+            )?;
+            let agents: Vec<(String, Vec<u8>)> = tx
+                .prepare("SELECT id, public_key FROM agents WHERE deregistered_at IS NULL")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (agent_id, pk) in &agents {
+                let refused = |why: String| TxError::Refused(AdminError::Invalid(why));
+                let pk: [u8; 32] = pk
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| refused(format!("agent {agent_id} has a damaged public key")))?;
+                let sealed = sealed::seal(&pk, password.expose().as_bytes()).map_err(refused)?;
+                tx.execute(
+                    "INSERT INTO password_envelopes (seq, agent_id, sealed) VALUES (?1, ?2, ?3)",
+                    params![seq, agent_id, sealed],
+                )?;
+            }
+            Ok(agents.len())
+        })
     }
 
     pub fn group_add(&self, name: &str) -> Result<(), AdminError> {
         validate_group_name(name)?;
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.admin_db())?;
-        if group_exists(&tx, name).map_err(self.admin_db())? {
-            return Err(AdminError::Invalid(format!(
-                "group `{name}` already exists"
-            )));
-        }
-        tx.execute("INSERT INTO groups (name) VALUES (?1)", [name])
-            .map_err(self.admin_db())?;
-        append_change(
-            &tx,
-            &ChangeBody::GroupUpsert {
-                group: Group { name: name.into() },
-            },
-        )
-        .map_err(self.admin_db())?;
-        tx.commit().map_err(self.admin_db())
+        self.admin_tx(|tx| {
+            if group_exists(tx, name)? {
+                return Err(AdminError::Invalid(format!("group `{name}` already exists")).into());
+            }
+            tx.execute("INSERT INTO groups (name) VALUES (?1)", [name])?;
+            let group = Group { name: name.into() };
+            append_change(tx, &ChangeBody::GroupUpsert { group })?;
+            Ok(())
+        })
     }
 
     pub fn group_remove(&self, name: &str) -> Result<(), AdminError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.admin_db())?;
-        let name: String = tx
-            .query_row("SELECT name FROM groups WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(self.admin_db())?
-            .ok_or_else(|| no_such_group(name))?;
-        tx.execute(
-            "DELETE FROM memberships WHERE group_name = ?1 OR (member = ?1 AND member_type = 'group')",
-            [&name],
-        )
-        .and_then(|_| tx.execute("DELETE FROM groups WHERE name = ?1", [&name]))
-        .map_err(self.admin_db())?;
-        append_change(&tx, &ChangeBody::GroupRemove { name }).map_err(self.admin_db())?;
-        tx.commit().map_err(self.admin_db())
+        self.admin_tx(|tx| {
+            let name = find_group(tx, name)?;
+            tx.execute(
+                "DELETE FROM memberships WHERE group_name = ?1 OR (member = ?1 AND member_type = 'group')",
+                [&name],
+            )?;
+            tx.execute("DELETE FROM groups WHERE name = ?1", [&name])?;
+            append_change(tx, &ChangeBody::GroupRemove { name })?;
+            Ok(())
+        })
     }
 
     /// Adds or removes a member. `kind` says whether `member` is a user or a group when a name
-    /// is both; otherwise it is worked out.
+    /// is both; otherwise it is worked out. `false` when there was nothing to change.
     pub fn membership(
         &self,
         group: &str,
@@ -626,80 +594,59 @@ impl Store {
         kind: Option<MemberType>,
         add: bool,
     ) -> Result<bool, AdminError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.admin_db())?;
-        let group: String = tx
-            .query_row("SELECT name FROM groups WHERE name = ?1", [group], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(self.admin_db())?
-            .ok_or_else(|| no_such_group(group))?;
-        let is_user = user_exists(&tx, member).map_err(self.admin_db())?;
-        let is_group = group_exists(&tx, member).map_err(self.admin_db())?;
-        let member_type = match (kind, is_user, is_group) {
-            (Some(MemberType::User), true, _) | (None, true, false) => MemberType::User,
-            (Some(MemberType::Group), _, true) | (None, false, true) => MemberType::Group,
-            (None, true, true) => {
-                return Err(AdminError::Invalid(format!(
-                    "`{member}` is both a user and a group; say which with --user or --group"
-                )));
-            }
-            (Some(MemberType::User), false, _) => return Err(no_such_user(member)),
-            (Some(MemberType::Group), _, false) => return Err(no_such_group(member)),
-            (None, false, false) => {
-                return Err(AdminError::Invalid(format!(
-                    "no user or group is named `{member}`; add it first (user add / group add)"
-                )));
-            }
-        };
-        // The stored spelling, so the change names what the agent was told about.
-        let member: String = match member_type {
-            MemberType::User => load_user(&tx, member).map_err(self.admin_db())?.username,
-            MemberType::Group => tx
-                .query_row("SELECT name FROM groups WHERE name = ?1", [member], |r| {
-                    r.get(0)
-                })
-                .map_err(self.admin_db())?,
-        };
-        if member_type == MemberType::Group && member.eq_ignore_ascii_case(&group) {
-            return Err(AdminError::Invalid(format!(
-                "a group cannot be a member of itself (`{group}`)"
-            )));
-        }
-        let changed = if add {
-            tx.execute(
-                "INSERT OR IGNORE INTO memberships (group_name, member, member_type) VALUES (?1, ?2, ?3)",
-                params![group, member, member_type.as_str()],
-            )
-        } else {
-            tx.execute(
-                "DELETE FROM memberships WHERE group_name = ?1 AND member = ?2 AND member_type = ?3",
-                params![group, member, member_type.as_str()],
-            )
-        }
-        .map_err(self.admin_db())?
-            == 1;
-        if changed {
-            let body = if add {
-                ChangeBody::MembershipAdd {
-                    group,
-                    member,
-                    member_type,
+        self.admin_tx(|tx| {
+            let group = find_group(tx, group)?;
+            let is_user = user_exists(tx, member)?;
+            let is_group = group_exists(tx, member)?;
+            let refuse = |why: String| Err(TxError::Refused(AdminError::Invalid(why)));
+            // The stored spelling, so the change names what the agent was told about.
+            let (member, member_type) = match (kind, is_user, is_group) {
+                (Some(MemberType::User), true, _) | (None, true, false) => {
+                    (find_user(tx, member)?.username, MemberType::User)
                 }
-            } else {
-                ChangeBody::MembershipRemove {
-                    group,
-                    member,
-                    member_type,
+                (Some(MemberType::Group), _, true) | (None, false, true) => {
+                    (find_group(tx, member)?, MemberType::Group)
+                }
+                (None, true, true) => {
+                    return refuse(format!(
+                        "`{member}` is both a user and a group; say which with --user or --group"
+                    ));
+                }
+                (Some(MemberType::User), false, _) => return Err(no_such_user(member).into()),
+                (Some(MemberType::Group), _, false) => return Err(no_such_group(member).into()),
+                (None, false, false) => {
+                    return refuse(format!(
+                        "no user or group is named `{member}`; add it first (user add / group add)"
+                    ));
                 }
             };
-            append_change(&tx, &body).map_err(self.admin_db())?;
-        }
-        tx.commit().map_err(self.admin_db())?;
-        Ok(changed)
+            if member_type == MemberType::Group && member.eq_ignore_ascii_case(&group) {
+                return refuse(format!("a group cannot be a member of itself (`{group}`)"));
+            }
+            let sql = if add {
+                "INSERT OR IGNORE INTO memberships (group_name, member, member_type) VALUES (?1, ?2, ?3)"
+            } else {
+                "DELETE FROM memberships WHERE group_name = ?1 AND member = ?2 AND member_type = ?3"
+            };
+            let changed = tx.execute(sql, params![group, member, member_type.as_str()])? == 1;
+            if changed {
+                let body = if add {
+                    ChangeBody::MembershipAdd {
+                        group,
+                        member,
+                        member_type,
+                    }
+                } else {
+                    ChangeBody::MembershipRemove {
+                        group,
+                        member,
+                        member_type,
+                    }
+                };
+                append_change(tx, &body)?;
+            }
+            Ok(changed)
+        })
     }
 
     // ---- the agent API -----------------------------------------------------------------------
@@ -1196,6 +1143,39 @@ fn group_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
         r.get::<_, i64>(0)
     })
     .map(|n| n > 0)
+}
+
+/// Inside an admin transaction: a refusal in words, or the storage failing.
+enum TxError {
+    Refused(AdminError),
+    Db(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for TxError {
+    fn from(e: rusqlite::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+impl From<AdminError> for TxError {
+    fn from(e: AdminError) -> Self {
+        TxError::Refused(e)
+    }
+}
+
+fn find_user(conn: &Connection, username: &str) -> Result<User, TxError> {
+    load_user(conn, username)
+        .optional()?
+        .ok_or_else(|| no_such_user(username).into())
+}
+
+/// The group's stored name.
+fn find_group(conn: &Connection, name: &str) -> Result<String, TxError> {
+    conn.query_row("SELECT name FROM groups WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+    .optional()?
+    .ok_or_else(|| no_such_group(name).into())
 }
 
 fn no_such_user(name: &str) -> AdminError {
