@@ -131,7 +131,7 @@ impl KeyState {
 }
 
 /// `POST /v1/keys/check`: never consumes the key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyCheckRequest {
     pub key: String,
@@ -156,7 +156,7 @@ pub struct KeyCheckResponse {
 }
 
 /// `POST /v1/agents/enroll`: consumes the key, atomically.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     pub key: String,
@@ -170,7 +170,7 @@ pub struct EnrollRequest {
     pub public_key: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct EnrollResponse {
     pub agent_id: String,
     /// The agent's own credential (`Authorization: Bearer ...`). Shown once; the cloud keeps a hash.
@@ -333,6 +333,39 @@ pub struct AckResponse {
     pub acked_cursor: i64,
 }
 
+// The key and the credential must not reach a log or a panic message through `{:?}`.
+impl std::fmt::Debug for KeyCheckRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCheckRequest")
+            .field("key", &"[redacted]")
+            .field("domain", &self.domain)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for EnrollRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollRequest")
+            .field("key", &"[redacted]")
+            .field("domain", &self.domain)
+            .field("host", &self.host)
+            .field("version", &self.version)
+            .field("os", &self.os)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for EnrollResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollResponse")
+            .field("agent_id", &self.agent_id)
+            .field("credential", &"[redacted]")
+            .field("domain", &self.domain)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A domain instance as the API names it: the comma form of the DN, and the key the cloud
 /// compares on (AD compares DNs case-insensitively, whichever separator was typed).
 pub fn domain_key(dn: &crate::dn::Dn) -> String {
@@ -354,4 +387,43 @@ pub fn parse_domain_dn(text: &str) -> Result<crate::dn::Dn, String> {
         ));
     }
     Ok(dn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_key_or_a_credential() {
+        let check = KeyCheckRequest {
+            key: "ADS1-SECRET-KEY".into(),
+            domain: None,
+        };
+        let enroll = EnrollRequest {
+            key: "ADS1-SECRET-KEY".into(),
+            domain: "DC=example,DC=com".into(),
+            host: "dc1".into(),
+            version: "1".into(),
+            os: String::new(),
+            public_key: String::new(),
+        };
+        let resp = EnrollResponse {
+            agent_id: "agt-1".into(),
+            credential: "ADSA1-SECRET-CRED".into(),
+            domain: "DC=example,DC=com".into(),
+            role: Role::Primary,
+            heartbeat_interval_seconds: 30,
+        };
+        let all = format!("{check:?}{enroll:?}{resp:?}");
+        assert!(!all.contains("SECRET"), "{all}");
+        assert!(all.contains("agt-1") && all.contains("dc1"), "{all}");
+    }
+
+    #[test]
+    fn domain_instances_compare_as_dns() {
+        let a = parse_domain_dn("dc=Example;DC=COM").unwrap_or_else(|e| panic!("{e}"));
+        let b = parse_domain_dn("DC=example,DC=com").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(domain_key(&a), domain_key(&b));
+        assert!(parse_domain_dn("OU=Staff,DC=example,DC=com").is_err());
+    }
 }
