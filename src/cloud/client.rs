@@ -128,9 +128,17 @@ impl CloudError {
                 _ => "If it persists, look at the cloud's status page and logs.".into(),
             },
             CloudError::Protocol { .. } => {
-                "Check that the URL is the cloud's base address (no path).".into()
+                "Give the cloud's base address as its operator gave it (without /v1), like https://cloud.example.com".into()
             }
             CloudError::Connect(_) => "Check the network path to the cloud.".into(),
+        }
+    }
+
+    /// The certificate's details, when the failure was TLS and they could be read.
+    pub fn certificate(&self) -> Option<&CertInfo> {
+        match self {
+            CloudError::Tls { cert, .. } => cert.as_deref(),
+            _ => None,
         }
     }
 
@@ -140,17 +148,6 @@ impl CloudError {
             CloudError::Api { code, .. } => Some(code),
             _ => None,
         }
-    }
-
-    /// True when the failure was at the TCP/DNS/proxy level (the cloud was not reached at all).
-    pub fn is_unreachable(&self) -> bool {
-        matches!(
-            self,
-            CloudError::Dns { .. }
-                | CloudError::Refused { .. }
-                | CloudError::Proxy { .. }
-                | CloudError::Connect(_)
-        ) || matches!(self, CloudError::Timeout { what, .. } if what.starts_with("TCP"))
     }
 }
 
@@ -327,10 +324,6 @@ impl CloudClient {
 
     pub fn host(&self) -> &str {
         &self.host
-    }
-
-    pub fn proxy(&self) -> Option<&ProxyChoice> {
-        self.proxy.as_ref()
     }
 
     pub fn base_url(&self) -> &Url {
@@ -696,16 +689,6 @@ fn is_tls(e: &(dyn std::error::Error + 'static), lower: &str) -> bool {
         source = s.source();
     }
     lower.contains("certificate") || lower.contains("handshake") || lower.contains("ssl")
-}
-
-impl CloudError {
-    /// The certificate's details, when the failure was TLS and they could be read.
-    pub fn certificate(&self) -> Option<&CertInfo> {
-        match self {
-            CloudError::Tls { cert, .. } => cert.as_deref(),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -77,11 +77,13 @@ mod tests {
     fn sealed_password_opens_only_with_the_matching_key() {
         let pair = generate_key_pair();
         let other = generate_key_pair();
-        let pk = parse_public_key(&pair.public_key).unwrap();
-        let sealed = seal(&pk, "Pa55 wörd!".as_bytes()).unwrap();
+        let pk = parse_public_key(&pair.public_key).unwrap_or_else(|e| panic!("{e}"));
+        let sealed = seal(&pk, "Pa55 wörd!".as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         assert!(!sealed.contains("Pa55"));
         assert_eq!(
-            open(&pair.secret_key, &sealed).unwrap().expose(),
+            open(&pair.secret_key, &sealed)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .expose(),
             "Pa55 wörd!"
         );
         assert!(open(&other.secret_key, &sealed).is_err());

@@ -12,126 +12,98 @@ use crate::connect_key::ConnectKey;
 use crate::dn::Dn;
 
 pub async fn run(answers: &Answers) -> Vec<CheckResult> {
-    let format = super::connect_key_format(answers);
-    let key = answers
-        .connect_key()
-        .ok()
-        .flatten()
-        .and_then(|k| ConnectKey::parse(k.expose()).ok());
-    let mut out = Vec::with_capacity(5);
-    let skip_all = |out: &mut Vec<CheckResult>, why: &str, format: CheckResult| {
-        out.push(CheckResult::skip(ids::CLOUD_REACHABLE, why));
-        out.push(CheckResult::skip(ids::CLOUD_TLS, why));
-        out.push(format);
-        out.push(CheckResult::skip(ids::CONNECT_KEY_VALID, why));
-        out.push(CheckResult::skip(ids::CONNECT_KEY_DOMAIN_MATCHES, why));
-    };
-    let Some(cloud) = answers.cloud.as_ref() else {
-        skip_all(&mut out, "the answers file has no [cloud] section", format);
-        return out;
-    };
-    let Some(url) = cloud.url.as_deref() else {
-        skip_all(
-            &mut out,
-            "the answers file gives no [cloud] url; add the cloud's address, like https://cloud.example.com",
-            format,
-        );
-        return out;
-    };
+    let mut out = vec![super::connect_key_format(answers)];
+    if let Err(why) = network_checks(answers, &mut out).await {
+        // Every cloud check not reported yet did not run; each says why.
+        for id in ids::CLOUD {
+            if !out.iter().any(|c| c.id == id) {
+                out.push(CheckResult::skip(id, &why));
+            }
+        }
+    }
+    order(out)
+}
+
+/// The checks that ask the cloud, in order; `Err` says why the rest cannot run.
+async fn network_checks(answers: &Answers, out: &mut Vec<CheckResult>) -> Result<(), String> {
+    let cloud = answers
+        .cloud
+        .as_ref()
+        .ok_or("the answers file has no [cloud] section")?;
+    let url = cloud.url.as_deref().ok_or(
+        "the answers file gives no [cloud] url; add the cloud's address, like https://cloud.example.com",
+    )?;
     let opts = CloudOptions {
         url: url.to_string(),
         ca_file: cloud.ca_file.as_deref().map(|p| answers.path(p)),
         timeout: cloud.timeout(),
     };
-    let client = match CloudClient::new(&opts) {
-        Ok(c) => c,
-        Err(e) => {
-            let (id, other) = match e {
-                CloudError::CaFile(_) => (ids::CLOUD_TLS, ids::CLOUD_REACHABLE),
-                _ => (ids::CLOUD_REACHABLE, ids::CLOUD_TLS),
-            };
-            let failed = CheckResult::fail(id, format!("[cloud] {e}"), "", e.fix());
-            let why = format!("{id} failed");
-            let mut rest = vec![failed, CheckResult::skip(other, &why), format];
-            rest.push(CheckResult::skip(ids::CONNECT_KEY_VALID, &why));
-            rest.push(CheckResult::skip(ids::CONNECT_KEY_DOMAIN_MATCHES, &why));
-            return order(rest);
-        }
-    };
+    let client = CloudClient::new(&opts).map_err(|e| {
+        let id = match e {
+            CloudError::CaFile(_) => ids::CLOUD_TLS,
+            _ => ids::CLOUD_REACHABLE,
+        };
+        out.push(CheckResult::fail(id, format!("[cloud] {e}"), "", e.fix()));
+        format!("{id} failed")
+    })?;
 
     // Reachable: DNS and TCP.
-    match client.reachable().await {
-        Ok(reach) => out.push(CheckResult::pass(
+    let reach = client.reachable().await.map_err(|e| {
+        out.push(CheckResult::fail(
             ids::CLOUD_REACHABLE,
-            match &reach.via_proxy {
-                Some(p) => format!(
-                    "reached the proxy {p} ({}) for {}",
-                    reach.addr,
-                    client.host()
-                ),
-                None => format!("reached {} at {}", client.host(), reach.addr),
-            },
-            client.base_url().to_string(),
-        )),
-        Err(e) => {
-            out.push(CheckResult::fail(
-                ids::CLOUD_REACHABLE,
-                format!("cloud {url}: {e}"),
-                "",
-                e.fix(),
-            ));
-            let why = "the cloud is not reachable (cloud.reachable)";
-            out.push(CheckResult::skip(ids::CLOUD_TLS, why));
-            out.push(format);
-            out.push(CheckResult::skip(ids::CONNECT_KEY_VALID, why));
-            out.push(CheckResult::skip(ids::CONNECT_KEY_DOMAIN_MATCHES, why));
-            return out;
-        }
-    }
+            format!("cloud {url}: {e}"),
+            "",
+            e.fix(),
+        ));
+        "the cloud is not reachable (cloud.reachable)".to_string()
+    })?;
+    out.push(CheckResult::pass(
+        ids::CLOUD_REACHABLE,
+        match &reach.via_proxy {
+            Some(p) => format!(
+                "reached the proxy {p} ({}) for {}",
+                reach.addr,
+                client.host()
+            ),
+            None => format!("reached {} at {}", client.host(), reach.addr),
+        },
+        client.base_url().to_string(),
+    ));
 
     // TLS and the API: GET /v1/health through the verifying client.
-    match client.health().await {
-        Ok(h) => out.push(CheckResult::pass(
+    let health = client.health().await.map_err(|e| {
+        let detail = e.certificate().map(|c| c.describe()).unwrap_or_default();
+        out.push(CheckResult::fail(
             ids::CLOUD_TLS,
-            format!(
-                "the cloud's certificate is trusted; agent API v{} (server {})",
-                h.api, h.version
-            ),
-            "",
-        )),
-        Err(e) => {
-            let detail = e.certificate().map(|c| c.describe()).unwrap_or_default();
-            out.push(CheckResult::fail(
-                ids::CLOUD_TLS,
-                format!("cloud {url}: {e}"),
-                detail,
-                e.fix(),
-            ));
-            let why = "the cloud's TLS or API check failed (cloud.tls)";
-            out.push(format);
-            out.push(CheckResult::skip(ids::CONNECT_KEY_VALID, why));
-            out.push(CheckResult::skip(ids::CONNECT_KEY_DOMAIN_MATCHES, why));
-            return out;
-        }
-    }
+            format!("cloud {url}: {e}"),
+            detail,
+            e.fix(),
+        ));
+        "the cloud's TLS or API check failed (cloud.tls)".to_string()
+    })?;
+    out.push(CheckResult::pass(
+        ids::CLOUD_TLS,
+        format!(
+            "the cloud's certificate is trusted; agent API v{} (server {})",
+            health.api, health.version
+        ),
+        "",
+    ));
 
-    out.push(format);
-    let Some(key) = key else {
-        let why = "there is no well-formed connect key to check (connect_key.format)";
-        out.push(CheckResult::skip(ids::CONNECT_KEY_VALID, why));
-        out.push(CheckResult::skip(ids::CONNECT_KEY_DOMAIN_MATCHES, why));
-        return out;
-    };
+    let key = answers
+        .connect_key()
+        .ok()
+        .flatten()
+        .and_then(|k| ConnectKey::parse(k.expose()).ok())
+        .ok_or("there is no well-formed connect key to check (connect_key.format)")?;
     let ad_domain = Dn::parse(&answers.directory.root_user_dn)
         .ok()
         .and_then(|p| p.dn.domain_dn());
     let asked = ad_domain.as_ref().map(Dn::to_comma_form);
-    match client.check_key(&key, asked.as_deref()).await {
-        Ok(resp) => {
-            out.push(key_valid(&key, &resp));
-            out.push(domain_matches(&resp, ad_domain.as_ref()));
-        }
-        Err(e) => {
+    let resp = client
+        .check_key(&key, asked.as_deref())
+        .await
+        .map_err(|e| {
             out.push(CheckResult::fail(
                 ids::CONNECT_KEY_VALID,
                 format!(
@@ -141,13 +113,11 @@ pub async fn run(answers: &Answers) -> Vec<CheckResult> {
                 "",
                 e.fix(),
             ));
-            out.push(CheckResult::skip(
-                ids::CONNECT_KEY_DOMAIN_MATCHES,
-                "the cloud did not say which domain the key is for",
-            ));
-        }
-    }
-    out
+            "the cloud did not say which domain the key is for".to_string()
+        })?;
+    out.push(key_valid(&key, &resp));
+    out.push(domain_matches(&resp, ad_domain.as_ref()));
+    Ok(())
 }
 
 fn order(mut checks: Vec<CheckResult>) -> Vec<CheckResult> {

@@ -26,8 +26,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::cloud::api::{
-    AckRequest, EnrollRequest, ErrorBody, ErrorCode, ErrorDetail, Health, HeartbeatRequest,
-    KeyCheckRequest, KeyCheckResponse, KeyState,
+    AckRequest, AckResponse, ChangesResponse, EnrollRequest, ErrorBody, ErrorCode, ErrorDetail,
+    Health, HeartbeatRequest, HeartbeatResponse, KeyCheckRequest, KeyCheckResponse, KeyState,
 };
 use crate::connect_key::ConnectKey;
 use store::{AgentAuth, ApiError, Store, Timing};
@@ -93,7 +93,12 @@ pub async fn start(
     let ident = tls::load(&opts.tls)?;
     let tcp = tokio::net::TcpListener::bind(opts.listen)
         .await
-        .map_err(|e| format!("--listen {}: cannot listen there: {e}", opts.listen))?;
+        .map_err(|e| {
+            format!(
+                "--listen {}: cannot listen there: {e}; choose a free port on an address of this host (ports below 1024 need root)",
+                opts.listen
+            )
+        })?;
     let listener = tls::TlsListener::new(tcp, ident.identity)?;
     let addr = axum::serve::Listener::local_addr(&listener).map_err(|e| e.to_string())?;
     let state = Arc::new(AppState {
@@ -464,40 +469,37 @@ async fn enroll(
     }
 }
 
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, message)
+}
+
 async fn heartbeat(
     State(state): State<Shared>,
     Agent(agent): Agent,
     ApiJson(req): ApiJson<HeartbeatRequest>,
-) -> Response {
+) -> Result<Json<HeartbeatResponse>, ApiError> {
     if req.version.is_empty() || req.host.is_empty() {
-        return ApiError::new(ErrorCode::InvalidRequest, "version and host are required")
-            .into_response();
+        return Err(invalid("version and host are required"));
     }
     if !matches!(req.status.as_str(), "" | "ok" | "degraded") {
-        return ApiError::new(
-            ErrorCode::InvalidRequest,
-            "status: use \"ok\" or \"degraded\"",
-        )
-        .into_response();
+        return Err(invalid("status: use \"ok\" or \"degraded\""));
     }
     let timing = state.timing;
     let now = crate::time_fmt::now_unix();
-    match db(&state, move |s| s.heartbeat(&agent, &req, timing, now)).await {
-        Ok(r) => Json(r).into_response(),
-        Err(e) => e.into_response(),
-    }
+    db(&state, move |s| s.heartbeat(&agent, &req, timing, now))
+        .await
+        .map(Json)
 }
 
-async fn deregister(State(state): State<Shared>, Agent(agent): Agent) -> Response {
+async fn deregister(
+    State(state): State<Shared>,
+    Agent(agent): Agent,
+) -> Result<StatusCode, ApiError> {
     let id = agent.agent_id.clone();
     let now = crate::time_fmt::now_unix();
-    match db(&state, move |s| s.deregister(&agent, now)).await {
-        Ok(()) => {
-            tracing::info!(agent = %id, "agent deregistered");
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+    db(&state, move |s| s.deregister(&agent, now)).await?;
+    tracing::info!(agent = %id, "agent deregistered");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
@@ -512,56 +514,51 @@ async fn changes(
     State(state): State<Shared>,
     Agent(agent): Agent,
     query: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
+) -> Result<Json<ChangesResponse>, ApiError> {
     let Ok(Query(q)) = query else {
-        return ApiError::new(
-            ErrorCode::InvalidRequest,
+        return Err(invalid(
             "query: use ?after=<cursor>&limit=<1..1000>, both whole numbers",
-        )
-        .into_response();
+        ));
     };
     let limit = q.limit.unwrap_or(500);
     if q.after < 0 || !(1..=MAX_CHANGES_PER_FETCH).contains(&limit) {
-        return ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("after must be 0 or more and limit 1 to {MAX_CHANGES_PER_FETCH}"),
-        )
-        .into_response();
+        return Err(invalid(format!(
+            "after must be 0 or more and limit 1 to {MAX_CHANGES_PER_FETCH}"
+        )));
     }
-    match db(&state, move |s| s.changes(&agent, q.after, limit)).await {
-        Ok(r) => Json(r).into_response(),
-        Err(e) => e.into_response(),
-    }
+    db(&state, move |s| s.changes(&agent, q.after, limit))
+        .await
+        .map(Json)
 }
 
 async fn ack(
     State(state): State<Shared>,
     Agent(agent): Agent,
     ApiJson(req): ApiJson<AckRequest>,
-) -> Response {
+) -> Result<Json<AckResponse>, ApiError> {
     if req.results.is_empty() || req.results.len() > MAX_RESULTS_PER_ACK {
-        return ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("results: send 1 to {MAX_RESULTS_PER_ACK} results per request"),
-        )
-        .into_response();
+        return Err(invalid(format!(
+            "results: send 1 to {MAX_RESULTS_PER_ACK} results per request"
+        )));
     }
     let now = crate::time_fmt::now_unix();
-    match db(&state, move |s| s.ack(&agent, &req.results, now)).await {
-        Ok(r) => Json(r).into_response(),
-        Err(e) => e.into_response(),
-    }
+    db(&state, move |s| s.ack(&agent, &req.results, now))
+        .await
+        .map(Json)
 }
 
-async fn status(State(state): State<Shared>) -> Response {
+async fn status(State(state): State<Shared>) -> Result<Html<String>, ApiError> {
     let timing = state.timing;
-    let page = db(&state, move |s| {
-        status_page::render(s, timing, crate::time_fmt::now_unix())
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+    db(&state, move |s| {
+        status_page::render(s, timing, crate::time_fmt::now_unix()).map_err(|e| {
+            // The path and the database's words stay in the server's log.
+            tracing::error!(error = %e, "status page");
+            ApiError::new(
+                ErrorCode::Internal,
+                "the status page could not be read from storage; see the server's log",
+            )
+        })
     })
-    .await;
-    match page {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => e.into_response(),
-    }
+    .await
+    .map(Html)
 }

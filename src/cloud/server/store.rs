@@ -132,7 +132,9 @@ impl From<rusqlite::Error> for ApiError {
 pub enum AdminError {
     #[error("{0}")]
     Invalid(String),
-    #[error("database {path}: {source}")]
+    #[error(
+        "database {path}: {source}; check that the file is writable by this user and is an ad-sync-cloud database"
+    )]
     Db {
         path: String,
         source: rusqlite::Error,
@@ -374,23 +376,11 @@ impl Store {
     pub fn keys(&self) -> Result<Vec<KeyRow>, AdminError> {
         let conn = self.lock();
         let mut stmt = conn
-            .prepare(
-                "SELECT k.hint, d.dn, k.created_at, k.expires_at, k.used_at, k.used_by
-                 FROM keys k JOIN domains d ON d.id = k.domain_id ORDER BY k.id",
-            )
+            .prepare(&format!("{KEY_SELECT} ORDER BY k.id"))
             .map_err(self.admin_db())?;
-        stmt.query_map([], |r| {
-            Ok(KeyRow {
-                hint: r.get(0)?,
-                domain: r.get(1)?,
-                created_at: r.get(2)?,
-                expires_at: r.get(3)?,
-                used_at: r.get(4)?,
-                used_by: r.get(5)?,
-            })
-        })
-        .and_then(|r| r.collect())
-        .map_err(self.admin_db())
+        stmt.query_map([], |r| key_row(r).map(|(_, _, row, _)| row))
+            .and_then(|r| r.collect())
+            .map_err(self.admin_db())
     }
 
     pub fn agents(&self) -> Result<Vec<AgentRow>, AdminError> {
@@ -667,7 +657,7 @@ impl Store {
                 used_at: None,
                 message: "this cloud did not issue that key (or it was issued by another cloud); check the cloud URL, or issue a new key".into(),
             },
-            Some((_, row, key_dn_key)) => {
+            Some((_, _, row, key_dn_key)) => {
                 let mut state = row.state(now);
                 if state == KeyState::Valid
                     && domain.is_some_and(|d| api::domain_key(d) != key_dn_key)
@@ -704,7 +694,7 @@ impl Store {
         let credential = format!("ADSA1-{}", random_token(32)?);
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (key_id, row, key_dn_key) = find_key(&tx, &key.hash())?.ok_or_else(|| {
+        let (key_id, domain_id, row, key_dn_key) = find_key(&tx, &key.hash())?.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::KeyUnknown,
                 "connect key: this cloud did not issue it; check the cloud URL or issue a new key",
@@ -727,10 +717,6 @@ impl Store {
                 key_state_message(KeyState::WrongDomain, &row, Some(domain)),
             ));
         }
-        let domain_id: i64 =
-            tx.query_row("SELECT domain_id FROM keys WHERE id = ?1", [key_id], |r| {
-                r.get(0)
-            })?;
         let consumed = tx.execute(
             "UPDATE keys SET used_at = ?2, used_by = ?3 WHERE id = ?1 AND used_at IS NULL",
             params![key_id, now, agent_id],
@@ -1019,28 +1005,30 @@ fn find_domain(conn: &Connection, dn: &Dn) -> rusqlite::Result<Option<DomainRow>
     .optional()
 }
 
-/// (key id, row, the domain's comparison key)
-fn find_key(conn: &Connection, hash: &str) -> Result<Option<(i64, KeyRow, String)>, ApiError> {
+/// A key with its domain; `key_row` reads it.
+const KEY_SELECT: &str = "SELECT k.id, k.domain_id, k.hint, d.dn, k.created_at, k.expires_at, k.used_at, k.used_by, d.dn_key
+     FROM keys k JOIN domains d ON d.id = k.domain_id";
+
+/// (key id, domain id, row, the domain's comparison key)
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64, KeyRow, String)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        KeyRow {
+            hint: r.get(2)?,
+            domain: r.get(3)?,
+            created_at: r.get(4)?,
+            expires_at: r.get(5)?,
+            used_at: r.get(6)?,
+            used_by: r.get(7)?,
+        },
+        r.get(8)?,
+    ))
+}
+
+fn find_key(conn: &Connection, hash: &str) -> Result<Option<(i64, i64, KeyRow, String)>, ApiError> {
     Ok(conn
-        .query_row(
-            "SELECT k.id, k.hint, d.dn, k.created_at, k.expires_at, k.used_at, k.used_by, d.dn_key
-             FROM keys k JOIN domains d ON d.id = k.domain_id WHERE k.hash = ?1",
-            [hash],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    KeyRow {
-                        hint: r.get(1)?,
-                        domain: r.get(2)?,
-                        created_at: r.get(3)?,
-                        expires_at: r.get(4)?,
-                        used_at: r.get(5)?,
-                        used_by: r.get(6)?,
-                    },
-                    r.get(7)?,
-                ))
-            },
-        )
+        .query_row(&format!("{KEY_SELECT} WHERE k.hash = ?1"), [hash], key_row)
         .optional()?)
 }
 
