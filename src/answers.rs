@@ -26,9 +26,18 @@ pub struct Answers {
     pub cloud: Option<Cloud>,
     #[serde(default)]
     pub sync: Sync,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<Install>,
     /// The folder relative paths are resolved against (the answers file's own).
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// Where the wizard's Destination folder page puts the program files.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Install {
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -195,6 +204,14 @@ impl Default for Sync {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// An answers file: the secrets a run needs must be given.
+    Answers,
+    /// An installed config: secrets are in the store, never in the file.
+    Config,
+}
+
 /// A problem with the answers file itself: one line naming the file, the field and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("answers file {file}: {message}")]
@@ -205,6 +222,16 @@ pub struct AnswersError {
 
 impl Answers {
     pub fn load(path: &Path) -> Result<Answers, AnswersError> {
+        Self::load_kind(path, Kind::Answers)
+    }
+
+    /// Loads an installed config: the answers file's shape, but without secrets (the password
+    /// lives in the secret store), so no password source is required.
+    pub fn load_config(path: &Path) -> Result<Answers, AnswersError> {
+        Self::load_kind(path, Kind::Config)
+    }
+
+    fn load_kind(path: &Path, kind: Kind) -> Result<Answers, AnswersError> {
         let err = |message: String| AnswersError {
             file: path.display().to_string(),
             message,
@@ -226,11 +253,15 @@ impl Answers {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        Self::parse(&text, base_dir).map_err(err)
+        Self::parse_kind(&text, base_dir, kind).map_err(err)
     }
 
     /// Parses answers text; errors are without the file name (the caller adds it).
     pub fn parse(text: &str, base_dir: PathBuf) -> Result<Answers, String> {
+        Self::parse_kind(text, base_dir, Kind::Answers)
+    }
+
+    fn parse_kind(text: &str, base_dir: PathBuf, kind: Kind) -> Result<Answers, String> {
         // Look at the version first, so an answers file from a newer release gets that message
         // rather than a complaint about fields this release does not know.
         if let Ok(v) = toml::from_str::<toml::Table>(text)
@@ -243,11 +274,11 @@ impl Answers {
         }
         let mut answers: Answers = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         answers.base_dir = base_dir;
-        answers.validate()?;
+        answers.validate(kind)?;
         Ok(answers)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self, kind: Kind) -> Result<(), String> {
         if self.server.kind == ServerType::Member
             && self
                 .server
@@ -285,7 +316,7 @@ impl Answers {
             sa.password.is_some(),
             sa.password_file.is_some(),
             sa.password_env.is_some(),
-            true,
+            kind == Kind::Answers,
         )?;
         if let Some(c) = &self.cloud {
             if c.timeout_seconds == 0 || c.timeout_seconds > 300 {

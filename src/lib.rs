@@ -10,4 +10,6 @@ pub mod directory;
 pub mod dn;
 pub mod preflight;
 pub mod secret;
+pub mod secrets;
 pub mod time_fmt;
+pub mod wizard;

@@ -27,6 +27,10 @@ pub const EXIT_UNUSABLE: i32 = 2;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// With no subcommand: the installed config the wizard reviews when it exists
+    /// (default /etc/ad-sync/agent.toml; %ProgramData%\ad-sync\agent.toml on Windows).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,11 +90,16 @@ pub enum Command {
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         None => {
-            eprintln!(
-                "The setup wizard is not part of this build yet. Use `ad-sync-setup check --answers FILE` \
-                 (see `ad-sync-setup --help`)."
-            );
-            EXIT_UNUSABLE
+            let config = cli.config.unwrap_or_else(crate::wizard::default_config_path);
+            let mut options = crate::wizard::Options::live(config);
+            options.bench = std::env::var_os("AD_SYNC_WIZARD_BENCH").is_some();
+            match crate::wizard::run(options) {
+                Ok(()) => EXIT_OK,
+                Err(e) => {
+                    eprintln!("ad-sync-setup: {e}");
+                    EXIT_UNUSABLE
+                }
+            }
         }
         Some(Command::ValidateDn { dn, json }) => validate_dn(&dn, json),
         Some(Command::Check { answers, json }) => check(&answers, json),

@@ -4,6 +4,7 @@
 pub mod bind;
 pub mod cert;
 pub mod connect;
+pub mod discover;
 pub mod session;
 pub mod sid;
 

@@ -52,7 +52,20 @@ impl Results {
     }
 }
 
+/// How far the AD checks go: `Connection` stops before the service account logs on (the
+/// wizard's domain controller, connection and Root User pages ask no password yet); `Full` runs
+/// them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Connection,
+    Full,
+}
+
 pub async fn run(answers: &Answers) -> Report {
+    run_stage(answers, Stage::Full).await
+}
+
+pub async fn run_stage(answers: &Answers, stage: Stage) -> Report {
     let mut results = Results(Vec::new());
     let (root_res, root_dn) = evaluate::dn_field(
         DN_ROOT,
@@ -94,6 +107,7 @@ pub async fn run(answers: &Answers) -> Report {
     };
     let ctx = Ctx {
         answers,
+        stage,
         host: &opts.host,
         root_dn: root_dn.as_ref(),
         group_dn: group_dn.as_ref(),
@@ -110,6 +124,7 @@ pub async fn run(answers: &Answers) -> Report {
 
 struct Ctx<'a> {
     answers: &'a Answers,
+    stage: Stage,
     host: &'a str,
     root_dn: Option<&'a Dn>,
     group_dn: Option<&'a Dn>,
@@ -186,6 +201,15 @@ impl Ctx<'_> {
                 .skip_rest("the domain controller did not name its domain (defaultNamingContext)");
             return;
         };
+        if self.stage == Stage::Connection {
+            // The domain is known from the RootDSE, so the Root User container's domain can be
+            // compared before anyone logs on.
+            if let Some(root) = self.root_dn {
+                results.push(evaluate::root_domain_matches(root, &default_nc));
+            }
+            results.skip_rest("this stage stops before the service account logs on");
+            return;
+        }
         let nc_text = default_nc.to_comma_form();
         let dns_domain = default_nc.domain().unwrap_or_default();
 

@@ -177,6 +177,33 @@ impl Report {
     }
 }
 
+/// Which checks one run covers. The CLI and the install step run `All`; the wizard runs the
+/// part a page needs, so typing on the connection page never logs on and typing a connect key
+/// never touches the DC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// DC resolution, reachability, TLS, the fallback, the RootDSE (no logon).
+    Connection,
+    /// Every AD check, the logon included.
+    Directory,
+    /// The cloud and the connect key only.
+    Cloud,
+    All,
+}
+
+/// The checks of `scope` for an answers file. Ids outside the scope are not reported.
+pub async fn run_scope(answers: &crate::answers::Answers, scope: Scope) -> Report {
+    match scope {
+        Scope::All => run(answers).await,
+        Scope::Connection => ad::run_stage(answers, ad::Stage::Connection).await,
+        Scope::Directory => ad::run_stage(answers, ad::Stage::Full).await,
+        Scope::Cloud => Report {
+            checks: cloud::run(answers).await,
+            stats: Default::default(),
+        },
+    }
+}
+
 /// Every preflight check for an answers file: the domain controller's and the cloud's, run
 /// side by side (neither waits for the other's timeouts).
 pub async fn run(answers: &crate::answers::Answers) -> Report {

@@ -1,0 +1,120 @@
+//! The installed agent's secret store, as far as reading goes: the service-account password
+//! sits in a root-only file in the `secrets` folder beside the config. The wizard's review mode
+//! reads it back so an upgrade asks for nothing; when it cannot (not elevated, missing, unsafe
+//! permissions) the wizard says why and asks for the password instead.
+//!
+//! Not here: writing the store and the OS credential stores (the install step owns those).
+
+use crate::secret::Secret;
+use std::path::{Path, PathBuf};
+
+/// The file name of the service account's password in the store.
+pub const SERVICE_ACCOUNT_PASSWORD: &str = "service-account-password";
+
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path} does not exist (no password was stored by the installer)")]
+    Missing { path: String },
+    #[error("{path} cannot be read by this user; re-run the wizard elevated to use the stored password")]
+    Denied { path: String },
+    #[error(
+        "{path} is readable by other users (mode {mode:o}); it is not used. Run `chmod 600 {path}`"
+    )]
+    Unsafe { path: String, mode: u32 },
+    #[error("{path} cannot be read: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl FileStore {
+    pub fn new(dir: impl Into<PathBuf>) -> FileStore {
+        FileStore { dir: dir.into() }
+    }
+
+    /// The store that belongs to the config at `config`: its `secrets` folder.
+    pub fn beside_config(config: &Path) -> FileStore {
+        let parent = config.parent().unwrap_or(Path::new("."));
+        FileStore::new(parent.join("secrets"))
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Where the store is, in words for the Review page.
+    pub fn describe(&self) -> String {
+        format!("root-only files in {}", self.dir.display())
+    }
+
+    pub fn read(&self, name: &str) -> Result<Secret, StoreError> {
+        let path = self.path(name);
+        let shown = path.display().to_string();
+        let io = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::Missing {
+                path: shown.clone(),
+            },
+            std::io::ErrorKind::PermissionDenied => StoreError::Denied {
+                path: shown.clone(),
+            },
+            _ => StoreError::Io {
+                path: shown.clone(),
+                source: e,
+            },
+        };
+        let meta = std::fs::metadata(&path).map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(StoreError::Unsafe {
+                    path: shown.clone(),
+                    mode,
+                });
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = meta;
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(io)?);
+        Ok(Secret::new(text.trim_end_matches(['\r', '\n'])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_private_file_and_refuses_a_shared_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = FileStore::new(dir.path());
+        assert!(matches!(
+            store.read(SERVICE_ACCOUNT_PASSWORD),
+            Err(StoreError::Missing { .. })
+        ));
+        let path = store.path(SERVICE_ACCOUNT_PASSWORD);
+        std::fs::write(&path, "s3cret-value\n").expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+                .expect("chmod");
+            let err = store.read(SERVICE_ACCOUNT_PASSWORD).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_some_and(|e| e.contains("chmod 600")),
+                "{err:?}"
+            );
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod");
+        }
+        let secret = store.read(SERVICE_ACCOUNT_PASSWORD).map_err(|e| e.to_string());
+        assert_eq!(secret.as_ref().map(|s| s.expose()), Ok("s3cret-value"));
+    }
+}

@@ -1,0 +1,70 @@
+//! The setup wizard: the pages an administrator walks through, each value proved against the
+//! live domain controller and the cloud on the page where it is typed.
+//!
+//! `form` holds what was typed (pure), `validate` runs the checks off the UI thread, `backend`
+//! is what the checks talk to, `pages` draws one page each, `app` is the window around them.
+//! The checks are the preflight ones `ad-sync-setup check` runs; nothing is validated only
+//! here.
+
+pub mod app;
+pub mod backend;
+pub mod checks;
+pub mod form;
+pub mod pages;
+pub mod validate;
+pub mod widgets;
+
+pub use app::{Options, State, WizardApp};
+
+use std::path::PathBuf;
+
+/// Where the installed config lives.
+pub fn default_config_path() -> PathBuf {
+    if cfg!(windows) {
+        let base = std::env::var_os("ProgramData").map_or_else(|| PathBuf::from(r"C:\ProgramData"), PathBuf::from);
+        base.join("ad-sync").join("agent.toml")
+    } else {
+        PathBuf::from("/etc/ad-sync/agent.toml")
+    }
+}
+
+/// Whether this process may install (root, or an elevated Windows token, which the manifest
+/// asks for on double-click).
+pub fn elevated() -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        true
+    }
+}
+
+/// Opens the wizard window and runs it until it closes.
+pub fn run(options: Options) -> Result<(), String> {
+    let icon = eframe::icon_data::from_png_bytes(include_bytes!("../../assets/icon.png")).ok();
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("ad-sync setup")
+        .with_app_id("ad-sync-setup")
+        .with_inner_size([820.0, 620.0])
+        .with_min_inner_size([800.0, 600.0]);
+    if let Some(icon) = icon {
+        viewport = viewport.with_icon(icon);
+    }
+    let native = eframe::NativeOptions {
+        viewport,
+        renderer: eframe::Renderer::Wgpu,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "ad-sync setup",
+        native,
+        Box::new(move |cc| {
+            let app = WizardApp::new(&cc.egui_ctx, options).map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })?;
+            Ok(Box::new(app))
+        }),
+    )
+    .map_err(|e| format!("the wizard window could not open: {e}. On a server without a desktop, use `ad-sync-setup check --answers FILE` (see --help)."))
+}

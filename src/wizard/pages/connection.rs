@@ -1,0 +1,94 @@
+//! Page 5: how the agent talks to the DC (`ldap.tls`, `ldap.fallback`, `dc.writable`), the
+//! certificate the DC presents, a CA file to trust, and the insecure fallback that needs an
+//! explicit acknowledgement.
+
+use crate::directory::Security;
+use crate::directory::cert::CertInfo;
+use crate::preflight::{Scope, ids};
+use crate::wizard::State;
+use crate::wizard::app::PickTarget;
+use crate::wizard::validate::{CertTarget, Slot};
+use crate::wizard::widgets::{self, Gate, field_error, note};
+use egui::{RichText, Ui};
+
+pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
+    ui.radio_value(&mut s.form.security, Security::Ldaps, "LDAPS (TLS from the start, port 636)");
+    ui.radio_value(&mut s.form.security, Security::Starttls, "StartTLS (plain LDAP upgraded to TLS, port 389)");
+    widgets::text_field(ui, "Port (empty for the default)", &mut s.form.port, &s.form.security.default_port().to_string());
+    let port = match s.form.port() {
+        Ok(p) => p.unwrap_or(s.form.security.default_port()),
+        Err(e) => {
+            field_error(ui, &e, "Leave it empty unless your DC listens elsewhere.");
+            return Gate::Blocked(e);
+        }
+    };
+    ui.horizontal(|ui| {
+        ui.vertical(|ui| {
+            widgets::text_field(ui, "Trust this CA file (PEM, optional)", &mut s.form.ldap_ca_file, "/etc/ad-sync/dc-ca.pem")
+        });
+        if ui.add_enabled(!s.picking(), egui::Button::new("Browse for CA file…")).clicked() {
+            s.pick(PickTarget::LdapCa, ui.ctx());
+        }
+    });
+    if let Some(n) = &s.picker_note {
+        note(ui, n);
+    }
+    ui.checkbox(&mut s.form.allow_insecure_fallback, "Allow insecure LDAP if LDAPS fails");
+    let mut local = Gate::Ready;
+    if s.form.allow_insecure_fallback {
+        ui.indent("insecure", |ui| {
+            ui.label(RichText::new(
+                "Over plain LDAP the service account's password and every change cross the network unencrypted, \
+                 and AD refuses password writes without encryption: cloud passwords will not sync.",
+            ).strong());
+            ui.checkbox(&mut s.form.insecure_acknowledged, "I accept the risk of plain LDAP");
+        });
+        if !s.form.insecure_acknowledged {
+            local = Gate::Blocked("accept the risk of plain LDAP, or untick the fallback".into());
+        }
+    } else {
+        s.form.insecure_acknowledged = false;
+    }
+    ui.separator();
+    let target = CertTarget {
+        host: super::dc_host(s),
+        port,
+        starttls: s.form.security == Security::Starttls,
+    };
+    let checks = super::preflight_checks(
+        s,
+        ui,
+        Slot::Connection,
+        Scope::Connection,
+        Some(target),
+        "the secure connection",
+        &[ids::LDAP_TLS, ids::LDAP_FALLBACK, ids::DC_WRITABLE],
+        &[ids::DC_RESOLVE, ids::DC_REACHABLE],
+        certificate,
+    );
+    local.and(checks)
+}
+
+fn certificate(ui: &mut Ui, cert: Option<&Result<CertInfo, String>>) {
+    match cert {
+        Some(Ok(c)) => {
+            ui.label(RichText::new("The DC's certificate").strong());
+            egui::Grid::new("cert").num_columns(2).show(ui, |ui| {
+                let names = c.names();
+                for (k, v) in [
+                    ("Subject", c.subject.clone()),
+                    ("Issuer", format!("{}{}", c.issuer, if c.self_signed { " (self-signed)" } else { "" })),
+                    ("Names", if names.is_empty() { "(none)".into() } else { names.join(", ") }),
+                    ("Valid", format!("{} to {}", c.not_before, c.not_after)),
+                    ("SHA-256", c.sha256.clone()),
+                ] {
+                    ui.label(k);
+                    ui.label(v);
+                    ui.end_row();
+                }
+            });
+        }
+        Some(Err(e)) => note(ui, &format!("The certificate could not be read: {e}")),
+        None => {}
+    }
+}

@@ -1,0 +1,137 @@
+//! Page 10: every value and every check on one page, re-validated against the live DC and the
+//! cloud; export of the answers file (without secrets) for an unattended replay. In review
+//! mode (a config exists) this is where the wizard opens.
+
+use crate::answers::ServerType;
+use crate::preflight::{Scope, ids};
+use crate::wizard::State;
+use crate::wizard::app::{PasswordSource, PickTarget};
+use crate::wizard::pages::Page;
+use crate::wizard::validate::Slot;
+use crate::wizard::widgets::{self, Gate, field_error, note};
+use egui::{RichText, Ui};
+
+pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
+    if s.upgrade() {
+        ui.label(RichText::new("The current configuration, re-checked against the live domain controller and the cloud.").strong());
+        if ui.button("Change settings").clicked() {
+            s.page = Page::Folder;
+        }
+        super::welcome::privileges(s, ui);
+    }
+    summary(s, ui);
+    ui.separator();
+    let mut local = Gate::Ready;
+    if s.upgrade() && (s.form.password.is_empty() || matches!(s.password_source, PasswordSource::StoreFailed(_))) {
+        super::account::password(s, ui);
+    }
+    if s.form.password.is_empty() {
+        local = Gate::Blocked("the service account's password is needed".into());
+    }
+    if let Some(installed) = s.installed().map(|a| a.service_account.username.clone()) {
+        let same = crate::wizard::checks::account_unchanged(&installed, s.form.username.trim());
+        if same.status != crate::preflight::Status::Pass {
+            widgets::check_line(ui, &same);
+            local = local.and(Gate::Blocked("the service account must stay the installed one".into()));
+        }
+    }
+    let gate = if local.is_ready() {
+        let shown: Vec<&str> = ids::ALL
+            .iter()
+            .copied()
+            .filter(|id| !(s.upgrade() && id.starts_with("connect_key.")))
+            .collect();
+        if s.upgrade() {
+            note(ui, "No connect key is checked: this agent is enrolled already.");
+        }
+        super::preflight_checks(s, ui, Slot::Review, Scope::All, None, "everything", &shown, &[], |_, _| {})
+    } else {
+        local
+    };
+    ui.separator();
+    export(s, ui);
+    gate
+}
+
+fn summary(s: &State, ui: &mut Ui) {
+    let f = &s.form;
+    let password = match (&s.password_source, f.password.is_empty()) {
+        (_, true) => "(not given)".to_string(),
+        (PasswordSource::Store(store), false) => format!("•••••••• (from {store})"),
+        _ => "•••••••• (typed)".to_string(),
+    };
+    let key = if s.upgrade() {
+        "not needed (enrolled already)".to_string()
+    } else if f.connect_key.trim().is_empty() {
+        "(not given)".to_string()
+    } else {
+        crate::connect_key::ConnectKey::parse(&f.connect_key)
+            .map(|k| k.redacted())
+            .unwrap_or_else(|_| "(not valid)".into())
+    };
+    let rows: Vec<(&str, String)> = vec![
+        ("Destination folder", f.install_dir.clone()),
+        (
+            "Server type",
+            match f.server_type {
+                ServerType::Dc => "Domain controller (this host)".into(),
+                ServerType::Member => "Member server".into(),
+            },
+        ),
+        ("Domain controller", super::dc_host(s)),
+        (
+            "Connection",
+            format!(
+                "{}, port {}{}",
+                f.security.name(),
+                f.port().ok().flatten().unwrap_or(f.security.default_port()),
+                if f.allow_insecure_fallback { ", insecure fallback allowed" } else { "" }
+            ),
+        ),
+        ("DC CA file", if f.ldap_ca_file.trim().is_empty() { "(system roots)".into() } else { f.ldap_ca_file.clone() }),
+        ("Root User container", f.root_user_dn.clone()),
+        ("Service account", f.username.clone()),
+        ("Password", password),
+        ("Cloud", f.cloud_url.clone()),
+        ("Connect key", key),
+        ("Sync group", f.sync_group_dn.clone()),
+        (
+            "Policies",
+            format!(
+                "users: {:?}, groups: {:?}, memberships: {:?}, nested: {:?}, lockout sync: {}",
+                f.sync.user_disconnection_action,
+                f.sync.group_disconnection_action,
+                f.sync.membership_disconnection_action,
+                f.sync.group_membership_sync_type,
+                if f.sync.sync_account_locked_out_status { "on" } else { "off" }
+            )
+            .to_lowercase(),
+        ),
+    ];
+    egui::Grid::new("summary").num_columns(2).striped(true).show(ui, |ui| {
+        for (k, v) in rows {
+            ui.label(RichText::new(k).strong());
+            ui.label(v);
+            ui.end_row();
+        }
+    });
+}
+
+fn export(s: &mut State, ui: &mut Ui) {
+    ui.label(RichText::new("Export the answers file").strong());
+    note(ui, "Replays this setup unattended (ad-sync-setup install --answers FILE). It holds no password or key.");
+    ui.horizontal(|ui| {
+        ui.vertical(|ui| widgets::text_field(ui, "Export to", &mut s.export_path, "/root/ad-sync-answers.toml"));
+        if ui.add_enabled(!s.picking(), egui::Button::new("Browse for export file…")).clicked() {
+            s.pick(PickTarget::Export, ui.ctx());
+        }
+    });
+    if ui.add_enabled(!s.exporting(), egui::Button::new("Export answers file")).clicked() {
+        s.export(ui.ctx());
+    }
+    match &s.export_result {
+        Some(Ok(msg)) => note(ui, msg),
+        Some(Err(e)) => field_error(ui, e, "Choose a folder you can write to."),
+        None => {}
+    }
+}
