@@ -336,7 +336,7 @@ impl WizardApp {
             for p in Page::ALL {
                 let text = format!("{}. {}", p.index() + 1, p.title());
                 if p == s.page {
-                    ui.label(RichText::new(format!("▶ {text}")).strong());
+                    ui.label(RichText::new(format!("> {text}")).strong());
                 } else {
                     ui.label(RichText::new(format!("   {text}")).weak());
                 }

@@ -37,7 +37,7 @@ pub fn secret_field(ui: &mut Ui, label: &str, value: &mut String, hint: &str) ->
 
 /// A field's own problem, right under it.
 pub fn field_error(ui: &mut Ui, message: &str, fix: &str) {
-    ui.label(RichText::new(format!("✖ {message}")).color(fail_color(ui)));
+    ui.label(RichText::new(message).color(fail_color(ui)));
     if !fix.is_empty() {
         ui.label(RichText::new(format!("Fix: {fix}")).small());
     }
@@ -67,19 +67,10 @@ fn status_color(ui: &Ui, s: Status) -> Color32 {
     }
 }
 
-fn symbol(s: Status) -> &'static str {
-    match s {
-        Status::Pass => "✔",
-        Status::Warn => "⚠",
-        Status::Fail => "✖",
-        Status::Skip => "–",
-    }
-}
-
 /// One check: status and summary, what was found, and the fix.
 pub fn check_line(ui: &mut Ui, c: &CheckResult) {
     ui.label(
-        RichText::new(format!("{} {}: {}", symbol(c.status), c.status.label(), c.summary))
+        RichText::new(format!("{}: {}", c.status.label(), c.summary))
             .color(status_color(ui, c.status)),
     );
     ui.indent(c.id, |ui| {

@@ -84,12 +84,16 @@ impl Testbed {
         ensure_loopback_alias("127.0.0.2")?;
         ensure_hosts_entries()?;
         for (addr, host) in [("127.0.0.1", DC1_HOST), ("127.0.0.2", DC2_HOST)] {
-            if TcpStream::connect_timeout(
-                &format!("{addr}:636").parse().map_err(|e| format!("{e}"))?,
-                Duration::from_millis(200),
-            )
-            .is_ok()
+            let sock = format!("{addr}:636").parse().map_err(|e| format!("{e}"))?;
+            // The previous test binary's domain gets SIGTERM at its exit and may still be
+            // shutting down: give it a moment before calling the port taken.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline
+                && TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok()
             {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            if TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok() {
                 return Err(format!(
                     "port 636 on {addr} ({host}) is already in use: another test domain or LDAP server is running; stop it first (ss -ltnp 'sport = :636')"
                 ));

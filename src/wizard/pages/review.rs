@@ -89,12 +89,12 @@ fn summary(s: &State, ui: &mut Ui) {
             ),
         ),
         ("DC CA file", if f.ldap_ca_file.trim().is_empty() { "(system roots)".into() } else { f.ldap_ca_file.clone() }),
-        ("Root User container", f.root_user_dn.clone()),
+        ("Root User container", normalised(&f.root_user_dn)),
         ("Service account", f.username.clone()),
         ("Password", password),
         ("Cloud", f.cloud_url.clone()),
         ("Connect key", key),
-        ("Sync group", f.sync_group_dn.clone()),
+        ("Sync group", normalised(&f.sync_group_dn)),
         (
             "Policies",
             format!(
@@ -115,6 +115,13 @@ fn summary(s: &State, ui: &mut Ui) {
             ui.end_row();
         }
     });
+}
+
+/// The DN as the agent will use it (the typed text when it does not parse).
+fn normalised(dn: &str) -> String {
+    crate::dn::Dn::parse_container(dn.trim())
+        .map(|p| p.dn.to_semicolon_form())
+        .unwrap_or_else(|_| dn.to_string())
 }
 
 fn export(s: &mut State, ui: &mut Ui) {
