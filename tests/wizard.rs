@@ -202,3 +202,340 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
     // Nothing was installed: no config was written.
     assert!(!dir.join("agent.toml").exists());
 }
+
+/// Good values for every page, to reach the page a test is about.
+struct Good {
+    dir: PathBuf,
+    key: String,
+}
+
+impl Good {
+    fn new(name: &str) -> Good {
+        let cloud = support::cloud::shared();
+        Good {
+            dir: tmp(name),
+            key: cloud.issue_key("DC=example,DC=com", None),
+        }
+    }
+
+    fn fill(&self, h: &mut H, page: &str) {
+        let bed = support::bed();
+        let cloud = support::cloud::shared();
+        match page {
+            "Destination folder" => set(h, "Destination folder", &self.dir.join("program").display().to_string()),
+            "Domain controller" => set(h, "Domain controller (FQDN)", testbed::DC1_HOST),
+            "Connection security" => set(h, "Trust this CA file (PEM, optional)", &bed.dc1.ca_file.display().to_string()),
+            "Root User container" => set(h, "Root User container", "OU=Staff;DC=example;DC=com"),
+            "Service account" => {
+                set(h, "Service account", &format!("EXAMPLE\\{}", accounts::GOOD));
+                set(h, "Password", testbed::SVC_PASSWORD);
+            }
+            "Connect key" => {
+                set(h, "Cloud URL", &cloud.url);
+                set(h, "Cloud CA file (PEM, optional)", &cloud.ca.display().to_string());
+                set(h, "Connect key", &self.key);
+            }
+            "Sync settings" => set(h, "Sync group", "CN=Cloud Groups;OU=Staff;DC=example;DC=com"),
+            _ => {}
+        }
+    }
+
+    /// A fresh wizard, walked with good values up to the page titled `stop`.
+    fn wizard_at(&self, stop: &str) -> H {
+        let mut h = wizard(&self.dir.join("agent.toml"));
+        h.step();
+        loop {
+            let title = heading(&h);
+            if title.ends_with(stop) {
+                return h;
+            }
+            let page = title.split(": ").nth(1).unwrap_or_default().to_string();
+            self.fill(&mut h, &page);
+            next(&mut h);
+        }
+    }
+}
+
+fn fail_shown(h: &mut H, text: &str) {
+    wait_for(h, &format!("a FAIL about `{text}`"), |h| {
+        settled(h) && h.query_all_by_label_contains("FAIL:").any(|n| {
+            n.accesskit_node().value().or_else(|| n.accesskit_node().label()).is_some_and(|t| t.contains(text))
+        })
+    });
+    assert!(!next_enabled(h), "Next is enabled despite a failing check");
+}
+
+#[test]
+fn root_dn_page_shows_a_bad_dn_and_another_domain_next_to_the_field() {
+    let good = Good::new("bad-dn");
+    let mut h = good.wizard_at("Root User container");
+    set(&mut h, "Root User container", "OU=Staff;;DC=example;DC=com");
+    assert!(has(&h, "at character"), "{}", screen(&h));
+    assert!(has(&h, "Fix: Write it like CN=Users;DC=example;DC=com"));
+    assert!(!next_enabled(&h));
+    // Valid, but not in the DC's domain.
+    set(&mut h, "Root User container", "OU=Staff;DC=other;DC=com");
+    fail_shown(&mut h, "is not in the DC's domain");
+    // Fixed: the stale failure disappears with the next keystroke, then the check passes.
+    set(&mut h, "Root User container", "OU=Staff;DC=example;DC=com");
+    assert!(!has(&h, "FAIL:"), "a stale result is shown for new input:\n{}", screen(&h));
+    assert!(has(&h, "Waiting to check") || has(&h, "Cancel check"));
+    wait_page_passes(&mut h, "Root User container");
+}
+
+#[test]
+fn account_page_refuses_a_wrong_password_and_a_privileged_account() {
+    let good = Good::new("account");
+    let mut h = good.wizard_at("Service account");
+    assert!(has(&h, "Service account is empty"));
+    set(&mut h, "Service account", &format!("EXAMPLE\\{}", accounts::TYPO));
+    set(&mut h, "Password", "not-the-password-1");
+    fail_shown(&mut h, "the user name or password is wrong");
+    set(&mut h, "Service account", &format!("EXAMPLE\\{}", accounts::DOMAIN_ADMIN));
+    set(&mut h, "Password", testbed::SVC_PASSWORD);
+    fail_shown(&mut h, "Domain Admins");
+    assert!(has(&h, "Fix:"));
+    assert!(!screen(&h).contains(testbed::SVC_PASSWORD));
+}
+
+#[test]
+fn connect_key_page_flags_a_typo_at_once_accepts_a_pasted_key_and_refuses_a_used_one() {
+    let good = Good::new("key");
+    let cloud = support::cloud::shared();
+    let mut h = good.wizard_at("Connect key");
+    set(&mut h, "Cloud URL", &cloud.url);
+    set(&mut h, "Cloud CA file (PEM, optional)", &cloud.ca.display().to_string());
+    // One character changed: refused on the page, before the cloud is asked.
+    let mut typo: Vec<char> = good.key.chars().collect();
+    let i = typo.len() - 6;
+    typo[i] = if typo[i] == 'A' { 'B' } else { 'A' };
+    set(&mut h, "Connect key", &typo.into_iter().collect::<String>());
+    assert!(has(&h, "Connect key: "), "{}", screen(&h));
+    assert!(!has(&h, "reached"), "the cloud was asked about a key with a typo");
+    assert!(!next_enabled(&h));
+    // Pasted with spaces and a line break: fine.
+    let pasted = format!(" {}\n{} ", &good.key[..10], &good.key[10..]);
+    set(&mut h, "Connect key", "");
+    h.get_by_label("Connect key").focus();
+    h.step();
+    h.event(egui::Event::Paste(pasted));
+    h.step();
+    assert!(has(&h, "Format and checksum are right"), "{}", screen(&h));
+    wait_page_passes(&mut h, "Connect key");
+    // Used by another agent: a distinct message.
+    let used = cloud.issue_key("DC=example,DC=com", None);
+    let pair = ad_sync::cloud::sealed::generate_key_pair();
+    let k = ad_sync::connect_key::ConnectKey::parse(&used).unwrap_or_else(|e| panic!("{e}"));
+    support::cloud::block_on(cloud.client().enroll(&k, "DC=example,DC=com", "other", "0.1.0", "linux", &pair.public_key))
+        .unwrap_or_else(|e| panic!("{e}"));
+    set(&mut h, "Connect key", &used);
+    fail_shown(&mut h, "the key was already used");
+}
+
+#[test]
+fn sync_page_refuses_a_missing_group_and_a_distribution_group() {
+    let good = Good::new("sync");
+    let mut h = good.wizard_at("Sync settings");
+    set(&mut h, "Sync group", "CN=No Such Group;OU=Staff;DC=example;DC=com");
+    fail_shown(&mut h, "does not exist");
+    set(&mut h, "Sync group", &testbed::GROUP_DISTRIBUTION.replace(',', ";"));
+    fail_shown(&mut h, "distribution");
+    // The policies: each explained, defaults marked.
+    for text in [
+        "Disable the AD account (default)",
+        "Retain the AD group (default)",
+        "Remove the member from the AD group (default)",
+        "Minimal: only members the cloud added (default)",
+        "Sync the cloud's locked-out state to AD (off by default)",
+    ] {
+        assert!(has(&h, text), "missing {text}");
+    }
+}
+
+/// An installed config (no secrets) and, when `password` is given, the secret store beside it.
+fn installed(name: &str, password: Option<&str>) -> PathBuf {
+    let bed = support::bed();
+    let cloud = support::cloud::shared();
+    let dir = tmp(name);
+    let config = dir.join("agent.toml");
+    let text = format!(
+        "version = 1\n\n[server]\ntype = \"member\"\ndc_host = \"{}\"\n\n[ldap]\nsecurity = \"ldaps\"\nca_file = '{}'\n\n\
+         [directory]\nroot_user_dn = 'OU=Staff;DC=example;DC=com'\nsync_group_dn = 'CN=Cloud Groups;OU=Staff;DC=example;DC=com'\n\n\
+         [service_account]\nusername = 'EXAMPLE\\{}'\n\n[cloud]\nurl = '{}'\nca_file = '{}'\n\n[install]\ndir = '{}'\n",
+        testbed::DC1_HOST,
+        bed.dc1.ca_file.display(),
+        accounts::GOOD,
+        cloud.url,
+        cloud.ca.display(),
+        dir.join("program").display()
+    );
+    std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
+    if let Some(pw) = password {
+        use std::os::unix::fs::PermissionsExt;
+        let secrets = dir.join("secrets");
+        std::fs::create_dir_all(&secrets).unwrap_or_else(|e| panic!("{e}"));
+        let file = secrets.join(ad_sync::secrets::SERVICE_ACCOUNT_PASSWORD);
+        std::fs::write(&file, pw).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    config
+}
+
+#[test]
+fn review_mode_revalidates_the_installed_config_without_a_connect_key() {
+    let config = installed("review", Some(testbed::SVC_PASSWORD));
+    let mut h = wizard(&config);
+    h.step();
+    assert!(heading(&h).contains("Step 10 of 10: Review"), "{}", screen(&h));
+    assert!(has(&h, "Upgrade: reviewing the configuration"));
+    wait_text(&mut h, "(from root-only files in");
+    wait_for(&mut h, "the review checks", |h| settled(h) && has(h, "PASS:"));
+    assert!(!has(&h, "FAIL:"), "{}", screen(&h));
+    // Every check but the connect key's: the agent is enrolled already.
+    assert_eq!(h.query_all_by_label_contains("PASS:").count(), 21, "{}", screen(&h));
+    assert!(has(&h, "No connect key is checked"));
+    // Into the pages to change a setting; the connect key page asks for no key.
+    h.get_by_label("Change settings").click_accesskit();
+    h.step();
+    h.step();
+    assert!(heading(&h).contains("Destination folder"), "{}", heading(&h));
+    let good = Good { dir: config.parent().map(Path::to_path_buf).unwrap_or_default(), key: String::new() };
+    loop {
+        let title = heading(&h);
+        if title.ends_with("Connect key") {
+            break;
+        }
+        if title.ends_with("Service account") {
+            // The same account is required on an upgrade.
+            set(&mut h, "Service account", &format!("EXAMPLE\\{}", accounts::EXPIRING));
+            fail_shown_local(&mut h, "is not the installed one");
+            set(&mut h, "Service account", &format!("{}@example.com", accounts::GOOD));
+        }
+        let _ = &good;
+        next(&mut h);
+    }
+    assert!(has(&h, "no connect key is needed"), "{}", screen(&h));
+    assert!(h.query_by_label("Connect key").is_none());
+    wait_page_passes(&mut h, "Connect key");
+}
+
+fn fail_shown_local(h: &mut H, text: &str) {
+    wait_for(h, text, |h| has(h, text));
+    assert!(!next_enabled(h));
+}
+
+#[test]
+fn review_mode_asks_for_the_password_when_the_store_cannot_be_read() {
+    let config = installed("review-nostore", None);
+    let mut h = wizard(&config);
+    wait_text(&mut h, "The stored password could not be read");
+    assert!(has(&h, "the service account's password is needed"), "{}", screen(&h));
+    set(&mut h, "Password", testbed::SVC_PASSWORD);
+    wait_for(&mut h, "the review checks", |h| settled(h) && has(h, "PASS:"));
+    assert!(!has(&h, "FAIL:"), "{}", screen(&h));
+}
+
+/// Threads named `name` in this process.
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn ui_keeps_drawing_and_cancel_works_while_a_check_waits_on_a_server_that_never_answers() {
+    use std::io::Read;
+    // Accepts connections and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("{e}"));
+    let held = Arc::new(std::sync::Mutex::new(Vec::<std::net::TcpStream>::new()));
+    let keep = Arc::clone(&held);
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            if let Ok(mut v) = keep.lock() {
+                v.push(s);
+            }
+        }
+    });
+    let accepted = |n: usize| held.lock().map(|v| v.len() >= n).unwrap_or(false);
+
+    let good = Good::new("hang");
+    let mut h = good.wizard_at("Connection security");
+    good.fill(&mut h, "Connection security");
+    set(&mut h, "Port (empty for the default)", &port.to_string());
+    wait_for(&mut h, "the check to connect to the silent server", |h| has(h, "Cancel check") && accepted(1));
+    // The check is in flight, and frames keep coming: each step is a full frame.
+    for _ in 0..60 {
+        h.step();
+    }
+    assert!(has(&h, "Cancel check"), "the check finished against a silent server?\n{}", screen(&h));
+    h.get_by_label("Cancel check").click();
+    h.step();
+    h.step();
+    assert!(has(&h, "Check cancelled."), "{}", screen(&h));
+    assert!(!next_enabled(&h));
+    // Every connection the check opened is closed by the client.
+    let streams: Vec<std::net::TcpStream> = held.lock().map(|mut v| v.drain(..).collect()).unwrap_or_default();
+    assert!(!streams.is_empty());
+    for mut s in streams {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap_or_else(|e| panic!("{e}"));
+        let mut buf = [0u8; 512];
+        // A TLS ClientHello may have been sent before the cancel; read until the end.
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(_) => break false,
+            }
+        };
+        assert!(closed, "a cancelled check left its connection open");
+    }
+
+    // Again, and this time the window closes mid-check: no thread, no connection left behind.
+    h.get_by_label("Retry check").click();
+    wait_for(&mut h, "the retried check to connect", |h| has(h, "Cancel check") && accepted(1));
+    let name = h.state().state().validator.thread_name().to_string();
+    assert!(threads_named(&name) > 0, "no checker thread named {name}");
+    drop(h);
+    assert_eq!(threads_named(&name), 0, "checker threads outlived the window");
+    let streams: Vec<std::net::TcpStream> = held.lock().map(|mut v| v.drain(..).collect()).unwrap_or_default();
+    for mut s in streams {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap_or_else(|e| panic!("{e}"));
+        let mut buf = [0u8; 512];
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(_) => break false,
+            }
+        };
+        assert!(closed, "closing the window left a connection open");
+    }
+}
+
+#[test]
+fn enter_is_next_and_escape_asks_before_leaving() {
+    let dir = tmp("keys");
+    let mut h = wizard(&dir.join("agent.toml"));
+    h.step();
+    h.key_press(egui::Key::Enter);
+    h.step();
+    h.step();
+    assert!(heading(&h).contains("Destination folder"), "{}", heading(&h));
+    h.key_press(egui::Key::Escape);
+    h.step();
+    h.step();
+    assert!(has(&h, "Leave setup?"), "{}", screen(&h));
+    assert!(has(&h, "no connect key was used"));
+    h.get_by_label("Continue setup").click();
+    h.step();
+    h.step();
+    assert!(!has(&h, "Leave setup?"));
+    assert!(heading(&h).contains("Destination folder"));
+}

@@ -369,7 +369,8 @@ impl WizardApp {
                         let next_label = if s.page == Page::Review { "Install" } else { "Next" };
                         let can_next = gate.is_ready() && s.page.next().is_some();
                         let why = match (&gate, s.page) {
-                            (_, Page::Review) => "Installing comes with the install step, which this build does not have yet; export the answers file to keep this setup.".to_string(),
+                            (Gate::Blocked(why), Page::Review) => format!("Not ready to install: {why}"),
+                            (Gate::Ready, Page::Review) => "Every check passed. Installing comes with the install step, which this build does not have yet; export the answers file to keep this setup.".to_string(),
                             (Gate::Blocked(why), _) => format!("Next is available when this page's checks pass: {why}"),
                             (Gate::Ready, _) => String::new(),
                         };

@@ -155,15 +155,21 @@ pub struct Validator {
     salt: [u8; 16],
     ctx: egui::Context,
     next_run: u64,
+    thread_name: String,
     pub debounce: Duration,
 }
 
 impl Validator {
     pub fn new(backend: Arc<dyn Backend>, ctx: egui::Context) -> std::io::Result<Validator> {
+        // Each validator's threads carry their own name (15 characters at most, the OS limit),
+        // so a test can see that closing the wizard left none behind.
+        static INSTANCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10_000;
+        let thread_name = format!("adsync-chk-{n}");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .max_blocking_threads(4)
-            .thread_name("ad-sync-check")
+            .thread_name(thread_name.clone())
             .enable_all()
             .build()?;
         let mut salt = [0u8; 16];
@@ -180,8 +186,14 @@ impl Validator {
             salt,
             ctx,
             next_run: 0,
+            thread_name,
             debounce: Duration::from_millis(400),
         })
+    }
+
+    /// The name of this validator's background threads.
+    pub fn thread_name(&self) -> &str {
+        &self.thread_name
     }
 
     /// Takes finished results and starts checks whose debounce ran out. Call once per frame.

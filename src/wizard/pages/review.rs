@@ -91,7 +91,7 @@ fn summary(s: &State, ui: &mut Ui) {
         ("DC CA file", if f.ldap_ca_file.trim().is_empty() { "(system roots)".into() } else { f.ldap_ca_file.clone() }),
         ("Root User container", normalised(&f.root_user_dn)),
         ("Service account", f.username.clone()),
-        ("Password", password),
+        ("Account password", password),
         ("Cloud", f.cloud_url.clone()),
         ("Connect key", key),
         ("Sync group", normalised(&f.sync_group_dn)),
