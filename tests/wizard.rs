@@ -539,3 +539,164 @@ fn enter_is_next_and_escape_asks_before_leaving() {
     assert!(!has(&h, "Leave setup?"));
     assert!(heading(&h).contains("Destination folder"));
 }
+
+/// A backend that answers at once with fixed results. It is for the snapshots only, which must
+/// not depend on a certificate made at provisioning or a port picked at start-up; every
+/// behaviour above runs against the real servers.
+struct Fixed;
+
+impl Fixed {
+    fn summary(id: &str) -> &'static str {
+        match id {
+            "dc.resolve" => "dc1.example.com resolves to 10.0.0.10",
+            "dc.reachable" => "dc1.example.com answers on port 636",
+            "dc.writable" => "dc1.example.com is a writable domain controller of example.com",
+            "ldap.tls" => "LDAPS to dc1.example.com is encrypted and its certificate is trusted",
+            "ldap.fallback" => "not needed: the secure connection works",
+            "ldap.bind" => "logged on as `svc-sync@example.com`",
+            "account.not_privileged" => "`svc-sync` is in no administrative group",
+            "account.name" => "`svc-sync` is not a reserved name",
+            "account.admincount" => "`svc-sync` has no adminCount",
+            "account.enabled" => "`svc-sync` is enabled and does not expire",
+            "account.password_expiry" => "the password of `svc-sync` never expires",
+            "root_dn.exists" => "OU=Staff,DC=example,DC=com exists and is a container",
+            "root_dn.domain_matches" => "OU=Staff,DC=example,DC=com is in the DC's domain",
+            "root_dn.delegation" => "`svc-sync` may create users and groups there",
+            "dn.root" => "Root User container `OU=Staff;DC=example;DC=com` is a valid DN",
+            "dn.sync_group" => "sync group is a valid DN",
+            "sync_group.exists" => "CN=Cloud Groups,OU=Staff,DC=example,DC=com exists",
+            "sync_group.is_security_group" => "CN=Cloud Groups is a security group",
+            "password_policy" => "minimum length 7, complexity on, lockout after 5",
+            "cloud.reachable" => "reached cloud.example.com at 203.0.113.5:443",
+            "cloud.tls" => "the cloud's certificate is trusted; agent API v1",
+            "connect_key.format" => "connect key ADS1-…-0W9C is well formed",
+            "connect_key.valid" => "connect key ADS1-…-0W9C is unused and valid for 7 days",
+            "connect_key.domain_matches" => "the key is for DC=example,DC=com, this AD domain",
+            _ => "passed",
+        }
+    }
+}
+
+impl ad_sync::wizard::backend::Backend for Fixed {
+    fn preflight(
+        &self,
+        _answers: ad_sync::answers::Answers,
+        scope: ad_sync::preflight::Scope,
+    ) -> ad_sync::wizard::backend::BoxFuture<ad_sync::preflight::Report> {
+        use ad_sync::preflight::{CheckResult, Report, Scope, ids};
+        let checks = ids::ALL
+            .iter()
+            .filter(|id| match scope {
+                Scope::All => true,
+                Scope::Cloud => ids::CLOUD.contains(id),
+                Scope::Directory => !ids::CLOUD.contains(id),
+                Scope::Connection => id.starts_with("dc.") || id.starts_with("ldap.") && **id != ids::LDAP_BIND || **id == ids::ROOT_DN_DOMAIN_MATCHES,
+            })
+            .map(|id| CheckResult::pass(id, Fixed::summary(id), ""))
+            .collect();
+        Box::pin(async move { Report { checks, stats: Default::default() } })
+    }
+
+    fn certificate(
+        &self,
+        _host: String,
+        _port: u16,
+        _starttls: bool,
+        _timeout: Duration,
+    ) -> ad_sync::wizard::backend::BoxFuture<Result<ad_sync::directory::cert::CertInfo, String>> {
+        Box::pin(async {
+            Ok(ad_sync::directory::cert::CertInfo {
+                subject: "CN=dc1.example.com".into(),
+                issuer: "CN=Example Enterprise CA, DC=example, DC=com".into(),
+                dns_names: vec!["dc1.example.com".into(), "example.com".into()],
+                not_before: "2026-01-01 00:00 UTC".into(),
+                not_after: "2027-01-01 00:00 UTC".into(),
+                not_before_unix: 0,
+                not_after_unix: 0,
+                sha256: "3F:A1:09:6C:2B:D4:77:E0:11:5A:C8:92:4E:0B:DD:61:8F:20:73:C5:A9:34:E6:1D:50:BB:07:9E:C2:48:F1:6A".into(),
+                self_signed: false,
+            })
+        })
+    }
+
+    fn discover(
+        &self,
+        _domain: String,
+        _timeout: Duration,
+    ) -> ad_sync::wizard::backend::BoxFuture<Result<Vec<ad_sync::directory::discover::DcCandidate>, String>> {
+        Box::pin(async { Err("not asked in the snapshots".to_string()) })
+    }
+
+    fn folder(&self, dir: PathBuf) -> ad_sync::wizard::backend::BoxFuture<ad_sync::preflight::CheckResult> {
+        Box::pin(async move {
+            ad_sync::preflight::CheckResult::pass(
+                ad_sync::wizard::checks::INSTALL_FOLDER,
+                format!("`{}` will be created by the install step", dir.display()),
+                "",
+            )
+        })
+    }
+
+    fn stored_password(&self, _config: PathBuf) -> ad_sync::wizard::backend::BoxFuture<Result<ad_sync::secret::Secret, String>> {
+        Box::pin(async { Err("no store in the snapshots".to_string()) })
+    }
+}
+
+fn fixed_wizard(ppp: f32) -> H {
+    Harness::builder()
+        .with_size(egui::vec2(800.0, 600.0))
+        .with_pixels_per_point(ppp)
+        .with_max_steps(20)
+        .build_eframe(move |cc| {
+            let options = Options {
+                config_path: PathBuf::from("/nonexistent/ad-sync/agent.toml"),
+                backend: Arc::new(Fixed),
+                elevated: false,
+                debounce: Duration::from_millis(1),
+                bench: false,
+            };
+            WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
+        })
+}
+
+#[test]
+fn snapshot_of_every_page() {
+    let mut h = fixed_wizard(1.0);
+    h.step();
+    let values: [(&str, &[(&str, &str)]); 10] = [
+        ("01-welcome", &[]),
+        ("02-folder", &[("Destination folder", "/opt/ad-sync")]),
+        ("03-server-type", &[]),
+        ("04-domain-controller", &[("Domain controller (FQDN)", "dc1.example.com")]),
+        ("05-connection", &[]),
+        ("06-root-dn", &[("Root User container", "ou=Staff;dc=example;dc=com")]),
+        ("07-account", &[("Service account", "svc-sync@example.com"), ("Password", "not-a-real-password")]),
+        (
+            "08-connect-key",
+            &[("Cloud URL", "https://cloud.example.com"), ("Connect key", "ADS1-1X07-XTM7-9ZBT-WJ6C-A644-2CXQ-MY1K-0W9C")],
+        ),
+        ("09-sync", &[("Sync group", "CN=Cloud Groups;OU=Staff;DC=example;DC=com")]),
+        ("10-review", &[]),
+    ];
+    for (name, fields) in values {
+        for (label, value) in fields {
+            set(&mut h, label, value);
+        }
+        // Two settled frames: the fixed backend answers on its own thread.
+        wait_for(&mut h, "the page to settle", settled);
+        h.run_steps(3);
+        h.snapshot(&format!("wizard/{name}"));
+        if name != "10-review" {
+            next(&mut h);
+        }
+    }
+    // HiDPI: the welcome page at twice the pixel density stays readable.
+    let mut hi = fixed_wizard(2.0);
+    hi.step();
+    hi.run_steps(3);
+    hi.snapshot("wizard/01-welcome-hidpi");
+    let mut results = egui_kittest::SnapshotResults::new();
+    results.extend_harness(&mut h);
+    results.extend_harness(&mut hi);
+    results.unwrap();
+}

@@ -318,6 +318,7 @@ impl WizardApp {
         );
         let body = egui::Rect::from_min_max(egui::pos2(steps.max.x, header.max.y), egui::pos2(full.max.x, footer.min.y));
 
+        ui.painter().rect_filled(full, 0.0, ui.visuals().panel_fill);
         ui.painter().rect_filled(header, 0.0, ui.visuals().faint_bg_color);
         ui.painter().rect_filled(steps, 0.0, ui.visuals().extreme_bg_color);
         ui.painter().rect_filled(footer, 0.0, ui.visuals().faint_bg_color);

@@ -73,6 +73,9 @@ pub fn check_line(ui: &mut Ui, c: &CheckResult) {
         RichText::new(format!("{}: {}", c.status.label(), c.summary))
             .color(status_color(ui, c.status)),
     );
+    if c.detail.is_empty() && c.fix.is_empty() {
+        return;
+    }
     ui.indent(c.id, |ui| {
         if !c.detail.is_empty() {
             ui.label(RichText::new(&c.detail).small().weak());

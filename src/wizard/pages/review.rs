@@ -111,7 +111,7 @@ fn summary(s: &State, ui: &mut Ui) {
     egui::Grid::new("summary").num_columns(2).striped(true).show(ui, |ui| {
         for (k, v) in rows {
             ui.label(RichText::new(k).strong());
-            ui.label(v);
+            ui.add(egui::Label::new(v).wrap());
             ui.end_row();
         }
     });
