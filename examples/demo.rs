@@ -2,7 +2,8 @@
 //! AD DC on loopback) and the reference cloud (`ad-sync-cloud`'s server, HTTPS with its own CA,
 //! with the domain instance added and a connect key issued), then runs `ad-sync-setup check`
 //! against both, first with a well-prepared service account, then with a Domain Admin to show
-//! how a refusal reads, and `validate-key` on the key.
+//! how a refusal reads, and `validate-key` on the key. Then it opens the setup wizard against the
+//! same domain and cloud (when there is a display) and lists what to type on each page.
 //! With `--keep`, both stay up until Enter is pressed so you can try your own answers.
 
 #[path = "../tests/support/testbed.rs"]
@@ -131,6 +132,35 @@ fn main() {
     ]);
     let code = ad_sync::cli::run(cli);
     println!("(exit code {code}; checking never uses the key up)");
+
+    println!(
+        "\n=== The setup wizard (ad-sync-setup with no arguments)\n\nType these on its pages:\n  \
+         Domain controller (FQDN): {}\n  Trust this CA file: {}\n  Root User container: ou=Staff;dc=example;dc=com\n  \
+         Service account: EXAMPLE\\{}   Password: the one in {}\n  Cloud URL: {cloud_url}   Cloud CA file: {}\n  \
+         Connect key: paste it from {}\n  Sync group: CN=Cloud Groups;OU=Staff;DC=example;DC=com",
+        testbed::DC1_HOST,
+        bed.dc1.ca_file.display(),
+        testbed::accounts::GOOD,
+        root.join("svc.pw").display(),
+        cloud_ca.display(),
+        key_file.display()
+    );
+    let has_display = ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()));
+    if has_display {
+        // A fresh setup: the wizard's config path is a file that does not exist yet.
+        let options = ad_sync::wizard::Options::live(root.join("wizard").join("agent.toml"));
+        if let Err(e) = ad_sync::wizard::run(options) {
+            eprintln!("{e}");
+        }
+    } else {
+        println!(
+            "\nNo display here (neither DISPLAY nor WAYLAND_DISPLAY is set), so the wizard window cannot open.\n\
+             From a desktop session or `ssh -X`, run `bash dev/demo` again and the wizard opens after these checks;\n\
+             its pages run exactly the checks shown above. Its pages are pictured in tests/snapshots/wizard/."
+        );
+    }
     if keep {
         println!(
             "\nThe domain and the cloud are up. In another shell, try:\n  cargo run -- check --answers {}\n  cargo run -- validate-dn 'ou=Staff;DC=example;DC=com'\n  cargo run --bin ad-sync-cloud -- key issue --db {} --domain DC=example,DC=com\n  curl --cacert {} {cloud_url}/\nPress Enter to stop them.",

@@ -20,7 +20,9 @@ pub struct FileStore {
 pub enum StoreError {
     #[error("{path} does not exist (no password was stored by the installer)")]
     Missing { path: String },
-    #[error("{path} cannot be read by this user; re-run the wizard elevated to use the stored password")]
+    #[error(
+        "{path} cannot be read by this user; re-run the wizard elevated to use the stored password"
+    )]
     Denied { path: String },
     #[error(
         "{path} is readable by other users (mode {mode:o}); it is not used. Run `chmod 600 {path}`"
@@ -104,17 +106,20 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-                .expect("chmod");
-            let err = store.read(SERVICE_ACCOUNT_PASSWORD).err().map(|e| e.to_string());
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            let err = store
+                .read(SERVICE_ACCOUNT_PASSWORD)
+                .err()
+                .map(|e| e.to_string());
             assert!(
                 err.as_deref().is_some_and(|e| e.contains("chmod 600")),
                 "{err:?}"
             );
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .expect("chmod");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         }
-        let secret = store.read(SERVICE_ACCOUNT_PASSWORD).map_err(|e| e.to_string());
+        let secret = store
+            .read(SERVICE_ACCOUNT_PASSWORD)
+            .map_err(|e| e.to_string());
         assert_eq!(secret.as_ref().map(|s| s.expose()), Ok("s3cret-value"));
     }
 }

@@ -17,7 +17,8 @@ type H = Harness<'static, WizardApp>;
 fn tmp(name: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("wizard-{name}-{}-{n}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("wizard-{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     dir
@@ -34,7 +35,7 @@ fn wizard(config: &Path) -> H {
                 backend: Arc::new(Live),
                 elevated: true,
                 debounce: Duration::from_millis(60),
-                bench: false,
+                bench: None,
             };
             WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
         })
@@ -43,7 +44,11 @@ fn wizard(config: &Path) -> H {
 /// Every label on screen, for a failure message.
 fn screen(h: &H) -> String {
     h.query_all_by(|_| true)
-        .filter_map(|n| n.accesskit_node().label().or_else(|| n.accesskit_node().value()))
+        .filter_map(|n| {
+            n.accesskit_node()
+                .label()
+                .or_else(|| n.accesskit_node().value())
+        })
         .filter(|t| !t.is_empty())
         .collect::<Vec<_>>()
         .join("\n")
@@ -61,7 +66,11 @@ fn wait_for(h: &mut H, what: &str, cond: impl Fn(&H) -> bool) {
         if cond(h) {
             return;
         }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}; the screen shows:\n{}", screen(h));
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {what}; the screen shows:\n{}",
+            screen(h)
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -118,13 +127,22 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
     h.step();
 
     // 1 Welcome
-    assert!(heading(&h).contains("Step 1 of 10: Welcome"), "{}\n---\n{}", heading(&h), screen(&h));
+    assert!(
+        heading(&h).contains("Step 1 of 10: Welcome"),
+        "{}\n---\n{}",
+        heading(&h),
+        screen(&h)
+    );
     assert!(has(&h, "Have these ready"));
     next(&mut h);
 
     // 2 Destination folder
     assert!(heading(&h).contains("Destination folder"));
-    set(&mut h, "Destination folder", &dir.join("program").display().to_string());
+    set(
+        &mut h,
+        "Destination folder",
+        &dir.join("program").display().to_string(),
+    );
     wait_text(&mut h, "will be created by the install step");
     next(&mut h);
 
@@ -146,58 +164,107 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
     // 5 Connection: the DC's CA is not trusted yet; the certificate is shown; trusting the CA file fixes it.
     wait_text(&mut h, "FAIL:");
     assert!(has(&h, "SHA-256"), "{}", screen(&h));
-    assert!(has(&h, "not issued by a CA this machine trusts"), "{}", screen(&h));
+    assert!(
+        has(&h, "not issued by a CA this machine trusts"),
+        "{}",
+        screen(&h)
+    );
     assert!(h.get_by_label("Next").accesskit_node().is_disabled());
-    set(&mut h, "Trust this CA file (PEM, optional)", &bed.dc1.ca_file.display().to_string());
+    set(
+        &mut h,
+        "Trust this CA file (PEM, optional)",
+        &bed.dc1.ca_file.display().to_string(),
+    );
     wait_page_passes(&mut h, "Connection security");
     next(&mut h);
 
     // 6 Root User container: lower-case types are normalised as you type.
     set(&mut h, "Root User container", "ou=Staff;dc=example;dc=com");
-    assert!(has(&h, "Normalised: OU=Staff,DC=example,DC=com"), "{}", screen(&h));
+    assert!(
+        has(&h, "Normalised: OU=Staff,DC=example,DC=com"),
+        "{}",
+        screen(&h)
+    );
     assert!(has(&h, "Semicolon form: OU=Staff;DC=example;DC=com"));
     assert!(has(&h, "Changed:"));
     wait_page_passes(&mut h, "Root User container");
     next(&mut h);
 
     // 7 Service account
-    set(&mut h, "Service account", &format!("EXAMPLE\\{}", accounts::GOOD));
+    set(
+        &mut h,
+        "Service account",
+        &format!("EXAMPLE\\{}", accounts::GOOD),
+    );
     set(&mut h, "Password", testbed::SVC_PASSWORD);
     wait_page_passes(&mut h, "Service account");
-    assert!(!screen(&h).contains(testbed::SVC_PASSWORD), "the password is on screen");
+    assert!(
+        !screen(&h).contains(testbed::SVC_PASSWORD),
+        "the password is on screen"
+    );
     next(&mut h);
 
     // 8 Connect key
     set(&mut h, "Cloud URL", &cloud.url);
-    set(&mut h, "Cloud CA file (PEM, optional)", &cloud.ca.display().to_string());
+    set(
+        &mut h,
+        "Cloud CA file (PEM, optional)",
+        &cloud.ca.display().to_string(),
+    );
     set(&mut h, "Connect key", &key);
     assert!(has(&h, "Format and checksum are right"));
     wait_page_passes(&mut h, "Connect key");
-    assert!(!screen(&h).contains(&key), "the key is on screen while masked");
+    assert!(
+        !screen(&h).contains(&key),
+        "the key is on screen while masked"
+    );
     next(&mut h);
 
     // 9 Sync settings: defaults shown, then the group.
     assert!(has(&h, "Disable the AD account (default)"));
-    set(&mut h, "Sync group", "CN=Cloud Groups;OU=Staff;DC=example;DC=com");
+    set(
+        &mut h,
+        "Sync group",
+        "CN=Cloud Groups;OU=Staff;DC=example;DC=com",
+    );
     wait_page_passes(&mut h, "Sync settings");
     next(&mut h);
 
     // 10 Review: all 24 checks pass; export has no secret; the key was not used.
     assert!(heading(&h).contains("Step 10 of 10: Review"));
-    wait_for(&mut h, "the review checks", |h| settled(h) && has(h, "PASS:"));
+    wait_for(&mut h, "the review checks", |h| {
+        settled(h) && has(h, "PASS:")
+    });
     assert!(!has(&h, "FAIL:"), "{}", screen(&h));
-    assert_eq!(h.query_all_by_label_contains("PASS:").count(), 24, "{}", screen(&h));
-    assert!(h.get_by_label("Install").accesskit_node().is_disabled(), "install is not part of this build");
+    assert_eq!(
+        h.query_all_by_label_contains("PASS:").count(),
+        24,
+        "{}",
+        screen(&h)
+    );
+    assert!(
+        h.get_by_label("Install").accesskit_node().is_disabled(),
+        "install is not part of this build"
+    );
     let export = dir.join("exported.toml");
     set(&mut h, "Export to", &export.display().to_string());
     h.get_by_label("Export answers file").click_accesskit();
     wait_text(&mut h, "Exported to");
     let text = std::fs::read_to_string(&export).unwrap_or_else(|e| panic!("{e}"));
-    assert!(!text.contains(testbed::SVC_PASSWORD) && !text.contains(&key), "{text}");
-    assert!(text.contains("OU=Staff;DC=example;DC=com") && text.contains("AD_SYNC_PASSWORD"), "{text}");
+    assert!(
+        !text.contains(testbed::SVC_PASSWORD) && !text.contains(&key),
+        "{text}"
+    );
+    assert!(
+        text.contains("OU=Staff;DC=example;DC=com") && text.contains("AD_SYNC_PASSWORD"),
+        "{text}"
+    );
     let listed = cloud.admin_ok(&["key", "list"]);
     let tail = &key[key.len() - 4..];
-    let line = listed.lines().find(|l| l.contains(tail)).unwrap_or_default();
+    let line = listed
+        .lines()
+        .find(|l| l.contains(tail))
+        .unwrap_or_default();
     assert!(!line.contains("used"), "the wizard used the key up: {line}");
     // Nothing was installed: no config was written.
     assert!(!dir.join("agent.toml").exists());
@@ -222,20 +289,40 @@ impl Good {
         let bed = support::bed();
         let cloud = support::cloud::shared();
         match page {
-            "Destination folder" => set(h, "Destination folder", &self.dir.join("program").display().to_string()),
+            "Destination folder" => set(
+                h,
+                "Destination folder",
+                &self.dir.join("program").display().to_string(),
+            ),
             "Domain controller" => set(h, "Domain controller (FQDN)", testbed::DC1_HOST),
-            "Connection security" => set(h, "Trust this CA file (PEM, optional)", &bed.dc1.ca_file.display().to_string()),
+            "Connection security" => set(
+                h,
+                "Trust this CA file (PEM, optional)",
+                &bed.dc1.ca_file.display().to_string(),
+            ),
             "Root User container" => set(h, "Root User container", "OU=Staff;DC=example;DC=com"),
             "Service account" => {
-                set(h, "Service account", &format!("EXAMPLE\\{}", accounts::GOOD));
+                set(
+                    h,
+                    "Service account",
+                    &format!("EXAMPLE\\{}", accounts::GOOD),
+                );
                 set(h, "Password", testbed::SVC_PASSWORD);
             }
             "Connect key" => {
                 set(h, "Cloud URL", &cloud.url);
-                set(h, "Cloud CA file (PEM, optional)", &cloud.ca.display().to_string());
+                set(
+                    h,
+                    "Cloud CA file (PEM, optional)",
+                    &cloud.ca.display().to_string(),
+                );
                 set(h, "Connect key", &self.key);
             }
-            "Sync settings" => set(h, "Sync group", "CN=Cloud Groups;OU=Staff;DC=example;DC=com"),
+            "Sync settings" => set(
+                h,
+                "Sync group",
+                "CN=Cloud Groups;OU=Staff;DC=example;DC=com",
+            ),
             _ => {}
         }
     }
@@ -258,9 +345,13 @@ impl Good {
 
 fn fail_shown(h: &mut H, text: &str) {
     wait_for(h, &format!("a FAIL about `{text}`"), |h| {
-        settled(h) && h.query_all_by_label_contains("FAIL:").any(|n| {
-            n.accesskit_node().value().or_else(|| n.accesskit_node().label()).is_some_and(|t| t.contains(text))
-        })
+        settled(h)
+            && h.query_all_by_label_contains("FAIL:").any(|n| {
+                n.accesskit_node()
+                    .value()
+                    .or_else(|| n.accesskit_node().label())
+                    .is_some_and(|t| t.contains(text))
+            })
     });
     assert!(!next_enabled(h), "Next is enabled despite a failing check");
 }
@@ -278,7 +369,11 @@ fn root_dn_page_shows_a_bad_dn_and_another_domain_next_to_the_field() {
     fail_shown(&mut h, "is not in the DC's domain");
     // Fixed: the stale failure disappears with the next keystroke, then the check passes.
     set(&mut h, "Root User container", "OU=Staff;DC=example;DC=com");
-    assert!(!has(&h, "FAIL:"), "a stale result is shown for new input:\n{}", screen(&h));
+    assert!(
+        !has(&h, "FAIL:"),
+        "a stale result is shown for new input:\n{}",
+        screen(&h)
+    );
     assert!(has(&h, "Waiting to check") || has(&h, "Cancel check"));
     wait_page_passes(&mut h, "Root User container");
 }
@@ -288,10 +383,18 @@ fn account_page_refuses_a_wrong_password_and_a_privileged_account() {
     let good = Good::new("account");
     let mut h = good.wizard_at("Service account");
     assert!(has(&h, "Service account is empty"));
-    set(&mut h, "Service account", &format!("EXAMPLE\\{}", accounts::TYPO));
+    set(
+        &mut h,
+        "Service account",
+        &format!("EXAMPLE\\{}", accounts::TYPO),
+    );
     set(&mut h, "Password", "not-the-password-1");
     fail_shown(&mut h, "the user name or password is wrong");
-    set(&mut h, "Service account", &format!("EXAMPLE\\{}", accounts::DOMAIN_ADMIN));
+    set(
+        &mut h,
+        "Service account",
+        &format!("EXAMPLE\\{}", accounts::DOMAIN_ADMIN),
+    );
     set(&mut h, "Password", testbed::SVC_PASSWORD);
     fail_shown(&mut h, "Domain Admins");
     assert!(has(&h, "Fix:"));
@@ -304,14 +407,21 @@ fn connect_key_page_flags_a_typo_at_once_accepts_a_pasted_key_and_refuses_a_used
     let cloud = support::cloud::shared();
     let mut h = good.wizard_at("Connect key");
     set(&mut h, "Cloud URL", &cloud.url);
-    set(&mut h, "Cloud CA file (PEM, optional)", &cloud.ca.display().to_string());
+    set(
+        &mut h,
+        "Cloud CA file (PEM, optional)",
+        &cloud.ca.display().to_string(),
+    );
     // One character changed: refused on the page, before the cloud is asked.
     let mut typo: Vec<char> = good.key.chars().collect();
     let i = typo.len() - 6;
     typo[i] = if typo[i] == 'A' { 'B' } else { 'A' };
     set(&mut h, "Connect key", &typo.into_iter().collect::<String>());
     assert!(has(&h, "Connect key: "), "{}", screen(&h));
-    assert!(!has(&h, "reached"), "the cloud was asked about a key with a typo");
+    assert!(
+        !has(&h, "reached"),
+        "the cloud was asked about a key with a typo"
+    );
     assert!(!next_enabled(&h));
     // Pasted with spaces and a line break: fine.
     let pasted = format!(" {}\n{} ", &good.key[..10], &good.key[10..]);
@@ -326,8 +436,15 @@ fn connect_key_page_flags_a_typo_at_once_accepts_a_pasted_key_and_refuses_a_used
     let used = cloud.issue_key("DC=example,DC=com", None);
     let pair = ad_sync::cloud::sealed::generate_key_pair();
     let k = ad_sync::connect_key::ConnectKey::parse(&used).unwrap_or_else(|e| panic!("{e}"));
-    support::cloud::block_on(cloud.client().enroll(&k, "DC=example,DC=com", "other", "0.1.0", "linux", &pair.public_key))
-        .unwrap_or_else(|e| panic!("{e}"));
+    support::cloud::block_on(cloud.client().enroll(
+        &k,
+        "DC=example,DC=com",
+        "other",
+        "0.1.0",
+        "linux",
+        &pair.public_key,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
     set(&mut h, "Connect key", &used);
     fail_shown(&mut h, "the key was already used");
 }
@@ -336,9 +453,17 @@ fn connect_key_page_flags_a_typo_at_once_accepts_a_pasted_key_and_refuses_a_used
 fn sync_page_refuses_a_missing_group_and_a_distribution_group() {
     let good = Good::new("sync");
     let mut h = good.wizard_at("Sync settings");
-    set(&mut h, "Sync group", "CN=No Such Group;OU=Staff;DC=example;DC=com");
+    set(
+        &mut h,
+        "Sync group",
+        "CN=No Such Group;OU=Staff;DC=example;DC=com",
+    );
     fail_shown(&mut h, "does not exist");
-    set(&mut h, "Sync group", &testbed::GROUP_DISTRIBUTION.replace(',', ";"));
+    set(
+        &mut h,
+        "Sync group",
+        &testbed::GROUP_DISTRIBUTION.replace(',', ";"),
+    );
     fail_shown(&mut h, "distribution");
     // The policies: each explained, defaults marked.
     for text in [
@@ -376,7 +501,8 @@ fn installed(name: &str, password: Option<&str>) -> PathBuf {
         std::fs::create_dir_all(&secrets).unwrap_or_else(|e| panic!("{e}"));
         let file = secrets.join(ad_sync::secrets::SERVICE_ACCOUNT_PASSWORD);
         std::fs::write(&file, pw).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     config
 }
@@ -386,20 +512,34 @@ fn review_mode_revalidates_the_installed_config_without_a_connect_key() {
     let config = installed("review", Some(testbed::SVC_PASSWORD));
     let mut h = wizard(&config);
     h.step();
-    assert!(heading(&h).contains("Step 10 of 10: Review"), "{}", screen(&h));
+    assert!(
+        heading(&h).contains("Step 10 of 10: Review"),
+        "{}",
+        screen(&h)
+    );
     assert!(has(&h, "Upgrade: reviewing the configuration"));
     wait_text(&mut h, "(from root-only files in");
-    wait_for(&mut h, "the review checks", |h| settled(h) && has(h, "PASS:"));
+    wait_for(&mut h, "the review checks", |h| {
+        settled(h) && has(h, "PASS:")
+    });
     assert!(!has(&h, "FAIL:"), "{}", screen(&h));
     // Every check but the connect key's: the agent is enrolled already.
-    assert_eq!(h.query_all_by_label_contains("PASS:").count(), 21, "{}", screen(&h));
+    assert_eq!(
+        h.query_all_by_label_contains("PASS:").count(),
+        21,
+        "{}",
+        screen(&h)
+    );
     assert!(has(&h, "No connect key is checked"));
     // Into the pages to change a setting; the connect key page asks for no key.
     h.get_by_label("Change settings").click_accesskit();
     h.step();
     h.step();
-    assert!(heading(&h).contains("Destination folder"), "{}", heading(&h));
-    let good = Good { dir: config.parent().map(Path::to_path_buf).unwrap_or_default(), key: String::new() };
+    assert!(
+        heading(&h).contains("Destination folder"),
+        "{}",
+        heading(&h)
+    );
     loop {
         let title = heading(&h);
         if title.ends_with("Connect key") {
@@ -407,11 +547,18 @@ fn review_mode_revalidates_the_installed_config_without_a_connect_key() {
         }
         if title.ends_with("Service account") {
             // The same account is required on an upgrade.
-            set(&mut h, "Service account", &format!("EXAMPLE\\{}", accounts::EXPIRING));
+            set(
+                &mut h,
+                "Service account",
+                &format!("EXAMPLE\\{}", accounts::EXPIRING),
+            );
             fail_shown_local(&mut h, "is not the installed one");
-            set(&mut h, "Service account", &format!("{}@example.com", accounts::GOOD));
+            set(
+                &mut h,
+                "Service account",
+                &format!("{}@example.com", accounts::GOOD),
+            );
         }
-        let _ = &good;
         next(&mut h);
     }
     assert!(has(&h, "no connect key is needed"), "{}", screen(&h));
@@ -429,9 +576,15 @@ fn review_mode_asks_for_the_password_when_the_store_cannot_be_read() {
     let config = installed("review-nostore", None);
     let mut h = wizard(&config);
     wait_text(&mut h, "The stored password could not be read");
-    assert!(has(&h, "the service account's password is needed"), "{}", screen(&h));
+    assert!(
+        has(&h, "the service account's password is needed"),
+        "{}",
+        screen(&h)
+    );
     set(&mut h, "Password", testbed::SVC_PASSWORD);
-    wait_for(&mut h, "the review checks", |h| settled(h) && has(h, "PASS:"));
+    wait_for(&mut h, "the review checks", |h| {
+        settled(h) && has(h, "PASS:")
+    });
     assert!(!has(&h, "FAIL:"), "{}", screen(&h));
 }
 
@@ -440,7 +593,9 @@ fn threads_named(name: &str) -> usize {
     std::fs::read_dir("/proc/self/task")
         .map(|d| {
             d.filter_map(|e| e.ok())
-                .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name))
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name)
+                })
                 .count()
         })
         .unwrap_or(0)
@@ -451,7 +606,10 @@ fn ui_keeps_drawing_and_cancel_works_while_a_check_waits_on_a_server_that_never_
     use std::io::Read;
     // Accepts connections and never says a word.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
     let held = Arc::new(std::sync::Mutex::new(Vec::<std::net::TcpStream>::new()));
     let keep = Arc::clone(&held);
     std::thread::spawn(move || {
@@ -467,22 +625,32 @@ fn ui_keeps_drawing_and_cancel_works_while_a_check_waits_on_a_server_that_never_
     let mut h = good.wizard_at("Connection security");
     good.fill(&mut h, "Connection security");
     set(&mut h, "Port (empty for the default)", &port.to_string());
-    wait_for(&mut h, "the check to connect to the silent server", |h| has(h, "Cancel check") && accepted(1));
+    wait_for(&mut h, "the check to connect to the silent server", |h| {
+        has(h, "Cancel check") && accepted(1)
+    });
     // The check is in flight, and frames keep coming: each step is a full frame.
     for _ in 0..60 {
         h.step();
     }
-    assert!(has(&h, "Cancel check"), "the check finished against a silent server?\n{}", screen(&h));
+    assert!(
+        has(&h, "Cancel check"),
+        "the check finished against a silent server?\n{}",
+        screen(&h)
+    );
     h.get_by_label("Cancel check").click();
     h.step();
     h.step();
     assert!(has(&h, "Check cancelled."), "{}", screen(&h));
     assert!(!next_enabled(&h));
     // Every connection the check opened is closed by the client.
-    let streams: Vec<std::net::TcpStream> = held.lock().map(|mut v| v.drain(..).collect()).unwrap_or_default();
+    let streams: Vec<std::net::TcpStream> = held
+        .lock()
+        .map(|mut v| v.drain(..).collect())
+        .unwrap_or_default();
     assert!(!streams.is_empty());
     for mut s in streams {
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap_or_else(|e| panic!("{e}"));
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut buf = [0u8; 512];
         // A TLS ClientHello may have been sent before the cancel; read until the end.
         let closed = loop {
@@ -498,14 +666,24 @@ fn ui_keeps_drawing_and_cancel_works_while_a_check_waits_on_a_server_that_never_
 
     // Again, and this time the window closes mid-check: no thread, no connection left behind.
     h.get_by_label("Retry check").click();
-    wait_for(&mut h, "the retried check to connect", |h| has(h, "Cancel check") && accepted(1));
+    wait_for(&mut h, "the retried check to connect", |h| {
+        has(h, "Cancel check") && accepted(1)
+    });
     let name = h.state().state().validator.thread_name().to_string();
     assert!(threads_named(&name) > 0, "no checker thread named {name}");
     drop(h);
-    assert_eq!(threads_named(&name), 0, "checker threads outlived the window");
-    let streams: Vec<std::net::TcpStream> = held.lock().map(|mut v| v.drain(..).collect()).unwrap_or_default();
+    assert_eq!(
+        threads_named(&name),
+        0,
+        "checker threads outlived the window"
+    );
+    let streams: Vec<std::net::TcpStream> = held
+        .lock()
+        .map(|mut v| v.drain(..).collect())
+        .unwrap_or_default();
     for mut s in streams {
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap_or_else(|e| panic!("{e}"));
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut buf = [0u8; 512];
         let closed = loop {
             match s.read(&mut buf) {
@@ -527,7 +705,11 @@ fn enter_is_next_and_escape_asks_before_leaving() {
     h.key_press(egui::Key::Enter);
     h.step();
     h.step();
-    assert!(heading(&h).contains("Destination folder"), "{}", heading(&h));
+    assert!(
+        heading(&h).contains("Destination folder"),
+        "{}",
+        heading(&h)
+    );
     h.key_press(egui::Key::Escape);
     h.step();
     h.step();
@@ -590,11 +772,20 @@ impl ad_sync::wizard::backend::Backend for Fixed {
                 Scope::All => true,
                 Scope::Cloud => ids::CLOUD.contains(id),
                 Scope::Directory => !ids::CLOUD.contains(id),
-                Scope::Connection => id.starts_with("dc.") || id.starts_with("ldap.") && **id != ids::LDAP_BIND || **id == ids::ROOT_DN_DOMAIN_MATCHES,
+                Scope::Connection => {
+                    id.starts_with("dc.")
+                        || id.starts_with("ldap.") && **id != ids::LDAP_BIND
+                        || **id == ids::ROOT_DN_DOMAIN_MATCHES
+                }
             })
             .map(|id| CheckResult::pass(id, Fixed::summary(id), ""))
             .collect();
-        Box::pin(async move { Report { checks, stats: Default::default() } })
+        Box::pin(async move {
+            Report {
+                checks,
+                stats: Default::default(),
+            }
+        })
     }
 
     fn certificate(
@@ -603,7 +794,8 @@ impl ad_sync::wizard::backend::Backend for Fixed {
         _port: u16,
         _starttls: bool,
         _timeout: Duration,
-    ) -> ad_sync::wizard::backend::BoxFuture<Result<ad_sync::directory::cert::CertInfo, String>> {
+    ) -> ad_sync::wizard::backend::BoxFuture<Result<ad_sync::directory::cert::CertInfo, String>>
+    {
         Box::pin(async {
             Ok(ad_sync::directory::cert::CertInfo {
                 subject: "CN=dc1.example.com".into(),
@@ -623,11 +815,16 @@ impl ad_sync::wizard::backend::Backend for Fixed {
         &self,
         _domain: String,
         _timeout: Duration,
-    ) -> ad_sync::wizard::backend::BoxFuture<Result<Vec<ad_sync::directory::discover::DcCandidate>, String>> {
+    ) -> ad_sync::wizard::backend::BoxFuture<
+        Result<Vec<ad_sync::directory::discover::DcCandidate>, String>,
+    > {
         Box::pin(async { Err("not asked in the snapshots".to_string()) })
     }
 
-    fn folder(&self, dir: PathBuf) -> ad_sync::wizard::backend::BoxFuture<ad_sync::preflight::CheckResult> {
+    fn folder(
+        &self,
+        dir: PathBuf,
+    ) -> ad_sync::wizard::backend::BoxFuture<ad_sync::preflight::CheckResult> {
         Box::pin(async move {
             ad_sync::preflight::CheckResult::pass(
                 ad_sync::wizard::checks::INSTALL_FOLDER,
@@ -637,7 +834,10 @@ impl ad_sync::wizard::backend::Backend for Fixed {
         })
     }
 
-    fn stored_password(&self, _config: PathBuf) -> ad_sync::wizard::backend::BoxFuture<Result<ad_sync::secret::Secret, String>> {
+    fn stored_password(
+        &self,
+        _config: PathBuf,
+    ) -> ad_sync::wizard::backend::BoxFuture<Result<ad_sync::secret::Secret, String>> {
         Box::pin(async { Err("no store in the snapshots".to_string()) })
     }
 }
@@ -653,7 +853,7 @@ fn fixed_wizard(ppp: f32) -> H {
                 backend: Arc::new(Fixed),
                 elevated: false,
                 debounce: Duration::from_millis(1),
-                bench: false,
+                bench: None,
             };
             WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
         })
@@ -667,15 +867,36 @@ fn snapshot_of_every_page() {
         ("01-welcome", &[]),
         ("02-folder", &[("Destination folder", "/opt/ad-sync")]),
         ("03-server-type", &[]),
-        ("04-domain-controller", &[("Domain controller (FQDN)", "dc1.example.com")]),
+        (
+            "04-domain-controller",
+            &[("Domain controller (FQDN)", "dc1.example.com")],
+        ),
         ("05-connection", &[]),
-        ("06-root-dn", &[("Root User container", "ou=Staff;dc=example;dc=com")]),
-        ("07-account", &[("Service account", "svc-sync@example.com"), ("Password", "not-a-real-password")]),
+        (
+            "06-root-dn",
+            &[("Root User container", "ou=Staff;dc=example;dc=com")],
+        ),
+        (
+            "07-account",
+            &[
+                ("Service account", "svc-sync@example.com"),
+                ("Password", "not-a-real-password"),
+            ],
+        ),
         (
             "08-connect-key",
-            &[("Cloud URL", "https://cloud.example.com"), ("Connect key", "ADS1-1X07-XTM7-9ZBT-WJ6C-A644-2CXQ-MY1K-0W9C")],
+            &[
+                ("Cloud URL", "https://cloud.example.com"),
+                (
+                    "Connect key",
+                    "ADS1-1X07-XTM7-9ZBT-WJ6C-A644-2CXQ-MY1K-0W9C",
+                ),
+            ],
         ),
-        ("09-sync", &[("Sync group", "CN=Cloud Groups;OU=Staff;DC=example;DC=com")]),
+        (
+            "09-sync",
+            &[("Sync group", "CN=Cloud Groups;OU=Staff;DC=example;DC=com")],
+        ),
         ("10-review", &[]),
     ];
     for (name, fields) in values {
@@ -685,7 +906,7 @@ fn snapshot_of_every_page() {
         // Two settled frames: the fixed backend answers on its own thread.
         wait_for(&mut h, "the page to settle", settled);
         h.run_steps(3);
-        h.snapshot(&format!("wizard/{name}"));
+        h.snapshot(format!("wizard/{name}"));
         if name != "10-review" {
             next(&mut h);
         }

@@ -90,9 +90,13 @@ pub enum Command {
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         None => {
-            let config = cli.config.unwrap_or_else(crate::wizard::default_config_path);
+            let config = cli
+                .config
+                .unwrap_or_else(crate::wizard::default_config_path);
             let mut options = crate::wizard::Options::live(config);
-            options.bench = std::env::var_os("AD_SYNC_WIZARD_BENCH").is_some();
+            options.bench = std::env::var("AD_SYNC_WIZARD_BENCH")
+                .ok()
+                .and_then(|v| v.parse().ok());
             match crate::wizard::run(options) {
                 Ok(()) => EXIT_OK,
                 Err(e) => {

@@ -12,7 +12,10 @@ pub struct DcCandidate {
 }
 
 /// The DCs DNS names for `domain`; `Err` says in words why none could be listed.
-pub async fn domain_controllers(domain: &str, timeout: Duration) -> Result<Vec<DcCandidate>, String> {
+pub async fn domain_controllers(
+    domain: &str,
+    timeout: Duration,
+) -> Result<Vec<DcCandidate>, String> {
     use hickory_resolver::TokioResolver;
     use hickory_resolver::proto::rr::RData;
 
@@ -32,7 +35,12 @@ pub async fn domain_controllers(domain: &str, timeout: Duration) -> Result<Vec<D
     let name = format!("_ldap._tcp.dc._msdcs.{domain}.");
     let lookup = tokio::time::timeout(timeout * 2, resolver.srv_lookup(name.as_str()))
         .await
-        .map_err(|_| format!("DNS did not answer for {name} within {} s", timeout.as_secs() * 2))?
+        .map_err(|_| {
+            format!(
+                "DNS did not answer for {name} within {} s",
+                timeout.as_secs() * 2
+            )
+        })?
         .map_err(|e| format!("DNS has no domain controllers for {domain} ({name}): {e}"))?;
     let mut found: Vec<DcCandidate> = lookup
         .answers()
@@ -48,10 +56,17 @@ pub async fn domain_controllers(domain: &str, timeout: Duration) -> Result<Vec<D
         })
         .filter(|c| !c.host.is_empty())
         .collect();
-    found.sort_by(|a, b| a.priority.cmp(&b.priority).then(b.weight.cmp(&a.weight)).then(a.host.cmp(&b.host)));
+    found.sort_by(|a, b| {
+        a.priority
+            .cmp(&b.priority)
+            .then(b.weight.cmp(&a.weight))
+            .then(a.host.cmp(&b.host))
+    });
     found.dedup_by(|a, b| a.host.eq_ignore_ascii_case(&b.host));
     if found.is_empty() {
-        return Err(format!("DNS lists no domain controllers for {domain} ({name})"));
+        return Err(format!(
+            "DNS lists no domain controllers for {domain} ({name})"
+        ));
     }
     Ok(found)
 }

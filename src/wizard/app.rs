@@ -20,8 +20,9 @@ pub struct Options {
     pub backend: Arc<dyn Backend>,
     pub elevated: bool,
     pub debounce: Duration,
-    /// Print the time to the first frame and frame times on stdout (the wizard bench).
-    pub bench: bool,
+    /// The wizard bench: print the time to the first frame on stdout, then close after this
+    /// many frames drawn while a check is in flight and print their times.
+    pub bench: Option<u32>,
 }
 
 impl Options {
@@ -31,7 +32,7 @@ impl Options {
             backend: Arc::new(Live),
             elevated: super::elevated(),
             debounce: Duration::from_millis(400),
-            bench: false,
+            bench: None,
         }
     }
 }
@@ -124,7 +125,11 @@ impl State {
                 self.picker_rx = Some(rx);
                 self.picker_note = None;
             }
-            Err(e) => self.picker_note = Some(format!("The file dialog could not open ({e}); type the path instead.")),
+            Err(e) => {
+                self.picker_note = Some(format!(
+                    "The file dialog could not open ({e}); type the path instead."
+                ))
+            }
         }
     }
 
@@ -178,7 +183,9 @@ impl State {
                     )
                 }
                 Outcome::Password(Err(e)) => PasswordSource::StoreFailed(e),
-                Outcome::TimedOut(_) => PasswordSource::StoreFailed("reading the secret store timed out".into()),
+                Outcome::TimedOut(_) => {
+                    PasswordSource::StoreFailed("reading the secret store timed out".into())
+                }
                 _ => PasswordSource::StoreFailed("the secret store was not read".into()),
             };
         }
@@ -220,18 +227,26 @@ fn write_atomically(path: &std::path::Path, text: &str) -> Result<String, String
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| format!("Export to `{shown}`: the folder cannot be written ({e}); choose another folder"))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| {
+        format!("Export to `{shown}`: the folder cannot be written ({e}); choose another folder")
+    })?;
     tmp.write_all(text.as_bytes())
         .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| format!("Export to `{shown}`: writing failed ({e}); check the disk and retry"))?;
-    tmp.persist(path)
-        .map_err(|e| format!("Export to `{shown}`: cannot replace the file ({}); choose another name", e.error))?;
+        .map_err(|e| {
+            format!("Export to `{shown}`: writing failed ({e}); check the disk and retry")
+        })?;
+    tmp.persist(path).map_err(|e| {
+        format!(
+            "Export to `{shown}`: cannot replace the file ({}); choose another name",
+            e.error
+        )
+    })?;
     Ok(format!("Exported to {shown} (no secrets in it)"))
 }
 
 /// Frame timings for the bench: the first frame, then frame times while a check runs.
 struct FrameStats {
+    frames: u32,
     started: Instant,
     first_done: bool,
     last: Option<Instant>,
@@ -256,7 +271,10 @@ impl WizardApp {
             _ => (Form::default(), Page::Welcome),
         };
         let password_source = if matches!(existing, Existing::Installed(_)) {
-            validator.request(Slot::StoredPassword, Job::StoredPassword(options.config_path.clone()));
+            validator.request(
+                Slot::StoredPassword,
+                Job::StoredPassword(options.config_path.clone()),
+            );
             PasswordSource::Reading
         } else {
             PasswordSource::Typed
@@ -283,7 +301,8 @@ impl WizardApp {
                 picker_note: None,
             },
             confirm_cancel: false,
-            stats: options.bench.then(|| FrameStats {
+            stats: options.bench.map(|frames| FrameStats {
+                frames,
                 started: Instant::now(),
                 first_done: false,
                 last: None,
@@ -310,28 +329,49 @@ impl WizardApp {
         let header_h = 56.0;
         let footer_h = 52.0;
         let steps_w = 190.0;
-        let header = egui::Rect::from_min_max(full.min, egui::pos2(full.max.x, full.min.y + header_h));
-        let footer = egui::Rect::from_min_max(egui::pos2(full.min.x, full.max.y - footer_h), full.max);
+        let header =
+            egui::Rect::from_min_max(full.min, egui::pos2(full.max.x, full.min.y + header_h));
+        let footer =
+            egui::Rect::from_min_max(egui::pos2(full.min.x, full.max.y - footer_h), full.max);
         let steps = egui::Rect::from_min_max(
             egui::pos2(full.min.x, header.max.y),
             egui::pos2(full.min.x + steps_w, footer.min.y),
         );
-        let body = egui::Rect::from_min_max(egui::pos2(steps.max.x, header.max.y), egui::pos2(full.max.x, footer.min.y));
+        let body = egui::Rect::from_min_max(
+            egui::pos2(steps.max.x, header.max.y),
+            egui::pos2(full.max.x, footer.min.y),
+        );
 
         ui.painter().rect_filled(full, 0.0, ui.visuals().panel_fill);
-        ui.painter().rect_filled(header, 0.0, ui.visuals().faint_bg_color);
-        ui.painter().rect_filled(steps, 0.0, ui.visuals().extreme_bg_color);
-        ui.painter().rect_filled(footer, 0.0, ui.visuals().faint_bg_color);
+        ui.painter()
+            .rect_filled(header, 0.0, ui.visuals().faint_bg_color);
+        ui.painter()
+            .rect_filled(steps, 0.0, ui.visuals().extreme_bg_color);
+        ui.painter()
+            .rect_filled(footer, 0.0, ui.visuals().faint_bg_color);
 
-        ui.scope_builder(UiBuilder::new().max_rect(header.shrink2(egui::vec2(16.0, 8.0))), |ui| {
-            ui.heading(format!("Step {} of {}: {}", s.page.index() + 1, Page::ALL.len(), s.page.title()));
-            let mode = match &s.existing {
-                Existing::Installed(_) => format!("Upgrade: reviewing the configuration in {}", s.config_path.display()),
-                Existing::Unreadable(_) => "Fresh setup (the existing configuration cannot be read)".to_string(),
-                Existing::None => "Fresh setup of the ad-sync agent".to_string(),
-            };
-            ui.label(RichText::new(mode).weak());
-        });
+        ui.scope_builder(
+            UiBuilder::new().max_rect(header.shrink2(egui::vec2(16.0, 8.0))),
+            |ui| {
+                ui.heading(format!(
+                    "Step {} of {}: {}",
+                    s.page.index() + 1,
+                    Page::ALL.len(),
+                    s.page.title()
+                ));
+                let mode = match &s.existing {
+                    Existing::Installed(_) => format!(
+                        "Upgrade: reviewing the configuration in {}",
+                        s.config_path.display()
+                    ),
+                    Existing::Unreadable(_) => {
+                        "Fresh setup (the existing configuration cannot be read)".to_string()
+                    }
+                    Existing::None => "Fresh setup of the ad-sync agent".to_string(),
+                };
+                ui.label(RichText::new(mode).weak());
+            },
+        );
 
         ui.scope_builder(UiBuilder::new().max_rect(steps.shrink(12.0)), |ui| {
             for p in Page::ALL {
@@ -348,15 +388,18 @@ impl WizardApp {
 
         let modal_open = self.confirm_cancel;
         let gate = ui
-            .scope_builder(UiBuilder::new().max_rect(body.shrink2(egui::vec2(16.0, 10.0))), |ui| {
-                egui::ScrollArea::vertical()
-                    .id_salt(("page", s.page.index()))
-                    .auto_shrink([false, false])
-                    .show(ui, |ui| {
-                        ui.add_enabled_ui(!modal_open, |ui| s.page.ui(s, ui)).inner
-                    })
-                    .inner
-            })
+            .scope_builder(
+                UiBuilder::new().max_rect(body.shrink2(egui::vec2(16.0, 10.0))),
+                |ui| {
+                    egui::ScrollArea::vertical()
+                        .id_salt(("page", s.page.index()))
+                        .auto_shrink([false, false])
+                        .show(ui, |ui| {
+                            ui.add_enabled_ui(!modal_open, |ui| s.page.ui(s, ui)).inner
+                        })
+                        .inner
+                },
+            )
             .inner;
 
         let mut go: Option<Page> = None;
@@ -433,15 +476,22 @@ impl WizardApp {
         let now = Instant::now();
         if !st.first_done {
             st.first_done = true;
-            println!("first-frame-ms {:.1}", st.started.elapsed().as_secs_f64() * 1000.0);
+            println!(
+                "first-frame-ms {:.1}",
+                st.started.elapsed().as_secs_f64() * 1000.0
+            );
         }
         if self.state.validator.busy() {
             if let Some(last) = st.last {
-                st.gaps.push(now.duration_since(last).as_secs_f32() * 1000.0);
+                st.gaps
+                    .push(now.duration_since(last).as_secs_f32() * 1000.0);
             }
             ui.ctx().request_repaint();
         }
         st.last = Some(now);
+        if st.gaps.len() as u32 >= st.frames {
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+        }
     }
 
     /// Per-frame CPU time as eframe measures it (bench only).
@@ -461,10 +511,22 @@ impl Drop for WizardApp {
             let pct = |v: &[f32], q: f64| -> f32 {
                 let mut v = v.to_vec();
                 v.sort_by(f32::total_cmp);
-                v.get(((v.len() as f64 - 1.0) * q).round().max(0.0) as usize).copied().unwrap_or(f32::NAN)
+                v.get(((v.len() as f64 - 1.0) * q).round().max(0.0) as usize)
+                    .copied()
+                    .unwrap_or(f32::NAN)
             };
+            let peak_kib = std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|t| {
+                    t.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                        l.split_whitespace()
+                            .nth(1)
+                            .and_then(|v| v.parse::<u64>().ok())
+                    })
+                })
+                .unwrap_or(0);
             println!(
-                "frames-in-flight {} cpu-p50-ms {:.2} cpu-p99-ms {:.2} interval-p50-ms {:.2} interval-p99-ms {:.2}",
+                "peak-rss-kib {peak_kib} frames-in-flight {} cpu-p50-ms {:.2} cpu-p99-ms {:.2} interval-p50-ms {:.2} interval-p99-ms {:.2}",
                 st.cpu.len(),
                 pct(&st.cpu, 0.5),
                 pct(&st.cpu, 0.99),

@@ -19,10 +19,19 @@ pub trait Backend: Send + Sync + 'static {
     /// The preflight checks of `scope` for these answers.
     fn preflight(&self, answers: Answers, scope: Scope) -> BoxFuture<Report>;
     /// The certificate the DC presents (read without verifying it, for display).
-    fn certificate(&self, host: String, port: u16, starttls: bool, timeout: Duration)
-    -> BoxFuture<Result<CertInfo, String>>;
+    fn certificate(
+        &self,
+        host: String,
+        port: u16,
+        starttls: bool,
+        timeout: Duration,
+    ) -> BoxFuture<Result<CertInfo, String>>;
     /// The domain controllers DNS SRV lists for a domain.
-    fn discover(&self, domain: String, timeout: Duration) -> BoxFuture<Result<Vec<DcCandidate>, String>>;
+    fn discover(
+        &self,
+        domain: String,
+        timeout: Duration,
+    ) -> BoxFuture<Result<Vec<DcCandidate>, String>>;
     /// Whether the destination folder can be used (`install.folder`).
     fn folder(&self, dir: PathBuf) -> BoxFuture<CheckResult>;
     /// The service account's password from the installed secret store.
@@ -45,19 +54,24 @@ impl Backend for Live {
         timeout: Duration,
     ) -> BoxFuture<Result<CertInfo, String>> {
         Box::pin(async move {
-            let addr = tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
-                .await
-                .map_err(|_| format!("{host} did not resolve within {} s", timeout.as_secs()))?
-                .map_err(|e| format!("{host} does not resolve: {e}"))?
-                .next()
-                .ok_or_else(|| format!("{host} has no address"))?;
+            let addr =
+                tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
+                    .await
+                    .map_err(|_| format!("{host} did not resolve within {} s", timeout.as_secs()))?
+                    .map_err(|e| format!("{host} does not resolve: {e}"))?
+                    .next()
+                    .ok_or_else(|| format!("{host} has no address"))?;
             cert::fetch_certificate(addr, &host, starttls, timeout)
                 .await
                 .ok_or_else(|| format!("{host}:{port} presented no certificate that could be read"))
         })
     }
 
-    fn discover(&self, domain: String, timeout: Duration) -> BoxFuture<Result<Vec<DcCandidate>, String>> {
+    fn discover(
+        &self,
+        domain: String,
+        timeout: Duration,
+    ) -> BoxFuture<Result<Vec<DcCandidate>, String>> {
         Box::pin(async move { discover::domain_controllers(&domain, timeout).await })
     }
 
@@ -66,7 +80,12 @@ impl Backend for Live {
             tokio::task::spawn_blocking(move || super::checks::folder(&dir))
                 .await
                 .unwrap_or_else(|e| {
-                    CheckResult::fail(super::checks::INSTALL_FOLDER, format!("the folder check stopped: {e}"), "", "Retry.")
+                    CheckResult::fail(
+                        super::checks::INSTALL_FOLDER,
+                        format!("the folder check stopped: {e}"),
+                        "",
+                        "Retry.",
+                    )
                 })
         })
     }

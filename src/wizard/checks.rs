@@ -54,14 +54,26 @@ pub fn folder(dir: &Path) -> CheckResult {
             if entries.is_empty() || ours {
                 CheckResult::pass(
                     INSTALL_FOLDER,
-                    format!("`{shown}` exists{}", if entries.is_empty() { " and is empty" } else { " and holds ad-sync (it is updated in place)" }),
+                    format!(
+                        "`{shown}` exists{}",
+                        if entries.is_empty() {
+                            " and is empty"
+                        } else {
+                            " and holds ad-sync (it is updated in place)"
+                        }
+                    ),
                     "",
                 )
             } else {
                 CheckResult::warn(
                     INSTALL_FOLDER,
                     format!("`{shown}` already holds {} other file(s)", entries.len()),
-                    entries.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+                    entries
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     "They are kept; ad-sync's files are added beside them. Prefer an empty folder of its own.",
                 )
             }
@@ -80,7 +92,11 @@ pub fn folder(dir: &Path) -> CheckResult {
 
 /// On an upgrade the agent keeps its service account: `typed` must name `installed`.
 pub fn account_unchanged(installed: &str, typed: &str) -> CheckResult {
-    let user = |s: &str| AccountName::parse(s).ok().map(|a| a.user().to_ascii_lowercase());
+    let user = |s: &str| {
+        AccountName::parse(s)
+            .ok()
+            .map(|a| a.user().to_ascii_lowercase())
+    };
     match (user(installed), user(typed)) {
         (Some(a), Some(b)) if a == b => CheckResult::pass(
             ACCOUNT_UNCHANGED,
@@ -91,7 +107,9 @@ pub fn account_unchanged(installed: &str, typed: &str) -> CheckResult {
             ACCOUNT_UNCHANGED,
             format!("Service account `{typed}` is not the installed one (`{installed}`)"),
             "",
-            format!("An upgrade keeps the service account: type `{installed}`. To change it, uninstall (ad-sync-setup uninstall --keep-config) and set up again."),
+            format!(
+                "An upgrade keeps the service account: type `{installed}`. To change it, uninstall (ad-sync-setup uninstall --keep-config) and set up again."
+            ),
         ),
     }
 }
@@ -116,7 +134,13 @@ mod tests {
 
     #[test]
     fn the_same_account_in_another_spelling_is_unchanged() {
-        assert_eq!(account_unchanged(r"EXAMPLE\svc-sync", "svc-sync@example.com").status, Status::Pass);
-        assert_eq!(account_unchanged(r"EXAMPLE\svc-sync", r"EXAMPLE\other").status, Status::Fail);
+        assert_eq!(
+            account_unchanged(r"EXAMPLE\svc-sync", "svc-sync@example.com").status,
+            Status::Pass
+        );
+        assert_eq!(
+            account_unchanged(r"EXAMPLE\svc-sync", r"EXAMPLE\other").status,
+            Status::Fail
+        );
     }
 }

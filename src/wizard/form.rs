@@ -157,8 +157,8 @@ impl Form {
     /// The answers these fields describe, secrets included (for the checks, never written).
     pub fn to_answers(&self) -> Answers {
         let password = (!self.password.is_empty()).then(|| Secret::new(self.password.as_str()));
-        let key = (!self.connect_key.trim().is_empty())
-            .then(|| Secret::new(self.connect_key.as_str()));
+        let key =
+            (!self.connect_key.trim().is_empty()).then(|| Secret::new(self.connect_key.as_str()));
         self.build(password, None, key, None)
     }
 
@@ -198,15 +198,17 @@ impl Form {
         let member = self.server_type == ServerType::Member;
         let cloud_url = opt_text(&self.cloud_url);
         let cloud_ca = opt_path(&self.cloud_ca_file);
-        let cloud = (cloud_url.is_some() || cloud_ca.is_some() || key.is_some() || key_env.is_some())
-            .then(|| answers::Cloud {
-                url: cloud_url,
-                ca_file: cloud_ca,
-                connect_key: key,
-                connect_key_file: None,
-                connect_key_env: key_env,
-                timeout_seconds: self.cloud_timeout_seconds,
-            });
+        let cloud =
+            (cloud_url.is_some() || cloud_ca.is_some() || key.is_some() || key_env.is_some()).then(
+                || answers::Cloud {
+                    url: cloud_url,
+                    ca_file: cloud_ca,
+                    connect_key: key,
+                    connect_key_file: None,
+                    connect_key_env: key_env,
+                    timeout_seconds: self.cloud_timeout_seconds,
+                },
+            );
         Answers {
             version: answers::SUPPORTED_VERSION,
             server: answers::Server {
@@ -278,9 +280,14 @@ mod tests {
         assert!(!text.contains("ADS1-KEY-distinct"), "{text}");
         assert!(!format!("{form:?}").contains("Pa55"));
         let back = Answers::parse(&text, PathBuf::from(".")).expect("exported answers parse");
-        assert_eq!(back.service_account.password_env.as_deref(), Some(PASSWORD_ENV));
         assert_eq!(
-            back.cloud.as_ref().and_then(|c| c.connect_key_env.as_deref()),
+            back.service_account.password_env.as_deref(),
+            Some(PASSWORD_ENV)
+        );
+        assert_eq!(
+            back.cloud
+                .as_ref()
+                .and_then(|c| c.connect_key_env.as_deref()),
             Some(CONNECT_KEY_ENV)
         );
         let again = Form::from_config(&back);

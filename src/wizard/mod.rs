@@ -21,7 +21,8 @@ use std::path::PathBuf;
 /// Where the installed config lives.
 pub fn default_config_path() -> PathBuf {
     if cfg!(windows) {
-        let base = std::env::var_os("ProgramData").map_or_else(|| PathBuf::from(r"C:\ProgramData"), PathBuf::from);
+        let base = std::env::var_os("ProgramData")
+            .map_or_else(|| PathBuf::from(r"C:\ProgramData"), PathBuf::from);
         base.join("ad-sync").join("agent.toml")
     } else {
         PathBuf::from("/etc/ad-sync/agent.toml")

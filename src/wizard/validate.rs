@@ -78,7 +78,10 @@ impl Job {
         match self {
             Job::Preflight { answers, .. } => {
                 let ldap = u64::from(answers.ldap.timeout_seconds);
-                let cloud = answers.cloud.as_ref().map_or(0, |c| u64::from(c.timeout_seconds));
+                let cloud = answers
+                    .cloud
+                    .as_ref()
+                    .map_or(0, |c| u64::from(c.timeout_seconds));
                 Duration::from_secs((ldap.max(cloud) * 6).max(10))
             }
             Job::Discover { .. } => Duration::from_secs(12),
@@ -127,8 +130,15 @@ impl Job {
 }
 
 enum Phase {
-    Debouncing { due: Instant, job: Job },
-    Running { run: u64, started: Instant, abort: tokio::task::AbortHandle },
+    Debouncing {
+        due: Instant,
+        job: Job,
+    },
+    Running {
+        run: u64,
+        started: Instant,
+        abort: tokio::task::AbortHandle,
+    },
     Done(Outcome),
 }
 
@@ -141,7 +151,10 @@ struct SlotState {
 pub enum View<'a> {
     /// Inputs changed; the check starts when typing stops.
     Waiting,
-    Running { elapsed: Duration, limit: Duration },
+    Running {
+        elapsed: Duration,
+        limit: Duration,
+    },
     Done(&'a Outcome),
 }
 
@@ -238,7 +251,10 @@ impl Validator {
     /// The state of `slot` for `job`'s inputs; starts or schedules the job when they changed.
     pub fn request(&mut self, slot: Slot, job: Job) -> View<'_> {
         let fingerprint = job.fingerprint(&self.salt);
-        let same = self.slots.get(&slot).is_some_and(|s| s.fingerprint == fingerprint);
+        let same = self
+            .slots
+            .get(&slot)
+            .is_some_and(|s| s.fingerprint == fingerprint);
         if !same {
             match self.slots.remove(&slot) {
                 // Inputs changed under a result or a running check: drop it, wait for typing to stop.
@@ -277,7 +293,10 @@ impl Validator {
     /// Takes a finished outcome out of `slot` (for a result that must not stay here, like a
     /// password read from the store).
     pub fn take_done(&mut self, slot: Slot) -> Option<Outcome> {
-        if !matches!(self.slots.get(&slot).map(|s| &s.phase), Some(Phase::Done(_))) {
+        if !matches!(
+            self.slots.get(&slot).map(|s| &s.phase),
+            Some(Phase::Done(_))
+        ) {
             return None;
         }
         match self.slots.remove(&slot).map(|s| s.phase) {

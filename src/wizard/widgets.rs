@@ -122,7 +122,10 @@ pub fn report_lines(
     acks: &mut HashSet<String>,
 ) -> Gate {
     let mut gate = Gate::Ready;
-    for c in checks.iter().filter(|c| context.contains(&c.id) && c.status == Status::Fail) {
+    for c in checks
+        .iter()
+        .filter(|c| context.contains(&c.id) && c.status == Status::Fail)
+    {
         check_line(ui, c);
         gate = gate.and(Gate::Blocked(format!("{} failed", c.id)));
     }
@@ -135,7 +138,9 @@ pub fn report_lines(
         match c.status {
             Status::Pass => {}
             Status::Fail => gate = gate.and(Gate::Blocked(format!("{id} failed"))),
-            Status::Skip => gate = gate.and(Gate::Blocked(format!("{id} did not run: {}", c.summary))),
+            Status::Skip => {
+                gate = gate.and(Gate::Blocked(format!("{id} did not run: {}", c.summary)))
+            }
             Status::Warn => {
                 let key = ack_key(c);
                 let mut acked = acks.contains(&key);
@@ -190,7 +195,8 @@ pub fn check_view(
                 }
             });
             // Redraw each second so the elapsed time moves even when nothing else happens.
-            ui.ctx().request_repaint_after(std::time::Duration::from_millis(250));
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_millis(250));
             Gate::Blocked(format!("{what} is being checked"))
         }
         View::Done(Outcome::Cancelled) => {
@@ -205,7 +211,10 @@ pub fn check_view(
         View::Done(Outcome::TimedOut(limit)) => {
             field_error(
                 ui,
-                &format!("Checking {what} did not finish within {} s", limit.as_secs()),
+                &format!(
+                    "Checking {what} did not finish within {} s",
+                    limit.as_secs()
+                ),
                 "Make sure the server answers (firewall, service running), then retry; on a slow link raise the timeout.",
             );
             if ui.button("Retry check").clicked() {

@@ -3,11 +3,11 @@
 //! (`root_dn.exists`, `root_dn.delegation`). On an upgrade it must be the installed account.
 
 use crate::preflight::{Scope, ids};
+use crate::wizard::State;
 use crate::wizard::app::PasswordSource;
 use crate::wizard::checks;
 use crate::wizard::validate::Slot;
 use crate::wizard::widgets::{self, Gate, check_line, field_error, note};
-use crate::wizard::State;
 use egui::Ui;
 
 pub const IDS: [&str; 9] = [
@@ -34,10 +34,19 @@ pub const CONTEXT: [&str; 7] = [
 
 pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     ui.label("The account the agent logs on as. It must not be an administrator: give it control over the Root User container only (Delegate Control).");
-    widgets::text_field(ui, "Service account", &mut s.form.username, r"EXAMPLE\svc-sync, svc-sync@example.com or svc-sync");
+    widgets::text_field(
+        ui,
+        "Service account",
+        &mut s.form.username,
+        r"EXAMPLE\svc-sync, svc-sync@example.com or svc-sync",
+    );
     let mut local = Gate::Ready;
     if s.form.username.trim().is_empty() {
-        field_error(ui, "Service account is empty", r"Type it as DOMAIN\user, user@example.com or user.");
+        field_error(
+            ui,
+            "Service account is empty",
+            r"Type it as DOMAIN\user, user@example.com or user.",
+        );
         local = Gate::Blocked("type the service account".into());
     }
     if let Some(installed) = s.installed().map(|a| a.service_account.username.clone())
@@ -46,7 +55,9 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         let same = checks::account_unchanged(&installed, s.form.username.trim());
         if same.status != crate::preflight::Status::Pass {
             check_line(ui, &same);
-            local = local.and(Gate::Blocked("the service account must stay the installed one".into()));
+            local = local.and(Gate::Blocked(
+                "the service account must stay the installed one".into(),
+            ));
         }
     }
     password(s, ui);
@@ -73,7 +84,10 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
 /// The password field, and in review mode where the password came from.
 pub fn password(s: &mut State, ui: &mut Ui) {
     match &s.password_source {
-        PasswordSource::Store(store) => note(ui, &format!("The password was read from the secret store ({store}).")),
+        PasswordSource::Store(store) => note(
+            ui,
+            &format!("The password was read from the secret store ({store})."),
+        ),
         PasswordSource::StoreFailed(why) => field_error(
             ui,
             &format!("The stored password could not be read: {why}"),
@@ -83,11 +97,19 @@ pub fn password(s: &mut State, ui: &mut Ui) {
         PasswordSource::Typed => {}
     }
     let before = s.form.password.len();
-    widgets::secret_field(ui, "Password", &mut s.form.password, "the service account's password");
+    widgets::secret_field(
+        ui,
+        "Password",
+        &mut s.form.password,
+        "the service account's password",
+    );
     if s.form.password.len() != before && matches!(s.password_source, PasswordSource::Store(_)) {
         s.password_source = PasswordSource::Typed;
     }
     if s.form.password.is_empty() {
-        note(ui, "The password is kept in memory only while the wizard runs; the install step stores it in the secret store.");
+        note(
+            ui,
+            "The password is kept in memory only while the wizard runs; the install step stores it in the secret store.",
+        );
     }
 }

@@ -12,27 +12,53 @@ use crate::wizard::widgets::{self, Gate, field_error, note};
 use egui::{RichText, Ui};
 
 pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
-    widgets::text_field(ui, "Cloud URL", &mut s.form.cloud_url, "https://cloud.example.com");
+    widgets::text_field(
+        ui,
+        "Cloud URL",
+        &mut s.form.cloud_url,
+        "https://cloud.example.com",
+    );
     ui.horizontal(|ui| {
         ui.vertical(|ui| {
-            widgets::text_field(ui, "Cloud CA file (PEM, optional)", &mut s.form.cloud_ca_file, "trusted besides the system roots")
+            widgets::text_field(
+                ui,
+                "Cloud CA file (PEM, optional)",
+                &mut s.form.cloud_ca_file,
+                "trusted besides the system roots",
+            )
         });
-        if ui.add_enabled(!s.picking(), egui::Button::new("Browse for cloud CA…")).clicked() {
+        if ui
+            .add_enabled(!s.picking(), egui::Button::new("Browse for cloud CA…"))
+            .clicked()
+        {
             s.pick(PickTarget::CloudCa, ui.ctx());
         }
     });
     let mut local = Gate::Ready;
     let url = s.form.cloud_url.trim().to_string();
     if url.is_empty() {
-        field_error(ui, "Cloud URL is empty", "Type the cloud's address, e.g. https://cloud.example.com.");
+        field_error(
+            ui,
+            "Cloud URL is empty",
+            "Type the cloud's address, e.g. https://cloud.example.com.",
+        );
         local = Gate::Blocked("type the cloud URL".into());
     } else if !url.starts_with("https://") {
-        field_error(ui, &format!("Cloud URL `{url}` must start with https://"), "The agent talks to the cloud over HTTPS only.");
+        field_error(
+            ui,
+            &format!("Cloud URL `{url}` must start with https://"),
+            "The agent talks to the cloud over HTTPS only.",
+        );
         local = Gate::Blocked("the cloud URL must use https".into());
     }
     let key_ids: &[&str] = if s.upgrade() {
         ui.add_space(4.0);
-        ui.label(RichText::new("This agent is enrolled already: no connect key is needed for an upgrade.").strong());
+        ui.label(
+            RichText::new(
+                "This agent is enrolled already: no connect key is needed for an upgrade.",
+            )
+            .strong(),
+        );
         &[ids::CLOUD_REACHABLE, ids::CLOUD_TLS]
     } else {
         ui.add_space(4.0);
@@ -41,29 +67,63 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
                 if s.show_key {
                     widgets::text_field(ui, "Connect key", &mut s.form.connect_key, "ADS1-…");
                 } else {
-                    widgets::secret_field(ui, "Connect key", &mut s.form.connect_key, "ADS1-… (paste it)");
+                    widgets::secret_field(
+                        ui,
+                        "Connect key",
+                        &mut s.form.connect_key,
+                        "ADS1-… (paste it)",
+                    );
                 }
             });
             ui.checkbox(&mut s.show_key, "Show key");
         });
         if s.form.connect_key.trim().is_empty() {
-            field_error(ui, "Connect key is empty", "Paste the key from the cloud console (Settings > AD sync > connect key).");
+            field_error(
+                ui,
+                "Connect key is empty",
+                "Paste the key from the cloud console (Settings > AD sync > connect key).",
+            );
             local = local.and(Gate::Blocked("paste the connect key".into()));
         } else {
             match ConnectKey::parse(&s.form.connect_key) {
-                Ok(k) => note(ui, &format!("Format and checksum are right ({}).", k.redacted())),
+                Ok(k) => note(
+                    ui,
+                    &format!("Format and checksum are right ({}).", k.redacted()),
+                ),
                 Err(e) => {
-                    field_error(ui, &format!("Connect key: {e}"), "Copy the key again from the cloud console; a typo changes the checksum.");
+                    field_error(
+                        ui,
+                        &format!("Connect key: {e}"),
+                        "Copy the key again from the cloud console; a typo changes the checksum.",
+                    );
                     local = local.and(Gate::Blocked("the connect key has a typo".into()));
                 }
             }
         }
-        note(ui, "Checking the key does not use it up; only the install step does.");
-        &[ids::CLOUD_REACHABLE, ids::CLOUD_TLS, ids::CONNECT_KEY_VALID, ids::CONNECT_KEY_DOMAIN_MATCHES]
+        note(
+            ui,
+            "Checking the key does not use it up; only the install step does.",
+        );
+        &[
+            ids::CLOUD_REACHABLE,
+            ids::CLOUD_TLS,
+            ids::CONNECT_KEY_VALID,
+            ids::CONNECT_KEY_DOMAIN_MATCHES,
+        ]
     };
     if !local.is_ready() {
         return local;
     }
     ui.separator();
-    super::preflight_checks(s, ui, Slot::Cloud, Scope::Cloud, None, "the cloud", key_ids, &[], |_, _| {})
+    super::preflight_checks(
+        s,
+        ui,
+        Slot::Cloud,
+        Scope::Cloud,
+        None,
+        "the cloud",
+        key_ids,
+        &[],
+        |_, _| {},
+    )
 }

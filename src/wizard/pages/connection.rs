@@ -12,9 +12,22 @@ use crate::wizard::widgets::{self, Gate, field_error, note};
 use egui::{RichText, Ui};
 
 pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
-    ui.radio_value(&mut s.form.security, Security::Ldaps, "LDAPS (TLS from the start, port 636)");
-    ui.radio_value(&mut s.form.security, Security::Starttls, "StartTLS (plain LDAP upgraded to TLS, port 389)");
-    widgets::text_field(ui, "Port (empty for the default)", &mut s.form.port, &s.form.security.default_port().to_string());
+    ui.radio_value(
+        &mut s.form.security,
+        Security::Ldaps,
+        "LDAPS (TLS from the start, port 636)",
+    );
+    ui.radio_value(
+        &mut s.form.security,
+        Security::Starttls,
+        "StartTLS (plain LDAP upgraded to TLS, port 389)",
+    );
+    widgets::text_field(
+        ui,
+        "Port (empty for the default)",
+        &mut s.form.port,
+        &s.form.security.default_port().to_string(),
+    );
     let port = match s.form.port() {
         Ok(p) => p.unwrap_or(s.form.security.default_port()),
         Err(e) => {
@@ -24,16 +37,27 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     };
     ui.horizontal(|ui| {
         ui.vertical(|ui| {
-            widgets::text_field(ui, "Trust this CA file (PEM, optional)", &mut s.form.ldap_ca_file, "/etc/ad-sync/dc-ca.pem")
+            widgets::text_field(
+                ui,
+                "Trust this CA file (PEM, optional)",
+                &mut s.form.ldap_ca_file,
+                "/etc/ad-sync/dc-ca.pem",
+            )
         });
-        if ui.add_enabled(!s.picking(), egui::Button::new("Browse for CA file…")).clicked() {
+        if ui
+            .add_enabled(!s.picking(), egui::Button::new("Browse for CA file…"))
+            .clicked()
+        {
             s.pick(PickTarget::LdapCa, ui.ctx());
         }
     });
     if let Some(n) = &s.picker_note {
         note(ui, n);
     }
-    ui.checkbox(&mut s.form.allow_insecure_fallback, "Allow insecure LDAP if LDAPS fails");
+    ui.checkbox(
+        &mut s.form.allow_insecure_fallback,
+        "Allow insecure LDAP if LDAPS fails",
+    );
     let mut local = Gate::Ready;
     if s.form.allow_insecure_fallback {
         ui.indent("insecure", |ui| {
@@ -77,8 +101,22 @@ fn certificate(ui: &mut Ui, cert: Option<&Result<CertInfo, String>>) {
                 let names = c.names();
                 for (k, v) in [
                     ("Subject", c.subject.clone()),
-                    ("Issuer", format!("{}{}", c.issuer, if c.self_signed { " (self-signed)" } else { "" })),
-                    ("Names", if names.is_empty() { "(none)".into() } else { names.join(", ") }),
+                    (
+                        "Issuer",
+                        format!(
+                            "{}{}",
+                            c.issuer,
+                            if c.self_signed { " (self-signed)" } else { "" }
+                        ),
+                    ),
+                    (
+                        "Names",
+                        if names.is_empty() {
+                            "(none)".into()
+                        } else {
+                            names.join(", ")
+                        },
+                    ),
                     ("Valid", format!("{} to {}", c.not_before, c.not_after)),
                     ("SHA-256", c.sha256.clone()),
                 ] {

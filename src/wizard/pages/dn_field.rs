@@ -9,13 +9,19 @@ use egui::{RichText, Ui};
 pub fn ui(ui: &mut Ui, label: &str, value: &mut String, hint: &str) -> Option<Dn> {
     widgets::text_field(ui, label, value, hint);
     if value.trim().is_empty() {
-        field_error(ui, &format!("{label} is empty"), &format!("Type it like {hint} (semicolons or commas)."));
+        field_error(
+            ui,
+            &format!("{label} is empty"),
+            &format!("Type it like {hint} (semicolons or commas)."),
+        );
         return None;
     }
     match Dn::parse_container(value.trim()) {
         Ok(Parsed { dn, notes, .. }) => {
             ui.label(RichText::new(format!("Normalised: {}", dn.to_comma_form())).monospace());
-            ui.label(RichText::new(format!("Semicolon form: {}", dn.to_semicolon_form())).monospace());
+            ui.label(
+                RichText::new(format!("Semicolon form: {}", dn.to_semicolon_form())).monospace(),
+            );
             for n in &notes {
                 note(ui, &format!("Changed: {n}"));
             }

@@ -17,14 +17,28 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         ));
         Gate::Ready
     } else {
-        widgets::text_field(ui, "Domain controller (FQDN)", &mut s.form.dc_host, "dc1.example.com");
+        widgets::text_field(
+            ui,
+            "Domain controller (FQDN)",
+            &mut s.form.dc_host,
+            "dc1.example.com",
+        );
         let host = s.form.dc_host.trim();
         let problem = if host.is_empty() {
-            Some(("Domain controller is empty", "Type the DC's full DNS name, e.g. dc1.example.com, or pick one found below."))
+            Some((
+                "Domain controller is empty",
+                "Type the DC's full DNS name, e.g. dc1.example.com, or pick one found below.",
+            ))
         } else if host.contains("://") || host.contains(['/', ' ', '\\']) {
-            Some(("Domain controller must be a host name, without ldap:// or a path", "Type only the name, e.g. dc1.example.com; the port is set on the next page."))
+            Some((
+                "Domain controller must be a host name, without ldap:// or a path",
+                "Type only the name, e.g. dc1.example.com; the port is set on the next page.",
+            ))
         } else if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
-            Some(("Domain controller must not carry a port", "Remove `:port`; the port is set on the next page."))
+            Some((
+                "Domain controller must not carry a port",
+                "Remove `:port`; the port is set on the next page.",
+            ))
         } else {
             None
         };
@@ -58,7 +72,12 @@ fn discovery(s: &mut State, ui: &mut Ui) {
     ui.add_space(4.0);
     ui.horizontal(|ui| {
         ui.vertical(|ui| {
-            widgets::text_field(ui, "Domain to search", &mut s.form.discover_domain, "example.com")
+            widgets::text_field(
+                ui,
+                "Domain to search",
+                &mut s.form.discover_domain,
+                "example.com",
+            )
         });
         if ui.button("Find domain controllers").clicked() {
             let domain = s.form.discover_domain.trim().to_string();
@@ -67,28 +86,52 @@ fn discovery(s: &mut State, ui: &mut Ui) {
         }
     });
     let Some(domain) = s.discover_for.clone() else {
-        note(ui, "DNS SRV (_ldap._tcp.dc._msdcs.<domain>) lists the domain's controllers.");
+        note(
+            ui,
+            "DNS SRV (_ldap._tcp.dc._msdcs.<domain>) lists the domain's controllers.",
+        );
         return;
     };
-    s.validator.request(Slot::Discover, Job::Discover { domain: domain.clone() });
+    s.validator.request(
+        Slot::Discover,
+        Job::Discover {
+            domain: domain.clone(),
+        },
+    );
     let mut chosen = None;
     if let View::Done(Outcome::Dcs(Ok(found))) = s.validator.view(Slot::Discover) {
-        ui.label(format!("DNS lists {} domain controller(s) for {domain}:", found.len()));
+        ui.label(format!(
+            "DNS lists {} domain controller(s) for {domain}:",
+            found.len()
+        ));
         for dc in found {
             if ui
-                .button(format!("Use {} (priority {}, weight {})", dc.host, dc.priority, dc.weight))
+                .button(format!(
+                    "Use {} (priority {}, weight {})",
+                    dc.host, dc.priority, dc.weight
+                ))
                 .clicked()
             {
                 chosen = Some(dc.host.clone());
             }
         }
     } else {
-        widgets::check_view(ui, &mut s.validator, Slot::Discover, &format!("DNS for {domain}"), |ui, o| {
-            if let Outcome::Dcs(Err(e)) = o {
-                field_error(ui, e, "Check the domain name and this host's DNS servers, or type the DC's name above.");
-            }
-            Gate::Ready
-        });
+        widgets::check_view(
+            ui,
+            &mut s.validator,
+            Slot::Discover,
+            &format!("DNS for {domain}"),
+            |ui, o| {
+                if let Outcome::Dcs(Err(e)) = o {
+                    field_error(
+                        ui,
+                        e,
+                        "Check the domain name and this host's DNS servers, or type the DC's name above.",
+                    );
+                }
+                Gate::Ready
+            },
+        );
     }
     if let Some(host) = chosen {
         s.form.dc_host = host;

@@ -68,7 +68,9 @@ impl Page {
     }
 
     pub fn back(self) -> Option<Page> {
-        self.index().checked_sub(1).and_then(|i| Page::ALL.get(i).copied())
+        self.index()
+            .checked_sub(1)
+            .and_then(|i| Page::ALL.get(i).copied())
     }
 
     pub fn ui(self, state: &mut State, ui: &mut egui::Ui) -> Gate {

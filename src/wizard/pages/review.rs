@@ -22,7 +22,10 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     summary(s, ui);
     ui.separator();
     let mut local = Gate::Ready;
-    if s.upgrade() && (s.form.password.is_empty() || matches!(s.password_source, PasswordSource::StoreFailed(_))) {
+    if s.upgrade()
+        && (s.form.password.is_empty()
+            || matches!(s.password_source, PasswordSource::StoreFailed(_)))
+    {
         super::account::password(s, ui);
     }
     if s.form.password.is_empty() {
@@ -32,7 +35,9 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         let same = crate::wizard::checks::account_unchanged(&installed, s.form.username.trim());
         if same.status != crate::preflight::Status::Pass {
             widgets::check_line(ui, &same);
-            local = local.and(Gate::Blocked("the service account must stay the installed one".into()));
+            local = local.and(Gate::Blocked(
+                "the service account must stay the installed one".into(),
+            ));
         }
     }
     let gate = if local.is_ready() {
@@ -42,9 +47,22 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
             .filter(|id| !(s.upgrade() && id.starts_with("connect_key.")))
             .collect();
         if s.upgrade() {
-            note(ui, "No connect key is checked: this agent is enrolled already.");
+            note(
+                ui,
+                "No connect key is checked: this agent is enrolled already.",
+            );
         }
-        super::preflight_checks(s, ui, Slot::Review, Scope::All, None, "everything", &shown, &[], |_, _| {})
+        super::preflight_checks(
+            s,
+            ui,
+            Slot::Review,
+            Scope::All,
+            None,
+            "everything",
+            &shown,
+            &[],
+            |_, _| {},
+        )
     } else {
         local
     };
@@ -85,10 +103,21 @@ fn summary(s: &State, ui: &mut Ui) {
                 "{}, port {}{}",
                 f.security.name(),
                 f.port().ok().flatten().unwrap_or(f.security.default_port()),
-                if f.allow_insecure_fallback { ", insecure fallback allowed" } else { "" }
+                if f.allow_insecure_fallback {
+                    ", insecure fallback allowed"
+                } else {
+                    ""
+                }
             ),
         ),
-        ("DC CA file", if f.ldap_ca_file.trim().is_empty() { "(system roots)".into() } else { f.ldap_ca_file.clone() }),
+        (
+            "DC CA file",
+            if f.ldap_ca_file.trim().is_empty() {
+                "(system roots)".into()
+            } else {
+                f.ldap_ca_file.clone()
+            },
+        ),
         ("Root User container", normalised(&f.root_user_dn)),
         ("Service account", f.username.clone()),
         ("Account password", password),
@@ -103,18 +132,25 @@ fn summary(s: &State, ui: &mut Ui) {
                 f.sync.group_disconnection_action,
                 f.sync.membership_disconnection_action,
                 f.sync.group_membership_sync_type,
-                if f.sync.sync_account_locked_out_status { "on" } else { "off" }
+                if f.sync.sync_account_locked_out_status {
+                    "on"
+                } else {
+                    "off"
+                }
             )
             .to_lowercase(),
         ),
     ];
-    egui::Grid::new("summary").num_columns(2).striped(true).show(ui, |ui| {
-        for (k, v) in rows {
-            ui.label(RichText::new(k).strong());
-            ui.add(egui::Label::new(v).wrap());
-            ui.end_row();
-        }
-    });
+    egui::Grid::new("summary")
+        .num_columns(2)
+        .striped(true)
+        .show(ui, |ui| {
+            for (k, v) in rows {
+                ui.label(RichText::new(k).strong());
+                ui.add(egui::Label::new(v).wrap());
+                ui.end_row();
+            }
+        });
 }
 
 /// The DN as the agent will use it (the typed text when it does not parse).
@@ -126,14 +162,30 @@ fn normalised(dn: &str) -> String {
 
 fn export(s: &mut State, ui: &mut Ui) {
     ui.label(RichText::new("Export the answers file").strong());
-    note(ui, "Replays this setup unattended (ad-sync-setup install --answers FILE). It holds no password or key.");
+    note(
+        ui,
+        "Replays this setup unattended (ad-sync-setup install --answers FILE). It holds no password or key.",
+    );
     ui.horizontal(|ui| {
-        ui.vertical(|ui| widgets::text_field(ui, "Export to", &mut s.export_path, "/root/ad-sync-answers.toml"));
-        if ui.add_enabled(!s.picking(), egui::Button::new("Browse for export file…")).clicked() {
+        ui.vertical(|ui| {
+            widgets::text_field(
+                ui,
+                "Export to",
+                &mut s.export_path,
+                "/root/ad-sync-answers.toml",
+            )
+        });
+        if ui
+            .add_enabled(!s.picking(), egui::Button::new("Browse for export file…"))
+            .clicked()
+        {
             s.pick(PickTarget::Export, ui.ctx());
         }
     });
-    if ui.add_enabled(!s.exporting(), egui::Button::new("Export answers file")).clicked() {
+    if ui
+        .add_enabled(!s.exporting(), egui::Button::new("Export answers file"))
+        .clicked()
+    {
         s.export(ui.ctx());
     }
     match &s.export_result {

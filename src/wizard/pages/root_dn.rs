@@ -9,11 +9,19 @@ use egui::Ui;
 
 pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     ui.label("The container whose users and groups the agent manages. Objects outside it are never touched.");
-    let dn = super::dn_field::ui(ui, "Root User container", &mut s.form.root_user_dn, "CN=Users;DC=example;DC=com");
+    let dn = super::dn_field::ui(
+        ui,
+        "Root User container",
+        &mut s.form.root_user_dn,
+        "CN=Users;DC=example;DC=com",
+    );
     if dn.is_none() {
         return Gate::Blocked("the Root User container is not a valid DN".into());
     }
-    note(ui, "That it exists, and that the service account may manage users and groups in it, is checked on the next page.");
+    note(
+        ui,
+        "That it exists, and that the service account may manage users and groups in it, is checked on the next page.",
+    );
     ui.separator();
     super::preflight_checks(
         s,
@@ -23,7 +31,13 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         None,
         "the container's domain",
         &[ids::ROOT_DN_DOMAIN_MATCHES],
-        &[ids::DC_RESOLVE, ids::DC_REACHABLE, ids::LDAP_TLS, ids::LDAP_FALLBACK, ids::DC_WRITABLE],
+        &[
+            ids::DC_RESOLVE,
+            ids::DC_REACHABLE,
+            ids::LDAP_TLS,
+            ids::LDAP_FALLBACK,
+            ids::DC_WRITABLE,
+        ],
         |_, _| {},
     )
 }
