@@ -388,7 +388,20 @@ fn account_page_refuses_a_wrong_password_and_a_privileged_account() {
         "Service account",
         &format!("EXAMPLE\\{}", accounts::TYPO),
     );
-    set(&mut h, "Password", "not-the-password-1");
+    // Typed key by key: no logon while the field has focus (a half-typed password would count
+    // against the lockout threshold); leaving it with Enter tries it.
+    h.get_by_label("Password").focus();
+    h.step();
+    h.get_by_label("Password").type_text("not-the-password-1");
+    h.step();
+    h.step();
+    assert!(
+        has(&h, "The logon is tried when you leave the password field"),
+        "{}",
+        screen(&h)
+    );
+    assert!(!has(&h, "Cancel check") && !has(&h, "FAIL:"));
+    h.key_press(egui::Key::Enter);
     fail_shown(&mut h, "the user name or password is wrong");
     set(
         &mut h,
@@ -920,4 +933,99 @@ fn snapshot_of_every_page() {
     results.extend_harness(&mut h);
     results.extend_harness(&mut hi);
     results.unwrap();
+}
+
+#[test]
+fn nothing_typed_into_any_field_panics() {
+    let nasty = [
+        "",
+        " ",
+        "\u{0}",
+        "ou=",
+        "=;=;=",
+        "CN=a\\",
+        "\\\\\\\\,,,;;;",
+        "ldap://[::1]:99999/",
+        "https://",
+        "https://user:pass@[::1",
+        "ADS1-",
+        "ADS1-ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZ",
+        "💥🦀 Zürich \u{202e}evil",
+        "C:\\Windows\\System32",
+        "../../../../etc/shadow",
+        "99999999999999999999",
+        "-1",
+    ];
+    let long = "x".repeat(10_000);
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(800.0, 600.0))
+        .with_max_steps(20)
+        .allow_missing_glyphs()
+        .build_eframe(move |cc| {
+            let options = Options {
+                config_path: PathBuf::from("/nonexistent/ad-sync/agent.toml"),
+                backend: Arc::new(Fixed),
+                elevated: true,
+                debounce: Duration::from_millis(1),
+                bench: None,
+            };
+            WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
+        });
+    h.step();
+    let fields = [
+        "Destination folder",
+        "Domain controller (FQDN)",
+        "Domain to search",
+        "Port (empty for the default)",
+        "Trust this CA file (PEM, optional)",
+        "Root User container",
+        "Service account",
+        "Password",
+        "Cloud URL",
+        "Cloud CA file (PEM, optional)",
+        "Connect key",
+        "Sync group",
+        "Export to",
+    ];
+    // Walk every page; on each, pour every input into every field it has.
+    for _ in 0..10 {
+        for label in fields {
+            if h.query_by_label(label).is_none() {
+                continue;
+            }
+            for value in nasty.iter().copied().chain([long.as_str()]) {
+                set(&mut h, label, value);
+                h.step();
+            }
+        }
+        // Leave the page with good values so the next one can be reached.
+        let title = heading(&h);
+        let page = title.split(": ").nth(1).unwrap_or_default().to_string();
+        match page.as_str() {
+            "Destination folder" => set(&mut h, "Destination folder", "/opt/ad-sync"),
+            "Domain controller" => set(&mut h, "Domain controller (FQDN)", "dc1.example.com"),
+            "Connection security" => set(&mut h, "Port (empty for the default)", ""),
+            "Root User container" => {
+                set(&mut h, "Root User container", "OU=Staff;DC=example;DC=com")
+            }
+            "Service account" => {
+                set(&mut h, "Service account", "svc-sync");
+                set(&mut h, "Password", "x");
+            }
+            "Connect key" => {
+                set(&mut h, "Cloud URL", "https://cloud.example.com");
+                set(
+                    &mut h,
+                    "Connect key",
+                    "ADS1-1X07-XTM7-9ZBT-WJ6C-A644-2CXQ-MY1K-0W9C",
+                );
+            }
+            "Sync group" | "Sync settings" => set(&mut h, "Sync group", "CN=G;DC=example;DC=com"),
+            "Review" => break,
+            _ => {}
+        }
+        wait_for(&mut h, "the page to settle", settled);
+        next(&mut h);
+    }
+    assert!(heading(&h).ends_with("Review"), "{}", heading(&h));
 }

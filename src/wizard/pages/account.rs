@@ -60,12 +60,20 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
             ));
         }
     }
-    password(s, ui);
+    let typing = password(s, ui).has_focus();
     if s.form.password.is_empty() {
         local = local.and(Gate::Blocked("type the password".into()));
     }
     if !local.is_ready() {
         return local;
+    }
+    if typing {
+        // A logon with a half-typed password counts against AD's lockout threshold.
+        note(
+            ui,
+            "The logon is tried when you leave the password field (press Enter or Tab).",
+        );
+        return Gate::Blocked("leave the password field to log on".into());
     }
     ui.separator();
     super::preflight_checks(
@@ -82,7 +90,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
 }
 
 /// The password field, and in review mode where the password came from.
-pub fn password(s: &mut State, ui: &mut Ui) {
+pub fn password(s: &mut State, ui: &mut Ui) -> egui::Response {
     match &s.password_source {
         PasswordSource::Store(store) => note(
             ui,
@@ -97,7 +105,7 @@ pub fn password(s: &mut State, ui: &mut Ui) {
         PasswordSource::Typed => {}
     }
     let before = s.form.password.len();
-    widgets::secret_field(
+    let response = widgets::secret_field(
         ui,
         "Password",
         &mut s.form.password,
@@ -112,4 +120,5 @@ pub fn password(s: &mut State, ui: &mut Ui) {
             "The password is kept in memory only while the wizard runs; the install step stores it in the secret store.",
         );
     }
+    response
 }
