@@ -108,9 +108,11 @@ pub struct ServiceAccount {
     pub username: String,
     #[serde(default, skip_serializing)]
     pub password: Option<Secret>,
-    #[serde(default, skip_serializing)]
+    // Where the secret comes from is not itself secret: kept when answers are written out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
-    #[serde(default, skip_serializing)]
+    // Where the secret comes from is not itself secret: kept when answers are written out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
 }
 
@@ -123,9 +125,11 @@ pub struct Cloud {
     pub ca_file: Option<PathBuf>,
     #[serde(default, skip_serializing)]
     pub connect_key: Option<Secret>,
-    #[serde(default, skip_serializing)]
+    // Where the secret comes from is not itself secret: kept when answers are written out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_key_file: Option<PathBuf>,
-    #[serde(default, skip_serializing)]
+    // Where the secret comes from is not itself secret: kept when answers are written out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_key_env: Option<String>,
     /// Seconds allowed for each request to the cloud (connect and TLS included).
     #[serde(default = "default_cloud_timeout")]

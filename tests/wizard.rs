@@ -255,10 +255,21 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
         !text.contains(testbed::SVC_PASSWORD) && !text.contains(&key),
         "{text}"
     );
-    assert!(
-        text.contains("OU=Staff;DC=example;DC=com") && text.contains("AD_SYNC_PASSWORD"),
-        "{text}"
+    // The secrets are named, not given: the file replays with them in the environment.
+    let replay = ad_sync::answers::Answers::parse(&text, dir.clone())
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(
+        replay.service_account.password_env.as_deref(),
+        Some("AD_SYNC_PASSWORD")
     );
+    assert_eq!(
+        replay
+            .cloud
+            .as_ref()
+            .and_then(|c| c.connect_key_env.as_deref()),
+        Some("AD_SYNC_CONNECT_KEY")
+    );
+    assert_eq!(replay.directory.root_user_dn, "ou=Staff;dc=example;dc=com");
     let listed = cloud.admin_ok(&["key", "list"]);
     let tail = &key[key.len() - 4..];
     let line = listed
