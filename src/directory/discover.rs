@@ -70,3 +70,24 @@ pub async fn domain_controllers(
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_that_is_not_a_domain_is_refused_before_dns_is_asked() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        for bad in ["", "example", "exa mple.com", "ldap://example.com"] {
+            let r = rt.block_on(domain_controllers(bad, Duration::from_millis(200)));
+            assert!(
+                r.as_ref()
+                    .is_err_and(|e| e.contains("is not a DNS domain name")),
+                "{bad}: {r:?}"
+            );
+        }
+    }
+}
