@@ -90,7 +90,7 @@ fn main() {
         let mut stats = String::new();
         if let Some(out) = child.stdout.take() {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if line.starts_with("first-frame-ms") && first.is_none() {
+                if line.starts_with("first-frame") && first.is_none() {
                     first = Some(started.elapsed().as_secs_f64() * 1000.0);
                 } else if line.starts_with("peak-rss-kib") {
                     stats = line;

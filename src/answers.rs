@@ -40,6 +40,32 @@ pub struct Install {
     pub dir: PathBuf,
 }
 
+impl Server {
+    /// The DC host name to connect to. On a DC install with no `dc_host`, this host's own name,
+    /// completed with `domain` when the system gives a short name.
+    pub fn host(&self, domain: Option<&str>) -> String {
+        if let Some(h) = &self.dc_host {
+            return h.clone();
+        }
+        let name = gethostname::gethostname().to_string_lossy().into_owned();
+        match domain {
+            Some(d) if !name.contains('.') => format!("{name}.{d}"),
+            _ => name,
+        }
+    }
+}
+
+/// What a DC host name must look like, as the fix for one that does not.
+pub const HOST_NAME_RULE: &str =
+    "give the DC's FQDN, e.g. dc1.example.com, without ldap:// or a port";
+
+/// A bare host name or address: no scheme, path, port or spaces (an IPv6 address may have `:`).
+pub fn is_host_name(host: &str) -> bool {
+    host.trim() == host
+        && !host.contains(['/', '\\', ' '])
+        && (!host.contains(':') || host.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServerType {
@@ -297,12 +323,10 @@ impl Answers {
             );
         }
         if let Some(host) = &self.server.dc_host
-            && (host.trim() != host
-                || host.contains(['/', '\\', ' '])
-                || (host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err()))
+            && !is_host_name(host)
         {
             return Err(format!(
-                "[server] dc_host `{host}` is not a host name; give the DC's FQDN, e.g. dc1.example.com, without ldap:// or a port"
+                "[server] dc_host `{host}` is not a host name; {HOST_NAME_RULE}"
             ));
         }
         if self.ldap.port == Some(0) {
@@ -337,17 +361,9 @@ impl Answers {
         Ok(())
     }
 
-    /// The DC host name to connect to. On a DC install with no `dc_host`, this host's own name,
-    /// completed with the domain when the system gives a short name.
+    /// The DC host name to connect to (see `Server::host`).
     pub fn dc_host(&self, domain: Option<&str>) -> String {
-        if let Some(h) = &self.server.dc_host {
-            return h.clone();
-        }
-        let name = gethostname::gethostname().to_string_lossy().into_owned();
-        match domain {
-            Some(d) if !name.contains('.') => format!("{name}.{d}"),
-            _ => name,
-        }
+        self.server.host(domain)
     }
 
     pub fn password(&self) -> Result<Secret, String> {

@@ -95,18 +95,19 @@ mod tests {
 
     #[test]
     fn reads_a_private_file_and_refuses_a_shared_one() {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
         let store = FileStore::new(dir.path());
         assert!(matches!(
             store.read(SERVICE_ACCOUNT_PASSWORD),
             Err(StoreError::Missing { .. })
         ));
         let path = store.path(SERVICE_ACCOUNT_PASSWORD);
-        std::fs::write(&path, "s3cret-value\n").expect("write");
+        std::fs::write(&path, "s3cret-value\n").unwrap_or_else(|e| panic!("write: {e}"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+                .unwrap_or_else(|e| panic!("chmod: {e}"));
             let err = store
                 .read(SERVICE_ACCOUNT_PASSWORD)
                 .err()
@@ -115,7 +116,8 @@ mod tests {
                 err.as_deref().is_some_and(|e| e.contains("chmod 600")),
                 "{err:?}"
             );
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .unwrap_or_else(|e| panic!("chmod: {e}"));
         }
         let secret = store
             .read(SERVICE_ACCOUNT_PASSWORD)

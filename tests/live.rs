@@ -458,6 +458,30 @@ fn sync_group_must_exist_and_be_a_security_group() {
 // ---- the CLI, end to end ----
 
 #[test]
+fn check_cli_reports_the_destination_folder_when_the_answers_give_one() {
+    // The wizard's Destination folder rule is the CLI's too.
+    let path = Spec::good().write();
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    text.push_str("\n[install]\ndir = '/etc'\n");
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    let out = setup_cli(&["check", "--answers", &path.to_string_lossy(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let folder = v["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["id"] == ids::INSTALL_FOLDER).cloned())
+        .unwrap_or_else(|| panic!("no install.folder in {v}"));
+    assert_eq!(folder["status"], "fail", "{folder}");
+    assert!(
+        folder["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("system folder")),
+        "{folder}"
+    );
+}
+
+#[test]
 fn check_cli_exit_codes_and_json_shape() {
     let good = Spec::good().write();
     let out = setup_cli(&["check", "--answers", &good.to_string_lossy(), "--json"]);
@@ -646,17 +670,7 @@ fn check_fails_a_key_for_another_domain_a_used_key_and_an_untrusted_cloud() {
 
     // Used: enrolled by another agent.
     let (spec, key) = with_cloud("DC=example,DC=com");
-    let pair = ad_sync::cloud::sealed::generate_key_pair();
-    let k = ad_sync::connect_key::ConnectKey::parse(&key).unwrap_or_else(|e| panic!("{e}"));
-    support::cloud::block_on(cloud.client().enroll(
-        &k,
-        "DC=example,DC=com",
-        "other",
-        "0.1.0",
-        "linux",
-        &pair.public_key,
-    ))
-    .unwrap_or_else(|e| panic!("{e}"));
+    cloud.use_up(&key, "DC=example,DC=com");
     let r = run_checks(&spec);
     expect(&r, ids::CONNECT_KEY_VALID, Status::Fail, "already used");
 

@@ -458,17 +458,7 @@ fn connect_key_page_flags_a_typo_at_once_accepts_a_pasted_key_and_refuses_a_used
     wait_page_passes(&mut h, "Connect key");
     // Used by another agent: a distinct message.
     let used = cloud.issue_key("DC=example,DC=com", None);
-    let pair = ad_sync::cloud::sealed::generate_key_pair();
-    let k = ad_sync::connect_key::ConnectKey::parse(&used).unwrap_or_else(|e| panic!("{e}"));
-    support::cloud::block_on(cloud.client().enroll(
-        &k,
-        "DC=example,DC=com",
-        "other",
-        "0.1.0",
-        "linux",
-        &pair.public_key,
-    ))
-    .unwrap_or_else(|e| panic!("{e}"));
+    cloud.use_up(&used, "DC=example,DC=com");
     set(&mut h, "Connect key", &used);
     fail_shown(&mut h, "the key was already used");
 }
@@ -612,6 +602,24 @@ fn review_mode_asks_for_the_password_when_the_store_cannot_be_read() {
     assert!(!has(&h, "FAIL:"), "{}", screen(&h));
 }
 
+/// Whether the other end closed `s` within 5 s. A TLS ClientHello may have been sent first,
+/// so everything up to the end is read.
+fn closed_by_peer(mut s: std::net::TcpStream) -> bool {
+    use std::io::Read;
+    if s.set_read_timeout(Some(Duration::from_secs(5))).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Threads named `name` in this process.
 fn threads_named(name: &str) -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -627,7 +635,6 @@ fn threads_named(name: &str) -> usize {
 
 #[test]
 fn ui_keeps_drawing_and_cancel_works_while_a_check_waits_on_a_server_that_never_answers() {
-    use std::io::Read;
     // Accepts connections and never says a word.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
     let port = listener
@@ -672,20 +679,11 @@ fn ui_keeps_drawing_and_cancel_works_while_a_check_waits_on_a_server_that_never_
         .map(|mut v| v.drain(..).collect())
         .unwrap_or_default();
     assert!(!streams.is_empty());
-    for mut s in streams {
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut buf = [0u8; 512];
-        // A TLS ClientHello may have been sent before the cancel; read until the end.
-        let closed = loop {
-            match s.read(&mut buf) {
-                Ok(0) => break true,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
-                Err(_) => break false,
-            }
-        };
-        assert!(closed, "a cancelled check left its connection open");
+    for s in streams {
+        assert!(
+            closed_by_peer(s),
+            "a cancelled check left its connection open"
+        );
     }
 
     // Again, and this time the window closes mid-check: no thread, no connection left behind.
@@ -705,19 +703,11 @@ fn ui_keeps_drawing_and_cancel_works_while_a_check_waits_on_a_server_that_never_
         .lock()
         .map(|mut v| v.drain(..).collect())
         .unwrap_or_default();
-    for mut s in streams {
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut buf = [0u8; 512];
-        let closed = loop {
-            match s.read(&mut buf) {
-                Ok(0) => break true,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
-                Err(_) => break false,
-            }
-        };
-        assert!(closed, "closing the window left a connection open");
+    for s in streams {
+        assert!(
+            closed_by_peer(s),
+            "closing the window left a connection open"
+        );
     }
 }
 
@@ -851,7 +841,7 @@ impl ad_sync::wizard::backend::Backend for Fixed {
     ) -> ad_sync::wizard::backend::BoxFuture<ad_sync::preflight::CheckResult> {
         Box::pin(async move {
             ad_sync::preflight::CheckResult::pass(
-                ad_sync::wizard::checks::INSTALL_FOLDER,
+                ad_sync::preflight::ids::INSTALL_FOLDER,
                 format!("`{}` will be created by the install step", dir.display()),
                 "",
             )

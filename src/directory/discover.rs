@@ -80,7 +80,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .expect("runtime");
+            .unwrap_or_else(|e| panic!("runtime: {e}"));
         for bad in ["", "example", "exa mple.com", "ldap://example.com"] {
             let r = rt.block_on(domain_controllers(bad, Duration::from_millis(200)));
             assert!(

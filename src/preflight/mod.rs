@@ -8,6 +8,7 @@
 pub mod ad;
 pub mod cloud;
 pub mod evaluate;
+pub mod install;
 
 use serde::Serialize;
 
@@ -37,6 +38,8 @@ pub mod ids {
     pub const CONNECT_KEY_VALID: &str = "connect_key.valid";
     pub const CONNECT_KEY_DOMAIN_MATCHES: &str = "connect_key.domain_matches";
     pub const PASSWORD_POLICY: &str = "password_policy";
+    /// Reported only when the answers give `[install] dir` (the wizard always does).
+    pub const INSTALL_FOLDER: &str = "install.folder";
 
     /// The checks that need the cloud.
     pub const CLOUD: [&str; 5] = [
@@ -209,7 +212,24 @@ pub async fn run_scope(answers: &crate::answers::Answers, scope: Scope) -> Repor
 pub async fn run(answers: &crate::answers::Answers) -> Report {
     let (mut report, cloud) = tokio::join!(ad::run(answers), cloud::run(answers));
     report.checks.extend(cloud);
+    if let Some(dir) = answers.install.as_ref().map(|i| answers.path(&i.dir)) {
+        report.checks.push(install_folder(dir).await);
+    }
     report
+}
+
+/// `install.folder`, off the async threads (a network path can block).
+pub async fn install_folder(dir: std::path::PathBuf) -> CheckResult {
+    tokio::task::spawn_blocking(move || install::folder(&dir))
+        .await
+        .unwrap_or_else(|e| {
+            CheckResult::fail(
+                ids::INSTALL_FOLDER,
+                format!("the destination folder check stopped: {e}"),
+                "",
+                "Retry the check.",
+            )
+        })
 }
 
 /// `connect_key.format`: the key's characters, length and checksum, with no network call.

@@ -76,18 +76,7 @@ impl Backend for Live {
     }
 
     fn folder(&self, dir: PathBuf) -> BoxFuture<CheckResult> {
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || super::checks::folder(&dir))
-                .await
-                .unwrap_or_else(|e| {
-                    CheckResult::fail(
-                        super::checks::INSTALL_FOLDER,
-                        format!("the folder check stopped: {e}"),
-                        "",
-                        "Retry.",
-                    )
-                })
-        })
+        Box::pin(preflight::install_folder(dir))
     }
 
     fn stored_password(&self, config: PathBuf) -> BoxFuture<Result<Secret, String>> {

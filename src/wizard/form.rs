@@ -154,6 +154,24 @@ impl Form {
         }
     }
 
+    fn server(&self) -> answers::Server {
+        answers::Server {
+            kind: self.server_type,
+            dc_host: match self.server_type {
+                ServerType::Member => opt_text(&self.dc_host),
+                ServerType::Dc => None,
+            },
+        }
+    }
+
+    /// The host the agent connects to, as the checks compute it (no secret is copied for it).
+    pub fn dc_host(&self) -> String {
+        let domain = crate::dn::Dn::parse_container(self.root_user_dn.trim())
+            .ok()
+            .and_then(|p| p.dn.domain());
+        self.server().host(domain.as_deref())
+    }
+
     /// The answers these fields describe, secrets included (for the checks, never written).
     pub fn to_answers(&self) -> Answers {
         let password = (!self.password.is_empty()).then(|| Secret::new(self.password.as_str()));
@@ -195,7 +213,6 @@ impl Form {
         key: Option<Secret>,
         key_env: Option<String>,
     ) -> Answers {
-        let member = self.server_type == ServerType::Member;
         let cloud_url = opt_text(&self.cloud_url);
         let cloud_ca = opt_path(&self.cloud_ca_file);
         let cloud =
@@ -211,14 +228,7 @@ impl Form {
             );
         Answers {
             version: answers::SUPPORTED_VERSION,
-            server: answers::Server {
-                kind: self.server_type,
-                dc_host: if member {
-                    opt_text(&self.dc_host)
-                } else {
-                    None
-                },
-            },
+            server: self.server(),
             ldap: answers::Ldap {
                 security: self.security,
                 port: self.port().ok().flatten(),
@@ -275,11 +285,14 @@ mod tests {
     #[test]
     fn export_has_no_secret_and_reads_back_as_answers() {
         let form = filled();
-        let text = form.export_toml(true).expect("export");
+        let text = form
+            .export_toml(true)
+            .unwrap_or_else(|e| panic!("export: {e}"));
         assert!(!text.contains("Pa55-distinct-word"), "{text}");
         assert!(!text.contains("ADS1-KEY-distinct"), "{text}");
         assert!(!format!("{form:?}").contains("Pa55"));
-        let back = Answers::parse(&text, PathBuf::from(".")).expect("exported answers parse");
+        let back = Answers::parse(&text, PathBuf::from("."))
+            .unwrap_or_else(|e| panic!("exported answers parse: {e}"));
         assert_eq!(
             back.service_account.password_env.as_deref(),
             Some(PASSWORD_ENV)
@@ -298,7 +311,9 @@ mod tests {
 
     #[test]
     fn upgrade_export_names_no_connect_key() {
-        let text = filled().export_toml(false).expect("export");
+        let text = filled()
+            .export_toml(false)
+            .unwrap_or_else(|e| panic!("export: {e}"));
         assert!(!text.contains(CONNECT_KEY_ENV), "{text}");
     }
 

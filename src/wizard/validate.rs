@@ -137,6 +137,7 @@ enum Phase {
     Running {
         run: u64,
         started: Instant,
+        limit: Duration,
         abort: tokio::task::AbortHandle,
     },
     Done(Outcome),
@@ -164,7 +165,6 @@ pub struct Validator {
     tx: mpsc::Sender<(Slot, u64, Outcome)>,
     rx: mpsc::Receiver<(Slot, u64, Outcome)>,
     slots: HashMap<Slot, SlotState>,
-    limits: HashMap<Slot, Duration>,
     salt: [u8; 16],
     ctx: egui::Context,
     next_run: u64,
@@ -195,7 +195,6 @@ impl Validator {
             tx,
             rx,
             slots: HashMap::new(),
-            limits: HashMap::new(),
             salt,
             ctx,
             next_run: 0,
@@ -282,9 +281,9 @@ impl Validator {
     pub fn view(&self, slot: Slot) -> View<'_> {
         match self.slots.get(&slot).map(|s| &s.phase) {
             None | Some(Phase::Debouncing { .. }) => View::Waiting,
-            Some(Phase::Running { started, .. }) => View::Running {
+            Some(Phase::Running { started, limit, .. }) => View::Running {
                 elapsed: started.elapsed(),
-                limit: self.limits.get(&slot).copied().unwrap_or_default(),
+                limit: *limit,
             },
             Some(Phase::Done(o)) => View::Done(o),
         }
@@ -303,11 +302,6 @@ impl Validator {
             Some(Phase::Done(o)) => Some(o),
             _ => None,
         }
-    }
-
-    /// Whether `slot` holds anything (running, waiting or done).
-    pub fn is_known(&self, slot: Slot) -> bool {
-        self.slots.contains_key(&slot)
     }
 
     /// Stops a running check; the page then shows it as cancelled until Retry or new input.
@@ -347,7 +341,6 @@ impl Validator {
         self.next_run += 1;
         let run = self.next_run;
         let limit = job.limit();
-        self.limits.insert(slot, limit);
         let backend = Arc::clone(&self.backend);
         let tx = self.tx.clone();
         let ctx = self.ctx.clone();
@@ -367,6 +360,7 @@ impl Validator {
                 phase: Phase::Running {
                     run,
                     started: Instant::now(),
+                    limit,
                     abort: handle.abort_handle(),
                 },
             },

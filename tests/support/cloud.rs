@@ -163,6 +163,17 @@ impl CloudServer {
     }
 
     /// Everything the server logged so far.
+    /// Enrolls a throwaway agent with `key`, so the key is used up.
+    pub fn use_up(&self, key: &str, domain: &str) {
+        let pair = ad_sync::cloud::sealed::generate_key_pair();
+        let k = ad_sync::connect_key::ConnectKey::parse(key).unwrap_or_else(|e| panic!("{e}"));
+        block_on(
+            self.client()
+                .enroll(&k, domain, "other", "0.1.0", "linux", &pair.public_key),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }

@@ -49,16 +49,8 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         );
         local = Gate::Blocked("type the service account".into());
     }
-    if let Some(installed) = s.installed().map(|a| a.service_account.username.clone())
-        && !s.form.username.trim().is_empty()
-    {
-        let same = checks::account_unchanged(&installed, s.form.username.trim());
-        if same.status != crate::preflight::Status::Pass {
-            check_line(ui, &same);
-            local = local.and(Gate::Blocked(
-                "the service account must stay the installed one".into(),
-            ));
-        }
+    if !s.form.username.trim().is_empty() {
+        local = local.and(unchanged(s, ui));
     }
     let typing = password(s, ui).has_focus();
     if s.form.password.is_empty() {
@@ -87,6 +79,21 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         &CONTEXT,
         |_, _| {},
     )
+}
+
+/// On an upgrade the service account stays the installed one (`account.unchanged`); shown
+/// only when it does not.
+pub fn unchanged(s: &State, ui: &mut Ui) -> Gate {
+    let Some(installed) = s.installed() else {
+        return Gate::Ready;
+    };
+    let same =
+        checks::account_unchanged(&installed.service_account.username, s.form.username.trim());
+    if same.status == crate::preflight::Status::Pass {
+        return Gate::Ready;
+    }
+    check_line(ui, &same);
+    Gate::Blocked("the service account must stay the installed one".into())
 }
 
 /// The password field, and in review mode where the password came from.

@@ -18,22 +18,13 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         &mut s.form.cloud_url,
         "https://cloud.example.com",
     );
-    ui.horizontal(|ui| {
-        ui.vertical(|ui| {
-            widgets::text_field(
-                ui,
-                "Cloud CA file (PEM, optional)",
-                &mut s.form.cloud_ca_file,
-                "trusted besides the system roots",
-            )
-        });
-        if ui
-            .add_enabled(!s.picking(), egui::Button::new("Browse for cloud CA…"))
-            .clicked()
-        {
-            s.pick(PickTarget::CloudCa, ui.ctx());
-        }
-    });
+    s.path_field(
+        ui,
+        PickTarget::CloudCa,
+        "Cloud CA file (PEM, optional)",
+        "trusted besides the system roots",
+        "Browse for cloud CA…",
+    );
     let mut local = Gate::Ready;
     let url = s.form.cloud_url.trim().to_string();
     if url.is_empty() {

@@ -35,25 +35,13 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
             return Gate::Blocked(e);
         }
     };
-    ui.horizontal(|ui| {
-        ui.vertical(|ui| {
-            widgets::text_field(
-                ui,
-                "Trust this CA file (PEM, optional)",
-                &mut s.form.ldap_ca_file,
-                "/etc/ad-sync/dc-ca.pem",
-            )
-        });
-        if ui
-            .add_enabled(!s.picking(), egui::Button::new("Browse for CA file…"))
-            .clicked()
-        {
-            s.pick(PickTarget::LdapCa, ui.ctx());
-        }
-    });
-    if let Some(n) = &s.picker_note {
-        note(ui, n);
-    }
+    s.path_field(
+        ui,
+        PickTarget::LdapCa,
+        "Trust this CA file (PEM, optional)",
+        "/etc/ad-sync/dc-ca.pem",
+        "Browse for CA file…",
+    );
     ui.checkbox(
         &mut s.form.allow_insecure_fallback,
         "Allow insecure LDAP if LDAPS fails",
@@ -75,7 +63,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     }
     ui.separator();
     let target = CertTarget {
-        host: super::dc_host(s),
+        host: s.form.dc_host(),
         port,
         starttls: s.form.security == Security::Starttls,
     };

@@ -2,10 +2,10 @@
 //! for the domain offered. Whether it is writable needs a secure connection, so `dc.writable`
 //! is proved on the next page (and shown here when it already failed).
 
-use crate::answers::ServerType;
+use crate::answers::{self, ServerType};
 use crate::preflight::{Scope, ids};
 use crate::wizard::State;
-use crate::wizard::validate::{Job, Outcome, Slot, View};
+use crate::wizard::validate::{Job, Outcome, Slot};
 use crate::wizard::widgets::{self, Gate, field_error, note};
 use egui::Ui;
 
@@ -13,7 +13,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     let local = if s.form.server_type == ServerType::Dc {
         ui.label(format!(
             "This host is the domain controller: the agent connects to {}.",
-            super::dc_host(s)
+            s.form.dc_host()
         ));
         Gate::Ready
     } else {
@@ -24,20 +24,19 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
             "dc1.example.com",
         );
         let host = s.form.dc_host.trim();
+        // The same rule `check` applies to [server] dc_host, said for this field.
         let problem = if host.is_empty() {
             Some((
-                "Domain controller is empty",
+                "Domain controller is empty".to_string(),
                 "Type the DC's full DNS name, e.g. dc1.example.com, or pick one found below.",
             ))
-        } else if host.contains("://") || host.contains(['/', ' ', '\\']) {
+        } else if !answers::is_host_name(host) {
             Some((
-                "Domain controller must be a host name, without ldap:// or a path",
-                "Type only the name, e.g. dc1.example.com; the port is set on the next page.",
-            ))
-        } else if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
-            Some((
-                "Domain controller must not carry a port",
-                "Remove `:port`; the port is set on the next page.",
+                format!(
+                    "Domain controller `{host}` is not a host name; {}",
+                    answers::HOST_NAME_RULE
+                ),
+                "Type only the name; the port is set on the next page.",
             ))
         } else {
             None
@@ -45,8 +44,8 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         discovery(s, ui);
         match problem {
             Some((what, fix)) => {
-                field_error(ui, what, fix);
-                Gate::Blocked(what.into())
+                field_error(ui, &what, fix);
+                Gate::Blocked(what)
             }
             None => Gate::Ready,
         }
@@ -99,40 +98,39 @@ fn discovery(s: &mut State, ui: &mut Ui) {
         },
     );
     let mut chosen = None;
-    if let View::Done(Outcome::Dcs(Ok(found))) = s.validator.view(Slot::Discover) {
-        ui.label(format!(
-            "DNS lists {} domain controller(s) for {domain}:",
-            found.len()
-        ));
-        for dc in found {
-            if ui
-                .button(format!(
-                    "Use {} (priority {}, weight {})",
-                    dc.host, dc.priority, dc.weight
-                ))
-                .clicked()
-            {
-                chosen = Some(dc.host.clone());
-            }
-        }
-    } else {
-        widgets::check_view(
-            ui,
-            &mut s.validator,
-            Slot::Discover,
-            &format!("DNS for {domain}"),
-            |ui, o| {
-                if let Outcome::Dcs(Err(e)) = o {
-                    field_error(
-                        ui,
-                        e,
-                        "Check the domain name and this host's DNS servers, or type the DC's name above.",
-                    );
+    widgets::check_view(
+        ui,
+        &mut s.validator,
+        Slot::Discover,
+        &format!("DNS for {domain}"),
+        |ui, o| {
+            match o {
+                Outcome::Dcs(Ok(found)) => {
+                    ui.label(format!(
+                        "DNS lists {} domain controller(s) for {domain}:",
+                        found.len()
+                    ));
+                    for dc in found {
+                        let text = format!(
+                            "Use {} (priority {}, weight {})",
+                            dc.host, dc.priority, dc.weight
+                        );
+                        if ui.button(text).clicked() {
+                            chosen = Some(dc.host.clone());
+                        }
+                    }
                 }
-                Gate::Ready
-            },
-        );
-    }
+                Outcome::Dcs(Err(e)) => field_error(
+                    ui,
+                    e,
+                    "Check the domain name and this host's DNS servers, or type the DC's name above.",
+                ),
+                _ => {}
+            }
+            // Discovery only helps fill the field; it never holds the page.
+            Gate::Ready
+        },
+    );
     if let Some(host) = chosen {
         s.form.dc_host = host;
     }

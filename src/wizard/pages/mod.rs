@@ -125,12 +125,3 @@ pub(crate) fn preflight_checks(
         _ => Gate::Blocked("unexpected result".into()),
     })
 }
-
-/// The host the agent connects to, as the checks compute it.
-pub(crate) fn dc_host(s: &State) -> String {
-    let a = s.form.to_answers();
-    let domain = crate::dn::Dn::parse_container(&a.directory.root_user_dn)
-        .ok()
-        .and_then(|p| p.dn.domain());
-    a.dc_host(domain.as_deref())
-}

@@ -8,7 +8,7 @@ use crate::wizard::State;
 use crate::wizard::app::{PasswordSource, PickTarget};
 use crate::wizard::pages::Page;
 use crate::wizard::validate::Slot;
-use crate::wizard::widgets::{self, Gate, field_error, note};
+use crate::wizard::widgets::{Gate, field_error, note};
 use egui::{RichText, Ui};
 
 pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
@@ -31,15 +31,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     if s.form.password.is_empty() {
         local = Gate::Blocked("the service account's password is needed".into());
     }
-    if let Some(installed) = s.installed().map(|a| a.service_account.username.clone()) {
-        let same = crate::wizard::checks::account_unchanged(&installed, s.form.username.trim());
-        if same.status != crate::preflight::Status::Pass {
-            widgets::check_line(ui, &same);
-            local = local.and(Gate::Blocked(
-                "the service account must stay the installed one".into(),
-            ));
-        }
-    }
+    local = local.and(super::account::unchanged(s, ui));
     let gate = if local.is_ready() {
         let shown: Vec<&str> = ids::ALL
             .iter()
@@ -96,7 +88,7 @@ fn summary(s: &State, ui: &mut Ui) {
                 ServerType::Member => "Member server".into(),
             },
         ),
-        ("Domain controller", super::dc_host(s)),
+        ("Domain controller", s.form.dc_host()),
         (
             "Connection",
             format!(
@@ -166,22 +158,13 @@ fn export(s: &mut State, ui: &mut Ui) {
         ui,
         "Replays this setup unattended (ad-sync-setup install --answers FILE). It holds no password or key.",
     );
-    ui.horizontal(|ui| {
-        ui.vertical(|ui| {
-            widgets::text_field(
-                ui,
-                "Export to",
-                &mut s.export_path,
-                "/root/ad-sync-answers.toml",
-            )
-        });
-        if ui
-            .add_enabled(!s.picking(), egui::Button::new("Browse for export file…"))
-            .clicked()
-        {
-            s.pick(PickTarget::Export, ui.ctx());
-        }
-    });
+    s.path_field(
+        ui,
+        PickTarget::Export,
+        "Export to",
+        "/root/ad-sync-answers.toml",
+        "Browse for export file…",
+    );
     if ui
         .add_enabled(!s.exporting(), egui::Button::new("Export answers file"))
         .clicked()
