@@ -291,6 +291,11 @@ impl Answers {
         Self::parse_kind(text, base_dir, Kind::Answers)
     }
 
+    /// Parses installed-config text (no secrets required).
+    pub fn parse_config(text: &str, base_dir: PathBuf) -> Result<Answers, String> {
+        Self::parse_kind(text, base_dir, Kind::Config)
+    }
+
     fn parse_kind(text: &str, base_dir: PathBuf, kind: Kind) -> Result<Answers, String> {
         // Look at the version first, so an answers file from a newer release gets that message
         // rather than a complaint about fields this release does not know.

@@ -1,15 +1,30 @@
-//! The installed agent's secret store, as far as reading goes: the service-account password
-//! sits in a root-only file in the `secrets` folder beside the config. The wizard's review mode
-//! reads it back so an upgrade asks for nothing; when it cannot (not elevated, missing, unsafe
-//! permissions) the wizard says why and asks for the password instead.
+//! The installed agent's secret store: one root-only file per secret (0600, in a 0700 `secrets`
+//! folder beside the config; on Windows a folder whose ACL admits only SYSTEM, Administrators
+//! and the agent's service account). The installer writes it; the wizard's review mode reads
+//! the password back so an upgrade asks for nothing; the agent reads it at start-up. Under
+//! systemd the service never opens these files itself: the unit's `LoadCredential=` hands it
+//! copies readable by the service's own user only (`$CREDENTIALS_DIRECTORY`).
 //!
-//! Not here: writing the store and the OS credential stores (the install step owns those).
+//! Why not the OS keyring: on Linux a system service has no Secret Service session to ask, and
+//! on Windows the Credential Manager is per user, so what the installer (an administrator)
+//! stores there is invisible to the service's account. A protected file is what both services
+//! can actually read.
 
 use crate::secret::Secret;
 use std::path::{Path, PathBuf};
 
 /// The file name of the service account's password in the store.
 pub const SERVICE_ACCOUNT_PASSWORD: &str = "service-account-password";
+/// The agent's own credential from enrollment (`Authorization: Bearer ...`).
+pub const AGENT_CREDENTIAL: &str = "agent-credential";
+/// The secret half of the agent's X25519 key pair; password changes are sealed to it.
+pub const AGENT_PRIVATE_KEY: &str = "agent-private-key";
+/// Every secret the store can hold.
+pub const ALL: [&str; 3] = [
+    SERVICE_ACCOUNT_PASSWORD,
+    AGENT_CREDENTIAL,
+    AGENT_PRIVATE_KEY,
+];
 
 #[derive(Debug, Clone)]
 pub struct FileStore {
@@ -53,6 +68,30 @@ impl FileStore {
     /// Where the store is, in words for the Review page.
     pub fn describe(&self) -> String {
         format!("root-only files in {}", self.dir.display())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stores a secret atomically, readable by its owner only. The folder must exist.
+    pub fn write(&self, name: &str, value: &Secret) -> std::io::Result<()> {
+        crate::install::fsops::write_atomic(&self.path(name), value.expose().as_bytes(), 0o600)
+    }
+
+    /// The stored bytes as they are (for a rollback to put back), or None when absent.
+    pub fn snapshot(&self, name: &str) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        std::fs::read(self.path(name))
+            .ok()
+            .map(zeroize::Zeroizing::new)
+    }
+
+    /// Removes a secret; an absent one is not an error.
+    pub fn remove(&self, name: &str) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     pub fn read(&self, name: &str) -> Result<Secret, StoreError> {

@@ -1,10 +1,15 @@
 //! The `ad-sync-setup` command line: argument parsing (clap) and printing. Every decision is
 //! made in the library (`dn`, `answers`, `preflight`); this only formats it.
 //!
-//! Exit codes: 0 = valid / no check failed; 1 = invalid DN / at least one check failed;
-//! 2 = the command could not run (bad arguments, unreadable or invalid answers file).
+//! Exit codes: 0 = valid / no check failed / installed; 1 = invalid DN / at least one check
+//! failed (nothing was installed); 2 = the command could not run (bad arguments, unreadable or
+//! invalid answers file); 3 = an install step failed and everything was undone (the connect key
+//! is unused); 4 = enrolled, but a later step failed (re-run the same install to finish).
 
+mod install;
 mod validate_key;
+
+pub use install::{EXIT_INCOMPLETE, EXIT_ROLLED_BACK};
 
 use crate::answers::Answers;
 use crate::dn::Dn;
@@ -22,14 +27,14 @@ pub const EXIT_UNUSABLE: i32 = 2;
     name = "ad-sync-setup",
     version,
     about = "Set up the ad-sync agent: check every value against the live domain controller before anything is written.",
-    after_help = "Exit codes: 0 valid / no check failed; 1 invalid / a check failed; 2 the command could not run (bad arguments or answers file)."
+    after_help = "Exit codes: 0 valid / no check failed / installed; 1 invalid / a check failed (nothing installed); 2 the command could not run (bad arguments or answers file); 3 an install step failed and was undone (the key is unused); 4 enrolled but not finished (run the same install again)."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     /// With no subcommand: the installed config the wizard reviews when it exists
     /// (default /etc/ad-sync/agent.toml; %ProgramData%\ad-sync\agent.toml on Windows).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 }
 
@@ -75,6 +80,53 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Install (or upgrade) the agent unattended: every check, then the plan, step by step.
+    ///
+    /// Refuses to write anything when a check fails. A step that fails before the agent is
+    /// enrolled undoes everything (the connect key stays unused); after enrollment nothing is
+    /// undone and running the same command again finishes the job. Over an existing install it
+    /// upgrades in place: same agent, no connect key needed, same service account.
+    Install {
+        /// The answers file (TOML; see assets/answers.example.toml).
+        #[arg(long, value_name = "FILE")]
+        answers: PathBuf,
+        /// Stage every path under DIR instead of / (packaging, tests); the service is enabled
+        /// inside DIR, never started.
+        #[arg(long, value_name = "DIR")]
+        prefix: Option<PathBuf>,
+        /// Write and enable the service, but do not start it (also when systemd is not running).
+        #[arg(long)]
+        no_start: bool,
+        /// Run the checks and print the plan; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print {"checks":[...],"plan":{...},"steps":[...],"result":...} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the installed config (no secret is in it), where its secrets are and the agent.
+    Review {
+        /// Read the install staged under DIR.
+        #[arg(long, value_name = "DIR")]
+        prefix: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deregister the agent from the cloud, stop and remove the service, remove its secrets
+    /// (and its config, unless --keep-config).
+    Uninstall {
+        /// Keep agent.toml and its backups (to install again later with the same settings).
+        #[arg(long)]
+        keep_config: bool,
+        /// Remove locally even when the cloud cannot be reached to deregister the agent.
+        #[arg(long)]
+        force: bool,
+        /// Remove the install staged under DIR.
+        #[arg(long, value_name = "DIR")]
+        prefix: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Run every preflight check for an answers file against the live domain controller.
     Check {
         /// The answers file (TOML; see assets/answers.example.toml).
@@ -105,6 +157,45 @@ pub fn run(cli: Cli) -> i32 {
                 }
             }
         }
+        Some(Command::Install {
+            answers,
+            prefix,
+            no_start,
+            dry_run,
+            json,
+        }) => install::install(install::InstallArgs {
+            answers,
+            config: cli
+                .config
+                .unwrap_or_else(crate::install::layout::default_config_path),
+            prefix,
+            no_start,
+            dry_run,
+            json,
+        }),
+        Some(Command::Review { prefix, json }) => install::review(
+            &cli.config
+                .unwrap_or_else(crate::install::layout::default_config_path),
+            prefix.as_deref(),
+            json,
+        ),
+        Some(Command::Uninstall {
+            keep_config,
+            force,
+            prefix,
+            json,
+        }) => install::uninstall(
+            &crate::install::uninstall::UninstallOptions {
+                config: cli
+                    .config
+                    .unwrap_or_else(crate::install::layout::default_config_path),
+                prefix,
+                keep_config,
+                force,
+                source_dir: crate::install::Options::new(PathBuf::new()).source_dir,
+            },
+            json,
+        ),
         Some(Command::ValidateDn { dn, json }) => validate_dn(&dn, json),
         Some(Command::Check { answers, json }) => check(&answers, json),
         Some(Command::ValidateKey {
@@ -231,7 +322,7 @@ pub fn render_text(report: &Report) -> String {
 }
 
 /// The network runtime the commands share; on failure, the exit code (after saying why).
-fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, i32> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -175,6 +175,11 @@ pub struct EnrollResponse {
     pub agent_id: String,
     /// The agent's own credential (`Authorization: Bearer ...`). Shown once; the cloud keeps a hash.
     pub credential: String,
+    /// True when this answers a repeated enrollment of an agent the key already enrolled (same
+    /// key, same public key): `credential` is then a new credential sealed to the agent's public
+    /// key (open it with the private key), and the previous one no longer works.
+    #[serde(default)]
+    pub resumed: bool,
     pub domain: String,
     pub role: Role,
     pub heartbeat_interval_seconds: u64,
@@ -207,6 +212,22 @@ pub struct HeartbeatResponse {
     pub heartbeat_interval_seconds: u64,
     pub primary_timeout_seconds: u64,
     pub server_time: String,
+}
+
+/// `GET /v1/agents/self`: the agent as the cloud sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentSelf {
+    pub agent_id: String,
+    pub domain: String,
+    pub host: String,
+    pub version: String,
+    pub role: Role,
+    /// `healthy`, `late` or `silent`, as the status page shows it.
+    pub health: String,
+    pub enrolled_at: String,
+    pub last_seen: String,
+    /// False until the agent's first heartbeat (enrollment alone does not count).
+    pub heard_from: bool,
 }
 
 /// `GET /v1/changes?after=N&limit=M`

@@ -483,6 +483,15 @@ impl CloudClient {
         .await
     }
 
+    /// The agent as the cloud sees it (role, health, last heard from).
+    pub async fn agent_self(
+        &self,
+        credential: &Secret,
+    ) -> Result<crate::cloud::api::AgentSelf, CloudError> {
+        self.call::<(), _>(Method::GET, "v1/agents/self", Some(credential), None)
+            .await
+    }
+
     pub async fn deregister(&self, credential: &Secret) -> Result<(), CloudError> {
         self.send::<()>(Method::DELETE, "v1/agents/self", Some(credential), None)
             .await

@@ -53,11 +53,9 @@ impl std::fmt::Debug for Form {
 }
 
 pub fn default_install_dir() -> String {
-    if cfg!(windows) {
-        r"C:\Program Files\ad-sync".into()
-    } else {
-        "/opt/ad-sync".into()
-    }
+    crate::install::layout::default_program_dir()
+        .display()
+        .to_string()
 }
 
 impl Default for Form {

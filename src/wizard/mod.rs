@@ -8,7 +8,6 @@
 
 pub mod app;
 pub mod backend;
-pub mod checks;
 pub mod form;
 pub mod pages;
 pub mod validate;
@@ -16,32 +15,7 @@ pub mod widgets;
 
 pub use app::{Options, State, WizardApp};
 
-use std::path::PathBuf;
-
-/// Where the installed config lives.
-pub fn default_config_path() -> PathBuf {
-    if cfg!(windows) {
-        let base = std::env::var_os("ProgramData")
-            .map_or_else(|| PathBuf::from(r"C:\ProgramData"), PathBuf::from);
-        base.join("ad-sync").join("agent.toml")
-    } else {
-        PathBuf::from("/etc/ad-sync/agent.toml")
-    }
-}
-
-/// Whether this process may install (root, or an elevated Windows token, which the manifest
-/// asks for on double-click).
-pub fn elevated() -> bool {
-    #[cfg(unix)]
-    {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        unsafe { libc::geteuid() == 0 }
-    }
-    #[cfg(not(unix))]
-    {
-        true
-    }
-}
+pub use crate::install::layout::{default_config_path, elevated};
 
 /// Opens the wizard window and runs it until it closes.
 pub fn run(options: Options) -> Result<(), String> {

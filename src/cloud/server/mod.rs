@@ -127,7 +127,7 @@ fn router(state: Shared) -> Router {
         .route("/v1/keys/check", post(check_key))
         .route("/v1/agents/enroll", post(enroll))
         .route("/v1/agents/heartbeat", post(heartbeat))
-        .route("/v1/agents/self", delete(deregister))
+        .route("/v1/agents/self", delete(deregister).get(agent_self))
         .route("/v1/changes", get(changes))
         .route("/v1/changes/ack", post(ack))
         .fallback(|| async {
@@ -489,6 +489,38 @@ async fn heartbeat(
     db(&state, move |s| s.heartbeat(&agent, &req, timing, now))
         .await
         .map(Json)
+}
+
+async fn agent_self(
+    State(state): State<Shared>,
+    Agent(agent): Agent,
+) -> Result<Json<crate::cloud::api::AgentSelf>, ApiError> {
+    let timing = state.timing;
+    let now = crate::time_fmt::now_unix();
+    let row = db(&state, move |s| {
+        s.agents()
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+            .into_iter()
+            .find(|a| a.id == agent.agent_id)
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "this agent is not known"))
+    })
+    .await?;
+    let t = crate::time_fmt::unix_to_rfc3339;
+    Ok(Json(crate::cloud::api::AgentSelf {
+        health: status_page::Health::of(&row, timing, now).label().into(),
+        role: if row.primary {
+            crate::cloud::api::Role::Primary
+        } else {
+            crate::cloud::api::Role::Standby
+        },
+        heard_from: row.last_seen > row.enrolled_at,
+        enrolled_at: t(row.enrolled_at),
+        last_seen: t(row.last_seen),
+        agent_id: row.id,
+        domain: row.domain,
+        host: row.host,
+        version: row.version,
+    }))
 }
 
 async fn deregister(

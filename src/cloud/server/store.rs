@@ -702,6 +702,28 @@ impl Store {
         })?;
         match row.state(now) {
             KeyState::Valid => {}
+            KeyState::Used
+                if api::domain_key(domain) == key_dn_key
+                    && let Some(resumed) =
+                        resume_enrollment(&tx, &row, domain_id, public_key, &credential, now)? =>
+            {
+                let primary = elect(&tx, domain_id, &resumed, now, timing)?;
+                tx.commit()?;
+                let sealed = crate::cloud::sealed::seal(public_key, credential.as_bytes())
+                    .map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
+                return Ok(EnrollResponse {
+                    role: if primary == resumed {
+                        Role::Primary
+                    } else {
+                        Role::Standby
+                    },
+                    agent_id: resumed,
+                    credential: sealed,
+                    resumed: true,
+                    domain: row.domain,
+                    heartbeat_interval_seconds: timing.heartbeat_interval.as_secs(),
+                });
+            }
             state => {
                 let code = if state == KeyState::Used {
                     ErrorCode::KeyUsed
@@ -751,6 +773,7 @@ impl Store {
             },
             agent_id,
             credential,
+            resumed: false,
             domain: row.domain,
             heartbeat_interval_seconds: timing.heartbeat_interval.as_secs(),
         })
@@ -1024,6 +1047,36 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64, KeyRow, String)
         },
         r.get(8)?,
     ))
+}
+
+/// An installer that was stopped after the cloud enrolled it, but before it stored the
+/// credential, enrolls again with the same key and the same public key. The agent it created
+/// gets a new credential, sealed to that public key, so only the holder of the private key
+/// (the installer that made the pair) can read it; the old credential stops working. Anyone
+/// else presenting the used key gets `key_used` as before.
+fn resume_enrollment(
+    tx: &Connection,
+    row: &KeyRow,
+    domain_id: i64,
+    public_key: &[u8; 32],
+    credential: &str,
+    now: i64,
+) -> Result<Option<String>, ApiError> {
+    let Some(agent) = row.used_by.as_deref() else {
+        return Ok(None);
+    };
+    let changed = tx.execute(
+        "UPDATE agents SET credential_hash = ?1, last_seen = ?2
+         WHERE id = ?3 AND domain_id = ?4 AND public_key = ?5 AND deregistered_at IS NULL",
+        params![
+            credential_hash(credential),
+            now,
+            agent,
+            domain_id,
+            public_key.as_slice()
+        ],
+    )?;
+    Ok((changed == 1).then(|| agent.to_string()))
 }
 
 fn find_key(conn: &Connection, hash: &str) -> Result<Option<(i64, i64, KeyRow, String)>, ApiError> {

@@ -2,10 +2,10 @@
 //! warned about when its password expires; and the Root User container proved with it
 //! (`root_dn.exists`, `root_dn.delegation`). On an upgrade it must be the installed account.
 
+use crate::install::checks;
 use crate::preflight::{Scope, ids};
 use crate::wizard::State;
 use crate::wizard::app::PasswordSource;
-use crate::wizard::checks;
 use crate::wizard::validate::Slot;
 use crate::wizard::widgets::{self, Gate, check_line, field_error, note};
 use egui::Ui;

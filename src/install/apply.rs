@@ -1,0 +1,829 @@
+//! Carrying out a plan, step by step, with progress. Every local step records how to undo itself;
+//! when a step before enrollment fails (or the admin cancels), the recorded undos run in reverse
+//! and the machine is as it was. Enrollment uses the connect key up, so after it nothing is
+//! undone: a failure then says what to do, and a re-run finishes the job (the enrollment record
+//! and the stored key pair let it resume instead of asking for a new key).
+
+use super::enrollment::{Record, State};
+use super::plan::{Mode, Options, Plan};
+use super::{fsops, service};
+use crate::answers::Answers;
+use crate::cloud::client::{CloudClient, CloudError, CloudOptions};
+use crate::secret::Secret;
+use crate::secrets::{AGENT_CREDENTIAL, AGENT_PRIVATE_KEY, SERVICE_ACCOUNT_PASSWORD};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    /// Done, then undone because a later step failed.
+    RolledBack,
+    /// Not run, because an earlier step failed.
+    NotRun,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub id: &'static str,
+    pub title: String,
+    pub detail: String,
+    pub status: StepStatus,
+    /// What happened, or why it failed and what to do.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Result_ {
+    /// Everything done.
+    Installed,
+    /// A step failed before enrollment; everything was undone; the key is unused.
+    RolledBack,
+    /// Enrolled (the key is used), but a later step failed: re-run to finish.
+    Incomplete,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub result: Result_,
+    pub steps: Vec<StepReport>,
+    pub agent_id: Option<String>,
+    /// The failure in one line, and what to do.
+    pub error: Option<String>,
+    pub fix: Option<String>,
+    /// Every service-manager command line run (none holds a secret).
+    pub commands: Vec<String>,
+    /// The agent as the cloud sees it, after the install (when it could be asked).
+    pub cloud_view: Option<crate::cloud::api::AgentSelf>,
+    pub cloud_view_error: Option<String>,
+}
+
+/// Asked from another thread: stop before the next step (and abandon a request in flight).
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How to undo one local change.
+enum Undo {
+    /// Folders this run created, deepest last.
+    RemoveDirs(Vec<PathBuf>),
+    /// Put a file back as it was (`None`: it did not exist).
+    Restore {
+        path: PathBuf,
+        previous: Option<Zeroizing<Vec<u8>>>,
+        mode: Option<u32>,
+    },
+    /// `systemctl disable` (the service was not enabled before).
+    Disable,
+    /// Remove the Windows service (it did not exist before).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    Unregister,
+}
+
+struct Run<'a> {
+    plan: &'a Plan,
+    answers: &'a Answers,
+    opts: &'a Options,
+    cancel: &'a Cancel,
+    reports: Vec<StepReport>,
+    undo: Vec<Undo>,
+    commands: Vec<String>,
+    agent_id: Option<String>,
+    credential: Option<Secret>,
+}
+
+/// Why a step failed: the message (naming what and what to do) and whether the connect key may
+/// have been used (enrollment's answer lost on the way back).
+struct StepError {
+    message: String,
+    fix: String,
+    key_maybe_used: bool,
+}
+
+fn err(message: impl Into<String>, fix: impl Into<String>) -> StepError {
+    StepError {
+        message: message.into(),
+        fix: fix.into(),
+        key_maybe_used: false,
+    }
+}
+
+/// Test hook for the kill-at-every-step test: `AD_SYNC_INSTALL_FAULT=stop-after:<step>` (or
+/// `stop-after:enroll-answered`, between the cloud's answer and storing the credential) makes
+/// the installer stop itself (SIGSTOP) at that point, so the test can SIGKILL it there.
+fn fault_point(name: &str) {
+    #[cfg(unix)]
+    if std::env::var("AD_SYNC_INSTALL_FAULT").is_ok_and(|v| v == format!("stop-after:{name}")) {
+        // SAFETY: raise() only sends a signal to this process.
+        unsafe {
+            libc::raise(libc::SIGSTOP);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = name;
+}
+
+/// Applies `plan`. `progress` sees every step's status each time one changes.
+pub fn apply(
+    plan: &Plan,
+    answers: &Answers,
+    opts: &Options,
+    cancel: &Cancel,
+    progress: &mut dyn FnMut(&[StepReport]),
+) -> Outcome {
+    let mut run = Run {
+        plan,
+        answers,
+        opts,
+        cancel,
+        reports: plan
+            .steps
+            .iter()
+            .map(|s| StepReport {
+                id: s.id,
+                title: s.title.clone(),
+                detail: s.detail.clone(),
+                status: StepStatus::Pending,
+                message: String::new(),
+            })
+            .collect(),
+        undo: Vec::new(),
+        commands: Vec::new(),
+        agent_id: plan.agent_id.clone(),
+        credential: None,
+    };
+    let mut enrolled = plan.mode == Mode::Upgrade;
+    let mut failure: Option<StepError> = None;
+    for i in 0..plan.steps.len() {
+        let id = plan.steps[i].id;
+        if cancel.is_cancelled() && !enrolled {
+            failure = Some(err(
+                "the install was cancelled",
+                "Nothing was kept; run it again when ready.",
+            ));
+            break;
+        }
+        run.reports[i].status = StepStatus::Running;
+        progress(&run.reports);
+        match run.step(id) {
+            Ok(message) => {
+                run.reports[i].status = StepStatus::Done;
+                run.reports[i].message = message;
+                if id == "enroll" {
+                    enrolled = true;
+                }
+                progress(&run.reports);
+                fault_point(id);
+            }
+            Err(e) => {
+                run.reports[i].status = StepStatus::Failed;
+                run.reports[i].message = format!("{} {}", e.message, e.fix);
+                progress(&run.reports);
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    for r in run.reports.iter_mut() {
+        if r.status == StepStatus::Pending {
+            r.status = StepStatus::NotRun;
+        }
+    }
+    let result = match &failure {
+        None => Result_::Installed,
+        Some(e) if enrolled || e.key_maybe_used => Result_::Incomplete,
+        Some(_) => {
+            run.roll_back(progress);
+            Result_::RolledBack
+        }
+    };
+    progress(&run.reports);
+    let (cloud_view, cloud_view_error) = match (&run.credential, result) {
+        (Some(c), Result_::Installed | Result_::Incomplete) => match run.cloud_view(c) {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e)),
+        },
+        _ => (None, None),
+    };
+    Outcome {
+        result,
+        agent_id: run.agent_id.clone(),
+        error: failure.as_ref().map(|e| e.message.clone()),
+        fix: failure.map(|e| e.fix),
+        steps: run.reports,
+        commands: run.commands,
+        cloud_view,
+        cloud_view_error,
+    }
+}
+
+impl Run<'_> {
+    fn layout(&self) -> &super::layout::Layout {
+        &self.plan.layout
+    }
+
+    fn real(&self, p: &Path) -> PathBuf {
+        self.layout().real(p)
+    }
+
+    fn step(&mut self, id: &str) -> Result<String, StepError> {
+        match id {
+            "program" => self.program(),
+            "folders" => self.folders(),
+            "ca.dc" => {
+                let from = self
+                    .answers
+                    .ldap
+                    .ca_file
+                    .as_ref()
+                    .map(|p| self.answers.path(p))
+                    .unwrap_or_default();
+                self.ca("dc", &from, "[ldap] ca_file")
+            }
+            "ca.cloud" => {
+                let from = self
+                    .answers
+                    .cloud
+                    .as_ref()
+                    .and_then(|c| c.ca_file.as_ref())
+                    .map(|p| self.answers.path(p))
+                    .unwrap_or_default();
+                self.ca("cloud", &from, "[cloud] ca_file")
+            }
+            "secret.password" => {
+                let password = self.answers.password().map_err(|e| {
+                    err(
+                        e,
+                        "Give the password in the answers file (password_file or password_env).",
+                    )
+                })?;
+                self.secret(SERVICE_ACCOUNT_PASSWORD, &password)
+            }
+            "agent.key" => self.agent_key(),
+            "config" => self.config(),
+            "service.unit" => self.unit(),
+            "service.enable" => self.enable(),
+            "service.register" => self.register(),
+            "enroll" => self.enroll(),
+            "service.start" => self.start(),
+            other => Err(err(
+                format!("unknown step {other}"),
+                "Report this as a bug.",
+            )),
+        }
+    }
+
+    /// Writes a file, remembering what was there for a rollback.
+    fn write(&mut self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), StepError> {
+        let previous = std::fs::read(path).ok().map(Zeroizing::new);
+        let old_mode = fsops::mode_of(path);
+        fsops::write_atomic(path, bytes, mode).map_err(|e| io_err(path, &e))?;
+        self.undo.push(Undo::Restore {
+            path: path.to_path_buf(),
+            previous,
+            mode: old_mode,
+        });
+        Ok(())
+    }
+
+    fn dirs(&mut self, dir: &Path, mode: u32) -> Result<(), StepError> {
+        let made = fsops::create_dirs(dir, mode).map_err(|e| io_err(dir, &e))?;
+        if !made.is_empty() {
+            self.undo.push(Undo::RemoveDirs(made));
+        }
+        Ok(())
+    }
+
+    fn program(&mut self) -> Result<String, StepError> {
+        let source = self.opts.agent_source();
+        let target = self.real(&self.layout().agent_exe);
+        let dir = self.real(&self.layout().program_dir);
+        self.dirs(&dir, 0o755)?;
+        if let (Ok(a), Ok(b)) = (source.canonicalize(), target.canonicalize())
+            && a == b
+        {
+            return Ok(format!("{} is already in place", target.display()));
+        }
+        let previous = std::fs::read(&target).ok().map(Zeroizing::new);
+        let old_mode = fsops::mode_of(&target);
+        fsops::copy_atomic(&source, &target, 0o755).map_err(|e| {
+            err(
+                format!("copying the agent program {} to {}: {e}", source.display(), target.display()),
+                "Check that the folder is writable and that the agent program is beside ad-sync-setup.",
+            )
+        })?;
+        self.undo.push(Undo::Restore {
+            path: target.clone(),
+            previous,
+            mode: old_mode,
+        });
+        Ok(format!("{} installed", target.display()))
+    }
+
+    fn folders(&mut self) -> Result<String, StepError> {
+        let config_dir = self.real(&self.layout().config_dir);
+        let secrets = self.real(&self.layout().secrets_dir);
+        self.dirs(&config_dir, 0o755)?;
+        self.dirs(&secrets, 0o700)?;
+        // An existing store folder may have been loosened by hand: tighten it again.
+        fsops::set_mode(&secrets, 0o700).map_err(|e| io_err(&secrets, &e))?;
+        #[cfg(windows)]
+        if self.plan.layout.prefix.is_none() {
+            for dir in [&config_dir, &secrets] {
+                self.run_command(
+                    "icacls",
+                    &[
+                        dir.display().to_string(),
+                        "/inheritance:r".into(),
+                        "/grant:r".into(),
+                        "*S-1-5-18:(OI)(CI)F".into(),
+                        "*S-1-5-32-544:(OI)(CI)F".into(),
+                    ],
+                )?;
+            }
+        }
+        Ok(format!(
+            "{} and {}",
+            config_dir.display(),
+            secrets.display()
+        ))
+    }
+
+    fn ca(&mut self, which: &str, from: &Path, field: &str) -> Result<String, StepError> {
+        let bytes = std::fs::read(from).map_err(|e| {
+            err(
+                format!("{field} {}: {e}", from.display()),
+                "Check the path; the checks read it a moment ago.",
+            )
+        })?;
+        let to = self.real(&self.layout().ca_copy(which));
+        self.write(&to, &bytes, 0o644)?;
+        Ok(format!("{} written", to.display()))
+    }
+
+    fn secret(&mut self, name: &str, value: &Secret) -> Result<String, StepError> {
+        let store = self.layout().store();
+        let path = store.path(name);
+        let previous = store.snapshot(name);
+        let old_mode = fsops::mode_of(&path);
+        store.write(name, value).map_err(|e| io_err(&path, &e))?;
+        self.undo.push(Undo::Restore {
+            path: path.clone(),
+            previous,
+            mode: old_mode,
+        });
+        Ok(format!("{} written (0600)", path.display()))
+    }
+
+    fn domain(&self) -> String {
+        crate::dn::Dn::parse(&self.answers.directory.root_user_dn)
+            .ok()
+            .and_then(|p| p.dn.domain_dn())
+            .map(|d| d.to_comma_form())
+            .unwrap_or_default()
+    }
+
+    fn cloud_url(&self) -> String {
+        self.answers
+            .cloud
+            .as_ref()
+            .and_then(|c| c.url.clone())
+            .unwrap_or_default()
+    }
+
+    fn agent_key(&mut self) -> Result<String, StepError> {
+        let pair = crate::cloud::sealed::generate_key_pair();
+        self.secret(AGENT_PRIVATE_KEY, &pair.secret_key)?;
+        let record = Record {
+            state: State::Pending,
+            agent_id: None,
+            cloud_url: self.cloud_url(),
+            domain: self.domain(),
+            public_key: pair.public_key,
+            updated_at: now(),
+        };
+        let path = self.real(&self.layout().enrollment);
+        self.write(&path, record.text().as_bytes(), 0o600)?;
+        Ok("key pair made; the enrollment is recorded as pending".into())
+    }
+
+    fn config(&mut self) -> Result<String, StepError> {
+        // Named relative to the config, so the copies travel with it: beside it on disk, and
+        // beside it in systemd's credentials folder at run time.
+        let dc_ca = self
+            .has_ca("dc")
+            .then(|| PathBuf::from(super::layout::ca_name("dc")));
+        let cloud_ca = self
+            .has_ca("cloud")
+            .then(|| PathBuf::from(super::layout::ca_name("cloud")));
+        let mut answers = self.answers.clone();
+        answers.install = Some(crate::answers::Install {
+            dir: self.layout().program_dir.clone(),
+        });
+        let text = super::config::render(&answers, dc_ca.as_deref(), cloud_ca.as_deref());
+        let path = self.real(&self.layout().config);
+        let mut kept = String::new();
+        if let Ok(current) = std::fs::read(&path) {
+            if current == text.as_bytes() {
+                return Ok(format!("{} is already current", path.display()));
+            }
+            let backup = super::config::backup_path(&path, time::OffsetDateTime::now_utc());
+            self.write(&backup, &current, 0o600)?;
+            kept = format!("; the previous one kept as {}", backup.display());
+            let old = super::config::backups(&path);
+            if old.len() > super::config::BACKUPS_KEPT {
+                for p in &old[..old.len() - super::config::BACKUPS_KEPT] {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+        self.write(&path, text.as_bytes(), 0o600)?;
+        Ok(format!("{} written (0600){kept}", path.display()))
+    }
+
+    fn has_ca(&self, which: &str) -> bool {
+        match which {
+            "dc" => self.answers.ldap.ca_file.is_some(),
+            _ => self
+                .answers
+                .cloud
+                .as_ref()
+                .is_some_and(|c| c.ca_file.is_some()),
+        }
+    }
+
+    fn unit(&mut self) -> Result<String, StepError> {
+        let Some(unit) = self.layout().unit.clone() else {
+            return Ok("no unit on this system".into());
+        };
+        let path = self.real(&unit);
+        if let Some(dir) = path.parent() {
+            self.dirs(dir, 0o755)?;
+        }
+        let cas: Vec<&str> = ["dc", "cloud"]
+            .into_iter()
+            .filter(|w| self.has_ca(w))
+            .collect();
+        let text = service::systemd_unit(self.layout(), &cas);
+        if std::fs::read(&path).is_ok_and(|b| b == text.as_bytes()) {
+            return Ok(format!("{} is already current", path.display()));
+        }
+        self.write(&path, text.as_bytes(), 0o644)?;
+        Ok(format!("{} written", path.display()))
+    }
+
+    fn run_command(&mut self, program: &str, args: &[String]) -> Result<(), StepError> {
+        let (line, result) = service::run_command(program, args, Duration::from_secs(60));
+        self.commands.push(line.clone());
+        result.map_err(|e| {
+            err(
+                format!("`{line}` failed: {e}"),
+                "Fix what it says, then run the install again.",
+            )
+        })
+    }
+
+    fn systemctl(&mut self, verb: &[&str]) -> Result<(), StepError> {
+        let args = service::systemctl_args(self.layout(), verb);
+        self.run_command("systemctl", &args)
+    }
+
+    fn enable(&mut self) -> Result<String, StepError> {
+        let args = service::systemctl_args(self.layout(), &["is-enabled", "--quiet"]);
+        let (line, was) = service::run_command("systemctl", &args, Duration::from_secs(30));
+        self.commands.push(line);
+        if was.is_ok() {
+            return Ok("already enabled".into());
+        }
+        self.systemctl(&["enable", "--quiet"])?;
+        self.undo.push(Undo::Disable);
+        Ok("enabled in multi-user.target".into())
+    }
+
+    #[cfg(windows)]
+    fn register(&mut self) -> Result<String, StepError> {
+        let def = self.plan.service.clone();
+        if self.plan.layout.prefix.is_some() {
+            self.commands.extend(def.sc_commands());
+            return Ok("staged: the service is registered when the real install runs".into());
+        }
+        let existed = service::scm::register(&def)
+            .map_err(|e| err(e, "Run the installer as Administrator."))?;
+        if !existed {
+            self.undo.push(Undo::Unregister);
+        }
+        let account = def.account.clone();
+        for (dir, rights) in [
+            (self.real(&self.layout().config_dir), "(OI)(CI)RX"),
+            (self.real(&self.layout().secrets_dir), "(OI)(CI)R"),
+        ] {
+            self.run_command(
+                "icacls",
+                &[
+                    dir.display().to_string(),
+                    "/grant".into(),
+                    format!("{account}:{rights}"),
+                ],
+            )?;
+        }
+        Ok(if existed {
+            "updated in place"
+        } else {
+            "registered"
+        }
+        .into())
+    }
+
+    #[cfg(not(windows))]
+    fn register(&mut self) -> Result<String, StepError> {
+        Err(err(
+            "the Windows service step ran on a system without the SCM",
+            "Report this as a bug.",
+        ))
+    }
+
+    fn client(&self) -> Result<CloudClient, StepError> {
+        let cloud = self.answers.cloud.as_ref();
+        let opts = CloudOptions {
+            url: self.cloud_url(),
+            ca_file: cloud
+                .and_then(|c| c.ca_file.as_deref())
+                .map(|p| self.answers.path(p)),
+            timeout: cloud.map_or(Duration::from_secs(10), |c| c.timeout()),
+        };
+        CloudClient::new(&opts).map_err(|e| err(format!("[cloud] {e}"), e.fix()))
+    }
+
+    fn enroll(&mut self) -> Result<String, StepError> {
+        let store = self.layout().store();
+        let record_path = self.real(&self.layout().enrollment);
+        let mut record = Record::read(&record_path)
+            .map_err(|e| err(e, "Run the install again; it starts the enrollment afresh."))?
+            .ok_or_else(|| err("the enrollment record is missing", "Run the install again."))?;
+        let private = store.read(AGENT_PRIVATE_KEY).map_err(|e| {
+            err(
+                format!("the agent's private key: {e}"),
+                "Run the install again.",
+            )
+        })?;
+        let key_text = self
+            .answers
+            .connect_key()
+            .map_err(|e| {
+                err(
+                    e,
+                    "Give the connect key in [cloud] (connect_key_file or connect_key_env).",
+                )
+            })?
+            .ok_or_else(|| {
+                err(
+                    "no connect key was given",
+                    "Give the connect key in [cloud] (connect_key_file or connect_key_env).",
+                )
+            })?;
+        let key = crate::connect_key::ConnectKey::parse(key_text.expose()).map_err(|e| {
+            err(
+                format!("[cloud] connect key: {e}"),
+                "Paste the key again from the cloud console.",
+            )
+        })?;
+        let client = self.client()?;
+        let host = crate::answers::Server {
+            kind: crate::answers::ServerType::Dc,
+            dc_host: None,
+        }
+        .host(
+            crate::dn::Dn::parse(&record.domain)
+                .ok()
+                .and_then(|d| d.dn.domain())
+                .as_deref(),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| err(format!("cannot start the network runtime: {e}"), "Retry."))?;
+        let cancel = self.cancel.clone();
+        let call = client.enroll(
+            &key,
+            &record.domain,
+            &host,
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            &record.public_key,
+        );
+        let answer = runtime.block_on(async {
+            tokio::select! {
+                r = call => Some(r),
+                _ = wait_cancelled(&cancel) => None,
+            }
+        });
+        let resp = match answer {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => return Err(self.enroll_failed(&runtime, &client, &key, e)),
+            None => {
+                return Err(self.enroll_failed(
+                    &runtime,
+                    &client,
+                    &key,
+                    CloudError::Connect("cancelled while the cloud was being asked".into()),
+                ));
+            }
+        };
+        fault_point("enroll-answered");
+        let credential = if resp.resumed {
+            crate::cloud::sealed::open(&private, &resp.credential).map_err(|e| StepError {
+                message: format!("the cloud's resumed credential could not be opened: {e}"),
+                fix: "Run the install again.".into(),
+                key_maybe_used: true,
+            })?
+        } else {
+            Secret::new(resp.credential.clone())
+        };
+        let stored = store.write(AGENT_CREDENTIAL, &credential).and_then(|()| {
+            record.state = State::Enrolled;
+            record.agent_id = Some(resp.agent_id.clone());
+            record.updated_at = now();
+            record.write(&record_path)
+        });
+        if let Err(e) = stored {
+            return Err(StepError {
+                message: format!(
+                    "the cloud enrolled agent {} but its credential could not be stored: {e}",
+                    resp.agent_id
+                ),
+                fix: "Free the disk or fix the folder's permissions, then run the install again with the same connect key: it resumes this enrollment.".into(),
+                key_maybe_used: true,
+            });
+        }
+        self.agent_id = Some(resp.agent_id.clone());
+        self.credential = Some(credential);
+        let role = match resp.role {
+            crate::cloud::api::Role::Primary => "primary",
+            crate::cloud::api::Role::Standby => "standby",
+        };
+        Ok(format!(
+            "{} agent {} ({role}) for {}; its credential is stored",
+            if resp.resumed { "resumed" } else { "enrolled" },
+            resp.agent_id,
+            resp.domain
+        ))
+    }
+
+    /// Enrollment failed. When the cloud's answer is lost on the way back (a timeout, a dropped
+    /// connection, a cancel) it may have enrolled the agent anyway: ask whether the key is used.
+    fn enroll_failed(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        client: &CloudClient,
+        key: &crate::connect_key::ConnectKey,
+        e: CloudError,
+    ) -> StepError {
+        let definite = matches!(
+            e,
+            CloudError::Api { .. }
+                | CloudError::BadUrl { .. }
+                | CloudError::CaFile(_)
+                | CloudError::Dns { .. }
+                | CloudError::Refused { .. }
+                | CloudError::Tls { .. }
+                | CloudError::Proxy { .. }
+        );
+        if definite {
+            return err(format!("enrollment: {e}"), e.fix());
+        }
+        let state = runtime
+            .block_on(client.check_key(key, None))
+            .map(|r| r.state);
+        match state {
+            Ok(crate::cloud::api::KeyState::Valid) => err(
+                format!("enrollment: {e}; the key is still unused"),
+                e.fix(),
+            ),
+            _ => StepError {
+                message: format!("enrollment: {e}; the cloud may have enrolled the agent"),
+                fix: "Run the install again with the same connect key: it resumes this enrollment (the key pair is kept).".into(),
+                key_maybe_used: true,
+            },
+        }
+    }
+
+    fn start(&mut self) -> Result<String, StepError> {
+        if self.layout().unit.is_some() {
+            self.systemctl_plain(&["daemon-reload"])?;
+            self.systemctl(&["restart"])?;
+            Ok("started".into())
+        } else {
+            self.start_windows()
+        }
+    }
+
+    fn systemctl_plain(&mut self, verb: &[&str]) -> Result<(), StepError> {
+        let args: Vec<String> = verb.iter().map(|s| s.to_string()).collect();
+        self.run_command("systemctl", &args)
+    }
+
+    #[cfg(windows)]
+    fn start_windows(&mut self) -> Result<String, StepError> {
+        service::scm::restart(&self.plan.service).map_err(|e| {
+            err(
+                e,
+                "Look at the agent's log, fix the cause, then start the service.",
+            )
+        })?;
+        Ok("started".into())
+    }
+
+    #[cfg(not(windows))]
+    fn start_windows(&mut self) -> Result<String, StepError> {
+        Err(err(
+            "no service manager to start the service",
+            "Report this as a bug.",
+        ))
+    }
+
+    fn cloud_view(&self, credential: &Secret) -> Result<crate::cloud::api::AgentSelf, String> {
+        let client = self.client().map_err(|e| e.message)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime
+            .block_on(client.agent_self(credential))
+            .map_err(|e| e.to_string())
+    }
+
+    fn roll_back(&mut self, progress: &mut dyn FnMut(&[StepReport])) {
+        while let Some(u) = self.undo.pop() {
+            match u {
+                Undo::RemoveDirs(dirs) => {
+                    for d in dirs.iter().rev() {
+                        // Only empty folders: anything else in them was not ours.
+                        let _ = std::fs::remove_dir(d);
+                    }
+                }
+                Undo::Restore {
+                    path,
+                    previous,
+                    mode,
+                } => match previous {
+                    Some(bytes) => {
+                        let _ = fsops::write_atomic(&path, &bytes, mode.unwrap_or(0o600));
+                    }
+                    None => {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                },
+                Undo::Disable => {
+                    let _ = self.systemctl(&["disable", "--quiet"]);
+                }
+                Undo::Unregister => {
+                    #[cfg(windows)]
+                    let _ = service::scm::remove(&self.plan.service);
+                }
+            }
+        }
+        for r in self.reports.iter_mut() {
+            if r.status == StepStatus::Done {
+                r.status = StepStatus::RolledBack;
+            }
+        }
+        progress(&self.reports);
+    }
+}
+
+fn io_err(path: &Path, e: &std::io::Error) -> StepError {
+    let fix = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            "Run the install as root (Administrator on Windows)."
+        }
+        _ => "Check the disk and the folder, then run the install again.",
+    };
+    err(format!("{}: {e}", path.display()), fix)
+}
+
+fn now() -> String {
+    crate::time_fmt::unix_to_rfc3339(crate::time_fmt::now_unix())
+}
+
+async fn wait_cancelled(cancel: &Cancel) {
+    while !cancel.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,447 @@
+//! The agent's service: what it is (pure data, shown on the Review page and by `install --json`),
+//! the systemd unit it becomes on Linux, and the calls that register, start, stop and remove it
+//! (systemctl on Linux, the Service Control Manager through `windows-service` on Windows).
+//!
+//! Registration is idempotent by construction: one unit file by one name, or one SCM entry that
+//! is updated in place when it exists. A re-run never makes a second service.
+
+use super::layout::{Layout, SERVICE_DESCRIPTION, SERVICE_DISPLAY_NAME, SERVICE_NAME};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The secrets the service is handed, by store name.
+pub const SERVICE_SECRETS: [&str; 3] = crate::secrets::ALL;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceDef {
+    pub name: &'static str,
+    pub display_name: &'static str,
+    pub description: &'static str,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// The account the service runs as.
+    pub account: String,
+    pub start: &'static str,
+    pub on_failure: &'static str,
+}
+
+impl ServiceDef {
+    pub fn new(layout: &Layout) -> ServiceDef {
+        if cfg!(windows) {
+            ServiceDef {
+                name: SERVICE_NAME,
+                display_name: SERVICE_DISPLAY_NAME,
+                description: SERVICE_DESCRIPTION,
+                program: layout.agent_exe.clone(),
+                args: vec![
+                    "service".into(),
+                    "--config".into(),
+                    layout.config.display().to_string(),
+                ],
+                account: format!("NT SERVICE\\{SERVICE_NAME}"),
+                start: "automatic (delayed start)",
+                on_failure: "restart after 10 s, 60 s, then every 5 minutes; the count resets after a day",
+            }
+        } else {
+            ServiceDef {
+                name: SERVICE_NAME,
+                display_name: SERVICE_DISPLAY_NAME,
+                description: SERVICE_DESCRIPTION,
+                program: layout.agent_exe.clone(),
+                args: vec![
+                    "run".into(),
+                    "--config".into(),
+                    // systemd's credentials folder: the config and secrets reach the service as
+                    // copies only its own user can read.
+                    "%d/agent.toml".into(),
+                ],
+                account: "ad-sync (a dynamic user of its own, DynamicUser=yes)".into(),
+                start: "at boot (enabled in multi-user.target)",
+                on_failure: "restart 10 s after any failure (Restart=on-failure)",
+            }
+        }
+    }
+
+    /// The command line, as the service manager will run it.
+    pub fn command_line(&self) -> String {
+        std::iter::once(quote(&self.program.display().to_string()))
+            .chain(self.args.iter().map(|a| quote(a)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// What registering it on Windows amounts to, as `sc.exe` commands: shown on the Review page
+    /// and in `install --json`, and tested here as data (the SCM itself is only on Windows).
+    pub fn sc_commands(&self) -> Vec<String> {
+        vec![
+            format!(
+                "sc.exe create {} binPath= \"{}\" start= delayed-auto obj= \"{}\" DisplayName= \"{}\"",
+                self.name,
+                self.command_line().replace('"', "\\\""),
+                self.account,
+                self.display_name
+            ),
+            format!("sc.exe description {} \"{}\"", self.name, self.description),
+            format!(
+                "sc.exe failure {} reset= 86400 actions= restart/10000/restart/60000/restart/300000",
+                self.name
+            ),
+            format!("sc.exe failureflag {} 1", self.name),
+            format!("sc.exe sidtype {} unrestricted", self.name),
+        ]
+    }
+}
+
+fn quote(arg: &str) -> String {
+    if !arg.is_empty() && !arg.contains([' ', '"', '\\', '\t']) {
+        return arg.to_string();
+    }
+    format!("\"{}\"", arg.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// systemd reads `%` as a specifier; a literal one in a path is `%%`.
+fn unit_path(p: &Path) -> String {
+    p.display().to_string().replace('%', "%%")
+}
+
+/// The hardened systemd unit. The service gets its own dynamic user, sees the file system read
+/// only except its state and log folders, gets the config and secrets through `LoadCredential=`
+/// (root-only files on disk, copies readable by the service alone at run time, never in its
+/// environment), and is restarted when it fails.
+/// `cas` names the CA copies beside the config (`dc`, `cloud`) the service is handed too.
+pub fn systemd_unit(layout: &Layout, cas: &[&str]) -> String {
+    let def = ServiceDef::new(layout);
+    let mut exec = quote(&unit_path(&def.program));
+    for a in &def.args {
+        exec.push(' ');
+        exec.push_str(&quote(a));
+    }
+    let mut creds = format!("LoadCredential=agent.toml:{}\n", unit_path(&layout.config));
+    for which in cas {
+        let name = super::layout::ca_name(which);
+        creds.push_str(&format!(
+            "LoadCredential={name}:{}\n",
+            unit_path(&layout.ca_copy(which))
+        ));
+    }
+    for name in SERVICE_SECRETS {
+        creds.push_str(&format!(
+            "LoadCredential={name}:{}\n",
+            unit_path(&layout.secrets_dir.join(name))
+        ));
+    }
+    format!(
+        "# Written by ad-sync-setup {version}. Re-run ad-sync-setup to change it; edits here are replaced.\n\
+[Unit]\n\
+Description={display}: cloud directory to Active Directory\n\
+Documentation=man:ad-sync-agent(8)\n\
+After=network-online.target\n\
+Wants=network-online.target\n\
+StartLimitIntervalSec=600\n\
+StartLimitBurst=10\n\
+\n\
+[Service]\n\
+Type=exec\n\
+ExecStart={exec}\n\
+{creds}\
+DynamicUser=yes\n\
+User=ad-sync\n\
+StateDirectory=ad-sync\n\
+StateDirectoryMode=0700\n\
+LogsDirectory=ad-sync\n\
+LogsDirectoryMode=0700\n\
+Restart=on-failure\n\
+RestartSec=10s\n\
+TimeoutStopSec=30s\n\
+UMask=0077\n\
+NoNewPrivileges=yes\n\
+ProtectSystem=strict\n\
+ProtectHome=yes\n\
+PrivateTmp=yes\n\
+PrivateDevices=yes\n\
+PrivateUsers=yes\n\
+ProtectKernelTunables=yes\n\
+ProtectKernelModules=yes\n\
+ProtectKernelLogs=yes\n\
+ProtectControlGroups=yes\n\
+ProtectClock=yes\n\
+ProtectHostname=yes\n\
+ProtectProc=invisible\n\
+ProcSubset=pid\n\
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n\
+RestrictNamespaces=yes\n\
+RestrictRealtime=yes\n\
+RestrictSUIDSGID=yes\n\
+LockPersonality=yes\n\
+MemoryDenyWriteExecute=yes\n\
+RemoveIPC=yes\n\
+CapabilityBoundingSet=\n\
+AmbientCapabilities=\n\
+DevicePolicy=closed\n\
+SystemCallArchitectures=native\n\
+SystemCallFilter=@system-service\n\
+SystemCallFilter=~@privileged @resources\n\
+SystemCallErrorNumber=EPERM\n\
+\n\
+[Install]\n\
+WantedBy=multi-user.target\n",
+        version = env!("CARGO_PKG_VERSION"),
+        display = SERVICE_DISPLAY_NAME,
+    )
+}
+
+/// Whether systemd manages this machine (the test systemd itself documents for `sd_booted`).
+pub fn systemd_running() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// Runs a service-manager command with a time limit. Returns the command line as run (for the
+/// record: it never holds a secret) and the result; the error is the command's own words.
+pub fn run_command(
+    program: &str,
+    args: &[String],
+    limit: Duration,
+) -> (String, Result<(), String>) {
+    let line = std::iter::once(program.to_string())
+        .chain(args.iter().map(|a| quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return (line, Err(format!("could not run {program}: {e}"))),
+    };
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return (
+                    line,
+                    Err(format!(
+                        "{program} did not finish within {} s",
+                        limit.as_secs()
+                    )),
+                );
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return (line, Err(e.to_string())),
+        }
+    }
+    match child.wait_with_output() {
+        Ok(out) if out.status.success() => (line, Ok(())),
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            let why = if text.is_empty() {
+                format!("{program} failed ({})", out.status)
+            } else {
+                text
+            };
+            (line, Err(why))
+        }
+        Err(e) => (line, Err(e.to_string())),
+    }
+}
+
+/// `systemctl [--root=PREFIX] <verb> ad-sync-agent.service`.
+pub fn systemctl_args(layout: &Layout, verb: &[&str]) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(root) = &layout.prefix {
+        args.push(format!("--root={}", root.display()));
+    }
+    args.extend(verb.iter().map(|s| s.to_string()));
+    args.push(format!("{SERVICE_NAME}.service"));
+    args
+}
+
+#[cfg(windows)]
+pub mod scm {
+    //! The Windows Service Control Manager: register or update in place, start, stop, remove.
+
+    use super::ServiceDef;
+    use std::ffi::OsString;
+    use std::time::Duration;
+    use windows_service::service::{
+        ServiceAccess, ServiceAction, ServiceActionType, ServiceErrorControl,
+        ServiceFailureActions, ServiceFailureResetPeriod, ServiceInfo, ServiceSidType,
+        ServiceStartType, ServiceState, ServiceType,
+    };
+    use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
+
+    fn info(def: &ServiceDef) -> ServiceInfo {
+        ServiceInfo {
+            name: OsString::from(def.name),
+            display_name: OsString::from(def.display_name),
+            service_type: ServiceType::OWN_PROCESS,
+            start_type: ServiceStartType::AutoStart,
+            error_control: ServiceErrorControl::Normal,
+            executable_path: def.program.clone(),
+            launch_arguments: def.args.iter().map(OsString::from).collect(),
+            dependencies: vec![],
+            account_name: Some(OsString::from(&def.account)),
+            account_password: None,
+        }
+    }
+
+    fn words(e: windows_service::Error) -> String {
+        format!("the Service Control Manager refused: {e}")
+    }
+
+    /// Creates the service, or updates the existing one in place; returns true when it existed.
+    pub fn register(def: &ServiceDef) -> Result<bool, String> {
+        let manager = ServiceManager::local_computer(
+            None::<&str>,
+            ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE,
+        )
+        .map_err(words)?;
+        let access = ServiceAccess::QUERY_CONFIG
+            | ServiceAccess::CHANGE_CONFIG
+            | ServiceAccess::QUERY_STATUS
+            | ServiceAccess::START
+            | ServiceAccess::STOP;
+        let info = info(def);
+        let (service, existed) = match manager.open_service(def.name, access) {
+            Ok(s) => {
+                s.change_config(&info).map_err(words)?;
+                (s, true)
+            }
+            Err(_) => (manager.create_service(&info, access).map_err(words)?, false),
+        };
+        service.set_description(def.description).map_err(words)?;
+        service.set_delayed_auto_start(true).map_err(words)?;
+        service
+            .set_config_service_sid_info(ServiceSidType::Unrestricted)
+            .map_err(words)?;
+        service
+            .update_failure_actions(ServiceFailureActions {
+                reset_period: ServiceFailureResetPeriod::After(Duration::from_secs(86_400)),
+                reboot_msg: None,
+                command: None,
+                actions: Some(vec![
+                    ServiceAction {
+                        action_type: ServiceActionType::Restart,
+                        delay: Duration::from_secs(10),
+                    },
+                    ServiceAction {
+                        action_type: ServiceActionType::Restart,
+                        delay: Duration::from_secs(60),
+                    },
+                    ServiceAction {
+                        action_type: ServiceActionType::Restart,
+                        delay: Duration::from_secs(300),
+                    },
+                ]),
+            })
+            .map_err(words)?;
+        service
+            .set_failure_actions_on_non_crash_failures(true)
+            .map_err(words)?;
+        Ok(existed)
+    }
+
+    /// Starts the service, or restarts it when it runs (an upgrade).
+    pub fn restart(def: &ServiceDef) -> Result<(), String> {
+        let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
+            .map_err(words)?;
+        let service = manager
+            .open_service(
+                def.name,
+                ServiceAccess::QUERY_STATUS | ServiceAccess::START | ServiceAccess::STOP,
+            )
+            .map_err(words)?;
+        stop_and_wait(&service)?;
+        service.start::<&str>(&[]).map_err(words)
+    }
+
+    fn stop_and_wait(service: &windows_service::service::Service) -> Result<(), String> {
+        if service.query_status().map_err(words)?.current_state == ServiceState::Stopped {
+            return Ok(());
+        }
+        let _ = service.stop();
+        for _ in 0..300 {
+            if service.query_status().map_err(words)?.current_state == ServiceState::Stopped {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err("the service did not stop within 30 s".into())
+    }
+
+    /// Stops and removes the service; an absent service is not an error.
+    pub fn remove(def: &ServiceDef) -> Result<(), String> {
+        let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
+            .map_err(words)?;
+        let Ok(service) = manager.open_service(
+            def.name,
+            ServiceAccess::QUERY_STATUS | ServiceAccess::STOP | ServiceAccess::DELETE,
+        ) else {
+            return Ok(());
+        };
+        stop_and_wait(&service)?;
+        service.delete().map_err(words)
+    }
+
+    pub fn exists(def: &ServiceDef) -> bool {
+        ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
+            .and_then(|m| m.open_service(def.name, ServiceAccess::QUERY_STATUS))
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unit_hands_secrets_over_as_credentials_and_names_no_secret() {
+        let layout = Layout::new(
+            Path::new("/etc/ad-sync/agent.toml"),
+            Path::new("/opt/ad sync"),
+            None,
+        );
+        let unit = systemd_unit(&layout, &["dc"]);
+        assert!(
+            unit.contains("LoadCredential=dc-ca.pem:/etc/ad-sync/dc-ca.pem"),
+            "{unit}"
+        );
+        assert!(
+            unit.contains("ExecStart=\"/opt/ad sync/ad-sync-agent\" run --config %d/agent.toml"),
+            "{unit}"
+        );
+        assert!(
+            unit.contains("LoadCredential=agent-credential:/etc/ad-sync/secrets/agent-credential")
+        );
+        assert!(unit.contains("ProtectSystem=strict"));
+        assert!(unit.contains("DynamicUser=yes"));
+        assert!(
+            !unit.contains("Environment="),
+            "secrets never travel in the environment"
+        );
+        let sc = ServiceDef {
+            program: PathBuf::from(r"C:\Program Files\ad-sync\ad-sync-agent.exe"),
+            args: vec![
+                "service".into(),
+                "--config".into(),
+                r"C:\ProgramData\ad-sync\agent.toml".into(),
+            ],
+            account: r"NT SERVICE\ad-sync-agent".into(),
+            ..ServiceDef::new(&layout)
+        }
+        .sc_commands();
+        assert!(
+            sc[0].starts_with("sc.exe create ad-sync-agent binPath= "),
+            "{sc:?}"
+        );
+        assert!(sc[0].contains("start= delayed-auto"));
+        assert!(sc.iter().any(|c| c.contains("restart/10000")));
+    }
+}
