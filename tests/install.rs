@@ -306,3 +306,428 @@ fn a_fresh_install_runs_the_agent_upgrades_in_place_and_uninstalls() {
     );
     assert!(files(&prefix).is_empty(), "{:?}", files(&prefix));
 }
+
+/// Starts an install that stops itself at `point` (AD_SYNC_INSTALL_FAULT), waits until it has,
+/// and kills it there with SIGKILL. Returns false when the point was never reached (the install
+/// finished first).
+fn install_killed_at(answers: &Path, prefix: &Path, point: &str) -> bool {
+    let mut child = Command::new(SETUP)
+        .args(["install", "--no-start", "--json", "--answers"])
+        .arg(answers)
+        .arg("--prefix")
+        .arg(prefix)
+        .env("AD_SYNC_INSTALL_FAULT", format!("stop-after:{point}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pid = child.id() as i32;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state is the field after the ")" that closes the command name.
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
+        if state == Some("T") {
+            // SAFETY: kill(2) on the child this test started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            let _ = child.wait();
+            return true;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the install never reached {point}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// No torn file anywhere: no temporary file left, and a config, when there is one, parses whole.
+fn assert_not_torn(prefix: &Path, point: &str) {
+    for f in files(prefix) {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        assert!(
+            !name.ends_with(".tmp"),
+            "killed at {point}: temporary file left: {}",
+            f.display()
+        );
+    }
+    let config = config_of(prefix);
+    if config.exists() {
+        let r = ad_sync::install::config::read_installed(&config);
+        assert!(r.is_ok(), "killed at {point}: torn config: {:?}", r.err());
+    }
+}
+
+#[test]
+fn killed_after_every_step_a_rerun_finishes_with_one_service_and_one_agent() {
+    let cloud = shared();
+    // The step ids, from the plan itself (a dry run writes nothing).
+    let probe = spec(cloud, Some(cloud.issue_key(DOMAIN, None))).write();
+    let (_, json) = install(&probe, &fresh_dir("probe"), &["--dry-run"]);
+    let mut points = step_ids(&json);
+    assert!(points.len() >= 8, "{json:#}");
+    points.insert(
+        points.iter().position(|p| p == "enroll").unwrap_or(0),
+        "enroll-answered".into(),
+    );
+
+    for point in &points {
+        let key = cloud.issue_key(DOMAIN, None);
+        let answers = spec(cloud, Some(key.clone())).write();
+        let prefix = fresh_dir("kill");
+        assert!(
+            install_killed_at(&answers, &prefix, point),
+            "never stopped at {point}"
+        );
+        assert_not_torn(&prefix, point);
+        // Never a consumed key without an agent that can be finished: a re-run with the same
+        // answers completes the install, resuming the enrollment when the key was used.
+        let (out, json) = install(&answers, &prefix, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "re-run after a kill at {point}: {json:#}"
+        );
+        assert_eq!(json["result"], "installed", "{point}");
+        let agent_id = json["agent_id"].as_str().unwrap_or_default().to_string();
+        assert_eq!(key_state(cloud, &key), "Used", "{point}");
+        // The key enrolled exactly that agent, and the stored credential works.
+        let run = agent_once(&prefix);
+        assert!(
+            run.status.success(),
+            "agent after a kill at {point}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let keys = cloud.admin_ok(&["key", "list"]);
+        let hint = &key[key.len() - 4..];
+        let line = keys.lines().find(|l| l.contains(hint)).unwrap_or_default();
+        assert!(
+            line.contains(&agent_id),
+            "killed at {point}: the key enrolled {line}, not {agent_id}"
+        );
+        let units: Vec<_> = files(&prefix.join("etc/systemd/system"));
+        assert_eq!(units.len(), 2, "killed at {point}: {units:?}");
+        assert_not_torn(&prefix, point);
+    }
+
+    // The same during an upgrade: the previous installation intact, or the new one complete.
+    let key = cloud.issue_key(DOMAIN, None);
+    let answers = spec(cloud, Some(key)).write();
+    let prefix = fresh_dir("kill-upgrade");
+    let (out, json) = install(&answers, &prefix, &[]);
+    assert_eq!(out.status.code(), Some(0), "{json:#}");
+    let agent_id = json["agent_id"].as_str().unwrap_or_default().to_string();
+    let upgrade = spec(cloud, None).write();
+    with_policy(&upgrade, "group_membership_sync_type = \"match\"");
+    let (_, plan) = install(&upgrade, &prefix, &["--dry-run"]);
+    for point in step_ids(&plan) {
+        let before = std::fs::read_to_string(config_of(&prefix)).unwrap_or_default();
+        assert!(
+            install_killed_at(&upgrade, &prefix, &point),
+            "upgrade never stopped at {point}"
+        );
+        assert_not_torn(&prefix, &point);
+        let now = std::fs::read_to_string(config_of(&prefix)).unwrap_or_default();
+        assert!(
+            now == before || now.contains("group_membership_sync_type = \"match\""),
+            "upgrade killed at {point}: {now}"
+        );
+        let (out, json) = install(&upgrade, &prefix, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "upgrade re-run after {point}: {json:#}"
+        );
+        assert_eq!(json["agent_id"], agent_id.as_str(), "{point}");
+        assert!(agent_once(&prefix).status.success(), "{point}");
+    }
+}
+
+#[test]
+fn a_step_that_fails_before_enrollment_undoes_everything_and_the_key_stays_unused() {
+    let cloud = shared();
+    let key = cloud.issue_key(DOMAIN, None);
+    let answers = spec(cloud, Some(key.clone())).write();
+    let prefix = fresh_dir("rollback");
+    // The unit's folder is a file: the unit step fails, after the config and secrets are written.
+    std::fs::create_dir_all(prefix.join("etc/systemd")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(prefix.join("etc/systemd/system"), "in the way")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (out, json) = install(&answers, &prefix, &[]);
+    assert_eq!(out.status.code(), Some(3), "{json:#}");
+    assert_eq!(json["result"], "rolled_back");
+    let statuses: Vec<_> = json["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap_or(""),
+                s["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(
+        statuses.contains(&("config", "rolled_back")),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&("service.unit", "failed")),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&("enroll", "not_run")), "{statuses:?}");
+    let fix = json["fix"].as_str().unwrap_or_default();
+    assert!(!fix.is_empty(), "{json:#}");
+    assert_eq!(
+        files(&prefix),
+        vec![prefix.join("etc/systemd/system")],
+        "only the blocker is left"
+    );
+    assert_eq!(key_state(cloud, &key), "Valid");
+
+    // Enrollment refused (the key used by someone else between the checks and enrollment):
+    // everything is undone too, and the previous install, here none, is what remains.
+    std::fs::remove_file(prefix.join("etc/systemd/system")).unwrap_or_else(|e| panic!("{e}"));
+    let child = Command::new(SETUP)
+        .args(["install", "--no-start", "--json", "--answers"])
+        .arg(&answers)
+        .arg("--prefix")
+        .arg(&prefix)
+        .env("AD_SYNC_INSTALL_FAULT", "stop-after:service.enable")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pid = child.id() as i32;
+    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_default()
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next())
+        != Some("T")
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    cloud.use_up(&key, DOMAIN);
+    // SAFETY: kill(2) on the child this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(3), "{json:#}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("already used"),
+        "{json:#}"
+    );
+    let left: Vec<_> = files(&prefix);
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_failed_upgrade_puts_the_previous_config_and_secrets_back() {
+    let cloud = shared();
+    let answers = spec(cloud, Some(cloud.issue_key(DOMAIN, None))).write();
+    let prefix = fresh_dir("upgrade-fail");
+    let (out, json) = install(&answers, &prefix, &[]);
+    assert_eq!(out.status.code(), Some(0), "{json:#}");
+    let snapshot: Vec<(PathBuf, Vec<u8>)> = files(&prefix)
+        .into_iter()
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap_or_default();
+            (p, b)
+        })
+        .collect();
+    let upgrade = spec(cloud, None).write();
+    with_policy(&upgrade, "sync_account_locked_out_status = true");
+    // The new unit cannot be written (a folder stands at its path; root ignores permissions),
+    // after the config and the password have been replaced.
+    let unit = prefix.join("etc/systemd/system/ad-sync-agent.service");
+    std::fs::remove_file(&unit).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(&unit).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(unit.join("blocker"), "x").unwrap_or_else(|e| panic!("{e}"));
+    let (out, json) = install(&upgrade, &prefix, &[]);
+    assert_eq!(out.status.code(), Some(3), "{json:#}");
+    std::fs::remove_dir_all(&unit).unwrap_or_else(|e| panic!("{e}"));
+    for (p, bytes) in &snapshot {
+        if *p == unit {
+            continue;
+        }
+        assert_eq!(
+            &std::fs::read(p).unwrap_or_default(),
+            bytes,
+            "{} changed",
+            p.display()
+        );
+    }
+    let now: Vec<_> = files(&prefix).into_iter().filter(|p| *p != unit).collect();
+    let before: Vec<_> = snapshot
+        .iter()
+        .map(|(p, _)| p.clone())
+        .filter(|p| *p != unit)
+        .collect();
+    assert_eq!(now, before, "no backup or other file left behind");
+}
+
+#[test]
+fn no_secret_reaches_a_file_the_unit_a_log_or_a_command_line() {
+    let cloud = shared();
+    let key = cloud.issue_key(DOMAIN, None);
+    let answers = spec(cloud, Some(key.clone())).write();
+    let prefix = fresh_dir("grep");
+    let (out, json) = install(&answers, &prefix, &[]);
+    assert_eq!(out.status.code(), Some(0), "{json:#}");
+    // The text run too, for its progress lines.
+    let text = Command::new(SETUP)
+        .args(["install", "--no-start", "--answers"])
+        .arg(spec(cloud, None).write())
+        .arg("--prefix")
+        .arg(&prefix)
+        .env("AD_SYNC_LOG", "trace")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        text.status.success(),
+        "{}",
+        String::from_utf8_lossy(&text.stderr)
+    );
+    let store = ad_sync::secrets::FileStore::new(prefix.join("etc/ad-sync/secrets"));
+    let read = |n| {
+        store
+            .read(n)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .expose()
+            .to_string()
+    };
+    let secrets = [
+        ("password", testbed::SVC_PASSWORD.to_string()),
+        ("connect key", key.clone()),
+        ("agent credential", read(ad_sync::secrets::AGENT_CREDENTIAL)),
+        (
+            "agent private key",
+            read(ad_sync::secrets::AGENT_PRIVATE_KEY),
+        ),
+    ];
+    let agent = agent_once(&prefix);
+    let review = Command::new(SETUP)
+        .args(["review", "--json", "--prefix"])
+        .arg(&prefix)
+        .args(["--config", "/etc/ad-sync/agent.toml"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut haystacks: Vec<(String, Vec<u8>)> = vec![
+        ("install --json stdout".into(), out.stdout.clone()),
+        ("install stderr (trace log)".into(), out.stderr.clone()),
+        ("install text stdout".into(), text.stdout.clone()),
+        ("install text stderr".into(), text.stderr.clone()),
+        (
+            "recorded command lines".into(),
+            json["commands"].to_string().into_bytes(),
+        ),
+        ("agent output".into(), [agent.stdout, agent.stderr].concat()),
+        ("review".into(), [review.stdout, review.stderr].concat()),
+        ("cloud log".into(), cloud.log().into_bytes()),
+    ];
+    for f in files(&prefix) {
+        if f.starts_with(prefix.join("etc/ad-sync/secrets")) || f.is_symlink() {
+            continue;
+        }
+        haystacks.push((
+            f.display().to_string(),
+            std::fs::read(&f).unwrap_or_default(),
+        ));
+    }
+    assert!(
+        haystacks
+            .iter()
+            .any(|(n, _)| n.ends_with("ad-sync-agent.service"))
+    );
+    assert!(haystacks.iter().any(|(n, _)| n.ends_with("agent.toml")));
+    for (what, secret) in &secrets {
+        assert!(secret.len() >= 8, "{what} is too short to grep for");
+        for (name, hay) in &haystacks {
+            let found = hay.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "the {what} appears in {name}");
+        }
+    }
+}
+
+#[test]
+fn without_systemd_the_install_asks_for_no_start_and_the_unit_verifies_hardened() {
+    // This machine runs no systemd: without --no-start (and without --prefix) the check says so.
+    let cloud = shared();
+    let answers = spec(cloud, Some(cloud.issue_key(DOMAIN, None))).write();
+    let out = Command::new(SETUP)
+        .args(["--config"])
+        .arg(fresh_dir("nosystemd").join("agent.toml"))
+        .args(["install", "--dry-run", "--json", "--answers"])
+        .arg(&answers)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    if ad_sync::install::service::systemd_running() {
+        eprintln!("systemd runs here: the no-systemd refusal is not exercised");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{json:#}");
+        let c = json["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["id"] == "install.service_manager")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(c["status"], "fail", "{json:#}");
+        assert!(
+            c["fix"].as_str().unwrap_or("").contains("--no-start"),
+            "{c}"
+        );
+    }
+
+    // The unit the installer writes passes systemd's own checks, pointed at the real program.
+    let dir = fresh_dir("unit");
+    let bin_dir = Path::new(AGENT).parent().unwrap_or(Path::new("."));
+    let layout =
+        ad_sync::install::layout::Layout::new(Path::new("/etc/ad-sync/agent.toml"), bin_dir, None);
+    let unit = dir.join("ad-sync-agent.service");
+    std::fs::write(
+        &unit,
+        ad_sync::install::service::systemd_unit(&layout, &["dc", "cloud"]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap_or_else(|e| panic!("systemd-analyze: {e}"));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--threshold=20", "--no-pager"])
+        .arg(&unit)
+        .output()
+        .unwrap_or_else(|e| panic!("systemd-analyze: {e}"));
+    let report = String::from_utf8_lossy(&security.stdout);
+    let score = report
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_default()
+        .to_string();
+    eprintln!("{score}");
+    assert!(security.status.success(), "exposure above 2.0:\n{report}");
+}

@@ -5,7 +5,7 @@
 //! and the stored key pair let it resume instead of asking for a new key).
 
 use super::enrollment::{Record, State};
-use super::plan::{Mode, Options, Plan};
+use super::plan::{Options, Plan};
 use super::{fsops, service};
 use crate::answers::Answers;
 use crate::cloud::client::{CloudClient, CloudError, CloudOptions};
@@ -169,11 +169,13 @@ pub fn apply(
         agent_id: plan.agent_id.clone(),
         credential: None,
     };
-    let mut enrolled = plan.mode == Mode::Upgrade;
+    // Set once this run's enrollment succeeded (the key is used from then on). An upgrade's
+    // enrollment is older than this run: its local steps are undone like a fresh install's.
+    let mut enrolled = false;
     let mut failure: Option<StepError> = None;
     for i in 0..plan.steps.len() {
         let id = plan.steps[i].id;
-        if cancel.is_cancelled() && !enrolled {
+        if cancel.is_cancelled() && !enrolled && id != "service.start" {
             failure = Some(err(
                 "the install was cancelled",
                 "Nothing was kept; run it again when ready.",
@@ -206,9 +208,13 @@ pub fn apply(
             r.status = StepStatus::NotRun;
         }
     }
+    let failed_at_start = run
+        .reports
+        .iter()
+        .any(|r| r.id == "service.start" && r.status == StepStatus::Failed);
     let result = match &failure {
         None => Result_::Installed,
-        Some(e) if enrolled || e.key_maybe_used => Result_::Incomplete,
+        Some(e) if enrolled || e.key_maybe_used || failed_at_start => Result_::Incomplete,
         Some(_) => {
             run.roll_back(progress);
             Result_::RolledBack

@@ -136,7 +136,6 @@ pub fn systemd_unit(layout: &Layout, cas: &[&str]) -> String {
         "# Written by ad-sync-setup {version}. Re-run ad-sync-setup to change it; edits here are replaced.\n\
 [Unit]\n\
 Description={display}: cloud directory to Active Directory\n\
-Documentation=man:ad-sync-agent(8)\n\
 After=network-online.target\n\
 Wants=network-online.target\n\
 StartLimitIntervalSec=600\n\
