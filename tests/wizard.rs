@@ -25,6 +25,11 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn wizard(config: &Path) -> H {
+    wizard_in(config, None)
+}
+
+/// A wizard whose install goes under `prefix` (the config path stays the installed one).
+fn wizard_in(config: &Path, prefix: Option<PathBuf>) -> H {
     let config = config.to_path_buf();
     Harness::builder()
         .with_size(egui::vec2(800.0, 600.0))
@@ -36,8 +41,16 @@ fn wizard(config: &Path) -> H {
                 elevated: true,
                 debounce: Duration::from_millis(60),
                 bench: None,
+                prefix,
             };
-            WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
+            let mut app = WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"));
+            // The agent program to install is the one cargo built, beside ad-sync-setup.
+            app.state_mut().install_options.source_dir =
+                Path::new(env!("CARGO_BIN_EXE_ad-sync-agent"))
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
+            app
         })
 }
 
@@ -128,7 +141,7 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
 
     // 1 Welcome
     assert!(
-        heading(&h).contains("Step 1 of 10: Welcome"),
+        heading(&h).contains("Step 1 of 12: Welcome"),
         "{}\n---\n{}",
         heading(&h),
         screen(&h)
@@ -231,7 +244,7 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
     next(&mut h);
 
     // 10 Review: all 24 checks pass; export has no secret; the key was not used.
-    assert!(heading(&h).contains("Step 10 of 10: Review"));
+    assert!(heading(&h).contains("Step 10 of 12: Review"));
     wait_for(&mut h, "the review checks", |h| {
         settled(h) && has(h, "PASS:")
     });
@@ -243,9 +256,11 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
         screen(&h)
     );
     assert!(
-        h.get_by_label("Install").accesskit_node().is_disabled(),
-        "install is not part of this build"
+        !h.get_by_label("Install").accesskit_node().is_disabled(),
+        "every check passed: Install is offered"
     );
+    assert!(has(&h, "What Install will do"), "{}", screen(&h));
+    assert!(has(&h, "Secrets go to: root-only files"), "{}", screen(&h));
     let export = dir.join("exported.toml");
     set(&mut h, "Export to", &export.display().to_string());
     h.get_by_label("Export answers file").click_accesskit();
@@ -340,7 +355,10 @@ impl Good {
 
     /// A fresh wizard, walked with good values up to the page titled `stop`.
     fn wizard_at(&self, stop: &str) -> H {
-        let mut h = wizard(&self.dir.join("agent.toml"));
+        self.walk(wizard(&self.dir.join("agent.toml")), stop)
+    }
+
+    fn walk(&self, mut h: H, stop: &str) -> H {
         h.step();
         loop {
             let title = heading(&h);
@@ -492,6 +510,95 @@ fn sync_page_refuses_a_missing_group_and_a_distribution_group() {
 }
 
 /// An installed config (no secrets) and, when `password` is given, the secret store beside it.
+#[test]
+fn install_page_shows_each_step_and_finish_shows_where_everything_is() {
+    let good = Good::new("install");
+    let prefix = good.dir.join("root");
+    let config = PathBuf::from("/etc/ad-sync/agent.toml");
+    let mut h = good.walk(wizard_in(&config, Some(prefix.clone())), "Review");
+    wait_for(&mut h, "the review checks", |h| {
+        settled(h) && !h.get_by_label("Install").accesskit_node().is_disabled()
+    });
+    h.get_by_label("Install").click();
+    h.step();
+    h.step();
+    assert!(
+        heading(&h).contains("Step 11 of 12: Install"),
+        "{}",
+        screen(&h)
+    );
+    wait_text(&mut h, "Installed. Next shows where everything is.");
+    for title in [
+        "Install the agent program: done",
+        "Store the service account's password: done",
+        "Write the configuration: done",
+        "Write the service unit: done",
+        "Enroll the agent with the cloud: done",
+    ] {
+        assert!(
+            has(&h, title),
+            "{title}
+{}",
+            screen(&h)
+        );
+    }
+    assert!(!has(&h, "Back"), "no way back once installed");
+    next(&mut h);
+    assert!(
+        heading(&h).contains("Step 12 of 12: Finish"),
+        "{}",
+        screen(&h)
+    );
+    let shown = screen(&h);
+    assert!(
+        shown.contains(&prefix.join("etc/ad-sync/agent.toml").display().to_string()),
+        "{shown}"
+    );
+    assert!(shown.contains("agt-"), "{shown}");
+    assert!(shown.contains("As the cloud sees it"), "{shown}");
+    assert!(shown.contains("root-only files"), "{shown}");
+    assert!(
+        !shown.contains(testbed::SVC_PASSWORD) && !shown.contains(&good.key),
+        "{shown}"
+    );
+    // What the page says is there, is there.
+    let store = ad_sync::secrets::FileStore::new(prefix.join("etc/ad-sync/secrets"));
+    assert!(store.read(ad_sync::secrets::AGENT_CREDENTIAL).is_ok());
+    assert!(
+        prefix
+            .join("etc/systemd/system/ad-sync-agent.service")
+            .is_file()
+    );
+}
+
+#[test]
+fn a_failed_install_shows_the_rollback_and_allows_going_back() {
+    let good = Good::new("install-fail");
+    let prefix = good.dir.join("root");
+    // The unit's folder is a file: the unit step fails after the config was written.
+    std::fs::create_dir_all(prefix.join("etc/systemd")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(prefix.join("etc/systemd/system"), "x").unwrap_or_else(|e| panic!("{e}"));
+    let config = PathBuf::from("/etc/ad-sync/agent.toml");
+    let mut h = good.walk(wizard_in(&config, Some(prefix.clone())), "Review");
+    wait_for(&mut h, "the review checks", |h| {
+        settled(h) && !h.get_by_label("Install").accesskit_node().is_disabled()
+    });
+    h.get_by_label("Install").click();
+    wait_text(&mut h, "Every step was undone");
+    assert!(has(&h, "Write the configuration: undone"), "{}", screen(&h));
+    assert!(has(&h, "Write the service unit: failed"), "{}", screen(&h));
+    assert!(
+        has(&h, "Enroll the agent with the cloud: not run"),
+        "{}",
+        screen(&h)
+    );
+    assert!(!prefix.join("etc/ad-sync/agent.toml").exists());
+    h.get_by_label("Back").click();
+    h.step();
+    h.step();
+    assert!(heading(&h).contains("Review"), "{}", screen(&h));
+}
+
 fn installed(name: &str, password: Option<&str>) -> PathBuf {
     let bed = support::bed();
     let cloud = support::cloud::shared();
@@ -509,6 +616,8 @@ fn installed(name: &str, password: Option<&str>) -> PathBuf {
         dir.join("program").display()
     );
     std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
+    // An enrolled agent: the record and its two secrets (as the install step leaves them).
+    enrolled(&dir, &cloud.url);
     if let Some(pw) = password {
         use std::os::unix::fs::PermissionsExt;
         let secrets = dir.join("secrets");
@@ -521,13 +630,39 @@ fn installed(name: &str, password: Option<&str>) -> PathBuf {
     config
 }
 
+fn enrolled(dir: &Path, cloud_url: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let record = ad_sync::install::enrollment::Record {
+        state: ad_sync::install::enrollment::State::Enrolled,
+        agent_id: Some("agt-test".into()),
+        cloud_url: cloud_url.into(),
+        domain: "DC=example,DC=com".into(),
+        public_key: "not-used-here".into(),
+        updated_at: "2026-11-22T00:00:00Z".into(),
+    };
+    record
+        .write(&dir.join("enrollment.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let secrets = dir.join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap_or_else(|e| panic!("{e}"));
+    for name in [
+        ad_sync::secrets::AGENT_CREDENTIAL,
+        ad_sync::secrets::AGENT_PRIVATE_KEY,
+    ] {
+        let file = secrets.join(name);
+        std::fs::write(&file, "placeholder").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
 #[test]
 fn review_mode_revalidates_the_installed_config_without_a_connect_key() {
     let config = installed("review", Some(testbed::SVC_PASSWORD));
     let mut h = wizard(&config);
     h.step();
     assert!(
-        heading(&h).contains("Step 10 of 10: Review"),
+        heading(&h).contains("Step 10 of 12: Review"),
         "{}",
         screen(&h)
     );
@@ -868,6 +1003,7 @@ fn fixed_wizard(ppp: f32) -> H {
                 elevated: false,
                 debounce: Duration::from_millis(1),
                 bench: None,
+                prefix: None,
             };
             WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
         })
@@ -969,6 +1105,7 @@ fn nothing_typed_into_any_field_panics() {
                 elevated: true,
                 debounce: Duration::from_millis(1),
                 bench: None,
+                prefix: None,
             };
             WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
         });

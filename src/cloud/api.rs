@@ -431,6 +431,7 @@ mod tests {
         let resp = EnrollResponse {
             agent_id: "agt-1".into(),
             credential: "ADSA1-SECRET-CRED".into(),
+            resumed: false,
             domain: "DC=example,DC=com".into(),
             role: Role::Primary,
             heartbeat_interval_seconds: 30,

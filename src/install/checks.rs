@@ -1,5 +1,7 @@
-//! The wizard's own check, beside the preflight list: on an upgrade, the service account is the
-//! installed one (`account.unchanged`). A new id, never renamed, like the preflight ones.
+//! The install's own checks, beside the preflight list: on an upgrade the service account is the
+//! installed one (`account.unchanged`) and the cloud is the one the agent is enrolled with; the
+//! install has the rights it needs, a service manager to start the service, and the agent
+//! program to install. New ids, never renamed, like the preflight ones.
 
 use crate::directory::bind::AccountName;
 use crate::preflight::CheckResult;
@@ -27,24 +29,6 @@ pub fn account_unchanged(installed: &str, typed: &str) -> CheckResult {
                 "An upgrade keeps the service account: type `{installed}`. To change it, uninstall (ad-sync-setup uninstall --keep-config) and set up again."
             ),
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::preflight::Status;
-
-    #[test]
-    fn the_same_account_in_another_spelling_is_unchanged() {
-        assert_eq!(
-            account_unchanged(r"EXAMPLE\svc-sync", "svc-sync@example.com").status,
-            Status::Pass
-        );
-        assert_eq!(
-            account_unchanged(r"EXAMPLE\svc-sync", r"EXAMPLE\other").status,
-            Status::Fail
-        );
     }
 }
 
@@ -138,5 +122,23 @@ pub fn agent_program(source: &std::path::Path) -> CheckResult {
             "the installer copies the agent from its own folder",
             "Run ad-sync-setup from the folder (or package) that holds ad-sync-agent too.",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preflight::Status;
+
+    #[test]
+    fn the_same_account_in_another_spelling_is_unchanged() {
+        assert_eq!(
+            account_unchanged(r"EXAMPLE\svc-sync", "svc-sync@example.com").status,
+            Status::Pass
+        );
+        assert_eq!(
+            account_unchanged(r"EXAMPLE\svc-sync", r"EXAMPLE\other").status,
+            Status::Fail
+        );
     }
 }

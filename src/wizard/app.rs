@@ -23,6 +23,9 @@ pub struct Options {
     /// The wizard bench: print the time to the first frame on stdout, then close after this
     /// many frames drawn while a check is in flight and print their times.
     pub bench: Option<u32>,
+    /// Install every path under this folder instead of `/` (tests); `config_path` stays the
+    /// installed path.
+    pub prefix: Option<PathBuf>,
 }
 
 impl Options {
@@ -33,6 +36,7 @@ impl Options {
             elevated: super::elevated(),
             debounce: Duration::from_millis(400),
             bench: None,
+            prefix: None,
         }
     }
 }
@@ -82,11 +86,58 @@ pub struct State {
     picker_rx: Option<mpsc::Receiver<(PickTarget, Option<PathBuf>)>>,
     /// Why the last dialog gave nothing, shown under the field it was for.
     picker_note: Option<(PickTarget, String)>,
+    /// What the install step is given (paths, prefix, whether to start the service).
+    pub install_options: crate::install::Options,
+    /// Whether the installed agent finished its enrollment (an upgrade needs no key then).
+    pub enrolled: bool,
+    /// The Install page's run, once started.
+    pub install: Option<super::installer::InstallRun>,
+    pub install_error: Option<String>,
+    /// What Install will do, shown on the Review page (computed once per visit).
+    pub plan_preview: Option<crate::install::Plan>,
 }
 
 impl State {
+    /// Reviewing an enrolled install: no connect key is asked for.
     pub fn upgrade(&self) -> bool {
-        matches!(self.existing, Existing::Installed(_))
+        matches!(self.existing, Existing::Installed(_)) && self.enrolled
+    }
+
+    /// Starts the install (once) with the form's answers.
+    pub fn start_install(&mut self, ctx: &egui::Context) {
+        if self.install.is_some() || self.install_error.is_some() {
+            return;
+        }
+        let mut answers = self.form.to_answers();
+        if self.upgrade()
+            && let Some(c) = answers.cloud.as_mut()
+        {
+            c.connect_key = None;
+        }
+        match super::installer::InstallRun::start(
+            answers,
+            self.install_options.clone(),
+            ctx.clone(),
+        ) {
+            Ok(run) => self.install = Some(run),
+            Err(e) => self.install_error = Some(format!("the install thread could not start: {e}")),
+        }
+    }
+
+    /// The plan Install will carry out, for the Review page.
+    pub fn plan_preview(&mut self) -> &crate::install::Plan {
+        let answers = self.form.to_answers();
+        let opts = self.install_options.clone();
+        self.plan_preview.get_or_insert_with(|| {
+            let layout = crate::install::Plan::build(
+                &answers,
+                &crate::install::Existing::detect_none(),
+                &opts,
+            )
+            .layout;
+            let existing = crate::install::Existing::detect(&layout);
+            crate::install::Plan::build(&answers, &existing, &opts)
+        })
     }
 
     pub fn installed(&self) -> Option<&Answers> {
@@ -296,7 +347,21 @@ impl WizardApp {
         let mut validator = Validator::new(options.backend, ctx.clone())
             .map_err(|e| format!("the background checker could not start: {e}"))?;
         validator.debounce = options.debounce;
-        let existing = read_existing(&options.config_path);
+        let mut install_options = crate::install::Options::new(options.config_path.clone());
+        install_options.prefix = options.prefix.clone();
+        install_options.elevated = options.elevated;
+        // Without systemd the service is written and enabled, and the Finish page says it was
+        // not started; the check would otherwise refuse.
+        install_options.no_start = !cfg!(windows) && !crate::install::service::systemd_running();
+        let layout = crate::install::layout::Layout::new(
+            &options.config_path,
+            std::path::Path::new(""),
+            options.prefix.as_deref(),
+        );
+        let real_config = layout.real(&options.config_path);
+        let enrolled =
+            crate::install::Existing::detect(&layout).mode == crate::install::Mode::Upgrade;
+        let existing = read_existing(&real_config);
         let (form, page) = match &existing {
             Existing::Installed(a) => (Form::from_config(a), Page::Review),
             _ => (Form::default(), Page::Welcome),
@@ -304,7 +369,7 @@ impl WizardApp {
         let password_source = if matches!(existing, Existing::Installed(_)) {
             validator.request(
                 Slot::StoredPassword,
-                Job::StoredPassword(options.config_path.clone()),
+                Job::StoredPassword(real_config.clone()),
             );
             PasswordSource::Reading
         } else {
@@ -330,6 +395,11 @@ impl WizardApp {
                 export_rx: None,
                 picker_rx: None,
                 picker_note: None,
+                install_options,
+                enrolled,
+                install: None,
+                install_error: None,
+                plan_preview: None,
             },
             confirm_cancel: false,
             stats: options.bench.map(|frames| FrameStats {
@@ -413,8 +483,6 @@ impl WizardApp {
                     ui.label(RichText::new(format!("   {text}")).weak());
                 }
             }
-            ui.label(RichText::new("   11. Install").weak());
-            ui.label(RichText::new("   12. Finish").weak());
         });
 
         let modal_open = self.confirm_cancel;
@@ -434,46 +502,106 @@ impl WizardApp {
             .inner;
 
         let mut go: Option<Page> = None;
-        ui.scope_builder(UiBuilder::new().max_rect(footer.shrink2(egui::vec2(16.0, 10.0))), |ui| {
-            ui.add_enabled_ui(!modal_open, |ui| {
-                ui.horizontal_centered(|ui| {
-                    if ui.button("Cancel").clicked() {
-                        self.confirm_cancel = true;
-                    }
-                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                        let next_label = if s.page == Page::Review { "Install" } else { "Next" };
-                        let can_next = gate.is_ready() && s.page.next().is_some();
-                        let why = match (&gate, s.page) {
-                            (Gate::Blocked(why), Page::Review) => format!("Not ready to install: {why}"),
-                            (Gate::Ready, Page::Review) => "Every check passed. Installing comes with the install step, which this build does not have yet; export the answers file to keep this setup.".to_string(),
-                            (Gate::Blocked(why), _) => format!("Next is available when this page's checks pass: {why}"),
-                            (Gate::Ready, _) => String::new(),
-                        };
-                        let next = ui.add_enabled(can_next, egui::Button::new(next_label));
-                        if next.clicked() {
-                            go = s.page.next();
+        let mut close = false;
+        let installing = s.install.as_ref().is_some_and(|r| r.running());
+        let installed = s.install.as_ref().is_some_and(|r| {
+            r.outcome
+                .as_ref()
+                .is_some_and(|o| o.result != crate::install::InstallResult::RolledBack)
+        });
+        ui.scope_builder(
+            UiBuilder::new().max_rect(footer.shrink2(egui::vec2(16.0, 10.0))),
+            |ui| {
+                ui.add_enabled_ui(!modal_open, |ui| {
+                    ui.horizontal_centered(|ui| {
+                        if s.page == Page::Install && installing {
+                            let can = s.install.as_ref().is_some_and(|r| r.cancellable());
+                            if ui
+                                .add_enabled(can, egui::Button::new("Cancel install"))
+                                .clicked()
+                                && let Some(r) = &s.install
+                            {
+                                r.cancel();
+                            }
+                        } else if s.page == Page::Finish || installed {
+                            if ui.button("Close").clicked() {
+                                close = true;
+                            }
+                        } else if ui.button("Cancel").clicked() {
+                            self.confirm_cancel = true;
                         }
-                        if let Some(back) = s.page.back()
-                            && ui.button("Back").clicked()
-                        {
-                            go = Some(back);
-                        }
-                        if !why.is_empty() {
-                            ui.add(egui::Label::new(RichText::new(why).small().weak()).truncate());
-                        }
-                        let enter = ui.input(|i| i.key_pressed(Key::Enter));
-                        if enter && can_next {
-                            go = s.page.next();
-                        }
+                        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                            let next_label = match s.page {
+                                Page::Review => "Install",
+                                Page::Finish => "Close",
+                                _ => "Next",
+                            };
+                            let can_next = gate.is_ready()
+                                && (s.page.next().is_some() || s.page == Page::Finish);
+                            let why = match (&gate, s.page) {
+                                (Gate::Blocked(why), Page::Review) => {
+                                    format!("Not ready to install: {why}")
+                                }
+                                (Gate::Blocked(why), Page::Install) => format!(
+                                    "Next is available when the install has finished: {why}"
+                                ),
+                                (Gate::Blocked(why), _) => {
+                                    format!("Next is available when this page's checks pass: {why}")
+                                }
+                                (Gate::Ready, _) => String::new(),
+                            };
+                            let next = ui.add_enabled(can_next, egui::Button::new(next_label));
+                            let enter = ui.input(|i| i.key_pressed(Key::Enter));
+                            if next.clicked() || (enter && can_next) {
+                                if s.page == Page::Finish {
+                                    close = true;
+                                } else {
+                                    go = s.page.next();
+                                }
+                            }
+                            // Back: never while installing or once installed; after a rollback or a
+                            // refusal, back to Review to fix things and try again.
+                            let back_ok = match s.page {
+                                Page::Install => !installing && !installed,
+                                Page::Finish => false,
+                                _ => true,
+                            };
+                            if back_ok
+                                && let Some(back) = s.page.back()
+                                && ui.button("Back").clicked()
+                            {
+                                go = Some(back);
+                                if s.page == Page::Install {
+                                    s.install = None;
+                                    s.install_error = None;
+                                }
+                            }
+                            if !why.is_empty() {
+                                ui.add(
+                                    egui::Label::new(RichText::new(why).small().weak()).truncate(),
+                                );
+                            }
+                        });
                     });
                 });
-            });
-        });
+            },
+        );
         if let Some(p) = go {
+            if p == Page::Review || s.page == Page::Review {
+                s.plan_preview = None;
+            }
             s.page = p;
         }
+        if close {
+            s.form.forget_secrets();
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+        if let Some(r) = s.install.as_mut() {
+            r.pump();
+        }
 
-        if !self.confirm_cancel && ui.input(|i| i.key_pressed(Key::Escape)) {
+        let busy = self.state.install.is_some();
+        if !self.confirm_cancel && !busy && ui.input(|i| i.key_pressed(Key::Escape)) {
             self.confirm_cancel = true;
         }
         if self.confirm_cancel {

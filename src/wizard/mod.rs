@@ -9,6 +9,7 @@
 pub mod app;
 pub mod backend;
 pub mod form;
+pub mod installer;
 pub mod pages;
 pub mod validate;
 pub mod widgets;

@@ -55,7 +55,7 @@ fn fail_color(ui: &Ui) -> Color32 {
     }
 }
 
-fn status_color(ui: &Ui, s: Status) -> Color32 {
+pub(crate) fn status_color(ui: &Ui, s: Status) -> Color32 {
     let dark = ui.visuals().dark_mode;
     match s {
         Status::Pass if dark => Color32::from_rgb(110, 210, 120),

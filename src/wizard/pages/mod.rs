@@ -6,7 +6,9 @@ pub mod connect_key;
 pub mod connection;
 mod dn_field;
 pub mod domain_controller;
+pub mod finish;
 pub mod folder;
+pub mod install;
 pub mod review;
 pub mod root_dn;
 pub mod server_type;
@@ -28,10 +30,12 @@ pub enum Page {
     ConnectKey,
     Sync,
     Review,
+    Install,
+    Finish,
 }
 
 impl Page {
-    pub const ALL: [Page; 10] = [
+    pub const ALL: [Page; 12] = [
         Page::Welcome,
         Page::Folder,
         Page::ServerType,
@@ -42,6 +46,8 @@ impl Page {
         Page::ConnectKey,
         Page::Sync,
         Page::Review,
+        Page::Install,
+        Page::Finish,
     ];
 
     pub fn title(self) -> &'static str {
@@ -56,6 +62,8 @@ impl Page {
             Page::ConnectKey => "Connect key",
             Page::Sync => "Sync settings",
             Page::Review => "Review",
+            Page::Install => "Install",
+            Page::Finish => "Finish",
         }
     }
 
@@ -85,6 +93,8 @@ impl Page {
             Page::ConnectKey => connect_key::ui(state, ui),
             Page::Sync => sync::ui(state, ui),
             Page::Review => review::ui(state, ui),
+            Page::Install => install::ui(state, ui),
+            Page::Finish => finish::ui(state, ui),
         }
     }
 }

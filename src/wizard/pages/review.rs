@@ -20,6 +20,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         super::welcome::privileges(s, ui);
     }
     summary(s, ui);
+    plan(s, ui);
     ui.separator();
     let mut local = Gate::Ready;
     if s.upgrade()
@@ -176,4 +177,28 @@ fn export(s: &mut State, ui: &mut Ui) {
         Some(Err(e)) => field_error(ui, e, "Choose a folder you can write to."),
         None => {}
     }
+}
+
+/// What Install will do: the plan's steps and where the secrets go.
+fn plan(s: &mut State, ui: &mut Ui) {
+    let plan = s.plan_preview().clone();
+    egui::CollapsingHeader::new(format!("What Install will do ({} steps)", plan.steps.len()))
+        .id_salt("plan")
+        .show(ui, |ui| {
+            for (i, step) in plan.steps.iter().enumerate() {
+                ui.label(format!("{}. {}", i + 1, step.title));
+                ui.label(
+                    RichText::new(format!("     {}", step.detail))
+                        .small()
+                        .weak(),
+                );
+            }
+            if let Some(why) = &plan.not_started_because {
+                note(
+                    ui,
+                    &format!("The service is not started at the end: {why}."),
+                );
+            }
+        });
+    note(ui, &format!("Secrets go to: {}", plan.secret_store));
 }
