@@ -212,7 +212,9 @@ connect_key_file = "/root/key.txt"
         );
         let text = render(&got.answers, None, None);
         assert!(
-            !text.contains("inline-Passw0rd") && !text.contains("password"),
+            !text.contains("inline-Passw0rd")
+                && !text.contains("password =")
+                && !text.contains("password_"),
             "{text}"
         );
         assert!(!text.contains("connect_key"), "{text}");
