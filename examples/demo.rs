@@ -137,7 +137,8 @@ fn main() {
         "\n=== The setup wizard (ad-sync-setup with no arguments)\n\nType these on its pages:\n  \
          Domain controller (FQDN): {}\n  Trust this CA file: {}\n  Root User container: ou=Staff;dc=example;dc=com\n  \
          Service account: EXAMPLE\\{}   Password: the one in {}\n  Cloud URL: {cloud_url}   Cloud CA file: {}\n  \
-         Connect key: paste it from {}\n  Sync group: CN=Cloud Groups;OU=Staff;DC=example;DC=com",
+         Connect key: paste it from {}\n  Sync group: CN=Cloud Groups;OU=Staff;DC=example;DC=com\n\
+         Install is staged under target/demo/installed (the demo never writes this machine's /etc or /opt).",
         testbed::DC1_HOST,
         bed.dc1.ca_file.display(),
         testbed::accounts::GOOD,
@@ -149,8 +150,13 @@ fn main() {
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()));
     if has_display {
-        // A fresh setup: the wizard's config path is a file that does not exist yet.
-        let options = ad_sync::wizard::Options::live(root.join("wizard").join("agent.toml"));
+        // A fresh setup, staged: Install writes under target/demo/installed, never this
+        // machine's /etc or /opt (the config path is the installed one, as on a real server).
+        let mut options =
+            ad_sync::wizard::Options::live(ad_sync::install::layout::default_config_path());
+        options.prefix = Some(root.join("installed"));
+        options.agent_dir =
+            Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/debug"));
         if let Err(e) = ad_sync::wizard::run(options) {
             eprintln!("{e}");
         }

@@ -1004,6 +1004,7 @@ fn fixed_wizard(ppp: f32) -> H {
                 debounce: Duration::from_millis(1),
                 bench: None,
                 prefix: None,
+                agent_dir: None,
             };
             WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
         })
@@ -1106,6 +1107,7 @@ fn nothing_typed_into_any_field_panics() {
                 debounce: Duration::from_millis(1),
                 bench: None,
                 prefix: None,
+                agent_dir: None,
             };
             WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
         });

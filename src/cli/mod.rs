@@ -127,6 +127,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the systemd unit the install writes for the config at --config (default
+    /// /etc/ad-sync/agent.toml) and the program folder DIR; packaging ships it.
+    ServiceUnit {
+        /// The folder holding ad-sync-agent.
+        #[arg(long, value_name = "DIR")]
+        program_dir: Option<PathBuf>,
+    },
     /// Run every preflight check for an answers file against the live domain controller.
     Check {
         /// The answers file (TOML; see assets/answers.example.toml).
@@ -196,6 +203,15 @@ pub fn run(cli: Cli) -> i32 {
             },
             json,
         ),
+        Some(Command::ServiceUnit { program_dir }) => {
+            let config = cli
+                .config
+                .unwrap_or_else(crate::install::layout::default_config_path);
+            let dir = program_dir.unwrap_or_else(crate::install::layout::default_program_dir);
+            let layout = crate::install::layout::Layout::new(&config, &dir, None);
+            print!("{}", crate::install::service::systemd_unit(&layout, &[]));
+            EXIT_OK
+        }
         Some(Command::ValidateDn { dn, json }) => validate_dn(&dn, json),
         Some(Command::Check { answers, json }) => check(&answers, json),
         Some(Command::ValidateKey {

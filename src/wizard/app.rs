@@ -26,6 +26,8 @@ pub struct Options {
     /// Install every path under this folder instead of `/` (tests); `config_path` stays the
     /// installed path.
     pub prefix: Option<PathBuf>,
+    /// The folder holding the `ad-sync-agent` to install (default: beside this program).
+    pub agent_dir: Option<PathBuf>,
 }
 
 impl Options {
@@ -37,6 +39,7 @@ impl Options {
             debounce: Duration::from_millis(400),
             bench: None,
             prefix: None,
+            agent_dir: None,
         }
     }
 }
@@ -350,6 +353,9 @@ impl WizardApp {
         let mut install_options = crate::install::Options::new(options.config_path.clone());
         install_options.prefix = options.prefix.clone();
         install_options.elevated = options.elevated;
+        if let Some(dir) = &options.agent_dir {
+            install_options.source_dir = dir.clone();
+        }
         // Without systemd the service is written and enabled, and the Finish page says it was
         // not started; the check would otherwise refuse.
         install_options.no_start = !cfg!(windows) && !crate::install::service::systemd_running();
