@@ -42,15 +42,12 @@ fn wizard_in(config: &Path, prefix: Option<PathBuf>) -> H {
                 debounce: Duration::from_millis(60),
                 bench: None,
                 prefix,
-            };
-            let mut app = WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"));
-            // The agent program to install is the one cargo built, beside ad-sync-setup.
-            app.state_mut().install_options.source_dir =
-                Path::new(env!("CARGO_BIN_EXE_ad-sync-agent"))
+                // The agent program to install is the one cargo built.
+                agent_dir: Path::new(env!("CARGO_BIN_EXE_ad-sync-agent"))
                     .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default();
-            app
+                    .map(Path::to_path_buf),
+            };
+            WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
         })
 }
 
