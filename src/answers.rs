@@ -44,14 +44,19 @@ impl Server {
     /// The DC host name to connect to. On a DC install with no `dc_host`, this host's own name,
     /// completed with `domain` when the system gives a short name.
     pub fn host(&self, domain: Option<&str>) -> String {
-        if let Some(h) = &self.dc_host {
-            return h.clone();
+        match &self.dc_host {
+            Some(h) => h.clone(),
+            None => this_host(domain),
         }
-        let name = gethostname::gethostname().to_string_lossy().into_owned();
-        match domain {
-            Some(d) if !name.contains('.') => format!("{name}.{d}"),
-            _ => name,
-        }
+    }
+}
+
+/// This machine's name, completed with `domain` when the system gives a short name.
+pub fn this_host(domain: Option<&str>) -> String {
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
+    match domain {
+        Some(d) if !name.contains('.') => format!("{name}.{d}"),
+        _ => name,
     }
 }
 
@@ -253,12 +258,6 @@ pub struct AnswersError {
 impl Answers {
     pub fn load(path: &Path) -> Result<Answers, AnswersError> {
         Self::load_kind(path, Kind::Answers)
-    }
-
-    /// Loads an installed config: the answers file's shape, but without secrets (the password
-    /// lives in the secret store), so no password source is required.
-    pub fn load_config(path: &Path) -> Result<Answers, AnswersError> {
-        Self::load_kind(path, Kind::Config)
     }
 
     fn load_kind(path: &Path, kind: Kind) -> Result<Answers, AnswersError> {

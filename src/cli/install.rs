@@ -40,8 +40,7 @@ pub fn install(args: InstallArgs) -> i32 {
     let mut opts = Options::new(args.config);
     opts.prefix = args.prefix;
     opts.no_start = args.no_start;
-    let plan_layout = Plan::build(&answers, &Existing::detect_none(), &opts).layout;
-    let existing = Existing::detect(&plan_layout);
+    let existing = Existing::detect(&install::plan::layout(&answers, &opts));
     let rt = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
@@ -224,8 +223,7 @@ fn unusable(message: &str, as_json: bool) -> i32 {
 
 /// `review`: the installed config, its secrets shown only as where they are.
 pub fn review(config: &Path, prefix: Option<&Path>, as_json: bool) -> i32 {
-    let layout0 = install::layout::Layout::new(config, Path::new(""), prefix);
-    let real = layout0.real(config);
+    let real = install::layout::staged(prefix, config);
     let installed = match install::config::read_installed(&real) {
         Ok(i) => i,
         Err(e) => {

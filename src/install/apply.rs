@@ -253,26 +253,8 @@ impl Run<'_> {
         match id {
             "program" => self.program(),
             "folders" => self.folders(),
-            "ca.dc" => {
-                let from = self
-                    .answers
-                    .ldap
-                    .ca_file
-                    .as_ref()
-                    .map(|p| self.answers.path(p))
-                    .unwrap_or_default();
-                self.ca("dc", &from, "[ldap] ca_file")
-            }
-            "ca.cloud" => {
-                let from = self
-                    .answers
-                    .cloud
-                    .as_ref()
-                    .and_then(|c| c.ca_file.as_ref())
-                    .map(|p| self.answers.path(p))
-                    .unwrap_or_default();
-                self.ca("cloud", &from, "[cloud] ca_file")
-            }
+            "ca.dc" => self.ca("dc"),
+            "ca.cloud" => self.ca("cloud"),
             "secret.password" => {
                 let password = self.answers.password().map_err(|e| {
                     err(
@@ -372,8 +354,11 @@ impl Run<'_> {
         ))
     }
 
-    fn ca(&mut self, which: &str, from: &Path, field: &str) -> Result<String, StepError> {
-        let bytes = std::fs::read(from).map_err(|e| {
+    fn ca(&mut self, which: &str) -> Result<String, StepError> {
+        let Some((from, field)) = super::plan::ca_source(self.answers, which) else {
+            return Ok("no CA file given".into());
+        };
+        let bytes = std::fs::read(&from).map_err(|e| {
             err(
                 format!("{field} {}: {e}", from.display()),
                 "Check the path; the checks read it a moment ago.",
@@ -465,14 +450,7 @@ impl Run<'_> {
     }
 
     fn has_ca(&self, which: &str) -> bool {
-        match which {
-            "dc" => self.answers.ldap.ca_file.is_some(),
-            _ => self
-                .answers
-                .cloud
-                .as_ref()
-                .is_some_and(|c| c.ca_file.is_some()),
-        }
+        super::plan::ca_source(self.answers, which).is_some()
     }
 
     fn unit(&mut self) -> Result<String, StepError> {
@@ -611,11 +589,7 @@ impl Run<'_> {
             )
         })?;
         let client = self.client()?;
-        let host = crate::answers::Server {
-            kind: crate::answers::ServerType::Dc,
-            dc_host: None,
-        }
-        .host(
+        let host = crate::answers::this_host(
             crate::dn::Dn::parse(&record.domain)
                 .ok()
                 .and_then(|d| d.dn.domain())

@@ -45,6 +45,35 @@ pub fn elevated() -> bool {
     }
 }
 
+/// `installed` as written under the staging root `prefix` (itself when there is none); never
+/// climbs out of the root.
+pub fn staged(prefix: Option<&Path>, installed: &Path) -> PathBuf {
+    match prefix {
+        None => installed.to_path_buf(),
+        Some(root) => {
+            let mut p = root.to_path_buf();
+            for c in installed.components() {
+                match c {
+                    Component::Normal(n) => p.push(n),
+                    // Never climbs out of the staging root.
+                    Component::ParentDir => {
+                        if p != root {
+                            p.pop();
+                        }
+                    }
+                    Component::Prefix(pre) => {
+                        // C:\ProgramData → <prefix>\C\ProgramData
+                        let drive = pre.as_os_str().to_string_lossy();
+                        p.push(drive.trim_end_matches(':'));
+                    }
+                    Component::RootDir | Component::CurDir => {}
+                }
+            }
+            p
+        }
+    }
+}
+
 /// The file name of a CA copy beside the config (`dc` or `cloud`).
 pub fn ca_name(which: &str) -> String {
     format!("{which}-ca.pem")
@@ -105,30 +134,7 @@ impl Layout {
 
     /// The path the installer writes for an installed path.
     pub fn real(&self, installed: &Path) -> PathBuf {
-        match &self.prefix {
-            None => installed.to_path_buf(),
-            Some(root) => {
-                let mut p = root.clone();
-                for c in installed.components() {
-                    match c {
-                        Component::Normal(n) => p.push(n),
-                        // Never climbs out of the staging root.
-                        Component::ParentDir => {
-                            if p != *root {
-                                p.pop();
-                            }
-                        }
-                        Component::Prefix(pre) => {
-                            // C:\ProgramData → <prefix>\C\ProgramData
-                            let drive = pre.as_os_str().to_string_lossy();
-                            p.push(drive.trim_end_matches(':'));
-                        }
-                        Component::RootDir | Component::CurDir => {}
-                    }
-                }
-                p
-            }
-        }
+        staged(self.prefix.as_deref(), installed)
     }
 
     pub fn store(&self) -> crate::secrets::FileStore {

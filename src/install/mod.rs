@@ -66,17 +66,14 @@ pub fn install_checks(answers: &Answers, existing: &Existing, opts: &Options) ->
             ));
         }
     }
-    if existing.mode != Mode::Fresh && answers.connect_key().ok().flatten().is_none() {
-        // Nothing to add: no key is needed to upgrade, and a resume without one fails at
-        // enrollment with that message. Said here so the admin knows before.
-        if existing.mode == Mode::Resume {
-            out.push(CheckResult::fail(
-                crate::preflight::ids::CONNECT_KEY_FORMAT,
-                "an interrupted install is to be finished, and it needs the connect key it started with",
-                "",
-                "Give the same connect key in [cloud] (connect_key_file or connect_key_env).",
-            ));
-        }
+    // Finishing an interrupted install needs the key it started with: said before anything runs.
+    if existing.mode == Mode::Resume && answers.connect_key().ok().flatten().is_none() {
+        out.push(CheckResult::fail(
+            crate::preflight::ids::CONNECT_KEY_FORMAT,
+            "an interrupted install is to be finished, and it needs the connect key it started with",
+            "",
+            "Give the same connect key in [cloud] (connect_key_file or connect_key_env).",
+        ));
     }
     out
 }

@@ -75,16 +75,6 @@ pub struct Existing {
 }
 
 impl Existing {
-    /// Nothing installed (to build a plan only for its layout).
-    pub fn detect_none() -> Existing {
-        Existing {
-            mode: Mode::Fresh,
-            record: None,
-            config: None,
-            notes: Vec::new(),
-        }
-    }
-
     pub fn detect(layout: &Layout) -> Existing {
         let mut notes = Vec::new();
         let record = Record::read(&layout.real(&layout.enrollment)).unwrap_or_else(|e| {
@@ -153,6 +143,31 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
 }
 
+/// The layout an install of `answers` with `opts` uses.
+pub fn layout(answers: &Answers, opts: &Options) -> Layout {
+    let dir = answers
+        .install
+        .as_ref()
+        .map(|i| answers.path(&i.dir))
+        .unwrap_or_else(super::layout::default_program_dir);
+    Layout::new(&opts.config, &dir, opts.prefix.as_deref())
+}
+
+/// The CA files an install keeps copies of beside the config: `dc` and `cloud`.
+pub const CAS: [&str; 2] = ["dc", "cloud"];
+
+/// The CA file the answers give for `which` (`dc` or `cloud`), resolved, and its field name.
+pub fn ca_source(answers: &Answers, which: &str) -> Option<(PathBuf, &'static str)> {
+    let (given, field) = match which {
+        "dc" => (answers.ldap.ca_file.as_ref(), "[ldap] ca_file"),
+        _ => (
+            answers.cloud.as_ref().and_then(|c| c.ca_file.as_ref()),
+            "[cloud] ca_file",
+        ),
+    };
+    given.map(|p| (answers.path(p), field))
+}
+
 pub fn secret_store_words(layout: &Layout) -> String {
     let dir = layout.secrets_dir.display();
     if cfg!(windows) {
@@ -168,12 +183,7 @@ pub fn secret_store_words(layout: &Layout) -> String {
 
 impl Plan {
     pub fn build(answers: &Answers, existing: &Existing, opts: &Options) -> Plan {
-        let dir = answers
-            .install
-            .as_ref()
-            .map(|i| answers.path(&i.dir))
-            .unwrap_or_else(super::layout::default_program_dir);
-        let layout = Layout::new(&opts.config, &dir, opts.prefix.as_deref());
+        let layout = layout(answers, opts);
         let service = ServiceDef::new(&layout);
         let mut steps = Vec::new();
         let mut step = |id, title: &str, detail: String, undoable| {
@@ -206,29 +216,23 @@ impl Plan {
             ),
             true,
         );
-        if let Some(ca) = &answers.ldap.ca_file {
-            step(
-                "ca.dc",
-                "Keep the DC's CA certificate",
-                format!(
-                    "copy {} to {} (the service cannot read home folders)",
-                    answers.path(ca).display(),
-                    real(&layout.ca_copy("dc"))
-                ),
-                true,
-            );
-        }
-        if let Some(ca) = answers.cloud.as_ref().and_then(|c| c.ca_file.as_ref()) {
-            step(
-                "ca.cloud",
-                "Keep the cloud's CA certificate",
-                format!(
-                    "copy {} to {}",
-                    answers.path(ca).display(),
-                    real(&layout.ca_copy("cloud"))
-                ),
-                true,
-            );
+        for which in CAS {
+            if let Some((from, _)) = ca_source(answers, which) {
+                step(
+                    if which == "dc" { "ca.dc" } else { "ca.cloud" },
+                    if which == "dc" {
+                        "Keep the DC's CA certificate"
+                    } else {
+                        "Keep the cloud's CA certificate"
+                    },
+                    format!(
+                        "copy {} to {} (the service cannot read home folders)",
+                        from.display(),
+                        real(&layout.ca_copy(which))
+                    ),
+                    true,
+                );
+            }
         }
         step(
             "secret.password",

@@ -132,13 +132,8 @@ impl State {
         let answers = self.form.to_answers();
         let opts = self.install_options.clone();
         self.plan_preview.get_or_insert_with(|| {
-            let layout = crate::install::Plan::build(
-                &answers,
-                &crate::install::Existing::detect_none(),
-                &opts,
-            )
-            .layout;
-            let existing = crate::install::Existing::detect(&layout);
+            let existing =
+                crate::install::Existing::detect(&crate::install::plan::layout(&answers, &opts));
             crate::install::Plan::build(&answers, &existing, &opts)
         })
     }
@@ -365,9 +360,11 @@ impl WizardApp {
             options.prefix.as_deref(),
         );
         let real_config = layout.real(&options.config_path);
-        let enrolled =
-            crate::install::Existing::detect(&layout).mode == crate::install::Mode::Upgrade;
-        let existing = read_existing(&real_config);
+        // One read of what is installed: the config (migrated, as `install` reads it) and
+        // whether its agent is enrolled.
+        let found = crate::install::Existing::detect(&layout);
+        let enrolled = found.mode == crate::install::Mode::Upgrade;
+        let existing = read_existing(&real_config, found);
         let (form, page) = match &existing {
             Existing::Installed(a) => (Form::from_config(a), Page::Review),
             _ => (Form::default(), Page::Welcome),
@@ -711,17 +708,18 @@ impl eframe::App for WizardApp {
     }
 }
 
-fn read_existing(path: &std::path::Path) -> Existing {
+fn read_existing(path: &std::path::Path, found: crate::install::Existing) -> Existing {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Existing::None,
         Err(e) => Existing::Unreadable(format!(
             "{} exists but cannot be inspected ({e}); re-run the wizard elevated to review it",
             path.display()
         )),
-        Ok(_) => match Answers::load_config(path) {
-            Ok(a) => Existing::Installed(Box::new(a)),
-            Err(e) => Existing::Unreadable(format!(
-                "{e}. Fix the file (or move it away to set up afresh), then re-run the wizard"
+        Ok(_) => match found.config {
+            Some(a) => Existing::Installed(Box::new(a)),
+            None => Existing::Unreadable(format!(
+                "{}. Fix the file (or move it away to set up afresh), then re-run the wizard",
+                found.notes.join("; ")
             )),
         },
     }

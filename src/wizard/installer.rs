@@ -42,8 +42,7 @@ impl InstallRun {
                     let _ = tx.send(m);
                     ctx.request_repaint();
                 };
-                let layout = Plan::build(&answers, &Existing::detect_none(), &opts).layout;
-                let existing = Existing::detect(&layout);
+                let existing = Existing::detect(&install::plan::layout(&answers, &opts));
                 let failed: Vec<CheckResult> = install::install_checks(&answers, &existing, &opts)
                     .into_iter()
                     .filter(|c| c.status == Status::Fail)

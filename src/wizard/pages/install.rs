@@ -78,44 +78,42 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
             Gate::Ready
         }
         Some(InstallResult::RolledBack) => {
-            let o = run.outcome.as_ref();
-            ui.separator();
-            ui.label(
-                RichText::new(format!(
-                    "Install failed: {}",
-                    o.and_then(|o| o.error.as_deref()).unwrap_or("")
-                ))
-                .color(ui.visuals().error_fg_color),
-            );
-            note(
+            failure(
                 ui,
-                &format!("Fix: {}", o.and_then(|o| o.fix.as_deref()).unwrap_or("")),
-            );
-            note(
-                ui,
+                run.outcome.as_ref(),
+                "Install failed",
                 "Every step was undone: this server is as it was, and the connect key was not used. Go Back to Review to try again.",
             );
             Gate::Blocked("the install was undone".into())
         }
         Some(InstallResult::Incomplete) => {
-            let o = run.outcome.as_ref();
-            ui.separator();
-            ui.label(
-                RichText::new(format!(
-                    "Not finished: {}",
-                    o.and_then(|o| o.error.as_deref()).unwrap_or("")
-                ))
-                .color(ui.visuals().error_fg_color),
-            );
-            note(
+            failure(
                 ui,
-                &format!("Fix: {}", o.and_then(|o| o.fix.as_deref()).unwrap_or("")),
-            );
-            note(
-                ui,
+                run.outcome.as_ref(),
+                "Not finished",
                 "The agent is enrolled, so nothing was undone. Running setup again finishes the job with the same connect key.",
             );
             Gate::Ready
         }
     }
+}
+
+/// A failed install: what failed, its fix, and what that means for this server.
+fn failure(ui: &mut Ui, outcome: Option<&crate::install::Outcome>, heading: &str, meaning: &str) {
+    ui.separator();
+    ui.label(
+        RichText::new(format!(
+            "{heading}: {}",
+            outcome.and_then(|o| o.error.as_deref()).unwrap_or("")
+        ))
+        .color(ui.visuals().error_fg_color),
+    );
+    note(
+        ui,
+        &format!(
+            "Fix: {}",
+            outcome.and_then(|o| o.fix.as_deref()).unwrap_or("")
+        ),
+    );
+    note(ui, meaning);
 }
