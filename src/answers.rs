@@ -212,6 +212,31 @@ pub struct Sync {
     pub group_membership_sync_type: MembershipSyncType,
     #[serde(default)]
     pub sync_account_locked_out_status: bool,
+    /// A run that would delete more AD objects than this stops and reports instead.
+    #[serde(
+        default = "default_deletion_threshold",
+        skip_serializing_if = "is_default_threshold"
+    )]
+    pub deletion_threshold: u32,
+    /// ... or more than this percentage of the objects the agent manages (the smaller wins).
+    #[serde(
+        default = "default_deletion_percent",
+        skip_serializing_if = "is_default_percent"
+    )]
+    pub deletion_threshold_percent: u32,
+}
+
+fn default_deletion_threshold() -> u32 {
+    500
+}
+fn default_deletion_percent() -> u32 {
+    10
+}
+fn is_default_threshold(v: &u32) -> bool {
+    *v == default_deletion_threshold()
+}
+fn is_default_percent(v: &u32) -> bool {
+    *v == default_deletion_percent()
 }
 
 fn retain() -> GroupDisconnection {
@@ -235,6 +260,8 @@ impl Default for Sync {
             membership_disconnection_action: remove(),
             group_membership_sync_type: minimal(),
             sync_account_locked_out_status: false,
+            deletion_threshold: default_deletion_threshold(),
+            deletion_threshold_percent: default_deletion_percent(),
         }
     }
 }

@@ -124,6 +124,28 @@ impl Dn {
         out
     }
 
+    /// The DN one level up (`None` for a one-part DN).
+    pub fn parent(&self) -> Option<Dn> {
+        (self.rdns.len() > 1).then(|| Dn {
+            rdns: self.rdns[1..].to_vec(),
+        })
+    }
+
+    /// A DN one level below this one, like `CN=<value>,<self>`.
+    pub fn child(&self, attr: &str, value: &str) -> Dn {
+        let mut rdns = vec![Rdn {
+            attr: attr.to_ascii_uppercase(),
+            value: value.to_string(),
+        }];
+        rdns.extend(self.rdns.iter().cloned());
+        Dn { rdns }
+    }
+
+    /// The first RDN's value, unescaped (the CN of `CN=x,OU=y`).
+    pub fn first_value(&self) -> Option<&str> {
+        self.rdns.first().map(|r| r.value.as_str())
+    }
+
     /// AD compares DNs without regard to case; so do we.
     pub fn same_as(&self, other: &Dn) -> bool {
         self.rdns.len() == other.rdns.len() && self.ends_with(other)
@@ -180,6 +202,13 @@ impl fmt::Display for Dn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_comma_form())
     }
+}
+
+/// An RDN value escaped for writing into a DN (`CN=` + this).
+pub fn escape_rdn_value(value: &str) -> String {
+    let mut out = String::new();
+    escape_value(value, &mut out);
+    out
 }
 
 fn escape_value(value: &str, out: &mut String) {

@@ -16,20 +16,41 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Debug, clap::Args, Clone)]
+struct RunArgs {
+    /// The installed config (secrets come from the store beside it, or systemd's credentials).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Check in once; on the primary, apply every pending change (and --resync), then exit.
+    /// Prints the role and what was done.
+    #[arg(long)]
+    once: bool,
+    /// Change nothing: log every operation a run would make (implies --once).
+    #[arg(long)]
+    dry_run: bool,
+    /// Compare everything the agent manages with AD now (also done at start and every 6 hours).
+    #[arg(long)]
+    resync: bool,
+    /// Allow this many deletions in this run, above the deletion threshold (with --once).
+    #[arg(long, value_name = "N", requires = "once")]
+    allow_deletions: Option<usize>,
+    /// The agent's state folder (default: $STATE_DIRECTORY, else /var/lib/ad-sync, or `state`
+    /// beside the config on Windows).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Where agent.log goes, rolled at 10 MB, kept 30 days (default: $LOGS_DIRECTORY, else
+    /// /var/log/ad-sync, or `logs` beside the config on Windows). `-` logs to standard error only.
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+    /// AD operations in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the agent in the foreground (what the systemd unit starts).
-    Run {
-        /// The installed config (secrets come from the store beside it, or systemd's credentials).
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-        /// Check in once, print the role the cloud gives, and exit.
-        #[arg(long)]
-        once: bool,
-        /// Change nothing in AD (logs what would be done).
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Run(RunArgs),
     /// Run under the Windows Service Control Manager (the SCM starts this; not for a shell).
     #[cfg(windows)]
     Service {
@@ -39,37 +60,51 @@ enum Command {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AD_SYNC_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Run {
-            config,
-            once,
-            dry_run,
-        } => run(&config, once, dry_run),
+        Command::Run(args) => {
+            let log_dir = match &args.log_dir {
+                Some(d) if d.as_os_str() == "-" => None,
+                Some(d) => Some(d.clone()),
+                None => Some(ad_sync::agent::default_log_dir(&args.config)),
+            };
+            if let Some(w) = ad_sync::agent::logs::init(log_dir.as_deref()) {
+                tracing::warn!("{w}; logging to standard error only");
+            }
+            run(&args)
+        }
         #[cfg(windows)]
-        Command::Service { config } => windows::dispatch(config),
+        Command::Service { config } => {
+            let dir = ad_sync::agent::default_log_dir(&config);
+            let _ = ad_sync::agent::logs::init(Some(&dir));
+            windows::dispatch(config)
+        }
     };
     std::process::exit(code);
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-fn run(config: &std::path::Path, once: bool, dry_run: bool) -> i32 {
-    let agent = match ad_sync::agent::Agent::start(config) {
+fn options(args: &RunArgs) -> ad_sync::agent::RunOptions {
+    ad_sync::agent::RunOptions {
+        dry_run: args.dry_run,
+        resync: args.resync,
+        allow_deletions: args.allow_deletions,
+        state_dir: args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| ad_sync::agent::default_state_dir(&args.config)),
+        concurrency: usize::from(args.concurrency),
+    }
+}
+
+fn run(args: &RunArgs) -> i32 {
+    let agent = match ad_sync::agent::Agent::start(&args.config) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!("{e}");
@@ -83,30 +118,15 @@ fn run(config: &std::path::Path, once: bool, dry_run: bool) -> i32 {
             return 2;
         }
     };
-    if dry_run {
-        tracing::info!("dry run: nothing in AD is changed");
+    let opts = options(args);
+    if args.dry_run {
+        tracing::info!("dry run: nothing in AD is changed, nothing is acknowledged");
     }
-    if once {
-        return match rt.block_on(agent.heartbeat()) {
-            Ok((role, _)) => {
-                println!(
-                    "{}",
-                    if role == ad_sync::cloud::api::Role::Primary {
-                        "primary"
-                    } else {
-                        "standby"
-                    }
-                );
-                0
-            }
-            Err(e) => {
-                tracing::error!("{e}");
-                1
-            }
-        };
+    if args.once || args.dry_run {
+        return rt.block_on(once(&agent, &opts));
     }
-    tracing::info!(config = %config.display(), "agent started");
-    rt.block_on(agent.run(async {
+    tracing::info!(config = %args.config.display(), state = %opts.state_dir.display(), "agent started");
+    let r = rt.block_on(agent.run(&opts, async {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -127,8 +147,69 @@ fn run(config: &std::path::Path, once: bool, dry_run: bool) -> i32 {
             let _ = tokio::signal::ctrl_c().await;
         }
     }));
-    tracing::info!("agent stopped");
-    0
+    match r {
+        Ok(()) => {
+            tracing::info!("agent stopped");
+            0
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            2
+        }
+    }
+}
+
+/// `--once`: 0 done (or standby), 1 the cloud or the DC was away, 2 cannot start, 3 stopped by
+/// the deletion threshold, 4 some changes failed (reported to the cloud).
+async fn once(agent: &ad_sync::agent::Agent, opts: &ad_sync::agent::RunOptions) -> i32 {
+    use ad_sync::agent::sync::RunError;
+    let role = match agent.heartbeat(None).await {
+        Ok((role, _)) => role,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    if role != ad_sync::cloud::api::Role::Primary {
+        println!("standby");
+        return 0;
+    }
+    println!("primary");
+    let (mut state, mut mirror) = match agent.open_state(opts) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 2;
+        }
+    };
+    match agent
+        .cycle(&mut state, &mut mirror, opts, opts.resync)
+        .await
+    {
+        Ok(r) => {
+            println!(
+                "changes: {}, operations: {}, failed: {}, skipped: {}, cursor: {}{}",
+                r.changes,
+                r.operations,
+                r.failed,
+                r.skipped,
+                r.cursor,
+                if r.resynced { ", compared with AD" } else { "" }
+            );
+            for p in &r.planned {
+                println!("would {p}");
+            }
+            if r.failed > 0 { 4 } else { 0 }
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            let _ = agent.heartbeat(Some(&e.to_string())).await;
+            match e {
+                RunError::Threshold { .. } => 3,
+                RunError::Unavailable(_) => 1,
+            }
+        }
+    }
 }
 
 #[cfg(windows)]
@@ -197,6 +278,11 @@ mod windows {
             });
         };
         let config = CONFIG.get().cloned().unwrap_or_default();
+        let opts = ad_sync::agent::RunOptions {
+            state_dir: ad_sync::agent::default_state_dir(&config),
+            concurrency: 8,
+            ..Default::default()
+        };
         let agent = match ad_sync::agent::Agent::start(&config) {
             Ok(a) => a,
             Err(e) => {
@@ -211,9 +297,15 @@ mod windows {
             return;
         };
         report(ServiceState::Running, 0);
-        rt.block_on(agent.run(async {
+        let r = rt.block_on(agent.run(&opts, async {
             let _ = stop_rx.await;
         }));
-        report(ServiceState::Stopped, 0);
+        match r {
+            Ok(()) => report(ServiceState::Stopped, 0),
+            Err(e) => {
+                tracing::error!("{e}");
+                report(ServiceState::Stopped, 1);
+            }
+        }
     }
 }

@@ -253,36 +253,45 @@ pub struct Change {
 pub enum ChangeBody {
     #[serde(rename = "user.upsert")]
     UserUpsert { user: User },
-    /// Removing a user also removes it from every group.
+    /// The user is disconnected from the domain (deleted in the cloud): the agent applies the
+    /// user and membership disconnection policies. Removing a user also removes it from every
+    /// group in the cloud.
     #[serde(rename = "user.remove")]
-    UserRemove { username: String },
+    UserRemove { id: String, username: String },
     /// The new password sealed (libsodium sealed box) to this agent's public key; `None` when
     /// the agent enrolled after the password was set, so the cloud never had it for this agent.
     #[serde(rename = "user.password")]
     UserPassword {
+        id: String,
         username: String,
         sealed_password: Option<String>,
     },
     #[serde(rename = "group.upsert")]
     GroupUpsert { group: Group },
     #[serde(rename = "group.remove")]
-    GroupRemove { name: String },
+    GroupRemove { id: String, name: String },
     #[serde(rename = "membership.add")]
-    MembershipAdd {
-        group: String,
-        member: String,
-        member_type: MemberType,
-    },
+    MembershipAdd(Membership),
     #[serde(rename = "membership.remove")]
-    MembershipRemove {
-        group: String,
-        member: String,
-        member_type: MemberType,
-    },
+    MembershipRemove(Membership),
 }
 
+/// A direct membership: `member` (a user or a group) is in `group`. Ids are what the agent
+/// tracks; names are for people reading the feed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Membership {
+    pub group_id: String,
+    pub group: String,
+    pub member_id: String,
+    pub member: String,
+    pub member_type: MemberType,
+}
+
+/// A cloud user's whole state. `id` never changes; `username` may (a rename), and is what the
+/// agent uses as sAMAccountName and the left part of the userPrincipalName.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
+    pub id: String,
     pub username: String,
     pub given_name: String,
     pub surname: String,
@@ -292,12 +301,14 @@ pub struct User {
     pub locked: bool,
 }
 
+/// A cloud group. `id` never changes; `name` may (a rename).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
+    pub id: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MemberType {
     User,

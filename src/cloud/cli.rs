@@ -140,6 +140,26 @@ pub enum UserCmd {
     Lock(UserRef),
     Unlock(UserRef),
     Remove(UserRef),
+    /// Change a user's name parts or e-mail.
+    Update {
+        #[command(flatten)]
+        user: UserRef,
+        #[arg(long)]
+        given: Option<String>,
+        #[arg(long)]
+        surname: Option<String>,
+        #[arg(long, conflicts_with = "no_email")]
+        email: Option<String>,
+        /// Clear the e-mail address.
+        #[arg(long)]
+        no_email: bool,
+    },
+    /// Rename a user (its id and memberships stay; the agent renames the AD account).
+    Rename {
+        #[command(flatten)]
+        user: UserRef,
+        new_name: String,
+    },
     /// Set a password; it is sealed to each enrolled agent's key and never stored.
     SetPassword {
         #[command(flatten)]
@@ -168,6 +188,13 @@ pub enum GroupCmd {
         #[command(flatten)]
         db: Db,
         name: String,
+    },
+    /// Rename a group (its id and memberships stay; the agent renames the AD group).
+    Rename {
+        #[command(flatten)]
+        db: Db,
+        name: String,
+        new_name: String,
     },
     AddMember(MemberArgs),
     RemoveMember(MemberArgs),
@@ -424,6 +451,39 @@ fn user(cmd: UserCmd) -> Result<(), AdminError> {
             println!("removed user {}", r.username);
             Ok(())
         }
+        UserCmd::Update {
+            user,
+            given,
+            surname,
+            email,
+            no_email,
+        } => {
+            let email = match (email.as_deref(), no_email) {
+                (_, true) => Some(None),
+                (Some(e), false) => Some(Some(e)),
+                (None, false) => None,
+            };
+            let changed = open(&user.db)?.user_update(
+                &user.username,
+                given.as_deref(),
+                surname.as_deref(),
+                email,
+            )?;
+            if changed {
+                println!("updated user {}", user.username);
+            } else {
+                println!(
+                    "{} already had those values; nothing changed",
+                    user.username
+                );
+            }
+            Ok(())
+        }
+        UserCmd::Rename { user, new_name } => {
+            open(&user.db)?.user_rename(&user.username, &new_name)?;
+            println!("renamed user {} to {new_name}", user.username);
+            Ok(())
+        }
         UserCmd::SetPassword {
             user,
             password_file,
@@ -477,6 +537,10 @@ fn group(cmd: GroupCmd) -> Result<(), AdminError> {
         GroupCmd::Remove { db, name } => {
             open(&db)?.group_remove(&name)?;
             println!("removed group {name}");
+        }
+        GroupCmd::Rename { db, name, new_name } => {
+            open(&db)?.group_rename(&name, &new_name)?;
+            println!("renamed group {name} to {new_name}");
         }
         GroupCmd::AddMember(m) => membership(m, true)?,
         GroupCmd::RemoveMember(m) => membership(m, false)?,

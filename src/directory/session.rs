@@ -23,7 +23,7 @@ pub enum OpError {
 }
 
 impl OpError {
-    fn from_ldap(e: LdapError, timeout: Duration) -> OpError {
+    pub fn from_ldap(e: LdapError, timeout: Duration) -> OpError {
         match e {
             LdapError::Timeout { .. } => OpError::Timeout(timeout),
             LdapError::LdapResult { result } => OpError::Ldap {
@@ -67,6 +67,14 @@ fn result_name(rc: u32) -> &'static str {
         51 => "busy",
         52 => "unavailable",
         53 => "unwilling to perform",
+        19 => "constraint violation",
+        20 => "attribute or value exists",
+        16 => "no such attribute",
+        21 => "invalid attribute syntax",
+        64 => "naming violation",
+        65 => "object class violation",
+        66 => "not allowed on non-leaf",
+        68 => "entry already exists",
         _ => "error",
     }
 }
@@ -94,6 +102,16 @@ impl Session {
 
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// A handle on the same connection for operations of one's own (ldap3 multiplexes them:
+    /// several can be in flight at once).
+    pub fn handle(&self) -> Ldap {
+        self.ldap.clone()
+    }
+
+    pub fn op_timeout(&self) -> Duration {
+        self.op_timeout
     }
 
     pub async fn simple_bind(

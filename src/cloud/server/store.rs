@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use crate::cloud::api::{
     self, AckResponse, ApplyStatus, Change, ChangeBody, ChangeResult, ChangesResponse,
     EnrollResponse, ErrorCode, Group, HeartbeatRequest, HeartbeatResponse, KeyCheckResponse,
-    KeyState, MemberType, Role, User,
+    KeyState, MemberType, Membership, Role, User,
 };
 use crate::cloud::sealed;
 use crate::connect_key::ConnectKey;
@@ -25,7 +25,8 @@ use crate::dn::Dn;
 use crate::secret::Secret;
 use crate::time_fmt::unix_to_rfc3339;
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: users and groups carry a stable `id` (renames keep it), and the change bodies name it.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS domains (
@@ -62,6 +63,7 @@ CREATE TABLE IF NOT EXISTS agents (
 );
 CREATE TABLE IF NOT EXISTS users (
     username TEXT PRIMARY KEY COLLATE NOCASE,
+    id TEXT NOT NULL UNIQUE,
     given_name TEXT NOT NULL,
     surname TEXT NOT NULL,
     email TEXT,
@@ -69,7 +71,8 @@ CREATE TABLE IF NOT EXISTS users (
     locked INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS groups (
-    name TEXT PRIMARY KEY COLLATE NOCASE
+    name TEXT PRIMARY KEY COLLATE NOCASE,
+    id TEXT NOT NULL UNIQUE
 );
 CREATE TABLE IF NOT EXISTS memberships (
     group_name TEXT NOT NULL COLLATE NOCASE,
@@ -226,6 +229,123 @@ fn random_token(bytes: usize) -> Result<String, ApiError> {
     Ok(base32::encode(base32::Alphabet::Crockford, &buf))
 }
 
+/// A new stable id for a user (`u-`) or a group (`g-`): 64 random bits, hex.
+fn new_id(prefix: &str) -> rusqlite::Result<String> {
+    let mut buf = [0u8; 8];
+    getrandom::fill(&mut buf).map_err(|e| {
+        rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(format!(
+            "no random bytes from the OS: {e}"
+        ))))
+    })?;
+    Ok(format!(
+        "{prefix}-{}",
+        buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
+/// Schema 1 had no ids. Gives every user and group one, and rewrites the change log so each
+/// change names the id its subject had at that point (replaying it in order: a name removed and
+/// added again is a new user, as it was then).
+fn migrate_v1(conn: &Connection) -> rusqlite::Result<()> {
+    use std::collections::HashMap;
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(
+        "ALTER TABLE users ADD COLUMN id TEXT; ALTER TABLE groups ADD COLUMN id TEXT;",
+    )?;
+    let rows: Vec<(i64, String)> = tx
+        .prepare("SELECT seq, body FROM changes ORDER BY seq")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut users: HashMap<String, String> = HashMap::new();
+    let mut groups: HashMap<String, String> = HashMap::new();
+    fn id_of(
+        map: &mut HashMap<String, String>,
+        name: &str,
+        prefix: &str,
+    ) -> rusqlite::Result<String> {
+        let key = name.to_lowercase();
+        if let Some(id) = map.get(&key) {
+            return Ok(id.clone());
+        }
+        let id = new_id(prefix)?;
+        map.insert(key, id.clone());
+        Ok(id)
+    }
+    for (seq, body) in rows {
+        let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&body) else {
+            continue;
+        };
+        let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+        match v["type"].as_str().unwrap_or_default() {
+            "user.upsert" => {
+                let name = text(&v["user"], "username");
+                v["user"]["id"] = id_of(&mut users, &name, "u")?.into();
+            }
+            "user.password" => {
+                let name = text(&v, "username");
+                v["id"] = id_of(&mut users, &name, "u")?.into();
+            }
+            "user.remove" => {
+                let name = text(&v, "username");
+                v["id"] = id_of(&mut users, &name, "u")?.into();
+                users.remove(&name.to_lowercase());
+            }
+            "group.upsert" => {
+                let name = text(&v["group"], "name");
+                v["group"]["id"] = id_of(&mut groups, &name, "g")?.into();
+            }
+            "group.remove" => {
+                let name = text(&v, "name");
+                v["id"] = id_of(&mut groups, &name, "g")?.into();
+                groups.remove(&name.to_lowercase());
+            }
+            "membership.add" | "membership.remove" => {
+                let group = text(&v, "group");
+                let member = text(&v, "member");
+                v["group_id"] = id_of(&mut groups, &group, "g")?.into();
+                v["member_id"] = if v["member_type"] == "group" {
+                    id_of(&mut groups, &member, "g")?
+                } else {
+                    id_of(&mut users, &member, "u")?
+                }
+                .into();
+            }
+            _ => continue,
+        }
+        tx.execute(
+            "UPDATE changes SET body = ?2 WHERE seq = ?1",
+            params![seq, v.to_string()],
+        )?;
+    }
+    let names: Vec<String> = tx
+        .prepare("SELECT username FROM users")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for name in names {
+        let id = id_of(&mut users, &name, "u")?;
+        tx.execute(
+            "UPDATE users SET id = ?2 WHERE username = ?1",
+            params![name, id],
+        )?;
+    }
+    let names: Vec<String> = tx
+        .prepare("SELECT name FROM groups")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for name in names {
+        let id = id_of(&mut groups, &name, "g")?;
+        tx.execute(
+            "UPDATE groups SET id = ?2 WHERE name = ?1",
+            params![name, id],
+        )?;
+    }
+    tx.execute_batch(
+        "CREATE UNIQUE INDEX IF NOT EXISTS users_id ON users(id);
+         CREATE UNIQUE INDEX IF NOT EXISTS groups_id ON groups(id);",
+    )?;
+    tx.commit()
+}
+
 pub fn credential_hash(credential: &str) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(credential.as_bytes())
@@ -271,6 +391,9 @@ impl Store {
                 "--db {}: written by a newer ad-sync-cloud (schema {version}, this build knows {SCHEMA_VERSION}); use the newer binary",
                 path.display()
             )));
+        }
+        if version == 1 {
+            migrate_v1(&conn).map_err(db_err)?;
         }
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -450,12 +573,8 @@ impl Store {
                 )));
             }
         }
-        if let Some(e) = email
-            && (!e.contains('@') || e.contains(char::is_whitespace) || e.len() > 256)
-        {
-            return Err(AdminError::Invalid(format!(
-                "--email `{e}` is not an e-mail address (name@domain)"
-            )));
+        if let Some(e) = email {
+            validate_email(e)?;
         }
         self.admin_tx(|tx| {
             if user_exists(tx, username)? {
@@ -465,8 +584,8 @@ impl Store {
                 .into());
             }
             tx.execute(
-                "INSERT INTO users (username, given_name, surname, email) VALUES (?1, ?2, ?3, ?4)",
-                params![username, given_name, surname, email],
+                "INSERT INTO users (username, id, given_name, surname, email) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![username, new_id("u")?, given_name, surname, email],
             )?;
             let user = load_user(tx, username)?;
             append_change(tx, &ChangeBody::UserUpsert { user })?;
@@ -499,15 +618,122 @@ impl Store {
         })
     }
 
+    /// Changes a user's name parts or e-mail (`Some(None)` clears the e-mail). `false` when
+    /// nothing changed.
+    pub fn user_update(
+        &self,
+        username: &str,
+        given_name: Option<&str>,
+        surname: Option<&str>,
+        email: Option<Option<&str>>,
+    ) -> Result<bool, AdminError> {
+        for (field, value) in [("--given", given_name), ("--surname", surname)] {
+            if let Some(value) = value
+                && (value.trim().is_empty() || value.chars().count() > 64)
+            {
+                return Err(AdminError::Invalid(format!(
+                    "{field} must be 1 to 64 characters (AD's limit for name parts)"
+                )));
+            }
+        }
+        if let Some(Some(e)) = email {
+            validate_email(e)?;
+        }
+        self.admin_tx(|tx| {
+            let mut user = find_user(tx, username)?;
+            let before = user.clone();
+            if let Some(g) = given_name {
+                user.given_name = g.into();
+            }
+            if let Some(s) = surname {
+                user.surname = s.into();
+            }
+            if let Some(e) = email {
+                user.email = e.map(str::to_string);
+            }
+            if user == before {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE users SET given_name = ?2, surname = ?3, email = ?4 WHERE id = ?1",
+                params![user.id, user.given_name, user.surname, user.email],
+            )?;
+            append_change(tx, &ChangeBody::UserUpsert { user })?;
+            Ok(true)
+        })
+    }
+
+    /// Renames a user; its id, memberships and everything else stay.
+    pub fn user_rename(&self, username: &str, new_name: &str) -> Result<(), AdminError> {
+        validate_username(new_name)?;
+        self.admin_tx(|tx| {
+            let user = find_user(tx, username)?;
+            if !user.username.eq_ignore_ascii_case(new_name) && user_exists(tx, new_name)? {
+                return Err(
+                    AdminError::Invalid(format!("user `{new_name}` already exists")).into(),
+                );
+            }
+            tx.execute(
+                "UPDATE memberships SET member = ?2 WHERE member = ?1 AND member_type = 'user'",
+                params![user.username, new_name],
+            )?;
+            tx.execute(
+                "UPDATE users SET username = ?2 WHERE id = ?1",
+                params![user.id, new_name],
+            )?;
+            let user = load_user(tx, new_name)?;
+            append_change(tx, &ChangeBody::UserUpsert { user })?;
+            Ok(())
+        })
+    }
+
+    /// Renames a group; its id and memberships stay.
+    pub fn group_rename(&self, name: &str, new_name: &str) -> Result<(), AdminError> {
+        validate_group_name(new_name)?;
+        self.admin_tx(|tx| {
+            let group = find_group(tx, name)?;
+            if !group.name.eq_ignore_ascii_case(new_name) && group_exists(tx, new_name)? {
+                return Err(
+                    AdminError::Invalid(format!("group `{new_name}` already exists")).into(),
+                );
+            }
+            tx.execute(
+                "UPDATE memberships SET group_name = ?2 WHERE group_name = ?1",
+                params![group.name, new_name],
+            )?;
+            tx.execute(
+                "UPDATE memberships SET member = ?2 WHERE member = ?1 AND member_type = 'group'",
+                params![group.name, new_name],
+            )?;
+            tx.execute(
+                "UPDATE groups SET name = ?2 WHERE id = ?1",
+                params![group.id, new_name],
+            )?;
+            let group = Group {
+                id: group.id,
+                name: new_name.into(),
+            };
+            append_change(tx, &ChangeBody::GroupUpsert { group })?;
+            Ok(())
+        })
+    }
+
     pub fn user_remove(&self, username: &str) -> Result<(), AdminError> {
         self.admin_tx(|tx| {
-            let username = find_user(tx, username)?.username;
+            let user = find_user(tx, username)?;
+            let username = user.username.clone();
             tx.execute(
                 "DELETE FROM memberships WHERE member = ?1 AND member_type = 'user'",
                 [&username],
             )?;
             tx.execute("DELETE FROM users WHERE username = ?1", [&username])?;
-            append_change(tx, &ChangeBody::UserRemove { username })?;
+            append_change(
+                tx,
+                &ChangeBody::UserRemove {
+                    id: user.id,
+                    username,
+                },
+            )?;
             Ok(())
         })
     }
@@ -521,11 +747,12 @@ impl Store {
             ));
         }
         self.admin_tx(|tx| {
-            let username = find_user(tx, username)?.username;
+            let user = find_user(tx, username)?;
             let seq = append_change(
                 tx,
                 &ChangeBody::UserPassword {
-                    username,
+                    id: user.id,
+                    username: user.username,
                     sealed_password: None,
                 },
             )?;
@@ -555,8 +782,14 @@ impl Store {
             if group_exists(tx, name)? {
                 return Err(AdminError::Invalid(format!("group `{name}` already exists")).into());
             }
-            tx.execute("INSERT INTO groups (name) VALUES (?1)", [name])?;
-            let group = Group { name: name.into() };
+            let group = Group {
+                id: new_id("g")?,
+                name: name.into(),
+            };
+            tx.execute(
+                "INSERT INTO groups (name, id) VALUES (?1, ?2)",
+                params![group.name, group.id],
+            )?;
             append_change(tx, &ChangeBody::GroupUpsert { group })?;
             Ok(())
         })
@@ -564,13 +797,13 @@ impl Store {
 
     pub fn group_remove(&self, name: &str) -> Result<(), AdminError> {
         self.admin_tx(|tx| {
-            let name = find_group(tx, name)?;
+            let Group { id, name } = find_group(tx, name)?;
             tx.execute(
                 "DELETE FROM memberships WHERE group_name = ?1 OR (member = ?1 AND member_type = 'group')",
                 [&name],
             )?;
             tx.execute("DELETE FROM groups WHERE name = ?1", [&name])?;
-            append_change(tx, &ChangeBody::GroupRemove { name })?;
+            append_change(tx, &ChangeBody::GroupRemove { id, name })?;
             Ok(())
         })
     }
@@ -590,12 +823,14 @@ impl Store {
             let is_group = group_exists(tx, member)?;
             let refuse = |why: String| Err(TxError::Refused(AdminError::Invalid(why)));
             // The stored spelling, so the change names what the agent was told about.
-            let (member, member_type) = match (kind, is_user, is_group) {
+            let (member_id, member, member_type) = match (kind, is_user, is_group) {
                 (Some(MemberType::User), true, _) | (None, true, false) => {
-                    (find_user(tx, member)?.username, MemberType::User)
+                    let u = find_user(tx, member)?;
+                    (u.id, u.username, MemberType::User)
                 }
                 (Some(MemberType::Group), _, true) | (None, false, true) => {
-                    (find_group(tx, member)?, MemberType::Group)
+                    let g = find_group(tx, member)?;
+                    (g.id, g.name, MemberType::Group)
                 }
                 (None, true, true) => {
                     return refuse(format!(
@@ -610,28 +845,37 @@ impl Store {
                     ));
                 }
             };
-            if member_type == MemberType::Group && member.eq_ignore_ascii_case(&group) {
-                return refuse(format!("a group cannot be a member of itself (`{group}`)"));
+            if member_type == MemberType::Group && member_id == group.id {
+                return refuse(format!(
+                    "a group cannot be a member of itself (`{}`)",
+                    group.name
+                ));
+            }
+            if member_type == MemberType::Group && add && contains_group(tx, &member, &group.name)? {
+                return refuse(format!(
+                    "`{member}` already contains `{}` (directly or through other groups); adding it would make a loop",
+                    group.name
+                ));
             }
             let sql = if add {
                 "INSERT OR IGNORE INTO memberships (group_name, member, member_type) VALUES (?1, ?2, ?3)"
             } else {
                 "DELETE FROM memberships WHERE group_name = ?1 AND member = ?2 AND member_type = ?3"
             };
-            let changed = tx.execute(sql, params![group, member, member_type.as_str()])? == 1;
+            let changed =
+                tx.execute(sql, params![group.name, member, member_type.as_str()])? == 1;
             if changed {
+                let m = Membership {
+                    group_id: group.id,
+                    group: group.name,
+                    member_id,
+                    member,
+                    member_type,
+                };
                 let body = if add {
-                    ChangeBody::MembershipAdd {
-                        group,
-                        member,
-                        member_type,
-                    }
+                    ChangeBody::MembershipAdd(m)
                 } else {
-                    ChangeBody::MembershipRemove {
-                        group,
-                        member,
-                        member_type,
-                    }
+                    ChangeBody::MembershipRemove(m)
                 };
                 append_change(tx, &body)?;
             }
@@ -1155,16 +1399,17 @@ fn append_change(conn: &Connection, body: &ChangeBody) -> rusqlite::Result<i64> 
 
 fn load_user(conn: &Connection, username: &str) -> rusqlite::Result<User> {
     conn.query_row(
-        "SELECT username, given_name, surname, email, suspended, locked FROM users WHERE username = ?1",
+        "SELECT id, username, given_name, surname, email, suspended, locked FROM users WHERE username = ?1",
         [username],
         |r| {
             Ok(User {
-                username: r.get(0)?,
-                given_name: r.get(1)?,
-                surname: r.get(2)?,
-                email: r.get(3)?,
-                suspended: r.get(4)?,
-                locked: r.get(5)?,
+                id: r.get(0)?,
+                username: r.get(1)?,
+                given_name: r.get(2)?,
+                surname: r.get(3)?,
+                email: r.get(4)?,
+                suspended: r.get(5)?,
+                locked: r.get(6)?,
             })
         },
     )
@@ -1210,13 +1455,31 @@ fn find_user(conn: &Connection, username: &str) -> Result<User, TxError> {
         .ok_or_else(|| no_such_user(username).into())
 }
 
-/// The group's stored name.
-fn find_group(conn: &Connection, name: &str) -> Result<String, TxError> {
-    conn.query_row("SELECT name FROM groups WHERE name = ?1", [name], |r| {
-        r.get(0)
+/// The group as stored (its stored spelling and id).
+fn find_group(conn: &Connection, name: &str) -> Result<Group, TxError> {
+    conn.query_row("SELECT name, id FROM groups WHERE name = ?1", [name], |r| {
+        Ok(Group {
+            name: r.get(0)?,
+            id: r.get(1)?,
+        })
     })
     .optional()?
     .ok_or_else(|| no_such_group(name).into())
+}
+
+/// Whether group `outer` contains group `inner`, directly or through nested groups.
+fn contains_group(conn: &Connection, outer: &str, inner: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "WITH RECURSIVE inside(name) AS (
+             SELECT member FROM memberships WHERE group_name = ?1 AND member_type = 'group'
+             UNION
+             SELECT m.member FROM memberships m JOIN inside i ON m.group_name = i.name
+             WHERE m.member_type = 'group')
+         SELECT COUNT(*) FROM inside WHERE name = ?2 COLLATE NOCASE",
+        params![outer, inner],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
 }
 
 fn no_such_user(name: &str) -> AdminError {
@@ -1257,6 +1520,15 @@ pub fn validate_username(name: &str) -> Result<(), AdminError> {
         Some(why) => Err(AdminError::Invalid(format!("username `{name}` {why}"))),
         None => Ok(()),
     }
+}
+
+fn validate_email(e: &str) -> Result<(), AdminError> {
+    if !e.contains('@') || e.contains(char::is_whitespace) || e.len() > 256 {
+        return Err(AdminError::Invalid(format!(
+            "--email `{e}` is not an e-mail address (name@domain)"
+        )));
+    }
+    Ok(())
 }
 
 pub fn validate_group_name(name: &str) -> Result<(), AdminError> {
