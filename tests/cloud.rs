@@ -491,7 +491,7 @@ fn changes_carry_the_directory_and_sealed_passwords_and_acks_are_recorded() {
         ]
     );
     assert!(
-        matches!(&all[4].body, ChangeBody::MembershipAdd { member, member_type, .. }
+        matches!(&all[4].body, ChangeBody::MembershipAdd(ad_sync::cloud::api::Membership { member, member_type, .. })
         if member == "Engineering" && member_type.as_str() == "group")
     );
     assert!(

@@ -90,6 +90,10 @@ fn agent_once(prefix: &Path) -> Output {
     Command::new(AGENT)
         .args(["run", "--once", "--config"])
         .arg(config_of(prefix))
+        // Beside the prefix, so a full uninstall can still be checked to leave it empty.
+        .arg("--state-dir")
+        .arg(prefix.with_extension("state"))
+        .args(["--log-dir", "-"])
         .env_remove("CREDENTIALS_DIRECTORY")
         .output()
         .unwrap_or_else(|e| panic!("run agent: {e}"))

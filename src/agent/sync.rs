@@ -807,7 +807,8 @@ pub async fn reconcile(
                 o.members
                     .iter()
                     .filter(|(g, _)| managed_guids.contains(g) && !want.contains(g))
-                    .map(|(_, d)| d.clone().into_bytes())
+                    // By objectGUID: a member renamed earlier in this run has a new DN.
+                    .map(|(g, _)| format!("<GUID={}>", ad::guid_string(g)).into_bytes())
                     .collect()
             })
             .unwrap_or_default();

@@ -633,3 +633,47 @@ async fn seed_dc2(dc: &Dc) -> Result<(), String> {
     let _ = l.unbind().await;
     Ok(())
 }
+
+/// Kills dc1 (SIGKILL, as a crash or a power cut would) and starts it again on the same
+/// database; returns once it listens again. The new process is stopped at exit like the first.
+pub fn restart_dc1(bed: &Testbed) {
+    static LATER: std::sync::Mutex<Vec<Child>> = std::sync::Mutex::new(Vec::new());
+    let mut later = LATER.lock().unwrap_or_else(|p| p.into_inner());
+    let mut pids: Vec<u32> = later.iter().map(Child::id).collect();
+    if pids.is_empty()
+        && let Some(c) = &bed.dc1.child
+    {
+        pids.push(c.id());
+    }
+    for pid in pids {
+        // SAFETY: kill(2) on a samba process this test binary started.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+    }
+    for mut c in later.drain(..) {
+        let _ = c.wait();
+    }
+    let sock = std::net::SocketAddr::new(bed.dc1.addr, 636);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline
+        && TcpStream::connect_timeout(&sock, Duration::from_millis(100)).is_ok()
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut dc = Dc {
+        dir: bed.dc1.dir.clone(),
+        host: bed.dc1.host,
+        addr: bed.dc1.addr,
+        ca_file: bed.dc1.ca_file.clone(),
+        child: None,
+    };
+    dc.launch(&[])
+        .unwrap_or_else(|e| panic!("restart dc1: {e}"));
+    dc.wait_listening()
+        .unwrap_or_else(|e| panic!("restart dc1: {e}"));
+    if let Some(c) = dc.child.take() {
+        super::stop_at_exit([c.id()]);
+        later.push(c);
+    }
+}
