@@ -184,34 +184,36 @@ pub async fn reconcile(
     }
 
     // ---- look up everything this run is about ------------------------------------------------
+    // Objects with a known objectGUID by that alone; the others (and any GUID AD no longer
+    // has) by the agent's marker and by name, which also finds collisions.
     let mut terms = Vec::new();
+    let by_name = |terms: &mut Vec<String>, id: &str, name: &str| {
+        terms.push(ad::eq("adminDescription", &marker(id)));
+        terms.push(ad::eq("sAMAccountName", name));
+    };
     for id in &work.users {
         if let Some(u) = mirror.users.get(id) {
-            if let Some(g) = &u.guid {
-                terms.push(ad::guid_filter(g));
+            match &u.guid {
+                Some(g) => terms.push(ad::guid_filter(g)),
+                None => by_name(&mut terms, id, &u.user.username),
             }
-            terms.push(ad::eq("adminDescription", &marker(id)));
-            terms.push(ad::eq("sAMAccountName", &u.user.username));
         }
     }
     for id in &groups {
         if let Some(g) = mirror.groups.get(id) {
-            if let Some(guid) = &g.guid {
-                terms.push(ad::guid_filter(guid));
+            match &g.guid {
+                Some(guid) => terms.push(ad::guid_filter(guid)),
+                None => by_name(&mut terms, id, &g.name),
             }
-            terms.push(ad::eq("adminDescription", &marker(id)));
-            terms.push(ad::eq("sAMAccountName", &g.name));
         }
     }
-    for u in &work.removed_users {
-        if let Some(g) = &u.guid {
-            terms.push(ad::guid_filter(g));
-        }
-    }
-    for g in &work.removed_groups {
-        if let Some(guid) = &g.guid {
-            terms.push(ad::guid_filter(guid));
-        }
+    for guid in work
+        .removed_users
+        .iter()
+        .filter_map(|u| u.guid.as_ref())
+        .chain(work.removed_groups.iter().filter_map(|g| g.guid.as_ref()))
+    {
+        terms.push(ad::guid_filter(guid));
     }
     let sync_group_obj = match &ad.sync_group {
         Some(dn) if !groups.is_empty() => {
@@ -219,11 +221,37 @@ pub async fn reconcile(
         }
         _ => None,
     };
-    let found = Found::new(if terms.is_empty() {
+    let mut objs = if terms.is_empty() {
         Vec::new()
     } else {
         ad.find_any(terms).await.map_err(unavailable)?
-    });
+    };
+    let seen: HashSet<Vec<u8>> = objs.iter().map(|o| o.guid.clone()).collect();
+    let mut again = Vec::new();
+    for id in &work.users {
+        if let Some(u) = mirror.users.get(id)
+            && let Some(g) = &u.guid
+            && !seen.contains(g)
+        {
+            by_name(&mut again, id, &u.user.username);
+        }
+    }
+    for id in &groups {
+        if let Some(g) = mirror.groups.get(id)
+            && let Some(guid) = &g.guid
+            && !seen.contains(guid)
+        {
+            by_name(&mut again, id, &g.name);
+        }
+    }
+    if !again.is_empty() {
+        for o in ad.find_any(again).await.map_err(unavailable)? {
+            if !seen.contains(&o.guid) {
+                objs.push(o);
+            }
+        }
+    }
+    let found = Found::new(objs);
 
     // ---- users ------------------------------------------------------------------------------
     let mut user_jobs = Vec::new();
@@ -886,6 +914,10 @@ pub async fn reconcile(
     })
 }
 
+/// A job, how many of its operations were done, and the failure that stopped it (with whether
+/// the failed operation was the password).
+type JobEnd = (Job, usize, Result<(), (AdError, bool)>);
+
 /// Runs jobs concurrently (each job's operations in order). A refusal fails that job's object
 /// and skips the rest of its operations; the DC going away stops the run.
 async fn run_jobs(
@@ -905,7 +937,7 @@ async fn run_jobs(
         }
         return Ok(0);
     }
-    let results: Vec<(Job, usize, Result<(), (AdError, bool)>)> = futures_util::stream::iter(jobs)
+    let results: Vec<JobEnd> = futures_util::stream::iter(jobs)
         .map(|job| async move {
             let mut done = 0;
             for op in &job.ops {

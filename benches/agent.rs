@@ -1,0 +1,381 @@
+//! `cargo bench --bench agent`: the agent syncing a large directory into a fresh Samba DC.
+//!
+//! The cloud gets 10,000 users and 500 groups (each user in one group, 50 groups nested in
+//! others). Printed:
+//! - `ldapadd` of the equivalent LDIF (the same users with the same attributes, the groups with
+//!   their members inline) into another OU of the same DC, first;
+//! - the agent's first sync of all of it (`run --once`), wall time, and the ratio to ldapadd
+//!   (target at most 1.0);
+//! - a no-op resync of the same 10,000 (`run --once --resync`; target under 2 s);
+//! - the agent's peak RSS while syncing, and its RSS idle in `run` after its start-up resync
+//!   (target under 10 MB idle);
+//! - the release binary's size (target under 15 MB).
+//!
+//! `BENCH_USERS` and `BENCH_GROUPS` change the sizes (for a quick look).
+
+#[allow(dead_code)]
+#[path = "../tests/support/cloud.rs"]
+mod cloud;
+#[path = "../tests/support/testbed.rs"]
+mod testbed;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn stop_at_exit(_pids: impl IntoIterator<Item = u32>) {}
+
+const SETUP: &str = env!("CARGO_BIN_EXE_ad-sync-setup");
+const AGENT: &str = env!("CARGO_BIN_EXE_ad-sync-agent");
+const DOMAIN: &str = "DC=example,DC=com";
+
+fn fail(bed: &mut testbed::Testbed, what: String) -> ! {
+    eprintln!("bench agent: {what}");
+    bed.stop();
+    std::process::exit(1);
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs a command to its end; wall time, peak RSS (KiB, from wait4) and success.
+fn measured(cmd: &mut Command) -> (Duration, i64, bool, String) {
+    let started = Instant::now();
+    let child = match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+        Ok(c) => c,
+        Err(e) => return (started.elapsed(), 0, false, e.to_string()),
+    };
+    let pid = child.id() as i32;
+    // Drain the pipes on threads so a chatty child cannot block.
+    let mut child = child;
+    let out = child.stdout.take();
+    let err = child.stderr.take();
+    let t1 = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut o) = out {
+            let _ = std::io::Read::read_to_string(&mut o, &mut s);
+        }
+        s
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut o) = err {
+            let _ = std::io::Read::read_to_string(&mut o, &mut s);
+        }
+        s
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child's pid.
+    unsafe {
+        libc::wait4(pid, &mut status, 0, &mut usage);
+    }
+    let took = started.elapsed();
+    let text = format!(
+        "{}{}",
+        t1.join().unwrap_or_default(),
+        t2.join().unwrap_or_default()
+    );
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (took, usage.ru_maxrss, ok, text)
+}
+
+fn ldap_add(bed: &testbed::Testbed, dn: &str, attrs: Vec<(&str, Vec<&str>)>) -> Result<(), String> {
+    let attrs: Vec<(&str, std::collections::HashSet<&str>)> = attrs
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().collect()))
+        .collect();
+    cloud::block_on(async {
+        let mut l = bed.dc1.admin().await?;
+        l.add(dn, attrs)
+            .await
+            .and_then(|r| r.success())
+            .map(|_| ())
+            .map_err(|e| format!("add {dn}: {e}"))
+    })
+}
+
+fn main() {
+    let users = env_usize("BENCH_USERS", 10_000);
+    let groups = env_usize("BENCH_GROUPS", 500).max(1);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-agent");
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::create_dir_all(&root);
+    let mut bed = match testbed::Testbed::start(&root) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cannot start the test domain: {e}");
+            std::process::exit(2);
+        }
+    };
+    let server = cloud::CloudServer::start("bench-agent", &[]);
+    server.admin_ok(&["domain", "add", DOMAIN]);
+
+    // ---- the directory in the cloud ----------------------------------------------------------
+    let started = Instant::now();
+    let store = match ad_sync::cloud::server::store::Store::open(&server.db) {
+        Ok(s) => s,
+        Err(e) => fail(&mut bed, e.to_string()),
+    };
+    for i in 0..users {
+        let name = format!("u{i:05}");
+        if let Err(e) = store.user_add(
+            &name,
+            "Given",
+            &format!("Sur{i}"),
+            Some(&format!("{name}@mail.example.com")),
+        ) {
+            fail(&mut bed, e.to_string());
+        }
+    }
+    for g in 0..groups {
+        if let Err(e) = store.group_add(&format!("g{g:03}")) {
+            fail(&mut bed, e.to_string());
+        }
+    }
+    for i in 0..users {
+        if let Err(e) = store.membership(
+            &format!("g{:03}", i % groups),
+            &format!("u{i:05}"),
+            None,
+            true,
+        ) {
+            fail(&mut bed, e.to_string());
+        }
+    }
+    let nested = (groups / 10).min(50);
+    for g in 0..nested {
+        let parent = format!("g{:03}", groups - 1 - g);
+        if parent != format!("g{g:03}")
+            && let Err(e) = store.membership(&parent, &format!("g{g:03}"), None, true)
+        {
+            fail(&mut bed, e.to_string());
+        }
+    }
+    drop(store);
+    println!(
+        "cloud: {users} users, {groups} groups, {users} memberships + {nested} nested groups, written in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // ---- the two OUs ------------------------------------------------------------------------
+    let agent_ou = format!("OU=Bench Agent,{}", testbed::OU_STAFF);
+    let ldif_ou = format!("OU=Bench Ldif,{}", testbed::OU_STAFF);
+    let sync_group = format!("CN=Bench Sync,{agent_ou}");
+    for ou in [&agent_ou, &ldif_ou] {
+        if let Err(e) = ldap_add(
+            &bed,
+            ou,
+            vec![("objectClass", vec!["top", "organizationalUnit"])],
+        ) {
+            fail(&mut bed, e);
+        }
+    }
+    if let Err(e) = ldap_add(
+        &bed,
+        &sync_group,
+        vec![
+            ("objectClass", vec!["top", "group"]),
+            ("sAMAccountName", vec!["bench-sync"]),
+            ("groupType", vec!["-2147483646"]),
+        ],
+    ) {
+        fail(&mut bed, e);
+    }
+
+    // ---- ldapadd of the equivalent LDIF -----------------------------------------------------
+    let ldif = root.join("bench.ldif");
+    let mut text = String::new();
+    for i in 0..users {
+        let n = format!("l{i:05}");
+        text.push_str(&format!(
+            "dn: CN={n},{ldif_ou}\nobjectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\nobjectClass: user\n\
+             sAMAccountName: {n}\nuserPrincipalName: {n}@example.com\ngivenName: Given\nsn: Sur{i}\ndisplayName: Given Sur{i}\n\
+             mail: {n}@mail.example.com\nadminDescription: ad-sync:x-{i}\nuserAccountControl: 514\n\n"
+        ));
+    }
+    for g in 0..groups {
+        text.push_str(&format!(
+            "dn: CN=lg{g:03},{ldif_ou}\nobjectClass: group\nsAMAccountName: lg{g:03}\ngroupType: -2147483646\nadminDescription: ad-sync:y-{g}\n"
+        ));
+        for i in (g..users).step_by(groups) {
+            text.push_str(&format!("member: CN=l{i:05},{ldif_ou}\n"));
+        }
+        text.push('\n');
+    }
+    if let Err(e) = std::fs::write(&ldif, text) {
+        fail(&mut bed, e.to_string());
+    }
+    let pw = root.join("admin.pw");
+    let _ = std::fs::write(&pw, testbed::ADMIN_PASSWORD);
+    let (ldif_time, _, ok, out) = measured(
+        Command::new("ldapadd")
+            .args([
+                "-H",
+                "ldaps://dc1.example.com",
+                "-x",
+                "-D",
+                "Administrator@example.com",
+                "-y",
+            ])
+            .arg(&pw)
+            .arg("-f")
+            .arg(&ldif)
+            .env("LDAPTLS_CACERT", &bed.dc1.ca_file),
+    );
+    if !ok {
+        fail(
+            &mut bed,
+            format!(
+                "ldapadd failed: {}",
+                out.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+            ),
+        );
+    }
+    println!(
+        "ldapadd: {} entries in {:.1} s",
+        users + groups,
+        ldif_time.as_secs_f64()
+    );
+
+    // ---- the agent ---------------------------------------------------------------------------
+    let dir = root.join("agent");
+    let _ = std::fs::create_dir_all(&dir);
+    let key = server.issue_key(DOMAIN, None);
+    let _ = std::fs::write(dir.join("svc.pw"), testbed::SVC_PASSWORD);
+    let _ = std::fs::write(dir.join("key.txt"), &key);
+    let answers = dir.join("answers.toml");
+    let _ = std::fs::write(
+        &answers,
+        format!(
+            "version = 1\n[server]\ntype = \"member\"\ndc_host = \"{}\"\n[ldap]\nca_file = '{}'\ntimeout_seconds = 30\n\
+             [directory]\nroot_user_dn = '{agent_ou}'\nsync_group_dn = '{sync_group}'\n\
+             [service_account]\nusername = 'EXAMPLE\\{}'\npassword_file = \"svc.pw\"\n\
+             [cloud]\nurl = '{}'\nca_file = '{}'\nconnect_key_file = \"key.txt\"\ntimeout_seconds = 60\n",
+            testbed::DC1_HOST,
+            bed.dc1.ca_file.display(),
+            testbed::accounts::GOOD,
+            server.url,
+            server.ca.display()
+        ),
+    );
+    let prefix = dir.join("root");
+    let out = Command::new(SETUP)
+        .args(["install", "--no-start", "--answers"])
+        .arg(&answers)
+        .arg("--prefix")
+        .arg(&prefix)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => fail(
+            &mut bed,
+            format!(
+                "install failed: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ),
+        Err(e) => fail(&mut bed, e.to_string()),
+    }
+    let config = prefix.join("etc/ad-sync/agent.toml");
+    let state = dir.join("state");
+    let agent = |extra: &[&str]| {
+        let mut c = Command::new(AGENT);
+        c.args(["run", "--config"])
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--log-dir", "-"])
+            .args(extra)
+            .env("AD_SYNC_LOG", "warn");
+        c
+    };
+    let (sync_time, sync_rss, ok, out) = measured(&mut agent(&["--once"]));
+    if !ok {
+        fail(
+            &mut bed,
+            format!(
+                "agent sync failed: {}",
+                out.lines().rev().take(10).collect::<Vec<_>>().join("\n")
+            ),
+        );
+    }
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("changes:"))
+        .unwrap_or("")
+        .to_string();
+    println!(
+        "agent: first sync in {:.1} s ({summary}); peak RSS {:.1} MB",
+        sync_time.as_secs_f64(),
+        sync_rss as f64 / 1024.0
+    );
+    println!(
+        "ratio agent / ldapadd: {:.2} (target at most 1.0)",
+        sync_time.as_secs_f64() / ldif_time.as_secs_f64()
+    );
+
+    let mut noop = Vec::new();
+    let mut noop_rss = 0;
+    for _ in 0..3 {
+        let (t, rss, ok, out) = measured(&mut agent(&["--once", "--resync"]));
+        if !ok || !out.contains("operations: 0") {
+            fail(&mut bed, format!("no-op resync was not a no-op: {out}"));
+        }
+        noop.push(t.as_secs_f64());
+        noop_rss = noop_rss.max(rss);
+    }
+    noop.sort_by(f64::total_cmp);
+    println!(
+        "no-op resync of {users} users and {groups} groups (whole process: start, heartbeat, compare): median {:.2} s of 3 ({}) (target under 2 s); peak RSS {:.1} MB",
+        noop[1],
+        noop.iter()
+            .map(|t| format!("{t:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        noop_rss as f64 / 1024.0
+    );
+
+    // Idle: the service loop after its start-up comparison, with nothing to do.
+    let mut child = match agent(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => fail(&mut bed, e.to_string()),
+    };
+    std::thread::sleep(Duration::from_secs(20));
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    println!(
+        "agent idle in `run` after its start-up comparison: RSS {:.1} MB (peak so far {:.1} MB) (target under 10 MB idle)",
+        field("VmRSS:"),
+        field("VmHWM:")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let size = std::fs::metadata(PathBuf::from(AGENT))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "ad-sync-agent binary: {:.1} MB (target under 15 MB)",
+        size as f64 / 1_000_000.0
+    );
+    bed.stop();
+}
