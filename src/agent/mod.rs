@@ -66,6 +66,16 @@ pub struct CycleReport {
     pub planned: Vec<String>,
 }
 
+/// Gives the heap freed by a run back to the system (glibc keeps it otherwise), so an idle
+/// agent is as small as it was before the run.
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Where the secrets are: systemd's credentials folder when the service runs under systemd
 /// (`LoadCredential=`), otherwise the store beside the config.
 pub fn store_for(config: &Path) -> FileStore {
@@ -196,10 +206,23 @@ impl Agent {
     /// One sync cycle on the primary: pending acknowledgements, then the changes after the
     /// cursor, then (when asked) a full comparison with AD. Nothing is committed unless AD
     /// confirmed every operation it needed; a dry run commits nothing at all.
+    ///
+    /// The mirror is read from the state only when there is work, and dropped after it: an
+    /// idle agent holds none of the directory in memory.
     pub async fn cycle(
         &self,
         state: &mut State,
-        mirror: &mut Mirror,
+        opts: &RunOptions,
+        resync: bool,
+    ) -> Result<CycleReport, RunError> {
+        let r = self.cycle_inner(state, opts, resync).await;
+        release_memory();
+        r
+    }
+
+    async fn cycle_inner(
+        &self,
+        state: &mut State,
         opts: &RunOptions,
         resync: bool,
     ) -> Result<CycleReport, RunError> {
@@ -207,7 +230,7 @@ impl Agent {
             self.flush_acks(state).await?;
         }
         let mut changes = Vec::new();
-        let mut after = mirror.cursor;
+        let mut after = state.cursor();
         loop {
             let page = self
                 .client
@@ -227,12 +250,14 @@ impl Agent {
         }
         let mut report = CycleReport {
             changes: changes.len(),
-            cursor: mirror.cursor,
+            cursor: state.cursor(),
             ..CycleReport::default()
         };
         if changes.is_empty() && !resync {
             return Ok(report);
         }
+        let mut mirror = state.load().map_err(RunError::Unavailable)?;
+        let mirror = &mut mirror;
         let settings = self.settings(opts);
         let ad = ad::Ad::connect(&self.answers, &self.password)
             .await
@@ -379,11 +404,9 @@ impl Agent {
         Ok(())
     }
 
-    /// Opens the state and loads the mirror.
-    pub fn open_state(&self, opts: &RunOptions) -> Result<(State, Mirror), String> {
-        let state = State::open(&opts.state_dir)?;
-        let mirror = state.load()?;
-        Ok((state, mirror))
+    /// Opens the state (the mirror in it is loaded per cycle).
+    pub fn open_state(&self, opts: &RunOptions) -> Result<State, String> {
+        State::open(&opts.state_dir)
     }
 
     /// Heartbeats until `stop` resolves; on the primary, a sync cycle after each heartbeat. A
@@ -395,7 +418,7 @@ impl Agent {
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<(), String> {
         tokio::pin!(stop);
-        let (mut state, mut mirror) = self.open_state(opts)?;
+        let mut state = self.open_state(opts)?;
         let mut interval = Duration::from_secs(30);
         let mut backoff = Duration::from_secs(1);
         let mut last_role = None;
@@ -416,7 +439,7 @@ impl Agent {
                     if role == Role::Primary {
                         let resync = opts.resync && last_resync.is_none()
                             || last_resync.is_none_or(|t| t.elapsed() >= RESYNC_EVERY);
-                        match self.cycle(&mut state, &mut mirror, opts, resync).await {
+                        match self.cycle(&mut state, opts, resync).await {
                             Ok(r) => {
                                 if r.resynced {
                                     last_resync = Some(Instant::now());

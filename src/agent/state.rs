@@ -61,6 +61,10 @@ impl State {
             .map_err(db_err(&path))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db_err(&path))?;
+        // A small page cache: the agent idles most of the time, and memory is what it is
+        // measured on (10 MB).
+        conn.pragma_update(None, "cache_size", -512)
+            .map_err(db_err(&path))?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(db_err(&path))?;
@@ -74,6 +78,17 @@ impl State {
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(db_err(&path))?;
         Ok(State { conn, path })
+    }
+
+    /// The cursor alone (what an idle agent polls with).
+    pub fn cursor(&self) -> i64 {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'cursor'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn load(&self) -> Result<Mirror, String> {

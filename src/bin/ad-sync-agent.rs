@@ -175,17 +175,14 @@ async fn once(agent: &ad_sync::agent::Agent, opts: &ad_sync::agent::RunOptions) 
         return 0;
     }
     println!("primary");
-    let (mut state, mut mirror) = match agent.open_state(opts) {
+    let mut state = match agent.open_state(opts) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
             return 2;
         }
     };
-    match agent
-        .cycle(&mut state, &mut mirror, opts, opts.resync)
-        .await
-    {
+    match agent.cycle(&mut state, opts, opts.resync).await {
         Ok(r) => {
             println!(
                 "changes: {}, operations: {}, failed: {}, skipped: {}, cursor: {}{}",
