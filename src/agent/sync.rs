@@ -611,18 +611,12 @@ pub async fn reconcile(
                 created_groups.push(id.clone());
                 group_jobs.push(Job {
                     keys: vec![key],
-                    ops: vec![
-                        Op::Add {
-                            dn: dn.clone(),
-                            attrs,
-                            what: format!("create security group {dn}"),
-                        },
-                        Op::Modify {
-                            dn: sync_obj.dn.clone(),
-                            mods: vec![Mod::Add(b"member".to_vec(), set(dn.as_str()))],
-                            what: format!("nest {dn} in the sync group"),
-                        },
-                    ],
+                    // Nested in the sync group after all are created, in one operation.
+                    ops: vec![Op::Add {
+                        dn: dn.clone(),
+                        attrs,
+                        what: format!("create security group {dn}"),
+                    }],
                     password_key: None,
                 });
                 group_dns.insert(id.clone(), (dn, None));
@@ -784,6 +778,43 @@ pub async fn reconcile(
         }
     }
     ops_done += run_jobs(ad, group_jobs, s, &mut outcomes, &mut planned).await?;
+    // The new groups go into the sync group together (one modify per 500).
+    if let Some(sync_obj) = &sync_group_obj {
+        let new: Vec<(&String, &String)> = created_groups
+            .iter()
+            .filter(|id| {
+                s.dry_run
+                    || matches!(
+                        outcomes.get(&ObjKey::Group((*id).clone())),
+                        Some(Outcome::Done)
+                    )
+            })
+            .filter_map(|id| group_dns.get(id).map(|(dn, _)| (id, dn)))
+            .collect();
+        let jobs = new
+            .chunks(500)
+            .map(|chunk| Job {
+                keys: chunk
+                    .iter()
+                    .map(|(id, _)| ObjKey::Group((*id).clone()))
+                    .collect(),
+                ops: vec![Op::Modify {
+                    dn: sync_obj.dn.clone(),
+                    mods: vec![Mod::Add(
+                        b"member".to_vec(),
+                        chunk.iter().map(|(_, dn)| dn.as_bytes().to_vec()).collect(),
+                    )],
+                    what: format!(
+                        "nest {} new group(s) in the sync group {}",
+                        chunk.len(),
+                        sync_obj.dn
+                    ),
+                }],
+                password_key: None,
+            })
+            .collect();
+        ops_done += run_jobs(ad, jobs, s, &mut outcomes, &mut planned).await?;
+    }
     if !s.dry_run && !created_groups.is_empty() {
         learn_guids(ad, mirror, &created_groups, false)
             .await
