@@ -726,3 +726,43 @@ fn secrets_stay_out_of_output_logs_and_state() {
         "the password reached the state"
     );
 }
+
+#[test]
+fn passwords_are_refused_over_plain_ldap_with_a_report_to_the_cloud() {
+    let _dc = DC.read();
+    let env = Env::new("plain", "");
+    // The same agent pointed at dc2, whose LDAPS certificate has expired, with the plain-LDAP
+    // fallback allowed: it connects over plain LDAP.
+    let text = std::fs::read_to_string(&env.config).unwrap_or_else(|e| panic!("{e}"));
+    let text = text
+        .replace(
+            "dc_host = \"dc1.example.com\"",
+            "dc_host = \"dc2.example.com\"",
+        )
+        .replace(
+            "allow_insecure_fallback = false",
+            "allow_insecure_fallback = true",
+        );
+    assert!(
+        text.contains("dc2.example.com") && text.contains("allow_insecure_fallback = true"),
+        "{text}"
+    );
+    std::fs::write(&env.config, text).unwrap_or_else(|e| panic!("{e}"));
+    env.add_user("pat");
+    env.set_password("pat");
+    let out = env.run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("plain LDAP") && err.contains("only sent over an encrypted connection"),
+        "{err}"
+    );
+    assert!(!err.contains(USER_PASSWORD));
+    let results = env.results();
+    let password = results
+        .iter()
+        .find(|(_, _, m)| m.contains("password for pat"))
+        .unwrap_or_else(|| panic!("no result for the password: {results:?}"));
+    assert_eq!(password.1, "failed", "{results:?}");
+    assert!(password.2.contains("plain LDAP"), "{results:?}");
+}

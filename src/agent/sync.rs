@@ -185,10 +185,11 @@ pub async fn reconcile(
 
     // ---- look up everything this run is about ------------------------------------------------
     // Objects with a known objectGUID by that alone; the others (and any GUID AD no longer
-    // has) by the agent's marker and by name, which also finds collisions.
+    // has) by name, which finds the agent's own object (it carries the marker) or a collision.
+    // Only indexed attributes are searched: a filter on adminDescription would make the DC scan
+    // every object for every search.
     let mut terms = Vec::new();
-    let by_name = |terms: &mut Vec<String>, id: &str, name: &str| {
-        terms.push(ad::eq("adminDescription", &marker(id)));
+    let by_name = |terms: &mut Vec<String>, _id: &str, name: &str| {
         terms.push(ad::eq("sAMAccountName", name));
     };
     for id in &work.users {
@@ -1044,7 +1045,7 @@ async fn run_jobs(
     }
 }
 
-/// Reads the objectGUIDs of objects just created (by their marker).
+/// Reads the objectGUIDs of objects just created (by name; the marker says whose they are).
 async fn learn_guids(
     ad: &Ad,
     mirror: &mut Mirror,
@@ -1053,7 +1054,14 @@ async fn learn_guids(
 ) -> Result<(), AdError> {
     let terms = ids
         .iter()
-        .map(|id| ad::eq("adminDescription", &marker(id)))
+        .filter_map(|id| {
+            if users {
+                mirror.users.get(id).map(|u| u.user.username.as_str())
+            } else {
+                mirror.groups.get(id).map(|g| g.name.as_str())
+            }
+        })
+        .map(|name| ad::eq("sAMAccountName", name))
         .collect();
     for o in ad.find_any(terms).await? {
         let Some(id) = o.marker_id() else { continue };
