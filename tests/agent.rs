@@ -642,8 +642,8 @@ fn a_killed_agent_resumes_without_duplicates_and_a_standby_takes_over() {
 fn the_dc_going_away_mid_run_loses_and_doubles_nothing() {
     let _dc = DC.write().unwrap_or_else(|p| p.into_inner());
     let env = Env::new("dcdown", "");
-    for i in 0..40 {
-        env.add_user(&format!("o{i:02}"));
+    for i in 0..150 {
+        env.add_user(&format!("o{i:03}"));
     }
     let base = env
         .config

@@ -187,7 +187,7 @@ impl Agent {
     /// Sends the results the state holds but the cloud has not acknowledged.
     async fn flush_acks(&self, state: &mut State) -> Result<(), RunError> {
         let pending = state.outbox().map_err(RunError::Unavailable)?;
-        for chunk in pending.chunks(5000) {
+        for chunk in pending.chunks(1000) {
             let upto = chunk.iter().map(|r| r.seq).max().unwrap_or(0);
             self.client
                 .ack(&self.credential, chunk.to_vec())

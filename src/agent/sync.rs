@@ -170,6 +170,11 @@ pub async fn reconcile(
     s: &Settings,
 ) -> Result<Report, RunError> {
     let unavailable = |e: AdError| RunError::Unavailable(e.to_string());
+    let mut clock = std::time::Instant::now();
+    let mut phase = |name: &str| {
+        tracing::debug!(target: "ad_sync::agent::phase", "{name}: {:.2} s", clock.elapsed().as_secs_f64());
+        clock = std::time::Instant::now();
+    };
     let match_mode = s.policy.group_membership_sync_type == MembershipSyncType::Match;
     let mut outcomes: HashMap<ObjKey, Outcome> = HashMap::new();
     let mut planned = Vec::new();
@@ -227,6 +232,7 @@ pub async fn reconcile(
     } else {
         ad.find_any(terms).await.map_err(unavailable)?
     };
+    phase("look up");
     let seen: HashSet<Vec<u8>> = objs.iter().map(|o| o.guid.clone()).collect();
     let mut again = Vec::new();
     for id in &work.users {
@@ -755,7 +761,9 @@ pub async fn reconcile(
 
     // ---- run: users, then groups, then memberships, then disconnections -----------------------
     let mut ops_done = 0;
+    phase("plan");
     ops_done += run_jobs(ad, user_jobs, s, &mut outcomes, &mut planned).await?;
+    phase("users");
     if !s.dry_run && !created_users.is_empty() {
         learn_guids(ad, mirror, &created_users, true)
             .await
@@ -778,7 +786,9 @@ pub async fn reconcile(
             r.password_set = true;
         }
     }
+    phase("users' objectGUIDs");
     ops_done += run_jobs(ad, group_jobs, s, &mut outcomes, &mut planned).await?;
+    phase("groups");
     // The new groups go into the sync group together (one modify per 500).
     if let Some(sync_obj) = &sync_group_obj {
         let new: Vec<(&String, &String)> = created_groups
@@ -897,8 +907,11 @@ pub async fn reconcile(
             password_key: None,
         });
     }
+    phase("nesting, groups' objectGUIDs");
     ops_done += run_jobs(ad, member_jobs, s, &mut outcomes, &mut planned).await?;
+    phase("memberships");
     ops_done += run_jobs(ad, removal_jobs, s, &mut outcomes, &mut planned).await?;
+    phase("disconnections");
 
     // ---- results per change ------------------------------------------------------------------
     let mut by_seq: HashMap<i64, Vec<&ObjKey>> = HashMap::new();
