@@ -273,13 +273,13 @@ fn provision(dir: &Path, host: &str, addr: &str) -> Result<Child, String> {
         std::fs::File::create(dir.with_extension("provision.log")).map_err(|e| e.to_string())?;
     let log2 = log.try_clone().map_err(|e| e.to_string())?;
     let mut cmd = Command::new("samba-tool");
+    cmd.args(["domain", "provision"]);
     // The agent bench asks for lmdb: with tdb, every add costs more as the database grows,
     // which would charge whichever bulk load runs second for the first one.
     if let Ok(store) = std::env::var("TESTBED_BACKEND_STORE") {
         cmd.arg(format!("--backend-store={store}"));
     }
-    cmd.args(["domain", "provision"])
-        .arg(format!("--targetdir={}", dir.display()))
+    cmd.arg(format!("--targetdir={}", dir.display()))
         .arg(format!("--realm={REALM}"))
         .arg(format!("--domain={NETBIOS}"))
         .args(["--server-role=dc", "--dns-backend=NONE"])
