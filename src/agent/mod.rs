@@ -28,7 +28,7 @@ use sync::{RunError, Settings};
 
 /// Changes read from the cloud per request, and at most per run (the rest waits for the next).
 const PAGE: i64 = 1000;
-const MAX_PER_RUN: usize = 20_000;
+pub const MAX_PER_RUN: usize = 20_000;
 /// A full comparison of everything managed with AD, besides the one at start-up.
 const RESYNC_EVERY: Duration = Duration::from_secs(6 * 3600);
 
@@ -402,6 +402,37 @@ impl Agent {
             );
         }
         Ok(())
+    }
+
+    /// Every pending change (as many runs as it takes), then the comparison with AD when
+    /// `opts.resync` asks for it: what `--once` does. A dry run plans the first run only.
+    pub async fn drain(
+        &self,
+        state: &mut State,
+        opts: &RunOptions,
+    ) -> Result<CycleReport, RunError> {
+        let mut total = CycleReport::default();
+        loop {
+            let r = self.cycle(state, opts, false).await?;
+            total.changes += r.changes;
+            total.operations += r.operations;
+            total.failed += r.failed;
+            total.skipped += r.skipped;
+            total.cursor = r.cursor;
+            total.planned.extend(r.planned);
+            if r.changes < MAX_PER_RUN || opts.dry_run {
+                break;
+            }
+        }
+        if opts.resync {
+            let r = self.cycle(state, opts, true).await?;
+            total.operations += r.operations;
+            total.failed += r.failed;
+            total.skipped += r.skipped;
+            total.resynced = r.resynced;
+            total.planned.extend(r.planned);
+        }
+        Ok(total)
     }
 
     /// Opens the state (the mirror in it is loaded per cycle).

@@ -182,7 +182,7 @@ async fn once(agent: &ad_sync::agent::Agent, opts: &ad_sync::agent::RunOptions) 
             return 2;
         }
     };
-    match agent.cycle(&mut state, opts, opts.resync).await {
+    match agent.drain(&mut state, opts).await {
         Ok(r) => {
             println!(
                 "changes: {}, operations: {}, failed: {}, skipped: {}, cursor: {}{}",
