@@ -671,18 +671,23 @@ fn the_dc_going_away_mid_run_loses_and_doubles_nothing() {
     testbed::restart_dc1(bed());
     let out = run.join().unwrap_or_else(|_| panic!("agent thread"));
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    // Either the run finished before the DC went, or it stopped and committed nothing.
-    if out.status.code() == Some(1) {
-        assert!(err.contains("domain controller"), "{err}");
-        assert!(
-            env.results().is_empty(),
-            "nothing acknowledged for an unfinished run"
-        );
-    }
+    // The run stopped when the DC went: nothing committed, nothing acknowledged.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the DC was killed mid-run: {err}"
+    );
+    assert!(err.contains("domain controller"), "{err}");
+    assert!(
+        env.results().is_empty(),
+        "nothing acknowledged for an unfinished run"
+    );
+    let partial = users_in_ou(&env).len();
+    assert!(partial < 150, "{partial}");
     env.sync();
-    assert_eq!(users_in_ou(&env).len(), 40);
+    assert_eq!(users_in_ou(&env).len(), 150);
     let results = env.results();
-    assert_eq!(results.len(), 40, "{results:?}");
+    assert_eq!(results.len(), 150, "{results:?}");
     assert!(
         results.iter().all(|(_, s, _)| s == "applied"),
         "{results:?}"
