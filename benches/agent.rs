@@ -25,7 +25,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn stop_at_exit(_pids: impl IntoIterator<Item = u32>) {}
+/// The reference cloud's process, so a failing run can stop it before it exits.
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn stop_at_exit(pids: impl IntoIterator<Item = u32>) {
+    if let Ok(mut c) = CHILDREN.lock() {
+        c.extend(pids);
+    }
+}
 
 const SETUP: &str = env!("CARGO_BIN_EXE_ad-sync-setup");
 const AGENT: &str = env!("CARGO_BIN_EXE_ad-sync-agent");
@@ -34,6 +41,13 @@ const DOMAIN: &str = "DC=example,DC=com";
 fn fail(bed: &mut testbed::Testbed, what: String) -> ! {
     eprintln!("bench agent: {what}");
     bed.stop();
+    // `exit` runs no destructors: stop the cloud server by hand.
+    for pid in CHILDREN.lock().map(|c| c.clone()).unwrap_or_default() {
+        // SAFETY: kill(2) on a process this bench started.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
     std::process::exit(1);
 }
 
