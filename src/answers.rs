@@ -397,6 +397,21 @@ impl Answers {
         self.server.host(domain)
     }
 
+    /// How to connect to the DC, as `[server]` and `[ldap]` say (`domain`: the DNS domain, for
+    /// a DC install's own host name). The checks and the agent connect the same way.
+    pub fn connect_options(&self, domain: Option<&str>) -> crate::directory::ConnectOptions {
+        let timeout = std::time::Duration::from_secs(u64::from(self.ldap.timeout_seconds.max(1)));
+        crate::directory::ConnectOptions {
+            host: self.dc_host(domain),
+            security: self.ldap.security,
+            port: self.ldap.port,
+            ca_file: self.ldap.ca_file.as_deref().map(|p| self.path(p)),
+            allow_insecure_fallback: self.ldap.allow_insecure_fallback,
+            connect_timeout: timeout,
+            op_timeout: timeout,
+        }
+    }
+
     pub fn password(&self) -> Result<Secret, String> {
         let sa = &self.service_account;
         let field = "[service_account] password";

@@ -7,9 +7,9 @@
 //! recognises them as its own instead of reporting a collision.
 
 use crate::answers::Answers;
+use crate::directory;
 use crate::directory::bind::AccountName;
 use crate::directory::session::OpError;
-use crate::directory::{self, ConnectOptions};
 use crate::dn::Dn;
 use crate::secret::Secret;
 use ldap3::controls::RawControl;
@@ -264,16 +264,7 @@ impl Ad {
             .domain_dn()
             .map(|d| d.to_comma_form())
             .unwrap_or_default();
-        let timeout = Duration::from_secs(u64::from(answers.ldap.timeout_seconds.max(1)));
-        let opts = ConnectOptions {
-            host: answers.dc_host(Some(&dns_domain)),
-            security: answers.ldap.security,
-            port: answers.ldap.port,
-            ca_file: answers.ldap.ca_file.as_deref().map(|p| answers.path(p)),
-            allow_insecure_fallback: answers.ldap.allow_insecure_fallback,
-            connect_timeout: timeout,
-            op_timeout: timeout,
-        };
+        let opts = answers.connect_options(Some(&dns_domain));
         let mut conn = directory::connect(&opts).await;
         let Some(mut session) = conn.session.take() else {
             let why = crate::preflight::evaluate::connection(&conn)

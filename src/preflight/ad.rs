@@ -9,10 +9,9 @@ use super::ids::*;
 use super::{CheckResult, Report};
 use crate::answers::Answers;
 use crate::directory::bind::AccountName;
-use crate::directory::{self, BindError, ConnectOptions, EntryExt, Session, Stats};
+use crate::directory::{self, BindError, EntryExt, Session, Stats};
 use crate::dn::Dn;
 use ldap3::Scope;
-use std::time::Duration;
 
 /// The ids this module reports after the connection checks, in order.
 const AFTER_CONNECT: [&str; 13] = [
@@ -80,16 +79,7 @@ pub async fn run_stage(answers: &Answers, stage: Stage) -> Report {
     );
     results.push(group_res);
 
-    let timeout = Duration::from_secs(u64::from(answers.ldap.timeout_seconds));
-    let opts = ConnectOptions {
-        host: answers.dc_host(root_dn.as_ref().and_then(Dn::domain).as_deref()),
-        security: answers.ldap.security,
-        port: answers.ldap.port,
-        ca_file: answers.ldap.ca_file.as_deref().map(|p| answers.path(p)),
-        allow_insecure_fallback: answers.ldap.allow_insecure_fallback,
-        connect_timeout: timeout,
-        op_timeout: timeout,
-    };
+    let opts = answers.connect_options(root_dn.as_ref().and_then(Dn::domain).as_deref());
     let mut conn = directory::connect(&opts).await;
     for r in evaluate::connection(&conn) {
         results.push(r);
