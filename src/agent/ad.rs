@@ -63,12 +63,32 @@ impl std::fmt::Display for AdError {
     }
 }
 
+/// What an administrator does about AD refusing one of the agent's operations.
+fn fix_for(rc: u32) -> &'static str {
+    match rc {
+        50 => {
+            "The service account lacks the right: delegate control of the Root User container and the sync group's container to it (create, delete and manage user accounts and groups), then `ad-sync-setup check` confirms it"
+        }
+        19 => {
+            "AD refused the value: for a password, it does not meet the domain's password policy (length, complexity, history); set one that does in the cloud"
+        }
+        68 => "An object with that name is already in the container; rename or remove it",
+        32 => {
+            "The object or its container is gone; check that the Root User container and the sync group still exist"
+        }
+        53 => "AD would not do it; its message above says why",
+        _ => {
+            "See AD's message above; the change is retried at the next comparison with AD (every 6 hours, or `run --once --resync`)"
+        }
+    }
+}
+
 impl AdError {
     fn from_op(e: OpError, what: &str) -> AdError {
         match e {
             OpError::Ldap { rc, .. } if !matches!(rc, 51 | 52 | 80 | 81) => AdError::Refused {
                 rc,
-                message: format!("{what}: {e}"),
+                message: format!("{what}: {e}. {}", fix_for(rc)),
             },
             other => AdError::Unavailable(format!("{what}: {other}")),
         }
@@ -420,8 +440,8 @@ impl Ad {
         }
     }
 
-    /// Every object matching any of `terms` anywhere in the domain, `chunk` terms per search,
-    /// `parallel` searches at once.
+    /// Every object matching any of `terms` anywhere in the domain: 100 terms per search, 4
+    /// searches at once.
     pub async fn find_any(&self, terms: Vec<String>) -> Result<Vec<Obj>, AdError> {
         use futures_util::StreamExt;
         let chunks: Vec<String> = terms

@@ -21,7 +21,7 @@ use crate::cloud::client::{CloudClient, CloudOptions};
 use crate::secret::Secret;
 use crate::secrets::{AGENT_CREDENTIAL, AGENT_PRIVATE_KEY, FileStore, SERVICE_ACCOUNT_PASSWORD};
 use mirror::{Mirror, Work};
-use state::{Delta, State};
+use state::State;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use sync::{RunError, Settings};
@@ -229,8 +229,9 @@ impl Agent {
         if !opts.dry_run {
             self.flush_acks(state).await?;
         }
+        let cursor = state.cursor();
         let mut changes = Vec::new();
-        let mut after = state.cursor();
+        let mut after = cursor;
         loop {
             let page = self
                 .client
@@ -250,7 +251,7 @@ impl Agent {
         }
         let mut report = CycleReport {
             changes: changes.len(),
-            cursor: state.cursor(),
+            cursor,
             ..CycleReport::default()
         };
         if changes.is_empty() && !resync {
@@ -309,44 +310,8 @@ impl Agent {
             if settings.dry_run {
                 return Ok(());
             }
-            let removed_users: Vec<String> = changes
-                .iter()
-                .filter_map(|c| match &c.body {
-                    crate::cloud::api::ChangeBody::UserRemove { id, .. } => Some(id.clone()),
-                    _ => None,
-                })
-                .collect();
-            let removed_groups: Vec<String> = changes
-                .iter()
-                .filter_map(|c| match &c.body {
-                    crate::cloud::api::ChangeBody::GroupRemove { id, .. } => Some(id.clone()),
-                    _ => None,
-                })
-                .collect();
-            // Users whose record changed without being in `work.users` (a password seen).
-            let mut users = work.users.clone();
-            users.extend(work.passwords.keys().cloned());
             state
-                .commit(
-                    &next,
-                    &Delta {
-                        users: &users,
-                        groups: &next
-                            .groups
-                            .keys()
-                            .filter(|g| {
-                                work.groups.contains(*g)
-                                    || next.groups.get(*g).map(|r| &r.guid)
-                                        != before.groups.get(*g).map(|r| &r.guid)
-                            })
-                            .cloned()
-                            .collect(),
-                        removed_users: &removed_users,
-                        removed_groups: &removed_groups,
-                        edges_before: &before.edges,
-                        results: &r.results,
-                    },
-                )
+                .commit(&before, &next, &r.results)
                 .map_err(RunError::Unavailable)?;
             *mirror = next;
             report.cursor = mirror.cursor;
@@ -376,20 +341,9 @@ impl Agent {
             if settings.dry_run {
                 return Ok(());
             }
-            let users: Vec<String> = next
-                .users
-                .iter()
-                .filter(|(id, u)| before.users.get(*id).map(|b| &b.guid) != Some(&u.guid))
-                .map(|(id, _)| id.clone())
-                .collect();
-            let groups: Vec<String> = next
-                .groups
-                .iter()
-                .filter(|(id, g)| before.groups.get(*id).map(|b| &b.guid) != Some(&g.guid))
-                .map(|(id, _)| id.clone())
-                .collect();
+            // The objectGUIDs it adopted (the cursor stays where it is).
             state
-                .save_guids(&next, &users, &groups)
+                .commit(&before, &next, &[])
                 .map_err(RunError::Unavailable)?;
             *mirror = next;
             tracing::info!(

@@ -3,10 +3,9 @@
 //! the cloud. One SQLite file (WAL, synchronous=FULL); every run's outcome is written in one
 //! transaction, so after a crash the state is the one before the run or the one after it.
 
-use super::mirror::{Edge, GroupRec, Mirror, UserRec};
+use super::mirror::{GroupRec, Mirror, UserRec};
 use crate::cloud::api::{ApplyStatus, ChangeResult, MemberType, User};
 use rusqlite::{Connection, params};
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 const SCHEMA_VERSION: i64 = 1;
@@ -35,17 +34,12 @@ pub struct State {
 }
 
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> String + '_ {
-    move |e| format!("state {}: {e}", path.display())
-}
-
-/// What a run changed in the mirror, to be written with its cursor and results.
-pub struct Delta<'a> {
-    pub users: &'a BTreeSet<String>,
-    pub groups: &'a BTreeSet<String>,
-    pub removed_users: &'a [String],
-    pub removed_groups: &'a [String],
-    pub edges_before: &'a BTreeSet<Edge>,
-    pub results: &'a [ChangeResult],
+    move |e| {
+        format!(
+            "state {}: {e}. The agent must be able to write this file: check its folder's owner, permissions and free space, or give another folder with --state-dir",
+            path.display()
+        )
+    }
 }
 
 impl State {
@@ -172,9 +166,15 @@ impl State {
         Ok(m)
     }
 
-    /// Writes a run's outcome: the objects it touched, the memberships that changed, the
-    /// cursor and the results to acknowledge, all in one transaction.
-    pub fn commit(&mut self, m: &Mirror, d: &Delta<'_>) -> Result<(), String> {
+    /// Writes a run's outcome, all in one transaction: what differs between the mirror
+    /// `before` the run and `m` after it (records, objectGUIDs, removals, memberships), the
+    /// cursor, and the results to acknowledge.
+    pub fn commit(
+        &mut self,
+        before: &Mirror,
+        m: &Mirror,
+        results: &[ChangeResult],
+    ) -> Result<(), String> {
         let path = self.path.clone();
         let err = db_err(&path);
         let tx = self.conn.transaction().map_err(&err)?;
@@ -184,8 +184,8 @@ impl State {
                     "INSERT OR REPLACE INTO users (id, user, password_set, guid) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(&err)?;
-            for id in d.users {
-                if let Some(u) = m.users.get(id) {
+            for (id, u) in &m.users {
+                if before.users.get(id) != Some(u) {
                     let json = serde_json::to_string(&u.user).map_err(|e| e.to_string())?;
                     put_user
                         .execute(params![id, json, u.password_set, u.guid])
@@ -197,18 +197,22 @@ impl State {
                     "INSERT OR REPLACE INTO groups (id, name, guid) VALUES (?1, ?2, ?3)",
                 )
                 .map_err(&err)?;
-            for id in d.groups {
-                if let Some(g) = m.groups.get(id) {
+            for (id, g) in &m.groups {
+                if before.groups.get(id) != Some(g) {
                     put_group
                         .execute(params![id, g.name, g.guid])
                         .map_err(&err)?;
                 }
             }
-            for id in d.removed_users {
+            for id in before.users.keys().filter(|id| !m.users.contains_key(*id)) {
                 tx.execute("DELETE FROM users WHERE id = ?1", [id])
                     .map_err(&err)?;
             }
-            for id in d.removed_groups {
+            for id in before
+                .groups
+                .keys()
+                .filter(|id| !m.groups.contains_key(*id))
+            {
                 tx.execute("DELETE FROM groups WHERE id = ?1", [id])
                     .map_err(&err)?;
             }
@@ -217,7 +221,7 @@ impl State {
                     "INSERT OR IGNORE INTO edges (group_id, member_type, member_id) VALUES (?1, ?2, ?3)",
                 )
                 .map_err(&err)?;
-            for (g, t, id) in m.edges.difference(d.edges_before) {
+            for (g, t, id) in m.edges.difference(&before.edges) {
                 add_edge.execute(params![g, t.as_str(), id]).map_err(&err)?;
             }
             let mut del_edge = tx
@@ -225,7 +229,7 @@ impl State {
                     "DELETE FROM edges WHERE group_id = ?1 AND member_type = ?2 AND member_id = ?3",
                 )
                 .map_err(&err)?;
-            for (g, t, id) in d.edges_before.difference(&m.edges) {
+            for (g, t, id) in before.edges.difference(&m.edges) {
                 del_edge.execute(params![g, t.as_str(), id]).map_err(&err)?;
             }
             let mut put_result = tx
@@ -233,7 +237,7 @@ impl State {
                     "INSERT OR REPLACE INTO outbox (seq, status, message) VALUES (?1, ?2, ?3)",
                 )
                 .map_err(&err)?;
-            for r in d.results {
+            for r in results {
                 put_result
                     .execute(params![r.seq, r.status.as_str(), r.message])
                     .map_err(&err)?;
@@ -243,37 +247,6 @@ impl State {
                 [m.cursor.to_string()],
             )
             .map_err(&err)?;
-        }
-        tx.commit().map_err(&err)
-    }
-
-    /// Records objectGUIDs learnt outside a run's commit (a resync adopting objects).
-    pub fn save_guids(
-        &mut self,
-        m: &Mirror,
-        users: &[String],
-        groups: &[String],
-    ) -> Result<(), String> {
-        let path = self.path.clone();
-        let err = db_err(&path);
-        let tx = self.conn.transaction().map_err(&err)?;
-        for id in users {
-            if let Some(u) = m.users.get(id) {
-                tx.execute(
-                    "UPDATE users SET guid = ?2 WHERE id = ?1",
-                    params![id, u.guid],
-                )
-                .map_err(&err)?;
-            }
-        }
-        for id in groups {
-            if let Some(g) = m.groups.get(id) {
-                tx.execute(
-                    "UPDATE groups SET guid = ?2 WHERE id = ?1",
-                    params![id, g.guid],
-                )
-                .map_err(&err)?;
-            }
         }
         tx.commit().map_err(&err)
     }

@@ -193,26 +193,24 @@ pub async fn reconcile(
     // has) by name, which finds the agent's own object (it carries the marker) or a collision.
     // Only indexed attributes are searched: a filter on adminDescription would make the DC scan
     // every object for every search.
-    let mut terms = Vec::new();
-    let by_name = |terms: &mut Vec<String>, _id: &str, name: &str| {
-        terms.push(ad::eq("sAMAccountName", name));
-    };
-    for id in &work.users {
-        if let Some(u) = mirror.users.get(id) {
-            match &u.guid {
-                Some(g) => terms.push(ad::guid_filter(g)),
-                None => by_name(&mut terms, id, &u.user.username),
-            }
-        }
-    }
-    for id in &groups {
-        if let Some(g) = mirror.groups.get(id) {
-            match &g.guid {
-                Some(guid) => terms.push(ad::guid_filter(guid)),
-                None => by_name(&mut terms, id, &g.name),
-            }
-        }
-    }
+    // (objectGUID if known, name) of every user and group this run brings to the mirror.
+    let subjects: Vec<(Option<&Vec<u8>>, &str)> = work
+        .users
+        .iter()
+        .filter_map(|id| mirror.users.get(id))
+        .map(|u| (u.guid.as_ref(), u.user.username.as_str()))
+        .chain(
+            groups
+                .iter()
+                .filter_map(|id| mirror.groups.get(id))
+                .map(|g| (g.guid.as_ref(), g.name.as_str())),
+        )
+        .collect();
+    let by_name = |name: &str| ad::eq("sAMAccountName", name);
+    let mut terms: Vec<String> = subjects
+        .iter()
+        .map(|(guid, name)| guid.map_or_else(|| by_name(name), |g| ad::guid_filter(g)))
+        .collect();
     for guid in work
         .removed_users
         .iter()
@@ -234,23 +232,11 @@ pub async fn reconcile(
     };
     phase("look up");
     let seen: HashSet<Vec<u8>> = objs.iter().map(|o| o.guid.clone()).collect();
-    let mut again = Vec::new();
-    for id in &work.users {
-        if let Some(u) = mirror.users.get(id)
-            && let Some(g) = &u.guid
-            && !seen.contains(g)
-        {
-            by_name(&mut again, id, &u.user.username);
-        }
-    }
-    for id in &groups {
-        if let Some(g) = mirror.groups.get(id)
-            && let Some(guid) = &g.guid
-            && !seen.contains(guid)
-        {
-            by_name(&mut again, id, &g.name);
-        }
-    }
+    let again: Vec<String> = subjects
+        .iter()
+        .filter(|(guid, _)| guid.is_some_and(|g| !seen.contains(g)))
+        .map(|(_, name)| by_name(name))
+        .collect();
     if !again.is_empty() {
         for o in ad.find_any(again).await.map_err(unavailable)? {
             if !seen.contains(&o.guid) {
@@ -339,22 +325,7 @@ pub async fn reconcile(
                     r.guid = Some(obj.guid.clone());
                 }
                 let mut ops = Vec::new();
-                let mut dn = obj.dn.clone();
-                if obj.parsed.as_ref().and_then(|d| d.first_value()) != Some(u.username.as_str()) {
-                    let rdn = format!("CN={}", escape_rdn_value(&u.username));
-                    let parent = obj
-                        .parsed
-                        .as_ref()
-                        .and_then(|d| d.parent())
-                        .map(|p| p.to_comma_form())
-                        .unwrap_or_default();
-                    ops.push(Op::Rename {
-                        dn: dn.clone(),
-                        rdn: rdn.clone(),
-                        what: format!("rename {} to {rdn}", obj.dn),
-                    });
-                    dn = format!("{rdn},{parent}");
-                }
+                let dn = rename_to(obj, &u.username, "", &mut ops);
                 let mut mods = Vec::new();
                 let mut changed = Vec::new();
                 let mut text_attr = |attr: &str, have: Option<&str>, want: Option<&str>| {
@@ -554,22 +525,7 @@ pub async fn reconcile(
                     r.guid = Some(obj.guid.clone());
                 }
                 let mut ops = Vec::new();
-                let mut dn = obj.dn.clone();
-                if obj.parsed.as_ref().and_then(|d| d.first_value()) != Some(g.name.as_str()) {
-                    let rdn = format!("CN={}", escape_rdn_value(&g.name));
-                    let parent = obj
-                        .parsed
-                        .as_ref()
-                        .and_then(|d| d.parent())
-                        .map(|p| p.to_comma_form())
-                        .unwrap_or_default();
-                    ops.push(Op::Rename {
-                        dn: dn.clone(),
-                        rdn: rdn.clone(),
-                        what: format!("rename group {} to {rdn}", obj.dn),
-                    });
-                    dn = format!("{rdn},{parent}");
-                }
+                let dn = rename_to(obj, &g.name, "group ", &mut ops);
                 if obj.sam != g.name {
                     ops.push(Op::Modify {
                         dn: dn.clone(),
@@ -685,7 +641,7 @@ pub async fn reconcile(
                         b"userAccountControl".to_vec(),
                         set((obj.uac | UAC_DISABLED).to_string()),
                     ),
-                    Mod::Replace(b"adminDescription".to_vec(), HashSet::new()),
+                    unmark(),
                 ],
                 what: format!(
                     "disable {} and stop managing it (user disconnection: disable)",
@@ -694,7 +650,7 @@ pub async fn reconcile(
             }),
             UserDisconnection::Retain => ops.push(Op::Modify {
                 dn: obj.dn.clone(),
-                mods: vec![Mod::Replace(b"adminDescription".to_vec(), HashSet::new())],
+                mods: vec![unmark()],
                 what: format!(
                     "keep {} as it is and stop managing it (user disconnection: retain)",
                     obj.dn
@@ -732,7 +688,7 @@ pub async fn reconcile(
             }
             GroupDisconnection::Retain => Op::Modify {
                 dn: obj.dn.clone(),
-                mods: vec![Mod::Replace(b"adminDescription".to_vec(), HashSet::new())],
+                mods: vec![unmark()],
                 what: format!(
                     "keep group {} and stop managing it (group disconnection: retain)",
                     obj.dn
@@ -769,20 +725,16 @@ pub async fn reconcile(
             .await
             .map_err(unavailable)?;
     }
-    for id in &work.users {
-        if let (Some(Ok(_)), Some(r)) = (opened.get(id), mirror.users.get_mut(id))
-            && ad.encrypted
-            && !matches!(
-                outcomes.get(&ObjKey::Password(id.clone())),
-                Some(Outcome::Failed(_))
-            )
+    // AD has the password once this run set it; one sealed only for the agents of the time
+    // (`None`) was set by them.
+    for (id, sealed) in &work.passwords {
+        let set_here = matches!(
+            outcomes.get(&ObjKey::Password(id.clone())),
+            Some(Outcome::Done)
+        );
+        if (set_here || sealed.is_none())
+            && let Some(r) = mirror.users.get_mut(id)
         {
-            r.password_set = true;
-        }
-        if let (Some(Err(_)), Some(r)) = (opened.get(id), mirror.users.get_mut(id))
-            && work.passwords.get(id).is_some_and(Option::is_none)
-        {
-            // Sealed for the agents of the time, which set it.
             r.password_set = true;
         }
     }
@@ -1056,6 +1008,32 @@ async fn run_jobs(
         ))),
         None => Ok(total),
     }
+}
+
+/// Removes the agent's marker: the object is no longer managed.
+fn unmark() -> Mod<Vec<u8>> {
+    Mod::Replace(b"adminDescription".to_vec(), HashSet::new())
+}
+
+/// Plans renaming `obj` to `CN=<name>` in its own container when its CN differs; returns the
+/// DN it has once the planned operations ran.
+fn rename_to(obj: &Obj, name: &str, kind: &str, ops: &mut Vec<Op>) -> String {
+    if obj.parsed.as_ref().and_then(|d| d.first_value()) == Some(name) {
+        return obj.dn.clone();
+    }
+    let rdn = format!("CN={}", escape_rdn_value(name));
+    let parent = obj
+        .parsed
+        .as_ref()
+        .and_then(|d| d.parent())
+        .map(|p| p.to_comma_form())
+        .unwrap_or_default();
+    ops.push(Op::Rename {
+        dn: obj.dn.clone(),
+        rdn: rdn.clone(),
+        what: format!("rename {kind}{} to {rdn}", obj.dn),
+    });
+    format!("{rdn},{parent}")
 }
 
 /// Reads the objectGUIDs of objects just created (by name; the marker says whose they are).

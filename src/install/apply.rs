@@ -41,6 +41,19 @@ pub struct StepReport {
     pub message: String,
 }
 
+impl StepReport {
+    /// A planned step that has not run yet.
+    pub fn pending(step: &super::plan::PlannedStep) -> StepReport {
+        StepReport {
+            id: step.id,
+            title: step.title.clone(),
+            detail: step.detail.clone(),
+            status: StepStatus::Pending,
+            message: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Result_ {
@@ -153,17 +166,7 @@ pub fn apply(
         answers,
         opts,
         cancel,
-        reports: plan
-            .steps
-            .iter()
-            .map(|s| StepReport {
-                id: s.id,
-                title: s.title.clone(),
-                detail: s.detail.clone(),
-                status: StepStatus::Pending,
-                message: String::new(),
-            })
-            .collect(),
+        reports: plan.steps.iter().map(StepReport::pending).collect(),
         undo: Vec::new(),
         commands: Vec::new(),
         agent_id: plan.agent_id.clone(),

@@ -75,17 +75,7 @@ impl InstallRun {
             match m {
                 Msg::Refused(c) => self.refused = Some(c),
                 Msg::Plan(p) => {
-                    self.steps = p
-                        .steps
-                        .iter()
-                        .map(|s| StepReport {
-                            id: s.id,
-                            title: s.title.clone(),
-                            detail: s.detail.clone(),
-                            status: install::StepStatus::Pending,
-                            message: String::new(),
-                        })
-                        .collect();
+                    self.steps = p.steps.iter().map(StepReport::pending).collect();
                     self.plan = Some(*p);
                 }
                 Msg::Progress(s) => self.steps = s,
