@@ -953,6 +953,7 @@ impl ad_sync::wizard::backend::Backend for Fixed {
                 not_after_unix: 0,
                 sha256: "3F:A1:09:6C:2B:D4:77:E0:11:5A:C8:92:4E:0B:DD:61:8F:20:73:C5:A9:34:E6:1D:50:BB:07:9E:C2:48:F1:6A".into(),
                 self_signed: false,
+                revocation: vec!["CRL http://pki.example.com/CertEnroll/Example%20Enterprise%20CA.crl".into()],
             })
         })
     }

@@ -88,6 +88,13 @@ fn problem_words(problem: CertProblem, host: &str) -> String {
         CertProblem::Untrusted => {
             "it is not signed by a certificate authority this server trusts".into()
         }
+        CertProblem::RevocationUnknown => {
+            "its chain is trusted, but whether it was revoked could not be checked".into()
+        }
+        CertProblem::Revoked => "it has been revoked by its certificate authority".into(),
+        CertProblem::IpAddressNotMatched => format!(
+            "it names `{host}` as an IP address, which this system's TLS library does not match (it matches DNS names)"
+        ),
     }
 }
 
@@ -109,6 +116,14 @@ impl CloudError {
             CloudError::Tls { problem, cert, .. } => match problem {
                 CertProblem::Untrusted => "Give the CA that signed the cloud's certificate as [cloud] ca_file (for `ad-sync-cloud serve --self-signed DIR` that is DIR/ca.pem), or install it in this server's trusted roots.".into(),
                 CertProblem::Expired | CertProblem::NotYetValid => "Renew the cloud's certificate (or correct this server's clock).".into(),
+                CertProblem::RevocationUnknown => "Make the CRL distribution point or OCSP server that the cloud's certificate names reachable from this server (outbound HTTP), or ask the cloud's operator for a certificate whose CA publishes one.".into(),
+                CertProblem::Revoked => "Ask the cloud's operator to replace its revoked certificate.".into(),
+                CertProblem::IpAddressNotMatched => format!(
+                    "Use the cloud's DNS name in the URL{}.",
+                    cert.as_ref()
+                        .map(|c| format!(" (the certificate names: {})", c.names().join(", ")))
+                        .unwrap_or_default()
+                ),
                 CertProblem::NameMismatch => format!(
                     "Use a URL whose host the certificate names{}.",
                     cert.as_ref()
@@ -644,9 +659,13 @@ impl CloudClient {
                 cert = cert::fetch_certificate(addr, host, false, self.timeout).await;
             }
         }
-        let problem = cert.as_ref().map_or(CertProblem::Untrusted, |c| {
-            c.diagnose(&self.host, crate::time_fmt::now_unix())
-        });
+        let problem = cert::diagnose_failure(
+            cert.as_ref(),
+            &self.host,
+            crate::time_fmt::now_unix(),
+            &detail,
+        )
+        .unwrap_or(CertProblem::Untrusted);
         CloudError::Tls {
             host: self.host.clone(),
             problem,

@@ -12,7 +12,10 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+use x509_parser::oid_registry::OID_PKIX_ACCESS_DESCRIPTOR_OCSP;
+use x509_parser::prelude::{
+    DistributionPointName, FromDer, GeneralName, ParsedExtension, X509Certificate,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertInfo {
@@ -27,6 +30,10 @@ pub struct CertInfo {
     pub not_after_unix: i64,
     pub sha256: String,
     pub self_signed: bool,
+    /// Where revocation can be checked: the CRL distribution points and OCSP servers the
+    /// certificate names (`CRL http://...`, `OCSP http://...`); empty when it names none, as
+    /// self-made DC certificates usually do.
+    pub revocation: Vec<String>,
 }
 
 /// Why a certificate a TLS library refused was refused, in the terms an admin can act on.
@@ -36,6 +43,99 @@ pub enum CertProblem {
     NotYetValid,
     NameMismatch,
     Untrusted,
+    /// The chain was built, but whether the certificate was revoked could not be found out
+    /// (no CRL distribution point, or one that could not be reached).
+    RevocationUnknown,
+    Revoked,
+    /// The certificate names the host as an IP address, and the TLS library refused the match:
+    /// SChannel matches only DNS names in some Windows versions (and in Wine).
+    IpAddressNotMatched,
+}
+
+/// What the TLS library itself said about a certificate it refused, when its words carry a
+/// verdict: SChannel's HRESULT (Rust prints a Windows error as `... (os error -2146762482)`),
+/// or OpenSSL's verify reason. The certificate's own fields cannot tell a revocation failure
+/// from an untrusted CA, so the library's verdict comes first.
+pub fn library_verdict(message: &str) -> Option<CertProblem> {
+    if let Some(code) = windows_error_code(message) {
+        return match code {
+            // CERT_E_EXPIRED, SEC_E_CERT_EXPIRED (both also mean "not yet valid").
+            0x800B_0101 | 0x8009_0328 => Some(CertProblem::Expired),
+            // CERT_E_UNTRUSTEDROOT, CERT_E_CHAINING, SEC_E_UNTRUSTED_ROOT.
+            0x800B_0109 | 0x800B_010A | 0x8009_0325 => Some(CertProblem::Untrusted),
+            // CERT_E_CN_NO_MATCH, SEC_E_WRONG_PRINCIPAL.
+            0x800B_010F | 0x8009_0322 => Some(CertProblem::NameMismatch),
+            // CERT_E_REVOKED, CRYPT_E_REVOKED.
+            0x800B_010C | 0x8009_2010 => Some(CertProblem::Revoked),
+            // CERT_E_REVOCATION_FAILURE, CRYPT_E_NO_REVOCATION_CHECK, CRYPT_E_REVOCATION_OFFLINE.
+            0x800B_010E | 0x8009_2012 | 0x8009_2013 => Some(CertProblem::RevocationUnknown),
+            _ => None,
+        };
+    }
+    let lower = message.to_ascii_lowercase();
+    let has = |s: &str| lower.contains(s);
+    if has("certificate has expired") {
+        Some(CertProblem::Expired)
+    } else if has("certificate is not yet valid") {
+        Some(CertProblem::NotYetValid)
+    } else if has("hostname mismatch") || has("ip address mismatch") {
+        Some(CertProblem::NameMismatch)
+    } else if has("certificate revoked") {
+        Some(CertProblem::Revoked)
+    } else if has("unable to get certificate crl") || has("crl has expired") {
+        Some(CertProblem::RevocationUnknown)
+    } else if has("unable to get local issuer certificate")
+        || has("self-signed certificate")
+        || has("self signed certificate")
+    {
+        Some(CertProblem::Untrusted)
+    } else {
+        None
+    }
+}
+
+/// The HRESULT in a Windows error as Rust's `io::Error` prints it: `(os error -2146762482)`
+/// on Windows, `OS Error -2146762482 (FormatMessageW() returned error 317)` where the system
+/// has no text for the code.
+fn windows_error_code(message: &str) -> Option<u32> {
+    let lower = message.to_ascii_lowercase();
+    let at = lower.find("os error ")? + "os error ".len();
+    let rest = &lower[at..];
+    let end = rest
+        .char_indices()
+        .find(|(i, c)| !(c.is_ascii_digit() || (*i == 0 && *c == '-')))
+        .map_or(rest.len(), |(i, _)| i);
+    let n: i64 = rest[..end].parse().ok()?;
+    // HRESULTs are printed as negative i32s; positive Win32 codes are not trust verdicts.
+    if n < 0 { Some(n as i32 as u32) } else { None }
+}
+
+/// Why a certificate was refused: the library's verdict when it gave one, else what the
+/// certificate's own fields show.
+pub fn diagnose_failure(
+    cert: Option<&CertInfo>,
+    host: &str,
+    now_unix: i64,
+    library_message: &str,
+) -> Option<CertProblem> {
+    let from_cert = cert.map(|c| c.diagnose(host, now_unix));
+    match library_verdict(library_message) {
+        // SChannel's one code for both ends of the validity period.
+        Some(CertProblem::Expired) if from_cert == Some(CertProblem::NotYetValid) => from_cert,
+        // The library says the name does not match, yet the certificate carries the address:
+        // it matched DNS names only.
+        Some(CertProblem::NameMismatch)
+            if host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok()
+                && cert.is_some_and(|c| c.matches_host(host)) =>
+        {
+            Some(CertProblem::IpAddressNotMatched)
+        }
+        Some(v) => Some(v),
+        None => from_cert,
+    }
 }
 
 impl CertInfo {
@@ -64,6 +164,34 @@ impl CertInfo {
                 .collect(),
             _ => Vec::new(),
         };
+        let mut revocation = Vec::new();
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::CRLDistributionPoints(points) => {
+                    for p in points.iter() {
+                        if let Some(DistributionPointName::FullName(names)) = &p.distribution_point
+                        {
+                            revocation.extend(names.iter().filter_map(|n| match n {
+                                GeneralName::URI(u) => Some(format!("CRL {u}")),
+                                _ => None,
+                            }));
+                        }
+                    }
+                }
+                ParsedExtension::AuthorityInfoAccess(aia) => {
+                    revocation.extend(aia.iter().filter_map(|d| {
+                        match (
+                            &d.access_location,
+                            d.access_method == OID_PKIX_ACCESS_DESCRIPTOR_OCSP,
+                        ) {
+                            (GeneralName::URI(u), true) => Some(format!("OCSP {u}")),
+                            _ => None,
+                        }
+                    }));
+                }
+                _ => {}
+            }
+        }
         let validity = cert.validity();
         let fingerprint = Sha256::digest(der)
             .iter()
@@ -80,6 +208,7 @@ impl CertInfo {
             not_after_unix: validity.not_after.timestamp(),
             sha256: fingerprint,
             self_signed: cert.subject() == cert.issuer(),
+            revocation,
         })
     }
 
@@ -125,11 +254,20 @@ impl CertInfo {
         }
     }
 
+    /// Whether and where revocation can be checked, in one line.
+    pub fn revocation_line(&self) -> String {
+        if self.revocation.is_empty() {
+            "none named (no CRL distribution point or OCSP server in the certificate; Windows and OpenSSL accept it without a revocation check)".into()
+        } else {
+            self.revocation.join(", ")
+        }
+    }
+
     /// Several lines, one fact per line, for a detail field.
     pub fn describe(&self) -> String {
         let names = self.names();
         format!(
-            "subject: {}\nissuer: {}{}\nnames: {}\nvalid: {} to {}\nSHA-256: {}",
+            "subject: {}\nissuer: {}{}\nnames: {}\nvalid: {} to {}\nrevocation: {}\nSHA-256: {}",
             self.subject,
             self.issuer,
             if self.self_signed {
@@ -144,6 +282,7 @@ impl CertInfo {
             },
             self.not_before,
             self.not_after,
+            self.revocation_line(),
             self.sha256
         )
     }
@@ -274,6 +413,7 @@ mod tests {
             not_after_unix: 200,
             sha256: String::new(),
             self_signed: false,
+            revocation: Vec::new(),
         }
     }
 
@@ -299,5 +439,96 @@ mod tests {
         assert_eq!(c.diagnose("dc1.example.com", 50), CertProblem::NotYetValid);
         assert_eq!(c.diagnose("other", 150), CertProblem::NameMismatch);
         assert_eq!(c.diagnose("dc1.example.com", 150), CertProblem::Untrusted);
+    }
+
+    #[test]
+    fn the_libraries_verdict_names_the_real_cause() {
+        let c = info(&["dc1.example.com"], "CN=x");
+        // Wine's SChannel, and Windows when its CRL server is offline: the chain is trusted,
+        // the revocation check failed. The certificate alone would read as "untrusted".
+        let wine = "native TLS error: OS Error -2146762482 (FormatMessageW() returned error 317)";
+        assert_eq!(library_verdict(wine), Some(CertProblem::RevocationUnknown));
+        assert_eq!(
+            diagnose_failure(Some(&c), "dc1.example.com", 150, wine),
+            Some(CertProblem::RevocationUnknown)
+        );
+        let windows = "The revocation function was unable to check revocation because the revocation server was offline. (os error -2146885613)";
+        assert_eq!(
+            library_verdict(windows),
+            Some(CertProblem::RevocationUnknown)
+        );
+        assert_eq!(
+            library_verdict(
+                "A certificate chain processed, but terminated in a root certificate which is not trusted by the trust provider. (os error -2146762487)"
+            ),
+            Some(CertProblem::Untrusted)
+        );
+        assert_eq!(
+            library_verdict("(os error -2146762481)"),
+            Some(CertProblem::NameMismatch)
+        );
+        // CERT_E_EXPIRED also covers "not valid yet": the certificate's dates decide.
+        assert_eq!(
+            diagnose_failure(Some(&c), "dc1.example.com", 50, "(os error -2146762495)"),
+            Some(CertProblem::NotYetValid)
+        );
+        assert_eq!(
+            library_verdict(
+                "error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed:../ssl/statem/statem_clnt.c:1889: (unable to get local issuer certificate)"
+            ),
+            Some(CertProblem::Untrusted)
+        );
+        assert_eq!(
+            library_verdict("certificate verify failed: (certificate has expired)"),
+            Some(CertProblem::Expired)
+        );
+        // No verdict in the words (a Win32 error, a reset): the certificate's fields decide.
+        assert_eq!(library_verdict("connection reset (os error 10054)"), None);
+        assert_eq!(
+            diagnose_failure(Some(&c), "other", 150, "handshake failed"),
+            Some(CertProblem::NameMismatch)
+        );
+        assert_eq!(diagnose_failure(None, "x", 150, "handshake failed"), None);
+        // SChannel refusing an address the certificate does carry as an IP SAN.
+        let by_ip = info(&["localhost", "127.0.0.1"], "CN=localhost");
+        assert_eq!(
+            diagnose_failure(Some(&by_ip), "127.0.0.1", 150, "(os error -2146762481)"),
+            Some(CertProblem::IpAddressNotMatched)
+        );
+        assert_eq!(
+            diagnose_failure(Some(&by_ip), "10.0.0.9", 150, "(os error -2146762481)"),
+            Some(CertProblem::NameMismatch)
+        );
+    }
+
+    #[test]
+    fn reads_where_revocation_can_be_checked() {
+        let mut params = rcgen::CertificateParams::new(vec!["dc1.example.com".into()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+            uris: vec!["http://pki.example.com/ca.crl".into()],
+        }];
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let cert = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
+        let info = CertInfo::from_der(cert.der()).unwrap_or_else(|| panic!("parse"));
+        assert_eq!(
+            info.revocation,
+            vec!["CRL http://pki.example.com/ca.crl".to_string()]
+        );
+        assert!(
+            info.describe()
+                .contains("revocation: CRL http://pki.example.com/ca.crl")
+        );
+        let bare = rcgen::CertificateParams::new(vec!["dc1.example.com".into()])
+            .unwrap_or_else(|e| panic!("{e}"))
+            .self_signed(&key)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let info = CertInfo::from_der(bare.der()).unwrap_or_else(|| panic!("parse"));
+        assert!(info.revocation.is_empty());
+        assert!(
+            info.describe().contains("revocation: none named"),
+            "{}",
+            info.describe()
+        );
     }
 }

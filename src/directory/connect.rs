@@ -266,10 +266,12 @@ async fn open_secure(
                     opts.op_timeout,
                 )
                 .await;
-                failure.problem = failure
-                    .cert
-                    .as_ref()
-                    .map(|c| c.diagnose(&opts.host, crate::time_fmt::now_unix()));
+                failure.problem = cert::diagnose_failure(
+                    failure.cert.as_ref(),
+                    &opts.host,
+                    crate::time_fmt::now_unix(),
+                    &failure.message,
+                );
             }
             Err(failure)
         }

@@ -219,6 +219,18 @@ fn tls_words(
             ),
             format!("Connect by a name the certificate carries (set dc_host to one of: {}), or reissue the certificate with `{host}` as a DNS name.", c.names().join(", ")),
         ),
+        (Some(CertProblem::RevocationUnknown), _) => (
+            format!("the DC's certificate chain is trusted, but whether it was revoked could not be checked ({})", f.message),
+            "Publish a CRL for the CA that issued the DC's certificate and make the distribution point it names reachable from this server (certutil -verify -urlfetch shows which), or reissue the certificate from a template whose CA publishes one.".into(),
+        ),
+        (Some(CertProblem::IpAddressNotMatched), Some(c)) => (
+            format!("the DC's certificate names `{host}` as an IP address, which this system's TLS library does not match (it matches DNS names)"),
+            format!("Set dc_host to the DC's DNS name (the certificate names: {}).", c.names().join(", ")),
+        ),
+        (Some(CertProblem::Revoked), _) => (
+            "the DC's certificate has been revoked by its CA".to_string(),
+            "Enroll a new certificate for the domain controller (AD CS \"Domain Controller\" template, certlm.msc on the DC).".into(),
+        ),
         (Some(CertProblem::Untrusted), Some(c)) => (
             format!("the DC's certificate is not issued by a CA this machine trusts (issuer: {})", c.issuer),
             "If the fingerprint below is the DC's, trust its CA: export the CA certificate as PEM and set [ldap] ca_file to it (or add it to this machine's trusted roots).".into(),

@@ -338,6 +338,8 @@ pub struct WizardApp {
     state: State,
     confirm_cancel: bool,
     stats: Option<FrameStats>,
+    /// The first frame was logged with the renderer that drew it.
+    announced: bool,
 }
 
 impl WizardApp {
@@ -405,6 +407,7 @@ impl WizardApp {
                 plan_preview: None,
             },
             confirm_cancel: false,
+            announced: false,
             stats: options.bench.map(|frames| FrameStats {
                 frames,
                 started: Instant::now(),
@@ -705,6 +708,17 @@ impl eframe::App for WizardApp {
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         self.bench_cpu(frame.info().cpu_usage);
         self.frame_ui(ui);
+        if !self.announced {
+            self.announced = true;
+            let renderer = frame.wgpu_render_state().map_or_else(
+                || "no wgpu renderer".to_string(),
+                |rs| {
+                    let info = rs.adapter.get_info();
+                    format!("{:?} on {}", info.backend, info.name)
+                },
+            );
+            tracing::info!("the wizard's first frame is drawn ({renderer})");
+        }
     }
 }
 

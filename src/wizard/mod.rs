@@ -11,6 +11,7 @@ pub mod backend;
 pub mod form;
 pub mod installer;
 pub mod pages;
+pub mod renderer;
 pub mod validate;
 pub mod widgets;
 
@@ -29,11 +30,24 @@ pub fn run(options: Options) -> Result<(), String> {
     if let Some(icon) = icon {
         viewport = viewport.with_icon(icon);
     }
-    let native = eframe::NativeOptions {
+    let (chosen, attempts) = renderer::choose();
+    for a in &attempts {
+        match &a.outcome {
+            Ok(adapter) => tracing::info!("renderer: {} on {adapter} works", a.backend),
+            Err(why) => tracing::warn!("renderer: {} cannot draw here: {why}", a.backend),
+        }
+    }
+    let Some(backends) = chosen else {
+        return Err(renderer::none_worked(&attempts));
+    };
+    let mut native = eframe::NativeOptions {
         viewport,
         renderer: eframe::Renderer::Wgpu,
         ..Default::default()
     };
+    if let eframe::egui_wgpu::WgpuSetup::CreateNew(setup) = &mut native.wgpu_options.wgpu_setup {
+        setup.instance_descriptor.backends = backends;
+    }
     eframe::run_native(
         "ad-sync setup",
         native,

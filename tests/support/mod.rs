@@ -3,6 +3,7 @@
 
 pub mod cloud;
 pub mod testbed;
+pub mod wine;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -85,34 +85,43 @@ fn certificate(ui: &mut Ui, cert: Option<&Result<CertInfo, String>>) {
     match cert {
         Some(Ok(c)) => {
             ui.label(RichText::new("The DC's certificate").strong());
-            egui::Grid::new("cert").num_columns(2).show(ui, |ui| {
-                let names = c.names();
-                for (k, v) in [
-                    ("Subject", c.subject.clone()),
-                    (
-                        "Issuer",
-                        format!(
-                            "{}{}",
-                            c.issuer,
-                            if c.self_signed { " (self-signed)" } else { "" }
-                        ),
+            let names = c.names();
+            // Rows, not a grid: a grid cell takes its text's width, and Samba's subjects and the
+            // fingerprint would run off an 800-pixel window instead of wrapping.
+            for (k, v) in [
+                ("Subject", c.subject.clone()),
+                (
+                    "Issuer",
+                    format!(
+                        "{}{}",
+                        c.issuer,
+                        if c.self_signed { " (self-signed)" } else { "" }
                     ),
-                    (
-                        "Names",
-                        if names.is_empty() {
-                            "(none)".into()
-                        } else {
-                            names.join(", ")
+                ),
+                (
+                    "Names",
+                    if names.is_empty() {
+                        "(none)".into()
+                    } else {
+                        names.join(", ")
+                    },
+                ),
+                ("Valid", format!("{} to {}", c.not_before, c.not_after)),
+                ("Revocation", c.revocation_line()),
+                ("SHA-256", c.sha256.clone()),
+            ] {
+                ui.horizontal_top(|ui| {
+                    ui.allocate_ui_with_layout(
+                        egui::vec2(90.0, 0.0),
+                        egui::Layout::top_down(egui::Align::Min),
+                        |ui| {
+                            ui.set_min_width(90.0);
+                            ui.label(k)
                         },
-                    ),
-                    ("Valid", format!("{} to {}", c.not_before, c.not_after)),
-                    ("SHA-256", c.sha256.clone()),
-                ] {
-                    ui.label(k);
-                    ui.label(v);
-                    ui.end_row();
-                }
-            });
+                    );
+                    ui.add(egui::Label::new(v).wrap());
+                });
+            }
         }
         Some(Err(e)) => note(ui, &format!("The certificate could not be read: {e}")),
         None => {}

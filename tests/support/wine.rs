@@ -1,0 +1,533 @@
+//! A Windows member server for tests: the `x86_64-pc-windows-gnu` build run under Wine, in a
+//! throwaway `WINEPREFIX` of its own, on the same loopback network as the test DCs and the
+//! reference cloud (Wine's network stack is the host's; `dc1.example.com` resolves through the
+//! host's /etc/hosts as it would through a Windows member server's DNS).
+//!
+//! What it adds to a fresh prefix, and why (both built here from `tests/support/wine/*.c` with
+//! the mingw-w64 compiler the Windows build already needs; test-only, never shipped):
+//! - `bcryptprimitives.dll` in system32: Debian's Wine 8.0 lacks it, and every Rust .exe imports
+//!   its `ProcessPrng`. Windows 10 / Server 2016 and later have it.
+//! - a revocation provider registered ahead of cryptnet: Wine 8.0 fails the SSL chain policy on
+//!   an unknown revocation status although schannel-rs asks it to ignore that, as Windows does
+//!   (fixed in Wine 10.1). See `wine/revocation.c`.
+//!
+//! `Drop` ends every process of the prefix (`wineserver -k` with that prefix: the service, the
+//! agent, services.exe, nothing else on the machine) and deletes the prefix.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const WINE64: &str = "/usr/lib/wine/wine64";
+pub const WINESERVER: &str = "/usr/lib/wine/wineserver";
+
+/// `target/`, where Cargo put this build (the Windows build sits beside the host one).
+pub fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("target"))
+}
+
+/// The folder of the Windows binaries CI builds before the tests (`dev/test`).
+pub fn windows_build() -> PathBuf {
+    target_dir().join("x86_64-pc-windows-gnu").join("debug")
+}
+
+/// `/work/x/y` as a Windows program names it (`Z:\work\x\y`: Wine maps `/` to drive Z:).
+pub fn win_path(p: &Path) -> String {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .join(p)
+    };
+    format!("Z:{}", abs.display()).replace('/', "\\")
+}
+
+struct Shims {
+    processprng: PathBuf,
+    revocation: PathBuf,
+}
+
+/// Compiles the two test DLLs once per test binary.
+fn shims() -> &'static Shims {
+    static SHIMS: OnceLock<Shims> = OnceLock::new();
+    SHIMS.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/wine");
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("wine-shims-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+        let build = |name: &str, lib: &str| {
+            let dll = out.join(format!("{name}.dll"));
+            let status = Command::new("x86_64-w64-mingw32-gcc")
+                .args(["-shared", "-O2", "-o"])
+                .arg(&dll)
+                .arg(src.join(format!("{name}.c")))
+                .arg(lib)
+                .status()
+                .unwrap_or_else(|e| {
+                    panic!("x86_64-w64-mingw32-gcc (gcc-mingw-w64-x86-64, dev/setup-machine): {e}")
+                });
+            assert!(status.success(), "building {name}.dll failed");
+            dll
+        };
+        Shims {
+            processprng: build("processprng", "-ladvapi32"),
+            revocation: build("revocation", "-lcrypt32"),
+        }
+    })
+}
+
+pub struct WinHost {
+    /// The WINEPREFIX: this "server"'s C: drive is `prefix/drive_c`.
+    pub prefix: PathBuf,
+    /// `C:\adsync-build`: the Windows build as an administrator would have unpacked it.
+    pub bin: PathBuf,
+    display: Option<String>,
+}
+
+impl WinHost {
+    /// A fresh Windows machine (about 10 s: `wineboot -i`).
+    pub fn start(tag: &str) -> WinHost {
+        let build = windows_build();
+        for exe in ["ad-sync-setup.exe", "ad-sync-agent.exe"] {
+            assert!(
+                build.join(exe).is_file(),
+                "{} is missing: build the Windows binaries first (`cargo build --target x86_64-pc-windows-gnu --bins`, as dev/test does)",
+                build.join(exe).display()
+            );
+        }
+        assert!(
+            Path::new(WINE64).is_file(),
+            "{WINE64} is missing: install wine64 (dev/setup-machine does)"
+        );
+        let shims = shims();
+        let prefix = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("wine-{tag}-{}", std::process::id()));
+        if prefix.exists() {
+            std::fs::remove_dir_all(&prefix).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::create_dir_all(&prefix).unwrap_or_else(|e| panic!("{e}"));
+        let host = WinHost {
+            bin: prefix.join("drive_c/adsync-build"),
+            prefix,
+            display: None,
+        };
+        let boot = host.wine(&["wineboot", "-i"], Duration::from_secs(180));
+        assert!(
+            boot.status.success(),
+            "wineboot failed: {}",
+            String::from_utf8_lossy(&boot.stderr)
+        );
+        let system32 = host.prefix.join("drive_c/windows/system32");
+        std::fs::copy(&shims.processprng, system32.join("bcryptprimitives.dll"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(
+            &shims.revocation,
+            system32.join("adsync-test-revocation.dll"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let reg = host.wine(
+            &[
+                "reg",
+                "add",
+                r"HKLM\Software\Microsoft\Cryptography\OID\EncodingType 1\CertDllVerifyRevocation\DEFAULT",
+                "/v",
+                "Dll",
+                "/t",
+                "REG_MULTI_SZ",
+                "/d",
+                "adsync-test-revocation.dll",
+                "/f",
+            ],
+            Duration::from_secs(60),
+        );
+        assert!(
+            reg.status.success(),
+            "registering the revocation provider failed: {}",
+            String::from_utf8_lossy(&reg.stdout)
+        );
+        std::fs::create_dir_all(&host.bin).unwrap_or_else(|e| panic!("{e}"));
+        for exe in ["ad-sync-setup.exe", "ad-sync-agent.exe"] {
+            std::fs::copy(build.join(exe), host.bin.join(exe)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        host
+    }
+
+    /// Leaves the revocation provider out: Wine 8.0's own chain policy, for the test that the
+    /// product names a revocation failure for what it is.
+    pub fn without_revocation_provider(&self) {
+        let out = self.wine(
+            &[
+                "reg",
+                "add",
+                r"HKLM\Software\Microsoft\Cryptography\OID\EncodingType 1\CertDllVerifyRevocation\DEFAULT",
+                "/v",
+                "Dll",
+                "/t",
+                "REG_MULTI_SZ",
+                "/d",
+                "cryptnet.dll",
+                "/f",
+            ],
+            Duration::from_secs(60),
+        );
+        assert!(out.status.success());
+    }
+
+    /// Sets the X display for GUI programs (an Xvfb the test started).
+    pub fn with_display(mut self, display: &str) -> WinHost {
+        self.display = Some(display.to_string());
+        self
+    }
+
+    /// A command run in this machine: `wine64 <args>`.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(WINE64);
+        c.args(args)
+            .env("WINEPREFIX", &self.prefix)
+            .env("WINEDEBUG", "-all")
+            // No Mono or Gecko install prompts: nothing here needs .NET or a browser.
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .env_remove("DISPLAY")
+            .stdin(Stdio::null());
+        if let Some(d) = &self.display {
+            c.env("DISPLAY", d);
+        }
+        c
+    }
+
+    /// Runs `wine64 <args>` to completion within `limit` (killed after it, and the test fails).
+    pub fn wine(&self, args: &[&str], limit: Duration) -> Output {
+        run_limited(self.command(args), limit, &args.join(" "))
+    }
+
+    /// Runs one of the product's programs from `C:\adsync-build`.
+    pub fn exe(&self, name: &str, args: &[&str]) -> Output {
+        let exe = self.bin.join(name);
+        let exe = exe.to_string_lossy().to_string();
+        let mut all = vec![exe.as_str()];
+        all.extend_from_slice(args);
+        let mut c = self.command(&all);
+        c.env("AD_SYNC_LOG", "info");
+        run_limited(
+            c,
+            Duration::from_secs(240),
+            &format!("{name} {}", args.join(" ")),
+        )
+    }
+
+    /// The same with standard input.
+    pub fn exe_stdin(&self, name: &str, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let exe = self.bin.join(name).to_string_lossy().to_string();
+        let mut all = vec![exe.as_str()];
+        all.extend_from_slice(args);
+        let mut c = self.command(&all);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap_or_else(|e| panic!("{e}"));
+        if let Some(mut si) = child.stdin.take() {
+            si.write_all(input.as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        child.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `C:\<rel>` as a path on this (Linux) machine.
+    pub fn c(&self, rel: &str) -> PathBuf {
+        self.prefix.join("drive_c").join(rel.replace('\\', "/"))
+    }
+
+    /// `sc.exe <args>` (Wine's Service Control Manager client).
+    pub fn sc(&self, args: &[&str]) -> Output {
+        let mut all = vec!["sc.exe"];
+        all.extend_from_slice(args);
+        self.wine(&all, Duration::from_secs(120))
+    }
+
+    /// `reg query <key>`: what the SCM stored for a service, where `sc qc` prints nothing.
+    pub fn reg_query(&self, key: &str) -> Option<String> {
+        let out = self.wine(&["reg", "query", key], Duration::from_secs(60));
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// Ends every process of this prefix, waits for it, and frees the disk.
+    pub fn stop(&mut self) {
+        if !self.prefix.exists() {
+            return;
+        }
+        let status = Command::new(WINESERVER)
+            .arg("-k")
+            .env("WINEPREFIX", &self.prefix)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if status.is_ok() {
+            // -w: wait until this prefix's wineserver has gone.
+            Command::new(WINESERVER)
+                .arg("-w")
+                .env("WINEPREFIX", &self.prefix)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .ok();
+        }
+        std::fs::remove_dir_all(&self.prefix).ok();
+    }
+}
+
+impl Drop for WinHost {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run_limited(mut c: Command, limit: Duration, what: &str) -> Output {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c
+        .spawn()
+        .unwrap_or_else(|e| panic!("start wine64 {what}: {e}"));
+    // Read the pipes on threads so a chatty program cannot block on a full pipe.
+    let mut so = child.stdout.take();
+    let mut se = child.stderr.take();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = so.as_mut() {
+            std::io::Read::read_to_end(s, &mut v).ok();
+        }
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = se.as_mut() {
+            std::io::Read::read_to_end(s, &mut v).ok();
+        }
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) => {
+                child.kill().ok();
+                child.wait().ok();
+                panic!("wine64 {what} did not finish within {} s", limit.as_secs());
+            }
+            Err(e) => panic!("wine64 {what}: {e}"),
+        }
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+    }
+}
+
+/// A TLS relay between a Windows program under Wine and a real TLS server (the Samba DC, the
+/// reference cloud), for one Wine defect: Wine 8.0's SChannel `DecryptMessage`, given part of a
+/// TLS record, reports the *whole* record's size as missing in the second buffer (Windows
+/// reports the bytes still missing), and schannel-rs then waits for bytes that never come: any
+/// record the client receives in two reads hangs until the operation times out. Windows has no
+/// such defect, and the product talks to its DC directly there.
+///
+/// The relay presents the server's own certificate and key (so the Windows client verifies
+/// what it would verify at the server), followed by the CA that issued it, as AD CS-issued DCs
+/// send theirs: Wine 8.0's SSL policy does not check `CERT_TRUST_IS_PARTIAL_CHAIN`, so a lone
+/// leaf whose issuer it cannot find (what Samba sends) passes there with no CA trusted at all,
+/// where Windows refuses it (CERT_E_CHAINING); with the issuer sent, an untrusted CA is an
+/// untrusted root, which Wine does refuse. It forwards requests as they are, and sends each
+/// response in TLS records of at most 900 bytes, one at a time: the next only once the client
+/// has read the previous one out of its socket (its receive queue in /proc/net/tcp is empty).
+/// The client then never holds a partial record. Content, order and timing of the protocol are
+/// unchanged.
+pub struct TlsRelay {
+    pub port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TlsRelay {
+    /// `cert_pem` and `key_pem` are the server's (any PEM key form); `upstream` is the server,
+    /// reached as `upstream_name`, trusted through `upstream_ca`, which is also sent after the
+    /// certificate.
+    pub fn start(
+        cert_pem: &Path,
+        key_pem: &Path,
+        upstream: std::net::SocketAddr,
+        upstream_name: &str,
+        upstream_ca: &Path,
+    ) -> TlsRelay {
+        let mut cert =
+            std::fs::read(cert_pem).unwrap_or_else(|e| panic!("{}: {e}", cert_pem.display()));
+        if !cert.ends_with(b"\n") {
+            cert.push(b'\n');
+        }
+        cert.extend(std::fs::read(upstream_ca).unwrap_or_else(|e| panic!("{e}")));
+        let key = pkcs8(key_pem);
+        let identity = native_tls::Identity::from_pkcs8(&cert, &key)
+            .unwrap_or_else(|e| panic!("relay identity: {e}"));
+        let acceptor = tokio_native_tls::TlsAcceptor::from(
+            native_tls::TlsAcceptor::new(identity).unwrap_or_else(|e| panic!("{e}")),
+        );
+        let ca = std::fs::read(upstream_ca).unwrap_or_else(|e| panic!("{e}"));
+        let connector = tokio_native_tls::TlsConnector::from(
+            native_tls::TlsConnector::builder()
+                .add_root_certificate(
+                    native_tls::Certificate::from_pem(&ca).unwrap_or_else(|e| panic!("{e}")),
+                )
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("relay: {e}"));
+        listener
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let name = upstream_name.to_string();
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"));
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                loop {
+                    tokio::select! {
+                        _ = &mut rx => break,
+                        accepted = listener.accept() => {
+                            let Ok((tcp, peer)) = accepted else { continue };
+                            let acceptor = acceptor.clone();
+                            let connector = connector.clone();
+                            let name = name.clone();
+                            tokio::spawn(async move {
+                                relay_one(tcp, peer, port, acceptor, connector, upstream, &name).await;
+                            });
+                        }
+                    }
+                }
+            });
+            rt.shutdown_timeout(Duration::from_secs(2));
+        });
+        TlsRelay {
+            port,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TlsRelay {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            tx.send(()).ok();
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().ok();
+        }
+    }
+}
+
+/// The key as PKCS#8 PEM, which native-tls's server identity takes (Samba writes PKCS#1).
+fn pkcs8(key_pem: &Path) -> Vec<u8> {
+    let text = std::fs::read(key_pem).unwrap_or_else(|e| panic!("{}: {e}", key_pem.display()));
+    if text.starts_with(b"-----BEGIN PRIVATE KEY-----") {
+        return text;
+    }
+    let out = Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-nocrypt", "-in"])
+        .arg(key_pem)
+        .output()
+        .unwrap_or_else(|e| panic!("openssl (dev/setup-machine): {e}"));
+    assert!(out.status.success(), "openssl pkcs8 failed");
+    out.stdout
+}
+
+async fn relay_one(
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    port: u16,
+    acceptor: tokio_native_tls::TlsAcceptor,
+    connector: tokio_native_tls::TlsConnector,
+    upstream: std::net::SocketAddr,
+    name: &str,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.set_nodelay(true).ok();
+    let Ok(client) = acceptor.accept(tcp).await else {
+        return;
+    };
+    let Ok(up_tcp) = tokio::net::TcpStream::connect(upstream).await else {
+        return;
+    };
+    let Ok(server) = connector.connect(name, up_tcp).await else {
+        return;
+    };
+    let (mut c_read, mut c_write) = tokio::io::split(client);
+    let (mut s_read, mut s_write) = tokio::io::split(server);
+    let requests = async move {
+        tokio::io::copy(&mut c_read, &mut s_write).await.ok();
+        s_write.shutdown().await.ok();
+    };
+    let responses = async move {
+        let mut buf = vec![0u8; 900];
+        loop {
+            let n = match s_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if c_write.write_all(&buf[..n]).await.is_err() || c_write.flush().await.is_err() {
+                break;
+            }
+            wait_until_read(peer, port).await;
+        }
+        c_write.shutdown().await.ok();
+    };
+    tokio::join!(requests, responses);
+}
+
+/// Waits until the client's socket (`peer` → 127.0.0.1:`port`) has nothing left unread.
+async fn wait_until_read(peer: std::net::SocketAddr, port: u16) {
+    let std::net::SocketAddr::V4(v4) = peer else {
+        return;
+    };
+    let hex = |ip: std::net::Ipv4Addr, p: u16| {
+        format!("{:08X}:{:04X}", u32::from_le_bytes(ip.octets()), p)
+    };
+    let local = hex(*v4.ip(), v4.port());
+    let remote = hex(std::net::Ipv4Addr::LOCALHOST, port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        let queued = table.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 4 && f[1] == local && f[2] == remote).then(|| {
+                f[4].split(':')
+                    .nth(1)
+                    .and_then(|rx| u32::from_str_radix(rx, 16).ok())
+                    .unwrap_or(0)
+            })
+        });
+        match queued {
+            Some(0) | None => return,
+            Some(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+}
