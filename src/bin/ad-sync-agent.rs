@@ -260,7 +260,8 @@ mod windows {
             return;
         };
         let report = |state, code| {
-            let _ = status.set_service_status(ServiceStatus {
+            // A status the SCM cannot take leaves it as it was: said in the log, once.
+            if let Err(e) = status.set_service_status(ServiceStatus {
                 service_type: ServiceType::OWN_PROCESS,
                 current_state: state,
                 controls_accepted: if state == ServiceState::Running {
@@ -270,10 +271,23 @@ mod windows {
                 },
                 exit_code: ServiceExitCode::Win32(code),
                 checkpoint: 0,
-                wait_hint: Duration::from_secs(10),
+                // Start-up reads the secrets, connects to the DC and the cloud (each with its
+                // own timeout) and heartbeats: the SCM waits this long before it gives up.
+                wait_hint: Duration::from_secs(if state == ServiceState::StartPending {
+                    120
+                } else {
+                    10
+                }),
                 process_id: None,
-            });
+            }) {
+                tracing::warn!(
+                    "the Service Control Manager did not take the service's state {state:?}: {e}"
+                );
+            }
         };
+        // At once: the SCM kills a service that has not reported within its start timeout
+        // (30 s by default), and start-up below can take longer when the DC is slow.
+        report(ServiceState::StartPending, 0);
         let config = CONFIG.get().cloned().unwrap_or_default();
         let opts = ad_sync::agent::RunOptions {
             state_dir: ad_sync::agent::default_state_dir(&config),

@@ -32,7 +32,12 @@ pub fn copy_atomic(from: &Path, to: &Path, mode: u32) -> std::io::Result<()> {
     let (file, tmp_path) = tmp.into_parts();
     drop(file);
     std::fs::copy(from, &tmp_path)?;
-    std::fs::File::open(&tmp_path)?.sync_all()?;
+    // Opened for writing: Windows flushes (FlushFileBuffers) only through a handle with write
+    // access, and refuses a read-only one with "Access denied".
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&tmp_path)?
+        .sync_all()?;
     set_mode(&tmp_path, mode)?;
     tmp_path.persist(to).map_err(|e| e.error)?;
     sync_dir(dir);

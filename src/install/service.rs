@@ -292,7 +292,16 @@ pub mod scm {
     }
 
     fn words(e: windows_service::Error) -> String {
-        format!("the Service Control Manager refused: {e}")
+        // windows-service's own text ("IO error in winapi call") hides the system's reason.
+        match std::error::Error::source(&e) {
+            Some(cause) => format!("the Service Control Manager refused: {e}: {cause}"),
+            None => format!("the Service Control Manager refused: {e}"),
+        }
+    }
+
+    /// The same, saying which request was refused.
+    fn refused(what: &'static str) -> impl Fn(windows_service::Error) -> String {
+        move |e| format!("{what}: {}", words(e))
     }
 
     /// Creates the service, or updates the existing one in place; returns true when it existed.
@@ -310,16 +319,34 @@ pub mod scm {
         let info = info(def);
         let (service, existed) = match manager.open_service(def.name, access) {
             Ok(s) => {
-                s.change_config(&info).map_err(words)?;
+                s.change_config(&info)
+                    .map_err(refused("updating the service's definition"))?;
                 (s, true)
             }
-            Err(_) => (manager.create_service(&info, access).map_err(words)?, false),
+            Err(_) => (
+                manager
+                    .create_service(&info, access)
+                    .map_err(refused("creating the service"))?,
+                false,
+            ),
         };
-        service.set_description(def.description).map_err(words)?;
-        service.set_delayed_auto_start(true).map_err(words)?;
         service
-            .set_config_service_sid_info(ServiceSidType::Unrestricted)
-            .map_err(words)?;
+            .set_description(def.description)
+            .map_err(refused("setting the description"))?;
+        or_registry(
+            def.name,
+            "DelayedAutostart",
+            1,
+            service.set_delayed_auto_start(true),
+            "setting delayed automatic start",
+        )?;
+        or_registry(
+            def.name,
+            "ServiceSidType",
+            1, // SERVICE_SID_TYPE_UNRESTRICTED
+            service.set_config_service_sid_info(ServiceSidType::Unrestricted),
+            "setting the service SID type",
+        )?;
         service
             .update_failure_actions(ServiceFailureActions {
                 reset_period: ServiceFailureResetPeriod::After(Duration::from_secs(86_400)),
@@ -340,11 +367,73 @@ pub mod scm {
                     },
                 ]),
             })
-            .map_err(words)?;
-        service
-            .set_failure_actions_on_non_crash_failures(true)
-            .map_err(words)?;
+            .map_err(refused("setting the recovery actions"))?;
+        or_registry(
+            def.name,
+            "FailureActionsOnNonCrashFailures",
+            1,
+            service.set_failure_actions_on_non_crash_failures(true),
+            "setting recovery on non-crash failures",
+        )?;
         Ok(existed)
+    }
+
+    /// A setting the SCM refused as an unknown information level (ERROR_INVALID_LEVEL) or an
+    /// unsupported request (ERROR_NOT_SUPPORTED) is written where the SCM keeps it and reads it
+    /// at boot: the service's key under HKLM\SYSTEM\CurrentControlSet\Services. Every
+    /// Windows Server this product supports takes these levels through ChangeServiceConfig2;
+    /// Wine's SCM (the test bed) does not take delayed start. Any other refusal is an error.
+    fn or_registry(
+        service: &str,
+        value: &str,
+        data: u32,
+        result: windows_service::Result<()>,
+        what: &'static str,
+    ) -> Result<(), String> {
+        const ERROR_NOT_SUPPORTED: i32 = 50;
+        const ERROR_INVALID_LEVEL: i32 = 124;
+        let e = match result {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let unsupported = matches!(
+            &e,
+            windows_service::Error::Winapi(io)
+                if matches!(io.raw_os_error(), Some(ERROR_NOT_SUPPORTED | ERROR_INVALID_LEVEL))
+        );
+        if !unsupported {
+            return Err(refused(what)(e));
+        }
+        let key = wide(&format!(r"SYSTEM\CurrentControlSet\Services\{service}"));
+        let name = wide(value);
+        // SAFETY: both strings are NUL-terminated UTF-16 that outlive the call; the data pointer
+        // and its length describe one u32.
+        let rc = unsafe {
+            windows_sys::Win32::System::Registry::RegSetKeyValueW(
+                windows_sys::Win32::System::Registry::HKEY_LOCAL_MACHINE,
+                key.as_ptr(),
+                name.as_ptr(),
+                windows_sys::Win32::System::Registry::REG_DWORD,
+                (&data as *const u32).cast(),
+                std::mem::size_of::<u32>() as u32,
+            )
+        };
+        if rc == 0 {
+            tracing::info!(
+                "{what}: the Service Control Manager does not take this setting ({e}); {value} = {data} written to the service's registry key instead"
+            );
+            Ok(())
+        } else {
+            Err(format!(
+                "{what}: the Service Control Manager does not take this setting ({}), and writing {value} to the service's registry key failed too: {}",
+                words(e),
+                std::io::Error::from_raw_os_error(rc as i32)
+            ))
+        }
+    }
+
+    fn wide(s: &str) -> Vec<u16> {
+        s.encode_utf16().chain(std::iter::once(0)).collect()
     }
 
     /// Starts the service, or restarts it when it runs (an upgrade).

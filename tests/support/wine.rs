@@ -123,6 +123,21 @@ impl WinHost {
             "wineboot failed: {}",
             String::from_utf8_lossy(&boot.stderr)
         );
+        // Then the machine stays up between commands: without -p, the wineserver (and with it
+        // the Service Control Manager and what it knows) goes away 3 s after the last program.
+        // Only after the first boot has wound down: a persistent server during the first boot
+        // ends up with two services.exe, and the second holds the service database locked.
+        for args in [&["-w"][..], &["-p"][..]] {
+            let ok = Command::new(WINESERVER)
+                .args(args)
+                .env("WINEPREFIX", &host.prefix)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "{WINESERVER} {args:?} failed");
+        }
         let system32 = host.prefix.join("drive_c/windows/system32");
         std::fs::copy(&shims.processprng, system32.join("bcryptprimitives.dll"))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -131,26 +146,7 @@ impl WinHost {
             system32.join("adsync-test-revocation.dll"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let reg = host.wine(
-            &[
-                "reg",
-                "add",
-                r"HKLM\Software\Microsoft\Cryptography\OID\EncodingType 1\CertDllVerifyRevocation\DEFAULT",
-                "/v",
-                "Dll",
-                "/t",
-                "REG_MULTI_SZ",
-                "/d",
-                "adsync-test-revocation.dll",
-                "/f",
-            ],
-            Duration::from_secs(60),
-        );
-        assert!(
-            reg.status.success(),
-            "registering the revocation provider failed: {}",
-            String::from_utf8_lossy(&reg.stdout)
-        );
+        host.revocation_providers("adsync-test-revocation.dll");
         std::fs::create_dir_all(&host.bin).unwrap_or_else(|e| panic!("{e}"));
         for exe in ["ad-sync-setup.exe", "ad-sync-agent.exe"] {
             std::fs::copy(build.join(exe), host.bin.join(exe)).unwrap_or_else(|e| panic!("{e}"));
@@ -161,6 +157,11 @@ impl WinHost {
     /// Leaves the revocation provider out: Wine 8.0's own chain policy, for the test that the
     /// product names a revocation failure for what it is.
     pub fn without_revocation_provider(&self) {
+        self.revocation_providers("cryptnet.dll");
+    }
+
+    /// Which DLLs CertVerifyRevocation asks, in the machine's registry.
+    fn revocation_providers(&self, dlls: &str) {
         let out = self.wine(
             &[
                 "reg",
@@ -171,12 +172,16 @@ impl WinHost {
                 "/t",
                 "REG_MULTI_SZ",
                 "/d",
-                "cryptnet.dll",
+                dlls,
                 "/f",
             ],
             Duration::from_secs(60),
         );
-        assert!(out.status.success());
+        assert!(
+            out.status.success(),
+            "setting the revocation providers failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 
     /// Sets the X display for GUI programs (an Xvfb the test started).
@@ -223,20 +228,17 @@ impl WinHost {
 
     /// The same with standard input.
     pub fn exe_stdin(&self, name: &str, args: &[&str], input: &str) -> Output {
-        use std::io::Write;
         let exe = self.bin.join(name).to_string_lossy().to_string();
         let mut all = vec![exe.as_str()];
         all.extend_from_slice(args);
         let mut c = self.command(&all);
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap_or_else(|e| panic!("{e}"));
-        if let Some(mut si) = child.stdin.take() {
-            si.write_all(input.as_bytes())
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-        child.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
+        c.env("AD_SYNC_LOG", "info");
+        run_with_input(
+            c,
+            Some(input),
+            Duration::from_secs(240),
+            &format!("{name} {}", args.join(" ")),
+        )
     }
 
     /// `C:\<rel>` as a path on this (Linux) machine.
@@ -292,28 +294,59 @@ impl Drop for WinHost {
     }
 }
 
-fn run_limited(mut c: Command, limit: Duration, what: &str) -> Output {
+fn run_limited(c: Command, limit: Duration, what: &str) -> Output {
+    run_with_input(c, None, limit, what)
+}
+
+fn run_with_input(mut c: Command, input: Option<&str>, limit: Duration, what: &str) -> Output {
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if input.is_some() {
+        c.stdin(Stdio::piped());
+    }
     let mut child = c
         .spawn()
         .unwrap_or_else(|e| panic!("start wine64 {what}: {e}"));
-    // Read the pipes on threads so a chatty program cannot block on a full pipe.
-    let mut so = child.stdout.take();
-    let mut se = child.stderr.take();
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        if let Some(s) = so.as_mut() {
-            std::io::Read::read_to_end(s, &mut v).ok();
-        }
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        if let Some(s) = se.as_mut() {
-            std::io::Read::read_to_end(s, &mut v).ok();
-        }
-        v
-    });
+    if let (Some(text), Some(mut si)) = (input, child.stdin.take()) {
+        use std::io::Write as _;
+        si.write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{what}: writing standard input: {e}"));
+    }
+    // The pipes are read on threads into shared buffers: Windows processes the program starts
+    // (services.exe on first use) inherit them and live as long as the machine, so the pipes
+    // reach end-of-file only when the prefix stops. What the program itself wrote is there once
+    // it has exited.
+    let collect = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        std::thread::spawn(move || {
+            let Some(mut pipe) = pipe else { return };
+            let mut chunk = [0u8; 8192];
+            loop {
+                match pipe.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if let Ok(mut b) = sink.lock() {
+                            b.extend_from_slice(&chunk[..n]);
+                        }
+                    }
+                }
+            }
+        });
+        buf
+    };
+    use std::io::Read as _;
+    let out = collect(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let err = collect(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
     let deadline = Instant::now() + limit;
     let status = loop {
         match child.try_wait() {
@@ -327,10 +360,15 @@ fn run_limited(mut c: Command, limit: Duration, what: &str) -> Output {
             Err(e) => panic!("wine64 {what}: {e}"),
         }
     };
+    // The last bytes the program wrote before it exited are read within moments.
+    std::thread::sleep(Duration::from_millis(100));
+    let take = |b: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>| {
+        b.lock().map(|v| v.clone()).unwrap_or_default()
+    };
     Output {
         status,
-        stdout: out_t.join().unwrap_or_default(),
-        stderr: err_t.join().unwrap_or_default(),
+        stdout: take(&out),
+        stderr: take(&err),
     }
 }
 
