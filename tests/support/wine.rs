@@ -91,8 +91,18 @@ pub struct WinHost {
 }
 
 impl WinHost {
-    /// A fresh Windows machine (about 10 s: `wineboot -i`).
+    /// A fresh Windows machine without a display (about 10 s: `wineboot -i`).
     pub fn start(tag: &str) -> WinHost {
+        Self::boot(tag, None)
+    }
+
+    /// A fresh Windows machine with a desktop on the X display `display` (Wine's desktop takes
+    /// its graphics driver from the display it boots on).
+    pub fn start_with_display(tag: &str, display: &str) -> WinHost {
+        Self::boot(tag, Some(display.to_string()))
+    }
+
+    fn boot(tag: &str, display: Option<String>) -> WinHost {
         let build = windows_build();
         for exe in ["ad-sync-setup.exe", "ad-sync-agent.exe"] {
             assert!(
@@ -115,7 +125,7 @@ impl WinHost {
         let host = WinHost {
             bin: prefix.join("drive_c/adsync-build"),
             prefix,
-            display: None,
+            display,
         };
         let boot = host.wine(&["wineboot", "-i"], Duration::from_secs(180));
         assert!(
@@ -182,12 +192,6 @@ impl WinHost {
             "setting the revocation providers failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-    }
-
-    /// Sets the X display for GUI programs (an Xvfb the test started).
-    pub fn with_display(mut self, display: &str) -> WinHost {
-        self.display = Some(display.to_string());
-        self
     }
 
     /// A command run in this machine: `wine64 <args>`.
