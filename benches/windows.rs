@@ -16,10 +16,8 @@
 #[allow(dead_code)]
 #[path = "../tests/support/cloud.rs"]
 mod cloud;
-#[allow(dead_code)]
 #[path = "../tests/support/testbed.rs"]
 mod testbed;
-#[allow(dead_code)]
 #[path = "../tests/support/wine.rs"]
 mod wine;
 
