@@ -10,8 +10,8 @@
 //!   Windows paths, the SCM, enrollment with a fresh key), each followed by an uninstall that is
 //!   not timed; median wall time.
 //!
-//! Needs what the tests need (root, Samba, wine64, the Windows build:
-//! `cargo build --target x86_64-pc-windows-gnu --bins`).
+//! Needs what the tests need (root, Samba, wine64) and the release Windows build
+//! (`cargo build --release --target x86_64-pc-windows-gnu --bins`), so both sides are release.
 
 #[allow(dead_code)]
 #[path = "../tests/support/cloud.rs"]
@@ -98,7 +98,14 @@ fn main() {
     };
     let server = cloud::CloudServer::start("bench-windows", &[]);
     server.admin_ok(&["domain", "add", DOMAIN]);
-    let host = wine::WinHost::start("bench");
+    let release = wine::target_dir().join("x86_64-pc-windows-gnu/release");
+    if !release.join("ad-sync-setup.exe").is_file() {
+        eprintln!(
+            "build the release Windows binaries first: cargo build --release --target x86_64-pc-windows-gnu --bins"
+        );
+        std::process::exit(2);
+    }
+    let host = wine::WinHost::start_from("bench", &release);
     let tls = bed.dc1.dir.join("private/tls");
     let dc_relay = wine::TlsRelay::start(
         &tls.join("cert.pem"),

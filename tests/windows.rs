@@ -237,6 +237,13 @@ fn the_windows_cli_validates_and_checks_exactly_like_the_linux_one() {
         "{wrep:#}"
     );
     assert_eq!(check_named(&wrep, "ldap.tls")["status"], "pass");
+    assert!(
+        check_named(&wrep, "ldap.tls")["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("revocation checked by Windows"),
+        "the Windows build says what it did about revocation: {wrep:#}"
+    );
     assert_eq!(check_named(&wrep, "cloud.tls")["status"], "pass");
     assert!(
         !String::from_utf8_lossy(&wout.stdout).contains(testbed::SVC_PASSWORD)
@@ -403,6 +410,14 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
     assert!(host.c(r"Program Files\ad-sync\ad-sync-agent.exe").is_file());
     let listed = cloud.admin_ok(&["agents"]);
     assert!(listed.contains(&agent_id), "{listed}");
+    let k = ad_sync::connect_key::ConnectKey::parse(&key).unwrap_or_else(|e| panic!("{e}"));
+    let state = support::cloud::block_on(cloud.client().check_key(&k, None))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        format!("{:?}", state.state),
+        "Used",
+        "the install used the key up"
+    );
 
     // The SCM's definition, as Windows keeps it in the registry (Wine's `sc qc` prints nothing).
     let def = host

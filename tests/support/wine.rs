@@ -93,17 +93,21 @@ pub struct WinHost {
 impl WinHost {
     /// A fresh Windows machine without a display (about 10 s: `wineboot -i`).
     pub fn start(tag: &str) -> WinHost {
-        Self::boot(tag, None)
+        Self::boot(tag, None, &windows_build())
+    }
+
+    /// The same with the Windows binaries from `build` (the bench takes the release build).
+    pub fn start_from(tag: &str, build: &Path) -> WinHost {
+        Self::boot(tag, None, build)
     }
 
     /// A fresh Windows machine with a desktop on the X display `display` (Wine's desktop takes
     /// its graphics driver from the display it boots on).
     pub fn start_with_display(tag: &str, display: &str) -> WinHost {
-        Self::boot(tag, Some(display.to_string()))
+        Self::boot(tag, Some(display.to_string()), &windows_build())
     }
 
-    fn boot(tag: &str, display: Option<String>) -> WinHost {
-        let build = windows_build();
+    fn boot(tag: &str, display: Option<String>, build: &Path) -> WinHost {
         for exe in ["ad-sync-setup.exe", "ad-sync-agent.exe"] {
             assert!(
                 build.join(exe).is_file(),
