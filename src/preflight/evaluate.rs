@@ -26,8 +26,6 @@ const CAP_PARTIAL_SECRETS_RODC: &str = "1.2.840.113556.1.4.1920";
 /// Warn about a password or account that runs out within this many days.
 const EXPIRY_WARN_DAYS: i64 = 30;
 
-/// Parses a DN field; the result and, when valid, the DN.
-
 /// What a passed TLS check proved, revocation included: the stacks differ, and an administrator
 /// whose DC certificate names no CRL should know it was not checked rather than assume it was.
 const REVOCATION_NOTE: &str = if cfg!(windows) {
@@ -36,6 +34,7 @@ const REVOCATION_NOTE: &str = if cfg!(windows) {
     "certificate verified against the system's trusted roots and the configured ca_file, host name checked; revocation is not checked on this platform (OpenSSL without CRLs)"
 };
 
+/// Parses a DN field; the result and, when valid, the DN.
 pub fn dn_field(id: &'static str, label: &str, input: Option<&str>) -> (CheckResult, Option<Dn>) {
     let Some(input) = input else {
         return (
