@@ -826,6 +826,13 @@ fn ui_keeps_drawing_and_cancel_works_while_a_check_waits_on_a_server_that_never_
     let name = h.state().state().validator.thread_name().to_string();
     assert!(threads_named(&name) > 0, "no checker thread named {name}");
     drop(h);
+    // The runtime has been shut down and its blocking threads told to stop; one may still be
+    // between its last instruction and its exit for a moment. Any left after a second outlived
+    // the window.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while threads_named(&name) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(
         threads_named(&name),
         0,
