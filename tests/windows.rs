@@ -349,6 +349,22 @@ fn agent_files(host: &WinHost) -> String {
     out
 }
 
+/// The agent's log on the Windows machine (empty when it wrote none).
+fn agent_log(host: &WinHost) -> String {
+    std::fs::read_to_string(host.c(r"ProgramData\ad-sync\logs\agent.log")).unwrap_or_default()
+}
+
+/// The cloud's line for this agent in `ad-sync-cloud agents`, and the whole listing.
+fn agent_line(cloud: &CloudServer, agent_id: &str) -> (String, String) {
+    let listed = cloud.admin_ok(&["agents"]);
+    let line = listed
+        .lines()
+        .find(|l| l.contains(agent_id))
+        .unwrap_or_default()
+        .to_string();
+    (line, listed)
+}
+
 fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit;
     loop {
@@ -493,16 +509,13 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
     let out = host.sc(&["start", "ad-sync-agent"]);
     assert!(out.status.success(), "sc start: {}", text(&out));
     let dn = wait_for(Duration::from_secs(120), || ad_user("winsvc1")).unwrap_or_else(|| {
-        let log = std::fs::read_to_string(host.c(r"ProgramData\ad-sync\logs\agent.log"))
-            .unwrap_or_default();
-        panic!("the service never created winsvc1; agent log:\n{log}")
+        panic!(
+            "the service never created winsvc1; agent log:\n{}",
+            agent_log(&host)
+        )
     });
     assert!(dn.ends_with(testbed::OU_STAFF), "{dn}");
-    let listed = cloud.admin_ok(&["agents"]);
-    let line = listed
-        .lines()
-        .find(|l| l.contains(&agent_id))
-        .unwrap_or_default();
+    let (line, listed) = agent_line(cloud, &agent_id);
     assert!(line.contains("primary"), "{listed}");
     let query = host.sc(&["query", "ad-sync-agent"]);
     assert!(
@@ -520,8 +533,7 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
             .then_some(())
     });
     assert!(stopped.is_some(), "the service did not stop cleanly");
-    let log =
-        std::fs::read_to_string(host.c(r"ProgramData\ad-sync\logs\agent.log")).unwrap_or_default();
+    let log = agent_log(&host);
     assert!(
         !log.contains(testbed::SVC_PASSWORD) && !log.contains(&key),
         "no secret in the agent's log"
@@ -538,11 +550,7 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
         !host.c(r"ProgramData\ad-sync\secrets").exists(),
         "the secrets are removed"
     );
-    let listed = cloud.admin_ok(&["agents"]);
-    let line = listed
-        .lines()
-        .find(|l| l.contains(&agent_id))
-        .unwrap_or_default();
+    let (line, listed) = agent_line(cloud, &agent_id);
     assert!(line.contains("deregistered"), "{listed}");
 }
 

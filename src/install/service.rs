@@ -420,7 +420,8 @@ pub mod scm {
         };
         if rc == 0 {
             tracing::info!(
-                "{what}: the Service Control Manager does not take this setting ({e}); {value} = {data} written to the service's registry key instead"
+                "{what}: {}; {value} = {data} written to the service's registry key instead",
+                words(e)
             );
             Ok(())
         } else {

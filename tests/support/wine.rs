@@ -7,7 +7,7 @@
 //! the mingw-w64 compiler the Windows build already needs; test-only, never shipped):
 //! - `bcryptprimitives.dll` in system32: Debian's Wine 8.0 lacks it, and every Rust .exe imports
 //!   its `ProcessPrng`. Windows 10 / Server 2016 and later have it.
-//! - a revocation provider registered ahead of cryptnet: Wine 8.0 fails the SSL chain policy on
+//! - a revocation provider registered in place of cryptnet's: Wine 8.0 fails the SSL chain policy on
 //!   an unknown revocation status although schannel-rs asks it to ignore that, as Windows does
 //!   (fixed in Wine 10.1). See `wine/revocation.c`.
 //!
@@ -141,16 +141,8 @@ impl WinHost {
         // the Service Control Manager and what it knows) goes away 3 s after the last program.
         // Only after the first boot has wound down: a persistent server during the first boot
         // ends up with two services.exe, and the second holds the service database locked.
-        for args in [&["-w"][..], &["-p"][..]] {
-            let ok = Command::new(WINESERVER)
-                .args(args)
-                .env("WINEPREFIX", &host.prefix)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "{WINESERVER} {args:?} failed");
+        for arg in ["-w", "-p"] {
+            assert!(host.wineserver(arg), "{WINESERVER} {arg} failed");
         }
         let system32 = host.prefix.join("drive_c/windows/system32");
         std::fs::copy(&shims.processprng, system32.join("bcryptprimitives.dll"))
@@ -274,25 +266,25 @@ impl WinHost {
         if !self.prefix.exists() {
             return;
         }
-        let status = Command::new(WINESERVER)
-            .arg("-k")
+        // -k ends every process of this prefix; -w waits until its wineserver has gone.
+        if self.wineserver("-k") {
+            self.wineserver("-w");
+        }
+        std::fs::remove_dir_all(&self.prefix).ok();
+    }
+}
+
+impl WinHost {
+    /// `wineserver ARG` for this prefix only; whether it ran and succeeded.
+    fn wineserver(&self, arg: &str) -> bool {
+        Command::new(WINESERVER)
+            .arg(arg)
             .env("WINEPREFIX", &self.prefix)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status();
-        if status.is_ok() {
-            // -w: wait until this prefix's wineserver has gone.
-            Command::new(WINESERVER)
-                .arg("-w")
-                .env("WINEPREFIX", &self.prefix)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .ok();
-        }
-        std::fs::remove_dir_all(&self.prefix).ok();
+            .status()
+            .is_ok_and(|s| s.success())
     }
 }
 

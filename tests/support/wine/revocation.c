@@ -7,7 +7,7 @@
  * and most self-made DC certificates) is accepted with its revocation status unknown. Wine 8.0's
  * verify_ssl_policy ignores the flag and fails with CERT_E_REVOCATION_FAILURE; Wine 10.1 fixed
  * it ("crypt32: Favour CERT_CHAIN_POLICY_IGNORE_END_REV_UNKNOWN_FLAG in verify_ssl_policy()").
- * Registered ahead of cryptnet.dll in the throwaway prefix only; never shipped. The product's
+ * Registered in place of cryptnet.dll in the throwaway prefix only; never shipped. The product's
  * own handling of CERT_E_REVOCATION_FAILURE is tested without this provider.
  */
 #include <windows.h>
