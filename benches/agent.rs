@@ -16,6 +16,9 @@
 //! `BENCH_USERS` and `BENCH_GROUPS` change the sizes (for a quick look).
 
 #[allow(dead_code)]
+#[path = "../tests/support/bins.rs"]
+mod bins;
+#[allow(dead_code)]
 #[path = "../tests/support/cloud.rs"]
 mod cloud;
 #[path = "../tests/support/testbed.rs"]
@@ -35,7 +38,9 @@ fn stop_at_exit(pids: impl IntoIterator<Item = u32>) {
 }
 
 const SETUP: &str = env!("CARGO_BIN_EXE_ad-sync-setup");
-const AGENT: &str = env!("CARGO_BIN_EXE_ad-sync-agent");
+fn agent_bin() -> &'static str {
+    bins::agent()
+}
 const DOMAIN: &str = "DC=example,DC=com";
 
 fn fail(bed: &mut testbed::Testbed, what: String) -> ! {
@@ -138,7 +143,7 @@ fn main() {
 
     // ---- the directory in the cloud ----------------------------------------------------------
     let started = Instant::now();
-    let store = match ad_sync::cloud::server::store::Store::open(&server.db) {
+    let store = match ad_sync_cloud::server::store::Store::open(&server.db) {
         Ok(s) => s,
         Err(e) => fail(&mut bed, e.to_string()),
     };
@@ -309,7 +314,7 @@ fn main() {
     let config = prefix.join("etc/ad-sync/agent.toml");
     let state = dir.join("state");
     let agent = |extra: &[&str]| {
-        let mut c = Command::new(AGENT);
+        let mut c = Command::new(agent_bin());
         c.args(["run", "--config"])
             .arg(&config)
             .arg("--state-dir")
@@ -320,7 +325,7 @@ fn main() {
                 &std::env::var("BENCH_CONCURRENCY").unwrap_or_else(|_| "8".into()),
             ])
             .args(extra)
-            .env("AD_SYNC_LOG", "warn,ad_sync::agent::phase=debug");
+            .env("AD_SYNC_LOG", "warn,ad_sync_agent::phase=debug");
         c
     };
     let (sync_time, sync_rss, ok, out) = measured(&mut agent(&["--once"]));
@@ -405,7 +410,7 @@ fn main() {
     let _ = child.kill();
     let _ = child.wait();
 
-    let size = std::fs::metadata(PathBuf::from(AGENT))
+    let size = std::fs::metadata(PathBuf::from(agent_bin()))
         .map(|m| m.len())
         .unwrap_or(0);
     println!(

@@ -4,6 +4,9 @@
 //! Prints each wall time and the median. Target: median under 3 s.
 
 #[allow(dead_code)]
+#[path = "../tests/support/bins.rs"]
+mod bins;
+#[allow(dead_code)]
 #[path = "../tests/support/cloud.rs"]
 mod cloud;
 #[path = "../tests/support/testbed.rs"]

@@ -14,6 +14,9 @@
 //! (`cargo build --release --target x86_64-pc-windows-gnu --bins`), so both sides are release.
 
 #[allow(dead_code)]
+#[path = "../tests/support/bins.rs"]
+mod bins;
+#[allow(dead_code)]
 #[path = "../tests/support/cloud.rs"]
 mod cloud;
 #[path = "../tests/support/testbed.rs"]

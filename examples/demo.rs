@@ -36,17 +36,17 @@ fn main() {
         }
     };
     let (stop_cloud, stopped) = tokio::sync::oneshot::channel::<()>();
-    let opts = ad_sync::cloud::server::ServeOptions {
+    let opts = ad_sync_cloud::server::ServeOptions {
         db: cloud_dir.join("cloud.db"),
         listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        tls: ad_sync::cloud::server::tls::TlsSource::SelfSigned {
+        tls: ad_sync_cloud::server::tls::TlsSource::SelfSigned {
             dir: cloud_dir.join("tls"),
             names: vec!["localhost".into(), "127.0.0.1".into()],
         },
         timing: Default::default(),
         rate_limit: Default::default(),
     };
-    let cloud = match runtime.block_on(ad_sync::cloud::server::start(opts, async {
+    let cloud = match runtime.block_on(ad_sync_cloud::server::start(opts, async {
         let _ = stopped.await;
     })) {
         Ok(c) => c,
@@ -58,7 +58,7 @@ fn main() {
     let cloud_url = format!("https://{}", cloud.addr);
     let cloud_ca = cloud_dir.join("tls").join("ca.pem");
     let key =
-        ad_sync::cloud::server::store::Store::open(&cloud_dir.join("cloud.db")).and_then(|store| {
+        ad_sync_cloud::server::store::Store::open(&cloud_dir.join("cloud.db")).and_then(|store| {
             store.add_domain("DC=example,DC=com")?;
             store.issue_key(
                 "DC=example,DC=com",

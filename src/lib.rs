@@ -1,17 +1,12 @@
-//! ad-sync: an Active Directory sync agent for a cloud directory, and the installer that sets
-//! it up. The library holds everything the binaries share; see docs/ and DESIGN.md for the
-//! layers (pure core: `dn`, `answers`, `preflight::evaluate`; adapters: `directory`).
+//! `ad-sync-setup`'s library: the command line (`cli`). The rest of the product is in crates/:
+//! the core (`ad_sync_core`, re-exported here under its module names so the CLI and the tests
+//! read `ad_sync::dn`, `ad_sync::preflight`, …), the wizard window (`ad_sync_wizard`, re-exported
+//! as `wizard`), the agent (`ad_sync_agent`) and the reference cloud (`ad_sync_cloud`); see the
+//! workspace's Cargo.toml for the layering.
 
-pub mod agent;
-pub mod answers;
 pub mod cli;
-pub mod cloud;
-pub mod connect_key;
-pub mod directory;
-pub mod dn;
-pub mod install;
-pub mod preflight;
-pub mod secret;
-pub mod secrets;
-pub mod time_fmt;
-pub mod wizard;
+
+pub use ad_sync_core::{
+    answers, cloud, connect_key, directory, dn, install, preflight, secret, secrets, time_fmt,
+};
+pub use ad_sync_wizard as wizard;

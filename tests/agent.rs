@@ -12,7 +12,9 @@ use support::cloud::{CloudServer, block_on};
 use support::{Spec, bed, testbed};
 
 const SETUP: &str = env!("CARGO_BIN_EXE_ad-sync-setup");
-const AGENT: &str = env!("CARGO_BIN_EXE_ad-sync-agent");
+fn agent_bin() -> &'static str {
+    support::bins::agent()
+}
 const DOMAIN: &str = "DC=example,DC=com";
 const USER_PASSWORD: &str = "Cl0ud!User-Pass-7781";
 
@@ -182,7 +184,7 @@ impl Env {
     }
 
     fn results(&self) -> Vec<(i64, String, String)> {
-        let store = ad_sync::cloud::server::store::Store::open(&self.cloud.db)
+        let store = ad_sync_cloud::server::store::Store::open(&self.cloud.db)
             .unwrap_or_else(|e| panic!("{e}"));
         store
             .results(DOMAIN)
@@ -227,7 +229,7 @@ fn agent(config: &Path, extra: &[&str]) -> Output {
         .and_then(Path::parent)
         .and_then(Path::parent)
         .unwrap_or_else(|| panic!("config path"));
-    Command::new(AGENT)
+    Command::new(agent_bin())
         .args(["run", "--once", "--config"])
         .arg(config)
         .arg("--state-dir")
@@ -575,7 +577,7 @@ fn a_killed_agent_resumes_without_duplicates_and_a_standby_takes_over() {
         .and_then(Path::parent)
         .and_then(Path::parent)
         .unwrap_or_else(|| panic!("base"));
-    let mut child = Command::new(AGENT)
+    let mut child = Command::new(agent_bin())
         .args(["run", "--once", "--concurrency", "1", "--config"])
         .arg(&env.config)
         .arg("--state-dir")
@@ -654,7 +656,7 @@ fn the_dc_going_away_mid_run_loses_and_doubles_nothing() {
         .to_path_buf();
     let config = env.config.clone();
     let run = std::thread::spawn(move || {
-        Command::new(AGENT)
+        Command::new(agent_bin())
             .args(["run", "--once", "--concurrency", "1", "--config"])
             .arg(&config)
             .arg("--state-dir")

@@ -554,7 +554,7 @@ fn changes_carry_the_directory_and_sealed_passwords_and_acks_are_recorded() {
     ))
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.acked_cursor, 7);
-    let store = ad_sync::cloud::server::store::Store::open(&s.db).unwrap_or_else(|e| panic!("{e}"));
+    let store = ad_sync_cloud::server::store::Store::open(&s.db).unwrap_or_else(|e| panic!("{e}"));
     let results = store.results(DOMAIN).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(results.len(), 7);
     assert!(results.iter().all(|(_, st, _)| *st == ApplyStatus::Applied));

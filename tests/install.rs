@@ -11,7 +11,9 @@ use support::cloud::{CloudServer, shared};
 use support::{Spec, testbed};
 
 const SETUP: &str = env!("CARGO_BIN_EXE_ad-sync-setup");
-const AGENT: &str = env!("CARGO_BIN_EXE_ad-sync-agent");
+fn agent_bin() -> &'static str {
+    support::bins::agent()
+}
 const DOMAIN: &str = "DC=example,DC=com";
 
 fn fresh_dir(tag: &str) -> PathBuf {
@@ -87,7 +89,7 @@ fn key_state(cloud: &CloudServer, key: &str) -> String {
 }
 
 fn agent_once(prefix: &Path) -> Output {
-    Command::new(AGENT)
+    Command::new(agent_bin())
         .args(["run", "--once", "--config"])
         .arg(config_of(prefix))
         // Beside the prefix, so a full uninstall can still be checked to leave it empty.
@@ -702,7 +704,7 @@ fn without_systemd_the_install_asks_for_no_start_and_the_unit_verifies_hardened(
 
     // The unit the installer writes passes systemd's own checks, pointed at the real program.
     let dir = fresh_dir("unit");
-    let bin_dir = Path::new(AGENT).parent().unwrap_or(Path::new("."));
+    let bin_dir = Path::new(agent_bin()).parent().unwrap_or(Path::new("."));
     let layout =
         ad_sync::install::layout::Layout::new(Path::new("/etc/ad-sync/agent.toml"), bin_dir, None);
     let unit = dir.join("ad-sync-agent.service");

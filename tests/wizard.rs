@@ -43,7 +43,7 @@ fn wizard_in(config: &Path, prefix: Option<PathBuf>) -> H {
                 bench: None,
                 prefix,
                 // The agent program to install is the one cargo built.
-                agent_dir: Path::new(env!("CARGO_BIN_EXE_ad-sync-agent"))
+                agent_dir: Path::new(support::bins::agent())
                     .parent()
                     .map(Path::to_path_buf),
             };

@@ -151,12 +151,12 @@ pub fn run(cli: Cli) -> i32 {
         None => {
             let config = cli
                 .config
-                .unwrap_or_else(crate::wizard::default_config_path);
-            let mut options = crate::wizard::Options::live(config);
+                .unwrap_or_else(ad_sync_wizard::default_config_path);
+            let mut options = ad_sync_wizard::Options::live(config);
             options.bench = std::env::var("AD_SYNC_WIZARD_BENCH")
                 .ok()
                 .and_then(|v| v.parse().ok());
-            match crate::wizard::run(options) {
+            match ad_sync_wizard::run(options) {
                 Ok(()) => EXIT_OK,
                 Err(e) => {
                     eprintln!("ad-sync-setup: {e}");

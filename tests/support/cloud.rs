@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use ad_sync::cloud::client::{CloudClient, CloudOptions};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_ad-sync-cloud");
+/// The reference cloud's binary (built on first use).
+pub fn bin() -> &'static str {
+    super::bins::cloud()
+}
 
 pub struct CloudServer {
     pub dir: PathBuf,
@@ -63,7 +66,7 @@ impl CloudServer {
             .append(true)
             .open(self.dir.join("server.log"))
             .unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(BIN)
+        let child = Command::new(bin())
             .arg("serve")
             .arg("--db")
             .arg(&self.db)
@@ -130,7 +133,7 @@ impl CloudServer {
 
     /// Runs an admin subcommand against this server's database.
     pub fn admin(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.args(args).arg("--db").arg(&self.db);
         cmd.output()
             .unwrap_or_else(|e| panic!("run ad-sync-cloud {args:?}: {e}"))

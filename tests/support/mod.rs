@@ -1,6 +1,7 @@
 //! Test support: the one test domain of this test binary, answers files, running the CLI.
 #![allow(dead_code)]
 
+pub mod bins;
 pub mod cloud;
 pub mod testbed;
 pub mod wine;

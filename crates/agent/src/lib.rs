@@ -1,0 +1,462 @@
+//! The agent the service runs: start-up (config and secrets from the store the installer used,
+//! refusing ones others can read), the heartbeat that tells it whether it is the primary, and,
+//! on the primary only, sync cycles: read the cloud's changes after the local cursor, bring AD
+//! to them, write the state and cursor in one transaction, then acknowledge the results.
+//!
+//! - `mirror`: the cloud directory as folded from the change feed (pure).
+//! - `ad`: the AD connection and operations.
+//! - `sync`: planning and running one run's operations under the policies and safety rules.
+//! - `state`: the local SQLite state.
+//! - `logs`: log files that roll over by size and age.
+
+pub mod ad;
+pub mod logs;
+pub mod mirror;
+pub mod state;
+pub mod sync;
+
+use ad_sync_core::answers::Answers;
+use ad_sync_core::cloud::api::{HeartbeatRequest, Role};
+use ad_sync_core::cloud::client::{CloudClient, CloudOptions};
+use ad_sync_core::secret::Secret;
+use ad_sync_core::secrets::{
+    AGENT_CREDENTIAL, AGENT_PRIVATE_KEY, FileStore, SERVICE_ACCOUNT_PASSWORD,
+};
+use mirror::{Mirror, Work};
+use state::State;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use sync::{RunError, Settings};
+
+/// Changes read from the cloud per request, and at most per run (the rest waits for the next).
+const PAGE: i64 = 1000;
+pub const MAX_PER_RUN: usize = 20_000;
+/// A full comparison of everything managed with AD, besides the one at start-up.
+const RESYNC_EVERY: Duration = Duration::from_secs(6 * 3600);
+
+pub struct Agent {
+    pub config_path: PathBuf,
+    pub answers: Answers,
+    pub credential: Secret,
+    pub password: Secret,
+    pub private_key: Option<Secret>,
+    pub client: CloudClient,
+    pub host: String,
+}
+
+/// How `run` behaves.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub dry_run: bool,
+    /// Compare everything managed with AD now (also done at start-up and every 6 hours).
+    pub resync: bool,
+    pub allow_deletions: Option<usize>,
+    pub state_dir: PathBuf,
+    /// Operations in flight at once.
+    pub concurrency: usize,
+}
+
+/// What one cycle did.
+#[derive(Debug, Default, Clone)]
+pub struct CycleReport {
+    pub changes: usize,
+    pub operations: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub cursor: i64,
+    pub resynced: bool,
+    pub planned: Vec<String>,
+}
+
+/// Gives the heap freed by a run back to the system (glibc keeps it otherwise), so an idle
+/// agent is as small as it was before the run.
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Where the secrets are: systemd's credentials folder when the service runs under systemd
+/// (`LoadCredential=`), otherwise the store beside the config.
+pub fn store_for(config: &Path) -> FileStore {
+    match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) => FileStore::new(dir),
+        None => FileStore::beside_config(config),
+    }
+}
+
+/// The state folder: `$STATE_DIRECTORY` under systemd, else the installed layout's.
+pub fn default_state_dir(config: &Path) -> PathBuf {
+    match std::env::var_os("STATE_DIRECTORY") {
+        Some(d) => PathBuf::from(d),
+        None => ad_sync_core::install::layout::Layout::new(config, Path::new(""), None).state_dir,
+    }
+}
+
+/// The log folder: `$LOGS_DIRECTORY` under systemd, else the installed layout's.
+pub fn default_log_dir(config: &Path) -> PathBuf {
+    match std::env::var_os("LOGS_DIRECTORY") {
+        Some(d) => PathBuf::from(d),
+        None => ad_sync_core::install::layout::Layout::new(config, Path::new(""), None).log_dir,
+    }
+}
+
+/// Refuses a config that users other than the owner can read or change.
+fn check_private(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    if let Some(mode) = ad_sync_core::install::fsops::mode_of(path)
+        && mode & 0o077 != 0
+    {
+        return Err(format!(
+            "config {}: other users can read or change it (mode {mode:o}); it is not used. Run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    let _ = path;
+    Ok(())
+}
+
+impl Agent {
+    pub fn start(config: &Path) -> Result<Agent, String> {
+        check_private(config)?;
+        let installed = ad_sync_core::install::config::read_installed(config)?;
+        let answers = installed.answers;
+        let store = store_for(config);
+        let credential = store.read(AGENT_CREDENTIAL).map_err(|e| {
+            format!("the agent's credential: {e}. The agent is not enrolled: run ad-sync-setup (or `ad-sync-setup install --answers FILE`) to finish the install")
+        })?;
+        let password = store.read(SERVICE_ACCOUNT_PASSWORD).map_err(|e| {
+            format!("the service account's password: {e}. Re-run ad-sync-setup to store it")
+        })?;
+        let private_key = match store.read(AGENT_PRIVATE_KEY) {
+            Ok(k) => Some(k),
+            Err(ad_sync_core::secrets::StoreError::Missing { .. }) => None,
+            Err(e) => return Err(format!("the agent's private key: {e}")),
+        };
+        let cloud = answers
+            .cloud
+            .as_ref()
+            .ok_or("config: no [cloud] section; re-run ad-sync-setup")?;
+        let client = CloudClient::new(&CloudOptions {
+            url: cloud.url.clone().unwrap_or_default(),
+            ca_file: cloud.ca_file.as_deref().map(|p| answers.path(p)),
+            timeout: cloud.timeout(),
+        })
+        .map_err(|e| format!("[cloud] {e}; {}", e.fix()))?;
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        Ok(Agent {
+            config_path: config.to_path_buf(),
+            answers,
+            credential,
+            password,
+            private_key,
+            client,
+            host,
+        })
+    }
+
+    /// One heartbeat: the role the cloud gives this agent and the interval it asks for.
+    pub async fn heartbeat(&self, problem: Option<&str>) -> Result<(Role, Duration), String> {
+        let req = HeartbeatRequest {
+            version: env!("CARGO_PKG_VERSION").into(),
+            host: self.host.clone(),
+            status: if problem.is_some() { "degraded" } else { "ok" }.into(),
+            message: problem.map(str::to_string),
+        };
+        let r = self
+            .client
+            .heartbeat(&self.credential, &req)
+            .await
+            .map_err(|e| format!("heartbeat: {e}; {}", e.fix()))?;
+        Ok((
+            r.role,
+            Duration::from_secs(r.heartbeat_interval_seconds.max(1)),
+        ))
+    }
+
+    fn settings(&self, opts: &RunOptions) -> Settings {
+        Settings {
+            policy: self.answers.sync.clone(),
+            dry_run: opts.dry_run,
+            allow_deletions: opts.allow_deletions,
+            concurrency: opts.concurrency.max(1),
+        }
+    }
+
+    /// Sends the results the state holds but the cloud has not acknowledged.
+    async fn flush_acks(&self, state: &mut State) -> Result<(), RunError> {
+        let pending = state.outbox().map_err(RunError::Unavailable)?;
+        for chunk in pending.chunks(1000) {
+            let upto = chunk.iter().map(|r| r.seq).max().unwrap_or(0);
+            self.client
+                .ack(&self.credential, chunk.to_vec())
+                .await
+                .map_err(|e| {
+                    RunError::Unavailable(format!(
+                        "acknowledging results to the cloud: {e}; {}",
+                        e.fix()
+                    ))
+                })?;
+            state.acked(upto).map_err(RunError::Unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// One sync cycle on the primary: pending acknowledgements, then the changes after the
+    /// cursor, then (when asked) a full comparison with AD. Nothing is committed unless AD
+    /// confirmed every operation it needed; a dry run commits nothing at all.
+    ///
+    /// The mirror is read from the state only when there is work, and dropped after it: an
+    /// idle agent holds none of the directory in memory.
+    pub async fn cycle(
+        &self,
+        state: &mut State,
+        opts: &RunOptions,
+        resync: bool,
+    ) -> Result<CycleReport, RunError> {
+        let r = self.cycle_inner(state, opts, resync).await;
+        release_memory();
+        r
+    }
+
+    async fn cycle_inner(
+        &self,
+        state: &mut State,
+        opts: &RunOptions,
+        resync: bool,
+    ) -> Result<CycleReport, RunError> {
+        if !opts.dry_run {
+            self.flush_acks(state).await?;
+        }
+        let cursor = state.cursor();
+        let mut changes = Vec::new();
+        let mut after = cursor;
+        loop {
+            let page = self
+                .client
+                .changes(&self.credential, after, PAGE)
+                .await
+                .map_err(|e| {
+                    RunError::Unavailable(format!(
+                        "reading changes from the cloud: {e}; {}",
+                        e.fix()
+                    ))
+                })?;
+            after = page.cursor;
+            changes.extend(page.changes);
+            if !page.more || changes.len() >= MAX_PER_RUN {
+                break;
+            }
+        }
+        let mut report = CycleReport {
+            changes: changes.len(),
+            cursor,
+            ..CycleReport::default()
+        };
+        if changes.is_empty() && !resync {
+            return Ok(report);
+        }
+        let mut mirror = state.load().map_err(RunError::Unavailable)?;
+        let mirror = &mut mirror;
+        let settings = self.settings(opts);
+        let ad = ad::Ad::connect(&self.answers, &self.password)
+            .await
+            .map_err(|e| RunError::Unavailable(e.to_string()))?;
+        let result = self
+            .apply(&ad, state, mirror, &changes, &settings, resync, &mut report)
+            .await;
+        ad.close().await;
+        result?;
+        if !opts.dry_run {
+            self.flush_acks(state).await?;
+        }
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn apply(
+        &self,
+        ad: &ad::Ad,
+        state: &mut State,
+        mirror: &mut Mirror,
+        changes: &[ad_sync_core::cloud::api::Change],
+        settings: &Settings,
+        resync: bool,
+        report: &mut CycleReport,
+    ) -> Result<(), RunError> {
+        if !changes.is_empty() {
+            let before = mirror.clone();
+            let mut next = mirror.clone();
+            let mut work = Work::default();
+            next.fold(
+                changes,
+                !settings.policy.sync_account_locked_out_status,
+                &mut work,
+            );
+            let r = sync::reconcile(
+                ad,
+                &mut next,
+                &before,
+                &work,
+                self.private_key.as_ref(),
+                settings,
+            )
+            .await?;
+            report.operations += r.operations;
+            report.failed += r.failed;
+            report.skipped += r.skipped;
+            report.planned.extend(r.planned);
+            if settings.dry_run {
+                return Ok(());
+            }
+            state
+                .commit(&before, &next, &r.results)
+                .map_err(RunError::Unavailable)?;
+            *mirror = next;
+            report.cursor = mirror.cursor;
+            tracing::info!(
+                changes = changes.len(),
+                operations = r.operations,
+                failed = r.failed,
+                skipped = r.skipped,
+                cursor = mirror.cursor,
+                "applied the cloud's changes to AD"
+            );
+        }
+        if resync {
+            let before = mirror.clone();
+            let mut next = mirror.clone();
+            let work = Work {
+                users: next.users.keys().cloned().collect(),
+                groups: next.groups.keys().cloned().collect(),
+                ..Work::default()
+            };
+            let started = Instant::now();
+            let r = sync::reconcile(ad, &mut next, &before, &work, None, settings).await?;
+            report.operations += r.operations;
+            report.failed += r.failed;
+            report.planned.extend(r.planned);
+            report.resynced = true;
+            if settings.dry_run {
+                return Ok(());
+            }
+            // The objectGUIDs it adopted (the cursor stays where it is).
+            state
+                .commit(&before, &next, &[])
+                .map_err(RunError::Unavailable)?;
+            *mirror = next;
+            tracing::info!(
+                users = work.users.len(),
+                groups = work.groups.len(),
+                operations = r.operations,
+                failed = r.failed,
+                seconds = started.elapsed().as_secs_f32(),
+                "compared everything managed with AD"
+            );
+        }
+        Ok(())
+    }
+
+    /// Every pending change (as many runs as it takes), then the comparison with AD when
+    /// `opts.resync` asks for it: what `--once` does. A dry run plans the first run only.
+    pub async fn drain(
+        &self,
+        state: &mut State,
+        opts: &RunOptions,
+    ) -> Result<CycleReport, RunError> {
+        let mut total = CycleReport::default();
+        loop {
+            let r = self.cycle(state, opts, false).await?;
+            total.changes += r.changes;
+            total.operations += r.operations;
+            total.failed += r.failed;
+            total.skipped += r.skipped;
+            total.cursor = r.cursor;
+            total.planned.extend(r.planned);
+            if r.changes < MAX_PER_RUN || opts.dry_run {
+                break;
+            }
+        }
+        if opts.resync {
+            let r = self.cycle(state, opts, true).await?;
+            total.operations += r.operations;
+            total.failed += r.failed;
+            total.skipped += r.skipped;
+            total.resynced = r.resynced;
+            total.planned.extend(r.planned);
+        }
+        Ok(total)
+    }
+
+    /// Opens the state (the mirror in it is loaded per cycle).
+    pub fn open_state(&self, opts: &RunOptions) -> Result<State, String> {
+        State::open(&opts.state_dir)
+    }
+
+    /// Heartbeats until `stop` resolves; on the primary, a sync cycle after each heartbeat. A
+    /// failed heartbeat or cycle is logged and retried with backoff (up to the interval); the
+    /// agent never exits because the cloud or the DC is away.
+    pub async fn run(
+        &self,
+        opts: &RunOptions,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), String> {
+        tokio::pin!(stop);
+        let mut state = self.open_state(opts)?;
+        let mut interval = Duration::from_secs(30);
+        let mut backoff = Duration::from_secs(1);
+        let mut last_role = None;
+        let mut problem: Option<String> = None;
+        let mut last_resync: Option<Instant> = None;
+        loop {
+            let wait = match self.heartbeat(problem.as_deref()).await {
+                Ok((role, every)) => {
+                    if last_role != Some(role) {
+                        tracing::info!(role = ?role, "the cloud gives this agent the {} role", if role == Role::Primary { "primary" } else { "standby" });
+                        if role == Role::Primary {
+                            // Taking over (or starting): compare everything with AD first.
+                            last_resync = None;
+                        }
+                        last_role = Some(role);
+                    }
+                    interval = every;
+                    if role == Role::Primary {
+                        let resync = opts.resync && last_resync.is_none()
+                            || last_resync.is_none_or(|t| t.elapsed() >= RESYNC_EVERY);
+                        match self.cycle(&mut state, opts, resync).await {
+                            Ok(r) => {
+                                if r.resynced {
+                                    last_resync = Some(Instant::now());
+                                }
+                                problem = None;
+                                backoff = Duration::from_secs(1);
+                                interval
+                            }
+                            Err(e) => {
+                                tracing::error!("{e}");
+                                problem = Some(e.to_string());
+                                backoff = (backoff * 2).min(interval);
+                                backoff
+                            }
+                        }
+                    } else {
+                        backoff = Duration::from_secs(1);
+                        interval
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    backoff = (backoff * 2).min(interval);
+                    backoff
+                }
+            };
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! `ad-sync-agent`: the service. `run --config FILE` under systemd (or by hand); on Windows the
+//! Service Control Manager starts `service --config FILE`, which runs the same loop under the
+//! SCM dispatcher.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ad-sync-agent",
+    version,
+    about = "The ad-sync agent: mirrors the cloud directory into Active Directory."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args, Clone)]
+struct RunArgs {
+    /// The installed config (secrets come from the store beside it, or systemd's credentials).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Check in once; on the primary, apply every pending change (and --resync), then exit.
+    /// Prints the role and what was done.
+    #[arg(long)]
+    once: bool,
+    /// Change nothing: log every operation a run would make (implies --once).
+    #[arg(long)]
+    dry_run: bool,
+    /// Compare everything the agent manages with AD now (also done at start and every 6 hours).
+    #[arg(long)]
+    resync: bool,
+    /// Allow this many deletions in this run, above the deletion threshold (with --once).
+    #[arg(long, value_name = "N", requires = "once")]
+    allow_deletions: Option<usize>,
+    /// The agent's state folder (default: $STATE_DIRECTORY, else /var/lib/ad-sync, or `state`
+    /// beside the config on Windows).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Where agent.log goes, rolled at 10 MB, kept 30 days (default: $LOGS_DIRECTORY, else
+    /// /var/log/ad-sync, or `logs` beside the config on Windows). `-` logs to standard error only.
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+    /// AD operations in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent in the foreground (what the systemd unit starts).
+    Run(RunArgs),
+    /// Run under the Windows Service Control Manager (the SCM starts this; not for a shell).
+    #[cfg(windows)]
+    Service {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run(args) => {
+            let log_dir = match &args.log_dir {
+                Some(d) if d.as_os_str() == "-" => None,
+                Some(d) => Some(d.clone()),
+                None => Some(ad_sync_agent::default_log_dir(&args.config)),
+            };
+            if let Some(w) = ad_sync_agent::logs::init(log_dir.as_deref()) {
+                tracing::warn!("{w}; logging to standard error only");
+            }
+            run(&args)
+        }
+        #[cfg(windows)]
+        Command::Service { config } => {
+            let dir = ad_sync_agent::default_log_dir(&config);
+            let _ = ad_sync_agent::logs::init(Some(&dir));
+            windows::dispatch(config)
+        }
+    };
+    std::process::exit(code);
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+fn options(args: &RunArgs) -> ad_sync_agent::RunOptions {
+    ad_sync_agent::RunOptions {
+        dry_run: args.dry_run,
+        resync: args.resync,
+        allow_deletions: args.allow_deletions,
+        state_dir: args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| ad_sync_agent::default_state_dir(&args.config)),
+        concurrency: usize::from(args.concurrency),
+    }
+}
+
+fn run(args: &RunArgs) -> i32 {
+    let agent = match ad_sync_agent::Agent::start(&args.config) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 2;
+        }
+    };
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 2;
+        }
+    };
+    let opts = options(args);
+    if args.dry_run {
+        tracing::info!("dry run: nothing in AD is changed, nothing is acknowledged");
+    }
+    if args.once || args.dry_run {
+        return rt.block_on(once(&agent, &opts));
+    }
+    tracing::info!(config = %args.config.display(), state = %opts.state_dir.display(), "agent started");
+    let r = rt.block_on(agent.run(&opts, async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }));
+    match r {
+        Ok(()) => {
+            tracing::info!("agent stopped");
+            0
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            2
+        }
+    }
+}
+
+/// `--once`: 0 done (or standby), 1 the cloud or the DC was away, 2 cannot start, 3 stopped by
+/// the deletion threshold, 4 some changes failed (reported to the cloud).
+async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions) -> i32 {
+    use ad_sync_agent::sync::RunError;
+    let role = match agent.heartbeat(None).await {
+        Ok((role, _)) => role,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    if role != ad_sync_core::cloud::api::Role::Primary {
+        println!("standby");
+        return 0;
+    }
+    println!("primary");
+    let mut state = match agent.open_state(opts) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 2;
+        }
+    };
+    match agent.drain(&mut state, opts).await {
+        Ok(r) => {
+            println!(
+                "changes: {}, operations: {}, failed: {}, skipped: {}, cursor: {}{}",
+                r.changes,
+                r.operations,
+                r.failed,
+                r.skipped,
+                r.cursor,
+                if r.resynced { ", compared with AD" } else { "" }
+            );
+            for p in &r.planned {
+                println!("would {p}");
+            }
+            if r.failed > 0 { 4 } else { 0 }
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            let _ = agent.heartbeat(Some(&e.to_string())).await;
+            match e {
+                RunError::Threshold { .. } => 3,
+                RunError::Unavailable(_) => 1,
+            }
+        }
+    }
+}
+
+#[cfg(windows)]
+mod windows {
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+    use std::time::Duration;
+    use windows_service::service::{
+        ServiceControl, ServiceControlAccept, ServiceExitCode, ServiceState, ServiceStatus,
+        ServiceType,
+    };
+    use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
+    use windows_service::{define_windows_service, service_dispatcher};
+
+    static CONFIG: OnceLock<PathBuf> = OnceLock::new();
+
+    define_windows_service!(ffi_service_main, service_main);
+
+    pub fn dispatch(config: PathBuf) -> i32 {
+        let _ = CONFIG.set(config);
+        match service_dispatcher::start(
+            ad_sync_core::install::layout::SERVICE_NAME,
+            ffi_service_main,
+        ) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!(
+                    "ad-sync-agent service: {e}. This command is for the Service Control Manager; use `ad-sync-agent run --config FILE` from a shell."
+                );
+                2
+            }
+        }
+    }
+
+    fn service_main(_args: Vec<OsString>) {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let stop_tx = std::sync::Mutex::new(Some(stop_tx));
+        let handler = move |control| match control {
+            ServiceControl::Stop | ServiceControl::Shutdown => {
+                if let Ok(mut s) = stop_tx.lock()
+                    && let Some(tx) = s.take()
+                {
+                    let _ = tx.send(());
+                }
+                ServiceControlHandlerResult::NoError
+            }
+            ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
+            _ => ServiceControlHandlerResult::NotImplemented,
+        };
+        let Ok(status) =
+            service_control_handler::register(ad_sync_core::install::layout::SERVICE_NAME, handler)
+        else {
+            return;
+        };
+        let report = |state, code| {
+            // A status the SCM cannot take leaves it as it was: said in the log, once.
+            if let Err(e) = status.set_service_status(ServiceStatus {
+                service_type: ServiceType::OWN_PROCESS,
+                current_state: state,
+                controls_accepted: if state == ServiceState::Running {
+                    ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN
+                } else {
+                    ServiceControlAccept::empty()
+                },
+                exit_code: ServiceExitCode::Win32(code),
+                checkpoint: 0,
+                // Start-up reads the secrets, connects to the DC and the cloud (each with its
+                // own timeout) and heartbeats: the SCM waits this long before it gives up.
+                wait_hint: Duration::from_secs(if state == ServiceState::StartPending {
+                    120
+                } else {
+                    10
+                }),
+                process_id: None,
+            }) {
+                tracing::warn!(
+                    "the Service Control Manager did not take the service's state {state:?}: {e}"
+                );
+            }
+        };
+        // At once: the SCM kills a service that has not reported within its start timeout
+        // (30 s by default), and start-up below can take longer when the DC is slow.
+        report(ServiceState::StartPending, 0);
+        let config = CONFIG.get().cloned().unwrap_or_default();
+        let opts = ad_sync_agent::RunOptions {
+            state_dir: ad_sync_agent::default_state_dir(&config),
+            concurrency: 8,
+            ..Default::default()
+        };
+        let agent = match ad_sync_agent::Agent::start(&config) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("{e}");
+                // ERROR_SERVICE_SPECIFIC_ERROR-style stop: the SCM's recovery restarts it.
+                report(ServiceState::Stopped, 1);
+                return;
+            }
+        };
+        let Ok(rt) = super::runtime() else {
+            report(ServiceState::Stopped, 1);
+            return;
+        };
+        report(ServiceState::Running, 0);
+        let r = rt.block_on(agent.run(&opts, async {
+            let _ = stop_rx.await;
+        }));
+        match r {
+            Ok(()) => report(ServiceState::Stopped, 0),
+            Err(e) => {
+                tracing::error!("{e}");
+                report(ServiceState::Stopped, 1);
+            }
+        }
+    }
+}

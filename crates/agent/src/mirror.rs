@@ -1,0 +1,440 @@
+//! The agent's copy of the cloud directory (what AD should hold) and the AD objects it manages,
+//! and folding a run of the cloud's changes into it. Pure: no AD, no cloud, no disk. The fold
+//! says what a run has to look at in AD (`Work`); `sync` decides the operations.
+
+use ad_sync_core::cloud::api::{Change, ChangeBody, MemberType, User};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// A cloud user as the agent last heard of it, and the AD object it manages for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRec {
+    pub user: User,
+    /// A password change was seen for this user (the password itself is never kept). Until one
+    /// is, the AD account stays disabled: AD accounts are not enabled without a password.
+    pub password_set: bool,
+    /// objectGUID of the AD account, once created or adopted.
+    pub guid: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRec {
+    pub id: String,
+    pub name: String,
+    pub guid: Option<Vec<u8>>,
+}
+
+/// A direct membership by ids: (group id, member type, member id).
+pub type Edge = (String, MemberType, String);
+
+#[derive(Debug, Clone, Default)]
+pub struct Mirror {
+    pub users: BTreeMap<String, UserRec>,
+    pub groups: BTreeMap<String, GroupRec>,
+    pub edges: BTreeSet<Edge>,
+    /// The last change folded in.
+    pub cursor: i64,
+}
+
+/// What one object in AD has to be brought to, and which changes asked for it (their results
+/// are that object's result).
+#[derive(Debug, Default)]
+pub struct Work {
+    pub users: BTreeSet<String>,
+    pub groups: BTreeSet<String>,
+    /// Users the cloud disconnected, as they were (their AD object gets the disconnection
+    /// policy).
+    pub removed_users: Vec<UserRec>,
+    pub removed_groups: Vec<GroupRec>,
+    /// Sealed passwords by user id (`None`: the cloud had none sealed for this agent).
+    pub passwords: HashMap<String, Option<String>>,
+    /// Users whose AD lockout is to be cleared (per `sync_account_locked_out_status`).
+    pub unlock: BTreeSet<String>,
+    /// Which change seqs each object answers for.
+    pub seqs: HashMap<ObjKey, Vec<i64>>,
+    /// Changes with nothing to do in AD, and why (answered as skipped).
+    pub skipped: Vec<(i64, String)>,
+    /// Every seq folded, in order.
+    pub all_seqs: Vec<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjKey {
+    User(String),
+    Group(String),
+    Password(String),
+}
+
+impl Work {
+    fn answer(&mut self, key: ObjKey, seq: i64) {
+        self.seqs.entry(key).or_default().push(seq);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+            && self.groups.is_empty()
+            && self.removed_users.is_empty()
+            && self.removed_groups.is_empty()
+            && self.passwords.is_empty()
+    }
+}
+
+impl Mirror {
+    /// Folds changes in order. `unlock_on_any_update` is `!sync_account_locked_out_status`:
+    /// any update of an unlocked cloud user clears the AD lockout; otherwise only an explicit
+    /// unlock (locked, then not) does.
+    pub fn fold(&mut self, changes: &[Change], unlock_on_any_update: bool, work: &mut Work) {
+        for c in changes {
+            work.all_seqs.push(c.seq);
+            self.cursor = self.cursor.max(c.seq);
+            match &c.body {
+                ChangeBody::UserUpsert { user } => {
+                    let prev = self.users.get(&user.id);
+                    let was_locked = prev.is_some_and(|p| p.user.locked);
+                    let rec = UserRec {
+                        user: user.clone(),
+                        password_set: prev.is_some_and(|p| p.password_set),
+                        guid: prev.and_then(|p| p.guid.clone()),
+                    };
+                    if !user.locked && (unlock_on_any_update || was_locked) {
+                        work.unlock.insert(user.id.clone());
+                    }
+                    if user.locked {
+                        work.unlock.remove(&user.id);
+                    }
+                    self.users.insert(user.id.clone(), rec);
+                    work.users.insert(user.id.clone());
+                    work.answer(ObjKey::User(user.id.clone()), c.seq);
+                }
+                ChangeBody::UserRemove { id, username } => match self.users.remove(id) {
+                    Some(rec) => {
+                        work.users.remove(id);
+                        work.unlock.remove(id);
+                        work.passwords.remove(id);
+                        let member_of: Vec<Edge> = self
+                            .edges
+                            .iter()
+                            .filter(|(_, t, m)| *t == MemberType::User && m == id)
+                            .cloned()
+                            .collect();
+                        for e in member_of {
+                            self.edges.remove(&e);
+                        }
+                        if rec.guid.is_some() {
+                            work.removed_users.push(rec);
+                        }
+                        work.answer(ObjKey::User(id.clone()), c.seq);
+                    }
+                    None => work
+                        .skipped
+                        .push((c.seq, format!("user {username} was never synced"))),
+                },
+                ChangeBody::UserPassword {
+                    id,
+                    username,
+                    sealed_password,
+                } => match self.users.get_mut(id) {
+                    Some(rec) => {
+                        rec.password_set = true;
+                        work.users.insert(id.clone());
+                        work.passwords.insert(id.clone(), sealed_password.clone());
+                        // Only the last password counts; earlier ones answer with it.
+                        work.answer(ObjKey::Password(id.clone()), c.seq);
+                    }
+                    None => work.skipped.push((
+                        c.seq,
+                        format!("user {username} is not in the directory any more"),
+                    )),
+                },
+                ChangeBody::GroupUpsert { group } => {
+                    let guid = self.groups.get(&group.id).and_then(|g| g.guid.clone());
+                    self.groups.insert(
+                        group.id.clone(),
+                        GroupRec {
+                            id: group.id.clone(),
+                            name: group.name.clone(),
+                            guid,
+                        },
+                    );
+                    work.groups.insert(group.id.clone());
+                    work.answer(ObjKey::Group(group.id.clone()), c.seq);
+                }
+                ChangeBody::GroupRemove { id, name } => match self.groups.remove(id) {
+                    Some(rec) => {
+                        work.groups.remove(id);
+                        let touching: Vec<Edge> = self
+                            .edges
+                            .iter()
+                            .filter(|(g, t, m)| g == id || (*t == MemberType::Group && m == id))
+                            .cloned()
+                            .collect();
+                        for e in touching {
+                            // A group that contained this one now has other members.
+                            if e.0 != *id {
+                                work.groups.insert(e.0.clone());
+                            }
+                            self.edges.remove(&e);
+                        }
+                        if rec.guid.is_some() {
+                            work.removed_groups.push(rec);
+                        }
+                        work.answer(ObjKey::Group(id.clone()), c.seq);
+                    }
+                    None => work
+                        .skipped
+                        .push((c.seq, format!("group {name} was never synced"))),
+                },
+                ChangeBody::MembershipAdd(m) | ChangeBody::MembershipRemove(m) => {
+                    let add = matches!(c.body, ChangeBody::MembershipAdd(_));
+                    let member_known = match m.member_type {
+                        MemberType::User => self.users.contains_key(&m.member_id),
+                        MemberType::Group => self.groups.contains_key(&m.member_id),
+                    };
+                    if !self.groups.contains_key(&m.group_id) || (add && !member_known) {
+                        work.skipped.push((
+                            c.seq,
+                            format!(
+                                "{} or {} is not in the directory any more",
+                                m.group, m.member
+                            ),
+                        ));
+                        continue;
+                    }
+                    let edge = (m.group_id.clone(), m.member_type, m.member_id.clone());
+                    if add {
+                        self.edges.insert(edge);
+                    } else {
+                        self.edges.remove(&edge);
+                    }
+                    work.groups.insert(m.group_id.clone());
+                    work.answer(ObjKey::Group(m.group_id.clone()), c.seq);
+                }
+            }
+        }
+    }
+
+    /// Groups that contain `group` directly or through nesting (not `group` itself).
+    pub fn ancestors(&self, group: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut todo = vec![group.to_string()];
+        while let Some(g) = todo.pop() {
+            for (parent, t, m) in &self.edges {
+                if *t == MemberType::Group && *m == g && out.insert(parent.clone()) {
+                    todo.push(parent.clone());
+                }
+            }
+        }
+        out.remove(group);
+        out
+    }
+
+    /// The members a managed group should have in AD, by (type, id). `minimal`: its direct
+    /// members (users and nested groups; AD's nesting gives the rest). `match`: also every user
+    /// of every group nested in it, as direct members.
+    pub fn desired_members(&self, group: &str, match_mode: bool) -> BTreeSet<(MemberType, String)> {
+        let direct = |g: &str| -> Vec<(MemberType, String)> {
+            self.edges
+                .range((g.to_string(), MemberType::User, String::new())..)
+                .take_while(|(gg, _, _)| gg == g)
+                .map(|(_, t, m)| (*t, m.clone()))
+                .collect()
+        };
+        let mut out: BTreeSet<(MemberType, String)> = direct(group).into_iter().collect();
+        if match_mode {
+            let mut seen = BTreeSet::from([group.to_string()]);
+            let mut todo: Vec<String> = out
+                .iter()
+                .filter(|(t, _)| *t == MemberType::Group)
+                .map(|(_, m)| m.clone())
+                .collect();
+            while let Some(g) = todo.pop() {
+                if !seen.insert(g.clone()) {
+                    continue;
+                }
+                for (t, m) in direct(&g) {
+                    match t {
+                        MemberType::User => {
+                            out.insert((t, m));
+                        }
+                        MemberType::Group => todo.push(m),
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ad_sync_core::cloud::api::{Group, Membership};
+
+    fn user(id: &str, name: &str, locked: bool) -> ChangeBody {
+        ChangeBody::UserUpsert {
+            user: User {
+                id: id.into(),
+                username: name.into(),
+                given_name: "A".into(),
+                surname: "B".into(),
+                email: None,
+                suspended: false,
+                locked,
+            },
+        }
+    }
+
+    fn member(g: &str, t: MemberType, m: &str, add: bool) -> ChangeBody {
+        let m = Membership {
+            group_id: g.into(),
+            group: g.into(),
+            member_id: m.into(),
+            member: m.into(),
+            member_type: t,
+        };
+        if add {
+            ChangeBody::MembershipAdd(m)
+        } else {
+            ChangeBody::MembershipRemove(m)
+        }
+    }
+
+    fn changes(bodies: Vec<ChangeBody>) -> Vec<Change> {
+        bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| Change {
+                seq: i as i64 + 1,
+                at: String::new(),
+                body,
+            })
+            .collect()
+    }
+
+    fn group(id: &str) -> ChangeBody {
+        ChangeBody::GroupUpsert {
+            group: Group {
+                id: id.into(),
+                name: id.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn nested_groups_in_minimal_and_match_mode() {
+        let mut m = Mirror::default();
+        let mut w = Work::default();
+        m.fold(
+            &changes(vec![
+                user("u1", "ada", false),
+                user("u2", "bob", false),
+                group("parent"),
+                group("child"),
+                group("grandchild"),
+                member("parent", MemberType::Group, "child", true),
+                member("child", MemberType::Group, "grandchild", true),
+                member("child", MemberType::User, "u1", true),
+                member("grandchild", MemberType::User, "u2", true),
+            ]),
+            true,
+            &mut w,
+        );
+        let minimal = m.desired_members("parent", false);
+        assert_eq!(
+            minimal,
+            BTreeSet::from([(MemberType::Group, "child".to_string())])
+        );
+        let matched = m.desired_members("parent", true);
+        assert_eq!(
+            matched,
+            BTreeSet::from([
+                (MemberType::User, "u1".to_string()),
+                (MemberType::User, "u2".to_string()),
+                (MemberType::Group, "child".to_string()),
+            ])
+        );
+        assert_eq!(
+            m.ancestors("grandchild"),
+            BTreeSet::from(["child".to_string(), "parent".to_string()])
+        );
+        assert_eq!(w.all_seqs.len(), 9);
+        assert_eq!(m.cursor, 9);
+    }
+
+    #[test]
+    fn unlock_follows_the_locked_out_status_setting() {
+        for (any_update, expect_after_edit) in [(true, true), (false, false)] {
+            let mut m = Mirror::default();
+            let mut w = Work::default();
+            m.fold(&changes(vec![user("u1", "ada", false)]), any_update, &mut w);
+            // An edit of an unlocked user: unlocks only when any update may.
+            let mut w = Work::default();
+            m.fold(
+                &changes(vec![user("u1", "ada2", false)]),
+                any_update,
+                &mut w,
+            );
+            assert_eq!(w.unlock.contains("u1"), expect_after_edit);
+            // Locked, then unlocked: an explicit unlock always unlocks.
+            let mut w = Work::default();
+            m.fold(
+                &changes(vec![user("u1", "ada2", true), user("u1", "ada2", false)]),
+                any_update,
+                &mut w,
+            );
+            assert!(w.unlock.contains("u1"));
+            // Locked last: nothing to unlock.
+            let mut w = Work::default();
+            m.fold(&changes(vec![user("u1", "ada2", true)]), any_update, &mut w);
+            assert!(!w.unlock.contains("u1"));
+        }
+    }
+
+    #[test]
+    fn removing_a_user_drops_its_memberships_and_reports_the_ad_object() {
+        let mut m = Mirror::default();
+        let mut w = Work::default();
+        m.fold(
+            &changes(vec![
+                user("u1", "ada", false),
+                group("g"),
+                member("g", MemberType::User, "u1", true),
+            ]),
+            true,
+            &mut w,
+        );
+        if let Some(u) = m.users.get_mut("u1") {
+            u.guid = Some(vec![1; 16]);
+        }
+        let mut w = Work::default();
+        m.fold(
+            &[Change {
+                seq: 4,
+                at: String::new(),
+                body: ChangeBody::UserRemove {
+                    id: "u1".into(),
+                    username: "ada".into(),
+                },
+            }],
+            true,
+            &mut w,
+        );
+        assert!(m.edges.is_empty());
+        assert_eq!(w.removed_users.len(), 1);
+        assert!(w.users.is_empty());
+        // A removal of a user never synced has nothing to do.
+        let mut w = Work::default();
+        m.fold(
+            &[Change {
+                seq: 5,
+                at: String::new(),
+                body: ChangeBody::UserRemove {
+                    id: "u9".into(),
+                    username: "zed".into(),
+                },
+            }],
+            true,
+            &mut w,
+        );
+        assert_eq!(w.skipped.len(), 1);
+    }
+}

@@ -1,0 +1,566 @@
+//! `ad-sync-cloud`'s command line: `serve`, the admin subcommands (which open the same database
+//! file and work while the server runs), and `load`.
+//!
+//! Exit codes: 0 done, 1 refused (bad input, unknown user, ...), 2 could not run at all.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::server::status_page::{Health, ago};
+use crate::server::store::{AdminError, Store, Timing};
+use crate::server::tls::{TlsSource, default_names};
+use crate::server::{RateLimit, ServeOptions};
+use ad_sync_core::cloud::api::MemberType;
+use ad_sync_core::secret::Secret;
+use ad_sync_core::time_fmt::{now_unix, unix_to_rfc3339};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ad-sync-cloud",
+    version,
+    about = "The reference cloud side of the ad-sync agent API: domain instances, connect keys, enrollment, agent status and the directory agents mirror into AD"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Db {
+    /// The SQLite database file (created when missing).
+    #[arg(long, value_name = "FILE")]
+    pub db: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the agent API over HTTPS, and the status page at /.
+    Serve(ServeArgs),
+    /// Domain instances (AD domains agents may enroll for).
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Connect keys.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Enrolled agents, their role and health.
+    Agents(Db),
+    /// Cloud directory users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Cloud directory groups and memberships.
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Heartbeat load test on loopback: starts its own server, enrolls simulated agents, prints
+    /// throughput, latency percentiles and the server's memory over the run.
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: Db,
+    /// Address to listen on, like 0.0.0.0:8443 (port 0 picks a free one and prints it).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// PEM certificate (chain) to serve.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "self_signed"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (unencrypted) for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Make (once) and use a local CA and server certificate in DIR; clients trust DIR/ca.pem.
+    #[arg(long, value_name = "DIR", required_unless_present = "tls_cert")]
+    pub self_signed: Option<PathBuf>,
+    /// Extra host name or address for the self-signed certificate (repeatable).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// How often agents are asked to heartbeat.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// How long a silent primary keeps its role before another agent takes it.
+    #[arg(long, default_value = "90s", value_parser = parse_duration)]
+    pub primary_timeout: Duration,
+    /// Failed key checks and enrollments allowed per client address per window.
+    #[arg(long, default_value_t = 20)]
+    pub max_failed_key_checks: u32,
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub key_check_window: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCmd {
+    /// Add a domain instance: `DC=example,DC=com` (either separator; compared as a DN).
+    Add {
+        #[command(flatten)]
+        db: Db,
+        domain_dn: String,
+    },
+    List(Db),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Issue a one-time connect key; the key alone is on stdout's last line.
+    Issue {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long, value_name = "DOMAIN_DN")]
+        domain: String,
+        /// How long the key works (7d, 12h, 30m ...).
+        #[arg(long, default_value = "7d", value_parser = parse_duration)]
+        ttl: Duration,
+    },
+    /// Every key, redacted, with its state.
+    List(Db),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    Add {
+        #[command(flatten)]
+        db: Db,
+        username: String,
+        #[arg(long)]
+        given: String,
+        #[arg(long)]
+        surname: String,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    Suspend(UserRef),
+    Unsuspend(UserRef),
+    Lock(UserRef),
+    Unlock(UserRef),
+    Remove(UserRef),
+    /// Change a user's name parts or e-mail.
+    Update {
+        #[command(flatten)]
+        user: UserRef,
+        #[arg(long)]
+        given: Option<String>,
+        #[arg(long)]
+        surname: Option<String>,
+        #[arg(long, conflicts_with = "no_email")]
+        email: Option<String>,
+        /// Clear the e-mail address.
+        #[arg(long)]
+        no_email: bool,
+    },
+    /// Rename a user (its id and memberships stay; the agent renames the AD account).
+    Rename {
+        #[command(flatten)]
+        user: UserRef,
+        new_name: String,
+    },
+    /// Set a password; it is sealed to each enrolled agent's key and never stored.
+    SetPassword {
+        #[command(flatten)]
+        user: UserRef,
+        /// File holding the password (one line); `-` reads standard input.
+        #[arg(long, value_name = "FILE")]
+        password_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UserRef {
+    #[command(flatten)]
+    pub db: Db,
+    pub username: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    Add {
+        #[command(flatten)]
+        db: Db,
+        name: String,
+    },
+    Remove {
+        #[command(flatten)]
+        db: Db,
+        name: String,
+    },
+    /// Rename a group (its id and memberships stay; the agent renames the AD group).
+    Rename {
+        #[command(flatten)]
+        db: Db,
+        name: String,
+        new_name: String,
+    },
+    AddMember(MemberArgs),
+    RemoveMember(MemberArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MemberArgs {
+    #[command(flatten)]
+    pub db: Db,
+    pub group: String,
+    /// A user's or a group's name.
+    pub member: String,
+    /// The member is a user (when a group has the same name).
+    #[arg(long, conflicts_with = "group_member")]
+    pub user: bool,
+    /// The member is a group (when a user has the same name).
+    #[arg(long = "group")]
+    pub group_member: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Simulated agents (1 to 10,000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub agents: u32,
+    /// Seconds of heartbeats (1 to 120).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub seconds: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub concurrency: u32,
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write it like 7d, 12h, 90s"))
+}
+
+/// Runs a command; the exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Load(args) => crate::load::run(&args),
+        other => match admin(other) {
+            Ok(()) => 0,
+            Err(AdminError::Invalid(msg)) => {
+                eprintln!("error: {msg}");
+                1
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        },
+    }
+}
+
+fn serve(args: ServeArgs) -> i32 {
+    let tls = match (&args.tls_cert, &args.tls_key, &args.self_signed) {
+        (Some(cert), Some(key), _) => TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        (_, _, Some(dir)) => TlsSource::SelfSigned {
+            dir: dir.clone(),
+            names: default_names(&args.listen, &args.names),
+        },
+        _ => {
+            eprintln!("error: give --tls-cert and --tls-key, or --self-signed DIR");
+            return 2;
+        }
+    };
+    let opts = ServeOptions {
+        db: args.db.db,
+        listen: args.listen,
+        tls,
+        timing: Timing {
+            heartbeat_interval: args.heartbeat_interval,
+            primary_timeout: args.primary_timeout,
+        },
+        rate_limit: RateLimit {
+            max_failures: args.max_failed_key_checks,
+            window: args.key_check_window,
+        },
+    };
+    // Storage calls run on blocking threads; SQLite serialises writers anyway, so a small
+    // bounded pool keeps memory flat under load instead of growing a thread per waiter.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 2;
+        }
+    };
+    rt.block_on(async {
+        let running = match crate::server::start(opts, shutdown_signal()).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        // Scripts and tests read these two lines; keep their shape. A reader that closed the
+        // pipe early must not bring the server down, so write errors are ignored.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ad-sync-cloud listening on https://{}", running.addr);
+        if let Some(ca) = &running.ca_file {
+            let _ = writeln!(out, "clients trust: {}", ca.display());
+        }
+        let _ = out.flush();
+        drop(out);
+        tracing::info!(addr = %running.addr, "serving");
+        match running.task.await {
+            Ok(Ok(())) => 0,
+            Ok(Err(e)) => {
+                eprintln!("error: the server stopped: {e}");
+                1
+            }
+            Err(e) => {
+                eprintln!("error: the server stopped: {e}");
+                1
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn open(db: &Db) -> Result<Store, AdminError> {
+    Store::open(&db.db)
+}
+
+fn admin(cmd: Command) -> Result<(), AdminError> {
+    match cmd {
+        Command::Domain(DomainCmd::Add { db, domain_dn }) => {
+            let (row, created) = open(&db)?.add_domain(&domain_dn)?;
+            if created {
+                println!("added domain instance {}", row.dn);
+            } else {
+                println!("domain instance {} already exists", row.dn);
+            }
+        }
+        Command::Domain(DomainCmd::List(db)) => {
+            for d in open(&db)?.domains()? {
+                println!(
+                    "{}\tprimary: {}\tadded {}",
+                    d.dn,
+                    d.primary_agent.as_deref().unwrap_or("none"),
+                    unix_to_rfc3339(d.created_at)
+                );
+            }
+        }
+        Command::Key(KeyCmd::Issue { db, domain, ttl }) => {
+            let (key, row) = open(&db)?.issue_key(&domain, ttl)?;
+            println!(
+                "Connect key for {}, valid until {}. It is shown only now; the cloud keeps a hash.",
+                row.domain,
+                unix_to_rfc3339(row.expires_at)
+            );
+            println!("{}", key.secret().expose());
+        }
+        Command::Key(KeyCmd::List(db)) => {
+            let now = now_unix();
+            println!("KEY\tDOMAIN\tSTATE\tISSUED\tEXPIRES\tUSED BY");
+            for k in open(&db)?.keys()? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    k.hint,
+                    k.domain,
+                    k.state(now).as_str(),
+                    unix_to_rfc3339(k.created_at),
+                    unix_to_rfc3339(k.expires_at),
+                    k.used_by.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        Command::Agents(db) => {
+            let now = now_unix();
+            // The admin view has no server settings; the defaults say healthy or not.
+            let timing = Timing::default();
+            println!("AGENT\tDOMAIN\tROLE\tHEALTH\tHOST\tVERSION\tLAST SEEN");
+            for a in open(&db)?.agents()? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    a.id,
+                    a.domain,
+                    if a.primary { "primary" } else { "standby" },
+                    Health::of(&a, timing, now).label(),
+                    a.host,
+                    a.version,
+                    ago(now, a.last_seen)
+                );
+            }
+        }
+        Command::User(cmd) => user(cmd)?,
+        Command::Group(cmd) => group(cmd)?,
+        Command::Serve(_) | Command::Load(_) => unreachable!("handled by run"),
+    }
+    Ok(())
+}
+
+fn user(cmd: UserCmd) -> Result<(), AdminError> {
+    let set = |r: &UserRef, suspended: Option<bool>, locked: Option<bool>, what: &str| {
+        let changed = open(&r.db)?.user_set(&r.username, suspended, locked)?;
+        if changed {
+            println!("{} {what}", r.username);
+        } else {
+            println!("{} was already {what}; nothing changed", r.username);
+        }
+        Ok(())
+    };
+    match cmd {
+        UserCmd::Add {
+            db,
+            username,
+            given,
+            surname,
+            email,
+        } => {
+            open(&db)?.user_add(&username, &given, &surname, email.as_deref())?;
+            println!("added user {username}");
+            Ok(())
+        }
+        UserCmd::Suspend(r) => set(&r, Some(true), None, "suspended"),
+        UserCmd::Unsuspend(r) => set(&r, Some(false), None, "active"),
+        UserCmd::Lock(r) => set(&r, None, Some(true), "locked"),
+        UserCmd::Unlock(r) => set(&r, None, Some(false), "unlocked"),
+        UserCmd::Remove(r) => {
+            open(&r.db)?.user_remove(&r.username)?;
+            println!("removed user {}", r.username);
+            Ok(())
+        }
+        UserCmd::Update {
+            user,
+            given,
+            surname,
+            email,
+            no_email,
+        } => {
+            let email = match (email.as_deref(), no_email) {
+                (_, true) => Some(None),
+                (Some(e), false) => Some(Some(e)),
+                (None, false) => None,
+            };
+            let changed = open(&user.db)?.user_update(
+                &user.username,
+                given.as_deref(),
+                surname.as_deref(),
+                email,
+            )?;
+            if changed {
+                println!("updated user {}", user.username);
+            } else {
+                println!(
+                    "{} already had those values; nothing changed",
+                    user.username
+                );
+            }
+            Ok(())
+        }
+        UserCmd::Rename { user, new_name } => {
+            open(&user.db)?.user_rename(&user.username, &new_name)?;
+            println!("renamed user {} to {new_name}", user.username);
+            Ok(())
+        }
+        UserCmd::SetPassword {
+            user,
+            password_file,
+        } => {
+            let password = read_password(&password_file)?;
+            let n = open(&user.db)?.set_password(&user.username, &password)?;
+            println!(
+                "password for {} sealed to {n} enrolled agent(s); it is not stored",
+                user.username
+            );
+            Ok(())
+        }
+    }
+}
+
+fn read_password(path: &Path) -> Result<Secret, AdminError> {
+    let text = if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| {
+            AdminError::Invalid(format!(
+                "--password-file -: cannot read standard input: {e}"
+            ))
+        })?;
+        s
+    } else {
+        std::fs::read_to_string(path).map_err(|e| {
+            AdminError::Invalid(format!(
+                "--password-file {}: cannot read it: {e}",
+                path.display()
+            ))
+        })?
+    };
+    // One line: the line break an editor adds is not part of the password.
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.contains('\n') {
+        return Err(AdminError::Invalid(format!(
+            "--password-file {}: holds more than one line; put the password alone on one line",
+            path.display()
+        )));
+    }
+    Ok(Secret::new(line))
+}
+
+fn group(cmd: GroupCmd) -> Result<(), AdminError> {
+    match cmd {
+        GroupCmd::Add { db, name } => {
+            open(&db)?.group_add(&name)?;
+            println!("added group {name}");
+        }
+        GroupCmd::Remove { db, name } => {
+            open(&db)?.group_remove(&name)?;
+            println!("removed group {name}");
+        }
+        GroupCmd::Rename { db, name, new_name } => {
+            open(&db)?.group_rename(&name, &new_name)?;
+            println!("renamed group {name} to {new_name}");
+        }
+        GroupCmd::AddMember(m) => membership(m, true)?,
+        GroupCmd::RemoveMember(m) => membership(m, false)?,
+    }
+    Ok(())
+}
+
+fn membership(m: MemberArgs, add: bool) -> Result<(), AdminError> {
+    let kind = match (m.user, m.group_member) {
+        (true, _) => Some(MemberType::User),
+        (_, true) => Some(MemberType::Group),
+        _ => None,
+    };
+    let changed = open(&m.db)?.membership(&m.group, &m.member, kind, add)?;
+    let what = match (add, changed) {
+        (true, true) => "added to",
+        (true, false) => "was already in",
+        (false, true) => "removed from",
+        (false, false) => "was not in",
+    };
+    println!("{} {what} {}", m.member, m.group);
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! `ad-sync-cloud load`: the heartbeat load test. It starts its own `ad-sync-cloud serve` on
+//! loopback with a throwaway database (so nothing real is touched and the server's memory can be
+//! read apart from the client's), enrolls the simulated agents over HTTPS with real connect keys,
+//! then drives heartbeats for a bounded time and prints throughput, latency percentiles and the
+//! server's resident memory once a second.
+//!
+//! Figures only: it does not pass or fail on them (it exits 1 only when requests fail).
+
+use std::io::BufRead as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::cli::LoadArgs;
+use crate::server::store::Store;
+use ad_sync_core::cloud::api::HeartbeatRequest;
+use ad_sync_core::cloud::client::{CloudClient, CloudOptions};
+use ad_sync_core::cloud::sealed;
+use ad_sync_core::secret::Secret;
+
+/// At most this many heartbeats are timed, however fast the machine (bounds the run's memory).
+const MAX_HEARTBEATS: u64 = 2_000_000;
+const DOMAIN: &str = "DC=load,DC=test";
+
+pub fn run(args: &LoadArgs) -> i32 {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 2;
+        }
+    };
+    match rt.block_on(load(args)) {
+        Ok(0) => 0,
+        Ok(_) => 1,
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+/// Kills the server and removes the scratch folder however the run ends.
+struct Scratch {
+    dir: PathBuf,
+    server: Option<Child>,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn load(args: &LoadArgs) -> Result<u64, String> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("ad-sync-load-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut scratch = Scratch {
+        dir: dir.clone(),
+        server: None,
+    };
+    let db = dir.join("cloud.db");
+    let tls = dir.join("tls");
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let mut child = Command::new(exe)
+        .arg("serve")
+        .arg("--db")
+        .arg(&db)
+        .args(["--listen", "127.0.0.1:0", "--self-signed"])
+        .arg(&tls)
+        .env("AD_SYNC_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start the server: {e}"))?;
+    let stdout = child.stdout.take();
+    let pid = child.id();
+    scratch.server = Some(child);
+    let first_line = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            if let Some(out) = stdout {
+                let mut reader = std::io::BufReader::new(out);
+                let _ = reader.read_line(&mut line);
+                // Keep reading (and dropping) what else the server prints, so it never writes
+                // into a closed pipe.
+                std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+            }
+            line
+        }),
+    )
+    .await
+    .map_err(|_| "the server did not start within 30 s".to_string())?
+    .map_err(|e| e.to_string())?;
+    let url = first_line
+        .trim()
+        .strip_prefix("ad-sync-cloud listening on ")
+        .ok_or_else(|| format!("the server did not start: {first_line}"))?
+        .to_string();
+
+    let store = Store::open(&db).map_err(|e| e.to_string())?;
+    store.add_domain(DOMAIN).map_err(|e| e.to_string())?;
+    let n = args.agents as usize;
+    let mut keys = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (key, _) = store
+            .issue_key(DOMAIN, Duration::from_secs(3600))
+            .map_err(|e| e.to_string())?;
+        keys.push(key);
+    }
+    drop(store);
+
+    let mut opts = CloudOptions::new(url.clone());
+    opts.ca_file = Some(tls.join("ca.pem"));
+    let client = Arc::new(CloudClient::new(&opts).map_err(|e| e.to_string())?);
+    println!(
+        "ad-sync-cloud load: {n} agents, {} s of heartbeats, {} in flight, server {url} (pid {pid})",
+        args.seconds, args.concurrency
+    );
+
+    // Enroll every agent, `concurrency` at a time.
+    let started = Instant::now();
+    let keys = Arc::new(keys);
+    let workers = args.concurrency as usize;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let client = client.clone();
+        let keys = keys.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut creds = Vec::new();
+            for i in (w..keys.len()).step_by(workers) {
+                let pair = sealed::generate_key_pair();
+                let resp = client
+                    .enroll(
+                        &keys[i],
+                        DOMAIN,
+                        &format!("load-{i}"),
+                        "load",
+                        "load",
+                        &pair.public_key,
+                    )
+                    .await
+                    .map_err(|e| format!("enrolling agent {i}: {e}"))?;
+                creds.push(Secret::new(resp.credential));
+            }
+            Ok::<_, String>(creds)
+        }));
+    }
+    let mut credentials = Vec::with_capacity(n);
+    for t in tasks {
+        credentials.extend(t.await.map_err(|e| e.to_string())??);
+    }
+    let enroll_secs = started.elapsed().as_secs_f64();
+    println!(
+        "enrolled {n} agents in {enroll_secs:.2} s ({:.0}/s)",
+        n as f64 / enroll_secs
+    );
+
+    // Heartbeats until the deadline, with the server's memory sampled once a second.
+    let credentials = Arc::new(credentials);
+    let count = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let run_for = Duration::from_secs(args.seconds);
+    let sampler = tokio::spawn(async move {
+        let mut samples = vec![rss_kib(pid)];
+        let begin = Instant::now();
+        while begin.elapsed() < run_for {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            samples.push(rss_kib(pid));
+        }
+        samples
+    });
+    let started = Instant::now();
+    let deadline = started + run_for;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let client = client.clone();
+        let credentials = credentials.clone();
+        let count = count.clone();
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies_us: Vec<u32> = Vec::new();
+            let mine: Vec<usize> = (w..credentials.len()).step_by(workers).collect();
+            if mine.is_empty() {
+                return latencies_us;
+            }
+            let req = HeartbeatRequest {
+                version: "load".into(),
+                host: format!("load-worker-{w}"),
+                status: "ok".into(),
+                message: None,
+            };
+            let mut i = 0;
+            while Instant::now() < deadline
+                && count.fetch_add(1, Ordering::Relaxed) < MAX_HEARTBEATS
+            {
+                let t = Instant::now();
+                match client
+                    .heartbeat(&credentials[mine[i % mine.len()]], &req)
+                    .await
+                {
+                    Ok(_) => {
+                        latencies_us.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32)
+                    }
+                    Err(e) => {
+                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!("heartbeat failed: {e}");
+                        }
+                    }
+                }
+                i += 1;
+            }
+            latencies_us
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.map_err(|e| e.to_string())?);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let samples = sampler.await.map_err(|e| e.to_string())?;
+    let errors = errors.load(Ordering::Relaxed);
+    latencies.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let idx = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[idx] as f64 / 1000.0
+    };
+    let rate = latencies.len() as f64 / secs;
+    println!(
+        "heartbeats: {} in {secs:.2} s = {rate:.0}/s, {errors} failed",
+        latencies.len()
+    );
+    println!(
+        "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        pct(1.0)
+    );
+    let mib = |k: u64| k as f64 / 1024.0;
+    let measured: Vec<u64> = samples.iter().flatten().copied().collect();
+    match (measured.first(), measured.last()) {
+        (Some(first), Some(last)) => {
+            let peak = measured.iter().max().copied().unwrap_or(0);
+            println!(
+                "server RSS MiB: start {:.1}, end {:.1} ({:+.1}), peak {:.1}; per second: {}",
+                mib(*first),
+                mib(*last),
+                mib(*last) - mib(*first),
+                mib(peak),
+                measured
+                    .iter()
+                    .map(|k| format!("{:.1}", mib(*k)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+        _ => println!("server RSS: not measured on this OS"),
+    }
+    println!(
+        "targets: >= 2000 heartbeats/s: {}; p99 < 50 ms: {}",
+        if rate >= 2000.0 { "met" } else { "NOT met" },
+        if pct(0.99) < 50.0 { "met" } else { "NOT met" }
+    );
+    drop(scratch);
+    Ok(errors)
+}
+
+/// The process's resident set in KiB (Linux); `None` elsewhere.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}

@@ -1,0 +1,596 @@
+//! The reference cloud server (`ad-sync-cloud serve`): the agent API under `/v1` over HTTPS,
+//! and a status page at `/`.
+//!
+//! Requests are checked here (content type, size, JSON shape, credentials, rate limits) and
+//! every failure becomes one of the documented error codes; decisions about keys, agents and
+//! changes are `store`'s. Nothing here logs a request body or the Authorization header: bodies
+//! carry connect keys and headers carry agent credentials.
+
+pub mod status_page;
+pub mod store;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use ad_sync_core::cloud::api::{
+    AckRequest, AckResponse, ChangesResponse, EnrollRequest, ErrorBody, ErrorCode, ErrorDetail,
+    Health, HeartbeatRequest, HeartbeatResponse, KeyCheckRequest, KeyCheckResponse, KeyState,
+};
+use ad_sync_core::connect_key::ConnectKey;
+use store::{AgentAuth, ApiError, Store, Timing};
+use tls::Peer;
+
+/// The largest request body accepted; the biggest legitimate one is an ack of 1,000 results.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub const MAX_CHANGES_PER_FETCH: i64 = 1000;
+pub const MAX_RESULTS_PER_ACK: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub db: PathBuf,
+    pub listen: SocketAddr,
+    pub tls: tls::TlsSource,
+    pub timing: Timing,
+    pub rate_limit: RateLimit,
+}
+
+/// Failed key checks and enrollments (malformed or unknown keys) allowed per client address in
+/// each window.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub max_failures: u32,
+    pub window: Duration,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            max_failures: 20,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+struct AppState {
+    store: Store,
+    timing: Timing,
+    limiter: Limiter,
+    /// Storage calls in flight: SQLite takes one writer at a time, so more blocking threads
+    /// would only queue on its lock while each costs a stack and an allocator arena.
+    db_slots: tokio::sync::Semaphore,
+}
+
+const DB_SLOTS: usize = 4;
+
+type Shared = Arc<AppState>;
+
+/// A bound, running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub ca_file: Option<PathBuf>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Opens the database, binds, and serves until `shutdown` completes.
+pub async fn start(
+    opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Running, String> {
+    let store = Store::open(&opts.db).map_err(|e| e.to_string())?;
+    let ident = tls::load(&opts.tls)?;
+    let tcp = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "--listen {}: cannot listen there: {e}; choose a free port on an address of this host (ports below 1024 need root)",
+                opts.listen
+            )
+        })?;
+    let listener = tls::TlsListener::new(tcp, ident.identity)?;
+    let addr = axum::serve::Listener::local_addr(&listener).map_err(|e| e.to_string())?;
+    let state = Arc::new(AppState {
+        store,
+        timing: opts.timing,
+        limiter: Limiter::new(opts.rate_limit),
+        db_slots: tokio::sync::Semaphore::new(DB_SLOTS),
+    });
+    let app = router(state).into_make_service_with_connect_info::<Peer>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
+    Ok(Running {
+        addr,
+        ca_file: ident.ca_file,
+        task,
+    })
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/", get(status))
+        .route("/v1/health", get(health))
+        .route("/v1/keys/check", post(check_key))
+        .route("/v1/agents/enroll", post(enroll))
+        .route("/v1/agents/heartbeat", post(heartbeat))
+        .route("/v1/agents/self", delete(deregister).get(agent_self))
+        .route("/v1/changes", get(changes))
+        .route("/v1/changes/ack", post(ack))
+        .fallback(|| async {
+            ApiError::new(
+                ErrorCode::NotFound,
+                "no such API route; the agent API is under /v1 (see docs/cloud-api.md)",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "this route does not take that method (see docs/cloud-api.md)",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.as_str().into(),
+                message: self.message,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// Method, path, status and time of every request; never its body, query values or headers.
+async fn log_request(req: Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status.is_server_error() {
+        tracing::warn!(%method, %path, status = status.as_u16(), ms, "request failed");
+    } else {
+        tracing::debug!(%method, %path, status = status.as_u16(), ms, "request");
+    }
+    response
+}
+
+/// Runs a storage call off the async threads.
+async fn db<T: Send + 'static>(
+    state: &Shared,
+    f: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let interrupted = || {
+        ApiError::new(
+            ErrorCode::Internal,
+            "the request was interrupted; try again",
+        )
+    };
+    let _slot = state.db_slots.acquire().await.map_err(|_| interrupted())?;
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || f(&state.store))
+        .await
+        .map_err(|_| interrupted())?
+}
+
+/// A JSON body: `application/json`, within the size limit, and of the documented shape.
+struct ApiJson<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json_type {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    ErrorCode::BodyTooLarge,
+                    format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "the request body could not be read",
+                )
+            }
+        })?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = T::deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+        value.map(ApiJson).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Syntax | Category::Eof | Category::Io => ApiError::new(
+                    ErrorCode::MalformedJson,
+                    format!(
+                        "the body is not valid JSON (line {}, column {})",
+                        e.line(),
+                        e.column()
+                    ),
+                ),
+                Category::Data => ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("the body does not have the documented shape: {e}"),
+                ),
+            }
+        })
+    }
+}
+
+/// The calling agent, from `Authorization: Bearer <credential>`.
+struct Agent(AgentAuth);
+
+impl FromRequestParts<Shared> for Agent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
+        let credential = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "this route needs the agent's credential: Authorization: Bearer <credential from enrollment>",
+                )
+            })?;
+        db(state, move |s| s.authenticate(&credential))
+            .await?
+            .map(Agent)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "the agent credential is not valid (the agent may have been deregistered); enroll again with a new connect key",
+                )
+            })
+    }
+}
+
+// ---- rate limiting -----------------------------------------------------------------------------
+
+/// Counts failed key checks and enrollments per client address in fixed windows. Bounded: old
+/// windows are dropped when the table grows.
+///
+/// Only the answers guessing produces count (`malformed`, `unknown`): a key that is used, expired
+/// or for another domain is a real key, and fifty agents racing for one key must all hear
+/// "already used", not "slow down".
+struct Limiter {
+    limit: RateLimit,
+    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+const LIMITER_MAX_ADDRESSES: usize = 100_000;
+
+impl Limiter {
+    fn new(limit: RateLimit) -> Self {
+        Limiter {
+            limit,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Err(seconds to wait)` while the address is over its limit.
+    fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((start, failures)) = windows.get(&ip) {
+            let elapsed = start.elapsed();
+            if elapsed < self.limit.window && *failures >= self.limit.max_failures {
+                tracing::warn!(%ip, "key checks rate-limited");
+                return Err((self.limit.window - elapsed).as_secs().max(1));
+            }
+        }
+        Ok(())
+    }
+
+    fn failed(&self, ip: IpAddr) {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if windows.len() >= LIMITER_MAX_ADDRESSES {
+            let window = self.limit.window;
+            windows.retain(|_, (start, _)| start.elapsed() < window);
+        }
+        let entry = windows.entry(ip).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= self.limit.window {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
+    }
+}
+
+fn rate_limited(retry_secs: u64) -> Response {
+    let mut resp = ApiError::new(
+        ErrorCode::RateLimited,
+        format!(
+            "too many failed connect key attempts from this address; wait {retry_secs} s, and check the key before retrying"
+        ),
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_secs));
+    resp
+}
+
+// ---- handlers ----------------------------------------------------------------------------------
+
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        api: ad_sync_core::cloud::api::API_VERSION,
+    })
+}
+
+fn parse_domain(text: &str, field: &str) -> Result<ad_sync_core::dn::Dn, ApiError> {
+    ad_sync_core::cloud::api::parse_domain_dn(text)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("{field}: {e}")))
+}
+
+async fn check_key(
+    State(state): State<Shared>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    ApiJson(req): ApiJson<KeyCheckRequest>,
+) -> Response {
+    if let Err(e) = state.limiter.check(peer.ip()) {
+        return rate_limited(e);
+    }
+    let domain = match req.domain.as_deref().map(|d| parse_domain(d, "domain")) {
+        Some(Err(e)) => return e.into_response(),
+        Some(Ok(d)) => Some(d),
+        None => None,
+    };
+    let key = match ConnectKey::parse(&req.key) {
+        Ok(k) => k,
+        Err(e) => {
+            state.limiter.failed(peer.ip());
+            return Json(KeyCheckResponse {
+                state: KeyState::Malformed,
+                domain: None,
+                expires_at: None,
+                used_at: None,
+                message: e.to_string(),
+            })
+            .into_response();
+        }
+    };
+    let now = ad_sync_core::time_fmt::now_unix();
+    match db(&state, move |s| s.check_key(&key, domain.as_ref(), now)).await {
+        Ok(resp) => {
+            if resp.state == KeyState::Unknown {
+                state.limiter.failed(peer.ip());
+            }
+            Json(resp).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn enroll(
+    State(state): State<Shared>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    ApiJson(req): ApiJson<EnrollRequest>,
+) -> Response {
+    if let Err(e) = state.limiter.check(peer.ip()) {
+        return rate_limited(e);
+    }
+    // Everything that can be wrong with the request is found before the key is touched.
+    let checked = (|| {
+        let domain = parse_domain(&req.domain, "domain")?;
+        for (field, value, max) in [
+            ("host", &req.host, 255),
+            ("version", &req.version, 64),
+            ("os", &req.os, 64),
+        ] {
+            if (field != "os" && value.trim().is_empty()) || value.len() > max {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("{field}: give 1 to {max} characters"),
+                ));
+            }
+        }
+        let public_key = ad_sync_core::cloud::sealed::parse_public_key(&req.public_key)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e))?;
+        let key = ConnectKey::parse(&req.key)
+            .map_err(|e| ApiError::new(ErrorCode::KeyMalformed, format!("connect key: {e}")))?;
+        Ok((domain, public_key, key))
+    })();
+    let (domain, public_key, key) = match checked {
+        Ok(v) => v,
+        Err(e) => {
+            if e.code == ErrorCode::KeyMalformed {
+                state.limiter.failed(peer.ip());
+            }
+            return e.into_response();
+        }
+    };
+    let hint = key.redacted();
+    let timing = state.timing;
+    let now = ad_sync_core::time_fmt::now_unix();
+    let result = db(&state, move |s| {
+        s.enroll(
+            &key,
+            &domain,
+            &req.host,
+            &req.version,
+            &req.os,
+            &public_key,
+            timing,
+            now,
+        )
+    })
+    .await;
+    match result {
+        Ok(resp) => {
+            tracing::info!(agent = %resp.agent_id, domain = %resp.domain, key = %hint, %peer, "agent enrolled");
+            (StatusCode::CREATED, Json(resp)).into_response()
+        }
+        Err(e) => {
+            if e.code == ErrorCode::KeyUnknown {
+                state.limiter.failed(peer.ip());
+            }
+            if e.code != ErrorCode::Internal {
+                tracing::info!(key = %hint, %peer, code = e.code.as_str(), "enrollment refused");
+            }
+            e.into_response()
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, message)
+}
+
+async fn heartbeat(
+    State(state): State<Shared>,
+    Agent(agent): Agent,
+    ApiJson(req): ApiJson<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    if req.version.is_empty() || req.host.is_empty() {
+        return Err(invalid("version and host are required"));
+    }
+    if !matches!(req.status.as_str(), "" | "ok" | "degraded") {
+        return Err(invalid("status: use \"ok\" or \"degraded\""));
+    }
+    let timing = state.timing;
+    let now = ad_sync_core::time_fmt::now_unix();
+    db(&state, move |s| s.heartbeat(&agent, &req, timing, now))
+        .await
+        .map(Json)
+}
+
+async fn agent_self(
+    State(state): State<Shared>,
+    Agent(agent): Agent,
+) -> Result<Json<ad_sync_core::cloud::api::AgentSelf>, ApiError> {
+    let timing = state.timing;
+    let now = ad_sync_core::time_fmt::now_unix();
+    let row = db(&state, move |s| {
+        s.agents()
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+            .into_iter()
+            .find(|a| a.id == agent.agent_id)
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "this agent is not known"))
+    })
+    .await?;
+    let t = ad_sync_core::time_fmt::unix_to_rfc3339;
+    Ok(Json(ad_sync_core::cloud::api::AgentSelf {
+        health: status_page::Health::of(&row, timing, now).label().into(),
+        role: if row.primary {
+            ad_sync_core::cloud::api::Role::Primary
+        } else {
+            ad_sync_core::cloud::api::Role::Standby
+        },
+        heard_from: row.last_seen > row.enrolled_at,
+        enrolled_at: t(row.enrolled_at),
+        last_seen: t(row.last_seen),
+        agent_id: row.id,
+        domain: row.domain,
+        host: row.host,
+        version: row.version,
+    }))
+}
+
+async fn deregister(
+    State(state): State<Shared>,
+    Agent(agent): Agent,
+) -> Result<StatusCode, ApiError> {
+    let id = agent.agent_id.clone();
+    let now = ad_sync_core::time_fmt::now_unix();
+    db(&state, move |s| s.deregister(&agent, now)).await?;
+    tracing::info!(agent = %id, "agent deregistered");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangesQuery {
+    #[serde(default)]
+    after: i64,
+    limit: Option<i64>,
+}
+
+async fn changes(
+    State(state): State<Shared>,
+    Agent(agent): Agent,
+    query: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ChangesResponse>, ApiError> {
+    let Ok(Query(q)) = query else {
+        return Err(invalid(
+            "query: use ?after=<cursor>&limit=<1..1000>, both whole numbers",
+        ));
+    };
+    let limit = q.limit.unwrap_or(500);
+    if q.after < 0 || !(1..=MAX_CHANGES_PER_FETCH).contains(&limit) {
+        return Err(invalid(format!(
+            "after must be 0 or more and limit 1 to {MAX_CHANGES_PER_FETCH}"
+        )));
+    }
+    db(&state, move |s| s.changes(&agent, q.after, limit))
+        .await
+        .map(Json)
+}
+
+async fn ack(
+    State(state): State<Shared>,
+    Agent(agent): Agent,
+    ApiJson(req): ApiJson<AckRequest>,
+) -> Result<Json<AckResponse>, ApiError> {
+    if req.results.is_empty() || req.results.len() > MAX_RESULTS_PER_ACK {
+        return Err(invalid(format!(
+            "results: send 1 to {MAX_RESULTS_PER_ACK} results per request"
+        )));
+    }
+    let now = ad_sync_core::time_fmt::now_unix();
+    db(&state, move |s| s.ack(&agent, &req.results, now))
+        .await
+        .map(Json)
+}
+
+async fn status(State(state): State<Shared>) -> Result<Html<String>, ApiError> {
+    let timing = state.timing;
+    db(&state, move |s| {
+        status_page::render(s, timing, ad_sync_core::time_fmt::now_unix()).map_err(|e| {
+            // The path and the database's words stay in the server's log.
+            tracing::error!(error = %e, "status page");
+            ApiError::new(
+                ErrorCode::Internal,
+                "the status page could not be read from storage; see the server's log",
+            )
+        })
+    })
+    .await
+    .map(Html)
+}

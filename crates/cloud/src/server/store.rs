@@ -1,0 +1,1550 @@
+//! The reference cloud's storage: one SQLite file (WAL) holding domain instances, connect keys
+//! (hashes only), agents (credential hashes and public keys), the directory the agents mirror,
+//! its change log, sealed password envelopes and per-change results.
+//!
+//! The server and the admin subcommands open the same file; every multi-row decision (enrolling,
+//! electing a primary, appending a change) runs in one `BEGIN IMMEDIATE` transaction, so it is
+//! atomic across threads and processes.
+//!
+//! Not here: HTTP, rate limiting (server/mod.rs), key parsing (connect_key.rs).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use ad_sync_core::cloud::api::{
+    self, AckResponse, ApplyStatus, Change, ChangeBody, ChangeResult, ChangesResponse,
+    EnrollResponse, ErrorCode, Group, HeartbeatRequest, HeartbeatResponse, KeyCheckResponse,
+    KeyState, MemberType, Membership, Role, User,
+};
+use ad_sync_core::cloud::sealed;
+use ad_sync_core::connect_key::ConnectKey;
+use ad_sync_core::dn::Dn;
+use ad_sync_core::secret::Secret;
+use ad_sync_core::time_fmt::unix_to_rfc3339;
+
+/// 2: users and groups carry a stable `id` (renames keep it), and the change bodies name it.
+const SCHEMA_VERSION: i64 = 2;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS domains (
+    id INTEGER PRIMARY KEY,
+    dn TEXT NOT NULL,
+    dn_key TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    primary_agent TEXT,
+    acked_cursor INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS keys (
+    id INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    hint TEXT NOT NULL,
+    domain_id INTEGER NOT NULL REFERENCES domains(id),
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER,
+    used_by TEXT
+);
+CREATE TABLE IF NOT EXISTS agents (
+    id TEXT PRIMARY KEY,
+    domain_id INTEGER NOT NULL REFERENCES domains(id),
+    credential_hash TEXT NOT NULL UNIQUE,
+    public_key BLOB NOT NULL,
+    host TEXT NOT NULL,
+    version TEXT NOT NULL,
+    os TEXT NOT NULL,
+    enrolled_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'ok',
+    message TEXT,
+    deregistered_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY COLLATE NOCASE,
+    id TEXT NOT NULL UNIQUE,
+    given_name TEXT NOT NULL,
+    surname TEXT NOT NULL,
+    email TEXT,
+    suspended INTEGER NOT NULL DEFAULT 0,
+    locked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS groups (
+    name TEXT PRIMARY KEY COLLATE NOCASE,
+    id TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS memberships (
+    group_name TEXT NOT NULL COLLATE NOCASE,
+    member TEXT NOT NULL COLLATE NOCASE,
+    member_type TEXT NOT NULL,
+    PRIMARY KEY (group_name, member, member_type)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS password_envelopes (
+    seq INTEGER NOT NULL REFERENCES changes(seq),
+    agent_id TEXT NOT NULL,
+    sealed TEXT NOT NULL,
+    PRIMARY KEY (seq, agent_id)
+);
+CREATE TABLE IF NOT EXISTS acks (
+    domain_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    agent_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (domain_id, seq)
+);
+";
+
+/// A failure the API reports: a code from the documented list and words for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        // The database's own words go to the server log only; the client learns it was not
+        // its fault and nothing was changed (the transaction rolled back).
+        tracing::error!(error = %e, "database error");
+        ApiError::new(
+            ErrorCode::Internal,
+            "the cloud could not complete the request (storage error); nothing was changed, try again",
+        )
+    }
+}
+
+/// What an admin command got wrong, in words for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "database {path}: {source}; check that the file is writable by this user and is an ad-sync-cloud database"
+    )]
+    Db {
+        path: String,
+        source: rusqlite::Error,
+    },
+}
+
+/// Election settings: how often agents call in and how long a silent primary keeps its role.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub heartbeat_interval: Duration,
+    pub primary_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat_interval: Duration::from_secs(30),
+            primary_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// The agent an authenticated request comes from.
+#[derive(Debug, Clone)]
+pub struct AgentAuth {
+    pub agent_id: String,
+    pub domain_id: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DomainRow {
+    pub id: i64,
+    pub dn: String,
+    pub created_at: i64,
+    pub primary_agent: Option<String>,
+    pub acked_cursor: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub hint: String,
+    pub domain: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub used_by: Option<String>,
+}
+
+impl KeyRow {
+    pub fn state(&self, now: i64) -> KeyState {
+        if self.used_at.is_some() {
+            KeyState::Used
+        } else if now >= self.expires_at {
+            KeyState::Expired
+        } else {
+            KeyState::Valid
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentRow {
+    pub id: String,
+    pub domain: String,
+    pub host: String,
+    pub version: String,
+    pub os: String,
+    pub enrolled_at: i64,
+    pub last_seen: i64,
+    pub status: String,
+    pub message: Option<String>,
+    pub deregistered_at: Option<i64>,
+    pub primary: bool,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+fn random_token(bytes: usize) -> Result<String, ApiError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|_| {
+        ApiError::new(
+            ErrorCode::Internal,
+            "the cloud could not get random bytes from the OS",
+        )
+    })?;
+    Ok(base32::encode(base32::Alphabet::Crockford, &buf))
+}
+
+/// A new stable id for a user (`u-`) or a group (`g-`): 64 random bits, hex.
+fn new_id(prefix: &str) -> rusqlite::Result<String> {
+    let mut buf = [0u8; 8];
+    getrandom::fill(&mut buf).map_err(|e| {
+        rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(format!(
+            "no random bytes from the OS: {e}"
+        ))))
+    })?;
+    Ok(format!(
+        "{prefix}-{}",
+        buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
+/// Schema 1 had no ids. Gives every user and group one, and rewrites the change log so each
+/// change names the id its subject had at that point (replaying it in order: a name removed and
+/// added again is a new user, as it was then).
+fn migrate_v1(conn: &Connection) -> rusqlite::Result<()> {
+    use std::collections::HashMap;
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(
+        "ALTER TABLE users ADD COLUMN id TEXT; ALTER TABLE groups ADD COLUMN id TEXT;",
+    )?;
+    let rows: Vec<(i64, String)> = tx
+        .prepare("SELECT seq, body FROM changes ORDER BY seq")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut users: HashMap<String, String> = HashMap::new();
+    let mut groups: HashMap<String, String> = HashMap::new();
+    fn id_of(
+        map: &mut HashMap<String, String>,
+        name: &str,
+        prefix: &str,
+    ) -> rusqlite::Result<String> {
+        let key = name.to_lowercase();
+        if let Some(id) = map.get(&key) {
+            return Ok(id.clone());
+        }
+        let id = new_id(prefix)?;
+        map.insert(key, id.clone());
+        Ok(id)
+    }
+    for (seq, body) in rows {
+        let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&body) else {
+            continue;
+        };
+        let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+        match v["type"].as_str().unwrap_or_default() {
+            "user.upsert" => {
+                let name = text(&v["user"], "username");
+                v["user"]["id"] = id_of(&mut users, &name, "u")?.into();
+            }
+            "user.password" => {
+                let name = text(&v, "username");
+                v["id"] = id_of(&mut users, &name, "u")?.into();
+            }
+            "user.remove" => {
+                let name = text(&v, "username");
+                v["id"] = id_of(&mut users, &name, "u")?.into();
+                users.remove(&name.to_lowercase());
+            }
+            "group.upsert" => {
+                let name = text(&v["group"], "name");
+                v["group"]["id"] = id_of(&mut groups, &name, "g")?.into();
+            }
+            "group.remove" => {
+                let name = text(&v, "name");
+                v["id"] = id_of(&mut groups, &name, "g")?.into();
+                groups.remove(&name.to_lowercase());
+            }
+            "membership.add" | "membership.remove" => {
+                let group = text(&v, "group");
+                let member = text(&v, "member");
+                v["group_id"] = id_of(&mut groups, &group, "g")?.into();
+                v["member_id"] = if v["member_type"] == "group" {
+                    id_of(&mut groups, &member, "g")?
+                } else {
+                    id_of(&mut users, &member, "u")?
+                }
+                .into();
+            }
+            _ => continue,
+        }
+        tx.execute(
+            "UPDATE changes SET body = ?2 WHERE seq = ?1",
+            params![seq, v.to_string()],
+        )?;
+    }
+    let names: Vec<String> = tx
+        .prepare("SELECT username FROM users")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for name in names {
+        let id = id_of(&mut users, &name, "u")?;
+        tx.execute(
+            "UPDATE users SET id = ?2 WHERE username = ?1",
+            params![name, id],
+        )?;
+    }
+    let names: Vec<String> = tx
+        .prepare("SELECT name FROM groups")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for name in names {
+        let id = id_of(&mut groups, &name, "g")?;
+        tx.execute(
+            "UPDATE groups SET id = ?2 WHERE name = ?1",
+            params![name, id],
+        )?;
+    }
+    tx.execute_batch(
+        "CREATE UNIQUE INDEX IF NOT EXISTS users_id ON users(id);
+         CREATE UNIQUE INDEX IF NOT EXISTS groups_id ON groups(id);",
+    )?;
+    tx.commit()
+}
+
+pub fn credential_hash(credential: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(credential.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file, mode 0600 on Unix.
+    pub fn open(path: &Path) -> Result<Store, AdminError> {
+        let db_err = |source| AdminError::Db {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(AdminError::Invalid(format!(
+                "--db {}: the folder {} does not exist; create it or choose another path",
+                path.display(),
+                parent.display()
+            )));
+        }
+        let conn = Connection::open(path).map_err(db_err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(db_err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db_err)?;
+        if version > SCHEMA_VERSION {
+            return Err(AdminError::Invalid(format!(
+                "--db {}: written by a newer ad-sync-cloud (schema {version}, this build knows {SCHEMA_VERSION}); use the newer binary",
+                path.display()
+            )));
+        }
+        if version == 1 {
+            migrate_v1(&conn).map_err(db_err)?;
+        }
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(db_err)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the transaction rolls back
+        // on drop), so a poisoned lock is safe to keep using.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn admin_db(&self) -> impl Fn(rusqlite::Error) -> AdminError + '_ {
+        move |source| AdminError::Db {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    // ---- admin: domains and keys -------------------------------------------------------------
+
+    pub fn add_domain(&self, text: &str) -> Result<(DomainRow, bool), AdminError> {
+        let dn = api::parse_domain_dn(text).map_err(AdminError::Invalid)?;
+        let conn = self.lock();
+        let created = conn
+            .execute(
+                "INSERT OR IGNORE INTO domains (dn, dn_key, created_at) VALUES (?1, ?2, ?3)",
+                params![
+                    dn.to_comma_form(),
+                    api::domain_key(&dn),
+                    ad_sync_core::time_fmt::now_unix()
+                ],
+            )
+            .map_err(self.admin_db())?
+            == 1;
+        let row = find_domain(&conn, &dn)
+            .map_err(self.admin_db())?
+            .ok_or_else(|| AdminError::Invalid("the domain vanished while being added".into()))?;
+        Ok((row, created))
+    }
+
+    pub fn domains(&self) -> Result<Vec<DomainRow>, AdminError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT id, dn, created_at, primary_agent, acked_cursor FROM domains ORDER BY dn_key")
+            .map_err(self.admin_db())?;
+        let rows = stmt
+            .query_map([], domain_row)
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(self.admin_db())?;
+        Ok(rows)
+    }
+
+    /// Issues a key for a known domain instance. The caller shows the key once; only its hash
+    /// and last four characters are stored.
+    pub fn issue_key(
+        &self,
+        domain_text: &str,
+        ttl: Duration,
+    ) -> Result<(ConnectKey, KeyRow), AdminError> {
+        let dn = api::parse_domain_dn(domain_text).map_err(AdminError::Invalid)?;
+        if ttl.is_zero() {
+            return Err(AdminError::Invalid(
+                "--ttl must be longer than zero (for example 7d, 12h or 30m)".into(),
+            ));
+        }
+        let key = ConnectKey::generate().map_err(|e| {
+            AdminError::Invalid(format!("the OS could not supply random bytes: {e}"))
+        })?;
+        let conn = self.lock();
+        let domain = find_domain(&conn, &dn)
+            .map_err(self.admin_db())?
+            .ok_or_else(|| {
+                AdminError::Invalid(format!(
+                    "--domain {domain_text}: no such domain instance; add it first with `ad-sync-cloud domain add \"{}\"`",
+                    dn.to_comma_form()
+                ))
+            })?;
+        let now = ad_sync_core::time_fmt::now_unix();
+        let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 4);
+        let expires_at = now.saturating_add(ttl_secs.max(1));
+        let hint = key.redacted();
+        conn.execute(
+            "INSERT INTO keys (hash, hint, domain_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![key.hash(), hint, domain.id, now, expires_at],
+        )
+        .map_err(self.admin_db())?;
+        let row = KeyRow {
+            hint,
+            domain: domain.dn,
+            created_at: now,
+            expires_at,
+            used_at: None,
+            used_by: None,
+        };
+        Ok((key, row))
+    }
+
+    pub fn keys(&self) -> Result<Vec<KeyRow>, AdminError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!("{KEY_SELECT} ORDER BY k.id"))
+            .map_err(self.admin_db())?;
+        stmt.query_map([], |r| key_row(r).map(|(_, _, row, _)| row))
+            .and_then(|r| r.collect())
+            .map_err(self.admin_db())
+    }
+
+    pub fn agents(&self) -> Result<Vec<AgentRow>, AdminError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT a.id, d.dn, a.host, a.version, a.os, a.enrolled_at, a.last_seen, a.status,
+                        a.message, a.deregistered_at, d.primary_agent = a.id
+                 FROM agents a JOIN domains d ON d.id = a.domain_id ORDER BY d.dn_key, a.enrolled_at",
+            )
+            .map_err(self.admin_db())?;
+        stmt.query_map([], |r| {
+            Ok(AgentRow {
+                id: r.get(0)?,
+                domain: r.get(1)?,
+                host: r.get(2)?,
+                version: r.get(3)?,
+                os: r.get(4)?,
+                enrolled_at: r.get(5)?,
+                last_seen: r.get(6)?,
+                status: r.get(7)?,
+                message: r.get(8)?,
+                deregistered_at: r.get(9)?,
+                primary: r.get::<_, Option<bool>>(10)?.unwrap_or(false),
+            })
+        })
+        .and_then(|r| r.collect())
+        .map_err(self.admin_db())
+    }
+
+    // ---- admin: the directory ----------------------------------------------------------------
+
+    /// Runs an admin change in one `BEGIN IMMEDIATE` transaction: all of it, or (on any refusal
+    /// or storage error) none of it.
+    fn admin_tx<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, TxError>,
+    ) -> Result<T, AdminError> {
+        let mut conn = self.lock();
+        let run = || -> Result<T, TxError> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        };
+        run().map_err(|e| match e {
+            TxError::Refused(a) => a,
+            TxError::Db(source) => AdminError::Db {
+                path: self.path.display().to_string(),
+                source,
+            },
+        })
+    }
+
+    pub fn user_add(
+        &self,
+        username: &str,
+        given_name: &str,
+        surname: &str,
+        email: Option<&str>,
+    ) -> Result<(), AdminError> {
+        validate_username(username)?;
+        for (field, value) in [("--given", given_name), ("--surname", surname)] {
+            if value.trim().is_empty() || value.chars().count() > 64 {
+                return Err(AdminError::Invalid(format!(
+                    "{field} must be 1 to 64 characters (AD's limit for name parts)"
+                )));
+            }
+        }
+        if let Some(e) = email {
+            validate_email(e)?;
+        }
+        self.admin_tx(|tx| {
+            if user_exists(tx, username)? {
+                return Err(AdminError::Invalid(format!(
+                    "user `{username}` already exists; to change it, remove it first"
+                ))
+                .into());
+            }
+            tx.execute(
+                "INSERT INTO users (username, id, given_name, surname, email) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![username, new_id("u")?, given_name, surname, email],
+            )?;
+            let user = load_user(tx, username)?;
+            append_change(tx, &ChangeBody::UserUpsert { user })?;
+            Ok(())
+        })
+    }
+
+    /// Suspends, unsuspends, locks or unlocks: each is a new full state of the user. `false`
+    /// when the user already was in that state (nothing is appended).
+    pub fn user_set(
+        &self,
+        username: &str,
+        suspended: Option<bool>,
+        locked: Option<bool>,
+    ) -> Result<bool, AdminError> {
+        self.admin_tx(|tx| {
+            let mut user = find_user(tx, username)?;
+            let before = user.clone();
+            user.suspended = suspended.unwrap_or(user.suspended);
+            user.locked = locked.unwrap_or(user.locked);
+            if user == before {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE users SET suspended = ?2, locked = ?3 WHERE username = ?1",
+                params![user.username, user.suspended, user.locked],
+            )?;
+            append_change(tx, &ChangeBody::UserUpsert { user })?;
+            Ok(true)
+        })
+    }
+
+    /// Changes a user's name parts or e-mail (`Some(None)` clears the e-mail). `false` when
+    /// nothing changed.
+    pub fn user_update(
+        &self,
+        username: &str,
+        given_name: Option<&str>,
+        surname: Option<&str>,
+        email: Option<Option<&str>>,
+    ) -> Result<bool, AdminError> {
+        for (field, value) in [("--given", given_name), ("--surname", surname)] {
+            if let Some(value) = value
+                && (value.trim().is_empty() || value.chars().count() > 64)
+            {
+                return Err(AdminError::Invalid(format!(
+                    "{field} must be 1 to 64 characters (AD's limit for name parts)"
+                )));
+            }
+        }
+        if let Some(Some(e)) = email {
+            validate_email(e)?;
+        }
+        self.admin_tx(|tx| {
+            let mut user = find_user(tx, username)?;
+            let before = user.clone();
+            if let Some(g) = given_name {
+                user.given_name = g.into();
+            }
+            if let Some(s) = surname {
+                user.surname = s.into();
+            }
+            if let Some(e) = email {
+                user.email = e.map(str::to_string);
+            }
+            if user == before {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE users SET given_name = ?2, surname = ?3, email = ?4 WHERE id = ?1",
+                params![user.id, user.given_name, user.surname, user.email],
+            )?;
+            append_change(tx, &ChangeBody::UserUpsert { user })?;
+            Ok(true)
+        })
+    }
+
+    /// Renames a user; its id, memberships and everything else stay.
+    pub fn user_rename(&self, username: &str, new_name: &str) -> Result<(), AdminError> {
+        validate_username(new_name)?;
+        self.admin_tx(|tx| {
+            let user = find_user(tx, username)?;
+            if !user.username.eq_ignore_ascii_case(new_name) && user_exists(tx, new_name)? {
+                return Err(
+                    AdminError::Invalid(format!("user `{new_name}` already exists")).into(),
+                );
+            }
+            tx.execute(
+                "UPDATE memberships SET member = ?2 WHERE member = ?1 AND member_type = 'user'",
+                params![user.username, new_name],
+            )?;
+            tx.execute(
+                "UPDATE users SET username = ?2 WHERE id = ?1",
+                params![user.id, new_name],
+            )?;
+            let user = load_user(tx, new_name)?;
+            append_change(tx, &ChangeBody::UserUpsert { user })?;
+            Ok(())
+        })
+    }
+
+    /// Renames a group; its id and memberships stay.
+    pub fn group_rename(&self, name: &str, new_name: &str) -> Result<(), AdminError> {
+        validate_group_name(new_name)?;
+        self.admin_tx(|tx| {
+            let group = find_group(tx, name)?;
+            if !group.name.eq_ignore_ascii_case(new_name) && group_exists(tx, new_name)? {
+                return Err(
+                    AdminError::Invalid(format!("group `{new_name}` already exists")).into(),
+                );
+            }
+            tx.execute(
+                "UPDATE memberships SET group_name = ?2 WHERE group_name = ?1",
+                params![group.name, new_name],
+            )?;
+            tx.execute(
+                "UPDATE memberships SET member = ?2 WHERE member = ?1 AND member_type = 'group'",
+                params![group.name, new_name],
+            )?;
+            tx.execute(
+                "UPDATE groups SET name = ?2 WHERE id = ?1",
+                params![group.id, new_name],
+            )?;
+            let group = Group {
+                id: group.id,
+                name: new_name.into(),
+            };
+            append_change(tx, &ChangeBody::GroupUpsert { group })?;
+            Ok(())
+        })
+    }
+
+    pub fn user_remove(&self, username: &str) -> Result<(), AdminError> {
+        self.admin_tx(|tx| {
+            let user = find_user(tx, username)?;
+            let username = user.username.clone();
+            tx.execute(
+                "DELETE FROM memberships WHERE member = ?1 AND member_type = 'user'",
+                [&username],
+            )?;
+            tx.execute("DELETE FROM users WHERE username = ?1", [&username])?;
+            append_change(
+                tx,
+                &ChangeBody::UserRemove {
+                    id: user.id,
+                    username,
+                },
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Seals the new password to every enrolled agent's key; the password itself is never
+    /// stored. Returns how many agents it was sealed for.
+    pub fn set_password(&self, username: &str, password: &Secret) -> Result<usize, AdminError> {
+        if password.expose().is_empty() {
+            return Err(AdminError::Invalid(
+                "--password-file: the file is empty; write the new password in it".into(),
+            ));
+        }
+        self.admin_tx(|tx| {
+            let user = find_user(tx, username)?;
+            let seq = append_change(
+                tx,
+                &ChangeBody::UserPassword {
+                    id: user.id,
+                    username: user.username,
+                    sealed_password: None,
+                },
+            )?;
+            let agents: Vec<(String, Vec<u8>)> = tx
+                .prepare("SELECT id, public_key FROM agents WHERE deregistered_at IS NULL")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (agent_id, pk) in &agents {
+                let refused = |why: String| TxError::Refused(AdminError::Invalid(why));
+                let pk: [u8; 32] = pk
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| refused(format!("agent {agent_id} has a damaged public key")))?;
+                let sealed = sealed::seal(&pk, password.expose().as_bytes()).map_err(refused)?;
+                tx.execute(
+                    "INSERT INTO password_envelopes (seq, agent_id, sealed) VALUES (?1, ?2, ?3)",
+                    params![seq, agent_id, sealed],
+                )?;
+            }
+            Ok(agents.len())
+        })
+    }
+
+    pub fn group_add(&self, name: &str) -> Result<(), AdminError> {
+        validate_group_name(name)?;
+        self.admin_tx(|tx| {
+            if group_exists(tx, name)? {
+                return Err(AdminError::Invalid(format!("group `{name}` already exists")).into());
+            }
+            let group = Group {
+                id: new_id("g")?,
+                name: name.into(),
+            };
+            tx.execute(
+                "INSERT INTO groups (name, id) VALUES (?1, ?2)",
+                params![group.name, group.id],
+            )?;
+            append_change(tx, &ChangeBody::GroupUpsert { group })?;
+            Ok(())
+        })
+    }
+
+    pub fn group_remove(&self, name: &str) -> Result<(), AdminError> {
+        self.admin_tx(|tx| {
+            let Group { id, name } = find_group(tx, name)?;
+            tx.execute(
+                "DELETE FROM memberships WHERE group_name = ?1 OR (member = ?1 AND member_type = 'group')",
+                [&name],
+            )?;
+            tx.execute("DELETE FROM groups WHERE name = ?1", [&name])?;
+            append_change(tx, &ChangeBody::GroupRemove { id, name })?;
+            Ok(())
+        })
+    }
+
+    /// Adds or removes a member. `kind` says whether `member` is a user or a group when a name
+    /// is both; otherwise it is worked out. `false` when there was nothing to change.
+    pub fn membership(
+        &self,
+        group: &str,
+        member: &str,
+        kind: Option<MemberType>,
+        add: bool,
+    ) -> Result<bool, AdminError> {
+        self.admin_tx(|tx| {
+            let group = find_group(tx, group)?;
+            let is_user = user_exists(tx, member)?;
+            let is_group = group_exists(tx, member)?;
+            let refuse = |why: String| Err(TxError::Refused(AdminError::Invalid(why)));
+            // The stored spelling, so the change names what the agent was told about.
+            let (member_id, member, member_type) = match (kind, is_user, is_group) {
+                (Some(MemberType::User), true, _) | (None, true, false) => {
+                    let u = find_user(tx, member)?;
+                    (u.id, u.username, MemberType::User)
+                }
+                (Some(MemberType::Group), _, true) | (None, false, true) => {
+                    let g = find_group(tx, member)?;
+                    (g.id, g.name, MemberType::Group)
+                }
+                (None, true, true) => {
+                    return refuse(format!(
+                        "`{member}` is both a user and a group; say which with --user or --group"
+                    ));
+                }
+                (Some(MemberType::User), false, _) => return Err(no_such_user(member).into()),
+                (Some(MemberType::Group), _, false) => return Err(no_such_group(member).into()),
+                (None, false, false) => {
+                    return refuse(format!(
+                        "no user or group is named `{member}`; add it first (user add / group add)"
+                    ));
+                }
+            };
+            if member_type == MemberType::Group && member_id == group.id {
+                return refuse(format!(
+                    "a group cannot be a member of itself (`{}`)",
+                    group.name
+                ));
+            }
+            if member_type == MemberType::Group && add && contains_group(tx, &member, &group.name)? {
+                return refuse(format!(
+                    "`{member}` already contains `{}` (directly or through other groups); adding it would make a loop",
+                    group.name
+                ));
+            }
+            let sql = if add {
+                "INSERT OR IGNORE INTO memberships (group_name, member, member_type) VALUES (?1, ?2, ?3)"
+            } else {
+                "DELETE FROM memberships WHERE group_name = ?1 AND member = ?2 AND member_type = ?3"
+            };
+            let changed =
+                tx.execute(sql, params![group.name, member, member_type.as_str()])? == 1;
+            if changed {
+                let m = Membership {
+                    group_id: group.id,
+                    group: group.name,
+                    member_id,
+                    member,
+                    member_type,
+                };
+                let body = if add {
+                    ChangeBody::MembershipAdd(m)
+                } else {
+                    ChangeBody::MembershipRemove(m)
+                };
+                append_change(tx, &body)?;
+            }
+            Ok(changed)
+        })
+    }
+
+    // ---- the agent API -----------------------------------------------------------------------
+
+    pub fn check_key(
+        &self,
+        key: &ConnectKey,
+        domain: Option<&Dn>,
+        now: i64,
+    ) -> Result<KeyCheckResponse, ApiError> {
+        let conn = self.lock();
+        let found = find_key(&conn, &key.hash())?;
+        Ok(match found {
+            None => KeyCheckResponse {
+                state: KeyState::Unknown,
+                domain: None,
+                expires_at: None,
+                used_at: None,
+                message: "this cloud did not issue that key (or it was issued by another cloud); check the cloud URL, or issue a new key".into(),
+            },
+            Some((_, _, row, key_dn_key)) => {
+                let mut state = row.state(now);
+                if state == KeyState::Valid
+                    && domain.is_some_and(|d| api::domain_key(d) != key_dn_key)
+                {
+                    state = KeyState::WrongDomain;
+                }
+                let message = key_state_message(state, &row, domain);
+                KeyCheckResponse {
+                    state,
+                    domain: Some(row.domain.clone()),
+                    expires_at: Some(unix_to_rfc3339(row.expires_at)),
+                    used_at: row.used_at.map(unix_to_rfc3339),
+                    message,
+                }
+            }
+        })
+    }
+
+    /// Consumes the key and creates the agent, in one transaction: of any number of concurrent
+    /// enrollments with one key exactly one commits; any failure leaves the key as it was.
+    #[allow(clippy::too_many_arguments)]
+    pub fn enroll(
+        &self,
+        key: &ConnectKey,
+        domain: &Dn,
+        host: &str,
+        version: &str,
+        os: &str,
+        public_key: &[u8; 32],
+        timing: Timing,
+        now: i64,
+    ) -> Result<EnrollResponse, ApiError> {
+        let agent_id = format!("agt-{}", random_token(8)?.to_lowercase());
+        let credential = format!("ADSA1-{}", random_token(32)?);
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (key_id, domain_id, row, key_dn_key) = find_key(&tx, &key.hash())?.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::KeyUnknown,
+                "connect key: this cloud did not issue it; check the cloud URL or issue a new key",
+            )
+        })?;
+        match row.state(now) {
+            KeyState::Valid => {}
+            KeyState::Used
+                if api::domain_key(domain) == key_dn_key
+                    && let Some(resumed) =
+                        resume_enrollment(&tx, &row, domain_id, public_key, &credential, now)? =>
+            {
+                let primary = elect(&tx, domain_id, &resumed, now, timing)?;
+                tx.commit()?;
+                let sealed = ad_sync_core::cloud::sealed::seal(public_key, credential.as_bytes())
+                    .map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
+                return Ok(EnrollResponse {
+                    role: if primary == resumed {
+                        Role::Primary
+                    } else {
+                        Role::Standby
+                    },
+                    agent_id: resumed,
+                    credential: sealed,
+                    resumed: true,
+                    domain: row.domain,
+                    heartbeat_interval_seconds: timing.heartbeat_interval.as_secs(),
+                });
+            }
+            state => {
+                let code = if state == KeyState::Used {
+                    ErrorCode::KeyUsed
+                } else {
+                    ErrorCode::KeyExpired
+                };
+                return Err(ApiError::new(code, key_state_message(state, &row, None)));
+            }
+        }
+        if api::domain_key(domain) != key_dn_key {
+            return Err(ApiError::new(
+                ErrorCode::WrongDomain,
+                key_state_message(KeyState::WrongDomain, &row, Some(domain)),
+            ));
+        }
+        let consumed = tx.execute(
+            "UPDATE keys SET used_at = ?2, used_by = ?3 WHERE id = ?1 AND used_at IS NULL",
+            params![key_id, now, agent_id],
+        )?;
+        if consumed != 1 {
+            return Err(ApiError::new(
+                ErrorCode::KeyUsed,
+                "connect key: already used to enroll an agent; issue a new key for this one",
+            ));
+        }
+        tx.execute(
+            "INSERT INTO agents (id, domain_id, credential_hash, public_key, host, version, os, enrolled_at, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            params![
+                agent_id,
+                domain_id,
+                credential_hash(&credential),
+                public_key.as_slice(),
+                host,
+                version,
+                os,
+                now
+            ],
+        )?;
+        let primary = elect(&tx, domain_id, &agent_id, now, timing)?;
+        tx.commit()?;
+        Ok(EnrollResponse {
+            role: if primary == agent_id {
+                Role::Primary
+            } else {
+                Role::Standby
+            },
+            agent_id,
+            credential,
+            resumed: false,
+            domain: row.domain,
+            heartbeat_interval_seconds: timing.heartbeat_interval.as_secs(),
+        })
+    }
+
+    pub fn authenticate(&self, credential: &str) -> Result<Option<AgentAuth>, ApiError> {
+        let conn = self.lock();
+        let found = conn
+            .query_row(
+                "SELECT id, domain_id, deregistered_at FROM agents WHERE credential_hash = ?1",
+                [credential_hash(credential)],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        Ok(match found {
+            Some((agent_id, domain_id, None)) => Some(AgentAuth {
+                agent_id,
+                domain_id,
+            }),
+            _ => None,
+        })
+    }
+
+    pub fn heartbeat(
+        &self,
+        agent: &AgentAuth,
+        req: &HeartbeatRequest,
+        timing: Timing,
+        now: i64,
+    ) -> Result<HeartbeatResponse, ApiError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let status = if req.status.is_empty() {
+            "ok"
+        } else {
+            &req.status
+        };
+        tx.execute(
+            "UPDATE agents SET last_seen = ?2, version = ?3, host = ?4, status = ?5, message = ?6 WHERE id = ?1",
+            params![agent.agent_id, now, req.version, req.host, status, req.message],
+        )?;
+        let primary = elect(&tx, agent.domain_id, &agent.agent_id, now, timing)?;
+        tx.commit()?;
+        Ok(HeartbeatResponse {
+            role: if primary == agent.agent_id {
+                Role::Primary
+            } else {
+                Role::Standby
+            },
+            primary_agent_id: primary,
+            heartbeat_interval_seconds: timing.heartbeat_interval.as_secs(),
+            primary_timeout_seconds: timing.primary_timeout.as_secs(),
+            server_time: unix_to_rfc3339(now),
+        })
+    }
+
+    /// Retires the agent's credential; its primary role goes to the next agent that calls in.
+    pub fn deregister(&self, agent: &AgentAuth, now: i64) -> Result<(), ApiError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE agents SET deregistered_at = ?2 WHERE id = ?1",
+            params![agent.agent_id, now],
+        )?;
+        tx.execute(
+            "UPDATE domains SET primary_agent = NULL WHERE id = ?1 AND primary_agent = ?2",
+            params![agent.domain_id, agent.agent_id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Changes after `after`, for the domain's primary agent only: two agents writing the same
+    /// changes into AD would race each other.
+    pub fn changes(
+        &self,
+        agent: &AgentAuth,
+        after: i64,
+        limit: i64,
+    ) -> Result<ChangesResponse, ApiError> {
+        let conn = self.lock();
+        let primary: Option<String> = conn.query_row(
+            "SELECT primary_agent FROM domains WHERE id = ?1",
+            [agent.domain_id],
+            |r| r.get(0),
+        )?;
+        if primary.as_deref() != Some(agent.agent_id.as_str()) {
+            return Err(ApiError::new(
+                ErrorCode::NotPrimary,
+                format!(
+                    "this agent is standby; {} is primary for the domain and applies the changes",
+                    primary.as_deref().unwrap_or("no agent")
+                ),
+            ));
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT c.seq, c.at, c.body, e.sealed FROM changes c
+             LEFT JOIN password_envelopes e ON e.seq = c.seq AND e.agent_id = ?3
+             WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![after, limit + 1, agent.agent_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = rows.len() as i64 > limit;
+        let mut changes = Vec::with_capacity(rows.len());
+        for (seq, at, body, sealed) in rows.into_iter().take(limit as usize) {
+            let mut body: ChangeBody = serde_json::from_str(&body).map_err(|e| {
+                tracing::error!(seq, error = %e, "stored change does not parse");
+                ApiError::new(
+                    ErrorCode::Internal,
+                    format!("change {seq} is damaged in the cloud's storage"),
+                )
+            })?;
+            if let ChangeBody::UserPassword {
+                sealed_password, ..
+            } = &mut body
+            {
+                *sealed_password = sealed;
+            }
+            changes.push(Change {
+                seq,
+                at: unix_to_rfc3339(at),
+                body,
+            });
+        }
+        let cursor = changes.last().map_or(after, |c| c.seq);
+        Ok(ChangesResponse {
+            changes,
+            cursor,
+            more,
+        })
+    }
+
+    pub fn ack(
+        &self,
+        agent: &AgentAuth,
+        results: &[ChangeResult],
+        now: i64,
+    ) -> Result<AckResponse, ApiError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let last: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+            r.get(0)
+        })?;
+        if let Some(bad) = results.iter().find(|r| r.seq < 1 || r.seq > last) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "results: seq {} is not a change this cloud sent (changes run 1 to {last}); nothing was recorded",
+                    bad.seq
+                ),
+            ));
+        }
+        for r in results {
+            tx.execute(
+                "INSERT OR REPLACE INTO acks (domain_id, seq, agent_id, status, message, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    agent.domain_id,
+                    r.seq,
+                    agent.agent_id,
+                    r.status.as_str(),
+                    r.message,
+                    now
+                ],
+            )?;
+        }
+        let first_open: Option<i64> = tx.query_row(
+            "SELECT MIN(c.seq) FROM changes c
+             LEFT JOIN acks a ON a.domain_id = ?1 AND a.seq = c.seq
+             WHERE a.seq IS NULL",
+            [agent.domain_id],
+            |r| r.get(0),
+        )?;
+        let acked_cursor = first_open.map_or(last, |s| s - 1);
+        tx.execute(
+            "UPDATE domains SET acked_cursor = ?2 WHERE id = ?1",
+            params![agent.domain_id, acked_cursor],
+        )?;
+        tx.commit()?;
+        Ok(AckResponse {
+            recorded: results.len(),
+            acked_cursor,
+        })
+    }
+
+    /// The results recorded for a domain (for tests and the admin view).
+    pub fn results(&self, domain_dn: &str) -> Result<Vec<(i64, ApplyStatus, String)>, AdminError> {
+        let dn = api::parse_domain_dn(domain_dn).map_err(AdminError::Invalid)?;
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT a.seq, a.status, a.message FROM acks a JOIN domains d ON d.id = a.domain_id
+                 WHERE d.dn_key = ?1 ORDER BY a.seq",
+            )
+            .map_err(self.admin_db())?;
+        stmt.query_map([api::domain_key(&dn)], |r| {
+            let status: String = r.get(1)?;
+            Ok((
+                r.get(0)?,
+                match status.as_str() {
+                    "applied" => ApplyStatus::Applied,
+                    "skipped" => ApplyStatus::Skipped,
+                    _ => ApplyStatus::Failed,
+                },
+                r.get(2)?,
+            ))
+        })
+        .and_then(|r| r.collect())
+        .map_err(self.admin_db())
+    }
+
+    /// The last change's seq (0 when there is none).
+    pub fn last_seq(&self) -> Result<i64, AdminError> {
+        let conn = self.lock();
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+            r.get(0)
+        })
+        .map_err(self.admin_db())
+    }
+}
+
+fn domain_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DomainRow> {
+    Ok(DomainRow {
+        id: r.get(0)?,
+        dn: r.get(1)?,
+        created_at: r.get(2)?,
+        primary_agent: r.get(3)?,
+        acked_cursor: r.get(4)?,
+    })
+}
+
+fn find_domain(conn: &Connection, dn: &Dn) -> rusqlite::Result<Option<DomainRow>> {
+    conn.query_row(
+        "SELECT id, dn, created_at, primary_agent, acked_cursor FROM domains WHERE dn_key = ?1",
+        [api::domain_key(dn)],
+        domain_row,
+    )
+    .optional()
+}
+
+/// A key with its domain; `key_row` reads it.
+const KEY_SELECT: &str = "SELECT k.id, k.domain_id, k.hint, d.dn, k.created_at, k.expires_at, k.used_at, k.used_by, d.dn_key
+     FROM keys k JOIN domains d ON d.id = k.domain_id";
+
+/// (key id, domain id, row, the domain's comparison key)
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64, KeyRow, String)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        KeyRow {
+            hint: r.get(2)?,
+            domain: r.get(3)?,
+            created_at: r.get(4)?,
+            expires_at: r.get(5)?,
+            used_at: r.get(6)?,
+            used_by: r.get(7)?,
+        },
+        r.get(8)?,
+    ))
+}
+
+/// An installer that was stopped after the cloud enrolled it, but before it stored the
+/// credential, enrolls again with the same key and the same public key. The agent it created
+/// gets a new credential, sealed to that public key, so only the holder of the private key
+/// (the installer that made the pair) can read it; the old credential stops working. Anyone
+/// else presenting the used key gets `key_used` as before.
+fn resume_enrollment(
+    tx: &Connection,
+    row: &KeyRow,
+    domain_id: i64,
+    public_key: &[u8; 32],
+    credential: &str,
+    now: i64,
+) -> Result<Option<String>, ApiError> {
+    let Some(agent) = row.used_by.as_deref() else {
+        return Ok(None);
+    };
+    let changed = tx.execute(
+        "UPDATE agents SET credential_hash = ?1, last_seen = ?2
+         WHERE id = ?3 AND domain_id = ?4 AND public_key = ?5 AND deregistered_at IS NULL",
+        params![
+            credential_hash(credential),
+            now,
+            agent,
+            domain_id,
+            public_key.as_slice()
+        ],
+    )?;
+    Ok((changed == 1).then(|| agent.to_string()))
+}
+
+fn find_key(conn: &Connection, hash: &str) -> Result<Option<(i64, i64, KeyRow, String)>, ApiError> {
+    Ok(conn
+        .query_row(&format!("{KEY_SELECT} WHERE k.hash = ?1"), [hash], key_row)
+        .optional()?)
+}
+
+fn key_state_message(state: KeyState, row: &KeyRow, asked: Option<&Dn>) -> String {
+    match state {
+        KeyState::Valid => format!(
+            "the key is valid for {} until {}",
+            row.domain,
+            unix_to_rfc3339(row.expires_at)
+        ),
+        KeyState::Used => format!(
+            "the key was already used (at {}) to enroll an agent; keys work once: issue a new key for this agent",
+            row.used_at.map_or_else(String::new, unix_to_rfc3339)
+        ),
+        KeyState::Expired => format!(
+            "the key expired at {}; issue a new key (ad-sync-cloud key issue --domain \"{}\")",
+            unix_to_rfc3339(row.expires_at),
+            row.domain
+        ),
+        KeyState::WrongDomain => format!(
+            "the key is for domain {}, not {}; issue a key for this domain instance",
+            row.domain,
+            asked.map_or_else(|| "this one".to_string(), Dn::to_comma_form)
+        ),
+        KeyState::Malformed | KeyState::Unknown => String::new(),
+    }
+}
+
+/// Keeps the current primary while it calls in; hands the role to `candidate` when there is no
+/// primary or the primary has been silent longer than the timeout.
+fn elect(
+    conn: &Connection,
+    domain_id: i64,
+    candidate: &str,
+    now: i64,
+    timing: Timing,
+) -> rusqlite::Result<String> {
+    let current: Option<(String, i64, Option<i64>)> = conn
+        .query_row(
+            "SELECT a.id, a.last_seen, a.deregistered_at FROM domains d
+             JOIN agents a ON a.id = d.primary_agent WHERE d.id = ?1",
+            [domain_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let timeout = i64::try_from(timing.primary_timeout.as_secs()).unwrap_or(i64::MAX);
+    if let Some((id, last_seen, None)) = &current
+        && (id == candidate || now.saturating_sub(*last_seen) <= timeout)
+    {
+        return Ok(id.clone());
+    }
+    conn.execute(
+        "UPDATE domains SET primary_agent = ?2 WHERE id = ?1",
+        params![domain_id, candidate],
+    )?;
+    if let Some((old, _, _)) = current {
+        tracing::info!(domain_id, from = %old, to = %candidate, "primary agent moved");
+    }
+    Ok(candidate.to_string())
+}
+
+fn append_change(conn: &Connection, body: &ChangeBody) -> rusqlite::Result<i64> {
+    let json = serde_json::to_string(body)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    conn.execute(
+        "INSERT INTO changes (at, body) VALUES (?1, ?2)",
+        params![ad_sync_core::time_fmt::now_unix(), json],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn load_user(conn: &Connection, username: &str) -> rusqlite::Result<User> {
+    conn.query_row(
+        "SELECT id, username, given_name, surname, email, suspended, locked FROM users WHERE username = ?1",
+        [username],
+        |r| {
+            Ok(User {
+                id: r.get(0)?,
+                username: r.get(1)?,
+                given_name: r.get(2)?,
+                surname: r.get(3)?,
+                email: r.get(4)?,
+                suspended: r.get(5)?,
+                locked: r.get(6)?,
+            })
+        },
+    )
+}
+
+fn user_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM users WHERE username = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+fn group_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT COUNT(*) FROM groups WHERE name = ?1", [name], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n > 0)
+}
+
+/// Inside an admin transaction: a refusal in words, or the storage failing.
+enum TxError {
+    Refused(AdminError),
+    Db(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for TxError {
+    fn from(e: rusqlite::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+impl From<AdminError> for TxError {
+    fn from(e: AdminError) -> Self {
+        TxError::Refused(e)
+    }
+}
+
+fn find_user(conn: &Connection, username: &str) -> Result<User, TxError> {
+    load_user(conn, username)
+        .optional()?
+        .ok_or_else(|| no_such_user(username).into())
+}
+
+/// The group as stored (its stored spelling and id).
+fn find_group(conn: &Connection, name: &str) -> Result<Group, TxError> {
+    conn.query_row("SELECT name, id FROM groups WHERE name = ?1", [name], |r| {
+        Ok(Group {
+            name: r.get(0)?,
+            id: r.get(1)?,
+        })
+    })
+    .optional()?
+    .ok_or_else(|| no_such_group(name).into())
+}
+
+/// Whether group `outer` contains group `inner`, directly or through nested groups.
+fn contains_group(conn: &Connection, outer: &str, inner: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "WITH RECURSIVE inside(name) AS (
+             SELECT member FROM memberships WHERE group_name = ?1 AND member_type = 'group'
+             UNION
+             SELECT m.member FROM memberships m JOIN inside i ON m.group_name = i.name
+             WHERE m.member_type = 'group')
+         SELECT COUNT(*) FROM inside WHERE name = ?2 COLLATE NOCASE",
+        params![outer, inner],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+fn no_such_user(name: &str) -> AdminError {
+    AdminError::Invalid(format!(
+        "no user is named `{name}`; `ad-sync-cloud user add` creates one"
+    ))
+}
+
+fn no_such_group(name: &str) -> AdminError {
+    AdminError::Invalid(format!(
+        "no group is named `{name}`; `ad-sync-cloud group add` creates one"
+    ))
+}
+
+/// AD's sAMAccountName rules, because the agent uses the username as one.
+const ACCOUNT_FORBIDDEN: &[char] = &[
+    '"', '/', '\\', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>', '@',
+];
+
+pub fn validate_username(name: &str) -> Result<(), AdminError> {
+    let bad = if name.is_empty() {
+        Some("is empty".to_string())
+    } else if name.chars().count() > 20 {
+        Some("is longer than 20 characters (AD's limit for a logon name)".into())
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| ACCOUNT_FORBIDDEN.contains(c) || c.is_control() || c.is_whitespace())
+    {
+        Some(format!(
+            "contains `{c}`, which AD does not allow in a logon name"
+        ))
+    } else if name.ends_with('.') {
+        Some("ends with a dot, which AD does not allow".into())
+    } else {
+        None
+    };
+    match bad {
+        Some(why) => Err(AdminError::Invalid(format!("username `{name}` {why}"))),
+        None => Ok(()),
+    }
+}
+
+fn validate_email(e: &str) -> Result<(), AdminError> {
+    if !e.contains('@') || e.contains(char::is_whitespace) || e.len() > 256 {
+        return Err(AdminError::Invalid(format!(
+            "--email `{e}` is not an e-mail address (name@domain)"
+        )));
+    }
+    Ok(())
+}
+
+pub fn validate_group_name(name: &str) -> Result<(), AdminError> {
+    let bad = if name.trim().is_empty() {
+        Some("is empty".to_string())
+    } else if name.chars().count() > 64 {
+        Some("is longer than 64 characters (AD's limit for a group's name)".into())
+    } else if name != name.trim() {
+        Some("starts or ends with a space".into())
+    } else {
+        name.chars()
+            .find(|c| ACCOUNT_FORBIDDEN.contains(c) || c.is_control())
+            .map(|c| format!("contains `{c}`, which AD does not allow in a group's name"))
+    };
+    match bad {
+        Some(why) => Err(AdminError::Invalid(format!("group name `{name}` {why}"))),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,699 @@
+//! The answers file: the agent's configuration plus the secrets one run needs (service-account
+//! password, connect key), each given inline, as a `*_file` path or as a `*_env` variable name.
+//!
+//! Owns the schema (version 1), loading with errors that name the file, the field and the fix,
+//! and resolving secrets into `Secret`s. Relative paths are taken from the answers file's folder,
+//! so an answers file and its password file can travel together. Checking values against the
+//! domain controller is `preflight`'s job, not this module's.
+
+use crate::directory::Security;
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const SUPPORTED_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Answers {
+    pub version: u32,
+    pub server: Server,
+    #[serde(default)]
+    pub ldap: Ldap,
+    pub directory: Directory,
+    pub service_account: ServiceAccount,
+    #[serde(default)]
+    pub cloud: Option<Cloud>,
+    #[serde(default)]
+    pub sync: Sync,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<Install>,
+    /// The folder relative paths are resolved against (the answers file's own).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Where the wizard's Destination folder page puts the program files.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Install {
+    pub dir: PathBuf,
+}
+
+impl Server {
+    /// The DC host name to connect to. On a DC install with no `dc_host`, this host's own name,
+    /// completed with `domain` when the system gives a short name.
+    pub fn host(&self, domain: Option<&str>) -> String {
+        match &self.dc_host {
+            Some(h) => h.clone(),
+            None => this_host(domain),
+        }
+    }
+}
+
+/// This machine's name, completed with `domain` when the system gives a short name.
+pub fn this_host(domain: Option<&str>) -> String {
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
+    match domain {
+        Some(d) if !name.contains('.') => format!("{name}.{d}"),
+        _ => name,
+    }
+}
+
+/// What a DC host name must look like, as the fix for one that does not.
+pub const HOST_NAME_RULE: &str =
+    "give the DC's FQDN, e.g. dc1.example.com, without ldap:// or a port";
+
+/// A bare host name or address: no scheme, path, port or spaces (an IPv6 address may have `:`).
+pub fn is_host_name(host: &str) -> bool {
+    host.trim() == host
+        && !host.contains(['/', '\\', ' '])
+        && (!host.contains(':') || host.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerType {
+    /// This host is the domain controller.
+    Dc,
+    /// A member server that connects to `dc_host`.
+    Member,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    #[serde(rename = "type")]
+    pub kind: ServerType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dc_host: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ldap {
+    #[serde(default = "default_security")]
+    pub security: Security,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub allow_insecure_fallback: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Seconds allowed for connecting and for each LDAP operation.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u32,
+}
+
+fn default_security() -> Security {
+    Security::Ldaps
+}
+
+fn default_timeout() -> u32 {
+    5
+}
+
+impl Default for Ldap {
+    fn default() -> Self {
+        Ldap {
+            security: default_security(),
+            port: None,
+            allow_insecure_fallback: false,
+            ca_file: None,
+            timeout_seconds: default_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Directory {
+    pub root_user_dn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_group_dn: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccount {
+    pub username: String,
+    #[serde(default, skip_serializing)]
+    pub password: Option<Secret>,
+    // Where the secret comes from is not itself secret: kept when answers are written out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    // Where the secret comes from is not itself secret: kept when answers are written out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cloud {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default, skip_serializing)]
+    pub connect_key: Option<Secret>,
+    // Where the secret comes from is not itself secret: kept when answers are written out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_key_file: Option<PathBuf>,
+    // Where the secret comes from is not itself secret: kept when answers are written out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_key_env: Option<String>,
+    /// Seconds allowed for each request to the cloud (connect and TLS included).
+    #[serde(default = "default_cloud_timeout")]
+    pub timeout_seconds: u32,
+}
+
+fn default_cloud_timeout() -> u32 {
+    10
+}
+
+impl Cloud {
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.timeout_seconds))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupDisconnection {
+    Remove,
+    Retain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserDisconnection {
+    Remove,
+    Retain,
+    Disable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MembershipSyncType {
+    Minimal,
+    Match,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sync {
+    #[serde(default = "retain")]
+    pub group_disconnection_action: GroupDisconnection,
+    #[serde(default = "disable")]
+    pub user_disconnection_action: UserDisconnection,
+    #[serde(default = "remove")]
+    pub membership_disconnection_action: GroupDisconnection,
+    #[serde(default = "minimal")]
+    pub group_membership_sync_type: MembershipSyncType,
+    #[serde(default)]
+    pub sync_account_locked_out_status: bool,
+    /// A run that would delete more AD objects than this stops and reports instead.
+    #[serde(
+        default = "default_deletion_threshold",
+        skip_serializing_if = "is_default_threshold"
+    )]
+    pub deletion_threshold: u32,
+    /// ... or more than this percentage of the objects the agent manages (the smaller wins).
+    #[serde(
+        default = "default_deletion_percent",
+        skip_serializing_if = "is_default_percent"
+    )]
+    pub deletion_threshold_percent: u32,
+}
+
+fn default_deletion_threshold() -> u32 {
+    500
+}
+fn default_deletion_percent() -> u32 {
+    10
+}
+fn is_default_threshold(v: &u32) -> bool {
+    *v == default_deletion_threshold()
+}
+fn is_default_percent(v: &u32) -> bool {
+    *v == default_deletion_percent()
+}
+
+fn retain() -> GroupDisconnection {
+    GroupDisconnection::Retain
+}
+fn remove() -> GroupDisconnection {
+    GroupDisconnection::Remove
+}
+fn disable() -> UserDisconnection {
+    UserDisconnection::Disable
+}
+fn minimal() -> MembershipSyncType {
+    MembershipSyncType::Minimal
+}
+
+impl Default for Sync {
+    fn default() -> Self {
+        Sync {
+            group_disconnection_action: retain(),
+            user_disconnection_action: disable(),
+            membership_disconnection_action: remove(),
+            group_membership_sync_type: minimal(),
+            sync_account_locked_out_status: false,
+            deletion_threshold: default_deletion_threshold(),
+            deletion_threshold_percent: default_deletion_percent(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// An answers file: the secrets a run needs must be given.
+    Answers,
+    /// An installed config: secrets are in the store, never in the file.
+    Config,
+}
+
+/// A problem with the answers file itself: one line naming the file, the field and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("answers file {file}: {message}")]
+pub struct AnswersError {
+    pub file: String,
+    pub message: String,
+}
+
+impl Answers {
+    pub fn load(path: &Path) -> Result<Answers, AnswersError> {
+        Self::load_kind(path, Kind::Answers)
+    }
+
+    fn load_kind(path: &Path, kind: Kind) -> Result<Answers, AnswersError> {
+        let err = |message: String| AnswersError {
+            file: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            err(match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "does not exist; check the path, or copy assets/answers.example.toml".into()
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    "cannot be read by this user (permission denied); run as a user who can read it"
+                        .into()
+                }
+                std::io::ErrorKind::InvalidData => "is not UTF-8 text; save it as UTF-8".into(),
+                _ => format!("cannot be read: {e}"),
+            })
+        })?;
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::parse_kind(&text, base_dir, kind).map_err(err)
+    }
+
+    /// Parses answers text; errors are without the file name (the caller adds it).
+    pub fn parse(text: &str, base_dir: PathBuf) -> Result<Answers, String> {
+        Self::parse_kind(text, base_dir, Kind::Answers)
+    }
+
+    /// Parses installed-config text (no secrets required).
+    pub fn parse_config(text: &str, base_dir: PathBuf) -> Result<Answers, String> {
+        Self::parse_kind(text, base_dir, Kind::Config)
+    }
+
+    fn parse_kind(text: &str, base_dir: PathBuf, kind: Kind) -> Result<Answers, String> {
+        // Look at the version first, so an answers file from a newer release gets that message
+        // rather than a complaint about fields this release does not know.
+        if let Ok(v) = toml::from_str::<toml::Table>(text)
+            && let Some(version) = v.get("version")
+            && version.as_integer() != Some(i64::from(SUPPORTED_VERSION))
+        {
+            return Err(format!(
+                "version = {version} is not supported; this release reads version = {SUPPORTED_VERSION}"
+            ));
+        }
+        let mut answers: Answers = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        answers.base_dir = base_dir;
+        answers.validate(kind)?;
+        Ok(answers)
+    }
+
+    fn validate(&self, kind: Kind) -> Result<(), String> {
+        if self.server.kind == ServerType::Member
+            && self
+                .server
+                .dc_host
+                .as_deref()
+                .is_none_or(|h| h.trim().is_empty())
+        {
+            return Err(
+                "[server] dc_host is missing: a member server connects to a domain \
+                        controller by name; add dc_host = \"dc1.example.com\" (the DC's FQDN)"
+                    .into(),
+            );
+        }
+        if let Some(host) = &self.server.dc_host
+            && !is_host_name(host)
+        {
+            return Err(format!(
+                "[server] dc_host `{host}` is not a host name; {HOST_NAME_RULE}"
+            ));
+        }
+        if self.ldap.port == Some(0) {
+            return Err("[ldap] port = 0 is not a port; remove it to use the default (636 for ldaps, 389 for starttls)".into());
+        }
+        if self.ldap.timeout_seconds == 0 || self.ldap.timeout_seconds > 300 {
+            return Err("[ldap] timeout_seconds must be between 1 and 300".into());
+        }
+        if self.directory.root_user_dn.trim().is_empty() {
+            return Err("[directory] root_user_dn is empty; give the Root User container, e.g. CN=Users;DC=example;DC=com".into());
+        }
+        let sa = &self.service_account;
+        one_source(
+            "[service_account] password",
+            sa.password.is_some(),
+            sa.password_file.is_some(),
+            sa.password_env.is_some(),
+            kind == Kind::Answers,
+        )?;
+        if let Some(c) = &self.cloud {
+            if c.timeout_seconds == 0 || c.timeout_seconds > 300 {
+                return Err("[cloud] timeout_seconds must be between 1 and 300".into());
+            }
+            one_source(
+                "[cloud] connect_key",
+                c.connect_key.is_some(),
+                c.connect_key_file.is_some(),
+                c.connect_key_env.is_some(),
+                false,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The DC host name to connect to (see `Server::host`).
+    pub fn dc_host(&self, domain: Option<&str>) -> String {
+        self.server.host(domain)
+    }
+
+    /// How to connect to the DC, as `[server]` and `[ldap]` say (`domain`: the DNS domain, for
+    /// a DC install's own host name). The checks and the agent connect the same way.
+    pub fn connect_options(&self, domain: Option<&str>) -> crate::directory::ConnectOptions {
+        let timeout = std::time::Duration::from_secs(u64::from(self.ldap.timeout_seconds.max(1)));
+        crate::directory::ConnectOptions {
+            host: self.dc_host(domain),
+            security: self.ldap.security,
+            port: self.ldap.port,
+            ca_file: self.ldap.ca_file.as_deref().map(|p| self.path(p)),
+            allow_insecure_fallback: self.ldap.allow_insecure_fallback,
+            connect_timeout: timeout,
+            op_timeout: timeout,
+        }
+    }
+
+    pub fn password(&self) -> Result<Secret, String> {
+        let sa = &self.service_account;
+        let field = "[service_account] password";
+        self.resolve_secret(
+            field,
+            sa.password.as_ref(),
+            sa.password_file.as_deref(),
+            sa.password_env.as_deref(),
+        )?
+        .ok_or_else(|| not_given(field))
+    }
+
+    /// The connect key's text, when the answers give one (`Ok(None)` when they do not).
+    pub fn connect_key(&self) -> Result<Option<Secret>, String> {
+        let Some(c) = &self.cloud else {
+            return Ok(None);
+        };
+        self.resolve_secret(
+            "[cloud] connect_key",
+            c.connect_key.as_ref(),
+            c.connect_key_file.as_deref(),
+            c.connect_key_env.as_deref(),
+        )
+    }
+
+    /// A path from the answers file, relative to the answers file's folder.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn resolve_secret(
+        &self,
+        field: &str,
+        inline: Option<&Secret>,
+        file: Option<&Path>,
+        env: Option<&str>,
+    ) -> Result<Option<Secret>, String> {
+        let value = if let Some(s) = inline {
+            s.clone()
+        } else if let Some(f) = file {
+            let path = self.path(f);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "{field}_file {}: cannot be read ({e}); check the path and its permissions",
+                    path.display()
+                )
+            })?;
+            Secret::new(text.trim_end_matches(['\r', '\n']))
+        } else if let Some(var) = env {
+            match std::env::var(var) {
+                Ok(v) => Secret::new(v),
+                Err(std::env::VarError::NotPresent) => {
+                    return Err(format!(
+                        "{field}_env names the environment variable {var}, which is not set; set it before running"
+                    ));
+                }
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(format!("{field}_env: the variable {var} is not valid text"));
+                }
+            }
+        } else {
+            return Ok(None);
+        };
+        if value.is_empty() {
+            return Err(format!(
+                "{field} is empty; put the secret in it (a *_file must hold it on its first line)"
+            ));
+        }
+        Ok(Some(value))
+    }
+}
+
+/// "[section] key is not given", with the three ways to give it.
+fn not_given(field: &str) -> String {
+    let key = field.rsplit(' ').next().unwrap_or(field);
+    format!(
+        "{field} is not given; add {key} = \"...\", {key}_file = \"path\" or {key}_env = \"VARIABLE\""
+    )
+}
+
+fn one_source(field: &str, a: bool, b: bool, c: bool, required: bool) -> Result<(), String> {
+    let key = field.rsplit(' ').next().unwrap_or(field);
+    match [a, b, c].iter().filter(|x| **x).count() {
+        0 if required => Err(not_given(field)),
+        0 | 1 => Ok(()),
+        _ => Err(format!(
+            "{field} is given more than once; keep one of {key}, {key}_file and {key}_env"
+        )),
+    }
+}
+
+/// toml's message on one line with the line and column, without the quoted source line (which
+/// could hold a secret).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().replace('\n', " ");
+    let position = e
+        .span()
+        .map(|s| {
+            let before = &text[..s.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!(" at line {line}, column {col}")
+        })
+        .unwrap_or_default();
+    format!("{msg}{position}; fix that line (see assets/answers.example.toml)")
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+version = 1
+[server]
+type = "member"
+dc_host = "dc1.example.com"
+[directory]
+root_user_dn = "CN=Users;DC=example;DC=com"
+[service_account]
+username = 'EXAMPLE\svc-sync'
+password = "Pw-distinct-7781"
+"#;
+
+    fn parse(text: &str) -> Result<Answers, String> {
+        Answers::parse(text, PathBuf::from("/tmp"))
+    }
+
+    #[test]
+    fn applies_documented_defaults() {
+        let a = parse(MINIMAL).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.ldap.security, Security::Ldaps);
+        assert!(!a.ldap.allow_insecure_fallback);
+        assert_eq!(
+            a.sync.group_disconnection_action,
+            GroupDisconnection::Retain
+        );
+        assert_eq!(a.sync.user_disconnection_action, UserDisconnection::Disable);
+        assert_eq!(
+            a.sync.membership_disconnection_action,
+            GroupDisconnection::Remove
+        );
+        assert_eq!(
+            a.sync.group_membership_sync_type,
+            MembershipSyncType::Minimal
+        );
+        assert!(!a.sync.sync_account_locked_out_status);
+        assert_eq!(
+            a.password().map(|p| p.expose().to_string()),
+            Ok("Pw-distinct-7781".into())
+        );
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let text = include_str!("../../../assets/answers.example.toml");
+        let a = parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.server.kind, ServerType::Member);
+    }
+
+    #[test]
+    fn errors_name_the_field_and_never_echo_a_secret() {
+        let cases = [
+            (
+                MINIMAL.replace("dc_host = \"dc1.example.com\"\n", ""),
+                "dc_host is missing",
+            ),
+            (
+                MINIMAL.replace("version = 1", "version = 2"),
+                "version = 2 is not supported",
+            ),
+            (
+                MINIMAL.replace("\"member\"", "\"workstation\""),
+                "unknown variant `workstation`",
+            ),
+            (
+                MINIMAL.replace("[directory]", "[directory]\nroot_dn = \"x\""),
+                "unknown field `root_dn`",
+            ),
+            (
+                MINIMAL.replace("password = ", "password_env = \"X\"\npassword = "),
+                "given more than once",
+            ),
+            (
+                MINIMAL.replace("password = \"Pw-distinct-7781\"", ""),
+                "password is not given",
+            ),
+            (
+                MINIMAL.replace(
+                    "password = \"Pw-distinct-7781\"",
+                    "password = \"Pw-distinct-7781",
+                ),
+                "at line 10",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = match parse(&text) {
+                Ok(_) => panic!("accepted: {text}"),
+                Err(e) => e,
+            };
+            assert!(e.contains(want), "want {want:?} in {e:?}");
+            assert!(!e.contains("Pw-distinct-7781"), "secret echoed: {e}");
+        }
+    }
+
+    #[test]
+    fn a_dc_install_connects_to_this_host_by_its_name() {
+        let text = MINIMAL
+            .replace("type = \"member\"", "type = \"dc\"")
+            .replace("dc_host = \"dc1.example.com\"\n", "");
+        let a = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let name = gethostname::gethostname().to_string_lossy().into_owned();
+        let host = a.dc_host(Some("example.com"));
+        assert!(host.starts_with(&name), "{host} vs {name}");
+        if !name.contains('.') {
+            assert_eq!(host, format!("{name}.example.com"));
+        }
+    }
+
+    #[test]
+    fn dc_host_must_be_a_bare_host_name() {
+        for bad in [
+            "ldaps://dc1.example.com",
+            "dc1.example.com:636",
+            " dc1",
+            r"EXAMPLE\\dc1",
+        ] {
+            let text = MINIMAL.replace("dc1.example.com", bad);
+            assert!(
+                parse(&text).is_err_and(|e| e.contains("is not a host name")),
+                "{bad} accepted"
+            );
+        }
+        for good in [
+            "dc1.example.com",
+            "10.0.0.5",
+            "fe80::1",
+            "2001:db8:0:0:1:0:0:1",
+        ] {
+            let text = MINIMAL.replace("dc1.example.com", good);
+            assert!(parse(&text).is_ok(), "{good} refused");
+        }
+    }
+
+    #[test]
+    fn resolves_secrets_from_file_and_env() {
+        let dir = std::env::temp_dir().join(format!("ad-sync-answers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok();
+        std::fs::write(dir.join("pw.txt"), "from-file-secret\n").ok();
+        let text = MINIMAL.replace(
+            "password = \"Pw-distinct-7781\"",
+            "password_file = \"pw.txt\"",
+        );
+        let a = Answers::parse(&text, dir.clone()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            a.password().map(|p| p.expose().to_string()),
+            Ok("from-file-secret".into())
+        );
+        let text = MINIMAL.replace(
+            "password = \"Pw-distinct-7781\"",
+            "password_env = \"AD_SYNC_TEST_UNSET_VARIABLE_X\"",
+        );
+        let a = Answers::parse(&text, dir.clone()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            a.password()
+                .is_err_and(|e| e.contains("AD_SYNC_TEST_UNSET_VARIABLE_X"))
+        );
+        let text = MINIMAL.replace(
+            "password = \"Pw-distinct-7781\"",
+            "password_file = \"missing.txt\"",
+        );
+        let a = Answers::parse(&text, dir.clone()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(a.password().is_err_and(|e| e.contains("missing.txt")));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

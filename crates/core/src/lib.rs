@@ -1,0 +1,17 @@
+//! The core of ad-sync, shared by the wizard, the agent and the reference cloud: everything that
+//! is neither a window nor a server.
+//!
+//! Pure: `dn`, `answers`, `connect_key`, `preflight::evaluate`, `install::plan`. Adapters:
+//! `directory` (LDAP to the DC), `cloud::client` (HTTPS to the cloud), `secrets` and
+//! `install::{fsops, service}` (the machine). See docs/ and DESIGN.md for the layers.
+
+pub mod answers;
+pub mod cloud;
+pub mod connect_key;
+pub mod directory;
+pub mod dn;
+pub mod install;
+pub mod preflight;
+pub mod secret;
+pub mod secrets;
+pub mod time_fmt;

@@ -1,0 +1,743 @@
+//! The window around the pages: header, the list of steps, Back / Next / Cancel, Enter = Next,
+//! Esc = Cancel (asks first), file pickers off the UI thread, and review mode when a config
+//! already exists.
+
+use super::backend::{Backend, Live};
+use super::form::Form;
+use super::pages::Page;
+use super::validate::{Job, Outcome, Slot, Validator};
+use super::widgets::Gate;
+use ad_sync_core::answers::Answers;
+use egui::{Key, RichText, UiBuilder};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub struct Options {
+    pub config_path: PathBuf,
+    pub backend: Arc<dyn Backend>,
+    pub elevated: bool,
+    pub debounce: Duration,
+    /// The wizard bench: print the time to the first frame on stdout, then close after this
+    /// many frames drawn while a check is in flight and print their times.
+    pub bench: Option<u32>,
+    /// Install every path under this folder instead of `/` (tests); `config_path` stays the
+    /// installed path.
+    pub prefix: Option<PathBuf>,
+    /// The folder holding the `ad-sync-agent` to install (default: beside this program).
+    pub agent_dir: Option<PathBuf>,
+}
+
+impl Options {
+    pub fn live(config_path: PathBuf) -> Options {
+        Options {
+            config_path,
+            backend: Arc::new(Live),
+            elevated: super::elevated(),
+            debounce: Duration::from_millis(400),
+            bench: None,
+            prefix: None,
+            agent_dir: None,
+        }
+    }
+}
+
+/// What is installed already.
+pub enum Existing {
+    None,
+    Installed(Box<Answers>),
+    /// A config exists but cannot be used; the text says why and what to do.
+    Unreadable(String),
+}
+
+/// Where the service account's password on the form came from (review mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    Typed,
+    Reading,
+    Store(String),
+    StoreFailed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickTarget {
+    Folder,
+    LdapCa,
+    CloudCa,
+    Export,
+}
+
+/// Everything the pages read and change.
+pub struct State {
+    pub form: Form,
+    pub page: Page,
+    pub existing: Existing,
+    pub config_path: PathBuf,
+    pub validator: Validator,
+    /// Warnings the administrator acknowledged (id + summary).
+    pub acks: HashSet<String>,
+    pub elevated: bool,
+    pub password_source: PasswordSource,
+    /// The domain whose DCs were asked for (the Find button), if any.
+    pub discover_for: Option<String>,
+    pub show_key: bool,
+    pub export_path: String,
+    pub export_result: Option<Result<String, String>>,
+    export_rx: Option<mpsc::Receiver<Result<String, String>>>,
+    picker_rx: Option<mpsc::Receiver<(PickTarget, Option<PathBuf>)>>,
+    /// Why the last dialog gave nothing, shown under the field it was for.
+    picker_note: Option<(PickTarget, String)>,
+    /// What the install step is given (paths, prefix, whether to start the service).
+    pub install_options: ad_sync_core::install::Options,
+    /// Whether the installed agent finished its enrollment (an upgrade needs no key then).
+    pub enrolled: bool,
+    /// The Install page's run, once started.
+    pub install: Option<super::installer::InstallRun>,
+    pub install_error: Option<String>,
+    /// What Install will do, shown on the Review page (computed once per visit).
+    pub plan_preview: Option<ad_sync_core::install::Plan>,
+}
+
+impl State {
+    /// Reviewing an enrolled install: no connect key is asked for.
+    pub fn upgrade(&self) -> bool {
+        matches!(self.existing, Existing::Installed(_)) && self.enrolled
+    }
+
+    /// Starts the install (once) with the form's answers.
+    pub fn start_install(&mut self, ctx: &egui::Context) {
+        if self.install.is_some() || self.install_error.is_some() {
+            return;
+        }
+        let mut answers = self.form.to_answers();
+        if self.upgrade()
+            && let Some(c) = answers.cloud.as_mut()
+        {
+            c.connect_key = None;
+        }
+        match super::installer::InstallRun::start(
+            answers,
+            self.install_options.clone(),
+            ctx.clone(),
+        ) {
+            Ok(run) => self.install = Some(run),
+            Err(e) => self.install_error = Some(format!("the install thread could not start: {e}")),
+        }
+    }
+
+    /// The plan Install will carry out, for the Review page.
+    pub fn plan_preview(&mut self) -> &ad_sync_core::install::Plan {
+        let answers = self.form.to_answers();
+        let opts = self.install_options.clone();
+        self.plan_preview.get_or_insert_with(|| {
+            let existing = ad_sync_core::install::Existing::detect(
+                &ad_sync_core::install::plan::layout(&answers, &opts),
+            );
+            ad_sync_core::install::Plan::build(&answers, &existing, &opts)
+        })
+    }
+
+    pub fn installed(&self) -> Option<&Answers> {
+        match &self.existing {
+            Existing::Installed(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The text field a dialog fills.
+    fn path_mut(&mut self, target: PickTarget) -> &mut String {
+        match target {
+            PickTarget::Folder => &mut self.form.install_dir,
+            PickTarget::LdapCa => &mut self.form.ldap_ca_file,
+            PickTarget::CloudCa => &mut self.form.cloud_ca_file,
+            PickTarget::Export => &mut self.export_path,
+        }
+    }
+
+    /// A path field with its Browse button: the path can always be typed (a server without a
+    /// desktop portal has no dialog), or picked in a native dialog.
+    pub fn path_field(
+        &mut self,
+        ui: &mut egui::Ui,
+        target: PickTarget,
+        label: &str,
+        hint: &str,
+        button: &str,
+    ) {
+        ui.horizontal(|ui| {
+            ui.vertical(|ui| super::widgets::text_field(ui, label, self.path_mut(target), hint));
+            if ui
+                .add_enabled(!self.picking(), egui::Button::new(button))
+                .clicked()
+            {
+                self.pick(target, ui.ctx());
+            }
+        });
+        if let Some((t, n)) = &self.picker_note
+            && *t == target
+        {
+            super::widgets::note(ui, n);
+        }
+    }
+
+    /// A native file dialog, on its own thread (a portal dialog blocks until answered).
+    fn pick(&mut self, target: PickTarget, ctx: &egui::Context) {
+        if self.picker_rx.is_some() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        let ctx = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ad-sync-picker".into())
+            .spawn(move || {
+                let dialog = rfd::FileDialog::new();
+                let chosen = match target {
+                    PickTarget::Folder => dialog.pick_folder(),
+                    PickTarget::LdapCa | PickTarget::CloudCa => dialog
+                        .add_filter("PEM certificates", &["pem", "crt", "cer"])
+                        .add_filter("All files", &["*"])
+                        .pick_file(),
+                    PickTarget::Export => dialog
+                        .set_file_name("ad-sync-answers.toml")
+                        .add_filter("TOML", &["toml"])
+                        .save_file(),
+                };
+                let _ = tx.send((target, chosen));
+                ctx.request_repaint();
+            });
+        match spawned {
+            Ok(_) => {
+                self.picker_rx = Some(rx);
+                self.picker_note = None;
+            }
+            Err(e) => {
+                self.picker_note = Some((
+                    target,
+                    format!("The file dialog could not open ({e}); type the path instead."),
+                ))
+            }
+        }
+    }
+
+    pub fn picking(&self) -> bool {
+        self.picker_rx.is_some()
+    }
+
+    fn poll_background(&mut self) {
+        if let Some(rx) = &self.picker_rx {
+            match rx.try_recv() {
+                Ok((target, chosen)) => {
+                    self.picker_rx = None;
+                    match chosen {
+                        Some(p) => *self.path_mut(target) = p.display().to_string(),
+                        None => {
+                            self.picker_note = Some((
+                                target,
+                                "No file was chosen (or no file dialog is available on this desktop); you can type the path instead."
+                                    .into(),
+                            ))
+                        }
+                    }
+                }
+                Err(mpsc::TryRecvError::Disconnected) => self.picker_rx = None,
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+        }
+        if let Some(rx) = &self.export_rx
+            && let Ok(r) = rx.try_recv()
+        {
+            self.export_result = Some(r);
+            self.export_rx = None;
+        }
+        if self.password_source == PasswordSource::Reading
+            && let Some(outcome) = self.validator.take_done(Slot::StoredPassword)
+        {
+            self.password_source = match outcome {
+                Outcome::Password(Ok(secret)) => {
+                    if self.form.password.is_empty() {
+                        self.form.password = zeroize::Zeroizing::new(secret.expose().to_string());
+                    }
+                    PasswordSource::Store(
+                        ad_sync_core::secrets::FileStore::beside_config(&self.config_path)
+                            .describe(),
+                    )
+                }
+                Outcome::Password(Err(e)) => PasswordSource::StoreFailed(e),
+                Outcome::TimedOut(_) => {
+                    PasswordSource::StoreFailed("reading the secret store timed out".into())
+                }
+                _ => PasswordSource::StoreFailed("the secret store was not read".into()),
+            };
+        }
+    }
+
+    /// Writes the answers file (no secrets) atomically, off the UI thread.
+    pub fn export(&mut self, ctx: &egui::Context) {
+        let path = PathBuf::from(self.export_path.trim());
+        if self.export_path.trim().is_empty() {
+            self.export_result = Some(Err("Export to: type a file path, or use Browse…".into()));
+            return;
+        }
+        let text = match self.form.export_toml(!self.upgrade()) {
+            Ok(t) => t,
+            Err(e) => {
+                self.export_result = Some(Err(e));
+                return;
+            }
+        };
+        let (tx, rx) = mpsc::channel();
+        let ctx = ctx.clone();
+        self.export_rx = Some(rx);
+        self.export_result = None;
+        std::thread::spawn(move || {
+            let _ = tx.send(write_atomically(&path, &text));
+            ctx.request_repaint();
+        });
+    }
+
+    pub fn exporting(&self) -> bool {
+        self.export_rx.is_some()
+    }
+}
+
+fn write_atomically(path: &std::path::Path, text: &str) -> Result<String, String> {
+    use std::io::Write;
+    let shown = path.display();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| {
+        format!("Export to `{shown}`: the folder cannot be written ({e}); choose another folder")
+    })?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| {
+            format!("Export to `{shown}`: writing failed ({e}); check the disk and retry")
+        })?;
+    tmp.persist(path).map_err(|e| {
+        format!(
+            "Export to `{shown}`: cannot replace the file ({}); choose another name",
+            e.error
+        )
+    })?;
+    Ok(format!("Exported to {shown} (no secrets in it)"))
+}
+
+/// Frame timings for the bench: the first frame, then frame times while a check runs.
+struct FrameStats {
+    frames: u32,
+    started: Instant,
+    first_done: bool,
+    last: Option<Instant>,
+    cpu: Vec<f32>,
+    gaps: Vec<f32>,
+}
+
+pub struct WizardApp {
+    state: State,
+    confirm_cancel: bool,
+    stats: Option<FrameStats>,
+    /// The first frame was logged with the renderer that drew it.
+    announced: bool,
+}
+
+impl WizardApp {
+    pub fn new(ctx: &egui::Context, options: Options) -> Result<WizardApp, String> {
+        let mut validator = Validator::new(options.backend, ctx.clone())
+            .map_err(|e| format!("the background checker could not start: {e}"))?;
+        validator.debounce = options.debounce;
+        let mut install_options = ad_sync_core::install::Options::new(options.config_path.clone());
+        install_options.prefix = options.prefix.clone();
+        install_options.elevated = options.elevated;
+        if let Some(dir) = &options.agent_dir {
+            install_options.source_dir = dir.clone();
+        }
+        // Without systemd the service is written and enabled, and the Finish page says it was
+        // not started; the check would otherwise refuse.
+        install_options.no_start =
+            !cfg!(windows) && !ad_sync_core::install::service::systemd_running();
+        let layout = ad_sync_core::install::layout::Layout::new(
+            &options.config_path,
+            std::path::Path::new(""),
+            options.prefix.as_deref(),
+        );
+        let real_config = layout.real(&options.config_path);
+        // One read of what is installed: the config (migrated, as `install` reads it) and
+        // whether its agent is enrolled.
+        let found = ad_sync_core::install::Existing::detect(&layout);
+        let enrolled = found.mode == ad_sync_core::install::Mode::Upgrade;
+        let existing = read_existing(&real_config, found);
+        let (form, page) = match &existing {
+            Existing::Installed(a) => (Form::from_config(a), Page::Review),
+            _ => (Form::default(), Page::Welcome),
+        };
+        let password_source = if matches!(existing, Existing::Installed(_)) {
+            validator.request(
+                Slot::StoredPassword,
+                Job::StoredPassword(real_config.clone()),
+            );
+            PasswordSource::Reading
+        } else {
+            PasswordSource::Typed
+        };
+        ctx.all_styles_mut(|s| {
+            s.spacing.item_spacing = egui::vec2(8.0, 6.0);
+        });
+        Ok(WizardApp {
+            state: State {
+                form,
+                page,
+                existing,
+                config_path: options.config_path,
+                validator,
+                acks: HashSet::new(),
+                elevated: options.elevated,
+                password_source,
+                discover_for: None,
+                show_key: false,
+                export_path: String::new(),
+                export_result: None,
+                export_rx: None,
+                picker_rx: None,
+                picker_note: None,
+                install_options,
+                enrolled,
+                install: None,
+                install_error: None,
+                plan_preview: None,
+            },
+            confirm_cancel: false,
+            announced: false,
+            stats: options.bench.map(|frames| FrameStats {
+                frames,
+                started: Instant::now(),
+                first_done: false,
+                last: None,
+                cpu: Vec::new(),
+                gaps: Vec::new(),
+            }),
+        })
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+
+    fn frame_ui(&mut self, ui: &mut egui::Ui) {
+        let s = &mut self.state;
+        s.validator.pump();
+        s.poll_background();
+
+        let full = ui.max_rect();
+        let header_h = 56.0;
+        let footer_h = 52.0;
+        let steps_w = 190.0;
+        let header =
+            egui::Rect::from_min_max(full.min, egui::pos2(full.max.x, full.min.y + header_h));
+        let footer =
+            egui::Rect::from_min_max(egui::pos2(full.min.x, full.max.y - footer_h), full.max);
+        let steps = egui::Rect::from_min_max(
+            egui::pos2(full.min.x, header.max.y),
+            egui::pos2(full.min.x + steps_w, footer.min.y),
+        );
+        let body = egui::Rect::from_min_max(
+            egui::pos2(steps.max.x, header.max.y),
+            egui::pos2(full.max.x, footer.min.y),
+        );
+
+        ui.painter().rect_filled(full, 0.0, ui.visuals().panel_fill);
+        ui.painter()
+            .rect_filled(header, 0.0, ui.visuals().faint_bg_color);
+        ui.painter()
+            .rect_filled(steps, 0.0, ui.visuals().extreme_bg_color);
+        ui.painter()
+            .rect_filled(footer, 0.0, ui.visuals().faint_bg_color);
+
+        ui.scope_builder(
+            UiBuilder::new().max_rect(header.shrink2(egui::vec2(16.0, 8.0))),
+            |ui| {
+                ui.heading(format!(
+                    "Step {} of {}: {}",
+                    s.page.index() + 1,
+                    Page::ALL.len(),
+                    s.page.title()
+                ));
+                let mode = match &s.existing {
+                    Existing::Installed(_) => format!(
+                        "Upgrade: reviewing the configuration in {}",
+                        s.config_path.display()
+                    ),
+                    Existing::Unreadable(_) => {
+                        "Fresh setup (the existing configuration cannot be read)".to_string()
+                    }
+                    Existing::None => "Fresh setup of the ad-sync agent".to_string(),
+                };
+                ui.label(RichText::new(mode).weak());
+            },
+        );
+
+        ui.scope_builder(UiBuilder::new().max_rect(steps.shrink(12.0)), |ui| {
+            for p in Page::ALL {
+                let text = format!("{}. {}", p.index() + 1, p.title());
+                if p == s.page {
+                    ui.label(RichText::new(format!("> {text}")).strong());
+                } else {
+                    ui.label(RichText::new(format!("   {text}")).weak());
+                }
+            }
+        });
+
+        let modal_open = self.confirm_cancel;
+        let gate = ui
+            .scope_builder(
+                UiBuilder::new().max_rect(body.shrink2(egui::vec2(16.0, 10.0))),
+                |ui| {
+                    egui::ScrollArea::vertical()
+                        .id_salt(("page", s.page.index()))
+                        .auto_shrink([false, false])
+                        .show(ui, |ui| {
+                            ui.add_enabled_ui(!modal_open, |ui| s.page.ui(s, ui)).inner
+                        })
+                        .inner
+                },
+            )
+            .inner;
+
+        let mut go: Option<Page> = None;
+        let mut close = false;
+        let installing = s.install.as_ref().is_some_and(|r| r.running());
+        let installed = s.install.as_ref().is_some_and(|r| {
+            r.outcome
+                .as_ref()
+                .is_some_and(|o| o.result != ad_sync_core::install::InstallResult::RolledBack)
+        });
+        ui.scope_builder(
+            UiBuilder::new().max_rect(footer.shrink2(egui::vec2(16.0, 10.0))),
+            |ui| {
+                ui.add_enabled_ui(!modal_open, |ui| {
+                    ui.horizontal_centered(|ui| {
+                        if s.page == Page::Install && installing {
+                            let can = s.install.as_ref().is_some_and(|r| r.cancellable());
+                            if ui
+                                .add_enabled(can, egui::Button::new("Cancel install"))
+                                .clicked()
+                                && let Some(r) = &s.install
+                            {
+                                r.cancel();
+                            }
+                        } else if s.page == Page::Finish || installed {
+                            if ui.button("Close").clicked() {
+                                close = true;
+                            }
+                        } else if ui.button("Cancel").clicked() {
+                            self.confirm_cancel = true;
+                        }
+                        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                            let next_label = match s.page {
+                                Page::Review => "Install",
+                                Page::Finish => "Close",
+                                _ => "Next",
+                            };
+                            let can_next = gate.is_ready()
+                                && (s.page.next().is_some() || s.page == Page::Finish);
+                            let why = match (&gate, s.page) {
+                                (Gate::Blocked(why), Page::Review) => {
+                                    format!("Not ready to install: {why}")
+                                }
+                                (Gate::Blocked(why), Page::Install) => format!(
+                                    "Next is available when the install has finished: {why}"
+                                ),
+                                (Gate::Blocked(why), _) => {
+                                    format!("Next is available when this page's checks pass: {why}")
+                                }
+                                (Gate::Ready, _) => String::new(),
+                            };
+                            let next = ui.add_enabled(can_next, egui::Button::new(next_label));
+                            let enter = ui.input(|i| i.key_pressed(Key::Enter));
+                            if next.clicked() || (enter && can_next) {
+                                if s.page == Page::Finish {
+                                    close = true;
+                                } else {
+                                    go = s.page.next();
+                                }
+                            }
+                            // Back: never while installing or once installed; after a rollback or a
+                            // refusal, back to Review to fix things and try again.
+                            let back_ok = match s.page {
+                                Page::Install => !installing && !installed,
+                                Page::Finish => false,
+                                _ => true,
+                            };
+                            if back_ok
+                                && let Some(back) = s.page.back()
+                                && ui.button("Back").clicked()
+                            {
+                                go = Some(back);
+                                if s.page == Page::Install {
+                                    s.install = None;
+                                    s.install_error = None;
+                                }
+                            }
+                            if !why.is_empty() {
+                                ui.add(
+                                    egui::Label::new(RichText::new(why).small().weak()).truncate(),
+                                );
+                            }
+                        });
+                    });
+                });
+            },
+        );
+        if let Some(p) = go {
+            if p == Page::Review || s.page == Page::Review {
+                s.plan_preview = None;
+            }
+            s.page = p;
+        }
+        if close {
+            s.form.forget_secrets();
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+        if let Some(r) = s.install.as_mut() {
+            r.pump();
+        }
+
+        let busy = self.state.install.is_some();
+        if !self.confirm_cancel && !busy && ui.input(|i| i.key_pressed(Key::Escape)) {
+            self.confirm_cancel = true;
+        }
+        if self.confirm_cancel {
+            self.cancel_dialog(ui);
+        }
+        self.bench_frame(ui);
+    }
+
+    fn cancel_dialog(&mut self, ui: &mut egui::Ui) {
+        let modal = egui::Modal::new(egui::Id::unique("confirm-cancel")).show(ui.ctx(), |ui| {
+            ui.heading("Leave setup?");
+            ui.label("Nothing has been written to this server, and no connect key was used.");
+            ui.horizontal(|ui| {
+                if ui.button("Leave setup").clicked() {
+                    self.state.form.forget_secrets();
+                    ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+                    self.confirm_cancel = false;
+                }
+                if ui.button("Continue setup").clicked() {
+                    self.confirm_cancel = false;
+                }
+            });
+        });
+        if modal.should_close() {
+            self.confirm_cancel = false;
+        }
+    }
+
+    fn bench_frame(&mut self, ui: &egui::Ui) {
+        let Some(st) = &mut self.stats else { return };
+        let now = Instant::now();
+        if !st.first_done {
+            st.first_done = true;
+            // The bench times process start to this line itself; this is the part after the
+            // app was created (window and GPU set-up excluded).
+            println!(
+                "first-frame after-app-created-ms {:.1}",
+                st.started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+        if self.state.validator.busy() {
+            if let Some(last) = st.last {
+                st.gaps
+                    .push(now.duration_since(last).as_secs_f32() * 1000.0);
+            }
+            ui.ctx().request_repaint();
+        }
+        st.last = Some(now);
+        if st.gaps.len() as u32 >= st.frames {
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+    }
+
+    /// Per-frame CPU time as eframe measures it (bench only).
+    fn bench_cpu(&mut self, cpu: Option<f32>) {
+        if let (Some(st), Some(cpu)) = (&mut self.stats, cpu)
+            && self.state.validator.busy()
+        {
+            st.cpu.push(cpu * 1000.0);
+        }
+    }
+}
+
+impl Drop for WizardApp {
+    fn drop(&mut self) {
+        self.state.form.forget_secrets();
+        if let Some(st) = &self.stats {
+            let pct = |v: &[f32], q: f64| -> f32 {
+                let mut v = v.to_vec();
+                v.sort_by(f32::total_cmp);
+                v.get(((v.len() as f64 - 1.0) * q).round().max(0.0) as usize)
+                    .copied()
+                    .unwrap_or(f32::NAN)
+            };
+            let peak_kib = std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|t| {
+                    t.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                        l.split_whitespace()
+                            .nth(1)
+                            .and_then(|v| v.parse::<u64>().ok())
+                    })
+                })
+                .unwrap_or(0);
+            println!(
+                "peak-rss-kib {peak_kib} frames-in-flight {} cpu-p50-ms {:.2} cpu-p99-ms {:.2} interval-p50-ms {:.2} interval-p99-ms {:.2}",
+                st.cpu.len(),
+                pct(&st.cpu, 0.5),
+                pct(&st.cpu, 0.99),
+                pct(&st.gaps, 0.5),
+                pct(&st.gaps, 0.99)
+            );
+        }
+    }
+}
+
+impl eframe::App for WizardApp {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        self.bench_cpu(frame.info().cpu_usage);
+        self.frame_ui(ui);
+        if !self.announced {
+            self.announced = true;
+            let renderer = frame.wgpu_render_state().map_or_else(
+                || "no wgpu renderer".to_string(),
+                |rs| {
+                    let info = rs.adapter.get_info();
+                    format!("{:?} on {}", info.backend, info.name)
+                },
+            );
+            tracing::info!("the wizard's first frame is drawn ({renderer})");
+        }
+    }
+}
+
+fn read_existing(path: &std::path::Path, found: ad_sync_core::install::Existing) -> Existing {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Existing::None,
+        Err(e) => Existing::Unreadable(format!(
+            "{} exists but cannot be inspected ({e}); re-run the wizard elevated to review it",
+            path.display()
+        )),
+        Ok(_) => match found.config {
+            Some(a) => Existing::Installed(Box::new(a)),
+            None => Existing::Unreadable(format!(
+                "{}. Fix the file (or move it away to set up afresh), then re-run the wizard",
+                found.notes.join("; ")
+            )),
+        },
+    }
+}

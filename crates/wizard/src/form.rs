@@ -1,0 +1,334 @@
+//! What the administrator typed, as text fields, and its conversion to `Answers` (the same
+//! shape `ad-sync-setup check` reads) and to an exported answers file without secrets.
+//!
+//! Pure: no I/O. Secrets (the password, the connect key) live in zeroizing buffers, are wiped as
+//! soon as they are not needed, and never reach the exported file.
+
+use ad_sync_core::answers::{self, Answers, ServerType};
+use ad_sync_core::directory::Security;
+use ad_sync_core::secret::Secret;
+use std::path::PathBuf;
+use zeroize::Zeroizing;
+
+/// The environment variables the exported answers file names for its secrets.
+pub const PASSWORD_ENV: &str = "AD_SYNC_PASSWORD";
+pub const CONNECT_KEY_ENV: &str = "AD_SYNC_CONNECT_KEY";
+
+#[derive(Clone)]
+pub struct Form {
+    pub install_dir: String,
+    pub server_type: ServerType,
+    pub dc_host: String,
+    /// The domain whose DCs DNS SRV discovery looks up.
+    pub discover_domain: String,
+    pub security: Security,
+    /// Empty means the default port of `security`.
+    pub port: String,
+    pub ldap_ca_file: String,
+    pub allow_insecure_fallback: bool,
+    /// The explicit acknowledgement the insecure fallback needs.
+    pub insecure_acknowledged: bool,
+    pub root_user_dn: String,
+    pub username: String,
+    pub password: Zeroizing<String>,
+    pub cloud_url: String,
+    pub cloud_ca_file: String,
+    pub connect_key: Zeroizing<String>,
+    pub sync_group_dn: String,
+    pub sync: answers::Sync,
+    pub ldap_timeout_seconds: u32,
+    pub cloud_timeout_seconds: u32,
+}
+
+impl std::fmt::Debug for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Form")
+            .field("dc_host", &self.dc_host)
+            .field("root_user_dn", &self.root_user_dn)
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .field("connect_key", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn default_install_dir() -> String {
+    ad_sync_core::install::layout::default_program_dir()
+        .display()
+        .to_string()
+}
+
+impl Default for Form {
+    fn default() -> Self {
+        Form {
+            install_dir: default_install_dir(),
+            server_type: ServerType::Member,
+            dc_host: String::new(),
+            discover_domain: host_dns_domain().unwrap_or_default(),
+            security: Security::Ldaps,
+            port: String::new(),
+            ldap_ca_file: String::new(),
+            allow_insecure_fallback: false,
+            insecure_acknowledged: false,
+            root_user_dn: String::new(),
+            username: String::new(),
+            password: Zeroizing::new(String::new()),
+            cloud_url: String::new(),
+            cloud_ca_file: String::new(),
+            connect_key: Zeroizing::new(String::new()),
+            sync_group_dn: String::new(),
+            sync: answers::Sync::default(),
+            ldap_timeout_seconds: 5,
+            cloud_timeout_seconds: 10,
+        }
+    }
+}
+
+/// This host's DNS domain, when its name is fully qualified (or Windows says it).
+pub fn host_dns_domain() -> Option<String> {
+    if let Ok(d) = std::env::var("USERDNSDOMAIN")
+        && !d.trim().is_empty()
+    {
+        return Some(d.to_ascii_lowercase());
+    }
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
+    name.split_once('.')
+        .map(|(_, d)| d.to_string())
+        .filter(|d| !d.is_empty())
+}
+
+fn opt_path(s: &str) -> Option<PathBuf> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| PathBuf::from(t))
+}
+
+fn opt_text(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+impl Form {
+    /// The form an existing config describes (its secrets are not in it).
+    pub fn from_config(a: &Answers) -> Form {
+        let cloud = a.cloud.as_ref();
+        Form {
+            install_dir: a
+                .install
+                .as_ref()
+                .map(|i| i.dir.display().to_string())
+                .unwrap_or_else(default_install_dir),
+            server_type: a.server.kind,
+            dc_host: a.server.dc_host.clone().unwrap_or_default(),
+            security: a.ldap.security,
+            port: a.ldap.port.map(|p| p.to_string()).unwrap_or_default(),
+            ldap_ca_file: path_text(a, a.ldap.ca_file.as_ref()),
+            allow_insecure_fallback: a.ldap.allow_insecure_fallback,
+            // Accepted when the config was installed; shown again on the Connection page.
+            insecure_acknowledged: a.ldap.allow_insecure_fallback,
+            root_user_dn: a.directory.root_user_dn.clone(),
+            username: a.service_account.username.clone(),
+            cloud_url: cloud.and_then(|c| c.url.clone()).unwrap_or_default(),
+            cloud_ca_file: path_text(a, cloud.and_then(|c| c.ca_file.as_ref())),
+            sync_group_dn: a.directory.sync_group_dn.clone().unwrap_or_default(),
+            sync: a.sync.clone(),
+            ldap_timeout_seconds: a.ldap.timeout_seconds,
+            cloud_timeout_seconds: cloud.map_or(10, |c| c.timeout_seconds),
+            ..Form::default()
+        }
+    }
+
+    /// The port as typed; `Err` names the problem.
+    pub fn port(&self) -> Result<Option<u16>, String> {
+        let t = self.port.trim();
+        if t.is_empty() {
+            return Ok(None);
+        }
+        match t.parse::<u16>() {
+            Ok(0) | Err(_) => Err(format!(
+                "Port `{t}` is not a port number; give 1 to 65535, or leave it empty for {}",
+                self.security.default_port()
+            )),
+            Ok(p) => Ok(Some(p)),
+        }
+    }
+
+    fn server(&self) -> answers::Server {
+        answers::Server {
+            kind: self.server_type,
+            dc_host: match self.server_type {
+                ServerType::Member => opt_text(&self.dc_host),
+                ServerType::Dc => None,
+            },
+        }
+    }
+
+    /// The host the agent connects to, as the checks compute it (no secret is copied for it).
+    pub fn dc_host(&self) -> String {
+        let domain = ad_sync_core::dn::Dn::parse_container(self.root_user_dn.trim())
+            .ok()
+            .and_then(|p| p.dn.domain());
+        self.server().host(domain.as_deref())
+    }
+
+    /// The answers these fields describe, secrets included (for the checks, never written).
+    pub fn to_answers(&self) -> Answers {
+        let password = (!self.password.is_empty()).then(|| Secret::new(self.password.as_str()));
+        let key =
+            (!self.connect_key.trim().is_empty()).then(|| Secret::new(self.connect_key.as_str()));
+        self.build(password, None, key, None)
+    }
+
+    /// The answers file to export: every setting, and for each secret the name of the
+    /// environment variable to give it in (`key_needed` is false on an upgrade).
+    pub fn export_toml(&self, key_needed: bool) -> Result<String, String> {
+        let a = self.build(
+            None,
+            Some(PASSWORD_ENV.into()),
+            None,
+            key_needed.then(|| CONNECT_KEY_ENV.to_string()),
+        );
+        let body = toml::to_string(&a).map_err(|e| format!("cannot write the answers: {e}"))?;
+        let key_line = if key_needed {
+            format!(
+                "#   {CONNECT_KEY_ENV}  a fresh connect key from the cloud console (one-time, 7 days)\n"
+            )
+        } else {
+            String::new()
+        };
+        Ok(format!(
+            "# ad-sync answers file, exported by the setup wizard.\n\
+             # Replay it unattended with: ad-sync-setup install --answers THIS_FILE\n\
+             # It holds no secret. Give them in the environment of that command:\n\
+             #   {PASSWORD_ENV}  the service account's password\n\
+             {key_line}\n{body}"
+        ))
+    }
+
+    fn build(
+        &self,
+        password: Option<Secret>,
+        password_env: Option<String>,
+        key: Option<Secret>,
+        key_env: Option<String>,
+    ) -> Answers {
+        let cloud_url = opt_text(&self.cloud_url);
+        let cloud_ca = opt_path(&self.cloud_ca_file);
+        let cloud =
+            (cloud_url.is_some() || cloud_ca.is_some() || key.is_some() || key_env.is_some()).then(
+                || answers::Cloud {
+                    url: cloud_url,
+                    ca_file: cloud_ca,
+                    connect_key: key,
+                    connect_key_file: None,
+                    connect_key_env: key_env,
+                    timeout_seconds: self.cloud_timeout_seconds,
+                },
+            );
+        Answers {
+            version: answers::SUPPORTED_VERSION,
+            server: self.server(),
+            ldap: answers::Ldap {
+                security: self.security,
+                port: self.port().ok().flatten(),
+                allow_insecure_fallback: self.allow_insecure_fallback,
+                ca_file: opt_path(&self.ldap_ca_file),
+                timeout_seconds: self.ldap_timeout_seconds,
+            },
+            directory: answers::Directory {
+                root_user_dn: self.root_user_dn.trim().to_string(),
+                sync_group_dn: opt_text(&self.sync_group_dn),
+            },
+            service_account: answers::ServiceAccount {
+                username: self.username.trim().to_string(),
+                password,
+                password_file: None,
+                password_env,
+            },
+            cloud,
+            sync: self.sync.clone(),
+            install: opt_path(&self.install_dir).map(|dir| answers::Install { dir }),
+            base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        }
+    }
+
+    /// Wipes the secrets (leaving the wizard, or after they were used).
+    pub fn forget_secrets(&mut self) {
+        self.password = Zeroizing::new(String::new());
+        self.connect_key = Zeroizing::new(String::new());
+    }
+}
+
+fn path_text(a: &Answers, p: Option<&PathBuf>) -> String {
+    p.map(|p| a.path(p).display().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled() -> Form {
+        Form {
+            dc_host: "dc1.example.com".into(),
+            root_user_dn: "CN=Users;DC=example;DC=com".into(),
+            username: r"EXAMPLE\svc-sync".into(),
+            password: Zeroizing::new("Pa55-distinct-word".into()),
+            cloud_url: "https://cloud.example.com".into(),
+            connect_key: Zeroizing::new("ADS1-KEY-distinct".into()),
+            sync_group_dn: "CN=Cloud Groups;CN=Users;DC=example;DC=com".into(),
+            ..Form::default()
+        }
+    }
+
+    #[test]
+    fn export_has_no_secret_and_reads_back_as_answers() {
+        let form = filled();
+        let text = form
+            .export_toml(true)
+            .unwrap_or_else(|e| panic!("export: {e}"));
+        assert!(!text.contains("Pa55-distinct-word"), "{text}");
+        assert!(!text.contains("ADS1-KEY-distinct"), "{text}");
+        assert!(!format!("{form:?}").contains("Pa55"));
+        let back = Answers::parse(&text, PathBuf::from("."))
+            .unwrap_or_else(|e| panic!("exported answers parse: {e}"));
+        assert_eq!(
+            back.service_account.password_env.as_deref(),
+            Some(PASSWORD_ENV)
+        );
+        assert_eq!(
+            back.cloud
+                .as_ref()
+                .and_then(|c| c.connect_key_env.as_deref()),
+            Some(CONNECT_KEY_ENV)
+        );
+        let again = Form::from_config(&back);
+        assert_eq!(again.dc_host, form.dc_host);
+        assert_eq!(again.sync_group_dn, form.sync_group_dn);
+        assert_eq!(again.install_dir, form.install_dir);
+    }
+
+    #[test]
+    fn upgrade_export_names_no_connect_key() {
+        let text = filled()
+            .export_toml(false)
+            .unwrap_or_else(|e| panic!("export: {e}"));
+        assert!(!text.contains(CONNECT_KEY_ENV), "{text}");
+    }
+
+    #[test]
+    fn bad_port_is_named() {
+        let mut form = filled();
+        form.port = "70000".into();
+        assert!(form.port().is_err_and(|e| e.contains("70000")));
+        form.port = "3269".into();
+        assert_eq!(form.port(), Ok(Some(3269)));
+    }
+
+    #[test]
+    fn forgetting_secrets_empties_them() {
+        let mut form = filled();
+        form.forget_secrets();
+        assert!(form.password.is_empty() && form.connect_key.is_empty());
+        assert!(form.to_answers().service_account.password.is_none());
+    }
+}

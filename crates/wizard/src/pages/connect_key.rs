@@ -1,0 +1,120 @@
+//! Page 8: the cloud and the connect key. The key's format and checksum are checked as it is
+//! typed or pasted (spaces and line breaks are fine), before the cloud is asked; then the cloud
+//! says whether it is valid, without using it up. On an upgrade no key is asked: the agent is
+//! enrolled already, and only the cloud's address is proved.
+
+use crate::State;
+use crate::app::PickTarget;
+use crate::validate::Slot;
+use crate::widgets::{self, Gate, field_error, note};
+use ad_sync_core::connect_key::ConnectKey;
+use ad_sync_core::preflight::{Scope, ids};
+use egui::{RichText, Ui};
+
+pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
+    widgets::text_field(
+        ui,
+        "Cloud URL",
+        &mut s.form.cloud_url,
+        "https://cloud.example.com",
+    );
+    s.path_field(
+        ui,
+        PickTarget::CloudCa,
+        "Cloud CA file (PEM, optional)",
+        "trusted besides the system roots",
+        "Browse for cloud CA…",
+    );
+    let mut local = Gate::Ready;
+    let url = s.form.cloud_url.trim().to_string();
+    if url.is_empty() {
+        field_error(
+            ui,
+            "Cloud URL is empty",
+            "Type the cloud's address, e.g. https://cloud.example.com.",
+        );
+        local = Gate::Blocked("type the cloud URL".into());
+    } else if !url.starts_with("https://") {
+        field_error(
+            ui,
+            &format!("Cloud URL `{url}` must start with https://"),
+            "The agent talks to the cloud over HTTPS only.",
+        );
+        local = Gate::Blocked("the cloud URL must use https".into());
+    }
+    let key_ids: &[&str] = if s.upgrade() {
+        ui.add_space(4.0);
+        ui.label(
+            RichText::new(
+                "This agent is enrolled already: no connect key is needed for an upgrade.",
+            )
+            .strong(),
+        );
+        &[ids::CLOUD_REACHABLE, ids::CLOUD_TLS]
+    } else {
+        ui.add_space(4.0);
+        ui.horizontal(|ui| {
+            ui.vertical(|ui| {
+                if s.show_key {
+                    widgets::text_field(ui, "Connect key", &mut s.form.connect_key, "ADS1-…");
+                } else {
+                    widgets::secret_field(
+                        ui,
+                        "Connect key",
+                        &mut s.form.connect_key,
+                        "ADS1-… (paste it)",
+                    );
+                }
+            });
+            ui.checkbox(&mut s.show_key, "Show key");
+        });
+        if s.form.connect_key.trim().is_empty() {
+            field_error(
+                ui,
+                "Connect key is empty",
+                "Paste the key from the cloud console (Settings > AD sync > connect key).",
+            );
+            local = local.and(Gate::Blocked("paste the connect key".into()));
+        } else {
+            match ConnectKey::parse(&s.form.connect_key) {
+                Ok(k) => note(
+                    ui,
+                    &format!("Format and checksum are right ({}).", k.redacted()),
+                ),
+                Err(e) => {
+                    field_error(
+                        ui,
+                        &format!("Connect key: {e}"),
+                        "Copy the key again from the cloud console; a typo changes the checksum.",
+                    );
+                    local = local.and(Gate::Blocked("the connect key has a typo".into()));
+                }
+            }
+        }
+        note(
+            ui,
+            "Checking the key does not use it up; only the install step does.",
+        );
+        &[
+            ids::CLOUD_REACHABLE,
+            ids::CLOUD_TLS,
+            ids::CONNECT_KEY_VALID,
+            ids::CONNECT_KEY_DOMAIN_MATCHES,
+        ]
+    };
+    if !local.is_ready() {
+        return local;
+    }
+    ui.separator();
+    super::preflight_checks(
+        s,
+        ui,
+        Slot::Cloud,
+        Scope::Cloud,
+        None,
+        "the cloud",
+        key_ids,
+        &[],
+        |_, _| {},
+    )
+}

@@ -1,0 +1,137 @@
+//! Page 4: which domain controller (`dc.resolve`, `dc.reachable`), with the DCs DNS SRV lists
+//! for the domain offered. Whether it is writable needs a secure connection, so `dc.writable`
+//! is proved on the next page (and shown here when it already failed).
+
+use crate::State;
+use crate::validate::{Job, Outcome, Slot};
+use crate::widgets::{self, Gate, field_error, note};
+use ad_sync_core::answers::{self, ServerType};
+use ad_sync_core::preflight::{Scope, ids};
+use egui::Ui;
+
+pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
+    let local = if s.form.server_type == ServerType::Dc {
+        ui.label(format!(
+            "This host is the domain controller: the agent connects to {}.",
+            s.form.dc_host()
+        ));
+        Gate::Ready
+    } else {
+        widgets::text_field(
+            ui,
+            "Domain controller (FQDN)",
+            &mut s.form.dc_host,
+            "dc1.example.com",
+        );
+        let host = s.form.dc_host.trim();
+        // The same rule `check` applies to [server] dc_host, said for this field.
+        let problem = if host.is_empty() {
+            Some((
+                "Domain controller is empty".to_string(),
+                "Type the DC's full DNS name, e.g. dc1.example.com, or pick one found below.",
+            ))
+        } else if !answers::is_host_name(host) {
+            Some((
+                format!(
+                    "Domain controller `{host}` is not a host name; {}",
+                    answers::HOST_NAME_RULE
+                ),
+                "Type only the name; the port is set on the next page.",
+            ))
+        } else {
+            None
+        };
+        discovery(s, ui);
+        match problem {
+            Some((what, fix)) => {
+                field_error(ui, &what, fix);
+                Gate::Blocked(what)
+            }
+            None => Gate::Ready,
+        }
+    };
+    if !local.is_ready() {
+        return local;
+    }
+    ui.separator();
+    super::preflight_checks(
+        s,
+        ui,
+        Slot::DomainController,
+        Scope::Connection,
+        None,
+        "the domain controller",
+        &[ids::DC_RESOLVE, ids::DC_REACHABLE],
+        &[ids::DC_WRITABLE],
+        |_, _| {},
+    )
+}
+
+fn discovery(s: &mut State, ui: &mut Ui) {
+    ui.add_space(4.0);
+    ui.horizontal(|ui| {
+        ui.vertical(|ui| {
+            widgets::text_field(
+                ui,
+                "Domain to search",
+                &mut s.form.discover_domain,
+                "example.com",
+            )
+        });
+        if ui.button("Find domain controllers").clicked() {
+            let domain = s.form.discover_domain.trim().to_string();
+            s.validator.retry(Slot::Discover);
+            s.discover_for = Some(domain);
+        }
+    });
+    let Some(domain) = s.discover_for.clone() else {
+        note(
+            ui,
+            "DNS SRV (_ldap._tcp.dc._msdcs.<domain>) lists the domain's controllers.",
+        );
+        return;
+    };
+    s.validator.request(
+        Slot::Discover,
+        Job::Discover {
+            domain: domain.clone(),
+        },
+    );
+    let mut chosen = None;
+    widgets::check_view(
+        ui,
+        &mut s.validator,
+        Slot::Discover,
+        &format!("DNS for {domain}"),
+        |ui, o| {
+            match o {
+                Outcome::Dcs(Ok(found)) => {
+                    ui.label(format!(
+                        "DNS lists {} domain controller(s) for {domain}:",
+                        found.len()
+                    ));
+                    for dc in found {
+                        let text = format!(
+                            "Use {} (priority {}, weight {})",
+                            dc.host, dc.priority, dc.weight
+                        );
+                        if ui.button(text).clicked() {
+                            chosen = Some(dc.host.clone());
+                        }
+                    }
+                }
+                Outcome::Dcs(Err(e)) => field_error(
+                    ui,
+                    e,
+                    "Check the domain name and this host's DNS servers, or type the DC's name above.",
+                ),
+                _ => {}
+            }
+            // Discovery only helps fill the field; it never holds the page.
+            Gate::Ready
+        },
+    );
+    if let Some(host) = chosen {
+        s.form.dc_host = host;
+    }
+}

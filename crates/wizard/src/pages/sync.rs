@@ -1,0 +1,138 @@
+//! Page 9: the sync group (`dn.sync_group`, `sync_group.exists`,
+//! `sync_group.is_security_group`) and the policies, each explained in one sentence with its
+//! default.
+
+use crate::State;
+use crate::validate::Slot;
+use crate::widgets::{Gate, field_error, note};
+use ad_sync_core::answers::{GroupDisconnection, MembershipSyncType, UserDisconnection};
+use ad_sync_core::preflight::{Scope, ids};
+use egui::{RichText, Ui};
+
+pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
+    ui.label("Groups from the cloud are created as security groups nested in this group.");
+    let dn = super::dn_field::ui(
+        ui,
+        "Sync group",
+        &mut s.form.sync_group_dn,
+        "CN=Cloud Groups;CN=Users;DC=example;DC=com",
+    );
+    policies(s, ui);
+    ui.separator();
+    if dn.is_none() {
+        return Gate::Blocked("the sync group is not a valid DN".into());
+    }
+    if s.form.password.is_empty() {
+        field_error(
+            ui,
+            "The service account's password is needed to look the group up",
+            "Go back to Service account and type it.",
+        );
+        return Gate::Blocked("the service account's password is missing".into());
+    }
+    super::preflight_checks(
+        s,
+        ui,
+        Slot::Sync,
+        Scope::Directory,
+        None,
+        "the sync group",
+        &[
+            ids::DN_SYNC_GROUP,
+            ids::SYNC_GROUP_EXISTS,
+            ids::SYNC_GROUP_IS_SECURITY_GROUP,
+        ],
+        &[ids::LDAP_BIND],
+        |_, _| {},
+    )
+}
+
+fn heading(ui: &mut Ui, text: &str) {
+    ui.add_space(6.0);
+    ui.label(RichText::new(text).strong());
+}
+
+fn policies(s: &mut State, ui: &mut Ui) {
+    let sync = &mut s.form.sync;
+    heading(
+        ui,
+        "When a user leaves the cloud directory (or is no longer synced)",
+    );
+    ui.radio_value(
+        &mut sync.user_disconnection_action,
+        UserDisconnection::Disable,
+        "Disable the AD account (default)",
+    );
+    ui.radio_value(
+        &mut sync.user_disconnection_action,
+        UserDisconnection::Retain,
+        "Retain the AD account as it is",
+    );
+    ui.radio_value(
+        &mut sync.user_disconnection_action,
+        UserDisconnection::Remove,
+        "Remove the AD account",
+    );
+    note(
+        ui,
+        "Disable keeps the account and its history but stops it logging on; remove deletes it for good.",
+    );
+
+    heading(ui, "When a group leaves the cloud directory");
+    ui.radio_value(
+        &mut sync.group_disconnection_action,
+        GroupDisconnection::Retain,
+        "Retain the AD group (default)",
+    );
+    ui.radio_value(
+        &mut sync.group_disconnection_action,
+        GroupDisconnection::Remove,
+        "Remove the AD group",
+    );
+    note(
+        ui,
+        "Retain leaves the group and its members in AD, no longer updated; remove deletes the group.",
+    );
+
+    heading(ui, "When a membership ends in the cloud");
+    ui.radio_value(
+        &mut sync.membership_disconnection_action,
+        GroupDisconnection::Remove,
+        "Remove the member from the AD group (default)",
+    );
+    ui.radio_value(
+        &mut sync.membership_disconnection_action,
+        GroupDisconnection::Retain,
+        "Retain the AD membership",
+    );
+    note(
+        ui,
+        "Remove keeps AD memberships equal to the cloud's; retain only ever adds members.",
+    );
+
+    heading(ui, "Memberships of nested groups");
+    ui.radio_value(
+        &mut sync.group_membership_sync_type,
+        MembershipSyncType::Minimal,
+        "Minimal: only members the cloud added (default)",
+    );
+    ui.radio_value(
+        &mut sync.group_membership_sync_type,
+        MembershipSyncType::Match,
+        "Match: make AD membership equal the cloud's, removing others",
+    );
+    note(
+        ui,
+        "Minimal never removes members added in AD by hand; match does.",
+    );
+
+    heading(ui, "Account lockout");
+    ui.checkbox(
+        &mut sync.sync_account_locked_out_status,
+        "Sync the cloud's locked-out state to AD (off by default)",
+    );
+    note(
+        ui,
+        "When on, a user locked in the cloud is locked in AD and unlocked with it; when off, AD's own lockout stands alone.",
+    );
+}
