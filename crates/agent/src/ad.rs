@@ -6,6 +6,7 @@
 //! (after a failover) or the same one (after a crash between AD's answer and the state commit)
 //! recognises them as its own instead of reporting a collision.
 
+use crate::plan;
 use ad_sync_core::answers::Answers;
 use ad_sync_core::directory;
 use ad_sync_core::directory::bind::AccountName;
@@ -137,12 +138,10 @@ impl Obj {
 pub struct Ad {
     ldap: Ldap,
     timeout: Duration,
-    pub encrypted: bool,
-    pub host: String,
     pub domain_dn: String,
-    pub dns_domain: String,
-    pub root: Dn,
-    pub sync_group: Option<Dn>,
+    /// The containers the agent acts in and the connection's security (what the planner
+    /// needs).
+    pub scope: plan::Scope,
 }
 
 fn text(e: &SearchEntry, attr: &str) -> Option<String> {
@@ -319,36 +318,15 @@ impl Ad {
         Ok(Ad {
             ldap: session.handle(),
             timeout: session.op_timeout(),
-            encrypted: session.encrypted,
-            host: opts.host,
             domain_dn,
-            dns_domain,
-            root,
-            sync_group,
+            scope: plan::Scope {
+                root,
+                sync_group,
+                dns_domain,
+                host: opts.host,
+                encrypted: session.encrypted,
+            },
         })
-    }
-
-    pub fn root_text(&self) -> String {
-        self.root.to_comma_form()
-    }
-
-    /// Where managed groups live: the sync group's own container.
-    pub fn group_parent(&self) -> Option<Dn> {
-        self.sync_group.as_ref().and_then(Dn::parent)
-    }
-
-    /// True when `dn` is strictly inside the Root User container.
-    pub fn under_root(&self, dn: &Option<Dn>) -> bool {
-        dn.as_ref()
-            .is_some_and(|d| d.ends_with(&self.root) && !d.same_as(&self.root))
-    }
-
-    /// True when `dn` is directly in the managed groups' container.
-    pub fn in_group_parent(&self, dn: &Option<Dn>) -> bool {
-        match (dn.as_ref().and_then(Dn::parent), self.group_parent()) {
-            (Some(p), Some(gp)) => p.same_as(&gp),
-            _ => false,
-        }
     }
 
     async fn search_raw(
@@ -372,72 +350,8 @@ impl Ad {
         Ok(entries
             .into_iter()
             .map(SearchEntry::construct)
-            .map(|e| self.object(&e))
+            .map(|e| object(&e))
             .collect())
-    }
-
-    fn object(&self, e: &SearchEntry) -> Obj {
-        let (_, own_rid, dn) = parse_extended(&e.dn);
-        let classes = texts(e, "objectClass");
-        let is_group = classes.iter().any(|c| c.eq_ignore_ascii_case("group"));
-        let members = texts(e, "member")
-            .iter()
-            .filter_map(|v| {
-                let (g, _, dn) = parse_extended(v);
-                g.map(|g| (g, dn))
-            })
-            .collect();
-        let mut privileged_group = None;
-        let member_of = texts(e, "memberOf")
-            .iter()
-            .filter_map(|v| {
-                let (g, rid, dn) = parse_extended(v);
-                if rid.is_some_and(|r| PRIVILEGED_GROUP_RIDS.contains(&r)) {
-                    privileged_group = Some(dn.clone());
-                }
-                g.map(|g| (g, dn))
-            })
-            .collect();
-        let rid = own_rid.or_else(|| {
-            binary(e, "objectSid")
-                .and_then(|b| ad_sync_core::directory::sid::to_string(&b))
-                .and_then(|s| ad_sync_core::directory::sid::split_rid(&s).map(|(_, r)| r))
-        });
-        let protected = if text(e, "adminCount").as_deref() == Some("1") {
-            Some(
-                "it is protected (adminCount=1: it is or was in an administrative group)"
-                    .to_string(),
-            )
-        } else if text(e, "isCriticalSystemObject").is_some_and(|v| v.eq_ignore_ascii_case("TRUE"))
-        {
-            Some("it is a critical system object".to_string())
-        } else if rid.is_some_and(|r| r < 1000) {
-            Some("it is a built-in account or group".to_string())
-        } else {
-            privileged_group.map(|g| format!("it is a member of the privileged group {g}"))
-        };
-        Obj {
-            guid: binary(e, "objectGUID").unwrap_or_default(),
-            parsed: Dn::parse(&dn).ok().map(|p| p.dn),
-            dn,
-            sam: text(e, "sAMAccountName").unwrap_or_default(),
-            marker: text(e, "adminDescription"),
-            is_group,
-            uac: text(e, "userAccountControl")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-            lockout_time: text(e, "lockoutTime")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-            given: text(e, "givenName"),
-            sn: text(e, "sn"),
-            display: text(e, "displayName"),
-            mail: text(e, "mail"),
-            upn: text(e, "userPrincipalName"),
-            members,
-            member_of,
-            protected,
-        }
     }
 
     /// Every object matching any of `terms` anywhere in the domain: 100 terms per search, 4
@@ -548,6 +462,69 @@ impl Ad {
 
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(self.timeout, self.ldap.unbind()).await;
+    }
+}
+
+/// One search entry (asked for with the extended-DN control) as the agent reads it, with why
+/// it must not be touched when it must not: adminCount=1, a critical system object, a built-in
+/// RID (below 1000) or direct membership of a privileged group.
+pub fn object(e: &SearchEntry) -> Obj {
+    let (_, own_rid, dn) = parse_extended(&e.dn);
+    let classes = texts(e, "objectClass");
+    let is_group = classes.iter().any(|c| c.eq_ignore_ascii_case("group"));
+    let members = texts(e, "member")
+        .iter()
+        .filter_map(|v| {
+            let (g, _, dn) = parse_extended(v);
+            g.map(|g| (g, dn))
+        })
+        .collect();
+    let mut privileged_group = None;
+    let member_of = texts(e, "memberOf")
+        .iter()
+        .filter_map(|v| {
+            let (g, rid, dn) = parse_extended(v);
+            if rid.is_some_and(|r| PRIVILEGED_GROUP_RIDS.contains(&r)) {
+                privileged_group = Some(dn.clone());
+            }
+            g.map(|g| (g, dn))
+        })
+        .collect();
+    let rid = own_rid.or_else(|| {
+        binary(e, "objectSid")
+            .and_then(|b| ad_sync_core::directory::sid::to_string(&b))
+            .and_then(|s| ad_sync_core::directory::sid::split_rid(&s).map(|(_, r)| r))
+    });
+    let protected = if text(e, "adminCount").as_deref() == Some("1") {
+        Some("it is protected (adminCount=1: it is or was in an administrative group)".to_string())
+    } else if text(e, "isCriticalSystemObject").is_some_and(|v| v.eq_ignore_ascii_case("TRUE")) {
+        Some("it is a critical system object".to_string())
+    } else if rid.is_some_and(|r| r < 1000) {
+        Some("it is a built-in account or group".to_string())
+    } else {
+        privileged_group.map(|g| format!("it is a member of the privileged group {g}"))
+    };
+    Obj {
+        guid: binary(e, "objectGUID").unwrap_or_default(),
+        parsed: Dn::parse(&dn).ok().map(|p| p.dn),
+        dn,
+        sam: text(e, "sAMAccountName").unwrap_or_default(),
+        marker: text(e, "adminDescription"),
+        is_group,
+        uac: text(e, "userAccountControl")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        lockout_time: text(e, "lockoutTime")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        given: text(e, "givenName"),
+        sn: text(e, "sn"),
+        display: text(e, "displayName"),
+        mail: text(e, "mail"),
+        upn: text(e, "userPrincipalName"),
+        members,
+        member_of,
+        protected,
     }
 }
 

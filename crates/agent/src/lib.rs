@@ -12,6 +12,7 @@
 pub mod ad;
 pub mod logs;
 pub mod mirror;
+pub mod plan;
 pub mod state;
 pub mod sync;
 

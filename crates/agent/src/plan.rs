@@ -1,0 +1,1061 @@
+//! The run's decisions, made without touching anything: from what the fold says must be looked
+//! at (`Work`), the mirror, the AD objects found for it and the policies, the operations that
+//! bring AD to the mirror, the outcomes decided without running anything (protected, moved,
+//! colliding, a password that cannot be used), the deletions and the threshold.
+//!
+//! Pure: no AD, no clock, no logging. `sync` runs what this returns against AD (behind the
+//! narrow `sync::Directory` trait) and asks again where a later step depends on an earlier
+//! one's result (new objects' objectGUIDs, which groups were created). Every policy and safety
+//! rule here has a table test on recorded AD objects (tests at the bottom).
+
+use crate::ad::{GROUP_TYPE_GLOBAL_SECURITY, MARKER_PREFIX, Obj, UAC_DISABLED, UAC_NORMAL};
+use crate::mirror::{Mirror, ObjKey, Work};
+use ad_sync_core::answers::{GroupDisconnection, MembershipSyncType, Sync, UserDisconnection};
+use ad_sync_core::cloud::api::{ApplyStatus, ChangeResult, MemberType};
+use ad_sync_core::dn::{Dn, escape_rdn_value};
+use ad_sync_core::secret::Secret;
+use ldap3::Mod;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Where the agent may act, and how it talks to the DC: everything the planner needs to know
+/// of the domain besides its objects.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The Root User container: managed users live strictly inside it.
+    pub root: Dn,
+    /// The sync group; managed groups live directly in its container.
+    pub sync_group: Option<Dn>,
+    pub dns_domain: String,
+    /// The DC's name, for messages.
+    pub host: String,
+    /// The connection is encrypted (LDAPS or StartTLS): passwords may be sent.
+    pub encrypted: bool,
+}
+
+impl Scope {
+    pub fn root_text(&self) -> String {
+        self.root.to_comma_form()
+    }
+
+    /// Where managed groups live: the sync group's own container.
+    pub fn group_parent(&self) -> Option<Dn> {
+        self.sync_group.as_ref().and_then(Dn::parent)
+    }
+
+    /// True when `dn` is strictly inside the Root User container.
+    pub fn under_root(&self, dn: &Option<Dn>) -> bool {
+        dn.as_ref()
+            .is_some_and(|d| d.ends_with(&self.root) && !d.same_as(&self.root))
+    }
+
+    /// True when `dn` is directly in the managed groups' container.
+    pub fn in_group_parent(&self, dn: &Option<Dn>) -> bool {
+        match (dn.as_ref().and_then(Dn::parent), self.group_parent()) {
+            (Some(p), Some(gp)) => p.same_as(&gp),
+            _ => false,
+        }
+    }
+}
+
+/// What an operation is for. The executor decides by this, never by the operation's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    CreateUser,
+    CreateGroup,
+    Rename,
+    /// Names, mail, the marker.
+    UpdateAttributes,
+    SetPassword,
+    Disable,
+    Enable,
+    Unlock,
+    /// Put groups into the sync group.
+    NestInSyncGroup,
+    /// A managed group's members brought to the mirror (adds and removes).
+    Members,
+    /// A disconnected user taken out of a managed group.
+    RemoveMembership,
+    DeleteUser,
+    DeleteGroup,
+    /// The marker removed: the object is no longer managed (retain, or disable).
+    Release,
+}
+
+/// The LDAP request an operation makes.
+#[derive(Clone)]
+pub enum Change {
+    Add(Vec<(String, HashSet<Vec<u8>>)>),
+    /// A new RDN in the same container.
+    Rename(String),
+    Modify(Vec<Mod<Vec<u8>>>),
+    Delete,
+}
+
+/// One planned AD operation.
+#[derive(Clone)]
+pub struct Op {
+    pub kind: OpKind,
+    pub dn: String,
+    pub change: Change,
+    /// What it does, for the log and `--dry-run`.
+    pub what: String,
+}
+
+impl Op {
+    fn modify(kind: OpKind, dn: &str, mods: Vec<Mod<Vec<u8>>>, what: String) -> Op {
+        Op {
+            kind,
+            dn: dn.to_string(),
+            change: Change::Modify(mods),
+            what,
+        }
+    }
+
+    /// AD answering this LDAP result code means the operation's aim already holds: a member
+    /// already there (20, attributeOrValueExists) or already gone (16, noSuchAttribute).
+    pub fn already_so(&self, rc: u32) -> bool {
+        self.kind == OpKind::Members && matches!(rc, 20 | 16)
+    }
+}
+
+impl std::fmt::Debug for Op {
+    // The attributes are left out: a password's value is in them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} {}: {}", self.kind, self.dn, self.what)
+    }
+}
+
+/// The operations for one object, in order, and the keys whose outcome they decide.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub keys: Vec<ObjKey>,
+    pub ops: Vec<Op>,
+    /// A password change in this job (its key fails alone if only the password is refused).
+    pub password_key: Option<ObjKey>,
+}
+
+/// How one object ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Skipped(String),
+    Failed(String),
+}
+
+pub type Outcomes = HashMap<ObjKey, Outcome>;
+
+/// More deletions than the threshold allows: nothing is to be changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverThreshold {
+    pub planned: usize,
+    pub limit: usize,
+    pub managed: usize,
+}
+
+fn set(v: impl Into<Vec<u8>>) -> HashSet<Vec<u8>> {
+    HashSet::from([v.into()])
+}
+
+pub fn marker(id: &str) -> String {
+    format!("{MARKER_PREFIX}{id}")
+}
+
+/// Removes the agent's marker: the object is no longer managed.
+fn unmark() -> Mod<Vec<u8>> {
+    Mod::Replace(b"adminDescription".to_vec(), HashSet::new())
+}
+
+/// `<GUID=…>`: a member named by objectGUID, which stays right when it is renamed in the run.
+fn guid_ref(guid: &[u8]) -> Vec<u8> {
+    format!("<GUID={}>", crate::ad::guid_string(guid)).into_bytes()
+}
+
+/// What to look up in AD before planning: groups whose AD members change, and the search terms
+/// that find every object this run is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// Groups whose AD members change: those the fold touched and, in match mode, every group
+    /// that contains one of them (their users are direct members there too).
+    pub groups: BTreeSet<String>,
+    /// Objects with a known objectGUID by that alone; the others by sAMAccountName, which finds
+    /// the agent's own object (it carries the marker) or a collision. Only indexed attributes
+    /// are searched: a filter on adminDescription would make the DC scan every object.
+    pub terms: Vec<String>,
+    /// (objectGUID, name) of the subjects that had a GUID, for `again`.
+    with_guid: Vec<(Vec<u8>, String)>,
+}
+
+impl Lookup {
+    pub fn new(mirror: &Mirror, work: &Work, policy: &Sync) -> Lookup {
+        let mut groups = work.groups.clone();
+        if policy.group_membership_sync_type == MembershipSyncType::Match {
+            for g in &work.groups {
+                groups.extend(mirror.ancestors(g));
+            }
+        }
+        let subjects: Vec<(Option<&Vec<u8>>, &str)> = work
+            .users
+            .iter()
+            .filter_map(|id| mirror.users.get(id))
+            .map(|u| (u.guid.as_ref(), u.user.username.as_str()))
+            .chain(
+                groups
+                    .iter()
+                    .filter_map(|id| mirror.groups.get(id))
+                    .map(|g| (g.guid.as_ref(), g.name.as_str())),
+            )
+            .collect();
+        let mut terms: Vec<String> = subjects
+            .iter()
+            .map(|(guid, name)| guid.map_or_else(|| by_name(name), |g| crate::ad::guid_filter(g)))
+            .collect();
+        terms.extend(
+            work.removed_users
+                .iter()
+                .filter_map(|u| u.guid.as_ref())
+                .chain(work.removed_groups.iter().filter_map(|g| g.guid.as_ref()))
+                .map(|g| crate::ad::guid_filter(g)),
+        );
+        let with_guid = subjects
+            .iter()
+            .filter_map(|(g, name)| g.map(|g| (g.clone(), name.to_string())))
+            .collect();
+        Lookup {
+            groups,
+            terms,
+            with_guid,
+        }
+    }
+
+    /// Terms for a second search: by name for every subject whose objectGUID AD no longer has
+    /// (deleted and re-created by hand, or restored), which finds it again by its marker.
+    pub fn again(&self, found: &[Obj]) -> Vec<String> {
+        let seen: HashSet<&[u8]> = found.iter().map(|o| o.guid.as_slice()).collect();
+        self.with_guid
+            .iter()
+            .filter(|(g, _)| !seen.contains(g.as_slice()))
+            .map(|(_, name)| by_name(name))
+            .collect()
+    }
+}
+
+fn by_name(name: &str) -> String {
+    crate::ad::eq("sAMAccountName", name)
+}
+
+/// The AD objects found for a run, indexed the ways the planner asks for them.
+pub struct Found {
+    objs: Vec<Obj>,
+    by_guid: HashMap<Vec<u8>, usize>,
+    by_marker: HashMap<String, usize>,
+    by_sam: HashMap<String, usize>,
+}
+
+impl Found {
+    pub fn new(objs: Vec<Obj>) -> Found {
+        let mut f = Found {
+            by_guid: HashMap::new(),
+            by_marker: HashMap::new(),
+            by_sam: HashMap::new(),
+            objs: Vec::new(),
+        };
+        for (i, o) in objs.iter().enumerate() {
+            f.by_guid.insert(o.guid.clone(), i);
+            if let Some(id) = o.marker_id() {
+                f.by_marker.insert(id.to_string(), i);
+            }
+            if !o.sam.is_empty() {
+                f.by_sam.insert(o.sam.to_lowercase(), i);
+            }
+        }
+        f.objs = objs;
+        f
+    }
+
+    /// The AD object for a cloud id: by objectGUID, else by the agent's marker.
+    fn managed(&self, guid: Option<&[u8]>, id: &str) -> Option<&Obj> {
+        guid.and_then(|g| self.by_guid.get(g))
+            .or_else(|| self.by_marker.get(id))
+            .map(|&i| &self.objs[i])
+    }
+
+    fn named(&self, sam: &str) -> Option<&Obj> {
+        self.by_sam.get(&sam.to_lowercase()).map(|&i| &self.objs[i])
+    }
+}
+
+/// Opens the sealed passwords of a run: each is the password, or why it cannot be used.
+pub fn open_passwords(
+    work: &Work,
+    private_key: Option<&Secret>,
+) -> HashMap<String, Result<Secret, String>> {
+    work.passwords
+        .iter()
+        .map(|(id, sealed)| {
+            let r = match (sealed, private_key) {
+                (Some(sealed), Some(key)) => ad_sync_core::cloud::sealed::open(key, sealed)
+                    .map_err(|e| format!("the password could not be opened with this agent's key: {e}")),
+                (Some(_), None) => Err("this agent has no private key to open passwords with; re-run ad-sync-setup".into()),
+                (None, _) => Err("the cloud sealed this password for other agents only (it was set before this agent enrolled); set it again in the cloud".into()),
+            };
+            (id.clone(), r)
+        })
+        .collect()
+}
+
+/// Everything the planner decides from.
+pub struct Input<'a> {
+    pub scope: &'a Scope,
+    /// The mirror after the fold (what AD should hold).
+    pub mirror: &'a Mirror,
+    /// The mirror before the fold (what was managed).
+    pub before: &'a Mirror,
+    pub work: &'a Work,
+    pub lookup: &'a Lookup,
+    pub found: &'a Found,
+    /// The sync group as AD has it (`None`: not configured, or gone).
+    pub sync_group: Option<&'a Obj>,
+    pub passwords: &'a HashMap<String, Result<Secret, String>>,
+    pub policy: &'a Sync,
+    /// Overrides the threshold for one run (`--allow-deletions N`).
+    pub allow_deletions: Option<usize>,
+}
+
+/// A managed group's DN once the run's operations ran, and its members as AD had them (`None`
+/// for a group this run creates).
+#[derive(Debug, Clone)]
+pub struct GroupTarget {
+    pub dn: String,
+    pub members: Option<Vec<(Vec<u8>, String)>>,
+}
+
+/// The run's plan, in the order it runs: users, groups, (the new groups' nesting and the
+/// memberships, planned once the objects exist: `nest_new_groups`, `memberships`), then the
+/// disconnections.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Outcomes decided without running anything.
+    pub outcomes: Outcomes,
+    /// objectGUIDs the mirror learns from AD for objects it already manages (found by marker,
+    /// or a GUID that changed).
+    pub adopted: Vec<(ObjKey, Vec<u8>)>,
+    pub users: Vec<Job>,
+    pub created_users: Vec<String>,
+    pub groups: Vec<Job>,
+    pub created_groups: Vec<String>,
+    pub group_targets: BTreeMap<String, GroupTarget>,
+    pub removals: Vec<Job>,
+    /// Objects the disconnections delete (what the threshold counts).
+    pub deletions: usize,
+    /// For the log: what the plan chose not to do and why, where that is not an outcome.
+    pub notes: Vec<String>,
+}
+
+/// Plans the run's users, groups and disconnections; refuses the whole run when it would
+/// delete more than the threshold allows.
+pub fn plan(i: &Input) -> Result<Plan, OverThreshold> {
+    let mut p = Plan::default();
+    plan_users(i, &mut p);
+    plan_groups(i, &mut p);
+    plan_removals(i, &mut p);
+    threshold(i.before, p.deletions, i.policy, i.allow_deletions)?;
+    Ok(p)
+}
+
+/// The threshold: a run may delete at most `deletion_threshold` objects and at most
+/// `deletion_threshold_percent` of those managed (rounded up), whichever is smaller, unless
+/// `--allow-deletions` says how many for this run.
+pub fn threshold(
+    before: &Mirror,
+    deletions: usize,
+    policy: &Sync,
+    allow: Option<usize>,
+) -> Result<(), OverThreshold> {
+    let managed = before.users.values().filter(|u| u.guid.is_some()).count()
+        + before.groups.values().filter(|g| g.guid.is_some()).count();
+    let limit = allow.unwrap_or_else(|| {
+        let pct = (managed * policy.deletion_threshold_percent as usize).div_ceil(100);
+        pct.min(policy.deletion_threshold as usize)
+    });
+    if deletions > limit {
+        return Err(OverThreshold {
+            planned: deletions,
+            limit,
+            managed,
+        });
+    }
+    Ok(())
+}
+
+fn plan_users(i: &Input, p: &mut Plan) {
+    let scope = i.scope;
+    for id in &i.work.users {
+        let Some(rec) = i.mirror.users.get(id) else {
+            continue;
+        };
+        let u = &rec.user;
+        let key = ObjKey::User(id.clone());
+        let pw_key = ObjKey::Password(id.clone());
+        // A password that cannot be used fails on its own; the account is still synced.
+        let password = match i.passwords.get(id) {
+            Some(Ok(_)) if !scope.encrypted => {
+                p.outcomes.insert(pw_key.clone(), Outcome::Failed(format!(
+                    "password for {} refused: the connection to {} is plain LDAP, and passwords are only sent over an encrypted connection. Fix LDAPS or StartTLS ([ldap] security) and turn off allow_insecure_fallback, then set the password again in the cloud",
+                    u.username, scope.host
+                )));
+                None
+            }
+            Some(Ok(pw)) => Some(pw),
+            Some(Err(why)) => {
+                p.outcomes.insert(
+                    pw_key.clone(),
+                    Outcome::Failed(format!("password for {}: {why}", u.username)),
+                );
+                None
+            }
+            None => None,
+        };
+        let display = format!("{} {}", u.given_name, u.surname);
+        let upn = format!("{}@{}", u.username, scope.dns_domain);
+        let Some(obj) = i.found.managed(rec.guid.as_deref(), id) else {
+            // Not in AD yet: create it, unless its name is taken.
+            if let Some(other) = i.found.named(&u.username) {
+                let whose = match other.marker_id() {
+                    Some(m) => format!("it is managed for another cloud user ({m})"),
+                    None => "it is not managed by ad-sync".to_string(),
+                };
+                p.outcomes.insert(key, Outcome::Failed(format!(
+                    "{} collides with the existing AD account {} ({whose}); it is not taken over. Rename or remove one of them",
+                    u.username, other.dn
+                )));
+                p.outcomes.entry(pw_key).or_insert_with(|| {
+                    Outcome::Skipped("the account is not synced (collision)".into())
+                });
+                continue;
+            }
+            let dn = format!("CN={},{}", escape_rdn_value(&u.username), scope.root_text());
+            let mut attrs: Vec<(String, HashSet<Vec<u8>>)> = vec![
+                (
+                    "objectClass".into(),
+                    ["top", "person", "organizationalPerson", "user"]
+                        .iter()
+                        .map(|c| c.as_bytes().to_vec())
+                        .collect(),
+                ),
+                ("sAMAccountName".into(), set(u.username.as_str())),
+                ("userPrincipalName".into(), set(upn.as_str())),
+                ("givenName".into(), set(u.given_name.as_str())),
+                ("sn".into(), set(u.surname.as_str())),
+                ("displayName".into(), set(display.as_str())),
+                ("adminDescription".into(), set(marker(id))),
+            ];
+            if let Some(m) = &u.email {
+                attrs.push(("mail".into(), set(m.as_str())));
+            }
+            let enabled = password.is_some() && !u.suspended;
+            if let Some(pw) = password {
+                attrs.push((
+                    "unicodePwd".into(),
+                    set(crate::ad::unicode_pwd(pw).to_vec()),
+                ));
+            }
+            let uac = if enabled {
+                UAC_NORMAL
+            } else {
+                UAC_NORMAL | UAC_DISABLED
+            };
+            attrs.push(("userAccountControl".into(), set(uac.to_string())));
+            p.created_users.push(id.clone());
+            let what = format!(
+                "create user {dn}{}",
+                if password.is_some() {
+                    " with its password"
+                } else {
+                    " (disabled until a password is set)"
+                }
+            );
+            p.users.push(Job {
+                keys: vec![key],
+                ops: vec![Op {
+                    kind: OpKind::CreateUser,
+                    dn,
+                    change: Change::Add(attrs),
+                    what,
+                }],
+                password_key: password.map(|_| pw_key),
+            });
+            continue;
+        };
+        if !scope.under_root(&obj.parsed) {
+            p.outcomes.insert(key, Outcome::Skipped(format!(
+                "{} was moved out of the Root User container ({}) to {}; the agent does not touch it there. Move it back to sync it",
+                u.username,
+                scope.root_text(),
+                obj.dn
+            )));
+            p.outcomes
+                .entry(pw_key)
+                .or_insert_with(|| Outcome::Skipped("the account is not synced".into()));
+            continue;
+        }
+        if let Some(why) = &obj.protected {
+            p.outcomes.insert(
+                key,
+                Outcome::Skipped(format!(
+                    "{} ({}): {why}; the agent never changes it",
+                    u.username, obj.dn
+                )),
+            );
+            p.outcomes
+                .entry(pw_key)
+                .or_insert_with(|| Outcome::Skipped("the account is protected".into()));
+            continue;
+        }
+        if rec.guid.as_deref() != Some(obj.guid.as_slice()) {
+            p.adopted.push((key.clone(), obj.guid.clone()));
+        }
+        let mut ops = Vec::new();
+        let dn = rename_to(obj, &u.username, "", &mut ops);
+        let mut mods = Vec::new();
+        let mut changed = Vec::new();
+        let mut text_attr = |attr: &str, have: Option<&str>, want: Option<&str>| {
+            if have != want {
+                changed.push(attr.to_string());
+                mods.push(match want {
+                    Some(w) => Mod::Replace(attr.as_bytes().to_vec(), set(w)),
+                    None => Mod::Replace(attr.as_bytes().to_vec(), HashSet::new()),
+                });
+            }
+        };
+        text_attr(
+            "sAMAccountName",
+            Some(obj.sam.as_str()),
+            Some(u.username.as_str()),
+        );
+        text_attr("userPrincipalName", obj.upn.as_deref(), Some(&upn));
+        text_attr("givenName", obj.given.as_deref(), Some(&u.given_name));
+        text_attr("sn", obj.sn.as_deref(), Some(&u.surname));
+        text_attr("displayName", obj.display.as_deref(), Some(&display));
+        text_attr("mail", obj.mail.as_deref(), u.email.as_deref());
+        let own = marker(id);
+        if obj.marker.as_deref() != Some(own.as_str()) {
+            text_attr("adminDescription", obj.marker.as_deref(), Some(&own));
+        }
+        if !mods.is_empty() {
+            let what = format!("update {} of {dn}", changed.join(", "));
+            ops.push(Op::modify(OpKind::UpdateAttributes, &dn, mods, what));
+        }
+        let mut has_password = rec.password_set;
+        if let Some(pw) = password {
+            ops.push(Op::modify(
+                OpKind::SetPassword,
+                &dn,
+                vec![Mod::Replace(
+                    b"unicodePwd".to_vec(),
+                    set(crate::ad::unicode_pwd(pw).to_vec()),
+                )],
+                format!("set the password of {dn}"),
+            ));
+            has_password = true;
+        }
+        let disabled = obj.uac & UAC_DISABLED != 0;
+        let uac = |v: i64| {
+            vec![Mod::Replace(
+                b"userAccountControl".to_vec(),
+                set(v.to_string()),
+            )]
+        };
+        if u.suspended && !disabled {
+            ops.push(Op::modify(
+                OpKind::Disable,
+                &dn,
+                uac(obj.uac | UAC_DISABLED),
+                format!("disable {dn} (suspended in the cloud)"),
+            ));
+        } else if !u.suspended && disabled {
+            if has_password {
+                ops.push(Op::modify(
+                    OpKind::Enable,
+                    &dn,
+                    uac(obj.uac & !UAC_DISABLED),
+                    format!("enable {dn}"),
+                ));
+            } else {
+                p.notes.push(format!(
+                    "{dn} stays disabled until its password is set in the cloud"
+                ));
+            }
+        }
+        if i.work.unlock.contains(id) && obj.lockout_time > 0 {
+            ops.push(Op::modify(
+                OpKind::Unlock,
+                &dn,
+                vec![Mod::Replace(b"lockoutTime".to_vec(), set("0"))],
+                format!("unlock {dn}"),
+            ));
+        }
+        p.users.push(Job {
+            keys: vec![key],
+            ops,
+            password_key: password.map(|_| pw_key),
+        });
+    }
+}
+
+fn plan_groups(i: &Input, p: &mut Plan) {
+    let scope = i.scope;
+    let no_sync_group = scope.sync_group.is_none() || scope.group_parent().is_none();
+    for id in &i.lookup.groups {
+        let Some(g) = i.mirror.groups.get(id) else {
+            continue;
+        };
+        let key = ObjKey::Group(id.clone());
+        if no_sync_group {
+            p.outcomes.insert(key, Outcome::Skipped("no sync group is configured ([directory] sync_group_dn), so groups are not synced; re-run ad-sync-setup to choose one".into()));
+            continue;
+        }
+        let Some(sync_obj) = i.sync_group else {
+            p.outcomes.insert(
+                key,
+                Outcome::Failed(format!(
+                    "the sync group {} does not exist in AD; create it or re-run ad-sync-setup",
+                    scope
+                        .sync_group
+                        .as_ref()
+                        .map(|d| d.to_comma_form())
+                        .unwrap_or_default()
+                )),
+            );
+            continue;
+        };
+        let Some(obj) = i.found.managed(g.guid.as_deref(), id) else {
+            if let Some(other) = i.found.named(&g.name) {
+                p.outcomes.insert(key, Outcome::Failed(format!(
+                    "group {} collides with the existing AD object {} (not managed by ad-sync for this group); it is not taken over. Rename or remove one of them",
+                    g.name, other.dn
+                )));
+                continue;
+            }
+            let parent = scope
+                .group_parent()
+                .map(|p| p.to_comma_form())
+                .unwrap_or_default();
+            let dn = format!("CN={},{parent}", escape_rdn_value(&g.name));
+            let attrs = vec![
+                ("objectClass".to_string(), set("group")),
+                ("sAMAccountName".into(), set(g.name.as_str())),
+                ("groupType".into(), set(GROUP_TYPE_GLOBAL_SECURITY)),
+                ("adminDescription".into(), set(marker(id))),
+            ];
+            p.created_groups.push(id.clone());
+            p.groups.push(Job {
+                keys: vec![key],
+                // Nested in the sync group after all are created, in one operation.
+                ops: vec![Op {
+                    kind: OpKind::CreateGroup,
+                    dn: dn.clone(),
+                    change: Change::Add(attrs),
+                    what: format!("create security group {dn}"),
+                }],
+                password_key: None,
+            });
+            p.group_targets
+                .insert(id.clone(), GroupTarget { dn, members: None });
+            continue;
+        };
+        if !obj.is_group || !scope.in_group_parent(&obj.parsed) {
+            p.outcomes.insert(key, Outcome::Skipped(format!(
+                "group {} was moved to {}, out of the sync group's container; the agent does not touch it there",
+                g.name, obj.dn
+            )));
+            continue;
+        }
+        if let Some(why) = &obj.protected {
+            p.outcomes.insert(
+                key,
+                Outcome::Skipped(format!(
+                    "group {} ({}): {why}; the agent never changes it",
+                    g.name, obj.dn
+                )),
+            );
+            continue;
+        }
+        p.adopted.push((key.clone(), obj.guid.clone()));
+        let mut ops = Vec::new();
+        let dn = rename_to(obj, &g.name, "group ", &mut ops);
+        if obj.sam != g.name {
+            ops.push(Op::modify(
+                OpKind::UpdateAttributes,
+                &dn,
+                vec![Mod::Replace(
+                    b"sAMAccountName".to_vec(),
+                    set(g.name.as_str()),
+                )],
+                format!("update sAMAccountName of {dn}"),
+            ));
+        }
+        if !obj.member_of.iter().any(|(guid, _)| *guid == sync_obj.guid) {
+            ops.push(Op::modify(
+                OpKind::NestInSyncGroup,
+                &sync_obj.dn,
+                vec![Mod::Add(b"member".to_vec(), set(dn.as_str()))],
+                format!("nest {dn} in the sync group"),
+            ));
+        }
+        p.group_targets.insert(
+            id.clone(),
+            GroupTarget {
+                dn,
+                members: Some(obj.members.clone()),
+            },
+        );
+        p.groups.push(Job {
+            keys: vec![key],
+            ops,
+            password_key: None,
+        });
+    }
+}
+
+fn plan_removals(i: &Input, p: &mut Plan) {
+    let scope = i.scope;
+    // Groups the agent manages (before the fold, or learnt in this plan): a disconnected user
+    // leaves only those under membership disconnection `remove`.
+    let managed_group_guids: HashSet<&[u8]> = i
+        .before
+        .groups
+        .values()
+        .chain(i.mirror.groups.values())
+        .filter_map(|g| g.guid.as_deref())
+        .chain(
+            p.adopted
+                .iter()
+                .filter_map(|(k, g)| matches!(k, ObjKey::Group(_)).then_some(g.as_slice())),
+        )
+        .collect();
+    let mut removals = Vec::new();
+    for rec in &i.work.removed_users {
+        let key = ObjKey::User(rec.user.id.clone());
+        let Some(obj) = i.found.managed(rec.guid.as_deref(), &rec.user.id) else {
+            continue; // Already gone from AD.
+        };
+        if !scope.under_root(&obj.parsed) || obj.protected.is_some() {
+            p.outcomes.insert(
+                key,
+                Outcome::Skipped(format!(
+                    "{} is outside the Root User container or protected; left as it is",
+                    obj.dn
+                )),
+            );
+            continue;
+        }
+        let mut ops = Vec::new();
+        if i.policy.membership_disconnection_action == GroupDisconnection::Remove {
+            for (g, gdn) in &obj.member_of {
+                if managed_group_guids.contains(g.as_slice()) {
+                    ops.push(Op::modify(
+                        OpKind::RemoveMembership,
+                        gdn,
+                        vec![Mod::Delete(b"member".to_vec(), set(obj.dn.as_str()))],
+                        format!(
+                            "remove {} from {gdn} (membership disconnection: remove)",
+                            obj.dn
+                        ),
+                    ));
+                }
+            }
+        }
+        ops.push(match i.policy.user_disconnection_action {
+            UserDisconnection::Remove => {
+                p.deletions += 1;
+                Op {
+                    kind: OpKind::DeleteUser,
+                    dn: obj.dn.clone(),
+                    change: Change::Delete,
+                    what: format!("delete user {} (user disconnection: remove)", obj.dn),
+                }
+            }
+            UserDisconnection::Disable => Op::modify(
+                OpKind::Release,
+                &obj.dn,
+                vec![
+                    Mod::Replace(
+                        b"userAccountControl".to_vec(),
+                        set((obj.uac | UAC_DISABLED).to_string()),
+                    ),
+                    unmark(),
+                ],
+                format!(
+                    "disable {} and stop managing it (user disconnection: disable)",
+                    obj.dn
+                ),
+            ),
+            UserDisconnection::Retain => Op::modify(
+                OpKind::Release,
+                &obj.dn,
+                vec![unmark()],
+                format!(
+                    "keep {} as it is and stop managing it (user disconnection: retain)",
+                    obj.dn
+                ),
+            ),
+        });
+        removals.push(Job {
+            keys: vec![key],
+            ops,
+            password_key: None,
+        });
+    }
+    for rec in &i.work.removed_groups {
+        let key = ObjKey::Group(rec.id.clone());
+        let Some(obj) = i.found.managed(rec.guid.as_deref(), &rec.id) else {
+            continue;
+        };
+        if obj.protected.is_some() || !scope.in_group_parent(&obj.parsed) {
+            p.outcomes.insert(
+                key,
+                Outcome::Skipped(format!(
+                    "{} is outside the sync group's container or protected; left as it is",
+                    obj.dn
+                )),
+            );
+            continue;
+        }
+        let op = match i.policy.group_disconnection_action {
+            GroupDisconnection::Remove => {
+                p.deletions += 1;
+                Op {
+                    kind: OpKind::DeleteGroup,
+                    dn: obj.dn.clone(),
+                    change: Change::Delete,
+                    what: format!("delete group {} (group disconnection: remove)", obj.dn),
+                }
+            }
+            GroupDisconnection::Retain => Op::modify(
+                OpKind::Release,
+                &obj.dn,
+                vec![unmark()],
+                format!(
+                    "keep group {} and stop managing it (group disconnection: retain)",
+                    obj.dn
+                ),
+            ),
+        };
+        removals.push(Job {
+            keys: vec![key],
+            ops: vec![op],
+            password_key: None,
+        });
+    }
+    p.removals = removals;
+}
+
+/// Plans renaming `obj` to `CN=<name>` in its own container when its CN differs; returns the
+/// DN it has once the planned operations ran.
+fn rename_to(obj: &Obj, name: &str, kind: &str, ops: &mut Vec<Op>) -> String {
+    if obj.parsed.as_ref().and_then(|d| d.first_value()) == Some(name) {
+        return obj.dn.clone();
+    }
+    let rdn = format!("CN={}", escape_rdn_value(name));
+    let parent = obj
+        .parsed
+        .as_ref()
+        .and_then(|d| d.parent())
+        .map(|p| p.to_comma_form())
+        .unwrap_or_default();
+    ops.push(Op {
+        kind: OpKind::Rename,
+        dn: obj.dn.clone(),
+        change: Change::Rename(rdn.clone()),
+        what: format!("rename {kind}{} to {rdn}", obj.dn),
+    });
+    format!("{rdn},{parent}")
+}
+
+/// Users whose password AD has once this run is done: set here, or sealed only for the agents
+/// of the time (`None`), which set it then.
+pub fn passwords_now_set<'a>(work: &'a Work, outcomes: &Outcomes) -> Vec<&'a String> {
+    work.passwords
+        .iter()
+        .filter(|(id, sealed)| {
+            sealed.is_none()
+                || matches!(
+                    outcomes.get(&ObjKey::Password((*id).clone())),
+                    Some(Outcome::Done)
+                )
+        })
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// The groups this run created (all of them in a dry run) go into the sync group together,
+/// one modify per 500.
+pub fn nest_new_groups(
+    plan: &Plan,
+    sync_group: &Obj,
+    outcomes: &Outcomes,
+    dry_run: bool,
+) -> Vec<Job> {
+    let new: Vec<(&String, &String)> = plan
+        .created_groups
+        .iter()
+        .filter(|id| {
+            dry_run
+                || matches!(
+                    outcomes.get(&ObjKey::Group((*id).clone())),
+                    Some(Outcome::Done)
+                )
+        })
+        .filter_map(|id| plan.group_targets.get(id).map(|t| (id, &t.dn)))
+        .collect();
+    new.chunks(500)
+        .map(|chunk| Job {
+            keys: chunk
+                .iter()
+                .map(|(id, _)| ObjKey::Group((*id).clone()))
+                .collect(),
+            ops: vec![Op::modify(
+                OpKind::NestInSyncGroup,
+                &sync_group.dn,
+                vec![Mod::Add(
+                    b"member".to_vec(),
+                    chunk.iter().map(|(_, dn)| dn.as_bytes().to_vec()).collect(),
+                )],
+                format!(
+                    "nest {} new group(s) in the sync group {}",
+                    chunk.len(),
+                    sync_group.dn
+                ),
+            )],
+            password_key: None,
+        })
+        .collect()
+}
+
+/// Each managed group's members brought to the mirror, once its users and groups exist (their
+/// objectGUIDs are in `mirror`). Only members the agent manages are added or removed; anything
+/// else an administrator put in a managed group stays. Groups that failed or were skipped are
+/// left alone.
+pub fn memberships(
+    mirror: &Mirror,
+    plan: &Plan,
+    groups: &BTreeSet<String>,
+    outcomes: &Outcomes,
+    policy: &Sync,
+) -> Vec<Job> {
+    let match_mode = policy.group_membership_sync_type == MembershipSyncType::Match;
+    let managed: HashSet<&[u8]> = mirror
+        .users
+        .values()
+        .filter_map(|u| u.guid.as_deref())
+        .chain(mirror.groups.values().filter_map(|g| g.guid.as_deref()))
+        .collect();
+    let mut jobs = Vec::new();
+    for id in groups {
+        let key = ObjKey::Group(id.clone());
+        if matches!(
+            outcomes.get(&key),
+            Some(Outcome::Failed(_) | Outcome::Skipped(_))
+        ) {
+            continue;
+        }
+        let Some(target) = plan.group_targets.get(id) else {
+            continue;
+        };
+        let have_all = target.members.as_deref().unwrap_or_default();
+        let have: HashSet<&[u8]> = have_all
+            .iter()
+            .map(|(g, _)| g.as_slice())
+            .filter(|g| managed.contains(g))
+            .collect();
+        let want: HashSet<Vec<u8>> = mirror
+            .desired_members(id, match_mode)
+            .into_iter()
+            .filter_map(|(t, m)| match t {
+                MemberType::User => mirror.users.get(&m).and_then(|u| u.guid.clone()),
+                MemberType::Group => mirror.groups.get(&m).and_then(|g| g.guid.clone()),
+            })
+            .collect();
+        let add: HashSet<Vec<u8>> = want
+            .iter()
+            .filter(|g| !have.contains(g.as_slice()))
+            .map(|g| guid_ref(g))
+            .collect();
+        // By objectGUID: a member renamed earlier in this run has a new DN.
+        let del: HashSet<Vec<u8>> = have_all
+            .iter()
+            .filter(|(g, _)| managed.contains(g.as_slice()) && !want.contains(g))
+            .map(|(g, _)| guid_ref(g))
+            .collect();
+        if add.is_empty() && del.is_empty() {
+            continue;
+        }
+        let what = format!(
+            "members of {}: {} added, {} removed",
+            target.dn,
+            add.len(),
+            del.len()
+        );
+        let mut mods = Vec::new();
+        if !add.is_empty() {
+            mods.push(Mod::Add(b"member".to_vec(), add));
+        }
+        if !del.is_empty() {
+            mods.push(Mod::Delete(b"member".to_vec(), del));
+        }
+        jobs.push(Job {
+            keys: vec![key],
+            ops: vec![Op::modify(OpKind::Members, &target.dn, mods, what)],
+            password_key: None,
+        });
+    }
+    jobs
+}
+
+/// Each change's result from its objects' outcomes: failed if any failed, else skipped if any
+/// was skipped, else applied. Returns the results and how many failed and were skipped.
+pub fn results(work: &Work, outcomes: &Outcomes) -> (Vec<ChangeResult>, usize, usize) {
+    let mut by_seq: HashMap<i64, Vec<&ObjKey>> = HashMap::new();
+    for (k, seqs) in &work.seqs {
+        for s in seqs {
+            by_seq.entry(*s).or_default().push(k);
+        }
+    }
+    let skipped: HashMap<i64, &String> = work.skipped.iter().map(|(s, m)| (*s, m)).collect();
+    let mut results = Vec::new();
+    let (mut failed_n, mut skipped_n) = (0, 0);
+    for seq in &work.all_seqs {
+        let (status, message) = if let Some(m) = skipped.get(seq) {
+            (ApplyStatus::Skipped, (*m).clone())
+        } else {
+            let mut st = (ApplyStatus::Applied, String::new());
+            // Keys in a fixed order, so which message a change carries does not vary by run.
+            let mut keys = by_seq.get(seq).cloned().unwrap_or_default();
+            keys.sort();
+            for k in keys {
+                match outcomes.get(k) {
+                    Some(Outcome::Failed(m)) => st = (ApplyStatus::Failed, m.clone()),
+                    Some(Outcome::Skipped(m)) if st.0 == ApplyStatus::Applied => {
+                        st = (ApplyStatus::Skipped, m.clone())
+                    }
+                    _ => {}
+                }
+            }
+            st
+        };
+        match status {
+            ApplyStatus::Failed => failed_n += 1,
+            ApplyStatus::Skipped => skipped_n += 1,
+            ApplyStatus::Applied => {}
+        }
+        results.push(ChangeResult {
+            seq: *seq,
+            status,
+            message,
+        });
+    }
+    (results, failed_n, skipped_n)
+}
+
+#[cfg(test)]
+mod tests;
