@@ -40,14 +40,14 @@ pub fn install(args: InstallArgs) -> i32 {
     let mut opts = Options::new(args.config);
     opts.prefix = args.prefix;
     opts.no_start = args.no_start;
-    let existing = Existing::detect(&install::plan::layout(&answers, &opts));
+    let install::Prepared { facts, plan } = install::prepare(&answers, &opts);
+    let existing = &facts.existing;
     let rt = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let report = rt.block_on(install::run_checks(&answers, &existing, &opts));
+    let report = rt.block_on(install::run_checks(&answers, existing, &opts));
     drop(rt);
-    let plan = Plan::build(&answers, &existing, &opts);
     if report.any_failed() || args.dry_run {
         let failed = report.any_failed();
         if args.json {
@@ -62,20 +62,20 @@ pub fn install(args: InstallArgs) -> i32 {
                     "\nNothing was installed: fix the failed checks above and run the install again. No connect key was used."
                 );
             } else {
-                print_plan(&plan, &existing);
+                print_plan(&plan, existing);
             }
         }
         return if failed { EXIT_FAILED } else { EXIT_OK };
     }
     if !args.json {
         print!("{}", render_text(&report));
-        print_plan(&plan, &existing);
+        print_plan(&plan, existing);
         println!();
     }
     let cancel = install::Cancel::default();
     let json_mode = args.json;
     let mut shown: Vec<StepStatus> = Vec::new();
-    let outcome = install::apply(&plan, &answers, &opts, &cancel, &mut |steps| {
+    let outcome = install::apply(&plan, &answers, &cancel, &mut |steps| {
         if json_mode {
             return;
         }

@@ -131,12 +131,8 @@ impl State {
     pub fn plan_preview(&mut self) -> &ad_sync_core::install::Plan {
         let answers = self.form.to_answers();
         let opts = self.install_options.clone();
-        self.plan_preview.get_or_insert_with(|| {
-            let existing = ad_sync_core::install::Existing::detect(
-                &ad_sync_core::install::plan::layout(&answers, &opts),
-            );
-            ad_sync_core::install::Plan::build(&answers, &existing, &opts)
-        })
+        self.plan_preview
+            .get_or_insert_with(|| ad_sync_core::install::prepare(&answers, &opts).plan)
     }
 
     pub fn installed(&self) -> Option<&Answers> {

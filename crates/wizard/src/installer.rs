@@ -2,7 +2,7 @@
 //! each step's status sent back to the UI as it changes. Nothing here decides anything.
 
 use ad_sync_core::answers::Answers;
-use ad_sync_core::install::{self, Cancel, Existing, Outcome, Plan, StepReport};
+use ad_sync_core::install::{self, Cancel, Outcome, Plan, StepReport};
 use ad_sync_core::preflight::{CheckResult, Status};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -42,18 +42,18 @@ impl InstallRun {
                     let _ = tx.send(m);
                     ctx.request_repaint();
                 };
-                let existing = Existing::detect(&install::plan::layout(&answers, &opts));
-                let failed: Vec<CheckResult> = install::install_checks(&answers, &existing, &opts)
-                    .into_iter()
-                    .filter(|c| c.status == Status::Fail)
-                    .collect();
+                let install::Prepared { facts, plan } = install::prepare(&answers, &opts);
+                let failed: Vec<CheckResult> =
+                    install::install_checks(&answers, &facts.existing, &opts)
+                        .into_iter()
+                        .filter(|c| c.status == Status::Fail)
+                        .collect();
                 if !failed.is_empty() {
                     send(Msg::Refused(failed));
                     return;
                 }
-                let plan = Plan::build(&answers, &existing, &opts);
                 send(Msg::Plan(Box::new(plan.clone())));
-                let outcome = install::apply(&plan, &answers, &opts, &stop, &mut |steps| {
+                let outcome = install::apply(&plan, &answers, &stop, &mut |steps| {
                     send(Msg::Progress(steps.to_vec()))
                 });
                 send(Msg::Done(Box::new(outcome)));
@@ -95,10 +95,9 @@ impl InstallRun {
     pub fn cancellable(&self) -> bool {
         self.running()
             && !self.cancel.is_cancelled()
-            && !self
-                .steps
-                .iter()
-                .any(|s| s.id == "enroll" && s.status != install::StepStatus::Pending)
+            && !self.steps.iter().any(|s| {
+                s.id == install::StepId::Enroll && s.status != install::StepStatus::Pending
+            })
     }
 
     pub fn cancel(&self) {

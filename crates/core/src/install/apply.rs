@@ -5,7 +5,7 @@
 //! and the stored key pair let it resume instead of asking for a new key).
 
 use super::enrollment::{Record, State};
-use super::plan::{Options, Plan};
+use super::plan::{Ca, Plan, Step, StepId};
 use super::{fsops, service};
 use crate::answers::Answers;
 use crate::cloud::client::{CloudClient, CloudError, CloudOptions};
@@ -33,7 +33,7 @@ pub enum StepStatus {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
-    pub id: &'static str,
+    pub id: StepId,
     pub title: String,
     pub detail: String,
     pub status: StepStatus,
@@ -113,7 +113,6 @@ enum Undo {
 struct Run<'a> {
     plan: &'a Plan,
     answers: &'a Answers,
-    opts: &'a Options,
     cancel: &'a Cancel,
     reports: Vec<StepReport>,
     undo: Vec<Undo>,
@@ -157,14 +156,12 @@ fn fault_point(name: &str) {
 pub fn apply(
     plan: &Plan,
     answers: &Answers,
-    opts: &Options,
     cancel: &Cancel,
     progress: &mut dyn FnMut(&[StepReport]),
 ) -> Outcome {
     let mut run = Run {
         plan,
         answers,
-        opts,
         cancel,
         reports: plan.steps.iter().map(StepReport::pending).collect(),
         undo: Vec::new(),
@@ -176,9 +173,9 @@ pub fn apply(
     // enrollment is older than this run: its local steps are undone like a fresh install's.
     let mut enrolled = false;
     let mut failure: Option<StepError> = None;
-    for i in 0..plan.steps.len() {
-        let id = plan.steps[i].id;
-        if cancel.is_cancelled() && !enrolled && id != "service.start" {
+    for (i, planned) in plan.steps.iter().enumerate() {
+        let id = planned.id;
+        if cancel.is_cancelled() && !enrolled && id != StepId::ServiceStart {
             failure = Some(err(
                 "the install was cancelled",
                 "Nothing was kept; run it again when ready.",
@@ -187,15 +184,15 @@ pub fn apply(
         }
         run.reports[i].status = StepStatus::Running;
         progress(&run.reports);
-        match run.step(id) {
+        match run.step(&planned.step) {
             Ok(message) => {
                 run.reports[i].status = StepStatus::Done;
                 run.reports[i].message = message;
-                if id == "enroll" {
+                if id == StepId::Enroll {
                     enrolled = true;
                 }
                 progress(&run.reports);
-                fault_point(id);
+                fault_point(id.as_str());
             }
             Err(e) => {
                 run.reports[i].status = StepStatus::Failed;
@@ -214,7 +211,7 @@ pub fn apply(
     let failed_at_start = run
         .reports
         .iter()
-        .any(|r| r.id == "service.start" && r.status == StepStatus::Failed);
+        .any(|r| r.id == StepId::ServiceStart && r.status == StepStatus::Failed);
     let result = match &failure {
         None => Result_::Installed,
         Some(e) if enrolled || e.key_maybe_used || failed_at_start => Result_::Incomplete,
@@ -252,13 +249,13 @@ impl Run<'_> {
         self.layout().real(p)
     }
 
-    fn step(&mut self, id: &str) -> Result<String, StepError> {
-        match id {
-            "program" => self.program(),
-            "folders" => self.folders(),
-            "ca.dc" => self.ca("dc"),
-            "ca.cloud" => self.ca("cloud"),
-            "secret.password" => {
+    /// Carries out one step as the plan describes it.
+    fn step(&mut self, step: &Step) -> Result<String, StepError> {
+        match step {
+            Step::Program { from, to, in_place } => self.program(from, to, *in_place),
+            Step::Folders => self.folders(),
+            Step::CaCopy { ca, from, to } => self.ca(*ca, from, to),
+            Step::ServiceAccountPassword => {
                 let password = self.answers.password().map_err(|e| {
                     err(
                         e,
@@ -267,17 +264,14 @@ impl Run<'_> {
                 })?;
                 self.secret(SERVICE_ACCOUNT_PASSWORD, &password)
             }
-            "agent.key" => self.agent_key(),
-            "config" => self.config(),
-            "service.unit" => self.unit(),
-            "service.enable" => self.enable(),
-            "service.register" => self.register(),
-            "enroll" => self.enroll(),
-            "service.start" => self.start(),
-            other => Err(err(
-                format!("unknown step {other}"),
-                "Report this as a bug.",
-            )),
+            Step::AgentKey => self.agent_key(),
+            Step::Config { path, cas, backup } => self.config(path, cas, backup.as_deref()),
+            Step::ServiceUnit { path, cas } => self.unit(path, cas),
+            Step::ServiceEnable => self.enable(),
+            Step::ServiceRegister => self.register(),
+            // Whether it resumes is the cloud's to say (the stored key pair and the same key).
+            Step::Enroll { resume: _ } => self.enroll(),
+            Step::ServiceStart { restart: _ } => self.start(),
         }
     }
 
@@ -302,26 +296,27 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn program(&mut self) -> Result<String, StepError> {
-        let source = self.opts.agent_source();
-        let target = self.real(&self.layout().agent_exe);
+    fn program(
+        &mut self,
+        source: &Path,
+        target: &Path,
+        in_place: bool,
+    ) -> Result<String, StepError> {
         let dir = self.real(&self.layout().program_dir);
         self.dirs(&dir, 0o755)?;
-        if let (Ok(a), Ok(b)) = (source.canonicalize(), target.canonicalize())
-            && a == b
-        {
+        if in_place {
             return Ok(format!("{} is already in place", target.display()));
         }
-        let previous = std::fs::read(&target).ok().map(Zeroizing::new);
-        let old_mode = fsops::mode_of(&target);
-        fsops::copy_atomic(&source, &target, 0o755).map_err(|e| {
+        let previous = std::fs::read(target).ok().map(Zeroizing::new);
+        let old_mode = fsops::mode_of(target);
+        fsops::copy_atomic(source, target, 0o755).map_err(|e| {
             err(
                 format!("copying the agent program {} to {}: {e}", source.display(), target.display()),
                 "Check that the folder is writable and that the agent program is beside ad-sync-setup.",
             )
         })?;
         self.undo.push(Undo::Restore {
-            path: target.clone(),
+            path: target.to_path_buf(),
             previous,
             mode: old_mode,
         });
@@ -357,18 +352,14 @@ impl Run<'_> {
         ))
     }
 
-    fn ca(&mut self, which: &str) -> Result<String, StepError> {
-        let Some((from, field)) = super::plan::ca_source(self.answers, which) else {
-            return Ok("no CA file given".into());
-        };
-        let bytes = std::fs::read(&from).map_err(|e| {
+    fn ca(&mut self, ca: Ca, from: &Path, to: &Path) -> Result<String, StepError> {
+        let bytes = std::fs::read(from).map_err(|e| {
             err(
-                format!("{field} {}: {e}", from.display()),
+                format!("{} {}: {e}", ca.field(), from.display()),
                 "Check the path; the checks read it a moment ago.",
             )
         })?;
-        let to = self.real(&self.layout().ca_copy(which));
-        self.write(&to, &bytes, 0o644)?;
+        self.write(to, &bytes, 0o644)?;
         Ok(format!("{} written", to.display()))
     }
 
@@ -418,61 +409,59 @@ impl Run<'_> {
         Ok("key pair made; the enrollment is recorded as pending".into())
     }
 
-    fn config(&mut self) -> Result<String, StepError> {
+    fn config(
+        &mut self,
+        path: &Path,
+        cas: &[Ca],
+        backup: Option<&Path>,
+    ) -> Result<String, StepError> {
         // Named relative to the config, so the copies travel with it: beside it on disk, and
         // beside it in systemd's credentials folder at run time.
-        let dc_ca = self
-            .has_ca("dc")
-            .then(|| PathBuf::from(super::layout::ca_name("dc")));
-        let cloud_ca = self
-            .has_ca("cloud")
-            .then(|| PathBuf::from(super::layout::ca_name("cloud")));
+        let copy = |ca: Ca| {
+            cas.contains(&ca)
+                .then(|| PathBuf::from(super::layout::ca_name(ca.as_str())))
+        };
+        let (dc_ca, cloud_ca) = (copy(Ca::Dc), copy(Ca::Cloud));
         let mut answers = self.answers.clone();
         answers.install = Some(crate::answers::Install {
             dir: self.layout().program_dir.clone(),
         });
         let text = super::config::render(&answers, dc_ca.as_deref(), cloud_ca.as_deref());
-        let path = self.real(&self.layout().config);
         let mut kept = String::new();
-        if let Ok(current) = std::fs::read(&path) {
+        if let Ok(current) = std::fs::read(path) {
             if current == text.as_bytes() {
                 return Ok(format!("{} is already current", path.display()));
             }
-            let backup = super::config::backup_path(&path, time::OffsetDateTime::now_utc());
+            // The plan names the backup when it saw a config; one that appeared since (another
+            // install at the same moment) is kept under the name the plan's clock gives too.
+            let backup = backup.map_or_else(
+                || super::config::backup_path(path, time::OffsetDateTime::now_utc()),
+                Path::to_path_buf,
+            );
             self.write(&backup, &current, 0o600)?;
             kept = format!("; the previous one kept as {}", backup.display());
-            let old = super::config::backups(&path);
+            let old = super::config::backups(path);
             if old.len() > super::config::BACKUPS_KEPT {
                 for p in &old[..old.len() - super::config::BACKUPS_KEPT] {
+                    // Best effort: an old backup left behind is only clutter, never wrong.
                     let _ = std::fs::remove_file(p);
                 }
             }
         }
-        self.write(&path, text.as_bytes(), 0o600)?;
+        self.write(path, text.as_bytes(), 0o600)?;
         Ok(format!("{} written (0600){kept}", path.display()))
     }
 
-    fn has_ca(&self, which: &str) -> bool {
-        super::plan::ca_source(self.answers, which).is_some()
-    }
-
-    fn unit(&mut self) -> Result<String, StepError> {
-        let Some(unit) = self.layout().unit.clone() else {
-            return Ok("no unit on this system".into());
-        };
-        let path = self.real(&unit);
+    fn unit(&mut self, path: &Path, cas: &[Ca]) -> Result<String, StepError> {
         if let Some(dir) = path.parent() {
             self.dirs(dir, 0o755)?;
         }
-        let cas: Vec<&str> = ["dc", "cloud"]
-            .into_iter()
-            .filter(|w| self.has_ca(w))
-            .collect();
+        let cas: Vec<&str> = cas.iter().map(|c| c.as_str()).collect();
         let text = service::systemd_unit(self.layout(), &cas);
-        if std::fs::read(&path).is_ok_and(|b| b == text.as_bytes()) {
+        if std::fs::read(path).is_ok_and(|b| b == text.as_bytes()) {
             return Ok(format!("{} is already current", path.display()));
         }
-        self.write(&path, text.as_bytes(), 0o644)?;
+        self.write(path, text.as_bytes(), 0o644)?;
         Ok(format!("{} written", path.display()))
     }
 

@@ -16,7 +16,9 @@ pub mod service;
 pub mod uninstall;
 
 pub use apply::{Cancel, Outcome, Result_ as InstallResult, StepReport, StepStatus, apply};
-pub use plan::{Existing, Mode, Options, Plan, PlannedStep};
+pub use plan::{
+    Ca, Existing, Facts, Mode, Options, Plan, PlannedStep, Prepared, Step, StepId, prepare,
+};
 
 use crate::answers::Answers;
 use crate::preflight::{CheckResult, Report};

@@ -1,5 +1,8 @@
-//! The install plan: pure data built from validated answers and what is already installed. The
-//! Review page and `install --json` show it; `apply` carries it out step by step.
+//! The install plan, the one source of truth about what an install does: typed steps built by a
+//! pure function (`Plan::build`) from the answers, the options and the facts gathered before it
+//! (`Facts`: what is installed, whether the agent program is already in place, the clock).
+//! `prepare` gathers and builds, for the command line, the wizard's worker and the Review
+//! page's preview alike; `apply` carries the steps out as they say, re-deciding nothing.
 //!
 //! Its order is what makes a failure lose nothing: every local step first (each can be undone),
 //! then enrollment (which uses the connect key up), then starting the service.
@@ -118,14 +121,189 @@ impl Existing {
     }
 }
 
-/// One step as shown: a stable id, a title and what exactly it does.
+/// A CA certificate an install keeps a copy of beside the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ca {
+    /// `[ldap] ca_file`: the DC's.
+    Dc,
+    /// `[cloud] ca_file`: the cloud's.
+    Cloud,
+}
+
+impl Ca {
+    pub const ALL: [Ca; 2] = [Ca::Dc, Ca::Cloud];
+
+    /// Its name in the layout (`dc`, `cloud`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ca::Dc => "dc",
+            Ca::Cloud => "cloud",
+        }
+    }
+
+    /// The answers' field that names it.
+    pub fn field(self) -> &'static str {
+        match self {
+            Ca::Dc => "[ldap] ca_file",
+            Ca::Cloud => "[cloud] ca_file",
+        }
+    }
+}
+
+/// A step's stable id: what `install --json` prints and the pages key on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepId {
+    Program,
+    Folders,
+    CaDc,
+    CaCloud,
+    SecretPassword,
+    AgentKey,
+    Config,
+    ServiceUnit,
+    ServiceEnable,
+    ServiceRegister,
+    Enroll,
+    ServiceStart,
+}
+
+impl StepId {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepId::Program => "program",
+            StepId::Folders => "folders",
+            StepId::CaDc => "ca.dc",
+            StepId::CaCloud => "ca.cloud",
+            StepId::SecretPassword => "secret.password",
+            StepId::AgentKey => "agent.key",
+            StepId::Config => "config",
+            StepId::ServiceUnit => "service.unit",
+            StepId::ServiceEnable => "service.enable",
+            StepId::ServiceRegister => "service.register",
+            StepId::Enroll => "enroll",
+            StepId::ServiceStart => "service.start",
+        }
+    }
+}
+
+impl Serialize for StepId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// One step and everything `apply` needs to carry it out.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Copy the agent program, unless the installer runs from the installed one.
+    Program {
+        from: PathBuf,
+        to: PathBuf,
+        in_place: bool,
+    },
+    /// The config folder and the secret store's (owner only).
+    Folders,
+    /// Keep a copy of a CA file where the service can read it.
+    CaCopy {
+        ca: Ca,
+        from: PathBuf,
+        to: PathBuf,
+    },
+    /// The service account's password into the secret store.
+    ServiceAccountPassword,
+    /// The agent's key pair, and the enrollment recorded as pending.
+    AgentKey,
+    /// The config, naming the CA copies it has; the current one kept as `backup`.
+    Config {
+        path: PathBuf,
+        cas: Vec<Ca>,
+        backup: Option<PathBuf>,
+    },
+    /// The systemd unit, with credentials for the CA copies.
+    ServiceUnit {
+        path: PathBuf,
+        cas: Vec<Ca>,
+    },
+    ServiceEnable,
+    ServiceRegister,
+    /// Enroll with the connect key (`resume`: finish an interrupted enrollment with it).
+    Enroll {
+        resume: bool,
+    },
+    /// Start the service (`restart` on an upgrade).
+    ServiceStart {
+        restart: bool,
+    },
+}
+
+impl Step {
+    pub fn id(&self) -> StepId {
+        match self {
+            Step::Program { .. } => StepId::Program,
+            Step::Folders => StepId::Folders,
+            Step::CaCopy { ca: Ca::Dc, .. } => StepId::CaDc,
+            Step::CaCopy { ca: Ca::Cloud, .. } => StepId::CaCloud,
+            Step::ServiceAccountPassword => StepId::SecretPassword,
+            Step::AgentKey => StepId::AgentKey,
+            Step::Config { .. } => StepId::Config,
+            Step::ServiceUnit { .. } => StepId::ServiceUnit,
+            Step::ServiceEnable => StepId::ServiceEnable,
+            Step::ServiceRegister => StepId::ServiceRegister,
+            Step::Enroll { .. } => StepId::Enroll,
+            Step::ServiceStart { .. } => StepId::ServiceStart,
+        }
+    }
+}
+
+/// One step as shown: its id, a title and what exactly it does.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedStep {
-    pub id: &'static str,
+    pub id: StepId,
+    #[serde(skip)]
+    pub step: Step,
     pub title: String,
     pub detail: String,
     /// Whether a failure of a later local step undoes this one.
     pub undoable: bool,
+}
+
+/// What an install's plan is built from besides the answers and options: read from the machine
+/// once, by `Facts::gather`, so that building the plan is pure.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub existing: Existing,
+    /// The installer runs from the installed agent's folder (the program is in place).
+    pub program_in_place: bool,
+    /// A config is installed already (it is kept as a backup).
+    pub config_exists: bool,
+    /// When the plan is made (names the config's backup).
+    pub now: time::OffsetDateTime,
+}
+
+impl Facts {
+    pub fn gather(layout: &Layout, opts: &Options) -> Facts {
+        Facts {
+            existing: Existing::detect(layout),
+            program_in_place: same_file(&opts.agent_source(), &layout.real(&layout.agent_exe)),
+            config_exists: layout.real(&layout.config).exists(),
+            now: time::OffsetDateTime::now_utc(),
+        }
+    }
+}
+
+/// What an install will do, and what it was decided from.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub facts: Facts,
+    pub plan: Plan,
+}
+
+/// Gathers the facts and builds the plan: the one way the command line, the wizard's worker
+/// and the Review page's preview come to a plan.
+pub fn prepare(answers: &Answers, opts: &Options) -> Prepared {
+    let facts = Facts::gather(&layout(answers, opts), opts);
+    let plan = Plan::build(answers, &facts, opts);
+    Prepared { facts, plan }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,19 +331,13 @@ pub fn layout(answers: &Answers, opts: &Options) -> Layout {
     Layout::new(&opts.config, &dir, opts.prefix.as_deref())
 }
 
-/// The CA files an install keeps copies of beside the config: `dc` and `cloud`.
-pub const CAS: [&str; 2] = ["dc", "cloud"];
-
-/// The CA file the answers give for `which` (`dc` or `cloud`), resolved, and its field name.
-pub fn ca_source(answers: &Answers, which: &str) -> Option<(PathBuf, &'static str)> {
-    let (given, field) = match which {
-        "dc" => (answers.ldap.ca_file.as_ref(), "[ldap] ca_file"),
-        _ => (
-            answers.cloud.as_ref().and_then(|c| c.ca_file.as_ref()),
-            "[cloud] ca_file",
-        ),
+/// The CA file the answers give for `ca`, resolved.
+pub fn ca_source(answers: &Answers, ca: Ca) -> Option<PathBuf> {
+    let given = match ca {
+        Ca::Dc => answers.ldap.ca_file.as_ref(),
+        Ca::Cloud => answers.cloud.as_ref().and_then(|c| c.ca_file.as_ref()),
     };
-    given.map(|p| (answers.path(p), field))
+    given.map(|p| answers.path(p))
 }
 
 pub fn secret_store_words(layout: &Layout) -> String {
@@ -182,13 +354,16 @@ pub fn secret_store_words(layout: &Layout) -> String {
 }
 
 impl Plan {
-    pub fn build(answers: &Answers, existing: &Existing, opts: &Options) -> Plan {
+    /// The plan for `answers` on a machine as `facts` found it. Pure.
+    pub fn build(answers: &Answers, facts: &Facts, opts: &Options) -> Plan {
+        let existing = &facts.existing;
         let layout = layout(answers, opts);
         let service = ServiceDef::new(&layout);
         let mut steps = Vec::new();
-        let mut step = |id, title: &str, detail: String, undoable| {
+        let mut step = |step: Step, title: &str, detail: String, undoable| {
             steps.push(PlannedStep {
-                id,
+                id: step.id(),
+                step,
                 title: title.to_string(),
                 detail,
                 undoable,
@@ -196,10 +371,18 @@ impl Plan {
         };
         let real = |p: &Path| layout.real(p).display().to_string();
         let source = opts.agent_source();
+        let cas: Vec<Ca> = Ca::ALL
+            .into_iter()
+            .filter(|&ca| ca_source(answers, ca).is_some())
+            .collect();
         step(
-            "program",
+            Step::Program {
+                from: source.clone(),
+                to: layout.real(&layout.agent_exe),
+                in_place: facts.program_in_place,
+            },
             "Install the agent program",
-            if same_file(&source, &layout.real(&layout.agent_exe)) {
+            if facts.program_in_place {
                 format!("{} is already in place", real(&layout.agent_exe))
             } else {
                 format!("copy {} to {}", source.display(), real(&layout.agent_exe))
@@ -207,7 +390,7 @@ impl Plan {
             true,
         );
         step(
-            "folders",
+            Step::Folders,
             "Create the configuration folders",
             format!(
                 "{} and {} (the secret store, owner only)",
@@ -216,26 +399,28 @@ impl Plan {
             ),
             true,
         );
-        for which in CAS {
-            if let Some((from, _)) = ca_source(answers, which) {
-                step(
-                    if which == "dc" { "ca.dc" } else { "ca.cloud" },
-                    if which == "dc" {
-                        "Keep the DC's CA certificate"
-                    } else {
-                        "Keep the cloud's CA certificate"
-                    },
-                    format!(
-                        "copy {} to {} (the service cannot read home folders)",
-                        from.display(),
-                        real(&layout.ca_copy(which))
-                    ),
-                    true,
-                );
-            }
+        for &ca in &cas {
+            let Some(from) = ca_source(answers, ca) else {
+                continue;
+            };
+            let to = layout.real(&layout.ca_copy(ca.as_str()));
+            let detail = format!(
+                "copy {} to {} (the service cannot read home folders)",
+                from.display(),
+                to.display()
+            );
+            step(
+                Step::CaCopy { ca, from, to },
+                match ca {
+                    Ca::Dc => "Keep the DC's CA certificate",
+                    Ca::Cloud => "Keep the cloud's CA certificate",
+                },
+                detail,
+                true,
+            );
         }
         step(
-            "secret.password",
+            Step::ServiceAccountPassword,
             "Store the service account's password",
             format!(
                 "{} ({})",
@@ -254,7 +439,7 @@ impl Plan {
         );
         if existing.mode == Mode::Fresh {
             step(
-                "agent.key",
+                Step::AgentKey,
                 "Make the agent's key pair",
                 format!(
                     "X25519; the private half to {}, the public half goes to the cloud at enrollment",
@@ -264,32 +449,41 @@ impl Plan {
             );
         }
         let config_path = layout.real(&layout.config);
+        let backup = facts
+            .config_exists
+            .then(|| super::config::backup_path(&config_path, facts.now));
+        let detail = match &backup {
+            Some(b) => format!(
+                "{} (0600), the current one kept as {}",
+                config_path.display(),
+                b.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
+            None => format!("{} (0600)", config_path.display()),
+        };
         step(
-            "config",
-            "Write the configuration",
-            if config_path.exists() {
-                format!(
-                    "{} (0600), the current one kept as {}",
-                    config_path.display(),
-                    super::config::backup_path(&config_path, time::OffsetDateTime::now_utc())
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                )
-            } else {
-                format!("{} (0600)", config_path.display())
+            Step::Config {
+                path: config_path,
+                cas: cas.clone(),
+                backup,
             },
+            "Write the configuration",
+            detail,
             true,
         );
         if let Some(unit) = &layout.unit {
             step(
-                "service.unit",
+                Step::ServiceUnit {
+                    path: layout.real(unit),
+                    cas: cas.clone(),
+                },
                 "Write the service unit",
                 format!("{} (hardened; runs {})", real(unit), service.command_line()),
                 true,
             );
             step(
-                "service.enable",
+                Step::ServiceEnable,
                 "Enable the service at boot",
                 format!(
                     "systemctl{} enable {}.service",
@@ -303,7 +497,7 @@ impl Plan {
             );
         } else {
             step(
-                "service.register",
+                Step::ServiceRegister,
                 "Register the Windows service",
                 format!(
                     "{} ({}, {}; on failure: {})",
@@ -324,7 +518,7 @@ impl Plan {
             .unwrap_or_default();
         match existing.mode {
             Mode::Fresh => step(
-                "enroll",
+                Step::Enroll { resume: false },
                 "Enroll the agent with the cloud",
                 format!(
                     "{cloud}: uses the connect key up; the agent's credential goes to the secret store"
@@ -332,7 +526,7 @@ impl Plan {
                 false,
             ),
             Mode::Resume => step(
-                "enroll",
+                Step::Enroll { resume: true },
                 "Finish the interrupted enrollment",
                 format!("{cloud}: the same connect key and the stored key pair resume it"),
                 false,
@@ -350,9 +544,10 @@ impl Plan {
             None
         };
         if not_started_because.is_none() {
+            let restart = existing.mode == Mode::Upgrade;
             step(
-                "service.start",
-                if existing.mode == Mode::Upgrade {
+                Step::ServiceStart { restart },
+                if restart {
                     "Restart the service"
                 } else {
                     "Start the service"
@@ -385,5 +580,252 @@ fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers(cas: bool) -> Answers {
+        let mut text = include_str!("../../../../assets/answers.example.toml").to_string();
+        if cas {
+            text = text
+                .replace(
+                    "# ca_file = \"/etc/ad-sync/dc-ca.pem\"",
+                    "ca_file = \"dc.pem\"",
+                )
+                .replace(
+                    "# ca_file = \"/etc/ad-sync/cloud-ca.pem\"",
+                    "ca_file = \"cloud.pem\"",
+                );
+        }
+        Answers::parse(&text, PathBuf::from("/home/admin"))
+            .unwrap_or_else(|e| panic!("the example answers: {e}"))
+    }
+
+    fn facts(mode: Mode, program_in_place: bool, config_exists: bool) -> Facts {
+        let record = (mode != Mode::Fresh).then(|| Record {
+            state: if mode == Mode::Upgrade {
+                State::Enrolled
+            } else {
+                State::Pending
+            },
+            agent_id: (mode == Mode::Upgrade).then(|| "agent-7".to_string()),
+            cloud_url: "https://cloud.example.com".into(),
+            domain: "DC=example,DC=com".into(),
+            public_key: "pk".into(),
+            updated_at: "2026-12-01T00:00:00Z".into(),
+        });
+        Facts {
+            existing: Existing {
+                mode,
+                record,
+                config: None,
+                notes: Vec::new(),
+            },
+            program_in_place,
+            config_exists,
+            // 2026-12-02 07:30:00 UTC.
+            now: time::OffsetDateTime::from_unix_timestamp(1796196600)
+                .unwrap_or_else(|e| panic!("{e}")),
+        }
+    }
+
+    fn opts(prefix: Option<&str>, no_start: bool) -> Options {
+        Options {
+            config: PathBuf::from("/etc/ad-sync/agent.toml"),
+            prefix: prefix.map(PathBuf::from),
+            no_start,
+            source_dir: PathBuf::from("/media/installer"),
+            elevated: true,
+        }
+    }
+
+    fn ids(plan: &Plan) -> Vec<&'static str> {
+        plan.steps.iter().map(|s| s.id.as_str()).collect()
+    }
+
+    #[test]
+    fn the_steps_for_each_machine_and_option() {
+        let (unit, service) = if cfg!(windows) {
+            (&[][..], &["service.register"][..])
+        } else {
+            (&["service.unit", "service.enable"][..], &[][..])
+        };
+        let local = |cas: bool, key: bool| {
+            let mut v = vec!["program", "folders"];
+            if cas {
+                v.extend(["ca.dc", "ca.cloud"]);
+            }
+            v.push("secret.password");
+            if key {
+                v.push("agent.key");
+            }
+            v.push("config");
+            v.extend(unit);
+            v.extend(service);
+            v
+        };
+        // (what, mode, CA files, --prefix, --no-start, the steps after the local ones)
+        type Case = (
+            &'static str,
+            Mode,
+            bool,
+            Option<&'static str>,
+            bool,
+            &'static [&'static str],
+        );
+        let cases: &[Case] = &[
+            (
+                "fresh",
+                Mode::Fresh,
+                false,
+                None,
+                false,
+                &["enroll", "service.start"],
+            ),
+            (
+                "fresh with CA files",
+                Mode::Fresh,
+                true,
+                None,
+                false,
+                &["enroll", "service.start"],
+            ),
+            (
+                "resume",
+                Mode::Resume,
+                false,
+                None,
+                false,
+                &["enroll", "service.start"],
+            ),
+            (
+                "upgrade",
+                Mode::Upgrade,
+                false,
+                None,
+                false,
+                &["service.start"],
+            ),
+            (
+                "staged",
+                Mode::Fresh,
+                false,
+                Some("/tmp/stage"),
+                false,
+                &["enroll"],
+            ),
+            ("not started", Mode::Fresh, false, None, true, &["enroll"]),
+            (
+                "upgrade, not started",
+                Mode::Upgrade,
+                false,
+                None,
+                true,
+                &[],
+            ),
+        ];
+        for &(what, mode, cas, prefix, no_start, tail) in cases {
+            let plan = Plan::build(
+                &answers(cas),
+                &facts(mode, false, false),
+                &opts(prefix, no_start),
+            );
+            let mut want = local(cas, mode == Mode::Fresh);
+            want.extend(tail);
+            assert_eq!(ids(&plan), want, "{what}");
+            assert_eq!(plan.start, !no_start && prefix.is_none(), "{what}");
+            assert_eq!(plan.mode, mode);
+            // Every local step can be undone; enrollment and the start cannot.
+            for s in &plan.steps {
+                let local = !matches!(s.step, Step::Enroll { .. } | Step::ServiceStart { .. });
+                assert_eq!(s.undoable, local, "{what}: {}", s.id.as_str());
+            }
+        }
+    }
+
+    #[test]
+    fn each_step_carries_what_apply_needs() {
+        let plan = Plan::build(
+            &answers(true),
+            &facts(Mode::Upgrade, true, true),
+            &opts(None, false),
+        );
+        assert_eq!(plan.agent_id.as_deref(), Some("agent-7"));
+        for s in &plan.steps {
+            match &s.step {
+                Step::Program { in_place, .. } => {
+                    assert!(in_place);
+                    assert!(s.detail.ends_with("is already in place"), "{}", s.detail);
+                }
+                Step::CaCopy { ca, from, to } => {
+                    assert_eq!(
+                        from,
+                        &PathBuf::from(format!("/home/admin/{}.pem", ca.as_str()))
+                    );
+                    assert!(to.ends_with(super::super::layout::ca_name(ca.as_str())));
+                }
+                Step::Config { path, cas, backup } => {
+                    assert_eq!(path, &PathBuf::from("/etc/ad-sync/agent.toml"));
+                    assert_eq!(cas, &vec![Ca::Dc, Ca::Cloud]);
+                    let backup = backup.as_ref().unwrap_or_else(|| panic!("no backup named"));
+                    let name = backup.file_name().map(|n| n.to_string_lossy().into_owned());
+                    assert!(
+                        s.detail.contains(name.as_deref().unwrap_or("?")),
+                        "{}",
+                        s.detail
+                    );
+                    assert!(name.unwrap_or_default().contains("20261202"), "{backup:?}");
+                }
+                Step::ServiceUnit { cas, .. } => assert_eq!(cas.len(), 2),
+                Step::ServiceStart { restart } => {
+                    assert!(restart);
+                    assert_eq!(s.title, "Restart the service");
+                }
+                Step::Enroll { .. } => panic!("an upgrade does not enroll"),
+                _ => {}
+            }
+        }
+        // A fresh machine: the program is copied, no backup is named, enrollment uses the key.
+        let plan = Plan::build(
+            &answers(false),
+            &facts(Mode::Fresh, false, false),
+            &opts(None, false),
+        );
+        for s in &plan.steps {
+            match &s.step {
+                Step::Program { from, in_place, .. } => {
+                    assert!(!in_place);
+                    assert!(from.starts_with("/media/installer"));
+                }
+                Step::Config { backup, cas, .. } => {
+                    assert!(backup.is_none());
+                    assert!(cas.is_empty());
+                }
+                Step::Enroll { resume } => assert!(!resume),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn the_json_names_each_step_by_its_stable_id() {
+        let plan = Plan::build(
+            &answers(false),
+            &facts(Mode::Resume, false, false),
+            &opts(None, false),
+        );
+        let json = serde_json::to_value(&plan).unwrap_or_else(|e| panic!("{e}"));
+        let steps = json["steps"].as_array().cloned().unwrap_or_default();
+        assert_eq!(steps.len(), plan.steps.len());
+        assert_eq!(steps[0]["id"], "program");
+        assert!(
+            steps
+                .iter()
+                .any(|s| s["id"] == "enroll" && s["undoable"] == false)
+        );
+        assert_eq!(json["mode"], "resume");
     }
 }
