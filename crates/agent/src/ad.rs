@@ -461,6 +461,7 @@ impl Ad {
     }
 
     pub async fn close(mut self) {
+        // Closing: the DC drops the connection itself if the unbind is lost.
         let _ = tokio::time::timeout(self.timeout, self.ldap.unbind()).await;
     }
 }

@@ -24,7 +24,7 @@ use ad_sync_core::secrets::{
     AGENT_CREDENTIAL, AGENT_PRIVATE_KEY, FileStore, SERVICE_ACCOUNT_PASSWORD,
 };
 use mirror::{Mirror, Work};
-use state::State;
+use state::{State, StateError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use sync::{RunError, Settings};
@@ -104,6 +104,24 @@ pub fn default_log_dir(config: &Path) -> PathBuf {
     }
 }
 
+/// Why the agent cannot start or go on; each says what is wrong and what to do. The binary
+/// turns each kind into its exit code (see `ad-sync-agent --help`).
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The installed config or a secret cannot be used: the install must be fixed.
+    #[error("{0}")]
+    Setup(String),
+    /// The state cannot be opened.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The cloud did not answer the heartbeat (or refused it).
+    #[error("heartbeat: {0}; {fix}", fix = .0.fix())]
+    Heartbeat(ad_sync_core::cloud::client::CloudError),
+    /// A sync run stopped.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
 /// Refuses a config that users other than the owner can read or change.
 fn check_private(path: &Path) -> Result<(), String> {
     #[cfg(unix)]
@@ -116,12 +134,18 @@ fn check_private(path: &Path) -> Result<(), String> {
             path.display()
         ));
     }
+    // Windows: the installer's ACL on the folder is what keeps it private.
+    #[cfg(not(unix))]
     let _ = path;
     Ok(())
 }
 
 impl Agent {
-    pub fn start(config: &Path) -> Result<Agent, String> {
+    pub fn start(config: &Path) -> Result<Agent, AgentError> {
+        Agent::start_inner(config).map_err(AgentError::Setup)
+    }
+
+    fn start_inner(config: &Path) -> Result<Agent, String> {
         check_private(config)?;
         let installed = ad_sync_core::install::config::read_installed(config)?;
         let answers = installed.answers;
@@ -160,7 +184,7 @@ impl Agent {
     }
 
     /// One heartbeat: the role the cloud gives this agent and the interval it asks for.
-    pub async fn heartbeat(&self, problem: Option<&str>) -> Result<(Role, Duration), String> {
+    pub async fn heartbeat(&self, problem: Option<&str>) -> Result<(Role, Duration), AgentError> {
         let req = HeartbeatRequest {
             version: env!("CARGO_PKG_VERSION").into(),
             host: self.host.clone(),
@@ -171,7 +195,7 @@ impl Agent {
             .client
             .heartbeat(&self.credential, &req)
             .await
-            .map_err(|e| format!("heartbeat: {e}; {}", e.fix()))?;
+            .map_err(AgentError::Heartbeat)?;
         Ok((
             r.role,
             Duration::from_secs(r.heartbeat_interval_seconds.max(1)),
@@ -189,7 +213,7 @@ impl Agent {
 
     /// Sends the results the state holds but the cloud has not acknowledged.
     async fn flush_acks(&self, state: &mut State) -> Result<(), RunError> {
-        let pending = state.outbox().map_err(RunError::Unavailable)?;
+        let pending = state.outbox()?;
         for chunk in pending.chunks(1000) {
             let upto = chunk.iter().map(|r| r.seq).max().unwrap_or(0);
             self.client
@@ -201,7 +225,7 @@ impl Agent {
                         e.fix()
                     ))
                 })?;
-            state.acked(upto).map_err(RunError::Unavailable)?;
+            state.acked(upto)?;
         }
         Ok(())
     }
@@ -260,7 +284,7 @@ impl Agent {
         if changes.is_empty() && !resync {
             return Ok(report);
         }
-        let mut mirror = state.load().map_err(RunError::Unavailable)?;
+        let mut mirror = state.load()?;
         let mirror = &mut mirror;
         let settings = self.settings(opts);
         let ad = ad::Ad::connect(&self.answers, &self.password)
@@ -313,9 +337,7 @@ impl Agent {
             if settings.dry_run {
                 return Ok(());
             }
-            state
-                .commit(&before, &next, &r.results)
-                .map_err(RunError::Unavailable)?;
+            state.commit(&before, &next, &r.results)?;
             *mirror = next;
             report.cursor = mirror.cursor;
             tracing::info!(
@@ -345,9 +367,7 @@ impl Agent {
                 return Ok(());
             }
             // The objectGUIDs it adopted (the cursor stays where it is).
-            state
-                .commit(&before, &next, &[])
-                .map_err(RunError::Unavailable)?;
+            state.commit(&before, &next, &[])?;
             *mirror = next;
             tracing::info!(
                 users = work.users.len(),
@@ -393,7 +413,7 @@ impl Agent {
     }
 
     /// Opens the state (the mirror in it is loaded per cycle).
-    pub fn open_state(&self, opts: &RunOptions) -> Result<State, String> {
+    pub fn open_state(&self, opts: &RunOptions) -> Result<State, StateError> {
         State::open(&opts.state_dir)
     }
 
@@ -404,7 +424,7 @@ impl Agent {
         &self,
         opts: &RunOptions,
         stop: impl std::future::Future<Output = ()>,
-    ) -> Result<(), String> {
+    ) -> Result<(), AgentError> {
         tokio::pin!(stop);
         let mut state = self.open_state(opts)?;
         let mut interval = Duration::from_secs(30);

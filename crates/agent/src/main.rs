@@ -2,6 +2,8 @@
 //! Service Control Manager starts `service --config FILE`, which runs the same loop under the
 //! SCM dispatcher.
 
+use ad_sync_agent::AgentError;
+use ad_sync_agent::sync::RunError;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -59,6 +61,29 @@ enum Command {
     },
 }
 
+/// The exit codes, one per kind of error (`exit_code`). `run --once`: OK done (or this agent
+/// is the standby); RETRY the cloud, the DC or the state could not be used this time;
+/// CANNOT_START the config, a secret, the state or the runtime cannot be used; THRESHOLD
+/// stopped by the deletion threshold; CHANGES_FAILED some changes failed (and were reported to
+/// the cloud). `run` as a service exits only with OK or CANNOT_START.
+mod exit {
+    pub const OK: i32 = 0;
+    pub const RETRY: i32 = 1;
+    pub const CANNOT_START: i32 = 2;
+    pub const THRESHOLD: i32 = 3;
+    pub const CHANGES_FAILED: i32 = 4;
+}
+
+/// The one place an error becomes an exit code (after it was logged once).
+fn exit_code(e: &AgentError) -> i32 {
+    match e {
+        AgentError::Setup(_) | AgentError::State(_) => exit::CANNOT_START,
+        AgentError::Heartbeat(_) => exit::RETRY,
+        AgentError::Run(RunError::Threshold { .. }) => exit::THRESHOLD,
+        AgentError::Run(RunError::Unavailable(_) | RunError::State(_)) => exit::RETRY,
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
@@ -76,7 +101,9 @@ fn main() {
         #[cfg(windows)]
         Command::Service { config } => {
             let dir = ad_sync_agent::default_log_dir(&config);
-            let _ = ad_sync_agent::logs::init(Some(&dir));
+            if let Some(w) = ad_sync_agent::logs::init(Some(&dir)) {
+                tracing::warn!("{w}; logging to standard error only");
+            }
             windows::dispatch(config)
         }
     };
@@ -108,14 +135,14 @@ fn run(args: &RunArgs) -> i32 {
         Ok(a) => a,
         Err(e) => {
             tracing::error!("{e}");
-            return 2;
+            return exit_code(&e);
         }
     };
     let rt = match runtime() {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{e}");
-            return 2;
+            return exit::CANNOT_START;
         }
     };
     let opts = options(args);
@@ -134,52 +161,63 @@ fn run(args: &RunArgs) -> i32 {
                 Ok(mut term) => {
                     tokio::select! {
                         _ = term.recv() => {}
-                        _ = tokio::signal::ctrl_c() => {}
+                        () = ctrl_c() => {}
                     }
                 }
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
+                Err(e) => {
+                    tracing::warn!("SIGTERM cannot be watched ({e}); Ctrl-C still stops the agent");
+                    ctrl_c().await;
                 }
             }
         }
         #[cfg(not(unix))]
         {
-            let _ = tokio::signal::ctrl_c().await;
+            ctrl_c().await;
         }
     }));
     match r {
         Ok(()) => {
             tracing::info!("agent stopped");
-            0
+            exit::OK
         }
         Err(e) => {
             tracing::error!("{e}");
-            2
+            exit_code(&e)
         }
     }
 }
 
-/// `--once`: 0 done (or standby), 1 the cloud or the DC was away, 2 cannot start, 3 stopped by
-/// the deletion threshold, 4 some changes failed (reported to the cloud).
+/// Waits for Ctrl-C. When it cannot be watched the agent runs on (its service manager stops it)
+/// instead of stopping at once.
+async fn ctrl_c() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::warn!(
+            "Ctrl-C cannot be watched ({e}); stop the agent through its service manager"
+        );
+        std::future::pending::<()>().await;
+    }
+}
+
+/// `--once`: see `exit`.
 async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions) -> i32 {
-    use ad_sync_agent::sync::RunError;
     let role = match agent.heartbeat(None).await {
         Ok((role, _)) => role,
         Err(e) => {
             tracing::error!("{e}");
-            return 1;
+            return exit_code(&e);
         }
     };
     if role != ad_sync_core::cloud::api::Role::Primary {
         println!("standby");
-        return 0;
+        return exit::OK;
     }
     println!("primary");
     let mut state = match agent.open_state(opts) {
         Ok(s) => s,
         Err(e) => {
+            let e = AgentError::from(e);
             tracing::error!("{e}");
-            return 2;
+            return exit_code(&e);
         }
     };
     match agent.drain(&mut state, opts).await {
@@ -196,15 +234,19 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions) ->
             for p in &r.planned {
                 println!("would {p}");
             }
-            if r.failed > 0 { 4 } else { 0 }
+            if r.failed > 0 {
+                exit::CHANGES_FAILED
+            } else {
+                exit::OK
+            }
         }
         Err(e) => {
             tracing::error!("{e}");
-            let _ = agent.heartbeat(Some(&e.to_string())).await;
-            match e {
-                RunError::Threshold { .. } => 3,
-                RunError::Unavailable(_) => 1,
+            // Best effort: tell the cloud why; the exit code says it whether or not that works.
+            if let Err(h) = agent.heartbeat(Some(&e.to_string())).await {
+                tracing::warn!("the cloud was not told: {h}");
             }
+            exit_code(&AgentError::Run(e))
         }
     }
 }
@@ -226,18 +268,23 @@ mod windows {
 
     define_windows_service!(ffi_service_main, service_main);
 
+    /// The Win32 exit code the service stops with after a failure (the SCM's recovery then
+    /// restarts it); the reason is in the log.
+    const SERVICE_FAILED: u32 = 1;
+
     pub fn dispatch(config: PathBuf) -> i32 {
+        // Set once, before the dispatcher starts: it cannot be set already.
         let _ = CONFIG.set(config);
         match service_dispatcher::start(
             ad_sync_core::install::layout::SERVICE_NAME,
             ffi_service_main,
         ) {
-            Ok(()) => 0,
+            Ok(()) => super::exit::OK,
             Err(e) => {
                 eprintln!(
                     "ad-sync-agent service: {e}. This command is for the Service Control Manager; use `ad-sync-agent run --config FILE` from a shell."
                 );
-                2
+                super::exit::CANNOT_START
             }
         }
     }
@@ -250,6 +297,7 @@ mod windows {
                 if let Ok(mut s) = stop_tx.lock()
                     && let Some(tx) = s.take()
                 {
+                    // The run has ended already when nobody listens: nothing to stop.
                     let _ = tx.send(());
                 }
                 ServiceControlHandlerResult::NoError
@@ -301,24 +349,28 @@ mod windows {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!("{e}");
-                // ERROR_SERVICE_SPECIFIC_ERROR-style stop: the SCM's recovery restarts it.
-                report(ServiceState::Stopped, 1);
+                report(ServiceState::Stopped, SERVICE_FAILED);
                 return;
             }
         };
-        let Ok(rt) = super::runtime() else {
-            report(ServiceState::Stopped, 1);
-            return;
+        let rt = match super::runtime() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!("{e}");
+                report(ServiceState::Stopped, SERVICE_FAILED);
+                return;
+            }
         };
         report(ServiceState::Running, 0);
         let r = rt.block_on(agent.run(&opts, async {
+            // Stop asked, or the handler gone (the SCM is done with the service): stop either way.
             let _ = stop_rx.await;
         }));
         match r {
             Ok(()) => report(ServiceState::Stopped, 0),
             Err(e) => {
                 tracing::error!("{e}");
-                report(ServiceState::Stopped, 1);
+                report(ServiceState::Stopped, SERVICE_FAILED);
             }
         }
     }

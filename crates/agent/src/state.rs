@@ -33,24 +33,55 @@ pub struct State {
     pub path: PathBuf,
 }
 
-fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> String + '_ {
-    move |e| {
-        format!(
-            "state {}: {e}. The agent must be able to write this file: check its folder's owner, permissions and free space, or give another folder with --state-dir",
-            path.display()
-        )
+/// Why the state cannot be used. Each names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state {}: {source}. The agent must be able to write this file: check its folder's owner, permissions and free space, or give another folder with --state-dir", path.display())]
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("state {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state {}: written by a newer ad-sync-agent (schema {version}); run that version, or move the file away to rebuild the state from the cloud", path.display())]
+    Newer { path: PathBuf, version: i64 },
+    #[error("state {}: user {id} cannot be written: {source}", path.display())]
+    Encode {
+        path: PathBuf,
+        id: String,
+        source: serde_json::Error,
+    },
+    #[error("state {}: user {id} is damaged: {source}", path.display())]
+    Damaged {
+        path: PathBuf,
+        id: String,
+        source: serde_json::Error,
+    },
+}
+
+fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+    move |source| StateError::Db {
+        path: path.to_path_buf(),
+        source,
     }
 }
 
 impl State {
     /// Opens (creating) `state.db` in `dir`, which is created private (0700) when missing.
-    pub fn open(dir: &Path) -> Result<State, String> {
-        ad_sync_core::install::fsops::create_dirs(dir, 0o700)
-            .map_err(|e| format!("state folder {}: {e}", dir.display()))?;
+    pub fn open(dir: &Path) -> Result<State, StateError> {
+        ad_sync_core::install::fsops::create_dirs(dir, 0o700).map_err(|source| StateError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let path = dir.join("state.db");
         let conn = Connection::open(&path).map_err(db_err(&path))?;
-        ad_sync_core::install::fsops::set_mode(&path, 0o600)
-            .map_err(|e| format!("state {}: {e}", path.display()))?;
+        ad_sync_core::install::fsops::set_mode(&path, 0o600).map_err(|source| StateError::Io {
+            path: path.clone(),
+            source,
+        })?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err(&path))?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -63,10 +94,7 @@ impl State {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(db_err(&path))?;
         if version > SCHEMA_VERSION {
-            return Err(format!(
-                "state {}: written by a newer ad-sync-agent (schema {version}); run that version, or move the file away to rebuild the state from the cloud",
-                path.display()
-            ));
+            return Err(StateError::Newer { path, version });
         }
         conn.execute_batch(SCHEMA).map_err(db_err(&path))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -85,7 +113,7 @@ impl State {
             .unwrap_or(0)
     }
 
-    pub fn load(&self) -> Result<Mirror, String> {
+    pub fn load(&self) -> Result<Mirror, StateError> {
         let err = db_err(&self.path);
         let mut m = Mirror {
             cursor: self
@@ -114,8 +142,11 @@ impl State {
             .map_err(&err)?;
         for row in rows {
             let (id, json, password_set, guid) = row.map_err(&err)?;
-            let user: User = serde_json::from_str(&json)
-                .map_err(|e| format!("state {}: user {id} is damaged: {e}", self.path.display()))?;
+            let user: User = serde_json::from_str(&json).map_err(|source| StateError::Damaged {
+                path: self.path.clone(),
+                id: id.clone(),
+                source,
+            })?;
             m.users.insert(
                 id,
                 UserRec {
@@ -174,7 +205,7 @@ impl State {
         before: &Mirror,
         m: &Mirror,
         results: &[ChangeResult],
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         let path = self.path.clone();
         let err = db_err(&path);
         let tx = self.conn.transaction().map_err(&err)?;
@@ -186,7 +217,12 @@ impl State {
                 .map_err(&err)?;
             for (id, u) in &m.users {
                 if before.users.get(id) != Some(u) {
-                    let json = serde_json::to_string(&u.user).map_err(|e| e.to_string())?;
+                    let json =
+                        serde_json::to_string(&u.user).map_err(|source| StateError::Encode {
+                            path: path.clone(),
+                            id: id.clone(),
+                            source,
+                        })?;
                     put_user
                         .execute(params![id, json, u.password_set, u.guid])
                         .map_err(&err)?;
@@ -252,7 +288,7 @@ impl State {
     }
 
     /// Results applied to AD but not yet acknowledged to the cloud.
-    pub fn outbox(&self) -> Result<Vec<ChangeResult>, String> {
+    pub fn outbox(&self) -> Result<Vec<ChangeResult>, StateError> {
         let err = db_err(&self.path);
         let mut stmt = self
             .conn
@@ -275,7 +311,7 @@ impl State {
         rows.collect::<Result<_, _>>().map_err(&err)
     }
 
-    pub fn acked(&mut self, upto: i64) -> Result<(), String> {
+    pub fn acked(&mut self, upto: i64) -> Result<(), StateError> {
         let path = self.path.clone();
         self.conn
             .execute("DELETE FROM outbox WHERE seq <= ?1", [upto])

@@ -23,32 +23,24 @@ pub struct Settings {
     pub concurrency: usize,
 }
 
-#[derive(Debug)]
+/// Why a run stopped. Nothing of it is committed; the same work is retried later.
+#[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// AD or the cloud is away: nothing is committed; the same work is retried later.
+    /// AD or the cloud is away.
+    #[error("{0}")]
     Unavailable(String),
+    /// The agent's state could not be read or written.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     /// More deletions than the threshold allows: nothing was changed.
+    #[error(
+        "deletion threshold: this run would delete {planned} AD objects, more than the {limit} allowed (of {managed} managed); nothing was changed. If the deletions are intended, run `ad-sync-agent run --config FILE --once --allow-deletions {planned}` once, or raise [sync] deletion_threshold / deletion_threshold_percent"
+    )]
     Threshold {
         planned: usize,
         limit: usize,
         managed: usize,
     },
-}
-
-impl std::fmt::Display for RunError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RunError::Unavailable(m) => f.write_str(m),
-            RunError::Threshold {
-                planned,
-                limit,
-                managed,
-            } => write!(
-                f,
-                "deletion threshold: this run would delete {planned} AD objects, more than the {limit} allowed (of {managed} managed); nothing was changed. If the deletions are intended, run `ad-sync-agent run --config FILE --once --allow-deletions {planned}` once, or raise [sync] deletion_threshold / deletion_threshold_percent"
-            ),
-        }
-    }
 }
 
 impl From<plan::OverThreshold> for RunError {

@@ -233,20 +233,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{text}` is not a duration ({e}); write it like 7d, 12h, 90s"))
 }
 
+/// The exit codes (see the module's doc).
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// Refused: bad input, an unknown user, a server that stopped with an error.
+    pub const REFUSED: i32 = 1;
+    /// Could not run at all: bad options, no runtime, the store or the port unusable.
+    pub const CANNOT_RUN: i32 = 2;
+}
+
 /// Runs a command; the exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Load(args) => crate::load::run(&args),
         other => match admin(other) {
-            Ok(()) => 0,
+            Ok(()) => exit::OK,
             Err(AdminError::Invalid(msg)) => {
                 eprintln!("error: {msg}");
-                1
+                exit::REFUSED
             }
             Err(e) => {
                 eprintln!("error: {e}");
-                2
+                exit::CANNOT_RUN
             }
         },
     }
@@ -264,7 +273,7 @@ fn serve(args: ServeArgs) -> i32 {
         },
         _ => {
             eprintln!("error: give --tls-cert and --tls-key, or --self-signed DIR");
-            return 2;
+            return exit::CANNOT_RUN;
         }
     };
     let opts = ServeOptions {
@@ -290,7 +299,7 @@ fn serve(args: ServeArgs) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return 2;
+            return exit::CANNOT_RUN;
         }
     };
     rt.block_on(async {
@@ -298,7 +307,7 @@ fn serve(args: ServeArgs) -> i32 {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {e}");
-                return 2;
+                return exit::CANNOT_RUN;
             }
         };
         // Scripts and tests read these two lines; keep their shape. A reader that closed the
@@ -312,14 +321,14 @@ fn serve(args: ServeArgs) -> i32 {
         drop(out);
         tracing::info!(addr = %running.addr, "serving");
         match running.task.await {
-            Ok(Ok(())) => 0,
+            Ok(Ok(())) => exit::OK,
             Ok(Err(e)) => {
                 eprintln!("error: the server stopped: {e}");
-                1
+                exit::REFUSED
             }
             Err(e) => {
                 eprintln!("error: the server stopped: {e}");
-                1
+                exit::REFUSED
             }
         }
     })
@@ -327,7 +336,10 @@ fn serve(args: ServeArgs) -> i32 {
 
 async fn shutdown_signal() {
     let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("Ctrl-C cannot be watched ({e}); stop the server with SIGTERM");
+            std::future::pending::<()>().await;
+        }
     };
     #[cfg(unix)]
     let term = async {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cli::LoadArgs;
+use crate::cli::{LoadArgs, exit};
 use crate::server::store::Store;
 use ad_sync_core::cloud::api::HeartbeatRequest;
 use ad_sync_core::cloud::client::{CloudClient, CloudOptions};
@@ -29,15 +29,15 @@ pub fn run(args: &LoadArgs) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return 2;
+            return exit::CANNOT_RUN;
         }
     };
     match rt.block_on(load(args)) {
-        Ok(0) => 0,
-        Ok(_) => 1,
+        Ok(0) => exit::OK,
+        Ok(_) => exit::REFUSED,
         Err(e) => {
             eprintln!("error: {e}");
-            2
+            exit::CANNOT_RUN
         }
     }
 }
@@ -51,9 +51,11 @@ struct Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if let Some(mut c) = self.server.take() {
+            // Cleaning up after the load run: the server may have exited already.
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Best effort: a scratch folder left behind is only clutter.
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -93,6 +95,7 @@ async fn load(args: &LoadArgs) -> Result<u64, String> {
             let mut line = String::new();
             if let Some(out) = stdout {
                 let mut reader = std::io::BufReader::new(out);
+                // An unreadable first line is an empty one: the caller reports "no address".
                 let _ = reader.read_line(&mut line);
                 // Keep reading (and dropping) what else the server prints, so it never writes
                 // into a closed pipe.

@@ -122,7 +122,7 @@ impl FileStore {
             }
         }
         #[cfg(not(unix))]
-        let _ = meta;
+        let _ = meta; // Windows: the folder's ACL is what keeps it private.
         let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(io)?);
         Ok(Secret::new(text.trim_end_matches(['\r', '\n'])))
     }

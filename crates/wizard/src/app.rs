@@ -1,18 +1,17 @@
 //! The window around the pages: header, the list of steps, Back / Next / Cancel, Enter = Next,
-//! Esc = Cancel (asks first), file pickers off the UI thread, and review mode when a config
-//! already exists.
+//! Esc = Cancel (asks first), and review mode when a config already exists. The window is the
+//! only place the page changes: on Back / Next, or where a page's `Shown` asks to go.
 
-use super::backend::{Backend, Live};
-use super::form::Form;
-use super::pages::Page;
-use super::validate::{Job, Outcome, Slot, Validator};
-use super::widgets::Gate;
-use ad_sync_core::answers::Answers;
+use crate::backend::{Backend, Live};
+use crate::form::Form;
+use crate::nav::{Page, Shown};
+use crate::state::{Existing, Files, Install, PasswordSource, Setup, State, read_existing};
+use crate::validate::{Job, Slot, Validator};
+use crate::widgets::Gate;
 use egui::{Key, RichText, UiBuilder};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub struct Options {
@@ -42,284 +41,6 @@ impl Options {
             agent_dir: None,
         }
     }
-}
-
-/// What is installed already.
-pub enum Existing {
-    None,
-    Installed(Box<Answers>),
-    /// A config exists but cannot be used; the text says why and what to do.
-    Unreadable(String),
-}
-
-/// Where the service account's password on the form came from (review mode).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PasswordSource {
-    Typed,
-    Reading,
-    Store(String),
-    StoreFailed(String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PickTarget {
-    Folder,
-    LdapCa,
-    CloudCa,
-    Export,
-}
-
-/// Everything the pages read and change.
-pub struct State {
-    pub form: Form,
-    pub page: Page,
-    pub existing: Existing,
-    pub config_path: PathBuf,
-    pub validator: Validator,
-    /// Warnings the administrator acknowledged (id + summary).
-    pub acks: HashSet<String>,
-    pub elevated: bool,
-    pub password_source: PasswordSource,
-    /// The domain whose DCs were asked for (the Find button), if any.
-    pub discover_for: Option<String>,
-    pub show_key: bool,
-    pub export_path: String,
-    pub export_result: Option<Result<String, String>>,
-    export_rx: Option<mpsc::Receiver<Result<String, String>>>,
-    picker_rx: Option<mpsc::Receiver<(PickTarget, Option<PathBuf>)>>,
-    /// Why the last dialog gave nothing, shown under the field it was for.
-    picker_note: Option<(PickTarget, String)>,
-    /// What the install step is given (paths, prefix, whether to start the service).
-    pub install_options: ad_sync_core::install::Options,
-    /// Whether the installed agent finished its enrollment (an upgrade needs no key then).
-    pub enrolled: bool,
-    /// The Install page's run, once started.
-    pub install: Option<super::installer::InstallRun>,
-    pub install_error: Option<String>,
-    /// What Install will do, shown on the Review page (computed once per visit).
-    pub plan_preview: Option<ad_sync_core::install::Plan>,
-}
-
-impl State {
-    /// Reviewing an enrolled install: no connect key is asked for.
-    pub fn upgrade(&self) -> bool {
-        matches!(self.existing, Existing::Installed(_)) && self.enrolled
-    }
-
-    /// Starts the install (once) with the form's answers.
-    pub fn start_install(&mut self, ctx: &egui::Context) {
-        if self.install.is_some() || self.install_error.is_some() {
-            return;
-        }
-        let mut answers = self.form.to_answers();
-        if self.upgrade()
-            && let Some(c) = answers.cloud.as_mut()
-        {
-            c.connect_key = None;
-        }
-        match super::installer::InstallRun::start(
-            answers,
-            self.install_options.clone(),
-            ctx.clone(),
-        ) {
-            Ok(run) => self.install = Some(run),
-            Err(e) => self.install_error = Some(format!("the install thread could not start: {e}")),
-        }
-    }
-
-    /// The plan Install will carry out, for the Review page.
-    pub fn plan_preview(&mut self) -> &ad_sync_core::install::Plan {
-        let answers = self.form.to_answers();
-        let opts = self.install_options.clone();
-        self.plan_preview
-            .get_or_insert_with(|| ad_sync_core::install::prepare(&answers, &opts).plan)
-    }
-
-    pub fn installed(&self) -> Option<&Answers> {
-        match &self.existing {
-            Existing::Installed(a) => Some(a),
-            _ => None,
-        }
-    }
-
-    /// The text field a dialog fills.
-    fn path_mut(&mut self, target: PickTarget) -> &mut String {
-        match target {
-            PickTarget::Folder => &mut self.form.install_dir,
-            PickTarget::LdapCa => &mut self.form.ldap_ca_file,
-            PickTarget::CloudCa => &mut self.form.cloud_ca_file,
-            PickTarget::Export => &mut self.export_path,
-        }
-    }
-
-    /// A path field with its Browse button: the path can always be typed (a server without a
-    /// desktop portal has no dialog), or picked in a native dialog.
-    pub fn path_field(
-        &mut self,
-        ui: &mut egui::Ui,
-        target: PickTarget,
-        label: &str,
-        hint: &str,
-        button: &str,
-    ) {
-        ui.horizontal(|ui| {
-            ui.vertical(|ui| super::widgets::text_field(ui, label, self.path_mut(target), hint));
-            if ui
-                .add_enabled(!self.picking(), egui::Button::new(button))
-                .clicked()
-            {
-                self.pick(target, ui.ctx());
-            }
-        });
-        if let Some((t, n)) = &self.picker_note
-            && *t == target
-        {
-            super::widgets::note(ui, n);
-        }
-    }
-
-    /// A native file dialog, on its own thread (a portal dialog blocks until answered).
-    fn pick(&mut self, target: PickTarget, ctx: &egui::Context) {
-        if self.picker_rx.is_some() {
-            return;
-        }
-        let (tx, rx) = mpsc::channel();
-        let ctx = ctx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ad-sync-picker".into())
-            .spawn(move || {
-                let dialog = rfd::FileDialog::new();
-                let chosen = match target {
-                    PickTarget::Folder => dialog.pick_folder(),
-                    PickTarget::LdapCa | PickTarget::CloudCa => dialog
-                        .add_filter("PEM certificates", &["pem", "crt", "cer"])
-                        .add_filter("All files", &["*"])
-                        .pick_file(),
-                    PickTarget::Export => dialog
-                        .set_file_name("ad-sync-answers.toml")
-                        .add_filter("TOML", &["toml"])
-                        .save_file(),
-                };
-                let _ = tx.send((target, chosen));
-                ctx.request_repaint();
-            });
-        match spawned {
-            Ok(_) => {
-                self.picker_rx = Some(rx);
-                self.picker_note = None;
-            }
-            Err(e) => {
-                self.picker_note = Some((
-                    target,
-                    format!("The file dialog could not open ({e}); type the path instead."),
-                ))
-            }
-        }
-    }
-
-    pub fn picking(&self) -> bool {
-        self.picker_rx.is_some()
-    }
-
-    fn poll_background(&mut self) {
-        if let Some(rx) = &self.picker_rx {
-            match rx.try_recv() {
-                Ok((target, chosen)) => {
-                    self.picker_rx = None;
-                    match chosen {
-                        Some(p) => *self.path_mut(target) = p.display().to_string(),
-                        None => {
-                            self.picker_note = Some((
-                                target,
-                                "No file was chosen (or no file dialog is available on this desktop); you can type the path instead."
-                                    .into(),
-                            ))
-                        }
-                    }
-                }
-                Err(mpsc::TryRecvError::Disconnected) => self.picker_rx = None,
-                Err(mpsc::TryRecvError::Empty) => {}
-            }
-        }
-        if let Some(rx) = &self.export_rx
-            && let Ok(r) = rx.try_recv()
-        {
-            self.export_result = Some(r);
-            self.export_rx = None;
-        }
-        if self.password_source == PasswordSource::Reading
-            && let Some(outcome) = self.validator.take_done(Slot::StoredPassword)
-        {
-            self.password_source = match outcome {
-                Outcome::Password(Ok(secret)) => {
-                    if self.form.password.is_empty() {
-                        self.form.password = zeroize::Zeroizing::new(secret.expose().to_string());
-                    }
-                    PasswordSource::Store(
-                        ad_sync_core::secrets::FileStore::beside_config(&self.config_path)
-                            .describe(),
-                    )
-                }
-                Outcome::Password(Err(e)) => PasswordSource::StoreFailed(e),
-                Outcome::TimedOut(_) => {
-                    PasswordSource::StoreFailed("reading the secret store timed out".into())
-                }
-                _ => PasswordSource::StoreFailed("the secret store was not read".into()),
-            };
-        }
-    }
-
-    /// Writes the answers file (no secrets) atomically, off the UI thread.
-    pub fn export(&mut self, ctx: &egui::Context) {
-        let path = PathBuf::from(self.export_path.trim());
-        if self.export_path.trim().is_empty() {
-            self.export_result = Some(Err("Export to: type a file path, or use Browse…".into()));
-            return;
-        }
-        let text = match self.form.export_toml(!self.upgrade()) {
-            Ok(t) => t,
-            Err(e) => {
-                self.export_result = Some(Err(e));
-                return;
-            }
-        };
-        let (tx, rx) = mpsc::channel();
-        let ctx = ctx.clone();
-        self.export_rx = Some(rx);
-        self.export_result = None;
-        std::thread::spawn(move || {
-            let _ = tx.send(write_atomically(&path, &text));
-            ctx.request_repaint();
-        });
-    }
-
-    pub fn exporting(&self) -> bool {
-        self.export_rx.is_some()
-    }
-}
-
-fn write_atomically(path: &std::path::Path, text: &str) -> Result<String, String> {
-    use std::io::Write;
-    let shown = path.display();
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| {
-        format!("Export to `{shown}`: the folder cannot be written ({e}); choose another folder")
-    })?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| {
-            format!("Export to `{shown}`: writing failed ({e}); check the disk and retry")
-        })?;
-    tmp.persist(path).map_err(|e| {
-        format!(
-            "Export to `{shown}`: cannot replace the file ({}); choose another name",
-            e.error
-        )
-    })?;
-    Ok(format!("Exported to {shown} (no secrets in it)"))
 }
 
 /// Frame timings for the bench: the first frame, then frame times while a check runs.
@@ -386,24 +107,19 @@ impl WizardApp {
             state: State {
                 form,
                 page,
-                existing,
-                config_path: options.config_path,
+                setup: Setup {
+                    existing,
+                    config_path: options.config_path,
+                    elevated: options.elevated,
+                    enrolled,
+                    password_source,
+                    install_options,
+                },
                 validator,
                 acks: HashSet::new(),
-                elevated: options.elevated,
-                password_source,
                 discover_for: None,
-                show_key: false,
-                export_path: String::new(),
-                export_result: None,
-                export_rx: None,
-                picker_rx: None,
-                picker_note: None,
-                install_options,
-                enrolled,
-                install: None,
-                install_error: None,
-                plan_preview: None,
+                files: Files::default(),
+                install: Install::default(),
             },
             confirm_cancel: false,
             announced: false,
@@ -465,10 +181,10 @@ impl WizardApp {
                     Page::ALL.len(),
                     s.page.title()
                 ));
-                let mode = match &s.existing {
+                let mode = match &s.setup.existing {
                     Existing::Installed(_) => format!(
                         "Upgrade: reviewing the configuration in {}",
-                        s.config_path.display()
+                        s.setup.config_path.display()
                     ),
                     Existing::Unreadable(_) => {
                         "Fresh setup (the existing configuration cannot be read)".to_string()
@@ -491,7 +207,7 @@ impl WizardApp {
         });
 
         let modal_open = self.confirm_cancel;
-        let gate = ui
+        let shown = ui
             .scope_builder(
                 UiBuilder::new().max_rect(body.shrink2(egui::vec2(16.0, 10.0))),
                 |ui| {
@@ -499,17 +215,19 @@ impl WizardApp {
                         .id_salt(("page", s.page.index()))
                         .auto_shrink([false, false])
                         .show(ui, |ui| {
-                            ui.add_enabled_ui(!modal_open, |ui| s.page.ui(s, ui)).inner
+                            ui.add_enabled_ui(!modal_open, |ui| super::pages::show(s.page, s, ui))
+                                .inner
                         })
                         .inner
                 },
             )
             .inner;
 
-        let mut go: Option<Page> = None;
+        let Shown { gate, go: asked } = shown;
+        let mut go: Option<Page> = asked;
         let mut close = false;
-        let installing = s.install.as_ref().is_some_and(|r| r.running());
-        let installed = s.install.as_ref().is_some_and(|r| {
+        let installing = s.install.run.as_ref().is_some_and(|r| r.running());
+        let installed = s.install.run.as_ref().is_some_and(|r| {
             r.outcome
                 .as_ref()
                 .is_some_and(|o| o.result != ad_sync_core::install::InstallResult::RolledBack)
@@ -520,11 +238,11 @@ impl WizardApp {
                 ui.add_enabled_ui(!modal_open, |ui| {
                     ui.horizontal_centered(|ui| {
                         if s.page == Page::Install && installing {
-                            let can = s.install.as_ref().is_some_and(|r| r.cancellable());
+                            let can = s.install.run.as_ref().is_some_and(|r| r.cancellable());
                             if ui
                                 .add_enabled(can, egui::Button::new("Cancel install"))
                                 .clicked()
-                                && let Some(r) = &s.install
+                                && let Some(r) = &s.install.run
                             {
                                 r.cancel();
                             }
@@ -577,8 +295,8 @@ impl WizardApp {
                             {
                                 go = Some(back);
                                 if s.page == Page::Install {
-                                    s.install = None;
-                                    s.install_error = None;
+                                    s.install.run = None;
+                                    s.install.error = None;
                                 }
                             }
                             if !why.is_empty() {
@@ -593,7 +311,7 @@ impl WizardApp {
         );
         if let Some(p) = go {
             if p == Page::Review || s.page == Page::Review {
-                s.plan_preview = None;
+                s.install.preview = None;
             }
             s.page = p;
         }
@@ -601,11 +319,11 @@ impl WizardApp {
             s.form.forget_secrets();
             ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
         }
-        if let Some(r) = s.install.as_mut() {
+        if let Some(r) = s.install.run.as_mut() {
             r.pump();
         }
 
-        let busy = self.state.install.is_some();
+        let busy = self.state.install.run.is_some();
         if !self.confirm_cancel && !busy && ui.input(|i| i.key_pressed(Key::Escape)) {
             self.confirm_cancel = true;
         }
@@ -718,22 +436,5 @@ impl eframe::App for WizardApp {
             );
             tracing::info!("the wizard's first frame is drawn ({renderer})");
         }
-    }
-}
-
-fn read_existing(path: &std::path::Path, found: ad_sync_core::install::Existing) -> Existing {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Existing::None,
-        Err(e) => Existing::Unreadable(format!(
-            "{} exists but cannot be inspected ({e}); re-run the wizard elevated to review it",
-            path.display()
-        )),
-        Ok(_) => match found.config {
-            Some(a) => Existing::Installed(Box::new(a)),
-            None => Existing::Unreadable(format!(
-                "{}. Fix the file (or move it away to set up afresh), then re-run the wizard",
-                found.notes.join("; ")
-            )),
-        },
     }
 }

@@ -39,6 +39,7 @@ impl InstallRun {
             .name("ad-sync-install".into())
             .spawn(move || {
                 let send = |m: Msg| {
+                    // The window closed meanwhile: the run goes on (and undoes itself on cancel).
                     let _ = tx.send(m);
                     ctx.request_repaint();
                 };
@@ -113,8 +114,10 @@ impl Drop for InstallRun {
     fn drop(&mut self) {
         // The window closing mid-install: stop before the next step and let it undo itself.
         self.cancel.cancel();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the install thread panicked; look above for why");
         }
     }
 }

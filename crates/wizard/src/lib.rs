@@ -10,12 +10,15 @@ pub mod app;
 pub mod backend;
 pub mod form;
 pub mod installer;
+pub mod nav;
 pub mod pages;
 pub mod renderer;
+pub mod state;
 pub mod validate;
 pub mod widgets;
 
-pub use app::{Options, State, WizardApp};
+pub use app::{Options, WizardApp};
+pub use state::State;
 
 pub use ad_sync_core::install::layout::{default_config_path, elevated};
 

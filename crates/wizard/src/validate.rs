@@ -186,7 +186,8 @@ impl Validator {
             .enable_all()
             .build()?;
         let mut salt = [0u8; 16];
-        // A predictable salt only weakens the in-memory fingerprint, never correctness.
+        // Ignored on purpose: a predictable salt only weakens the in-memory fingerprint, never
+        // correctness.
         let _ = getrandom::fill(&mut salt);
         let (tx, rx) = mpsc::channel();
         Ok(Validator {
@@ -350,6 +351,7 @@ impl Validator {
                 Ok(o) => o,
                 Err(_) => Outcome::TimedOut(limit),
             };
+            // The window closed meanwhile: nobody waits for the outcome.
             let _ = tx.send((slot, run, outcome));
             ctx.request_repaint();
         });

@@ -90,6 +90,7 @@ pub fn render(store: &Store, timing: Timing, now: i64) -> Result<String, AdminEr
          .dot{display:inline-block;width:.8em;height:.8em;border-radius:50%;margin-right:.4em}</style>\
          </head><body><h1>ad-sync-cloud</h1>",
     );
+    // Writing to a String cannot fail.
     let _ = write!(
         html,
         "<p>{} domain instance(s), {} agent(s), {} change(s) in the directory log. Updated {}.</p>",
@@ -103,6 +104,7 @@ pub fn render(store: &Store, timing: Timing, now: i64) -> Result<String, AdminEr
     );
     html.push_str("<h2>Domains</h2><table><tr><th>Domain</th><th>Primary agent</th><th>Changes applied</th></tr>");
     for d in &domains {
+        // Writing to a String cannot fail.
         let _ = write!(
             html,
             "<tr><td>{}</td><td>{}</td><td>{} of {}</td></tr>",
@@ -115,6 +117,7 @@ pub fn render(store: &Store, timing: Timing, now: i64) -> Result<String, AdminEr
     html.push_str("</table><h2>Agents</h2><table><tr><th>State</th><th>Agent</th><th>Domain</th><th>Role</th><th>Host</th><th>Version</th><th>Last seen</th><th>Message</th></tr>");
     for a in &agents {
         let health = Health::of(a, timing, now);
+        // Writing to a String cannot fail.
         let _ = write!(
             html,
             "<tr><td><span class=\"dot\" style=\"background:{}\"></span>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td title=\"{}\">{}</td><td>{}</td></tr>",

@@ -374,7 +374,14 @@ impl Store {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| {
+                    AdminError::Invalid(format!(
+                        "--db {}: it cannot be made private (mode 0600): {e}; check who owns it",
+                        path.display()
+                    ))
+                },
+            )?;
         }
         conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")

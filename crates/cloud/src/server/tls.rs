@@ -166,6 +166,7 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // Only latency: a socket that refuses it still works.
                 let _ = stream.set_nodelay(true);
                 if tx.is_closed() {
                     break;
@@ -175,6 +176,7 @@ impl TlsListener {
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
+                            // The server is shutting down: the connection is dropped.
                             let _ = tx.send((tls, peer)).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),

@@ -246,6 +246,7 @@ fn in_cidr(ip: IpAddr, net: &str, bits: &str) -> bool {
 fn redact_proxy(url: &str) -> String {
     match Url::parse(url) {
         Ok(mut u) => {
+            // Both only fail for URLs that cannot hold a user (no host): nothing to remove then.
             let _ = u.set_password(None);
             let _ = u.set_username("");
             u.to_string().trim_end_matches('/').to_string()

@@ -170,6 +170,7 @@ impl Session {
 
     /// Ends the session politely; errors here change nothing for the caller.
     pub async fn close(mut self) {
+        // Closing: the DC drops the connection itself if the unbind is lost.
         let _ = tokio::time::timeout(self.op_timeout, self.ldap.unbind()).await;
     }
 }

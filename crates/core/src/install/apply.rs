@@ -149,7 +149,7 @@ fn fault_point(name: &str) {
         }
     }
     #[cfg(not(unix))]
-    let _ = name;
+    let _ = name; // The hook is Unix only (SIGSTOP).
 }
 
 /// Applies `plan`. `progress` sees every step's status each time one changes.
@@ -216,7 +216,16 @@ pub fn apply(
         None => Result_::Installed,
         Some(e) if enrolled || e.key_maybe_used || failed_at_start => Result_::Incomplete,
         Some(_) => {
-            run.roll_back(progress);
+            let left = run.roll_back(progress);
+            if !left.is_empty()
+                && let Some(f) = failure.as_mut()
+            {
+                f.fix = format!(
+                    "{} These could not be undone; remove them by hand: {}.",
+                    f.fix,
+                    left.join("; ")
+                );
+            }
             Result_::RolledBack
         }
     };
@@ -741,12 +750,15 @@ impl Run<'_> {
             .map_err(|e| e.to_string())
     }
 
-    fn roll_back(&mut self, progress: &mut dyn FnMut(&[StepReport])) {
+    /// Undoes every recorded local step, newest first. Returns what could not be undone (each
+    /// naming the path or the command and why), for the outcome to say.
+    fn roll_back(&mut self, progress: &mut dyn FnMut(&[StepReport])) -> Vec<String> {
+        let mut left = Vec::new();
         while let Some(u) = self.undo.pop() {
             match u {
                 Undo::RemoveDirs(dirs) => {
                     for d in dirs.iter().rev() {
-                        // Only empty folders: anything else in them was not ours.
+                        // Only empty folders: a folder something else was put in stays, on purpose.
                         let _ = std::fs::remove_dir(d);
                     }
                 }
@@ -754,20 +766,29 @@ impl Run<'_> {
                     path,
                     previous,
                     mode,
-                } => match previous {
-                    Some(bytes) => {
-                        let _ = fsops::write_atomic(&path, &bytes, mode.unwrap_or(0o600));
+                } => {
+                    let r = match previous {
+                        Some(bytes) => fsops::write_atomic(&path, &bytes, mode.unwrap_or(0o600)),
+                        None => match std::fs::remove_file(&path) {
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                            r => r,
+                        },
+                    };
+                    if let Err(e) = r {
+                        left.push(format!("{}: {e}", path.display()));
                     }
-                    None => {
-                        let _ = std::fs::remove_file(&path);
-                    }
-                },
-                Undo::Disable => {
-                    let _ = self.systemctl(&["disable", "--quiet"]);
                 }
-                Undo::Unregister => {
+                Undo::Disable => {
+                    if let Err(e) = self.systemctl(&["disable", "--quiet"]) {
+                        left.push(e.message);
+                    }
+                }
+                Undo::Unregister =>
+                {
                     #[cfg(windows)]
-                    let _ = service::scm::remove(&self.plan.service);
+                    if let Err(e) = service::scm::remove(&self.plan.service) {
+                        left.push(format!("removing the service: {e}"));
+                    }
                 }
             }
         }
@@ -777,6 +798,10 @@ impl Run<'_> {
             }
         }
         progress(&self.reports);
+        for l in &left {
+            tracing::warn!("not undone: {l}");
+        }
+        left
     }
 }
 

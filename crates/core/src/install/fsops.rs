@@ -99,6 +99,8 @@ fn sync_dir(dir: &Path) {
     // Flushing a folder is a Unix idea; on Windows the rename is already durable.
     #[cfg(unix)]
     if let Ok(d) = std::fs::File::open(dir) {
+        // Ignored on purpose: some filesystems refuse to flush a folder (EINVAL); the file
+        // itself was flushed before the rename.
         let _ = d.sync_all();
     }
     #[cfg(not(unix))]

@@ -222,6 +222,7 @@ pub fn run_command(
         match child.try_wait() {
             Ok(Some(_)) => break,
             Ok(None) if Instant::now() >= deadline => {
+                // It may have exited just now; either way it is reaped and reported as late.
                 let _ = child.kill();
                 let _ = child.wait();
                 return (
@@ -455,6 +456,7 @@ pub mod scm {
         if service.query_status().map_err(words)?.current_state == ServiceState::Stopped {
             return Ok(());
         }
+        // Refused when it is stopping already; the wait below says whether it stopped.
         let _ = service.stop();
         for _ in 0..300 {
             if service.query_status().map_err(words)?.current_state == ServiceState::Stopped {

@@ -196,6 +196,7 @@ pub fn uninstall(opts: &UninstallOptions) -> UninstallOutcome {
             .map(|()| format!("{} removed", store.path(name).display()));
         step(&mut out, name, r.map_err(|e| e.to_string()));
     }
+    // Only when empty: anything else in it was not ours.
     let _ = std::fs::remove_dir(store.dir());
     let rec = layout.real(&layout.enrollment);
     step(
@@ -214,6 +215,7 @@ pub fn uninstall(opts: &UninstallOptions) -> UninstallOutcome {
             "program",
             remove(&exe).map(|()| format!("{} removed", exe.display())),
         );
+        // Only when empty: anything else in it was not ours.
         let _ = std::fs::remove_dir(layout.real(&layout.program_dir));
     }
 
@@ -241,6 +243,7 @@ pub fn uninstall(opts: &UninstallOptions) -> UninstallOutcome {
             "config",
             r.map(|()| format!("{} and its backups removed", config.display())),
         );
+        // Only when empty: anything else in it was not ours.
         let _ = std::fs::remove_dir(layout.real(&layout.config_dir));
     }
     out

@@ -2,8 +2,8 @@
 //! warned about when its password expires; and the Root User container proved with it
 //! (`root_dn.exists`, `root_dn.delegation`). On an upgrade it must be the installed account.
 
-use crate::State;
-use crate::app::PasswordSource;
+use crate::state::PasswordSource;
+use crate::state::State;
 use crate::validate::Slot;
 use crate::widgets::{self, Gate, check_line, field_error, note};
 use ad_sync_core::install::checks;
@@ -98,7 +98,7 @@ pub fn unchanged(s: &State, ui: &mut Ui) -> Gate {
 
 /// The password field, and in review mode where the password came from.
 pub fn password(s: &mut State, ui: &mut Ui) -> egui::Response {
-    match &s.password_source {
+    match &s.setup.password_source {
         PasswordSource::Store(store) => note(
             ui,
             &format!("The password was read from the secret store ({store})."),
@@ -118,8 +118,10 @@ pub fn password(s: &mut State, ui: &mut Ui) -> egui::Response {
         &mut s.form.password,
         "the service account's password",
     );
-    if s.form.password.len() != before && matches!(s.password_source, PasswordSource::Store(_)) {
-        s.password_source = PasswordSource::Typed;
+    if s.form.password.len() != before
+        && matches!(s.setup.password_source, PasswordSource::Store(_))
+    {
+        s.setup.password_source = PasswordSource::Typed;
     }
     if s.form.password.is_empty() {
         note(

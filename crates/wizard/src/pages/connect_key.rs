@@ -3,8 +3,8 @@
 //! says whether it is valid, without using it up. On an upgrade no key is asked: the agent is
 //! enrolled already, and only the cloud's address is proved.
 
-use crate::State;
-use crate::app::PickTarget;
+use crate::state::PickTarget;
+use crate::state::State;
 use crate::validate::Slot;
 use crate::widgets::{self, Gate, field_error, note};
 use ad_sync_core::connect_key::ConnectKey;
@@ -53,9 +53,12 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         &[ids::CLOUD_REACHABLE, ids::CLOUD_TLS]
     } else {
         ui.add_space(4.0);
+        // How the key field looks is this page's own toggle, kept in egui's memory.
+        let show_id = egui::Id::unique("connect-key-shown");
+        let mut show = ui.data(|d| d.get_temp::<bool>(show_id).unwrap_or(false));
         ui.horizontal(|ui| {
             ui.vertical(|ui| {
-                if s.show_key {
+                if show {
                     widgets::text_field(ui, "Connect key", &mut s.form.connect_key, "ADS1-…");
                 } else {
                     widgets::secret_field(
@@ -66,8 +69,9 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
                     );
                 }
             });
-            ui.checkbox(&mut s.show_key, "Show key");
+            ui.checkbox(&mut show, "Show key");
         });
+        ui.data_mut(|d| d.insert_temp(show_id, show));
         if s.form.connect_key.trim().is_empty() {
             field_error(
                 ui,

@@ -2,8 +2,8 @@
 //! certificate the DC presents, a CA file to trust, and the insecure fallback that needs an
 //! explicit acknowledgement.
 
-use crate::State;
-use crate::app::PickTarget;
+use crate::state::PickTarget;
+use crate::state::State;
 use crate::validate::{CertTarget, Slot};
 use crate::widgets::{self, Gate, field_error, note};
 use ad_sync_core::directory::Security;

@@ -2,7 +2,7 @@
 //! for the domain offered. Whether it is writable needs a secure connection, so `dc.writable`
 //! is proved on the next page (and shown here when it already failed).
 
-use crate::State;
+use crate::state::State;
 use crate::validate::{Job, Outcome, Slot};
 use crate::widgets::{self, Gate, field_error, note};
 use ad_sync_core::answers::{self, ServerType};

@@ -1,11 +1,11 @@
 //! Page 12: where the config, the secrets and the logs are, and the agent as the cloud sees it.
 
-use crate::State;
+use crate::state::State;
 use crate::widgets::{Gate, note};
 use egui::{RichText, Ui};
 
 pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
-    let Some(run) = s.install.as_ref() else {
+    let Some(run) = s.install.run.as_ref() else {
         return Gate::Blocked("nothing was installed".into());
     };
     let (Some(plan), Some(outcome)) = (&run.plan, &run.outcome) else {

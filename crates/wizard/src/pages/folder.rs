@@ -1,7 +1,7 @@
 //! Page 2: where the program files go (`install.folder`).
 
-use crate::State;
-use crate::app::PickTarget;
+use crate::state::PickTarget;
+use crate::state::State;
 use crate::validate::{Job, Outcome, Slot};
 use crate::widgets::{self, Gate};
 use ad_sync_core::preflight::ids::INSTALL_FOLDER;

@@ -1,7 +1,7 @@
 //! Page 11: the install, step by step, with each step's result; on a failure before enrollment,
 //! the rollback; on a failure after it, what to do.
 
-use crate::State;
+use crate::state::State;
 use crate::widgets::{Gate, check_line, note, status_color};
 use ad_sync_core::install::{InstallResult, StepStatus};
 use ad_sync_core::preflight::Status;
@@ -9,11 +9,11 @@ use egui::{RichText, Ui};
 
 pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     s.start_install(ui.ctx());
-    let Some(run) = s.install.as_ref() else {
+    let Some(run) = s.install.run.as_ref() else {
         ui.label(
             RichText::new(format!(
                 "The install could not start: {}",
-                s.install_error.as_deref().unwrap_or("")
+                s.install.error.as_deref().unwrap_or("")
             ))
             .color(ui.visuals().error_fg_color),
         );

@@ -1,5 +1,6 @@
-//! One file per page, each with `fn ui(state, ui) -> Gate`: what the page shows, which check it
-//! asks for, and whether Next may be pressed. The order and the checks follow DESIGN.md.
+//! One file per page, each with `fn ui(state, ui)`: what the page shows, which check it asks
+//! for, and whether Next may be pressed (its `Gate`; a page with a button that goes elsewhere
+//! returns a `Shown`). The order and the checks follow DESIGN.md; the order is in `nav`.
 
 pub mod account;
 pub mod connect_key;
@@ -15,87 +16,25 @@ pub mod server_type;
 pub mod sync;
 pub mod welcome;
 
-use super::State;
-use super::widgets::Gate;
+pub use crate::nav::{Page, Shown};
+use crate::state::State;
+use crate::widgets::Gate;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Page {
-    Welcome,
-    Folder,
-    ServerType,
-    DomainController,
-    Connection,
-    RootDn,
-    Account,
-    ConnectKey,
-    Sync,
-    Review,
-    Install,
-    Finish,
-}
-
-impl Page {
-    pub const ALL: [Page; 12] = [
-        Page::Welcome,
-        Page::Folder,
-        Page::ServerType,
-        Page::DomainController,
-        Page::Connection,
-        Page::RootDn,
-        Page::Account,
-        Page::ConnectKey,
-        Page::Sync,
-        Page::Review,
-        Page::Install,
-        Page::Finish,
-    ];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Page::Welcome => "Welcome",
-            Page::Folder => "Destination folder",
-            Page::ServerType => "Server type",
-            Page::DomainController => "Domain controller",
-            Page::Connection => "Connection security",
-            Page::RootDn => "Root User container",
-            Page::Account => "Service account",
-            Page::ConnectKey => "Connect key",
-            Page::Sync => "Sync settings",
-            Page::Review => "Review",
-            Page::Install => "Install",
-            Page::Finish => "Finish",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        Page::ALL.iter().position(|p| *p == self).unwrap_or(0)
-    }
-
-    pub fn next(self) -> Option<Page> {
-        Page::ALL.get(self.index() + 1).copied()
-    }
-
-    pub fn back(self) -> Option<Page> {
-        self.index()
-            .checked_sub(1)
-            .and_then(|i| Page::ALL.get(i).copied())
-    }
-
-    pub fn ui(self, state: &mut State, ui: &mut egui::Ui) -> Gate {
-        match self {
-            Page::Welcome => welcome::ui(state, ui),
-            Page::Folder => folder::ui(state, ui),
-            Page::ServerType => server_type::ui(state, ui),
-            Page::DomainController => domain_controller::ui(state, ui),
-            Page::Connection => connection::ui(state, ui),
-            Page::RootDn => root_dn::ui(state, ui),
-            Page::Account => account::ui(state, ui),
-            Page::ConnectKey => connect_key::ui(state, ui),
-            Page::Sync => sync::ui(state, ui),
-            Page::Review => review::ui(state, ui),
-            Page::Install => install::ui(state, ui),
-            Page::Finish => finish::ui(state, ui),
-        }
+/// Draws `page` and returns what it asks of the window.
+pub fn show(page: Page, state: &mut State, ui: &mut egui::Ui) -> Shown {
+    match page {
+        Page::Welcome => welcome::ui(state, ui),
+        Page::Folder => folder::ui(state, ui).into(),
+        Page::ServerType => server_type::ui(state, ui).into(),
+        Page::DomainController => domain_controller::ui(state, ui).into(),
+        Page::Connection => connection::ui(state, ui).into(),
+        Page::RootDn => root_dn::ui(state, ui).into(),
+        Page::Account => account::ui(state, ui).into(),
+        Page::ConnectKey => connect_key::ui(state, ui).into(),
+        Page::Sync => sync::ui(state, ui).into(),
+        Page::Review => review::ui(state, ui),
+        Page::Install => install::ui(state, ui).into(),
+        Page::Finish => finish::ui(state, ui).into(),
     }
 }
 

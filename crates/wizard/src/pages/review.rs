@@ -2,20 +2,21 @@
 //! cloud; export of the answers file (without secrets) for an unattended replay. In review
 //! mode (a config exists) this is where the wizard opens.
 
-use crate::State;
-use crate::app::{PasswordSource, PickTarget};
-use crate::pages::Page;
+use crate::nav::{Page, Shown};
+use crate::state::State;
+use crate::state::{PasswordSource, PickTarget};
 use crate::validate::Slot;
 use crate::widgets::{Gate, field_error, note};
 use ad_sync_core::answers::ServerType;
 use ad_sync_core::preflight::{Scope, ids};
 use egui::{RichText, Ui};
 
-pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
+pub fn ui(s: &mut State, ui: &mut Ui) -> Shown {
+    let mut go = None;
     if s.upgrade() {
         ui.label(RichText::new("The current configuration, re-checked against the live domain controller and the cloud.").strong());
         if ui.button("Change settings").clicked() {
-            s.page = Page::Folder;
+            go = Some(Page::Folder);
         }
         super::welcome::privileges(s, ui);
     }
@@ -25,7 +26,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     let mut local = Gate::Ready;
     if s.upgrade()
         && (s.form.password.is_empty()
-            || matches!(s.password_source, PasswordSource::StoreFailed(_)))
+            || matches!(s.setup.password_source, PasswordSource::StoreFailed(_)))
     {
         super::account::password(s, ui);
     }
@@ -61,12 +62,12 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     };
     ui.separator();
     export(s, ui);
-    gate
+    Shown { gate, go }
 }
 
 fn summary(s: &State, ui: &mut Ui) {
     let f = &s.form;
-    let password = match (&s.password_source, f.password.is_empty()) {
+    let password = match (&s.setup.password_source, f.password.is_empty()) {
         (_, true) => "(not given)".to_string(),
         (PasswordSource::Store(store), false) => format!("•••••••• (from {store})"),
         _ => "•••••••• (typed)".to_string(),
@@ -172,7 +173,7 @@ fn export(s: &mut State, ui: &mut Ui) {
     {
         s.export(ui.ctx());
     }
-    match &s.export_result {
+    match &s.files.export_result {
         Some(Ok(msg)) => note(ui, msg),
         Some(Err(e)) => field_error(ui, e, "Choose a folder you can write to."),
         None => {}

@@ -1,7 +1,7 @@
 //! Page 6: the Root User container (`dn.root`, `root_dn.domain_matches`). Whether it exists
 //! and the account may manage it needs a logon, so those are proved on the next page.
 
-use crate::State;
+use crate::state::State;
 use crate::validate::Slot;
 use crate::widgets::{Gate, note};
 use ad_sync_core::preflight::{Scope, ids};

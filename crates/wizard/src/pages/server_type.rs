@@ -1,6 +1,6 @@
 //! Page 3: is this host the domain controller, or a member server that connects to one?
 
-use crate::State;
+use crate::state::State;
 use crate::widgets::{Gate, note};
 use ad_sync_core::answers::ServerType;
 use egui::Ui;

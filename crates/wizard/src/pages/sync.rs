@@ -2,7 +2,7 @@
 //! `sync_group.is_security_group`) and the policies, each explained in one sentence with its
 //! default.
 
-use crate::State;
+use crate::state::State;
 use crate::validate::Slot;
 use crate::widgets::{Gate, field_error, note};
 use ad_sync_core::answers::{GroupDisconnection, MembershipSyncType, UserDisconnection};

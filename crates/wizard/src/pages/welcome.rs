@@ -1,12 +1,13 @@
 //! Page 1: what the wizard does, what to have ready, and what is installed already.
 
-use crate::State;
-use crate::app::Existing;
-use crate::pages::Page;
+use crate::nav::{Page, Shown};
+use crate::state::Existing;
+use crate::state::State;
 use crate::widgets::{Gate, field_error, note};
 use egui::{RichText, Ui};
 
-pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
+pub fn ui(s: &mut State, ui: &mut Ui) -> Shown {
+    let mut go = None;
     ui.label(
         "This wizard sets up the ad-sync agent, which mirrors the cloud directory's users, groups, \
          memberships, lock state and passwords into Active Directory. Every value you enter is \
@@ -26,17 +27,17 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         ui.label(line);
     }
     ui.add_space(6.0);
-    match &s.existing {
+    match &s.setup.existing {
         Existing::Installed(_) => {
             ui.label(
                 RichText::new(format!(
                     "ad-sync is already set up here ({}). Review the existing configuration to upgrade; no new connect key is needed.",
-                    s.config_path.display()
+                    s.setup.config_path.display()
                 ))
                 .strong(),
             );
             if ui.button("Review existing configuration").clicked() {
-                s.page = Page::Review;
+                go = Some(Page::Review);
             }
         }
         Existing::Unreadable(why) => field_error(
@@ -47,12 +48,15 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         Existing::None => {}
     }
     privileges(s, ui);
-    Gate::Ready
+    Shown {
+        gate: Gate::Ready,
+        go,
+    }
 }
 
 /// Validation runs as whoever opened the wizard; only installing needs elevation.
 pub fn privileges(s: &State, ui: &mut Ui) {
-    if s.elevated {
+    if s.setup.elevated {
         return;
     }
     let user = std::env::var("USER")
