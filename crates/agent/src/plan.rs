@@ -433,57 +433,9 @@ fn plan_users(i: &Input, p: &mut Plan) {
                 });
                 continue;
             }
-            let dn = format!("CN={},{}", escape_rdn_value(&u.username), scope.root_text());
-            let mut attrs: Vec<(String, HashSet<Vec<u8>>)> = vec![
-                (
-                    "objectClass".into(),
-                    ["top", "person", "organizationalPerson", "user"]
-                        .iter()
-                        .map(|c| c.as_bytes().to_vec())
-                        .collect(),
-                ),
-                ("sAMAccountName".into(), set(u.username.as_str())),
-                ("userPrincipalName".into(), set(upn.as_str())),
-                ("givenName".into(), set(u.given_name.as_str())),
-                ("sn".into(), set(u.surname.as_str())),
-                ("displayName".into(), set(display.as_str())),
-                ("adminDescription".into(), set(marker(id))),
-            ];
-            if let Some(m) = &u.email {
-                attrs.push(("mail".into(), set(m.as_str())));
-            }
-            let enabled = password.is_some() && !u.suspended;
-            if let Some(pw) = password {
-                attrs.push((
-                    "unicodePwd".into(),
-                    set(crate::ad::unicode_pwd(pw).to_vec()),
-                ));
-            }
-            let uac = if enabled {
-                UAC_NORMAL
-            } else {
-                UAC_NORMAL | UAC_DISABLED
-            };
-            attrs.push(("userAccountControl".into(), set(uac.to_string())));
             p.created_users.push(id.clone());
-            let what = format!(
-                "create user {dn}{}",
-                if password.is_some() {
-                    " with its password"
-                } else {
-                    " (disabled until a password is set)"
-                }
-            );
-            p.users.push(Job {
-                keys: vec![key],
-                ops: vec![Op {
-                    kind: OpKind::CreateUser,
-                    dn,
-                    change: Change::Add(attrs),
-                    what,
-                }],
-                password_key: password.map(|_| pw_key),
-            });
+            p.users
+                .push(new_user(id, u, &upn, &display, password, scope, pw_key));
             continue;
         };
         if !scope.under_root(&obj.parsed) {
@@ -514,91 +466,179 @@ fn plan_users(i: &Input, p: &mut Plan) {
         if rec.guid.as_deref() != Some(obj.guid.as_slice()) {
             p.adopted.push((key.clone(), obj.guid.clone()));
         }
-        let mut ops = Vec::new();
-        let dn = rename_to(obj, &u.username, "", &mut ops);
-        let mut mods = Vec::new();
-        let mut changed = Vec::new();
-        let mut text_attr = |attr: &str, have: Option<&str>, want: Option<&str>| {
-            if have != want {
-                changed.push(attr.to_string());
-                mods.push(match want {
-                    Some(w) => Mod::Replace(attr.as_bytes().to_vec(), set(w)),
-                    None => Mod::Replace(attr.as_bytes().to_vec(), HashSet::new()),
-                });
-            }
-        };
-        text_attr(
-            "sAMAccountName",
-            Some(obj.sam.as_str()),
-            Some(u.username.as_str()),
+        let ops = user_changes(
+            obj,
+            rec,
+            &upn,
+            &display,
+            password,
+            i.work.unlock.contains(id),
+            &mut p.notes,
         );
-        text_attr("userPrincipalName", obj.upn.as_deref(), Some(&upn));
-        text_attr("givenName", obj.given.as_deref(), Some(&u.given_name));
-        text_attr("sn", obj.sn.as_deref(), Some(&u.surname));
-        text_attr("displayName", obj.display.as_deref(), Some(&display));
-        text_attr("mail", obj.mail.as_deref(), u.email.as_deref());
-        let own = marker(id);
-        if obj.marker.as_deref() != Some(own.as_str()) {
-            text_attr("adminDescription", obj.marker.as_deref(), Some(&own));
-        }
-        if !mods.is_empty() {
-            let what = format!("update {} of {dn}", changed.join(", "));
-            ops.push(Op::modify(OpKind::UpdateAttributes, &dn, mods, what));
-        }
-        let mut has_password = rec.password_set;
-        if let Some(pw) = password {
-            ops.push(Op::modify(
-                OpKind::SetPassword,
-                &dn,
-                vec![Mod::Replace(
-                    b"unicodePwd".to_vec(),
-                    set(crate::ad::unicode_pwd(pw).to_vec()),
-                )],
-                format!("set the password of {dn}"),
-            ));
-            has_password = true;
-        }
-        let disabled = obj.uac & UAC_DISABLED != 0;
-        let uac = |v: i64| {
-            vec![Mod::Replace(
-                b"userAccountControl".to_vec(),
-                set(v.to_string()),
-            )]
-        };
-        if u.suspended && !disabled {
-            ops.push(Op::modify(
-                OpKind::Disable,
-                &dn,
-                uac(obj.uac | UAC_DISABLED),
-                format!("disable {dn} (suspended in the cloud)"),
-            ));
-        } else if !u.suspended && disabled {
-            if has_password {
-                ops.push(Op::modify(
-                    OpKind::Enable,
-                    &dn,
-                    uac(obj.uac & !UAC_DISABLED),
-                    format!("enable {dn}"),
-                ));
-            } else {
-                p.notes.push(format!(
-                    "{dn} stays disabled until its password is set in the cloud"
-                ));
-            }
-        }
-        if i.work.unlock.contains(id) && obj.lockout_time > 0 {
-            ops.push(Op::modify(
-                OpKind::Unlock,
-                &dn,
-                vec![Mod::Replace(b"lockoutTime".to_vec(), set("0"))],
-                format!("unlock {dn}"),
-            ));
-        }
         p.users.push(Job {
             keys: vec![key],
             ops,
             password_key: password.map(|_| pw_key),
         });
+    }
+}
+
+/// The operations that bring an account the agent manages to the cloud user `rec`: its CN,
+/// its attributes and marker, its password, whether it is enabled (never without a password)
+/// and its lockout (`unlock`: the cloud cleared it).
+fn user_changes(
+    obj: &Obj,
+    rec: &crate::mirror::UserRec,
+    upn: &str,
+    display: &str,
+    password: Option<&Secret>,
+    unlock: bool,
+    notes: &mut Vec<String>,
+) -> Vec<Op> {
+    let u = &rec.user;
+    let mut ops = Vec::new();
+    let dn = rename_to(obj, &u.username, "", &mut ops);
+    let mut mods = Vec::new();
+    let mut changed = Vec::new();
+    let mut text_attr = |attr: &str, have: Option<&str>, want: Option<&str>| {
+        if have != want {
+            changed.push(attr.to_string());
+            mods.push(match want {
+                Some(w) => Mod::Replace(attr.as_bytes().to_vec(), set(w)),
+                None => Mod::Replace(attr.as_bytes().to_vec(), HashSet::new()),
+            });
+        }
+    };
+    text_attr(
+        "sAMAccountName",
+        Some(obj.sam.as_str()),
+        Some(u.username.as_str()),
+    );
+    text_attr("userPrincipalName", obj.upn.as_deref(), Some(upn));
+    text_attr("givenName", obj.given.as_deref(), Some(&u.given_name));
+    text_attr("sn", obj.sn.as_deref(), Some(&u.surname));
+    text_attr("displayName", obj.display.as_deref(), Some(display));
+    text_attr("mail", obj.mail.as_deref(), u.email.as_deref());
+    let own = marker(&u.id);
+    if obj.marker.as_deref() != Some(own.as_str()) {
+        text_attr("adminDescription", obj.marker.as_deref(), Some(&own));
+    }
+    if !mods.is_empty() {
+        let what = format!("update {} of {dn}", changed.join(", "));
+        ops.push(Op::modify(OpKind::UpdateAttributes, &dn, mods, what));
+    }
+    let mut has_password = rec.password_set;
+    if let Some(pw) = password {
+        ops.push(Op::modify(
+            OpKind::SetPassword,
+            &dn,
+            vec![Mod::Replace(
+                b"unicodePwd".to_vec(),
+                set(crate::ad::unicode_pwd(pw).to_vec()),
+            )],
+            format!("set the password of {dn}"),
+        ));
+        has_password = true;
+    }
+    let disabled = obj.uac & UAC_DISABLED != 0;
+    let uac = |v: i64| {
+        vec![Mod::Replace(
+            b"userAccountControl".to_vec(),
+            set(v.to_string()),
+        )]
+    };
+    if u.suspended && !disabled {
+        ops.push(Op::modify(
+            OpKind::Disable,
+            &dn,
+            uac(obj.uac | UAC_DISABLED),
+            format!("disable {dn} (suspended in the cloud)"),
+        ));
+    } else if !u.suspended && disabled {
+        if has_password {
+            ops.push(Op::modify(
+                OpKind::Enable,
+                &dn,
+                uac(obj.uac & !UAC_DISABLED),
+                format!("enable {dn}"),
+            ));
+        } else {
+            notes.push(format!(
+                "{dn} stays disabled until its password is set in the cloud"
+            ));
+        }
+    }
+    if unlock && obj.lockout_time > 0 {
+        ops.push(Op::modify(
+            OpKind::Unlock,
+            &dn,
+            vec![Mod::Replace(b"lockoutTime".to_vec(), set("0"))],
+            format!("unlock {dn}"),
+        ));
+    }
+    ops
+}
+
+/// The job that creates a user the cloud has and AD does not: in the Root User container, with
+/// the marker, enabled only with a password and not suspended.
+fn new_user(
+    id: &str,
+    u: &ad_sync_core::cloud::api::User,
+    upn: &str,
+    display: &str,
+    password: Option<&Secret>,
+    scope: &Scope,
+    pw_key: ObjKey,
+) -> Job {
+    let dn = format!("CN={},{}", escape_rdn_value(&u.username), scope.root_text());
+    let mut attrs: Vec<(String, HashSet<Vec<u8>>)> = vec![
+        (
+            "objectClass".into(),
+            ["top", "person", "organizationalPerson", "user"]
+                .iter()
+                .map(|c| c.as_bytes().to_vec())
+                .collect(),
+        ),
+        ("sAMAccountName".into(), set(u.username.as_str())),
+        ("userPrincipalName".into(), set(upn)),
+        ("givenName".into(), set(u.given_name.as_str())),
+        ("sn".into(), set(u.surname.as_str())),
+        ("displayName".into(), set(display)),
+        ("adminDescription".into(), set(marker(id))),
+    ];
+    if let Some(m) = &u.email {
+        attrs.push(("mail".into(), set(m.as_str())));
+    }
+    let enabled = password.is_some() && !u.suspended;
+    if let Some(pw) = password {
+        attrs.push((
+            "unicodePwd".into(),
+            set(crate::ad::unicode_pwd(pw).to_vec()),
+        ));
+    }
+    let uac = if enabled {
+        UAC_NORMAL
+    } else {
+        UAC_NORMAL | UAC_DISABLED
+    };
+    attrs.push(("userAccountControl".into(), set(uac.to_string())));
+    let what = format!(
+        "create user {dn}{}",
+        if password.is_some() {
+            " with its password"
+        } else {
+            " (disabled until a password is set)"
+        }
+    );
+    Job {
+        keys: vec![ObjKey::User(id.to_string())],
+        ops: vec![Op {
+            kind: OpKind::CreateUser,
+            dn,
+            change: Change::Add(attrs),
+            what,
+        }],
+        password_key: password.map(|_| pw_key),
     }
 }
 
