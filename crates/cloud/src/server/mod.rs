@@ -422,7 +422,7 @@ async fn enroll(
             }
         }
         let public_key = ad_sync_core::cloud::sealed::parse_public_key(&req.public_key)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e))?;
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))?;
         let key = ConnectKey::parse(&req.key)
             .map_err(|e| ApiError::new(ErrorCode::KeyMalformed, format!("connect key: {e}")))?;
         Ok((domain, public_key, key))

@@ -773,7 +773,8 @@ impl Store {
                     .as_slice()
                     .try_into()
                     .map_err(|_| refused(format!("agent {agent_id} has a damaged public key")))?;
-                let sealed = sealed::seal(&pk, password.expose().as_bytes()).map_err(refused)?;
+                let sealed = sealed::seal(&pk, password.expose().as_bytes())
+                    .map_err(|e| refused(e.to_string()))?;
                 tx.execute(
                     "INSERT INTO password_envelopes (seq, agent_id, sealed) VALUES (?1, ?2, ?3)",
                     params![seq, agent_id, sealed],
@@ -961,7 +962,7 @@ impl Store {
                 let primary = elect(&tx, domain_id, &resumed, now, timing)?;
                 tx.commit()?;
                 let sealed = ad_sync_core::cloud::sealed::seal(public_key, credential.as_bytes())
-                    .map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
+                    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
                 return Ok(EnrollResponse {
                     role: if primary == resumed {
                         Role::Primary

@@ -12,6 +12,27 @@ use crypto_box::{PublicKey, SecretKey};
 
 use crate::secret::Secret;
 
+/// Why a key or a sealed password cannot be used. The texts are what the API and the logs say.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error("public_key is not base64")]
+    KeyNotBase64,
+    #[error("public_key has {0} bytes; an X25519 public key has 32")]
+    KeyLength(usize),
+    #[error("public_key is all zeros")]
+    KeyZero,
+    #[error("could not seal the password")]
+    Seal,
+    #[error("the agent's secret key is damaged; re-enroll the agent")]
+    SecretKeyDamaged,
+    #[error("the sealed password is not base64")]
+    NotBase64,
+    #[error("the sealed password was not sealed to this agent's key (or was altered)")]
+    WrongKey,
+    #[error("the sealed password is not UTF-8")]
+    NotUtf8,
+}
+
 /// The agent's key pair. The secret half is a `Secret` in base64, ready for the secret store.
 pub struct AgentKeyPair {
     pub public_key: String,
@@ -27,46 +48,41 @@ pub fn generate_key_pair() -> AgentKeyPair {
 }
 
 /// Checks a public key as the enrollment request carries it.
-pub fn parse_public_key(text: &str) -> Result<[u8; 32], String> {
+pub fn parse_public_key(text: &str) -> Result<[u8; 32], SealError> {
     let bytes = STANDARD
         .decode(text.trim())
-        .map_err(|_| "public_key is not base64".to_string())?;
-    let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-        format!(
-            "public_key has {} bytes; an X25519 public key has 32",
-            b.len()
-        )
-    })?;
+        .map_err(|_| SealError::KeyNotBase64)?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| SealError::KeyLength(b.len()))?;
     if key == [0u8; 32] {
-        return Err("public_key is all zeros".into());
+        return Err(SealError::KeyZero);
     }
     Ok(key)
 }
 
 /// Seals `plaintext` to a 32-byte public key; base64 of the sealed box.
-pub fn seal(public_key: &[u8; 32], plaintext: &[u8]) -> Result<String, String> {
+pub fn seal(public_key: &[u8; 32], plaintext: &[u8]) -> Result<String, SealError> {
     let pk = PublicKey::from(*public_key);
     pk.seal(&mut OsRng, plaintext)
         .map(|b| STANDARD.encode(b))
-        .map_err(|_| "could not seal the password".to_string())
+        .map_err(|_| SealError::Seal)
 }
 
 /// Opens a sealed password with the agent's secret key (base64).
-pub fn open(secret_key: &Secret, sealed: &str) -> Result<Secret, String> {
+pub fn open(secret_key: &Secret, sealed: &str) -> Result<Secret, SealError> {
     let sk_bytes: [u8; 32] = STANDARD
         .decode(secret_key.expose())
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or("the agent's secret key is damaged; re-enroll the agent")?;
-    let boxed = STANDARD
-        .decode(sealed)
-        .map_err(|_| "the sealed password is not base64")?;
+        .ok_or(SealError::SecretKeyDamaged)?;
+    let boxed = STANDARD.decode(sealed).map_err(|_| SealError::NotBase64)?;
     let plain = SecretKey::from(sk_bytes)
         .unseal(&boxed)
-        .map_err(|_| "the sealed password was not sealed to this agent's key (or was altered)")?;
+        .map_err(|_| SealError::WrongKey)?;
     String::from_utf8(plain)
         .map(Secret::new)
-        .map_err(|_| "the sealed password is not UTF-8".to_string())
+        .map_err(|_| SealError::NotUtf8)
 }
 
 #[cfg(test)]
@@ -86,13 +102,25 @@ mod tests {
                 .expose(),
             "Pa55 wörd!"
         );
-        assert!(open(&other.secret_key, &sealed).is_err());
+        assert_eq!(
+            open(&other.secret_key, &sealed).err(),
+            Some(SealError::WrongKey)
+        );
     }
 
     #[test]
     fn refuses_public_keys_of_the_wrong_shape() {
-        assert!(parse_public_key("not base64!").is_err());
-        assert!(parse_public_key(&STANDARD.encode([1u8; 16])).is_err());
-        assert!(parse_public_key(&STANDARD.encode([0u8; 32])).is_err());
+        assert_eq!(
+            parse_public_key("not base64!"),
+            Err(SealError::KeyNotBase64)
+        );
+        assert_eq!(
+            parse_public_key(&STANDARD.encode([1u8; 16])),
+            Err(SealError::KeyLength(16))
+        );
+        assert_eq!(
+            parse_public_key(&STANDARD.encode([0u8; 32])),
+            Err(SealError::KeyZero)
+        );
     }
 }
