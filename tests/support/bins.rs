@@ -17,8 +17,10 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds `bin` of `package` (once per process) and returns its path.
-pub fn built(package: &str, bin: &str) -> &'static str {
+/// Builds `bin` (once per process) and returns its path. The build selects the workspace's
+/// default members, as `cargo build` at the top does, so its dependencies are built with the
+/// same features and reused rather than built a second time for the one package.
+pub fn built(bin: &str) -> &'static str {
     static BUILT: OnceLock<Mutex<Vec<(String, &'static str)>>> = OnceLock::new();
     let mut built = BUILT
         .get_or_init(|| Mutex::new(Vec::new()))
@@ -30,15 +32,7 @@ pub fn built(package: &str, bin: &str) -> &'static str {
     let dir = profile_dir();
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            package,
-            "--bin",
-            bin,
-            "--manifest-path",
-        ])
+        .args(["build", "--quiet", "--bin", bin, "--manifest-path"])
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
     // `cargo bench` builds into target/release with the bench profile, which is release's.
     if dir.file_name().is_some_and(|n| n == "release") {
@@ -46,10 +40,10 @@ pub fn built(package: &str, bin: &str) -> &'static str {
     }
     let status = cargo
         .status()
-        .unwrap_or_else(|e| panic!("cargo build -p {package}: {e}"));
+        .unwrap_or_else(|e| panic!("cargo build --bin {bin}: {e}"));
     assert!(
         status.success(),
-        "cargo build -p {package} --bin {bin} failed ({status})"
+        "cargo build --bin {bin} failed ({status})"
     );
     let path = dir.join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
     assert!(path.is_file(), "{} was not built", path.display());
@@ -60,10 +54,10 @@ pub fn built(package: &str, bin: &str) -> &'static str {
 
 /// The agent service's binary.
 pub fn agent() -> &'static str {
-    built("ad-sync-agent", "ad-sync-agent")
+    built("ad-sync-agent")
 }
 
 /// The reference cloud's binary.
 pub fn cloud() -> &'static str {
-    built("ad-sync-cloud", "ad-sync-cloud")
+    built("ad-sync-cloud")
 }
