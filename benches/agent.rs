@@ -37,7 +37,10 @@ fn stop_at_exit(pids: impl IntoIterator<Item = u32>) {
     }
 }
 
-const SETUP: &str = env!("CARGO_BIN_EXE_ad-sync-setup");
+/// The installer, with the agent it installs built beside it.
+fn setup_bin() -> &'static str {
+    bins::setup_with_agent()
+}
 fn agent_bin() -> &'static str {
     bins::agent()
 }
@@ -293,7 +296,7 @@ fn main() {
         ),
     );
     let prefix = dir.join("root");
-    let out = Command::new(SETUP)
+    let out = Command::new(setup_bin())
         .args(["install", "--no-start", "--answers"])
         .arg(&answers)
         .arg("--prefix")

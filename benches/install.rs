@@ -20,7 +20,10 @@ fn stop_at_exit(_pids: impl IntoIterator<Item = u32>) {}
 use std::time::Instant;
 
 const RUNS: usize = 10;
-const SETUP: &str = env!("CARGO_BIN_EXE_ad-sync-setup");
+/// The installer, with the agent it installs built beside it.
+fn setup_bin() -> &'static str {
+    bins::setup_with_agent()
+}
 
 fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-install");
@@ -57,7 +60,7 @@ fn main() {
         let answers = dir.join("answers.toml");
         let _ = std::fs::write(&answers, text);
         let started = Instant::now();
-        let out = Command::new(SETUP)
+        let out = Command::new(setup_bin())
             .args(["install", "--no-start", "--json", "--answers"])
             .arg(&answers)
             .arg("--prefix")

@@ -11,7 +11,10 @@ use std::sync::RwLock;
 use support::cloud::{CloudServer, block_on};
 use support::{Spec, bed, testbed};
 
-const SETUP: &str = env!("CARGO_BIN_EXE_ad-sync-setup");
+/// The installer, with the agent it installs built beside it.
+fn setup_bin() -> &'static str {
+    support::bins::setup_with_agent()
+}
 fn agent_bin() -> &'static str {
     support::bins::agent()
 }
@@ -206,7 +209,7 @@ fn install(cloud: &CloudServer, prefix: &Path, ou: &str, sync_group: &str, sync:
     let answers = spec.write();
     let text = std::fs::read_to_string(&answers).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(&answers, format!("{text}\n[sync]\n{sync}\n")).unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(SETUP)
+    let out = Command::new(setup_bin())
         .args(["install", "--answers"])
         .arg(&answers)
         .arg("--prefix")

@@ -10,7 +10,10 @@ use std::process::{Command, Output};
 use support::cloud::{CloudServer, shared};
 use support::{Spec, testbed};
 
-const SETUP: &str = env!("CARGO_BIN_EXE_ad-sync-setup");
+/// The installer, with the agent it installs built beside it.
+fn setup_bin() -> &'static str {
+    support::bins::setup_with_agent()
+}
 fn agent_bin() -> &'static str {
     support::bins::agent()
 }
@@ -51,7 +54,7 @@ fn install(answers: &Path, prefix: &Path, extra: &[&str]) -> (Output, Value) {
         "--json".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let out = Command::new(SETUP)
+    let out = Command::new(setup_bin())
         .args(&args)
         .env("AD_SYNC_LOG", "trace")
         .output()
@@ -210,7 +213,7 @@ fn a_fresh_install_runs_the_agent_upgrades_in_place_and_uninstalls() {
     );
 
     // `review` shows the settings and where the secrets are, never a secret.
-    let review = Command::new(SETUP)
+    let review = Command::new(setup_bin())
         .args(["--config", "/etc/ad-sync/agent.toml", "review", "--prefix"])
         .arg(&prefix)
         .output()
@@ -267,7 +270,7 @@ fn a_fresh_install_runs_the_agent_upgrades_in_place_and_uninstalls() {
     assert_eq!(std::fs::read(&config).unwrap_or_default(), before);
 
     // Uninstall: the cloud is told, the service and secrets go, the config stays when asked.
-    let out = Command::new(SETUP)
+    let out = Command::new(setup_bin())
         .args([
             "--config",
             "/etc/ad-sync/agent.toml",
@@ -295,7 +298,7 @@ fn a_fresh_install_runs_the_agent_upgrades_in_place_and_uninstalls() {
         .unwrap_or_default();
     assert!(line.contains("deregistered"), "{listed}");
     // And fully.
-    let out = Command::new(SETUP)
+    let out = Command::new(setup_bin())
         .args([
             "--config",
             "/etc/ad-sync/agent.toml",
@@ -317,7 +320,7 @@ fn a_fresh_install_runs_the_agent_upgrades_in_place_and_uninstalls() {
 /// and kills it there with SIGKILL. Returns false when the point was never reached (the install
 /// finished first).
 fn install_killed_at(answers: &Path, prefix: &Path, point: &str) -> bool {
-    let mut child = Command::new(SETUP)
+    let mut child = Command::new(setup_bin())
         .args(["install", "--no-start", "--json", "--answers"])
         .arg(answers)
         .arg("--prefix")
@@ -505,7 +508,7 @@ fn a_step_that_fails_before_enrollment_undoes_everything_and_the_key_stays_unuse
     // Enrollment refused (the key used by someone else between the checks and enrollment):
     // everything is undone too, and the previous install, here none, is what remains.
     std::fs::remove_file(prefix.join("etc/systemd/system")).unwrap_or_else(|e| panic!("{e}"));
-    let child = Command::new(SETUP)
+    let child = Command::new(setup_bin())
         .args(["install", "--no-start", "--json", "--answers"])
         .arg(&answers)
         .arg("--prefix")
@@ -597,7 +600,7 @@ fn no_secret_reaches_a_file_the_unit_a_log_or_a_command_line() {
     let (out, json) = install(&answers, &prefix, &[]);
     assert_eq!(out.status.code(), Some(0), "{json:#}");
     // The text run too, for its progress lines.
-    let text = Command::new(SETUP)
+    let text = Command::new(setup_bin())
         .args(["install", "--no-start", "--answers"])
         .arg(spec(cloud, None).write())
         .arg("--prefix")
@@ -628,7 +631,7 @@ fn no_secret_reaches_a_file_the_unit_a_log_or_a_command_line() {
         ),
     ];
     let agent = agent_once(&prefix);
-    let review = Command::new(SETUP)
+    let review = Command::new(setup_bin())
         .args(["review", "--json", "--prefix"])
         .arg(&prefix)
         .args(["--config", "/etc/ad-sync/agent.toml"])
@@ -676,7 +679,7 @@ fn without_systemd_the_install_asks_for_no_start_and_the_unit_verifies_hardened(
     // This machine runs no systemd: without --no-start (and without --prefix) the check says so.
     let cloud = shared();
     let answers = spec(cloud, Some(cloud.issue_key(DOMAIN, None))).write();
-    let out = Command::new(SETUP)
+    let out = Command::new(setup_bin())
         .args(["--config"])
         .arg(fresh_dir("nosystemd").join("agent.toml"))
         .args(["install", "--dry-run", "--json", "--answers"])

@@ -61,3 +61,10 @@ pub fn agent() -> &'static str {
 pub fn cloud() -> &'static str {
     built("ad-sync-cloud")
 }
+
+/// `ad-sync-setup`, with the agent built beside it: `install` copies the agent program from the
+/// installer's own folder, and `cargo test` builds only this package's binaries by itself.
+pub fn setup_with_agent() -> &'static str {
+    agent();
+    env!("CARGO_BIN_EXE_ad-sync-setup")
+}
