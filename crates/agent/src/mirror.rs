@@ -212,6 +212,18 @@ impl Mirror {
         }
     }
 
+    /// Records the AD object that `key` (a user or a group) manages; a password key has none.
+    pub fn set_guid(&mut self, key: &ObjKey, guid: Vec<u8>) {
+        let slot = match key {
+            ObjKey::User(id) => self.users.get_mut(id).map(|u| &mut u.guid),
+            ObjKey::Group(id) => self.groups.get_mut(id).map(|g| &mut g.guid),
+            ObjKey::Password(_) => None,
+        };
+        if let Some(slot) = slot {
+            *slot = Some(guid);
+        }
+    }
+
     /// Groups that contain `group` directly or through nesting (not `group` itself).
     pub fn ancestors(&self, group: &str) -> BTreeSet<String> {
         let mut out = BTreeSet::new();

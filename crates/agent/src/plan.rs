@@ -720,7 +720,9 @@ fn plan_groups(i: &Input, p: &mut Plan) {
             );
             continue;
         }
-        p.adopted.push((key.clone(), obj.guid.clone()));
+        if g.guid.as_deref() != Some(obj.guid.as_slice()) {
+            p.adopted.push((key.clone(), obj.guid.clone()));
+        }
         let mut ops = Vec::new();
         let dn = rename_to(obj, &g.name, "group ", &mut ops);
         if obj.sam != g.name {
@@ -773,7 +775,6 @@ fn plan_removals(i: &Input, p: &mut Plan) {
                 .filter_map(|(k, g)| matches!(k, ObjKey::Group(_)).then_some(g.as_slice())),
         )
         .collect();
-    let mut removals = Vec::new();
     for rec in &i.work.removed_users {
         let key = ObjKey::User(rec.user.id.clone());
         let Some(obj) = i.found.managed(rec.guid.as_deref(), &rec.user.id) else {
@@ -840,7 +841,7 @@ fn plan_removals(i: &Input, p: &mut Plan) {
                 ),
             ),
         });
-        removals.push(Job {
+        p.removals.push(Job {
             keys: vec![key],
             ops,
             password_key: None,
@@ -881,13 +882,12 @@ fn plan_removals(i: &Input, p: &mut Plan) {
                 ),
             ),
         };
-        removals.push(Job {
+        p.removals.push(Job {
             keys: vec![key],
             ops: vec![op],
             password_key: None,
         });
     }
-    p.removals = removals;
 }
 
 /// Plans renaming `obj` to `CN=<name>` in its own container when its CN differs; returns the

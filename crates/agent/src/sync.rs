@@ -169,8 +169,8 @@ pub async fn reconcile<D: Directory>(
         allow_deletions: s.allow_deletions,
     })?;
     drop(passwords);
-    for (key, outcome) in &p.outcomes {
-        if let (ObjKey::User(_) | ObjKey::Password(_), Outcome::Failed(why)) = (key, outcome) {
+    for outcome in p.outcomes.values() {
+        if let Outcome::Failed(why) = outcome {
             tracing::warn!("{why}");
         }
     }
@@ -178,19 +178,7 @@ pub async fn reconcile<D: Directory>(
         tracing::info!("{note}");
     }
     for (key, guid) in std::mem::take(&mut p.adopted) {
-        match key {
-            ObjKey::User(id) => {
-                if let Some(r) = mirror.users.get_mut(&id) {
-                    r.guid = Some(guid);
-                }
-            }
-            ObjKey::Group(id) => {
-                if let Some(r) = mirror.groups.get_mut(&id) {
-                    r.guid = Some(guid);
-                }
-            }
-            ObjKey::Password(_) => {}
-        }
+        mirror.set_guid(&key, guid);
     }
     let mut outcomes = std::mem::take(&mut p.outcomes);
     let mut planned = Vec::new();
@@ -378,13 +366,12 @@ async fn learn_guids<D: Directory>(
         .collect();
     for o in ad.find_any(terms).await? {
         let Some(id) = o.marker_id() else { continue };
-        if users {
-            if let Some(u) = mirror.users.get_mut(id) {
-                u.guid = Some(o.guid.clone());
-            }
-        } else if let Some(g) = mirror.groups.get_mut(id) {
-            g.guid = Some(o.guid.clone());
-        }
+        let key = if users {
+            ObjKey::User(id.to_string())
+        } else {
+            ObjKey::Group(id.to_string())
+        };
+        mirror.set_guid(&key, o.guid);
     }
     Ok(())
 }

@@ -75,16 +75,6 @@ pub struct Shown {
     pub go: Option<Page>,
 }
 
-impl Shown {
-    /// Go to `page` (a button on the page asked for it).
-    pub fn go(gate: Gate, page: Page) -> Shown {
-        Shown {
-            gate,
-            go: Some(page),
-        }
-    }
-}
-
 impl From<Gate> for Shown {
     fn from(gate: Gate) -> Shown {
         Shown { gate, go: None }

@@ -441,8 +441,9 @@ impl Run<'_> {
             if current == text.as_bytes() {
                 return Ok(format!("{} is already current", path.display()));
             }
-            // The plan names the backup when it saw a config; one that appeared since (another
-            // install at the same moment) is kept under the name the plan's clock gives too.
+            // The plan names the backup when it saw a config. One that appeared after the plan
+            // was made (another install at the same moment) is kept too, named from the time
+            // now: it is never overwritten unsaved.
             let backup = backup.map_or_else(
                 || super::config::backup_path(path, time::OffsetDateTime::now_utc()),
                 Path::to_path_buf,
