@@ -18,34 +18,10 @@ use ldap3::{Ldap, Mod, Scope, SearchEntry};
 use std::collections::HashSet;
 use std::time::Duration;
 
-pub const MARKER_PREFIX: &str = "ad-sync:";
-/// LDAP_SERVER_EXTENDED_DN_OID: DN values come back as `<GUID=..>;<SID=..>;CN=...`.
-const EXTENDED_DN: &str = "1.2.840.113556.1.4.529";
-pub const UAC_DISABLED: i64 = 0x2;
-pub const UAC_NORMAL: i64 = 0x200;
-/// Global security group.
-pub const GROUP_TYPE_GLOBAL_SECURITY: &str = "-2147483646";
-/// Well-known RIDs of groups whose members the agent never touches.
-const PRIVILEGED_GROUP_RIDS: &[u32] = &[512, 516, 518, 519, 520, 521, 544, 548, 549, 550, 551];
-
-const ATTRS: &[&str] = &[
-    "objectGUID",
-    "objectSid",
-    "objectClass",
-    "sAMAccountName",
-    "adminDescription",
-    "userAccountControl",
-    "lockoutTime",
-    "adminCount",
-    "isCriticalSystemObject",
-    "givenName",
-    "sn",
-    "displayName",
-    "mail",
-    "userPrincipalName",
-    "member",
-    "memberOf",
-];
+pub use ad_sync_core::directory::object::{
+    ATTRS, GROUP_TYPE_GLOBAL_SECURITY, MARKER_PREFIX, Obj, UAC_DISABLED, UAC_NORMAL, eq,
+    guid_filter, guid_string, object,
+};
 
 /// Why an AD step failed: the DC is away (retry the whole run later) or AD refused this one
 /// operation (report it against the change and go on).
@@ -103,38 +79,6 @@ impl AdError {
     }
 }
 
-/// One AD object as the agent reads it.
-#[derive(Debug, Clone, Default)]
-pub struct Obj {
-    pub guid: Vec<u8>,
-    pub dn: String,
-    pub parsed: Option<Dn>,
-    pub sam: String,
-    pub marker: Option<String>,
-    pub is_group: bool,
-    pub uac: i64,
-    pub lockout_time: i64,
-    pub given: Option<String>,
-    pub sn: Option<String>,
-    pub display: Option<String>,
-    pub mail: Option<String>,
-    pub upn: Option<String>,
-    /// Direct members: (objectGUID, DN).
-    pub members: Vec<(Vec<u8>, String)>,
-    /// Groups it is directly in: (objectGUID, DN).
-    pub member_of: Vec<(Vec<u8>, String)>,
-    /// Why the agent must not touch it, when it must not.
-    pub protected: Option<String>,
-}
-
-impl Obj {
-    pub fn marker_id(&self) -> Option<&str> {
-        self.marker
-            .as_deref()
-            .and_then(|m| m.strip_prefix(MARKER_PREFIX))
-    }
-}
-
 pub struct Ad {
     ldap: Ldap,
     timeout: Duration,
@@ -142,115 +86,6 @@ pub struct Ad {
     /// The containers the agent acts in and the connection's security (what the planner
     /// needs).
     pub scope: plan::Scope,
-}
-
-fn text(e: &SearchEntry, attr: &str) -> Option<String> {
-    e.attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
-        .and_then(|(_, v)| v.first().cloned())
-}
-
-fn texts(e: &SearchEntry, attr: &str) -> Vec<String> {
-    e.attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default()
-}
-
-fn binary(e: &SearchEntry, attr: &str) -> Option<Vec<u8>> {
-    e.bin_attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
-        .and_then(|(_, v)| v.first().cloned())
-        .or_else(|| text(e, attr).map(String::into_bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// The objectGUID in its usual string form (what `<GUID=...>` takes).
-pub fn guid_string(g: &[u8]) -> String {
-    if g.len() != 16 {
-        return hex(g);
-    }
-    format!(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{}-{}",
-        g[3],
-        g[2],
-        g[1],
-        g[0],
-        g[5],
-        g[4],
-        g[7],
-        g[6],
-        hex(&g[8..10]),
-        hex(&g[10..16])
-    )
-}
-
-/// Reads `<GUID=hex>;<SID=hex>;CN=...` (the extended DN form): the GUID, the SID's RID and
-/// the plain DN.
-fn parse_extended(value: &str) -> (Option<Vec<u8>>, Option<u32>, String) {
-    let mut guid = None;
-    let mut rid = None;
-    let mut rest = value;
-    while let Some(stripped) = rest.strip_prefix('<') {
-        let Some(end) = stripped.find('>') else { break };
-        let part = &stripped[..end];
-        if let Some(g) = part.strip_prefix("GUID=") {
-            guid = if g.contains('-') {
-                parse_guid_string(g)
-            } else {
-                unhex(g)
-            };
-        } else if let Some(s) = part.strip_prefix("SID=") {
-            rid = unhex(s)
-                .and_then(|b| ad_sync_core::directory::sid::to_string(&b))
-                .or_else(|| Some(s.to_string()))
-                .and_then(|s| ad_sync_core::directory::sid::split_rid(&s).map(|(_, r)| r));
-        }
-        rest = &stripped[end + 1..];
-        rest = rest.strip_prefix(';').unwrap_or(rest);
-    }
-    (guid, rid, rest.to_string())
-}
-
-fn parse_guid_string(s: &str) -> Option<Vec<u8>> {
-    let h = unhex(&s.replace('-', ""))?;
-    if h.len() != 16 {
-        return None;
-    }
-    let mut g = h.clone();
-    g[0..4].copy_from_slice(&[h[3], h[2], h[1], h[0]]);
-    g[4..6].copy_from_slice(&[h[5], h[4]]);
-    g[6..8].copy_from_slice(&[h[7], h[6]]);
-    Some(g)
-}
-
-fn escape_binary(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("\\{b:02x}")).collect()
-}
-
-/// A filter term matching one attribute value exactly.
-pub fn eq(attr: &str, value: &str) -> String {
-    format!("({attr}={})", ldap3::ldap_escape(value))
-}
-
-pub fn guid_filter(guid: &[u8]) -> String {
-    format!("(objectGUID={})", escape_binary(guid))
 }
 
 impl Ad {
@@ -338,7 +173,7 @@ impl Ad {
         let mut ldap = self.ldap.clone();
         let (entries, _) = ldap
             .with_controls(vec![RawControl {
-                ctype: EXTENDED_DN.to_string(),
+                ctype: ad_sync_core::directory::object::EXTENDED_DN.to_string(),
                 crit: false,
                 val: None,
             }])
@@ -466,69 +301,6 @@ impl Ad {
     }
 }
 
-/// One search entry (asked for with the extended-DN control) as the agent reads it, with why
-/// it must not be touched when it must not: adminCount=1, a critical system object, a built-in
-/// RID (below 1000) or direct membership of a privileged group.
-pub fn object(e: &SearchEntry) -> Obj {
-    let (_, own_rid, dn) = parse_extended(&e.dn);
-    let classes = texts(e, "objectClass");
-    let is_group = classes.iter().any(|c| c.eq_ignore_ascii_case("group"));
-    let members = texts(e, "member")
-        .iter()
-        .filter_map(|v| {
-            let (g, _, dn) = parse_extended(v);
-            g.map(|g| (g, dn))
-        })
-        .collect();
-    let mut privileged_group = None;
-    let member_of = texts(e, "memberOf")
-        .iter()
-        .filter_map(|v| {
-            let (g, rid, dn) = parse_extended(v);
-            if rid.is_some_and(|r| PRIVILEGED_GROUP_RIDS.contains(&r)) {
-                privileged_group = Some(dn.clone());
-            }
-            g.map(|g| (g, dn))
-        })
-        .collect();
-    let rid = own_rid.or_else(|| {
-        binary(e, "objectSid")
-            .and_then(|b| ad_sync_core::directory::sid::to_string(&b))
-            .and_then(|s| ad_sync_core::directory::sid::split_rid(&s).map(|(_, r)| r))
-    });
-    let protected = if text(e, "adminCount").as_deref() == Some("1") {
-        Some("it is protected (adminCount=1: it is or was in an administrative group)".to_string())
-    } else if text(e, "isCriticalSystemObject").is_some_and(|v| v.eq_ignore_ascii_case("TRUE")) {
-        Some("it is a critical system object".to_string())
-    } else if rid.is_some_and(|r| r < 1000) {
-        Some("it is a built-in account or group".to_string())
-    } else {
-        privileged_group.map(|g| format!("it is a member of the privileged group {g}"))
-    };
-    Obj {
-        guid: binary(e, "objectGUID").unwrap_or_default(),
-        parsed: Dn::parse(&dn).ok().map(|p| p.dn),
-        dn,
-        sam: text(e, "sAMAccountName").unwrap_or_default(),
-        marker: text(e, "adminDescription"),
-        is_group,
-        uac: text(e, "userAccountControl")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-        lockout_time: text(e, "lockoutTime")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-        given: text(e, "givenName"),
-        sn: text(e, "sn"),
-        display: text(e, "displayName"),
-        mail: text(e, "mail"),
-        upn: text(e, "userPrincipalName"),
-        members,
-        member_of,
-        protected,
-    }
-}
-
 /// `unicodePwd`'s value: the password in double quotes, UTF-16LE.
 pub fn unicode_pwd(password: &Secret) -> zeroize::Zeroizing<Vec<u8>> {
     let quoted = zeroize::Zeroizing::new(format!("\"{}\"", password.expose()));
@@ -543,24 +315,6 @@ pub fn unicode_pwd(password: &Secret) -> zeroize::Zeroizing<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn extended_dns_and_guid_forms() {
-        let g: Vec<u8> = (0u8..16).collect();
-        let s = guid_string(&g);
-        assert_eq!(s, "03020100-0504-0706-0809-0a0b0c0d0e0f");
-        assert_eq!(parse_guid_string(&s), Some(g.clone()));
-        let v = format!(
-            "<GUID={}>;<SID=010500000000000515000000a1b2c3d4e5f6a7b8c9d0e1f200020000>;CN=Domain Admins,CN=Users,DC=example,DC=com",
-            hex(&g)
-        );
-        let (guid, rid, dn) = parse_extended(&v);
-        assert_eq!(guid, Some(g));
-        assert_eq!(rid, Some(512));
-        assert_eq!(dn, "CN=Domain Admins,CN=Users,DC=example,DC=com");
-        let (guid, rid, dn) = parse_extended("CN=x,DC=y");
-        assert_eq!((guid, rid, dn.as_str()), (None, None, "CN=x,DC=y"));
-    }
 
     #[test]
     fn unicode_pwd_is_quoted_utf16le() {

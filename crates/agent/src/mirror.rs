@@ -291,6 +291,8 @@ mod tests {
                 email: None,
                 suspended: false,
                 locked,
+                display_name: None,
+                links: Vec::new(),
             },
         }
     }
@@ -327,6 +329,7 @@ mod tests {
             group: Group {
                 id: id.into(),
                 name: id.into(),
+                links: Vec::new(),
             },
         }
     }

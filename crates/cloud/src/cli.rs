@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::server::status_page::{Health, ago};
-use crate::server::store::{AdminError, Store, Timing};
+use crate::server::store::{AdminError, Listed, Store, Timing};
 use crate::server::tls::{TlsSource, default_names};
 use crate::server::{RateLimit, ServeOptions};
 use ad_sync_core::cloud::api::MemberType;
@@ -124,6 +124,14 @@ pub enum KeyCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCmd {
+    /// List every user with its state and the AD objects it is linked to.
+    List {
+        #[command(flatten)]
+        db: Db,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     Add {
         #[command(flatten)]
         db: Db,
@@ -179,6 +187,14 @@ pub struct UserRef {
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCmd {
+    /// List every group with its direct members and the AD groups it is linked to.
+    List {
+        #[command(flatten)]
+        db: Db,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     Add {
         #[command(flatten)]
         db: Db,
@@ -443,6 +459,7 @@ fn user(cmd: UserCmd) -> Result<(), AdminError> {
         Ok(())
     };
     match cmd {
+        UserCmd::List { db, json } => list(open(&db)?.user_list()?, json, "users"),
         UserCmd::Add {
             db,
             username,
@@ -542,6 +559,7 @@ fn read_password(path: &Path) -> Result<Secret, AdminError> {
 
 fn group(cmd: GroupCmd) -> Result<(), AdminError> {
     match cmd {
+        GroupCmd::List { db, json } => list(open(&db)?.group_list()?, json, "groups")?,
         GroupCmd::Add { db, name } => {
             open(&db)?.group_add(&name)?;
             println!("added group {name}");
@@ -556,6 +574,46 @@ fn group(cmd: GroupCmd) -> Result<(), AdminError> {
         }
         GroupCmd::AddMember(m) => membership(m, true)?,
         GroupCmd::RemoveMember(m) => membership(m, false)?,
+    }
+    Ok(())
+}
+
+/// Prints users or groups, one per line (with their state and links), or as JSON.
+fn list(items: Vec<Listed>, json: bool, what: &str) -> Result<(), AdminError> {
+    if json {
+        let doc = serde_json::json!({ what: items });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc)
+                .map_err(|e| AdminError::Invalid(format!("cannot write JSON: {e}")))?
+        );
+        return Ok(());
+    }
+    if items.is_empty() {
+        println!("no {what}");
+    }
+    for i in &items {
+        let mut line = i.name.clone();
+        if let Some(u) = &i.user {
+            line.push_str(&format!(" ({} {}", u.given_name, u.surname));
+            if let Some(e) = &u.email {
+                line.push_str(&format!(", {e}"));
+            }
+            if u.suspended {
+                line.push_str(", suspended");
+            }
+            if u.locked {
+                line.push_str(", locked");
+            }
+            line.push(')');
+        }
+        if !i.members.is_empty() {
+            line.push_str(&format!(" members: {}", i.members.join(", ")));
+        }
+        for l in &i.links {
+            line.push_str(&format!(" [linked: {} objectGUID {}]", l.domain, l.guid));
+        }
+        println!("{line}");
     }
     Ok(())
 }

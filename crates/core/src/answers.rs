@@ -212,6 +212,15 @@ pub struct Sync {
     pub group_membership_sync_type: MembershipSyncType,
     #[serde(default)]
     pub sync_account_locked_out_status: bool,
+    /// A cloud user whose username is an existing, unmanaged AD account's sAMAccountName (under
+    /// the Root User container) takes that account over instead of colliding with it. Protected,
+    /// privileged and out-of-container accounts are never taken over.
+    #[serde(default)]
+    pub adopt_existing_users: bool,
+    /// The same for a cloud group and an existing security group of that name in the managed
+    /// groups' container; the members AD gave it stay.
+    #[serde(default)]
+    pub adopt_existing_groups: bool,
     /// A run that would delete more AD objects than this stops and reports instead.
     #[serde(
         default = "default_deletion_threshold",
@@ -260,6 +269,8 @@ impl Default for Sync {
             membership_disconnection_action: remove(),
             group_membership_sync_type: minimal(),
             sync_account_locked_out_status: false,
+            adopt_existing_users: false,
+            adopt_existing_groups: false,
             deletion_threshold: default_deletion_threshold(),
             deletion_threshold_percent: default_deletion_percent(),
         }
@@ -568,6 +579,8 @@ password = "Pw-distinct-7781"
             MembershipSyncType::Minimal
         );
         assert!(!a.sync.sync_account_locked_out_status);
+        // Configs written before adoption existed read as adoption off.
+        assert!(!a.sync.adopt_existing_users && !a.sync.adopt_existing_groups);
         assert_eq!(
             a.password().map(|p| p.expose().to_string()),
             Ok("Pw-distinct-7781".into())

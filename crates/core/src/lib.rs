@@ -5,6 +5,7 @@
 //! `directory` (LDAP to the DC), `cloud::client` (HTTPS to the cloud), `secrets` and
 //! `install::{fsops, service}` (the machine). See docs/ and DESIGN.md for the layers.
 
+pub mod adopt;
 pub mod answers;
 pub mod cloud;
 pub mod connect_key;

@@ -82,6 +82,8 @@ fn user(id: &str, username: &str, given: &str, sn: &str) -> UserRec {
             email: None,
             suspended: false,
             locked: false,
+            display_name: None,
+            links: Vec::new(),
         },
         password_set: false,
         guid: None,

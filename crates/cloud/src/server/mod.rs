@@ -26,8 +26,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use ad_sync_core::cloud::api::{
-    AckRequest, AckResponse, ChangesResponse, EnrollRequest, ErrorBody, ErrorCode, ErrorDetail,
-    Health, HeartbeatRequest, HeartbeatResponse, KeyCheckRequest, KeyCheckResponse, KeyState,
+    AckRequest, AckResponse, ChangesResponse, DirectoryRequest, DirectoryResponse,
+    EnrollRequest, ErrorBody, ErrorCode, ErrorDetail, Health, HeartbeatRequest,
+    HeartbeatResponse, ImportRequest, ImportResponse, KeyCheckRequest, KeyCheckResponse,
+    KeyState, MAX_IMPORT_ITEMS,
 };
 use ad_sync_core::connect_key::ConnectKey;
 use store::{AgentAuth, ApiError, Store, Timing};
@@ -130,6 +132,8 @@ fn router(state: Shared) -> Router {
         .route("/v1/agents/self", delete(deregister).get(agent_self))
         .route("/v1/changes", get(changes))
         .route("/v1/changes/ack", post(ack))
+        .route("/v1/import", post(import))
+        .route("/v1/keys/directory", post(directory))
         .fallback(|| async {
             ApiError::new(
                 ErrorCode::NotFound,
@@ -577,6 +581,50 @@ async fn ack(
     db(&state, move |s| s.ack(&agent, &req.results, now))
         .await
         .map(Json)
+}
+
+async fn import(
+    State(state): State<Shared>,
+    Agent(agent): Agent,
+    ApiJson(req): ApiJson<ImportRequest>,
+) -> Result<Json<ImportResponse>, ApiError> {
+    if req.is_empty() || req.len() > MAX_IMPORT_ITEMS {
+        return Err(invalid(format!(
+            "users, groups, memberships: send 1 to {MAX_IMPORT_ITEMS} items per request"
+        )));
+    }
+    let now = ad_sync_core::time_fmt::now_unix();
+    let resp = db(&state, move |s| s.import(&agent, &req, now)).await?;
+    Ok(Json(resp))
+}
+
+/// The names the preview compares with AD. A malformed or unknown key counts against the
+/// caller's address as a failed key check does.
+async fn directory(
+    State(state): State<Shared>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    ApiJson(req): ApiJson<DirectoryRequest>,
+) -> Result<Json<DirectoryResponse>, Response> {
+    if let Err(e) = state.limiter.check(peer.ip()) {
+        return Err(rate_limited(e));
+    }
+    let key = match ConnectKey::parse(&req.key) {
+        Ok(k) => k,
+        Err(e) => {
+            state.limiter.failed(peer.ip());
+            return Err(ApiError::new(ErrorCode::KeyMalformed, e.to_string()).into_response());
+        }
+    };
+    let now = ad_sync_core::time_fmt::now_unix();
+    match db(&state, move |s| s.directory(&key, now)).await {
+        Ok(r) => Ok(Json(r)),
+        Err(e) => {
+            if e.code == ErrorCode::KeyUnknown {
+                state.limiter.failed(peer.ip());
+            }
+            Err(e.into_response())
+        }
+    }
 }
 
 async fn status(State(state): State<Shared>) -> Result<Html<String>, ApiError> {

@@ -19,6 +19,9 @@ use ad_sync_core::cloud::api::{
     EnrollResponse, ErrorCode, Group, HeartbeatRequest, HeartbeatResponse, KeyCheckResponse,
     KeyState, MemberType, Membership, Role, User,
 };
+mod import;
+pub use import::Listed;
+
 use ad_sync_core::cloud::sealed;
 use ad_sync_core::connect_key::ConnectKey;
 use ad_sync_core::dn::Dn;
@@ -26,7 +29,9 @@ use ad_sync_core::secret::Secret;
 use ad_sync_core::time_fmt::unix_to_rfc3339;
 
 /// 2: users and groups carry a stable `id` (renames keep it), and the change bodies name it.
-const SCHEMA_VERSION: i64 = 2;
+/// 3: users have a display name, and users and groups links to the AD objects they were
+/// imported from.
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS domains (
@@ -68,7 +73,8 @@ CREATE TABLE IF NOT EXISTS users (
     surname TEXT NOT NULL,
     email TEXT,
     suspended INTEGER NOT NULL DEFAULT 0,
-    locked INTEGER NOT NULL DEFAULT 0
+    locked INTEGER NOT NULL DEFAULT 0,
+    display_name TEXT
 );
 CREATE TABLE IF NOT EXISTS groups (
     name TEXT PRIMARY KEY COLLATE NOCASE,
@@ -90,6 +96,15 @@ CREATE TABLE IF NOT EXISTS password_envelopes (
     agent_id TEXT NOT NULL,
     sealed TEXT NOT NULL,
     PRIMARY KEY (seq, agent_id)
+);
+CREATE TABLE IF NOT EXISTS links (
+    object_id TEXT NOT NULL,
+    domain_id INTEGER NOT NULL REFERENCES domains(id),
+    guid TEXT NOT NULL COLLATE NOCASE,
+    agent_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (object_id, domain_id),
+    UNIQUE (domain_id, guid)
 );
 CREATE TABLE IF NOT EXISTS acks (
     domain_id INTEGER NOT NULL,
@@ -401,6 +416,10 @@ impl Store {
         }
         if version == 1 {
             migrate_v1(&conn).map_err(db_err)?;
+        }
+        if (1..3).contains(&version) {
+            conn.execute_batch("ALTER TABLE users ADD COLUMN display_name TEXT;")
+                .map_err(db_err)?;
         }
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -719,6 +738,7 @@ impl Store {
             let group = Group {
                 id: group.id,
                 name: new_name.into(),
+                links: group.links,
             };
             append_change(tx, &ChangeBody::GroupUpsert { group })?;
             Ok(())
@@ -734,6 +754,7 @@ impl Store {
                 [&username],
             )?;
             tx.execute("DELETE FROM users WHERE username = ?1", [&username])?;
+            tx.execute("DELETE FROM links WHERE object_id = ?1", [&user.id])?;
             append_change(
                 tx,
                 &ChangeBody::UserRemove {
@@ -793,6 +814,7 @@ impl Store {
             let group = Group {
                 id: new_id("g")?,
                 name: name.into(),
+                links: Vec::new(),
             };
             tx.execute(
                 "INSERT INTO groups (name, id) VALUES (?1, ?2)",
@@ -805,12 +827,13 @@ impl Store {
 
     pub fn group_remove(&self, name: &str) -> Result<(), AdminError> {
         self.admin_tx(|tx| {
-            let Group { id, name } = find_group(tx, name)?;
+            let Group { id, name, .. } = find_group(tx, name)?;
             tx.execute(
                 "DELETE FROM memberships WHERE group_name = ?1 OR (member = ?1 AND member_type = 'group')",
                 [&name],
             )?;
             tx.execute("DELETE FROM groups WHERE name = ?1", [&name])?;
+            tx.execute("DELETE FROM links WHERE object_id = ?1", [&id])?;
             append_change(tx, &ChangeBody::GroupRemove { id, name })?;
             Ok(())
         })
@@ -1407,7 +1430,7 @@ fn append_change(conn: &Connection, body: &ChangeBody) -> rusqlite::Result<i64> 
 
 fn load_user(conn: &Connection, username: &str) -> rusqlite::Result<User> {
     conn.query_row(
-        "SELECT id, username, given_name, surname, email, suspended, locked FROM users WHERE username = ?1",
+        "SELECT id, username, given_name, surname, email, suspended, locked, display_name FROM users WHERE username = ?1",
         [username],
         |r| {
             Ok(User {
@@ -1418,9 +1441,30 @@ fn load_user(conn: &Connection, username: &str) -> rusqlite::Result<User> {
                 email: r.get(4)?,
                 suspended: r.get(5)?,
                 locked: r.get(6)?,
+                display_name: r.get(7)?,
+                links: Vec::new(),
             })
         },
     )
+    .and_then(|mut u| {
+        u.links = links_of(conn, &u.id)?;
+        Ok(u)
+    })
+}
+
+/// The AD objects a cloud user or group is linked to, one per domain.
+fn links_of(conn: &Connection, object_id: &str) -> rusqlite::Result<Vec<api::AdLink>> {
+    conn.prepare_cached(
+        "SELECT d.dn, l.guid FROM links l JOIN domains d ON d.id = l.domain_id
+         WHERE l.object_id = ?1 ORDER BY d.dn",
+    )?
+    .query_map([object_id], |r| {
+        Ok(api::AdLink {
+            domain: r.get(0)?,
+            guid: r.get(1)?,
+        })
+    })?
+    .collect()
 }
 
 fn user_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
@@ -1465,14 +1509,18 @@ fn find_user(conn: &Connection, username: &str) -> Result<User, TxError> {
 
 /// The group as stored (its stored spelling and id).
 fn find_group(conn: &Connection, name: &str) -> Result<Group, TxError> {
-    conn.query_row("SELECT name, id FROM groups WHERE name = ?1", [name], |r| {
-        Ok(Group {
-            name: r.get(0)?,
-            id: r.get(1)?,
+    let mut g = conn
+        .query_row("SELECT name, id FROM groups WHERE name = ?1", [name], |r| {
+            Ok(Group {
+                name: r.get(0)?,
+                id: r.get(1)?,
+                links: Vec::new(),
+            })
         })
-    })
-    .optional()?
-    .ok_or_else(|| no_such_group(name).into())
+        .optional()?
+        .ok_or_else(|| TxError::from(no_such_group(name)))?;
+    g.links = links_of(conn, &g.id)?;
+    Ok(g)
 }
 
 /// Whether group `outer` contains group `inner`, directly or through nested groups.

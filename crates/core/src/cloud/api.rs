@@ -299,6 +299,13 @@ pub struct User {
     pub email: Option<String>,
     pub suspended: bool,
     pub locked: bool,
+    /// AD's displayName when the user was imported from AD (the agent writes
+    /// "given surname" when there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The AD objects this user was imported from or linked to, one per domain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<AdLink>,
 }
 
 /// A cloud group. `id` never changes; `name` may (a rename).
@@ -306,6 +313,139 @@ pub struct User {
 pub struct Group {
     pub id: String,
     pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<AdLink>,
+}
+
+/// A cloud object's AD counterpart in one domain: the object it was imported from (or linked
+/// to by name), by objectGUID. The agent of that domain manages exactly that object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdLink {
+    /// The domain's naming context, `DC=example,DC=com`.
+    pub domain: String,
+    /// objectGUID in its string form (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`).
+    pub guid: String,
+}
+
+/// The link for `domain` among `links` (naming contexts compare as DNs).
+pub fn link_for<'a>(links: &'a [AdLink], domain: &crate::dn::Dn) -> Option<&'a AdLink> {
+    links.iter().find(|l| {
+        crate::dn::Dn::parse(&l.domain).is_ok_and(|d| d.dn.same_as(domain))
+    })
+}
+
+/// `POST /v1/keys/directory`: the names of the cloud's users and groups (with their AD links),
+/// for the preview of the first sync. Takes a valid, unused connect key and never consumes it.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryRequest {
+    pub key: String,
+}
+
+/// Most users (and, separately, groups) one directory answer lists; beyond: `truncated`.
+pub const MAX_DIRECTORY_NAMES: usize = 100_000;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DirectoryResponse {
+    /// The key's domain instance, comma form.
+    pub domain: String,
+    pub users: Vec<DirectoryEntry>,
+    pub groups: Vec<DirectoryEntry>,
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryEntry {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<AdLink>,
+}
+
+/// Most objects one import request may carry (users, groups and memberships together).
+pub const MAX_IMPORT_ITEMS: usize = 500;
+
+/// `POST /v1/import`: AD objects to create in the cloud (or link to the cloud objects of the
+/// same name), each by objectGUID. Idempotent: an object already linked is answered `already`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImportRequest {
+    #[serde(default)]
+    pub users: Vec<ImportUser>,
+    #[serde(default)]
+    pub groups: Vec<ImportGroup>,
+    #[serde(default)]
+    pub memberships: Vec<ImportMembership>,
+    /// Answer what would happen; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl ImportRequest {
+    pub fn len(&self) -> usize {
+        self.users.len() + self.groups.len() + self.memberships.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportUser {
+    pub guid: String,
+    pub username: String,
+    pub given_name: String,
+    pub surname: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportGroup {
+    pub guid: String,
+    pub name: String,
+}
+
+/// `member_guid` (a user or a group, imported in this or an earlier request) is a direct
+/// member of the group `group_guid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportMembership {
+    pub group_guid: String,
+    pub member_guid: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportOutcome {
+    /// A new cloud object, linked to the AD object.
+    Created,
+    /// An existing cloud object of that name, now linked to the AD object.
+    Linked,
+    /// Linked before (an earlier import): nothing to do.
+    Already,
+    /// Not imported; `message` says why.
+    Refused,
+}
+
+/// One answer per item of the request, in its order (users, groups, memberships).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportItem {
+    pub kind: String,
+    /// The user's or group's name; `group <- member` for a membership.
+    pub name: String,
+    pub guid: String,
+    pub outcome: ImportOutcome,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImportResponse {
+    pub items: Vec<ImportItem>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -19,7 +19,8 @@ use serde::de::DeserializeOwned;
 
 use crate::cloud::api::{
     AckRequest, AckResponse, ChangeResult, ChangesResponse, EnrollResponse, ErrorBody, Health,
-    HeartbeatRequest, HeartbeatResponse, KeyCheckResponse,
+    DirectoryResponse, HeartbeatRequest, HeartbeatResponse, ImportRequest, ImportResponse,
+    KeyCheckResponse,
 };
 use crate::connect_key::ConnectKey;
 use crate::directory::cert::{self, CertInfo, CertProblem};
@@ -537,6 +538,29 @@ impl CloudClient {
             Some(&AckRequest { results }),
         )
         .await
+    }
+
+    /// The cloud's users and groups by name, for the preview; the key is checked, never used.
+    pub async fn directory(&self, key: &ConnectKey) -> Result<DirectoryResponse, CloudError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            key: &'a str,
+        }
+        let body = Body {
+            key: key.secret().expose(),
+        };
+        self.call(Method::POST, "v1/keys/directory", None, Some(&body))
+            .await
+    }
+
+    /// Imports AD objects into the cloud (at most `MAX_IMPORT_ITEMS` per call).
+    pub async fn import(
+        &self,
+        credential: &Secret,
+        request: &ImportRequest,
+    ) -> Result<ImportResponse, CloudError> {
+        self.call(Method::POST, "v1/import", Some(credential), Some(request))
+            .await
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(

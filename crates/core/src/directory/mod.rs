@@ -5,6 +5,7 @@ pub mod bind;
 pub mod cert;
 pub mod connect;
 pub mod discover;
+pub mod object;
 pub mod session;
 pub mod sid;
 

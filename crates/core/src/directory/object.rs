@@ -1,0 +1,393 @@
+//! AD objects as the agent, the preview and the import read them: one search entry (asked for
+//! with the extended-DN control, so every DN value carries its objectGUID and SID) turned into
+//! an `Obj`, with why it must never be written when it must not; and paged searches that read
+//! a whole container however large it is.
+
+use super::session::OpError;
+use crate::dn::Dn;
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::controls::RawControl;
+use ldap3::{Ldap, Scope, SearchEntry};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// What the agent writes in `adminDescription` of the objects it manages, before the cloud id.
+pub const MARKER_PREFIX: &str = "ad-sync:";
+/// LDAP_SERVER_EXTENDED_DN_OID: DN values come back as `<GUID=..>;<SID=..>;CN=...`.
+pub const EXTENDED_DN: &str = "1.2.840.113556.1.4.529";
+/// LDAP_MATCHING_RULE_IN_CHAIN: membership followed through nested groups by the DC.
+pub const IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
+pub const UAC_DISABLED: i64 = 0x2;
+pub const UAC_NORMAL: i64 = 0x200;
+/// Global security group.
+pub const GROUP_TYPE_GLOBAL_SECURITY: &str = "-2147483646";
+/// groupType's bit for a security group (without it: a distribution group).
+const GROUP_TYPE_SECURITY: i64 = 0x8000_0000;
+/// Well-known RIDs of groups whose members the agent never touches: Domain Admins, Cert
+/// Publishers, Domain Controllers, Schema Admins, Enterprise Admins, Group Policy Creator
+/// Owners, Read-only DCs, Key Admins, Enterprise Key Admins, and the built-in Administrators,
+/// Account, Server, Print and Backup Operators and Replicator.
+pub const PRIVILEGED_GROUP_RIDS: &[u32] = &[
+    512, 516, 517, 518, 519, 520, 521, 526, 527, 544, 548, 549, 550, 551, 552,
+];
+/// Entries per page of a paged search (AD's MaxPageSize is 1,000 by default).
+const PAGE: i32 = 1000;
+
+/// The attributes `object` reads.
+pub const ATTRS: &[&str] = &[
+    "objectGUID",
+    "objectSid",
+    "objectClass",
+    "sAMAccountName",
+    "adminDescription",
+    "userAccountControl",
+    "lockoutTime",
+    "adminCount",
+    "isCriticalSystemObject",
+    "givenName",
+    "sn",
+    "displayName",
+    "mail",
+    "userPrincipalName",
+    "member",
+    "memberOf",
+    "groupType",
+    "primaryGroupID",
+    "pwdLastSet",
+];
+
+/// One AD object as the agent reads it.
+#[derive(Debug, Clone, Default)]
+pub struct Obj {
+    pub guid: Vec<u8>,
+    pub dn: String,
+    pub parsed: Option<Dn>,
+    pub sam: String,
+    pub marker: Option<String>,
+    pub is_group: bool,
+    /// A user account (not a group, computer, contact or anything else).
+    pub is_user: bool,
+    /// A group whose groupType has the security bit (false for a distribution group).
+    pub security: bool,
+    pub uac: i64,
+    pub lockout_time: i64,
+    /// 0: no password was ever set (or one must be set at next logon).
+    pub pwd_last_set: i64,
+    pub given: Option<String>,
+    pub sn: Option<String>,
+    pub display: Option<String>,
+    pub mail: Option<String>,
+    pub upn: Option<String>,
+    /// Direct members: (objectGUID, DN).
+    pub members: Vec<(Vec<u8>, String)>,
+    /// Groups it is directly in: (objectGUID, DN).
+    pub member_of: Vec<(Vec<u8>, String)>,
+    /// Why the agent must not touch it, when it must not.
+    pub protected: Option<String>,
+}
+
+impl Obj {
+    pub fn marker_id(&self) -> Option<&str> {
+        self.marker
+            .as_deref()
+            .and_then(|m| m.strip_prefix(MARKER_PREFIX))
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.uac & UAC_DISABLED == 0
+    }
+}
+
+fn text(e: &SearchEntry, attr: &str) -> Option<String> {
+    e.attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+        .and_then(|(_, v)| v.first().cloned())
+}
+
+fn texts(e: &SearchEntry, attr: &str) -> Vec<String> {
+    e.attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+fn binary(e: &SearchEntry, attr: &str) -> Option<Vec<u8>> {
+    e.bin_attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+        .and_then(|(_, v)| v.first().cloned())
+        .or_else(|| text(e, attr).map(String::into_bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The objectGUID in its usual string form (what `<GUID=...>` takes).
+pub fn guid_string(g: &[u8]) -> String {
+    if g.len() != 16 {
+        return hex(g);
+    }
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{}-{}",
+        g[3],
+        g[2],
+        g[1],
+        g[0],
+        g[5],
+        g[4],
+        g[7],
+        g[6],
+        hex(&g[8..10]),
+        hex(&g[10..16])
+    )
+}
+
+/// The objectGUID's bytes from its string form (`None` when it is not one).
+pub fn parse_guid_string(s: &str) -> Option<Vec<u8>> {
+    if s.len() != 36 {
+        return None;
+    }
+    let h = unhex(&s.replace('-', ""))?;
+    if h.len() != 16 {
+        return None;
+    }
+    let mut g = h.clone();
+    g[0..4].copy_from_slice(&[h[3], h[2], h[1], h[0]]);
+    g[4..6].copy_from_slice(&[h[5], h[4]]);
+    g[6..8].copy_from_slice(&[h[7], h[6]]);
+    Some(g)
+}
+
+/// Reads `<GUID=hex>;<SID=hex>;CN=...` (the extended DN form): the GUID, the SID's RID and
+/// the plain DN.
+fn parse_extended(value: &str) -> (Option<Vec<u8>>, Option<u32>, String) {
+    let mut guid = None;
+    let mut rid = None;
+    let mut rest = value;
+    while let Some(stripped) = rest.strip_prefix('<') {
+        let Some(end) = stripped.find('>') else { break };
+        let part = &stripped[..end];
+        if let Some(g) = part.strip_prefix("GUID=") {
+            guid = if g.contains('-') {
+                parse_guid_string(g)
+            } else {
+                unhex(g)
+            };
+        } else if let Some(s) = part.strip_prefix("SID=") {
+            rid = unhex(s)
+                .and_then(|b| super::sid::to_string(&b))
+                .or_else(|| Some(s.to_string()))
+                .and_then(|s| super::sid::split_rid(&s).map(|(_, r)| r));
+        }
+        rest = &stripped[end + 1..];
+        rest = rest.strip_prefix(';').unwrap_or(rest);
+    }
+    (guid, rid, rest.to_string())
+}
+
+fn escape_binary(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("\\{b:02x}")).collect()
+}
+
+/// A filter term matching one attribute value exactly.
+pub fn eq(attr: &str, value: &str) -> String {
+    format!("({attr}={})", ldap3::ldap_escape(value))
+}
+
+pub fn guid_filter(guid: &[u8]) -> String {
+    format!("(objectGUID={})", escape_binary(guid))
+}
+
+/// One search entry (asked for with the extended-DN control) as the agent reads it, with why
+/// it must not be touched when it must not: adminCount=1, a critical system object, a built-in
+/// RID (below 1000), or membership of a privileged group, direct or as its primary group.
+/// Nested membership is not in the entry: `privileged_members` finds it.
+pub fn object(e: &SearchEntry) -> Obj {
+    let (_, own_rid, dn) = parse_extended(&e.dn);
+    let classes = texts(e, "objectClass");
+    let has_class = |c: &str| classes.iter().any(|x| x.eq_ignore_ascii_case(c));
+    let is_group = has_class("group");
+    let is_user = has_class("user") && !has_class("computer");
+    let members = texts(e, "member")
+        .iter()
+        .filter_map(|v| {
+            let (g, _, dn) = parse_extended(v);
+            g.map(|g| (g, dn))
+        })
+        .collect();
+    let mut privileged_group = None;
+    let member_of = texts(e, "memberOf")
+        .iter()
+        .filter_map(|v| {
+            let (g, rid, dn) = parse_extended(v);
+            if rid.is_some_and(|r| PRIVILEGED_GROUP_RIDS.contains(&r)) {
+                privileged_group = Some(dn.clone());
+            }
+            g.map(|g| (g, dn))
+        })
+        .collect();
+    let rid = own_rid.or_else(|| {
+        binary(e, "objectSid")
+            .and_then(|b| super::sid::to_string(&b))
+            .and_then(|s| super::sid::split_rid(&s).map(|(_, r)| r))
+    });
+    let primary = text(e, "primaryGroupID").and_then(|v| v.parse::<u32>().ok());
+    let int = |attr: &str| text(e, attr).and_then(|v| v.parse::<i64>().ok());
+    let protected = if text(e, "adminCount").as_deref() == Some("1") {
+        Some("it is protected (adminCount=1: it is or was in an administrative group)".to_string())
+    } else if text(e, "isCriticalSystemObject").is_some_and(|v| v.eq_ignore_ascii_case("TRUE")) {
+        Some("it is a critical system object".to_string())
+    } else if rid.is_some_and(|r| r < 1000) {
+        Some("it is a built-in account or group".to_string())
+    } else if let Some(g) = privileged_group {
+        Some(format!("it is a member of the privileged group {g}"))
+    } else {
+        primary
+            .filter(|r| PRIVILEGED_GROUP_RIDS.contains(r))
+            .map(|r| format!("its primary group is a privileged group (RID {r})"))
+    };
+    Obj {
+        guid: binary(e, "objectGUID").unwrap_or_default(),
+        parsed: Dn::parse(&dn).ok().map(|p| p.dn),
+        dn,
+        sam: text(e, "sAMAccountName").unwrap_or_default(),
+        marker: text(e, "adminDescription"),
+        is_group,
+        is_user,
+        security: int("groupType").is_some_and(|t| t & GROUP_TYPE_SECURITY != 0),
+        uac: int("userAccountControl").unwrap_or(0),
+        lockout_time: int("lockoutTime").unwrap_or(0),
+        pwd_last_set: int("pwdLastSet").unwrap_or(0),
+        given: text(e, "givenName"),
+        sn: text(e, "sn"),
+        display: text(e, "displayName"),
+        mail: text(e, "mail"),
+        upn: text(e, "userPrincipalName"),
+        members,
+        member_of,
+        protected,
+    }
+}
+
+/// Every entry under `base` matching `filter`, read in pages of 1,000 (so no server size limit
+/// cuts it short), with DN values in the extended form; each page within `timeout`.
+pub async fn search_paged(
+    ldap: &Ldap,
+    timeout: Duration,
+    base: &str,
+    filter: &str,
+    attrs: &[&str],
+) -> Result<Vec<SearchEntry>, OpError> {
+    let mut ldap = ldap.clone();
+    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+        Box::new(EntriesOnly::new()),
+        Box::new(PagedResults::new(PAGE)),
+    ];
+    let err = |e| OpError::from_ldap(e, timeout);
+    let mut stream = ldap
+        .with_controls(vec![RawControl {
+            ctype: EXTENDED_DN.to_string(),
+            crit: false,
+            val: None,
+        }])
+        .with_timeout(timeout)
+        .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs.to_vec())
+        .await
+        .map_err(err)?;
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(timeout, stream.next()).await {
+            Ok(Ok(Some(entry))) => out.push(SearchEntry::construct(entry)),
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => return Err(err(e)),
+            Err(_) => return Err(OpError::Timeout(timeout)),
+        }
+    }
+    stream
+        .finish()
+        .await
+        .success()
+        .map_err(err)?;
+    Ok(out)
+}
+
+/// The objectGUIDs of every object in the domain that is a member of a privileged group,
+/// nested membership included: the DC follows the chain (LDAP_MATCHING_RULE_IN_CHAIN) from the
+/// privileged groups found by their well-known RIDs. One search for the groups, one for their
+/// members.
+pub async fn privileged_members(
+    ldap: &Ldap,
+    timeout: Duration,
+    domain_dn: &str,
+) -> Result<HashSet<Vec<u8>>, OpError> {
+    let groups = search_paged(
+        ldap,
+        timeout,
+        domain_dn,
+        "(&(objectClass=group)(|(isCriticalSystemObject=TRUE)(adminCount=1)))",
+        &["objectSid"],
+    )
+    .await?;
+    let privileged: Vec<String> = groups
+        .iter()
+        .filter(|e| {
+            binary(e, "objectSid")
+                .and_then(|b| super::sid::to_string(&b))
+                .and_then(|s| super::sid::split_rid(&s).map(|(_, r)| r))
+                .is_some_and(|r| PRIVILEGED_GROUP_RIDS.contains(&r))
+        })
+        .map(|e| parse_extended(&e.dn).2)
+        .collect();
+    if privileged.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let filter = format!(
+        "(|{})",
+        privileged
+            .iter()
+            .map(|dn| format!("(memberOf:{IN_CHAIN}:={})", ldap3::ldap_escape(dn)))
+            .collect::<String>()
+    );
+    let members = search_paged(ldap, timeout, domain_dn, &filter, &["objectGUID"]).await?;
+    Ok(members
+        .iter()
+        .filter_map(|e| binary(e, "objectGUID"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extended_dns_and_guid_forms() {
+        let g: Vec<u8> = (0u8..16).collect();
+        let s = guid_string(&g);
+        assert_eq!(s, "03020100-0504-0706-0809-0a0b0c0d0e0f");
+        assert_eq!(parse_guid_string(&s), Some(g.clone()));
+        assert_eq!(parse_guid_string("not-a-guid"), None);
+        let v = format!(
+            "<GUID={}>;<SID=010500000000000515000000a1b2c3d4e5f6a7b8c9d0e1f200020000>;CN=Domain Admins,CN=Users,DC=example,DC=com",
+            hex(&g)
+        );
+        let (guid, rid, dn) = parse_extended(&v);
+        assert_eq!(guid, Some(g));
+        assert_eq!(rid, Some(512));
+        assert_eq!(dn, "CN=Domain Admins,CN=Users,DC=example,DC=com");
+        let (guid, rid, dn) = parse_extended("CN=x,DC=y");
+        assert_eq!((guid, rid, dn.as_str()), (None, None, "CN=x,DC=y"));
+    }
+}
