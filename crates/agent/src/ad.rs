@@ -295,6 +295,17 @@ impl Ad {
             })
     }
 
+    /// The objects in a privileged group, nested membership included (the DC follows it).
+    pub async fn privileged(&self) -> Result<HashSet<Vec<u8>>, AdError> {
+        ad_sync_core::directory::object::privileged_members(
+            &self.ldap,
+            self.timeout,
+            &self.domain_dn,
+        )
+        .await
+        .map_err(|e| AdError::from_op(e, "find the members of the privileged groups"))
+    }
+
     pub async fn close(mut self) {
         // Closing: the DC drops the connection itself if the unbind is lost.
         let _ = tokio::time::timeout(self.timeout, self.ldap.unbind()).await;

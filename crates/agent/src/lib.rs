@@ -64,6 +64,10 @@ pub struct CycleReport {
     pub operations: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Users and groups created in AD (in a dry run: that would be).
+    pub created: usize,
+    /// Existing AD objects taken over (in a dry run: that would be).
+    pub adopted: usize,
     pub cursor: i64,
     pub resynced: bool,
     pub planned: Vec<String>,
@@ -333,6 +337,8 @@ impl Agent {
             report.operations += r.operations;
             report.failed += r.failed;
             report.skipped += r.skipped;
+            report.created += r.created;
+            report.adopted += r.adopted;
             report.planned.extend(r.planned);
             if settings.dry_run {
                 return Ok(());
@@ -345,6 +351,8 @@ impl Agent {
                 operations = r.operations,
                 failed = r.failed,
                 skipped = r.skipped,
+                created = r.created,
+                adopted = r.adopted,
                 cursor = mirror.cursor,
                 "applied the cloud's changes to AD"
             );
@@ -361,6 +369,8 @@ impl Agent {
             let r = sync::reconcile(ad, &mut next, &before, &work, None, settings).await?;
             report.operations += r.operations;
             report.failed += r.failed;
+            report.created += r.created;
+            report.adopted += r.adopted;
             report.planned.extend(r.planned);
             report.resynced = true;
             if settings.dry_run {
@@ -395,6 +405,8 @@ impl Agent {
             total.operations += r.operations;
             total.failed += r.failed;
             total.skipped += r.skipped;
+            total.created += r.created;
+            total.adopted += r.adopted;
             total.cursor = r.cursor;
             total.planned.extend(r.planned);
             if r.changes < MAX_PER_RUN || opts.dry_run {
@@ -406,6 +418,8 @@ impl Agent {
             total.operations += r.operations;
             total.failed += r.failed;
             total.skipped += r.skipped;
+            total.created += r.created;
+            total.adopted += r.adopted;
             total.resynced = r.resynced;
             total.planned.extend(r.planned);
         }

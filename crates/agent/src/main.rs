@@ -223,11 +223,13 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions) ->
     match agent.drain(&mut state, opts).await {
         Ok(r) => {
             println!(
-                "changes: {}, operations: {}, failed: {}, skipped: {}, cursor: {}{}",
+                "changes: {}, operations: {}, failed: {}, skipped: {}, created: {}, adopted: {}, cursor: {}{}",
                 r.changes,
                 r.operations,
                 r.failed,
                 r.skipped,
+                r.created,
+                r.adopted,
                 r.cursor,
                 if r.resynced { ", compared with AD" } else { "" }
             );

@@ -2,7 +2,7 @@
 //! and folding a run of the cloud's changes into it. Pure: no AD, no cloud, no disk. The fold
 //! says what a run has to look at in AD (`Work`); `sync` decides the operations.
 
-use ad_sync_core::cloud::api::{Change, ChangeBody, MemberType, User};
+use ad_sync_core::cloud::api::{AdLink, Change, ChangeBody, MemberType, User};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A cloud user as the agent last heard of it, and the AD object it manages for it.
@@ -21,6 +21,8 @@ pub struct GroupRec {
     pub id: String,
     pub name: String,
     pub guid: Option<Vec<u8>>,
+    /// The AD groups the cloud linked this group to (by an import), one per domain.
+    pub links: Vec<AdLink>,
 }
 
 /// A direct membership by ids: (group id, member type, member id).
@@ -153,6 +155,7 @@ impl Mirror {
                             id: group.id.clone(),
                             name: group.name.clone(),
                             guid,
+                            links: group.links.clone(),
                         },
                     );
                     work.groups.insert(group.id.clone());

@@ -10,56 +10,22 @@
 
 use crate::ad::{GROUP_TYPE_GLOBAL_SECURITY, MARKER_PREFIX, Obj, UAC_DISABLED, UAC_NORMAL};
 use crate::mirror::{Mirror, ObjKey, Work};
+use ad_sync_core::adopt::{Kind, Rules};
 use ad_sync_core::answers::{GroupDisconnection, MembershipSyncType, Sync, UserDisconnection};
-use ad_sync_core::cloud::api::{ApplyStatus, ChangeResult, MemberType};
-use ad_sync_core::dn::{Dn, escape_rdn_value};
+use ad_sync_core::cloud::api::{AdLink, ApplyStatus, ChangeResult, MemberType, link_for};
+use ad_sync_core::directory::object::parse_guid_string;
+use ad_sync_core::dn::escape_rdn_value;
 use ad_sync_core::secret::Secret;
 use ldap3::Mod;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-/// Where the agent may act, and how it talks to the DC: everything the planner needs to know
-/// of the domain besides its objects.
-#[derive(Debug, Clone)]
-pub struct Scope {
-    /// The Root User container: managed users live strictly inside it.
-    pub root: Dn,
-    /// The sync group; managed groups live directly in its container.
-    pub sync_group: Option<Dn>,
-    pub dns_domain: String,
-    /// The DC's name, for messages.
-    pub host: String,
-    /// The connection is encrypted (LDAPS or StartTLS): passwords may be sent.
-    pub encrypted: bool,
-}
-
-impl Scope {
-    pub fn root_text(&self) -> String {
-        self.root.to_comma_form()
-    }
-
-    /// Where managed groups live: the sync group's own container.
-    pub fn group_parent(&self) -> Option<Dn> {
-        self.sync_group.as_ref().and_then(Dn::parent)
-    }
-
-    /// True when `dn` is strictly inside the Root User container.
-    pub fn under_root(&self, dn: &Option<Dn>) -> bool {
-        dn.as_ref()
-            .is_some_and(|d| d.ends_with(&self.root) && !d.same_as(&self.root))
-    }
-
-    /// True when `dn` is directly in the managed groups' container.
-    pub fn in_group_parent(&self, dn: &Option<Dn>) -> bool {
-        match (dn.as_ref().and_then(Dn::parent), self.group_parent()) {
-            (Some(p), Some(gp)) => p.same_as(&gp),
-            _ => false,
-        }
-    }
-}
+pub use ad_sync_core::adopt::Scope;
 
 /// What an operation is for. The executor decides by this, never by the operation's text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {
+    /// The marker written on an existing AD object: from now on the agent manages it.
+    Adopt,
     CreateUser,
     CreateGroup,
     Rename,
@@ -138,6 +104,8 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Done,
+    /// An existing AD object (this DN) was taken over; then as `Done`.
+    Adopted(String),
     Skipped(String),
     Failed(String),
 }
@@ -186,29 +154,44 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    pub fn new(mirror: &Mirror, work: &Work, policy: &Sync) -> Lookup {
+    pub fn new(mirror: &Mirror, work: &Work, policy: &Sync, scope: &Scope) -> Lookup {
         let mut groups = work.groups.clone();
         if policy.group_membership_sync_type == MembershipSyncType::Match {
             for g in &work.groups {
                 groups.extend(mirror.ancestors(g));
             }
         }
-        let subjects: Vec<(Option<&Vec<u8>>, &str)> = work
+        // (objectGUID known, name, the AD object the cloud linked it to).
+        let subjects: Vec<(Option<&Vec<u8>>, &str, Option<Vec<u8>>)> = work
             .users
             .iter()
             .filter_map(|id| mirror.users.get(id))
-            .map(|u| (u.guid.as_ref(), u.user.username.as_str()))
+            .map(|u| {
+                (
+                    u.guid.as_ref(),
+                    u.user.username.as_str(),
+                    link_guid(&u.user.links, scope),
+                )
+            })
             .chain(
                 groups
                     .iter()
                     .filter_map(|id| mirror.groups.get(id))
-                    .map(|g| (g.guid.as_ref(), g.name.as_str())),
+                    .map(|g| (g.guid.as_ref(), g.name.as_str(), link_guid(&g.links, scope))),
             )
             .collect();
-        let mut terms: Vec<String> = subjects
-            .iter()
-            .map(|(guid, name)| guid.map_or_else(|| by_name(name), |g| crate::ad::guid_filter(g)))
-            .collect();
+        let mut terms = Vec::new();
+        for (guid, name, link) in &subjects {
+            match guid {
+                Some(g) => terms.push(crate::ad::guid_filter(g)),
+                None => {
+                    terms.push(by_name(name));
+                    if let Some(l) = link {
+                        terms.push(crate::ad::guid_filter(l));
+                    }
+                }
+            }
+        }
         terms.extend(
             work.removed_users
                 .iter()
@@ -218,7 +201,7 @@ impl Lookup {
         );
         let with_guid = subjects
             .iter()
-            .filter_map(|(g, name)| g.map(|g| (g.clone(), name.to_string())))
+            .filter_map(|(g, name, _)| g.map(|g| (g.clone(), name.to_string())))
             .collect();
         Lookup {
             groups,
@@ -241,6 +224,12 @@ impl Lookup {
 
 fn by_name(name: &str) -> String {
     crate::ad::eq("sAMAccountName", name)
+}
+
+/// The objectGUID of the AD object the cloud linked an object to in this domain (an import).
+pub fn link_guid(links: &[AdLink], scope: &Scope) -> Option<Vec<u8>> {
+    let domain = scope.domain_dn()?;
+    link_for(links, &domain).and_then(|l| parse_guid_string(&l.guid))
 }
 
 /// The AD objects found for a run, indexed the ways the planner asks for them.
@@ -277,6 +266,15 @@ impl Found {
         guid.and_then(|g| self.by_guid.get(g))
             .or_else(|| self.by_marker.get(id))
             .map(|&i| &self.objs[i])
+    }
+
+    fn by_guid(&self, guid: &[u8]) -> Option<&Obj> {
+        self.by_guid.get(guid).map(|&i| &self.objs[i])
+    }
+
+    /// AD objects no marker of this agent's mirror claims: what adoption would look at.
+    pub fn unmarked(&self) -> impl Iterator<Item = &Obj> {
+        self.objs.iter().filter(|o| o.marker.is_none())
     }
 
     fn named(&self, sam: &str) -> Option<&Obj> {
@@ -317,6 +315,8 @@ pub struct Input<'a> {
     pub sync_group: Option<&'a Obj>,
     pub passwords: &'a HashMap<String, Result<Secret, String>>,
     pub policy: &'a Sync,
+    /// Objects in a privileged group through nesting (read when an adoption is possible).
+    pub privileged: &'a HashSet<Vec<u8>>,
     /// Overrides the threshold for one run (`--allow-deletions N`).
     pub allow_deletions: Option<usize>,
 }
@@ -336,6 +336,8 @@ pub struct GroupTarget {
 pub struct Plan {
     /// Outcomes decided without running anything.
     pub outcomes: Outcomes,
+    /// Existing AD objects taken over; each goes into the mirror once its job succeeded.
+    pub adoptions: Vec<Adoption>,
     /// objectGUIDs the mirror learns from AD for objects it already manages (found by marker,
     /// or a GUID that changed).
     pub adopted: Vec<(ObjKey, Vec<u8>)>,
@@ -349,6 +351,29 @@ pub struct Plan {
     pub deletions: usize,
     /// For the log: what the plan chose not to do and why, where that is not an outcome.
     pub notes: Vec<String>,
+}
+
+/// An existing AD object the plan takes over for a cloud object.
+#[derive(Debug, Clone)]
+pub struct Adoption {
+    pub key: ObjKey,
+    pub guid: Vec<u8>,
+    pub dn: String,
+    /// AD has a password for the account (pwdLastSet is set): the cloud need not set one
+    /// before the account may be enabled.
+    pub has_password: bool,
+}
+
+impl Input<'_> {
+    fn rules(&self) -> Rules<'_> {
+        Rules {
+            scope: self.scope,
+            sync_group_guid: self.sync_group.map(|o| o.guid.as_slice()),
+            privileged: self.privileged,
+            adopt_users: self.policy.adopt_existing_users,
+            adopt_groups: self.policy.adopt_existing_groups,
+        }
+    }
 }
 
 /// Plans the run's users, groups and disconnections; refuses the whole run when it would
@@ -415,28 +440,39 @@ fn plan_users(i: &Input, p: &mut Plan) {
             }
             None => None,
         };
-        let display = format!("{} {}", u.given_name, u.surname);
+        let display = u
+            .display_name
+            .clone()
+            .unwrap_or_else(|| format!("{} {}", u.given_name, u.surname));
         let upn = format!("{}@{}", u.username, scope.dns_domain);
-        let Some(obj) = i.found.managed(rec.guid.as_deref(), id) else {
-            // Not in AD yet: create it, unless its name is taken.
-            if let Some(other) = i.found.named(&u.username) {
-                let whose = match other.marker_id() {
-                    Some(m) => format!("it is managed for another cloud user ({m})"),
-                    None => "it is not managed by ad-sync".to_string(),
+        let (obj, adopting) = match i.found.managed(rec.guid.as_deref(), id) {
+            Some(obj) => (obj, false),
+            None => {
+                // The AD object an import linked it to, else one of the same name.
+                let linked = link_guid(&u.links, scope).and_then(|g| i.found.by_guid(&g));
+                let Some(other) = linked.or_else(|| i.found.named(&u.username)) else {
+                    p.created_users.push(id.clone());
+                    p.users
+                        .push(new_user(id, u, &upn, &display, password, scope, pw_key));
+                    continue;
                 };
-                p.outcomes.insert(key, Outcome::Failed(format!(
-                    "{} collides with the existing AD account {} ({whose}); it is not taken over. Rename or remove one of them",
-                    u.username, other.dn
-                )));
-                p.outcomes.entry(pw_key).or_insert_with(|| {
-                    Outcome::Skipped("the account is not synced (collision)".into())
-                });
-                continue;
+                if let Err(refusal) = i.rules().check(Kind::User, other, id, linked.is_some()) {
+                    p.outcomes.insert(
+                        key,
+                        Outcome::Failed(format!(
+                            "{} collides with the existing AD account {}: {}",
+                            u.username,
+                            other.dn,
+                            refusal.words(Kind::User, scope)
+                        )),
+                    );
+                    p.outcomes.entry(pw_key).or_insert_with(|| {
+                        Outcome::Skipped("the account is not synced (collision)".into())
+                    });
+                    continue;
+                }
+                (other, true)
             }
-            p.created_users.push(id.clone());
-            p.users
-                .push(new_user(id, u, &upn, &display, password, scope, pw_key));
-            continue;
         };
         if !scope.under_root(&obj.parsed) {
             p.outcomes.insert(key, Outcome::Skipped(format!(
@@ -463,6 +499,41 @@ fn plan_users(i: &Input, p: &mut Plan) {
                 .or_insert_with(|| Outcome::Skipped("the account is protected".into()));
             continue;
         }
+        if adopting {
+            let mut own = obj.clone();
+            own.marker = Some(marker(id));
+            let has_password = obj.pwd_last_set != 0;
+            let mut ops = vec![adopt_op(&own, obj, &u.username, |o| {
+                attribute_diff(o, u, &upn, &display)
+                    .into_iter()
+                    .map(|(a, _)| a)
+                    .collect()
+            })];
+            ops.extend(user_changes(
+                &own,
+                rec,
+                &upn,
+                &display,
+                password,
+                rec.password_set || has_password,
+                i.work.unlock.contains(id),
+                &mut p.notes,
+            ));
+            p.outcomes
+                .insert(key.clone(), Outcome::Adopted(obj.dn.clone()));
+            p.adoptions.push(Adoption {
+                key: key.clone(),
+                guid: obj.guid.clone(),
+                dn: obj.dn.clone(),
+                has_password,
+            });
+            p.users.push(Job {
+                keys: vec![key],
+                ops,
+                password_key: password.map(|_| pw_key),
+            });
+            continue;
+        }
         if rec.guid.as_deref() != Some(obj.guid.as_slice()) {
             p.adopted.push((key.clone(), obj.guid.clone()));
         }
@@ -472,6 +543,7 @@ fn plan_users(i: &Input, p: &mut Plan) {
             &upn,
             &display,
             password,
+            rec.password_set,
             i.work.unlock.contains(id),
             &mut p.notes,
         );
@@ -483,51 +555,103 @@ fn plan_users(i: &Input, p: &mut Plan) {
     }
 }
 
+/// The marker written on an existing object the agent takes over, saying in the log and the
+/// dry run what it was and which attributes the cloud will now set (`diff` on the object as
+/// it will be once marked).
+fn adopt_op(own: &Obj, obj: &Obj, name: &str, diff: impl Fn(&Obj) -> Vec<String>) -> Op {
+    let changes = diff(own);
+    let then = if changes.is_empty() {
+        "its attributes already match the cloud".to_string()
+    } else {
+        format!("the cloud now sets {}", changes.join(", "))
+    };
+    Op::modify(
+        OpKind::Adopt,
+        &obj.dn,
+        vec![Mod::Replace(
+            b"adminDescription".to_vec(),
+            set(own.marker.clone().unwrap_or_default()),
+        )],
+        format!(
+            "adopt the existing {} {} for cloud {} {name} ({then}; its password is kept until the cloud sets one)",
+            if obj.is_group { "group" } else { "account" },
+            obj.dn,
+            if obj.is_group { "group" } else { "user" },
+        ),
+    )
+}
+
+/// The attributes of an account the agent manages that differ from the cloud user: each
+/// attribute and the value it gets (`None`: cleared).
+fn attribute_diff(
+    obj: &Obj,
+    u: &ad_sync_core::cloud::api::User,
+    upn: &str,
+    display: &str,
+) -> Vec<(String, Option<String>)> {
+    let own = marker(&u.id);
+    let pairs: [(&str, Option<&str>, Option<&str>); 7] = [
+        (
+            "sAMAccountName",
+            Some(obj.sam.as_str()),
+            Some(u.username.as_str()),
+        ),
+        ("userPrincipalName", obj.upn.as_deref(), Some(upn)),
+        ("givenName", obj.given.as_deref(), Some(&u.given_name)),
+        ("sn", obj.sn.as_deref(), Some(&u.surname)),
+        ("displayName", obj.display.as_deref(), Some(display)),
+        ("mail", obj.mail.as_deref(), u.email.as_deref()),
+        (
+            "adminDescription",
+            obj.marker.as_deref(),
+            Some(own.as_str()),
+        ),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, have, want)| have != want)
+        .map(|(attr, _, want)| (attr.to_string(), want.map(str::to_string)))
+        .collect()
+}
+
 /// The operations that bring an account the agent manages to the cloud user `rec`: its CN,
-/// its attributes and marker, its password, whether it is enabled (never without a password)
-/// and its lockout (`unlock`: the cloud cleared it).
+/// its attributes and marker, its password, whether it is enabled (never without a password:
+/// `has_password` says whether it has one) and its lockout (`unlock`: the cloud cleared it).
+#[allow(clippy::too_many_arguments)]
 fn user_changes(
     obj: &Obj,
     rec: &crate::mirror::UserRec,
     upn: &str,
     display: &str,
     password: Option<&Secret>,
+    has_password: bool,
     unlock: bool,
     notes: &mut Vec<String>,
 ) -> Vec<Op> {
     let u = &rec.user;
     let mut ops = Vec::new();
     let dn = rename_to(obj, &u.username, "", &mut ops);
-    let mut mods = Vec::new();
-    let mut changed = Vec::new();
-    let mut text_attr = |attr: &str, have: Option<&str>, want: Option<&str>| {
-        if have != want {
-            changed.push(attr.to_string());
-            mods.push(match want {
-                Some(w) => Mod::Replace(attr.as_bytes().to_vec(), set(w)),
-                None => Mod::Replace(attr.as_bytes().to_vec(), HashSet::new()),
-            });
-        }
-    };
-    text_attr(
-        "sAMAccountName",
-        Some(obj.sam.as_str()),
-        Some(u.username.as_str()),
-    );
-    text_attr("userPrincipalName", obj.upn.as_deref(), Some(upn));
-    text_attr("givenName", obj.given.as_deref(), Some(&u.given_name));
-    text_attr("sn", obj.sn.as_deref(), Some(&u.surname));
-    text_attr("displayName", obj.display.as_deref(), Some(display));
-    text_attr("mail", obj.mail.as_deref(), u.email.as_deref());
-    let own = marker(&u.id);
-    if obj.marker.as_deref() != Some(own.as_str()) {
-        text_attr("adminDescription", obj.marker.as_deref(), Some(&own));
-    }
-    if !mods.is_empty() {
-        let what = format!("update {} of {dn}", changed.join(", "));
+    let diff = attribute_diff(obj, u, upn, display);
+    if !diff.is_empty() {
+        let what = format!(
+            "update {} of {dn}",
+            diff.iter()
+                .map(|(a, _)| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mods = diff
+            .into_iter()
+            .map(|(attr, want)| {
+                Mod::Replace(
+                    attr.into_bytes(),
+                    want.map(|w| set(w.into_bytes())).unwrap_or_default(),
+                )
+            })
+            .collect();
         ops.push(Op::modify(OpKind::UpdateAttributes, &dn, mods, what));
     }
-    let mut has_password = rec.password_set;
+    let mut has_password = has_password;
     if let Some(pw) = password {
         ops.push(Op::modify(
             OpKind::SetPassword,
@@ -668,14 +792,28 @@ fn plan_groups(i: &Input, p: &mut Plan) {
             );
             continue;
         };
-        let Some(obj) = i.found.managed(g.guid.as_deref(), id) else {
-            if let Some(other) = i.found.named(&g.name) {
-                p.outcomes.insert(key, Outcome::Failed(format!(
-                    "group {} collides with the existing AD object {} (not managed by ad-sync for this group); it is not taken over. Rename or remove one of them",
-                    g.name, other.dn
-                )));
-                continue;
-            }
+        let linked = link_guid(&g.links, scope).and_then(|l| i.found.by_guid(&l));
+        let managed = i.found.managed(g.guid.as_deref(), id);
+        let candidate = match managed {
+            Some(_) => None,
+            None => linked.or_else(|| i.found.named(&g.name)),
+        };
+        if let Some(other) = candidate
+            && let Err(refusal) = i.rules().check(Kind::Group, other, id, linked.is_some())
+        {
+            p.outcomes.insert(
+                key,
+                Outcome::Failed(format!(
+                    "group {} collides with the existing AD object {}: {}",
+                    g.name,
+                    other.dn,
+                    refusal.words(Kind::Group, scope)
+                )),
+            );
+            continue;
+        }
+        let adopting = candidate.is_some();
+        let Some(obj) = managed.or(candidate) else {
             let parent = scope
                 .group_parent()
                 .map(|p| p.to_comma_form())
@@ -703,9 +841,9 @@ fn plan_groups(i: &Input, p: &mut Plan) {
                 .insert(id.clone(), GroupTarget { dn, members: None });
             continue;
         };
-        if !obj.is_group || !scope.in_group_parent(&obj.parsed) {
+        if !obj.is_group || !scope.group_home(&obj.parsed) {
             p.outcomes.insert(key, Outcome::Skipped(format!(
-                "group {} was moved to {}, out of the sync group's container; the agent does not touch it there",
+                "group {} was moved to {}, out of the sync group's container and the Root User container; the agent does not touch it there",
                 g.name, obj.dn
             )));
             continue;
@@ -720,10 +858,32 @@ fn plan_groups(i: &Input, p: &mut Plan) {
             );
             continue;
         }
-        if g.guid.as_deref() != Some(obj.guid.as_slice()) {
+        let mut ops = Vec::new();
+        if adopting {
+            let mut own = obj.clone();
+            own.marker = Some(marker(id));
+            ops.push(adopt_op(&own, obj, &g.name, |o| {
+                let mut changed = Vec::new();
+                if o.sam != g.name {
+                    changed.push("sAMAccountName".to_string());
+                }
+                if o.parsed.as_ref().and_then(|d| d.first_value()) != Some(g.name.as_str()) {
+                    changed.push("its CN".to_string());
+                }
+                changed.push("its members the cloud manages (the others stay)".to_string());
+                changed
+            }));
+            p.outcomes
+                .insert(key.clone(), Outcome::Adopted(obj.dn.clone()));
+            p.adoptions.push(Adoption {
+                key: key.clone(),
+                guid: obj.guid.clone(),
+                dn: obj.dn.clone(),
+                has_password: false,
+            });
+        } else if g.guid.as_deref() != Some(obj.guid.as_slice()) {
             p.adopted.push((key.clone(), obj.guid.clone()));
         }
-        let mut ops = Vec::new();
         let dn = rename_to(obj, &g.name, "group ", &mut ops);
         if obj.sam != g.name {
             ops.push(Op::modify(
@@ -852,7 +1012,7 @@ fn plan_removals(i: &Input, p: &mut Plan) {
         let Some(obj) = i.found.managed(rec.guid.as_deref(), &rec.id) else {
             continue;
         };
-        if obj.protected.is_some() || !scope.in_group_parent(&obj.parsed) {
+        if obj.protected.is_some() || !scope.group_home(&obj.parsed) {
             p.outcomes.insert(
                 key,
                 Outcome::Skipped(format!(
@@ -1077,6 +1237,11 @@ pub fn results(work: &Work, outcomes: &Outcomes) -> (Vec<ChangeResult>, usize, u
                     Some(Outcome::Failed(m)) => st = (ApplyStatus::Failed, m.clone()),
                     Some(Outcome::Skipped(m)) if st.0 == ApplyStatus::Applied => {
                         st = (ApplyStatus::Skipped, m.clone())
+                    }
+                    Some(Outcome::Adopted(dn))
+                        if st.0 == ApplyStatus::Applied && st.1.is_empty() =>
+                    {
+                        st.1 = format!("adopted {dn}")
                     }
                     _ => {}
                 }

@@ -8,7 +8,8 @@ use ad_sync_core::cloud::api::{ApplyStatus, ChangeResult, MemberType, User};
 use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: groups keep the AD links the cloud gave them (an imported group's objectGUID).
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -18,7 +19,7 @@ CREATE TABLE IF NOT EXISTS users (
     password_set INTEGER NOT NULL,
     guid BLOB
 );
-CREATE TABLE IF NOT EXISTS groups (id TEXT PRIMARY KEY, name TEXT NOT NULL, guid BLOB);
+CREATE TABLE IF NOT EXISTS groups (id TEXT PRIMARY KEY, name TEXT NOT NULL, guid BLOB, links TEXT);
 CREATE TABLE IF NOT EXISTS edges (
     group_id TEXT NOT NULL,
     member_type TEXT NOT NULL,
@@ -96,6 +97,10 @@ impl State {
         if version > SCHEMA_VERSION {
             return Err(StateError::Newer { path, version });
         }
+        if version == 1 {
+            conn.execute_batch("ALTER TABLE groups ADD COLUMN links TEXT;")
+                .map_err(db_err(&path))?;
+        }
         conn.execute_batch(SCHEMA).map_err(db_err(&path))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(db_err(&path))?;
@@ -158,14 +163,19 @@ impl State {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT id, name, guid FROM groups")
+            .prepare("SELECT id, name, guid, links FROM groups")
             .map_err(&err)?;
         let rows = stmt
             .query_map([], |r| {
+                // Links are a hint for adoption; a damaged value reads as none.
+                let links: Option<String> = r.get(3)?;
                 Ok(GroupRec {
                     id: r.get(0)?,
                     name: r.get(1)?,
                     guid: r.get(2)?,
+                    links: links
+                        .and_then(|l| serde_json::from_str(&l).ok())
+                        .unwrap_or_default(),
                 })
             })
             .map_err(&err)?;
@@ -230,13 +240,15 @@ impl State {
             }
             let mut put_group = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO groups (id, name, guid) VALUES (?1, ?2, ?3)",
+                    "INSERT OR REPLACE INTO groups (id, name, guid, links) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(&err)?;
             for (id, g) in &m.groups {
                 if before.groups.get(id) != Some(g) {
+                    let links = (!g.links.is_empty())
+                        .then(|| serde_json::to_string(&g.links).unwrap_or_default());
                     put_group
-                        .execute(params![id, g.name, g.guid])
+                        .execute(params![id, g.name, g.guid, links])
                         .map_err(&err)?;
                 }
             }

@@ -58,6 +58,10 @@ pub struct Report {
     pub operations: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Users and groups created (planned, in a dry run).
+    pub created: usize,
+    /// Existing AD objects taken over (planned, in a dry run).
+    pub adopted: usize,
     pub planned: Vec<String>,
 }
 
@@ -81,6 +85,8 @@ pub trait Directory {
         what: &str,
     ) -> impl Future<Output = Result<(), AdError>>;
     fn delete(&self, dn: &str) -> impl Future<Output = Result<(), AdError>>;
+    /// The objects in a privileged group, nested membership included.
+    fn privileged(&self) -> impl Future<Output = Result<HashSet<Vec<u8>>, AdError>>;
 }
 
 impl Directory for Ad {
@@ -105,6 +111,9 @@ impl Directory for Ad {
     async fn delete(&self, dn: &str) -> Result<(), AdError> {
         Ad::delete(self, dn).await
     }
+    async fn privileged(&self) -> Result<HashSet<Vec<u8>>, AdError> {
+        Ad::privileged(self).await
+    }
 }
 
 fn unavailable(e: AdError) -> RunError {
@@ -128,7 +137,7 @@ pub async fn reconcile<D: Directory>(
     };
 
     // ---- look up everything this run is about ------------------------------------------------
-    let lookup = Lookup::new(mirror, work, &s.policy);
+    let lookup = Lookup::new(mirror, work, &s.policy, ad.scope());
     let sync_group = match &ad.scope().sync_group {
         Some(dn) if !lookup.groups.is_empty() => {
             ad.read(&dn.to_comma_form()).await.map_err(unavailable)?
@@ -153,6 +162,13 @@ pub async fn reconcile<D: Directory>(
         }
     }
     let found = Found::new(objs);
+    // An unmarked object among those found may be taken over (by name with adoption on, or
+    // by an import's link): only then is nested privileged membership worth a search.
+    let privileged = if found.unmarked().next().is_some() {
+        ad.privileged().await.map_err(unavailable)?
+    } else {
+        HashSet::new()
+    };
 
     // ---- plan ---------------------------------------------------------------------------------
     let passwords = plan::open_passwords(work, private_key);
@@ -166,6 +182,7 @@ pub async fn reconcile<D: Directory>(
         sync_group: sync_group.as_ref(),
         passwords: &passwords,
         policy: &s.policy,
+        privileged: &privileged,
         allow_deletions: s.allow_deletions,
     })?;
     drop(passwords);
@@ -195,6 +212,7 @@ pub async fn reconcile<D: Directory>(
     )
     .await?;
     phase("users");
+    let mut adopted = take_over(mirror, &p.adoptions, &outcomes, s.dry_run, true);
     if !s.dry_run && !p.created_users.is_empty() {
         learn_guids(ad, mirror, &p.created_users, true)
             .await
@@ -215,6 +233,7 @@ pub async fn reconcile<D: Directory>(
     )
     .await?;
     phase("groups");
+    adopted += take_over(mirror, &p.adoptions, &outcomes, s.dry_run, false);
     if let Some(sync_group) = &sync_group {
         let jobs = plan::nest_new_groups(&p, sync_group, &outcomes, s.dry_run);
         ops_done += run_jobs(ad, jobs, s, &mut outcomes, &mut planned).await?;
@@ -239,11 +258,20 @@ pub async fn reconcile<D: Directory>(
     phase("disconnections");
 
     let (results, failed, skipped) = plan::results(work, &outcomes);
+    let created = p
+        .created_users
+        .iter()
+        .map(|id| ObjKey::User(id.clone()))
+        .chain(p.created_groups.iter().map(|id| ObjKey::Group(id.clone())))
+        .filter(|k| s.dry_run || matches!(outcomes.get(k), Some(Outcome::Done)))
+        .count();
     Ok(Report {
         results,
         operations: ops_done,
         failed,
         skipped,
+        created,
+        adopted,
         planned,
     })
 }
@@ -334,6 +362,50 @@ async fn run_jobs<D: Directory>(
         ))),
         None => Ok(total),
     }
+}
+
+/// Records in the mirror the users (or groups) taken over whose jobs succeeded, with whether
+/// AD has their password. Returns how many; in a dry run, how many would be.
+fn take_over(
+    mirror: &mut Mirror,
+    adoptions: &[plan::Adoption],
+    outcomes: &Outcomes,
+    dry_run: bool,
+    users: bool,
+) -> usize {
+    let mut n = 0;
+    for a in adoptions {
+        if matches!(a.key, ObjKey::User(_)) != users {
+            continue;
+        }
+        let done = matches!(outcomes.get(&a.key), Some(Outcome::Adopted(_)));
+        let recorded = match &a.key {
+            ObjKey::User(id) => mirror
+                .users
+                .get(id)
+                .is_some_and(|u| u.guid.as_ref() == Some(&a.guid)),
+            ObjKey::Group(id) => mirror
+                .groups
+                .get(id)
+                .is_some_and(|g| g.guid.as_ref() == Some(&a.guid)),
+            ObjKey::Password(_) => true,
+        };
+        if !done || recorded {
+            continue;
+        }
+        n += 1;
+        if dry_run {
+            continue;
+        }
+        tracing::info!("adopted {} (it is managed from now on)", a.dn);
+        mirror.set_guid(&a.key, a.guid.clone());
+        if let (ObjKey::User(id), true) = (&a.key, a.has_password)
+            && let Some(u) = mirror.users.get_mut(id)
+        {
+            u.password_set = true;
+        }
+    }
+    n
 }
 
 /// Makes one operation's LDAP request.

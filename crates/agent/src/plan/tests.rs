@@ -95,6 +95,7 @@ fn group(id: &str, name: &str) -> GroupRec {
         id: id.into(),
         name: name.into(),
         guid: None,
+        links: Vec::new(),
     }
 }
 
@@ -110,6 +111,8 @@ struct World {
     policy: Sync,
     passwords: HashMap<String, Result<Secret, String>>,
     allow: Option<usize>,
+    /// Objects in a privileged group through nesting.
+    privileged: HashSet<Vec<u8>>,
 }
 
 impl World {
@@ -130,6 +133,7 @@ impl World {
             policy: toml::from_str::<Sync>("").unwrap_or_else(|e| panic!("{e}")),
             passwords: HashMap::new(),
             allow: None,
+            privileged: HashSet::new(),
         }
     }
 
@@ -181,7 +185,7 @@ impl World {
     }
 
     fn plan(&self) -> (Lookup, Result<Plan, OverThreshold>) {
-        let lookup = Lookup::new(&self.mirror, &self.work, &self.policy);
+        let lookup = Lookup::new(&self.mirror, &self.work, &self.policy, &self.scope);
         let found = Found::new(self.ad.clone());
         let sync = self.ad.iter().find(|o| o.sam == "Cloud Groups");
         let p = plan(&Input {
@@ -194,6 +198,7 @@ impl World {
             sync_group: sync.filter(|_| self.sync_group_in_ad),
             passwords: &self.passwords,
             policy: &self.policy,
+            privileged: &self.privileged,
             allow_deletions: self.allow,
         });
         (lookup, p)
@@ -222,6 +227,7 @@ fn lines(p: &Plan) -> Vec<String> {
             };
             match o {
                 Outcome::Done => format!("{key} done"),
+                Outcome::Adopted(dn) => format!("{key} adopted {dn}"),
                 Outcome::Skipped(m) => format!("{key} skipped: {m}"),
                 Outcome::Failed(m) => format!("{key} failed: {m}"),
             }
@@ -312,7 +318,7 @@ fn users_under_each_policy_and_safety_rule() {
             |w| w.sync_user(user("u-bob", "bob", "Bob", "Baker")),
             &[
                 "password:u-bob skipped: the account is not synced (collision)",
-                "user:u-bob failed: bob collides with the existing AD account CN=bob,OU=Staff,DC=example,DC=com (it is not managed by ad-sync)",
+                "user:u-bob failed: bob collides with the existing AD account CN=bob,OU=Staff,DC=example,DC=com: it is not managed by ad-sync, and taking over existing accounts is off",
             ],
         ),
         (
@@ -320,7 +326,7 @@ fn users_under_each_policy_and_safety_rule() {
             |w| w.sync_user(user("u-other", "alice", "Alice", "Other")),
             &[
                 "password:u-other skipped",
-                "user:u-other failed: alice collides with the existing AD account CN=alice,OU=Staff,DC=example,DC=com (it is managed for another cloud user (u-alice))",
+                "user:u-other failed: alice collides with the existing AD account CN=alice,OU=Staff,DC=example,DC=com: it is managed for another cloud object (u-alice)",
             ],
         ),
         (
@@ -621,14 +627,15 @@ fn groups_under_each_rule() {
             ],
         ),
         (
-            "a group moved out of the sync group's container is not touched",
+            "a group moved out of the sync group's and the Root User container is not touched",
             |w| {
                 let eng = w.managed_engineering();
                 w.sync_group(eng);
                 w.scope.sync_group = Some(dn(&format!("CN=Cloud Groups,{USERS}")));
+                w.scope.root = dn(USERS);
             },
             &[
-                "group:g-eng skipped: group Engineering was moved to CN=Engineering,OU=Staff,DC=example,DC=com, out of the sync group's container",
+                "group:g-eng skipped: group Engineering was moved to CN=Engineering,OU=Staff,DC=example,DC=com, out of the sync group's container and the Root User container",
             ],
         ),
         (
@@ -883,13 +890,13 @@ fn match_mode_brings_the_groups_that_contain_a_changed_group() {
     w.mirror
         .edges
         .insert(("g-all".into(), MemberType::Group, "g-eng".into()));
-    let lookup = Lookup::new(&w.mirror, &w.work, &w.policy);
+    let lookup = Lookup::new(&w.mirror, &w.work, &w.policy, &w.scope);
     assert_eq!(
         lookup.groups.iter().map(String::as_str).collect::<Vec<_>>(),
         vec!["g-all", "g-eng"]
     );
     w.policy.group_membership_sync_type = MembershipSyncType::Minimal;
-    let lookup = Lookup::new(&w.mirror, &w.work, &w.policy);
+    let lookup = Lookup::new(&w.mirror, &w.work, &w.policy, &w.scope);
     assert_eq!(lookup.groups.len(), 1);
 }
 
@@ -902,7 +909,7 @@ fn lookups_search_by_object_guid_then_by_name_for_what_ad_no_longer_has() {
     gone.guid = Some(vec![7; 16]);
     w.sync_user(gone);
     w.sync_user(user("u-new", "new", "N", "Ew"));
-    let lookup = Lookup::new(&w.mirror, &w.work, &w.policy);
+    let lookup = Lookup::new(&w.mirror, &w.work, &w.policy, &w.scope);
     assert_eq!(lookup.terms.len(), 3);
     assert!(lookup.terms.contains(&"(sAMAccountName=new)".to_string()));
     assert!(
@@ -1005,4 +1012,339 @@ fn passwords_count_as_set_when_set_here_or_sealed_for_earlier_agents_only() {
     let mut set: Vec<&String> = passwords_now_set(&work, &outcomes);
     set.sort();
     assert_eq!(set, vec!["a", "c"]);
+}
+
+/// A link the cloud keeps for an imported object: this domain, this objectGUID.
+fn link_to(w: &World, sam: &str, domain: &str) -> ad_sync_core::cloud::api::AdLink {
+    ad_sync_core::cloud::api::AdLink {
+        domain: domain.into(),
+        guid: ad::guid_string(&w.guid(sam)),
+    }
+}
+
+const BOB: &str = "CN=bob,OU=Staff,DC=example,DC=com";
+
+#[test]
+fn existing_accounts_are_adopted_only_when_allowed_and_safe() {
+    type Setup = fn(&mut World);
+    let cases: &[(&str, Setup, &[&str])] = &[
+        (
+            "adoption on: bob is taken over where he is; his attributes come from the cloud, his password stays",
+            |w| {
+                w.policy.adopt_existing_users = true;
+                let mut bob = user("u-bob", "bob", "Bob", "Baker");
+                bob.user.email = Some("bob@example.com".into());
+                w.sync_user(bob);
+            },
+            &[
+                "Adopt CN=bob,OU=Staff",
+                "UpdateAttributes CN=bob,OU=Staff",
+                // Disabled in AD, active in the cloud, and AD has his password: enabled.
+                "Enable CN=bob,OU=Staff",
+                "user:u-bob adopted CN=bob,OU=Staff,DC=example,DC=com",
+            ],
+        ),
+        (
+            "adoption on, but bob has no password in AD: taken over, and stays disabled until the cloud sets one",
+            |w| {
+                w.policy.adopt_existing_users = true;
+                w.obj("bob").pwd_last_set = 0;
+                w.sync_user(user("u-bob", "bob", "Bob", "Baker"));
+            },
+            &[
+                "Adopt CN=bob,OU=Staff",
+                "UpdateAttributes CN=bob,OU=Staff",
+                "user:u-bob adopted CN=bob",
+            ],
+        ),
+        (
+            "adoption on: a protected account (adminCount=1) is never taken over",
+            |w| {
+                w.policy.adopt_existing_users = true;
+                w.scope.root = dn(USERS);
+                w.sync_user(user("u-p", "svc-protected", "S", "P"));
+            },
+            &[
+                "password:u-p skipped",
+                "user:u-p failed: svc-protected collides with the existing AD account CN=svc-protected,CN=Users,DC=example,DC=com: it is protected (adminCount=1",
+            ],
+        ),
+        (
+            "adoption on: a member of a privileged group through nesting is never taken over",
+            |w| {
+                w.policy.adopt_existing_users = true;
+                w.scope.root = dn(USERS);
+                let g = w.guid("svc-nested");
+                w.privileged.insert(g);
+                w.sync_user(user("u-n", "svc-nested", "S", "N"));
+            },
+            &[
+                "password:u-n skipped",
+                "user:u-n failed: svc-nested collides with the existing AD account CN=svc-nested,CN=Users,DC=example,DC=com: it is a member of a privileged group through nested groups",
+            ],
+        ),
+        (
+            "adoption on: a primary-group member of Domain Admins is never taken over",
+            |w| {
+                w.policy.adopt_existing_users = true;
+                w.obj("bob").protected =
+                    Some("its primary group is a privileged group (RID 512)".into());
+                w.sync_user(user("u-bob", "bob", "Bob", "Baker"));
+            },
+            &[
+                "password:u-bob skipped",
+                "user:u-bob failed: bob collides with the existing AD account CN=bob,OU=Staff,DC=example,DC=com: its primary group is a privileged group (RID 512); the agent never takes over",
+            ],
+        ),
+        (
+            "adoption on: an account outside the Root User container is never taken over",
+            |w| {
+                w.policy.adopt_existing_users = true;
+                w.sync_user(user("u-s", "svc-sync", "S", "S"));
+            },
+            &[
+                "password:u-s skipped",
+                "user:u-s failed: svc-sync collides with the existing AD account CN=svc-sync,CN=Users,DC=example,DC=com: it is outside the Root User container",
+            ],
+        ),
+        (
+            "adoption on: a group of the user's name is not an account",
+            |w| {
+                w.policy.adopt_existing_users = true;
+                w.sync_user(user("u-m", "Mailing List", "M", "L"));
+            },
+            &[
+                "password:u-m skipped",
+                "user:u-m failed: Mailing List collides with the existing AD account CN=Mailing List,OU=Staff,DC=example,DC=com: it is not a user account",
+            ],
+        ),
+        (
+            "adoption on: an account managed for another cloud user stays that user's",
+            |w| {
+                w.policy.adopt_existing_users = true;
+                w.sync_user(user("u-other", "alice", "A", "O"));
+            },
+            &[
+                "password:u-other skipped",
+                "user:u-other failed: alice collides with the existing AD account CN=alice,OU=Staff,DC=example,DC=com: it is managed for another cloud object (u-alice)",
+            ],
+        ),
+        (
+            "adoption off, but imported: the link takes over bob (and renames him to the cloud's name)",
+            |w| {
+                let mut robert = user("u-robert", "robert", "Bob", "Baker");
+                robert.user.links = vec![link_to(w, "bob", "DC=example,DC=com")];
+                w.sync_user(robert);
+            },
+            &[
+                "Adopt CN=bob,OU=Staff",
+                "Rename CN=bob,OU=Staff",
+                "UpdateAttributes CN=robert,OU=Staff",
+                "Enable CN=robert,OU=Staff",
+                "user:u-robert adopted CN=bob,OU=Staff,DC=example,DC=com",
+            ],
+        ),
+        (
+            "a link to another domain means nothing here: a new account is created",
+            |w| {
+                let mut robert = user("u-robert", "robert", "Bob", "Baker");
+                robert.user.links = vec![link_to(w, "bob", "DC=other,DC=org")];
+                w.sync_user(robert);
+            },
+            &["CreateUser CN=robert,OU=Staff"],
+        ),
+        (
+            "imported, but protected since: the link does not override the safety rules",
+            |w| {
+                w.obj("bob").protected = Some(
+                    "it is protected (adminCount=1: it is or was in an administrative group)"
+                        .into(),
+                );
+                let mut bob = user("u-bob", "bob", "Bob", "Baker");
+                bob.user.links = vec![link_to(w, "bob", "dc=EXAMPLE,dc=com")];
+                w.sync_user(bob);
+            },
+            &[
+                "password:u-bob skipped",
+                "user:u-bob failed: bob collides with the existing AD account CN=bob,OU=Staff,DC=example,DC=com: it is protected",
+            ],
+        ),
+    ];
+    for (name, setup, expected) in cases {
+        let mut w = World::new();
+        setup(&mut w);
+        let p = w.plan().1.unwrap_or_else(|t| panic!("{name}: {t:?}"));
+        check(name, &p, expected);
+        // The mirror learns an adopted object's GUID only through `adoptions`, after its job.
+        for a in &p.adoptions {
+            assert!(!p.adopted.iter().any(|(k, _)| *k == a.key), "{name}");
+        }
+    }
+}
+
+#[test]
+fn an_adoption_writes_the_marker_first_and_says_what_will_change() {
+    let mut w = World::new();
+    w.policy.adopt_existing_users = true;
+    w.sync_user(user("u-bob", "bob", "Robert", "Baker"));
+    let p = w.plan().1.unwrap_or_else(|t| panic!("{t:?}"));
+    let ops = &p.users[0].ops;
+    assert_eq!((ops[0].kind, ops[0].dn.as_str()), (OpKind::Adopt, BOB));
+    let Change::Modify(mods) = &ops[0].change else {
+        panic!("{:?}", ops[0])
+    };
+    assert!(
+        matches!(&mods[0], Mod::Replace(a, v) if a == b"adminDescription" && v.contains(b"ad-sync:u-bob".as_slice()))
+    );
+    assert!(
+        ops[0]
+            .what
+            .contains("the cloud now sets userPrincipalName, givenName, displayName")
+            && ops[0]
+                .what
+                .contains("its password is kept until the cloud sets one"),
+        "{}",
+        ops[0].what
+    );
+    // The marker is not written twice, and no password is set.
+    assert!(!ops[1].what.contains("adminDescription"), "{}", ops[1].what);
+    assert!(!ops.iter().any(|o| o.kind == OpKind::SetPassword));
+    let a = &p.adoptions[0];
+    assert_eq!((a.dn.as_str(), a.has_password), (BOB, true));
+    assert_eq!(a.guid, w.guid("bob"));
+}
+
+#[test]
+fn existing_groups_are_adopted_only_when_allowed_and_safe() {
+    type Setup = fn(&mut World);
+    let cases: &[(&str, Setup, &[&str])] = &[
+        (
+            "adoption on: an unmanaged security group of the name is taken over in place",
+            |w| {
+                w.policy.adopt_existing_groups = true;
+                w.obj("Engineering").marker = None;
+                w.sync_group(group("g-new", "Engineering"));
+            },
+            &[
+                "Adopt CN=Engineering,OU=Staff",
+                "group:g-new adopted CN=Engineering,OU=Staff,DC=example,DC=com",
+            ],
+        ),
+        (
+            "adoption off: the same group is a collision that says how to allow it",
+            |w| {
+                w.obj("Engineering").marker = None;
+                w.sync_group(group("g-new", "Engineering"));
+            },
+            &[
+                "group:g-new failed: group Engineering collides with the existing AD object CN=Engineering,OU=Staff,DC=example,DC=com: it is not managed by ad-sync, and taking over existing groups is off ([sync] adopt_existing_groups)",
+            ],
+        ),
+        (
+            "adoption on: a distribution group is never taken over",
+            |w| {
+                w.policy.adopt_existing_groups = true;
+                w.sync_group(group("g-ml", "Mailing List"));
+            },
+            &[
+                "group:g-ml failed: group Mailing List collides with the existing AD object CN=Mailing List,OU=Staff,DC=example,DC=com: it is a distribution group",
+            ],
+        ),
+        (
+            "adoption on: a group nested in a privileged group is never taken over",
+            |w| {
+                w.policy.adopt_existing_groups = true;
+                w.obj("Engineering").marker = None;
+                let g = w.guid("Engineering");
+                w.privileged.insert(g);
+                w.sync_group(group("g-new", "Engineering"));
+            },
+            &[
+                "group:g-new failed: group Engineering collides with the existing AD object CN=Engineering,OU=Staff,DC=example,DC=com: it is a member of a privileged group through nested groups",
+            ],
+        ),
+        (
+            "adoption on: Domain Admins is never taken over",
+            |w| {
+                w.policy.adopt_existing_groups = true;
+                w.scope.root = dn(USERS);
+                w.sync_group(group("g-da", "Domain Admins"));
+            },
+            &[
+                "group:g-da failed: group Domain Admins collides with the existing AD object CN=Domain Admins,CN=Users,DC=example,DC=com: it is protected (adminCount=1",
+            ],
+        ),
+        (
+            "adoption on: the sync group itself is never taken over",
+            |w| {
+                w.policy.adopt_existing_groups = true;
+                w.sync_group(group("g-cg", "Cloud Groups"));
+            },
+            &[
+                "group:g-cg failed: group Cloud Groups collides with the existing AD object CN=Cloud Groups,OU=Staff,DC=example,DC=com: it is the sync group itself",
+            ],
+        ),
+        (
+            "a group outside both containers is never taken over",
+            |w| {
+                w.policy.adopt_existing_groups = true;
+                w.scope.root = dn("OU=Undelegated,DC=example,DC=com");
+                w.scope.sync_group = Some(dn("CN=Cloud Groups,OU=Undelegated,DC=example,DC=com"));
+                w.obj("Engineering").marker = None;
+                w.sync_group(group("g-new", "Engineering"));
+            },
+            &[
+                "group:g-new failed: group Engineering collides with the existing AD object CN=Engineering,OU=Staff,DC=example,DC=com: it is neither in the sync group's container nor inside the Root User container",
+            ],
+        ),
+    ];
+    for (name, setup, expected) in cases {
+        let mut w = World::new();
+        setup(&mut w);
+        let p = w.plan().1.unwrap_or_else(|t| panic!("{name}: {t:?}"));
+        check(name, &p, expected);
+    }
+}
+
+#[test]
+fn an_adopted_group_keeps_the_members_ad_gave_it_and_gets_the_clouds() {
+    let mut w = World::new();
+    w.policy.adopt_existing_groups = true;
+    w.obj("Engineering").marker = None;
+    // carol is managed (by GUID); the cloud puts her in the group. bob (unmanaged) and alice
+    // (managed, but not a cloud member) are in it in AD.
+    let mut carol = user("u-carol", "carol", "Carol", "C");
+    carol.guid = Some(w.guid("carol"));
+    w.mirror.users.insert("u-carol".into(), carol);
+    w.sync_group(group("g-new", "Engineering"));
+    w.mirror
+        .edges
+        .insert(("g-new".into(), MemberType::User, "u-carol".into()));
+    let (lookup, p) = w.plan();
+    let mut p = p.unwrap_or_else(|t| panic!("{t:?}"));
+    // What the executor does once the group's job succeeded.
+    for a in std::mem::take(&mut p.adoptions) {
+        w.mirror.set_guid(&a.key, a.guid);
+    }
+    let jobs = memberships(&w.mirror, &p, &lookup.groups, &p.outcomes, &w.policy);
+    assert_eq!(jobs.len(), 1);
+    let Change::Modify(mods) = &jobs[0].ops[0].change else {
+        panic!()
+    };
+    let text = |g: &[u8]| String::from_utf8_lossy(&guid_ref(g)).into_owned();
+    let adds: Vec<String> = mods
+        .iter()
+        .filter_map(|m| match m {
+            Mod::Add(_, v) => Some(v.iter().map(|v| String::from_utf8_lossy(v).into_owned())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(adds, vec![text(&w.guid("carol"))]);
+    // alice is not managed in this mirror (no GUID here), bob never was: nobody is removed.
+    assert!(
+        mods.iter().all(|m| matches!(m, Mod::Add(..))),
+        "{:?}",
+        jobs[0].ops[0]
+    );
 }

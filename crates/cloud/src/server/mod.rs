@@ -26,10 +26,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use ad_sync_core::cloud::api::{
-    AckRequest, AckResponse, ChangesResponse, DirectoryRequest, DirectoryResponse,
-    EnrollRequest, ErrorBody, ErrorCode, ErrorDetail, Health, HeartbeatRequest,
-    HeartbeatResponse, ImportRequest, ImportResponse, KeyCheckRequest, KeyCheckResponse,
-    KeyState, MAX_IMPORT_ITEMS,
+    AckRequest, AckResponse, ChangesResponse, DirectoryRequest, DirectoryResponse, EnrollRequest,
+    ErrorBody, ErrorCode, ErrorDetail, Health, HeartbeatRequest, HeartbeatResponse, ImportRequest,
+    ImportResponse, KeyCheckRequest, KeyCheckResponse, KeyState, MAX_IMPORT_ITEMS,
 };
 use ad_sync_core::connect_key::ConnectKey;
 use store::{AgentAuth, ApiError, Store, Timing};

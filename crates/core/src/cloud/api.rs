@@ -329,9 +329,9 @@ pub struct AdLink {
 
 /// The link for `domain` among `links` (naming contexts compare as DNs).
 pub fn link_for<'a>(links: &'a [AdLink], domain: &crate::dn::Dn) -> Option<&'a AdLink> {
-    links.iter().find(|l| {
-        crate::dn::Dn::parse(&l.domain).is_ok_and(|d| d.dn.same_as(domain))
-    })
+    links
+        .iter()
+        .find(|l| crate::dn::Dn::parse(&l.domain).is_ok_and(|d| d.dn.same_as(domain)))
 }
 
 /// `POST /v1/keys/directory`: the names of the cloud's users and groups (with their AD links),

@@ -18,8 +18,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cloud::api::{
-    AckRequest, AckResponse, ChangeResult, ChangesResponse, EnrollResponse, ErrorBody, Health,
-    DirectoryResponse, HeartbeatRequest, HeartbeatResponse, ImportRequest, ImportResponse,
+    AckRequest, AckResponse, ChangeResult, ChangesResponse, DirectoryResponse, EnrollResponse,
+    ErrorBody, Health, HeartbeatRequest, HeartbeatResponse, ImportRequest, ImportResponse,
     KeyCheckResponse,
 };
 use crate::connect_key::ConnectKey;

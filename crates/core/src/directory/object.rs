@@ -316,11 +316,7 @@ pub async fn search_paged(
             Err(_) => return Err(OpError::Timeout(timeout)),
         }
     }
-    stream
-        .finish()
-        .await
-        .success()
-        .map_err(err)?;
+    stream.finish().await.success().map_err(err)?;
     Ok(out)
 }
 

@@ -47,7 +47,11 @@ fn linked(tx: &Connection, domain_id: i64, guid: &str) -> rusqlite::Result<Optio
     .optional()
 }
 
-fn link_in_domain(tx: &Connection, domain_id: i64, object_id: &str) -> rusqlite::Result<Option<String>> {
+fn link_in_domain(
+    tx: &Connection,
+    domain_id: i64,
+    object_id: &str,
+) -> rusqlite::Result<Option<String>> {
     tx.query_row(
         "SELECT guid FROM links WHERE domain_id = ?1 AND object_id = ?2",
         params![domain_id, object_id],
@@ -56,7 +60,13 @@ fn link_in_domain(tx: &Connection, domain_id: i64, object_id: &str) -> rusqlite:
     .optional()
 }
 
-fn add_link(tx: &Connection, agent: &AgentAuth, object_id: &str, guid: &str, now: i64) -> rusqlite::Result<()> {
+fn add_link(
+    tx: &Connection,
+    agent: &AgentAuth,
+    object_id: &str,
+    guid: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO links (object_id, domain_id, guid, agent_id, at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![object_id, agent.domain_id, guid, agent.agent_id, now],
@@ -66,7 +76,9 @@ fn add_link(tx: &Connection, agent: &AgentAuth, object_id: &str, guid: &str, now
 
 fn user_by_id(tx: &Connection, id: &str) -> rusqlite::Result<Option<User>> {
     let name: Option<String> = tx
-        .query_row("SELECT username FROM users WHERE id = ?1", [id], |r| r.get(0))
+        .query_row("SELECT username FROM users WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
         .optional()?;
     name.map(|n| load_user(tx, &n)).transpose()
 }
@@ -107,7 +119,10 @@ fn user_refusal(u: &ImportUser) -> Option<String> {
             "its mail `{e}` is not an e-mail address; correct or clear it in AD and import again"
         ));
     }
-    if u.display_name.as_ref().is_some_and(|d| d.chars().count() > 256) {
+    if u.display_name
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 256)
+    {
         return Some("its displayName is longer than 256 characters".into());
     }
     None
@@ -262,13 +277,27 @@ fn import_user(
     u: &ImportUser,
     now: i64,
 ) -> Result<ImportItem, ApiError> {
-    let refused = |m: String| Ok(item("user", &u.username, &u.guid, ImportOutcome::Refused, m));
+    let refused = |m: String| {
+        Ok(item(
+            "user",
+            &u.username,
+            &u.guid,
+            ImportOutcome::Refused,
+            m,
+        ))
+    };
     if parse_guid_string(&u.guid).is_none() {
         return refused("guid is not an objectGUID in its string form".into());
     }
     if let Some(id) = linked(tx, agent.domain_id, &u.guid)? {
         let name = user_by_id(tx, &id)?.map_or(u.username.clone(), |x| x.username);
-        return Ok(item("user", &name, &u.guid, ImportOutcome::Already, String::new()));
+        return Ok(item(
+            "user",
+            &name,
+            &u.guid,
+            ImportOutcome::Already,
+            String::new(),
+        ));
     }
     if let Some(why) = user_refusal(u) {
         return refused(why);
@@ -322,7 +351,13 @@ fn import_group(
     }
     if let Some(id) = linked(tx, agent.domain_id, &g.guid)? {
         let name = group_by_id(tx, &id)?.map_or(g.name.clone(), |x| x.name);
-        return Ok(item("group", &name, &g.guid, ImportOutcome::Already, String::new()));
+        return Ok(item(
+            "group",
+            &name,
+            &g.guid,
+            ImportOutcome::Already,
+            String::new(),
+        ));
     }
     if let Err(e) = validate_group_name(&g.name) {
         return refused(format!("{e}; rename the AD group to import it"));
@@ -363,7 +398,13 @@ fn import_membership(
 ) -> Result<ImportItem, ApiError> {
     let name = format!("{} <- {}", m.group_guid, m.member_guid);
     let refused = |name: &str, why: String| {
-        Ok(item("membership", name, &m.member_guid, ImportOutcome::Refused, why))
+        Ok(item(
+            "membership",
+            name,
+            &m.member_guid,
+            ImportOutcome::Refused,
+            why,
+        ))
     };
     let group = match linked(tx, agent.domain_id, &m.group_guid)? {
         Some(id) => group_by_id(tx, &id)?,
@@ -391,7 +432,10 @@ fn import_membership(
     {
         return refused(
             &name,
-            format!("`{member}` already contains `{}`; adding it would make a loop", group.name),
+            format!(
+                "`{member}` already contains `{}`; adding it would make a loop",
+                group.name
+            ),
         );
     }
     let added = tx.execute(
@@ -399,7 +443,13 @@ fn import_membership(
         params![group.name, member, member_type.as_str()],
     )? == 1;
     if !added {
-        return Ok(item("membership", &name, &m.member_guid, ImportOutcome::Already, String::new()));
+        return Ok(item(
+            "membership",
+            &name,
+            &m.member_guid,
+            ImportOutcome::Already,
+            String::new(),
+        ));
     }
     append_change(
         tx,
@@ -411,5 +461,11 @@ fn import_membership(
             member_type,
         }),
     )?;
-    Ok(item("membership", &name, &m.member_guid, ImportOutcome::Created, String::new()))
+    Ok(item(
+        "membership",
+        &name,
+        &m.member_guid,
+        ImportOutcome::Created,
+        String::new(),
+    ))
 }
