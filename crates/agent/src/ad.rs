@@ -295,6 +295,14 @@ impl Ad {
             })
     }
 
+    /// Every object under `base` matching `filter`, however many (paged).
+    pub async fn search_paged(&self, base: &str, filter: &str) -> Result<Vec<Obj>, AdError> {
+        ad_sync_core::directory::object::search_paged(&self.ldap, self.timeout, base, filter, ATTRS)
+            .await
+            .map(|entries| entries.iter().map(object).collect())
+            .map_err(|e| AdError::from_op(e, &format!("search {base}")))
+    }
+
     /// The objects in a privileged group, nested membership included (the DC follows it).
     pub async fn privileged(&self) -> Result<HashSet<Vec<u8>>, AdError> {
         ad_sync_core::directory::object::privileged_members(

@@ -49,10 +49,32 @@ struct RunArgs {
     concurrency: u16,
 }
 
+#[derive(Debug, clap::Args, Clone)]
+struct ImportArgs {
+    /// The installed config.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Only this group's members (nested included) and the group itself.
+    #[arg(long, value_name = "DN")]
+    group: Option<String>,
+    /// Change nothing: say what would be imported, linked or refused.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as one JSON document.
+    #[arg(long)]
+    json: bool,
+    /// Where agent.log goes (`-`: standard error only; default as for `run`).
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the agent in the foreground (what the systemd unit starts).
     Run(RunArgs),
+    /// Import the users and security groups under the Root User container into the cloud,
+    /// each linked to its AD object (which the agent then manages). Safe to run again.
+    Import(ImportArgs),
     /// Run under the Windows Service Control Manager (the SCM starts this; not for a shell).
     #[cfg(windows)]
     Service {
@@ -97,6 +119,17 @@ fn main() {
                 tracing::warn!("{w}; logging to standard error only");
             }
             run(&args)
+        }
+        Command::Import(args) => {
+            let log_dir = match &args.log_dir {
+                Some(d) if d.as_os_str() == "-" => None,
+                Some(d) => Some(d.clone()),
+                None => Some(ad_sync_agent::default_log_dir(&args.config)),
+            };
+            if let Some(w) = ad_sync_agent::logs::init(log_dir.as_deref()) {
+                tracing::warn!("{w}; logging to standard error only");
+            }
+            import(&args)
         }
         #[cfg(windows)]
         Command::Service { config } => {
@@ -184,6 +217,74 @@ fn run(args: &RunArgs) -> i32 {
             tracing::error!("{e}");
             exit_code(&e)
         }
+    }
+}
+
+/// `import`: OK when everything importable was imported (or would be), CHANGES_FAILED when
+/// the cloud refused some objects (each is listed), RETRY when AD or the cloud was away.
+fn import(args: &ImportArgs) -> i32 {
+    let agent = match ad_sync_agent::Agent::start(&args.config) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit_code(&e);
+        }
+    };
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::CANNOT_START;
+        }
+    };
+    let report = match rt.block_on(ad_sync_agent::import::run(
+        &agent,
+        args.group.as_deref(),
+        args.dry_run,
+    )) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            return match e {
+                ad_sync_agent::import::ImportError::Group(_) => exit::CANNOT_START,
+                _ => exit::RETRY,
+            };
+        }
+    };
+    let refused = report
+        .items
+        .iter()
+        .filter(|i| i.outcome == "refused")
+        .count();
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(j) => println!("{j}"),
+            Err(e) => {
+                tracing::error!("cannot write the report as JSON: {e}");
+                return exit::CANNOT_START;
+            }
+        }
+    } else {
+        let would = if args.dry_run { "would be " } else { "" };
+        for i in report.items.iter().filter(|i| i.outcome != "already") {
+            let why = if i.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", i.message)
+            };
+            println!("{} {} {would}{}{why}", i.kind, i.name, i.outcome);
+        }
+        for line in report.summary() {
+            println!("{line}");
+        }
+        if args.dry_run {
+            println!("dry run: nothing was imported");
+        }
+    }
+    if refused > 0 {
+        exit::CHANGES_FAILED
+    } else {
+        exit::OK
     }
 }
 

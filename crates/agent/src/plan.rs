@@ -1263,4 +1263,4 @@ pub fn results(work: &Work, outcomes: &Outcomes) -> (Vec<ChangeResult>, usize, u
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

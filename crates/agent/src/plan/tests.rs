@@ -19,7 +19,7 @@ const USERS: &str = "CN=Users,DC=example,DC=com";
 const SYNC_GROUP: &str = "CN=Cloud Groups,OU=Staff,DC=example,DC=com";
 
 /// The recorded directory, as the agent's search reads it.
-fn recorded() -> Vec<Obj> {
+pub(crate) fn recorded() -> Vec<Obj> {
     let b64 = |v: &str| {
         base64::engine::general_purpose::STANDARD
             .decode(v)
@@ -66,7 +66,7 @@ fn recorded() -> Vec<Obj> {
     out
 }
 
-fn dn(text: &str) -> Dn {
+pub(crate) fn dn(text: &str) -> Dn {
     Dn::parse(text)
         .unwrap_or_else(|e| panic!("{text}: {}", e.message))
         .dn

@@ -1,0 +1,509 @@
+//! `ad-sync-agent import`: AD into the cloud, once. Reads the users and security groups under
+//! the Root User container (or only the members of one group, nested included) and creates
+//! them in the cloud, each linked to its objectGUID, so that the agent then manages exactly
+//! those AD objects: the cloud's next changes name them by link, and the planner takes them
+//! over under the same safety rules as any adoption.
+//!
+//! `select` is pure (table tests on the recorded directory); `run` reads AD, sends the cloud
+//! requests of at most `MAX_IMPORT_ITEMS` (and ~200 KB) and rolls the answers up. The cloud
+//! answers an object imported before as `already`, so a re-run, or a run after a crash
+//! mid-import, imports only what is new.
+
+use crate::ad::{self, Obj};
+use crate::plan::Scope;
+use ad_sync_core::adopt::{Kind, Refusal, Rules};
+use ad_sync_core::cloud::api::{
+    ImportGroup, ImportItem, ImportMembership, ImportOutcome, ImportRequest, ImportUser,
+    MAX_IMPORT_ITEMS,
+};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+
+/// A request body stays under this size (the cloud takes 256 KB).
+const MAX_REQUEST_BYTES: usize = 200 * 1024;
+
+/// What `select` found to import, and what it will not import and why.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub users: Vec<ImportUser>,
+    pub groups: Vec<ImportGroup>,
+    pub memberships: Vec<ImportMembership>,
+    /// Not sent: protected, privileged, distribution groups, the sync group, objects already
+    /// managed for a cloud object.
+    pub skipped: Vec<ReportItem>,
+}
+
+/// One line of the import's report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportItem {
+    pub kind: String,
+    pub name: String,
+    pub guid: String,
+    /// created, linked, already, refused (by the cloud) or skipped (never imported).
+    pub outcome: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+impl From<ImportItem> for ReportItem {
+    fn from(i: ImportItem) -> ReportItem {
+        let outcome = match i.outcome {
+            ImportOutcome::Created => "created",
+            ImportOutcome::Linked => "linked",
+            ImportOutcome::Already => "already",
+            ImportOutcome::Refused => "refused",
+        };
+        ReportItem {
+            kind: i.kind,
+            name: i.name,
+            guid: i.guid,
+            outcome: outcome.into(),
+            message: i.message,
+        }
+    }
+}
+
+/// Chooses what to import from the AD objects read: every user account and security group the
+/// adoption rules would let the agent manage (import stands for the adopt settings, never for
+/// the safety rules), and the memberships among them.
+pub fn select(
+    objs: &[Obj],
+    scope: &Scope,
+    sync_group_guid: Option<&[u8]>,
+    privileged: &HashSet<Vec<u8>>,
+) -> Selection {
+    let rules = Rules {
+        scope,
+        sync_group_guid,
+        privileged,
+        adopt_users: true,
+        adopt_groups: true,
+    };
+    let mut s = Selection::default();
+    let mut imported: HashSet<&[u8]> = HashSet::new();
+    let mut groups = Vec::new();
+    for o in objs {
+        let kind = if o.is_group { Kind::Group } else { Kind::User };
+        let what = if o.is_group { "group" } else { "user" };
+        if !o.is_group && !o.is_user {
+            continue; // Computers, contacts: not people.
+        }
+        if let Err(r) = rules.check(kind, o, "", true) {
+            let message = match &r {
+                Refusal::ManagedForOther(id) => {
+                    format!("already managed by ad-sync for the cloud object {id}")
+                }
+                other => other.words(kind, scope),
+            };
+            s.skipped.push(ReportItem {
+                kind: what.into(),
+                name: o.sam.clone(),
+                guid: ad::guid_string(&o.guid),
+                outcome: if matches!(r, Refusal::ManagedForOther(_)) {
+                    "already".into()
+                } else {
+                    "skipped".into()
+                },
+                message,
+            });
+            continue;
+        }
+        imported.insert(&o.guid);
+        if o.is_group {
+            s.groups.push(ImportGroup {
+                guid: ad::guid_string(&o.guid),
+                name: o.sam.clone(),
+            });
+            groups.push(o);
+        } else {
+            s.users.push(ImportUser {
+                guid: ad::guid_string(&o.guid),
+                username: o.sam.clone(),
+                given_name: o.given.clone().unwrap_or_default(),
+                surname: o.sn.clone().unwrap_or_default(),
+                display_name: o.display.clone(),
+                email: o.mail.clone(),
+                enabled: o.enabled(),
+            });
+        }
+    }
+    for g in groups {
+        for (m, _) in &g.members {
+            if imported.contains(m.as_slice()) {
+                s.memberships.push(ImportMembership {
+                    group_guid: ad::guid_string(&g.guid),
+                    member_guid: ad::guid_string(m),
+                });
+            }
+        }
+    }
+    s
+}
+
+/// Splits the selection into requests: users, then groups, then memberships (so each
+/// membership's objects were linked by an earlier request), each within the cloud's limits.
+pub fn requests(s: &Selection, dry_run: bool) -> Vec<ImportRequest> {
+    let mut out: Vec<ImportRequest> = Vec::new();
+    let mut cur = ImportRequest {
+        dry_run,
+        ..ImportRequest::default()
+    };
+    let mut bytes = 0;
+    let flush = |cur: &mut ImportRequest, bytes: &mut usize, out: &mut Vec<ImportRequest>| {
+        if !cur.is_empty() {
+            out.push(std::mem::replace(
+                cur,
+                ImportRequest {
+                    dry_run,
+                    ..ImportRequest::default()
+                },
+            ));
+        }
+        *bytes = 0;
+    };
+    for u in &s.users {
+        let n = size(u);
+        if cur.len() == MAX_IMPORT_ITEMS || bytes + n > MAX_REQUEST_BYTES {
+            flush(&mut cur, &mut bytes, &mut out);
+        }
+        bytes += n;
+        cur.users.push(u.clone());
+    }
+    flush(&mut cur, &mut bytes, &mut out);
+    for g in &s.groups {
+        let n = size(g);
+        if cur.len() == MAX_IMPORT_ITEMS || bytes + n > MAX_REQUEST_BYTES {
+            flush(&mut cur, &mut bytes, &mut out);
+        }
+        bytes += n;
+        cur.groups.push(g.clone());
+    }
+    flush(&mut cur, &mut bytes, &mut out);
+    for m in &s.memberships {
+        let n = size(m);
+        if cur.len() == MAX_IMPORT_ITEMS || bytes + n > MAX_REQUEST_BYTES {
+            flush(&mut cur, &mut bytes, &mut out);
+        }
+        bytes += n;
+        cur.memberships.push(m.clone());
+    }
+    flush(&mut cur, &mut bytes, &mut out);
+    out
+}
+
+/// The JSON size of one item: what it adds to a request body.
+fn size<T: Serialize>(v: &T) -> usize {
+    serde_json::to_vec(v).map_or(1024, |v| v.len() + 1)
+}
+
+/// Counts by kind and outcome, for the summary.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    /// kind -> outcome -> count.
+    pub counts: BTreeMap<String, BTreeMap<String, usize>>,
+    pub items: Vec<ReportItem>,
+}
+
+impl Report {
+    pub fn add(&mut self, item: ReportItem) {
+        *self
+            .counts
+            .entry(item.kind.clone())
+            .or_default()
+            .entry(item.outcome.clone())
+            .or_default() += 1;
+        self.items.push(item);
+    }
+
+    pub fn count(&self, kind: &str, outcome: &str) -> usize {
+        self.counts
+            .get(kind)
+            .and_then(|c| c.get(outcome))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// One line per kind: `users: 3 created, 1 linked, ...`.
+    pub fn summary(&self) -> Vec<String> {
+        self.counts
+            .iter()
+            .map(|(kind, c)| {
+                let parts: Vec<String> = c.iter().map(|(o, n)| format!("{n} {o}")).collect();
+                format!("{kind}s: {}", parts.join(", "))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::tests::{dn, recorded};
+
+    fn scope(root: &str, sync_group: &str) -> Scope {
+        Scope {
+            root: dn(root),
+            sync_group: Some(dn(sync_group)),
+            dns_domain: "example.com".into(),
+            host: "dc1.example.com".into(),
+            encrypted: true,
+        }
+    }
+
+    #[test]
+    fn import_takes_people_and_security_groups_and_never_protected_ones() {
+        let mut objs = recorded();
+        // The whole domain as the Root User container: every safety rule has to hold alone.
+        let scope = scope(
+            "DC=example,DC=com",
+            "CN=Cloud Groups,OU=Staff,DC=example,DC=com",
+        );
+        let sync = objs
+            .iter()
+            .find(|o| o.sam == "Cloud Groups")
+            .map(|o| o.guid.clone());
+        // Engineering as an administrator made it: no marker.
+        for o in objs.iter_mut().filter(|o| o.sam == "Engineering") {
+            o.marker = None;
+        }
+        let nested: HashSet<Vec<u8>> = objs
+            .iter()
+            .filter(|o| o.sam == "svc-nested")
+            .map(|o| o.guid.clone())
+            .collect();
+        let s = select(&objs, &scope, sync.as_deref(), &nested);
+        let users: Vec<&str> = s.users.iter().map(|u| u.username.as_str()).collect();
+        let groups: Vec<&str> = s.groups.iter().map(|g| g.name.as_str()).collect();
+        let mut skipped: Vec<String> = s
+            .skipped
+            .iter()
+            .map(|i| {
+                format!(
+                    "{} {}: {}",
+                    i.name,
+                    i.outcome,
+                    &i.message[..i.message.len().min(40)]
+                )
+            })
+            .collect();
+        skipped.sort();
+        let mut sorted = users.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec!["bob", "svc-locked", "svc-sync"]);
+        for never in [
+            "Administrator",
+            "krbtgt",
+            "svc-admin",
+            "svc-protected",
+            "svc-nested",
+            "alice",
+            "carol",
+        ] {
+            assert!(
+                !users.contains(&never),
+                "{never} must not be imported: {users:?}"
+            );
+        }
+        assert_eq!(groups, vec!["Engineering"]);
+        let bob = s
+            .users
+            .iter()
+            .find(|u| u.username == "bob")
+            .unwrap_or_else(|| panic!());
+        assert_eq!(
+            (bob.given_name.as_str(), bob.surname.as_str(), bob.enabled),
+            ("Bob", "Baker", false)
+        );
+        for (name, outcome, why) in [
+            ("Mailing List", "skipped", "it is a distribution group"),
+            ("Cloud Groups", "skipped", "it is the sync group itself"),
+            (
+                "svc-nested",
+                "skipped",
+                "it is a member of a privileged group",
+            ),
+            ("Domain Admins", "skipped", "it is protected (adminCount=1"),
+            (
+                "alice",
+                "already",
+                "already managed by ad-sync for the cloud",
+            ),
+        ] {
+            let hit = s
+                .skipped
+                .iter()
+                .find(|i| i.name == name)
+                .unwrap_or_else(|| panic!("{name} not reported: {skipped:?}"));
+            assert_eq!(hit.outcome, outcome, "{name}");
+            assert!(hit.message.starts_with(why), "{name}: {}", hit.message);
+        }
+        // Engineering's members that are imported: bob (alice is managed already).
+        let bob_guid = bob.guid.clone();
+        assert_eq!(
+            s.memberships
+                .iter()
+                .map(|m| m.member_guid.as_str())
+                .collect::<Vec<_>>(),
+            vec![bob_guid.as_str()]
+        );
+    }
+
+    #[test]
+    fn requests_keep_to_the_clouds_limits_and_send_users_before_groups_before_memberships() {
+        let mut s = Selection::default();
+        for i in 0..1203 {
+            s.users.push(ImportUser {
+                guid: format!("{i:08x}-0000-0000-0000-000000000000"),
+                username: format!("u{i}"),
+                given_name: "G".into(),
+                surname: "S".repeat(60),
+                display_name: Some("D".repeat(250)),
+                email: None,
+                enabled: true,
+            });
+        }
+        s.groups.push(ImportGroup {
+            guid: "g".into(),
+            name: "G".into(),
+        });
+        s.memberships.push(ImportMembership {
+            group_guid: "g".into(),
+            member_guid: "m".into(),
+        });
+        let r = requests(&s, false);
+        assert!(r.iter().all(|q| q.len() <= MAX_IMPORT_ITEMS));
+        assert!(
+            r.iter()
+                .all(|q| serde_json::to_vec(q).map_or(0, |v| v.len()) < 256 * 1024)
+        );
+        assert_eq!(r.iter().map(|q| q.users.len()).sum::<usize>(), 1203);
+        let last_two: Vec<(usize, usize, usize)> = r[r.len() - 2..]
+            .iter()
+            .map(|q| (q.users.len(), q.groups.len(), q.memberships.len()))
+            .collect();
+        assert_eq!(last_two, vec![(0, 1, 0), (0, 0, 1)]);
+    }
+}
+
+/// Why an import could not run at all (a refused item is not one: it is reported).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{0}")]
+    Ad(String),
+    #[error("{0}")]
+    Cloud(String),
+    #[error("--group {0}")]
+    Group(String),
+}
+
+/// Reads AD and imports what `select` chooses; `group` limits it to that group's members
+/// (nested included) and the group itself. A dry run asks the cloud what it would do with the
+/// users and groups (memberships are counted, not sent: they need the objects linked first).
+pub async fn run(
+    agent: &crate::Agent,
+    group: Option<&str>,
+    dry_run: bool,
+) -> Result<Report, ImportError> {
+    let group = match group {
+        Some(text) => Some(
+            ad_sync_core::dn::Dn::parse(text)
+                .map_err(|e| {
+                    ImportError::Group(format!(
+                        "`{text}` is not a DN: {}; give the group's distinguished name",
+                        e.message
+                    ))
+                })?
+                .dn
+                .to_comma_form(),
+        ),
+        None => None,
+    };
+    let ad = ad::Ad::connect(&agent.answers, &agent.password)
+        .await
+        .map_err(|e| ImportError::Ad(e.to_string()))?;
+    let r = read_and_send(agent, &ad, group.as_deref(), dry_run).await;
+    ad.close().await;
+    r
+}
+
+async fn read_and_send(
+    agent: &crate::Agent,
+    ad: &ad::Ad,
+    group: Option<&str>,
+    dry_run: bool,
+) -> Result<Report, ImportError> {
+    let ad_err = |e: ad::AdError| ImportError::Ad(e.to_string());
+    let people = "(|(&(objectCategory=person)(objectClass=user))(objectClass=group))";
+    let filter = match group {
+        Some(dn) => {
+            if ad
+                .read(dn)
+                .await
+                .map_err(ad_err)?
+                .is_none_or(|o| !o.is_group)
+            {
+                return Err(ImportError::Group(format!(
+                    "{dn}: there is no group with that DN in AD; copy its distinguishedName from AD"
+                )));
+            }
+            let dn = ldap3::ldap_escape(dn);
+            format!(
+                "(&{people}(|(memberOf:{}:={dn})(distinguishedName={dn})))",
+                ad_sync_core::directory::object::IN_CHAIN
+            )
+        }
+        None => people.to_string(),
+    };
+    let root = ad.scope.root_text();
+    let objs = ad.search_paged(&root, &filter).await.map_err(ad_err)?;
+    let privileged = ad.privileged().await.map_err(ad_err)?;
+    let sync_group = match &ad.scope.sync_group {
+        Some(dn) => ad.read(&dn.to_comma_form()).await.map_err(ad_err)?,
+        None => None,
+    };
+    let selection = select(
+        &objs,
+        &ad.scope,
+        sync_group.as_ref().map(|o| o.guid.as_slice()),
+        &privileged,
+    );
+    tracing::info!(
+        users = selection.users.len(),
+        groups = selection.groups.len(),
+        memberships = selection.memberships.len(),
+        skipped = selection.skipped.len(),
+        dry_run,
+        "importing AD into the cloud"
+    );
+    let mut report = Report {
+        dry_run,
+        ..Report::default()
+    };
+    for item in &selection.skipped {
+        report.add(item.clone());
+    }
+    for req in requests(&selection, dry_run) {
+        if dry_run && !req.memberships.is_empty() {
+            for m in &req.memberships {
+                report.add(ReportItem {
+                    kind: "membership".into(),
+                    name: format!("{} <- {}", m.group_guid, m.member_guid),
+                    guid: m.member_guid.clone(),
+                    outcome: "would add".into(),
+                    message: String::new(),
+                });
+            }
+            continue;
+        }
+        let resp = agent
+            .client
+            .import(&agent.credential, &req)
+            .await
+            .map_err(|e| ImportError::Cloud(format!("importing into the cloud: {e}; {}. What was sent before is imported; run the import again to finish (it skips what is there)", e.fix())))?;
+        for item in resp.items {
+            report.add(item.into());
+        }
+    }
+    Ok(report)
+}
