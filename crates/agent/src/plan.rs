@@ -10,7 +10,7 @@
 
 use crate::ad::{GROUP_TYPE_GLOBAL_SECURITY, MARKER_PREFIX, Obj, UAC_DISABLED, UAC_NORMAL};
 use crate::mirror::{Mirror, ObjKey, Work};
-use ad_sync_core::adopt::{Kind, Rules};
+use ad_sync_core::adopt::{Kind, Refusal, Rules};
 use ad_sync_core::answers::{GroupDisconnection, MembershipSyncType, Sync, UserDisconnection};
 use ad_sync_core::cloud::api::{AdLink, ApplyStatus, ChangeResult, MemberType, link_for};
 use ad_sync_core::directory::object::parse_guid_string;
@@ -351,6 +351,9 @@ pub struct Plan {
     pub deletions: usize,
     /// For the log: what the plan chose not to do and why, where that is not an outcome.
     pub notes: Vec<String>,
+    /// objectGUIDs the mirror holds or this plan takes over: an AD object is taken over for
+    /// one cloud object only.
+    claimed: HashSet<Vec<u8>>,
 }
 
 /// An existing AD object the plan takes over for a cloud object.
@@ -376,10 +379,30 @@ impl Input<'_> {
     }
 }
 
+impl Plan {
+    /// Takes an AD object over for one cloud object; refused when another has it.
+    fn claim(&mut self, guid: &[u8]) -> Result<(), Refusal> {
+        if self.claimed.insert(guid.to_vec()) {
+            Ok(())
+        } else {
+            Err(Refusal::Claimed)
+        }
+    }
+}
+
 /// Plans the run's users, groups and disconnections; refuses the whole run when it would
 /// delete more than the threshold allows.
 pub fn plan(i: &Input) -> Result<Plan, OverThreshold> {
-    let mut p = Plan::default();
+    let mut p = Plan {
+        claimed: i
+            .mirror
+            .users
+            .values()
+            .filter_map(|u| u.guid.clone())
+            .chain(i.mirror.groups.values().filter_map(|g| g.guid.clone()))
+            .collect(),
+        ..Plan::default()
+    };
     plan_users(i, &mut p);
     plan_groups(i, &mut p);
     plan_removals(i, &mut p);
@@ -456,7 +479,11 @@ fn plan_users(i: &Input, p: &mut Plan) {
                         .push(new_user(id, u, &upn, &display, password, scope, pw_key));
                     continue;
                 };
-                if let Err(refusal) = i.rules().check(Kind::User, other, id, linked.is_some()) {
+                let checked = i
+                    .rules()
+                    .check(Kind::User, other, id, linked.is_some())
+                    .and_then(|()| p.claim(&other.guid));
+                if let Err(refusal) = checked {
                     p.outcomes.insert(
                         key,
                         Outcome::Failed(format!(
@@ -799,7 +826,10 @@ fn plan_groups(i: &Input, p: &mut Plan) {
             None => linked.or_else(|| i.found.named(&g.name)),
         };
         if let Some(other) = candidate
-            && let Err(refusal) = i.rules().check(Kind::Group, other, id, linked.is_some())
+            && let Err(refusal) = i
+                .rules()
+                .check(Kind::Group, other, id, linked.is_some())
+                .and_then(|()| p.claim(&other.guid))
         {
             p.outcomes.insert(
                 key,

@@ -82,6 +82,8 @@ pub enum Refusal {
     Privileged,
     /// The sync group itself.
     SyncGroup,
+    /// Another cloud object takes it over (in this run, or the agent manages it already).
+    Claimed,
 }
 
 impl Refusal {
@@ -103,6 +105,7 @@ impl Refusal {
             (Refusal::Protected(why), _) => format!("{why}; the agent never takes over or changes a protected object"),
             (Refusal::Privileged, _) => "it is a member of a privileged group through nested groups; the agent never takes over or changes a privileged object".into(),
             (Refusal::SyncGroup, _) => "it is the sync group itself; choose another name for the cloud group".into(),
+            (Refusal::Claimed, _) => "another cloud object takes it over (by its name, or linked by an import); rename one of them".into(),
         }
     }
 }
@@ -157,5 +160,222 @@ impl Rules<'_> {
             return Err(Refusal::Off);
         }
         Ok(())
+    }
+}
+
+/// What the first sync would do with each kind: how many objects it would create, take over,
+/// leave alone because they are managed already, and refuse (with names and why).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub create: usize,
+    pub adopt: usize,
+    /// Already managed by ad-sync for this cloud object (an earlier install's marker).
+    pub managed: usize,
+    /// (name, why): an existing object of the name that is not taken over.
+    pub collisions: Vec<(String, String)>,
+    /// (name, why): an existing protected or privileged object of the name.
+    pub protected: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Preview {
+    pub users: Counts,
+    /// `None`: no sync group is configured, so groups are not synced.
+    pub groups: Option<Counts>,
+}
+
+/// A cloud object as the preview sees it: id, name and its links.
+pub struct CloudObject<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub links: &'a [crate::cloud::api::AdLink],
+}
+
+/// The first sync's decisions for each cloud user and group against the AD objects of the
+/// domain, by the planner's order: the object carrying the cloud object's marker, else the
+/// one an import linked it to, else the one of the same name; then the adoption rules.
+pub fn preview(
+    users: &[CloudObject],
+    groups: &[CloudObject],
+    objs: &[Obj],
+    rules: &Rules,
+) -> Preview {
+    use std::collections::HashMap;
+    let by_marker: HashMap<&str, &Obj> = objs
+        .iter()
+        .filter_map(|o| o.marker_id().map(|m| (m, o)))
+        .collect();
+    let by_guid: HashMap<&[u8], &Obj> = objs.iter().map(|o| (o.guid.as_slice(), o)).collect();
+    let by_sam: HashMap<String, &Obj> = objs
+        .iter()
+        .filter(|o| !o.sam.is_empty())
+        .map(|o| (o.sam.to_lowercase(), o))
+        .collect();
+    let domain = rules.scope.domain_dn();
+    let mut claimed: HashSet<&[u8]> = HashSet::new();
+    let mut count = |kind: Kind, list: &[CloudObject]| {
+        let mut c = Counts::default();
+        for x in list {
+            if by_marker.contains_key(x.id) {
+                c.managed += 1;
+                continue;
+            }
+            let linked = domain
+                .as_ref()
+                .and_then(|d| crate::cloud::api::link_for(x.links, d))
+                .and_then(|l| crate::directory::object::parse_guid_string(&l.guid))
+                .and_then(|g| by_guid.get(g.as_slice()).copied());
+            let Some(obj) = linked.or_else(|| by_sam.get(&x.name.to_lowercase()).copied()) else {
+                c.create += 1;
+                continue;
+            };
+            let checked = rules
+                .check(kind, obj, x.id, linked.is_some())
+                .and_then(|()| {
+                    claimed
+                        .insert(obj.guid.as_slice())
+                        .then_some(())
+                        .ok_or(Refusal::Claimed)
+                });
+            match checked {
+                Ok(()) => c.adopt += 1,
+                Err(r) if r.is_protected() => c
+                    .protected
+                    .push((x.name.to_string(), r.words(kind, rules.scope))),
+                Err(r) => c
+                    .collisions
+                    .push((x.name.to_string(), r.words(kind, rules.scope))),
+            }
+        }
+        c
+    };
+    Preview {
+        users: count(Kind::User, users),
+        groups: rules
+            .scope
+            .group_parent()
+            .map(|_| count(Kind::Group, groups)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::object::Obj;
+
+    fn dn(t: &str) -> Dn {
+        Dn::parse(t)
+            .unwrap_or_else(|e| panic!("{t}: {}", e.message))
+            .dn
+    }
+
+    fn obj(sam: &str, dn_text: &str, guid: u8) -> Obj {
+        Obj {
+            guid: vec![guid; 16],
+            parsed: Some(dn(dn_text)),
+            dn: dn_text.into(),
+            sam: sam.into(),
+            is_user: true,
+            ..Obj::default()
+        }
+    }
+
+    #[test]
+    fn the_preview_sorts_each_cloud_object_as_the_planner_would() {
+        let scope = Scope {
+            root: dn("OU=Staff,DC=example,DC=com"),
+            sync_group: Some(dn("CN=Cloud Groups,OU=Staff,DC=example,DC=com")),
+            dns_domain: "example.com".into(),
+            host: "dc".into(),
+            encrypted: true,
+        };
+        let mut admin = obj("admin", "CN=admin,OU=Staff,DC=example,DC=com", 2);
+        admin.protected = Some("it is protected (adminCount=1)".into());
+        let mut mine = obj("old", "CN=old,OU=Staff,DC=example,DC=com", 4);
+        mine.marker = Some("ad-sync:u-old".into());
+        let mut eng = obj(
+            "Engineering",
+            "CN=Engineering,OU=Staff,DC=example,DC=com",
+            5,
+        );
+        (eng.is_user, eng.is_group, eng.security) = (false, true, true);
+        let mut list = obj("List", "CN=List,OU=Staff,DC=example,DC=com", 6);
+        (list.is_user, list.is_group) = (false, true);
+        let objs = vec![
+            obj("bob", "CN=bob,OU=Staff,DC=example,DC=com", 1),
+            admin,
+            obj("svc", "CN=svc,CN=Users,DC=example,DC=com", 3),
+            mine,
+            eng,
+            list,
+            obj("nested", "CN=nested,OU=Staff,DC=example,DC=com", 7),
+        ];
+        let privileged = HashSet::from([vec![7u8; 16]]);
+        let link = [crate::cloud::api::AdLink {
+            domain: "DC=example,DC=com".into(),
+            guid: crate::directory::object::guid_string(&[1u8; 16]),
+        }];
+        let u = |id: &'static str, name: &'static str| CloudObject {
+            id,
+            name,
+            links: &[],
+        };
+        let users = [
+            u("u-new", "new"),
+            u("u-bob", "BOB"),
+            u("u-admin", "admin"),
+            u("u-svc", "svc"),
+            u("u-old", "renamed-since"),
+            u("u-nested", "nested"),
+            CloudObject {
+                id: "u-robert",
+                name: "robert",
+                links: &link,
+            },
+        ];
+        let groups = [
+            u("g-eng", "Engineering"),
+            u("g-list", "List"),
+            u("g-ops", "Ops"),
+        ];
+        for (adopt_on, adopted, collisions) in [(true, 1, 2), (false, 0, 2)] {
+            let rules = Rules {
+                scope: &scope,
+                sync_group_guid: None,
+                privileged: &privileged,
+                adopt_users: adopt_on,
+                adopt_groups: adopt_on,
+            };
+            let p = preview(&users, &groups, &objs, &rules);
+            // bob by name (only with adoption on); robert is linked to bob, whom one cloud
+            // user only may take over.
+            assert_eq!(p.users.adopt, 1, "{p:?}");
+            assert_eq!(p.users.create, 1);
+            assert_eq!(p.users.managed, 1);
+            // svc is outside the container; bob without adoption, or robert after bob with
+            // it, collides.
+            assert_eq!(p.users.collisions.len(), collisions, "{p:?}");
+            let prot: Vec<&str> = p.users.protected.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(prot, vec!["admin", "nested"]);
+            let g = p.groups.unwrap_or_else(|| panic!("groups are synced"));
+            assert_eq!((g.create, g.adopt), (1, adopted));
+            assert!(
+                g.collisions
+                    .iter()
+                    .any(|(n, why)| n == "List" && why.contains("distribution"))
+            );
+        }
+        let no_groups = Scope {
+            sync_group: None,
+            ..scope.clone()
+        };
+        let rules = Rules {
+            scope: &no_groups,
+            sync_group_guid: None,
+            privileged: &privileged,
+            adopt_users: false,
+            adopt_groups: false,
+        };
+        assert_eq!(preview(&users, &groups, &objs, &rules).groups, None);
     }
 }

@@ -1348,3 +1348,21 @@ fn an_adopted_group_keeps_the_members_ad_gave_it_and_gets_the_clouds() {
         jobs[0].ops[0]
     );
 }
+
+#[test]
+fn one_ad_object_is_taken_over_for_one_cloud_object_only() {
+    let mut w = World::new();
+    w.policy.adopt_existing_users = true;
+    // bob by name, robert linked to bob by an import: the first (by id) has him.
+    w.sync_user(user("u-bob", "bob", "Bob", "Baker"));
+    let mut robert = user("u-robert", "robert", "Bob", "Baker");
+    robert.user.links = vec![link_to(&w, "bob", "DC=example,DC=com")];
+    w.sync_user(robert);
+    let p = w.plan().1.unwrap_or_else(|t| panic!("{t:?}"));
+    assert_eq!(p.adoptions.len(), 1);
+    let robert = p.outcomes.get(&ObjKey::User("u-robert".into()));
+    assert!(
+        matches!(robert, Some(Outcome::Failed(m)) if m.contains("another cloud object takes it over")),
+        "{robert:?}"
+    );
+}
