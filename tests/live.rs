@@ -608,6 +608,18 @@ fn check_runs_every_check_against_the_dc_and_the_cloud_without_using_the_key() {
     assert_eq!(r.checks.len(), ids::ALL.len());
     for id in ids::ALL {
         let c = r.get(id).unwrap_or_else(|| panic!("{id} missing"));
+        if id == ids::SYNC_PREVIEW {
+            // Other tests leave users in the shared cloud that collide with AD accounts: the
+            // preview then warns, and never fails.
+            assert!(
+                matches!(c.status, Status::Pass | Status::Warn)
+                    && c.summary.starts_with("first sync: users: "),
+                "{id}: {:?} {}",
+                c.status,
+                c.summary
+            );
+            continue;
+        }
         assert_eq!(
             c.status,
             Status::Pass,

@@ -138,6 +138,10 @@ fn guid_ref(guid: &[u8]) -> Vec<u8> {
     format!("<GUID={}>", crate::ad::guid_string(guid)).into_bytes()
 }
 
+/// A cloud object to find in AD: its objectGUID when known, its name, and the objectGUID of
+/// the AD object an import linked it to.
+type Subject<'a> = (Option<&'a Vec<u8>>, &'a str, Option<Vec<u8>>);
+
 /// What to look up in AD before planning: groups whose AD members change, and the search terms
 /// that find every object this run is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,8 +165,7 @@ impl Lookup {
                 groups.extend(mirror.ancestors(g));
             }
         }
-        // (objectGUID known, name, the AD object the cloud linked it to).
-        let subjects: Vec<(Option<&Vec<u8>>, &str, Option<Vec<u8>>)> = work
+        let subjects: Vec<Subject> = work
             .users
             .iter()
             .filter_map(|id| mirror.users.get(id))

@@ -83,7 +83,7 @@ pub fn install_checks(answers: &Answers, existing: &Existing, opts: &Options) ->
 /// Every check an install runs: the preflight ones and the install's own.
 pub async fn run_checks(answers: &Answers, existing: &Existing, opts: &Options) -> Report {
     let checked = answers_for_checks(answers, existing.mode, opts);
-    let mut report = crate::preflight::run(&checked).await;
+    let mut report = crate::preflight::run_checks(&checked).await;
     report
         .checks
         .extend(install_checks(answers, existing, opts));

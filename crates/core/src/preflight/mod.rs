@@ -9,6 +9,7 @@ pub mod ad;
 pub mod cloud;
 pub mod evaluate;
 pub mod install;
+pub mod preview;
 
 use serde::Serialize;
 
@@ -40,6 +41,8 @@ pub mod ids {
     pub const PASSWORD_POLICY: &str = "password_policy";
     /// Reported only when the answers give `[install] dir` (the wizard always does).
     pub const INSTALL_FOLDER: &str = "install.folder";
+    /// What the first sync would do (never fails; a warning when some objects will not sync).
+    pub const SYNC_PREVIEW: &str = "sync.preview";
 
     /// The checks that need the cloud.
     pub const CLOUD: [&str; 5] = [
@@ -51,7 +54,7 @@ pub mod ids {
     ];
 
     /// Every id, in the order checks are reported.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 25] = [
         DN_ROOT,
         DN_SYNC_GROUP,
         DC_RESOLVE,
@@ -76,6 +79,7 @@ pub mod ids {
         CONNECT_KEY_FORMAT,
         CONNECT_KEY_VALID,
         CONNECT_KEY_DOMAIN_MATCHES,
+        SYNC_PREVIEW,
     ];
 }
 
@@ -210,6 +214,30 @@ pub async fn run_scope(answers: &crate::answers::Answers, scope: Scope) -> Repor
 /// Every preflight check for an answers file: the domain controller's and the cloud's, run
 /// side by side (neither waits for the other's timeouts).
 pub async fn run(answers: &crate::answers::Answers) -> Report {
+    let mut report = run_checks(answers).await;
+    // The preview needs a logon and a key the cloud knows; otherwise it says which failed.
+    let passed = |id| report.get(id).is_some_and(|c| c.status == Status::Pass);
+    let preview = if !passed(ids::LDAP_BIND) {
+        CheckResult::skip(
+            ids::SYNC_PREVIEW,
+            "the service account did not log on (ldap.bind), so the domain's users cannot be read",
+        )
+    } else if !passed(ids::CONNECT_KEY_VALID) {
+        CheckResult::skip(
+            ids::SYNC_PREVIEW,
+            "the connect key was not accepted (connect_key.valid), so the cloud's users cannot be read",
+        )
+    } else {
+        preview::run(answers).await
+    };
+    report.checks.push(preview);
+    report
+}
+
+/// Every check but the preview (what an install runs before it writes: the preview was shown
+/// by `check` and the wizard's Review page, and reading the whole domain again would only
+/// slow the install down).
+pub async fn run_checks(answers: &crate::answers::Answers) -> Report {
     let (mut report, cloud) = tokio::join!(ad::run(answers), cloud::run(answers));
     report.checks.extend(cloud);
     if let Some(dir) = answers.install.as_ref().map(|i| answers.path(&i.dir)) {

@@ -89,7 +89,7 @@ fn group_by_id(tx: &Connection, id: &str) -> rusqlite::Result<Option<Group>> {
         .optional()?;
     Ok(match name {
         Some(n) => Some(Group {
-            links: links_of(tx, &id.to_string())?,
+            links: links_of(tx, id)?,
             id: id.into(),
             name: n,
         }),

@@ -1,0 +1,225 @@
+//! `sync.preview`: what the first sync would do in this domain with these settings, before
+//! anything is written. Reads the cloud's user and group names with the connect key (which it
+//! never uses up) and the domain's users and groups as the service account, then sorts each
+//! cloud object with the adoption rules the agent's planner uses (`adopt::preview`). Never
+//! fails: it reports (a warning when some cloud objects will not sync), or says why it could
+//! not look.
+
+use super::{CheckResult, ids::SYNC_PREVIEW};
+use crate::adopt::{self, CloudObject, Counts, Preview, Rules, Scope};
+use crate::answers::Answers;
+use crate::cloud::api::DirectoryResponse;
+use crate::cloud::client::{CloudClient, CloudOptions};
+use crate::connect_key::ConnectKey;
+use crate::directory::bind::AccountName;
+use crate::directory::object::{self, Obj};
+use crate::dn::Dn;
+use std::collections::HashSet;
+
+/// Names listed per kind of refusal in the summary's detail.
+const FIRST: usize = 5;
+
+/// What the preview read, and what it costs (for the bench).
+pub struct Looked {
+    pub preview: Preview,
+    pub ad_objects: usize,
+    pub cloud_users: usize,
+    pub cloud_groups: usize,
+}
+
+pub async fn run(answers: &Answers) -> CheckResult {
+    match look(answers).await {
+        Ok(l) => result(&l, answers),
+        Err(why) => CheckResult::skip(SYNC_PREVIEW, why),
+    }
+}
+
+/// Reads the cloud and AD, and sorts; `Err` says why the preview cannot be made.
+pub async fn look(answers: &Answers) -> Result<Looked, String> {
+    let key = match answers.connect_key() {
+        Ok(Some(k)) => ConnectKey::parse(k.expose()).map_err(|e| format!("the preview needs a valid connect key ({e})"))?,
+        _ => return Err("no connect key is given, so the cloud's users cannot be read (an enrolled agent shows its next run with `ad-sync-agent run --config FILE --dry-run`)".into()),
+    };
+    let cloud = answers.cloud.as_ref().ok_or("no [cloud] section")?;
+    let client = CloudClient::new(&CloudOptions {
+        url: cloud.url.clone().unwrap_or_default(),
+        ca_file: cloud.ca_file.as_deref().map(|p| answers.path(p)),
+        timeout: cloud.timeout(),
+    })
+    .map_err(|e| format!("the cloud cannot be asked: {e}"))?;
+    let (dir, ad) = tokio::join!(client.directory(&key), read_ad(answers));
+    let dir: DirectoryResponse =
+        dir.map_err(|e| format!("the cloud's users could not be read: {e}; {}", e.fix()))?;
+    let (objs, privileged, scope, sync_guid) = ad?;
+    let users: Vec<CloudObject> = dir
+        .users
+        .iter()
+        .map(|u| CloudObject {
+            id: &u.id,
+            name: &u.name,
+            links: &u.links,
+        })
+        .collect();
+    let groups: Vec<CloudObject> = dir
+        .groups
+        .iter()
+        .map(|g| CloudObject {
+            id: &g.id,
+            name: &g.name,
+            links: &g.links,
+        })
+        .collect();
+    let rules = Rules {
+        scope: &scope,
+        sync_group_guid: sync_guid.as_deref(),
+        privileged: &privileged,
+        adopt_users: answers.sync.adopt_existing_users,
+        adopt_groups: answers.sync.adopt_existing_groups,
+    };
+    Ok(Looked {
+        preview: adopt::preview(&users, &groups, &objs, &rules),
+        ad_objects: objs.len(),
+        cloud_users: users.len(),
+        cloud_groups: groups.len(),
+    })
+}
+
+type AdView = (Vec<Obj>, HashSet<Vec<u8>>, Scope, Option<Vec<u8>>);
+
+/// The domain's users and groups (every one: a same-named object outside the containers is a
+/// collision the preview must show), the privileged ones and the sync group, read as the
+/// service account.
+async fn read_ad(answers: &Answers) -> Result<AdView, String> {
+    let root = Dn::parse(&answers.directory.root_user_dn)
+        .map_err(|e| format!("the Root User container is not a DN ({})", e.message))?
+        .dn;
+    let sync_group = match answers.directory.sync_group_dn.as_deref() {
+        Some(t) => Some(
+            Dn::parse(t)
+                .map_err(|e| format!("the sync group is not a DN ({})", e.message))?
+                .dn,
+        ),
+        None => None,
+    };
+    let dns_domain = root.domain().unwrap_or_default();
+    let domain_dn = root
+        .domain_dn()
+        .map(|d| d.to_comma_form())
+        .unwrap_or_default();
+    let opts = answers.connect_options(Some(&dns_domain));
+    let mut conn = crate::directory::connect(&opts).await;
+    let mut session = conn
+        .session
+        .take()
+        .ok_or("there is no connection to the domain controller")?;
+    let account = AccountName::parse(&answers.service_account.username)
+        .map_err(|e| format!("the service account name {e}"))?;
+    let password = answers
+        .password()
+        .map_err(|e| format!("the service account password is not available: {e}"))?;
+    let looked = async {
+        session
+            .simple_bind(&account.bind_name(&dns_domain), &password)
+            .await
+            .map_err(|_| "the service account cannot log on (see ldap.bind)".to_string())?;
+        let ldap = session.handle();
+        let timeout = session.op_timeout();
+        let read = |e: crate::directory::OpError| format!("reading the domain's users: {e}");
+        let entries = object::search_paged(
+            &ldap,
+            timeout,
+            &domain_dn,
+            "(|(&(objectCategory=person)(objectClass=user))(objectClass=group))",
+            object::ATTRS,
+        )
+        .await
+        .map_err(read)?;
+        let privileged = object::privileged_members(&ldap, timeout, &domain_dn)
+            .await
+            .map_err(read)?;
+        let objs: Vec<Obj> = entries.iter().map(object::object).collect();
+        let sync_guid = sync_group.as_ref().and_then(|g| {
+            objs.iter()
+                .find(|o| o.parsed.as_ref().is_some_and(|d| d.same_as(g)))
+                .map(|o| o.guid.clone())
+        });
+        Ok::<_, String>((objs, privileged, sync_guid))
+    }
+    .await;
+    session.close().await;
+    let (objs, privileged, sync_guid) = looked?;
+    let scope = Scope {
+        root,
+        sync_group,
+        dns_domain,
+        host: opts.host.clone(),
+        encrypted: true,
+    };
+    Ok((objs, privileged, scope, sync_guid))
+}
+
+fn names(list: &[(String, String)]) -> String {
+    let mut out: Vec<String> = list
+        .iter()
+        .take(FIRST)
+        .map(|(n, why)| format!("`{n}`: {why}"))
+        .collect();
+    if list.len() > FIRST {
+        out.push(format!("and {} more", list.len() - FIRST));
+    }
+    out.join("; ")
+}
+
+fn line(kind: &str, c: &Counts) -> String {
+    format!(
+        "{kind}: {} created, {} adopted, {} already managed, {} collisions, {} protected",
+        c.create,
+        c.adopt,
+        c.managed,
+        c.collisions.len(),
+        c.protected.len()
+    )
+}
+
+/// The check's result: counts in the summary, the first names of each refusal in the detail.
+pub fn result(l: &Looked, answers: &Answers) -> CheckResult {
+    let p = &l.preview;
+    let mut summary = format!("first sync: {}", line("users", &p.users));
+    match &p.groups {
+        Some(g) => summary.push_str(&format!("; {}", line("groups", g))),
+        None => summary.push_str(&format!(
+            "; groups: {} not synced (no sync group)",
+            l.cloud_groups
+        )),
+    }
+    let mut detail = vec![format!(
+        "compared {} cloud users and {} cloud groups with {} AD users and groups",
+        l.cloud_users, l.cloud_groups, l.ad_objects
+    )];
+    let kinds = [("user", Some(&p.users)), ("group", p.groups.as_ref())];
+    for (kind, c) in kinds {
+        let Some(c) = c else { continue };
+        if !c.collisions.is_empty() {
+            detail.push(format!("{kind} collisions: {}", names(&c.collisions)));
+        }
+        if !c.protected.is_empty() {
+            detail.push(format!(
+                "{kind}s never taken over (protected): {}",
+                names(&c.protected)
+            ));
+        }
+    }
+    let refused = kinds
+        .iter()
+        .filter_map(|(_, c)| *c)
+        .any(|c| !c.collisions.is_empty() || !c.protected.is_empty());
+    if !refused {
+        return CheckResult::pass(SYNC_PREVIEW, summary, detail.join("\n"));
+    }
+    let fix = if !answers.sync.adopt_existing_users || !answers.sync.adopt_existing_groups {
+        "These cloud objects will not sync. To let the cloud manage existing accounts and groups, turn on [sync] adopt_existing_users / adopt_existing_groups (protected ones are never taken over); otherwise rename one of each pair."
+    } else {
+        "These cloud objects will not sync; rename one of each pair, or move the AD object into the Root User container."
+    };
+    CheckResult::warn(SYNC_PREVIEW, summary, detail.join("\n"), fix)
+}
