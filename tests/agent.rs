@@ -186,6 +186,21 @@ impl Env {
         text
     }
 
+    /// `--once` that ran (some changes may fail); its stdout and stderr.
+    fn sync_allowing_failures(&self) -> String {
+        let out = self.run(&[]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            matches!(out.status.code(), Some(0 | 4)),
+            "agent --once failed: {text}"
+        );
+        text
+    }
+
     fn results(&self) -> Vec<(i64, String, String)> {
         let store = ad_sync_cloud::server::store::Store::open(&self.cloud.db)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -775,4 +790,488 @@ fn passwords_are_refused_over_plain_ldap_with_a_report_to_the_cloud() {
         .unwrap_or_else(|| panic!("no result for the password: {results:?}"));
     assert_eq!(password.1, "failed", "{results:?}");
     assert!(password.2.contains("plain LDAP"), "{results:?}");
+}
+
+fn ldap_modify(dn: &str, mods: Vec<ldap3::Mod<&str>>) {
+    let dc = &bed().dc1;
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        l.modify(dn, mods)
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("modify {dn}: {e}"));
+    });
+}
+
+/// An account an administrator made before ad-sync: a password, names as given.
+fn seed_user(ou: &str, sam: &str, given: Option<&str>, sn: Option<&str>, uac: &str) -> String {
+    let dc = &bed().dc1;
+    let dn = block_on(async {
+        let mut l = admin_on(dc).await;
+        testbed::add_user(&mut l, ou, sam, uac).await
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let replace = |a: &str, v: String| ldap3::Mod::Replace(a.to_string(), HashSet::from([v]));
+    let mut mods = vec![replace("mail", format!("{sam}@old.example.com"))];
+    if let Some(g) = given {
+        mods.push(replace("givenName", g.to_string()));
+    }
+    if let Some(s) = sn {
+        mods.push(replace("sn", s.to_string()));
+    }
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        l.modify(&dn, mods)
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("modify {dn}: {e}"));
+    });
+    dn
+}
+
+/// A group an administrator made: security (`-2147483646`) or distribution (`2`).
+fn seed_group(dn: &str, sam: &str, group_type: &str, members: &[&str]) {
+    let mut attrs = vec![
+        ("objectClass", vec!["top", "group"]),
+        ("sAMAccountName", vec![sam]),
+        ("groupType", vec![group_type]),
+    ];
+    if !members.is_empty() {
+        attrs.push(("member", members.to_vec()));
+    }
+    ldap_add(dn, attrs);
+}
+
+fn guid_of(e: &ldap3::SearchEntry) -> Vec<u8> {
+    e.bin_attrs
+        .get("objectGUID")
+        .and_then(|v| v.first().cloned())
+        .unwrap_or_else(|| panic!("no objectGUID"))
+}
+
+/// The members of a group, by the first RDN value.
+fn members_of(base: &str, sam: &str) -> Vec<String> {
+    let g = search(base, &format!("(sAMAccountName={sam})"))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{sam}"));
+    let mut v: Vec<String> = g
+        .attrs
+        .get("member")
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            m.split(',')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("CN=")
+                .to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `ad-sync-setup check --json` with a fresh key for the env's domain, the env's containers
+/// and these [sync] lines: the sync.preview check.
+fn preview(env: &Env, sync: &str) -> serde_json::Value {
+    let key = env.cloud.issue_key(DOMAIN, None);
+    let mut spec = Spec::good();
+    spec.root_dn = env.ou.clone();
+    spec.sync_group_dn = Some(env.sync_group.clone());
+    spec.cloud_url = Some(env.cloud.url.clone());
+    spec.cloud_ca = Some(env.cloud.ca.clone());
+    spec.connect_key = Some(key.clone());
+    let answers = spec.write();
+    let text = std::fs::read_to_string(&answers).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&answers, format!("{text}\n[sync]\n{sync}\n")).unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(setup_bin())
+        .args(["check", "--json", "--answers"])
+        .arg(&answers)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!text.contains(&key[5..30]), "connect key in check output");
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    v["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["id"] == "sync.preview").cloned())
+        .unwrap_or_else(|| panic!("no sync.preview in {text}"))
+}
+
+/// `created: N, adopted: M` from `run --once`'s summary line.
+fn created_adopted(text: &str) -> (usize, usize) {
+    let num = |k: &str| {
+        text.split(&format!("{k}: "))
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `{k}:` in {text}"))
+    };
+    (num("created"), num("adopted"))
+}
+
+#[test]
+fn existing_accounts_and_groups_are_adopted_in_place_when_allowed_and_safe() {
+    let _dc = DC.read();
+    let sync = "adopt_existing_users = true\nadopt_existing_groups = true";
+    let env = Env::new("adopt", sync);
+    // What the domain held before ad-sync: ann and ben (enabled, with passwords), zed (no cloud
+    // user), pat (adminCount=1), nel (in Domain Admins through a nested group), a security
+    // group with ann and zed, and a distribution group.
+    let ann = seed_user(&env.ou, "ann", Some("Ann"), Some("Old"), "512");
+    seed_user(&env.ou, "ben", Some("Ben"), Some("Old"), "512");
+    let zed = seed_user(&env.ou, "zed", Some("Zed"), Some("Keep"), "512");
+    let pat = seed_user(&env.ou, "pat", Some("Pat"), Some("P"), "512");
+    ldap_modify(
+        &pat,
+        vec![ldap3::Mod::Replace("adminCount", HashSet::from(["1"]))],
+    );
+    let nel = seed_user(&env.ou, "nel", Some("Nel"), Some("N"), "512");
+    let helpers = format!("CN=Adopt Helpers,{}", env.ou);
+    seed_group(&helpers, "adopt-helpers", "-2147483646", &[&nel]);
+    ldap_modify(
+        &format!("CN=Domain Admins,CN=Users,{DOMAIN}"),
+        vec![ldap3::Mod::Add("member", HashSet::from([helpers.as_str()]))],
+    );
+    let team = format!("CN=Adopt Team,{}", env.ou);
+    seed_group(&team, "Adopt Team", "-2147483646", &[&ann, &zed]);
+    seed_group(
+        &format!("CN=Adopt News,{}", env.ou),
+        "Adopt News",
+        "2",
+        &[&ann],
+    );
+    let ann_guid = guid_of(&user_in(&env, "ann").unwrap_or_else(|| panic!("ann")));
+
+    for u in ["ann", "ben", "pat", "nel", "newbie"] {
+        env.add_user(u);
+    }
+    env.cloud(&["group", "add", "Adopt Team"]);
+    env.cloud(&["group", "add", "Adopt News"]);
+    env.cloud(&["group", "add-member", "Adopt Team", "ann"]);
+    env.cloud(&["group", "add-member", "Adopt Team", "newbie"]);
+
+    // The preview, before anything is written.
+    let p = preview(&env, sync);
+    let summary = p["summary"].as_str().unwrap_or_default().to_string();
+    assert_eq!(p["status"], "warn", "{p}");
+    assert!(
+        summary
+            .contains("users: 1 created, 2 adopted, 0 already managed, 0 collisions, 2 protected")
+            && summary.contains(
+                "groups: 0 created, 1 adopted, 0 already managed, 1 collisions, 0 protected"
+            ),
+        "{summary}"
+    );
+    let detail = p["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("`Adopt News`: it is a distribution group"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("`nel`: it is a member of a privileged group through nested groups"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("`pat`: it is protected (adminCount=1"),
+        "{detail}"
+    );
+    // The same with adoption off: the two accounts and the group are collisions.
+    let off = preview(&env, "");
+    assert!(
+        off["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("users: 1 created, 0 adopted, 0 already managed, 2 collisions, 2 protected"),
+        "{off}"
+    );
+
+    // Dry run: says what it would adopt, and writes nothing.
+    let out = env.run(&["--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "would adopt the existing account {ann} for cloud user ann (the cloud now sets"
+        )) && text.contains("givenName"),
+        "{text}"
+    );
+    assert_eq!(created_adopted(&text), (1, 3), "{text}");
+    assert_eq!(
+        attr(
+            &user_in(&env, "ann").unwrap_or_else(|| panic!()),
+            "adminDescription"
+        ),
+        None
+    );
+
+    // The first run does what the preview said.
+    let out = env.run(&[]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "pat, nel and the distribution group fail: {text}"
+    );
+    assert_eq!(created_adopted(&text), (1, 3), "{text}");
+    let a = user_in(&env, "ann").unwrap_or_else(|| panic!("ann"));
+    assert_eq!(guid_of(&a), ann_guid, "the same object, adopted in place");
+    assert_eq!(
+        attr(&a, "sn").as_deref(),
+        Some("Surann"),
+        "names now come from the cloud"
+    );
+    assert_eq!(attr(&a, "mail").as_deref(), Some("ann@mail.example.com"));
+    assert!(attr(&a, "adminDescription").is_some_and(|m| m.starts_with("ad-sync:u")));
+    assert_eq!(uac(&a) & 2, 0, "still enabled: AD has her password");
+    // Her old password still works: it is not touched until the cloud sets one.
+    assert!(can_bind("ann", testbed::SVC_PASSWORD));
+    let results = env.results();
+    assert!(
+        results
+            .iter()
+            .any(|(_, s, m)| s == "applied" && *m == format!("adopted {ann}")),
+        "{results:?}"
+    );
+    for (who, why) in [
+        ("pat", "adminCount=1"),
+        ("nel", "privileged group through nested"),
+        ("Adopt News", "distribution group"),
+    ] {
+        assert!(
+            results
+                .iter()
+                .any(|(_, s, m)| s == "failed" && m.contains(who) && m.contains(why)),
+            "{who}: {results:?}"
+        );
+    }
+    for never in ["pat", "nel"] {
+        let e = user_in(&env, never).unwrap_or_else(|| panic!("{never}"));
+        assert_eq!(attr(&e, "adminDescription"), None, "{never} was touched");
+        assert_eq!(
+            attr(&e, "sn").as_deref(),
+            Some(if never == "pat" { "P" } else { "N" })
+        );
+    }
+    // The group, adopted in place: zed (not in the cloud) stays, newbie (the cloud's) is added.
+    assert_eq!(
+        members_of(&env.ou, "Adopt Team"),
+        vec!["ann", "newbie", "zed"]
+    );
+    assert!(members_of(&env.ou, &format!("sync-adopt")).contains(&"Adopt Team".to_string()));
+    // A cloud password lets her log on; a suspension disables that same object.
+    env.set_password("ann");
+    env.sync();
+    assert!(can_bind("ann", USER_PASSWORD));
+    env.cloud(&["user", "suspend", "ann"]);
+    env.sync();
+    let a = user_in(&env, "ann").unwrap_or_else(|| panic!("ann"));
+    assert_eq!(guid_of(&a), ann_guid);
+    assert_eq!(uac(&a) & 2, 2, "suspended in the cloud: disabled");
+    // Removed from the cloud's group: out of the AD group; zed stays.
+    env.cloud(&["group", "remove-member", "Adopt Team", "newbie"]);
+    env.sync();
+    assert_eq!(members_of(&env.ou, "Adopt Team"), vec!["ann", "zed"]);
+    ldap_modify(
+        &format!("CN=Domain Admins,CN=Users,{DOMAIN}"),
+        vec![ldap3::Mod::Delete(
+            "member",
+            HashSet::from([helpers.as_str()]),
+        )],
+    );
+}
+
+#[test]
+fn import_links_ad_to_the_cloud_and_the_agent_then_manages_those_objects() {
+    let _dc = DC.read();
+    // Adoption off: the import's links stand for it.
+    let env = Env::new("import", "");
+    let ivy = seed_user(&env.ou, "ivy", Some("Ivy"), Some("Green"), "512");
+    ldap_modify(
+        &ivy,
+        vec![ldap3::Mod::Replace(
+            "displayName",
+            HashSet::from(["Ivy G. (Sales)"]),
+        )],
+    );
+    let ike = seed_user(&env.ou, "ike", Some("Ike"), Some("Brown"), "514");
+    seed_user(&env.ou, "nosn", Some("No"), None, "512");
+    let prot = seed_user(&env.ou, "prot", Some("Pro"), Some("Tected"), "512");
+    ldap_modify(
+        &prot,
+        vec![ldap3::Mod::Replace("adminCount", HashSet::from(["1"]))],
+    );
+    seed_group(
+        &format!("CN=Imp Team,{}", env.ou),
+        "Imp Team",
+        "-2147483646",
+        &[&ivy, &ike, &prot],
+    );
+    seed_group(&format!("CN=Imp List,{}", env.ou), "Imp List", "2", &[&ivy]);
+    let before = users_in_ou(&env);
+    let ivy_guid = guid_of(&user_in(&env, "ivy").unwrap_or_else(|| panic!()));
+
+    let import = |extra: &[&str]| {
+        let base = env
+            .config
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::parent)
+            .unwrap_or_else(|| panic!());
+        let out = Command::new(agent_bin())
+            .args(["import", "--config"])
+            .arg(&env.config)
+            .arg("--log-dir")
+            .arg(base.join("var/log/ad-sync"))
+            .args(extra)
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.code(),
+            text,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let outcome = |v: &serde_json::Value, kind: &str, name: &str| -> String {
+        v["items"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|i| i["kind"] == kind && i["name"] == name)
+                    .cloned()
+            })
+            .map(|i| {
+                format!(
+                    "{} {}",
+                    i["outcome"].as_str().unwrap_or(""),
+                    i["message"].as_str().unwrap_or("")
+                )
+            })
+            .unwrap_or_else(|| format!("not reported in {v}"))
+    };
+
+    // Dry run: the cloud says what it would do; nothing is created.
+    let (code, text, err) = import(&["--dry-run", "--json"]);
+    assert_eq!(code, Some(4), "nosn is refused: {text}{err}");
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(outcome(&v, "user", "ivy").starts_with("created"), "{v}");
+    assert!(
+        outcome(&v, "user", "nosn").starts_with("refused it has no sn"),
+        "{v}"
+    );
+    assert!(
+        outcome(&v, "user", "prot").starts_with("skipped it is protected"),
+        "{v}"
+    );
+    assert!(
+        outcome(&v, "group", "Imp List").starts_with("skipped it is a distribution group"),
+        "{v}"
+    );
+    assert!(
+        outcome(&v, "group", format!("sync-import").as_str())
+            .starts_with("skipped it is the sync group"),
+        "{v}"
+    );
+    assert!(env.cloud(&["user", "list"]).contains("no users"));
+
+    // For real; then again, which imports nothing new.
+    let (code, text, _) = import(&["--json"]);
+    assert_eq!(code, Some(4), "{text}");
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(
+        outcome(&v, "membership", "Imp Team <- ivy").starts_with("created"),
+        "{v}"
+    );
+    assert!(
+        !text.contains("Tected"),
+        "a protected account left AD: {text}"
+    );
+    let users: serde_json::Value = serde_json::from_str(&env.cloud(&["user", "list", "--json"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = users["users"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|u| u["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, vec!["ike", "ivy"]);
+    let ivy_cloud = &users["users"][1];
+    assert_eq!(ivy_cloud["links"][0]["domain"], DOMAIN);
+    assert_eq!(ivy_cloud["user"]["display_name"], "Ivy G. (Sales)");
+    assert_eq!(
+        users["users"][0]["user"]["suspended"], true,
+        "ike is disabled in AD: {users}"
+    );
+    let groups = env.cloud(&["group", "list"]);
+    assert!(
+        groups.contains("Imp Team members: ike, ivy [linked: DC=example,DC=com objectGUID "),
+        "{groups}"
+    );
+    let (code, text, _) = import(&[]);
+    assert_eq!(code, Some(4), "nosn is refused again: {text}");
+    assert!(
+        text.contains("users: 2 already") && !text.contains(" created"),
+        "{text}"
+    );
+
+    // The agent now manages exactly those objects: nothing created, nothing colliding.
+    let text = env.sync_allowing_failures();
+    assert_eq!(created_adopted(&text), (0, 3), "{text}");
+    assert_eq!(users_in_ou(&env), before, "no duplicates");
+    let results = env.results();
+    assert!(
+        !results.iter().any(|(_, s, _)| s == "failed"),
+        "{results:?}"
+    );
+    let i = user_in(&env, "ivy").unwrap_or_else(|| panic!());
+    assert_eq!(guid_of(&i), ivy_guid);
+    assert_eq!(
+        attr(&i, "displayName").as_deref(),
+        Some("Ivy G. (Sales)"),
+        "kept as imported"
+    );
+    // A cloud update changes that same AD object.
+    env.cloud(&["user", "update", "ivy", "--surname", "Greenfield"]);
+    env.sync();
+    let i = user_in(&env, "ivy").unwrap_or_else(|| panic!());
+    assert_eq!(
+        (guid_of(&i), attr(&i, "sn")),
+        (ivy_guid, Some("Greenfield".to_string()))
+    );
+
+    // --group: one group's members, nested included, and nothing else.
+    let oz = seed_user(&env.ou, "oz", Some("Oz"), Some("O"), "512");
+    let ozzy = seed_user(&env.ou, "ozzy", Some("Ozzy"), Some("O"), "512");
+    seed_user(&env.ou, "outsider", Some("Out"), Some("Side"), "512");
+    let sub = format!("CN=Only Sub,{}", env.ou);
+    seed_group(&sub, "Only Sub", "-2147483646", &[&ozzy]);
+    let only = format!("CN=Only Team,{}", env.ou);
+    seed_group(&only, "Only Team", "-2147483646", &[&oz, &sub]);
+    let (code, text, err) = import(&["--group", &only]);
+    assert_eq!(code, Some(0), "{text}{err}");
+    let list = env.cloud(&["user", "list"]);
+    assert!(
+        list.contains("oz (") && list.contains("ozzy (") && !list.contains("outsider"),
+        "{list}"
+    );
+    let groups = env.cloud(&["group", "list"]);
+    assert!(
+        groups.contains("Only Sub members: ozzy")
+            && groups.contains("Only Team members: Only Sub, oz"),
+        "{groups}"
+    );
+    let (code, _, err) = import(&["--group", "CN=Nope,OU=Staff,DC=example,DC=com"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--group") && err.contains("no group with that DN"),
+        "{err}"
+    );
 }
