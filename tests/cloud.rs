@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ad_sync::cloud::api::{
-    ApplyStatus, ChangeBody, ChangeResult, ErrorCode, HeartbeatRequest, Role,
+    ApplyStatus, ChangeBody, ChangeResult, ErrorCode, HeartbeatRequest, ImportGroup,
+    ImportMembership, ImportOutcome, ImportRequest, ImportResponse, ImportUser, MAX_IMPORT_ITEMS,
+    Role,
 };
 use ad_sync::cloud::client::{CloudClient, CloudError, CloudOptions};
 use ad_sync::cloud::sealed::{self, AgentKeyPair};
@@ -917,4 +919,195 @@ fn admin_commands_refuse_bad_input_with_the_field_and_the_fix() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ttl"));
     // Nothing was added by any of that.
     assert!(s.admin_ok(&["key", "list"]).lines().count() == 1);
+}
+
+#[test]
+fn import_and_the_preview_directory_keep_their_limits_and_are_idempotent() {
+    let s = server("import", &[]);
+    let client = s.client();
+    let http = raw_client(&s, None);
+    let url = |p: &str| format!("{}{p}", s.url);
+    let send = |r: reqwest::RequestBuilder| block_on(r.send()).unwrap_or_else(|e| panic!("{e}"));
+    let code = |r: reqwest::Response| -> (u16, String) {
+        let st = r.status().as_u16();
+        let v: Value = block_on(r.json()).unwrap_or_else(|e| panic!("{e}"));
+        (
+            st,
+            v["error"]["code"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let agent = enroll(&client, &s.issue_key(DOMAIN, None), DOMAIN, "dc1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let other =
+        enroll(&client, &s.issue_key(OTHER, None), OTHER, "dc9").unwrap_or_else(|e| panic!("{e}"));
+    s.admin_ok(&["user", "add", "ada", "--given", "Ada", "--surname", "L"]);
+    let guid = |n: u8| format!("{n:08x}-0000-0000-0000-000000000000");
+    let user = |n: u8, name: &str, sn: &str| ImportUser {
+        guid: guid(n),
+        username: name.into(),
+        given_name: "G".into(),
+        surname: sn.into(),
+        display_name: None,
+        email: None,
+        enabled: n != 2,
+    };
+    let req = ImportRequest {
+        users: vec![
+            user(1, "ada", "L"),
+            user(2, "bea", "B"),
+            user(3, "cy", ""),
+            user(4, "bad name?", "X"),
+        ],
+        groups: vec![ImportGroup {
+            guid: guid(9),
+            name: "Team".into(),
+        }],
+        memberships: vec![
+            ImportMembership {
+                group_guid: guid(9),
+                member_guid: guid(2),
+            },
+            ImportMembership {
+                group_guid: guid(9),
+                member_guid: guid(3),
+            },
+        ],
+        dry_run: false,
+    };
+    // A dry run answers and changes nothing.
+    let dry = block_on(client.import(
+        &agent.credential,
+        &ImportRequest {
+            dry_run: true,
+            ..req.clone()
+        },
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let before = s.admin_ok(&["user", "list"]);
+    assert!(!before.contains("bea"), "{before}");
+    let outcomes = |r: &ImportResponse| -> Vec<String> {
+        r.items
+            .iter()
+            .map(|i| format!("{} {} {:?}", i.kind, i.name, i.outcome))
+            .collect()
+    };
+    let got = block_on(client.import(&agent.credential, &req)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcomes(&dry), outcomes(&got));
+    assert_eq!(
+        outcomes(&got),
+        vec![
+            "user ada Linked",
+            "user bea Created",
+            "user cy Refused",
+            "user bad name? Refused",
+            "group Team Created",
+            "membership Team <- bea Created",
+            format!("membership Team <- {} Refused", guid(3)).as_str(),
+        ]
+    );
+    assert!(got.items[2].message.contains("no sn"), "{:?}", got.items[2]);
+    // Again (a re-run, or after a crash mid-import): nothing new.
+    let again = block_on(client.import(&agent.credential, &req)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        outcomes(&again)[..2],
+        [
+            "user ada Already".to_string(),
+            "user bea Already".to_string()
+        ]
+    );
+    assert!(outcomes(&again).contains(&"membership Team <- bea Already".to_string()));
+    // The same AD object in another domain is another link; ada's link here stays.
+    let there = block_on(client.import(
+        &other.credential,
+        &ImportRequest {
+            users: vec![user(1, "ada", "L")],
+            ..ImportRequest::default()
+        },
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcomes(&there), vec!["user ada Linked"]);
+    let list: Value = serde_json::from_str(&s.admin_ok(&["user", "list", "--json"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ada = &list["users"][0];
+    assert_eq!(ada["links"].as_array().map(Vec::len), Some(2), "{list}");
+    assert_eq!(
+        list["users"][1]["user"]["suspended"], true,
+        "bea was disabled in AD"
+    );
+    // A second AD object for a cloud user already linked in this domain is refused.
+    let clash = block_on(client.import(
+        &agent.credential,
+        &ImportRequest {
+            users: vec![user(7, "ada", "L")],
+            ..ImportRequest::default()
+        },
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        clash.items[0].outcome == ImportOutcome::Refused
+            && clash.items[0]
+                .message
+                .contains("already linked to another AD object"),
+        "{:?}",
+        clash.items
+    );
+
+    // Limits and errors, as documented.
+    let many = ImportRequest {
+        users: (0..=MAX_IMPORT_ITEMS)
+            .map(|i| user((i % 200) as u8, "x", "y"))
+            .collect(),
+        ..ImportRequest::default()
+    };
+    assert_eq!(
+        code(send(
+            http.post(url("/v1/import"))
+                .bearer_auth(agent.credential.expose())
+                .json(&many)
+        )),
+        (400, "invalid_request".into())
+    );
+    assert_eq!(
+        code(send(
+            http.post(url("/v1/import"))
+                .bearer_auth(agent.credential.expose())
+                .json(&ImportRequest::default())
+        )),
+        (400, "invalid_request".into())
+    );
+    assert_eq!(
+        code(send(http.post(url("/v1/import")).json(&req))),
+        (401, "unauthorized".into())
+    );
+
+    // The preview's directory: names and links for a valid key, which stays unused.
+    let k = s.issue_key(DOMAIN, None);
+    let dir = block_on(client.directory(&key(&k))).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = dir.users.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, vec!["ada", "bea"]);
+    assert_eq!(dir.groups[0].links[0].guid, guid(9));
+    assert_eq!(
+        block_on(client.check_key(&key(&k), None))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .state
+            .as_str(),
+        "valid"
+    );
+    let used = s.issue_key(DOMAIN, None);
+    enroll(&client, &used, DOMAIN, "dc2").unwrap_or_else(|e| panic!("{e}"));
+    for (body, want) in [
+        (serde_json::json!({"key": used}), (409, "key_used")),
+        (
+            serde_json::json!({"key": "ADS1-0000"}),
+            (400, "key_malformed"),
+        ),
+        (
+            serde_json::json!({"key": ConnectKey::generate().unwrap_or_else(|e| panic!("{e}")).secret().expose()}),
+            (404, "key_unknown"),
+        ),
+    ] {
+        let (st, c) = code(send(http.post(url("/v1/keys/directory")).json(&body)));
+        assert_eq!((st, c.as_str()), want);
+    }
+    assert!(!s.log().contains(&k[5..30]));
 }
