@@ -9,6 +9,7 @@
 pub mod app;
 pub mod backend;
 pub mod form;
+pub mod import;
 pub mod installer;
 pub mod nav;
 pub mod pages;

@@ -89,6 +89,8 @@ pub struct Install {
     pub error: Option<String>,
     /// What Install will do, shown on the Review page (computed once per visit).
     pub preview: Option<ad_sync_core::install::Plan>,
+    /// The Finish page's import of AD into the cloud, once asked for.
+    pub import: Option<crate::import::ImportRun>,
 }
 
 impl State {

@@ -134,6 +134,16 @@ fn summary(s: &State, ui: &mut Ui) {
             )
             .to_lowercase(),
         ),
+        (
+            "Existing AD objects",
+            match (f.sync.adopt_existing_users, f.sync.adopt_existing_groups) {
+                (false, false) => "left alone (same names are reported as collisions)",
+                (true, false) => "accounts taken over by name; groups left alone",
+                (false, true) => "groups taken over by name; accounts left alone",
+                (true, true) => "accounts and groups taken over by name",
+            }
+            .to_string(),
+        ),
     ];
     egui::Grid::new("summary")
         .num_columns(2)

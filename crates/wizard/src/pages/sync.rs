@@ -126,6 +126,24 @@ fn policies(s: &mut State, ui: &mut Ui) {
         "Minimal never removes members added in AD by hand; match does.",
     );
 
+    heading(ui, "Accounts and groups that are already in AD");
+    ui.checkbox(
+        &mut sync.adopt_existing_users,
+        "Take over existing accounts whose name a cloud user has (off by default)",
+    );
+    note(
+        ui,
+        "When on, an unmanaged AD account under the Root User container with a cloud user's username is managed from then on (names, enabled state, groups; its password stays until the cloud sets one); when off, it is reported as a collision and left alone.",
+    );
+    ui.checkbox(
+        &mut sync.adopt_existing_groups,
+        "Take over existing security groups whose name a cloud group has (off by default)",
+    );
+    note(
+        ui,
+        "When on, such a group keeps the members AD gave it and gets the cloud's; protected and privileged accounts and groups (Domain Admins and their members, adminCount=1, built-ins) are never taken over. The Review page shows what the first sync would do.",
+    );
+
     heading(ui, "Account lockout");
     ui.checkbox(
         &mut sync.sync_account_locked_out_status,
