@@ -1064,7 +1064,7 @@ fn existing_accounts_and_groups_are_adopted_in_place_when_allowed_and_safe() {
         members_of(&env.ou, "Adopt Team"),
         vec!["ann", "newbie", "zed"]
     );
-    assert!(members_of(&env.ou, &format!("sync-adopt")).contains(&"Adopt Team".to_string()));
+    assert!(members_of(&env.ou, "sync-adopt").contains(&"Adopt Team".to_string()));
     // A cloud password lets her log on; a suspension disables that same object.
     env.set_password("ann");
     env.sync();
@@ -1177,7 +1177,7 @@ fn import_links_ad_to_the_cloud_and_the_agent_then_manages_those_objects() {
         "{v}"
     );
     assert!(
-        outcome(&v, "group", format!("sync-import").as_str())
+        outcome(&v, "group", "sync-import")
             .starts_with("skipped it is the sync group"),
         "{v}"
     );

@@ -66,6 +66,12 @@ impl ImportRun {
         if dry_run {
             cmd.arg("--dry-run");
         }
+        #[cfg(windows)]
+        {
+            // CREATE_NO_WINDOW: the wizard is a GUI program; no console flashes up.
+            use std::os::windows::process::CommandExt;
+            cmd.creation_flags(0x0800_0000);
+        }
         let spawned = std::thread::Builder::new()
             .name("ad-sync-import".into())
             .spawn(move || {
