@@ -23,19 +23,14 @@ mod bins;
 mod cloud;
 #[path = "../tests/support/testbed.rs"]
 mod testbed;
+#[allow(dead_code)]
+mod support;
+
+use support::{fail, ldap_add, measured, stop_at_exit};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The reference cloud's process, so a failing run can stop it before it exits.
-static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
-
-fn stop_at_exit(pids: impl IntoIterator<Item = u32>) {
-    if let Ok(mut c) = CHILDREN.lock() {
-        c.extend(pids);
-    }
-}
 
 /// The installer, with the agent it installs built beside it.
 fn setup_bin() -> &'static str {
@@ -46,87 +41,9 @@ fn agent_bin() -> &'static str {
 }
 const DOMAIN: &str = "DC=example,DC=com";
 
-fn fail(bed: &mut testbed::Testbed, what: String) -> ! {
-    eprintln!("bench agent: {what}");
-    bed.stop();
-    // `exit` runs no destructors: stop the cloud server by hand.
-    for pid in CHILDREN.lock().map(|c| c.clone()).unwrap_or_default() {
-        // SAFETY: kill(2) on a process this bench started.
-        unsafe {
-            libc::kill(pid as i32, libc::SIGTERM);
-        }
-    }
-    std::process::exit(1);
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Runs a command to its end; wall time, peak RSS (KiB, from wait4) and success.
-fn measured(cmd: &mut Command) -> (Duration, i64, bool, String) {
-    let started = Instant::now();
-    let child = match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
-        Ok(c) => c,
-        Err(e) => return (started.elapsed(), 0, false, e.to_string()),
-    };
-    let pid = child.id() as i32;
-    // Drain the pipes on threads so a chatty child cannot block.
-    let mut child = child;
-    let out = child.stdout.take();
-    let err = child.stderr.take();
-    let t1 = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut o) = out {
-            let _ = std::io::Read::read_to_string(&mut o, &mut s);
-        }
-        s
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut o) = err {
-            let _ = std::io::Read::read_to_string(&mut o, &mut s);
-        }
-        s
-    });
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child's pid.
-    unsafe {
-        libc::wait4(pid, &mut status, 0, &mut usage);
-    }
-    let took = started.elapsed();
-    let text = format!(
-        "{}{}",
-        t1.join().unwrap_or_default(),
-        t2.join().unwrap_or_default()
-    );
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    (took, usage.ru_maxrss, ok, text)
-}
-
-fn ldap_add(bed: &testbed::Testbed, dn: &str, attrs: Vec<(&str, Vec<&str>)>) -> Result<(), String> {
-    let attrs: Vec<(&str, std::collections::HashSet<&str>)> = attrs
-        .into_iter()
-        .map(|(k, v)| (k, v.into_iter().collect()))
-        .collect();
-    cloud::block_on(async {
-        let mut l = bed.dc1.admin().await?;
-        l.add(dn, attrs)
-            .await
-            .and_then(|r| r.success())
-            .map(|_| ())
-            .map_err(|e| format!("add {dn}: {e}"))
-    })
-}
-
 fn main() {
-    let users = env_usize("BENCH_USERS", 10_000);
-    let groups = env_usize("BENCH_GROUPS", 500).max(1);
+    let users = support::env_usize("BENCH_USERS", 10_000);
+    let groups = support::env_usize("BENCH_GROUPS", 500).max(1);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-agent");
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::create_dir_all(&root);

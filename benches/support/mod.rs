@@ -1,0 +1,93 @@
+//! What the benches that run the test domain share: stopping what they started when they fail,
+//! sizes from the environment, a command's wall time and peak RSS, seeding AD.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The reference cloud's process, so a failing run can stop it before it exits.
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+pub fn stop_at_exit(pids: impl IntoIterator<Item = u32>) {
+    if let Ok(mut c) = CHILDREN.lock() {
+        c.extend(pids);
+    }
+}
+
+pub fn fail(bed: &mut crate::testbed::Testbed, what: String) -> ! {
+    eprintln!("bench: {what}");
+    bed.stop();
+    // `exit` runs no destructors: stop the cloud server by hand.
+    for pid in CHILDREN.lock().map(|c| c.clone()).unwrap_or_default() {
+        // SAFETY: kill(2) on a process this bench started.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
+    std::process::exit(1);
+}
+
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs a command to its end; wall time, peak RSS (KiB, from wait4) and success.
+pub fn measured(cmd: &mut Command) -> (Duration, i64, bool, String) {
+    let started = Instant::now();
+    let child = match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+        Ok(c) => c,
+        Err(e) => return (started.elapsed(), 0, false, e.to_string()),
+    };
+    let pid = child.id() as i32;
+    // Drain the pipes on threads so a chatty child cannot block.
+    let mut child = child;
+    let out = child.stdout.take();
+    let err = child.stderr.take();
+    let t1 = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut o) = out {
+            let _ = std::io::Read::read_to_string(&mut o, &mut s);
+        }
+        s
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut o) = err {
+            let _ = std::io::Read::read_to_string(&mut o, &mut s);
+        }
+        s
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child's pid.
+    unsafe {
+        libc::wait4(pid, &mut status, 0, &mut usage);
+    }
+    let took = started.elapsed();
+    let text = format!(
+        "{}{}",
+        t1.join().unwrap_or_default(),
+        t2.join().unwrap_or_default()
+    );
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (took, usage.ru_maxrss, ok, text)
+}
+
+pub fn ldap_add(bed: &crate::testbed::Testbed, dn: &str, attrs: Vec<(&str, Vec<&str>)>) -> Result<(), String> {
+    let attrs: Vec<(&str, std::collections::HashSet<&str>)> = attrs
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().collect()))
+        .collect();
+    crate::cloud::block_on(async {
+        let mut l = bed.dc1.admin().await?;
+        l.add(dn, attrs)
+            .await
+            .and_then(|r| r.success())
+            .map(|_| ())
+            .map_err(|e| format!("add {dn}: {e}"))
+    })
+}
+
