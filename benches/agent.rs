@@ -21,10 +21,10 @@ mod bins;
 #[allow(dead_code)]
 #[path = "../tests/support/cloud.rs"]
 mod cloud;
-#[path = "../tests/support/testbed.rs"]
-mod testbed;
 #[allow(dead_code)]
 mod support;
+#[path = "../tests/support/testbed.rs"]
+mod testbed;
 
 use support::{fail, ldap_add, measured, stop_at_exit};
 

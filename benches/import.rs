@@ -20,10 +20,10 @@ mod bins;
 #[allow(dead_code)]
 #[path = "../tests/support/cloud.rs"]
 mod cloud;
-#[path = "../tests/support/testbed.rs"]
-mod testbed;
 #[allow(dead_code)]
 mod support;
+#[path = "../tests/support/testbed.rs"]
+mod testbed;
 
 use std::path::Path;
 use std::process::Command;
@@ -175,7 +175,10 @@ fn main() {
     if !ok || entries < users + groups {
         fail(
             &mut bed,
-            format!("ldapsearch read {entries} entries: {}", &out[..out.len().min(500)]),
+            format!(
+                "ldapsearch read {entries} entries: {}",
+                &out[..out.len().min(500)]
+            ),
         );
     }
     println!(
@@ -227,7 +230,10 @@ fn main() {
     let preview_answers = dir.join("preview.toml");
     let _ = std::fs::write(
         &preview_answers,
-        format!("{}[sync]\nadopt_existing_users = true\nadopt_existing_groups = true\n", answers_text("key2.txt")),
+        format!(
+            "{}[sync]\nadopt_existing_users = true\nadopt_existing_groups = true\n",
+            answers_text("key2.txt")
+        ),
     );
     let parsed = match ad_sync::answers::Answers::load(&preview_answers) {
         Ok(a) => a,

@@ -1177,15 +1177,27 @@ fn import_links_ad_to_the_cloud_and_the_agent_then_manages_those_objects() {
         "{v}"
     );
     assert!(
-        outcome(&v, "group", "sync-import")
-            .starts_with("skipped it is the sync group"),
+        outcome(&v, "group", "sync-import").starts_with("skipped it is the sync group"),
         "{v}"
     );
     assert!(env.cloud(&["user", "list"]).contains("no users"));
 
     // For real; then again, which imports nothing new.
-    let (code, text, _) = import(&["--json"]);
+    let (code, text, err) = import(&["--json"]);
     assert_eq!(code, Some(4), "{text}");
+    let credential = std::fs::read_to_string(
+        env.config
+            .parent()
+            .unwrap_or_else(|| panic!())
+            .join("secrets/agent-credential"),
+    )
+    .unwrap_or_default();
+    for secret in [testbed::SVC_PASSWORD, credential.trim()] {
+        assert!(
+            secret.len() > 8 && !text.contains(secret) && !err.contains(secret),
+            "a secret in the import's output"
+        );
+    }
     let v: serde_json::Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     assert!(

@@ -245,6 +245,14 @@ fn the_windows_cli_validates_and_checks_exactly_like_the_linux_one() {
         "the Windows build says what it did about revocation: {wrep:#}"
     );
     assert_eq!(check_named(&wrep, "cloud.tls")["status"], "pass");
+    // The preview ran on Windows too: the cloud's names with the key, the domain paged.
+    assert!(
+        check_named(&wrep, "sync.preview")["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("first sync: users: "),
+        "{wrep:#}"
+    );
     assert!(
         !String::from_utf8_lossy(&wout.stdout).contains(testbed::SVC_PASSWORD)
             && !String::from_utf8_lossy(&wout.stderr).contains(testbed::SVC_PASSWORD),
@@ -538,6 +546,38 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
         !log.contains(testbed::SVC_PASSWORD) && !log.contains(&key),
         "no secret in the agent's log"
     );
+
+    // The import as an administrator runs it on Windows: the agent reads its secrets from the
+    // store and pages the OU (the in-chain search for privileged members included); a dry
+    // run asks the cloud and changes nothing.
+    let out = host.exe(
+        "ad-sync-agent.exe",
+        &[
+            "import",
+            "--config",
+            r"C:\ProgramData\ad-sync\agent.toml",
+            "--dry-run",
+            "--json",
+        ],
+    );
+    let v = json(&out);
+    assert!(matches!(out.status.code(), Some(0 | 4)), "{}", text(&out));
+    assert_eq!(v["dry_run"], true, "{v:#}");
+    let skipped = v["items"]
+        .as_array()
+        .map(|a| a.iter().filter(|i| i["outcome"] == "skipped").count())
+        .unwrap_or(0);
+    assert!(
+        skipped >= 1,
+        "the sync group at least is never imported: {v:#}"
+    );
+    assert!(
+        v["items"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|i| i["name"] == "winsvc1" && i["outcome"] == "already")),
+        "the user the service created is managed already: {v:#}"
+    );
+    assert!(!text(&out).contains(testbed::SVC_PASSWORD));
 
     // Uninstall: the service and the secrets go; the cloud is told.
     let out = host.exe(SETUP, &["uninstall"]);

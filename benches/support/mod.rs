@@ -76,7 +76,11 @@ pub fn measured(cmd: &mut Command) -> (Duration, i64, bool, String) {
     (took, usage.ru_maxrss, ok, text)
 }
 
-pub fn ldap_add(bed: &crate::testbed::Testbed, dn: &str, attrs: Vec<(&str, Vec<&str>)>) -> Result<(), String> {
+pub fn ldap_add(
+    bed: &crate::testbed::Testbed,
+    dn: &str,
+    attrs: Vec<(&str, Vec<&str>)>,
+) -> Result<(), String> {
     let attrs: Vec<(&str, std::collections::HashSet<&str>)> = attrs
         .into_iter()
         .map(|(k, v)| (k, v.into_iter().collect()))
@@ -90,4 +94,3 @@ pub fn ldap_add(bed: &crate::testbed::Testbed, dn: &str, attrs: Vec<(&str, Vec<&
             .map_err(|e| format!("add {dn}: {e}"))
     })
 }
-

@@ -303,7 +303,19 @@ impl Ad {
             .map_err(|e| AdError::from_op(e, &format!("search {base}")))
     }
 
-    /// The objects in a privileged group, nested membership included (the DC follows it).
+    /// The members of the group `dn`, nested membership included.
+    pub async fn nested_members(&self, dn: &str) -> Result<HashSet<Vec<u8>>, AdError> {
+        ad_sync_core::directory::object::nested_members(
+            &self.ldap,
+            self.timeout,
+            &self.domain_dn,
+            vec![dn.to_string()],
+        )
+        .await
+        .map_err(|e| AdError::from_op(e, &format!("find the members of {dn}")))
+    }
+
+    /// The objects in a privileged group, nested membership included.
     pub async fn privileged(&self) -> Result<HashSet<Vec<u8>>, AdError> {
         ad_sync_core::directory::object::privileged_members(
             &self.ldap,

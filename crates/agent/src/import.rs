@@ -127,12 +127,15 @@ pub fn select(
             });
         }
     }
-    for g in groups {
-        for (m, _) in &g.members {
-            if imported.contains(m.as_slice()) {
+    // From each member's memberOf, not the group's `member`: AD returns a group's members in
+    // ranges of 1,500 (`member;range=...`), an object's groups whole.
+    let group_guids: HashSet<&[u8]> = groups.iter().map(|g| g.guid.as_slice()).collect();
+    for o in objs.iter().filter(|o| imported.contains(o.guid.as_slice())) {
+        for (g, _) in &o.member_of {
+            if group_guids.contains(g.as_slice()) {
                 s.memberships.push(ImportMembership {
-                    group_guid: ad::guid_string(&g.guid),
-                    member_guid: ad::guid_string(m),
+                    group_guid: ad::guid_string(g),
+                    member_guid: ad::guid_string(&o.guid),
                 });
             }
         }
@@ -435,28 +438,18 @@ async fn read_and_send(
 ) -> Result<Report, ImportError> {
     let ad_err = |e: ad::AdError| ImportError::Ad(e.to_string());
     let people = "(|(&(objectCategory=person)(objectClass=user))(objectClass=group))";
-    let filter = match group {
-        Some(dn) => {
-            if ad
-                .read(dn)
-                .await
-                .map_err(ad_err)?
-                .is_none_or(|o| !o.is_group)
-            {
-                return Err(ImportError::Group(format!(
-                    "{dn}: there is no group with that DN in AD; copy its distinguishedName from AD"
-                )));
-            }
-            let dn = ldap3::ldap_escape(dn);
-            format!(
-                "(&{people}(|(memberOf:{}:={dn})(distinguishedName={dn})))",
-                ad_sync_core::directory::object::IN_CHAIN
-            )
-        }
-        None => people.to_string(),
-    };
     let root = ad.scope.root_text();
-    let objs = ad.search_paged(&root, &filter).await.map_err(ad_err)?;
+    let mut objs = ad.search_paged(&root, people).await.map_err(ad_err)?;
+    if let Some(dn) = group {
+        let Some(g) = ad.read(dn).await.map_err(ad_err)?.filter(|o| o.is_group) else {
+            return Err(ImportError::Group(format!(
+                "{dn}: there is no group with that DN in AD; copy its distinguishedName from AD"
+            )));
+        };
+        let mut wanted = ad.nested_members(dn).await.map_err(ad_err)?;
+        wanted.insert(g.guid);
+        objs.retain(|o| wanted.contains(&o.guid));
+    }
     let privileged = ad.privileged().await.map_err(ad_err)?;
     let sync_group = match &ad.scope.sync_group {
         Some(dn) => ad.read(&dn.to_comma_form()).await.map_err(ad_err)?,

@@ -15,8 +15,6 @@ use std::time::Duration;
 pub const MARKER_PREFIX: &str = "ad-sync:";
 /// LDAP_SERVER_EXTENDED_DN_OID: DN values come back as `<GUID=..>;<SID=..>;CN=...`.
 pub const EXTENDED_DN: &str = "1.2.840.113556.1.4.529";
-/// LDAP_MATCHING_RULE_IN_CHAIN: membership followed through nested groups by the DC.
-pub const IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
 pub const UAC_DISABLED: i64 = 0x2;
 pub const UAC_NORMAL: i64 = 0x200;
 /// Global security group.
@@ -321,9 +319,13 @@ pub async fn search_paged(
 }
 
 /// The objectGUIDs of every object in the domain that is a member of a privileged group,
-/// nested membership included: the DC follows the chain (LDAP_MATCHING_RULE_IN_CHAIN) from the
-/// privileged groups found by their well-known RIDs. One search for the groups, one for their
-/// members.
+/// nested membership included. From the privileged groups (found by their well-known RIDs),
+/// one level of nesting per search: `(|(memberOf=G1)(memberOf=G2)...)` finds the direct
+/// members of the groups reached so far (memberOf is indexed, and an object's memberOf comes
+/// whole where a large group's `member` comes in ranges), and the groups among them are the
+/// next level. Typically three or four searches. (`LDAP_MATCHING_RULE_IN_CHAIN` asks the same
+/// in one search, but Samba evaluates it against every object of the domain: seconds for a
+/// few hundred objects.)
 pub async fn privileged_members(
     ldap: &Ldap,
     timeout: Duration,
@@ -334,7 +336,7 @@ pub async fn privileged_members(
         timeout,
         domain_dn,
         "(&(objectClass=group)(|(isCriticalSystemObject=TRUE)(adminCount=1)))",
-        &["objectSid"],
+        &["objectSid", "objectGUID"],
     )
     .await?;
     let privileged: Vec<String> = groups
@@ -347,21 +349,55 @@ pub async fn privileged_members(
         })
         .map(|e| parse_extended(&e.dn).2)
         .collect();
-    if privileged.is_empty() {
-        return Ok(HashSet::new());
+    nested_members(ldap, timeout, domain_dn, privileged).await
+}
+
+/// The objectGUIDs of every member of the groups `start` (DNs), nested membership included,
+/// one level per search (see `privileged_members`).
+pub async fn nested_members(
+    ldap: &Ldap,
+    timeout: Duration,
+    domain_dn: &str,
+    start: Vec<String>,
+) -> Result<HashSet<Vec<u8>>, OpError> {
+    let mut level = start;
+    let mut seen_groups: HashSet<String> = level.iter().map(|d| d.to_lowercase()).collect();
+    let mut members = HashSet::new();
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        // 50 groups per filter keeps each request small.
+        for chunk in level.chunks(50) {
+            let filter = format!(
+                "(|{})",
+                chunk
+                    .iter()
+                    .map(|dn| format!("(memberOf={})", ldap3::ldap_escape(dn)))
+                    .collect::<String>()
+            );
+            for e in search_paged(
+                ldap,
+                timeout,
+                domain_dn,
+                &filter,
+                &["objectGUID", "objectClass"],
+            )
+            .await?
+            {
+                if let Some(g) = binary(&e, "objectGUID") {
+                    members.insert(g);
+                }
+                let is_group = texts(&e, "objectClass")
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case("group"));
+                let dn = parse_extended(&e.dn).2;
+                if is_group && seen_groups.insert(dn.to_lowercase()) {
+                    next.push(dn);
+                }
+            }
+        }
+        level = next;
     }
-    let filter = format!(
-        "(|{})",
-        privileged
-            .iter()
-            .map(|dn| format!("(memberOf:{IN_CHAIN}:={})", ldap3::ldap_escape(dn)))
-            .collect::<String>()
-    );
-    let members = search_paged(ldap, timeout, domain_dn, &filter, &["objectGUID"]).await?;
-    Ok(members
-        .iter()
-        .filter_map(|e| binary(e, "objectGUID"))
-        .collect())
+    Ok(members)
 }
 
 #[cfg(test)]
