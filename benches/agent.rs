@@ -28,7 +28,7 @@ mod testbed;
 
 use support::{fail, ldap_add, measured, stop_at_exit};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,22 +44,7 @@ const DOMAIN: &str = "DC=example,DC=com";
 fn main() {
     let users = support::env_usize("BENCH_USERS", 10_000);
     let groups = support::env_usize("BENCH_GROUPS", 500).max(1);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-agent");
-    let _ = std::fs::remove_dir_all(&root);
-    let _ = std::fs::create_dir_all(&root);
-    // SAFETY: set before any thread is started.
-    unsafe {
-        std::env::set_var("TESTBED_BACKEND_STORE", "mdb");
-    }
-    let mut bed = match testbed::Testbed::start(&root) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("cannot start the test domain: {e}");
-            std::process::exit(2);
-        }
-    };
-    let server = cloud::CloudServer::start("bench-agent", &[]);
-    server.admin_ok(&["domain", "add", DOMAIN]);
+    let (root, mut bed, server) = support::start("bench-agent", DOMAIN);
 
     // ---- the directory in the cloud ----------------------------------------------------------
     let started = Instant::now();

@@ -25,7 +25,6 @@ mod support;
 #[path = "../tests/support/testbed.rs"]
 mod testbed;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 use support::{fail, ldap_add, measured, stop_at_exit};
@@ -35,22 +34,7 @@ const DOMAIN: &str = "DC=example,DC=com";
 fn main() {
     let users = support::env_usize("BENCH_USERS", 10_000);
     let groups = support::env_usize("BENCH_GROUPS", 500).max(1);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-import");
-    let _ = std::fs::remove_dir_all(&root);
-    let _ = std::fs::create_dir_all(&root);
-    // SAFETY: set before any thread is started.
-    unsafe {
-        std::env::set_var("TESTBED_BACKEND_STORE", "mdb");
-    }
-    let mut bed = match testbed::Testbed::start(&root) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("cannot start the test domain: {e}");
-            std::process::exit(2);
-        }
-    };
-    let server = cloud::CloudServer::start("bench-import", &[]);
-    server.admin_ok(&["domain", "add", DOMAIN]);
+    let (root, mut bed, server) = support::start("bench-import", DOMAIN);
 
     // ---- what the domain already holds -------------------------------------------------------
     let ou = format!("OU=Bench Import,{}", testbed::OU_STAFF);

@@ -7,6 +7,40 @@ use std::time::{Duration, Instant};
 /// The reference cloud's process, so a failing run can stop it before it exits.
 static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
+/// A fresh test domain (lmdb: with tdb each add gets dearer as the database grows) and a
+/// reference cloud with `domain` added, under `target/<name>`. Exits when the domain cannot
+/// start. Call before starting any thread (it sets an environment variable).
+pub fn start(
+    name: &str,
+    domain: &str,
+) -> (
+    std::path::PathBuf,
+    crate::testbed::Testbed,
+    crate::cloud::CloudServer,
+) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/{name}"));
+    // A leftover from an earlier run, or nothing.
+    let _ = std::fs::remove_dir_all(&root);
+    if let Err(e) = std::fs::create_dir_all(&root) {
+        eprintln!("cannot create {}: {e}", root.display());
+        std::process::exit(2);
+    }
+    // SAFETY: set before any thread is started (the caller's promise).
+    unsafe {
+        std::env::set_var("TESTBED_BACKEND_STORE", "mdb");
+    }
+    let bed = match crate::testbed::Testbed::start(&root) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cannot start the test domain: {e}");
+            std::process::exit(2);
+        }
+    };
+    let server = crate::cloud::CloudServer::start(name, &[]);
+    server.admin_ok(&["domain", "add", domain]);
+    (root, bed, server)
+}
+
 pub fn stop_at_exit(pids: impl IntoIterator<Item = u32>) {
     if let Ok(mut c) = CHILDREN.lock() {
         c.extend(pids);

@@ -11,7 +11,6 @@ use ad_sync_core::answers::Answers;
 use ad_sync_core::directory;
 use ad_sync_core::directory::bind::AccountName;
 use ad_sync_core::directory::session::OpError;
-use ad_sync_core::dn::Dn;
 use ad_sync_core::secret::Secret;
 use ldap3::controls::RawControl;
 use ldap3::{Ldap, Mod, Scope, SearchEntry};
@@ -92,29 +91,10 @@ impl Ad {
     /// Connects with the configured security (LDAPS, StartTLS, or plain LDAP only when the
     /// config allows the fallback) and binds as the service account.
     pub async fn connect(answers: &Answers, password: &Secret) -> Result<Ad, AdError> {
-        let root = Dn::parse(&answers.directory.root_user_dn)
-            .map_err(|e| {
-                AdError::Unavailable(format!(
-                    "[directory] root_user_dn is not a DN ({}); re-run ad-sync-setup",
-                    e.message
-                ))
-            })?
-            .dn;
-        let sync_group = match answers.directory.sync_group_dn.as_deref() {
-            Some(t) => Some(
-                Dn::parse(t)
-                    .map_err(|e| {
-                        AdError::Unavailable(format!(
-                            "[directory] sync_group_dn is not a DN ({}); re-run ad-sync-setup",
-                            e.message
-                        ))
-                    })?
-                    .dn,
-            ),
-            None => None,
-        };
-        let dns_domain = root.domain().unwrap_or_default();
-        let domain_dn = root
+        let mut scope = plan::Scope::from_answers(answers)
+            .map_err(|e| AdError::Unavailable(format!("{e}; re-run ad-sync-setup")))?;
+        let dns_domain = scope.dns_domain.clone();
+        let domain_dn = scope
             .domain_dn()
             .map(|d| d.to_comma_form())
             .unwrap_or_default();
@@ -150,17 +130,12 @@ impl Ad {
             };
             return Err(AdError::Unavailable(why));
         }
+        scope.encrypted = session.encrypted;
         Ok(Ad {
             ldap: session.handle(),
             timeout: session.op_timeout(),
             domain_dn,
-            scope: plan::Scope {
-                root,
-                sync_group,
-                dns_domain,
-                host: opts.host,
-                encrypted: session.encrypted,
-            },
+            scope,
         })
     }
 

@@ -163,20 +163,24 @@ fn options(args: &RunArgs) -> ad_sync_agent::RunOptions {
     }
 }
 
+/// The agent from its installed config, and the runtime it runs on; the exit code when either
+/// cannot be had (logged).
+fn start(config: &std::path::Path) -> Result<(ad_sync_agent::Agent, tokio::runtime::Runtime), i32> {
+    let agent = ad_sync_agent::Agent::start(config).map_err(|e| {
+        tracing::error!("{e}");
+        exit_code(&e)
+    })?;
+    let rt = runtime().map_err(|e| {
+        tracing::error!("{e}");
+        exit::CANNOT_START
+    })?;
+    Ok((agent, rt))
+}
+
 fn run(args: &RunArgs) -> i32 {
-    let agent = match ad_sync_agent::Agent::start(&args.config) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!("{e}");
-            return exit_code(&e);
-        }
-    };
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("{e}");
-            return exit::CANNOT_START;
-        }
+    let (agent, rt) = match start(&args.config) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let opts = options(args);
     if args.dry_run {
@@ -223,19 +227,9 @@ fn run(args: &RunArgs) -> i32 {
 /// `import`: OK when everything importable was imported (or would be), CHANGES_FAILED when
 /// the cloud refused some objects (each is listed), RETRY when AD or the cloud was away.
 fn import(args: &ImportArgs) -> i32 {
-    let agent = match ad_sync_agent::Agent::start(&args.config) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!("{e}");
-            return exit_code(&e);
-        }
-    };
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("{e}");
-            return exit::CANNOT_START;
-        }
+    let (agent, rt) = match start(&args.config) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let report = match rt.block_on(ad_sync_agent::import::run(
         &agent,

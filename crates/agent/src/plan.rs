@@ -383,9 +383,18 @@ impl Input<'_> {
 }
 
 impl Plan {
-    /// Takes an AD object over for one cloud object; refused when another has it.
-    fn claim(&mut self, guid: &[u8]) -> Result<(), Refusal> {
-        if self.claimed.insert(guid.to_vec()) {
+    /// Whether `obj` may be taken over for the cloud object `id` (the adoption rules), and if
+    /// so claims it: one AD object is taken over for one cloud object only.
+    fn may_take_over(
+        &mut self,
+        i: &Input,
+        kind: Kind,
+        obj: &Obj,
+        id: &str,
+        linked: bool,
+    ) -> Result<(), Refusal> {
+        i.rules().check(kind, obj, id, linked)?;
+        if self.claimed.insert(obj.guid.clone()) {
             Ok(())
         } else {
             Err(Refusal::Claimed)
@@ -482,11 +491,7 @@ fn plan_users(i: &Input, p: &mut Plan) {
                         .push(new_user(id, u, &upn, &display, password, scope, pw_key));
                     continue;
                 };
-                let checked = i
-                    .rules()
-                    .check(Kind::User, other, id, linked.is_some())
-                    .and_then(|()| p.claim(&other.guid));
-                if let Err(refusal) = checked {
+                if let Err(refusal) = p.may_take_over(i, Kind::User, other, id, linked.is_some()) {
                     p.outcomes.insert(
                         key,
                         Outcome::Failed(format!(
@@ -829,10 +834,7 @@ fn plan_groups(i: &Input, p: &mut Plan) {
             None => linked.or_else(|| i.found.named(&g.name)),
         };
         if let Some(other) = candidate
-            && let Err(refusal) = i
-                .rules()
-                .check(Kind::Group, other, id, linked.is_some())
-                .and_then(|()| p.claim(&other.guid))
+            && let Err(refusal) = p.may_take_over(i, Kind::Group, other, id, linked.is_some())
         {
             p.outcomes.insert(
                 key,

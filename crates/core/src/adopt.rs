@@ -23,6 +23,31 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// The containers from a config or answers file, the DC's name from its connect options;
+    /// `encrypted` is false until a connection says otherwise. `Err` names the field.
+    pub fn from_answers(answers: &crate::answers::Answers) -> Result<Scope, String> {
+        let root = Dn::parse(&answers.directory.root_user_dn)
+            .map_err(|e| format!("[directory] root_user_dn is not a DN ({})", e.message))?
+            .dn;
+        let sync_group = match answers.directory.sync_group_dn.as_deref() {
+            Some(t) => Some(
+                Dn::parse(t)
+                    .map_err(|e| format!("[directory] sync_group_dn is not a DN ({})", e.message))?
+                    .dn,
+            ),
+            None => None,
+        };
+        let dns_domain = root.domain().unwrap_or_default();
+        let host = answers.connect_options(Some(&dns_domain)).host;
+        Ok(Scope {
+            root,
+            sync_group,
+            dns_domain,
+            host,
+            encrypted: false,
+        })
+    }
+
     pub fn root_text(&self) -> String {
         self.root.to_comma_form()
     }

@@ -13,7 +13,6 @@ use crate::cloud::client::{CloudClient, CloudOptions};
 use crate::connect_key::ConnectKey;
 use crate::directory::bind::AccountName;
 use crate::directory::object::{self, Obj};
-use crate::dn::Dn;
 use std::collections::HashSet;
 
 /// Names listed per kind of refusal in the summary's detail.
@@ -90,19 +89,9 @@ type AdView = (Vec<Obj>, HashSet<Vec<u8>>, Scope, Option<Vec<u8>>);
 /// collision the preview must show), the privileged ones and the sync group, read as the
 /// service account.
 async fn read_ad(answers: &Answers) -> Result<AdView, String> {
-    let root = Dn::parse(&answers.directory.root_user_dn)
-        .map_err(|e| format!("the Root User container is not a DN ({})", e.message))?
-        .dn;
-    let sync_group = match answers.directory.sync_group_dn.as_deref() {
-        Some(t) => Some(
-            Dn::parse(t)
-                .map_err(|e| format!("the sync group is not a DN ({})", e.message))?
-                .dn,
-        ),
-        None => None,
-    };
-    let dns_domain = root.domain().unwrap_or_default();
-    let domain_dn = root
+    let scope = Scope::from_answers(answers)?;
+    let dns_domain = scope.dns_domain.clone();
+    let domain_dn = scope
         .domain_dn()
         .map(|d| d.to_comma_form())
         .unwrap_or_default();
@@ -138,7 +127,7 @@ async fn read_ad(answers: &Answers) -> Result<AdView, String> {
             .await
             .map_err(read)?;
         let objs: Vec<Obj> = entries.iter().map(object::object).collect();
-        let sync_guid = sync_group.as_ref().and_then(|g| {
+        let sync_guid = scope.sync_group.as_ref().and_then(|g| {
             objs.iter()
                 .find(|o| o.parsed.as_ref().is_some_and(|d| d.same_as(g)))
                 .map(|o| o.guid.clone())
@@ -148,13 +137,6 @@ async fn read_ad(answers: &Answers) -> Result<AdView, String> {
     .await;
     session.close().await;
     let (objs, privileged, sync_guid) = looked?;
-    let scope = Scope {
-        root,
-        sync_group,
-        dns_domain,
-        host: opts.host.clone(),
-        encrypted: true,
-    };
     Ok((objs, privileged, scope, sync_guid))
 }
 
