@@ -270,9 +270,14 @@ impl Ad {
             })
     }
 
-    /// Every object under `base` matching `filter`, however many (paged).
-    pub async fn search_paged(&self, base: &str, filter: &str) -> Result<Vec<Obj>, AdError> {
-        ad_sync_core::directory::object::search_paged(&self.ldap, self.timeout, base, filter, ATTRS)
+    /// Every object under `base` matching `filter`, however many (paged), with `attrs` read.
+    pub async fn search_paged(
+        &self,
+        base: &str,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<Obj>, AdError> {
+        ad_sync_core::directory::object::search_paged(&self.ldap, self.timeout, base, filter, attrs)
             .await
             .map(|entries| entries.iter().map(object).collect())
             .map_err(|e| AdError::from_op(e, &format!("search {base}")))

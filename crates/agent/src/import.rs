@@ -16,6 +16,7 @@ use ad_sync_core::cloud::api::{
     ImportGroup, ImportItem, ImportMembership, ImportOutcome, ImportRequest, ImportUser,
     MAX_IMPORT_ITEMS,
 };
+use futures_util::StreamExt;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 
@@ -439,7 +440,10 @@ async fn read_and_send(
     let ad_err = |e: ad::AdError| ImportError::Ad(e.to_string());
     let people = "(|(&(objectCategory=person)(objectClass=user))(objectClass=group))";
     let root = ad.scope.root_text();
-    let mut objs = ad.search_paged(&root, people).await.map_err(ad_err)?;
+    let mut objs = ad
+        .search_paged(&root, people, ad_sync_core::directory::object::IMPORT_ATTRS)
+        .await
+        .map_err(ad_err)?;
     if let Some(dn) = group {
         let Some(g) = ad.read(dn).await.map_err(ad_err)?.filter(|o| o.is_group) else {
             return Err(ImportError::Group(format!(
@@ -476,8 +480,10 @@ async fn read_and_send(
     for item in &selection.skipped {
         report.add(item.clone());
     }
-    for req in requests(&selection, dry_run) {
-        if dry_run && !req.memberships.is_empty() {
+    let mut reqs = requests(&selection, dry_run);
+    if dry_run {
+        // Memberships need their objects linked first: in a dry run they are counted only.
+        for req in reqs.iter().filter(|r| !r.memberships.is_empty()) {
             for m in &req.memberships {
                 report.add(ReportItem {
                     kind: "membership".into(),
@@ -487,16 +493,30 @@ async fn read_and_send(
                     message: String::new(),
                 });
             }
-            continue;
         }
-        let resp = agent
-            .client
-            .import(&agent.credential, &req)
-            .await
-            .map_err(|e| ImportError::Cloud(format!("importing into the cloud: {e}; {}. What was sent before is imported; run the import again to finish (it skips what is there)", e.fix())))?;
-        for item in resp.items {
-            report.add(item.into());
+        reqs.retain(|r| r.memberships.is_empty());
+    }
+    // Users, then groups, then memberships; within each kind two requests in flight (the
+    // cloud answers them one after the other, but the next one is on its way meanwhile).
+    let phase = |r: &ImportRequest| (r.users.is_empty(), r.groups.is_empty());
+    let mut start = 0;
+    while start < reqs.len() {
+        let end = reqs[start..]
+            .iter()
+            .position(|r| phase(r) != phase(&reqs[start]))
+            .map_or(reqs.len(), |n| start + n);
+        let answers: Vec<_> = futures_util::stream::iter(&reqs[start..end])
+            .map(|req| agent.client.import(&agent.credential, req))
+            .buffered(2)
+            .collect()
+            .await;
+        for resp in answers {
+            let resp = resp.map_err(|e| ImportError::Cloud(format!("importing into the cloud: {e}; {}. What was sent before is imported; run the import again to finish (it skips what is there)", e.fix())))?;
+            for item in resp.items {
+                report.add(item.into());
+            }
         }
+        start = end;
     }
     Ok(report)
 }

@@ -1421,16 +1421,16 @@ fn elect(
 fn append_change(conn: &Connection, body: &ChangeBody) -> rusqlite::Result<i64> {
     let json = serde_json::to_string(body)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    conn.execute(
-        "INSERT INTO changes (at, body) VALUES (?1, ?2)",
-        params![ad_sync_core::time_fmt::now_unix(), json],
-    )?;
+    conn.prepare_cached("INSERT INTO changes (at, body) VALUES (?1, ?2)")?
+        .execute(params![ad_sync_core::time_fmt::now_unix(), json])?;
     Ok(conn.last_insert_rowid())
 }
 
 fn load_user(conn: &Connection, username: &str) -> rusqlite::Result<User> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT id, username, given_name, surname, email, suspended, locked, display_name FROM users WHERE username = ?1",
+    )?
+    .query_row(
         [username],
         |r| {
             Ok(User {
@@ -1468,12 +1468,9 @@ fn links_of(conn: &Connection, object_id: &str) -> rusqlite::Result<Vec<api::AdL
 }
 
 fn user_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT COUNT(*) FROM users WHERE username = ?1",
-        [name],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|n| n > 0)
+    conn.prepare_cached("SELECT COUNT(*) FROM users WHERE username = ?1")?
+        .query_row([name], |r| r.get::<_, i64>(0))
+        .map(|n| n > 0)
 }
 
 fn group_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {

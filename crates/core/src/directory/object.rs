@@ -54,6 +54,42 @@ pub const ATTRS: &[&str] = &[
     "pwdLastSet",
 ];
 
+/// What the adoption rules need of an object (the preview's read of the whole domain): no
+/// names, no group members.
+pub const CLASSIFY_ATTRS: &[&str] = &[
+    "objectGUID",
+    "objectSid",
+    "objectClass",
+    "sAMAccountName",
+    "adminDescription",
+    "userAccountControl",
+    "adminCount",
+    "isCriticalSystemObject",
+    "memberOf",
+    "groupType",
+    "primaryGroupID",
+];
+
+/// The import's read: the rules' attributes and the names it sends; a group's members come
+/// from the members' memberOf.
+pub const IMPORT_ATTRS: &[&str] = &[
+    "objectGUID",
+    "objectSid",
+    "objectClass",
+    "sAMAccountName",
+    "adminDescription",
+    "userAccountControl",
+    "adminCount",
+    "isCriticalSystemObject",
+    "memberOf",
+    "groupType",
+    "primaryGroupID",
+    "givenName",
+    "sn",
+    "displayName",
+    "mail",
+];
+
 /// One AD object as the agent reads it.
 #[derive(Debug, Clone, Default)]
 pub struct Obj {

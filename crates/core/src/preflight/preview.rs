@@ -119,7 +119,7 @@ async fn read_ad(answers: &Answers) -> Result<AdView, String> {
             timeout,
             &domain_dn,
             "(|(&(objectCategory=person)(objectClass=user))(objectClass=group))",
-            object::ATTRS,
+            object::CLASSIFY_ATTRS,
         )
         .await
         .map_err(read)?;

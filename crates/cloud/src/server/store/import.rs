@@ -39,11 +39,17 @@ fn item(kind: &str, name: &str, guid: &str, outcome: ImportOutcome, message: Str
 
 /// The cloud object linked to `guid` in the domain, if any.
 fn linked(tx: &Connection, domain_id: i64, guid: &str) -> rusqlite::Result<Option<String>> {
-    tx.query_row(
-        "SELECT object_id FROM links WHERE domain_id = ?1 AND guid = ?2",
-        params![domain_id, guid],
-        |r| r.get(0),
-    )
+    tx.prepare_cached("SELECT object_id FROM links WHERE domain_id = ?1 AND guid = ?2")?
+        .query_row(params![domain_id, guid], |r| r.get(0))
+        .optional()
+}
+
+/// A cloud object's current name by id (a user's or a group's).
+fn name_of(tx: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
+    tx.prepare_cached(
+        "SELECT username FROM users WHERE id = ?1 UNION ALL SELECT name FROM groups WHERE id = ?1",
+    )?
+    .query_row([id], |r| r.get(0))
     .optional()
 }
 
@@ -67,10 +73,16 @@ fn add_link(
     guid: &str,
     now: i64,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO links (object_id, domain_id, guid, agent_id, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![object_id, agent.domain_id, guid, agent.agent_id, now],
-    )?;
+    )?
+    .execute(params![
+        object_id,
+        agent.domain_id,
+        guid,
+        agent.agent_id,
+        now
+    ])?;
     Ok(())
 }
 
@@ -290,7 +302,7 @@ fn import_user(
         return refused("guid is not an objectGUID in its string form".into());
     }
     if let Some(id) = linked(tx, agent.domain_id, &u.guid)? {
-        let name = user_by_id(tx, &id)?.map_or(u.username.clone(), |x| x.username);
+        let name = name_of(tx, &id)?.unwrap_or_else(|| u.username.clone());
         return Ok(item(
             "user",
             &name,
@@ -350,7 +362,7 @@ fn import_group(
         return refused("guid is not an objectGUID in its string form".into());
     }
     if let Some(id) = linked(tx, agent.domain_id, &g.guid)? {
-        let name = group_by_id(tx, &id)?.map_or(g.name.clone(), |x| x.name);
+        let name = name_of(tx, &id)?.unwrap_or_else(|| g.name.clone());
         return Ok(item(
             "group",
             &name,
