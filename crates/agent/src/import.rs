@@ -438,6 +438,7 @@ async fn read_and_send(
     dry_run: bool,
 ) -> Result<Report, ImportError> {
     let ad_err = |e: ad::AdError| ImportError::Ad(e.to_string());
+    let started = std::time::Instant::now();
     let people = "(|(&(objectCategory=person)(objectClass=user))(objectClass=group))";
     let root = ad.scope.root_text();
     let mut objs = ad
@@ -454,7 +455,14 @@ async fn read_and_send(
         wanted.insert(g.guid);
         objs.retain(|o| wanted.contains(&o.guid));
     }
+    let read = started.elapsed();
     let privileged = ad.privileged().await.map_err(ad_err)?;
+    tracing::info!(
+        objects = objs.len(),
+        read_seconds = read.as_secs_f64(),
+        privileged_seconds = (started.elapsed() - read).as_secs_f64(),
+        "read AD"
+    );
     let sync_group = match &ad.scope.sync_group {
         Some(dn) => ad.read(&dn.to_comma_form()).await.map_err(ad_err)?,
         None => None,
@@ -518,5 +526,10 @@ async fn read_and_send(
         }
         start = end;
     }
+    tracing::info!(
+        seconds = (started.elapsed()).as_secs_f64(),
+        items = report.items.len(),
+        "import done"
+    );
     Ok(report)
 }
