@@ -367,22 +367,37 @@ pub async fn privileged_members(
     timeout: Duration,
     domain_dn: &str,
 ) -> Result<HashSet<Vec<u8>>, OpError> {
-    let groups = search_paged(
+    // The groups by their well-known SIDs (objectSid is indexed; a filter on adminCount or
+    // isCriticalSystemObject would make the DC read every object): the built-in ones, and the
+    // domain's RIDs under the domain's own SID.
+    let domain = search_paged(
         ldap,
         timeout,
         domain_dn,
-        "(&(objectClass=group)(|(isCriticalSystemObject=TRUE)(adminCount=1)))",
-        &["objectSid", "objectGUID"],
+        "(objectClass=domain)",
+        &["objectSid"],
     )
-    .await?;
-    let privileged: Vec<String> = groups
+    .await?
+    .iter()
+    .filter_map(|e| binary(e, "objectSid").and_then(|b| super::sid::to_string(&b)))
+    .next();
+    let sids: Vec<String> = PRIVILEGED_GROUP_RIDS
         .iter()
-        .filter(|e| {
-            binary(e, "objectSid")
-                .and_then(|b| super::sid::to_string(&b))
-                .and_then(|s| super::sid::split_rid(&s).map(|(_, r)| r))
-                .is_some_and(|r| PRIVILEGED_GROUP_RIDS.contains(&r))
+        .filter_map(|&rid| match rid {
+            544..=552 => Some(format!("S-1-5-32-{rid}")),
+            _ => domain.as_ref().map(|d| format!("{d}-{rid}")),
         })
+        .collect();
+    let filter = format!(
+        "(|{})",
+        sids.iter()
+            .filter_map(|s| super::sid::to_bytes(s))
+            .map(|b| format!("(objectSid={})", escape_binary(&b)))
+            .collect::<String>()
+    );
+    let privileged: Vec<String> = search_paged(ldap, timeout, domain_dn, &filter, &["objectGUID"])
+        .await?
+        .iter()
         .map(|e| parse_extended(&e.dn).2)
         .collect();
     nested_members(ldap, timeout, domain_dn, privileged).await

@@ -19,6 +19,23 @@ pub fn to_string(bytes: &[u8]) -> Option<String> {
     Some(out)
 }
 
+/// The binary layout of a `S-1-...` string (what a search filter matches `objectSid` with).
+pub fn to_bytes(sid: &str) -> Option<Vec<u8>> {
+    let mut parts = sid.strip_prefix("S-")?.split('-');
+    let revision: u8 = parts.next()?.parse().ok()?;
+    let authority: u64 = parts.next()?.parse().ok()?;
+    let subs: Vec<u32> = parts.map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    if subs.len() > 15 || authority >= 1 << 48 {
+        return None;
+    }
+    let mut out = vec![revision, subs.len() as u8];
+    out.extend_from_slice(&authority.to_be_bytes()[2..]);
+    for s in subs {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    Some(out)
+}
+
 /// The relative id (last sub-authority) and the domain part of a SID string.
 pub fn split_rid(sid: &str) -> Option<(&str, u32)> {
     let (domain, rid) = sid.rsplit_once('-')?;
@@ -45,5 +62,8 @@ mod tests {
             Some(("S-1-5-21-1-2-3", 512))
         );
         assert_eq!(to_string(&[1, 2, 0]), None);
+        assert_eq!(to_bytes("S-1-5-32-544").as_deref(), Some(admins.as_slice()));
+        assert_eq!(to_bytes("S-1-5-21-1-2-3-512"), Some(dom));
+        assert_eq!(to_bytes("S-1-x"), None);
     }
 }
