@@ -355,13 +355,11 @@ pub async fn search_paged(
 }
 
 /// The objectGUIDs of every object in the domain that is a member of a privileged group,
-/// nested membership included. From the privileged groups (found by their well-known RIDs),
-/// one level of nesting per search: `(|(memberOf=G1)(memberOf=G2)...)` finds the direct
-/// members of the groups reached so far (memberOf is indexed, and an object's memberOf comes
-/// whole where a large group's `member` comes in ranges), and the groups among them are the
-/// next level. Typically three or four searches. (`LDAP_MATCHING_RULE_IN_CHAIN` asks the same
-/// in one search, but Samba evaluates it against every object of the domain: seconds for a
-/// few hundred objects.)
+/// nested membership included: from the privileged groups (found by their well-known SIDs),
+/// each group's `member` is read by DN and the groups among the members are the next level.
+/// Privileged groups are small, so this is a few dozen cheap reads. (A filter on memberOf, or
+/// `LDAP_MATCHING_RULE_IN_CHAIN`, asks the same in fewer requests, but Samba evaluates either
+/// against every object of the domain: about a second for 10,000 users.)
 pub async fn privileged_members(
     ldap: &Ldap,
     timeout: Duration,
@@ -403,8 +401,9 @@ pub async fn privileged_members(
     nested_members(ldap, timeout, domain_dn, privileged).await
 }
 
-/// The objectGUIDs of every member of the groups `start` (DNs), nested membership included,
-/// one level per search (see `privileged_members`).
+/// The objectGUIDs of every member of the groups `start` (DNs), nested membership included
+/// (see `privileged_members`). A group's `member` over AD's MaxValRange (1,500) comes in
+/// ranges, which this does not follow.
 pub async fn nested_members(
     ldap: &Ldap,
     timeout: Duration,
@@ -415,33 +414,30 @@ pub async fn nested_members(
     let mut seen_groups: HashSet<String> = level.iter().map(|d| d.to_lowercase()).collect();
     let mut members = HashSet::new();
     while !level.is_empty() {
-        let mut next = Vec::new();
-        // 50 groups per filter keeps each request small.
-        for chunk in level.chunks(50) {
-            let filter = format!(
-                "(|{})",
-                chunk
-                    .iter()
-                    .map(|dn| format!("(memberOf={})", ldap3::ldap_escape(dn)))
-                    .collect::<String>()
-            );
-            for e in search_paged(
-                ldap,
-                timeout,
-                domain_dn,
-                &filter,
-                &["objectGUID", "objectClass"],
-            )
-            .await?
-            {
-                if let Some(g) = binary(&e, "objectGUID") {
-                    members.insert(g);
+        // Each group's `member`, read by DN (a base read; with the extended-DN control every
+        // value carries its objectGUID).
+        let mut found = Vec::new();
+        for dn in &level {
+            if let Some(e) = read_base(ldap, timeout, dn, &["member"]).await? {
+                for v in texts(&e, "member") {
+                    if let (Some(g), _, _) = parse_extended(&v)
+                        && members.insert(g.clone())
+                    {
+                        found.push(g);
+                    }
                 }
-                let is_group = texts(&e, "objectClass")
-                    .iter()
-                    .any(|c| c.eq_ignore_ascii_case("group"));
+            }
+        }
+        // Which of them are groups: by objectGUID (indexed), 100 per search.
+        let mut next = Vec::new();
+        for chunk in found.chunks(100) {
+            let filter = format!(
+                "(&(objectClass=group)(|{}))",
+                chunk.iter().map(|g| guid_filter(g)).collect::<String>()
+            );
+            for e in search_paged(ldap, timeout, domain_dn, &filter, &["objectGUID"]).await? {
                 let dn = parse_extended(&e.dn).2;
-                if is_group && seen_groups.insert(dn.to_lowercase()) {
+                if seen_groups.insert(dn.to_lowercase()) {
                     next.push(dn);
                 }
             }
@@ -449,6 +445,33 @@ pub async fn nested_members(
         level = next;
     }
     Ok(members)
+}
+
+/// One entry by DN with the extended-DN control; `None` when it does not exist.
+async fn read_base(
+    ldap: &Ldap,
+    timeout: Duration,
+    dn: &str,
+    attrs: &[&str],
+) -> Result<Option<SearchEntry>, OpError> {
+    let mut ldap = ldap.clone();
+    let r = ldap
+        .with_controls(vec![RawControl {
+            ctype: EXTENDED_DN.to_string(),
+            crit: false,
+            val: None,
+        }])
+        .with_timeout(timeout)
+        .search(dn, Scope::Base, "(objectClass=*)", attrs.to_vec())
+        .await
+        .and_then(|r| r.success());
+    match r {
+        Ok((mut entries, _)) => Ok(entries.pop().map(SearchEntry::construct)),
+        Err(e) => {
+            let e = OpError::from_ldap(e, timeout);
+            if e.rc() == Some(32) { Ok(None) } else { Err(e) }
+        }
+    }
 }
 
 #[cfg(test)]
