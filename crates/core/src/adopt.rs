@@ -198,6 +198,8 @@ pub struct Counts {
     pub managed: usize,
     /// (name, why): an existing object of the name that is not taken over.
     pub collisions: Vec<(String, String)>,
+    /// Of the collisions, those refused only because adoption is off for the kind.
+    pub adoptable: usize,
     /// (name, why): an existing protected or privileged object of the name.
     pub protected: Vec<(String, String)>,
 }
@@ -267,9 +269,13 @@ pub fn preview(
                 Err(r) if r.is_protected() => c
                     .protected
                     .push((x.name.to_string(), r.words(kind, rules.scope))),
-                Err(r) => c
-                    .collisions
-                    .push((x.name.to_string(), r.words(kind, rules.scope))),
+                Err(r) => {
+                    if r == Refusal::Off {
+                        c.adoptable += 1;
+                    }
+                    c.collisions
+                        .push((x.name.to_string(), r.words(kind, rules.scope)))
+                }
             }
         }
         c
@@ -380,6 +386,8 @@ mod tests {
             // svc is outside the container; bob without adoption, or robert after bob with
             // it, collides.
             assert_eq!(p.users.collisions.len(), collisions, "{p:?}");
+            // Without adoption bob alone would be taken over by turning it on.
+            assert_eq!(p.users.adoptable, usize::from(!adopt_on), "{p:?}");
             let prot: Vec<&str> = p.users.protected.iter().map(|(n, _)| n.as_str()).collect();
             assert_eq!(prot, vec!["admin", "nested"]);
             let g = p.groups.unwrap_or_else(|| panic!("groups are synced"));

@@ -28,7 +28,7 @@ pub struct Looked {
 
 pub async fn run(answers: &Answers) -> CheckResult {
     match look(answers).await {
-        Ok(l) => result(&l, answers),
+        Ok(l) => result(&l),
         Err(why) => CheckResult::skip(SYNC_PREVIEW, why),
     }
 }
@@ -164,7 +164,7 @@ fn line(kind: &str, c: &Counts) -> String {
 }
 
 /// The check's result: counts in the summary, the first names of each refusal in the detail.
-pub fn result(l: &Looked, answers: &Answers) -> CheckResult {
+pub fn result(l: &Looked) -> CheckResult {
     let p = &l.preview;
     let mut summary = format!("first sync: {}", line("users", &p.users));
     match &p.groups {
@@ -198,10 +198,17 @@ pub fn result(l: &Looked, answers: &Answers) -> CheckResult {
     if !refused {
         return CheckResult::pass(SYNC_PREVIEW, summary, detail.join("\n"));
     }
-    let fix = if !answers.sync.adopt_existing_users || !answers.sync.adopt_existing_groups {
-        "These cloud objects will not sync. To let the cloud manage existing accounts and groups, turn on [sync] adopt_existing_users / adopt_existing_groups (protected ones are never taken over); otherwise rename one of each pair."
+    let adoptable = kinds
+        .iter()
+        .filter_map(|(_, c)| *c)
+        .map(|c| c.adoptable)
+        .sum::<usize>();
+    let fix = if adoptable > 0 {
+        format!(
+            "These cloud objects will not sync. {adoptable} of them would be taken over with [sync] adopt_existing_users / adopt_existing_groups on (on the Sync settings page); for the others, rename one of each pair. Protected objects are never taken over."
+        )
     } else {
-        "These cloud objects will not sync; rename one of each pair, or move the AD object into the Root User container."
+        "These cloud objects will not sync: rename one of each pair (in AD or in the cloud), or move the AD account into the Root User container. Protected and privileged objects and distribution groups are never taken over.".to_string()
     };
     CheckResult::warn(SYNC_PREVIEW, summary, detail.join("\n"), fix)
 }
