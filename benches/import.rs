@@ -144,17 +144,22 @@ fn main() {
 
     // ---- ldapsearch paging the same entries ------------------------------------------------
     let pw = dir.join("svc.pw");
-    let (search, _, ok, out) = measured(
-        Command::new("ldapsearch")
-            .args(["-LLL", "-H", "ldaps://dc1.example.com", "-x", "-D"])
+    let ldapsearch = |controls: &[&str]| {
+        let mut c = Command::new("ldapsearch");
+        c.args(["-LLL", "-H", "ldaps://dc1.example.com", "-x", "-D"])
             .arg(format!("{}@example.com", testbed::accounts::GOOD))
             .arg("-y")
             .arg(&pw)
-            .args(["-E", "pr=1000/noprompt", "-b", &ou])
-            .arg("(|(&(objectCategory=person)(objectClass=user))(objectClass=group))")
-            .args(ad_sync::directory::object::IMPORT_ATTRS)
-            .env("LDAPTLS_CACERT", &bed.dc1.ca_file),
-    );
+            .args(["-E", "pr=1000/noprompt"]);
+        for control in controls {
+            c.args(["-E", control]);
+        }
+        c.args(["-b", &ou, ad_sync::directory::object::PEOPLE_FILTER])
+            .args(ad_sync::directory::object::import_attrs())
+            .env("LDAPTLS_CACERT", &bed.dc1.ca_file);
+        measured(&mut c)
+    };
+    let (search, _, ok, out) = ldapsearch(&[]);
     let entries = out.lines().filter(|l| l.starts_with("dn:")).count();
     if !ok || entries < users + groups {
         fail(
@@ -171,24 +176,7 @@ fn main() {
     );
     // The same with the extended-DN control the agent asks for (every DN value with its
     // objectGUID and SID: what the DC must look up besides).
-    let (search_ext, _, ok, _) = measured(
-        Command::new("ldapsearch")
-            .args(["-LLL", "-H", "ldaps://dc1.example.com", "-x", "-D"])
-            .arg(format!("{}@example.com", testbed::accounts::GOOD))
-            .arg("-y")
-            .arg(&pw)
-            .args([
-                "-E",
-                "pr=1000/noprompt",
-                "-E",
-                "1.2.840.113556.1.4.529",
-                "-b",
-                &ou,
-            ])
-            .arg("(|(&(objectCategory=person)(objectClass=user))(objectClass=group))")
-            .args(ad_sync::directory::object::IMPORT_ATTRS)
-            .env("LDAPTLS_CACERT", &bed.dc1.ca_file),
-    );
+    let (search_ext, _, ok, _) = ldapsearch(&[ad_sync::directory::object::EXTENDED_DN]);
     println!(
         "ldapsearch of the same with the extended-DN control (as the agent reads): {:.2} s{}",
         search_ext.as_secs_f64(),

@@ -12,14 +12,14 @@ use ad_sync_core::directory;
 use ad_sync_core::directory::bind::AccountName;
 use ad_sync_core::directory::session::OpError;
 use ad_sync_core::secret::Secret;
-use ldap3::controls::RawControl;
-use ldap3::{Ldap, Mod, Scope, SearchEntry};
+use ldap3::{Ldap, Mod, Scope};
 use std::collections::HashSet;
 use std::time::Duration;
 
+use ad_sync_core::directory::object::{self as reads, ATTRS};
 pub use ad_sync_core::directory::object::{
-    ATTRS, GROUP_TYPE_GLOBAL_SECURITY, MARKER_PREFIX, Obj, UAC_DISABLED, UAC_NORMAL, eq,
-    guid_filter, guid_string, object,
+    GROUP_TYPE_GLOBAL_SECURITY, MARKER_PREFIX, Obj, UAC_DISABLED, UAC_NORMAL, eq, guid_filter,
+    guid_string, object,
 };
 
 /// Why an AD step failed: the DC is away (retry the whole run later) or AD refused this one
@@ -145,23 +145,10 @@ impl Ad {
         scope: Scope,
         filter: &str,
     ) -> Result<Vec<Obj>, AdError> {
-        let mut ldap = self.ldap.clone();
-        let (entries, _) = ldap
-            .with_controls(vec![RawControl {
-                ctype: ad_sync_core::directory::object::EXTENDED_DN.to_string(),
-                crit: false,
-                val: None,
-            }])
-            .with_timeout(self.timeout)
-            .search(base, scope, filter, ATTRS.to_vec())
+        let entries = reads::search(&self.ldap, self.timeout, base, scope, filter, ATTRS)
             .await
-            .and_then(|r| r.success())
-            .map_err(|e| AdError::from_op(OpError::from_ldap(e, self.timeout), "search"))?;
-        Ok(entries
-            .into_iter()
-            .map(SearchEntry::construct)
-            .map(|e| object(&e))
-            .collect())
+            .map_err(|e| AdError::from_op(e, "search"))?;
+        Ok(entries.iter().map(object).collect())
     }
 
     /// Every object matching any of `terms` anywhere in the domain: 100 terms per search, 4
@@ -200,11 +187,10 @@ impl Ad {
     }
 
     pub async fn read(&self, dn: &str) -> Result<Option<Obj>, AdError> {
-        match self.search_raw(dn, Scope::Base, "(objectClass=*)").await {
-            Ok(mut v) => Ok(v.pop()),
-            Err(AdError::Refused { rc: 32, .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        reads::read_base(&self.ldap, self.timeout, dn, ATTRS)
+            .await
+            .map(|e| e.as_ref().map(object))
+            .map_err(|e| AdError::from_op(e, "search"))
     }
 
     pub async fn add(
@@ -277,7 +263,7 @@ impl Ad {
         filter: &str,
         attrs: &[&str],
     ) -> Result<Vec<Obj>, AdError> {
-        ad_sync_core::directory::object::search_paged(&self.ldap, self.timeout, base, filter, attrs)
+        reads::search_paged(&self.ldap, self.timeout, base, filter, attrs)
             .await
             .map(|entries| entries.iter().map(object).collect())
             .map_err(|e| AdError::from_op(e, &format!("search {base}")))
@@ -285,7 +271,7 @@ impl Ad {
 
     /// The members of the group `dn`, nested membership included.
     pub async fn nested_members(&self, dn: &str) -> Result<HashSet<Vec<u8>>, AdError> {
-        ad_sync_core::directory::object::nested_members(
+        reads::nested_members(
             &self.ldap,
             self.timeout,
             &self.domain_dn,
@@ -297,13 +283,9 @@ impl Ad {
 
     /// The objects in a privileged group, nested membership included.
     pub async fn privileged(&self) -> Result<HashSet<Vec<u8>>, AdError> {
-        ad_sync_core::directory::object::privileged_members(
-            &self.ldap,
-            self.timeout,
-            &self.domain_dn,
-        )
-        .await
-        .map_err(|e| AdError::from_op(e, "find the members of the privileged groups"))
+        reads::privileged_members(&self.ldap, self.timeout, &self.domain_dn)
+            .await
+            .map_err(|e| AdError::from_op(e, "find the members of the privileged groups"))
     }
 
     pub async fn close(mut self) {

@@ -16,6 +16,7 @@ use ad_sync_core::cloud::api::{
     ImportGroup, ImportItem, ImportMembership, ImportOutcome, ImportRequest, ImportUser,
     MAX_IMPORT_ITEMS,
 };
+use ad_sync_core::directory::object;
 use futures_util::StreamExt;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
@@ -147,52 +148,42 @@ pub fn select(
 /// Splits the selection into requests: users, then groups, then memberships (so each
 /// membership's objects were linked by an earlier request), each within the cloud's limits.
 pub fn requests(s: &Selection, dry_run: bool) -> Vec<ImportRequest> {
-    let mut out: Vec<ImportRequest> = Vec::new();
-    let mut cur = ImportRequest {
+    let mut out = Vec::new();
+    batches(&s.users, dry_run, &mut out, |r, u| r.users.push(u.clone()));
+    batches(&s.groups, dry_run, &mut out, |r, g| {
+        r.groups.push(g.clone())
+    });
+    batches(&s.memberships, dry_run, &mut out, |r, m| {
+        r.memberships.push(m.clone())
+    });
+    out
+}
+
+/// Packs `items` into requests of at most `MAX_IMPORT_ITEMS` and ~`MAX_REQUEST_BYTES`.
+fn batches<T: Serialize>(
+    items: &[T],
+    dry_run: bool,
+    out: &mut Vec<ImportRequest>,
+    push: impl Fn(&mut ImportRequest, &T),
+) {
+    let empty = || ImportRequest {
         dry_run,
         ..ImportRequest::default()
     };
+    let mut cur = empty();
     let mut bytes = 0;
-    let flush = |cur: &mut ImportRequest, bytes: &mut usize, out: &mut Vec<ImportRequest>| {
-        if !cur.is_empty() {
-            out.push(std::mem::replace(
-                cur,
-                ImportRequest {
-                    dry_run,
-                    ..ImportRequest::default()
-                },
-            ));
-        }
-        *bytes = 0;
-    };
-    for u in &s.users {
-        let n = size(u);
-        if cur.len() == MAX_IMPORT_ITEMS || bytes + n > MAX_REQUEST_BYTES {
-            flush(&mut cur, &mut bytes, &mut out);
+    for item in items {
+        let n = size(item);
+        if !cur.is_empty() && (cur.len() == MAX_IMPORT_ITEMS || bytes + n > MAX_REQUEST_BYTES) {
+            out.push(std::mem::replace(&mut cur, empty()));
+            bytes = 0;
         }
         bytes += n;
-        cur.users.push(u.clone());
+        push(&mut cur, item);
     }
-    flush(&mut cur, &mut bytes, &mut out);
-    for g in &s.groups {
-        let n = size(g);
-        if cur.len() == MAX_IMPORT_ITEMS || bytes + n > MAX_REQUEST_BYTES {
-            flush(&mut cur, &mut bytes, &mut out);
-        }
-        bytes += n;
-        cur.groups.push(g.clone());
+    if !cur.is_empty() {
+        out.push(cur);
     }
-    flush(&mut cur, &mut bytes, &mut out);
-    for m in &s.memberships {
-        let n = size(m);
-        if cur.len() == MAX_IMPORT_ITEMS || bytes + n > MAX_REQUEST_BYTES {
-            flush(&mut cur, &mut bytes, &mut out);
-        }
-        bytes += n;
-        cur.memberships.push(m.clone());
-    }
-    flush(&mut cur, &mut bytes, &mut out);
-    out
 }
 
 /// The JSON size of one item: what it adds to a request body.
@@ -439,10 +430,9 @@ async fn read_and_send(
 ) -> Result<Report, ImportError> {
     let ad_err = |e: ad::AdError| ImportError::Ad(e.to_string());
     let started = std::time::Instant::now();
-    let people = "(|(&(objectCategory=person)(objectClass=user))(objectClass=group))";
     let root = ad.scope.root_text();
     let mut objs = ad
-        .search_paged(&root, people, ad_sync_core::directory::object::IMPORT_ATTRS)
+        .search_paged(&root, object::PEOPLE_FILTER, &object::import_attrs())
         .await
         .map_err(ad_err)?;
     if let Some(dn) = group {
@@ -506,14 +496,9 @@ async fn read_and_send(
     }
     // Users, then groups, then memberships; within each kind two requests in flight (the
     // cloud answers them one after the other, but the next one is on its way meanwhile).
-    let phase = |r: &ImportRequest| (r.users.is_empty(), r.groups.is_empty());
-    let mut start = 0;
-    while start < reqs.len() {
-        let end = reqs[start..]
-            .iter()
-            .position(|r| phase(r) != phase(&reqs[start]))
-            .map_or(reqs.len(), |n| start + n);
-        let answers: Vec<_> = futures_util::stream::iter(&reqs[start..end])
+    let kind = |r: &ImportRequest| (r.users.is_empty(), r.groups.is_empty());
+    for same_kind in reqs.chunk_by(|a, b| kind(a) == kind(b)) {
+        let answers: Vec<_> = futures_util::stream::iter(same_kind)
             .map(|req| agent.client.import(&agent.credential, req))
             .buffered(2)
             .collect()
@@ -524,7 +509,6 @@ async fn read_and_send(
                 report.add(item.into());
             }
         }
-        start = end;
     }
     tracing::info!(
         seconds = (started.elapsed()).as_secs_f64(),

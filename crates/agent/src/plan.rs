@@ -534,54 +534,45 @@ fn plan_users(i: &Input, p: &mut Plan) {
                 .or_insert_with(|| Outcome::Skipped("the account is protected".into()));
             continue;
         }
+        // Taken over: planned as the object will be once marked; AD's own password counts.
+        let marked;
+        let (current, has_password) = if adopting {
+            marked = Obj {
+                marker: Some(marker(id)),
+                ..obj.clone()
+            };
+            (&marked, rec.password_set || obj.pwd_last_set != 0)
+        } else {
+            (obj, rec.password_set)
+        };
+        let mut ops = Vec::new();
         if adopting {
-            let mut own = obj.clone();
-            own.marker = Some(marker(id));
-            let has_password = obj.pwd_last_set != 0;
-            let mut ops = vec![adopt_op(&own, obj, &u.username, |o| {
-                attribute_diff(o, u, &upn, &display)
-                    .into_iter()
-                    .map(|(a, _)| a)
-                    .collect()
-            })];
-            ops.extend(user_changes(
-                &own,
-                rec,
-                &upn,
-                &display,
-                password,
-                rec.password_set || has_password,
-                i.work.unlock.contains(id),
-                &mut p.notes,
-            ));
+            let changes = attribute_diff(current, u, &upn, &display)
+                .into_iter()
+                .map(|(a, _)| a)
+                .collect();
+            ops.push(adopt_op(obj, id, &u.username, changes));
             p.outcomes
                 .insert(key.clone(), Outcome::Adopted(obj.dn.clone()));
             p.adoptions.push(Adoption {
                 key: key.clone(),
                 guid: obj.guid.clone(),
                 dn: obj.dn.clone(),
-                has_password,
+                has_password: obj.pwd_last_set != 0,
             });
-            p.users.push(Job {
-                keys: vec![key],
-                ops,
-                password_key: password.map(|_| pw_key),
-            });
-            continue;
-        }
-        if rec.guid.as_deref() != Some(obj.guid.as_slice()) {
+        } else if rec.guid.as_deref() != Some(obj.guid.as_slice()) {
             p.adopted.push((key.clone(), obj.guid.clone()));
         }
-        let ops = user_changes(
-            obj,
+        ops.extend(user_changes(
+            current,
             rec,
             &upn,
             &display,
             password,
-            rec.password_set,
+            has_password,
             i.work.unlock.contains(id),
             &mut p.notes,
-        );
+        ));
         p.users.push(Job {
             keys: vec![key],
             ops,
@@ -590,11 +581,9 @@ fn plan_users(i: &Input, p: &mut Plan) {
     }
 }
 
-/// The marker written on an existing object the agent takes over, saying in the log and the
-/// dry run what it was and which attributes the cloud will now set (`diff` on the object as
-/// it will be once marked).
-fn adopt_op(own: &Obj, obj: &Obj, name: &str, diff: impl Fn(&Obj) -> Vec<String>) -> Op {
-    let changes = diff(own);
+/// The marker of the cloud object `id` written on an existing object the agent takes over,
+/// saying in the log and the dry run what it was and what the cloud will now set (`changes`).
+fn adopt_op(obj: &Obj, id: &str, name: &str, changes: Vec<String>) -> Op {
     let then = if changes.is_empty() {
         "its attributes already match the cloud".to_string()
     } else {
@@ -603,15 +592,17 @@ fn adopt_op(own: &Obj, obj: &Obj, name: &str, diff: impl Fn(&Obj) -> Vec<String>
     Op::modify(
         OpKind::Adopt,
         &obj.dn,
-        vec![Mod::Replace(
-            b"adminDescription".to_vec(),
-            set(own.marker.clone().unwrap_or_default()),
-        )],
+        vec![Mod::Replace(b"adminDescription".to_vec(), set(marker(id)))],
         format!(
-            "adopt the existing {} {} for cloud {} {name} ({then}; its password is kept until the cloud sets one)",
+            "adopt the existing {} {} for cloud {} {name} ({then}{})",
             if obj.is_group { "group" } else { "account" },
             obj.dn,
             if obj.is_group { "group" } else { "user" },
+            if obj.is_group {
+                ""
+            } else {
+                "; its password is kept until the cloud sets one"
+            },
         ),
     )
 }
@@ -895,19 +886,15 @@ fn plan_groups(i: &Input, p: &mut Plan) {
         }
         let mut ops = Vec::new();
         if adopting {
-            let mut own = obj.clone();
-            own.marker = Some(marker(id));
-            ops.push(adopt_op(&own, obj, &g.name, |o| {
-                let mut changed = Vec::new();
-                if o.sam != g.name {
-                    changed.push("sAMAccountName".to_string());
-                }
-                if o.parsed.as_ref().and_then(|d| d.first_value()) != Some(g.name.as_str()) {
-                    changed.push("its CN".to_string());
-                }
-                changed.push("its members the cloud manages (the others stay)".to_string());
-                changed
-            }));
+            let mut changes = Vec::new();
+            if obj.sam != g.name {
+                changes.push("sAMAccountName".to_string());
+            }
+            if obj.parsed.as_ref().and_then(|d| d.first_value()) != Some(g.name.as_str()) {
+                changes.push("its CN".to_string());
+            }
+            changes.push("its members the cloud manages (the others stay)".to_string());
+            ops.push(adopt_op(obj, id, &g.name, changes));
             p.outcomes
                 .insert(key.clone(), Outcome::Adopted(obj.dn.clone()));
             p.adoptions.push(Adoption {

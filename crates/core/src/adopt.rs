@@ -218,6 +218,16 @@ pub struct CloudObject<'a> {
     pub links: &'a [crate::cloud::api::AdLink],
 }
 
+impl<'a> From<&'a crate::cloud::api::DirectoryEntry> for CloudObject<'a> {
+    fn from(e: &'a crate::cloud::api::DirectoryEntry) -> Self {
+        CloudObject {
+            id: &e.id,
+            name: &e.name,
+            links: &e.links,
+        }
+    }
+}
+
 /// The first sync's decisions for each cloud user and group against the AD objects of the
 /// domain, by the planner's order: the object carrying the cloud object's marker, else the
 /// one an import linked it to, else the one of the same name; then the adoption rules.

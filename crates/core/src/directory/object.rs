@@ -70,25 +70,18 @@ pub const CLASSIFY_ATTRS: &[&str] = &[
     "primaryGroupID",
 ];
 
+/// The names the import sends besides what the rules need.
+const NAME_ATTRS: &[&str] = &["givenName", "sn", "displayName", "mail"];
+
 /// The import's read: the rules' attributes and the names it sends; a group's members come
 /// from the members' memberOf.
-pub const IMPORT_ATTRS: &[&str] = &[
-    "objectGUID",
-    "objectSid",
-    "objectClass",
-    "sAMAccountName",
-    "adminDescription",
-    "userAccountControl",
-    "adminCount",
-    "isCriticalSystemObject",
-    "memberOf",
-    "groupType",
-    "primaryGroupID",
-    "givenName",
-    "sn",
-    "displayName",
-    "mail",
-];
+pub fn import_attrs() -> Vec<&'static str> {
+    [CLASSIFY_ATTRS, NAME_ATTRS].concat()
+}
+
+/// The user accounts and groups of a container (what the preview and the import read).
+pub const PEOPLE_FILTER: &str =
+    "(|(&(objectCategory=person)(objectClass=user))(objectClass=group))";
 
 /// One AD object as the agent reads it.
 #[derive(Debug, Clone, Default)]
@@ -316,6 +309,35 @@ pub fn object(e: &SearchEntry) -> Obj {
     }
 }
 
+/// The extended-DN control (no value: GUIDs and SIDs in hex), on every read here.
+pub fn extended_dn_control() -> RawControl {
+    RawControl {
+        ctype: EXTENDED_DN.to_string(),
+        crit: false,
+        val: None,
+    }
+}
+
+/// One search request (no paging) with the extended-DN control, within `timeout`.
+pub async fn search(
+    ldap: &Ldap,
+    timeout: Duration,
+    base: &str,
+    scope: Scope,
+    filter: &str,
+    attrs: &[&str],
+) -> Result<Vec<SearchEntry>, OpError> {
+    let mut ldap = ldap.clone();
+    let (entries, _) = ldap
+        .with_controls(vec![extended_dn_control()])
+        .with_timeout(timeout)
+        .search(base, scope, filter, attrs.to_vec())
+        .await
+        .and_then(|r| r.success())
+        .map_err(|e| OpError::from_ldap(e, timeout))?;
+    Ok(entries.into_iter().map(SearchEntry::construct).collect())
+}
+
 /// Every entry under `base` matching `filter`, read in pages of 1,000 (so no server size limit
 /// cuts it short), with DN values in the extended form; each page within `timeout`.
 pub async fn search_paged(
@@ -332,11 +354,7 @@ pub async fn search_paged(
     ];
     let err = |e| OpError::from_ldap(e, timeout);
     let mut stream = ldap
-        .with_controls(vec![RawControl {
-            ctype: EXTENDED_DN.to_string(),
-            crit: false,
-            val: None,
-        }])
+        .with_controls(vec![extended_dn_control()])
         .with_timeout(timeout)
         .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs.to_vec())
         .await
@@ -368,17 +386,10 @@ pub async fn privileged_members(
     // The groups by their well-known SIDs (objectSid is indexed; a filter on adminCount or
     // isCriticalSystemObject would make the DC read every object): the built-in ones, and the
     // domain's RIDs under the domain's own SID.
-    let domain = search_paged(
-        ldap,
-        timeout,
-        domain_dn,
-        "(objectClass=domain)",
-        &["objectSid"],
-    )
-    .await?
-    .iter()
-    .filter_map(|e| binary(e, "objectSid").and_then(|b| super::sid::to_string(&b)))
-    .next();
+    let domain = read_base(ldap, timeout, domain_dn, &["objectSid"])
+        .await?
+        .and_then(|e| binary(&e, "objectSid"))
+        .and_then(|b| super::sid::to_string(&b));
     let sids: Vec<String> = PRIVILEGED_GROUP_RIDS
         .iter()
         .filter_map(|&rid| match rid {
@@ -448,29 +459,16 @@ pub async fn nested_members(
 }
 
 /// One entry by DN with the extended-DN control; `None` when it does not exist.
-async fn read_base(
+pub async fn read_base(
     ldap: &Ldap,
     timeout: Duration,
     dn: &str,
     attrs: &[&str],
 ) -> Result<Option<SearchEntry>, OpError> {
-    let mut ldap = ldap.clone();
-    let r = ldap
-        .with_controls(vec![RawControl {
-            ctype: EXTENDED_DN.to_string(),
-            crit: false,
-            val: None,
-        }])
-        .with_timeout(timeout)
-        .search(dn, Scope::Base, "(objectClass=*)", attrs.to_vec())
-        .await
-        .and_then(|r| r.success());
-    match r {
-        Ok((mut entries, _)) => Ok(entries.pop().map(SearchEntry::construct)),
-        Err(e) => {
-            let e = OpError::from_ldap(e, timeout);
-            if e.rc() == Some(32) { Ok(None) } else { Err(e) }
-        }
+    match search(ldap, timeout, dn, Scope::Base, "(objectClass=*)", attrs).await {
+        Ok(mut entries) => Ok(entries.pop()),
+        Err(e) if e.rc() == Some(32) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -50,24 +50,8 @@ pub async fn look(answers: &Answers) -> Result<Looked, String> {
     let dir: DirectoryResponse =
         dir.map_err(|e| format!("the cloud's users could not be read: {e}; {}", e.fix()))?;
     let (objs, privileged, scope, sync_guid) = ad?;
-    let users: Vec<CloudObject> = dir
-        .users
-        .iter()
-        .map(|u| CloudObject {
-            id: &u.id,
-            name: &u.name,
-            links: &u.links,
-        })
-        .collect();
-    let groups: Vec<CloudObject> = dir
-        .groups
-        .iter()
-        .map(|g| CloudObject {
-            id: &g.id,
-            name: &g.name,
-            links: &g.links,
-        })
-        .collect();
+    let users: Vec<CloudObject> = dir.users.iter().map(CloudObject::from).collect();
+    let groups: Vec<CloudObject> = dir.groups.iter().map(CloudObject::from).collect();
     let rules = Rules {
         scope: &scope,
         sync_group_guid: sync_guid.as_deref(),
@@ -118,7 +102,7 @@ async fn read_ad(answers: &Answers) -> Result<AdView, String> {
             &ldap,
             timeout,
             &domain_dn,
-            "(|(&(objectCategory=person)(objectClass=user))(objectClass=group))",
+            object::PEOPLE_FILTER,
             object::CLASSIFY_ATTRS,
         )
         .await
