@@ -551,6 +551,65 @@ fn collisions_protected_accounts_threshold_and_dry_run() {
 }
 
 #[test]
+fn a_sync_group_that_became_privileged_is_never_written() {
+    let _dc = DC.read();
+    let env = Env::new("privsync", "");
+    env.cloud(&["group", "add", "Priv Eng"]);
+    env.sync();
+    let tag_sam = "sync-privsync";
+    assert_eq!(members_of(&env.ou, tag_sam), vec!["Priv Eng"]);
+
+    // Someone nests the sync group in the built-in Administrators after the install (check
+    // would refuse it now): from then on every cloud group would be an administrator.
+    let admins = "CN=Administrators,CN=Builtin,DC=example,DC=com";
+    ldap_modify(
+        admins,
+        vec![ldap3::Mod::Add(
+            "member",
+            HashSet::from([env.sync_group.as_str()]),
+        )],
+    );
+    env.cloud(&["group", "add", "Priv Ops"]);
+    let out = env.sync_allowing_failures();
+    let results = env.results();
+    let refused: Vec<_> = results
+        .iter()
+        .filter(|(_, s, m)| s == "failed" && m.contains("is never written"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{results:?}\n{out}");
+    assert!(
+        refused[0].2.contains("CN=Administrators,CN=Builtin")
+            && refused[0].2.contains("ordinary security group"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        members_of(&env.ou, tag_sam),
+        vec!["Priv Eng"],
+        "the sync group was written"
+    );
+    assert!(
+        search(&env.ou, "(sAMAccountName=Priv Ops)").is_empty(),
+        "the group was created"
+    );
+
+    // Out of Administrators again: the next comparison creates and nests it.
+    ldap_modify(
+        admins,
+        vec![ldap3::Mod::Delete(
+            "member",
+            HashSet::from([env.sync_group.as_str()]),
+        )],
+    );
+    let out = env.run(&["--resync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(members_of(&env.ou, tag_sam), vec!["Priv Eng", "Priv Ops"]);
+}
+
+#[test]
 fn lockout_is_cleared_by_an_unlock_in_the_cloud() {
     let _dc = DC.read();
     let env = Env::new("lock", "sync_account_locked_out_status = true");

@@ -853,6 +853,52 @@ fn client_failures_are_told_in_words() {
 }
 
 #[test]
+fn a_redirect_is_never_followed_and_nothing_reaches_where_it_points() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("redirector-{}", std::process::id()));
+    let r = support::cloud::Redirector::start(&dir);
+    let key_text = support::cloud::shared().issue_key(DOMAIN, None);
+    // validate-key: the key is in the body of a POST a client following 307 would re-send.
+    let ca = r.ca.to_string_lossy().into_owned();
+    let (code, j, all) = validate_key(&key_text, &["--cloud", &r.url, "--ca", &ca], &[]);
+    assert_eq!(code, 2, "{all}");
+    let err = j["error"].as_str().unwrap_or_default();
+    let target = format!("http://127.0.0.1:{}/v1/keys/check", r.plain_port);
+    assert!(err.contains("redirect") && err.contains(&target), "{j}");
+    assert!(!all.contains(&key_text), "{all}");
+    // The agent's calls: a credential in the Authorization header.
+    let mut o = CloudOptions::new(r.url.clone());
+    o.ca_file = Some(r.ca.clone());
+    let c = CloudClient::new(&o).unwrap_or_else(|e| panic!("{e}"));
+    let credential = Secret::new("agent-credential-that-must-stay".to_string());
+    let hb = HeartbeatRequest {
+        version: "t".into(),
+        host: "h".into(),
+        status: "ok".into(),
+        message: None,
+    };
+    let e = block_on(c.heartbeat(&credential, &hb))
+        .err()
+        .unwrap_or_else(|| panic!("a redirect was taken as an answer"));
+    assert!(matches!(e, CloudError::Redirect { status: 307, .. }), "{e}");
+    assert!(e.fix().contains("never followed"), "{}", e.fix());
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        r.plain_received().is_empty(),
+        "the plain listener received {:?}",
+        String::from_utf8_lossy(&r.plain_received())
+    );
+    // And an http:// cloud URL is refused before anything is sent.
+    assert!(matches!(
+        CloudClient::new(&CloudOptions::new(format!(
+            "http://127.0.0.1:{}",
+            r.plain_port
+        ))),
+        Err(CloudError::BadUrl { .. })
+    ));
+}
+
+#[test]
 fn admin_commands_refuse_bad_input_with_the_field_and_the_fix() {
     let s = server("admin", &[]);
     let refused = |args: &[&str], words: &str| {

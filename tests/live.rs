@@ -44,6 +44,7 @@ const AD_IDS: [&str; 19] = [
     ids::ROOT_DN_DELEGATION,
     ids::SYNC_GROUP_EXISTS,
     ids::SYNC_GROUP_IS_SECURITY_GROUP,
+    ids::SYNC_GROUP_NOT_PRIVILEGED,
     ids::PASSWORD_POLICY,
 ];
 
@@ -450,9 +451,47 @@ fn sync_group_must_exist_and_be_a_security_group() {
         Status::Fail,
         "distribution group",
     );
+    expect(
+        &r,
+        ids::SYNC_GROUP_NOT_PRIVILEGED,
+        Status::Pass,
+        "is in no privileged group",
+    );
     s.sync_group_dn = None;
     let r = run_checks(&s);
     expect(&r, ids::DN_SYNC_GROUP, Status::Fail, "not set");
+}
+
+#[test]
+fn a_privileged_sync_group_fails_check_nested_membership_included() {
+    // The agent puts every cloud group in the sync group: Domain Admins there would make every
+    // cloud user a domain administrator.
+    let mut s = Spec::good();
+    for (dn, why) in [
+        (
+            "CN=Domain Admins;CN=Users;DC=example;DC=com",
+            "must not be used",
+        ),
+        // A security group nested in the built-in Administrators group.
+        (
+            "CN=Helpdesk Admins;CN=Users;DC=example;DC=com",
+            "member of the privileged group CN=Administrators,CN=Builtin",
+        ),
+    ] {
+        s.sync_group_dn = Some(dn.into());
+        let r = run_checks(&s);
+        expect(
+            &r,
+            ids::SYNC_GROUP_IS_SECURITY_GROUP,
+            Status::Pass,
+            "security group",
+        );
+        expect(&r, ids::SYNC_GROUP_NOT_PRIVILEGED, Status::Fail, why);
+        let c = r
+            .get(ids::SYNC_GROUP_NOT_PRIVILEGED)
+            .unwrap_or_else(|| panic!("no result"));
+        assert!(c.fix.contains("ordinary security group"), "{}", c.fix);
+    }
 }
 
 // ---- the CLI, end to end ----

@@ -224,3 +224,128 @@ pub fn shared() -> &'static CloudServer {
         s
     })
 }
+
+/// An HTTPS server that answers every request with a 307 to a plain `http://` listener, and
+/// that listener, which records every byte it receives: a cloud URL that redirects (a
+/// misconfigured front end, or someone in the path) must get nothing from ad-sync.
+pub struct Redirector {
+    pub url: String,
+    pub ca: PathBuf,
+    pub plain_port: u16,
+    received: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Redirector {
+    pub fn start(dir: &Path) -> Redirector {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        use std::io::{Read as _, Write as _};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        let ca_key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        ca.distinguished_name
+            .push(DnType::CommonName, "redirector CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let ca_cert = ca.self_signed(&ca_key).unwrap_or_else(|e| panic!("{e}"));
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cert = leaf
+            .signed_by(&key, &issuer)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ca_path = dir.join("redirector-ca.pem");
+        std::fs::write(&ca_path, ca_cert.pem()).unwrap_or_else(|e| panic!("{e}"));
+        let identity =
+            native_tls::Identity::from_pkcs8(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+        let acceptor = native_tls::TlsAcceptor::new(identity).unwrap_or_else(|e| panic!("{e}"));
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let plain_port = plain.local_addr().map(|a| a.port()).unwrap_or(0);
+        let tls = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let tls_port = tls.local_addr().map(|a| a.port()).unwrap_or(0);
+        for l in [&plain, &tls] {
+            l.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mut threads = Vec::new();
+        {
+            let (stop, received) = (stop.clone(), received.clone());
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match plain.accept() {
+                        Ok((mut s, _)) => {
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                            let mut buf = [0u8; 4096];
+                            while let Ok(n @ 1..) = s.read(&mut buf) {
+                                received
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .extend_from_slice(&buf[..n]);
+                            }
+                            // A connection with no bytes still counts: something was sent here.
+                            received
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .extend_from_slice(b"<connection>");
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            }));
+        }
+        {
+            let stop = stop.clone();
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((s, _)) = tls.accept() else {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    };
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                    let Ok(mut s) = acceptor.accept(s) else { continue };
+                    // Read the request head (and whatever body came with it), then redirect.
+                    let mut buf = [0u8; 8192];
+                    let _ = s.read(&mut buf);
+                    let answer = format!(
+                        "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{plain_port}/v1/keys/check\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = s.write_all(answer.as_bytes());
+                    let _ = s.shutdown();
+                }
+            }));
+        }
+        Redirector {
+            url: format!("https://127.0.0.1:{tls_port}"),
+            ca: ca_path,
+            plain_port,
+            received,
+            stop,
+            threads,
+        }
+    }
+
+    /// What the plain listener received (empty when nothing reached it).
+    pub fn plain_received(&self) -> Vec<u8> {
+        self.received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for Redirector {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

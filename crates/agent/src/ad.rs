@@ -288,6 +288,12 @@ impl Ad {
             .map_err(|e| AdError::from_op(e, "find the members of the privileged groups"))
     }
 
+    pub async fn group_privilege(&self, dn: &str) -> Result<Option<String>, AdError> {
+        reads::group_privilege(&self.ldap, self.timeout, dn)
+            .await
+            .map_err(|e| AdError::from_op(e, "read the groups the sync group is in"))
+    }
+
     pub async fn close(mut self) {
         // Closing: the DC drops the connection itself if the unbind is lost.
         let _ = tokio::time::timeout(self.timeout, self.ldap.unbind()).await;

@@ -818,6 +818,16 @@ fn plan_groups(i: &Input, p: &mut Plan) {
             );
             continue;
         };
+        if let Some(why) = &sync_obj.protected {
+            p.outcomes.insert(
+                key,
+                Outcome::Failed(format!(
+                    "the sync group {} is never written: {why}; putting the cloud's groups in it would give their members its privileges. Choose an ordinary security group as the sync group (re-run ad-sync-setup)",
+                    sync_obj.dn
+                )),
+            );
+            continue;
+        }
         let linked = link_guid(&g.links, scope).and_then(|l| i.found.by_guid(&l));
         let managed = i.found.managed(g.guid.as_deref(), id);
         let candidate = match managed {
@@ -1118,6 +1128,9 @@ pub fn nest_new_groups(
     outcomes: &Outcomes,
     dry_run: bool,
 ) -> Vec<Job> {
+    if sync_group.protected.is_some() {
+        return Vec::new();
+    }
     let new: Vec<(&String, &String)> = plan
         .created_groups
         .iter()

@@ -87,6 +87,8 @@ pub trait Directory {
     fn delete(&self, dn: &str) -> impl Future<Output = Result<(), AdError>>;
     /// The objects in a privileged group, nested membership included.
     fn privileged(&self) -> impl Future<Output = Result<HashSet<Vec<u8>>, AdError>>;
+    /// Why a group (the sync group) hands privilege to its members, if it does.
+    fn group_privilege(&self, dn: &str) -> impl Future<Output = Result<Option<String>, AdError>>;
 }
 
 impl Directory for Ad {
@@ -114,6 +116,9 @@ impl Directory for Ad {
     async fn privileged(&self) -> Result<HashSet<Vec<u8>>, AdError> {
         Ad::privileged(self).await
     }
+    async fn group_privilege(&self, dn: &str) -> Result<Option<String>, AdError> {
+        Ad::group_privilege(self, dn).await
+    }
 }
 
 fn unavailable(e: AdError) -> RunError {
@@ -138,12 +143,25 @@ pub async fn reconcile<D: Directory>(
 
     // ---- look up everything this run is about ------------------------------------------------
     let lookup = Lookup::new(mirror, work, &s.policy, ad.scope());
-    let sync_group = match &ad.scope().sync_group {
+    let mut sync_group = match &ad.scope().sync_group {
         Some(dn) if !lookup.groups.is_empty() => {
             ad.read(&dn.to_comma_form()).await.map_err(unavailable)?
         }
         _ => None,
     };
+    // Every new cloud group goes into the sync group: one that is privileged, or in a
+    // privileged group at any depth, is never written (the planner fails the groups).
+    if let Some(g) = sync_group.as_mut()
+        && g.protected.is_none()
+    {
+        g.protected = match ad.group_privilege(&g.dn).await {
+            Ok(why) => why,
+            Err(AdError::Refused { message, .. }) => Some(format!(
+                "the groups it is in could not be read to prove none is privileged ({message})"
+            )),
+            Err(e) => return Err(unavailable(e)),
+        };
+    }
     let mut objs = if lookup.terms.is_empty() {
         Vec::new()
     } else {

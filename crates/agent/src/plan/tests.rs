@@ -639,6 +639,30 @@ fn groups_under_each_rule() {
             ],
         ),
         (
+            "a sync group nested in a privileged group is never written: new groups fail",
+            |w| {
+                w.obj("Cloud Groups").protected = Some(
+                    "it is a member of the privileged group CN=Domain Admins,CN=Users,DC=example,DC=com (through CN=IT,OU=Staff,DC=example,DC=com)".into(),
+                );
+                w.sync_group(group("g-ops", "Operations"));
+            },
+            &[
+                "group:g-ops failed: the sync group CN=Cloud Groups,OU=Staff,DC=example,DC=com is never written: it is a member of the privileged group CN=Domain Admins",
+            ],
+        ),
+        (
+            "a protected sync group: a managed group that left it is not nested again",
+            |w| {
+                let eng = w.managed_engineering();
+                w.sync_group(eng);
+                w.obj("Engineering").member_of.clear();
+                w.obj("Cloud Groups").protected = Some("it is protected (adminCount=1)".into());
+            },
+            &[
+                "group:g-eng failed: the sync group CN=Cloud Groups,OU=Staff,DC=example,DC=com is never written: it is protected (adminCount=1)",
+            ],
+        ),
+        (
             "no sync group configured: groups are not synced",
             |w| {
                 w.scope.sync_group = None;
@@ -957,7 +981,10 @@ fn new_groups_are_nested_together_once_created() {
             .keys
             .len(),
         3
-    );
+    ); // A protected sync group gets nothing, whatever the outcomes say.
+    let mut protected = sync.clone();
+    protected.protected = Some("it is protected (adminCount=1)".into());
+    assert!(nest_new_groups(&p, &protected, &outcomes, false).is_empty());
 }
 
 #[test]

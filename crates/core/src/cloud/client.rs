@@ -77,6 +77,16 @@ pub enum CloudError {
     },
     #[error("the server at {url} does not speak the ad-sync cloud API ({detail})")]
     Protocol { url: String, detail: String },
+    #[error(
+        "the cloud at {url} answered HTTP {status} with a redirect to `{to}`; ad-sync never follows redirects, so nothing was sent there"
+    )]
+    Redirect {
+        url: String,
+        status: u16,
+        to: String,
+    },
+    #[error("the cloud's answer to {path} is larger than {limit} bytes; it was not read")]
+    TooLarge { path: String, limit: usize },
     #[error("could not reach the cloud: {0}")]
     Connect(String),
 }
@@ -146,6 +156,8 @@ impl CloudError {
             CloudError::Protocol { .. } => {
                 "Give the cloud's base address as its operator gave it (without /v1), like https://cloud.example.com".into()
             }
+            CloudError::Redirect { .. } => "If the address it points to is the cloud's, give that (https://) address as the cloud URL; a redirect could carry the connect key or the agent's credential elsewhere, so it is never followed.".into(),
+            CloudError::TooLarge { .. } => "Check that the cloud URL is the cloud's own address (not a proxy's error page or another service).".into(),
             CloudError::Connect(_) => "Check the network path to the cloud.".into(),
         }
     }
@@ -273,6 +285,10 @@ pub struct CloudClient {
     timeout: Duration,
 }
 
+/// The largest answer read from the cloud. The biggest legitimate one, the names of a large
+/// directory for the preview, is a few MB.
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
 impl CloudClient {
     pub fn new(opts: &CloudOptions) -> Result<Self, CloudError> {
         let bad = |why: &str| CloudError::BadUrl {
@@ -305,7 +321,14 @@ impl CloudClient {
             .tls_backend_native()
             .connect_timeout(opts.timeout)
             .timeout(opts.timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
+            // The server closes a connection idle for 10 s; reusing one only younger than
+            // that avoids racing its close.
+            .pool_idle_timeout(Duration::from_secs(5))
+            // A redirect is an error that names where it pointed (`send`): it could take the
+            // request's body (a connect key) or the Authorization header elsewhere, or to
+            // plain http://.
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(true)
             .user_agent(concat!("ad-sync/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &opts.ca_file {
             let ders = cert::load_ca_file(ca).map_err(|e| CloudError::CaFile(e.to_string()))?;
@@ -595,17 +618,47 @@ impl CloudClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = match req.send().await {
+        let mut resp = match req.send().await {
             Ok(r) => r,
             Err(e) => return Err(self.classify(e).await),
         };
         let status = resp.status();
-        let bytes = resp
-            .bytes()
+        if status.is_redirection() {
+            return Err(CloudError::Redirect {
+                url: self.base.to_string(),
+                status: status.as_u16(),
+                to: resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.chars().take(300).collect())
+                    .unwrap_or_else(|| "(no Location header)".into()),
+            });
+        }
+        // Read within a bound: whatever answers must not make the agent allocate without end.
+        let too_large = || CloudError::TooLarge {
+            path: path.to_string(),
+            limit: MAX_RESPONSE_BYTES,
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| CloudError::Connect(format!("the answer was cut off: {}", chain(&e))))?;
+            .map_err(|e| CloudError::Connect(format!("the answer was cut off: {}", chain(&e))))?
+        {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if status.is_success() {
-            return Ok(bytes.to_vec());
+            return Ok(bytes);
         }
         Err(self.http_error(status, &bytes))
     }

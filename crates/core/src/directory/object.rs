@@ -277,6 +277,8 @@ pub fn object(e: &SearchEntry) -> Obj {
         Some("it is protected (adminCount=1: it is or was in an administrative group)".to_string())
     } else if text(e, "isCriticalSystemObject").is_some_and(|v| v.eq_ignore_ascii_case("TRUE")) {
         Some("it is a critical system object".to_string())
+    } else if text(e, "sAMAccountName").is_some_and(|n| n.eq_ignore_ascii_case(DNS_ADMINS)) {
+        Some("it is DnsAdmins (its members can run code on the domain controllers)".to_string())
     } else if rid.is_some_and(|r| r < 1000) {
         Some("it is a built-in account or group".to_string())
     } else if let Some(g) = privileged_group {
@@ -398,7 +400,7 @@ pub async fn privileged_members(
         })
         .collect();
     let filter = format!(
-        "(|{})",
+        "(|{}(&(objectClass=group)(sAMAccountName={DNS_ADMINS})))",
         sids.iter()
             .filter_map(|s| super::sid::to_bytes(s))
             .map(|b| format!("(objectSid={})", escape_binary(&b)))
@@ -458,6 +460,83 @@ pub async fn nested_members(
     Ok(members)
 }
 
+/// Whether a group (the sync group) would hand privilege to what is put in it: why it must
+/// never be written, or `None`. It must not be protected itself (`object`'s rules), nor be
+/// DnsAdmins, nor be a member, at any depth, of a privileged group (the well-known RIDs and
+/// DnsAdmins; a group it is in only because that is built in, like Users, is no reason).
+/// Walks up through `memberOf`, one base read per group on the way (nesting is shallow; at
+/// most `MAX_NESTED_READS` groups are read, and a deeper chain is refused as unproven).
+pub async fn group_privilege(
+    ldap: &Ldap,
+    timeout: Duration,
+    dn: &str,
+) -> Result<Option<String>, OpError> {
+    let Some(e) = read_base(ldap, timeout, dn, ATTRS).await? else {
+        return Ok(None);
+    };
+    let start = object(&e);
+    if let Some(why) = start.protected {
+        return Ok(Some(why));
+    }
+    let mut seen: HashSet<String> = HashSet::from([start.dn.to_lowercase()]);
+    // (group DN, the chain of groups from the start to it)
+    let mut queue: Vec<(String, Vec<String>)> = start
+        .member_of
+        .into_iter()
+        .map(|(_, d)| (d.clone(), vec![d]))
+        .collect();
+    let mut reads = 0;
+    while let Some((group, chain)) = queue.pop() {
+        if !seen.insert(group.to_lowercase()) {
+            continue;
+        }
+        reads += 1;
+        if reads > MAX_NESTED_READS {
+            return Ok(Some(format!(
+                "it is nested in more than {MAX_NESTED_READS} groups, too many to prove none of them is privileged"
+            )));
+        }
+        let via = if chain.len() > 1 {
+            format!(" (through {})", chain[..chain.len() - 1].join(" → "))
+        } else {
+            String::new()
+        };
+        let Some(e) = read_base(
+            ldap,
+            timeout,
+            &group,
+            &["objectSid", "sAMAccountName", "memberOf"],
+        )
+        .await?
+        else {
+            continue;
+        };
+        let o = object(&e);
+        let rid = binary(&e, "objectSid")
+            .and_then(|b| super::sid::to_string(&b))
+            .and_then(|s| super::sid::split_rid(&s).map(|(_, r)| r));
+        if rid.is_some_and(|r| PRIVILEGED_GROUP_RIDS.contains(&r))
+            || o.sam.eq_ignore_ascii_case(DNS_ADMINS)
+        {
+            return Ok(Some(format!(
+                "it is a member of the privileged group {}{via}",
+                o.dn
+            )));
+        }
+        for (_, parent) in o.member_of {
+            let mut next = chain.clone();
+            next.push(parent.clone());
+            queue.push((parent, next));
+        }
+    }
+    Ok(None)
+}
+
+/// Groups read at most by `group_privilege`.
+const MAX_NESTED_READS: usize = 200;
+/// DnsAdmins has no well-known RID (it is made with the DNS role), so it is known by name.
+pub const DNS_ADMINS: &str = "DnsAdmins";
+
 /// One entry by DN with the extended-DN control; `None` when it does not exist.
 pub async fn read_base(
     ldap: &Ldap,
@@ -475,6 +554,56 @@ pub async fn read_base(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(dn: &str, attrs: &[(&str, &str)]) -> SearchEntry {
+        SearchEntry {
+            dn: dn.into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+                .collect(),
+            bin_attrs: Default::default(),
+        }
+    }
+
+    #[test]
+    fn protection_is_read_from_the_entry() {
+        let plain = [("objectClass", "group"), ("sAMAccountName", "Cloud Groups")];
+        let cases: &[(&str, &[(&str, &str)], Option<&str>)] = &[
+            ("an ordinary group", &plain, None),
+            (
+                "DnsAdmins (no well-known RID) by name",
+                &[("objectClass", "group"), ("sAMAccountName", "dnsadmins")],
+                Some("DnsAdmins"),
+            ),
+            (
+                "adminCount=1",
+                &[("objectClass", "group"), ("adminCount", "1")],
+                Some("adminCount=1"),
+            ),
+            (
+                "a critical system object",
+                &[("objectClass", "group"), ("isCriticalSystemObject", "TRUE")],
+                Some("critical system object"),
+            ),
+            (
+                "a primary group that is privileged",
+                &[("objectClass", "user"), ("primaryGroupID", "512")],
+                Some("primary group"),
+            ),
+        ];
+        for (name, attrs, want) in cases {
+            let o = object(&entry("CN=x,OU=Staff,DC=example,DC=com", attrs));
+            match want {
+                None => assert_eq!(o.protected, None, "{name}"),
+                Some(w) => assert!(
+                    o.protected.as_deref().is_some_and(|p| p.contains(w)),
+                    "{name}: {:?}",
+                    o.protected
+                ),
+            }
+        }
+    }
 
     #[test]
     fn extended_dns_and_guid_forms() {

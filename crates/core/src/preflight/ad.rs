@@ -14,7 +14,7 @@ use crate::dn::Dn;
 use ldap3::Scope;
 
 /// The ids this module reports after the connection checks, in order.
-const AFTER_CONNECT: [&str; 13] = [
+const AFTER_CONNECT: [&str; 14] = [
     DC_WRITABLE,
     LDAP_BIND,
     ACCOUNT_NOT_PRIVILEGED,
@@ -27,6 +27,7 @@ const AFTER_CONNECT: [&str; 13] = [
     ROOT_DN_DELEGATION,
     SYNC_GROUP_EXISTS,
     SYNC_GROUP_IS_SECURITY_GROUP,
+    SYNC_GROUP_NOT_PRIVILEGED,
     PASSWORD_POLICY,
 ];
 
@@ -460,7 +461,11 @@ impl Ctx<'_> {
 
     async fn group_checks(&self, session: &mut Session, results: &mut Results) {
         let Some(group) = self.group_dn else {
-            for id in [SYNC_GROUP_EXISTS, SYNC_GROUP_IS_SECURITY_GROUP] {
+            for id in [
+                SYNC_GROUP_EXISTS,
+                SYNC_GROUP_IS_SECURITY_GROUP,
+                SYNC_GROUP_NOT_PRIVILEGED,
+            ] {
                 results.push(CheckResult::skip(
                     id,
                     "the sync group DN is not valid (see dn.sync_group)",
@@ -473,16 +478,41 @@ impl Ctx<'_> {
             .await
         {
             Ok(Some(e)) => {
+                let is_group = e
+                    .all("objectClass")
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case("group"));
                 for r in
                     evaluate::sync_group(group, Some((e.all("objectClass"), e.int("groupType"))))
                 {
                     results.push(r);
                 }
+                if !is_group {
+                    results.push(CheckResult::skip(
+                        SYNC_GROUP_NOT_PRIVILEGED,
+                        "the sync group DN is not a group",
+                    ));
+                    return;
+                }
+                let found = crate::directory::object::group_privilege(
+                    &session.handle(),
+                    session.op_timeout(),
+                    &group.to_comma_form(),
+                )
+                .await;
+                results.push(evaluate::sync_group_privilege(
+                    group,
+                    found.map_err(|e| e.to_string()),
+                ));
             }
             Ok(None) => {
                 for r in evaluate::sync_group(group, None) {
                     results.push(r);
                 }
+                results.push(CheckResult::skip(
+                    SYNC_GROUP_NOT_PRIVILEGED,
+                    "the sync group does not exist",
+                ));
             }
             Err(e) => {
                 results.push(CheckResult::fail(
@@ -493,6 +523,10 @@ impl Ctx<'_> {
                 ));
                 results.push(CheckResult::skip(
                     SYNC_GROUP_IS_SECURITY_GROUP,
+                    "the sync group could not be read",
+                ));
+                results.push(CheckResult::skip(
+                    SYNC_GROUP_NOT_PRIVILEGED,
                     "the sync group could not be read",
                 ));
             }

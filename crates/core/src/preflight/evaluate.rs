@@ -677,6 +677,31 @@ pub fn sync_group(dn: &Dn, entry: Option<(&[String], Option<i64>)>) -> [CheckRes
     [exists, security]
 }
 
+/// `sync_group.not_privileged`: what `directory::object::group_privilege` found. Every cloud
+/// group is put in the sync group, so a privileged one would make every cloud user privileged.
+pub fn sync_group_privilege(dn: &Dn, found: Result<Option<String>, String>) -> CheckResult {
+    let shown = dn.to_semicolon_form();
+    match found {
+        Ok(None) => CheckResult::pass(
+            SYNC_GROUP_NOT_PRIVILEGED,
+            format!("the sync group `{shown}` is not protected and is in no privileged group"),
+            "checked: adminCount, critical system object, built-in RID, and every group it is in, nested included",
+        ),
+        Ok(Some(why)) => CheckResult::fail(
+            SYNC_GROUP_NOT_PRIVILEGED,
+            format!("the sync group `{shown}` must not be used: {why}"),
+            "the agent puts every cloud group in the sync group, so every cloud user would get its privileges; the agent refuses to write it",
+            "Create a new, ordinary security group for the cloud's groups (in no administrative group) and give its DN as the sync group.",
+        ),
+        Err(e) => CheckResult::fail(
+            SYNC_GROUP_NOT_PRIVILEGED,
+            format!("the groups the sync group `{shown}` is in could not be read: {e}"),
+            "",
+            "Give the service account Read access to the sync group and the groups it is in, then check again.",
+        ),
+    }
+}
+
 /// The domain's password and lockout policy, as stored on the domain object.
 #[derive(Debug, Clone, Default)]
 pub struct PasswordPolicy {

@@ -33,6 +33,9 @@ pub mod ids {
     pub const ROOT_DN_DELEGATION: &str = "root_dn.delegation";
     pub const SYNC_GROUP_EXISTS: &str = "sync_group.exists";
     pub const SYNC_GROUP_IS_SECURITY_GROUP: &str = "sync_group.is_security_group";
+    /// The sync group is not protected and not in a privileged group, at any depth: the agent
+    /// puts every cloud group in it.
+    pub const SYNC_GROUP_NOT_PRIVILEGED: &str = "sync_group.not_privileged";
     pub const CLOUD_REACHABLE: &str = "cloud.reachable";
     pub const CLOUD_TLS: &str = "cloud.tls";
     pub const CONNECT_KEY_FORMAT: &str = "connect_key.format";
@@ -54,7 +57,7 @@ pub mod ids {
     ];
 
     /// Every id, in the order checks are reported.
-    pub const ALL: [&str; 25] = [
+    pub const ALL: [&str; 26] = [
         DN_ROOT,
         DN_SYNC_GROUP,
         DC_RESOLVE,
@@ -73,6 +76,7 @@ pub mod ids {
         ROOT_DN_DELEGATION,
         SYNC_GROUP_EXISTS,
         SYNC_GROUP_IS_SECURITY_GROUP,
+        SYNC_GROUP_NOT_PRIVILEGED,
         PASSWORD_POLICY,
         CLOUD_REACHABLE,
         CLOUD_TLS,

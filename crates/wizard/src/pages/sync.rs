@@ -1,5 +1,5 @@
 //! Page 9: the sync group (`dn.sync_group`, `sync_group.exists`,
-//! `sync_group.is_security_group`) and the policies, each explained in one sentence with its
+//! `sync_group.is_security_group`, `sync_group.not_privileged`) and the policies, each explained in one sentence with its
 //! default.
 
 use crate::state::State;
@@ -41,6 +41,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
             ids::DN_SYNC_GROUP,
             ids::SYNC_GROUP_EXISTS,
             ids::SYNC_GROUP_IS_SECURITY_GROUP,
+            ids::SYNC_GROUP_NOT_PRIVILEGED,
         ],
         &[ids::LDAP_BIND],
         |_, _| {},
