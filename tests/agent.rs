@@ -815,8 +815,8 @@ fn secrets_stay_out_of_output_logs_and_state() {
 fn passwords_are_refused_over_plain_ldap_with_a_report_to_the_cloud() {
     let _dc = DC.read();
     let env = Env::new("plain", "");
-    // The same agent pointed at dc2, whose LDAPS certificate has expired, with the plain-LDAP
-    // fallback allowed: it connects over plain LDAP.
+    // The same agent pointed at dc2 on a port where no LDAPS listens (a DC without LDAPS),
+    // with the plain-LDAP fallback allowed: it connects over plain LDAP.
     let text = std::fs::read_to_string(&env.config).unwrap_or_else(|e| panic!("{e}"));
     let text = text
         .replace(
@@ -825,7 +825,7 @@ fn passwords_are_refused_over_plain_ldap_with_a_report_to_the_cloud() {
         )
         .replace(
             "allow_insecure_fallback = false",
-            "allow_insecure_fallback = true",
+            "allow_insecure_fallback = true\nport = 1636",
         );
     assert!(
         text.contains("dc2.example.com") && text.contains("allow_insecure_fallback = true"),

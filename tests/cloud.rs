@@ -856,7 +856,7 @@ fn client_failures_are_told_in_words() {
 fn a_redirect_is_never_followed_and_nothing_reaches_where_it_points() {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("redirector-{}", std::process::id()));
-    let r = support::cloud::Redirector::start(&dir);
+    let r = support::forged::Redirector::start(&dir);
     let key_text = support::cloud::shared().issue_key(DOMAIN, None);
     // validate-key: the key is in the body of a POST a client following 307 would re-send.
     let ca = r.ca.to_string_lossy().into_owned();

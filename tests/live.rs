@@ -25,7 +25,7 @@ fn expect(report: &Report, id: &str, status: Status, words: &str) {
     }
 }
 
-const AD_IDS: [&str; 19] = [
+const AD_IDS: [&str; 20] = [
     ids::DN_ROOT,
     ids::DN_SYNC_GROUP,
     ids::DC_RESOLVE,
@@ -262,7 +262,7 @@ fn unusable_ca_file_fails_ldap_tls_naming_the_field() {
 }
 
 #[test]
-fn expired_certificate_with_fallback_allowed_downgrades_loudly() {
+fn expired_certificate_with_fallback_allowed_still_never_downgrades() {
     let b = bed();
     let mut s = Spec::good();
     s.dc_host = Some(testbed::DC2_HOST.into());
@@ -273,10 +273,38 @@ fn expired_certificate_with_fallback_allowed_downgrades_loudly() {
     let r = run_checks(&s);
     expect(&r, ids::LDAP_TLS, Status::Fail, "expired on 2025-01-01");
     expect(&r, ids::LDAP_FALLBACK, Status::Skip, "not allowed");
-    // Allowed: plain LDAP is used and reported as a warning on both lines.
+    // Allowed: still never tried, since the secure port answered and TLS failed.
     s.fallback = true;
     let r = run_checks(&s);
-    expect(&r, ids::LDAP_TLS, Status::Warn, "expired");
+    expect(&r, ids::LDAP_TLS, Status::Fail, "expired");
+    expect(&r, ids::LDAP_FALLBACK, Status::Skip, "never falls back");
+    expect(&r, ids::LDAP_BIND, Status::Skip, "no connection");
+    // The LDAPS attempt and the read of its certificate: no plain connection.
+    assert_eq!(r.stats.connections, 2);
+}
+
+#[test]
+fn a_dc_without_ldaps_with_fallback_allowed_downgrades_loudly() {
+    // A DC with no LDAPS listener refuses the secure port outright: only then is plain LDAP
+    // used (dc2 accepts a simple bind over plain LDAP; 1636 stands for its missing LDAPS).
+    let b = bed();
+    let mut s = Spec::good();
+    s.dc_host = Some(testbed::DC2_HOST.into());
+    s.ca_file = Some(b.dc2.ca_file.clone());
+    s.port = Some(1636);
+    s.root_dn = "CN=Users;DC=example;DC=com".into();
+    s.sync_group_dn = Some("CN=Cloud Groups;CN=Users;DC=example;DC=com".into());
+    let r = run_checks(&s);
+    expect(&r, ids::DC_REACHABLE, Status::Fail, "refused");
+    expect(&r, ids::LDAP_FALLBACK, Status::Skip, "not allowed");
+    s.fallback = true;
+    let r = run_checks(&s);
+    expect(
+        &r,
+        ids::DC_REACHABLE,
+        Status::Warn,
+        "plain LDAP port 389 answered",
+    );
     expect(&r, ids::LDAP_FALLBACK, Status::Warn, "PLAIN LDAP");
     expect(&r, ids::LDAP_BIND, Status::Pass, "over plain LDAP");
     expect(
@@ -285,17 +313,47 @@ fn expired_certificate_with_fallback_allowed_downgrades_loudly() {
         Status::Warn,
         "reversible encryption",
     );
-    // The refused LDAPS attempt, the read of its certificate, and the plain LDAP session.
-    assert_eq!(r.stats.connections, 3);
+    // The refused LDAPS attempt opens nothing; the plain LDAP session is the one connection.
+    assert_eq!(r.stats.connections, 1);
+}
+
+#[test]
+fn a_forged_certificate_with_fallback_allowed_never_produces_a_plain_bind() {
+    // Someone in the path answers LDAPS with a certificate of their own and listens on 389:
+    // with the fallback allowed, nothing (no bind, no connection) may reach their 389.
+    let fake = support::forged::FakeDc::start("127.0.0.4");
+    let mut s = Spec::good();
+    s.dc_host = Some("127.0.0.4".into());
+    s.fallback = true;
+    let r = run_checks(&s);
+    expect(
+        &r,
+        ids::LDAP_TLS,
+        Status::Fail,
+        "not issued by a CA this machine trusts",
+    );
+    expect(&r, ids::LDAP_FALLBACK, Status::Skip, "never falls back");
+    expect(&r, ids::LDAP_BIND, Status::Skip, "no connection");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        fake.plain_received().is_empty(),
+        "the plain listener received {:?}",
+        String::from_utf8_lossy(&fake.plain_received())
+    );
+    assert!(
+        fake.tls_connections() >= 1,
+        "the forged LDAPS was never asked"
+    );
 }
 
 #[test]
 fn hardened_dc_refuses_a_plain_ldap_bind() {
+    // dc1 without LDAPS (1636 stands for the missing listener), fallback allowed: its plain
+    // LDAP port answers and refuses the password bind, as a hardened Windows DC does.
     let mut s = Spec::good();
-    s.ca_file = None;
+    s.port = Some(1636);
     s.fallback = true;
     let r = run_checks(&s);
-    expect(&r, ids::LDAP_TLS, Status::Warn, "not issued by a CA");
     expect(&r, ids::LDAP_FALLBACK, Status::Warn, "PLAIN LDAP");
     expect(
         &r,
@@ -584,7 +642,7 @@ fn no_password_appears_in_any_output() {
     let mut wrong = Spec::good().user(accounts::TYPO);
     wrong.password = "Wr0ng!Distinct-Typo-5150".into();
     let mut plain = Spec::good();
-    plain.ca_file = None;
+    plain.port = Some(1636);
     plain.fallback = true;
     let mut with_key = Spec::good();
     let key = ad_sync::connect_key::ConnectKey::generate().unwrap_or_else(|e| panic!("{e}"));

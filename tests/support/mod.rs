@@ -3,6 +3,7 @@
 
 pub mod bins;
 pub mod cloud;
+pub mod forged;
 pub mod testbed;
 pub mod wine;
 

@@ -96,6 +96,10 @@ pub enum Fallback {
     Used { port: u16 },
     /// Plain LDAP was allowed and tried, and failed too.
     Failed { port: u16, reason: String },
+    /// Plain LDAP is allowed, but the secure port did answer and TLS then failed (a
+    /// certificate, a handshake, a timeout): plain LDAP is never tried after that, since an
+    /// attacker in the path can cause exactly such a failure to harvest the password.
+    NotAfterTlsFailure,
 }
 
 /// Everything that happened while connecting, for the checks to report, and the session when
@@ -153,6 +157,13 @@ pub async fn connect(opts: &ConnectOptions) -> Connection {
 
     if !opts.allow_insecure_fallback {
         out.fallback = Fallback::NotAllowed;
+        return out;
+    }
+    // Only a secure port that refuses the connection outright (a DC without LDAPS) lets plain
+    // LDAP be tried: never a certificate or handshake failure, and never a port that did not
+    // answer (a dropped SYN is as easy to cause as a forged certificate).
+    if !matches!(out.secure_reach, Some(Err(ReachError::Refused))) {
+        out.fallback = Fallback::NotAfterTlsFailure;
         return out;
     }
     let plain_addrs: Vec<SocketAddr> = addrs

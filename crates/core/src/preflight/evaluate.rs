@@ -161,6 +161,10 @@ pub fn connection(conn: &Connection) -> Vec<CheckResult> {
             LDAP_FALLBACK,
             "the secure connection failed and the insecure fallback is not allowed ([ldap] allow_insecure_fallback = false), so plain LDAP was not tried",
         ),
+        Fallback::NotAfterTlsFailure => CheckResult::skip(
+            LDAP_FALLBACK,
+            format!("plain LDAP was not tried: port {port} answered, and after a certificate, handshake or timeout failure ad-sync never falls back (someone in the path could cause that failure to read the service account's password); the fallback is used only when port {port} refuses connections outright"),
+        ),
         Fallback::Used { port: p } => CheckResult::warn(
             LDAP_FALLBACK,
             format!("using PLAIN LDAP on port {p}: the service account's password and all directory data cross the network unencrypted"),

@@ -44,7 +44,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     );
     ui.checkbox(
         &mut s.form.allow_insecure_fallback,
-        "Allow insecure LDAP if LDAPS fails",
+        "Allow insecure LDAP if the DC has no LDAPS",
     );
     let mut local = Gate::Ready;
     if s.form.allow_insecure_fallback {
@@ -53,6 +53,10 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
                 "Over plain LDAP the service account's password and every change cross the network unencrypted, \
                  and AD refuses password writes without encryption: cloud passwords will not sync.",
             ).strong());
+            ui.label(
+                "Plain LDAP is used only when the secure port refuses connections outright. After a certificate or \
+                 handshake failure it is never tried: that failure is what someone in the network path would cause.",
+            );
             ui.checkbox(&mut s.form.insecure_acknowledged, "I accept the risk of plain LDAP");
         });
         if !s.form.insecure_acknowledged {
