@@ -45,6 +45,7 @@ fn main() {
         },
         timing: Default::default(),
         rate_limit: Default::default(),
+        limits: Default::default(),
     };
     let cloud = match runtime.block_on(ad_sync_cloud::server::start(opts, async {
         let _ = stopped.await;

@@ -416,6 +416,84 @@ fn raw_get(s: &CloudServer, path: &str) -> String {
     })
 }
 
+/// A TLS client that trusts only the server's CA.
+fn tls_connector(s: &CloudServer) -> native_tls::TlsConnector {
+    let pem = std::fs::read(&s.ca).unwrap_or_else(|e| panic!("{e}"));
+    let ca = native_tls::Certificate::from_pem(&pem).unwrap_or_else(|e| panic!("{e}"));
+    native_tls::TlsConnector::builder()
+        .add_root_certificate(ca)
+        .disable_built_in_roots(true)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A TLS connection to the server from `from` (a loopback address), with nothing sent yet.
+fn raw_tls(
+    s: &CloudServer,
+    tls: &native_tls::TlsConnector,
+    from: IpAddr,
+) -> std::io::Result<native_tls::TlsStream<std::net::TcpStream>> {
+    let port = s.port();
+    let tcp = socket2_connect(from, port)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    tls.connect("127.0.0.1", tcp)
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// A blocking TCP connection to 127.0.0.1:`port` from the address `from`.
+fn socket2_connect(from: IpAddr, port: u16) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd as _;
+    let IpAddr::V4(v4) = from else {
+        return Err(std::io::Error::other("IPv4 only"));
+    };
+    // SAFETY: plain socket calls on a descriptor this function owns until it is handed to
+    // TcpStream (which closes it), or closed here on failure.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let addr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(ip).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let local = addr(v4, 0);
+        let remote = addr(std::net::Ipv4Addr::LOCALHOST, port);
+        if libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) != 0
+            || libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) != 0
+        {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(e);
+        }
+        Ok(std::net::TcpStream::from_raw_fd(fd))
+    }
+}
+
+/// Whether the server has closed this connection (a read ends, or fails, rather than timing
+/// out).
+fn closed_by_server(c: &mut native_tls::TlsStream<std::net::TcpStream>) -> bool {
+    use std::io::Read as _;
+    let mut buf = [0u8; 512];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+            }
+        }
+    }
+}
+
 fn raw_client(s: &CloudServer, from: Option<IpAddr>) -> reqwest::Client {
     let pem = std::fs::read(&s.ca).unwrap_or_else(|e| panic!("{e}"));
     let ca = reqwest::Certificate::from_pem(&pem).unwrap_or_else(|e| panic!("{e}"));
@@ -633,7 +711,7 @@ fn every_documented_error_code_is_returned_and_changes_nothing() {
         assert_eq!(documented[c.as_str()], c.http_status(), "{}", c.as_str());
     }
 
-    let s = server("errors", &[]);
+    let s = server("errors", &["--request-timeout", "2s"]);
     let client = s.client();
     let http = raw_client(&s, None);
     let url = |p: &str| format!("{}{p}", s.url);
@@ -767,8 +845,144 @@ fn every_documented_error_code_is_returned_and_changes_nothing() {
     ));
     assert_eq!(heartbeat(&client, &primary), Role::Primary);
 
+    // request_timeout: a body announced and never sent (the server here allows 2 s).
+    {
+        use std::io::{Read as _, Write as _};
+        let mut c = raw_tls(&s, &tls_connector(&s), [127, 0, 0, 1].into())
+            .unwrap_or_else(|e| panic!("{e}"));
+        c.write_all(b"POST /v1/agents/enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"key\"")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or(""))
+            .unwrap_or_else(|e| panic!("{e}: {text}"));
+        seen.insert(
+            body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            408,
+        );
+    }
+
     assert_eq!(seen, documented, "every documented code, with its status");
     assert!(!s.log().contains(&spare[5..30]));
+}
+
+#[test]
+fn idle_and_half_sent_connections_are_closed_and_health_keeps_answering() {
+    use std::io::Write as _;
+    let s = server(
+        "slow",
+        &[
+            "--header-timeout",
+            "2s",
+            "--max-connections-per-address",
+            "100",
+        ],
+    );
+    let health = |from: [u8; 4]| {
+        let c = raw_client(&s, Some(from.into()));
+        block_on(async { c.get(format!("{}/v1/health", s.url)).send().await })
+            .map(|r| r.status().as_u16())
+    };
+    // 150 connections from one address that finish the handshake and send half a request
+    // line: 100 are held (the per-address cap), the rest are closed at once.
+    // (Opened at once, so none reaches the header timeout before the last is open.)
+    let tls = tls_connector(&s);
+    let opened: Vec<Option<native_tls::TlsStream<std::net::TcpStream>>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..150)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut c = raw_tls(&s, &tls, [127, 0, 0, 5].into()).ok()?;
+                        c.write_all(b"GET /v1/hea").ok()?;
+                        Some(c)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().ok().flatten())
+                .collect()
+        });
+    let refused = opened.iter().filter(|c| c.is_none()).count();
+    let mut held: Vec<_> = opened.into_iter().flatten().collect();
+    assert!(refused >= 50, "only {refused} of 150 were refused");
+    // Everyone else is served meanwhile.
+    assert_eq!(health([127, 0, 0, 6]).ok(), Some(200));
+    let started = std::time::Instant::now();
+    println!("{refused} of 150 refused, {} held", held.len());
+    // The header timeout (3 s) closes every one of them.
+    let open_after: Vec<bool> = held
+        .iter_mut()
+        .map(|c| {
+            c.get_ref()
+                .set_read_timeout(Some(Duration::from_secs(15)))
+                .unwrap_or_else(|e| panic!("{e}"));
+            !closed_by_server(c)
+        })
+        .collect();
+    assert!(
+        open_after.iter().all(|open| !open),
+        "{} connections still open after {:?}",
+        open_after.iter().filter(|o| **o).count(),
+        started.elapsed()
+    );
+    // And the address is served again.
+    assert_eq!(health([127, 0, 0, 5]).ok(), Some(200));
+    // An idle keep-alive connection (a request answered, then nothing) is closed too.
+    let mut c = raw_tls(&s, &tls, [127, 0, 0, 7].into()).unwrap_or_else(|e| panic!("{e}"));
+    c.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = std::time::Instant::now();
+    assert!(closed_by_server(&mut c), "the idle connection stayed open");
+    assert!(
+        before.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        before.elapsed()
+    );
+    assert!(!s.log().contains("Too many open files"));
+}
+
+#[test]
+fn the_server_offers_tls_1_3_and_no_cbc_suite() {
+    let s = server("suites", &[]);
+    let port = s.port().to_string();
+    let probe = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("openssl: {e}"));
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let v13 = probe(&["-tls1_3"]);
+    assert!(v13.contains("TLSv1.3"), "{v13}");
+    // TLS 1.2 with CBC (SHA-1 or SHA-256 MACs) only: refused.
+    let cbc = probe(&[
+        "-tls1_2",
+        "-cipher",
+        "ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES128-SHA:AES128-SHA:ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256",
+    ]);
+    assert!(
+        !cbc.contains("Cipher is ECDHE") && !cbc.contains("Cipher is AES"),
+        "{cbc}"
+    );
+    // TLS 1.2 with an AEAD suite: served.
+    let gcm = probe(&[
+        "-tls1_2",
+        "-cipher",
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256",
+    ]);
+    assert!(gcm.contains("GCM"), "{gcm}");
 }
 
 #[test]

@@ -93,6 +93,20 @@ pub struct ServeArgs {
     pub max_failed_key_checks: u32,
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub key_check_window: Duration,
+    /// Connections open at once (capped by the open-files limit, less 64 for the database
+    /// and logs); one over it is closed at once.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Connections open at once from one IP address.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_address: u32,
+    /// Time for the TLS handshake and for each request's head; an idle keep-alive connection
+    /// is closed after it too.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Time for a request's body and its handling.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -292,6 +306,17 @@ fn serve(args: ServeArgs) -> i32 {
             return exit::CANNOT_RUN;
         }
     };
+    for (flag, d) in [
+        ("--header-timeout", args.header_timeout),
+        ("--request-timeout", args.request_timeout),
+    ] {
+        if d < Duration::from_secs(1) {
+            eprintln!(
+                "error: {flag}: give at least 1s (like 10s); a shorter time would close every connection"
+            );
+            return exit::CANNOT_RUN;
+        }
+    }
     let opts = ServeOptions {
         db: args.db.db,
         listen: args.listen,
@@ -303,6 +328,12 @@ fn serve(args: ServeArgs) -> i32 {
         rate_limit: RateLimit {
             max_failures: args.max_failed_key_checks,
             window: args.key_check_window,
+        },
+        limits: crate::server::listener::Limits {
+            max_connections: args.max_connections as usize,
+            max_per_address: args.max_connections_per_address as usize,
+            header_timeout: args.header_timeout,
+            request_timeout: args.request_timeout,
         },
     };
     // Storage calls run on blocking threads; SQLite serialises writers anyway, so a small

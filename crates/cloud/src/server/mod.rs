@@ -6,6 +6,7 @@
 //! changes are `store`'s. Nothing here logs a request body or the Authorization header: bodies
 //! carry connect keys and headers carry agent credentials.
 
+pub mod listener;
 pub mod status_page;
 pub mod store;
 pub mod tls;
@@ -46,6 +47,7 @@ pub struct ServeOptions {
     pub tls: tls::TlsSource,
     pub timing: Timing,
     pub rate_limit: RateLimit,
+    pub limits: listener::Limits,
 }
 
 /// Failed key checks and enrollments (malformed or unknown keys) allowed per client address in
@@ -100,20 +102,16 @@ pub async fn start(
                 opts.listen
             )
         })?;
-    let listener = tls::TlsListener::new(tcp, ident.identity)?;
-    let addr = axum::serve::Listener::local_addr(&listener).map_err(|e| e.to_string())?;
+    let addr = tcp.local_addr().map_err(|e| e.to_string())?;
     let state = Arc::new(AppState {
         store,
         timing: opts.timing,
         limiter: Limiter::new(opts.rate_limit),
         db_slots: tokio::sync::Semaphore::new(DB_SLOTS),
     });
-    let app = router(state).into_make_service_with_connect_info::<Peer>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let app = router(state, opts.limits.request_timeout);
+    let limits = opts.limits;
+    let task = tokio::spawn(listener::serve(tcp, ident.config, app, limits, shutdown));
     Ok(Running {
         addr,
         ca_file: ident.ca_file,
@@ -121,7 +119,7 @@ pub async fn start(
     })
 }
 
-fn router(state: Shared) -> Router {
+fn router(state: Shared, request_timeout: Duration) -> Router {
     Router::new()
         .route("/", get(status))
         .route("/v1/health", get(health))
@@ -146,6 +144,9 @@ fn router(state: Shared) -> Router {
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            within(request_timeout, req, next)
+        }))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -161,6 +162,28 @@ impl IntoResponse for ApiError {
             },
         };
         (status, Json(body)).into_response()
+    }
+}
+
+/// A request's body and its handling within the request timeout (the head has the listener's
+/// header timeout): a client that sends its body a byte at a time is answered 408 and the
+/// connection closed.
+async fn within(limit: Duration, req: Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let mut r = ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "the request (its body and its handling) took longer than {} s; send it again",
+                    limit.as_secs()
+                ),
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
     }
 }
 

@@ -2,18 +2,17 @@
 //! once in a folder (`--self-signed DIR`) and reused on every start, so clients given
 //! `DIR/ca.pem` keep trusting the server across restarts.
 //!
-//! Also the TLS listener axum serves on: handshakes run in their own tasks with a timeout, so a
-//! client that connects and says nothing holds up no one.
+//! TLS is rustls: TLS 1.3 and 1.2, and for 1.2 only ECDHE suites with AEAD ciphers (AES-GCM,
+//! ChaCha20-Poly1305): no CBC, no SHA-1 MACs, no RSA key exchange. (native-tls on Linux set up
+//! OpenSSL with Mozilla's old "intermediate" profile: TLS 1.2 only, CBC-SHA1 suites accepted,
+//! and no way to choose the suites.) The accept loop is `listener.rs`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_native_tls::TlsStream;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, Clone)]
 pub enum TlsSource {
@@ -21,31 +20,62 @@ pub enum TlsSource {
     SelfSigned { dir: PathBuf, names: Vec<String> },
 }
 
-/// The identity to serve with, and the CA file clients should trust (self-signed only).
+/// The TLS configuration to serve with, and the CA file clients should trust (self-signed
+/// only).
 pub struct ServerIdentity {
-    pub identity: native_tls::Identity,
+    pub config: Arc<rustls::ServerConfig>,
     pub ca_file: Option<PathBuf>,
 }
 
 pub fn load(source: &TlsSource) -> Result<ServerIdentity, String> {
     match source {
         TlsSource::Files { cert, key } => {
-            let cert_pem = read(cert, "--tls-cert")?;
-            let key_pem = read(key, "--tls-key")?;
-            let identity = native_tls::Identity::from_pkcs8(&cert_pem, &key_pem).map_err(|e| {
+            let certs = CertificateDer::pem_slice_iter(&read(cert, "--tls-cert")?)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    format!("--tls-cert {}: not PEM certificates ({e})", cert.display())
+                })?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "--tls-cert {}: no certificate in it; give the server's certificate (then its chain) in PEM",
+                    cert.display()
+                ));
+            }
+            let private = PrivateKeyDer::from_pem_slice(&read(key, "--tls-key")?).map_err(|e| {
                 format!(
-                    "--tls-cert {} / --tls-key {}: not a usable certificate and private key ({e}); give PEM files, the key unencrypted",
+                    "--tls-key {}: no usable private key ({e}); give it in PEM, unencrypted",
+                    key.display()
+                )
+            })?;
+            let config = server_config(certs, private).map_err(|e| {
+                format!(
+                    "--tls-cert {} / --tls-key {}: not a usable certificate and private key ({e}); give PEM files, the key unencrypted and matching the certificate",
                     cert.display(),
                     key.display()
                 )
             })?;
             Ok(ServerIdentity {
-                identity,
+                config: Arc::new(config),
                 ca_file: None,
             })
         }
         TlsSource::SelfSigned { dir, names } => self_signed(dir, names),
     }
+}
+
+/// TLS 1.3 and 1.2 with rustls's default suites (AEAD only) on the ring provider, HTTP/1.1.
+fn server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 fn read(path: &Path, flag: &str) -> Result<Vec<u8>, String> {
@@ -109,15 +139,26 @@ fn generate(dir: &Path, names: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes through a temporary file created private (0600 from its first byte, not chmodded
+/// after), then renamed into place.
 fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write as _;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    // A leftover from an interrupted run is replaced (its mode is not trusted).
+    let _ = std::fs::remove_file(&tmp);
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        open.mode(0o600);
     }
+    let mut f = open
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -140,76 +181,3 @@ pub fn default_names(listen: &SocketAddr, extra: &[String]) -> Vec<String> {
 /// Where a request came from (the TCP peer).
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
-
-pub struct TlsListener {
-    incoming: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl TlsListener {
-    pub fn new(tcp: TcpListener, identity: native_tls::Identity) -> Result<Self, String> {
-        let local = tcp.local_addr().map_err(|e| e.to_string())?;
-        let acceptor = native_tls::TlsAcceptor::new(identity)
-            .map_err(|e| format!("the TLS certificate cannot be used: {e}"))?;
-        let acceptor = tokio_native_tls::TlsAcceptor::from(acceptor);
-        let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // Out of descriptors and the like: wait rather than spin.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                // Only latency: a socket that refuses it still works.
-                let _ = stream.set_nodelay(true);
-                if tx.is_closed() {
-                    break;
-                }
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            // The server is shutting down: the connection is dropped.
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener {
-            incoming: rx,
-            local,
-        })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.incoming.recv().await {
-            Some(conn) => conn,
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}

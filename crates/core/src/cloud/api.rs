@@ -26,11 +26,12 @@ pub enum ErrorCode {
     KeyExpired,
     WrongDomain,
     NotPrimary,
+    RequestTimeout,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidRequest,
         ErrorCode::UnsupportedMediaType,
@@ -45,6 +46,7 @@ impl ErrorCode {
         ErrorCode::KeyExpired,
         ErrorCode::WrongDomain,
         ErrorCode::NotPrimary,
+        ErrorCode::RequestTimeout,
         ErrorCode::Internal,
     ];
 
@@ -54,6 +56,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound | ErrorCode::KeyUnknown => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::KeyUsed | ErrorCode::NotPrimary => 409,
             ErrorCode::KeyExpired => 410,
             ErrorCode::BodyTooLarge => 413,
@@ -80,6 +83,7 @@ impl ErrorCode {
             ErrorCode::KeyExpired => "key_expired",
             ErrorCode::WrongDomain => "wrong_domain",
             ErrorCode::NotPrimary => "not_primary",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Internal => "internal",
         }
     }

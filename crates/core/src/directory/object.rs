@@ -569,7 +569,8 @@ mod tests {
     #[test]
     fn protection_is_read_from_the_entry() {
         let plain = [("objectClass", "group"), ("sAMAccountName", "Cloud Groups")];
-        let cases: &[(&str, &[(&str, &str)], Option<&str>)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: &[Case] = &[
             ("an ordinary group", &plain, None),
             (
                 "DnsAdmins (no well-known RID) by name",
