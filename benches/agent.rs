@@ -52,9 +52,14 @@ fn main() {
         Ok(s) => s,
         Err(e) => fail(&mut bed, e.to_string()),
     };
+    let d = match store.domain_id(None) {
+        Ok(d) => d,
+        Err(e) => fail(&mut bed, e.to_string()),
+    };
     for i in 0..users {
         let name = format!("u{i:05}");
         if let Err(e) = store.user_add(
+            d,
             &name,
             "Given",
             &format!("Sur{i}"),
@@ -64,12 +69,13 @@ fn main() {
         }
     }
     for g in 0..groups {
-        if let Err(e) = store.group_add(&format!("g{g:03}")) {
+        if let Err(e) = store.group_add(d, &format!("g{g:03}")) {
             fail(&mut bed, e.to_string());
         }
     }
     for i in 0..users {
         if let Err(e) = store.membership(
+            d,
             &format!("g{:03}", i % groups),
             &format!("u{i:05}"),
             None,
@@ -82,7 +88,7 @@ fn main() {
     for g in 0..nested {
         let parent = format!("g{:03}", groups - 1 - g);
         if parent != format!("g{g:03}")
-            && let Err(e) = store.membership(&parent, &format!("g{g:03}"), None, true)
+            && let Err(e) = store.membership(d, &parent, &format!("g{g:03}"), None, true)
         {
             fail(&mut bed, e.to_string());
         }

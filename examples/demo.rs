@@ -60,15 +60,16 @@ fn main() {
     let cloud_ca = cloud_dir.join("tls").join("ca.pem");
     let key =
         ad_sync_cloud::server::store::Store::open(&cloud_dir.join("cloud.db")).and_then(|store| {
-            store.add_domain("DC=example,DC=com")?;
+            let (domain, _) = store.add_domain("DC=example,DC=com")?;
+            let d = domain.id;
             // A small directory, so the preview of the first sync (sync.preview) has something
             // to say: two new users, a new group, and a group whose name an AD distribution
             // group already has (never taken over).
-            store.user_add("ada", "Ada", "Lovelace", Some("ada@example.com"))?;
-            store.user_add("grace", "Grace", "Hopper", None)?;
-            store.group_add("Engineering")?;
-            store.group_add("Mailing List")?;
-            store.membership("Engineering", "ada", None, true)?;
+            store.user_add(d, "ada", "Ada", "Lovelace", Some("ada@example.com"))?;
+            store.user_add(d, "grace", "Grace", "Hopper", None)?;
+            store.group_add(d, "Engineering")?;
+            store.group_add(d, "Mailing List")?;
+            store.membership(d, "Engineering", "ada", None, true)?;
             store.issue_key(
                 "DC=example,DC=com",
                 std::time::Duration::from_secs(7 * 86_400),

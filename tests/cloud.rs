@@ -311,6 +311,8 @@ fn keys_agents_and_the_directory_survive_a_restart() {
         "Ada",
         "--surname",
         "Lovelace",
+        "--domain",
+        DOMAIN,
     ]);
     let ca_before = std::fs::read(&s.ca).unwrap_or_default();
     s.restart();
@@ -512,6 +514,10 @@ fn changes_carry_the_directory_and_sealed_passwords_and_acks_are_recorded() {
     let client = s.client();
     let agent = enroll(&client, &s.issue_key(DOMAIN, None), DOMAIN, "dc1")
         .unwrap_or_else(|e| panic!("{e}"));
+    // An agent of another domain instance, enrolled before anything happens here: it must see
+    // none of this domain's changes and be sealed none of its passwords.
+    let neighbour = enroll(&client, &s.issue_key(OTHER, None), OTHER, "dc-other")
+        .unwrap_or_else(|e| panic!("{e}"));
     s.admin_ok(&[
         "user",
         "add",
@@ -522,22 +528,59 @@ fn changes_carry_the_directory_and_sealed_passwords_and_acks_are_recorded() {
         "Lovelace",
         "--email",
         "ada@example.com",
+        "--domain",
+        DOMAIN,
     ]);
-    s.admin_ok(&["group", "add", "Engineering"]);
-    s.admin_ok(&["group", "add", "Staff"]);
-    s.admin_ok(&["group", "add-member", "Engineering", "ada"]);
-    s.admin_ok(&["group", "add-member", "Staff", "Engineering"]);
-    s.admin_ok(&["user", "lock", "ada"]);
+    s.admin_ok(&["group", "add", "Engineering", "--domain", DOMAIN]);
+    s.admin_ok(&["group", "add", "Staff", "--domain", DOMAIN]);
+    s.admin_ok(&[
+        "group",
+        "add-member",
+        "Engineering",
+        "ada",
+        "--domain",
+        DOMAIN,
+    ]);
+    s.admin_ok(&[
+        "group",
+        "add-member",
+        "Staff",
+        "Engineering",
+        "--domain",
+        DOMAIN,
+    ]);
+    s.admin_ok(&["user", "lock", "ada", "--domain", DOMAIN]);
     let password = "Zürich-Pa55 word!";
     let pw_file = s.dir.join("pw.txt");
     std::fs::write(&pw_file, format!("{password}\n")).unwrap_or_else(|e| panic!("{e}"));
-    s.admin_ok(&[
+    let said = s.admin_ok(&[
         "user",
         "set-password",
         "ada",
         "--password-file",
         &pw_file.to_string_lossy(),
+        "--domain",
+        DOMAIN,
     ]);
+    assert!(said.contains("sealed to 1 enrolled agent"), "{said}");
+    // The neighbour's domain has a user of the same name, which is another user.
+    s.admin_ok(&[
+        "user",
+        "add",
+        "ada",
+        "--given",
+        "A",
+        "--surname",
+        "B",
+        "--domain",
+        OTHER,
+    ]);
+    let theirs =
+        block_on(client.changes(&neighbour.credential, 0, 100)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(theirs.changes.len(), 1, "{:?}", theirs.changes);
+    assert!(
+        matches!(&theirs.changes[0].body, ChangeBody::UserUpsert { user } if user.given_name == "A")
+    );
     // An agent that enrolls later (another domain, so it is that domain's primary).
     let late =
         enroll(&client, &s.issue_key(OTHER, None), OTHER, "dc9").unwrap_or_else(|e| panic!("{e}"));
@@ -584,12 +627,20 @@ fn changes_carry_the_directory_and_sealed_passwords_and_acks_are_recorded() {
     else {
         panic!("no sealed password: {:?}", all[6]);
     };
+    let ChangeBody::UserPassword { id: pw_user, .. } = &all[6].body else {
+        panic!("not a password change");
+    };
+    let opened = sealed::open(&agent.pair.secret_key, sealed_pw).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        sealed::open(&agent.pair.secret_key, sealed_pw)
+        sealed::unbind_password(&opened, pw_user, all[6].seq)
             .unwrap_or_else(|e| panic!("{e}"))
             .expose(),
         password
     );
+    // Bound to its user and change: replayed as another change, or for another user, it is
+    // refused.
+    assert!(sealed::unbind_password(&opened, pw_user, all[6].seq + 1).is_err());
+    assert!(sealed::unbind_password(&opened, "u-someone-else", all[6].seq).is_err());
     // Not readable with another agent's key, not kept by the cloud, and not sealed for an agent
     // that did not exist yet.
     assert!(sealed::open(&late.pair.secret_key, sealed_pw).is_err());
@@ -603,15 +654,15 @@ fn changes_carry_the_directory_and_sealed_passwords_and_acks_are_recorded() {
             "password stored"
         );
     }
-    let late_changes =
-        block_on(client.changes(&late.credential, 0, 100)).unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(
-        &late_changes.changes[6].body,
-        ChangeBody::UserPassword {
-            sealed_password: None,
-            ..
-        }
-    ));
+    // Sealed to this domain's one agent only: not to the neighbour's, nor to one enrolled later.
+    let envelopes: Vec<String> = rusqlite::Connection::open(&s.db)
+        .and_then(|db| {
+            db.prepare("SELECT agent_id FROM password_envelopes WHERE seq = ?1")?
+                .query_map([all[6].seq], |r| r.get(0))?
+                .collect()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(envelopes, vec![agent.id.clone()]);
 
     // Acks: per-change results, idempotent, and the cursor of fully acknowledged changes.
     let result = |seq, status| ChangeResult {
@@ -652,7 +703,17 @@ fn the_server_never_logs_a_key_a_credential_or_a_password() {
     let agent = enroll(&client, &k, DOMAIN, "dc1").unwrap_or_else(|e| panic!("{e}"));
     let _ = enroll(&client, &k, DOMAIN, "dc1");
     heartbeat(&client, &agent);
-    s.admin_ok(&["user", "add", "bob", "--given", "Bob", "--surname", "B"]);
+    s.admin_ok(&[
+        "user",
+        "add",
+        "bob",
+        "--given",
+        "Bob",
+        "--surname",
+        "B",
+        "--domain",
+        DOMAIN,
+    ]);
     let pw_file = s.dir.join("pw.txt");
     std::fs::write(&pw_file, "Distinct-Log-Secret-9931").unwrap_or_else(|e| panic!("{e}"));
     s.admin_ok(&[
@@ -661,6 +722,8 @@ fn the_server_never_logs_a_key_a_credential_or_a_password() {
         "bob",
         "--password-file",
         &pw_file.to_string_lossy(),
+        "--domain",
+        DOMAIN,
     ]);
     block_on(client.changes(&agent.credential, 0, 100)).unwrap_or_else(|e| panic!("{e}"));
     let log = s.log();
@@ -782,6 +845,20 @@ fn every_documented_error_code_is_returned_and_changes_nothing() {
         http.post(url("/v1/agents/enroll"))
             .json(&enroll_body(&expired, DOMAIN)),
     )); // key_expired
+    let revoked = s.issue_key(DOMAIN, None);
+    s.admin_ok(&["key", "revoke", &revoked[revoked.len() - 4..]]);
+    record(send(
+        http.post(url("/v1/agents/enroll"))
+            .json(&enroll_body(&revoked, DOMAIN)),
+    )); // key_revoked
+    // A standby's acknowledgement is refused: only the primary's word is recorded.
+    let standby_ack = send(
+        http.post(url("/v1/changes/ack"))
+            .bearer_auth(standby.credential.expose())
+            .json(&serde_json::json!({"results": [{"seq": 1, "status": "applied"}]})),
+    );
+    assert_eq!(standby_ack.status().as_u16(), 409);
+    record(standby_ack); // not_primary
     // body_too_large: the server answers before reading the body and closes, so a client still
     // sending can see the connection reset instead of the answer (HTTP allows both); the answer
     // is what is tested, so a reset is retried.
@@ -834,7 +911,17 @@ fn every_documented_error_code_is_returned_and_changes_nothing() {
 
     // internal: the storage fails under the server (a table vanishes); the request is refused
     // with the documented error and the server keeps serving.
-    s.admin_ok(&["user", "add", "ada", "--given", "Ada", "--surname", "L"]);
+    s.admin_ok(&[
+        "user",
+        "add",
+        "ada",
+        "--given",
+        "Ada",
+        "--surname",
+        "L",
+        "--domain",
+        DOMAIN,
+    ]);
     let db = rusqlite::Connection::open(&s.db).unwrap_or_else(|e| panic!("{e}"));
     db.execute_batch("DROP TABLE acks")
         .unwrap_or_else(|e| panic!("{e}"));
@@ -986,6 +1073,99 @@ fn the_server_offers_tls_1_3_and_no_cbc_suite() {
 }
 
 #[test]
+fn revoked_agents_and_keys_stop_at_once_and_a_late_replay_is_refused() {
+    let s = server("revoke", &[]);
+    let client = s.client();
+    let hb = HeartbeatRequest {
+        version: "0.1.0".into(),
+        host: "dc1".into(),
+        status: "ok".into(),
+        message: None,
+    };
+    // The installer's own retry (same key, same key pair) before the agent ever called in:
+    // resumed, with a new credential sealed to that key pair.
+    let k = s.issue_key(DOMAIN, None);
+    let pair = sealed::generate_key_pair();
+    let first =
+        block_on(client.enroll(&key(&k), DOMAIN, "dc1", "0.1.0", "linux", &pair.public_key))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let retry =
+        block_on(client.enroll(&key(&k), DOMAIN, "dc1", "0.1.0", "linux", &pair.public_key))
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(retry.resumed && retry.agent_id == first.agent_id);
+    assert!(s.log().contains("agent enrollment resumed"), "{}", s.log());
+    let credential =
+        sealed::open(&pair.secret_key, &retry.credential).unwrap_or_else(|e| panic!("{e}"));
+    block_on(client.heartbeat(&credential, &hb)).unwrap_or_else(|e| panic!("{e}"));
+    // Once the agent has called in, a replay of the used key with the same public key is
+    // refused, and the live agent's credential keeps working.
+    let replay =
+        block_on(client.enroll(&key(&k), DOMAIN, "dc1", "0.1.0", "linux", &pair.public_key))
+            .err()
+            .unwrap_or_else(|| panic!("a late replay enrolled"));
+    assert_eq!(replay.api_code(), Some("key_used"), "{replay}");
+    block_on(client.heartbeat(&credential, &hb)).unwrap_or_else(|e| panic!("{e}"));
+
+    // The operator deregisters the agent: its next call is refused.
+    let out = s.admin_ok(&["agents", "deregister", &first.agent_id]);
+    assert!(out.contains("deregistered"), "{out}");
+    let e = block_on(client.heartbeat(&credential, &hb))
+        .err()
+        .unwrap_or_else(|| panic!("a deregistered agent was heard"));
+    assert_eq!(e.api_code(), Some("unauthorized"), "{e}");
+    let again = s.admin_ok(&["agents", "deregister", &first.agent_id]);
+    assert!(again.contains("already"), "{again}");
+    let unknown = s.admin(&["agents", "deregister", "agt-nope"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no such agent"));
+
+    // A revoked key: by its last four characters, or the whole key on standard input.
+    let k2 = s.issue_key(DOMAIN, None);
+    let last4 = &k2[k2.len() - 4..];
+    let out = s.admin_ok(&["key", "revoke", last4]);
+    assert!(out.contains("revoked"), "{out}");
+    let e = enroll(&client, &k2, DOMAIN, "dc2")
+        .err()
+        .unwrap_or_else(|| panic!("enrolled"));
+    assert_eq!(e.api_code(), Some("key_revoked"), "{e}");
+    let check = block_on(client.check_key(&key(&k2), None)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(check.state.as_str(), "revoked");
+    let k3 = s.issue_key(DOMAIN, None);
+    let mut cmd = std::process::Command::new(support::cloud::bin());
+    let mut child = cmd
+        .args(["key", "revoke", "-", "--db"])
+        .arg(&s.db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        stdin
+            .write_all(k3.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&k3[5..]));
+    let e = enroll(&client, &k3, DOMAIN, "dc3")
+        .err()
+        .unwrap_or_else(|| panic!("enrolled"));
+    assert_eq!(e.api_code(), Some("key_revoked"), "{e}");
+    // A whole key as an argument is refused (command lines are visible to other users).
+    let whole = s.admin(&["key", "revoke", &k3]);
+    assert!(!whole.status.success());
+    // A used key cannot be revoked; its agent is deregistered instead.
+    let used = s.admin(&["key", "revoke", &k[k.len() - 4..]]);
+    assert!(String::from_utf8_lossy(&used.stderr).contains("agents deregister"));
+}
+
+#[test]
 fn client_failures_are_told_in_words() {
     let s = CloudServer::start_on("words", "0.0.0.0:0", &[]);
     s.admin_ok(&["domain", "add", DOMAIN]);
@@ -1131,7 +1311,17 @@ fn admin_commands_refuse_bad_input_with_the_field_and_the_fix() {
         "domain add",
     );
     refused(
-        &["user", "add", "bad,name", "--given", "A", "--surname", "B"],
+        &[
+            "user",
+            "add",
+            "bad,name",
+            "--given",
+            "A",
+            "--surname",
+            "B",
+            "--domain",
+            DOMAIN,
+        ],
         "contains `,`",
     );
     refused(
@@ -1143,24 +1333,53 @@ fn admin_commands_refuse_bad_input_with_the_field_and_the_fix() {
             "A",
             "--surname",
             "B",
+            "--domain",
+            DOMAIN,
         ],
         "20 characters",
     );
-    refused(&["user", "lock", "nobody"], "no user is named `nobody`");
     refused(
-        &["group", "add-member", "Nope", "ada"],
+        &["user", "lock", "nobody", "--domain", DOMAIN],
+        "no user is named `nobody`",
+    );
+    refused(
+        &["group", "add-member", "Nope", "ada", "--domain", DOMAIN],
         "no group is named `Nope`",
     );
-    s.admin_ok(&["group", "add", "Engineering"]);
+    s.admin_ok(&["group", "add", "Engineering", "--domain", DOMAIN]);
     refused(
-        &["group", "add-member", "Engineering", "ghost"],
+        &[
+            "group",
+            "add-member",
+            "Engineering",
+            "ghost",
+            "--domain",
+            DOMAIN,
+        ],
         "no user or group",
     );
     refused(
-        &["group", "add-member", "Engineering", "Engineering"],
+        &[
+            "group",
+            "add-member",
+            "Engineering",
+            "Engineering",
+            "--domain",
+            DOMAIN,
+        ],
         "member of itself",
     );
-    s.admin_ok(&["user", "add", "ada", "--given", "Ada", "--surname", "L"]);
+    s.admin_ok(&[
+        "user",
+        "add",
+        "ada",
+        "--given",
+        "Ada",
+        "--surname",
+        "L",
+        "--domain",
+        DOMAIN,
+    ]);
     let empty = s.dir.join("empty.txt");
     std::fs::write(&empty, "").unwrap_or_else(|e| panic!("{e}"));
     refused(
@@ -1170,6 +1389,8 @@ fn admin_commands_refuse_bad_input_with_the_field_and_the_fix() {
             "ada",
             "--password-file",
             &empty.to_string_lossy(),
+            "--domain",
+            DOMAIN,
         ],
         "empty",
     );
@@ -1200,7 +1421,17 @@ fn import_and_the_preview_directory_keep_their_limits_and_are_idempotent() {
         .unwrap_or_else(|e| panic!("{e}"));
     let other =
         enroll(&client, &s.issue_key(OTHER, None), OTHER, "dc9").unwrap_or_else(|e| panic!("{e}"));
-    s.admin_ok(&["user", "add", "ada", "--given", "Ada", "--surname", "L"]);
+    s.admin_ok(&[
+        "user",
+        "add",
+        "ada",
+        "--given",
+        "Ada",
+        "--surname",
+        "L",
+        "--domain",
+        DOMAIN,
+    ]);
     let guid = |n: u8| format!("{n:08x}-0000-0000-0000-000000000000");
     let user = |n: u8, name: &str, sn: &str| ImportUser {
         guid: guid(n),
@@ -1243,7 +1474,7 @@ fn import_and_the_preview_directory_keep_their_limits_and_are_idempotent() {
         },
     ))
     .unwrap_or_else(|e| panic!("{e}"));
-    let before = s.admin_ok(&["user", "list"]);
+    let before = s.admin_ok(&["user", "list", "--domain", DOMAIN]);
     assert!(!before.contains("bea"), "{before}");
     let outcomes = |r: &ImportResponse| -> Vec<String> {
         r.items
@@ -1285,11 +1516,25 @@ fn import_and_the_preview_directory_keep_their_limits_and_are_idempotent() {
         },
     ))
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(outcomes(&there), vec!["user ada Linked"]);
-    let list: Value = serde_json::from_str(&s.admin_ok(&["user", "list", "--json"]))
-        .unwrap_or_else(|e| panic!("{e}"));
+    // The other domain instance has its own directory: its import creates its own ada.
+    assert_eq!(outcomes(&there), vec!["user ada Created"]);
+    let list: Value =
+        serde_json::from_str(&s.admin_ok(&["user", "list", "--json", "--domain", DOMAIN]))
+            .unwrap_or_else(|e| panic!("{e}"));
     let ada = &list["users"][0];
-    assert_eq!(ada["links"].as_array().map(Vec::len), Some(2), "{list}");
+    assert_eq!(ada["links"].as_array().map(Vec::len), Some(1), "{list}");
+    let theirs: Value =
+        serde_json::from_str(&s.admin_ok(&["user", "list", "--json", "--domain", OTHER]))
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        theirs["users"].as_array().map(Vec::len),
+        Some(1),
+        "{theirs}"
+    );
+    assert_ne!(
+        theirs["users"][0]["id"], ada["id"],
+        "one user in two domains"
+    );
     assert_eq!(
         list["users"][1]["user"]["suspended"], true,
         "bea was disabled in AD"

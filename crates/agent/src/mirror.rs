@@ -49,6 +49,8 @@ pub struct Work {
     pub removed_groups: Vec<GroupRec>,
     /// Sealed passwords by user id (`None`: the cloud had none sealed for this agent).
     pub passwords: HashMap<String, Option<String>>,
+    /// The seq of each user's last password change (the envelope is bound to it).
+    pub password_seqs: HashMap<String, i64>,
     /// Users whose AD lockout is to be cleared (per `sync_account_locked_out_status`).
     pub unlock: BTreeSet<String>,
     /// Which change seqs each object answers for.
@@ -112,6 +114,7 @@ impl Mirror {
                         work.users.remove(id);
                         work.unlock.remove(id);
                         work.passwords.remove(id);
+                        work.password_seqs.remove(id);
                         let member_of: Vec<Edge> = self
                             .edges
                             .iter()
@@ -139,6 +142,7 @@ impl Mirror {
                         rec.password_set = true;
                         work.users.insert(id.clone());
                         work.passwords.insert(id.clone(), sealed_password.clone());
+                        work.password_seqs.insert(id.clone(), c.seq);
                         // Only the last password counts; earlier ones answer with it.
                         work.answer(ObjKey::Password(id.clone()), c.seq);
                     }

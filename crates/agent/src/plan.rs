@@ -294,8 +294,13 @@ pub fn open_passwords(
         .iter()
         .map(|(id, sealed)| {
             let r = match (sealed, private_key) {
-                (Some(sealed), Some(key)) => ad_sync_core::cloud::sealed::open(key, sealed)
-                    .map_err(|e| format!("the password could not be opened with this agent's key: {e}")),
+                (Some(sealed), Some(key)) => {
+                    use ad_sync_core::cloud::sealed;
+                    let seq = work.password_seqs.get(id).copied().unwrap_or(0);
+                    sealed::open(key, sealed)
+                        .and_then(|opened| sealed::unbind_password(&opened, id, seq))
+                        .map_err(|e| format!("the password could not be opened with this agent's key: {e}"))
+                }
                 (Some(_), None) => Err("this agent has no private key to open passwords with; re-run ad-sync-setup".into()),
                 (None, _) => Err("the cloud sealed this password for other agents only (it was set before this agent enrolled); set it again in the cloud".into()),
             };

@@ -35,6 +35,16 @@ pub struct Db {
     pub db: PathBuf,
 }
 
+/// The database and the domain instance a directory command works on.
+#[derive(Debug, Args)]
+pub struct DirDb {
+    #[command(flatten)]
+    pub db: Db,
+    /// The domain instance (any DN form); needed only when the cloud has several.
+    #[arg(long, value_name = "DOMAIN_DN")]
+    pub domain: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the agent API over HTTPS, and the status page at /.
@@ -45,8 +55,8 @@ pub enum Command {
     /// Connect keys.
     #[command(subcommand)]
     Key(KeyCmd),
-    /// Enrolled agents, their role and health.
-    Agents(Db),
+    /// Enrolled agents, their role and health; `agents deregister ID` retires one.
+    Agents(AgentsArgs),
     /// Cloud directory users.
     #[command(subcommand)]
     User(UserCmd),
@@ -120,6 +130,28 @@ pub enum DomainCmd {
     List(Db),
 }
 
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AgentsArgs {
+    #[command(subcommand)]
+    pub cmd: Option<AgentsCmd>,
+    /// The SQLite database file (for the listing).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCmd {
+    /// Retire an agent (a stolen or decommissioned server): its credential stops working at
+    /// once, it is sealed no more passwords, and its primary role moves to another agent.
+    Deregister {
+        #[command(flatten)]
+        db: Db,
+        /// The agent's id, as `ad-sync-cloud agents` lists it (agt-...).
+        id: String,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeyCmd {
     /// Issue a one-time connect key; the key alone is on stdout's last line.
@@ -134,6 +166,15 @@ pub enum KeyCmd {
     },
     /// Every key, redacted, with its state.
     List(Db),
+    /// Revoke an unused key at once: it can no longer enroll (`key_revoked`).
+    Revoke {
+        #[command(flatten)]
+        db: Db,
+        /// The key's last four characters as `key list` shows them, or `-` to read the whole
+        /// key from standard input (never give the whole key as an argument: other users of
+        /// this machine can see command lines).
+        key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,14 +182,14 @@ pub enum UserCmd {
     /// List every user with its state and the AD objects it is linked to.
     List {
         #[command(flatten)]
-        db: Db,
+        db: DirDb,
         /// One JSON document instead of lines.
         #[arg(long)]
         json: bool,
     },
     Add {
         #[command(flatten)]
-        db: Db,
+        db: DirDb,
         username: String,
         #[arg(long)]
         given: String,
@@ -195,7 +236,7 @@ pub enum UserCmd {
 #[derive(Debug, Args)]
 pub struct UserRef {
     #[command(flatten)]
-    pub db: Db,
+    pub db: DirDb,
     pub username: String,
 }
 
@@ -204,25 +245,25 @@ pub enum GroupCmd {
     /// List every group with its direct members and the AD groups it is linked to.
     List {
         #[command(flatten)]
-        db: Db,
+        db: DirDb,
         /// One JSON document instead of lines.
         #[arg(long)]
         json: bool,
     },
     Add {
         #[command(flatten)]
-        db: Db,
+        db: DirDb,
         name: String,
     },
     Remove {
         #[command(flatten)]
-        db: Db,
+        db: DirDb,
         name: String,
     },
     /// Rename a group (its id and memberships stay; the agent renames the AD group).
     Rename {
         #[command(flatten)]
-        db: Db,
+        db: DirDb,
         name: String,
         new_name: String,
     },
@@ -233,7 +274,7 @@ pub enum GroupCmd {
 #[derive(Debug, Args)]
 pub struct MemberArgs {
     #[command(flatten)]
-    pub db: Db,
+    pub db: DirDb,
     pub group: String,
     /// A user's or a group's name.
     pub member: String,
@@ -410,6 +451,16 @@ fn open(db: &Db) -> Result<Store, AdminError> {
     Store::open(&db.db)
 }
 
+/// Runs `f` with the store and the domain instance a directory command works on.
+fn with_dir<T>(
+    d: &DirDb,
+    f: impl FnOnce(&Store, i64) -> Result<T, AdminError>,
+) -> Result<T, AdminError> {
+    let store = open(&d.db)?;
+    let domain = store.domain_id(d.domain.as_deref())?;
+    f(&store, domain)
+}
+
 fn admin(cmd: Command) -> Result<(), AdminError> {
     match cmd {
         Command::Domain(DomainCmd::Add { db, domain_dn }) => {
@@ -439,6 +490,28 @@ fn admin(cmd: Command) -> Result<(), AdminError> {
             );
             println!("{}", key.secret().expose());
         }
+        Command::Key(KeyCmd::Revoke { db, key }) => {
+            let text = if key == "-" {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map_err(|e| {
+                    AdminError::Invalid(format!("key: cannot read standard input: {e}"))
+                })?;
+                zeroize::Zeroizing::new(line.trim().to_string())
+            } else if key.len() > 8 {
+                return Err(AdminError::Invalid(
+                    "key: give its last four characters (as `key list` shows them), or `-` and the key on standard input; a whole key on the command line is visible to other users".into(),
+                ));
+            } else {
+                zeroize::Zeroizing::new(key)
+            };
+            let row = open(&db)?.revoke_key(&text, now_unix())?;
+            println!(
+                "key {} for {} revoked at {}: it can no longer enroll an agent",
+                row.hint,
+                row.domain,
+                row.revoked_at.map(unix_to_rfc3339).unwrap_or_default()
+            );
+        }
         Command::Key(KeyCmd::List(db)) => {
             let now = now_unix();
             println!("KEY\tDOMAIN\tSTATE\tISSUED\tEXPIRES\tUSED BY");
@@ -454,7 +527,22 @@ fn admin(cmd: Command) -> Result<(), AdminError> {
                 );
             }
         }
-        Command::Agents(db) => {
+        Command::Agents(AgentsArgs {
+            cmd: Some(AgentsCmd::Deregister { db, id }),
+            ..
+        }) => {
+            if open(&db)?.deregister_agent(&id, now_unix())? {
+                println!("agent {id} deregistered: its credential no longer works");
+            } else {
+                println!("agent {id} was already deregistered");
+            }
+        }
+        Command::Agents(AgentsArgs { cmd: None, db }) => {
+            let db = Db {
+                db: db.ok_or_else(|| {
+                    AdminError::Invalid("give the database: ad-sync-cloud agents --db FILE".into())
+                })?,
+            };
             let now = now_unix();
             // The admin view has no server settings; the defaults say healthy or not.
             let timing = Timing::default();
@@ -481,7 +569,7 @@ fn admin(cmd: Command) -> Result<(), AdminError> {
 
 fn user(cmd: UserCmd) -> Result<(), AdminError> {
     let set = |r: &UserRef, suspended: Option<bool>, locked: Option<bool>, what: &str| {
-        let changed = open(&r.db)?.user_set(&r.username, suspended, locked)?;
+        let changed = with_dir(&r.db, |s, d| s.user_set(d, &r.username, suspended, locked))?;
         if changed {
             println!("{} {what}", r.username);
         } else {
@@ -490,7 +578,7 @@ fn user(cmd: UserCmd) -> Result<(), AdminError> {
         Ok(())
     };
     match cmd {
-        UserCmd::List { db, json } => list(open(&db)?.user_list()?, json, "users"),
+        UserCmd::List { db, json } => list(with_dir(&db, |s, d| s.user_list(d))?, json, "users"),
         UserCmd::Add {
             db,
             username,
@@ -498,7 +586,9 @@ fn user(cmd: UserCmd) -> Result<(), AdminError> {
             surname,
             email,
         } => {
-            open(&db)?.user_add(&username, &given, &surname, email.as_deref())?;
+            with_dir(&db, |s, d| {
+                s.user_add(d, &username, &given, &surname, email.as_deref())
+            })?;
             println!("added user {username}");
             Ok(())
         }
@@ -507,7 +597,7 @@ fn user(cmd: UserCmd) -> Result<(), AdminError> {
         UserCmd::Lock(r) => set(&r, None, Some(true), "locked"),
         UserCmd::Unlock(r) => set(&r, None, Some(false), "unlocked"),
         UserCmd::Remove(r) => {
-            open(&r.db)?.user_remove(&r.username)?;
+            with_dir(&r.db, |s, d| s.user_remove(d, &r.username))?;
             println!("removed user {}", r.username);
             Ok(())
         }
@@ -523,12 +613,15 @@ fn user(cmd: UserCmd) -> Result<(), AdminError> {
                 (Some(e), false) => Some(Some(e)),
                 (None, false) => None,
             };
-            let changed = open(&user.db)?.user_update(
-                &user.username,
-                given.as_deref(),
-                surname.as_deref(),
-                email,
-            )?;
+            let changed = with_dir(&user.db, |s, d| {
+                s.user_update(
+                    d,
+                    &user.username,
+                    given.as_deref(),
+                    surname.as_deref(),
+                    email,
+                )
+            })?;
             if changed {
                 println!("updated user {}", user.username);
             } else {
@@ -540,7 +633,7 @@ fn user(cmd: UserCmd) -> Result<(), AdminError> {
             Ok(())
         }
         UserCmd::Rename { user, new_name } => {
-            open(&user.db)?.user_rename(&user.username, &new_name)?;
+            with_dir(&user.db, |s, d| s.user_rename(d, &user.username, &new_name))?;
             println!("renamed user {} to {new_name}", user.username);
             Ok(())
         }
@@ -549,7 +642,9 @@ fn user(cmd: UserCmd) -> Result<(), AdminError> {
             password_file,
         } => {
             let password = read_password(&password_file)?;
-            let n = open(&user.db)?.set_password(&user.username, &password)?;
+            let n = with_dir(&user.db, |s, d| {
+                s.set_password(d, &user.username, &password)
+            })?;
             println!(
                 "password for {} sealed to {n} enrolled agent(s); it is not stored",
                 user.username
@@ -590,17 +685,19 @@ fn read_password(path: &Path) -> Result<Secret, AdminError> {
 
 fn group(cmd: GroupCmd) -> Result<(), AdminError> {
     match cmd {
-        GroupCmd::List { db, json } => list(open(&db)?.group_list()?, json, "groups")?,
+        GroupCmd::List { db, json } => {
+            list(with_dir(&db, |s, d| s.group_list(d))?, json, "groups")?
+        }
         GroupCmd::Add { db, name } => {
-            open(&db)?.group_add(&name)?;
+            with_dir(&db, |s, d| s.group_add(d, &name))?;
             println!("added group {name}");
         }
         GroupCmd::Remove { db, name } => {
-            open(&db)?.group_remove(&name)?;
+            with_dir(&db, |s, d| s.group_remove(d, &name))?;
             println!("removed group {name}");
         }
         GroupCmd::Rename { db, name, new_name } => {
-            open(&db)?.group_rename(&name, &new_name)?;
+            with_dir(&db, |s, d| s.group_rename(d, &name, &new_name))?;
             println!("renamed group {name} to {new_name}");
         }
         GroupCmd::AddMember(m) => membership(m, true)?,
@@ -655,7 +752,9 @@ fn membership(m: MemberArgs, add: bool) -> Result<(), AdminError> {
         (_, true) => Some(MemberType::Group),
         _ => None,
     };
-    let changed = open(&m.db)?.membership(&m.group, &m.member, kind, add)?;
+    let changed = with_dir(&m.db, |s, d| {
+        s.membership(d, &m.group, &m.member, kind, add)
+    })?;
     let what = match (add, changed) {
         (true, true) => "added to",
         (true, false) => "was already in",

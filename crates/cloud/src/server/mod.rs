@@ -480,7 +480,11 @@ async fn enroll(
     .await;
     match result {
         Ok(resp) => {
-            tracing::info!(agent = %resp.agent_id, domain = %resp.domain, key = %hint, %peer, "agent enrolled");
+            if resp.resumed {
+                tracing::info!(agent = %resp.agent_id, domain = %resp.domain, key = %hint, %peer, "agent enrollment resumed (the installer's retry, before the agent's first heartbeat)");
+            } else {
+                tracing::info!(agent = %resp.agent_id, domain = %resp.domain, key = %hint, %peer, "agent enrolled");
+            }
             (StatusCode::CREATED, Json(resp)).into_response()
         }
         Err(e) => {

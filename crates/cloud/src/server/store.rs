@@ -31,7 +31,10 @@ use ad_sync_core::time_fmt::unix_to_rfc3339;
 /// 2: users and groups carry a stable `id` (renames keep it), and the change bodies name it.
 /// 3: users have a display name, and users and groups links to the AD objects they were
 /// imported from.
-const SCHEMA_VERSION: i64 = 3;
+/// 4: users, groups, memberships and changes belong to a domain instance (an agent sees only
+/// its own domain's); keys can be revoked; an agent's first heartbeat is recorded (an
+/// enrollment is resumed only before it).
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS domains (
@@ -50,7 +53,8 @@ CREATE TABLE IF NOT EXISTS keys (
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     used_at INTEGER,
-    used_by TEXT
+    used_by TEXT,
+    revoked_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS agents (
     id TEXT PRIMARY KEY,
@@ -64,33 +68,41 @@ CREATE TABLE IF NOT EXISTS agents (
     last_seen INTEGER NOT NULL,
     status TEXT NOT NULL DEFAULT 'ok',
     message TEXT,
-    deregistered_at INTEGER
+    deregistered_at INTEGER,
+    first_heartbeat_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS users (
-    username TEXT PRIMARY KEY COLLATE NOCASE,
+    domain_id INTEGER NOT NULL REFERENCES domains(id),
+    username TEXT NOT NULL COLLATE NOCASE,
     id TEXT NOT NULL UNIQUE,
     given_name TEXT NOT NULL,
     surname TEXT NOT NULL,
     email TEXT,
     suspended INTEGER NOT NULL DEFAULT 0,
     locked INTEGER NOT NULL DEFAULT 0,
-    display_name TEXT
+    display_name TEXT,
+    PRIMARY KEY (domain_id, username)
 );
 CREATE TABLE IF NOT EXISTS groups (
-    name TEXT PRIMARY KEY COLLATE NOCASE,
-    id TEXT NOT NULL UNIQUE
+    domain_id INTEGER NOT NULL REFERENCES domains(id),
+    name TEXT NOT NULL COLLATE NOCASE,
+    id TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (domain_id, name)
 );
 CREATE TABLE IF NOT EXISTS memberships (
+    domain_id INTEGER NOT NULL REFERENCES domains(id),
     group_name TEXT NOT NULL COLLATE NOCASE,
     member TEXT NOT NULL COLLATE NOCASE,
     member_type TEXT NOT NULL,
-    PRIMARY KEY (group_name, member, member_type)
+    PRIMARY KEY (domain_id, group_name, member, member_type)
 );
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at INTEGER NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    domain_id INTEGER
 );
+CREATE INDEX IF NOT EXISTS changes_by_domain ON changes(domain_id, seq);
 CREATE TABLE IF NOT EXISTS password_envelopes (
     seq INTEGER NOT NULL REFERENCES changes(seq),
     agent_id TEXT NOT NULL,
@@ -199,11 +211,14 @@ pub struct KeyRow {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub used_by: Option<String>,
+    pub revoked_at: Option<i64>,
 }
 
 impl KeyRow {
     pub fn state(&self, now: i64) -> KeyState {
-        if self.used_at.is_some() {
+        if self.revoked_at.is_some() {
+            KeyState::Revoked
+        } else if self.used_at.is_some() {
             KeyState::Used
         } else if now >= self.expires_at {
             KeyState::Expired
@@ -361,6 +376,81 @@ fn migrate_v1(conn: &Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// Schema 3 to 4: one directory shared by every domain instance becomes the directory of one
+/// of them. A database with one domain instance (the usual case) keeps everything as it was;
+/// with several, the directory goes to the first one added, and the log says so (the others
+/// start empty: their agents had been shown every domain's users, which 4 ends). Returns that
+/// warning, if any.
+fn migrate_v4(conn: &Connection) -> Result<Option<String>, String> {
+    let db = |e: rusqlite::Error| e.to_string();
+    let tx = conn.unchecked_transaction().map_err(db)?;
+    let domains: Vec<(i64, String)> = tx
+        .prepare("SELECT id, dn FROM domains ORDER BY id")
+        .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(db)?;
+    let objects: i64 = tx
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM groups) + (SELECT COUNT(*) FROM changes)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    let target = match domains.first() {
+        Some((id, _)) => *id,
+        None if objects == 0 => 0,
+        None => {
+            return Err("it holds users, groups or changes but no domain instance, so they cannot be given to one; add the domain with an ad-sync-cloud of the previous version first".into());
+        }
+    };
+    tx.execute_batch(
+        "ALTER TABLE keys ADD COLUMN revoked_at INTEGER;
+         ALTER TABLE agents ADD COLUMN first_heartbeat_at INTEGER;
+         UPDATE agents SET first_heartbeat_at = last_seen WHERE last_seen > enrolled_at;
+         CREATE TABLE users_v4 (
+             domain_id INTEGER NOT NULL REFERENCES domains(id),
+             username TEXT NOT NULL COLLATE NOCASE,
+             id TEXT NOT NULL UNIQUE,
+             given_name TEXT NOT NULL,
+             surname TEXT NOT NULL,
+             email TEXT,
+             suspended INTEGER NOT NULL DEFAULT 0,
+             locked INTEGER NOT NULL DEFAULT 0,
+             display_name TEXT,
+             PRIMARY KEY (domain_id, username));
+         INSERT INTO users_v4 SELECT (SELECT MIN(id) FROM domains), username, id, given_name, surname, email, suspended, locked, display_name FROM users;
+         DROP TABLE users;
+         ALTER TABLE users_v4 RENAME TO users;
+         CREATE TABLE groups_v4 (
+             domain_id INTEGER NOT NULL REFERENCES domains(id),
+             name TEXT NOT NULL COLLATE NOCASE,
+             id TEXT NOT NULL UNIQUE,
+             PRIMARY KEY (domain_id, name));
+         INSERT INTO groups_v4 SELECT (SELECT MIN(id) FROM domains), name, id FROM groups;
+         DROP TABLE groups;
+         ALTER TABLE groups_v4 RENAME TO groups;
+         CREATE TABLE memberships_v4 (
+             domain_id INTEGER NOT NULL REFERENCES domains(id),
+             group_name TEXT NOT NULL COLLATE NOCASE,
+             member TEXT NOT NULL COLLATE NOCASE,
+             member_type TEXT NOT NULL,
+             PRIMARY KEY (domain_id, group_name, member, member_type));
+         INSERT INTO memberships_v4 SELECT (SELECT MIN(id) FROM domains), group_name, member, member_type FROM memberships;
+         DROP TABLE memberships;
+         ALTER TABLE memberships_v4 RENAME TO memberships;
+         ALTER TABLE changes ADD COLUMN domain_id INTEGER;
+         UPDATE changes SET domain_id = (SELECT MIN(id) FROM domains);",
+    )
+    .map_err(db)?;
+    tx.commit().map_err(db)?;
+    Ok((domains.len() > 1 && objects > 0 && target > 0).then(|| {
+        format!(
+            "this database had {} domain instances sharing one directory; each domain instance now has its own, and the existing users, groups and changes belong to {} (the first added). Add the others' users again with --domain",
+            domains.len(),
+            domains[0].1
+        )
+    }))
+}
+
 pub fn credential_hash(credential: &str) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(credential.as_bytes())
@@ -384,6 +474,27 @@ impl Store {
                 path.display(),
                 parent.display()
             )));
+        }
+        // Created private (0600) before SQLite opens it, so it is never readable by others,
+        // even for a moment; SQLite gives its -wal and -shm files the same mode.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(AdminError::Invalid(format!(
+                        "--db {}: cannot create it: {e}",
+                        path.display()
+                    )));
+                }
+            }
         }
         let conn = Connection::open(path).map_err(db_err)?;
         #[cfg(unix)]
@@ -420,6 +531,18 @@ impl Store {
         if (1..3).contains(&version) {
             conn.execute_batch("ALTER TABLE users ADD COLUMN display_name TEXT;")
                 .map_err(db_err)?;
+        }
+        if (1..4).contains(&version) {
+            let warning = migrate_v4(&conn).map_err(|e| {
+                AdminError::Invalid(format!(
+                    "--db {}: cannot be brought to this version's schema: {e}",
+                    path.display()
+                ))
+            })?;
+            if let Some(w) = warning {
+                tracing::warn!("--db {}: {w}", path.display());
+                eprintln!("warning: --db {}: {w}", path.display());
+            }
         }
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -518,6 +641,7 @@ impl Store {
             expires_at,
             used_at: None,
             used_by: None,
+            revoked_at: None,
         };
         Ok((key, row))
     }
@@ -530,6 +654,91 @@ impl Store {
         stmt.query_map([], |r| key_row(r).map(|(_, _, row, _)| row))
             .and_then(|r| r.collect())
             .map_err(self.admin_db())
+    }
+
+    /// Revokes an unused connect key, named by the key itself or by its last four characters
+    /// (as `key list` shows them). Effective at once: it can no longer enroll, and a check
+    /// answers `revoked`.
+    pub fn revoke_key(&self, key_or_last4: &str, now: i64) -> Result<KeyRow, AdminError> {
+        let text = key_or_last4.trim();
+        self.admin_tx(|tx| {
+            let rows: Vec<(i64, i64, KeyRow, String)> = if text.len() > 8 {
+                let key = ConnectKey::parse(text)
+                    .map_err(|e| AdminError::Invalid(format!("key: {e}")))?;
+                tx.query_row(&format!("{KEY_SELECT} WHERE k.hash = ?1"), [key.hash()], key_row)
+                    .optional()?
+                    .into_iter()
+                    .collect()
+            } else {
+                let suffix = format!("%{}", text.to_ascii_uppercase());
+                tx.prepare(&format!("{KEY_SELECT} WHERE k.hint LIKE ?1"))?
+                    .query_map([suffix], key_row)?
+                    .collect::<Result<_, _>>()?
+            };
+            let (id, _, mut row, _) = match rows.len() {
+                0 => {
+                    return Err(AdminError::Invalid(format!(
+                        "key {text}: this cloud has no such key; `ad-sync-cloud key list` shows them"
+                    ))
+                    .into());
+                }
+                1 => rows.into_iter().next().ok_or_else(|| AdminError::Invalid(String::new()))?,
+                n => {
+                    return Err(AdminError::Invalid(format!(
+                        "key {text}: {n} keys end that way; give the whole key"
+                    ))
+                    .into());
+                }
+            };
+            if row.revoked_at.is_some() {
+                return Ok(row);
+            }
+            if row.used_at.is_some() {
+                return Err(AdminError::Invalid(format!(
+                    "key {}: already used by agent {}; a used key cannot enroll again, so revoke the agent instead: ad-sync-cloud agents deregister {}",
+                    row.hint,
+                    row.used_by.as_deref().unwrap_or("?"),
+                    row.used_by.as_deref().unwrap_or("<ID>")
+                ))
+                .into());
+            }
+            tx.execute("UPDATE keys SET revoked_at = ?2 WHERE id = ?1", params![id, now])?;
+            row.revoked_at = Some(now);
+            Ok(row)
+        })
+    }
+
+    /// Retires an agent from the admin side (a stolen or retired server): its credential
+    /// stops working at once (401), it gets no more passwords, and its primary role goes to
+    /// the next agent that calls in.
+    pub fn deregister_agent(&self, id: &str, now: i64) -> Result<bool, AdminError> {
+        self.admin_tx(|tx| {
+            let found: Option<(i64, Option<i64>)> = tx
+                .query_row(
+                    "SELECT domain_id, deregistered_at FROM agents WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((domain_id, deregistered)) = found else {
+                return Err(AdminError::Invalid(format!(
+                    "agent {id}: this cloud has no such agent; `ad-sync-cloud agents` lists them"
+                ))
+                .into());
+            };
+            if deregistered.is_some() {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE agents SET deregistered_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+            tx.execute(
+                "UPDATE domains SET primary_agent = NULL WHERE id = ?1 AND primary_agent = ?2",
+                params![domain_id, id],
+            )?;
+            Ok(true)
+        })
     }
 
     pub fn agents(&self) -> Result<Vec<AgentRow>, AdminError> {
@@ -564,6 +773,39 @@ impl Store {
 
     /// Runs an admin change in one `BEGIN IMMEDIATE` transaction: all of it, or (on any refusal
     /// or storage error) none of it.
+    /// The domain instance an admin command works on: the one named (any DN form), or the only
+    /// one there is.
+    pub fn domain_id(&self, named: Option<&str>) -> Result<i64, AdminError> {
+        let domains = self.domains()?;
+        if let Some(text) = named {
+            let dn = api::parse_domain_dn(text)
+                .map_err(|e| AdminError::Invalid(format!("--domain: {e}")))?;
+            let key = api::domain_key(&dn);
+            return domains
+                .iter()
+                .find(|d| {
+                    api::parse_domain_dn(&d.dn).is_ok_and(|x| api::domain_key(&x) == key)
+                })
+                .map(|d| d.id)
+                .ok_or_else(|| {
+                    AdminError::Invalid(format!(
+                        "--domain {text}: this cloud has no such domain instance; `ad-sync-cloud domain list` shows them, `domain add` adds one"
+                    ))
+                });
+        }
+        match domains.as_slice() {
+            [only] => Ok(only.id),
+            [] => Err(AdminError::Invalid(
+                "this cloud has no domain instance yet; add one first: ad-sync-cloud domain add DC=example,DC=com".into(),
+            )),
+            several => Err(AdminError::Invalid(format!(
+                "this cloud has {} domain instances ({}); say which with --domain",
+                several.len(),
+                several.iter().map(|d| d.dn.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
     fn admin_tx<T>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, TxError>,
@@ -586,6 +828,7 @@ impl Store {
 
     pub fn user_add(
         &self,
+        domain: i64,
         username: &str,
         given_name: &str,
         surname: &str,
@@ -603,18 +846,18 @@ impl Store {
             validate_email(e)?;
         }
         self.admin_tx(|tx| {
-            if user_exists(tx, username)? {
+            if user_exists(tx, domain, username)? {
                 return Err(AdminError::Invalid(format!(
                     "user `{username}` already exists; to change it, remove it first"
                 ))
                 .into());
             }
             tx.execute(
-                "INSERT INTO users (username, id, given_name, surname, email) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![username, new_id("u")?, given_name, surname, email],
+                "INSERT INTO users (domain_id, username, id, given_name, surname, email) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![domain, username, new_id("u")?, given_name, surname, email],
             )?;
-            let user = load_user(tx, username)?;
-            append_change(tx, &ChangeBody::UserUpsert { user })?;
+            let user = load_user(tx, domain, username)?;
+            append_change(tx, domain, &ChangeBody::UserUpsert { user })?;
             Ok(())
         })
     }
@@ -623,12 +866,13 @@ impl Store {
     /// when the user already was in that state (nothing is appended).
     pub fn user_set(
         &self,
+        domain: i64,
         username: &str,
         suspended: Option<bool>,
         locked: Option<bool>,
     ) -> Result<bool, AdminError> {
         self.admin_tx(|tx| {
-            let mut user = find_user(tx, username)?;
+            let mut user = find_user(tx, domain, username)?;
             let before = user.clone();
             user.suspended = suspended.unwrap_or(user.suspended);
             user.locked = locked.unwrap_or(user.locked);
@@ -636,10 +880,10 @@ impl Store {
                 return Ok(false);
             }
             tx.execute(
-                "UPDATE users SET suspended = ?2, locked = ?3 WHERE username = ?1",
-                params![user.username, user.suspended, user.locked],
+                "UPDATE users SET suspended = ?2, locked = ?3 WHERE id = ?1",
+                params![user.id, user.suspended, user.locked],
             )?;
-            append_change(tx, &ChangeBody::UserUpsert { user })?;
+            append_change(tx, domain, &ChangeBody::UserUpsert { user })?;
             Ok(true)
         })
     }
@@ -648,6 +892,7 @@ impl Store {
     /// nothing changed.
     pub fn user_update(
         &self,
+        domain: i64,
         username: &str,
         given_name: Option<&str>,
         surname: Option<&str>,
@@ -666,7 +911,7 @@ impl Store {
             validate_email(e)?;
         }
         self.admin_tx(|tx| {
-            let mut user = find_user(tx, username)?;
+            let mut user = find_user(tx, domain, username)?;
             let before = user.clone();
             if let Some(g) = given_name {
                 user.given_name = g.into();
@@ -684,52 +929,57 @@ impl Store {
                 "UPDATE users SET given_name = ?2, surname = ?3, email = ?4 WHERE id = ?1",
                 params![user.id, user.given_name, user.surname, user.email],
             )?;
-            append_change(tx, &ChangeBody::UserUpsert { user })?;
+            append_change(tx, domain, &ChangeBody::UserUpsert { user })?;
             Ok(true)
         })
     }
 
     /// Renames a user; its id, memberships and everything else stay.
-    pub fn user_rename(&self, username: &str, new_name: &str) -> Result<(), AdminError> {
+    pub fn user_rename(
+        &self,
+        domain: i64,
+        username: &str,
+        new_name: &str,
+    ) -> Result<(), AdminError> {
         validate_username(new_name)?;
         self.admin_tx(|tx| {
-            let user = find_user(tx, username)?;
-            if !user.username.eq_ignore_ascii_case(new_name) && user_exists(tx, new_name)? {
+            let user = find_user(tx, domain, username)?;
+            if !user.username.eq_ignore_ascii_case(new_name) && user_exists(tx, domain, new_name)? {
                 return Err(
                     AdminError::Invalid(format!("user `{new_name}` already exists")).into(),
                 );
             }
             tx.execute(
-                "UPDATE memberships SET member = ?2 WHERE member = ?1 AND member_type = 'user'",
-                params![user.username, new_name],
+                "UPDATE memberships SET member = ?2 WHERE domain_id = ?3 AND member = ?1 AND member_type = 'user'",
+                params![user.username, new_name, domain],
             )?;
             tx.execute(
                 "UPDATE users SET username = ?2 WHERE id = ?1",
                 params![user.id, new_name],
             )?;
-            let user = load_user(tx, new_name)?;
-            append_change(tx, &ChangeBody::UserUpsert { user })?;
+            let user = load_user(tx, domain, new_name)?;
+            append_change(tx, domain, &ChangeBody::UserUpsert { user })?;
             Ok(())
         })
     }
 
     /// Renames a group; its id and memberships stay.
-    pub fn group_rename(&self, name: &str, new_name: &str) -> Result<(), AdminError> {
+    pub fn group_rename(&self, domain: i64, name: &str, new_name: &str) -> Result<(), AdminError> {
         validate_group_name(new_name)?;
         self.admin_tx(|tx| {
-            let group = find_group(tx, name)?;
-            if !group.name.eq_ignore_ascii_case(new_name) && group_exists(tx, new_name)? {
+            let group = find_group(tx, domain, name)?;
+            if !group.name.eq_ignore_ascii_case(new_name) && group_exists(tx, domain, new_name)? {
                 return Err(
                     AdminError::Invalid(format!("group `{new_name}` already exists")).into(),
                 );
             }
             tx.execute(
-                "UPDATE memberships SET group_name = ?2 WHERE group_name = ?1",
-                params![group.name, new_name],
+                "UPDATE memberships SET group_name = ?2 WHERE domain_id = ?3 AND group_name = ?1",
+                params![group.name, new_name, domain],
             )?;
             tx.execute(
-                "UPDATE memberships SET member = ?2 WHERE member = ?1 AND member_type = 'group'",
-                params![group.name, new_name],
+                "UPDATE memberships SET member = ?2 WHERE domain_id = ?3 AND member = ?1 AND member_type = 'group'",
+                params![group.name, new_name, domain],
             )?;
             tx.execute(
                 "UPDATE groups SET name = ?2 WHERE id = ?1",
@@ -740,23 +990,24 @@ impl Store {
                 name: new_name.into(),
                 links: group.links,
             };
-            append_change(tx, &ChangeBody::GroupUpsert { group })?;
+            append_change(tx, domain, &ChangeBody::GroupUpsert { group })?;
             Ok(())
         })
     }
 
-    pub fn user_remove(&self, username: &str) -> Result<(), AdminError> {
+    pub fn user_remove(&self, domain: i64, username: &str) -> Result<(), AdminError> {
         self.admin_tx(|tx| {
-            let user = find_user(tx, username)?;
+            let user = find_user(tx, domain, username)?;
             let username = user.username.clone();
             tx.execute(
-                "DELETE FROM memberships WHERE member = ?1 AND member_type = 'user'",
-                [&username],
+                "DELETE FROM memberships WHERE domain_id = ?2 AND member = ?1 AND member_type = 'user'",
+                params![&username, domain],
             )?;
-            tx.execute("DELETE FROM users WHERE username = ?1", [&username])?;
+            tx.execute("DELETE FROM users WHERE id = ?1", [&user.id])?;
             tx.execute("DELETE FROM links WHERE object_id = ?1", [&user.id])?;
             append_change(
                 tx,
+                domain,
                 &ChangeBody::UserRemove {
                     id: user.id,
                     username,
@@ -766,18 +1017,26 @@ impl Store {
         })
     }
 
-    /// Seals the new password to every enrolled agent's key; the password itself is never
-    /// stored. Returns how many agents it was sealed for.
-    pub fn set_password(&self, username: &str, password: &Secret) -> Result<usize, AdminError> {
+    /// Seals the new password to the key of every enrolled agent of the user's domain instance
+    /// (no other domain's agent), bound to the user and the change (see `sealed::bind`); the
+    /// password itself is never stored. Returns how many agents it was sealed for.
+    pub fn set_password(
+        &self,
+        domain: i64,
+        username: &str,
+        password: &Secret,
+    ) -> Result<usize, AdminError> {
         if password.expose().is_empty() {
             return Err(AdminError::Invalid(
                 "--password-file: the file is empty; write the new password in it".into(),
             ));
         }
         self.admin_tx(|tx| {
-            let user = find_user(tx, username)?;
+            let user = find_user(tx, domain, username)?;
+            let user_id = user.id.clone();
             let seq = append_change(
                 tx,
+                domain,
                 &ChangeBody::UserPassword {
                     id: user.id,
                     username: user.username,
@@ -785,8 +1044,10 @@ impl Store {
                 },
             )?;
             let agents: Vec<(String, Vec<u8>)> = tx
-                .prepare("SELECT id, public_key FROM agents WHERE deregistered_at IS NULL")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .prepare(
+                    "SELECT id, public_key FROM agents WHERE domain_id = ?1 AND deregistered_at IS NULL",
+                )?
+                .query_map([domain], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
             for (agent_id, pk) in &agents {
                 let refused = |why: String| TxError::Refused(AdminError::Invalid(why));
@@ -794,7 +1055,8 @@ impl Store {
                     .as_slice()
                     .try_into()
                     .map_err(|_| refused(format!("agent {agent_id} has a damaged public key")))?;
-                let sealed = sealed::seal(&pk, password.expose().as_bytes())
+                let bound = sealed::bind_password(&user_id, seq, password);
+                let sealed = sealed::seal(&pk, bound.expose().as_bytes())
                     .map_err(|e| refused(e.to_string()))?;
                 tx.execute(
                     "INSERT INTO password_envelopes (seq, agent_id, sealed) VALUES (?1, ?2, ?3)",
@@ -805,10 +1067,10 @@ impl Store {
         })
     }
 
-    pub fn group_add(&self, name: &str) -> Result<(), AdminError> {
+    pub fn group_add(&self, domain: i64, name: &str) -> Result<(), AdminError> {
         validate_group_name(name)?;
         self.admin_tx(|tx| {
-            if group_exists(tx, name)? {
+            if group_exists(tx, domain, name)? {
                 return Err(AdminError::Invalid(format!("group `{name}` already exists")).into());
             }
             let group = Group {
@@ -817,24 +1079,24 @@ impl Store {
                 links: Vec::new(),
             };
             tx.execute(
-                "INSERT INTO groups (name, id) VALUES (?1, ?2)",
-                params![group.name, group.id],
+                "INSERT INTO groups (domain_id, name, id) VALUES (?1, ?2, ?3)",
+                params![domain, group.name, group.id],
             )?;
-            append_change(tx, &ChangeBody::GroupUpsert { group })?;
+            append_change(tx, domain, &ChangeBody::GroupUpsert { group })?;
             Ok(())
         })
     }
 
-    pub fn group_remove(&self, name: &str) -> Result<(), AdminError> {
+    pub fn group_remove(&self, domain: i64, name: &str) -> Result<(), AdminError> {
         self.admin_tx(|tx| {
-            let Group { id, name, .. } = find_group(tx, name)?;
+            let Group { id, name, .. } = find_group(tx, domain, name)?;
             tx.execute(
-                "DELETE FROM memberships WHERE group_name = ?1 OR (member = ?1 AND member_type = 'group')",
-                [&name],
+                "DELETE FROM memberships WHERE domain_id = ?2 AND (group_name = ?1 OR (member = ?1 AND member_type = 'group'))",
+                params![&name, domain],
             )?;
-            tx.execute("DELETE FROM groups WHERE name = ?1", [&name])?;
+            tx.execute("DELETE FROM groups WHERE id = ?1", [&id])?;
             tx.execute("DELETE FROM links WHERE object_id = ?1", [&id])?;
-            append_change(tx, &ChangeBody::GroupRemove { id, name })?;
+            append_change(tx, domain, &ChangeBody::GroupRemove { id, name })?;
             Ok(())
         })
     }
@@ -843,24 +1105,25 @@ impl Store {
     /// is both; otherwise it is worked out. `false` when there was nothing to change.
     pub fn membership(
         &self,
+        domain: i64,
         group: &str,
         member: &str,
         kind: Option<MemberType>,
         add: bool,
     ) -> Result<bool, AdminError> {
         self.admin_tx(|tx| {
-            let group = find_group(tx, group)?;
-            let is_user = user_exists(tx, member)?;
-            let is_group = group_exists(tx, member)?;
+            let group = find_group(tx, domain, group)?;
+            let is_user = user_exists(tx, domain, member)?;
+            let is_group = group_exists(tx, domain, member)?;
             let refuse = |why: String| Err(TxError::Refused(AdminError::Invalid(why)));
             // The stored spelling, so the change names what the agent was told about.
             let (member_id, member, member_type) = match (kind, is_user, is_group) {
                 (Some(MemberType::User), true, _) | (None, true, false) => {
-                    let u = find_user(tx, member)?;
+                    let u = find_user(tx, domain, member)?;
                     (u.id, u.username, MemberType::User)
                 }
                 (Some(MemberType::Group), _, true) | (None, false, true) => {
-                    let g = find_group(tx, member)?;
+                    let g = find_group(tx, domain, member)?;
                     (g.id, g.name, MemberType::Group)
                 }
                 (None, true, true) => {
@@ -882,19 +1145,20 @@ impl Store {
                     group.name
                 ));
             }
-            if member_type == MemberType::Group && add && contains_group(tx, &member, &group.name)? {
+            if member_type == MemberType::Group && add && contains_group(tx, domain, &member, &group.name)? {
                 return refuse(format!(
                     "`{member}` already contains `{}` (directly or through other groups); adding it would make a loop",
                     group.name
                 ));
             }
             let sql = if add {
-                "INSERT OR IGNORE INTO memberships (group_name, member, member_type) VALUES (?1, ?2, ?3)"
+                "INSERT OR IGNORE INTO memberships (domain_id, group_name, member, member_type) VALUES (?4, ?1, ?2, ?3)"
             } else {
-                "DELETE FROM memberships WHERE group_name = ?1 AND member = ?2 AND member_type = ?3"
+                "DELETE FROM memberships WHERE domain_id = ?4 AND group_name = ?1 AND member = ?2 AND member_type = ?3"
             };
-            let changed =
-                tx.execute(sql, params![group.name, member, member_type.as_str()])? == 1;
+            let changed = tx
+                .execute(sql, params![group.name, member, member_type.as_str(), domain])?
+                == 1;
             if changed {
                 let m = Membership {
                     group_id: group.id,
@@ -908,7 +1172,7 @@ impl Store {
                 } else {
                     ChangeBody::MembershipRemove(m)
                 };
-                append_change(tx, &body)?;
+                append_change(tx, domain, &body)?;
             }
             Ok(changed)
         })
@@ -1000,10 +1264,10 @@ impl Store {
                 });
             }
             state => {
-                let code = if state == KeyState::Used {
-                    ErrorCode::KeyUsed
-                } else {
-                    ErrorCode::KeyExpired
+                let code = match state {
+                    KeyState::Used => ErrorCode::KeyUsed,
+                    KeyState::Revoked => ErrorCode::KeyRevoked,
+                    _ => ErrorCode::KeyExpired,
                 };
                 return Err(ApiError::new(code, key_state_message(state, &row, None)));
             }
@@ -1093,8 +1357,16 @@ impl Store {
             &req.status
         };
         tx.execute(
-            "UPDATE agents SET last_seen = ?2, version = ?3, host = ?4, status = ?5, message = ?6 WHERE id = ?1",
-            params![agent.agent_id, now, req.version, req.host, status, req.message],
+            "UPDATE agents SET last_seen = ?2, version = ?3, host = ?4, status = ?5, message = ?6,
+                 first_heartbeat_at = COALESCE(first_heartbeat_at, ?2) WHERE id = ?1",
+            params![
+                agent.agent_id,
+                now,
+                req.version,
+                req.host,
+                status,
+                req.message
+            ],
         )?;
         let primary = elect(&tx, agent.domain_id, &agent.agent_id, now, timing)?;
         tx.commit()?;
@@ -1153,17 +1425,20 @@ impl Store {
         let mut stmt = conn.prepare_cached(
             "SELECT c.seq, c.at, c.body, e.sealed FROM changes c
              LEFT JOIN password_envelopes e ON e.seq = c.seq AND e.agent_id = ?3
-             WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2",
+             WHERE c.domain_id = ?4 AND c.seq > ?1 ORDER BY c.seq LIMIT ?2",
         )?;
         let rows = stmt
-            .query_map(params![after, limit + 1, agent.agent_id], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                ))
-            })?
+            .query_map(
+                params![after, limit + 1, agent.agent_id, agent.domain_id],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                },
+            )?
             .collect::<Result<Vec<_>, _>>()?;
         let more = rows.len() as i64 > limit;
         let mut changes = Vec::with_capacity(rows.len());
@@ -1203,9 +1478,48 @@ impl Store {
     ) -> Result<AckResponse, ApiError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let last: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
-            r.get(0)
-        })?;
+        // Only the primary applies changes, so only its word is recorded: a standby (or an
+        // agent that lost the role) saying "applied" would overwrite what AD really holds.
+        let primary: Option<String> = tx.query_row(
+            "SELECT primary_agent FROM domains WHERE id = ?1",
+            [agent.domain_id],
+            |r| r.get(0),
+        )?;
+        if primary.as_deref() != Some(agent.agent_id.as_str()) {
+            tracing::warn!(agent = %agent.agent_id, "acknowledgement from a standby agent refused");
+            return Err(ApiError::new(
+                ErrorCode::NotPrimary,
+                format!(
+                    "this agent is standby; only the primary ({}) acknowledges changes; nothing was recorded",
+                    primary.as_deref().unwrap_or("none yet")
+                ),
+            ));
+        }
+        let last: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE domain_id = ?1",
+            [agent.domain_id],
+            |r| r.get(0),
+        )?;
+        let foreign: Option<i64> = {
+            let mut st = tx
+                .prepare_cached("SELECT COUNT(*) FROM changes WHERE seq = ?1 AND domain_id = ?2")?;
+            let mut bad = None;
+            for r in results {
+                if st.query_row(params![r.seq, agent.domain_id], |x| x.get::<_, i64>(0))? == 0 {
+                    bad = Some(r.seq);
+                    break;
+                }
+            }
+            bad
+        };
+        if let Some(seq) = foreign {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "results: seq {seq} is not a change this cloud sent to this domain (its changes run up to {last}); nothing was recorded"
+                ),
+            ));
+        }
         if let Some(bad) = results.iter().find(|r| r.seq < 1 || r.seq > last) {
             return Err(ApiError::new(
                 ErrorCode::InvalidRequest,
@@ -1232,7 +1546,7 @@ impl Store {
         let first_open: Option<i64> = tx.query_row(
             "SELECT MIN(c.seq) FROM changes c
              LEFT JOIN acks a ON a.domain_id = ?1 AND a.seq = c.seq
-             WHERE a.seq IS NULL",
+             WHERE c.domain_id = ?1 AND a.seq IS NULL",
             [agent.domain_id],
             |r| r.get(0),
         )?;
@@ -1304,7 +1618,7 @@ fn find_domain(conn: &Connection, dn: &Dn) -> rusqlite::Result<Option<DomainRow>
 }
 
 /// A key with its domain; `key_row` reads it.
-const KEY_SELECT: &str = "SELECT k.id, k.domain_id, k.hint, d.dn, k.created_at, k.expires_at, k.used_at, k.used_by, d.dn_key
+const KEY_SELECT: &str = "SELECT k.id, k.domain_id, k.hint, d.dn, k.created_at, k.expires_at, k.used_at, k.used_by, d.dn_key, k.revoked_at
      FROM keys k JOIN domains d ON d.id = k.domain_id";
 
 /// (key id, domain id, row, the domain's comparison key)
@@ -1319,6 +1633,7 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64, KeyRow, String)
             expires_at: r.get(5)?,
             used_at: r.get(6)?,
             used_by: r.get(7)?,
+            revoked_at: r.get(9)?,
         },
         r.get(8)?,
     ))
@@ -1329,6 +1644,9 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64, KeyRow, String)
 /// gets a new credential, sealed to that public key, so only the holder of the private key
 /// (the installer that made the pair) can read it; the old credential stops working. Anyone
 /// else presenting the used key gets `key_used` as before.
+/// How long after its first enrollment an installer may resume it (see `resume_enrollment`).
+pub const RESUME_WINDOW_SECS: i64 = 15 * 60;
+
 fn resume_enrollment(
     tx: &Connection,
     row: &KeyRow,
@@ -1340,12 +1658,21 @@ fn resume_enrollment(
     let Some(agent) = row.used_by.as_deref() else {
         return Ok(None);
     };
+    // Only the installer's own retry: soon after the first enrollment, and before the agent
+    // ever called in. Later, a replay of the used key (with a public key it copied) must not
+    // rotate a running agent's credential.
+    if row
+        .used_at
+        .is_none_or(|used| now.saturating_sub(used) > RESUME_WINDOW_SECS)
+    {
+        return Ok(None);
+    }
     let changed = tx.execute(
-        "UPDATE agents SET credential_hash = ?1, last_seen = ?2
-         WHERE id = ?3 AND domain_id = ?4 AND public_key = ?5 AND deregistered_at IS NULL",
+        "UPDATE agents SET credential_hash = ?1
+         WHERE id = ?2 AND domain_id = ?3 AND public_key = ?4 AND deregistered_at IS NULL
+           AND first_heartbeat_at IS NULL",
         params![
             credential_hash(credential),
-            now,
             agent,
             domain_id,
             public_key.as_slice()
@@ -1380,6 +1707,11 @@ fn key_state_message(state: KeyState, row: &KeyRow, asked: Option<&Dn>) -> Strin
             "the key is for domain {}, not {}; issue a key for this domain instance",
             row.domain,
             asked.map_or_else(|| "this one".to_string(), Dn::to_comma_form)
+        ),
+        KeyState::Revoked => format!(
+            "the key was revoked at {}; issue a new key (ad-sync-cloud key issue --domain \"{}\")",
+            row.revoked_at.map_or_else(String::new, unix_to_rfc3339),
+            row.domain
         ),
         KeyState::Malformed | KeyState::Unknown => String::new(),
     }
@@ -1418,20 +1750,20 @@ fn elect(
     Ok(candidate.to_string())
 }
 
-fn append_change(conn: &Connection, body: &ChangeBody) -> rusqlite::Result<i64> {
+fn append_change(conn: &Connection, domain: i64, body: &ChangeBody) -> rusqlite::Result<i64> {
     let json = serde_json::to_string(body)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    conn.prepare_cached("INSERT INTO changes (at, body) VALUES (?1, ?2)")?
-        .execute(params![ad_sync_core::time_fmt::now_unix(), json])?;
+    conn.prepare_cached("INSERT INTO changes (at, body, domain_id) VALUES (?1, ?2, ?3)")?
+        .execute(params![ad_sync_core::time_fmt::now_unix(), json, domain])?;
     Ok(conn.last_insert_rowid())
 }
 
-fn load_user(conn: &Connection, username: &str) -> rusqlite::Result<User> {
+fn load_user(conn: &Connection, domain: i64, username: &str) -> rusqlite::Result<User> {
     conn.prepare_cached(
-        "SELECT id, username, given_name, surname, email, suspended, locked, display_name FROM users WHERE username = ?1",
+        "SELECT id, username, given_name, surname, email, suspended, locked, display_name FROM users WHERE domain_id = ?1 AND username = ?2",
     )?
     .query_row(
-        [username],
+        params![domain, username],
         |r| {
             Ok(User {
                 id: r.get(0)?,
@@ -1467,17 +1799,16 @@ fn links_of(conn: &Connection, object_id: &str) -> rusqlite::Result<Vec<api::AdL
     .collect()
 }
 
-fn user_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT COUNT(*) FROM users WHERE username = ?1")?
-        .query_row([name], |r| r.get::<_, i64>(0))
+fn user_exists(conn: &Connection, domain: i64, name: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT COUNT(*) FROM users WHERE domain_id = ?1 AND username = ?2")?
+        .query_row(params![domain, name], |r| r.get::<_, i64>(0))
         .map(|n| n > 0)
 }
 
-fn group_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
-    conn.query_row("SELECT COUNT(*) FROM groups WHERE name = ?1", [name], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map(|n| n > 0)
+fn group_exists(conn: &Connection, domain: i64, name: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT COUNT(*) FROM groups WHERE domain_id = ?1 AND name = ?2")?
+        .query_row(params![domain, name], |r| r.get::<_, i64>(0))
+        .map(|n| n > 0)
 }
 
 /// Inside an admin transaction: a refusal in words, or the storage failing.
@@ -1498,22 +1829,26 @@ impl From<AdminError> for TxError {
     }
 }
 
-fn find_user(conn: &Connection, username: &str) -> Result<User, TxError> {
-    load_user(conn, username)
+fn find_user(conn: &Connection, domain: i64, username: &str) -> Result<User, TxError> {
+    load_user(conn, domain, username)
         .optional()?
         .ok_or_else(|| no_such_user(username).into())
 }
 
 /// The group as stored (its stored spelling and id).
-fn find_group(conn: &Connection, name: &str) -> Result<Group, TxError> {
+fn find_group(conn: &Connection, domain: i64, name: &str) -> Result<Group, TxError> {
     let mut g = conn
-        .query_row("SELECT name, id FROM groups WHERE name = ?1", [name], |r| {
-            Ok(Group {
-                name: r.get(0)?,
-                id: r.get(1)?,
-                links: Vec::new(),
-            })
-        })
+        .query_row(
+            "SELECT name, id FROM groups WHERE domain_id = ?1 AND name = ?2",
+            params![domain, name],
+            |r| {
+                Ok(Group {
+                    name: r.get(0)?,
+                    id: r.get(1)?,
+                    links: Vec::new(),
+                })
+            },
+        )
         .optional()?
         .ok_or_else(|| TxError::from(no_such_group(name)))?;
     g.links = links_of(conn, &g.id)?;
@@ -1521,15 +1856,20 @@ fn find_group(conn: &Connection, name: &str) -> Result<Group, TxError> {
 }
 
 /// Whether group `outer` contains group `inner`, directly or through nested groups.
-fn contains_group(conn: &Connection, outer: &str, inner: &str) -> rusqlite::Result<bool> {
+fn contains_group(
+    conn: &Connection,
+    domain: i64,
+    outer: &str,
+    inner: &str,
+) -> rusqlite::Result<bool> {
     conn.query_row(
         "WITH RECURSIVE inside(name) AS (
-             SELECT member FROM memberships WHERE group_name = ?1 AND member_type = 'group'
+             SELECT member FROM memberships WHERE domain_id = ?3 AND group_name = ?1 AND member_type = 'group'
              UNION
              SELECT m.member FROM memberships m JOIN inside i ON m.group_name = i.name
-             WHERE m.member_type = 'group')
+             WHERE m.domain_id = ?3 AND m.member_type = 'group')
          SELECT COUNT(*) FROM inside WHERE name = ?2 COLLATE NOCASE",
-        params![outer, inner],
+        params![outer, inner, domain],
         |r| r.get::<_, i64>(0),
     )
     .map(|n| n > 0)
@@ -1599,5 +1939,171 @@ pub fn validate_group_name(name: &str) -> Result<(), AdminError> {
     match bad {
         Some(why) => Err(AdminError::Invalid(format!("group name `{name}` {why}"))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Schema 3 as it was written (one directory for every domain instance).
+    const V3_SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS domains (
+        id INTEGER PRIMARY KEY,
+        dn TEXT NOT NULL,
+        dn_key TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        primary_agent TEXT,
+        acked_cursor INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE IF NOT EXISTS keys (
+        id INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        hint TEXT NOT NULL,
+        domain_id INTEGER NOT NULL REFERENCES domains(id),
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER,
+        used_by TEXT
+    );
+    CREATE TABLE IF NOT EXISTS agents (
+        id TEXT PRIMARY KEY,
+        domain_id INTEGER NOT NULL REFERENCES domains(id),
+        credential_hash TEXT NOT NULL UNIQUE,
+        public_key BLOB NOT NULL,
+        host TEXT NOT NULL,
+        version TEXT NOT NULL,
+        os TEXT NOT NULL,
+        enrolled_at INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'ok',
+        message TEXT,
+        deregistered_at INTEGER
+    );
+    CREATE TABLE IF NOT EXISTS users (
+        username TEXT PRIMARY KEY COLLATE NOCASE,
+        id TEXT NOT NULL UNIQUE,
+        given_name TEXT NOT NULL,
+        surname TEXT NOT NULL,
+        email TEXT,
+        suspended INTEGER NOT NULL DEFAULT 0,
+        locked INTEGER NOT NULL DEFAULT 0,
+        display_name TEXT
+    );
+    CREATE TABLE IF NOT EXISTS groups (
+        name TEXT PRIMARY KEY COLLATE NOCASE,
+        id TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE IF NOT EXISTS memberships (
+        group_name TEXT NOT NULL COLLATE NOCASE,
+        member TEXT NOT NULL COLLATE NOCASE,
+        member_type TEXT NOT NULL,
+        PRIMARY KEY (group_name, member, member_type)
+    );
+    CREATE TABLE IF NOT EXISTS changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS password_envelopes (
+        seq INTEGER NOT NULL REFERENCES changes(seq),
+        agent_id TEXT NOT NULL,
+        sealed TEXT NOT NULL,
+        PRIMARY KEY (seq, agent_id)
+    );
+    CREATE TABLE IF NOT EXISTS links (
+        object_id TEXT NOT NULL,
+        domain_id INTEGER NOT NULL REFERENCES domains(id),
+        guid TEXT NOT NULL COLLATE NOCASE,
+        agent_id TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (object_id, domain_id),
+        UNIQUE (domain_id, guid)
+    );
+    CREATE TABLE IF NOT EXISTS acks (
+        domain_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        message TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (domain_id, seq)
+    );
+    ";
+
+    fn v3_database(domains: &[&str]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("cloud.db");
+        let conn = Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        conn.execute_batch(V3_SCHEMA)
+            .unwrap_or_else(|e| panic!("{e}"));
+        for (i, d) in domains.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO domains (id, dn, dn_key, created_at) VALUES (?1, ?2, lower(?2), 0)",
+                params![i as i64 + 1, d],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        conn.execute_batch(
+            "INSERT INTO users (username, id, given_name, surname) VALUES ('ada', 'u-1', 'Ada', 'L');
+             INSERT INTO groups (name, id) VALUES ('Eng', 'g-1');
+             INSERT INTO memberships (group_name, member, member_type) VALUES ('Eng', 'ada', 'user');
+             INSERT INTO changes (at, body) VALUES (0, '{\"type\":\"group.upsert\",\"group\":{\"id\":\"g-1\",\"name\":\"Eng\"}}');
+             INSERT INTO agents (id, domain_id, credential_hash, public_key, host, version, os, enrolled_at, last_seen)
+                 VALUES ('agt-1', 1, 'h', x'00', 'dc1', '0', 'linux', 10, 20);
+             PRAGMA user_version = 3;",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        (dir, path)
+    }
+
+    #[test]
+    fn a_single_domain_schema_3_database_keeps_its_directory_in_its_domain() {
+        let (_dir, path) = v3_database(&["DC=example,DC=com"]);
+        let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let d = store.domain_id(None).unwrap_or_else(|e| panic!("{e}"));
+        let users = store.user_list(d).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].id, "u-1");
+        let groups = store.group_list(d).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(groups[0].members, vec!["ada".to_string()]);
+        // The old change is this domain's, and new ones follow it.
+        store
+            .user_add(d, "bob", "Bob", "B", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let conn = store.lock();
+        let domains: Vec<Option<i64>> = conn
+            .prepare("SELECT domain_id FROM changes ORDER BY seq")
+            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(domains, vec![Some(d), Some(d)]);
+        // An agent that had heartbeated is known to have, so its key cannot be replayed.
+        let first: Option<i64> = conn
+            .query_row("SELECT first_heartbeat_at FROM agents", [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first, Some(20));
+    }
+
+    #[test]
+    fn several_domains_sharing_a_directory_give_it_to_the_first_one() {
+        let (_dir, path) = v3_database(&["DC=example,DC=com", "DC=other,DC=org"]);
+        let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            store.domain_id(None).is_err(),
+            "two domains: --domain is needed"
+        );
+        let first = store
+            .domain_id(Some("dc=example;dc=com"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let second = store
+            .domain_id(Some("DC=other,DC=org"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.user_list(first).map(|u| u.len()).ok(), Some(1));
+        assert_eq!(store.user_list(second).map(|u| u.len()).ok(), Some(0));
+        // The same name in the other domain is another user.
+        store
+            .user_add(second, "ada", "Ada", "Other", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(store.domain_id(Some("DC=nope,DC=org")).is_err());
     }
 }

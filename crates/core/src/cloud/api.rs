@@ -24,6 +24,7 @@ pub enum ErrorCode {
     KeyUnknown,
     KeyUsed,
     KeyExpired,
+    KeyRevoked,
     WrongDomain,
     NotPrimary,
     RequestTimeout,
@@ -31,7 +32,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidRequest,
         ErrorCode::UnsupportedMediaType,
@@ -44,6 +45,7 @@ impl ErrorCode {
         ErrorCode::KeyUnknown,
         ErrorCode::KeyUsed,
         ErrorCode::KeyExpired,
+        ErrorCode::KeyRevoked,
         ErrorCode::WrongDomain,
         ErrorCode::NotPrimary,
         ErrorCode::RequestTimeout,
@@ -58,7 +60,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::KeyUsed | ErrorCode::NotPrimary => 409,
-            ErrorCode::KeyExpired => 410,
+            ErrorCode::KeyExpired | ErrorCode::KeyRevoked => 410,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::WrongDomain => 422,
@@ -81,6 +83,7 @@ impl ErrorCode {
             ErrorCode::KeyUnknown => "key_unknown",
             ErrorCode::KeyUsed => "key_used",
             ErrorCode::KeyExpired => "key_expired",
+            ErrorCode::KeyRevoked => "key_revoked",
             ErrorCode::WrongDomain => "wrong_domain",
             ErrorCode::NotPrimary => "not_primary",
             ErrorCode::RequestTimeout => "request_timeout",
@@ -119,6 +122,7 @@ pub enum KeyState {
     Used,
     Expired,
     WrongDomain,
+    Revoked,
 }
 
 impl KeyState {
@@ -130,6 +134,7 @@ impl KeyState {
             KeyState::Used => "used",
             KeyState::Expired => "expired",
             KeyState::WrongDomain => "wrong_domain",
+            KeyState::Revoked => "revoked",
         }
     }
 }

@@ -31,6 +31,10 @@ pub enum SealError {
     WrongKey,
     #[error("the sealed password is not UTF-8")]
     NotUtf8,
+    #[error(
+        "the sealed password is not bound to this user and change (it was moved from another one, or sealed by an older cloud); set the password again in the cloud"
+    )]
+    NotBound,
 }
 
 /// The agent's key pair. The secret half is a `Secret` in base64, ready for the secret store.
@@ -69,6 +73,37 @@ pub fn seal(public_key: &[u8; 32], plaintext: &[u8]) -> Result<String, SealError
         .map_err(|_| SealError::Seal)
 }
 
+const BOUND_PREFIX: &str = "ad-sync-password:1\n";
+
+/// What the cloud seals for a password change: the user's id and the change's seq with the
+/// password, so an envelope cannot be replayed for another user or as another change.
+pub fn bind_password(user_id: &str, seq: i64, password: &Secret) -> Secret {
+    Secret::new(
+        zeroize::Zeroizing::new(format!(
+            "{BOUND_PREFIX}{user_id}\n{seq}\n{}",
+            password.expose()
+        ))
+        .as_str(),
+    )
+}
+
+/// The password from an opened envelope, if it was sealed for this user and this change.
+pub fn unbind_password(opened: &Secret, user_id: &str, seq: i64) -> Result<Secret, SealError> {
+    let rest = opened
+        .expose()
+        .strip_prefix(BOUND_PREFIX)
+        .ok_or(SealError::NotBound)?;
+    let mut parts = rest.splitn(3, '\n');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(id), Some(s), Some(password))
+            if id == user_id && s.parse::<i64>().ok() == Some(seq) =>
+        {
+            Ok(Secret::new(password))
+        }
+        _ => Err(SealError::NotBound),
+    }
+}
+
 /// Opens a sealed password with the agent's secret key (base64).
 pub fn open(secret_key: &Secret, sealed: &str) -> Result<Secret, SealError> {
     let sk_bytes: [u8; 32] = STANDARD
@@ -105,6 +140,29 @@ mod tests {
         assert_eq!(
             open(&other.secret_key, &sealed).err(),
             Some(SealError::WrongKey)
+        );
+    }
+
+    #[test]
+    fn a_bound_password_opens_only_for_its_user_and_change() {
+        let pw = Secret::new("Pa55\nwith a newline");
+        let bound = bind_password("u-1", 7, &pw);
+        assert_eq!(
+            unbind_password(&bound, "u-1", 7)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .expose(),
+            "Pa55\nwith a newline"
+        );
+        for (id, seq) in [("u-2", 7), ("u-1", 8)] {
+            assert_eq!(
+                unbind_password(&bound, id, seq).err(),
+                Some(SealError::NotBound)
+            );
+        }
+        // An envelope of the raw password (an older cloud) is refused too.
+        assert_eq!(
+            unbind_password(&pw, "u-1", 7).err(),
+            Some(SealError::NotBound)
         );
     }
 

@@ -148,7 +148,7 @@ pub fn key_valid(key: &ConnectKey, resp: &KeyCheckResponse) -> CheckResult {
                 .unwrap_or_default(),
             fix_new,
         ),
-        KeyState::Expired => CheckResult::fail(
+        KeyState::Expired | KeyState::Revoked => CheckResult::fail(
             ids::CONNECT_KEY_VALID,
             format!("connect key {name}: {}", resp.message),
             "",

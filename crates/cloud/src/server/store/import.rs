@@ -87,12 +87,14 @@ fn add_link(
 }
 
 fn user_by_id(tx: &Connection, id: &str) -> rusqlite::Result<Option<User>> {
-    let name: Option<String> = tx
-        .query_row("SELECT username FROM users WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
+    let name: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT domain_id, username FROM users WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
-    name.map(|n| load_user(tx, &n)).transpose()
+    name.map(|(d, n)| load_user(tx, d, &n)).transpose()
 }
 
 fn group_by_id(tx: &Connection, id: &str) -> rusqlite::Result<Option<Group>> {
@@ -173,7 +175,7 @@ impl Store {
     /// (which this never consumes).
     pub fn directory(&self, key: &ConnectKey, now: i64) -> Result<DirectoryResponse, ApiError> {
         let conn = self.lock();
-        let Some((_, _, row, _)) = find_key(&conn, &key.hash())? else {
+        let Some((_, domain_id, row, _)) = find_key(&conn, &key.hash())? else {
             return Err(ApiError::new(
                 ErrorCode::KeyUnknown,
                 "this cloud did not issue that key (or it was issued by another cloud); check the cloud URL, or issue a new key",
@@ -181,17 +183,17 @@ impl Store {
         };
         let state = row.state(now);
         if state != KeyState::Valid {
-            let code = if state == KeyState::Used {
-                ErrorCode::KeyUsed
-            } else {
-                ErrorCode::KeyExpired
+            let code = match state {
+                KeyState::Used => ErrorCode::KeyUsed,
+                KeyState::Revoked => ErrorCode::KeyRevoked,
+                _ => ErrorCode::KeyExpired,
             };
             return Err(ApiError::new(code, key_state_message(state, &row, None)));
         }
         let limit = MAX_DIRECTORY_NAMES as i64 + 1;
         let entries = |sql: &str| -> rusqlite::Result<Vec<DirectoryEntry>> {
             conn.prepare(sql)?
-                .query_map([limit], |r| {
+                .query_map(params![limit, domain_id], |r| {
                     Ok(DirectoryEntry {
                         id: r.get(0)?,
                         name: r.get(1)?,
@@ -200,16 +202,21 @@ impl Store {
                 })?
                 .collect()
         };
-        let mut users = entries("SELECT id, username FROM users ORDER BY username LIMIT ?1")?;
-        let mut groups = entries("SELECT id, name FROM groups ORDER BY name LIMIT ?1")?;
+        // Only the key's domain instance: the preview of one domain shows none of another's.
+        let mut users = entries(
+            "SELECT id, username FROM users WHERE domain_id = ?2 ORDER BY username LIMIT ?1",
+        )?;
+        let mut groups =
+            entries("SELECT id, name FROM groups WHERE domain_id = ?2 ORDER BY name LIMIT ?1")?;
         let truncated = users.len() > MAX_DIRECTORY_NAMES || groups.len() > MAX_DIRECTORY_NAMES;
         users.truncate(MAX_DIRECTORY_NAMES);
         groups.truncate(MAX_DIRECTORY_NAMES);
         let mut links: HashMap<String, Vec<AdLink>> = HashMap::new();
         let mut stmt = conn.prepare(
-            "SELECT l.object_id, d.dn, l.guid FROM links l JOIN domains d ON d.id = l.domain_id",
+            "SELECT l.object_id, d.dn, l.guid FROM links l JOIN domains d ON d.id = l.domain_id
+             WHERE l.domain_id = ?1",
         )?;
-        for r in stmt.query_map([], |r| {
+        for r in stmt.query_map([domain_id], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 AdLink {
@@ -233,15 +240,15 @@ impl Store {
     }
 
     /// Every user, by name, with its links (`ad-sync-cloud user list`).
-    pub fn user_list(&self) -> Result<Vec<Listed>, AdminError> {
+    pub fn user_list(&self, domain: i64) -> Result<Vec<Listed>, AdminError> {
         self.admin_tx(|tx| {
             let names: Vec<String> = tx
-                .prepare("SELECT username FROM users ORDER BY username")?
-                .query_map([], |r| r.get(0))?
+                .prepare("SELECT username FROM users WHERE domain_id = ?1 ORDER BY username")?
+                .query_map([domain], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             let mut out = Vec::with_capacity(names.len());
             for n in names {
-                let u = load_user(tx, &n)?;
+                let u = load_user(tx, domain, &n)?;
                 out.push(Listed {
                     id: u.id.clone(),
                     name: u.username.clone(),
@@ -255,20 +262,20 @@ impl Store {
     }
 
     /// Every group, by name, with its links and direct members (`ad-sync-cloud group list`).
-    pub fn group_list(&self) -> Result<Vec<Listed>, AdminError> {
+    pub fn group_list(&self, domain: i64) -> Result<Vec<Listed>, AdminError> {
         self.admin_tx(|tx| {
             let names: Vec<String> = tx
-                .prepare("SELECT name FROM groups ORDER BY name")?
-                .query_map([], |r| r.get(0))?
+                .prepare("SELECT name FROM groups WHERE domain_id = ?1 ORDER BY name")?
+                .query_map([domain], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             let mut out = Vec::with_capacity(names.len());
             for n in names {
-                let g = find_group(tx, &n)?;
+                let g = find_group(tx, domain, &n)?;
                 let members: Vec<String> = tx
                     .prepare_cached(
-                        "SELECT member FROM memberships WHERE group_name = ?1 ORDER BY member",
+                        "SELECT member FROM memberships WHERE domain_id = ?2 AND group_name = ?1 ORDER BY member",
                     )?
-                    .query_map([&g.name], |r| r.get(0))?
+                    .query_map(params![&g.name, domain], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
                 out.push(Listed {
                     id: g.id,
@@ -314,8 +321,9 @@ fn import_user(
     if let Some(why) = user_refusal(u) {
         return refused(why);
     }
-    let outcome = if user_exists(tx, &u.username)? {
-        let existing = load_user(tx, &u.username)?;
+    let d = agent.domain_id;
+    let outcome = if user_exists(tx, d, &u.username)? {
+        let existing = load_user(tx, d, &u.username)?;
         if let Some(other) = link_in_domain(tx, agent.domain_id, &existing.id)? {
             return refused(format!(
                 "the cloud user `{}` is already linked to another AD object ({other}) in this domain; rename one of them",
@@ -326,8 +334,8 @@ fn import_user(
         ImportOutcome::Linked
     } else {
         tx.execute(
-            "INSERT INTO users (username, id, given_name, surname, email, suspended, display_name)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO users (username, id, given_name, surname, email, suspended, display_name, domain_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 u.username,
                 new_id("u")?,
@@ -335,19 +343,20 @@ fn import_user(
                 u.surname,
                 u.email,
                 !u.enabled,
-                u.display_name
+                u.display_name,
+                d
             ],
         )?;
         let id: String = tx.query_row(
-            "SELECT id FROM users WHERE username = ?1",
-            [&u.username],
+            "SELECT id FROM users WHERE domain_id = ?2 AND username = ?1",
+            params![&u.username, d],
             |r| r.get(0),
         )?;
         add_link(tx, agent, &id, &u.guid, now)?;
         ImportOutcome::Created
     };
-    let user = load_user(tx, &u.username)?;
-    append_change(tx, &ChangeBody::UserUpsert { user })?;
+    let user = load_user(tx, d, &u.username)?;
+    append_change(tx, d, &ChangeBody::UserUpsert { user })?;
     Ok(item("user", &u.username, &u.guid, outcome, String::new()))
 }
 
@@ -374,8 +383,9 @@ fn import_group(
     if let Err(e) = validate_group_name(&g.name) {
         return refused(format!("{e}; rename the AD group to import it"));
     }
-    let outcome = if group_exists(tx, &g.name)? {
-        let existing = find_group(tx, &g.name).map_err(|e| match e {
+    let d = agent.domain_id;
+    let outcome = if group_exists(tx, d, &g.name)? {
+        let existing = find_group(tx, d, &g.name).map_err(|e| match e {
             TxError::Db(e) => ApiError::from(e),
             TxError::Refused(a) => ApiError::new(ErrorCode::Internal, a.to_string()),
         })?;
@@ -390,15 +400,15 @@ fn import_group(
     } else {
         let id = new_id("g")?;
         tx.execute(
-            "INSERT INTO groups (name, id) VALUES (?1, ?2)",
-            params![g.name, id],
+            "INSERT INTO groups (name, id, domain_id) VALUES (?1, ?2, ?3)",
+            params![g.name, id, d],
         )?;
         add_link(tx, agent, &id, &g.guid, now)?;
         ImportOutcome::Created
     };
     let id = linked(tx, agent.domain_id, &g.guid)?.unwrap_or_default();
     if let Some(group) = group_by_id(tx, &id)? {
-        append_change(tx, &ChangeBody::GroupUpsert { group })?;
+        append_change(tx, d, &ChangeBody::GroupUpsert { group })?;
     }
     Ok(item("group", &g.name, &g.guid, outcome, String::new()))
 }
@@ -440,7 +450,7 @@ fn import_membership(
     };
     let name = format!("{} <- {member}", group.name);
     if member_type == MemberType::Group
-        && (member_id == group.id || contains_group(tx, &member, &group.name)?)
+        && (member_id == group.id || contains_group(tx, agent.domain_id, &member, &group.name)?)
     {
         return refused(
             &name,
@@ -451,8 +461,8 @@ fn import_membership(
         );
     }
     let added = tx.execute(
-        "INSERT OR IGNORE INTO memberships (group_name, member, member_type) VALUES (?1, ?2, ?3)",
-        params![group.name, member, member_type.as_str()],
+        "INSERT OR IGNORE INTO memberships (group_name, member, member_type, domain_id) VALUES (?1, ?2, ?3, ?4)",
+        params![group.name, member, member_type.as_str(), agent.domain_id],
     )? == 1;
     if !added {
         return Ok(item(
@@ -465,6 +475,7 @@ fn import_membership(
     }
     append_change(
         tx,
+        agent.domain_id,
         &ChangeBody::MembershipAdd(Membership {
             group_id: group.id,
             group: group.name,
