@@ -1097,6 +1097,26 @@ fn revoked_agents_and_keys_stop_at_once_and_a_late_replay_is_refused() {
     let credential =
         sealed::open(&pair.secret_key, &retry.credential).unwrap_or_else(|e| panic!("{e}"));
     block_on(client.heartbeat(&credential, &hb)).unwrap_or_else(|e| panic!("{e}"));
+    // Heartbeat fields are bounded (they are shown on the status page).
+    for bad in [
+        HeartbeatRequest {
+            host: "h".repeat(200_000),
+            ..hb.clone()
+        },
+        HeartbeatRequest {
+            message: Some("m".repeat(5_000)),
+            ..hb.clone()
+        },
+        HeartbeatRequest {
+            host: "dc1\u{1b}[31m".into(),
+            ..hb.clone()
+        },
+    ] {
+        let e = block_on(client.heartbeat(&credential, &bad))
+            .err()
+            .unwrap_or_else(|| panic!("an oversized heartbeat was taken"));
+        assert_eq!(e.api_code(), Some("invalid_request"), "{e}");
+    }
     // Once the agent has called in, a replay of the used key with the same public key is
     // refused, and the live agent's credential keeps working.
     let replay =
@@ -1163,6 +1183,58 @@ fn revoked_agents_and_keys_stop_at_once_and_a_late_replay_is_refused() {
     // A used key cannot be revoked; its agent is deregistered instead.
     let used = s.admin(&["key", "revoke", &k[k.len() - 4..]]);
     assert!(String::from_utf8_lossy(&used.stderr).contains("agents deregister"));
+}
+
+#[test]
+fn the_rate_limit_holds_under_concurrency_and_spares_real_keys() {
+    let s = server("limits", &[]);
+    let c = raw_client(&s, Some([127, 0, 0, 11].into()));
+    let url = format!("{}/v1/keys/check", s.url);
+    let guesses: Vec<String> = (0..41)
+        .map(|_| {
+            ConnectKey::generate()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .secret()
+                .expose()
+                .to_string()
+        })
+        .collect();
+    // 41 guesses at once against a limit of 20 per window: exactly 20 are answered.
+    let codes: Vec<u16> = block_on(async {
+        let sends = guesses
+            .iter()
+            .map(|k| c.post(&url).json(&serde_json::json!({"key": k})).send());
+        futures_join(sends).await
+    });
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 20, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 21, "{codes:?}");
+    // The same address, now over its limit, still gets an answer for a real key (an
+    // administrator behind the same NAT as the guesser).
+    let real = s.issue_key(DOMAIN, None);
+    let r = block_on(c.post(&url).json(&serde_json::json!({"key": real})).send())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = block_on(r.json()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["state"], "valid", "{v}");
+    // ...and a guess from it is still refused.
+    let r = block_on(
+        c.post(&url)
+            .json(&serde_json::json!({"key": guesses[0]}))
+            .send(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 429);
+}
+
+/// Sends every request at once; their HTTP statuses (0 when one failed to send).
+async fn futures_join(
+    sends: impl Iterator<Item = impl std::future::Future<Output = reqwest::Result<reqwest::Response>>>,
+) -> Vec<u16> {
+    futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.map(|r| r.status().as_u16()).unwrap_or(0))
+        .collect()
 }
 
 #[test]

@@ -194,17 +194,21 @@ impl Agent {
             version: env!("CARGO_PKG_VERSION").into(),
             host: self.host.clone(),
             status: if problem.is_some() { "degraded" } else { "ok" }.into(),
-            message: problem.map(str::to_string),
+            // Within the cloud's bounds (1,000 characters, no control characters): a long
+            // error is cut, never the reason the heartbeat fails.
+            message: problem.map(|p| {
+                p.chars()
+                    .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+                    .take(1000)
+                    .collect()
+            }),
         };
         let r = self
             .client
             .heartbeat(&self.credential, &req)
             .await
             .map_err(AgentError::Heartbeat)?;
-        Ok((
-            r.role,
-            Duration::from_secs(r.heartbeat_interval_seconds.max(1)),
-        ))
+        Ok((r.role, heartbeat_interval(r.heartbeat_interval_seconds)))
     }
 
     fn settings(&self, opts: &RunOptions) -> Settings {
@@ -275,6 +279,14 @@ impl Agent {
                         e.fix()
                     ))
                 })?;
+            // A page must move forward: changes in order, after the cursor asked for, and a
+            // cursor at the last of them. A cloud that says `more` without progress (or goes
+            // back) would keep this loop asking for ever.
+            if let Some(bad) = page_problem(after, &page) {
+                return Err(RunError::Unavailable(format!(
+                    "reading changes from the cloud: {bad}; this run stops here (nothing was applied) and the next one asks again"
+                )));
+            }
             after = page.cursor;
             changes.extend(page.changes);
             if !page.more || changes.len() >= MAX_PER_RUN {
@@ -494,5 +506,103 @@ impl Agent {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+}
+
+/// The heartbeat interval the cloud asks for, kept within 5 s and 1 h: a cloud that says 0
+/// would have the agent call in without pause, one that says a year would hide it.
+pub fn heartbeat_interval(seconds: u64) -> Duration {
+    Duration::from_secs(seconds.clamp(MIN_HEARTBEAT_SECS, MAX_HEARTBEAT_SECS))
+}
+
+const MIN_HEARTBEAT_SECS: u64 = 5;
+const MAX_HEARTBEAT_SECS: u64 = 3600;
+
+/// Why a page of changes cannot be taken, if it cannot.
+pub fn page_problem(
+    after: i64,
+    page: &ad_sync_core::cloud::api::ChangesResponse,
+) -> Option<String> {
+    let mut last = after;
+    for c in &page.changes {
+        if c.seq <= last {
+            return Some(format!(
+                "the cloud sent change {} after {last} (changes must come in order, after the cursor)",
+                c.seq
+            ));
+        }
+        last = c.seq;
+    }
+    if page.cursor != last {
+        return Some(format!(
+            "the cloud's cursor {} is not its last change {last}",
+            page.cursor
+        ));
+    }
+    if page.more && page.changes.is_empty() {
+        return Some("the cloud said there were more changes but sent none".into());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ad_sync_core::cloud::api::{Change, ChangeBody, ChangesResponse};
+
+    fn page(seqs: &[i64], cursor: i64, more: bool) -> ChangesResponse {
+        ChangesResponse {
+            changes: seqs
+                .iter()
+                .map(|&seq| Change {
+                    seq,
+                    at: String::new(),
+                    body: ChangeBody::GroupRemove {
+                        id: "g".into(),
+                        name: "g".into(),
+                    },
+                })
+                .collect(),
+            cursor,
+            more,
+        }
+    }
+
+    #[test]
+    fn a_page_that_does_not_move_forward_is_refused() {
+        let cases: &[(&str, i64, ChangesResponse, bool)] = &[
+            (
+                "in order, cursor at the last",
+                3,
+                page(&[4, 7], 7, true),
+                true,
+            ),
+            ("nothing new, nothing more", 3, page(&[], 3, false), true),
+            ("more without any change", 3, page(&[], 3, true), false),
+            (
+                "a change at or before the cursor",
+                3,
+                page(&[3, 4], 4, false),
+                false,
+            ),
+            ("out of order", 3, page(&[5, 4], 5, false), false),
+            ("the cursor going back", 3, page(&[], 1, false), false),
+            (
+                "a cursor past the last change",
+                3,
+                page(&[4], 9, true),
+                false,
+            ),
+        ];
+        for (name, after, p, ok) in cases {
+            assert_eq!(page_problem(*after, p).is_none(), *ok, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_heartbeat_interval_is_kept_within_bounds() {
+        assert_eq!(heartbeat_interval(0), Duration::from_secs(5));
+        assert_eq!(heartbeat_interval(30), Duration::from_secs(30));
+        assert_eq!(heartbeat_interval(u64::MAX), Duration::from_secs(3600));
     }
 }

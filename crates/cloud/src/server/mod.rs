@@ -39,6 +39,8 @@ use tls::Peer;
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub const MAX_CHANGES_PER_FETCH: i64 = 1000;
 pub const MAX_RESULTS_PER_ACK: usize = 1000;
+/// A heartbeat's `message` (why the agent is degraded), in characters.
+pub const MAX_HEARTBEAT_MESSAGE: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -315,12 +317,75 @@ impl FromRequestParts<Shared> for Agent {
 /// Only the answers guessing produces count (`malformed`, `unknown`): a key that is used, expired
 /// or for another domain is a real key, and fifty agents racing for one key must all hear
 /// "already used", not "slow down".
+///
+/// Checking and counting are one step: `begin` reserves one of the address's attempts (attempts
+/// in flight count against the limit), so concurrent guesses cannot pass the check together.
+/// An address over its limit is not locked out for real keys: its request is still looked up,
+/// and only an answer guessing would get (`malformed`, `unknown`) becomes `rate_limited`. So one
+/// guesser behind a shared NAT does not stop the administrators behind it, and still learns
+/// nothing.
 struct Limiter {
     limit: RateLimit,
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    windows: Mutex<HashMap<IpAddr, Window>>,
+}
+
+#[derive(Clone, Copy)]
+struct Window {
+    start: Instant,
+    failures: u32,
+    in_flight: u32,
 }
 
 const LIMITER_MAX_ADDRESSES: usize = 100_000;
+
+/// One attempt from an address; `finish` says whether it was a guess's failure.
+struct Attempt<'a> {
+    limiter: &'a Limiter,
+    ip: IpAddr,
+    /// `Some(seconds to wait)` when the address was over its limit at the start.
+    over: Option<u64>,
+    done: bool,
+}
+
+impl Attempt<'_> {
+    /// Records the outcome; `Err(seconds)` when a failure must be answered `rate_limited`.
+    fn finish(mut self, failed: bool) -> Result<(), u64> {
+        self.done = true;
+        let mut windows = self
+            .limiter
+            .windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = windows.get_mut(&self.ip) {
+            w.in_flight = w.in_flight.saturating_sub(1);
+            if failed {
+                w.failures = w.failures.saturating_add(1);
+            }
+        }
+        match (failed, self.over) {
+            (true, Some(wait)) => {
+                tracing::warn!(ip = %self.ip, "key checks rate-limited");
+                Err(wait)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut windows = self
+                .limiter
+                .windows
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(w) = windows.get_mut(&self.ip) {
+                w.in_flight = w.in_flight.saturating_sub(1);
+            }
+        }
+    }
+}
 
 impl Limiter {
     fn new(limit: RateLimit) -> Self {
@@ -330,30 +395,36 @@ impl Limiter {
         }
     }
 
-    /// `Err(seconds to wait)` while the address is over its limit.
-    fn check(&self, ip: IpAddr) -> Result<(), u64> {
-        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((start, failures)) = windows.get(&ip) {
-            let elapsed = start.elapsed();
-            if elapsed < self.limit.window && *failures >= self.limit.max_failures {
-                tracing::warn!(%ip, "key checks rate-limited");
-                return Err((self.limit.window - elapsed).as_secs().max(1));
-            }
-        }
-        Ok(())
-    }
-
-    fn failed(&self, ip: IpAddr) {
+    fn begin(&self, ip: IpAddr) -> Attempt<'_> {
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         if windows.len() >= LIMITER_MAX_ADDRESSES {
             let window = self.limit.window;
-            windows.retain(|_, (start, _)| start.elapsed() < window);
+            windows.retain(|_, w| w.start.elapsed() < window || w.in_flight > 0);
         }
-        let entry = windows.entry(ip).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= self.limit.window {
-            *entry = (Instant::now(), 0);
+        let w = windows.entry(ip).or_insert(Window {
+            start: Instant::now(),
+            failures: 0,
+            in_flight: 0,
+        });
+        if w.start.elapsed() >= self.limit.window {
+            *w = Window {
+                start: Instant::now(),
+                failures: 0,
+                in_flight: w.in_flight,
+            };
         }
-        entry.1 += 1;
+        let over = (w.failures.saturating_add(w.in_flight) >= self.limit.max_failures).then(|| {
+            (self.limit.window.saturating_sub(w.start.elapsed()))
+                .as_secs()
+                .max(1)
+        });
+        w.in_flight += 1;
+        Attempt {
+            limiter: self,
+            ip,
+            over,
+            done: false,
+        }
     }
 }
 
@@ -390,9 +461,7 @@ async fn check_key(
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     ApiJson(req): ApiJson<KeyCheckRequest>,
 ) -> Response {
-    if let Err(e) = state.limiter.check(peer.ip()) {
-        return rate_limited(e);
-    }
+    let attempt = state.limiter.begin(peer.ip());
     let domain = match req.domain.as_deref().map(|d| parse_domain(d, "domain")) {
         Some(Err(e)) => return e.into_response(),
         Some(Ok(d)) => Some(d),
@@ -401,7 +470,9 @@ async fn check_key(
     let key = match ConnectKey::parse(&req.key) {
         Ok(k) => k,
         Err(e) => {
-            state.limiter.failed(peer.ip());
+            if let Err(wait) = attempt.finish(true) {
+                return rate_limited(wait);
+            }
             return Json(KeyCheckResponse {
                 state: KeyState::Malformed,
                 domain: None,
@@ -414,12 +485,10 @@ async fn check_key(
     };
     let now = ad_sync_core::time_fmt::now_unix();
     match db(&state, move |s| s.check_key(&key, domain.as_ref(), now)).await {
-        Ok(resp) => {
-            if resp.state == KeyState::Unknown {
-                state.limiter.failed(peer.ip());
-            }
-            Json(resp).into_response()
-        }
+        Ok(resp) => match attempt.finish(resp.state == KeyState::Unknown) {
+            Ok(()) => Json(resp).into_response(),
+            Err(wait) => rate_limited(wait),
+        },
         Err(e) => e.into_response(),
     }
 }
@@ -429,9 +498,7 @@ async fn enroll(
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     ApiJson(req): ApiJson<EnrollRequest>,
 ) -> Response {
-    if let Err(e) = state.limiter.check(peer.ip()) {
-        return rate_limited(e);
-    }
+    let attempt = state.limiter.begin(peer.ip());
     // Everything that can be wrong with the request is found before the key is touched.
     let checked = (|| {
         let domain = parse_domain(&req.domain, "domain")?;
@@ -456,8 +523,8 @@ async fn enroll(
     let (domain, public_key, key) = match checked {
         Ok(v) => v,
         Err(e) => {
-            if e.code == ErrorCode::KeyMalformed {
-                state.limiter.failed(peer.ip());
+            if let Err(wait) = attempt.finish(e.code == ErrorCode::KeyMalformed) {
+                return rate_limited(wait);
             }
             return e.into_response();
         }
@@ -480,6 +547,8 @@ async fn enroll(
     .await;
     match result {
         Ok(resp) => {
+            // A real key: the address's failures do not stand in its way.
+            let _ = attempt.finish(false);
             if resp.resumed {
                 tracing::info!(agent = %resp.agent_id, domain = %resp.domain, key = %hint, %peer, "agent enrollment resumed (the installer's retry, before the agent's first heartbeat)");
             } else {
@@ -488,8 +557,8 @@ async fn enroll(
             (StatusCode::CREATED, Json(resp)).into_response()
         }
         Err(e) => {
-            if e.code == ErrorCode::KeyUnknown {
-                state.limiter.failed(peer.ip());
+            if let Err(wait) = attempt.finish(e.code == ErrorCode::KeyUnknown) {
+                return rate_limited(wait);
             }
             if e.code != ErrorCode::Internal {
                 tracing::info!(key = %hint, %peer, code = e.code.as_str(), "enrollment refused");
@@ -508,8 +577,24 @@ async fn heartbeat(
     Agent(agent): Agent,
     ApiJson(req): ApiJson<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
-    if req.version.is_empty() || req.host.is_empty() {
-        return Err(invalid("version and host are required"));
+    // Bounded, printable fields: they are shown on the status page and in `agents`.
+    for (field, value, max) in [
+        ("host", Some(req.host.as_str()), 255),
+        ("version", Some(req.version.as_str()), 64),
+        ("message", req.message.as_deref(), MAX_HEARTBEAT_MESSAGE),
+    ] {
+        if let Some(v) = value {
+            if (field != "message" && v.trim().is_empty()) || v.chars().count() > max {
+                return Err(invalid(format!("{field}: give 1 to {max} characters")));
+            }
+            if v.chars()
+                .any(|c| c.is_control() && !(field == "message" && c == '\n'))
+            {
+                return Err(invalid(format!(
+                    "{field}: control characters are not allowed"
+                )));
+            }
+        }
     }
     if !matches!(req.status.as_str(), "" | "ok" | "degraded") {
         return Err(invalid("status: use \"ok\" or \"degraded\""));
@@ -631,25 +716,26 @@ async fn directory(
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     ApiJson(req): ApiJson<DirectoryRequest>,
 ) -> Result<Json<DirectoryResponse>, Response> {
-    if let Err(e) = state.limiter.check(peer.ip()) {
-        return Err(rate_limited(e));
-    }
+    let attempt = state.limiter.begin(peer.ip());
     let key = match ConnectKey::parse(&req.key) {
         Ok(k) => k,
         Err(e) => {
-            state.limiter.failed(peer.ip());
-            return Err(ApiError::new(ErrorCode::KeyMalformed, e.to_string()).into_response());
+            return Err(match attempt.finish(true) {
+                Err(wait) => rate_limited(wait),
+                Ok(()) => ApiError::new(ErrorCode::KeyMalformed, e.to_string()).into_response(),
+            });
         }
     };
     let now = ad_sync_core::time_fmt::now_unix();
     match db(&state, move |s| s.directory(&key, now)).await {
-        Ok(r) => Ok(Json(r)),
-        Err(e) => {
-            if e.code == ErrorCode::KeyUnknown {
-                state.limiter.failed(peer.ip());
-            }
-            Err(e.into_response())
+        Ok(r) => {
+            let _ = attempt.finish(false);
+            Ok(Json(r))
         }
+        Err(e) => Err(match attempt.finish(e.code == ErrorCode::KeyUnknown) {
+            Err(wait) => rate_limited(wait),
+            Ok(()) => e.into_response(),
+        }),
     }
 }
 
