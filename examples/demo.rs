@@ -46,6 +46,7 @@ fn main() {
         timing: Default::default(),
         rate_limit: Default::default(),
         limits: Default::default(),
+        status_listen: None,
     };
     let cloud = match runtime.block_on(ad_sync_cloud::server::start(opts, async {
         let _ = stopped.await;

@@ -336,7 +336,14 @@ fn keys_agents_and_the_directory_survive_a_restart() {
 fn the_primary_role_moves_when_the_primary_stops_heartbeating() {
     let s = server(
         "failover",
-        &["--primary-timeout", "2s", "--heartbeat-interval", "1s"],
+        &[
+            "--primary-timeout",
+            "2s",
+            "--heartbeat-interval",
+            "1s",
+            "--status-listen",
+            "127.0.0.1:0",
+        ],
     );
     let client = s.client();
     let a = enroll(&client, &s.issue_key(DOMAIN, None), DOMAIN, "dc1")
@@ -378,8 +385,14 @@ fn the_primary_role_moves_when_the_primary_stops_heartbeating() {
             .any(|l| l.contains(&b.id) && l.contains("primary")),
         "{agents}"
     );
-    // The status page says the same.
-    let page = raw_get(&s, "/");
+    // The status page says the same, on its own (loopback) port; the API's port has none.
+    let status = s
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("status page on ").map(str::to_string))
+        .unwrap_or_else(|| panic!("no status page line: {}", s.stdout()));
+    let page = raw_get_url(&s, &status);
+    assert!(raw_get(&s, "/").contains("not_found"));
     assert!(
         page.contains(&b.id) && page.contains("primary") && page.contains("dc2"),
         "{page}"
@@ -405,10 +418,14 @@ fn the_primary_role_moves_when_the_primary_stops_heartbeating() {
 }
 
 fn raw_get(s: &CloudServer, path: &str) -> String {
+    raw_get_url(s, &format!("{}{path}", s.url))
+}
+
+fn raw_get_url(s: &CloudServer, url: &str) -> String {
     let client = raw_client(s, None);
     block_on(async {
         client
-            .get(format!("{}{path}", s.url))
+            .get(url)
             .send()
             .await
             .unwrap_or_else(|e| panic!("{e}"))
@@ -1376,6 +1393,23 @@ fn admin_commands_refuse_bad_input_with_the_field_and_the_fix() {
     refused(
         &["domain", "add", "OU=Staff,DC=example,DC=com"],
         "only DC= parts",
+    );
+    // The status page has no login: never on an address other hosts reach.
+    let tls = s.dir.join("tls").to_string_lossy().into_owned();
+    let out = s.admin(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--self-signed",
+        &tls,
+        "--status-listen",
+        "0.0.0.0:0",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("loopback address only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     refused(&["domain", "add", "DC=example,,DC=com"], "not a valid DN");
     refused(

@@ -131,6 +131,12 @@ impl CloudServer {
         self.spawn();
     }
 
+    /// What the running server printed on stdout.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("stdout-{}.txt", self.starts)))
+            .unwrap_or_default()
+    }
+
     /// Runs an admin subcommand against this server's database.
     pub fn admin(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(bin());

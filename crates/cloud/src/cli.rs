@@ -117,6 +117,10 @@ pub struct ServeArgs {
     /// Time for a request's body and its handling.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// Serve the status page (HTML, no login) on this loopback address, like 127.0.0.1:8444;
+    /// it is not on the API's port.
+    #[arg(long, value_name = "ADDR")]
+    pub status_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -376,6 +380,7 @@ fn serve(args: ServeArgs) -> i32 {
             header_timeout: args.header_timeout,
             request_timeout: args.request_timeout,
         },
+        status_listen: args.status_listen,
     };
     // Storage calls run on blocking threads; SQLite serialises writers anyway, so a small
     // bounded pool keeps memory flat under load instead of growing a thread per waiter.
@@ -404,6 +409,9 @@ fn serve(args: ServeArgs) -> i32 {
         let _ = writeln!(out, "ad-sync-cloud listening on https://{}", running.addr);
         if let Some(ca) = &running.ca_file {
             let _ = writeln!(out, "clients trust: {}", ca.display());
+        }
+        if let Some(a) = running.status_addr {
+            let _ = writeln!(out, "status page on https://{a}/");
         }
         let _ = out.flush();
         drop(out);

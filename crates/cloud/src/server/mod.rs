@@ -50,6 +50,9 @@ pub struct ServeOptions {
     pub timing: Timing,
     pub rate_limit: RateLimit,
     pub limits: listener::Limits,
+    /// Where the status page is served (it has no login, so a loopback address only); `None`:
+    /// not served.
+    pub status_listen: Option<SocketAddr>,
 }
 
 /// Failed key checks and enrollments (malformed or unknown keys) allowed per client address in
@@ -86,6 +89,8 @@ type Shared = Arc<AppState>;
 pub struct Running {
     pub addr: SocketAddr,
     pub ca_file: Option<PathBuf>,
+    /// The status page's address, when it is served.
+    pub status_addr: Option<SocketAddr>,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -105,25 +110,69 @@ pub async fn start(
             )
         })?;
     let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+    let status_tcp = match opts.status_listen {
+        Some(a) if !a.ip().is_loopback() => {
+            return Err(format!(
+                "--status-listen {a}: the status page has no login, so it is served on a loopback address only (like 127.0.0.1:8444); reach it from elsewhere through an SSH tunnel"
+            ));
+        }
+        Some(a) => Some(tokio::net::TcpListener::bind(a).await.map_err(|e| {
+            format!("--status-listen {a}: cannot listen there: {e}; choose a free port")
+        })?),
+        None => None,
+    };
+    let status_addr = match &status_tcp {
+        Some(t) => Some(t.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
     let state = Arc::new(AppState {
         store,
         timing: opts.timing,
         limiter: Limiter::new(opts.rate_limit),
         db_slots: tokio::sync::Semaphore::new(DB_SLOTS),
     });
-    let app = router(state, opts.limits.request_timeout);
     let limits = opts.limits;
-    let task = tokio::spawn(listener::serve(tcp, ident.config, app, limits, shutdown));
+    // One shutdown for both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        // A dropped sender means the server is going away too.
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    if let Some(tcp) = status_tcp {
+        let page = Router::new()
+            .route("/", get(status))
+            .layer(axum::middleware::from_fn(log_request))
+            .with_state(state.clone());
+        tokio::spawn(listener::serve(
+            tcp,
+            ident.config.clone(),
+            page,
+            limits,
+            stopped(stop_rx.clone()),
+        ));
+    }
+    let app = router(state, opts.limits.request_timeout);
+    let task = tokio::spawn(listener::serve(
+        tcp,
+        ident.config,
+        app,
+        limits,
+        stopped(stop_rx),
+    ));
     Ok(Running {
         addr,
         ca_file: ident.ca_file,
+        status_addr,
         task,
     })
 }
 
 fn router(state: Shared, request_timeout: Duration) -> Router {
     Router::new()
-        .route("/", get(status))
         .route("/v1/health", get(health))
         .route("/v1/keys/check", post(check_key))
         .route("/v1/agents/enroll", post(enroll))
