@@ -836,11 +836,7 @@ impl Store {
     ) -> Result<(), AdminError> {
         validate_username(username)?;
         for (field, value) in [("--given", given_name), ("--surname", surname)] {
-            if value.trim().is_empty() || value.chars().count() > 64 {
-                return Err(AdminError::Invalid(format!(
-                    "{field} must be 1 to 64 characters (AD's limit for name parts)"
-                )));
-            }
+            validate_name_part(field, value)?;
         }
         if let Some(e) = email {
             validate_email(e)?;
@@ -899,12 +895,8 @@ impl Store {
         email: Option<Option<&str>>,
     ) -> Result<bool, AdminError> {
         for (field, value) in [("--given", given_name), ("--surname", surname)] {
-            if let Some(value) = value
-                && (value.trim().is_empty() || value.chars().count() > 64)
-            {
-                return Err(AdminError::Invalid(format!(
-                    "{field} must be 1 to 64 characters (AD's limit for name parts)"
-                )));
+            if let Some(value) = value {
+                validate_name_part(field, value)?;
             }
         }
         if let Some(Some(e)) = email {
@@ -1892,6 +1884,63 @@ const ACCOUNT_FORBIDDEN: &[char] = &[
     '"', '/', '\\', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>', '@',
 ];
 
+/// Characters that change how text is shown without being seen (Unicode format characters):
+/// soft hyphen, zero-width spaces and joiners, direction marks and overrides, the word joiner
+/// and invisible operators, the byte-order mark, Mongolian vowel separator, Arabic letter mark.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Script {
+    Latin,
+    Greek,
+    Cyrillic,
+}
+
+fn script(c: char) -> Option<Script> {
+    match c {
+        'A'..='Z' | 'a'..='z' | '\u{00C0}'..='\u{024F}' | '\u{1E00}'..='\u{1EFF}' => {
+            Some(Script::Latin)
+        }
+        '\u{0370}'..='\u{03FF}' | '\u{1F00}'..='\u{1FFF}' => Some(Script::Greek),
+        '\u{0400}'..='\u{052F}' => Some(Script::Cyrillic),
+        _ => None,
+    }
+}
+
+/// Why a name the agent writes into AD (a logon name, a name part, a group's name) could
+/// deceive or break: a control or invisible character, or letters of two look-alike scripts
+/// (`аdmin` with a Cyrillic `а` reads as `admin`). `None` when it is fine.
+pub fn name_problem(text: &str) -> Option<String> {
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return Some(format!("contains the control character U+{:04X}", c as u32));
+    }
+    if let Some(c) = text.chars().find(|c| is_invisible(*c)) {
+        return Some(format!(
+            "contains the invisible character U+{:04X}, which would make it look like another name",
+            c as u32
+        ));
+    }
+    let mut seen: Option<Script> = None;
+    for c in text.chars() {
+        if let Some(sc) = script(c) {
+            match seen {
+                None => seen = Some(sc),
+                Some(first) if first != sc => {
+                    return Some(
+                        "mixes letters of look-alike scripts (Latin, Greek, Cyrillic), so it can pass for another name; write it in one script".into(),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    None
+}
+
 pub fn validate_username(name: &str) -> Result<(), AdminError> {
     let bad = if name.is_empty() {
         Some("is empty".to_string())
@@ -1906,11 +1955,31 @@ pub fn validate_username(name: &str) -> Result<(), AdminError> {
         ))
     } else if name.ends_with('.') {
         Some("ends with a dot, which AD does not allow".into())
+    } else if name.ends_with('$') {
+        Some("ends with `$`, which marks computer and trust accounts in AD".into())
     } else {
-        None
+        name_problem(name)
     };
     match bad {
-        Some(why) => Err(AdminError::Invalid(format!("username `{name}` {why}"))),
+        Some(why) => Err(AdminError::Invalid(format!(
+            "username `{}` {why}",
+            name.escape_default()
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn validate_name_part(field: &str, value: &str) -> Result<(), AdminError> {
+    if value.trim().is_empty() || value.chars().count() > 64 {
+        return Err(AdminError::Invalid(format!(
+            "{field} must be 1 to 64 characters (AD's limit for name parts)"
+        )));
+    }
+    match name_problem(value) {
+        Some(why) => Err(AdminError::Invalid(format!(
+            "{field} `{}` {why}",
+            value.escape_default()
+        ))),
         None => Ok(()),
     }
 }
@@ -1933,11 +2002,20 @@ pub fn validate_group_name(name: &str) -> Result<(), AdminError> {
         Some("starts or ends with a space".into())
     } else {
         name.chars()
-            .find(|c| ACCOUNT_FORBIDDEN.contains(c) || c.is_control())
+            .find(|c| ACCOUNT_FORBIDDEN.contains(c))
             .map(|c| format!("contains `{c}`, which AD does not allow in a group's name"))
+            .or_else(|| {
+                name.ends_with('$').then(|| {
+                    "ends with `$`, which marks computer and trust accounts in AD".to_string()
+                })
+            })
+            .or_else(|| name_problem(name))
     };
     match bad {
-        Some(why) => Err(AdminError::Invalid(format!("group name `{name}` {why}"))),
+        Some(why) => Err(AdminError::Invalid(format!(
+            "group name `{}` {why}",
+            name.escape_default()
+        ))),
         None => Ok(()),
     }
 }
@@ -2055,6 +2133,28 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         (dir, path)
+    }
+
+    #[test]
+    fn names_that_could_deceive_or_break_are_refused() {
+        let cases: &[(&str, bool)] = &[
+            ("ada", true),
+            ("José", true),
+            ("Ελένη", true),
+            ("Дмитрий", true),
+            ("аdmin", false),         // Cyrillic а with Latin letters
+            ("ad\u{200B}min", false), // zero-width space
+            ("ad\u{202E}nim", false), // right-to-left override
+            ("ada\u{7}", false),      // control character
+            ("svc-backup$", false),   // a computer account's mark
+        ];
+        for (name, ok) in cases {
+            assert_eq!(validate_username(name).is_ok(), *ok, "username {name:?}");
+            assert_eq!(validate_group_name(name).is_ok(), *ok, "group {name:?}");
+        }
+        assert!(validate_name_part("--given", "Ada").is_ok());
+        assert!(validate_name_part("--given", "A\u{0}da").is_err());
+        assert!(validate_name_part("--surname", "Lоvelace").is_err());
     }
 
     #[test]

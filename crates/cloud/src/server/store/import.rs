@@ -125,6 +125,9 @@ fn user_refusal(u: &ImportUser) -> Option<String> {
         if value.chars().count() > 64 {
             return Some(format!("its {attr} is longer than 64 characters"));
         }
+        if let Some(why) = name_problem(value) {
+            return Some(format!("its {attr} {why}"));
+        }
     }
     if let Some(e) = &u.email
         && validate_email(e).is_err()
