@@ -301,6 +301,10 @@ pub struct LoadArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=512))]
     pub concurrency: u32,
+    /// Before the heartbeats, hold this many idle TLS connections (half a request line each,
+    /// from 127.0.1.x, 100 per address) and time /v1/health for 3 s meanwhile.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(0..=900))]
+    pub idle: u32,
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

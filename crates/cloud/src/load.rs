@@ -171,6 +171,10 @@ async fn load(args: &LoadArgs) -> Result<u64, String> {
         n as f64 / enroll_secs
     );
 
+    if args.idle > 0 {
+        idle_phase(&client, &tls.join("ca.pem"), &url, args).await?;
+    }
+
     // Heartbeats until the deadline, with the server's memory sampled once a second.
     let credentials = Arc::new(credentials);
     let count = Arc::new(AtomicU64::new(0));
@@ -292,4 +296,103 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
+}
+
+/// Holds `args.idle` idle TLS connections (each has sent half a request line, as a slow or
+/// hostile client does) and times `/v1/health` meanwhile; then lets them go.
+async fn idle_phase(
+    client: &Arc<CloudClient>,
+    ca: &std::path::Path,
+    url: &str,
+    args: &LoadArgs,
+) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::AsyncWriteExt as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("{}: {e}", ca.display()))?
+    {
+        roots
+            .add(cert.map_err(|e| format!("{}: {e}", ca.display()))?)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let server: std::net::SocketAddr = url
+        .trim_start_matches("https://")
+        .parse()
+        .map_err(|e| format!("{url}: {e}"))?;
+    let started = Instant::now();
+    let mut opening = tokio::task::JoinSet::new();
+    for i in 0..args.idle {
+        let connector = connector.clone();
+        // 100 per address: under the server's per-address cap, as many clients would be.
+        let from = std::net::Ipv4Addr::new(127, 0, 1, (i / 100 + 1) as u8);
+        opening.spawn(async move {
+            let sock = tokio::net::TcpSocket::new_v4().ok()?;
+            sock.bind((from, 0).into()).ok()?;
+            let tcp = sock.connect(server).await.ok()?;
+            let name = rustls_pki_types::ServerName::try_from("127.0.0.1").ok()?;
+            let mut tls = connector.connect(name, tcp).await.ok()?;
+            tls.write_all(b"GET /v1/hea").await.ok()?;
+            Some(tls)
+        });
+    }
+    let mut held = Vec::new();
+    while let Some(r) = opening.join_next().await {
+        if let Ok(Some(c)) = r {
+            held.push(c);
+        }
+    }
+    println!(
+        "idle: {} of {} connections open and idle after {:.2} s",
+        held.len(),
+        args.idle,
+        started.elapsed().as_secs_f64()
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency.min(8) {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut failed = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match client.health().await {
+                    Ok(_) => lat.push(t.elapsed().as_micros() as u64),
+                    Err(_) => failed += 1,
+                }
+            }
+            (lat, failed)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (l, f) = t.await.map_err(|e| e.to_string())?;
+        lat.extend(l);
+        failed += f;
+    }
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len().max(1)) - 1)
+            .map_or(0.0, |v| *v as f64 / 1000.0)
+    };
+    println!(
+        "health while {} idle connections are held: {} answered, {failed} failed; latency ms p50 {:.2}  p99 {:.2}  max {:.2}",
+        held.len(),
+        lat.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    drop(held);
+    Ok(())
 }
