@@ -610,6 +610,65 @@ fn a_sync_group_that_became_privileged_is_never_written() {
 }
 
 #[test]
+fn a_cloud_that_redirects_fails_check_and_the_agent_and_gets_nothing() {
+    let _dc = DC.read();
+    let env = Env::new("redirect", "");
+    let r = support::forged::Redirector::start(&env.dir.join("redirector"));
+    // check: the key goes nowhere (it would be in the body a 307 makes a client re-send).
+    let mut spec = Spec::good();
+    spec.cloud_url = Some(r.url.clone());
+    spec.cloud_ca = Some(r.ca.clone());
+    let key = env.cloud.issue_key(DOMAIN, None);
+    spec.connect_key = Some(key.clone());
+    let answers = spec.write();
+    let out = support::setup_cli(&["check", "--answers", &answers.to_string_lossy(), "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let tls = v["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["id"] == "cloud.tls"))
+        .unwrap_or_else(|| panic!("no cloud.tls: {text}"));
+    assert_eq!(tls["status"], "fail", "{tls}");
+    assert!(
+        tls["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("redirect"),
+        "{tls}"
+    );
+    // The agent: its credential goes nowhere either.
+    let config = std::fs::read_to_string(&env.config).unwrap_or_else(|e| panic!("{e}"));
+    let url_line = config
+        .lines()
+        .find(|l| l.starts_with("url = "))
+        .unwrap_or_else(|| panic!("no url in {config}"))
+        .to_string();
+    let redirected = config
+        .replace(&url_line, &format!("url = \"{}\"", r.url))
+        .replace(
+            "ca_file = \"cloud-ca.pem\"",
+            &format!("ca_file = '{}'", r.ca.display()),
+        );
+    std::fs::write(&env.config, redirected).unwrap_or_else(|e| panic!("{e}"));
+    let out = env.run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("redirect") && err.contains("never follows"),
+        "{err}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(
+        r.plain_received().is_empty(),
+        "the plain listener received {:?}",
+        String::from_utf8_lossy(&r.plain_received())
+    );
+    assert!(!err.contains(&key[5..]));
+}
+
+#[test]
 fn lockout_is_cleared_by_an_unlock_in_the_cloud() {
     let _dc = DC.read();
     let env = Env::new("lock", "sync_account_locked_out_status = true");

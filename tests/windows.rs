@@ -513,6 +513,8 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
         "Wine",
         "--surname",
         "Service",
+        "--domain",
+        "DC=example,DC=com",
     ]);
     let out = host.sc(&["start", "ad-sync-agent"]);
     assert!(out.status.success(), "sc start: {}", text(&out));

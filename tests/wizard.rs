@@ -692,7 +692,7 @@ fn review_mode_revalidates_the_installed_config_without_a_connect_key() {
     // Every check but the connect key's: the agent is enrolled already.
     assert_eq!(
         h.query_all_by_label_contains("PASS:").count(),
-        21,
+        22,
         "{}",
         screen(&h)
     );
