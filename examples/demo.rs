@@ -46,7 +46,8 @@ fn main() {
         timing: Default::default(),
         rate_limit: Default::default(),
         limits: Default::default(),
-        status_listen: None,
+        // The status page has no login: its own loopback port.
+        status_listen: Some("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"))),
     };
     let cloud = match runtime.block_on(ad_sync_cloud::server::start(opts, async {
         let _ = stopped.await;
@@ -84,8 +85,11 @@ fn main() {
         }
     };
     let _ = std::fs::write(root.join("connect-key.txt"), key.secret().expose());
+    let status = cloud
+        .status_addr
+        .map_or_else(|| "not served".to_string(), |a| format!("https://{a}/"));
     println!(
-        "Cloud at {cloud_url} (status page: {cloud_url}/); connect key {} issued for DC=example,DC=com.",
+        "Cloud at {cloud_url} (status page: {status}); connect key {} issued for DC=example,DC=com.",
         key.redacted()
     );
     let write = |name: &str, user: &str| {

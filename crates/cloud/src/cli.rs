@@ -667,7 +667,8 @@ fn user(cmd: UserCmd) -> Result<(), AdminError> {
 }
 
 fn read_password(path: &Path) -> Result<Secret, AdminError> {
-    let text = if path == Path::new("-") {
+    // The file's text holds the password: cleared from memory when dropped.
+    let text = zeroize::Zeroizing::new(if path == Path::new("-") {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| {
             AdminError::Invalid(format!(
@@ -682,7 +683,7 @@ fn read_password(path: &Path) -> Result<Secret, AdminError> {
                 path.display()
             ))
         })?
-    };
+    });
     // One line: the line break an editor adds is not part of the password.
     let line = text.strip_suffix('\n').unwrap_or(&text);
     let line = line.strip_suffix('\r').unwrap_or(line);

@@ -1222,7 +1222,9 @@ impl Store {
         now: i64,
     ) -> Result<EnrollResponse, ApiError> {
         let agent_id = format!("agt-{}", random_token(8)?.to_lowercase());
-        let credential = format!("ADSA1-{}", random_token(32)?);
+        // Cleared from memory when dropped (a resume seals it and drops it here; a new
+        // enrollment's goes out in the response, whose buffer this cannot reach).
+        let credential = zeroize::Zeroizing::new(format!("ADSA1-{}", random_token(32)?));
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (key_id, domain_id, row, key_dn_key) = find_key(&tx, &key.hash())?.ok_or_else(|| {
@@ -1303,7 +1305,7 @@ impl Store {
                 Role::Standby
             },
             agent_id,
-            credential,
+            credential: credential.to_string(),
             resumed: false,
             domain: row.domain,
             heartbeat_interval_seconds: timing.heartbeat_interval.as_secs(),
