@@ -1052,6 +1052,61 @@ fn idle_and_half_sent_connections_are_closed_and_health_keeps_answering() {
 }
 
 #[test]
+fn under_a_low_open_files_limit_the_server_refuses_connections_instead_of_failing() {
+    use std::io::Write as _;
+    // As in the finding: `ulimit -n 256` and 242 idle connections (here from three addresses,
+    // under the per-address cap). The server holds at most 256 - 64 = 192, refuses the rest at
+    // once, never runs out of descriptors, and serves again once the idle ones time out.
+    let s = CloudServer::start_limited("nofile", &["--header-timeout", "3s"], 256);
+    s.admin_ok(&["domain", "add", DOMAIN]);
+    let tls = tls_connector(&s);
+    let opened: Vec<Option<native_tls::TlsStream<std::net::TcpStream>>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..242u32)
+                .map(|i| {
+                    let tls = &tls;
+                    let s = &s;
+                    scope.spawn(move || {
+                        let from: IpAddr = [127, 0, 3, (i % 3 + 1) as u8].into();
+                        let mut c = raw_tls(s, tls, from).ok()?;
+                        c.write_all(b"GET /v1/hea").ok()?;
+                        Some(c)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().ok().flatten())
+                .collect()
+        });
+    let held = opened.iter().filter(|c| c.is_some()).count();
+    println!("{held} of 242 held under ulimit -n 256");
+    assert!(held <= 192, "{held} connections held past the cap");
+    assert!(held >= 150, "only {held} held");
+    // The idle ones are closed by the header timeout; then the server answers again.
+    let started = std::time::Instant::now();
+    let health = || {
+        let c = raw_client(&s, Some([127, 0, 0, 1].into()));
+        block_on(async { c.get(format!("{}/v1/health", s.url)).send().await })
+            .map(|r| r.status().as_u16())
+            .ok()
+    };
+    let mut answered = None;
+    while started.elapsed() < Duration::from_secs(15) {
+        if let Some(code) = health() {
+            answered = Some(code);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(answered, Some(200), "health never answered again");
+    drop(opened);
+    let log = s.log();
+    assert!(!log.contains("Too many open files"), "{log}");
+    assert!(log.contains("over the server's connection limit"), "{log}");
+}
+
+#[test]
 fn the_server_offers_tls_1_3_and_no_cbc_suite() {
     let s = server("suites", &[]);
     let port = s.port().to_string();

@@ -20,6 +20,8 @@ pub struct CloudServer {
     pub ca: PathBuf,
     extra: Vec<String>,
     listen: String,
+    /// The open-files limit to start the server with (`None`: this process's).
+    nofile: Option<u64>,
     child: Option<Child>,
     starts: u32,
 }
@@ -40,6 +42,25 @@ impl CloudServer {
         Self::start_on(tag, "127.0.0.1:0", extra)
     }
 
+    /// A server on 127.0.0.1 that may open at most `nofile` files (as under `ulimit -n`).
+    pub fn start_limited(tag: &str, extra: &[&str], nofile: u64) -> CloudServer {
+        let dir = fresh_dir(tag);
+        let mut s = CloudServer {
+            db: dir.join("cloud.db"),
+            tls: dir.join("tls"),
+            ca: dir.join("tls").join("ca.pem"),
+            url: String::new(),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            listen: "127.0.0.1:0".into(),
+            nofile: Some(nofile),
+            child: None,
+            starts: 0,
+        };
+        s.spawn();
+        s
+    }
+
     pub fn start_on(tag: &str, listen: &str, extra: &[&str]) -> CloudServer {
         let dir = fresh_dir(tag);
         let mut s = CloudServer {
@@ -50,6 +71,7 @@ impl CloudServer {
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             listen: listen.to_string(),
+            nofile: None,
             child: None,
             starts: 0,
         };
@@ -66,7 +88,25 @@ impl CloudServer {
             .append(true)
             .open(self.dir.join("server.log"))
             .unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(bin())
+        let mut cmd = Command::new(bin());
+        if let Some(n) = self.nofile {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: setrlimit is async-signal-safe and touches only the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = cmd
             .arg("serve")
             .arg("--db")
             .arg(&self.db)
