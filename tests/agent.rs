@@ -668,6 +668,131 @@ fn a_cloud_that_redirects_fails_check_and_the_agent_and_gets_nothing() {
     assert!(!err.contains(&key[5..]));
 }
 
+/// `run --once` with a config and a state folder of the test's choosing.
+fn agent_with_state(config: &Path, state_dir: &Path) -> Output {
+    Command::new(agent_bin())
+        .args(["run", "--once", "--config"])
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(["--log-dir", "-"])
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap_or_else(|e| panic!("run agent: {e}"))
+}
+
+fn set_aside_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("state.db.set-aside-")
+                })
+                .filter(|e| !e.file_name().to_string_lossy().ends_with("-wal"))
+                .filter(|e| !e.file_name().to_string_lossy().ends_with("-shm"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_state_of_another_enrollment_or_past_a_restored_cloud_is_set_aside() {
+    let _dc = DC.read();
+    let env = Env::new("rebind", "");
+    env.add_user("rb1");
+    env.add_user("rb2");
+    env.sync();
+    let old_state = env.dir.join("a/var/lib/ad-sync");
+    assert!(old_state.join("state.db").is_file());
+
+    // A fresh cloud (a new tenant, or one rebuilt) and a new install on the same machine; the
+    // old install's state is still in the state folder. Before, the new agent took it for its
+    // own: cursor 3, "changes: 0", and the new cloud's users never reached AD.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut cloud2 = CloudServer::start_on(
+        "rebind2",
+        &format!("127.0.0.1:{port}"),
+        &["--heartbeat-interval", "1s", "--primary-timeout", "3s"],
+    );
+    cloud2.admin_ok(&["domain", "add", DOMAIN]);
+    for u in ["rb3", "rb4", "rb5"] {
+        cloud2.admin_ok(&[
+            "user",
+            "add",
+            u,
+            "--given",
+            "G",
+            "--surname",
+            &format!("S{u}"),
+        ]);
+    }
+    let config2 = install(&cloud2, &env.dir.join("b"), &env.ou, &env.sync_group, "");
+    let out = agent_with_state(&config2, &old_state);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("was not used") && err.contains("belongs to the enrollment"),
+        "{err}"
+    );
+    assert_eq!(set_aside_files(&old_state), 1, "set aside, not deleted");
+    let users = users_in_ou(&env);
+    for u in ["rb3", "rb4", "rb5"] {
+        assert!(
+            users.contains(&u.to_string()),
+            "{u} never reached AD: {users:?}"
+        );
+    }
+    // Bound now: the next run takes it as its own.
+    let out = agent_with_state(&config2, &old_state);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("was not used"));
+    assert_eq!(set_aside_files(&old_state), 1);
+
+    // The cloud restored from a backup: its feed ends before this state's cursor.
+    cloud2.stop();
+    let backup = cloud2.dir.join("backup.db");
+    std::fs::copy(&cloud2.db, &backup).unwrap_or_else(|e| panic!("{e}"));
+    cloud2.restart();
+    cloud2.admin_ok(&["user", "add", "rb6", "--given", "G", "--surname", "S6"]);
+    cloud2.admin_ok(&["user", "add", "rb7", "--given", "G", "--surname", "S7"]);
+    let out = agent_with_state(&config2, &old_state);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cloud2.stop();
+    for side in ["cloud.db-wal", "cloud.db-shm"] {
+        let _ = std::fs::remove_file(cloud2.dir.join(side));
+    }
+    std::fs::copy(&backup, &cloud2.db).unwrap_or_else(|e| panic!("{e}"));
+    cloud2.restart();
+    let out = agent_with_state(&config2, &old_state);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("past the end of the cloud's change feed"),
+        "{text}"
+    );
+    assert!(text.contains("failed: 0"), "{text}");
+    assert_eq!(set_aside_files(&old_state), 2);
+    // Replayed from the start: the restored cloud's users are recognised by their marker (no
+    // collision, no duplicate).
+    let users = users_in_ou(&env);
+    for u in ["rb3", "rb4", "rb5"] {
+        assert_eq!(users.iter().filter(|x| *x == u).count(), 1, "{users:?}");
+    }
+}
+
 #[test]
 fn lockout_is_cleared_by_an_unlock_in_the_cloud() {
     let _dc = DC.read();

@@ -262,12 +262,13 @@ impl Agent {
         opts: &RunOptions,
         resync: bool,
     ) -> Result<CycleReport, RunError> {
-        if !opts.dry_run {
-            self.flush_acks(state).await?;
-        }
-        let cursor = state.cursor();
+        let mut cursor = state.cursor();
         let mut changes = Vec::new();
         let mut after = cursor;
+        // The feed is read before the acknowledgements are sent: a cloud restored from a
+        // backup (its feed ends before this state's cursor) is found first, and this state,
+        // with results for changes that cloud never sent, is set aside.
+        let mut acks_flushed = false;
         loop {
             let page = self
                 .client
@@ -282,10 +283,27 @@ impl Agent {
             // A page must move forward: changes in order, after the cursor asked for, and a
             // cursor at the last of them. A cloud that says `more` without progress (or goes
             // back) would keep this loop asking for ever.
+            if let Some(head) = page.head
+                && head < after
+                && !opts.dry_run
+            {
+                let note = state.set_aside(&format!(
+                    "its cursor ({after}) is past the end of the cloud's change feed ({head}): the cloud was restored from a backup or rebuilt, so this state describes changes it no longer has"
+                ))?;
+                tracing::warn!("{note}");
+                cursor = 0;
+                after = 0;
+                changes.clear();
+                continue;
+            }
             if let Some(bad) = page_problem(after, &page) {
                 return Err(RunError::Unavailable(format!(
                     "reading changes from the cloud: {bad}; this run stops here (nothing was applied) and the next one asks again"
                 )));
+            }
+            if !acks_flushed && !opts.dry_run {
+                self.flush_acks(state).await?;
+                acks_flushed = true;
             }
             after = page.cursor;
             changes.extend(page.changes);
@@ -439,9 +457,30 @@ impl Agent {
         Ok(total)
     }
 
-    /// Opens the state (the mirror in it is loaded per cycle).
-    pub fn open_state(&self, opts: &RunOptions) -> Result<State, StateError> {
-        State::open(&opts.state_dir)
+    /// Opens this enrollment's state (the mirror in it is loaded per cycle). A state of another
+    /// enrollment is set aside: the note says so, and is logged here once.
+    pub fn open_state(&self, opts: &RunOptions) -> Result<(State, Option<String>), StateError> {
+        let (state, note) = State::open_bound(&opts.state_dir, &self.binding())?;
+        if let Some(n) = &note {
+            tracing::warn!("{n}");
+        }
+        Ok((state, note))
+    }
+
+    /// The enrollment this agent is: its credential, its cloud and its AD domain.
+    pub fn binding(&self) -> state::Binding {
+        let cloud = self
+            .answers
+            .cloud
+            .as_ref()
+            .and_then(|c| c.url.clone())
+            .unwrap_or_default();
+        let domain = ad_sync_core::adopt::Scope::from_answers(&self.answers)
+            .ok()
+            .and_then(|s| s.domain_dn())
+            .map(|d| d.to_comma_form())
+            .unwrap_or_default();
+        state::Binding::new(&self.credential, &cloud, &domain)
     }
 
     /// Heartbeats until `stop` resolves; on the primary, a sync cycle after each heartbeat. A
@@ -453,11 +492,12 @@ impl Agent {
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<(), AgentError> {
         tokio::pin!(stop);
-        let mut state = self.open_state(opts)?;
+        let (mut state, set_aside) = self.open_state(opts)?;
         let mut interval = Duration::from_secs(30);
         let mut backoff = Duration::from_secs(1);
         let mut last_role = None;
-        let mut problem: Option<String> = None;
+        // A state set aside is told to the cloud with the first heartbeat.
+        let mut problem: Option<String> = set_aside;
         let mut last_resync: Option<Instant> = None;
         loop {
             let wait = match self.heartbeat(problem.as_deref()).await {
@@ -565,6 +605,7 @@ mod tests {
                 .collect(),
             cursor,
             more,
+            head: None,
         }
     }
 

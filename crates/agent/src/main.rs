@@ -308,7 +308,12 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions) ->
     }
     println!("primary");
     let mut state = match agent.open_state(opts) {
-        Ok(s) => s,
+        Ok((s, note)) => {
+            if let Some(n) = note {
+                eprintln!("warning: {n}");
+            }
+            s
+        }
         Err(e) => {
             let e = AgentError::from(e);
             tracing::error!("{e}");

@@ -32,6 +32,39 @@ CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, status TEXT NOT NULL
 pub struct State {
     conn: Connection,
     pub path: PathBuf,
+    binding: Option<Binding>,
+}
+
+/// The enrollment a state belongs to: the agent's credential (a fingerprint: a reinstall gets
+/// a new one), the cloud and the AD domain. A state of another enrollment (an older install, a
+/// rebuilt cloud) is never used: it is set aside and the agent starts empty.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Binding {
+    /// SHA-256 of the agent's credential, hex, first 32 characters.
+    pub credential: String,
+    pub cloud: String,
+    pub domain: String,
+}
+
+impl Binding {
+    pub fn new(credential: &ad_sync_core::secret::Secret, cloud: &str, domain: &str) -> Binding {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(credential.expose().as_bytes());
+        Binding {
+            credential: digest.iter().take(16).map(|b| format!("{b:02x}")).collect(),
+            cloud: cloud.trim_end_matches('/').to_ascii_lowercase(),
+            domain: domain.to_ascii_lowercase(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "the enrollment with credential {}… at {} for {}",
+            &self.credential[..8.min(self.credential.len())],
+            self.cloud,
+            self.domain
+        )
+    }
 }
 
 /// Why the state cannot be used. Each names the file and what to do.
@@ -71,6 +104,103 @@ fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
 }
 
 impl State {
+    /// Opens the state of this enrollment in `dir`. A state that belongs to another one (or to
+    /// no recorded one, from before states were bound, when it holds anything) is set aside
+    /// (renamed `state.db.set-aside-<time>`, never deleted) and an empty state is started; the
+    /// note says so, for the log and the heartbeat.
+    pub fn open_bound(
+        dir: &Path,
+        binding: &Binding,
+    ) -> Result<(State, Option<String>), StateError> {
+        let mut state = State::open(dir)?;
+        state.binding = Some(binding.clone());
+        let recorded: Option<Binding> = state
+            .meta("enrollment")
+            .and_then(|v| serde_json::from_str(&v).ok());
+        let note = match recorded {
+            Some(b) if &b == binding => None,
+            Some(b) => Some(state.set_aside(&format!(
+                "it belongs to {}, not to this agent's ({})",
+                b.describe(),
+                binding.describe()
+            ))?),
+            None if state.is_empty()? => None,
+            None => Some(state.set_aside(
+                "it records no enrollment (it was written before states were bound to one), so it may be an older install's",
+            )?),
+        };
+        state.bind()?;
+        Ok((state, note))
+    }
+
+    fn meta(&self, key: &str) -> Option<String> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .ok()
+    }
+
+    fn bind(&self) -> Result<(), StateError> {
+        if let Some(b) = &self.binding {
+            let json = serde_json::to_string(b).unwrap_or_default();
+            self.conn
+                .execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('enrollment', ?1)",
+                    [json],
+                )
+                .map_err(db_err(&self.path))?;
+        }
+        Ok(())
+    }
+
+    fn is_empty(&self) -> Result<bool, StateError> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM groups)
+                      + (SELECT COUNT(*) FROM outbox)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err(&self.path))?;
+        Ok(n == 0 && self.cursor() == 0)
+    }
+
+    /// Renames the state file (and its WAL) aside and starts an empty one in its place, bound
+    /// to this enrollment. Returns what to tell the administrator.
+    pub fn set_aside(&mut self, why: &str) -> Result<String, StateError> {
+        let stamp = ad_sync_core::time_fmt::now_unix();
+        let aside = self
+            .path
+            .with_file_name(format!("state.db.set-aside-{stamp}"));
+        // Close the file first (a WAL is checkpointed on close), then move it.
+        let placeholder = Connection::open_in_memory().map_err(db_err(&self.path))?;
+        drop(std::mem::replace(&mut self.conn, placeholder));
+        let io = |source| StateError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        std::fs::rename(&self.path, &aside).map_err(io)?;
+        for suffix in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{suffix}", self.path.display()));
+            if side.exists() {
+                let _ = std::fs::rename(&side, format!("{}{suffix}", aside.display()));
+            }
+        }
+        let dir = self
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let fresh = State::open(&dir)?;
+        self.conn = fresh.conn;
+        self.bind()?;
+        Ok(format!(
+            "the state {} was not used: {why}. It was set aside as {} (nothing deleted), and this agent starts from an empty state: it replays the cloud's changes and recognises the AD objects it manages by their marker",
+            self.path.display(),
+            aside.display()
+        ))
+    }
+
     /// Opens (creating) `state.db` in `dir`, which is created private (0700) when missing.
     pub fn open(dir: &Path) -> Result<State, StateError> {
         ad_sync_core::install::fsops::create_dirs(dir, 0o700).map_err(|source| StateError::Io {
@@ -104,7 +234,11 @@ impl State {
         conn.execute_batch(SCHEMA).map_err(db_err(&path))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(db_err(&path))?;
-        Ok(State { conn, path })
+        Ok(State {
+            conn,
+            path,
+            binding: None,
+        })
     }
 
     /// The cursor alone (what an idle agent polls with).
@@ -329,5 +463,96 @@ impl State {
             .execute("DELETE FROM outbox WHERE seq <= ?1", [upto])
             .map(|_| ())
             .map_err(db_err(&path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_cursor(state: &State, cursor: i64) {
+        state
+            .conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?1)",
+                [cursor.to_string()],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn aside(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        n.starts_with("state.db.set-aside-")
+                            && !n.ends_with("-wal")
+                            && !n.ends_with("-shm")
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_state_belongs_to_one_enrollment() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cred = |s: &str| ad_sync_core::secret::Secret::new(s);
+        let a = Binding::new(
+            &cred("ADSA1-one"),
+            "https://cloud.example.com/",
+            "DC=example,DC=com",
+        );
+        let b = Binding::new(
+            &cred("ADSA1-two"),
+            "https://cloud.example.com",
+            "DC=example,DC=com",
+        );
+        assert_ne!(a, b);
+        assert!(
+            !a.credential.contains("one"),
+            "a fingerprint, not the credential"
+        );
+        // A new state is bound to its first enrollment.
+        let (state, note) = State::open_bound(dir.path(), &a).unwrap_or_else(|e| panic!("{e}"));
+        assert!(note.is_none());
+        with_cursor(&state, 3);
+        drop(state);
+        let (state, note) = State::open_bound(dir.path(), &a).unwrap_or_else(|e| panic!("{e}"));
+        assert!(note.is_none());
+        assert_eq!(state.cursor(), 3);
+        drop(state);
+        // Another enrollment: set aside (kept), and it starts empty.
+        let (state, note) = State::open_bound(dir.path(), &b).unwrap_or_else(|e| panic!("{e}"));
+        let note = note.unwrap_or_else(|| panic!("no note"));
+        assert!(note.contains("belongs to the enrollment"), "{note}");
+        assert_eq!(state.cursor(), 0);
+        assert_eq!(aside(dir.path()), 1);
+        drop(state);
+        let (_, note) = State::open_bound(dir.path(), &b).unwrap_or_else(|e| panic!("{e}"));
+        assert!(note.is_none(), "bound to b now");
+    }
+
+    #[test]
+    fn a_state_from_before_binding_is_set_aside_unless_empty() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let b = Binding::new(
+            &ad_sync_core::secret::Secret::new("ADSA1-x"),
+            "https://c",
+            "DC=example,DC=com",
+        );
+        let old = State::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        with_cursor(&old, 7);
+        drop(old);
+        let (state, note) = State::open_bound(dir.path(), &b).unwrap_or_else(|e| panic!("{e}"));
+        assert!(note.unwrap_or_default().contains("records no enrollment"));
+        assert_eq!(state.cursor(), 0);
+        drop(state);
+        // An empty one is simply bound.
+        let other = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        drop(State::open(other.path()).unwrap_or_else(|e| panic!("{e}")));
+        let (_, note) = State::open_bound(other.path(), &b).unwrap_or_else(|e| panic!("{e}"));
+        assert!(note.is_none());
     }
 }

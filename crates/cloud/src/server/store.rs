@@ -1457,10 +1457,16 @@ impl Store {
             });
         }
         let cursor = changes.last().map_or(after, |c| c.seq);
+        let head: i64 = conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE domain_id = ?1",
+            [agent.domain_id],
+            |r| r.get(0),
+        )?;
         Ok(ChangesResponse {
             changes,
             cursor,
             more,
+            head: Some(head),
         })
     }
 

@@ -246,6 +246,10 @@ pub struct ChangesResponse {
     /// Pass as `after` next time: the last seq returned, or `after` when there was nothing.
     pub cursor: i64,
     pub more: bool,
+    /// The seq of the domain's last change (absent from older clouds): a cursor past it means
+    /// the cloud was restored from a backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

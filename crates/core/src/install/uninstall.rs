@@ -1,7 +1,7 @@
 //! `ad-sync-setup uninstall [--keep-config]`: tells the cloud the agent is gone (its credential
 //! stops working and it gives up the primary role), stops and removes the service, and removes
 //! the secrets, the enrollment record, the program copy the installer made and (unless
-//! `--keep-config`) the config and its backups.
+//! `--keep-config`) the agent's state, the config and its backups.
 //!
 //! The cloud is told first: when it cannot be reached nothing is removed (the agent would
 //! otherwise stay listed, and primary, with no machine behind it), unless `--force`.
@@ -219,7 +219,39 @@ pub fn uninstall(opts: &UninstallOptions) -> UninstallOutcome {
         let _ = std::fs::remove_dir(layout.real(&layout.program_dir));
     }
 
-    // 5. The config.
+    // 5. The agent's state (its mirror and cursor belong to this enrollment; a state set aside
+    //    from an older one goes too). Kept with the config: it stays bound to this enrollment.
+    let state_dir = layout.real(&layout.state_dir);
+    if opts.keep_config {
+        step(
+            &mut out,
+            "state",
+            Ok(format!("{} kept (--keep-config)", state_dir.display())),
+        );
+    } else {
+        let files: Vec<PathBuf> = std::fs::read_dir(&state_dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("state.db"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let r = files.iter().try_for_each(|f| remove(f));
+        step(
+            &mut out,
+            "state",
+            r.map(|()| format!("{} removed ({} files)", state_dir.display(), files.len())),
+        );
+        // Only when empty: anything else in it was not ours.
+        let _ = std::fs::remove_dir(&state_dir);
+    }
+
+    // 6. The config.
     if opts.keep_config {
         step(
             &mut out,
