@@ -241,19 +241,29 @@ fn install(cloud: &CloudServer, prefix: &Path, ou: &str, sync_group: &str, sync:
     prefix.join("etc/ad-sync/agent.toml")
 }
 
+/// `run --once` of an installed agent, with its state and logs under the install prefix.
 fn agent(config: &Path, extra: &[&str]) -> Output {
     let base = config
         .parent()
         .and_then(Path::parent)
         .and_then(Path::parent)
         .unwrap_or_else(|| panic!("config path"));
+    run_once(
+        config,
+        &base.join("var/lib/ad-sync"),
+        &base.join("var/log/ad-sync"),
+        extra,
+    )
+}
+
+fn run_once(config: &Path, state_dir: &Path, log_dir: &Path, extra: &[&str]) -> Output {
     Command::new(agent_bin())
         .args(["run", "--once", "--config"])
         .arg(config)
         .arg("--state-dir")
-        .arg(base.join("var/lib/ad-sync"))
+        .arg(state_dir)
         .arg("--log-dir")
-        .arg(base.join("var/log/ad-sync"))
+        .arg(log_dir)
         .args(extra)
         .env_remove("CREDENTIALS_DIRECTORY")
         .output()
@@ -670,15 +680,7 @@ fn a_cloud_that_redirects_fails_check_and_the_agent_and_gets_nothing() {
 
 /// `run --once` with a config and a state folder of the test's choosing.
 fn agent_with_state(config: &Path, state_dir: &Path) -> Output {
-    Command::new(agent_bin())
-        .args(["run", "--once", "--config"])
-        .arg(config)
-        .arg("--state-dir")
-        .arg(state_dir)
-        .args(["--log-dir", "-"])
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .output()
-        .unwrap_or_else(|e| panic!("run agent: {e}"))
+    run_once(config, state_dir, Path::new("-"), &[])
 }
 
 fn set_aside_files(dir: &Path) -> usize {
