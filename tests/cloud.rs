@@ -78,8 +78,24 @@ fn heartbeat(client: &CloudClient, agent: &Enrolled) -> Role {
 }
 
 /// `ad-sync-setup validate-key - --json ...` with the key on standard input; (exit code, JSON).
-fn validate_key(key: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
+/// Runs `cmd` with `input` (a key: never an argument) on its standard input.
+fn with_stdin(cmd: &mut std::process::Command, input: &str) -> std::process::Output {
     use std::io::Write as _;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    child.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn validate_key(key: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ad-sync-setup"));
     cmd.args(["validate-key", "-", "--json"]).args(args);
     for (k, v) in env {
@@ -97,18 +113,7 @@ fn validate_key(key: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, Value, 
             cmd.env_remove(var);
         }
     }
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(key.as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let out = with_stdin(&mut cmd, key);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let json: Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("validate-key printed no JSON ({e}): {stdout}"));
@@ -1223,22 +1228,12 @@ fn revoked_agents_and_keys_stop_at_once_and_a_late_replay_is_refused() {
     let check = block_on(client.check_key(&key(&k2), None)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(check.state.as_str(), "revoked");
     let k3 = s.issue_key(DOMAIN, None);
-    let mut cmd = std::process::Command::new(support::cloud::bin());
-    let mut child = cmd
-        .args(["key", "revoke", "-", "--db"])
-        .arg(&s.db)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    if let Some(mut stdin) = child.stdin.take() {
-        use std::io::Write as _;
-        stdin
-            .write_all(k3.as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let out = with_stdin(
+        std::process::Command::new(support::cloud::bin())
+            .args(["key", "revoke", "-", "--db"])
+            .arg(&s.db),
+        &k3,
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -261,14 +261,20 @@ fn unusable_ca_file_fails_ldap_tls_naming_the_field() {
     );
 }
 
-#[test]
-fn expired_certificate_with_fallback_allowed_still_never_downgrades() {
-    let b = bed();
+/// Answers for dc2 (its LDAPS certificate has expired; it accepts a simple bind over plain
+/// LDAP), its CA trusted, its default containers.
+fn dc2_spec() -> Spec {
     let mut s = Spec::good();
     s.dc_host = Some(testbed::DC2_HOST.into());
-    s.ca_file = Some(b.dc2.ca_file.clone());
+    s.ca_file = Some(bed().dc2.ca_file.clone());
     s.root_dn = "CN=Users;DC=example;DC=com".into();
     s.sync_group_dn = Some("CN=Cloud Groups;CN=Users;DC=example;DC=com".into());
+    s
+}
+
+#[test]
+fn expired_certificate_with_fallback_allowed_still_never_downgrades() {
+    let mut s = dc2_spec();
     // Not allowed: the expired certificate is a failure and plain LDAP is never tried.
     let r = run_checks(&s);
     expect(&r, ids::LDAP_TLS, Status::Fail, "expired on 2025-01-01");
@@ -287,13 +293,8 @@ fn expired_certificate_with_fallback_allowed_still_never_downgrades() {
 fn a_dc_without_ldaps_with_fallback_allowed_downgrades_loudly() {
     // A DC with no LDAPS listener refuses the secure port outright: only then is plain LDAP
     // used (dc2 accepts a simple bind over plain LDAP; 1636 stands for its missing LDAPS).
-    let b = bed();
-    let mut s = Spec::good();
-    s.dc_host = Some(testbed::DC2_HOST.into());
-    s.ca_file = Some(b.dc2.ca_file.clone());
+    let mut s = dc2_spec();
     s.port = Some(1636);
-    s.root_dn = "CN=Users;DC=example;DC=com".into();
-    s.sync_group_dn = Some("CN=Cloud Groups;CN=Users;DC=example;DC=com".into());
     let r = run_checks(&s);
     expect(&r, ids::DC_REACHABLE, Status::Fail, "refused");
     expect(&r, ids::LDAP_FALLBACK, Status::Skip, "not allowed");

@@ -44,24 +44,14 @@ impl CloudServer {
 
     /// A server on 127.0.0.1 that may open at most `nofile` files (as under `ulimit -n`).
     pub fn start_limited(tag: &str, extra: &[&str], nofile: u64) -> CloudServer {
-        let dir = fresh_dir(tag);
-        let mut s = CloudServer {
-            db: dir.join("cloud.db"),
-            tls: dir.join("tls"),
-            ca: dir.join("tls").join("ca.pem"),
-            url: String::new(),
-            dir,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            listen: "127.0.0.1:0".into(),
-            nofile: Some(nofile),
-            child: None,
-            starts: 0,
-        };
-        s.spawn();
-        s
+        Self::launch(tag, "127.0.0.1:0", extra, Some(nofile))
     }
 
     pub fn start_on(tag: &str, listen: &str, extra: &[&str]) -> CloudServer {
+        Self::launch(tag, listen, extra, None)
+    }
+
+    fn launch(tag: &str, listen: &str, extra: &[&str], nofile: Option<u64>) -> CloudServer {
         let dir = fresh_dir(tag);
         let mut s = CloudServer {
             db: dir.join("cloud.db"),
@@ -71,7 +61,7 @@ impl CloudServer {
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             listen: listen.to_string(),
-            nofile: None,
+            nofile,
             child: None,
             starts: 0,
         };

@@ -94,9 +94,32 @@ pub struct Redirector {
     pub url: String,
     pub ca: PathBuf,
     pub plain_port: u16,
+    run: Threads,
+}
+
+/// A fake server's threads and what reached its plain side; stopped when dropped.
+struct Threads {
     received: Arc<Mutex<Vec<u8>>>,
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Threads {
+    fn plain_received(&self) -> Vec<u8> {
+        self.received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Redirector {
@@ -133,36 +156,25 @@ impl Redirector {
             url: format!("https://127.0.0.1:{tls_port}"),
             ca: ca_path,
             plain_port,
-            received,
-            stop,
-            threads,
+            run: Threads {
+                received,
+                stop,
+                threads,
+            },
         }
     }
+
     /// What the plain listener received (empty when nothing reached it).
     pub fn plain_received(&self) -> Vec<u8> {
-        self.received
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
-
-impl Drop for Redirector {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+        self.run.plain_received()
     }
 }
 
 /// An "LDAPS" server on `ip`:636 with a certificate of its own (as someone in the path would
 /// present) and a plain listener on `ip`:389 that records what reaches it.
 pub struct FakeDc {
-    received: Arc<Mutex<Vec<u8>>>,
     tls_connections: Arc<AtomicU32>,
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    run: Threads,
 }
 
 impl FakeDc {
@@ -183,30 +195,20 @@ impl FakeDc {
             }),
         ];
         FakeDc {
-            received,
             tls_connections: count,
-            stop,
-            threads,
+            run: Threads {
+                received,
+                stop,
+                threads,
+            },
         }
     }
 
     pub fn plain_received(&self) -> Vec<u8> {
-        self.received
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.run.plain_received()
     }
 
     pub fn tls_connections(&self) -> u32 {
         self.tls_connections.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for FakeDc {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
     }
 }

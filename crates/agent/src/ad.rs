@@ -288,8 +288,8 @@ impl Ad {
             .map_err(|e| AdError::from_op(e, "find the members of the privileged groups"))
     }
 
-    pub async fn group_privilege(&self, dn: &str) -> Result<Option<String>, AdError> {
-        reads::group_privilege(&self.ldap, self.timeout, dn)
+    pub async fn group_privilege(&self, group: &Obj) -> Result<Option<String>, AdError> {
+        reads::group_privilege_of(&self.ldap, self.timeout, group)
             .await
             .map_err(|e| AdError::from_op(e, "read the groups the sync group is in"))
     }

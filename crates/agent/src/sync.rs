@@ -87,8 +87,9 @@ pub trait Directory {
     fn delete(&self, dn: &str) -> impl Future<Output = Result<(), AdError>>;
     /// The objects in a privileged group, nested membership included.
     fn privileged(&self) -> impl Future<Output = Result<HashSet<Vec<u8>>, AdError>>;
-    /// Why a group (the sync group) hands privilege to its members, if it does.
-    fn group_privilege(&self, dn: &str) -> impl Future<Output = Result<Option<String>, AdError>>;
+    /// Why a group already read (the sync group) hands privilege to its members, if it does.
+    fn group_privilege(&self, group: &Obj)
+    -> impl Future<Output = Result<Option<String>, AdError>>;
 }
 
 impl Directory for Ad {
@@ -116,8 +117,8 @@ impl Directory for Ad {
     async fn privileged(&self) -> Result<HashSet<Vec<u8>>, AdError> {
         Ad::privileged(self).await
     }
-    async fn group_privilege(&self, dn: &str) -> Result<Option<String>, AdError> {
-        Ad::group_privilege(self, dn).await
+    async fn group_privilege(&self, group: &Obj) -> Result<Option<String>, AdError> {
+        Ad::group_privilege(self, group).await
     }
 }
 
@@ -154,7 +155,7 @@ pub async fn reconcile<D: Directory>(
     if let Some(g) = sync_group.as_mut()
         && g.protected.is_none()
     {
-        g.protected = match ad.group_privilege(&g.dn).await {
+        g.protected = match ad.group_privilege(g).await {
             Ok(why) => why,
             Err(AdError::Refused { message, .. }) => Some(format!(
                 "the groups it is in could not be read to prove none is privileged ({message})"

@@ -240,13 +240,7 @@ async fn load(args: &LoadArgs) -> Result<u64, String> {
     let samples = sampler.await.map_err(|e| e.to_string())?;
     let errors = errors.load(Ordering::Relaxed);
     latencies.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let idx = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
-        latencies[idx] as f64 / 1000.0
-    };
+    let pct = |p: f64| percentile_ms(&latencies, p);
     let rate = latencies.len() as f64 / secs;
     println!(
         "heartbeats: {} in {secs:.2} s = {rate:.0}/s, {errors} failed",
@@ -366,7 +360,7 @@ async fn idle_phase(
             while Instant::now() < deadline {
                 let t = Instant::now();
                 match client.health().await {
-                    Ok(_) => lat.push(t.elapsed().as_micros() as u64),
+                    Ok(_) => lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32),
                     Err(_) => failed += 1,
                 }
             }
@@ -381,10 +375,7 @@ async fn idle_phase(
         failed += f;
     }
     lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len().max(1)) - 1)
-            .map_or(0.0, |v| *v as f64 / 1000.0)
-    };
+    let pct = |p: f64| percentile_ms(&lat, p);
     println!(
         "health while {} idle connections are held: {} answered, {failed} failed; latency ms p50 {:.2}  p99 {:.2}  max {:.2}",
         held.len(),
@@ -395,4 +386,14 @@ async fn idle_phase(
     );
     drop(held);
     Ok(())
+}
+
+/// The `p` percentile (0..=1) of sorted latencies in microseconds, in milliseconds (0 when
+/// there are none).
+fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted_us.len() as f64 * p).ceil() as usize).clamp(1, sorted_us.len()) - 1;
+    sorted_us[idx] as f64 / 1000.0
 }

@@ -387,51 +387,38 @@ struct Window {
 
 const LIMITER_MAX_ADDRESSES: usize = 100_000;
 
-/// One attempt from an address; `finish` says whether it was a guess's failure.
+/// One attempt from an address, in flight until dropped; `finish` says whether it was a
+/// guess's failure.
 struct Attempt<'a> {
     limiter: &'a Limiter,
     ip: IpAddr,
     /// `Some(seconds to wait)` when the address was over its limit at the start.
     over: Option<u64>,
-    done: bool,
 }
 
 impl Attempt<'_> {
     /// Records the outcome; `Err(seconds)` when a failure must be answered `rate_limited`.
-    fn finish(mut self, failed: bool) -> Result<(), u64> {
-        self.done = true;
-        let mut windows = self
-            .limiter
-            .windows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(w) = windows.get_mut(&self.ip) {
-            w.in_flight = w.in_flight.saturating_sub(1);
-            if failed {
-                w.failures = w.failures.saturating_add(1);
-            }
+    fn finish(self, failed: bool) -> Result<(), u64> {
+        if !failed {
+            return Ok(());
         }
-        match (failed, self.over) {
-            (true, Some(wait)) => {
+        if let Some(w) = self.limiter.lock().get_mut(&self.ip) {
+            w.failures = w.failures.saturating_add(1);
+        }
+        match self.over {
+            Some(wait) => {
                 tracing::warn!(ip = %self.ip, "key checks rate-limited");
                 Err(wait)
             }
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            let mut windows = self
-                .limiter
-                .windows
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Some(w) = windows.get_mut(&self.ip) {
-                w.in_flight = w.in_flight.saturating_sub(1);
-            }
+        if let Some(w) = self.limiter.lock().get_mut(&self.ip) {
+            w.in_flight = w.in_flight.saturating_sub(1);
         }
     }
 }
@@ -444,8 +431,13 @@ impl Limiter {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Window>> {
+        // The table holds counts only: a panic while it was held leaves nothing half-done.
+        self.windows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn begin(&self, ip: IpAddr) -> Attempt<'_> {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut windows = self.lock();
         if windows.len() >= LIMITER_MAX_ADDRESSES {
             let window = self.limit.window;
             windows.retain(|_, w| w.start.elapsed() < window || w.in_flight > 0);
@@ -472,7 +464,6 @@ impl Limiter {
             limiter: self,
             ip,
             over,
-            done: false,
         }
     }
 }

@@ -395,13 +395,9 @@ fn migrate_v4(conn: &Connection) -> Result<Option<String>, String> {
             |r| r.get(0),
         )
         .map_err(db)?;
-    let target = match domains.first() {
-        Some((id, _)) => *id,
-        None if objects == 0 => 0,
-        None => {
-            return Err("it holds users, groups or changes but no domain instance, so they cannot be given to one; add the domain with an ad-sync-cloud of the previous version first".into());
-        }
-    };
+    if domains.is_empty() && objects > 0 {
+        return Err("it holds users, groups or changes but no domain instance, so they cannot be given to one; add the domain with an ad-sync-cloud of the previous version first".into());
+    }
     tx.execute_batch(
         "ALTER TABLE keys ADD COLUMN revoked_at INTEGER;
          ALTER TABLE agents ADD COLUMN first_heartbeat_at INTEGER;
@@ -442,7 +438,7 @@ fn migrate_v4(conn: &Connection) -> Result<Option<String>, String> {
     )
     .map_err(db)?;
     tx.commit().map_err(db)?;
-    Ok((domains.len() > 1 && objects > 0 && target > 0).then(|| {
+    Ok((domains.len() > 1 && objects > 0).then(|| {
         format!(
             "this database had {} domain instances sharing one directory; each domain instance now has its own, and the existing users, groups and changes belong to {} (the first added). Add the others' users again with --domain",
             domains.len(),
@@ -661,6 +657,12 @@ impl Store {
     /// answers `revoked`.
     pub fn revoke_key(&self, key_or_last4: &str, now: i64) -> Result<KeyRow, AdminError> {
         let text = key_or_last4.trim();
+        // What errors may show: never a whole key (it came on standard input to stay secret).
+        let shown = match ConnectKey::parse(text) {
+            Ok(k) if text.len() > 8 => k.redacted(),
+            _ if text.len() > 8 => "(the key given)".to_string(),
+            _ => text.to_string(),
+        };
         self.admin_tx(|tx| {
             let rows: Vec<(i64, i64, KeyRow, String)> = if text.len() > 8 {
                 let key = ConnectKey::parse(text)
@@ -678,14 +680,14 @@ impl Store {
             let (id, _, mut row, _) = match rows.len() {
                 0 => {
                     return Err(AdminError::Invalid(format!(
-                        "key {text}: this cloud has no such key; `ad-sync-cloud key list` shows them"
+                        "key {shown}: this cloud has no such key; `ad-sync-cloud key list` shows them"
                     ))
                     .into());
                 }
                 1 => rows.into_iter().next().ok_or_else(|| AdminError::Invalid(String::new()))?,
                 n => {
                     return Err(AdminError::Invalid(format!(
-                        "key {text}: {n} keys end that way; give the whole key"
+                        "key {shown}: {n} keys end that way; give the whole key on standard input (`key revoke -`)"
                     ))
                     .into());
                 }
@@ -1258,12 +1260,7 @@ impl Store {
                 });
             }
             state => {
-                let code = match state {
-                    KeyState::Used => ErrorCode::KeyUsed,
-                    KeyState::Revoked => ErrorCode::KeyRevoked,
-                    _ => ErrorCode::KeyExpired,
-                };
-                return Err(ApiError::new(code, key_state_message(state, &row, None)));
+                return Err(unusable_key(state, &row));
             }
         }
         if api::domain_key(domain) != key_dn_key {
@@ -1520,15 +1517,6 @@ impl Store {
                 ),
             ));
         }
-        if let Some(bad) = results.iter().find(|r| r.seq < 1 || r.seq > last) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!(
-                    "results: seq {} is not a change this cloud sent (changes run 1 to {last}); nothing was recorded",
-                    bad.seq
-                ),
-            ));
-        }
         for r in results {
             tx.execute(
                 "INSERT OR REPLACE INTO acks (domain_id, seq, agent_id, status, message, at)
@@ -1685,6 +1673,16 @@ fn find_key(conn: &Connection, hash: &str) -> Result<Option<(i64, i64, KeyRow, S
     Ok(conn
         .query_row(&format!("{KEY_SELECT} WHERE k.hash = ?1"), [hash], key_row)
         .optional()?)
+}
+
+/// The error for a key that cannot enroll (used, expired or revoked), in words.
+fn unusable_key(state: KeyState, row: &KeyRow) -> ApiError {
+    let code = match state {
+        KeyState::Used => ErrorCode::KeyUsed,
+        KeyState::Revoked => ErrorCode::KeyRevoked,
+        _ => ErrorCode::KeyExpired,
+    };
+    ApiError::new(code, key_state_message(state, row, None))
 }
 
 fn key_state_message(state: KeyState, row: &KeyRow, asked: Option<&Dn>) -> String {

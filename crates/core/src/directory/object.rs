@@ -471,19 +471,27 @@ pub async fn group_privilege(
     timeout: Duration,
     dn: &str,
 ) -> Result<Option<String>, OpError> {
-    let Some(e) = read_base(ldap, timeout, dn, ATTRS).await? else {
-        return Ok(None);
-    };
-    let start = object(&e);
-    if let Some(why) = start.protected {
-        return Ok(Some(why));
+    match read_base(ldap, timeout, dn, ATTRS).await? {
+        Some(e) => group_privilege_of(ldap, timeout, &object(&e)).await,
+        None => Ok(None),
+    }
+}
+
+/// `group_privilege` for a group already read (the agent has read the sync group).
+pub async fn group_privilege_of(
+    ldap: &Ldap,
+    timeout: Duration,
+    start: &Obj,
+) -> Result<Option<String>, OpError> {
+    if let Some(why) = &start.protected {
+        return Ok(Some(why.clone()));
     }
     let mut seen: HashSet<String> = HashSet::from([start.dn.to_lowercase()]);
     // (group DN, the chain of groups from the start to it)
     let mut queue: Vec<(String, Vec<String>)> = start
         .member_of
-        .into_iter()
-        .map(|(_, d)| (d.clone(), vec![d]))
+        .iter()
+        .map(|(_, d)| (d.clone(), vec![d.clone()]))
         .collect();
     let mut reads = 0;
     while let Some((group, chain)) = queue.pop() {

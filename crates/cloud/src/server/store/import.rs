@@ -186,12 +186,7 @@ impl Store {
         };
         let state = row.state(now);
         if state != KeyState::Valid {
-            let code = match state {
-                KeyState::Used => ErrorCode::KeyUsed,
-                KeyState::Revoked => ErrorCode::KeyRevoked,
-                _ => ErrorCode::KeyExpired,
-            };
-            return Err(ApiError::new(code, key_state_message(state, &row, None)));
+            return Err(unusable_key(state, &row));
         }
         let limit = MAX_DIRECTORY_NAMES as i64 + 1;
         let entries = |sql: &str| -> rusqlite::Result<Vec<DirectoryEntry>> {
