@@ -181,11 +181,49 @@ fn a_fresh_install_runs_the_agent_upgrades_in_place_and_uninstalls() {
     assert_eq!(mode(&prefix.join("etc/ad-sync/dc-ca.pem")), 0o644);
     let secrets = prefix.join("etc/ad-sync/secrets");
     assert_eq!(mode(&secrets), 0o700);
+    // Encrypted at rest where this machine has systemd-creds (Debian 12's systemd 252 here):
+    // no file holds a secret in clear, the store still reads each back, and the unit hands them
+    // to the service with LoadCredentialEncrypted=.
+    let store = ad_sync::secrets::FileStore::new(&secrets);
+    let protection = ad_sync::secrets::Protection::detect();
+    assert_eq!(
+        json["plan"]["protection"].as_str(),
+        Some(
+            if protection == ad_sync::secrets::Protection::SystemdCreds {
+                "systemd-creds"
+            } else {
+                "file"
+            }
+        ),
+        "{json:#}"
+    );
     for name in ad_sync::secrets::ALL {
-        assert_eq!(mode(&secrets.join(name)), 0o600, "{name}");
+        let stored = store
+            .stored_path(name)
+            .unwrap_or_else(|| panic!("{name} is not stored"));
+        assert_eq!(mode(&stored), 0o600, "{name}");
+        assert_eq!(store.stored_as(name), Some(protection), "{name}");
+        let clear = store.read(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let on_disk = std::fs::read(&stored).unwrap_or_default();
+        let found = on_disk
+            .windows(clear.expose().len())
+            .any(|w| w == clear.expose().as_bytes());
+        assert_eq!(
+            found,
+            protection == ad_sync::secrets::Protection::File,
+            "{name} in clear on disk only when not encrypted"
+        );
     }
     let unit = prefix.join("etc/systemd/system/ad-sync-agent.service");
     assert!(unit.is_file());
+    let unit_text = std::fs::read_to_string(&unit).unwrap_or_default();
+    assert_eq!(
+        unit_text.contains(
+            "LoadCredentialEncrypted=service-account-password:/etc/ad-sync/secrets/service-account-password.cred"
+        ),
+        protection == ad_sync::secrets::Protection::SystemdCreds,
+        "{unit_text}"
+    );
     let link = prefix.join("etc/systemd/system/multi-user.target.wants/ad-sync-agent.service");
     assert!(
         link.symlink_metadata().is_ok(),
@@ -358,6 +396,68 @@ fn install_killed_at(answers: &Path, prefix: &Path, point: &str) -> bool {
     }
 }
 
+/// The unit's folder made a file: the unit step fails, after the config and secrets are written.
+fn block_the_unit(prefix: &Path) {
+    std::fs::create_dir_all(prefix.join("etc/systemd")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(prefix.join("etc/systemd/system"), "in the way")
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Starts an install (`--json` or the CLI's words) that stops itself after `point`, and waits
+/// until it has. Returns the child (its output piped) and its pid, for the test to SIGCONT.
+fn install_stopped_at(
+    answers: &Path,
+    prefix: &Path,
+    point: &str,
+    json: bool,
+) -> (std::process::Child, i32) {
+    let child = Command::new(setup_bin())
+        .args(["install", "--no-start"])
+        .args(json.then_some("--json"))
+        .arg("--answers")
+        .arg(answers)
+        .arg("--prefix")
+        .arg(prefix)
+        .env("AD_SYNC_INSTALL_FAULT", format!("stop-after:{point}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pid = child.id() as i32;
+    wait_stopped(pid);
+    (child, pid)
+}
+
+/// While the installer `pid` is stopped, someone puts a folder holding an admin's file where
+/// the file it wrote at `path` is (so removing it can no longer succeed); then it goes on.
+fn folder_in_place_of(path: &Path, pid: i32) {
+    std::fs::remove_file(path).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(path).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(path.join("notes.txt"), "an admin's file").unwrap_or_else(|e| panic!("{e}"));
+    // SAFETY: kill(2) on the child this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+    }
+}
+
+/// Waits until process `pid` has stopped itself (SIGSTOP at a fault point).
+fn wait_stopped(pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_default()
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next())
+        != Some("T")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} never stopped at its fault point"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// No torn file anywhere: no temporary file left, and a config, when there is one, parses whole.
 fn assert_not_torn(prefix: &Path, point: &str) {
     for f in files(prefix) {
@@ -469,10 +569,7 @@ fn a_step_that_fails_before_enrollment_undoes_everything_and_the_key_stays_unuse
     let key = cloud.issue_key(DOMAIN, None);
     let answers = spec(cloud, Some(key.clone())).write();
     let prefix = fresh_dir("rollback");
-    // The unit's folder is a file: the unit step fails, after the config and secrets are written.
-    std::fs::create_dir_all(prefix.join("etc/systemd")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(prefix.join("etc/systemd/system"), "in the way")
-        .unwrap_or_else(|e| panic!("{e}"));
+    block_the_unit(&prefix);
     let (out, json) = install(&answers, &prefix, &[]);
     assert_eq!(out.status.code(), Some(3), "{json:#}");
     assert_eq!(json["result"], "rolled_back");
@@ -508,25 +605,7 @@ fn a_step_that_fails_before_enrollment_undoes_everything_and_the_key_stays_unuse
     // Enrollment refused (the key used by someone else between the checks and enrollment):
     // everything is undone too, and the previous install, here none, is what remains.
     std::fs::remove_file(prefix.join("etc/systemd/system")).unwrap_or_else(|e| panic!("{e}"));
-    let child = Command::new(setup_bin())
-        .args(["install", "--no-start", "--json", "--answers"])
-        .arg(&answers)
-        .arg("--prefix")
-        .arg(&prefix)
-        .env("AD_SYNC_INSTALL_FAULT", "stop-after:service.enable")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let pid = child.id() as i32;
-    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .unwrap_or_default()
-        .rsplit(')')
-        .next()
-        .and_then(|r| r.split_whitespace().next())
-        != Some("T")
-    {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let (child, pid) = install_stopped_at(&answers, &prefix, "service.enable", true);
     cloud.use_up(&key, DOMAIN);
     // SAFETY: kill(2) on the child this test started.
     unsafe {
@@ -544,6 +623,78 @@ fn a_step_that_fails_before_enrollment_undoes_everything_and_the_key_stays_unuse
     );
     let left: Vec<_> = files(&prefix);
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn an_undo_that_fails_is_reported_as_not_undone_with_what_is_left() {
+    let cloud = shared();
+    let key = cloud.issue_key(DOMAIN, None);
+    let answers = spec(cloud, Some(key.clone())).write();
+    let prefix = fresh_dir("undo-fails");
+    // The unit step will fail (its folder is a file), so everything before it is undone.
+    block_the_unit(&prefix);
+    let (child, pid) = install_stopped_at(&answers, &prefix, "config", true);
+    let config = config_of(&prefix);
+    folder_in_place_of(&config, pid);
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(3), "{json:#}");
+    assert_eq!(json["result"], "rolled_back", "{json:#}");
+    let step = |id: &str| {
+        json["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no step {id}: {json:#}"))
+    };
+    let config_step = step("config");
+    assert_eq!(config_step["status"], "not_undone", "{json:#}");
+    let message = config_step["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&config.display().to_string()) && message.contains("delete it"),
+        "the message names what is left and what to do: {message}"
+    );
+    // The steps whose undo worked say so; the one that failed stays failed.
+    assert_eq!(step("secret.password")["status"], "rolled_back", "{json:#}");
+    assert_eq!(step("service.unit")["status"], "failed", "{json:#}");
+    let fix = json["fix"].as_str().unwrap_or_default();
+    assert!(
+        fix.contains("Not everything could be undone") && fix.contains("agent.toml"),
+        "{fix}"
+    );
+    // The secrets this run wrote are gone; the admin's file is untouched; the key is unused.
+    assert!(
+        !prefix
+            .join("etc/ad-sync/secrets/service-account-password")
+            .exists(),
+        "{:?}",
+        files(&prefix)
+    );
+    assert_eq!(
+        std::fs::read_to_string(config.join("notes.txt"))
+            .ok()
+            .as_deref(),
+        Some("an admin's file")
+    );
+    assert_eq!(key_state(cloud, &key), "Valid");
+
+    // The same through the CLI's words: the step is marked and the summary does not claim a
+    // clean undo.
+    std::fs::remove_dir_all(&prefix).unwrap_or_else(|e| panic!("{e}"));
+    block_the_unit(&prefix);
+    let (child, pid) = install_stopped_at(&answers, &prefix, "config", false);
+    folder_in_place_of(&config, pid);
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("NOT UNDONE"), "{text}");
+    assert!(!text.contains("Everything it did was undone"), "{text}");
+    assert_eq!(key_state(cloud, &key), "Valid");
 }
 
 #[test]
@@ -711,21 +862,30 @@ fn without_systemd_the_install_asks_for_no_start_and_the_unit_verifies_hardened(
     let layout =
         ad_sync::install::layout::Layout::new(Path::new("/etc/ad-sync/agent.toml"), bin_dir, None);
     let unit = dir.join("ad-sync-agent.service");
-    std::fs::write(
-        &unit,
-        ad_sync::install::service::systemd_unit(&layout, &["dc", "cloud"]),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let verify = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&unit)
-        .output()
-        .unwrap_or_else(|e| panic!("systemd-analyze: {e}"));
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    // Both forms: secrets in clear 0600 files (LoadCredential=) and encrypted by systemd-creds
+    // (LoadCredentialEncrypted=).
+    for protection in [
+        ad_sync::secrets::Protection::File,
+        ad_sync::secrets::Protection::SystemdCreds,
+    ] {
+        let text = ad_sync::install::service::systemd_unit(&layout, &["dc", "cloud"], protection);
+        assert_eq!(
+            text.contains("LoadCredentialEncrypted="),
+            protection == ad_sync::secrets::Protection::SystemdCreds,
+            "{text}"
+        );
+        std::fs::write(&unit, text).unwrap_or_else(|e| panic!("{e}"));
+        let verify = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&unit)
+            .output()
+            .unwrap_or_else(|e| panic!("systemd-analyze: {e}"));
+        assert!(
+            verify.status.success(),
+            "{protection:?}: {}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
+    }
     let security = Command::new("systemd-analyze")
         .args(["security", "--offline=true", "--threshold=20", "--no-pager"])
         .arg(&unit)

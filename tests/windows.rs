@@ -427,9 +427,25 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
             && !conf.contains(testbed::SVC_PASSWORD),
         "no secret in the config: {conf}"
     );
+    // Encrypted at rest by DPAPI (machine scope): `<name>.dpapi`, no clear copy beside it, the
+    // password nowhere in the blob. The service reads them back below (it syncs), which is the
+    // DPAPI round trip. Wine's DPAPI is its own implementation (crypt32), not Windows' key
+    // hierarchy: it shows the calls and the file handling, not Windows' key protection.
     for name in ad_sync::secrets::ALL {
-        let p = host.c(&format!(r"ProgramData\ad-sync\secrets\{name}"));
+        let p = host.c(&format!(r"ProgramData\ad-sync\secrets\{name}.dpapi"));
         assert!(p.is_file(), "{} stored", p.display());
+        assert!(
+            !host
+                .c(&format!(r"ProgramData\ad-sync\secrets\{name}"))
+                .exists(),
+            "{name}: no clear copy"
+        );
+        let blob = std::fs::read(&p).unwrap_or_default();
+        let pw = testbed::SVC_PASSWORD.as_bytes();
+        assert!(
+            !blob.windows(pw.len()).any(|w| w == pw),
+            "{name}: the password is not in the blob"
+        );
     }
     assert!(host.c(r"Program Files\ad-sync\ad-sync-agent.exe").is_file());
     let listed = cloud.admin_ok(&["agents"]);

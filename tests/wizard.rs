@@ -260,7 +260,13 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
         "every check passed: Install is offered"
     );
     assert!(has(&h, "What Install will do"), "{}", screen(&h));
-    assert!(has(&h, "Secrets go to: root-only files"), "{}", screen(&h));
+    // The protection this machine gives the secrets (systemd-creds where systemd 250+ is).
+    let protection = ad_sync::secrets::Protection::detect().words();
+    assert!(
+        has(&h, &format!("Secrets go to: {protection}")),
+        "{}",
+        screen(&h)
+    );
     let export = dir.join("exported.toml");
     set(&mut h, "Export to", &export.display().to_string());
     h.get_by_label("Export answers file").click_accesskit();
@@ -556,7 +562,10 @@ fn install_page_shows_each_step_and_finish_shows_where_everything_is() {
     );
     assert!(shown.contains("agt-"), "{shown}");
     assert!(shown.contains("As the cloud sees it"), "{shown}");
-    assert!(shown.contains("root-only files"), "{shown}");
+    assert!(
+        shown.contains(&ad_sync::secrets::Protection::detect().words()),
+        "{shown}"
+    );
     assert!(
         !shown.contains(testbed::SVC_PASSWORD) && !shown.contains(&good.key),
         "{shown}"
@@ -684,7 +693,11 @@ fn review_mode_revalidates_the_installed_config_without_a_connect_key() {
         screen(&h)
     );
     assert!(has(&h, "Upgrade: reviewing the configuration"));
-    wait_text(&mut h, "(from root-only files in");
+    // The test wrote the password as a clear 0600 file, and the page says so.
+    wait_text(
+        &mut h,
+        "(from not encrypted at rest: root-only files (0600) in",
+    );
     wait_for(&mut h, "the review checks", |h| {
         settled(h) && has(h, "PASS:")
     });

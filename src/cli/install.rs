@@ -91,6 +91,7 @@ pub fn install(args: InstallArgs) -> i32 {
                 StepStatus::Done => println!("{n} {}: done. {}", s.title, s.message),
                 StepStatus::Failed => println!("{n} {}: FAILED. {}", s.title, s.message),
                 StepStatus::RolledBack => println!("{n} {}: undone", s.title),
+                StepStatus::NotUndone => println!("{n} {}: NOT UNDONE. {}", s.title, s.message),
                 StepStatus::Pending | StepStatus::NotRun => {}
             }
         }
@@ -147,8 +148,13 @@ pub fn install(args: InstallArgs) -> i32 {
                 }
             }
             InstallResult::RolledBack => {
+                let undone = if outcome.fully_undone() {
+                    "Everything it did was undone"
+                } else {
+                    "Not everything it did could be undone (the steps marked NOT UNDONE say what is left)"
+                };
                 eprintln!(
-                    "Install failed: {}\nEverything it did was undone; the connect key was not used.\nfix: {}",
+                    "Install failed: {}\n{undone}; the connect key was not used.\nfix: {}",
                     outcome.error.as_deref().unwrap_or(""),
                     outcome.fix.as_deref().unwrap_or("")
                 );
@@ -251,7 +257,12 @@ pub fn review(config: &Path, prefix: Option<&Path>, as_json: bool) -> i32 {
                 Ok(_) => "stored".to_string(),
                 Err(e) => e.to_string(),
             };
-            json!({"name": name, "path": store.path(name), "state": state})
+            json!({
+                "name": name,
+                "path": store.stored_path(name).unwrap_or_else(|| store.path(name)),
+                "protection": store.stored_as(name),
+                "state": state,
+            })
         })
         .collect();
     let text = std::fs::read_to_string(&real).unwrap_or_default();
@@ -264,7 +275,8 @@ pub fn review(config: &Path, prefix: Option<&Path>, as_json: bool) -> i32 {
                 "agent_id": existing.record.as_ref().and_then(|r| r.agent_id.clone()),
                 "enrollment": existing.record.as_ref().map(|r| r.state),
                 "cloud": existing.record.as_ref().map(|r| r.cloud_url.clone()),
-                "secret_store": install::plan::secret_store_words(&layout),
+                "secret_store": install::plan::secret_store_words(&layout, store.in_use()),
+                "secret_protection": store.in_use(),
                 "secrets": secrets,
                 "notes": existing.notes,
                 "settings": installed.answers,
@@ -283,7 +295,10 @@ pub fn review(config: &Path, prefix: Option<&Path>, as_json: bool) -> i32 {
             ),
             None => println!("Agent: not enrolled"),
         }
-        println!("Secrets: {}", install::plan::secret_store_words(&layout));
+        println!(
+            "Secrets: {}",
+            install::plan::secret_store_words(&layout, store.in_use())
+        );
         for s in &secrets {
             println!(
                 "  {}: {}",

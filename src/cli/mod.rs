@@ -209,7 +209,11 @@ pub fn run(cli: Cli) -> i32 {
                 .unwrap_or_else(crate::install::layout::default_config_path);
             let dir = program_dir.unwrap_or_else(crate::install::layout::default_program_dir);
             let layout = crate::install::layout::Layout::new(&config, &dir, None);
-            print!("{}", crate::install::service::systemd_unit(&layout, &[]));
+            let protection = layout.store().in_use();
+            print!(
+                "{}",
+                crate::install::service::systemd_unit(&layout, &[], protection)
+            );
             EXIT_OK
         }
         Some(Command::ValidateDn { dn, json }) => validate_dn(&dn, json),

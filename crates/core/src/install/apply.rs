@@ -27,6 +27,8 @@ pub enum StepStatus {
     Failed,
     /// Done, then undone because a later step failed.
     RolledBack,
+    /// Done, then its undo failed: the message says what is left and how to remove it.
+    NotUndone,
     /// Not run, because an earlier step failed.
     NotRun,
 }
@@ -80,6 +82,13 @@ pub struct Outcome {
     pub cloud_view_error: Option<String>,
 }
 
+impl Outcome {
+    /// True unless a rollback left something behind (a step marked `NotUndone`).
+    pub fn fully_undone(&self) -> bool {
+        !self.steps.iter().any(|s| s.status == StepStatus::NotUndone)
+    }
+}
+
 /// Asked from another thread: stop before the next step (and abandon a request in flight).
 #[derive(Debug, Clone, Default)]
 pub struct Cancel(Arc<AtomicBool>);
@@ -115,7 +124,10 @@ struct Run<'a> {
     answers: &'a Answers,
     cancel: &'a Cancel,
     reports: Vec<StepReport>,
-    undo: Vec<Undo>,
+    /// Each undo with the index of the step that recorded it.
+    undo: Vec<(usize, Undo)>,
+    /// The step running now (its undos are recorded under it).
+    current: usize,
     commands: Vec<String>,
     agent_id: Option<String>,
     credential: Option<Secret>,
@@ -165,6 +177,7 @@ pub fn apply(
         cancel,
         reports: plan.steps.iter().map(StepReport::pending).collect(),
         undo: Vec::new(),
+        current: 0,
         commands: Vec::new(),
         agent_id: plan.agent_id.clone(),
         credential: None,
@@ -183,6 +196,7 @@ pub fn apply(
             break;
         }
         run.reports[i].status = StepStatus::Running;
+        run.current = i;
         progress(&run.reports);
         match run.step(&planned.step) {
             Ok(message) => {
@@ -221,7 +235,7 @@ pub fn apply(
                 && let Some(f) = failure.as_mut()
             {
                 f.fix = format!(
-                    "{} These could not be undone; remove them by hand: {}.",
+                    "{} Not everything could be undone; remove by hand: {}.",
                     f.fix,
                     left.join("; ")
                 );
@@ -284,12 +298,17 @@ impl Run<'_> {
         }
     }
 
+    /// Records how to undo a change of the step running now.
+    fn record(&mut self, undo: Undo) {
+        self.undo.push((self.current, undo));
+    }
+
     /// Writes a file, remembering what was there for a rollback.
     fn write(&mut self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), StepError> {
         let previous = std::fs::read(path).ok().map(Zeroizing::new);
         let old_mode = fsops::mode_of(path);
         fsops::write_atomic(path, bytes, mode).map_err(|e| io_err(path, &e))?;
-        self.undo.push(Undo::Restore {
+        self.record(Undo::Restore {
             path: path.to_path_buf(),
             previous,
             mode: old_mode,
@@ -300,7 +319,7 @@ impl Run<'_> {
     fn dirs(&mut self, dir: &Path, mode: u32) -> Result<(), StepError> {
         let made = fsops::create_dirs(dir, mode).map_err(|e| io_err(dir, &e))?;
         if !made.is_empty() {
-            self.undo.push(Undo::RemoveDirs(made));
+            self.record(Undo::RemoveDirs(made));
         }
         Ok(())
     }
@@ -324,7 +343,7 @@ impl Run<'_> {
                 "Check that the folder is writable and that the agent program is beside ad-sync-setup.",
             )
         })?;
-        self.undo.push(Undo::Restore {
+        self.record(Undo::Restore {
             path: target.to_path_buf(),
             previous,
             mode: old_mode,
@@ -372,18 +391,41 @@ impl Run<'_> {
         Ok(format!("{} written", to.display()))
     }
 
+    fn store(&self) -> crate::secrets::FileStore {
+        self.layout().store().with_protection(self.plan.protection)
+    }
+
     fn secret(&mut self, name: &str, value: &Secret) -> Result<String, StepError> {
-        let store = self.layout().store();
+        let store = self.store();
         let path = store.path(name);
-        let previous = store.snapshot(name);
-        let old_mode = fsops::mode_of(&path);
-        store.write(name, value).map_err(|e| io_err(&path, &e))?;
-        self.undo.push(Undo::Restore {
-            path: path.clone(),
-            previous,
-            mode: old_mode,
-        });
-        Ok(format!("{} written (0600)", path.display()))
+        // Every form it may be in now (a clear file becomes an encrypted one): each is put back.
+        let before: Vec<_> = store
+            .all_paths(name)
+            .into_iter()
+            .map(|p| {
+                let previous = std::fs::read(&p).ok().map(Zeroizing::new);
+                let mode = fsops::mode_of(&p);
+                (p, previous, mode)
+            })
+            .collect();
+        let written = store.write(name, value);
+        for (path, previous, mode) in before {
+            self.record(Undo::Restore {
+                path,
+                previous,
+                mode,
+            });
+        }
+        written.map_err(|e| io_err(&path, &e))?;
+        Ok(format!(
+            "{} written (0600, {})",
+            path.display(),
+            match self.plan.protection {
+                crate::secrets::Protection::File => "not encrypted",
+                crate::secrets::Protection::SystemdCreds => "encrypted by systemd-creds",
+                crate::secrets::Protection::Dpapi => "encrypted by DPAPI",
+            }
+        ))
     }
 
     fn domain(&self) -> String {
@@ -467,7 +509,7 @@ impl Run<'_> {
             self.dirs(dir, 0o755)?;
         }
         let cas: Vec<&str> = cas.iter().map(|c| c.as_str()).collect();
-        let text = service::systemd_unit(self.layout(), &cas);
+        let text = service::systemd_unit(self.layout(), &cas, self.plan.protection);
         if std::fs::read(path).is_ok_and(|b| b == text.as_bytes()) {
             return Ok(format!("{} is already current", path.display()));
         }
@@ -499,7 +541,7 @@ impl Run<'_> {
             return Ok("already enabled".into());
         }
         self.systemctl(&["enable", "--quiet"])?;
-        self.undo.push(Undo::Disable);
+        self.record(Undo::Disable);
         Ok("enabled in multi-user.target".into())
     }
 
@@ -513,7 +555,7 @@ impl Run<'_> {
         let existed = service::scm::register(&def)
             .map_err(|e| err(e, "Run the installer as Administrator."))?;
         if !existed {
-            self.undo.push(Undo::Unregister);
+            self.record(Undo::Unregister);
         }
         let account = def.account.clone();
         for (dir, rights) in [
@@ -558,7 +600,7 @@ impl Run<'_> {
     }
 
     fn enroll(&mut self) -> Result<String, StepError> {
-        let store = self.layout().store();
+        let store = self.store();
         let record_path = self.real(&self.layout().enrollment);
         let mut record = Record::read(&record_path)
             .map_err(|e| err(e, "Run the install again; it starts the enrollment afresh."))?
@@ -751,58 +793,113 @@ impl Run<'_> {
             .map_err(|e| e.to_string())
     }
 
-    /// Undoes every recorded local step, newest first. Returns what could not be undone (each
-    /// naming the path or the command and why), for the outcome to say.
+    /// Undoes every recorded local step, newest first. A step whose undo failed is marked
+    /// `NotUndone` with what is left and how to remove it; the others `RolledBack`. Returns what
+    /// could not be undone, for the outcome's fix.
     fn roll_back(&mut self, progress: &mut dyn FnMut(&[StepReport])) -> Vec<String> {
-        let mut left = Vec::new();
-        while let Some(u) = self.undo.pop() {
-            match u {
-                Undo::RemoveDirs(dirs) => {
-                    for d in dirs.iter().rev() {
-                        // Only empty folders: a folder something else was put in stays, on purpose.
-                        let _ = std::fs::remove_dir(d);
-                    }
-                }
-                Undo::Restore {
-                    path,
-                    previous,
-                    mode,
-                } => {
-                    let r = match previous {
-                        Some(bytes) => fsops::write_atomic(&path, &bytes, mode.unwrap_or(0o600)),
-                        None => match std::fs::remove_file(&path) {
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                            r => r,
-                        },
-                    };
-                    if let Err(e) = r {
-                        left.push(format!("{}: {e}", path.display()));
-                    }
-                }
-                Undo::Disable => {
-                    if let Err(e) = self.systemctl(&["disable", "--quiet"]) {
-                        left.push(e.message);
-                    }
-                }
-                Undo::Unregister =>
-                {
-                    #[cfg(windows)]
-                    if let Err(e) = service::scm::remove(&self.plan.service) {
-                        left.push(format!("removing the service: {e}"));
-                    }
-                }
+        let mut left: Vec<(usize, String)> = Vec::new();
+        while let Some((step, u)) = self.undo.pop() {
+            if let Err(what) = self.undo_one(u) {
+                left.push((step, what));
             }
         }
-        for r in self.reports.iter_mut() {
-            if r.status == StepStatus::Done {
+        for (i, r) in self.reports.iter_mut().enumerate() {
+            if r.status != StepStatus::Done {
+                continue;
+            }
+            let mine: Vec<&str> = left
+                .iter()
+                .filter(|(s, _)| *s == i)
+                .map(|(_, w)| w.as_str())
+                .collect();
+            if mine.is_empty() {
                 r.status = StepStatus::RolledBack;
+            } else {
+                r.status = StepStatus::NotUndone;
+                r.message = format!("not undone: {}", mine.join("; "));
             }
         }
         progress(&self.reports);
-        for l in &left {
+        for (_, l) in &left {
             tracing::warn!("not undone: {l}");
         }
-        left
+        left.into_iter().map(|(_, l)| l).collect()
+    }
+
+    /// Undoes one change. The error names what is left, why, and how to remove it by hand.
+    fn undo_one(&mut self, undo: Undo) -> Result<(), String> {
+        match undo {
+            Undo::RemoveDirs(dirs) => {
+                let mut kept = Vec::new();
+                for d in dirs.iter().rev() {
+                    // Only empty folders: a folder something else was put in stays, on purpose.
+                    match std::fs::remove_dir(d) {
+                        Err(e)
+                            if !matches!(
+                                e.kind(),
+                                std::io::ErrorKind::NotFound
+                                    | std::io::ErrorKind::DirectoryNotEmpty
+                            ) =>
+                        {
+                            kept.push(format!(
+                                "the folder {} ({e}); remove it if it is empty",
+                                d.display()
+                            ))
+                        }
+                        _ => {}
+                    }
+                }
+                if kept.is_empty() {
+                    Ok(())
+                } else {
+                    Err(kept.join("; "))
+                }
+            }
+            Undo::Restore {
+                path,
+                previous,
+                mode,
+            } => {
+                let existed = previous.is_some();
+                let r = match previous {
+                    Some(bytes) => fsops::write_atomic(&path, &bytes, mode.unwrap_or(0o600)),
+                    None => match std::fs::remove_file(&path) {
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                        r => r,
+                    },
+                };
+                r.map_err(|e| {
+                    if existed {
+                        format!(
+                            "{} holds this install's version ({e}); put back the previous one from your backup",
+                            path.display()
+                        )
+                    } else {
+                        format!(
+                            "{} was written by this install and could not be removed ({e}); delete it",
+                            path.display()
+                        )
+                    }
+                })
+            }
+            Undo::Disable => self.systemctl(&["disable", "--quiet"]).map_err(|e| {
+                format!(
+                    "the service is still enabled ({}); run `systemctl disable {}.service`",
+                    e.message,
+                    super::layout::SERVICE_NAME
+                )
+            }),
+            Undo::Unregister => {
+                #[cfg(windows)]
+                if let Err(e) = service::scm::remove(&self.plan.service) {
+                    return Err(format!(
+                        "the service is still registered ({e}); run `sc.exe delete {}` as Administrator",
+                        self.plan.service.name
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
 }
 

@@ -85,7 +85,7 @@ impl Existing {
             None
         });
         let store = layout.store();
-        let has = |name: &str| store.path(name).is_file();
+        let has = |name: &str| store.has(name);
         let config_path = layout.real(&layout.config);
         let config = if config_path.is_file() {
             match super::config::read_installed(&config_path) {
@@ -278,6 +278,8 @@ pub struct Facts {
     pub config_exists: bool,
     /// When the plan is made (names the config's backup).
     pub now: time::OffsetDateTime,
+    /// How this machine can keep the secrets at rest.
+    pub protection: crate::secrets::Protection,
 }
 
 impl Facts {
@@ -287,6 +289,7 @@ impl Facts {
             program_in_place: same_file(&opts.agent_source(), &layout.real(&layout.agent_exe)),
             config_exists: layout.real(&layout.config).exists(),
             now: time::OffsetDateTime::now_utc(),
+            protection: crate::secrets::Protection::detect(),
         }
     }
 }
@@ -311,8 +314,11 @@ pub struct Plan {
     pub mode: Mode,
     pub layout: Layout,
     pub service: ServiceDef,
-    /// Where the secrets go, in words (the Review and Finish pages say it).
+    /// Where the secrets go and how they are protected, in words (the Review and Finish pages
+    /// say it).
     pub secret_store: String,
+    /// How the secrets are kept at rest.
+    pub protection: crate::secrets::Protection,
     /// The agent's id when it is enrolled already (upgrade).
     pub agent_id: Option<String>,
     /// Whether the service is started at the end, and if not why.
@@ -340,16 +346,15 @@ pub fn ca_source(answers: &Answers, ca: Ca) -> Option<PathBuf> {
     given.map(|p| answers.path(p))
 }
 
-pub fn secret_store_words(layout: &Layout) -> String {
+pub fn secret_store_words(layout: &Layout, protection: crate::secrets::Protection) -> String {
     let dir = layout.secrets_dir.display();
     if cfg!(windows) {
         format!(
-            "files in {dir}, readable only by SYSTEM, Administrators and the service's own account (NT SERVICE\\ad-sync-agent)"
+            "{} (files in {dir}, readable only by SYSTEM, Administrators and the service's own account NT SERVICE\\ad-sync-agent)",
+            protection.words()
         )
     } else {
-        format!(
-            "root-only files (0600) in {dir}; systemd hands the service copies only it can read (LoadCredential=)"
-        )
+        format!("{}, in {dir}", protection.words())
     }
 }
 
@@ -424,15 +429,18 @@ impl Plan {
             "Store the service account's password",
             format!(
                 "{} ({})",
-                real(
-                    &layout
-                        .secrets_dir
-                        .join(crate::secrets::SERVICE_ACCOUNT_PASSWORD)
-                ),
-                if cfg!(windows) {
-                    "ACL: SYSTEM, Administrators, the service"
-                } else {
-                    "0600"
+                real(&layout.secrets_dir.join(format!(
+                    "{}{}",
+                    crate::secrets::SERVICE_ACCOUNT_PASSWORD,
+                    facts.protection.suffix()
+                ))),
+                match (facts.protection, cfg!(windows)) {
+                    (crate::secrets::Protection::SystemdCreds, _) =>
+                        "encrypted by systemd-creds, 0600",
+                    (crate::secrets::Protection::Dpapi, _) =>
+                        "encrypted by DPAPI; ACL: SYSTEM, Administrators, the service",
+                    (_, true) => "ACL: SYSTEM, Administrators, the service",
+                    (_, false) => "0600",
                 }
             ),
             true,
@@ -443,7 +451,11 @@ impl Plan {
                 "Make the agent's key pair",
                 format!(
                     "X25519; the private half to {}, the public half goes to the cloud at enrollment",
-                    real(&layout.secrets_dir.join(crate::secrets::AGENT_PRIVATE_KEY))
+                    real(&layout.secrets_dir.join(format!(
+                        "{}{}",
+                        crate::secrets::AGENT_PRIVATE_KEY,
+                        facts.protection.suffix()
+                    )))
                 ),
                 true,
             );
@@ -565,7 +577,8 @@ impl Plan {
         }
         Plan {
             mode: existing.mode,
-            secret_store: secret_store_words(&layout),
+            secret_store: secret_store_words(&layout, facts.protection),
+            protection: facts.protection,
             start: not_started_because.is_none(),
             not_started_because,
             agent_id,
@@ -629,6 +642,7 @@ mod tests {
             // 2026-12-02 07:30:00 UTC.
             now: time::OffsetDateTime::from_unix_timestamp(1796196600)
                 .unwrap_or_else(|e| panic!("{e}")),
+            protection: crate::secrets::Protection::SystemdCreds,
         }
     }
 

@@ -108,10 +108,15 @@ fn unit_path(p: &Path) -> String {
 
 /// The hardened systemd unit. The service gets its own dynamic user, sees the file system read
 /// only except its state and log folders, gets the config and secrets through `LoadCredential=`
-/// (root-only files on disk, copies readable by the service alone at run time, never in its
-/// environment), and is restarted when it fails.
+/// (`LoadCredentialEncrypted=` for secrets encrypted by systemd-creds: root-only files on disk,
+/// copies readable by the service alone at run time, never in its environment), and is
+/// restarted when it fails.
 /// `cas` names the CA copies beside the config (`dc`, `cloud`) the service is handed too.
-pub fn systemd_unit(layout: &Layout, cas: &[&str]) -> String {
+pub fn systemd_unit(
+    layout: &Layout,
+    cas: &[&str],
+    protection: crate::secrets::Protection,
+) -> String {
     let def = ServiceDef::new(layout);
     let mut exec = quote(&unit_path(&def.program));
     for a in &def.args {
@@ -127,9 +132,19 @@ pub fn systemd_unit(layout: &Layout, cas: &[&str]) -> String {
         ));
     }
     for name in SERVICE_SECRETS {
+        // Encrypted at rest: systemd decrypts them into the service's credentials folder.
+        let directive = if protection == crate::secrets::Protection::SystemdCreds {
+            "LoadCredentialEncrypted"
+        } else {
+            "LoadCredential"
+        };
         creds.push_str(&format!(
-            "LoadCredential={name}:{}\n",
-            unit_path(&layout.secrets_dir.join(name))
+            "{directive}={name}:{}\n",
+            unit_path(
+                &layout
+                    .secrets_dir
+                    .join(format!("{name}{}", protection.suffix()))
+            )
         ));
     }
     format!(
@@ -499,7 +514,14 @@ mod tests {
             Path::new("/opt/ad sync"),
             None,
         );
-        let unit = systemd_unit(&layout, &["dc"]);
+        let unit = systemd_unit(&layout, &["dc"], crate::secrets::Protection::File);
+        let encrypted = systemd_unit(&layout, &["dc"], crate::secrets::Protection::SystemdCreds);
+        assert!(
+            encrypted.contains(
+                "LoadCredentialEncrypted=agent-credential:/etc/ad-sync/secrets/agent-credential.cred"
+            ) && encrypted.contains("LoadCredential=agent.toml:/etc/ad-sync/agent.toml"),
+            "{encrypted}"
+        );
         assert!(
             unit.contains("LoadCredential=dc-ca.pem:/etc/ad-sync/dc-ca.pem"),
             "{unit}"

@@ -52,6 +52,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
             StepStatus::Done => ("done", Some(Status::Pass)),
             StepStatus::Failed => ("failed", Some(Status::Fail)),
             StepStatus::RolledBack => ("undone", Some(Status::Warn)),
+            StepStatus::NotUndone => ("NOT undone", Some(Status::Fail)),
             StepStatus::NotRun => ("not run", None),
         };
         let line = format!("{}. {}: {word}", i + 1, step.title);
@@ -78,11 +79,16 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
             Gate::Ready
         }
         Some(InstallResult::RolledBack) => {
+            let fully = run.outcome.as_ref().is_some_and(|o| o.fully_undone());
             failure(
                 ui,
                 run.outcome.as_ref(),
                 "Install failed",
-                "Every step was undone: this server is as it was, and the connect key was not used. Go Back to Review to try again.",
+                if fully {
+                    "Every step was undone: this server is as it was, and the connect key was not used. Go Back to Review to try again."
+                } else {
+                    "Not every step could be undone: the steps marked NOT undone say what is left and how to remove it. The connect key was not used. Go Back to Review to try again."
+                },
             );
             Gate::Blocked("the install was undone".into())
         }
