@@ -174,6 +174,34 @@ impl Env {
         agent(&self.config, extra)
     }
 
+    /// `ad-sync-agent pending` with `extra`: its exit code, and its stdout and stderr.
+    fn pending(&self, extra: &[&str]) -> (Option<i32>, String) {
+        let base = self
+            .config
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::parent)
+            .unwrap_or_else(|| panic!("config path"));
+        let out = Command::new(agent_bin())
+            .args(["pending", "--config"])
+            .arg(&self.config)
+            .arg("--state-dir")
+            .arg(base.join("var/lib/ad-sync"))
+            .args(["--log-dir", "-"])
+            .args(extra)
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap_or_else(|e| panic!("run agent pending: {e}"));
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
     /// `--once` that must succeed; its stdout and stderr.
     fn sync(&self) -> String {
         let out = self.run(&[]);
@@ -538,26 +566,106 @@ fn collisions_protected_accounts_threshold_and_dry_run() {
     .unwrap_or_else(|| panic!("svc-admin"));
     assert_eq!(attr(&admin_acct, "adminDescription"), None);
 
-    // Deletion threshold: 10 managed, 10% is 1; removing 3 stops the run and changes nothing.
+    // Deletion threshold: 10 managed, 10% is 1; removing 3 holds the three deletions (nothing
+    // done to those accounts) while the rest of the run goes on: a new user still arrives.
     for i in 0..3 {
         env.cloud(&["user", "remove", &format!("d{i}")]);
     }
+    env.add_user("late");
     let out = env.run(&[]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(
-        err.contains("deletion threshold") && err.contains("would delete 3"),
+        err.contains("deletion threshold") && err.contains("3 disconnections are held"),
         "{err}"
     );
     assert!(user_in(&env, "d0").is_some(), "nothing was deleted");
-    // The admin allows it once.
-    let out = env.run(&["--allow-deletions", "3"]);
     assert!(
-        out.status.success() || out.status.code() == Some(4),
-        "{}",
+        user_in(&env, "late").is_some(),
+        "the rest of the run was applied"
+    );
+
+    // `pending` lists them with what each would do and why.
+    let listed = env.pending(&["--json"]);
+    assert_eq!(listed.0, Some(3), "{}", listed.1);
+    let json: serde_json::Value =
+        serde_json::from_str(&listed.1).unwrap_or_else(|e| panic!("{e}: {}", listed.1));
+    let held = json["held"].as_array().cloned().unwrap_or_default();
+    let mut names: Vec<&str> = held.iter().filter_map(|h| h["name"].as_str()).collect();
+    names.sort();
+    assert_eq!(names, vec!["d0", "d1", "d2"], "{json:#}");
+    assert!(
+        held.iter().all(|h| h["action"] == "delete"
+            && h["why"]
+                .as_str()
+                .unwrap_or("")
+                .contains("removed from the cloud")
+            && h["dn"].as_str().unwrap_or("").starts_with("CN=d")),
+        "{json:#}"
+    );
+    let id_of = |name: &str| {
+        held.iter()
+            .find(|h| h["name"] == name)
+            .and_then(|h| h["id"].as_str())
+            .unwrap_or_else(|| panic!("{name} not held"))
+            .to_string()
+    };
+    // A run without approval changes nothing held.
+    let out = env.run(&[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(user_in(&env, "d0").is_some());
+    // An id that is not held is refused by name, and nothing is approved.
+    let (code, text) = env.pending(&["--approve", "u-nobody"]);
+    assert_ne!(code, Some(0), "{text}");
+    assert!(text.contains("not held: u-nobody"), "{text}");
+    assert!(user_in(&env, "d0").is_some());
+    // The administrator approves d0 only: d0 is deleted once, d1 and d2 stay held.
+    let (code, text) = env.pending(&["--approve", &id_of("d0")]);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("still held: 2"), "{text}");
+    assert!(user_in(&env, "d0").is_none(), "approved: deleted");
+    assert!(user_in(&env, "d1").is_some() && user_in(&env, "d2").is_some());
+    let (_, text) = env.pending(&[]);
+    assert!(
+        text.contains("2 disconnections held") && !text.contains(&id_of("d0")),
+        "{text}"
+    );
+    // Then the rest, all at once.
+    let (code, text) = env.pending(&["--approve-all"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(user_in(&env, "d1").is_none() && user_in(&env, "d2").is_none());
+    assert!(user_in(&env, "d3").is_some());
+    assert!(
+        env.pending(&[]).1.contains("nothing is held"),
+        "nothing left held"
+    );
+
+    // An orphan: an account in the agent's container carrying its marker for a cloud object it
+    // has never heard of (its state lost while the cloud removed it). The comparison with AD
+    // finds it and applies the disconnection policy (remove), within the threshold.
+    let ghost = seed_user(&env.ou, "ghost", Some("Gho"), Some("St"), "512");
+    ldap_modify(
+        &ghost,
+        vec![ldap3::Mod::Replace(
+            "adminDescription",
+            HashSet::from(["ad-sync:u-ghost-never-known"]),
+        )],
+    );
+    // An unmarked account beside it is not the agent's and is left alone.
+    seed_user(&env.ou, "bystander", None, None, "512");
+    let out = env.run(&["--resync"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(user_in(&env, "d0").is_none() && user_in(&env, "d3").is_some());
+    assert!(text.contains("orphans: 1"), "{text}");
+    assert!(
+        user_in(&env, "ghost").is_none(),
+        "the orphan got the policy"
+    );
+    assert!(user_in(&env, "bystander").is_some());
 }
 
 #[test]

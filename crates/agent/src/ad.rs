@@ -269,6 +269,33 @@ impl Ad {
             .map_err(|e| AdError::from_op(e, &format!("search {base}")))
     }
 
+    /// Every user and group in the agent's containers (the Root User container, and the sync
+    /// group's container when it is elsewhere) that carries the agent's marker. adminDescription
+    /// is not indexed in AD, so the DC reads every object of those subtrees (no more: the
+    /// search is scoped to them); `cargo bench --bench agent` measures what it costs.
+    pub async fn marked(&self) -> Result<Vec<Obj>, AdError> {
+        let filter = format!(
+            "(&(|(objectCategory=person)(objectClass=group))(adminDescription={}*))",
+            ldap3::ldap_escape(MARKER_PREFIX)
+        );
+        let mut bases = vec![self.scope.root.to_comma_form()];
+        if let Some(home) = self.scope.group_parent()
+            && !self.scope.under_root(&Some(home.clone()))
+            && home != self.scope.root
+        {
+            bases.push(home.to_comma_form());
+        }
+        let mut out: Vec<Obj> = Vec::new();
+        for base in bases {
+            for o in self.search_paged(&base, &filter, ATTRS).await? {
+                if !out.iter().any(|x| x.guid == o.guid) {
+                    out.push(o);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The members of the group `dn`, nested membership included.
     pub async fn nested_members(&self, dn: &str) -> Result<HashSet<Vec<u8>>, AdError> {
         reads::nested_members(

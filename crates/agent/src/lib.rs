@@ -26,6 +26,7 @@ use ad_sync_core::secrets::{
 };
 use mirror::{Mirror, Work};
 use state::{State, StateError};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use sync::{RunError, Settings};
@@ -72,6 +73,124 @@ pub struct CycleReport {
     pub cursor: i64,
     pub resynced: bool,
     pub planned: Vec<String>,
+    /// Disconnections the deletion threshold holds after this cycle (see `pending`).
+    pub held: usize,
+    /// The threshold that held them, when this cycle went over it.
+    pub blocked: Option<plan::OverThreshold>,
+    /// Objects found with the agent's marker that no cloud object the agent knows has.
+    pub orphans: usize,
+}
+
+/// The held disconnections a run started with, and its settings with their approvals.
+struct Holds {
+    settings: Settings,
+    known: Vec<state::Held>,
+}
+
+impl Holds {
+    /// What is held after the run `r` over `work`: each disconnection it held, with the record
+    /// to find its AD object again and since when (kept from before when it was held already).
+    fn after(
+        &self,
+        r: &sync::Report,
+        work: &Work,
+        orphans: &HashSet<mirror::ObjKey>,
+    ) -> Vec<state::Held> {
+        let now = ad_sync_core::time_fmt::now_unix();
+        r.held
+            .iter()
+            .filter_map(|j| {
+                let (kind, id) = match &j.key {
+                    mirror::ObjKey::User(id) => ("user", id),
+                    mirror::ObjKey::Group(id) => ("group", id),
+                    mirror::ObjKey::Password(_) => return None,
+                };
+                let before = self.known.iter().find(|h| h.kind == kind && &h.id == id);
+                let user = work.removed_users.iter().find(|u| &u.user.id == id).cloned();
+                let group = work.removed_groups.iter().find(|g| &g.id == id).cloned();
+                let name = user
+                    .as_ref()
+                    .map(|u| u.user.username.clone())
+                    .or_else(|| group.as_ref().map(|g| g.name.clone()))
+                    .unwrap_or_default();
+                Some(state::Held {
+                    id: id.clone(),
+                    kind: kind.into(),
+                    name,
+                    dn: j.dn.clone(),
+                    action: j.action.into(),
+                    what: j.what.clone(),
+                    why: before.map(|h| h.why.clone()).unwrap_or_else(|| {
+                        if orphans.contains(&j.key) {
+                            "an orphan: it carries the agent's marker, but no cloud object the agent knows has this id (the agent's state was lost while the cloud removed it)".into()
+                        } else {
+                            format!("the {kind} was removed from the cloud")
+                        }
+                    }),
+                    since: before.map_or(now, |h| h.since),
+                    approved: false,
+                    user,
+                    group,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The marked objects (`Ad::marked`) that no cloud object the agent knows or holds has, as
+/// removal records: (key, user record, group record).
+fn orphans(
+    marked: &[ad::Obj],
+    mirror: &Mirror,
+    work: &Work,
+) -> Vec<(
+    mirror::ObjKey,
+    Option<mirror::UserRec>,
+    Option<mirror::GroupRec>,
+)> {
+    let mut out = Vec::new();
+    for o in marked {
+        let Some(id) = o.marker_id() else { continue };
+        if o.is_group {
+            if mirror.groups.contains_key(id) || work.removed_groups.iter().any(|g| g.id == id) {
+                continue;
+            }
+            out.push((
+                mirror::ObjKey::Group(id.to_string()),
+                None,
+                Some(mirror::GroupRec {
+                    id: id.to_string(),
+                    name: o.sam.clone(),
+                    guid: Some(o.guid.clone()),
+                    links: Vec::new(),
+                }),
+            ));
+        } else if o.is_user {
+            if mirror.users.contains_key(id) || work.removed_users.iter().any(|u| u.user.id == id) {
+                continue;
+            }
+            out.push((
+                mirror::ObjKey::User(id.to_string()),
+                Some(mirror::UserRec {
+                    user: ad_sync_core::cloud::api::User {
+                        id: id.to_string(),
+                        username: o.sam.clone(),
+                        given_name: o.given.clone().unwrap_or_default(),
+                        surname: o.sn.clone().unwrap_or_default(),
+                        email: o.mail.clone(),
+                        suspended: false,
+                        locked: false,
+                        display_name: o.display.clone(),
+                        links: Vec::new(),
+                    },
+                    password_set: false,
+                    guid: Some(o.guid.clone()),
+                }),
+                None,
+            ));
+        }
+    }
+    out
 }
 
 /// Gives the heap freed by a run back to the system (glibc keeps it otherwise), so an idle
@@ -216,6 +335,7 @@ impl Agent {
             policy: self.answers.sync.clone(),
             dry_run: opts.dry_run,
             allow_deletions: opts.allow_deletions,
+            approved: HashSet::new(),
             concurrency: opts.concurrency.max(1),
         }
     }
@@ -316,7 +436,9 @@ impl Agent {
             cursor,
             ..CycleReport::default()
         };
-        if changes.is_empty() && !resync {
+        let approved = !opts.dry_run && state.has_approved()?;
+        if changes.is_empty() && !resync && !approved {
+            report.held = state.held()?.len();
             return Ok(report);
         }
         let mut mirror = state.load()?;
@@ -331,6 +453,11 @@ impl Agent {
         ad.close().await;
         result?;
         if !opts.dry_run {
+            state.record_run(
+                ad_sync_core::time_fmt::now_unix(),
+                report.held,
+                report.failed,
+            )?;
             self.flush_acks(state).await?;
         }
         Ok(report)
@@ -347,7 +474,8 @@ impl Agent {
         resync: bool,
         report: &mut CycleReport,
     ) -> Result<(), RunError> {
-        if !changes.is_empty() {
+        let approved = !settings.dry_run && state.has_approved()?;
+        if !changes.is_empty() || approved {
             let before = mirror.clone();
             let mut next = mirror.clone();
             let mut work = Work::default();
@@ -356,15 +484,19 @@ impl Agent {
                 !settings.policy.sync_account_locked_out_status,
                 &mut work,
             );
+            let held = self.hold_again(state, &next, &mut work, settings)?;
             let r = sync::reconcile(
                 ad,
                 &mut next,
                 &before,
                 &work,
                 self.private_key.as_ref(),
-                settings,
+                &held.settings,
             )
             .await?;
+            let still_held = held.after(&r, &work, &HashSet::new());
+            report.held = still_held.len();
+            report.blocked = r.blocked.clone();
             report.operations += r.operations;
             report.failed += r.failed;
             report.skipped += r.skipped;
@@ -374,7 +506,7 @@ impl Agent {
             if settings.dry_run {
                 return Ok(());
             }
-            state.commit(&before, &next, &r.results)?;
+            state.commit_with(&before, &next, &r.results, Some(&still_held))?;
             *mirror = next;
             report.cursor = mirror.cursor;
             tracing::info!(
@@ -391,13 +523,34 @@ impl Agent {
         if resync {
             let before = mirror.clone();
             let mut next = mirror.clone();
-            let work = Work {
+            let mut work = Work {
                 users: next.users.keys().cloned().collect(),
                 groups: next.groups.keys().cloned().collect(),
                 ..Work::default()
             };
             let started = Instant::now();
-            let r = sync::reconcile(ad, &mut next, &before, &work, None, settings).await?;
+            let held = self.hold_again(state, &next, &mut work, settings)?;
+            // Orphans: objects in the agent's containers that carry its marker for a cloud
+            // object it does not know (its state was lost while the cloud removed them). They
+            // get the disconnection policy, within the threshold, like any removal.
+            let orphans = orphans(
+                &ad.marked()
+                    .await
+                    .map_err(|e| RunError::Unavailable(e.to_string()))?,
+                &next,
+                &work,
+            );
+            report.orphans = orphans.len();
+            let orphan_keys: HashSet<mirror::ObjKey> =
+                orphans.iter().map(|o| o.0.clone()).collect();
+            for (_, user, group) in orphans {
+                work.removed_users.extend(user);
+                work.removed_groups.extend(group);
+            }
+            let r = sync::reconcile(ad, &mut next, &before, &work, None, &held.settings).await?;
+            let still_held = held.after(&r, &work, &orphan_keys);
+            report.held = still_held.len();
+            report.blocked = r.blocked.clone().or(report.blocked.take());
             report.operations += r.operations;
             report.failed += r.failed;
             report.created += r.created;
@@ -407,8 +560,8 @@ impl Agent {
             if settings.dry_run {
                 return Ok(());
             }
-            // The objectGUIDs it adopted (the cursor stays where it is).
-            state.commit(&before, &next, &[])?;
+            // The objectGUIDs it adopted (the cursor stays where it is), and what is held.
+            state.commit_with(&before, &next, &[], Some(&still_held))?;
             *mirror = next;
             tracing::info!(
                 users = work.users.len(),
@@ -420,6 +573,56 @@ impl Agent {
             );
         }
         Ok(())
+    }
+
+    /// Feeds the disconnections held so far back into `work` (unless their cloud object came
+    /// back), with the approved ones in the settings: a held disconnection is planned again
+    /// every run until it is approved and done.
+    fn hold_again(
+        &self,
+        state: &State,
+        next: &Mirror,
+        work: &mut Work,
+        settings: &Settings,
+    ) -> Result<Holds, RunError> {
+        let held = state.held()?;
+        let mut approved = HashSet::new();
+        let mut known = Vec::new();
+        for h in held {
+            let back = match h.kind.as_str() {
+                "group" => next.groups.contains_key(&h.id),
+                _ => next.users.contains_key(&h.id),
+            };
+            if back {
+                tracing::info!(
+                    "{} {} is in the cloud again: its held disconnection is dropped",
+                    h.kind,
+                    h.id
+                );
+                continue;
+            }
+            if let Some(u) = &h.user
+                && !work.removed_users.iter().any(|r| r.user.id == h.id)
+            {
+                work.removed_users.push(u.clone());
+            }
+            if let Some(g) = &h.group
+                && !work.removed_groups.iter().any(|r| r.id == h.id)
+            {
+                work.removed_groups.push(g.clone());
+            }
+            if h.approved {
+                approved.insert(h.key());
+            }
+            known.push(h);
+        }
+        Ok(Holds {
+            settings: Settings {
+                approved,
+                ..settings.clone()
+            },
+            known,
+        })
     }
 
     /// Every pending change (as many runs as it takes), then the comparison with AD when
@@ -440,6 +643,8 @@ impl Agent {
             total.adopted += r.adopted;
             total.cursor = r.cursor;
             total.planned.extend(r.planned);
+            total.held = r.held;
+            total.blocked = r.blocked.or(total.blocked);
             if r.changes < MAX_PER_RUN || opts.dry_run {
                 break;
             }
@@ -453,6 +658,9 @@ impl Agent {
             total.adopted += r.adopted;
             total.resynced = r.resynced;
             total.planned.extend(r.planned);
+            total.held = r.held;
+            total.orphans += r.orphans;
+            total.blocked = r.blocked.or(total.blocked);
         }
         Ok(total)
     }

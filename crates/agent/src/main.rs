@@ -68,6 +68,28 @@ struct ImportArgs {
     log_dir: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args, Clone)]
+struct PendingArgs {
+    /// The installed config.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Approve these held disconnections (cloud ids, as listed) and apply them now, once.
+    #[arg(long, value_name = "ID", num_args = 1.., conflicts_with = "approve_all")]
+    approve: Vec<String>,
+    /// Approve every held disconnection and apply them now, once.
+    #[arg(long)]
+    approve_all: bool,
+    /// Print the list (and what an approval did) as one JSON document.
+    #[arg(long)]
+    json: bool,
+    /// The agent's state folder (default as for `run`).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Where agent.log goes (`-`: standard error only; default as for `run`).
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the agent in the foreground (what the systemd unit starts).
@@ -75,6 +97,9 @@ enum Command {
     /// Import the users and security groups under the Root User container into the cloud,
     /// each linked to its AD object (which the agent then manages). Safe to run again.
     Import(ImportArgs),
+    /// List the disconnections the deletion threshold holds (what each would delete or
+    /// disable, and why); `--approve ID...` or `--approve-all` applies them once.
+    Pending(PendingArgs),
     /// Run under the Windows Service Control Manager (the SCM starts this; not for a shell).
     #[cfg(windows)]
     Service {
@@ -86,7 +111,7 @@ enum Command {
 /// The exit codes, one per kind of error (`exit_code`). `run --once`: OK done (or this agent
 /// is the standby); RETRY the cloud, the DC or the state could not be used this time;
 /// CANNOT_START the config, a secret, the state or the runtime cannot be used; THRESHOLD
-/// stopped by the deletion threshold; CHANGES_FAILED some changes failed (and were reported to
+/// disconnections are held by the deletion threshold (the rest was applied); CHANGES_FAILED some changes failed (and were reported to
 /// the cloud). `run` as a service exits only with OK or CANNOT_START.
 mod exit {
     pub const OK: i32 = 0;
@@ -101,7 +126,6 @@ fn exit_code(e: &AgentError) -> i32 {
     match e {
         AgentError::Setup(_) | AgentError::State(_) => exit::CANNOT_START,
         AgentError::Heartbeat(_) => exit::RETRY,
-        AgentError::Run(RunError::Threshold { .. }) => exit::THRESHOLD,
         AgentError::Run(RunError::Unavailable(_) | RunError::State(_)) => exit::RETRY,
     }
 }
@@ -121,15 +145,12 @@ fn main() {
             run(&args)
         }
         Command::Import(args) => {
-            let log_dir = match &args.log_dir {
-                Some(d) if d.as_os_str() == "-" => None,
-                Some(d) => Some(d.clone()),
-                None => Some(ad_sync_agent::default_log_dir(&args.config)),
-            };
-            if let Some(w) = ad_sync_agent::logs::init(log_dir.as_deref()) {
-                tracing::warn!("{w}; logging to standard error only");
-            }
+            init_logs(&args.config, args.log_dir.as_deref());
             import(&args)
+        }
+        Command::Pending(args) => {
+            init_logs(&args.config, args.log_dir.as_deref());
+            pending(&args)
         }
         #[cfg(windows)]
         Command::Service { config } => {
@@ -141,6 +162,165 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Logs to `log_dir` (`-`: standard error only; default: the installed layout's).
+fn init_logs(config: &std::path::Path, log_dir: Option<&std::path::Path>) {
+    let dir = match log_dir {
+        Some(d) if d.as_os_str() == "-" => None,
+        Some(d) => Some(d.to_path_buf()),
+        None => Some(ad_sync_agent::default_log_dir(config)),
+    };
+    if let Some(w) = ad_sync_agent::logs::init(dir.as_deref()) {
+        tracing::warn!("{w}; logging to standard error only");
+    }
+}
+
+/// `pending`: OK when nothing is held (after an approval: when nothing is held any more),
+/// THRESHOLD when disconnections are held, CHANGES_FAILED when an approved one failed.
+fn pending(args: &PendingArgs) -> i32 {
+    let (agent, rt) = match start(&args.config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let opts = ad_sync_agent::RunOptions {
+        state_dir: args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| ad_sync_agent::default_state_dir(&args.config)),
+        concurrency: 8,
+        ..Default::default()
+    };
+    let mut state = match open_state(&agent, &opts) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let approving = args.approve_all || !args.approve.is_empty();
+    let mut applied = None;
+    if approving {
+        let ids = (!args.approve_all).then_some(args.approve.as_slice());
+        match state.approve(ids) {
+            Ok(ids) => tracing::info!("approved by the administrator: {}", ids.join(", ")),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::CANNOT_START;
+            }
+        }
+        applied = Some(rt.block_on(async {
+            match agent.heartbeat(None).await {
+                Ok((ad_sync_core::cloud::api::Role::Primary, _)) => {
+                    agent.drain(&mut state, &opts).await.map_err(AgentError::Run)
+                }
+                Ok(_) => Err(AgentError::Setup(
+                    "this agent is the standby: the approval is recorded in its state, but only the primary applies changes; run this on the primary".into(),
+                )),
+                Err(e) => Err(e),
+            }
+        }));
+    }
+    let held = match state.held() {
+        Ok(h) => h,
+        Err(e) => {
+            let e = AgentError::from(e);
+            tracing::error!("{e}");
+            return exit_code(&e);
+        }
+    };
+    let last = state.last_run();
+    let run_error = match &applied {
+        Some(Err(e)) => Some(e.to_string()),
+        _ => None,
+    };
+    let failed = match &applied {
+        Some(Ok(r)) => r.failed,
+        _ => 0,
+    };
+    if args.json {
+        let j = serde_json::json!({
+            "held": held.iter().map(|h| serde_json::json!({
+                "id": h.id, "kind": h.kind, "name": h.name, "dn": h.dn, "action": h.action,
+                "what": h.what, "why": h.why,
+                "since": ad_sync_core::time_fmt::unix_to_rfc3339(h.since),
+                "approved": h.approved,
+            })).collect::<Vec<_>>(),
+            "last_run": {
+                "at": (last.at > 0).then(|| ad_sync_core::time_fmt::unix_to_rfc3339(last.at)),
+                "held": last.held,
+                "failed": last.failed,
+                "last_success": (last.last_success > 0).then(|| ad_sync_core::time_fmt::unix_to_rfc3339(last.last_success)),
+            },
+            "approval": applied.as_ref().map(|r| match r {
+                Ok(r) => serde_json::json!({"operations": r.operations, "failed": r.failed, "held": r.held}),
+                Err(e) => serde_json::json!({"error": e.to_string()}),
+            }),
+        });
+        println!("{j:#}");
+    } else {
+        if let Some(Ok(r)) = &applied {
+            println!(
+                "approved and applied: operations: {}, failed: {}; still held: {}",
+                r.operations, r.failed, r.held
+            );
+        }
+        if held.is_empty() {
+            println!("nothing is held by the deletion threshold");
+        } else {
+            println!(
+                "{} disconnections held by the deletion threshold (nothing was done to these objects):",
+                held.len()
+            );
+            for h in &held {
+                println!(
+                    "{} {} {} ({}): would {} {}; held since {}{}\n    why: {}",
+                    h.id,
+                    h.kind,
+                    h.name,
+                    h.dn,
+                    h.action,
+                    h.dn,
+                    ad_sync_core::time_fmt::unix_to_rfc3339(h.since),
+                    if h.approved { ", approved" } else { "" },
+                    h.why
+                );
+            }
+            println!(
+                "approve some with `ad-sync-agent pending --config {} --approve ID...`, or all with --approve-all",
+                args.config.display()
+            );
+        }
+    }
+    if let Some(e) = run_error {
+        eprintln!("error: {e}");
+        return exit::RETRY;
+    }
+    if failed > 0 {
+        exit::CHANGES_FAILED
+    } else if held.is_empty() {
+        exit::OK
+    } else {
+        exit::THRESHOLD
+    }
+}
+
+/// This enrollment's state (a note on standard error when an older one was set aside), or the
+/// exit code when it cannot be opened (logged).
+fn open_state(
+    agent: &ad_sync_agent::Agent,
+    opts: &ad_sync_agent::RunOptions,
+) -> Result<ad_sync_agent::state::State, i32> {
+    match agent.open_state(opts) {
+        Ok((s, note)) => {
+            if let Some(n) = note {
+                eprintln!("warning: {n}");
+            }
+            Ok(s)
+        }
+        Err(e) => {
+            let e = AgentError::from(e);
+            tracing::error!("{e}");
+            Err(exit_code(&e))
+        }
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -307,18 +487,9 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions) ->
         return exit::OK;
     }
     println!("primary");
-    let mut state = match agent.open_state(opts) {
-        Ok((s, note)) => {
-            if let Some(n) = note {
-                eprintln!("warning: {n}");
-            }
-            s
-        }
-        Err(e) => {
-            let e = AgentError::from(e);
-            tracing::error!("{e}");
-            return exit_code(&e);
-        }
+    let mut state = match open_state(agent, opts) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     match agent.drain(&mut state, opts).await {
         Ok(r) => {
@@ -336,8 +507,26 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions) ->
             for p in &r.planned {
                 println!("would {p}");
             }
+            if r.orphans > 0 {
+                println!(
+                    "orphans: {} (objects with the agent's marker for cloud objects it does not know; handled by the disconnection policy)",
+                    r.orphans
+                );
+            }
+            if r.held > 0 {
+                let why = r.blocked.as_ref().map_or(String::new(), |t| format!(
+                    " (this run would delete {} AD objects, more than the {} allowed of {} managed)",
+                    t.planned, t.limit, t.managed
+                ));
+                eprintln!(
+                    "deletion threshold: {} disconnections are held{why}; everything else was applied. List them with `ad-sync-agent pending --config FILE`, approve some or all there, or raise [sync] deletion_threshold / deletion_threshold_percent",
+                    r.held
+                );
+            }
             if r.failed > 0 {
                 exit::CHANGES_FAILED
+            } else if r.held > 0 {
+                exit::THRESHOLD
             } else {
                 exit::OK
             }

@@ -6,7 +6,7 @@ use ad_sync_core::cloud::api::{AdLink, Change, ChangeBody, MemberType, User};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A cloud user as the agent last heard of it, and the AD object it manages for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserRec {
     pub user: User,
     /// A password change was seen for this user (the password itself is never kept). Until one
@@ -16,7 +16,7 @@ pub struct UserRec {
     pub guid: Option<Vec<u8>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GroupRec {
     pub id: String,
     pub name: String,

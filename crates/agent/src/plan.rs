@@ -327,6 +327,21 @@ pub struct Input<'a> {
     pub privileged: &'a HashSet<Vec<u8>>,
     /// Overrides the threshold for one run (`--allow-deletions N`).
     pub allow_deletions: Option<usize>,
+    /// Disconnections the administrator approved (`ad-sync-agent pending --approve`): run
+    /// whatever the threshold says, and not counted against it.
+    pub approved: &'a HashSet<ObjKey>,
+}
+
+/// A disconnection the threshold holds back: nothing is done to its AD object until the
+/// administrator approves it (`ad-sync-agent pending --approve`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldJob {
+    pub key: ObjKey,
+    pub dn: String,
+    /// "delete", "disable" or "release" (stop managing, keep as it is).
+    pub action: &'static str,
+    /// What it would do, in words.
+    pub what: String,
 }
 
 /// A managed group's DN once the run's operations ran, and its members as AD had them (`None`
@@ -357,6 +372,12 @@ pub struct Plan {
     pub removals: Vec<Job>,
     /// Objects the disconnections delete (what the threshold counts).
     pub deletions: usize,
+    /// Disconnections held back by the threshold (none unless `blocked`).
+    pub held: Vec<HeldJob>,
+    /// The threshold this run's deletions went over: every disconnection not approved is held.
+    pub blocked: Option<OverThreshold>,
+    /// Per job in `removals`: (deletes an object, its action word).
+    removal_kinds: Vec<(bool, &'static str)>,
     /// For the log: what the plan chose not to do and why, where that is not an outcome.
     pub notes: Vec<String>,
     /// objectGUIDs the mirror holds or this plan takes over: an AD object is taken over for
@@ -407,9 +428,9 @@ impl Plan {
     }
 }
 
-/// Plans the run's users, groups and disconnections; refuses the whole run when it would
-/// delete more than the threshold allows.
-pub fn plan(i: &Input) -> Result<Plan, OverThreshold> {
+/// Plans the run's users, groups and disconnections; holds back the disconnections not
+/// approved when they would delete more than the threshold allows.
+pub fn plan(i: &Input) -> Plan {
     let mut p = Plan {
         claimed: i
             .mirror
@@ -423,8 +444,56 @@ pub fn plan(i: &Input) -> Result<Plan, OverThreshold> {
     plan_users(i, &mut p);
     plan_groups(i, &mut p);
     plan_removals(i, &mut p);
-    threshold(i.before, p.deletions, i.policy, i.allow_deletions)?;
-    Ok(p)
+    hold_over_threshold(i, &mut p);
+    p
+}
+
+/// The threshold on what the disconnections delete: approved ones always run and are not
+/// counted. Over it, every disconnection not approved is held (nothing done to its object, its
+/// changes answered as skipped with how to approve), and the rest of the run goes on.
+fn hold_over_threshold(i: &Input, p: &mut Plan) {
+    let approved = |j: &Job| j.keys.iter().any(|k| i.approved.contains(k));
+    let unapproved = p
+        .removals
+        .iter()
+        .zip(&p.removal_kinds)
+        .filter(|(j, (deletes, _))| *deletes && !approved(j))
+        .count();
+    let Err(over) = threshold(i.before, unapproved, i.policy, i.allow_deletions) else {
+        return;
+    };
+    let jobs = std::mem::take(&mut p.removals);
+    let kinds = std::mem::take(&mut p.removal_kinds);
+    for (job, (deletes, action)) in jobs.into_iter().zip(kinds) {
+        if approved(&job) {
+            p.removals.push(job);
+            p.removal_kinds.push((deletes, action));
+            continue;
+        }
+        if deletes {
+            p.deletions -= 1;
+        }
+        let last = job.ops.last();
+        for key in &job.keys {
+            let id = match key {
+                ObjKey::User(id) | ObjKey::Group(id) | ObjKey::Password(id) => id,
+            };
+            p.outcomes.insert(
+                key.clone(),
+                Outcome::Skipped(format!(
+                    "held by the deletion threshold (this run would delete {} AD objects, {} allowed of {} managed); see `ad-sync-agent pending`, approve with `ad-sync-agent pending --config FILE --approve {id}`",
+                    over.planned, over.limit, over.managed
+                )),
+            );
+            p.held.push(HeldJob {
+                key: key.clone(),
+                dn: last.map(|o| o.dn.clone()).unwrap_or_default(),
+                action,
+                what: last.map(|o| o.what.clone()).unwrap_or_default(),
+            });
+        }
+    }
+    p.blocked = Some(over);
 }
 
 /// The threshold: a run may delete at most `deletion_threshold` objects and at most
@@ -1003,6 +1072,12 @@ fn plan_removals(i: &Input, p: &mut Plan) {
                 }
             }
         }
+        p.removal_kinds
+            .push(match i.policy.user_disconnection_action {
+                UserDisconnection::Remove => (true, "delete"),
+                UserDisconnection::Disable => (false, "disable"),
+                UserDisconnection::Retain => (false, "release"),
+            });
         ops.push(match i.policy.user_disconnection_action {
             UserDisconnection::Remove => {
                 p.deletions += 1;
@@ -1059,6 +1134,11 @@ fn plan_removals(i: &Input, p: &mut Plan) {
             );
             continue;
         }
+        p.removal_kinds
+            .push(match i.policy.group_disconnection_action {
+                GroupDisconnection::Remove => (true, "delete"),
+                GroupDisconnection::Retain => (false, "release"),
+            });
         let op = match i.policy.group_disconnection_action {
             GroupDisconnection::Remove => {
                 p.deletions += 1;

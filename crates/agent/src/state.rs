@@ -9,7 +9,8 @@ use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};
 
 /// 2: groups keep the AD links the cloud gave them (an imported group's objectGUID).
-const SCHEMA_VERSION: i64 = 2;
+/// 3: disconnections held by the deletion threshold (`held`), and the last run's summary.
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -27,7 +28,57 @@ CREATE TABLE IF NOT EXISTS edges (
     PRIMARY KEY (group_id, member_type, member_id)
 );
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, status TEXT NOT NULL, message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS held (key TEXT PRIMARY KEY, entry TEXT NOT NULL);
 ";
+
+/// A disconnection the deletion threshold holds back, kept until it is approved and done, or
+/// the cloud object comes back. It carries the record of the object as the agent knew it (the
+/// cloud has forgotten it), so a later run can still find its AD object.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Held {
+    /// The cloud object's id: what the administrator approves.
+    pub id: String,
+    /// "user" or "group".
+    pub kind: String,
+    pub name: String,
+    pub dn: String,
+    /// "delete", "disable" or "release".
+    pub action: String,
+    /// What would be done, in words.
+    pub what: String,
+    /// Why it is to be done: removed in the cloud, or an orphan.
+    pub why: String,
+    /// When it was first held (Unix seconds).
+    pub since: i64,
+    pub approved: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserRec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupRec>,
+}
+
+impl Held {
+    pub fn key(&self) -> crate::mirror::ObjKey {
+        if self.kind == "group" {
+            crate::mirror::ObjKey::Group(self.id.clone())
+        } else {
+            crate::mirror::ObjKey::User(self.id.clone())
+        }
+    }
+}
+
+/// The last run, for `pending`, the heartbeat and the cloud's status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LastRun {
+    /// Unix seconds.
+    pub at: i64,
+    /// Disconnections held by the threshold after it.
+    pub held: usize,
+    /// Changes it failed.
+    pub failed: usize,
+    /// The last run that held nothing and failed nothing (Unix seconds; 0: none yet).
+    pub last_success: i64,
+}
 
 pub struct State {
     conn: Connection,
@@ -94,6 +145,8 @@ pub enum StateError {
         id: String,
         source: serde_json::Error,
     },
+    #[error("not held: {}. `ad-sync-agent pending --config FILE` lists the ids that can be approved", ids.join(", "))]
+    NotHeld { ids: Vec<String> },
 }
 
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
@@ -350,9 +403,36 @@ impl State {
         m: &Mirror,
         results: &[ChangeResult],
     ) -> Result<(), StateError> {
+        self.commit_with(before, m, results, None)
+    }
+
+    /// As `commit`, and when `held` is given, the held disconnections replaced by it in the same
+    /// transaction (a removal leaves the mirror only together with its hold).
+    pub fn commit_with(
+        &mut self,
+        before: &Mirror,
+        m: &Mirror,
+        results: &[ChangeResult],
+        held: Option<&[Held]>,
+    ) -> Result<(), StateError> {
         let path = self.path.clone();
         let err = db_err(&path);
         let tx = self.conn.transaction().map_err(&err)?;
+        if let Some(held) = held {
+            tx.execute("DELETE FROM held", []).map_err(&err)?;
+            let mut put = tx
+                .prepare_cached("INSERT OR REPLACE INTO held (key, entry) VALUES (?1, ?2)")
+                .map_err(&err)?;
+            for h in held {
+                let entry = serde_json::to_string(h).map_err(|source| StateError::Encode {
+                    path: path.clone(),
+                    id: h.id.clone(),
+                    source,
+                })?;
+                put.execute(params![format!("{}:{}", h.kind, h.id), entry])
+                    .map_err(&err)?;
+            }
+        }
         {
             let mut put_user = tx
                 .prepare_cached(
@@ -455,6 +535,102 @@ impl State {
             })
             .map_err(&err)?;
         rows.collect::<Result<_, _>>().map_err(&err)
+    }
+
+    /// The disconnections the threshold holds, oldest first.
+    pub fn held(&self) -> Result<Vec<Held>, StateError> {
+        let err = db_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, entry FROM held")
+            .map_err(&err)?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(&err)?
+            .collect::<Result<_, _>>()
+            .map_err(&err)?;
+        let mut out = Vec::new();
+        for (key, entry) in rows {
+            let h: Held = serde_json::from_str(&entry).map_err(|source| StateError::Damaged {
+                path: self.path.clone(),
+                id: format!("held disconnection {key}"),
+                source,
+            })?;
+            out.push(h);
+        }
+        out.sort_by(|a, b| (a.since, &a.id).cmp(&(b.since, &b.id)));
+        Ok(out)
+    }
+
+    /// Marks held disconnections approved: `ids` (cloud ids), or all with `None`. Returns the
+    /// ids approved; an id that is not held is an error naming it, and nothing is approved.
+    pub fn approve(&mut self, ids: Option<&[String]>) -> Result<Vec<String>, StateError> {
+        let mut held = self.held()?;
+        if let Some(ids) = ids {
+            let unknown: Vec<&String> = ids
+                .iter()
+                .filter(|id| !held.iter().any(|h| &h.id == *id))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(StateError::NotHeld {
+                    ids: unknown.iter().map(|s| s.to_string()).collect(),
+                });
+            }
+        }
+        let mut approved = Vec::new();
+        for h in held.iter_mut() {
+            if ids.is_none_or(|ids| ids.contains(&h.id)) {
+                h.approved = true;
+                approved.push(h.id.clone());
+            }
+        }
+        let m = self.load()?;
+        self.commit_with(&m, &m, &[], Some(&held))?;
+        Ok(approved)
+    }
+
+    /// Whether any held disconnection is approved (a run then has work even with no change).
+    pub fn has_approved(&self) -> Result<bool, StateError> {
+        Ok(self.held()?.iter().any(|h| h.approved))
+    }
+
+    pub fn last_run(&self) -> LastRun {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'last_run'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .ok()
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default()
+    }
+
+    /// Records a run that finished: when, how many disconnections it left held and how many
+    /// changes it failed; a run with neither is the last success.
+    pub fn record_run(
+        &mut self,
+        at: i64,
+        held: usize,
+        failed: usize,
+    ) -> Result<LastRun, StateError> {
+        let previous = self.last_run();
+        let run = LastRun {
+            at,
+            held,
+            failed,
+            last_success: if held == 0 && failed == 0 {
+                at
+            } else {
+                previous.last_success
+            },
+        };
+        let path = self.path.clone();
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_run', ?1)",
+                [serde_json::to_string(&run).unwrap_or_default()],
+            )
+            .map_err(db_err(&path))?;
+        Ok(run)
     }
 
     pub fn acked(&mut self, upto: i64) -> Result<(), StateError> {

@@ -15,11 +15,14 @@ use ad_sync_core::secret::Secret;
 use ldap3::Mod;
 use std::collections::HashSet;
 
+#[derive(Clone)]
 pub struct Settings {
     pub policy: Sync,
     pub dry_run: bool,
     /// Overrides the threshold for one run (`--allow-deletions N`).
     pub allow_deletions: Option<usize>,
+    /// Disconnections the administrator approved (`pending --approve`).
+    pub approved: HashSet<ObjKey>,
     pub concurrency: usize,
 }
 
@@ -32,25 +35,6 @@ pub enum RunError {
     /// The agent's state could not be read or written.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
-    /// More deletions than the threshold allows: nothing was changed.
-    #[error(
-        "deletion threshold: this run would delete {planned} AD objects, more than the {limit} allowed (of {managed} managed); nothing was changed. If the deletions are intended, run `ad-sync-agent run --config FILE --once --allow-deletions {planned}` once, or raise [sync] deletion_threshold / deletion_threshold_percent"
-    )]
-    Threshold {
-        planned: usize,
-        limit: usize,
-        managed: usize,
-    },
-}
-
-impl From<plan::OverThreshold> for RunError {
-    fn from(t: plan::OverThreshold) -> RunError {
-        RunError::Threshold {
-            planned: t.planned,
-            limit: t.limit,
-            managed: t.managed,
-        }
-    }
 }
 
 pub struct Report {
@@ -63,6 +47,9 @@ pub struct Report {
     /// Existing AD objects taken over (planned, in a dry run).
     pub adopted: usize,
     pub planned: Vec<String>,
+    /// Disconnections held back by the deletion threshold.
+    pub held: Vec<plan::HeldJob>,
+    pub blocked: Option<plan::OverThreshold>,
 }
 
 /// What the executor needs of AD: search, read one object, and the four writes. `Ad` is the
@@ -203,7 +190,17 @@ pub async fn reconcile<D: Directory>(
         policy: &s.policy,
         privileged: &privileged,
         allow_deletions: s.allow_deletions,
-    })?;
+        approved: &s.approved,
+    });
+    if let Some(t) = &p.blocked {
+        tracing::warn!(
+            "deletion threshold: this run would delete {} AD objects, more than the {} allowed (of {} managed); {} disconnections are held until approved (`ad-sync-agent pending --config FILE`), the rest is applied",
+            t.planned,
+            t.limit,
+            t.managed,
+            p.held.len()
+        );
+    }
     drop(passwords);
     for outcome in p.outcomes.values() {
         if let Outcome::Failed(why) = outcome {
@@ -292,6 +289,8 @@ pub async fn reconcile<D: Directory>(
         created,
         adopted,
         planned,
+        held: std::mem::take(&mut p.held),
+        blocked: p.blocked.take(),
     })
 }
 

@@ -113,6 +113,8 @@ struct World {
     allow: Option<usize>,
     /// Objects in a privileged group through nesting.
     privileged: HashSet<Vec<u8>>,
+    /// Disconnections the administrator approved.
+    approved: HashSet<ObjKey>,
 }
 
 impl World {
@@ -134,6 +136,7 @@ impl World {
             passwords: HashMap::new(),
             allow: None,
             privileged: HashSet::new(),
+            approved: HashSet::new(),
         }
     }
 
@@ -184,7 +187,16 @@ impl World {
         self.passwords.insert(id.into(), Ok(Secret::new(pw)));
     }
 
+    /// The plan; `Err` when the threshold held disconnections back (`plan_held` shows them).
     fn plan(&self) -> (Lookup, Result<Plan, OverThreshold>) {
+        let (lookup, p) = self.plan_held();
+        match &p.blocked {
+            Some(t) => (lookup, Err(t.clone())),
+            None => (lookup, Ok(p)),
+        }
+    }
+
+    fn plan_held(&self) -> (Lookup, Plan) {
         let lookup = Lookup::new(&self.mirror, &self.work, &self.policy, &self.scope);
         let found = Found::new(self.ad.clone());
         let sync = self.ad.iter().find(|o| o.sam == "Cloud Groups");
@@ -200,6 +212,7 @@ impl World {
             policy: &self.policy,
             privileged: &self.privileged,
             allow_deletions: self.allow,
+            approved: &self.approved,
         });
         (lookup, p)
     }
@@ -823,24 +836,68 @@ fn the_deletion_threshold() {
         }
     }
 
-    // Through the planner: the whole run is refused, nothing planned is kept.
-    let mut w = World::new();
-    w.policy.user_disconnection_action = UserDisconnection::Remove;
-    w.policy.group_disconnection_action = GroupDisconnection::Remove;
-    let alice = w.managed_alice();
-    let eng = w.managed_engineering();
-    w.work.removed_users.push(alice);
-    w.work.removed_groups.push(eng);
-    let r = w.plan().1;
-    // Two managed, 10 % of two rounds up to one: two deletions are refused.
+    // Through the planner: over the threshold, every disconnection not approved is held
+    // (nothing planned for its object, its changes answered as skipped with how to approve);
+    // an approved one runs and is not counted.
+    let mut w = two_removed(UserDisconnection::Remove);
+    let p = w.plan_held().1;
+    // Two managed, 10 % of two rounds up to one: two deletions are over it.
     assert_eq!(
-        r.err(),
+        p.blocked,
         Some(OverThreshold {
             planned: 2,
             limit: 1,
             managed: 2
         })
     );
+    assert!(p.removals.is_empty(), "{:?}", p.removals);
+    assert_eq!(p.deletions, 0);
+    let held: Vec<(&ObjKey, &str)> = p.held.iter().map(|h| (&h.key, h.action)).collect();
+    assert_eq!(
+        held,
+        vec![
+            (&ObjKey::User("u-alice".into()), "delete"),
+            (&ObjKey::Group("g-eng".into()), "delete"),
+        ]
+    );
+    assert!(
+        matches!(p.outcomes.get(&ObjKey::User("u-alice".into())), Some(Outcome::Skipped(m)) if m.contains("--approve u-alice")),
+        "{:?}",
+        p.outcomes
+    );
+    // alice approved: she is deleted; Engineering alone is within the threshold (one allowed).
+    w.approved.insert(ObjKey::User("u-alice".into()));
+    let p = w.plan_held().1;
+    assert_eq!(p.blocked, None);
+    assert!(p.held.is_empty());
+    let ops: Vec<(OpKind, &str)> = p
+        .removals
+        .iter()
+        .flat_map(|j| j.ops.iter().map(|o| (o.kind, o.dn.as_str())))
+        .collect();
+    let deletes = ops
+        .iter()
+        .filter(|(k, _)| matches!(k, OpKind::DeleteUser | OpKind::DeleteGroup))
+        .count();
+    assert_eq!(deletes, 2, "{ops:?}");
+    // A disabling disconnection deletes nothing, so it is not counted.
+    let p = two_removed(UserDisconnection::Disable).plan_held().1;
+    // Disabling deletes nothing: one deletion, within the one allowed.
+    assert_eq!(p.blocked, None);
+    assert_eq!(p.removals.len(), 2);
+}
+
+/// alice and Engineering, both managed, removed in the cloud; groups are removed, users get
+/// `users`.
+fn two_removed(users: UserDisconnection) -> World {
+    let mut w = World::new();
+    w.policy.user_disconnection_action = users;
+    w.policy.group_disconnection_action = GroupDisconnection::Remove;
+    let alice = w.managed_alice();
+    let eng = w.managed_engineering();
+    w.work.removed_users.push(alice);
+    w.work.removed_groups.push(eng);
+    w
 }
 
 #[test]
