@@ -48,6 +48,8 @@ fn main() {
         limits: Default::default(),
         // The status page has no login: its own loopback port.
         status_listen: Some("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"))),
+        // Nothing real is configured in the demo: no alerts leave this machine.
+        alert_webhook: None,
     };
     let cloud = match runtime.block_on(ad_sync_cloud::server::start(opts, async {
         let _ = stopped.await;

@@ -71,6 +71,7 @@ fn heartbeat(client: &CloudClient, agent: &Enrolled) -> Role {
         host: agent.host.clone(),
         status: "ok".into(),
         message: None,
+        run: None,
     };
     block_on(client.heartbeat(&agent.credential, &req))
         .unwrap_or_else(|e| panic!("heartbeat: {e}"))
@@ -1158,6 +1159,7 @@ fn revoked_agents_and_keys_stop_at_once_and_a_late_replay_is_refused() {
         host: "dc1".into(),
         status: "ok".into(),
         message: None,
+        run: None,
     };
     // The installer's own retry (same key, same key pair) before the agent ever called in:
     // resumed, with a new credential sealed to that key pair.
@@ -1409,6 +1411,7 @@ fn a_redirect_is_never_followed_and_nothing_reaches_where_it_points() {
         host: "h".into(),
         status: "ok".into(),
         message: None,
+        run: None,
     };
     let e = block_on(c.heartbeat(&credential, &hb))
         .err()
@@ -1771,4 +1774,234 @@ fn import_and_the_preview_directory_keep_their_limits_and_are_idempotent() {
         assert_eq!((st, c.as_str()), want);
     }
     assert!(!s.log().contains(&k[5..30]));
+}
+
+/// A webhook receiver on loopback: plain HTTP/1.1, one request per connection; answers 500 to
+/// the first `fail_first` requests (so the sender's retries are seen), 200 after. Keeps every
+/// request's head and body.
+struct Receiver {
+    url: String,
+    /// Every request: its head, its body, and whether it was answered 200.
+    got: std::sync::Arc<std::sync::Mutex<Vec<(String, String, bool)>>>,
+}
+
+impl Receiver {
+    fn start(fail_first: usize) -> Receiver {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let port = l.local_addr().map(|a| a.port()).unwrap_or_default();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mine = got.clone();
+        // Ends with the test process (a blocked accept holds nothing but the port).
+        std::thread::spawn(move || {
+            let mut n = 0;
+            for conn in l.incoming().flatten() {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut r = BufReader::new(&conn);
+                let mut head = String::new();
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0; len];
+                let _ = r.read_exact(&mut body);
+                n += 1;
+                let status = if n <= fail_first {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                };
+                let mut w = &conn;
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                if let Ok(mut g) = mine.lock() {
+                    g.push((
+                        head,
+                        String::from_utf8_lossy(&body).into_owned(),
+                        n > fail_first,
+                    ));
+                }
+            }
+        });
+        Receiver {
+            url: format!("http://127.0.0.1:{port}/hooks/T000/B000/xoxb-webhook-token"),
+            got,
+        }
+    }
+
+    /// The events delivered (answered 200), as JSON.
+    fn events(&self) -> Vec<Value> {
+        self.got
+            .lock()
+            .map(|g| {
+                g.iter()
+                    .filter(|(_, _, ok)| *ok)
+                    .filter_map(|(_, b, _)| serde_json::from_str(b).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn wait_for(&self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            let ev = self.events();
+            if pred(&ev) {
+                return ev;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {what} alert; received: {ev:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn count(ev: &[Value], agent: &str, event: &str, state: &str) -> usize {
+    ev.iter()
+        .filter(|e| e["agent_id"] == agent && e["event"] == event && e["state"] == state)
+        .count()
+}
+
+#[test]
+fn alerts_reach_a_webhook_once_per_incident_and_when_it_clears() {
+    let hook = Receiver::start(1);
+    let s = server(
+        "alerts",
+        &[
+            "--heartbeat-interval",
+            "1s",
+            "--primary-timeout",
+            "3s",
+            "--alert-webhook",
+            &hook.url,
+        ],
+    );
+    let client = s.client();
+    let key_text = s.issue_key(DOMAIN, None);
+    let agent = enroll(&client, &key_text, DOMAIN, "dc1").unwrap_or_else(|e| panic!("{e}"));
+    let beat = |held: u64, failed: u64| {
+        let req = HeartbeatRequest {
+            version: "0.1.0".into(),
+            host: "dc1".into(),
+            status: if held + failed > 0 { "degraded" } else { "ok" }.into(),
+            message: Some(format!("credential {} here", agent.credential.expose())),
+            run: Some(ad_sync::cloud::api::RunHealth {
+                held,
+                failed,
+                last_success: Some("2026-12-02T10:00:00Z".into()),
+                last_run: Some("2026-12-02T11:00:00Z".into()),
+            }),
+        };
+        block_on(client.heartbeat(&agent.credential, &req)).unwrap_or_else(|e| panic!("{e}"));
+    };
+    // Blocked by the threshold: raised once (the receiver refuses the first delivery: the
+    // retry brings it), however many heartbeats say so.
+    beat(3, 0);
+    let ev = hook.wait_for("run_blocked raised", |ev| {
+        count(ev, &agent.id, "run_blocked", "raised") == 1
+    });
+    for _ in 0..3 {
+        beat(3, 0);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let raised = ev
+        .iter()
+        .find(|e| e["event"] == "run_blocked")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(raised["schema"], "ad-sync.alert/1", "{raised:#}");
+    assert_eq!(raised["held"], 3);
+    assert_eq!(raised["domain"], DOMAIN);
+    assert_eq!(raised["host"], "dc1");
+    assert_eq!(raised["last_success"], "2026-12-02T10:00:00Z");
+    assert!(
+        raised["summary"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ad-sync-agent pending"),
+        "{raised:#}"
+    );
+    // The status page's view and `agents` say the same.
+    let listed = s.admin_ok(&["agents"]);
+    assert!(
+        listed.contains("blocked: 3 held by the deletion threshold"),
+        "{listed}"
+    );
+    // Cleared, and changes failing: one cleared, one raised.
+    beat(0, 2);
+    let ev = hook.wait_for("run_blocked cleared, changes_failed raised", |ev| {
+        count(ev, &agent.id, "run_blocked", "cleared") == 1
+            && count(ev, &agent.id, "changes_failed", "raised") == 1
+    });
+    let cleared = ev
+        .iter()
+        .find(|e| e["event"] == "run_blocked" && e["state"] == "cleared")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(cleared["incident"], raised["incident"], "one incident id");
+    beat(0, 0);
+    // Silent past the primary timeout: raised; calling in again clears it.
+    let ev = hook.wait_for("agent_silent raised", |ev| {
+        count(ev, &agent.id, "changes_failed", "cleared") == 1
+            && count(ev, &agent.id, "agent_silent", "raised") == 1
+    });
+    assert_eq!(
+        count(&ev, &agent.id, "run_blocked", "raised"),
+        1,
+        "once per incident"
+    );
+    beat(0, 0);
+    let ev = hook.wait_for("agent_silent cleared", |ev| {
+        count(ev, &agent.id, "agent_silent", "cleared") == 1
+    });
+    // The refused first delivery was retried: the same event twice on the wire, once taken.
+    let attempts = hook.got.lock().map(|g| g.len()).unwrap_or_default();
+    assert_eq!(attempts, ev.len() + 1, "one retry");
+    // No secret in any event: not the credential (the agent's message quoted it), not the key,
+    // and the webhook's token is not in the server's log.
+    let everything = hook
+        .got
+        .lock()
+        .map(|g| {
+            g.iter()
+                .map(|(h, b, _)| format!("{h}{b}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    assert!(!everything.contains(agent.credential.expose()));
+    assert!(!everything.contains(&key_text));
+    assert!(ev.iter().all(|e| e.get("message").is_none()));
+    let log = s.log();
+    assert!(log.contains("alert delivered"), "{log}");
+    assert!(
+        !log.contains("xoxb-webhook-token"),
+        "the webhook's token reached the log"
+    );
+    // A plain-http webhook elsewhere than this host is refused at start.
+    let out = std::process::Command::new(support::cloud::bin())
+        .args(["serve", "--db"])
+        .arg(std::env::temp_dir().join("alerts-refused.db"))
+        .args(["--listen", "127.0.0.1:0", "--self-signed"])
+        .arg(std::env::temp_dir().join("alerts-refused-tls"))
+        .args(["--alert-webhook", "http://hooks.example.com/x"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("loopback"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

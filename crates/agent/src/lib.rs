@@ -309,7 +309,18 @@ impl Agent {
 
     /// One heartbeat: the role the cloud gives this agent and the interval it asks for.
     pub async fn heartbeat(&self, problem: Option<&str>) -> Result<(Role, Duration), AgentError> {
+        self.heartbeat_with(problem, None).await
+    }
+
+    /// A heartbeat that also says how the runs go (held disconnections, failed changes, the
+    /// last successful run), for the cloud's status page and alerts.
+    pub async fn heartbeat_with(
+        &self,
+        problem: Option<&str>,
+        run: Option<ad_sync_core::cloud::api::RunHealth>,
+    ) -> Result<(Role, Duration), AgentError> {
         let req = HeartbeatRequest {
+            run,
             version: env!("CARGO_PKG_VERSION").into(),
             host: self.host.clone(),
             status: if problem.is_some() { "degraded" } else { "ok" }.into(),
@@ -575,6 +586,18 @@ impl Agent {
         Ok(())
     }
 
+    /// How the runs go, from the state: what is held now, and the last run's figures.
+    pub fn run_health(state: &State) -> ad_sync_core::cloud::api::RunHealth {
+        let last = state.last_run();
+        let when = |t: i64| (t > 0).then(|| ad_sync_core::time_fmt::unix_to_rfc3339(t));
+        ad_sync_core::cloud::api::RunHealth {
+            held: state.held().map_or(last.held, |h| h.len()) as u64,
+            failed: last.failed as u64,
+            last_success: when(last.last_success),
+            last_run: when(last.at),
+        }
+    }
+
     /// Feeds the disconnections held so far back into `work` (unless their cloud object came
     /// back), with the approved ones in the settings: a held disconnection is planned again
     /// every run until it is approved and done.
@@ -708,7 +731,8 @@ impl Agent {
         let mut problem: Option<String> = set_aside;
         let mut last_resync: Option<Instant> = None;
         loop {
-            let wait = match self.heartbeat(problem.as_deref()).await {
+            let health = Some(Agent::run_health(&state));
+            let wait = match self.heartbeat_with(problem.as_deref(), health).await {
                 Ok((role, every)) => {
                     if last_role != Some(role) {
                         tracing::info!(role = ?role, "the cloud gives this agent the {} role", if role == Role::Primary { "primary" } else { "standby" });

@@ -491,7 +491,15 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions) ->
         Ok(s) => s,
         Err(code) => return code,
     };
-    match agent.drain(&mut state, opts).await {
+    let drained = agent.drain(&mut state, opts).await;
+    if !opts.dry_run && drained.is_ok() {
+        // Best effort: the cloud's status and alerts learn how this run went.
+        let health = ad_sync_agent::Agent::run_health(&state);
+        if let Err(h) = agent.heartbeat_with(None, Some(health)).await {
+            tracing::warn!("the cloud was not told how the run went: {h}");
+        }
+    }
+    match drained {
         Ok(r) => {
             println!(
                 "changes: {}, operations: {}, failed: {}, skipped: {}, created: {}, adopted: {}, cursor: {}{}",

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::server::status_page::{Health, ago};
+use crate::server::status_page::{self, Health, ago};
 use crate::server::store::{AdminError, Listed, Store, Timing};
 use crate::server::tls::{TlsSource, default_names};
 use crate::server::{RateLimit, ServeOptions};
@@ -121,6 +121,10 @@ pub struct ServeArgs {
     /// it is not on the API's port.
     #[arg(long, value_name = "ADDR")]
     pub status_listen: Option<std::net::SocketAddr>,
+    /// Post a JSON event here when an agent goes silent, is blocked by the deletion threshold
+    /// or fails changes, and again when that clears (https, or http to a loopback address).
+    #[arg(long, value_name = "URL")]
+    pub alert_webhook: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -385,6 +389,18 @@ fn serve(args: ServeArgs) -> i32 {
             request_timeout: args.request_timeout,
         },
         status_listen: args.status_listen,
+        alert_webhook: match args
+            .alert_webhook
+            .as_deref()
+            .map(crate::server::alerts::Webhook::parse)
+        {
+            None => None,
+            Some(Ok(w)) => Some(w),
+            Some(Err(e)) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        },
     };
     // Storage calls run on blocking threads; SQLite serialises writers anyway, so a small
     // bounded pool keeps memory flat under load instead of growing a thread per waiter.
@@ -558,17 +574,21 @@ fn admin(cmd: Command) -> Result<(), AdminError> {
             let now = now_unix();
             // The admin view has no server settings; the defaults say healthy or not.
             let timing = Timing::default();
-            println!("AGENT\tDOMAIN\tROLE\tHEALTH\tHOST\tVERSION\tLAST SEEN");
+            println!(
+                "AGENT\tDOMAIN\tROLE\tHEALTH\tHOST\tVERSION\tLAST SEEN\tRUNS\tLAST SUCCESSFUL RUN"
+            );
             for a in open(&db)?.agents()? {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     a.id,
                     a.domain,
                     if a.primary { "primary" } else { "standby" },
                     Health::of(&a, timing, now).label(),
                     a.host,
                     a.version,
-                    ago(now, a.last_seen)
+                    ago(now, a.last_seen),
+                    status_page::run_state(&a),
+                    status_page::last_success(&a, now),
                 );
             }
         }

@@ -208,6 +208,7 @@ async fn load(args: &LoadArgs) -> Result<u64, String> {
                 host: format!("load-worker-{w}"),
                 status: "ok".into(),
                 message: None,
+                run: None,
             };
             let mut i = 0;
             while Instant::now() < deadline

@@ -6,6 +6,7 @@
 //! changes are `store`'s. Nothing here logs a request body or the Authorization header: bodies
 //! carry connect keys and headers carry agent credentials.
 
+pub mod alerts;
 pub mod listener;
 pub mod status_page;
 pub mod store;
@@ -53,6 +54,8 @@ pub struct ServeOptions {
     /// Where the status page is served (it has no login, so a loopback address only); `None`:
     /// not served.
     pub status_listen: Option<SocketAddr>,
+    /// Where alerts are posted (`--alert-webhook`); `None`: no alerts.
+    pub alert_webhook: Option<alerts::Webhook>,
 }
 
 /// Failed key checks and enrollments (malformed or unknown keys) allowed per client address in
@@ -155,6 +158,39 @@ pub async fn start(
             stopped(stop_rx.clone()),
         ));
     }
+    if let Some(hook) = opts.alert_webhook.clone() {
+        tracing::info!(to = %hook.shown(), "alerts are posted to the webhook");
+        let (tx, rx) = tokio::sync::mpsc::channel(1000);
+        tokio::spawn(alerts::deliver(hook, rx));
+        let watched = state.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            // As often as a heartbeat is due (at least every 5 s, at most every second).
+            let every = watched
+                .timing
+                .heartbeat_interval
+                .clamp(Duration::from_secs(1), Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let timing = watched.timing;
+                match db(&watched, move |s| watch_once(s, timing)).await {
+                    Ok(events) => {
+                        for ev in events {
+                            if tx.try_send(ev).is_err() {
+                                tracing::error!(
+                                    "alerts: the delivery queue is full; an alert is dropped"
+                                );
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!("alerts: the agents could not be read: {}", e.message),
+                }
+            }
+        });
+    }
     let app = router(state, opts.limits.request_timeout);
     let task = tokio::spawn(listener::serve(
         tcp,
@@ -169,6 +205,35 @@ pub async fn start(
         status_addr,
         task,
     })
+}
+
+/// One look at the agents: the incidents raised and cleared since the last look, recorded, as
+/// the events to post.
+fn watch_once(s: &Store, timing: Timing) -> Result<Vec<alerts::Event>, ApiError> {
+    let now = ad_sync_core::time_fmt::now_unix();
+    let internal = |e: store::AdminError| ApiError::new(ErrorCode::Internal, e.to_string());
+    let agents = s.agents().map_err(internal)?;
+    let was: std::collections::BTreeMap<(String, alerts::Kind), i64> = s
+        .open_alerts()
+        .map_err(internal)?
+        .into_iter()
+        .filter_map(|(a, k, at)| alerts::Kind::parse(&k).map(|k| ((a, k), at)))
+        .collect();
+    let open = alerts::incidents(&agents, timing, now);
+    let events = alerts::diff(&was, &open, &agents, now);
+    let raised: Vec<(String, String, i64)> = events
+        .iter()
+        .filter_map(|(e, at)| at.map(|at| (e.agent_id.clone(), e.event.as_str().to_string(), at)))
+        .collect();
+    let cleared: Vec<(String, String)> = events
+        .iter()
+        .filter(|(_, at)| at.is_none())
+        .map(|(e, _)| (e.agent_id.clone(), e.event.as_str().to_string()))
+        .collect();
+    if !events.is_empty() {
+        s.record_alerts(&raised, &cleared).map_err(internal)?;
+    }
+    Ok(events.into_iter().map(|(e, _)| e).collect())
 }
 
 fn router(state: Shared, request_timeout: Duration) -> Router {

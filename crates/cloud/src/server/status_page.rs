@@ -18,6 +18,28 @@ pub enum Health {
     Deregistered,
 }
 
+/// How an agent's runs go, in a few words: blocked by the deletion threshold, failing changes,
+/// degraded (its own message), or fine. For `agents` and the status page.
+pub fn run_state(agent: &AgentRow) -> String {
+    if agent.held > 0 {
+        format!("blocked: {} held by the deletion threshold", agent.held)
+    } else if agent.failed > 0 {
+        format!("{} changes failed", agent.failed)
+    } else if agent.status == "degraded" {
+        "degraded".into()
+    } else {
+        "ok".into()
+    }
+}
+
+/// The last successful run, in words.
+pub fn last_success(agent: &AgentRow, now: i64) -> String {
+    match agent.last_success {
+        Some(t) => ago(now, t),
+        None => "none yet".into(),
+    }
+}
+
 impl Health {
     pub fn of(agent: &AgentRow, timing: Timing, now: i64) -> Health {
         if agent.deregistered_at.is_some() {
@@ -114,13 +136,13 @@ pub fn render(store: &Store, timing: Timing, now: i64) -> Result<String, AdminEr
             last_seq
         );
     }
-    html.push_str("</table><h2>Agents</h2><table><tr><th>State</th><th>Agent</th><th>Domain</th><th>Role</th><th>Host</th><th>Version</th><th>Last seen</th><th>Message</th></tr>");
+    html.push_str("</table><h2>Agents</h2><table><tr><th>State</th><th>Agent</th><th>Domain</th><th>Role</th><th>Host</th><th>Version</th><th>Last seen</th><th>Runs</th><th>Last successful run</th><th>Message</th></tr>");
     for a in &agents {
         let health = Health::of(a, timing, now);
         // Writing to a String cannot fail.
         let _ = write!(
             html,
-            "<tr><td><span class=\"dot\" style=\"background:{}\"></span>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td title=\"{}\">{}</td><td>{}</td></tr>",
+            "<tr><td><span class=\"dot\" style=\"background:{}\"></span>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             health.colour(),
             health.label(),
             escape(&a.id),
@@ -130,6 +152,8 @@ pub fn render(store: &Store, timing: Timing, now: i64) -> Result<String, AdminEr
             escape(&a.version),
             unix_to_rfc3339(a.last_seen),
             ago(now, a.last_seen),
+            escape(&run_state(a)),
+            escape(&last_success(a, now)),
             escape(a.message.as_deref().unwrap_or(&a.status)),
         );
     }

@@ -34,7 +34,9 @@ use ad_sync_core::time_fmt::unix_to_rfc3339;
 /// 4: users, groups, memberships and changes belong to a domain instance (an agent sees only
 /// its own domain's); keys can be revoked; an agent's first heartbeat is recorded (an
 /// enrollment is resumed only before it).
-const SCHEMA_VERSION: i64 = 4;
+/// 5: agents report their runs: disconnections held by the threshold, failed changes, the last
+/// run and the last successful one.
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS domains (
@@ -69,7 +71,17 @@ CREATE TABLE IF NOT EXISTS agents (
     status TEXT NOT NULL DEFAULT 'ok',
     message TEXT,
     deregistered_at INTEGER,
-    first_heartbeat_at INTEGER
+    first_heartbeat_at INTEGER,
+    held INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    last_run INTEGER,
+    last_success INTEGER
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    agent_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    raised_at INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, kind)
 );
 CREATE TABLE IF NOT EXISTS users (
     domain_id INTEGER NOT NULL REFERENCES domains(id),
@@ -241,6 +253,12 @@ pub struct AgentRow {
     pub message: Option<String>,
     pub deregistered_at: Option<i64>,
     pub primary: bool,
+    /// Disconnections held by the deletion threshold, as the agent last said.
+    pub held: i64,
+    /// Changes its last run failed.
+    pub failed: i64,
+    pub last_run: Option<i64>,
+    pub last_success: Option<i64>,
 }
 
 pub struct Store {
@@ -540,6 +558,15 @@ impl Store {
                 eprintln!("warning: --db {}: {w}", path.display());
             }
         }
+        if (1..5).contains(&version) {
+            conn.execute_batch(
+                "ALTER TABLE agents ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE agents ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE agents ADD COLUMN last_run INTEGER;
+                 ALTER TABLE agents ADD COLUMN last_success INTEGER;",
+            )
+            .map_err(db_err)?;
+        }
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(db_err)?;
@@ -748,7 +775,8 @@ impl Store {
         let mut stmt = conn
             .prepare(
                 "SELECT a.id, d.dn, a.host, a.version, a.os, a.enrolled_at, a.last_seen, a.status,
-                        a.message, a.deregistered_at, d.primary_agent = a.id
+                        a.message, a.deregistered_at, d.primary_agent = a.id, a.held, a.failed,
+                        a.last_run, a.last_success
                  FROM agents a JOIN domains d ON d.id = a.domain_id ORDER BY d.dn_key, a.enrolled_at",
             )
             .map_err(self.admin_db())?;
@@ -765,10 +793,55 @@ impl Store {
                 message: r.get(8)?,
                 deregistered_at: r.get(9)?,
                 primary: r.get::<_, Option<bool>>(10)?.unwrap_or(false),
+                held: r.get(11)?,
+                failed: r.get(12)?,
+                last_run: r.get(13)?,
+                last_success: r.get(14)?,
             })
         })
         .and_then(|r| r.collect())
         .map_err(self.admin_db())
+    }
+
+    // ---- alerts ------------------------------------------------------------------------------
+
+    /// The incidents alerted and not cleared: (agent id, kind) → when raised.
+    pub fn open_alerts(&self) -> Result<Vec<(String, String, i64)>, AdminError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT agent_id, kind, raised_at FROM alerts")
+            .map_err(self.admin_db())?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|r| r.collect())
+            .map_err(self.admin_db())
+    }
+
+    /// Records incidents raised (agent id, kind, when) and cleared (agent id, kind), in one
+    /// transaction.
+    pub fn record_alerts(
+        &self,
+        raised: &[(String, String, i64)],
+        cleared: &[(String, String)],
+    ) -> Result<(), AdminError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.admin_db())?;
+        for (a, k, at) in raised {
+            tx.execute(
+                "INSERT OR REPLACE INTO alerts (agent_id, kind, raised_at) VALUES (?1, ?2, ?3)",
+                params![a, k, at],
+            )
+            .map_err(self.admin_db())?;
+        }
+        for (a, k) in cleared {
+            tx.execute(
+                "DELETE FROM alerts WHERE agent_id = ?1 AND kind = ?2",
+                params![a, k],
+            )
+            .map_err(self.admin_db())?;
+        }
+        tx.commit().map_err(self.admin_db())
     }
 
     // ---- admin: the directory ----------------------------------------------------------------
@@ -1359,6 +1432,22 @@ impl Store {
                 req.message
             ],
         )?;
+        if let Some(run) = &req.run {
+            let at = |t: &Option<String>| {
+                t.as_deref()
+                    .and_then(ad_sync_core::time_fmt::rfc3339_to_unix)
+            };
+            tx.execute(
+                "UPDATE agents SET held = ?2, failed = ?3, last_run = ?4, last_success = ?5 WHERE id = ?1",
+                params![
+                    agent.agent_id,
+                    run.held.min(i64::MAX as u64) as i64,
+                    run.failed.min(i64::MAX as u64) as i64,
+                    at(&run.last_run),
+                    at(&run.last_success)
+                ],
+            )?;
+        }
         let primary = elect(&tx, agent.domain_id, &agent.agent_id, now, timing)?;
         tx.commit()?;
         Ok(HeartbeatResponse {

@@ -212,6 +212,25 @@ pub struct HeartbeatRequest {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How the agent's runs went (absent from agents before 0.1 and from a standby that never
+    /// ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunHealth>,
+}
+
+/// The agent's sync runs as the cloud's status page and alerts show them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunHealth {
+    /// Disconnections held by the deletion threshold, waiting for approval.
+    pub held: u64,
+    /// Changes the last run failed.
+    pub failed: u64,
+    /// The last run that held nothing and failed nothing (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+    /// The last run (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
