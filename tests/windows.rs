@@ -459,6 +459,35 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
         "the install used the key up"
     );
 
+    // The Application event log source the agent writes under, with its message file.
+    let source = host
+        .reg_query(ad_sync::install::service::EVENT_SOURCE_KEY)
+        .unwrap_or_else(|| panic!("the event log source is not registered"));
+    assert!(
+        source.contains("EventMessageFile") && source.contains("EventCreate.exe"),
+        "{source}"
+    );
+    // The agent's errors reach the event log: Wine keeps no event log, but its ReportEventW
+    // prints each event's text on its `eventlog` debug channel (err: for an error), which
+    // shows the call and the text. On Windows the event is in Event Viewer under the source.
+    let mut c = host.command(&[
+        &host.bin.join("ad-sync-agent.exe").to_string_lossy(),
+        "run",
+        "--once",
+        "--config",
+        r"C:\nowhere\agent.toml",
+        "--log-dir",
+        "-",
+    ]);
+    c.env("WINEDEBUG", "err+eventlog,warn+eventlog");
+    let out = c.output().unwrap_or_else(|e| panic!("{e}"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.lines()
+            .any(|l| l.contains("eventlog") && l.contains("nowhere") && l.contains("err")),
+        "{said}"
+    );
+
     // The SCM's definition, as Windows keeps it in the registry (Wine's `sc qc` prints nothing).
     let def = host
         .reg_query(SERVICE_KEY)
@@ -603,6 +632,11 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
     assert!(
         host.reg_query(SERVICE_KEY).is_none(),
         "the service is removed"
+    );
+    assert!(
+        host.reg_query(ad_sync::install::service::EVENT_SOURCE_KEY)
+            .is_none(),
+        "the event log source is removed"
     );
     assert!(
         !host.c(r"ProgramData\ad-sync\secrets").exists(),

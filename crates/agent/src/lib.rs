@@ -544,13 +544,14 @@ impl Agent {
             // Orphans: objects in the agent's containers that carry its marker for a cloud
             // object it does not know (its state was lost while the cloud removed them). They
             // get the disconnection policy, within the threshold, like any removal.
-            let orphans = orphans(
-                &ad.marked()
-                    .await
-                    .map_err(|e| RunError::Unavailable(e.to_string()))?,
-                &next,
-                &work,
-            );
+            let scan = Instant::now();
+            let marked = ad
+                .marked()
+                .await
+                .map_err(|e| RunError::Unavailable(e.to_string()))?;
+            let orphans = orphans(&marked, &next, &work);
+            tracing::debug!(target: "ad_sync_agent::phase", "orphan scan ({} marked objects, {} orphans): {:.4} s", marked.len(), orphans.len(), scan.elapsed().as_secs_f64());
+            drop(marked);
             report.orphans = orphans.len();
             let orphan_keys: HashSet<mirror::ObjKey> =
                 orphans.iter().map(|o| o.0.clone()).collect();
@@ -608,7 +609,9 @@ impl Agent {
         work: &mut Work,
         settings: &Settings,
     ) -> Result<Holds, RunError> {
+        let started = Instant::now();
         let held = state.held()?;
+        tracing::debug!(target: "ad_sync_agent::phase", "state check (held disconnections, {}): {:.4} s", held.len(), started.elapsed().as_secs_f64());
         let mut approved = HashSet::new();
         let mut known = Vec::new();
         for h in held {
@@ -691,7 +694,9 @@ impl Agent {
     /// Opens this enrollment's state (the mirror in it is loaded per cycle). A state of another
     /// enrollment is set aside: the note says so, and is logged here once.
     pub fn open_state(&self, opts: &RunOptions) -> Result<(State, Option<String>), StateError> {
+        let started = Instant::now();
         let (state, note) = State::open_bound(&opts.state_dir, &self.binding())?;
+        tracing::debug!(target: "ad_sync_agent::phase", "state check (open, enrollment binding): {:.4} s", started.elapsed().as_secs_f64());
         if let Some(n) = &note {
             tracing::warn!("{n}");
         }

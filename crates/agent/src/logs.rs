@@ -5,7 +5,6 @@
 use file_rotate::suffix::{AppendTimestamp, FileLimit};
 use file_rotate::{ContentLimit, FileRotate, compression::Compression};
 use std::path::Path;
-use tracing_subscriber::fmt::writer::MakeWriterExt;
 
 pub const MAX_BYTES: usize = 10 * 1024 * 1024;
 pub const MAX_AGE_DAYS: i64 = 30;
@@ -32,29 +31,135 @@ pub fn rolling(
 }
 
 /// Sets up logging for the agent: `AD_SYNC_LOG` (default `info`) to standard error and, with
-/// `dir`, to the rolling file. Returns a warning to log when the folder could not be used.
+/// `dir`, to the rolling file; on Windows, warnings and errors also to the Application event log
+/// (source `ad-sync-agent`, registered by the installer). Returns a warning to log when the
+/// folder could not be used.
 pub fn init(dir: Option<&Path>) -> Option<String> {
-    let filter = || {
-        tracing_subscriber::EnvFilter::try_from_env("AD_SYNC_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-    };
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AD_SYNC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let file = dir.map(|d| rolling(d, MAX_BYTES, MAX_AGE_DAYS));
-    match file {
-        Some(Ok(f)) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(filter())
-                .with_writer(std::io::stderr.and(std::sync::Mutex::new(f)))
-                .with_ansi(false)
-                .init();
-            None
+    let (to_file, warning) = match file {
+        Some(Ok(f)) => (Some(std::sync::Mutex::new(f)), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let file_layer = to_file.map(|f| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(f)
+            .with_ansi(false)
+    });
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(file_layer);
+    #[cfg(windows)]
+    let registry = registry.with(event_log::Layer::open());
+    registry.init();
+    warning
+}
+
+/// The Application event log (Windows): warnings and errors, each as one event whose text is
+/// the log line's message and fields.
+#[cfg(windows)]
+mod event_log {
+    use tracing::field::{Field, Visit};
+    use windows_sys::Win32::System::EventLog::{
+        DeregisterEventSource, EVENTLOG_ERROR_TYPE, EVENTLOG_WARNING_TYPE, RegisterEventSourceW,
+        ReportEventW,
+    };
+
+    /// The event ids: EventCreate.exe, the source's message file, shows ids 1 to 1000 as the
+    /// text given.
+    const WARNING_ID: u32 = 100;
+    const ERROR_ID: u32 = 200;
+
+    pub struct Layer {
+        handle: windows_sys::Win32::Foundation::HANDLE,
+    }
+
+    // SAFETY: an event source handle may be used from any thread (ReportEvent is thread safe).
+    unsafe impl Send for Layer {}
+    // SAFETY: as above.
+    unsafe impl Sync for Layer {}
+
+    impl Layer {
+        /// `None` when the source cannot be opened (then only the other logs are written).
+        pub fn open() -> Option<Layer> {
+            let name: Vec<u16> = "ad-sync-agent\0".encode_utf16().collect();
+            // SAFETY: a NUL-terminated wide string; a null server name is the local machine.
+            let handle = unsafe { RegisterEventSourceW(std::ptr::null(), name.as_ptr()) };
+            (!handle.is_null()).then_some(Layer { handle })
         }
-        other => {
-            tracing_subscriber::fmt()
-                .with_env_filter(filter())
-                .with_writer(std::io::stderr)
-                .with_ansi(false)
-                .init();
-            other.and_then(Result::err)
+    }
+
+    impl Drop for Layer {
+        fn drop(&mut self) {
+            // SAFETY: the handle came from RegisterEventSourceW and is closed once.
+            unsafe {
+                DeregisterEventSource(self.handle);
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Text(String);
+
+    impl Visit for Text {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            use std::fmt::Write;
+            if field.name() == "message" {
+                let _ = write!(self.0, "{value:?}");
+            } else {
+                let _ = write!(self.0, " {}={value:?}", field.name());
+            }
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Layer {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let level = *event.metadata().level();
+            let (kind, id) = if level == tracing::Level::ERROR {
+                (EVENTLOG_ERROR_TYPE, ERROR_ID)
+            } else if level == tracing::Level::WARN {
+                (EVENTLOG_WARNING_TYPE, WARNING_ID)
+            } else {
+                return;
+            };
+            let mut text = Text::default();
+            event.record(&mut text);
+            // An event's string is at most 31,839 characters.
+            let wide: Vec<u16> = text
+                .0
+                .chars()
+                .take(31_000)
+                .collect::<String>()
+                .encode_utf16()
+                .chain(std::iter::once(0))
+                .collect();
+            let strings = [wide.as_ptr()];
+            // SAFETY: one NUL-terminated wide string, no SID, no raw data.
+            unsafe {
+                ReportEventW(
+                    self.handle,
+                    kind,
+                    0,
+                    id,
+                    std::ptr::null_mut(),
+                    1,
+                    0,
+                    strings.as_ptr(),
+                    std::ptr::null(),
+                );
+            }
         }
     }
 }

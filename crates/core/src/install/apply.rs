@@ -117,6 +117,9 @@ enum Undo {
     /// Remove the Windows service (it did not exist before).
     #[cfg_attr(not(windows), allow(dead_code))]
     Unregister,
+    /// Remove the agent's Application event log source (it did not exist before).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    RemoveEventSource,
 }
 
 struct Run<'a> {
@@ -557,6 +560,19 @@ impl Run<'_> {
         if !existed {
             self.record(Undo::Unregister);
         }
+        // The agent's warnings and errors go to the Application event log under its own source.
+        let (line, source_existed) = service::run_command(
+            "reg",
+            &["query".to_string(), service::EVENT_SOURCE_KEY.to_string()],
+            Duration::from_secs(30),
+        );
+        self.commands.push(line);
+        for args in service::event_source_add() {
+            self.run_command("reg", &args)?;
+        }
+        if source_existed.is_err() {
+            self.record(Undo::RemoveEventSource);
+        }
         let account = def.account.clone();
         for (dir, rights) in [
             (self.real(&self.layout().config_dir), "(OI)(CI)RX"),
@@ -899,6 +915,15 @@ impl Run<'_> {
                 }
                 Ok(())
             }
+            Undo::RemoveEventSource => self
+                .run_command("reg", &service::event_source_delete())
+                .map_err(|e| {
+                    format!(
+                        "the event log source is still registered ({}); run `reg delete {} /f` as Administrator",
+                        e.message,
+                        service::EVENT_SOURCE_KEY
+                    )
+                }),
         }
     }
 }

@@ -94,6 +94,48 @@ impl ServiceDef {
     }
 }
 
+/// The Application event log source the agent writes its warnings and errors under: the
+/// registry key the installer creates and the uninstaller removes.
+pub const EVENT_SOURCE_KEY: &str =
+    r"HKLM\SYSTEM\CurrentControlSet\Services\EventLog\Application\ad-sync-agent";
+
+/// The message file: EventCreate.exe (in every Windows since XP) defines ids 1 to 1000 as the
+/// text given, so Event Viewer shows the agent's message as it is.
+pub const EVENT_MESSAGE_FILE: &str = r"%SystemRoot%\System32\EventCreate.exe";
+
+/// `reg.exe` arguments that register the event source (idempotent: `/f` overwrites).
+pub fn event_source_add() -> Vec<Vec<String>> {
+    let v = |name: &str, kind: &str, data: &str| {
+        [
+            "add",
+            EVENT_SOURCE_KEY,
+            "/v",
+            name,
+            "/t",
+            kind,
+            "/d",
+            data,
+            "/f",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    vec![
+        v("EventMessageFile", "REG_EXPAND_SZ", EVENT_MESSAGE_FILE),
+        // Error, warning and information.
+        v("TypesSupported", "REG_DWORD", "7"),
+    ]
+}
+
+/// `reg.exe` arguments that remove the event source.
+pub fn event_source_delete() -> Vec<String> {
+    ["delete", EVENT_SOURCE_KEY, "/f"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
 fn quote(arg: &str) -> String {
     if !arg.is_empty() && !arg.contains([' ', '"', '\\', '\t']) {
         return arg.to_string();

@@ -186,6 +186,35 @@ pub fn uninstall(opts: &UninstallOptions) -> UninstallOutcome {
                 service::scm::remove(&def).map(|()| "stopped and removed".to_string())
             };
             step(&mut out, "service", r);
+            if layout.prefix.is_none() {
+                let (line, r) = service::run_command(
+                    "reg",
+                    &service::event_source_delete(),
+                    Duration::from_secs(30),
+                );
+                out.commands.push(line);
+                // Absent already (an install from before the source existed) is fine.
+                let present = service::run_command(
+                    "reg",
+                    &["query".to_string(), service::EVENT_SOURCE_KEY.to_string()],
+                    Duration::from_secs(30),
+                )
+                .1
+                .is_ok();
+                step(
+                    &mut out,
+                    "event_source",
+                    match (r, present) {
+                        (_, false) => Ok("the Application event log source is removed".into()),
+                        (Err(e), true) => Err(e),
+                        (Ok(()), true) => Err(format!(
+                            "{} is still there; remove it with `reg delete {} /f`",
+                            service::EVENT_SOURCE_KEY,
+                            service::EVENT_SOURCE_KEY
+                        )),
+                    },
+                );
+            }
         }
     }
 
