@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::RwLock;
@@ -107,10 +107,35 @@ impl Env {
     /// A cloud with fast heartbeats, an OU with a sync group, and an enrolled agent installed
     /// under a prefix with `sync` lines in its config.
     fn new(tag: &str, sync: &str) -> Env {
-        let cloud = CloudServer::start(
+        Env::with_cloud(
             tag,
-            &["--heartbeat-interval", "1s", "--primary-timeout", "3s"],
-        );
+            sync,
+            CloudServer::start(
+                tag,
+                &["--heartbeat-interval", "1s", "--primary-timeout", "3s"],
+            ),
+        )
+    }
+
+    /// The same with a cloud on a fixed port, which can be stopped and started again where the
+    /// agent's config points.
+    fn restartable(tag: &str, sync: &str) -> Env {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        Env::with_cloud(
+            tag,
+            sync,
+            CloudServer::start_on(
+                tag,
+                &format!("127.0.0.1:{port}"),
+                &["--heartbeat-interval", "1s", "--primary-timeout", "3s"],
+            ),
+        )
+    }
+
+    fn with_cloud(tag: &str, sync: &str, cloud: CloudServer) -> Env {
         cloud.admin_ok(&["domain", "add", DOMAIN]);
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("agent-{tag}-{}", std::process::id()));
@@ -174,14 +199,18 @@ impl Env {
         agent(&self.config, extra)
     }
 
-    /// `ad-sync-agent pending` with `extra`: its exit code, and its stdout and stderr.
-    fn pending(&self, extra: &[&str]) -> (Option<i32>, String) {
-        let base = self
-            .config
+    /// The folder the agent is installed under (config, state and logs below it).
+    fn base(&self) -> &Path {
+        self.config
             .parent()
             .and_then(Path::parent)
             .and_then(Path::parent)
-            .unwrap_or_else(|| panic!("config path"));
+            .unwrap_or_else(|| panic!("config path"))
+    }
+
+    /// `ad-sync-agent pending` with `extra`: its exit code, and its stdout and stderr.
+    fn pending(&self, extra: &[&str]) -> (Option<i32>, String) {
+        let base = self.base();
         let out = Command::new(agent_bin())
             .args(["pending", "--config"])
             .arg(&self.config)
@@ -571,7 +600,7 @@ fn collisions_protected_accounts_threshold_and_dry_run() {
     for i in 0..3 {
         env.cloud(&["user", "remove", &format!("d{i}")]);
     }
-    env.add_user("late");
+    env.add_user("safety-late");
     let out = env.run(&[]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(3), "{err}");
@@ -581,8 +610,8 @@ fn collisions_protected_accounts_threshold_and_dry_run() {
     );
     assert!(user_in(&env, "d0").is_some(), "nothing was deleted");
     assert!(
-        user_in(&env, "late").is_some(),
-        "the rest of the run was applied"
+        user_in(&env, "safety-late").is_some(),
+        "the rest of the run was applied: {err}"
     );
 
     // `pending` lists them with what each would do and why.
@@ -942,12 +971,7 @@ fn a_killed_agent_resumes_without_duplicates_and_a_standby_takes_over() {
         env.add_user(&format!("k{i:02}"));
     }
     // Killed mid-run: SIGKILL as soon as the first users appear.
-    let base = env
-        .config
-        .parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("base"));
+    let base = env.base();
     let mut child = Command::new(agent_bin())
         .args(["run", "--once", "--concurrency", "1", "--config"])
         .arg(&env.config)
@@ -1011,6 +1035,141 @@ fn a_killed_agent_resumes_without_duplicates_and_a_standby_takes_over() {
     assert_eq!(guids.len(), 61);
 }
 
+/// `run --once` that stops itself at `point` (`AD_SYNC_AGENT_FAULT`); the child and its pid.
+fn agent_stopped_at(env: &Env, point: &str) -> (std::process::Child, i32) {
+    let base = env.base();
+    support::spawn_stopped(
+        Command::new(agent_bin())
+            .args(["run", "--once", "--config"])
+            .arg(&env.config)
+            .arg("--state-dir")
+            .arg(base.join("var/lib/ad-sync"))
+            .args(["--log-dir", "-"])
+            .env("AD_SYNC_AGENT_FAULT", format!("stop-before:{point}"))
+            .env_remove("CREDENTIALS_DIRECTORY"),
+    )
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) on a child this test started.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// objectGUIDs of the users in the env's OU, by name.
+fn user_guids(env: &Env) -> BTreeMap<String, Vec<u8>> {
+    search(&env.ou, "(&(objectClass=user)(!(objectClass=computer)))")
+        .iter()
+        .filter_map(|e| Some((attr(e, "sAMAccountName")?, guid_of(e))))
+        .collect()
+}
+
+#[test]
+fn killed_between_its_ad_writes_and_its_commit_the_agent_resumes_without_duplicates() {
+    let _dc = DC.read();
+    let env = Env::new("precommit", "");
+    for i in 0..20 {
+        env.add_user(&format!("p{i:02}"));
+    }
+    env.cloud(&["group", "add", "Pre Eng"]);
+    // Stopped after every AD write of the run, before the state commits any of it.
+    let (child, pid) = agent_stopped_at(&env, "commit");
+    let written = user_guids(&env);
+    assert_eq!(written.len(), 20, "AD has the run's writes: {written:?}");
+    assert!(env.results().is_empty(), "nothing acknowledged");
+    signal(pid, libc::SIGKILL);
+    let _ = child.wait_with_output();
+    // Restarted: the same work again from the same cursor finds every object by its marker and
+    // does nothing twice; every change is answered once.
+    let text = env.sync();
+    assert!(text.contains("created: 0"), "nothing created twice: {text}");
+    assert_eq!(
+        user_guids(&env),
+        written,
+        "the same 20 objects, no duplicate"
+    );
+    assert_eq!(members_of(&env.ou, "sync-precommit"), vec!["Pre Eng"]);
+    let results = env.results();
+    assert_eq!(results.len(), 21, "{results:?}");
+    assert!(
+        results.iter().all(|(_, s, _)| s == "applied"),
+        "{results:?}"
+    );
+    // And once more: nothing left to do.
+    let text = env.sync();
+    assert!(text.contains("changes: 0"), "{text}");
+}
+
+#[test]
+fn the_cloud_stopped_mid_run_gets_every_result_once_when_it_returns() {
+    let _dc = DC.read();
+    let mut env = Env::restartable("cloudown", "");
+    for i in 0..10 {
+        env.add_user(&format!("c{i:02}"));
+    }
+    // The agent has read the changes and written them to AD when the cloud goes away.
+    let (child, pid) = agent_stopped_at(&env, "commit");
+    env.cloud.stop();
+    signal(pid, libc::SIGCONT);
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // AD confirmed the writes and the state committed them; the acknowledgements could not be
+    // sent: the run says the cloud is away (exit 1) and keeps them in its outbox.
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("acknowledging results to the cloud"),
+        "{text}"
+    );
+    let written = user_guids(&env);
+    assert_eq!(written.len(), 10, "{written:?}");
+    let base = env.base().to_path_buf();
+    let outbox = |base: &Path| {
+        ad_sync_agent::state::State::open(&base.join("var/lib/ad-sync"))
+            .and_then(|s| s.outbox())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .len()
+    };
+    assert_eq!(outbox(&base), 10, "the results wait in the outbox");
+    // While the cloud is away nothing was acknowledged (its database says so).
+    assert!(env.results().is_empty());
+    // Another run while it is still away: no AD write repeated, the outbox kept.
+    let out = env.run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(user_guids(&env), written);
+    // The cloud returns: the outbox is drained, each change answered once, nothing applied twice.
+    env.cloud.restart();
+    let text = env.sync();
+    assert!(
+        text.contains("operations: 0"),
+        "nothing applied twice: {text}"
+    );
+    assert_eq!(outbox(&base), 0, "the outbox drained");
+    let results = env.results();
+    assert_eq!(results.len(), 10, "{results:?}");
+    assert!(
+        results.iter().all(|(_, s, _)| s == "applied"),
+        "{results:?}"
+    );
+    assert_eq!(user_guids(&env), written);
+
+    // Stopped again after the commit, before the acknowledgement: the cloud away and back.
+    env.add_user("c10");
+    let (child, pid) = agent_stopped_at(&env, "ack");
+    env.cloud.stop();
+    signal(pid, libc::SIGCONT);
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(1));
+    env.cloud.restart();
+    env.sync();
+    assert_eq!(env.results().len(), 11);
+    assert_eq!(user_guids(&env).len(), 11);
+}
+
 #[test]
 fn the_dc_going_away_mid_run_loses_and_doubles_nothing() {
     let _dc = DC.write().unwrap_or_else(|p| p.into_inner());
@@ -1018,13 +1177,7 @@ fn the_dc_going_away_mid_run_loses_and_doubles_nothing() {
     for i in 0..150 {
         env.add_user(&format!("o{i:03}"));
     }
-    let base = env
-        .config
-        .parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("base"))
-        .to_path_buf();
+    let base = env.base().to_path_buf();
     let config = env.config.clone();
     let run = std::thread::spawn(move || {
         Command::new(agent_bin())
@@ -1538,14 +1691,10 @@ fn import_links_ad_to_the_cloud_and_the_agent_then_manages_those_objects() {
     // For real; then again, which imports nothing new.
     let (code, text, err) = import(&["--json"]);
     assert_eq!(code, Some(4), "{text}");
-    let credential = std::fs::read_to_string(
-        env.config
-            .parent()
-            .unwrap_or_else(|| panic!())
-            .join("secrets/agent-credential"),
-    )
-    .unwrap_or_default();
-    for secret in [testbed::SVC_PASSWORD, credential.trim()] {
+    let credential = ad_sync::secrets::FileStore::beside_config(&env.config)
+        .read(ad_sync::secrets::AGENT_CREDENTIAL)
+        .unwrap_or_else(|e| panic!("{e}"));
+    for secret in [testbed::SVC_PASSWORD, credential.expose()] {
         assert!(
             secret.len() > 8 && !text.contains(secret) && !err.contains(secret),
             "a secret in the import's output"

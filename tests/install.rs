@@ -411,21 +411,16 @@ fn install_stopped_at(
     point: &str,
     json: bool,
 ) -> (std::process::Child, i32) {
-    let child = Command::new(setup_bin())
-        .args(["install", "--no-start"])
-        .args(json.then_some("--json"))
-        .arg("--answers")
-        .arg(answers)
-        .arg("--prefix")
-        .arg(prefix)
-        .env("AD_SYNC_INSTALL_FAULT", format!("stop-after:{point}"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let pid = child.id() as i32;
-    wait_stopped(pid);
-    (child, pid)
+    support::spawn_stopped(
+        Command::new(setup_bin())
+            .args(["install", "--no-start"])
+            .args(json.then_some("--json"))
+            .arg("--answers")
+            .arg(answers)
+            .arg("--prefix")
+            .arg(prefix)
+            .env("AD_SYNC_INSTALL_FAULT", format!("stop-after:{point}")),
+    )
 }
 
 /// While the installer `pid` is stopped, someone puts a folder holding an admin's file where
@@ -437,24 +432,6 @@ fn folder_in_place_of(path: &Path, pid: i32) {
     // SAFETY: kill(2) on the child this test started.
     unsafe {
         libc::kill(pid, libc::SIGCONT);
-    }
-}
-
-/// Waits until process `pid` has stopped itself (SIGSTOP at a fault point).
-fn wait_stopped(pid: i32) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .unwrap_or_default()
-        .rsplit(')')
-        .next()
-        .and_then(|r| r.split_whitespace().next())
-        != Some("T")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "process {pid} never stopped at its fault point"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
@@ -666,9 +643,8 @@ fn an_undo_that_fails_is_reported_as_not_undone_with_what_is_left() {
     );
     // The secrets this run wrote are gone; the admin's file is untouched; the key is unused.
     assert!(
-        !prefix
-            .join("etc/ad-sync/secrets/service-account-password")
-            .exists(),
+        !ad_sync::secrets::FileStore::new(prefix.join("etc/ad-sync/secrets"))
+            .has(ad_sync::secrets::SERVICE_ACCOUNT_PASSWORD),
         "{:?}",
         files(&prefix)
     );

@@ -24,6 +24,38 @@ extern "C" fn stop_testbed_at_exit() {
     }
 }
 
+/// Waits until process `pid` has stopped itself (SIGSTOP at a fault point: `AD_SYNC_INSTALL_FAULT`,
+/// `AD_SYNC_AGENT_FAULT`).
+pub fn wait_stopped(pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_default()
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next())
+        != Some("T")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} never stopped at its fault point"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Spawns `cmd` (a program with a fault point set in its environment), its output piped, and
+/// waits until it has stopped itself there. Returns the child and its pid.
+pub fn spawn_stopped(cmd: &mut std::process::Command) -> (std::process::Child, i32) {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pid = child.id() as i32;
+    wait_stopped(pid);
+    (child, pid)
+}
+
 /// Stops a process this test binary started when the binary exits, even when a test panicked
 /// while holding it in a static.
 pub fn stop_at_exit(pids: impl IntoIterator<Item = u32>) {

@@ -270,9 +270,11 @@ impl Ad {
     }
 
     /// Every user and group in the agent's containers (the Root User container, and the sync
-    /// group's container when it is elsewhere) that carries the agent's marker. adminDescription
-    /// is not indexed in AD, so the DC reads every object of those subtrees (no more: the
-    /// search is scoped to them); `cargo bench --bench agent` measures what it costs.
+    /// group's container when it is elsewhere) that carries the agent's marker, with only what
+    /// tells whose it is (objectGUID, the marker, the name, the classes): an orphan's whole
+    /// object is read afterwards by objectGUID, like any removal's. adminDescription is not
+    /// indexed in AD, so the DC reads every object of those subtrees (no more: the search is
+    /// scoped to them); `cargo bench --bench agent` measures what it costs.
     pub async fn marked(&self) -> Result<Vec<Obj>, AdError> {
         let filter = format!(
             "(&(|(objectCategory=person)(objectClass=group))(adminDescription={}*))",
@@ -287,7 +289,20 @@ impl Ad {
         }
         let mut out: Vec<Obj> = Vec::new();
         for base in bases {
-            for o in self.search_paged(&base, &filter, ATTRS).await? {
+            for o in self
+                .search_paged(
+                    &base,
+                    &filter,
+                    &[
+                        "objectGUID",
+                        "objectClass",
+                        "sAMAccountName",
+                        "adminDescription",
+                        "groupType",
+                    ],
+                )
+                .await?
+            {
                 if !out.iter().any(|x| x.guid == o.guid) {
                     out.push(o);
                 }

@@ -36,6 +36,8 @@ const PAGE: i64 = 1000;
 pub const MAX_PER_RUN: usize = 20_000;
 /// A full comparison of everything managed with AD, besides the one at start-up.
 const RESYNC_EVERY: Duration = Duration::from_secs(6 * 3600);
+/// The orphan scan, with the first comparison of a state and then at this interval.
+const ORPHAN_SCAN_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 pub struct Agent {
     pub config_path: PathBuf,
@@ -464,6 +466,8 @@ impl Agent {
         ad.close().await;
         result?;
         if !opts.dry_run {
+            // Test hook: the run is committed, its results not yet acknowledged.
+            ad_sync_core::fault::point("AD_SYNC_AGENT_FAULT", "ack");
             state.record_run(
                 ad_sync_core::time_fmt::now_unix(),
                 report.held,
@@ -517,6 +521,8 @@ impl Agent {
             if settings.dry_run {
                 return Ok(());
             }
+            // Test hook: AD has every write of this run, the state none of it yet.
+            ad_sync_core::fault::point("AD_SYNC_AGENT_FAULT", "commit");
             state.commit_with(&before, &next, &r.results, Some(&still_held))?;
             *mirror = next;
             report.cursor = mirror.cursor;
@@ -541,17 +547,26 @@ impl Agent {
             };
             let started = Instant::now();
             let held = self.hold_again(state, &next, &mut work, settings)?;
+            let mut scanned = false;
             // Orphans: objects in the agent's containers that carry its marker for a cloud
             // object it does not know (its state was lost while the cloud removed them). They
-            // get the disconnection policy, within the threshold, like any removal.
-            let scan = Instant::now();
-            let marked = ad
-                .marked()
-                .await
-                .map_err(|e| RunError::Unavailable(e.to_string()))?;
-            let orphans = orphans(&marked, &next, &work);
-            tracing::debug!(target: "ad_sync_agent::phase", "orphan scan ({} marked objects, {} orphans): {:.4} s", marked.len(), orphans.len(), scan.elapsed().as_secs_f64());
-            drop(marked);
+            // get the disconnection policy, within the threshold, like any removal. The search
+            // reads every object of those containers (the marker is not indexed), so it runs
+            // with the first comparison of a state and then once a day, not every 6 hours.
+            let now = ad_sync_core::time_fmt::now_unix();
+            let orphans = if state.orphan_scan_due(now, ORPHAN_SCAN_EVERY.as_secs() as i64) {
+                let scan = Instant::now();
+                let marked = ad
+                    .marked()
+                    .await
+                    .map_err(|e| RunError::Unavailable(e.to_string()))?;
+                let orphans = orphans(&marked, &next, &work);
+                tracing::debug!(target: "ad_sync_agent::phase", "orphan scan ({} marked objects, {} orphans): {:.4} s", marked.len(), orphans.len(), scan.elapsed().as_secs_f64());
+                scanned = true;
+                orphans
+            } else {
+                Vec::new()
+            };
             report.orphans = orphans.len();
             let orphan_keys: HashSet<mirror::ObjKey> =
                 orphans.iter().map(|o| o.0.clone()).collect();
@@ -574,6 +589,9 @@ impl Agent {
             }
             // The objectGUIDs it adopted (the cursor stays where it is), and what is held.
             state.commit_with(&before, &next, &[], Some(&still_held))?;
+            if scanned {
+                state.orphan_scan_done(now)?;
+            }
             *mirror = next;
             tracing::info!(
                 users = work.users.len(),

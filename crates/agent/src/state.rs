@@ -633,6 +633,32 @@ impl State {
         Ok(run)
     }
 
+    /// Whether the orphan scan is due: never done for this state, or done `every` seconds ago
+    /// or more.
+    pub fn orphan_scan_due(&self, now: i64, every: i64) -> bool {
+        self.conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'orphan_scan_at'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_none_or(|at| now.saturating_sub(at) >= every)
+    }
+
+    /// Records that the orphan scan ran at `now`.
+    pub fn orphan_scan_done(&mut self, now: i64) -> Result<(), StateError> {
+        let path = self.path.clone();
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('orphan_scan_at', ?1)",
+                [now.to_string()],
+            )
+            .map(|_| ())
+            .map_err(db_err(&path))
+    }
+
     pub fn acked(&mut self, upto: i64) -> Result<(), StateError> {
         let path = self.path.clone();
         self.conn

@@ -11,6 +11,7 @@ pub mod cloud;
 pub mod connect_key;
 pub mod directory;
 pub mod dn;
+pub mod fault;
 pub mod install;
 pub mod preflight;
 pub mod secret;

@@ -156,15 +156,7 @@ fn err(message: impl Into<String>, fix: impl Into<String>) -> StepError {
 /// `stop-after:enroll-answered`, between the cloud's answer and storing the credential) makes
 /// the installer stop itself (SIGSTOP) at that point, so the test can SIGKILL it there.
 fn fault_point(name: &str) {
-    #[cfg(unix)]
-    if std::env::var("AD_SYNC_INSTALL_FAULT").is_ok_and(|v| v == format!("stop-after:{name}")) {
-        // SAFETY: raise() only sends a signal to this process.
-        unsafe {
-            libc::raise(libc::SIGSTOP);
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = name; // The hook is Unix only (SIGSTOP).
+    crate::fault::point("AD_SYNC_INSTALL_FAULT", name);
 }
 
 /// Applies `plan`. `progress` sees every step's status each time one changes.
