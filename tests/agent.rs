@@ -671,30 +671,34 @@ fn collisions_protected_accounts_threshold_and_dry_run() {
 
     // An orphan: an account in the agent's container carrying its marker for a cloud object it
     // has never heard of (its state lost while the cloud removed it). The comparison with AD
-    // finds it and applies the disconnection policy (remove), within the threshold.
-    let ghost = seed_user(&env.ou, "ghost", Some("Gho"), Some("St"), "512");
-    ldap_modify(
-        &ghost,
-        vec![ldap3::Mod::Replace(
-            "adminDescription",
-            HashSet::from(["ad-sync:u-ghost-never-known"]),
-        )],
-    );
-    // An unmarked account beside it is not the agent's and is left alone.
+    // finds it and applies the disconnection policy (remove), within the threshold; an
+    // unmarked account beside it is not the agent's and is left alone. The first scan reads
+    // the whole container; the later one only what changed since (uSNChanged).
     seed_user(&env.ou, "bystander", None, None, "512");
-    let out = env.run(&["--resync"]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("orphans: 1"), "{text}");
-    assert!(
-        user_in(&env, "ghost").is_none(),
-        "the orphan got the policy"
-    );
-    assert!(user_in(&env, "bystander").is_some());
+    for sam in ["ghost", "ghost2"] {
+        let dn = seed_user(&env.ou, sam, Some("Gho"), Some("St"), "512");
+        let marker = format!("ad-sync:u-{sam}-never-known");
+        ldap_modify(
+            &dn,
+            vec![ldap3::Mod::Replace(
+                "adminDescription",
+                HashSet::from([marker.as_str()]),
+            )],
+        );
+        let out = env.run(&["--resync"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("orphans: 1"), "{sam}: {text}");
+        assert!(
+            user_in(&env, sam).is_none(),
+            "{sam}: the orphan got the policy"
+        );
+        assert!(user_in(&env, "bystander").is_some());
+    }
 }
 
 #[test]

@@ -22,6 +22,14 @@ pub use ad_sync_core::directory::object::{
     guid_string, object,
 };
 
+/// Where an orphan scan got to on one DC (see `Ad::watermark`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Watermark {
+    /// The DC's `dsServiceName` (its NTDS Settings object).
+    pub dc: String,
+    pub usn: i64,
+}
+
 /// Why an AD step failed: the DC is away (retry the whole run later) or AD refused this one
 /// operation (report it against the change and go on).
 #[derive(Debug, Clone)]
@@ -269,15 +277,53 @@ impl Ad {
             .map_err(|e| AdError::from_op(e, &format!("search {base}")))
     }
 
+    /// Where this DC's changes are now: its identity (`dsServiceName`) and its
+    /// `highestCommittedUSN`, read before an orphan scan so the next one needs only what changed
+    /// after it. USNs are per DC: a watermark from another DC is not used.
+    pub async fn watermark(&self) -> Result<Watermark, AdError> {
+        let entries = reads::search(
+            &self.ldap,
+            self.timeout,
+            "",
+            Scope::Base,
+            "(objectClass=*)",
+            &["dsServiceName", "highestCommittedUSN"],
+        )
+        .await
+        .map_err(|e| AdError::from_op(e, "read the RootDSE"))?;
+        let first = |a: &str| {
+            entries
+                .first()
+                .and_then(|e| e.attrs.get(a))
+                .and_then(|v| v.first())
+                .cloned()
+        };
+        match (first("dsServiceName"), first("highestCommittedUSN")) {
+            (Some(dc), Some(usn)) => Ok(Watermark {
+                dc,
+                usn: usn.parse().map_err(|_| {
+                    AdError::Unavailable(format!(
+                        "the DC's highestCommittedUSN `{usn}` is not a number"
+                    ))
+                })?,
+            }),
+            _ => Err(AdError::Unavailable(
+                "the DC's RootDSE has no dsServiceName or highestCommittedUSN".into(),
+            )),
+        }
+    }
+
     /// Every user and group in the agent's containers (the Root User container, and the sync
-    /// group's container when it is elsewhere) that carries the agent's marker, with only what
-    /// tells whose it is (objectGUID, the marker, the name, the classes): an orphan's whole
-    /// object is read afterwards by objectGUID, like any removal's. adminDescription is not
-    /// indexed in AD, so the DC reads every object of those subtrees (no more: the search is
-    /// scoped to them); `cargo bench --bench agent` measures what it costs.
-    pub async fn marked(&self) -> Result<Vec<Obj>, AdError> {
+    /// group's container when it is elsewhere) that carries the agent's marker, changed after
+    /// USN `since` when given (uSNChanged is indexed: only what changed is read), with only
+    /// what tells whose it is (objectGUID, the marker, the name, the classes): an orphan's whole
+    /// object is read afterwards by objectGUID, like any removal's. Without `since`,
+    /// adminDescription is not indexed in AD, so the DC reads every object of those subtrees
+    /// (no more: the search is scoped to them); `cargo bench --bench agent` measures both.
+    pub async fn marked(&self, since: Option<i64>) -> Result<Vec<Obj>, AdError> {
+        let changed = since.map_or(String::new(), |usn| format!("(uSNChanged>={})", usn + 1));
         let filter = format!(
-            "(&(|(objectCategory=person)(objectClass=group))(adminDescription={}*))",
+            "(&{changed}(|(objectCategory=person)(objectClass=group))(adminDescription={}*))",
             ldap3::ldap_escape(MARKER_PREFIX)
         );
         let mut bases = vec![self.scope.root.to_comma_form()];

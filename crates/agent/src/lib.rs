@@ -36,8 +36,6 @@ const PAGE: i64 = 1000;
 pub const MAX_PER_RUN: usize = 20_000;
 /// A full comparison of everything managed with AD, besides the one at start-up.
 const RESYNC_EVERY: Duration = Duration::from_secs(6 * 3600);
-/// The orphan scan, with the first comparison of a state and then at this interval.
-const ORPHAN_SCAN_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 pub struct Agent {
     pub config_path: PathBuf,
@@ -547,26 +545,28 @@ impl Agent {
             };
             let started = Instant::now();
             let held = self.hold_again(state, &next, &mut work, settings)?;
-            let mut scanned = false;
             // Orphans: objects in the agent's containers that carry its marker for a cloud
             // object it does not know (its state was lost while the cloud removed them). They
-            // get the disconnection policy, within the threshold, like any removal. The search
-            // reads every object of those containers (the marker is not indexed), so it runs
-            // with the first comparison of a state and then once a day, not every 6 hours.
-            let now = ad_sync_core::time_fmt::now_unix();
-            let orphans = if state.orphan_scan_due(now, ORPHAN_SCAN_EVERY.as_secs() as i64) {
-                let scan = Instant::now();
-                let marked = ad
-                    .marked()
-                    .await
-                    .map_err(|e| RunError::Unavailable(e.to_string()))?;
-                let orphans = orphans(&marked, &next, &work);
-                tracing::debug!(target: "ad_sync_agent::phase", "orphan scan ({} marked objects, {} orphans): {:.4} s", marked.len(), orphans.len(), scan.elapsed().as_secs_f64());
-                scanned = true;
-                orphans
-            } else {
-                Vec::new()
-            };
+            // get the disconnection policy, within the threshold, like any removal. The marker
+            // is not indexed, so the whole containers are read only for a state's first scan
+            // (or on another DC); after that only what changed since the last scan (uSNChanged,
+            // indexed). A state restored from a backup brings back its older watermark, so what
+            // the agent made after the backup is read again.
+            let scan = Instant::now();
+            let mark = ad
+                .watermark()
+                .await
+                .map_err(|e| RunError::Unavailable(e.to_string()))?;
+            let since = state
+                .orphan_watermark()
+                .filter(|w| w.dc == mark.dc)
+                .map(|w| w.usn);
+            let marked = ad
+                .marked(since)
+                .await
+                .map_err(|e| RunError::Unavailable(e.to_string()))?;
+            let orphans = orphans(&marked, &next, &work);
+            tracing::debug!(target: "ad_sync_agent::phase", "orphan scan ({}, {} marked objects, {} orphans): {:.4} s", if since.is_some() { "changed since the last" } else { "whole containers" }, marked.len(), orphans.len(), scan.elapsed().as_secs_f64());
             report.orphans = orphans.len();
             let orphan_keys: HashSet<mirror::ObjKey> =
                 orphans.iter().map(|o| o.0.clone()).collect();
@@ -589,9 +589,7 @@ impl Agent {
             }
             // The objectGUIDs it adopted (the cursor stays where it is), and what is held.
             state.commit_with(&before, &next, &[], Some(&still_held))?;
-            if scanned {
-                state.orphan_scan_done(now)?;
-            }
+            state.set_orphan_watermark(&mark)?;
             *mirror = next;
             tracing::info!(
                 users = work.users.len(),

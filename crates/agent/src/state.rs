@@ -633,27 +633,25 @@ impl State {
         Ok(run)
     }
 
-    /// Whether the orphan scan is due: never done for this state, or done `every` seconds ago
-    /// or more.
-    pub fn orphan_scan_due(&self, now: i64, every: i64) -> bool {
+    /// Where the last orphan scan got to (None: never scanned for this state).
+    pub fn orphan_watermark(&self) -> Option<crate::ad::Watermark> {
         self.conn
             .query_row(
-                "SELECT value FROM meta WHERE key = 'orphan_scan_at'",
+                "SELECT value FROM meta WHERE key = 'orphan_watermark'",
                 [],
                 |r| r.get::<_, String>(0),
             )
             .ok()
-            .and_then(|v| v.parse::<i64>().ok())
-            .is_none_or(|at| now.saturating_sub(at) >= every)
+            .and_then(|v| serde_json::from_str(&v).ok())
     }
 
-    /// Records that the orphan scan ran at `now`.
-    pub fn orphan_scan_done(&mut self, now: i64) -> Result<(), StateError> {
+    /// Records where an orphan scan got to.
+    pub fn set_orphan_watermark(&mut self, w: &crate::ad::Watermark) -> Result<(), StateError> {
         let path = self.path.clone();
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('orphan_scan_at', ?1)",
-                [now.to_string()],
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('orphan_watermark', ?1)",
+                [serde_json::to_string(w).unwrap_or_default()],
             )
             .map(|_| ())
             .map_err(db_err(&path))
