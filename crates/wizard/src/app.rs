@@ -63,6 +63,10 @@ pub struct WizardApp {
 
 impl WizardApp {
     pub fn new(ctx: &egui::Context, options: Options) -> Result<WizardApp, String> {
+        // How this machine can protect the secrets is probed by running systemd-creds (cached
+        // once per process); the Review page's plan needs it. Probed here, off the UI thread,
+        // long before Review, so drawing that page never waits on a child process.
+        std::thread::spawn(ad_sync_core::secrets::Protection::detect);
         let mut validator = Validator::new(options.backend, ctx.clone())
             .map_err(|e| format!("the background checker could not start: {e}"))?;
         validator.debounce = options.debounce;
