@@ -46,6 +46,14 @@ fn wizard_in(config: &Path, prefix: Option<PathBuf>) -> H {
                 agent_dir: Path::new(support::bins::agent())
                     .parent()
                     .map(Path::to_path_buf),
+                // The test domain's own DNS (Samba's internal DNS server on dc1's address), not
+                // this machine's resolver; and a member server of example.com.
+                dns_server: Ok(Some(
+                    testbed::DNS_SERVER
+                        .parse()
+                        .unwrap_or_else(|e| panic!("{e}")),
+                )),
+                host_domain: Some("example.com".into()),
             };
             WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
         })
@@ -161,9 +169,48 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
     h.step();
     next(&mut h);
 
-    // 4 Domain controller: empty is refused on the page, then dc1 resolves and answers.
-    assert!(has(&h, "Domain controller is empty"));
+    // 4 Domain controller: this member server's domain is searched as the page opens, in the
+    // test domain's own DNS (real SRV records), and the DC found fills the empty field.
+    assert_eq!(
+        h.get_by_label("Domain to search").value().as_deref(),
+        Some("example.com")
+    );
+    wait_text(&mut h, "DNS lists 1 domain controller(s) for example.com");
+    assert!(
+        has(&h, "Use dc1.example.com (priority 0, weight 100)"),
+        "{}",
+        screen(&h)
+    );
+    wait_for(&mut h, "the DC found to fill the field", |h| {
+        h.get_by_label("Domain controller (FQDN)")
+            .value()
+            .as_deref()
+            == Some(testbed::DC1_HOST)
+    });
+    // A calm page: emptied, the field does not complain until Next is tried.
+    set(&mut h, "Domain controller (FQDN)", "");
+    assert!(!has(&h, "Domain controller is empty"), "{}", screen(&h));
     assert!(h.get_by_label("Next").accesskit_node().is_disabled());
+    h.get_by_label("Next").click();
+    h.step();
+    h.step();
+    assert!(has(&h, "Domain controller is empty"), "{}", screen(&h));
+    // A domain DNS does not hold: said as a sentence, not a resolver's debug dump.
+    set(&mut h, "Domain to search", "nowhere.example.org");
+    h.get_by_label("Find domain controllers").click();
+    h.step();
+    wait_for(&mut h, "discovery of a domain DNS does not hold", |h| {
+        settled(h)
+            && has(h, "nowhere.example.org")
+            && (has(h, "does not know")
+                || has(h, "could not answer")
+                || has(h, "refused")
+                || has(h, "no domain controller records"))
+    });
+    assert!(!screen(&h).contains("Query {"), "{}", screen(&h));
+    h.get_by_label("Use dc1.example.com (priority 0, weight 100)")
+        .click();
+    h.step();
     set(&mut h, "Domain controller (FQDN)", "ldap://dc1.example.com");
     assert!(has(&h, "without ldap://"));
     set(&mut h, "Domain controller (FQDN)", testbed::DC1_HOST);
@@ -188,19 +235,12 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
     wait_page_passes(&mut h, "Connection security");
     next(&mut h);
 
-    // 6 Root User container: lower-case types are normalised as you type.
-    set(&mut h, "Root User container", "ou=Staff;dc=example;dc=com");
+    // 6 Service account: before the container, so the next page can read the directory.
     assert!(
-        has(&h, "Normalised: OU=Staff,DC=example,DC=com"),
+        heading(&h).contains("Step 6 of 12: Service account"),
         "{}",
-        screen(&h)
+        heading(&h)
     );
-    assert!(has(&h, "Semicolon form: OU=Staff;DC=example;DC=com"));
-    assert!(has(&h, "Changed:"));
-    wait_page_passes(&mut h, "Root User container");
-    next(&mut h);
-
-    // 7 Service account
     set(
         &mut h,
         "Service account",
@@ -212,6 +252,42 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
         !screen(&h).contains(testbed::SVC_PASSWORD),
         "the password is on screen"
     );
+    next(&mut h);
+
+    // 7 Root User container: picked from the live tree, no DN typed. CN=Users is proposed.
+    assert!(
+        heading(&h).contains("Step 7 of 12: Root User container"),
+        "{}",
+        heading(&h)
+    );
+    wait_text(&mut h, "Normalised: CN=Users,DC=example,DC=com");
+    assert!(
+        has(&h, "Proposed: the domain's Users container"),
+        "{}",
+        screen(&h)
+    );
+    wait_for(&mut h, "the tree's first level", |h| {
+        h.query_by_label("Staff").is_some()
+    });
+    // What AD hides outside Advanced Features is not offered.
+    assert!(h.query_by_label("System").is_none(), "{}", screen(&h));
+    assert!(h.query_by_label("Users").is_some());
+    h.get_by_label("Staff").click();
+    h.step();
+    assert!(
+        has(&h, "Normalised: OU=Staff,DC=example,DC=com"),
+        "{}",
+        screen(&h)
+    );
+    assert!(has(&h, "Semicolon form: OU=Staff;DC=example;DC=com"));
+    wait_page_passes(&mut h, "Root User container");
+    assert!(has(&h, "PASS:"), "{}", screen(&h));
+    // The tree opens a level on demand.
+    h.get_by_label("Expand Staff").click();
+    h.step();
+    wait_for(&mut h, "OU=Staff's children", |h| {
+        h.query_by_label("Collapse Staff").is_some() && !has(h, "Reading…")
+    });
     next(&mut h);
 
     // 8 Connect key
@@ -230,12 +306,28 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
     );
     next(&mut h);
 
-    // 9 Sync settings: defaults shown, then the group.
+    // 9 Sync settings: defaults shown; the group picked from those under OU=Staff. A
+    // distribution group is listed, says why, and cannot be picked.
     assert!(has(&h, "Disable the AD account (default)"));
-    set(
-        &mut h,
-        "Sync group",
-        "CN=Cloud Groups;OU=Staff;DC=example;DC=com",
+    wait_for(&mut h, "the groups under OU=Staff", |h| {
+        h.query_by_label("Cloud Groups").is_some() && h.query_by_label("Mailing List").is_some()
+    });
+    assert!(
+        h.get_by_label("Mailing List")
+            .accesskit_node()
+            .is_disabled()
+    );
+    assert!(
+        has(&h, "distribution group: it has no security identity"),
+        "{}",
+        screen(&h)
+    );
+    h.get_by_label("Cloud Groups").click();
+    h.step();
+    assert!(
+        has(&h, "Normalised: CN=Cloud Groups,OU=Staff,DC=example,DC=com"),
+        "{}",
+        screen(&h)
     );
     wait_page_passes(&mut h, "Sync settings");
     next(&mut h);
@@ -290,7 +382,7 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
             .and_then(|c| c.connect_key_env.as_deref()),
         Some("AD_SYNC_CONNECT_KEY")
     );
-    assert_eq!(replay.directory.root_user_dn, "ou=Staff;dc=example;dc=com");
+    assert_eq!(replay.directory.root_user_dn, "OU=Staff,DC=example,DC=com");
     let listed = cloud.admin_ok(&["key", "list"]);
     let tail = &key[key.len() - 4..];
     let line = listed
@@ -395,6 +487,15 @@ fn fail_shown(h: &mut H, text: &str) {
 fn root_dn_page_shows_a_bad_dn_and_another_domain_next_to_the_field() {
     let good = Good::new("bad-dn");
     let mut h = good.wizard_at("Root User container");
+    // Lower-case types are normalised as you type, and what changed is said.
+    set(&mut h, "Root User container", "ou=Staff;dc=example;dc=com");
+    assert!(
+        has(&h, "Normalised: OU=Staff,DC=example,DC=com"),
+        "{}",
+        screen(&h)
+    );
+    assert!(has(&h, "Semicolon form: OU=Staff;DC=example;DC=com"));
+    assert!(has(&h, "Changed:"));
     set(&mut h, "Root User container", "OU=Staff;;DC=example;DC=com");
     assert!(has(&h, "at character"), "{}", screen(&h));
     assert!(has(&h, "Fix: Write it like CN=Users;DC=example;DC=com"));
@@ -417,7 +518,12 @@ fn root_dn_page_shows_a_bad_dn_and_another_domain_next_to_the_field() {
 fn account_page_refuses_a_wrong_password_and_a_privileged_account() {
     let good = Good::new("account");
     let mut h = good.wizard_at("Service account");
-    assert!(has(&h, "Service account is empty"));
+    // Nothing typed yet: the page does not scold.
+    assert!(!has(&h, "Service account is empty"), "{}", screen(&h));
+    h.key_press(egui::Key::Enter);
+    h.step();
+    h.step();
+    assert!(has(&h, "Service account is empty"), "{}", screen(&h));
     set(
         &mut h,
         "Service account",
@@ -984,8 +1090,9 @@ impl ad_sync::wizard::backend::Backend for Fixed {
     {
         Box::pin(async {
             Ok(ad_sync::directory::cert::CertInfo {
-                subject: "CN=dc1.example.com".into(),
-                issuer: "CN=Example Enterprise CA, DC=example, DC=com".into(),
+                // Samba's own certificates carry long names: they must wrap, never run off.
+                subject: "O=Samba Administration, OU=Samba - temporary autogenerated HOST certificate, CN=DC1.example.com".into(),
+                issuer: "O=Samba Administration, OU=Samba - temporary autogenerated CA certificate, CN=DC1.example.com".into(),
                 dns_names: vec!["dc1.example.com".into(), "example.com".into()],
                 not_before: "2026-01-01 00:00 UTC".into(),
                 not_after: "2027-01-01 00:00 UTC".into(),
@@ -1001,11 +1108,96 @@ impl ad_sync::wizard::backend::Backend for Fixed {
     fn discover(
         &self,
         _domain: String,
+        _server: Option<std::net::IpAddr>,
         _timeout: Duration,
     ) -> ad_sync::wizard::backend::BoxFuture<
         Result<Vec<ad_sync::directory::discover::DcCandidate>, String>,
     > {
-        Box::pin(async { Err("not asked in the snapshots".to_string()) })
+        Box::pin(async {
+            Ok(vec![ad_sync::directory::discover::DcCandidate {
+                host: "dc1.example.com".into(),
+                port: 389,
+                priority: 0,
+                weight: 100,
+            }])
+        })
+    }
+
+    fn level(
+        &self,
+        _answers: ad_sync::answers::Answers,
+        base: Option<String>,
+        offer: ad_sync::directory::browse::Offer,
+        _name: String,
+        _limit: usize,
+    ) -> ad_sync::wizard::backend::BoxFuture<Result<ad_sync::directory::browse::Level, String>>
+    {
+        use ad_sync::directory::browse::{Kind, Level, Node, Offer};
+        let node = |dn: &str, name: &str, kind: Kind, why: Option<&str>| Node {
+            dn: dn.into(),
+            name: name.into(),
+            kind,
+            unpickable: why.map(str::to_string),
+        };
+        let base = base.unwrap_or_else(|| "DC=example,DC=com".into());
+        let nodes = match (base.as_str(), offer) {
+            ("DC=example,DC=com", _) => vec![
+                node(
+                    "CN=Computers,DC=example,DC=com",
+                    "Computers",
+                    Kind::Container,
+                    None,
+                ),
+                node(
+                    "OU=Domain Controllers,DC=example,DC=com",
+                    "Domain Controllers",
+                    Kind::OrganizationalUnit,
+                    None,
+                ),
+                node(
+                    "OU=Staff,DC=example,DC=com",
+                    "Staff",
+                    Kind::OrganizationalUnit,
+                    None,
+                ),
+                node("CN=Users,DC=example,DC=com", "Users", Kind::Container, None),
+            ],
+            (_, Offer::Groups) => vec![
+                node(
+                    &format!("OU=Contractors,{base}"),
+                    "Contractors",
+                    Kind::OrganizationalUnit,
+                    Some("an organizational unit, not a group"),
+                ),
+                node(
+                    &format!("CN=Cloud Groups,{base}"),
+                    "Cloud Groups",
+                    Kind::Group { security: true },
+                    None,
+                ),
+                node(
+                    &format!("CN=Mailing List,{base}"),
+                    "Mailing List",
+                    Kind::Group { security: false },
+                    Some(
+                        "a distribution group: it has no security identity, so AD cannot grant access through it; choose a security group",
+                    ),
+                ),
+            ],
+            _ => vec![node(
+                &format!("OU=Contractors,{base}"),
+                "Contractors",
+                Kind::OrganizationalUnit,
+                None,
+            )],
+        };
+        Box::pin(async move {
+            Ok(Level {
+                base,
+                nodes,
+                more: false,
+            })
+        })
     }
 
     fn folder(
@@ -1043,64 +1235,118 @@ fn fixed_wizard(ppp: f32) -> H {
                 bench: None,
                 prefix: None,
                 agent_dir: None,
+                dns_server: Ok(None),
+                host_domain: Some("example.com".into()),
             };
             WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
         })
 }
 
-#[test]
-fn snapshot_of_every_page() {
-    let mut h = fixed_wizard(1.0);
+/// The values typed on each page of the snapshot walk.
+const SNAPSHOT_PAGES: [(&str, &[(&str, &str)]); 10] = [
+    ("01-welcome", &[]),
+    ("02-folder", &[("Destination folder", "/opt/ad-sync")]),
+    ("03-server-type", &[]),
+    ("04-domain-controller", &[]),
+    ("05-connection", &[]),
+    (
+        "06-account",
+        &[
+            ("Service account", "svc-sync@example.com"),
+            ("Password", "not-a-real-password"),
+        ],
+    ),
+    ("07-root-dn", &[]),
+    (
+        "08-connect-key",
+        &[
+            ("Cloud URL", "https://cloud.example.com"),
+            (
+                "Connect key",
+                "ADS1-1X07-XTM7-9ZBT-WJ6C-A644-2CXQ-MY1K-0W9C",
+            ),
+        ],
+    ),
+    ("09-sync", &[]),
+    ("10-review", &[]),
+];
+
+/// No text on screen runs past the window's left or right edge: every labelled node's rectangle
+/// (accesskit gives it in physical pixels) lies within the window's width.
+fn assert_nothing_cut(h: &H, ppp: f32, width: f32, page: &str) {
+    let cut: Vec<String> = h
+        .query_all_by(|_| true)
+        .filter_map(|n| {
+            let node = n.accesskit_node();
+            let text = node.label().or_else(|| node.value())?;
+            if text.trim().is_empty() {
+                return None;
+            }
+            let b = node.bounding_box()?;
+            let (x0, x1) = (b.x0 as f32 / ppp, b.x1 as f32 / ppp);
+            (x1 > width + 0.5 || x0 < -0.5).then(|| format!("{text:?} spans x {x0:.0}..{x1:.0}"))
+        })
+        .collect();
+    assert!(
+        cut.is_empty(),
+        "{page} at {ppp}x: text runs off the {width}-point window:\n{}",
+        cut.join("\n")
+    );
+}
+
+/// Walks every page of the fixed wizard (the tree and the group picker used, nothing typed
+/// into a DN field) and checks that nothing runs off the window on any of them; at 1x each
+/// page is also kept as a snapshot.
+fn walk_fixed(ppp: f32, snapshots: bool) -> H {
+    let mut h = fixed_wizard(ppp);
     h.step();
-    let values: [(&str, &[(&str, &str)]); 10] = [
-        ("01-welcome", &[]),
-        ("02-folder", &[("Destination folder", "/opt/ad-sync")]),
-        ("03-server-type", &[]),
-        (
-            "04-domain-controller",
-            &[("Domain controller (FQDN)", "dc1.example.com")],
-        ),
-        ("05-connection", &[]),
-        (
-            "06-root-dn",
-            &[("Root User container", "ou=Staff;dc=example;dc=com")],
-        ),
-        (
-            "07-account",
-            &[
-                ("Service account", "svc-sync@example.com"),
-                ("Password", "not-a-real-password"),
-            ],
-        ),
-        (
-            "08-connect-key",
-            &[
-                ("Cloud URL", "https://cloud.example.com"),
-                (
-                    "Connect key",
-                    "ADS1-1X07-XTM7-9ZBT-WJ6C-A644-2CXQ-MY1K-0W9C",
-                ),
-            ],
-        ),
-        (
-            "09-sync",
-            &[("Sync group", "CN=Cloud Groups;OU=Staff;DC=example;DC=com")],
-        ),
-        ("10-review", &[]),
-    ];
-    for (name, fields) in values {
+    for (name, fields) in SNAPSHOT_PAGES {
         for (label, value) in fields {
             set(&mut h, label, value);
+        }
+        match name {
+            "04-domain-controller" => wait_for(&mut h, "the DC found to fill the field", |h| {
+                h.get_by_label("Domain controller (FQDN)")
+                    .value()
+                    .as_deref()
+                    == Some("dc1.example.com")
+            }),
+            "07-root-dn" => {
+                wait_for(&mut h, "the tree", |h| h.query_by_label("Staff").is_some());
+                h.run_steps(3);
+                h.get_by_label("Staff").click();
+                h.run_steps(2);
+                h.get_by_label("Expand Staff").click();
+                h.step();
+            }
+            "09-sync" => {
+                wait_for(&mut h, "the groups", |h| {
+                    h.query_by_label("Cloud Groups").is_some()
+                });
+                h.get_by_label("Cloud Groups").click();
+                h.step();
+            }
+            _ => {}
         }
         // Two settled frames: the fixed backend answers on its own thread.
         wait_for(&mut h, "the page to settle", settled);
         h.run_steps(3);
-        h.snapshot(format!("wizard/{name}"));
+        assert_nothing_cut(&h, ppp, 800.0, name);
+        if snapshots {
+            h.snapshot(format!("wizard/{name}"));
+        }
         if name != "10-review" {
             next(&mut h);
         }
     }
-    // HiDPI: the welcome page at twice the pixel density stays readable.
+    h
+}
+
+#[test]
+fn snapshot_of_every_page() {
+    let mut h = walk_fixed(1.0, true);
+    // HiDPI: every page at twice the pixel density, nothing cut; the welcome page kept.
+    walk_fixed(2.0, false);
     let mut hi = fixed_wizard(2.0);
     hi.step();
     hi.run_steps(3);
@@ -1146,6 +1392,8 @@ fn nothing_typed_into_any_field_panics() {
                 bench: None,
                 prefix: None,
                 agent_dir: None,
+                dns_server: Ok(None),
+                host_domain: Some("example.com".into()),
             };
             WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
         });

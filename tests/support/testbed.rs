@@ -2,6 +2,9 @@
 //!
 //! - `dc1.example.com` (127.0.0.1): LDAPS with Samba's own CA, plain simple bind refused, as on
 //!   a hardened Windows DC. Seeded with the service accounts, OUs and groups the checks need.
+//!   It runs Samba's internal DNS server too (on 127.0.0.1:53, no forwarder), holding the
+//!   domain's DC locator records (`_ldap._tcp.dc._msdcs.example.com`), so discovery is tested
+//!   against real SRV records; tests point the resolver at `DNS_SERVER`, never at the machine's.
 //! - `dc2.example.com` (127.0.0.2): a second, separate DC whose LDAPS certificate has expired
 //!   and which accepts simple bind over plain LDAP: the insecure-fallback path.
 //!
@@ -22,6 +25,8 @@ pub const NETBIOS: &str = "EXAMPLE";
 pub const BASE: &str = "DC=example,DC=com";
 pub const DC1_HOST: &str = "dc1.example.com";
 pub const DC2_HOST: &str = "dc2.example.com";
+/// dc1's DNS server (Samba's internal DNS), serving example.com.
+pub const DNS_SERVER: &str = "127.0.0.1";
 /// Resolves (to a loopback address nothing listens on) for the unreachable-DC case.
 pub const DEAD_HOST: &str = "dc3.example.com";
 /// A distinctive password, so tests can search everything printed for it.
@@ -100,8 +105,8 @@ impl Testbed {
             }
         }
         // Provision both in parallel: each is mostly a single-threaded Python process.
-        let p1 = provision(&root.join("dc1"), "dc1", "127.0.0.1")?;
-        let p2 = provision(&root.join("dc2"), "dc2", "127.0.0.2")?;
+        let p1 = provision(&root.join("dc1"), "dc1", "127.0.0.1", true)?;
+        let p2 = provision(&root.join("dc2"), "dc2", "127.0.0.2", false)?;
         wait_ok(p1, "provision dc1")?;
         wait_ok(p2, "provision dc2")?;
 
@@ -178,7 +183,13 @@ impl Dc {
             .args(["-M", "single"])
             .arg("-s")
             .arg(self.smb_conf())
-            .arg("--option=server services=ldap")
+            .arg(if self.is_dc1() {
+                "--option=server services=ldap,dns"
+            } else {
+                "--option=server services=ldap"
+            })
+            // No forwarder: a name outside the test domain is not asked of the machine's DNS.
+            .arg("--option=dns forwarder=")
             .arg(format!("--option=pid directory={}", run.display()))
             .arg(format!(
                 "--option=log file={}",
@@ -213,8 +224,11 @@ impl Dc {
             }
             // Samba writes its CA (and key) on first start, just before it listens: wait for
             // both the port and the CA file the tests trust.
+            let dns = std::net::SocketAddr::new(self.addr, 53);
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-                && (self.ca_file.exists())
+                && self.ca_file.exists()
+                && (!self.is_dc1()
+                    || TcpStream::connect_timeout(&dns, Duration::from_millis(200)).is_ok())
             {
                 return Ok(());
             }
@@ -267,7 +281,8 @@ impl Dc {
     }
 }
 
-fn provision(dir: &Path, host: &str, addr: &str) -> Result<Child, String> {
+/// Provisions a DC; with `dns`, Samba's internal DNS holds the domain's zone.
+fn provision(dir: &Path, host: &str, addr: &str, dns: bool) -> Result<Child, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let log =
         std::fs::File::create(dir.with_extension("provision.log")).map_err(|e| e.to_string())?;
@@ -282,7 +297,12 @@ fn provision(dir: &Path, host: &str, addr: &str) -> Result<Child, String> {
     cmd.arg(format!("--targetdir={}", dir.display()))
         .arg(format!("--realm={REALM}"))
         .arg(format!("--domain={NETBIOS}"))
-        .args(["--server-role=dc", "--dns-backend=NONE"])
+        .arg("--server-role=dc")
+        .arg(if dns {
+            "--dns-backend=SAMBA_INTERNAL"
+        } else {
+            "--dns-backend=NONE"
+        })
         .arg(format!("--adminpass={ADMIN_PASSWORD}"))
         .arg(format!("--host-name={host}"))
         .arg(format!("--option=interfaces={addr}"))

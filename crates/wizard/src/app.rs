@@ -27,6 +27,10 @@ pub struct Options {
     pub prefix: Option<PathBuf>,
     /// The folder holding the `ad-sync-agent` to install (default: beside this program).
     pub agent_dir: Option<PathBuf>,
+    /// The DNS server discovery asks instead of this host's resolver (`AD_SYNC_DNS_SERVER`).
+    pub dns_server: Result<Option<std::net::IpAddr>, String>,
+    /// This host's DNS domain: what "Domain to search" starts as.
+    pub host_domain: Option<String>,
 }
 
 impl Options {
@@ -39,6 +43,8 @@ impl Options {
             bench: None,
             prefix: None,
             agent_dir: None,
+            dns_server: ad_sync_core::directory::discover::server_from_env(),
+            host_domain: ad_sync_core::directory::discover::host_domain(),
         }
     }
 }
@@ -91,10 +97,15 @@ impl WizardApp {
         let found = ad_sync_core::install::Existing::detect(&layout);
         let enrolled = found.mode == ad_sync_core::install::Mode::Upgrade;
         let existing = read_existing(&real_config, found);
-        let (form, page) = match &existing {
+        let (mut form, page) = match &existing {
             Existing::Installed(a) => (Form::from_config(a), Page::Review),
             _ => (Form::default(), Page::Welcome),
         };
+        if form.discover_domain.is_empty()
+            && let Some(d) = &options.host_domain
+        {
+            form.discover_domain = d.clone();
+        }
         let password_source = if matches!(existing, Existing::Installed(_)) {
             validator.request(
                 Slot::StoredPassword,
@@ -118,12 +129,16 @@ impl WizardApp {
                     enrolled,
                     password_source,
                     install_options,
+                    dns_server: options.dns_server,
+                    discovered_on_open: false,
+                    dc_proposed: false,
                 },
                 validator,
                 acks: HashSet::new(),
                 discover_for: None,
                 files: Files::default(),
                 install: Install::default(),
+                trees: Default::default(),
             },
             confirm_cancel: false,
             announced: false,
@@ -250,7 +265,9 @@ impl WizardApp {
                             {
                                 r.cancel();
                             }
-                        } else if s.page == Page::Finish || installed {
+                        } else if s.page == Page::Finish {
+                            // Finish has one Close: the button on the right.
+                        } else if installed {
                             if ui.button("Close").clicked() {
                                 close = true;
                             }
@@ -279,6 +296,17 @@ impl WizardApp {
                             };
                             let next = ui.add_enabled(can_next, egui::Button::new(next_label));
                             let enter = ui.input(|i| i.key_pressed(Key::Enter));
+                            // Next tried on a page that is not ready (Enter, or a click on the
+                            // greyed button): every field now says what it lacks.
+                            let pressed_greyed = ui.input(|i| {
+                                i.pointer.any_click()
+                                    && i.pointer
+                                        .interact_pos()
+                                        .is_some_and(|p| next.rect.contains(p))
+                            });
+                            if !can_next && (enter || pressed_greyed) {
+                                crate::widgets::set_next_tried(ui.ctx(), true);
+                            }
                             if next.clicked() || (enter && can_next) {
                                 if s.page == Page::Finish {
                                     close = true;
@@ -316,6 +344,9 @@ impl WizardApp {
         if let Some(p) = go {
             if p == Page::Review || s.page == Page::Review {
                 s.install.preview = None;
+            }
+            if p != s.page {
+                crate::widgets::set_next_tried(ui.ctx(), false);
             }
             s.page = p;
         }

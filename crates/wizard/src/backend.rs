@@ -1,14 +1,17 @@
 //! What the wizard asks of the outside world, behind one small trait: the preflight checks of a
-//! scope, the DC's certificate, the DCs DNS knows, a folder's state and the stored password.
+//! scope, the DC's certificate, the DCs DNS knows, a level of the directory for the pickers, a
+//! folder's state and the stored password.
 //! `Live` does it for real (the same code as `ad-sync-setup check`); UI tests that must not
 //! wait give the wizard their own implementation.
 
 use ad_sync_core::answers::Answers;
+use ad_sync_core::directory::browse::{Level, Offer};
 use ad_sync_core::directory::cert::{self, CertInfo};
 use ad_sync_core::directory::discover::{self, DcCandidate};
 use ad_sync_core::preflight::{self, CheckResult, Report, Scope};
 use ad_sync_core::secret::Secret;
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
@@ -30,8 +33,19 @@ pub trait Backend: Send + Sync + 'static {
     fn discover(
         &self,
         domain: String,
+        server: Option<IpAddr>,
         timeout: Duration,
     ) -> BoxFuture<Result<Vec<DcCandidate>, String>>;
+    /// One level of the directory under `base` (the domain's naming context when `None`), read
+    /// as the service account.
+    fn level(
+        &self,
+        answers: Answers,
+        base: Option<String>,
+        offer: Offer,
+        name: String,
+        limit: usize,
+    ) -> BoxFuture<Result<Level, String>>;
     /// Whether the destination folder can be used (`install.folder`).
     fn folder(&self, dir: PathBuf) -> BoxFuture<CheckResult>;
     /// The service account's password from the installed secret store.
@@ -70,9 +84,23 @@ impl Backend for Live {
     fn discover(
         &self,
         domain: String,
+        server: Option<IpAddr>,
         timeout: Duration,
     ) -> BoxFuture<Result<Vec<DcCandidate>, String>> {
-        Box::pin(async move { discover::domain_controllers(&domain, timeout).await })
+        Box::pin(async move { discover::domain_controllers(&domain, server, timeout).await })
+    }
+
+    fn level(
+        &self,
+        answers: Answers,
+        base: Option<String>,
+        offer: Offer,
+        name: String,
+        limit: usize,
+    ) -> BoxFuture<Result<Level, String>> {
+        Box::pin(async move {
+            preflight::browse::level(&answers, base.as_deref(), offer, &name, limit).await
+        })
     }
 
     fn folder(&self, dir: PathBuf) -> BoxFuture<CheckResult> {

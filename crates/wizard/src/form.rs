@@ -64,7 +64,7 @@ impl Default for Form {
             install_dir: default_install_dir(),
             server_type: ServerType::Member,
             dc_host: String::new(),
-            discover_domain: host_dns_domain().unwrap_or_default(),
+            discover_domain: String::new(),
             security: Security::Ldaps,
             port: String::new(),
             ldap_ca_file: String::new(),
@@ -82,19 +82,6 @@ impl Default for Form {
             cloud_timeout_seconds: 10,
         }
     }
-}
-
-/// This host's DNS domain, when its name is fully qualified (or Windows says it).
-pub fn host_dns_domain() -> Option<String> {
-    if let Ok(d) = std::env::var("USERDNSDOMAIN")
-        && !d.trim().is_empty()
-    {
-        return Some(d.to_ascii_lowercase());
-    }
-    let name = gethostname::gethostname().to_string_lossy().into_owned();
-    name.split_once('.')
-        .map(|(_, d)| d.to_string())
-        .filter(|d| !d.is_empty())
 }
 
 fn opt_path(s: &str) -> Option<PathBuf> {

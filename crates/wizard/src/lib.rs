@@ -15,6 +15,7 @@ pub mod nav;
 pub mod pages;
 pub mod renderer;
 pub mod state;
+pub mod tree;
 pub mod validate;
 pub mod widgets;
 

@@ -55,6 +55,28 @@ pub struct State {
     pub discover_for: Option<String>,
     pub files: Files,
     pub install: Install,
+    /// The directory pickers of the Root User container and the sync group.
+    pub trees: Trees,
+}
+
+/// The two directory pickers, and whether the default container was proposed already.
+pub struct Trees {
+    pub root: crate::tree::Tree,
+    pub group: crate::tree::Tree,
+    /// `CN=Users` of the bound domain was put in the empty field once (never again, so a
+    /// field the administrator emptied stays empty).
+    pub root_proposed: bool,
+}
+
+impl Default for Trees {
+    fn default() -> Trees {
+        use ad_sync_core::directory::browse::Offer;
+        Trees {
+            root: crate::tree::Tree::new(Offer::Containers),
+            group: crate::tree::Tree::new(Offer::Groups),
+            root_proposed: false,
+        }
+    }
 }
 
 /// How this run of the wizard started, and what was installed already.
@@ -67,6 +89,13 @@ pub struct Setup {
     pub password_source: PasswordSource,
     /// What the install step is given (paths, prefix, whether to start the service).
     pub install_options: ad_sync_core::install::Options,
+    /// The DNS server discovery asks (`None`: this host's resolver); `Err` says why the one
+    /// named in `AD_SYNC_DNS_SERVER` cannot be used.
+    pub dns_server: Result<Option<std::net::IpAddr>, String>,
+    /// Discovery ran by itself once, when the Domain controller page first opened.
+    pub discovered_on_open: bool,
+    /// The first DC discovery found was put in the empty field (once).
+    pub dc_proposed: bool,
 }
 
 /// The file dialogs and the export: each runs on its own thread and reports here.

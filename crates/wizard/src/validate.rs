@@ -13,6 +13,7 @@
 
 use super::backend::Backend;
 use ad_sync_core::answers::Answers;
+use ad_sync_core::directory::browse::{Level, Offer};
 use ad_sync_core::directory::cert::CertInfo;
 use ad_sync_core::directory::discover::DcCandidate;
 use ad_sync_core::preflight::{CheckResult, Report, Scope};
@@ -37,6 +38,8 @@ pub enum Slot {
     Review,
     Discover,
     StoredPassword,
+    /// One level of a directory picker, keyed by the picker and the container it lists.
+    Level(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +58,14 @@ pub enum Job {
     },
     Discover {
         domain: String,
+        server: Option<std::net::IpAddr>,
+    },
+    Level {
+        answers: Box<Answers>,
+        base: Option<String>,
+        offer: Offer,
+        name: String,
+        limit: usize,
     },
     Folder(PathBuf),
     StoredPassword(PathBuf),
@@ -66,6 +77,7 @@ pub enum Outcome {
         certificate: Option<Result<CertInfo, String>>,
     },
     Dcs(Result<Vec<DcCandidate>, String>),
+    Level(Result<Level, String>),
     Folder(CheckResult),
     Password(Result<Secret, String>),
     Cancelled,
@@ -85,6 +97,9 @@ impl Job {
                 Duration::from_secs((ldap.max(cloud) * 6).max(10))
             }
             Job::Discover { .. } => Duration::from_secs(12),
+            Job::Level { answers, .. } => {
+                Duration::from_secs((u64::from(answers.ldap.timeout_seconds) * 4).max(10))
+            }
             Job::Folder(_) | Job::StoredPassword(_) => Duration::from_secs(10),
         }
     }
@@ -100,21 +115,22 @@ impl Job {
             } => {
                 h.update(b"preflight\0");
                 h.update(format!("{scope:?}\0{certificate:?}\0").as_bytes());
-                // The serialised answers leave the secrets out; they are hashed on their own.
-                h.update(serde_json::to_vec(answers.as_ref()).unwrap_or_default());
-                for secret in [
-                    answers.service_account.password.as_ref(),
-                    answers.cloud.as_ref().and_then(|c| c.connect_key.as_ref()),
-                ] {
-                    h.update(b"\0");
-                    if let Some(s) = secret {
-                        h.update(s.expose().as_bytes());
-                    }
-                }
+                hash_answers(&mut h, answers);
             }
-            Job::Discover { domain } => {
+            Job::Discover { domain, server } => {
                 h.update(b"discover\0");
-                h.update(domain.as_bytes());
+                h.update(format!("{domain}\0{server:?}").as_bytes());
+            }
+            Job::Level {
+                answers,
+                base,
+                offer,
+                name,
+                limit,
+            } => {
+                h.update(b"level\0");
+                h.update(format!("{base:?}\0{offer:?}\0{name}\0{limit}\0").as_bytes());
+                hash_answers(&mut h, answers);
             }
             Job::Folder(p) => {
                 h.update(b"folder\0");
@@ -126,6 +142,20 @@ impl Job {
             }
         }
         h.finalize().into()
+    }
+}
+
+/// The answers in a fingerprint: serialised without the secrets, which are hashed on their own.
+fn hash_answers(h: &mut Sha256, answers: &Answers) {
+    h.update(serde_json::to_vec(answers).unwrap_or_default());
+    for secret in [
+        answers.service_account.password.as_ref(),
+        answers.cloud.as_ref().and_then(|c| c.connect_key.as_ref()),
+    ] {
+        h.update(b"\0");
+        if let Some(s) = secret {
+            h.update(s.expose().as_bytes());
+        }
     }
 }
 
@@ -396,9 +426,18 @@ async fn run_job(backend: &dyn Backend, job: Job) -> Outcome {
                 },
             }
         }
-        Job::Discover { domain } => {
-            Outcome::Dcs(backend.discover(domain, Duration::from_secs(5)).await)
-        }
+        Job::Discover { domain, server } => Outcome::Dcs(
+            backend
+                .discover(domain, server, Duration::from_secs(5))
+                .await,
+        ),
+        Job::Level {
+            answers,
+            base,
+            offer,
+            name,
+            limit,
+        } => Outcome::Level(backend.level(*answers, base, offer, name, limit).await),
         Job::Folder(dir) => Outcome::Folder(backend.folder(dir).await),
         Job::StoredPassword(config) => Outcome::Password(backend.stored_password(config).await),
     }

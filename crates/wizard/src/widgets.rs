@@ -43,8 +43,67 @@ pub fn field_error(ui: &mut Ui, message: &str, fix: &str) {
     }
 }
 
+/// The same, for a reserved slot: one line each, cut with "…" at the slot's width (the whole
+/// text shows on hover, and can be selected and copied).
+pub fn field_error_line(ui: &mut Ui, message: &str, fix: &str) {
+    ui.add(egui::Label::new(RichText::new(message).color(fail_color(ui))).truncate());
+    if !fix.is_empty() {
+        ui.add(egui::Label::new(RichText::new(format!("Fix: {fix}")).small()).truncate());
+    }
+}
+
+/// A space of `rows` lines kept under a field whatever it holds, so a message that appears or
+/// goes never moves the fields below it (the one the user is aiming at). What is drawn in it
+/// should be one line per row (`field_error_line`, truncated labels).
+pub fn reserved<R>(ui: &mut Ui, rows: usize, add: impl FnOnce(&mut Ui) -> R) -> R {
+    let row = ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y;
+    let height = row * rows as f32 - ui.spacing().item_spacing.y;
+    let width = ui.available_width();
+    ui.allocate_ui_with_layout(
+        egui::vec2(width, height),
+        egui::Layout::top_down(egui::Align::Min),
+        |ui| {
+            ui.set_min_size(egui::vec2(width, height));
+            ui.set_max_width(width);
+            add(ui)
+        },
+    )
+    .inner
+}
+
+/// The egui memory key of "Next was pressed while this page was not ready" (cleared when the
+/// page changes).
+fn tried_id() -> egui::Id {
+    egui::Id::unique("ad-sync-next-tried")
+}
+
+/// Next (or Enter) was tried on this page while it was not ready: every field now says what it
+/// lacks.
+pub fn next_tried(ui: &Ui) -> bool {
+    ui.data(|d| d.get_temp::<bool>(tried_id()).unwrap_or(false))
+}
+
+pub fn set_next_tried(ctx: &egui::Context, tried: bool) {
+    ctx.data_mut(|d| d.insert_temp(tried_id(), tried));
+}
+
+/// Whether an empty field may say so: only once the user left it or tried Next, never on a
+/// page just opened.
+pub fn may_complain(ui: &Ui, field: &egui::Response) -> bool {
+    let left = field.id.with("left");
+    if field.lost_focus() {
+        ui.data_mut(|d| d.insert_temp(left, true));
+    }
+    next_tried(ui) || ui.data(|d| d.get_temp::<bool>(left).unwrap_or(false))
+}
+
 pub fn note(ui: &mut Ui, text: &str) {
     ui.label(RichText::new(text).weak());
+}
+
+/// A note on one line of a reserved slot: cut at its width, whole on hover.
+pub fn note_line(ui: &mut Ui, text: &str) {
+    ui.add(egui::Label::new(RichText::new(text).weak()).truncate());
 }
 
 fn fail_color(ui: &Ui) -> Color32 {

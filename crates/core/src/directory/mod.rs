@@ -2,6 +2,7 @@
 //! reading entries. Knows LDAP and AD's conventions; knows nothing of checks or wizards.
 
 pub mod bind;
+pub mod browse;
 pub mod cert;
 pub mod connect;
 pub mod discover;

@@ -6,6 +6,7 @@
 //! pure decisions, which tests also feed with recorded directory data.
 
 pub mod ad;
+pub mod browse;
 pub mod cloud;
 pub mod evaluate;
 pub mod install;

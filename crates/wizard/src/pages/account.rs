@@ -1,54 +1,55 @@
-//! Page 7: the service account, logged on for real (`ldap.bind`), refused when privileged,
-//! warned about when its password expires; and the Root User container proved with it
-//! (`root_dn.exists`, `root_dn.delegation`). On an upgrade it must be the installed account.
+//! Page 6: the service account, logged on for real (`ldap.bind`), refused when privileged,
+//! warned about when its password expires. It comes before the Root User container, so that
+//! page can read the directory as this account. On an upgrade it must be the installed account.
 
 use crate::state::PasswordSource;
 use crate::state::State;
 use crate::validate::Slot;
-use crate::widgets::{self, Gate, check_line, field_error, note};
+use crate::widgets::{self, Gate, check_line, field_error, field_error_line, note};
 use ad_sync_core::install::checks;
 use ad_sync_core::preflight::{Scope, ids};
 use egui::Ui;
 
-pub const IDS: [&str; 9] = [
+pub const IDS: [&str; 7] = [
     ids::LDAP_BIND,
     ids::ACCOUNT_NAME,
     ids::ACCOUNT_NOT_PRIVILEGED,
     ids::ACCOUNT_ADMINCOUNT,
     ids::ACCOUNT_ENABLED,
     ids::ACCOUNT_PASSWORD_EXPIRY,
-    ids::ROOT_DN_EXISTS,
-    ids::ROOT_DN_DELEGATION,
     ids::PASSWORD_POLICY,
 ];
 
-pub const CONTEXT: [&str; 7] = [
-    ids::DN_ROOT,
+pub const CONTEXT: [&str; 5] = [
     ids::DC_RESOLVE,
     ids::DC_REACHABLE,
     ids::LDAP_TLS,
     ids::LDAP_FALLBACK,
     ids::DC_WRITABLE,
-    ids::ROOT_DN_DOMAIN_MATCHES,
 ];
 
 pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     ui.label("The account the agent logs on as. It must not be an administrator: give it control over the Root User container only (Delegate Control).");
-    widgets::text_field(
+    let field = widgets::text_field(
         ui,
         "Service account",
         &mut s.form.username,
         r"EXAMPLE\svc-sync, svc-sync@example.com or svc-sync",
     );
+    let complain = widgets::may_complain(ui, &field);
     let mut local = Gate::Ready;
-    if s.form.username.trim().is_empty() {
-        field_error(
-            ui,
-            "Service account is empty",
-            r"Type it as DOMAIN\user, user@example.com or user.",
-        );
-        local = Gate::Blocked("type the service account".into());
-    }
+    widgets::reserved(ui, 2, |ui| {
+        if s.form.username.trim().is_empty() {
+            if complain {
+                field_error_line(
+                    ui,
+                    "Service account is empty",
+                    r"Type it as DOMAIN\user, user@example.com or user.",
+                );
+            }
+            local = Gate::Blocked("type the service account".into());
+        }
+    });
     if !s.form.username.trim().is_empty() {
         local = local.and(unchanged(s, ui));
     }

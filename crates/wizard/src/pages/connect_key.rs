@@ -6,18 +6,40 @@
 use crate::state::PickTarget;
 use crate::state::State;
 use crate::validate::Slot;
-use crate::widgets::{self, Gate, field_error, note};
+use crate::widgets::{self, Gate, field_error_line, note};
 use ad_sync_core::connect_key::ConnectKey;
 use ad_sync_core::preflight::{Scope, ids};
 use egui::{RichText, Ui};
 
 pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
-    widgets::text_field(
+    let field = widgets::text_field(
         ui,
         "Cloud URL",
         &mut s.form.cloud_url,
         "https://cloud.example.com",
     );
+    let complain = widgets::may_complain(ui, &field);
+    let mut local = Gate::Ready;
+    let url = s.form.cloud_url.trim().to_string();
+    widgets::reserved(ui, 2, |ui| {
+        if url.is_empty() {
+            if complain {
+                field_error_line(
+                    ui,
+                    "Cloud URL is empty",
+                    "Type the cloud's address, e.g. https://cloud.example.com.",
+                );
+            }
+            local = Gate::Blocked("type the cloud URL".into());
+        } else if !url.starts_with("https://") {
+            field_error_line(
+                ui,
+                &format!("Cloud URL `{url}` must start with https://"),
+                "The agent talks to the cloud over HTTPS only.",
+            );
+            local = Gate::Blocked("the cloud URL must use https".into());
+        }
+    });
     s.path_field(
         ui,
         PickTarget::CloudCa,
@@ -25,23 +47,6 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         "trusted besides the system roots",
         "Browse for cloud CA…",
     );
-    let mut local = Gate::Ready;
-    let url = s.form.cloud_url.trim().to_string();
-    if url.is_empty() {
-        field_error(
-            ui,
-            "Cloud URL is empty",
-            "Type the cloud's address, e.g. https://cloud.example.com.",
-        );
-        local = Gate::Blocked("type the cloud URL".into());
-    } else if !url.starts_with("https://") {
-        field_error(
-            ui,
-            &format!("Cloud URL `{url}` must start with https://"),
-            "The agent talks to the cloud over HTTPS only.",
-        );
-        local = Gate::Blocked("the cloud URL must use https".into());
-    }
     let key_ids: &[&str] = if s.upgrade() {
         ui.add_space(4.0);
         ui.label(
@@ -56,45 +61,65 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         // How the key field looks is this page's own toggle, kept in egui's memory.
         let show_id = egui::Id::unique("connect-key-shown");
         let mut show = ui.data(|d| d.get_temp::<bool>(show_id).unwrap_or(false));
-        ui.horizontal(|ui| {
-            ui.vertical(|ui| {
-                if show {
-                    widgets::text_field(ui, "Connect key", &mut s.form.connect_key, "ADS1-…");
-                } else {
-                    widgets::secret_field(
+        let field = ui
+            .horizontal(|ui| {
+                let field = ui
+                    .vertical(|ui| {
+                        if show {
+                            widgets::text_field(
+                                ui,
+                                "Connect key",
+                                &mut s.form.connect_key,
+                                "ADS1-…",
+                            )
+                        } else {
+                            widgets::secret_field(
+                                ui,
+                                "Connect key",
+                                &mut s.form.connect_key,
+                                "ADS1-… (paste it)",
+                            )
+                        }
+                    })
+                    .inner;
+                ui.checkbox(&mut show, "Show key");
+                field
+            })
+            .inner;
+        ui.data_mut(|d| d.insert_temp(show_id, show));
+        let complain = widgets::may_complain(ui, &field);
+        let key: &str = s.form.connect_key.as_str();
+        widgets::reserved(ui, 2, |ui| {
+            if key.trim().is_empty() {
+                if complain {
+                    field_error_line(
                         ui,
-                        "Connect key",
-                        &mut s.form.connect_key,
-                        "ADS1-… (paste it)",
+                        "Connect key is empty",
+                        "Paste the key from the cloud console (Settings > AD sync > connect key).",
                     );
                 }
-            });
-            ui.checkbox(&mut show, "Show key");
-        });
-        ui.data_mut(|d| d.insert_temp(show_id, show));
-        if s.form.connect_key.trim().is_empty() {
-            field_error(
-                ui,
-                "Connect key is empty",
-                "Paste the key from the cloud console (Settings > AD sync > connect key).",
-            );
-            local = local.and(Gate::Blocked("paste the connect key".into()));
-        } else {
-            match ConnectKey::parse(&s.form.connect_key) {
-                Ok(k) => note(
-                    ui,
-                    &format!("Format and checksum are right ({}).", k.redacted()),
-                ),
-                Err(e) => {
-                    field_error(
+                local = local
+                    .clone()
+                    .and(Gate::Blocked("paste the connect key".into()));
+            } else {
+                match ConnectKey::parse(key) {
+                    Ok(k) => widgets::note_line(
                         ui,
-                        &format!("Connect key: {e}"),
-                        "Copy the key again from the cloud console; a typo changes the checksum.",
-                    );
-                    local = local.and(Gate::Blocked("the connect key has a typo".into()));
+                        &format!("Format and checksum are right ({}).", k.redacted()),
+                    ),
+                    Err(e) => {
+                        field_error_line(
+                            ui,
+                            &format!("Connect key: {e}"),
+                            "Copy the key again from the cloud console; a typo changes the checksum.",
+                        );
+                        local = local
+                            .clone()
+                            .and(Gate::Blocked("the connect key has a typo".into()));
+                    }
                 }
             }
-        }
+        });
         note(
             ui,
             "Checking the key does not use it up; only the install step does.",

@@ -1,10 +1,12 @@
 //! Page 4: which domain controller (`dc.resolve`, `dc.reachable`), with the DCs DNS SRV lists
-//! for the domain offered. Whether it is writable needs a secure connection, so `dc.writable`
-//! is proved on the next page (and shown here when it already failed).
+//! for the domain offered. "Domain to search" starts as this host's DNS domain, and on a
+//! member server the search runs as the page opens; the first DC found fills an empty field.
+//! Whether the DC is writable needs a secure connection, so `dc.writable` is proved on the
+//! next page (and shown here when it already failed).
 
 use crate::state::State;
 use crate::validate::{Job, Outcome, Slot};
-use crate::widgets::{self, Gate, field_error, note};
+use crate::widgets::{self, Gate, field_error_line, note};
 use ad_sync_core::answers::{self, ServerType};
 use ad_sync_core::preflight::{Scope, ids};
 use egui::Ui;
@@ -17,18 +19,20 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         ));
         Gate::Ready
     } else {
-        widgets::text_field(
+        let field = widgets::text_field(
             ui,
             "Domain controller (FQDN)",
             &mut s.form.dc_host,
             "dc1.example.com",
         );
+        let complain = widgets::may_complain(ui, &field);
         let host = s.form.dc_host.trim();
         // The same rule `check` applies to [server] dc_host, said for this field.
         let problem = if host.is_empty() {
             Some((
                 "Domain controller is empty".to_string(),
                 "Type the DC's full DNS name, e.g. dc1.example.com, or pick one found below.",
+                complain,
             ))
         } else if !answers::is_host_name(host) {
             Some((
@@ -37,16 +41,19 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
                     answers::HOST_NAME_RULE
                 ),
                 "Type only the name; the port is set on the next page.",
+                true,
             ))
         } else {
             None
         };
+        widgets::reserved(ui, 2, |ui| {
+            if let Some((what, fix, true)) = &problem {
+                field_error_line(ui, what, fix);
+            }
+        });
         discovery(s, ui);
         match problem {
-            Some((what, fix)) => {
-                field_error(ui, &what, fix);
-                Gate::Blocked(what)
-            }
+            Some((what, _, _)) => Gate::Blocked(what),
             None => Gate::Ready,
         }
     };
@@ -68,6 +75,21 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
 }
 
 fn discovery(s: &mut State, ui: &mut Ui) {
+    let server = match &s.setup.dns_server {
+        Ok(server) => *server,
+        Err(e) => {
+            widgets::field_error(ui, e, "Discovery asks this host's resolver meanwhile.");
+            None
+        }
+    };
+    // On a member server that knows its domain, look as soon as the page opens.
+    if !s.setup.discovered_on_open {
+        s.setup.discovered_on_open = true;
+        let domain = s.form.discover_domain.trim().to_string();
+        if s.discover_for.is_none() && !domain.is_empty() {
+            s.discover_for = Some(domain);
+        }
+    }
     ui.add_space(4.0);
     ui.horizontal(|ui| {
         ui.vertical(|ui| {
@@ -95,43 +117,47 @@ fn discovery(s: &mut State, ui: &mut Ui) {
         Slot::Discover,
         Job::Discover {
             domain: domain.clone(),
+            server,
         },
     );
     let mut chosen = None;
-    widgets::check_view(
-        ui,
-        &mut s.validator,
-        Slot::Discover,
-        &format!("DNS for {domain}"),
-        |ui, o| {
-            match o {
-                Outcome::Dcs(Ok(found)) => {
-                    ui.label(format!(
-                        "DNS lists {} domain controller(s) for {domain}:",
-                        found.len()
-                    ));
-                    for dc in found {
-                        let text = format!(
-                            "Use {} (priority {}, weight {})",
-                            dc.host, dc.priority, dc.weight
-                        );
-                        if ui.button(text).clicked() {
-                            chosen = Some(dc.host.clone());
-                        }
+    // Proposed once: a field the administrator emptied afterwards stays empty.
+    let propose = s.form.dc_host.trim().is_empty() && !s.setup.dc_proposed;
+    let shown = if domain.is_empty() {
+        "DNS".to_string()
+    } else {
+        format!("DNS for {domain}")
+    };
+    widgets::check_view(ui, &mut s.validator, Slot::Discover, &shown, |ui, o| {
+        match o {
+            Outcome::Dcs(Ok(found)) => {
+                ui.label(format!(
+                    "DNS lists {} domain controller(s) for {domain}:",
+                    found.len()
+                ));
+                for dc in found {
+                    let text = format!(
+                        "Use {} (priority {}, weight {})",
+                        dc.host, dc.priority, dc.weight
+                    );
+                    if ui.button(text).clicked() {
+                        chosen = Some(dc.host.clone());
                     }
                 }
-                Outcome::Dcs(Err(e)) => field_error(
-                    ui,
-                    e,
-                    "Check the domain name and this host's DNS servers, or type the DC's name above.",
-                ),
-                _ => {}
+                // The first (lowest priority, highest weight) fills an empty field, as
+                // Windows' DC locator would pick it.
+                if propose && let Some(first) = found.first() {
+                    chosen = Some(first.host.clone());
+                }
             }
-            // Discovery only helps fill the field; it never holds the page.
-            Gate::Ready
-        },
-    );
+            Outcome::Dcs(Err(e)) => widgets::field_error(ui, e, "Or type the DC's name above."),
+            _ => {}
+        }
+        // Discovery only helps fill the field; it never holds the page.
+        Gate::Ready
+    });
     if let Some(host) = chosen {
         s.form.dc_host = host;
+        s.setup.dc_proposed = true;
     }
 }
