@@ -114,6 +114,8 @@ fn next_enabled(h: &H) -> bool {
 
 fn next(h: &mut H) {
     wait_for(h, "Next to be enabled", next_enabled);
+    // Whatever page a test leaves, nothing on it ran off the window.
+    assert_nothing_cut(h, &heading(h));
     h.get_by_label("Next").click();
     h.step();
     h.step();
@@ -195,6 +197,15 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
     h.step();
     h.step();
     assert!(has(&h, "Domain controller is empty"), "{}", screen(&h));
+    h.get_by_label("Use dc1.example.com (priority 0, weight 100)")
+        .click();
+    h.run_steps(2);
+    assert_eq!(
+        h.get_by_label("Domain controller (FQDN)")
+            .value()
+            .as_deref(),
+        Some(testbed::DC1_HOST)
+    );
     // A domain DNS does not hold: said as a sentence, not a resolver's debug dump.
     set(&mut h, "Domain to search", "nowhere.example.org");
     h.get_by_label("Find domain controllers").click();
@@ -208,9 +219,6 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
                 || has(h, "no domain controller records"))
     });
     assert!(!screen(&h).contains("Query {"), "{}", screen(&h));
-    h.get_by_label("Use dc1.example.com (priority 0, weight 100)")
-        .click();
-    h.step();
     set(&mut h, "Domain controller (FQDN)", "ldap://dc1.example.com");
     assert!(has(&h, "without ldap://"));
     set(&mut h, "Domain controller (FQDN)", testbed::DC1_HOST);
@@ -273,7 +281,7 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
     assert!(h.query_by_label("System").is_none(), "{}", screen(&h));
     assert!(h.query_by_label("Users").is_some());
     h.get_by_label("Staff").click();
-    h.step();
+    h.run_steps(2);
     assert!(
         has(&h, "Normalised: OU=Staff,DC=example,DC=com"),
         "{}",
@@ -323,7 +331,7 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
         screen(&h)
     );
     h.get_by_label("Cloud Groups").click();
-    h.step();
+    h.run_steps(2);
     assert!(
         has(&h, "Normalised: CN=Cloud Groups,OU=Staff,DC=example,DC=com"),
         "{}",
@@ -668,6 +676,9 @@ fn install_page_shows_each_step_and_finish_shows_where_everything_is() {
     );
     assert!(shown.contains("agt-"), "{shown}");
     assert!(shown.contains("As the cloud sees it"), "{shown}");
+    // One Close, and the long lines (paths, the secret store, the service's command) wrap.
+    assert_eq!(h.query_all_by_label("Close").count(), 1, "{shown}");
+    assert_nothing_cut(&h, "Finish");
     assert!(
         shown.contains(&ad_sync::secrets::Protection::detect().words()),
         "{shown}"
@@ -1273,7 +1284,9 @@ const SNAPSHOT_PAGES: [(&str, &[(&str, &str)]); 10] = [
 
 /// No text on screen runs past the window's left or right edge: every labelled node's rectangle
 /// (accesskit gives it in physical pixels) lies within the window's width.
-fn assert_nothing_cut(h: &H, ppp: f32, width: f32, page: &str) {
+fn assert_nothing_cut(h: &H, page: &str) {
+    let ppp = h.ctx.pixels_per_point();
+    let width = h.ctx.content_rect().width();
     let cut: Vec<String> = h
         .query_all_by(|_| true)
         .filter_map(|n| {
@@ -1331,7 +1344,7 @@ fn walk_fixed(ppp: f32, snapshots: bool) -> H {
         // Two settled frames: the fixed backend answers on its own thread.
         wait_for(&mut h, "the page to settle", settled);
         h.run_steps(3);
-        assert_nothing_cut(&h, ppp, 800.0, name);
+        assert_nothing_cut(&h, name);
         if snapshots {
             h.snapshot(format!("wizard/{name}"));
         }

@@ -254,6 +254,10 @@ impl Tree {
                     }
                 });
         });
+        if !actions.is_empty() {
+            // The field above the tree was drawn before the pick: draw again to show it.
+            ui.ctx().request_repaint();
+        }
         for a in actions {
             match a {
                 Action::Pick(dn) => out.dn = Some(dn),

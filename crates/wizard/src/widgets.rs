@@ -101,6 +101,29 @@ pub fn note(ui: &mut Ui, text: &str) {
     ui.label(RichText::new(text).weak());
 }
 
+/// One fact on a row: its name in a column of `key_width`, its value wrapped in the rest of the
+/// width. Rows, not a grid: a grid cell takes its text's width, and a long value (Samba's
+/// certificate subjects, a fingerprint, a path, a command line) would run off an 800-point
+/// window instead of wrapping.
+pub fn fact(
+    ui: &mut Ui,
+    key: impl Into<egui::WidgetText>,
+    value: impl Into<egui::WidgetText>,
+    key_width: f32,
+) {
+    ui.horizontal_top(|ui| {
+        ui.allocate_ui_with_layout(
+            egui::vec2(key_width, 0.0),
+            egui::Layout::top_down(egui::Align::Min),
+            |ui| {
+                ui.set_min_width(key_width);
+                ui.add(egui::Label::new(key).wrap())
+            },
+        );
+        ui.add(egui::Label::new(value).wrap());
+    });
+}
+
 /// A note on one line of a reserved slot: cut at its width, whole on hover.
 pub fn note_line(ui: &mut Ui, text: &str) {
     ui.add(egui::Label::new(RichText::new(text).weak()).truncate());

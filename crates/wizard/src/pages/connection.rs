@@ -90,8 +90,6 @@ fn certificate(ui: &mut Ui, cert: Option<&Result<CertInfo, String>>) {
         Some(Ok(c)) => {
             ui.label(RichText::new("The DC's certificate").strong());
             let names = c.names();
-            // Rows, not a grid: a grid cell takes its text's width, and Samba's subjects and the
-            // fingerprint would run off an 800-pixel window instead of wrapping.
             for (k, v) in [
                 ("Subject", c.subject.clone()),
                 (
@@ -114,17 +112,7 @@ fn certificate(ui: &mut Ui, cert: Option<&Result<CertInfo, String>>) {
                 ("Revocation", c.revocation_line()),
                 ("SHA-256", c.sha256.clone()),
             ] {
-                ui.horizontal_top(|ui| {
-                    ui.allocate_ui_with_layout(
-                        egui::vec2(90.0, 0.0),
-                        egui::Layout::top_down(egui::Align::Min),
-                        |ui| {
-                            ui.set_min_width(90.0);
-                            ui.label(k)
-                        },
-                    );
-                    ui.add(egui::Label::new(v).wrap());
-                });
+                widgets::fact(ui, k, v, 90.0);
             }
         }
         Some(Err(e)) => note(ui, &format!("The certificate could not be read: {e}")),

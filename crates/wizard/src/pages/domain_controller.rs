@@ -51,8 +51,12 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
                 field_error_line(ui, what, fix);
             }
         });
+        let empty = problem.is_some() && s.form.dc_host.trim().is_empty();
         discovery(s, ui);
         match problem {
+            // The footer says what is missing without scolding: the field's own message waits
+            // until it was left or Next was tried.
+            Some(_) if empty => Gate::Blocked("type the domain controller's name".into()),
             Some((what, _, _)) => Gate::Blocked(what),
             None => Gate::Ready,
         }
@@ -159,5 +163,7 @@ fn discovery(s: &mut State, ui: &mut Ui) {
     if let Some(host) = chosen {
         s.form.dc_host = host;
         s.setup.dc_proposed = true;
+        // The field above was drawn before this: draw again to show the name in it.
+        ui.ctx().request_repaint();
     }
 }

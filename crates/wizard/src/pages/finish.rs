@@ -19,45 +19,38 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         })
         .strong(),
     );
-    egui::Grid::new("finish")
-        .num_columns(2)
-        .spacing([12.0, 4.0])
-        .show(ui, |ui| {
-            let mut row = |k: &str, v: String| {
-                ui.label(RichText::new(k).weak());
-                ui.label(v);
-                ui.end_row();
-            };
-            row(
-                "Agent",
-                outcome
-                    .agent_id
-                    .clone()
-                    .unwrap_or_else(|| "not enrolled".into()),
-            );
-            row("Configuration", l.real(&l.config).display().to_string());
-            row("Secrets", plan.secret_store.clone());
-            row(
-                "Logs",
-                format!(
-                    "{} (and journalctl -u {})",
-                    l.real(&l.log_dir).display(),
-                    plan.service.name
-                ),
-            );
-            row(
-                "Service",
-                format!("{}: {}", plan.service.name, plan.service.command_line()),
-            );
-            row(
-                "Started",
-                if plan.start {
-                    "yes".into()
-                } else {
-                    format!("no ({})", plan.not_started_because.as_deref().unwrap_or(""))
-                },
-            );
-        });
+    let mut row = |k: &str, v: String| {
+        crate::widgets::fact(ui, RichText::new(k).weak(), v, 100.0);
+    };
+    row(
+        "Agent",
+        outcome
+            .agent_id
+            .clone()
+            .unwrap_or_else(|| "not enrolled".into()),
+    );
+    row("Configuration", l.real(&l.config).display().to_string());
+    row("Secrets", plan.secret_store.clone());
+    row(
+        "Logs",
+        format!(
+            "{} (and journalctl -u {})",
+            l.real(&l.log_dir).display(),
+            plan.service.name
+        ),
+    );
+    row(
+        "Service",
+        format!("{}: {}", plan.service.name, plan.service.command_line()),
+    );
+    row(
+        "Started",
+        if plan.start {
+            "yes".into()
+        } else {
+            format!("no ({})", plan.not_started_because.as_deref().unwrap_or(""))
+        },
+    );
     ui.separator();
     match (&outcome.cloud_view, &outcome.cloud_view_error) {
         (Some(v), _) => {

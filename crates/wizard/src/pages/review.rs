@@ -145,16 +145,9 @@ fn summary(s: &State, ui: &mut Ui) {
             .to_string(),
         ),
     ];
-    egui::Grid::new("summary")
-        .num_columns(2)
-        .striped(true)
-        .show(ui, |ui| {
-            for (k, v) in rows {
-                ui.label(RichText::new(k).strong());
-                ui.add(egui::Label::new(v).wrap());
-                ui.end_row();
-            }
-        });
+    for (k, v) in rows {
+        crate::widgets::fact(ui, RichText::new(k).strong(), v, 170.0);
+    }
 }
 
 /// The DN as the agent will use it (the typed text when it does not parse).
