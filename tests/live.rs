@@ -813,3 +813,192 @@ fn check_fails_a_key_for_another_domain_a_used_key_and_an_untrusted_cloud() {
     // The AD checks are unaffected.
     expect(&r, ids::LDAP_BIND, Status::Pass, "");
 }
+
+/// The wizard's directory pickers read the test domain as the service account: one level at a
+/// time, cut at a limit with `more`, filtered by name on the server, groups that cannot be the
+/// sync group saying why; a wrong password reads as the bind check says it.
+#[test]
+fn the_directory_pickers_read_one_level_as_the_service_account() {
+    use ad_sync::directory::browse::{Kind, Offer};
+    use ad_sync::preflight::browse::level;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Six OUs of its own under a new OU, so a limit of 4 cuts the list.
+    let parent = "OU=Picker Test,DC=example,DC=com";
+    rt.block_on(async {
+        let mut l = bed().dc1.admin().await.unwrap_or_else(|e| panic!("{e}"));
+        for dn in std::iter::once(parent.to_string())
+            .chain((1..=6).map(|i| format!("OU=Branch {i},{parent}")))
+        {
+            let attrs = vec![(
+                "objectClass",
+                std::collections::HashSet::from(["top", "organizationalUnit"]),
+            )];
+            let r = l.add(&dn, attrs).await.and_then(|r| r.success());
+            assert!(
+                r.is_ok() || format!("{r:?}").contains("rc: 68"),
+                "{dn}: {r:?}"
+            );
+        }
+    });
+    let answers = Spec::good().answers();
+
+    // The domain's first level: naming context found, advanced objects hidden, names unescaped.
+    let top = rt
+        .block_on(level(&answers, None, Offer::Containers, "", 2000))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(top.base, testbed::BASE);
+    let names: Vec<&str> = top.nodes.iter().map(|n| n.name.as_str()).collect();
+    for expected in ["Staff", "Users", "Picker Test", "Bénéficiaires, Zürich"] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    for hidden in ["System", "LostAndFound", "Program Data"] {
+        assert!(!names.contains(&hidden), "{hidden} is offered: {names:?}");
+    }
+    assert!(!top.more);
+    assert!(top.nodes.iter().all(|n| n.unpickable.is_none()));
+
+    // Cut at the limit, then narrowed by name on the server.
+    let cut = rt
+        .block_on(level(&answers, Some(parent), Offer::Containers, "", 4))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cut.nodes.len(), 4, "{cut:?}");
+    assert!(cut.more);
+    let all = rt
+        .block_on(level(&answers, Some(parent), Offer::Containers, "", 2000))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(all.nodes.len(), 6);
+    assert!(!all.more);
+    let one = rt
+        .block_on(level(
+            &answers,
+            Some(parent),
+            Offer::Containers,
+            "ch 5",
+            2000,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        one.nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>(),
+        ["Branch 5"]
+    );
+    // A filter full of LDAP's special characters is a name, not a filter.
+    let odd = rt
+        .block_on(level(
+            &answers,
+            Some(parent),
+            Offer::Containers,
+            "*)(|(",
+            2000,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(odd.nodes.is_empty(), "{odd:?}");
+
+    // The sync group's picker: the security group can be chosen, the distribution group not.
+    let groups = rt
+        .block_on(level(
+            &answers,
+            Some(testbed::OU_STAFF),
+            Offer::Groups,
+            "",
+            2000,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let find = |name: &str| {
+        groups
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("{name} missing from {groups:?}"))
+    };
+    assert_eq!(find("Cloud Groups").kind, Kind::Group { security: true });
+    assert_eq!(find("Cloud Groups").unpickable, None);
+    assert!(
+        find("Mailing List")
+            .unpickable
+            .as_deref()
+            .is_some_and(|w| w.contains("distribution group"))
+    );
+    // Domain Users is a built-in group of the domain: listed under CN=Users, never pickable.
+    let builtin = rt
+        .block_on(level(
+            &answers,
+            Some("CN=Users,DC=example,DC=com"),
+            Offer::Groups,
+            "Domain Users",
+            2000,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        builtin.nodes.iter().any(|n| n.name == "Domain Users"
+            && n.unpickable
+                .as_deref()
+                .is_some_and(|w| w.contains("built-in"))),
+        "{builtin:?}"
+    );
+
+    // Logged on as the service account: a wrong password reads as the bind check says it.
+    let mut bad = Spec::good().user(accounts::TYPO);
+    bad.password = "not-the-password".into();
+    let e = rt
+        .block_on(level(&bad.answers(), None, Offer::Containers, "", 10))
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains("the user name or password is wrong"), "{e}");
+    assert!(!e.contains("not-the-password"), "{e}");
+}
+
+/// DNS SRV discovery against the test domain's own DNS server (Samba's internal DNS on dc1's
+/// address, asked directly: the machine's resolver is not touched), and its failures in words.
+#[test]
+fn discovery_finds_the_test_dc_in_the_domains_dns() {
+    use ad_sync::directory::discover::domain_controllers;
+    let _ = bed();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let server = Some(
+        testbed::DNS_SERVER
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let t = std::time::Duration::from_secs(3);
+    let found = rt
+        .block_on(domain_controllers("example.com", server, t))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].host, testbed::DC1_HOST);
+    assert_eq!(found[0].port, 389);
+    // The same with a trailing dot and in capitals, as people type it.
+    let again = rt
+        .block_on(domain_controllers("EXAMPLE.COM.", server, t))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again, found);
+    // A name inside the domain with no DC records, and a domain this DNS does not serve.
+    let none = rt
+        .block_on(domain_controllers("sub.example.com", server, t))
+        .err()
+        .unwrap_or_default();
+    assert!(
+        none.contains("_ldap._tcp.dc._msdcs.sub.example.com") && !none.contains("Query {"),
+        "{none}"
+    );
+    let other = rt
+        .block_on(domain_controllers("nowhere.example.org", server, t))
+        .err()
+        .unwrap_or_default();
+    assert!(
+        other.contains("the DNS server 127.0.0.1") && !other.contains("Query {"),
+        "{other}"
+    );
+    eprintln!("discovery: sub.example.com -> {none}\ndiscovery: nowhere.example.org -> {other}");
+}
