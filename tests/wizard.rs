@@ -54,6 +54,8 @@ fn wizard_in(config: &Path, prefix: Option<PathBuf>) -> H {
                         .unwrap_or_else(|e| panic!("{e}")),
                 )),
                 host_domain: Some("example.com".into()),
+                ui_dump: None,
+                bench_page: None,
             };
             WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
         })
@@ -1233,6 +1235,10 @@ impl ad_sync::wizard::backend::Backend for Fixed {
 }
 
 fn fixed_wizard(ppp: f32) -> H {
+    fixed_wizard_with(ppp, Arc::new(Fixed))
+}
+
+fn fixed_wizard_with(ppp: f32, backend: Arc<dyn ad_sync::wizard::backend::Backend>) -> H {
     Harness::builder()
         .with_size(egui::vec2(800.0, 600.0))
         .with_pixels_per_point(ppp)
@@ -1240,7 +1246,7 @@ fn fixed_wizard(ppp: f32) -> H {
         .build_eframe(move |cc| {
             let options = Options {
                 config_path: PathBuf::from("/nonexistent/ad-sync/agent.toml"),
-                backend: Arc::new(Fixed),
+                backend,
                 elevated: false,
                 debounce: Duration::from_millis(1),
                 bench: None,
@@ -1248,6 +1254,8 @@ fn fixed_wizard(ppp: f32) -> H {
                 agent_dir: None,
                 dns_server: Ok(None),
                 host_domain: Some("example.com".into()),
+                ui_dump: None,
+                bench_page: None,
             };
             WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
         })
@@ -1407,6 +1415,8 @@ fn nothing_typed_into_any_field_panics() {
                 agent_dir: None,
                 dns_server: Ok(None),
                 host_domain: Some("example.com".into()),
+                ui_dump: None,
+                bench_page: None,
             };
             WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
         });
@@ -1467,4 +1477,105 @@ fn nothing_typed_into_any_field_panics() {
         next(&mut h);
     }
     assert!(heading(&h).ends_with("Review"), "{}", heading(&h));
+}
+
+/// The fixed answers, except that the directory never answers a picker's read.
+struct SilentDirectory;
+
+impl ad_sync::wizard::backend::Backend for SilentDirectory {
+    fn preflight(
+        &self,
+        answers: ad_sync::answers::Answers,
+        scope: ad_sync::preflight::Scope,
+    ) -> ad_sync::wizard::backend::BoxFuture<ad_sync::preflight::Report> {
+        Fixed.preflight(answers, scope)
+    }
+
+    fn certificate(
+        &self,
+        host: String,
+        port: u16,
+        starttls: bool,
+        timeout: Duration,
+    ) -> ad_sync::wizard::backend::BoxFuture<Result<ad_sync::directory::cert::CertInfo, String>>
+    {
+        Fixed.certificate(host, port, starttls, timeout)
+    }
+
+    fn discover(
+        &self,
+        domain: String,
+        server: Option<std::net::IpAddr>,
+        timeout: Duration,
+    ) -> ad_sync::wizard::backend::BoxFuture<
+        Result<Vec<ad_sync::directory::discover::DcCandidate>, String>,
+    > {
+        Fixed.discover(domain, server, timeout)
+    }
+
+    fn level(
+        &self,
+        _answers: ad_sync::answers::Answers,
+        _base: Option<String>,
+        _offer: ad_sync::directory::browse::Offer,
+        _name: String,
+        _limit: usize,
+    ) -> ad_sync::wizard::backend::BoxFuture<Result<ad_sync::directory::browse::Level, String>>
+    {
+        Box::pin(std::future::pending())
+    }
+
+    fn folder(
+        &self,
+        dir: PathBuf,
+    ) -> ad_sync::wizard::backend::BoxFuture<ad_sync::preflight::CheckResult> {
+        Fixed.folder(dir)
+    }
+
+    fn stored_password(
+        &self,
+        config: PathBuf,
+    ) -> ad_sync::wizard::backend::BoxFuture<Result<ad_sync::secret::Secret, String>> {
+        Fixed.stored_password(config)
+    }
+}
+
+/// A level that never comes: the page keeps drawing, the field stays usable, the read can be
+/// cancelled and retried, and typing the DN still passes the page.
+#[test]
+fn a_tree_level_that_never_comes_can_be_cancelled_and_the_dn_typed() {
+    let mut h = fixed_wizard_with(1.0, Arc::new(SilentDirectory));
+    h.step();
+    loop {
+        let title = heading(&h);
+        if title.ends_with("Root User container") {
+            break;
+        }
+        match title.split(": ").nth(1).unwrap_or_default() {
+            "Destination folder" => set(&mut h, "Destination folder", "/opt/ad-sync"),
+            "Service account" => {
+                set(&mut h, "Service account", "svc-sync");
+                set(&mut h, "Password", "x");
+            }
+            _ => {}
+        }
+        wait_for(&mut h, "the page to settle", settled);
+        next(&mut h);
+    }
+    wait_text(&mut h, "Reading…");
+    // Frames go on being drawn while the read waits.
+    let before = h.ctx.cumulative_frame_nr();
+    h.run_steps(5);
+    assert!(h.ctx.cumulative_frame_nr() >= before + 5);
+    assert!(has(&h, "Reading…"), "{}", screen(&h));
+    h.get_by_label("Cancel reading").click();
+    h.run_steps(2);
+    assert!(has(&h, "Reading was cancelled."), "{}", screen(&h));
+    assert!(h.query_by_label("Retry").is_some(), "{}", screen(&h));
+    // The field is the primary way and never waits for the tree.
+    set(&mut h, "Root User container", "OU=Staff;DC=example;DC=com");
+    wait_page_passes(&mut h, "Root User container");
+    h.get_by_label("Retry").click();
+    h.run_steps(2);
+    assert!(has(&h, "Reading…"), "{}", screen(&h));
 }

@@ -36,6 +36,10 @@ pub struct Cli {
     /// (default /etc/ad-sync/agent.toml; %ProgramData%\ad-sync\agent.toml on Windows).
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// With no subcommand: the wizard's Install stages every path under DIR instead of `/`
+    /// (nothing is registered with the system), to try the wizard or build a package.
+    #[arg(long = "prefix", value_name = "DIR")]
+    pub stage: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +157,8 @@ pub fn run(cli: Cli) -> i32 {
                 .config
                 .unwrap_or_else(ad_sync_wizard::default_config_path);
             let mut options = ad_sync_wizard::Options::live(config);
+            options.prefix = cli.stage;
+            options.bench_page = std::env::var("AD_SYNC_WIZARD_BENCH_PAGE").ok();
             options.bench = std::env::var("AD_SYNC_WIZARD_BENCH")
                 .ok()
                 .and_then(|v| v.parse().ok());

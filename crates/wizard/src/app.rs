@@ -31,6 +31,12 @@ pub struct Options {
     pub dns_server: Result<Option<std::net::IpAddr>, String>,
     /// This host's DNS domain: what "Domain to search" starts as.
     pub host_domain: Option<String>,
+    /// The wizard bench: open on this page (its title, e.g. "Root User container") when a config
+    /// is installed, and close once nothing is in flight there any more.
+    pub bench_page: Option<String>,
+    /// Write what is on screen to this file every frame (`AD_SYNC_SETUP_UI_DUMP`; the
+    /// real-window test reads it to find what to click).
+    pub ui_dump: Option<PathBuf>,
 }
 
 impl Options {
@@ -45,6 +51,10 @@ impl Options {
             agent_dir: None,
             dns_server: ad_sync_core::directory::discover::server_from_env(),
             host_domain: ad_sync_core::directory::discover::host_domain(),
+            bench_page: None,
+            ui_dump: std::env::var_os(crate::uidump::ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
         }
     }
 }
@@ -53,6 +63,10 @@ impl Options {
 struct FrameStats {
     frames: u32,
     started: Instant,
+    /// Opened on a page of its own: close once nothing is in flight there.
+    on_page: bool,
+    tree_first: bool,
+    tree_open: bool,
     first_done: bool,
     last: Option<Instant>,
     cpu: Vec<f32>,
@@ -73,6 +87,9 @@ impl WizardApp {
         // once per process); the Review page's plan needs it. Probed here, off the UI thread,
         // long before Review, so drawing that page never waits on a child process.
         std::thread::spawn(ad_sync_core::secrets::Protection::detect);
+        if let Some(path) = &options.ui_dump {
+            ctx.add_plugin(crate::uidump::UiDump::new(path.clone()));
+        }
         let mut validator = Validator::new(options.backend, ctx.clone())
             .map_err(|e| format!("the background checker could not start: {e}"))?;
         validator.debounce = options.debounce;
@@ -97,10 +114,16 @@ impl WizardApp {
         let found = ad_sync_core::install::Existing::detect(&layout);
         let enrolled = found.mode == ad_sync_core::install::Mode::Upgrade;
         let existing = read_existing(&real_config, found);
-        let (mut form, page) = match &existing {
+        let (mut form, mut page) = match &existing {
             Existing::Installed(a) => (Form::from_config(a), Page::Review),
             _ => (Form::default(), Page::Welcome),
         };
+        if let (Existing::Installed(_), Some(title), Some(_)) =
+            (&existing, &options.bench_page, options.bench)
+            && let Some(p) = Page::ALL.iter().find(|p| p.title() == title)
+        {
+            page = *p;
+        }
         if form.discover_domain.is_empty()
             && let Some(d) = &options.host_domain
         {
@@ -145,6 +168,9 @@ impl WizardApp {
             stats: options.bench.map(|frames| FrameStats {
                 frames,
                 started: Instant::now(),
+                on_page: options.bench_page.is_some(),
+                tree_first: false,
+                tree_open: false,
                 first_done: false,
                 last: None,
                 cpu: Vec::new(),
@@ -400,7 +426,27 @@ impl WizardApp {
                 st.started.elapsed().as_secs_f64() * 1000.0
             );
         }
-        if self.state.validator.busy() {
+        if self.state.page == Page::RootDn {
+            let (top, open) = self.state.trees.root.loaded(&self.state.validator);
+            let ms = st.started.elapsed().as_secs_f64() * 1000.0;
+            if top && !st.tree_first {
+                st.tree_first = true;
+                println!("tree-first-level-ms {ms:.1}");
+            }
+            if open && !st.tree_open {
+                st.tree_open = true;
+                println!("tree-open-levels-ms {ms:.1}");
+            }
+        }
+        let busy = self.state.validator.busy();
+        if st.on_page
+            && !busy
+            && !st.gaps.is_empty()
+            && (st.tree_open || self.state.page != Page::RootDn)
+        {
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+        if busy {
             if let Some(last) = st.last {
                 st.gaps
                     .push(now.duration_since(last).as_secs_f32() * 1000.0);

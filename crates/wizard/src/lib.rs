@@ -16,6 +16,7 @@ pub mod pages;
 pub mod renderer;
 pub mod state;
 pub mod tree;
+pub mod uidump;
 pub mod validate;
 pub mod widgets;
 

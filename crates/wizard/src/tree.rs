@@ -132,6 +132,14 @@ impl Tree {
         slot
     }
 
+    /// Whether the first level, and every level opened, has been read (the bench's marks).
+    pub fn loaded(&self, v: &Validator) -> (bool, bool) {
+        let done = |slot| matches!(v.view(slot), View::Done(Outcome::Level(Ok(_))));
+        let top = done(self.slot(self.start.as_deref()));
+        let open = top && self.expanded.iter().all(|k| done(self.slot(Some(k))));
+        (top, open)
+    }
+
     /// Opens every container between the start and `dn`, so a value already in the field shows
     /// in the tree.
     fn reveal(&mut self, dn: &str, top: &str) {
@@ -336,7 +344,7 @@ impl Tree {
                 indent(ui, *depth);
                 ui.spinner();
                 ui.label(RichText::new("Reading…").weak());
-                if ui.small_button("Cancel").clicked() {
+                if ui.small_button("Cancel reading").clicked() {
                     actions.push(Action::Cancel(*slot));
                 }
             }
