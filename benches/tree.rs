@@ -19,9 +19,11 @@ mod bins;
 mod cloud;
 #[allow(dead_code)]
 mod support;
-#[allow(dead_code)]
 #[path = "../tests/support/testbed.rs"]
 mod testbed;
+
+#[allow(unused_imports)]
+use support::stop_at_exit;
 
 use ad_sync::directory::browse::Offer;
 use std::io::{BufRead, BufReader};
