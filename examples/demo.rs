@@ -150,11 +150,37 @@ fn main() {
     let code = ad_sync::cli::run(cli);
     println!("(exit code {code}; checking never uses the key up)");
 
+    // Discovery as a member server of example.com does it: the domain's DNS (Samba's internal
+    // DNS on the demo DC's address), asked directly, never this machine's resolver.
+    let dns: std::net::IpAddr = testbed::DNS_SERVER
+        .parse()
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
     println!(
-        "\n=== The setup wizard (ad-sync-setup with no arguments)\n\nType these on its pages:\n  \
-         Domain controller (FQDN): {}\n  Trust this CA file: {}\n  Root User container: ou=Staff;dc=example;dc=com\n  \
-         Service account: EXAMPLE\\{}   Password: the one in {}\n  Cloud URL: {cloud_url}   Cloud CA file: {}\n  \
-         Connect key: paste it from {}\n  Sync group: CN=Cloud Groups;OU=Staff;DC=example;DC=com\n\
+        "\n=== DNS SRV discovery: _ldap._tcp.dc._msdcs.example.com, asked of the domain's DNS server {dns}\n"
+    );
+    match runtime.block_on(ad_sync::directory::discover::domain_controllers(
+        "example.com",
+        Some(dns),
+        std::time::Duration::from_secs(3),
+    )) {
+        Ok(found) => {
+            for dc in found {
+                println!(
+                    "  {} port {} (priority {}, weight {})",
+                    dc.host, dc.port, dc.priority, dc.weight
+                );
+            }
+        }
+        Err(e) => println!("  {e}"),
+    }
+    println!(
+        "\n=== The setup wizard (ad-sync-setup with no arguments)\n\nOn its pages:\n  \
+         Server type: Member server (the wizard then finds {} in the domain's DNS and fills it in)\n  \
+         Trust this CA file: {}\n  \
+         Service account: EXAMPLE\\{}   Password: the one in {}\n  \
+         Root User container: pick Staff in the tree (no DN to type)\n  \
+         Cloud URL: {cloud_url}   Cloud CA file: {}\n  \
+         Connect key: paste it from {}\n  Sync group: pick Cloud Groups under Staff\n\
          Install is staged under target/demo/installed (the demo never writes this machine's /etc or /opt).",
         testbed::DC1_HOST,
         bed.dc1.ca_file.display(),
@@ -172,6 +198,9 @@ fn main() {
         let mut options =
             ad_sync::wizard::Options::live(ad_sync::install::layout::default_config_path());
         options.prefix = Some(root.join("installed"));
+        // This demo host stands for a member server of the demo domain, whose DNS it asks.
+        options.dns_server = Ok(Some(dns));
+        options.host_domain = Some("example.com".into());
         options.agent_dir =
             Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/debug"));
         if let Err(e) = ad_sync::wizard::run(options) {

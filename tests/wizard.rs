@@ -1299,6 +1299,10 @@ fn assert_nothing_cut(h: &H, page: &str) {
         .query_all_by(|_| true)
         .filter_map(|n| {
             let node = n.accesskit_node();
+            // A text field's own text scrolls inside the field, clipped there by design.
+            if node.role() == egui::accesskit::Role::TextRun {
+                return None;
+            }
             let text = node.label().or_else(|| node.value())?;
             if text.trim().is_empty() {
                 return None;

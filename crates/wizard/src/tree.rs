@@ -69,16 +69,21 @@ enum Row {
     },
 }
 
-/// What a level's read depends on: the DC, the connection and the account (and the domain,
-/// which names a DC install's own host). Picking a container, typing a DN or changing a policy
+/// What a level's read depends on: the DC, the connection and the account (and, on a DC
+/// install, the domain, which completes this host's name). Picking a container, typing a DN or changing a policy
 /// must not read the tree again.
 fn reader(answers: &Answers) -> Answers {
     let mut a = answers.clone();
-    a.directory.root_user_dn = Dn::parse(&a.directory.root_user_dn)
-        .ok()
-        .and_then(|p| p.dn.domain_dn())
-        .map(|d| d.to_comma_form())
-        .unwrap_or_default();
+    a.directory.root_user_dn = if a.server.dc_host.is_some() {
+        String::new()
+    } else {
+        // A DC install connects to this host, whose short name the domain completes.
+        Dn::parse(&a.directory.root_user_dn)
+            .ok()
+            .and_then(|p| p.dn.domain_dn())
+            .map(|d| d.to_comma_form())
+            .unwrap_or_default()
+    };
     a.directory.sync_group_dn = None;
     a.cloud = None;
     a.sync = Default::default();
@@ -130,6 +135,12 @@ impl Tree {
             },
         );
         slot
+    }
+
+    /// Starts reading the first level before its page opens (the page before it logged on),
+    /// so the tree is there when the page is.
+    pub fn prefetch(&self, v: &mut Validator, answers: &Answers) {
+        self.request(v, answers, self.start.as_deref());
     }
 
     /// Whether the first level, and every level opened, has been read (the bench's marks).

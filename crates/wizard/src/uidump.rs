@@ -69,6 +69,10 @@ impl egui::Plugin for UiDump {
             update.nodes.iter().map(|(id, n)| (*id, n)).collect();
         let mut nodes = Vec::new();
         for (id, node) in &update.nodes {
+            // The runs of a text field's own text (its value is on the field).
+            if node.role() == accesskit::Role::TextRun {
+                continue;
+            }
             let Some(b) = node.bounds() else { continue };
             let linked = || {
                 node.labelled_by()

@@ -69,7 +69,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         return Gate::Blocked("leave the password field to log on".into());
     }
     ui.separator();
-    super::preflight_checks(
+    let gate = super::preflight_checks(
         s,
         ui,
         Slot::Account,
@@ -79,7 +79,13 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         &IDS,
         &CONTEXT,
         |_, _| {},
-    )
+    );
+    if gate.is_ready() {
+        // Logged on: the next page's tree can be read now, so it is there when the page is.
+        let answers = s.form.to_answers();
+        s.trees.root.prefetch(&mut s.validator, &answers);
+    }
+    gate
 }
 
 /// On an upgrade the service account stays the installed one (`account.unchanged`); shown
