@@ -212,6 +212,8 @@ impl Window {
         while !w
             .xdotool()
             .args(["windowfocus", "--sync", &id])
+            // Until the window is mapped X says BadMatch; that is what the loop waits out.
+            .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
         {
