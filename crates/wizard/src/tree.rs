@@ -39,8 +39,6 @@ pub struct Tree {
 pub struct Picked {
     /// The DN chosen (comma form).
     pub dn: Option<String>,
-    /// The level the tree starts at, once read.
-    pub top: Option<Level>,
 }
 
 enum Row {
@@ -180,49 +178,54 @@ impl Tree {
         rows: &mut Vec<Row>,
     ) {
         let slot = self.request(v, answers, base);
-        let open: Vec<String> = match v.view(slot) {
+        // What this level shows, taken out first: opening a child asks the validator again.
+        let (children, more) = match v.view(slot) {
             View::Waiting | View::Running { .. } => {
                 rows.push(Row::Loading { depth, slot });
                 return;
             }
             View::Done(Outcome::Level(Ok(level))) => {
-                if level.nodes.is_empty() {
-                    rows.push(Row::Empty { depth });
-                }
-                let mut open = Vec::new();
-                for (index, n) in level.nodes.iter().enumerate() {
-                    rows.push(Row::Node { depth, slot, index });
-                    if n.kind.is_container() && self.expanded.contains(&key(&n.dn)) {
-                        open.push(n.dn.clone());
-                        // Its children follow it: a marker the second pass fills in.
-                        rows.push(Row::Empty { depth: usize::MAX });
-                    }
-                }
-                if level.more {
-                    rows.push(Row::More {
-                        depth,
-                        base: base.map(str::to_string),
-                        slot,
-                        shown: level.nodes.len(),
-                    });
-                }
-                open
+                let children: Vec<(usize, Option<String>)> = level
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(index, n)| {
+                        let open = n.kind.is_container() && self.expanded.contains(&key(&n.dn));
+                        (index, open.then(|| n.dn.clone()))
+                    })
+                    .collect();
+                (children, level.more)
             }
             View::Done(_) => {
                 rows.push(Row::Failed { depth, slot });
                 return;
             }
         };
-        // Replace each marker with the rows of the level it opens.
-        for dn in open {
-            let mut sub = Vec::new();
-            self.walk(v, answers, Some(&dn), depth + 1, &mut sub);
-            if let Some(at) = rows
-                .iter()
-                .position(|r| matches!(r, Row::Empty { depth } if *depth == usize::MAX))
-            {
-                rows.splice(at..=at, sub);
+        if children.is_empty() {
+            rows.push(Row::Empty { depth });
+        }
+        let shown = children.len();
+        for (index, open) in children {
+            rows.push(Row::Node { depth, slot, index });
+            if let Some(dn) = open {
+                self.walk(v, answers, Some(&dn), depth + 1, rows);
             }
+        }
+        if more {
+            rows.push(Row::More {
+                depth,
+                base: base.map(str::to_string),
+                slot,
+                shown,
+            });
+        }
+    }
+
+    /// The first level, once read.
+    pub fn top<'v>(&self, v: &'v Validator) -> Option<&'v Level> {
+        match v.view(self.slot(self.start.as_deref())) {
+            View::Done(Outcome::Level(Ok(level))) => Some(level),
+            _ => None,
         }
     }
 
@@ -244,13 +247,9 @@ impl Tree {
             "part of a name (read from the DC)",
         );
         let start = self.start.clone();
-        let top_slot = self.request(v, answers, start.as_deref());
-        let top = match v.view(top_slot) {
-            View::Done(Outcome::Level(Ok(level))) => Some(level.clone()),
-            _ => None,
-        };
-        if let (Some(level), Some(sel)) = (&top, selected) {
-            self.reveal(&sel.to_comma_form(), &level.base);
+        // Open the way to the field's value before this frame's levels are asked for.
+        if let (Some(base), Some(sel)) = (self.top(v).map(|l| l.base.clone()), selected) {
+            self.reveal(&sel.to_comma_form(), &base);
         }
         let mut rows = vec![Row::Top];
         self.walk(v, answers, start.as_deref(), 1, &mut rows);
@@ -268,7 +267,7 @@ impl Tree {
                     for row in &rows[range] {
                         ui.horizontal(|ui| {
                             ui.set_height(row_h);
-                            self.row(ui, v, row, top.as_ref(), selected, &mut actions);
+                            self.row(ui, v, row, selected, &mut actions);
                         });
                     }
                 });
@@ -295,7 +294,6 @@ impl Tree {
                 Action::Cancel(slot) => v.cancel(slot),
             }
         }
-        out.top = top;
         out
     }
 
@@ -305,13 +303,12 @@ impl Tree {
         ui: &mut Ui,
         v: &Validator,
         row: &Row,
-        top: Option<&Level>,
         selected: Option<&Dn>,
         actions: &mut Vec<Action>,
     ) {
         let indent = |ui: &mut Ui, depth: usize| ui.add_space(18.0 * depth as f32);
         match row {
-            Row::Top => match top {
+            Row::Top => match self.top(v) {
                 Some(level) => {
                     let name = Dn::parse(&level.base)
                         .ok()

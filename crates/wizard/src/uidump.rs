@@ -2,7 +2,8 @@
 //! with `AD_SYNC_SETUP_UI_DUMP=FILE`, every frame whose content changed is written to FILE as
 //! JSON, from the same AccessKit tree a screen reader gets: each named node's role, name, its
 //! rectangle in the window's pixels, and whether it is disabled or focused. A text field's
-//! value is included (a password field's is masked by egui, as a screen reader hears it).
+//! value is included, except a secret field's (the password, the connect key, even while "Show
+//! key" shows it), which never reaches the file.
 //!
 //! The file is replaced atomically, so a reader never sees half of it.
 
@@ -95,7 +96,19 @@ impl egui::Plugin for UiDump {
             nodes.push(Named {
                 role: format!("{:?}", node.role()),
                 name,
-                value: if text_input { node.value() } else { None },
+                // A secret field's text stays out of the file even while it is shown.
+                value: if text_input
+                    && node.role() != accesskit::Role::PasswordInput
+                    && ![
+                        crate::widgets::PASSWORD_FIELD,
+                        crate::widgets::CONNECT_KEY_FIELD,
+                    ]
+                    .contains(&name)
+                {
+                    node.value()
+                } else {
+                    None
+                },
                 x0: b.x0,
                 y0: b.y0,
                 x1: b.x1,

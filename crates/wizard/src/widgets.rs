@@ -9,6 +9,11 @@ use std::collections::HashSet;
 
 pub const FIELD_WIDTH: f32 = 420.0;
 
+/// The labels of the fields that hold a secret: their text is never written anywhere (see
+/// `uidump`), even while "Show key" shows it on screen.
+pub const PASSWORD_FIELD: &str = "Password";
+pub const CONNECT_KEY_FIELD: &str = "Connect key";
+
 /// A single-line text field under its label.
 pub fn text_field(ui: &mut Ui, label: &str, value: &mut String, hint: &str) -> egui::Response {
     let l = ui.label(label);

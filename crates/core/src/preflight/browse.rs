@@ -20,6 +20,7 @@ pub async fn level(
     limit: usize,
 ) -> Result<Level, String> {
     let mut session = logon(answers).await?;
+    let shown = base.unwrap_or("the domain");
     let read = async {
         let base = match base {
             Some(b) => b.to_string(),
@@ -29,7 +30,16 @@ pub async fn level(
     }
     .await;
     session.close().await;
-    read.map_err(|e| format!("reading the directory failed: {e}"))
+    read.map_err(|e| {
+        let fix = match e.rc() {
+            Some(32) => "it no longer exists (deleted or moved): open its parent again",
+            Some(50) => {
+                "the service account may not list it: give it Read (List contents) there, or type the DN in the field"
+            }
+            _ => "Retry, or type the DN in the field",
+        };
+        format!("listing {shown} failed: {e}; {fix}")
+    })
 }
 
 /// A session logged on as the service account.
@@ -49,9 +59,12 @@ async fn logon(answers: &Answers) -> Result<Session, String> {
     };
     let account = AccountName::parse(&answers.service_account.username)
         .map_err(|e| format!("Service account {e}; fix it on the Service account page"))?;
-    let nc = browse::naming_context(&mut session)
-        .await
-        .map_err(|e| format!("{} did not name its domain: {e}", opts.host))?;
+    let nc = browse::naming_context(&mut session).await.map_err(|e| {
+        format!(
+            "{} did not name its domain: {e}; point Domain controller at an Active Directory DC",
+            opts.host
+        )
+    })?;
     let domain = Dn::parse(&nc)
         .ok()
         .and_then(|p| p.dn.domain())
@@ -69,6 +82,8 @@ async fn logon(answers: &Answers) -> Result<Session, String> {
             let c = evaluate::bind_refused(&bind_name, reason, &server_text);
             Err(format!("{}. {}", c.summary, c.fix))
         }
-        Err(BindError::Op(e)) => Err(format!("logging on as `{bind_name}` failed: {e}")),
+        Err(BindError::Op(e)) => Err(format!(
+            "logging on as `{bind_name}` failed: {e}; check that the DC answers (the Service account page), then Retry"
+        )),
     }
 }

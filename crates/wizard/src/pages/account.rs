@@ -121,7 +121,7 @@ pub fn password(s: &mut State, ui: &mut Ui) -> egui::Response {
     let before = s.form.password.len();
     let response = widgets::secret_field(
         ui,
-        "Password",
+        widgets::PASSWORD_FIELD,
         &mut s.form.password,
         "the service account's password",
     );

@@ -68,14 +68,14 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
                         if show {
                             widgets::text_field(
                                 ui,
-                                "Connect key",
+                                widgets::CONNECT_KEY_FIELD,
                                 &mut s.form.connect_key,
                                 "ADS1-…",
                             )
                         } else {
                             widgets::secret_field(
                                 ui,
-                                "Connect key",
+                                widgets::CONNECT_KEY_FIELD,
                                 &mut s.form.connect_key,
                                 "ADS1-… (paste it)",
                             )

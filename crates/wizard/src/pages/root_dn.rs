@@ -48,7 +48,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         .ui(ui, &mut s.validator, &answers, dn.as_ref(), "containers");
     if let Some(chosen) = picked.dn {
         s.form.root_user_dn = chosen;
-    } else if let Some(top) = &picked.top
+    } else if let Some(top) = s.trees.root.top(&s.validator)
         && s.form.root_user_dn.trim().is_empty()
         && !s.trees.root_proposed
     {
