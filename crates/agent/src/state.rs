@@ -221,10 +221,7 @@ impl State {
     /// Renames the state file (and its WAL) aside and starts an empty one in its place, bound
     /// to this enrollment. Returns what to tell the administrator.
     pub fn set_aside(&mut self, why: &str) -> Result<String, StateError> {
-        let stamp = ad_sync_core::time_fmt::now_unix();
-        let aside = self
-            .path
-            .with_file_name(format!("state.db.set-aside-{stamp}"));
+        let aside = aside_name(&self.path, ad_sync_core::time_fmt::now_unix());
         // Close the file first (a WAL is checkpointed on close), then move it.
         let placeholder = Connection::open_in_memory().map_err(db_err(&self.path))?;
         drop(std::mem::replace(&mut self.conn, placeholder));
@@ -666,6 +663,31 @@ impl State {
     }
 }
 
+/// `state.db.set-aside-<unix time>` beside `path`, with `-2`, `-3`… when a state was already
+/// set aside in the same second (two set-asides in one second happen: a new enrollment's first
+/// run, then a restored cloud's): a rename onto an existing name would replace, and so delete,
+/// the state set aside before.
+fn aside_name(path: &Path, stamp: i64) -> PathBuf {
+    let taken = |p: &Path| {
+        ["", "-wal", "-shm"]
+            .iter()
+            .any(|s| PathBuf::from(format!("{}{s}", p.display())).exists())
+    };
+    let mut n = 1u32;
+    loop {
+        let name = if n == 1 {
+            format!("state.db.set-aside-{stamp}")
+        } else {
+            format!("state.db.set-aside-{stamp}-{n}")
+        };
+        let candidate = path.with_file_name(name);
+        if !taken(&candidate) {
+            return candidate;
+        }
+        n += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -732,6 +754,73 @@ mod tests {
         drop(state);
         let (_, note) = State::open_bound(dir.path(), &b).unwrap_or_else(|e| panic!("{e}"));
         assert!(note.is_none(), "bound to b now");
+    }
+
+    /// Two states set aside in the same second (a new enrollment's first run, then a restored
+    /// cloud's next run, as the agent test does) are both kept: the second never replaces the
+    /// first. Before, the second rename went onto the same name and deleted the first.
+    #[test]
+    fn states_set_aside_in_the_same_second_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let binding = |k: &str| {
+            Binding::new(
+                &ad_sync_core::secret::Secret::new(k),
+                "https://c",
+                "DC=example,DC=com",
+            )
+        };
+        for (i, key) in ["ADSA1-a", "ADSA1-b", "ADSA1-c"].iter().enumerate() {
+            let (state, _) =
+                State::open_bound(dir.path(), &binding(key)).unwrap_or_else(|e| panic!("{e}"));
+            with_cursor(&state, 10 + i as i64);
+        }
+        assert_eq!(aside(dir.path()), 2, "two states set aside, both kept");
+        // Each kept file is the state it was: cursors 10 and 11.
+        let mut cursors: Vec<i64> = std::fs::read_dir(dir.path())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        let n = p
+                            .file_name()
+                            .unwrap_or_default()
+                            .to_string_lossy()
+                            .into_owned();
+                        n.starts_with("state.db.set-aside-")
+                            && !n.ends_with("-wal")
+                            && !n.ends_with("-shm")
+                    })
+                    .map(|p| {
+                        Connection::open(&p)
+                            .and_then(|c| {
+                                c.query_row(
+                                    "SELECT value FROM meta WHERE key = 'cursor'",
+                                    [],
+                                    |r| r.get::<_, String>(0),
+                                )
+                            })
+                            .map(|v| v.parse().unwrap_or(-1))
+                            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        cursors.sort();
+        assert_eq!(cursors, vec![10, 11]);
+        // The names themselves: the second in a second gets `-2`.
+        let base = dir.path().join("state.db");
+        std::fs::write(dir.path().join("state.db.set-aside-5"), b"x")
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("state.db.set-aside-5-2-wal"), b"x")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            aside_name(&base, 5),
+            dir.path().join("state.db.set-aside-5-3")
+        );
+        assert_eq!(
+            aside_name(&base, 6),
+            dir.path().join("state.db.set-aside-6")
+        );
     }
 
     #[test]
