@@ -99,7 +99,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let server = cloud::CloudServer::start("bench-windows", &[]);
+    let server = cloud::CloudServer::start_for_wine("bench-windows", &[]);
     server.admin_ok(&["domain", "add", DOMAIN]);
     let release = wine::target_dir().join("x86_64-pc-windows-gnu/release");
     if !release.join("ad-sync-setup.exe").is_file() {

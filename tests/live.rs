@@ -801,6 +801,13 @@ fn check_fails_a_key_for_another_domain_a_used_key_and_an_untrusted_cloud() {
         "{}",
         c.detail
     );
+    // And the TLS library's own words, behind the verdict (OpenSSL's reason here).
+    assert!(
+        c.detail.contains("the TLS library said:")
+            && c.detail.to_ascii_lowercase().contains("certificate verify failed"),
+        "{}",
+        c.detail
+    );
     expect(&r, ids::CONNECT_KEY_VALID, Status::Skip, "cloud.tls");
     expect(&r, ids::CONNECT_KEY_FORMAT, Status::Pass, "well-formed");
 

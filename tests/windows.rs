@@ -18,7 +18,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
-use support::cloud::{CloudServer, shared};
+use support::cloud::{CloudServer, shared_for_wine as shared};
 use support::wine::{TlsRelay, WinHost, win_path};
 use support::{Spec, testbed};
 

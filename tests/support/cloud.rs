@@ -51,8 +51,27 @@ impl CloudServer {
         Self::launch(tag, listen, extra, None)
     }
 
+    /// A server on 127.0.0.1 whose self-signed certificates Wine 8.0 can verify, for the
+    /// Windows programs under Wine (see `wine_verifiable_tls`).
+    pub fn start_for_wine(tag: &str, extra: &[&str]) -> CloudServer {
+        Self::launch_with(tag, "127.0.0.1:0", extra, None, wine_verifiable_tls)
+    }
+
     fn launch(tag: &str, listen: &str, extra: &[&str], nofile: Option<u64>) -> CloudServer {
+        Self::launch_with(tag, listen, extra, nofile, |_| {})
+    }
+
+    /// `seed_tls` may write the `--self-signed` folder's files first; the server keeps files
+    /// it finds there and makes them only when missing.
+    fn launch_with(
+        tag: &str,
+        listen: &str,
+        extra: &[&str],
+        nofile: Option<u64>,
+        seed_tls: impl FnOnce(&Path),
+    ) -> CloudServer {
         let dir = fresh_dir(tag);
+        seed_tls(&dir.join("tls"));
         let mut s = CloudServer {
             db: dir.join("cloud.db"),
             tls: dir.join("tls"),
@@ -250,13 +269,120 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// The `--self-signed` folder's files (`ca.pem`, `server.pem`, `server.key`), made as the
+/// reference cloud makes them (an ECDSA P-256 CA and a leaf for localhost, 127.0.0.1 and ::1),
+/// except that each signature's `r` and `s` are both a full 32 bytes.
+///
+/// Why: Wine 8.0's crypt32 refuses an ECDSA certificate signature whose `r` or `s` is shorter
+/// than the curve's 32 bytes (about one signature in 128: a leading zero byte, which DER drops),
+/// as untrusted. Windows verifies those signatures, and the product talks to the cloud directly
+/// there. Measured here: a leaf whose signature's shorter half was 31 bytes failed
+/// `validate-key` under Wine every time ("not signed by a certificate authority this server
+/// trusts"), and one with full halves passed; a CI run once failed three Windows tests at once
+/// on a shared cloud whose randomly made leaf had drawn such a signature.
+pub fn wine_verifiable_tls(dir: &Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let now = time::OffsetDateTime::now_utc();
+    let ca_params = || {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        ca.distinguished_name
+            .push(DnType::CommonName, "ad-sync-cloud local CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        ca.not_before = now - time::Duration::days(1);
+        ca.not_after = now + time::Duration::days(3650);
+        ca
+    };
+    let (ca_cert, ca_key) = (0..1000)
+        .find_map(|_| {
+            let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+            let cert = ca_params()
+                .self_signed(&key)
+                .unwrap_or_else(|e| panic!("{e}"));
+            full_ecdsa_halves(cert.der()).then_some((cert, key))
+        })
+        .unwrap_or_else(|| panic!("no CA with a full-length signature in 1000 tries"));
+    let issuer = Issuer::new(ca_params(), ca_key);
+    let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+    let (cert, key) = (0..1000)
+        .find_map(|_| {
+            let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+            let mut leaf = CertificateParams::new(names.clone()).unwrap_or_else(|e| panic!("{e}"));
+            leaf.distinguished_name
+                .push(DnType::CommonName, "localhost");
+            leaf.not_before = now - time::Duration::days(1);
+            leaf.not_after = now + time::Duration::days(825);
+            let cert = leaf
+                .signed_by(&key, &issuer)
+                .unwrap_or_else(|e| panic!("{e}"));
+            full_ecdsa_halves(cert.der()).then_some((cert, key))
+        })
+        .unwrap_or_else(|| panic!("no leaf with a full-length signature in 1000 tries"));
+    for (name, text) in [
+        ("ca.pem", ca_cert.pem()),
+        ("server.pem", cert.pem()),
+        ("server.key", key.serialize_pem()),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// Whether a P-256 certificate's ECDSA signature has `r` and `s` of 32 bytes each (DER drops
+/// leading zero bytes and adds one before a high bit: `0x00` + 32 bytes is full too).
+fn full_ecdsa_halves(cert_der: &[u8]) -> bool {
+    /// One DER element at the start of `der`: (tag, contents, what follows).
+    fn tlv(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = der.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (first as usize, rest)
+        } else {
+            let n = (first & 0x7f) as usize;
+            let (bytes, rest) = (rest.get(..n)?, rest.get(n..)?);
+            (bytes.iter().fold(0usize, |a, b| a << 8 | *b as usize), rest)
+        };
+        Some((tag, rest.get(..len)?, rest.get(len..)?))
+    }
+    let halves = || -> Option<bool> {
+        // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, BIT STRING }
+        let (_, cert, _) = tlv(cert_der)?;
+        let (_, _, after_tbs) = tlv(cert)?;
+        let (_, _, after_alg) = tlv(after_tbs)?;
+        let (tag, bits, _) = tlv(after_alg)?;
+        // The bit string's first byte counts unused bits (0), then SEQUENCE { INTEGER r, s }.
+        let (0x03, Some((0, sig))) = (tag, bits.split_first()) else {
+            return None;
+        };
+        let (_, pair, _) = tlv(sig)?;
+        let (_, r, after_r) = tlv(pair)?;
+        let (_, s, _) = tlv(after_r)?;
+        let full = |v: &[u8]| v.iter().skip_while(|b| **b == 0).count() == 32;
+        Some(full(r) && full(s))
+    };
+    halves().unwrap_or(false)
+}
+
 /// One server for a whole test binary (stopped at exit), with the test domain and another one.
 pub fn shared() -> &'static CloudServer {
     static SHARED: std::sync::OnceLock<CloudServer> = std::sync::OnceLock::new();
-    SHARED.get_or_init(|| {
-        let s = CloudServer::start("shared", &[]);
-        s.admin_ok(&["domain", "add", "DC=example,DC=com"]);
-        s.admin_ok(&["domain", "add", "DC=other,DC=com"]);
-        s
-    })
+    SHARED.get_or_init(|| with_domains(CloudServer::start("shared", &[])))
+}
+
+/// The same for the Windows programs under Wine: its certificates are `wine_verifiable_tls`.
+pub fn shared_for_wine() -> &'static CloudServer {
+    static SHARED: std::sync::OnceLock<CloudServer> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| with_domains(CloudServer::start_for_wine("shared-wine", &[])))
+}
+
+fn with_domains(s: CloudServer) -> CloudServer {
+    s.admin_ok(&["domain", "add", "DC=example,DC=com"]);
+    s.admin_ok(&["domain", "add", "DC=other,DC=com"]);
+    s
 }

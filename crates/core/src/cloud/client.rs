@@ -170,6 +170,15 @@ impl CloudError {
         }
     }
 
+    /// What the TLS library itself said, when the failure was TLS: the words behind the
+    /// verdict (SChannel's code, OpenSSL's reason), for the check's detail.
+    pub fn tls_library_words(&self) -> Option<&str> {
+        match self {
+            CloudError::Tls { detail, .. } if !detail.trim().is_empty() => Some(detail),
+            _ => None,
+        }
+    }
+
     /// The API error code, when the cloud gave one.
     pub fn api_code(&self) -> Option<&str> {
         match self {

@@ -72,7 +72,13 @@ async fn network_checks(answers: &Answers, out: &mut Vec<CheckResult>) -> Result
 
     // TLS and the API: GET /v1/health through the verifying client.
     let health = client.health().await.map_err(|e| {
-        let detail = e.certificate().map(|c| c.describe()).unwrap_or_default();
+        let mut detail = e.certificate().map(|c| c.describe()).unwrap_or_default();
+        if let Some(words) = e.tls_library_words() {
+            if !detail.is_empty() {
+                detail.push('\n');
+            }
+            detail.push_str(&format!("the TLS library said: {words}"));
+        }
         out.push(CheckResult::fail(
             ids::CLOUD_TLS,
             format!("cloud {url}: {e}"),
