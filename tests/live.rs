@@ -804,7 +804,9 @@ fn check_fails_a_key_for_another_domain_a_used_key_and_an_untrusted_cloud() {
     // And the TLS library's own words, behind the verdict (OpenSSL's reason here).
     assert!(
         c.detail.contains("the TLS library said:")
-            && c.detail.to_ascii_lowercase().contains("certificate verify failed"),
+            && c.detail
+                .to_ascii_lowercase()
+                .contains("certificate verify failed"),
         "{}",
         c.detail
     );
