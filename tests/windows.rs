@@ -55,6 +55,18 @@ fn not_passed(report: &Value) -> String {
         .unwrap_or_else(|| format!("no checks in the report; error: {}\n", report["error"]))
 }
 
+/// A command's exit 0, failing with the checks that did not pass first, then its whole report
+/// and output.
+fn assert_exit_0(out: &Output, report: &Value) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "not passed:\n{}{report:#}\n{}",
+        not_passed(report),
+        text(out)
+    );
+}
+
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("no JSON on stdout ({e}):\n{}", text(out)))
@@ -248,12 +260,7 @@ fn the_windows_cli_validates_and_checks_exactly_like_the_linux_one() {
     let lin_answers = linux_spec(cloud, Some(key.clone())).write();
     let (wout, wrep) = win_check(&host, &win_answers);
     let (_, lrep) = linux_check(&lin_answers);
-    assert_eq!(
-        wout.status.code(),
-        Some(0),
-        "not passed:\n{}{wrep:#}",
-        not_passed(&wrep)
-    );
+    assert_exit_0(&wout, &wrep);
     assert_eq!(statuses(&wrep), statuses(&lrep), "{wrep:#}\n{lrep:#}");
     assert!(
         statuses(&wrep)
@@ -434,13 +441,7 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
     );
     let install_time = started.elapsed();
     let v = json(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "not passed:\n{}{v:#}\n{}",
-        not_passed(&v),
-        text(&out)
-    );
+    assert_exit_0(&out, &v);
     assert_eq!(v["result"], "installed", "{v:#}");
     assert_eq!(v["plan"]["mode"], "fresh");
     let agent_id = v["agent_id"].as_str().unwrap_or_default().to_string();
@@ -564,12 +565,7 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
         ],
     );
     let v = json(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "not passed:\n{}{v:#}",
-        not_passed(&v)
-    );
+    assert_exit_0(&out, &v);
     assert_eq!(v["plan"]["mode"], "upgrade");
     assert_eq!(v["agent_id"], agent_id.as_str());
     let services = host
@@ -747,13 +743,7 @@ fn server_core_msi_then_command_line_install_then_removal() {
         Duration::from_secs(240),
     );
     let v = json(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "not passed:\n{}{v:#}\n{}",
-        not_passed(&v),
-        text(&out)
-    );
+    assert_exit_0(&out, &v);
     assert_eq!(v["result"], "installed");
     let register = v["steps"]
         .as_array()

@@ -269,9 +269,9 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// The `--self-signed` folder's files (`ca.pem`, `server.pem`, `server.key`), made as the
-/// reference cloud makes them (an ECDSA P-256 CA and a leaf for localhost, 127.0.0.1 and ::1),
-/// except that each signature's `r` and `s` are both a full 32 bytes.
+/// The `--self-signed` folder's files (`ca.pem`, `server.pem`, `server.key`), made by the
+/// reference cloud's own code (`tls::load`), again until each signature's `r` and `s` are both
+/// a full 32 bytes.
 ///
 /// Why: Wine 8.0's crypt32 refuses an ECDSA certificate signature whose `r` or `s` is shorter
 /// than the curve's 32 bytes (about one signature in 128: a leading zero byte, which DER drops),
@@ -279,59 +279,33 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// there. Measured here: a leaf whose signature's shorter half was 31 bytes failed
 /// `validate-key` under Wine every time ("not signed by a certificate authority this server
 /// trusts"), and one with full halves passed; a CI run once failed three Windows tests at once
-/// on a shared cloud whose randomly made leaf had drawn such a signature.
+/// on a shared cloud, most likely for such a signature.
 pub fn wine_verifiable_tls(dir: &Path) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    use ad_sync::directory::cert::load_ca_file;
+    use ad_sync_cloud::server::tls::{TlsSource, default_names, load};
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let source = TlsSource::SelfSigned {
+        dir: dir.to_path_buf(),
+        names: default_names(&listen, &[]),
     };
-    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let now = time::OffsetDateTime::now_utc();
-    let ca_params = || {
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
-        ca.distinguished_name
-            .push(DnType::CommonName, "ad-sync-cloud local CA");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        ca.not_before = now - time::Duration::days(1);
-        ca.not_after = now + time::Duration::days(3650);
-        ca
+    let der = |name: &str| {
+        load_ca_file(&dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
     };
-    let (ca_cert, ca_key) = (0..1000)
-        .find_map(|_| {
-            let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-            let cert = ca_params()
-                .self_signed(&key)
-                .unwrap_or_else(|e| panic!("{e}"));
-            full_ecdsa_halves(cert.der()).then_some((cert, key))
-        })
-        .unwrap_or_else(|| panic!("no CA with a full-length signature in 1000 tries"));
-    let issuer = Issuer::new(ca_params(), ca_key);
-    let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
-    let (cert, key) = (0..1000)
-        .find_map(|_| {
-            let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-            let mut leaf = CertificateParams::new(names.clone()).unwrap_or_else(|e| panic!("{e}"));
-            leaf.distinguished_name
-                .push(DnType::CommonName, "localhost");
-            leaf.not_before = now - time::Duration::days(1);
-            leaf.not_after = now + time::Duration::days(825);
-            let cert = leaf
-                .signed_by(&key, &issuer)
-                .unwrap_or_else(|e| panic!("{e}"));
-            full_ecdsa_halves(cert.der()).then_some((cert, key))
-        })
-        .unwrap_or_else(|| panic!("no leaf with a full-length signature in 1000 tries"));
-    for (name, text) in [
-        ("ca.pem", ca_cert.pem()),
-        ("server.pem", cert.pem()),
-        ("server.key", key.serialize_pem()),
-    ] {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..1000 {
+        // The cloud's own `--self-signed` making (it makes the files only when missing).
+        for name in ["ca.pem", "server.pem", "server.key"] {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+        load(&source).unwrap_or_else(|e| panic!("{e}"));
+        if [der("ca.pem"), der("server.pem")]
+            .iter()
+            .flatten()
+            .all(|d| full_ecdsa_halves(d))
+        {
+            return;
+        }
     }
+    panic!("no certificates with full-length signatures in 1000 tries");
 }
 
 /// Whether a P-256 certificate's ECDSA signature has `r` and `s` of 32 bytes each (DER drops

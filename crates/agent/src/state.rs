@@ -702,7 +702,8 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 
-    fn aside(dir: &Path) -> usize {
+    /// The states set aside in `dir` (not their `-wal`/`-shm` files).
+    fn aside_files(dir: &Path) -> Vec<PathBuf> {
         std::fs::read_dir(dir)
             .map(|rd| {
                 rd.flatten()
@@ -712,9 +713,14 @@ mod tests {
                             && !n.ends_with("-wal")
                             && !n.ends_with("-shm")
                     })
-                    .count()
+                    .map(|e| e.path())
+                    .collect()
             })
-            .unwrap_or(0)
+            .unwrap_or_default()
+    }
+
+    fn aside(dir: &Path) -> usize {
+        aside_files(dir).len()
     }
 
     #[test]
@@ -776,35 +782,19 @@ mod tests {
         }
         assert_eq!(aside(dir.path()), 2, "two states set aside, both kept");
         // Each kept file is the state it was: cursors 10 and 11.
-        let mut cursors: Vec<i64> = std::fs::read_dir(dir.path())
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| {
-                        let n = p
-                            .file_name()
-                            .unwrap_or_default()
-                            .to_string_lossy()
-                            .into_owned();
-                        n.starts_with("state.db.set-aside-")
-                            && !n.ends_with("-wal")
-                            && !n.ends_with("-shm")
+        let mut cursors: Vec<i64> = aside_files(dir.path())
+            .iter()
+            .map(|p| {
+                Connection::open(p)
+                    .and_then(|c| {
+                        c.query_row("SELECT value FROM meta WHERE key = 'cursor'", [], |r| {
+                            r.get::<_, String>(0)
+                        })
                     })
-                    .map(|p| {
-                        Connection::open(&p)
-                            .and_then(|c| {
-                                c.query_row(
-                                    "SELECT value FROM meta WHERE key = 'cursor'",
-                                    [],
-                                    |r| r.get::<_, String>(0),
-                                )
-                            })
-                            .map(|v| v.parse().unwrap_or(-1))
-                            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-                    })
-                    .collect()
+                    .map(|v| v.parse().unwrap_or(-1))
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
             })
-            .unwrap_or_default();
+            .collect();
         cursors.sort();
         assert_eq!(cursors, vec![10, 11]);
         // The names themselves: the second in a second gets `-2`.

@@ -698,7 +698,11 @@ impl CloudClient {
     /// Turns a transport failure into what happened, in words.
     async fn classify(&self, e: reqwest::Error) -> CloudError {
         let secs = self.timeout.as_secs().max(1);
-        let text = chain(&e);
+        let mut text = chain(&e);
+        // The words are shown (Connect, a TLS failure's detail): never a proxy's credentials.
+        if let Some(p) = &self.proxy {
+            text = text.replace(&p.url, &redact_proxy(&p.url));
+        }
         if e.is_timeout() {
             return CloudError::Timeout {
                 what: format!("the cloud at {}", self.base),
