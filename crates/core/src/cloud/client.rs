@@ -277,6 +277,30 @@ fn redact_proxy(url: &str) -> String {
     }
 }
 
+/// `text` with the `user:password@` of every URL in it removed: the proxy's URL may appear in
+/// an error as the HTTP stack normalised it (scheme and host lowercased, a `/` added, the
+/// password percent-encoded), so matching the configured string alone could miss it.
+fn strip_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c == ')' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        out.push_str(
+            authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host),
+        );
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// How the cloud was reached (`cloud.reachable`).
 #[derive(Debug, Clone)]
 pub struct Reach {
@@ -698,11 +722,9 @@ impl CloudClient {
     /// Turns a transport failure into what happened, in words.
     async fn classify(&self, e: reqwest::Error) -> CloudError {
         let secs = self.timeout.as_secs().max(1);
-        let mut text = chain(&e);
-        // The words are shown (Connect, a TLS failure's detail): never a proxy's credentials.
-        if let Some(p) = &self.proxy {
-            text = text.replace(&p.url, &redact_proxy(&p.url));
-        }
+        // The words are shown (Connect, a TLS failure's detail): never a proxy's credentials,
+        // in whatever form the HTTP stack spelled its URL.
+        let text = strip_userinfo(&chain(&e));
         if e.is_timeout() {
             return CloudError::Timeout {
                 what: format!("the cloud at {}", self.base),
@@ -864,6 +886,14 @@ mod tests {
             redact_proxy("http://user:s3cret@proxy.example:3128"),
             "http://proxy.example:3128"
         );
+        // In an error's words, as the HTTP stack may spell the URL.
+        assert_eq!(
+            strip_userinfo(
+                "error sending request for url (https://cloud.example/v1): proxy http://User:s3cr%40t@proxy.example:3128/ refused: tcp connect error"
+            ),
+            "error sending request for url (https://cloud.example/v1): proxy http://proxy.example:3128/ refused: tcp connect error"
+        );
+        assert_eq!(strip_userinfo("no url here"), "no url here");
     }
 
     #[test]
