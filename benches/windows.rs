@@ -2,13 +2,15 @@
 //! same Samba DC and reference cloud in the same run.
 //!
 //! - `check`: 10 runs of each whole process (`ad-sync-setup check --answers F`, every check,
-//!   LDAPS with `[ldap] ca_file`, the cloud with `[cloud] ca_file`), median wall time. The
-//!   Windows build reaches the DC and the cloud through the test bed's TLS relays (see
-//!   `tests/support/wine.rs`), so the Linux build is timed both directly and through the same
-//!   relays; the ratio that measures the Windows build is the one over the same path.
+//!   LDAPS with `[ldap] ca_file`, the cloud with `[cloud] ca_file`), median wall time. Both
+//!   builds reach the DC and the cloud directly (the Windows build with the test bed's secur32
+//!   stand-in, `tests/support/wine/secur32.c`).
 //! - `install`: 5 full unattended installs under Wine (`install --answers F --no-start`, real
 //!   Windows paths, the SCM, enrollment with a fresh key), each followed by an uninstall that is
 //!   not timed; median wall time.
+//! - `first sync`: each build's agent (`run --once`, a fresh state) creating a cloud of
+//!   `BENCH_WIN_USERS` (2,000) users in AD, each in its own OU under OU=Staff and enrolled with
+//!   its own cloud, on the same DC, one after the other.
 //!
 //! Needs what the tests need (root, Samba, wine64) and the release Windows build
 //! (`cargo build --release --target x86_64-pc-windows-gnu --bins`), so both sides are release.
@@ -19,6 +21,8 @@ mod bins;
 #[allow(dead_code)]
 #[path = "../tests/support/cloud.rs"]
 mod cloud;
+#[allow(dead_code)]
+mod support;
 #[path = "../tests/support/testbed.rs"]
 mod testbed;
 #[path = "../tests/support/wine.rs"]
@@ -109,43 +113,18 @@ fn main() {
         std::process::exit(2);
     }
     let host = wine::WinHost::start_from("bench", &release);
-    let tls = bed.dc1.dir.join("private/tls");
-    let dc_relay = wine::TlsRelay::start(
-        &tls.join("cert.pem"),
-        &tls.join("key.pem"),
-        "127.0.0.1:636".parse().unwrap_or_else(|e| panic!("{e}")),
-        testbed::DC1_HOST,
-        &bed.dc1.ca_file,
-    );
-    let cloud_relay = wine::TlsRelay::start(
-        &server.tls.join("server.pem"),
-        &server.tls.join("server.key"),
-        std::net::SocketAddr::from(([127, 0, 0, 1], server.port())),
-        "localhost",
-        &server.ca,
-    );
     let key = server.issue_key(DOMAIN, None);
-    let direct = answers(
-        &root.join("linux-direct"),
-        &Paths {
-            ca: bed.dc1.ca_file.display().to_string(),
-            cloud_ca: server.ca.display().to_string(),
-            port: None,
-            cloud_url: server.url.replace("127.0.0.1", "localhost"),
-        },
-        &key,
-    );
-    let relayed = Paths {
+    let direct = Paths {
         ca: bed.dc1.ca_file.display().to_string(),
         cloud_ca: server.ca.display().to_string(),
-        port: Some(dc_relay.port),
-        cloud_url: format!("https://localhost:{}", cloud_relay.port),
+        port: None,
+        cloud_url: format!("https://localhost:{}", server.port()),
     };
-    let linux_relayed = answers(&root.join("linux-relayed"), &relayed, &key);
+    let linux = answers(&root.join("linux"), &direct, &key);
     let win_paths = Paths {
         ca: wine::win_path(&bed.dc1.ca_file),
         cloud_ca: wine::win_path(&server.ca),
-        ..relayed
+        ..direct
     };
     let windows = answers(&root.join("windows"), &win_paths, &key);
 
@@ -163,14 +142,9 @@ fn main() {
             .success()
     };
     // One of each first: caches, Wine's first start of a program.
-    linux_check(&direct);
+    linux_check(&linux);
     win_check();
-    let l_direct = timed(|| linux_check(&direct), CHECKS, "Linux check");
-    let l_relayed = timed(
-        || linux_check(&linux_relayed),
-        CHECKS,
-        "Linux check (relayed)",
-    );
+    let l = timed(|| linux_check(&linux), CHECKS, "Linux check");
     let w = timed(win_check, CHECKS, "Windows check under Wine");
     let startup = timed(
         || {
@@ -214,20 +188,9 @@ fn main() {
     println!(
         "Windows build under Wine vs Linux build, same Samba DC and reference cloud, median of {CHECKS}:"
     );
-    println!(
-        "  check, Linux, direct:                  {:7.1} ms",
-        ms(l_direct)
-    );
-    println!(
-        "  check, Linux, through the relays:      {:7.1} ms",
-        ms(l_relayed)
-    );
-    println!("  check, Windows (Wine), the relays:     {:7.1} ms", ms(w));
-    println!(
-        "  ratio Windows/Linux over the same path: {:.2} (against Linux direct: {:.2})",
-        ms(w) / ms(l_relayed),
-        ms(w) / ms(l_direct)
-    );
+    println!("  check, Linux:            {:7.1} ms", ms(l));
+    println!("  check, Windows (Wine):   {:7.1} ms", ms(w));
+    println!("  ratio Windows/Linux:     {:.2}", ms(w) / ms(l));
     println!(
         "  of which starting a Windows program under Wine (validate-dn, no network): {:.1} ms",
         ms(startup)
@@ -241,9 +204,174 @@ fn main() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    drop(dc_relay);
-    drop(cloud_relay);
+    let (w_sync, l_sync, users) = first_syncs(&root, &mut bed, &host);
+    println!(
+        "first sync of {users} cloud users into AD (run --once, fresh state, same DC): Windows (Wine) {:.1} s, Linux {:.1} s, ratio {:.2}",
+        w_sync.as_secs_f64(),
+        l_sync.as_secs_f64(),
+        w_sync.as_secs_f64() / l_sync.as_secs_f64()
+    );
     drop(host);
     drop(server);
     bed.stop();
+}
+
+/// Each build's agent creating a cloud of `BENCH_WIN_USERS` users in its own OU: (Windows,
+/// Linux, users).
+fn first_syncs(
+    root: &Path,
+    bed: &mut testbed::Testbed,
+    host: &wine::WinHost,
+) -> (Duration, Duration, usize) {
+    let users = support::env_usize("BENCH_WIN_USERS", 2_000);
+    let mut times = Vec::new();
+    for side in ["Windows", "Linux"] {
+        let ou = format!("OU=Bench {side} Sync,{}", testbed::OU_STAFF);
+        let group = format!("CN=Bench {side} Group,{ou}");
+        let made = support::ldap_add(
+            bed,
+            &ou,
+            vec![("objectClass", vec!["top", "organizationalUnit"])],
+        )
+        .and_then(|_| {
+            support::ldap_add(
+                bed,
+                &group,
+                vec![
+                    ("objectClass", vec!["top", "group"]),
+                    (
+                        "sAMAccountName",
+                        vec![if side == "Linux" {
+                            "bench-l-sync"
+                        } else {
+                            "bench-w-sync"
+                        }],
+                    ),
+                    ("groupType", vec!["-2147483646"]),
+                ],
+            )
+        });
+        if let Err(e) = made {
+            support::fail(bed, e);
+        }
+        // Its own cloud: two agents of one cloud domain would elect one primary between them.
+        let cloud = cloud::CloudServer::start_for_wine(&format!("bench-sync-{side}"), &[]);
+        cloud.admin_ok(&["domain", "add", DOMAIN]);
+        let filled = ad_sync_cloud::server::store::Store::open(&cloud.db)
+            .map_err(|e| e.to_string())
+            .and_then(|store| {
+                let d = store.domain_id(Some(DOMAIN)).map_err(|e| e.to_string())?;
+                let tag = &side[..1].to_ascii_lowercase();
+                for i in 0..users {
+                    store
+                        .user_add(
+                            d,
+                            &format!("b{tag}{i:05}"),
+                            "Bench",
+                            &format!("Sync{i}"),
+                            None,
+                        )
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            });
+        if let Err(e) = filled {
+            support::fail(bed, e);
+        }
+        let key = cloud.issue_key(DOMAIN, None);
+        let dir = root.join(format!("sync-{side}"));
+        let windows = side == "Windows";
+        let p = Paths {
+            ca: if windows {
+                wine::win_path(&bed.dc1.ca_file)
+            } else {
+                bed.dc1.ca_file.display().to_string()
+            },
+            cloud_ca: if windows {
+                wine::win_path(&cloud.ca)
+            } else {
+                cloud.ca.display().to_string()
+            },
+            port: None,
+            cloud_url: format!("https://localhost:{}", cloud.port()),
+        };
+        let file = answers(&dir, &p, &key);
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            // The group's line first: it holds the root's text too.
+            .replace("CN=Cloud Groups;OU=Staff;DC=example;DC=com", &group)
+            .replace("OU=Staff;DC=example;DC=com", &ou);
+        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+        let took = if windows {
+            let out = host.exe(
+                "ad-sync-setup.exe",
+                &["install", "--answers", &wine::win_path(&file), "--no-start"],
+            );
+            if !out.status.success() {
+                support::fail(
+                    bed,
+                    format!(
+                        "install under Wine failed:\n{}",
+                        String::from_utf8_lossy(&out.stdout)
+                    ),
+                );
+            }
+            let agent = host
+                .bin
+                .join("ad-sync-agent.exe")
+                .to_string_lossy()
+                .to_string();
+            let t = Instant::now();
+            let out = host.wine(
+                &[
+                    &agent,
+                    "run",
+                    "--once",
+                    "--config",
+                    r"C:\ProgramData\ad-sync\agent.toml",
+                    "--state-dir",
+                    r"C:\bench-state",
+                ],
+                Duration::from_secs(1800),
+            );
+            let took = t.elapsed();
+            if !out.status.success() {
+                support::fail(
+                    bed,
+                    format!(
+                        "the Windows agent's first sync failed:\n{}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    ),
+                );
+            }
+            took
+        } else {
+            let prefix = dir.join("root");
+            let (_, _, ok, out) = support::measured(
+                Command::new(SETUP)
+                    .args(["install", "--no-start", "--answers"])
+                    .arg(&file)
+                    .arg("--prefix")
+                    .arg(&prefix),
+            );
+            if !ok {
+                support::fail(bed, format!("install failed: {out}"));
+            }
+            let (took, _, ok, out) = support::measured(
+                Command::new(bins::agent())
+                    .args(["run", "--once", "--log-dir", "-", "--config"])
+                    .arg(prefix.join("etc/ad-sync/agent.toml"))
+                    .arg("--state-dir")
+                    .arg(dir.join("state")),
+            );
+            if !ok {
+                support::fail(bed, format!("the Linux agent's first sync failed: {out}"));
+            }
+            took
+        };
+        times.push(took);
+        drop(cloud);
+    }
+    (times[0], times[1], users)
 }

@@ -1011,3 +1011,64 @@ fn discovery_finds_the_test_dc_in_the_domains_dns() {
     );
     eprintln!("discovery: sub.example.com -> {none}\ndiscovery: nowhere.example.org -> {other}");
 }
+
+/// `browse`: the pickers' read on the command line, as the service account, over the checks'
+/// connection; what cannot be the sync group says why; a bad `--under` names the option.
+#[test]
+fn browse_lists_one_level_as_the_service_account_and_says_what_cannot_be_chosen() {
+    let answers = Spec::good().write();
+    let a = answers.to_string_lossy();
+    let out = setup_cli(&[
+        "browse",
+        "--answers",
+        &a,
+        "--under",
+        "OU=Staff;DC=example;DC=com",
+        "--groups",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        support::report::text(&out)
+    );
+    let v = support::report::json(&out);
+    assert_eq!(v["base"], testbed::OU_STAFF);
+    let child = |name: &str| {
+        v["children"]
+            .as_array()
+            .and_then(|c| c.iter().find(|n| n["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {v:#}"))
+    };
+    let security = child("Cloud Groups");
+    assert_eq!(security["kind"], "security group");
+    assert!(security["unpickable"].is_null(), "{security}");
+    let distribution = child("Mailing List");
+    assert_eq!(distribution["kind"], "distribution group");
+    assert!(
+        distribution["unpickable"]
+            .as_str()
+            .is_some_and(|why| !why.is_empty()),
+        "{distribution}"
+    );
+    assert_eq!(v["more"], false);
+
+    // Containers only by default, and the domain itself without --under.
+    let out = setup_cli(&["browse", "--answers", &a]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("DC=example,DC=com\n"), "{text}");
+    assert!(
+        text.contains("OU=Staff,DC=example,DC=com  (organizational unit)"),
+        "{text}"
+    );
+    assert!(!text.contains("Cloud Groups"), "{text}");
+    assert!(!text.contains(testbed::SVC_PASSWORD));
+
+    let out = setup_cli(&["browse", "--answers", &a, "--under", "OU=Staff,,DC=x"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--under `OU=Staff,,DC=x`"), "{err}");
+}

@@ -19,58 +19,13 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 use support::cloud::{CloudServer, shared_for_wine as shared};
+use support::report::{assert_exit_0, json, text};
 use support::wine::{TlsRelay, WinHost, win_path};
 use support::{Spec, testbed};
 
 const SETUP: &str = "ad-sync-setup.exe";
 const DOMAIN: &str = "DC=example,DC=com";
 const SERVICE_KEY: &str = r"HKLM\System\CurrentControlSet\Services\ad-sync-agent";
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The checks that did not pass, one line each: put first in a failure's message, so a
-/// truncated log still says which check failed and why.
-fn not_passed(report: &Value) -> String {
-    report["checks"]
-        .as_array()
-        .map(|checks| {
-            checks
-                .iter()
-                .filter(|c| c["status"] != "pass")
-                .map(|c| {
-                    format!(
-                        "{} {}: {} | {} | {}\n",
-                        c["status"], c["id"], c["summary"], c["detail"], c["fix"]
-                    )
-                })
-                .collect::<String>()
-        })
-        .unwrap_or_else(|| format!("no checks in the report; error: {}\n", report["error"]))
-}
-
-/// A command's exit 0, failing with the checks that did not pass first, then its whole report
-/// and output.
-fn assert_exit_0(out: &Output, report: &Value) {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "not passed:\n{}{report:#}\n{}",
-        not_passed(report),
-        text(out)
-    );
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no JSON on stdout ({e}):\n{}", text(out)))
-}
 
 /// How a Windows program under Wine reaches the DC and the cloud: through `TlsRelay`s that
 /// present the servers' own certificates (see `support::wine::TlsRelay` for the Wine defect they
@@ -429,16 +384,7 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
     // The real Windows paths: C:\Program Files\ad-sync, C:\ProgramData\ad-sync (no --prefix:
     // the Wine prefix is the machine).
     let started = Instant::now();
-    let out = host.exe(
-        SETUP,
-        &[
-            "install",
-            "--answers",
-            &win_path(&answers),
-            "--no-start",
-            "--json",
-        ],
-    );
+    let out = host.install_no_start(&answers);
     let install_time = started.elapsed();
     let v = json(&out);
     assert_exit_0(&out, &v);
@@ -554,16 +500,7 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
         format!("{text_now}\n[sync]\nuser_disconnection_action = \"remove\"\n"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let out = host.exe(
-        SETUP,
-        &[
-            "install",
-            "--answers",
-            &win_path(&upgrade),
-            "--no-start",
-            "--json",
-        ],
-    );
+    let out = host.install_no_start(&upgrade);
     let v = json(&out);
     assert_exit_0(&out, &v);
     assert_eq!(v["plan"]["mode"], "upgrade");

@@ -138,6 +138,28 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         program_dir: Option<PathBuf>,
     },
+    /// List the containers (or groups) under a DN as the service account sees them: the
+    /// wizard's directory tree on the command line, for Server Core and for scripts.
+    ///
+    /// Reads one level, over the same connection and logon as `check`; writes nothing.
+    Browse {
+        /// The answers file (TOML; see assets/answers.example.toml): the DC, the connection
+        /// security and the service account to read as.
+        #[arg(long, value_name = "FILE")]
+        answers: PathBuf,
+        /// The container to list (comma or semicolon form); the domain itself when absent.
+        #[arg(long, value_name = "DN")]
+        under: Option<String>,
+        /// List groups too (what the sync group may be), not only OUs and containers.
+        #[arg(long)]
+        groups: bool,
+        /// Only children whose name contains this text (the DC filters).
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        name: String,
+        /// Print {"base":...,"children":[...],"more":...} as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run every preflight check for an answers file against the live domain controller.
     Check {
         /// The answers file (TOML; see assets/answers.example.toml).
@@ -224,6 +246,13 @@ pub fn run(cli: Cli) -> i32 {
         }
         Some(Command::ValidateDn { dn, json }) => validate_dn(&dn, json),
         Some(Command::Check { answers, json }) => check(&answers, json),
+        Some(Command::Browse {
+            answers,
+            under,
+            groups,
+            name,
+            json,
+        }) => browse(&answers, under.as_deref(), groups, &name, json),
         Some(Command::ValidateKey {
             key,
             key_file,
@@ -314,6 +343,92 @@ fn check(path: &std::path::Path, as_json: bool) -> i32 {
     } else {
         EXIT_OK
     }
+}
+
+fn browse(
+    path: &std::path::Path,
+    under: Option<&str>,
+    groups: bool,
+    name: &str,
+    as_json: bool,
+) -> i32 {
+    use crate::directory::browse::{LEVEL_LIMIT, Offer};
+    let say = |message: String| {
+        if as_json {
+            println!("{}", json!({ "error": message }));
+        } else {
+            eprintln!("{message}");
+        }
+    };
+    let answers = match Answers::load(path) {
+        Ok(a) => a,
+        Err(e) => {
+            say(e.to_string());
+            return EXIT_UNUSABLE;
+        }
+    };
+    let base = match under.map(Dn::parse_container).transpose() {
+        Ok(dn) => dn.map(|p| p.dn.to_comma_form()),
+        Err(e) => {
+            say(format!(
+                "--under `{}`: {e}; give the container's DN in comma or semicolon form",
+                under.unwrap_or_default()
+            ));
+            return EXIT_UNUSABLE;
+        }
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let offer = if groups {
+        Offer::Groups
+    } else {
+        Offer::Containers
+    };
+    let level = match runtime.block_on(preflight::browse::level(
+        &answers,
+        base.as_deref(),
+        offer,
+        name,
+        LEVEL_LIMIT,
+    )) {
+        Ok(l) => l,
+        Err(e) => {
+            say(e);
+            return EXIT_FAILED;
+        }
+    };
+    if as_json {
+        let children: Vec<_> = level
+            .nodes
+            .iter()
+            .map(|n| {
+                json!({
+                    "dn": n.dn,
+                    "name": n.name,
+                    "kind": n.kind.words(),
+                    "unpickable": n.unpickable,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({ "base": level.base, "children": children, "more": level.more })
+        );
+    } else {
+        println!("{}", level.base);
+        for n in &level.nodes {
+            match &n.unpickable {
+                Some(why) => println!("  {}  ({}; cannot be chosen: {why})", n.dn, n.kind.words()),
+                None => println!("  {}  ({})", n.dn, n.kind.words()),
+            }
+        }
+        if level.more {
+            println!("  ... more than {LEVEL_LIMIT} children: narrow the list with --name TEXT");
+        }
+    }
+    EXIT_OK
 }
 
 /// The text report: one line per check, then indented detail and fix for anything not passed.

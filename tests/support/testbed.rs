@@ -75,6 +75,8 @@ pub struct Testbed {
     pub root: PathBuf,
     pub dc1: Dc,
     pub dc2: Dc,
+    /// The objectSid of the good service account (`accounts::GOOD`), for delegations.
+    pub good_sid: String,
 }
 
 impl Testbed {
@@ -148,7 +150,12 @@ impl Testbed {
             started.elapsed().as_secs_f32(),
             root.display()
         );
-        Ok(Testbed { root, dc1, dc2 })
+        Ok(Testbed {
+            root,
+            dc1,
+            dc2,
+            good_sid,
+        })
     }
 
     pub fn stop(&mut self) {
@@ -241,7 +248,7 @@ impl Dc {
     }
 
     /// Full control over a container for an account (by SID), as ADUC's Delegate Control gives.
-    fn delegate(&self, container: &str, sid: &str) -> Result<(), String> {
+    pub fn delegate(&self, container: &str, sid: &str) -> Result<(), String> {
         run_capture(
             Command::new("samba-tool")
                 .args(["dsacl", "set", "-H"])

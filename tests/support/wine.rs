@@ -10,6 +10,12 @@
 //! - a revocation provider registered in place of cryptnet's: Wine 8.0 fails the SSL chain policy on
 //!   an unknown revocation status although schannel-rs asks it to ignore that, as Windows does
 //!   (fixed in Wine 10.1). See `wine/revocation.c`.
+//! - `secur32.dll` beside the programs in `C:\adsync-build`, loaded by them only (a per-program
+//!   DLL override): Wine's `DecryptMessage`, given part of a TLS record, reports the whole
+//!   record's size as missing where Windows reports the bytes still missing, and schannel-rs
+//!   then waits for bytes that never come. The stand-in passes every call to Wine's own
+//!   secur32 and corrects only that count. See `wine/secur32.c`, and `TrickleRelay` for the
+//!   test that shows both the defect and the stand-in.
 //!
 //! `Drop` ends every process of the prefix (`wineserver -k` with that prefix: the service, the
 //! agent, services.exe, nothing else on the machine) and deletes the prefix.
@@ -51,9 +57,13 @@ pub fn win_path(p: &Path) -> String {
 struct Shims {
     processprng: PathBuf,
     revocation: PathBuf,
+    secur32: PathBuf,
 }
 
-/// Compiles the two test DLLs once per test binary.
+/// The programs the secur32 stand-in is loaded by (and no other program of the machine).
+const SECUR32_USERS: [&str; 2] = ["ad-sync-setup.exe", "ad-sync-agent.exe"];
+
+/// Compiles the three test DLLs once per test binary.
 fn shims() -> &'static Shims {
     static SHIMS: OnceLock<Shims> = OnceLock::new();
     SHIMS.get_or_init(|| {
@@ -61,13 +71,13 @@ fn shims() -> &'static Shims {
         let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("wine-shims-{}", std::process::id()));
         std::fs::create_dir_all(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
-        let build = |name: &str, lib: &str| {
+        let build = |name: &str, libs: &[&str]| {
             let dll = out.join(format!("{name}.dll"));
             let status = Command::new("x86_64-w64-mingw32-gcc")
-                .args(["-shared", "-O2", "-o"])
+                .args(["-shared", "-O2", "-Wall", "-Werror", "-o"])
                 .arg(&dll)
                 .arg(src.join(format!("{name}.c")))
-                .arg(lib)
+                .args(libs)
                 .status()
                 .unwrap_or_else(|e| {
                     panic!("x86_64-w64-mingw32-gcc (gcc-mingw-w64-x86-64, dev/setup-machine): {e}")
@@ -76,8 +86,9 @@ fn shims() -> &'static Shims {
             dll
         };
         Shims {
-            processprng: build("processprng", "-ladvapi32"),
-            revocation: build("revocation", "-lcrypt32"),
+            processprng: build("processprng", &["-ladvapi32"]),
+            revocation: build("revocation", &["-lcrypt32"]),
+            secur32: build("secur32", &[]),
         }
     })
 }
@@ -157,7 +168,34 @@ impl WinHost {
         for exe in ["ad-sync-setup.exe", "ad-sync-agent.exe"] {
             std::fs::copy(build.join(exe), host.bin.join(exe)).unwrap_or_else(|e| panic!("{e}"));
         }
+        std::fs::copy(&shims.secur32, host.bin.join("secur32.dll"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        host.secur32_load_order("native,builtin");
         host
+    }
+
+    /// Leaves the secur32 stand-in out: Wine's own `DecryptMessage` count, for the test that
+    /// shows the defect the stand-in is for.
+    pub fn without_secur32_stand_in(&self) {
+        self.secur32_load_order("builtin");
+    }
+
+    /// Where the product's programs take secur32.dll from: `native,builtin` finds the stand-in
+    /// beside them first (programs elsewhere, such as the installed service under Program
+    /// Files, find none there and use Wine's); `builtin` always Wine's.
+    fn secur32_load_order(&self, order: &str) {
+        for exe in SECUR32_USERS {
+            let key = format!(r"HKCU\Software\Wine\AppDefaults\{exe}\DllOverrides");
+            let out = self.wine(
+                &["reg", "add", &key, "/v", "secur32", "/d", order, "/f"],
+                Duration::from_secs(60),
+            );
+            assert!(
+                out.status.success(),
+                "setting secur32's load order for {exe} failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
     }
 
     /// Leaves the revocation provider out: Wine 8.0's own chain policy, for the test that the
@@ -223,6 +261,20 @@ impl WinHost {
             c,
             Duration::from_secs(240),
             &format!("{name} {}", args.join(" ")),
+        )
+    }
+
+    /// `ad-sync-setup.exe install --answers ANSWERS --no-start --json`, from `C:\adsync-build`.
+    pub fn install_no_start(&self, answers: &Path) -> Output {
+        self.exe(
+            "ad-sync-setup.exe",
+            &[
+                "install",
+                "--answers",
+                &win_path(answers),
+                "--no-start",
+                "--json",
+            ],
         )
     }
 
@@ -373,11 +425,14 @@ fn run_with_input(mut c: Command, input: Option<&str>, limit: Duration, what: &s
 }
 
 /// A TLS relay between a Windows program under Wine and a real TLS server (the Samba DC, the
-/// reference cloud), for one Wine defect: Wine 8.0's SChannel `DecryptMessage`, given part of a
-/// TLS record, reports the *whole* record's size as missing in the second buffer (Windows
-/// reports the bytes still missing), and schannel-rs then waits for bytes that never come: any
-/// record the client receives in two reads hangs until the operation times out. Windows has no
-/// such defect, and the product talks to its DC directly there.
+/// reference cloud), for two Wine defects. The first: Wine's SChannel `DecryptMessage`, given
+/// part of a TLS record, reports the *whole* record's size as missing in the second buffer
+/// (Windows reports the bytes still missing), and schannel-rs then waits for bytes that never
+/// come. The secur32 stand-in (`wine/secur32.c`) corrects that for the programs in
+/// `C:\adsync-build`; the programs the product's own install or the MSI put under Program
+/// Files have no stand-in beside them (the test bed does not write into the product's folder),
+/// and the relay keeps every record they receive whole. Windows has neither defect, and the
+/// product talks to its DC directly there; `tests/windows_tls.rs` does too.
 ///
 /// The relay presents the server's own certificate and key (so the Windows client verifies
 /// what it would verify at the server), followed by the CA that issued it, as AD CS-issued DCs
@@ -391,8 +446,7 @@ fn run_with_input(mut c: Command, input: Option<&str>, limit: Duration, what: &s
 /// unchanged.
 pub struct TlsRelay {
     pub port: u16,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _listening: Listening,
 }
 
 impl TlsRelay {
@@ -427,6 +481,34 @@ impl TlsRelay {
                 .build()
                 .unwrap_or_else(|e| panic!("{e}")),
         );
+        let name = upstream_name.to_string();
+        let listening = Listening::start(move |tcp, peer, port| {
+            let acceptor = acceptor.clone();
+            let connector = connector.clone();
+            let name = name.clone();
+            async move { relay_one(tcp, peer, port, acceptor, connector, upstream, &name).await }
+        });
+        TlsRelay {
+            port: listening.port,
+            _listening: listening,
+        }
+    }
+}
+
+/// A listener on 127.0.0.1 with a runtime and thread of its own, handing every connection to
+/// `one(connection, client address, own port)`; stopped and joined when dropped.
+struct Listening {
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listening {
+    fn start<F, Fut>(one: F) -> Listening
+    where
+        F: Fn(tokio::net::TcpStream, std::net::SocketAddr, u16) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener =
             std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("relay: {e}"));
         listener
@@ -436,7 +518,6 @@ impl TlsRelay {
             .local_addr()
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("{e}"));
-        let name = upstream_name.to_string();
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -445,26 +526,21 @@ impl TlsRelay {
                 .build()
                 .unwrap_or_else(|e| panic!("{e}"));
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener)
-                    .unwrap_or_else(|e| panic!("{e}"));
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("{e}"));
                 loop {
                     tokio::select! {
                         _ = &mut rx => break,
                         accepted = listener.accept() => {
                             let Ok((tcp, peer)) = accepted else { continue };
-                            let acceptor = acceptor.clone();
-                            let connector = connector.clone();
-                            let name = name.clone();
-                            tokio::spawn(async move {
-                                relay_one(tcp, peer, port, acceptor, connector, upstream, &name).await;
-                            });
+                            tokio::spawn(one(tcp, peer, port));
                         }
                     }
                 }
             });
             rt.shutdown_timeout(Duration::from_secs(2));
         });
-        TlsRelay {
+        Listening {
             port,
             stop: Some(tx),
             thread: Some(thread),
@@ -472,7 +548,7 @@ impl TlsRelay {
     }
 }
 
-impl Drop for TlsRelay {
+impl Drop for Listening {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
             tx.send(()).ok();
@@ -568,4 +644,89 @@ async fn wait_until_read(peer: std::net::SocketAddr, port: u16) {
             Some(_) => tokio::time::sleep(Duration::from_millis(1)).await,
         }
     }
+}
+
+/// A TCP relay that hands a Windows program under Wine the server's bytes a few at a time: the
+/// TLS records of every answer (LDAPS, StartTLS once it has started, HTTPS) arrive cut into
+/// pieces of 1, 2, 3 … `TrickleRelay::LARGEST` bytes in turn, each only once the client has
+/// read the one before out of its socket (its receive queue in /proc/net/tcp is empty), so
+/// every read the client makes ends inside a record, at a different place each time: in the
+/// 5-byte record header at each of its boundaries, and anywhere in the body. Requests pass as
+/// they are. It does not end TLS: the client talks to the server itself, with the server's own
+/// certificate, and the bytes are the server's, unchanged.
+///
+/// This is the read path the Wine `DecryptMessage` defect breaks (see `wine/secur32.c`): with
+/// the stand-in every answer is read; without it the first answer whose last record arrives in
+/// two pieces hangs.
+pub struct TrickleRelay {
+    pub port: u16,
+    /// How many pieces the server's bytes were cut into so far, over all connections.
+    pieces: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    _listening: Listening,
+}
+
+impl TrickleRelay {
+    /// The largest piece, in bytes: pieces go 1, 2, … this, then start again at 1.
+    pub const LARGEST: usize = 31;
+
+    pub fn start(upstream: std::net::SocketAddr) -> TrickleRelay {
+        let pieces = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = pieces.clone();
+        let listening = Listening::start(move |tcp, peer, port| {
+            trickle_one(tcp, peer, port, upstream, counted.clone())
+        });
+        TrickleRelay {
+            port: listening.port,
+            pieces,
+            _listening: listening,
+        }
+    }
+
+    pub fn pieces(&self) -> u64 {
+        self.pieces.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+async fn trickle_one(
+    client: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    port: u16,
+    upstream: std::net::SocketAddr,
+    pieces: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    client.set_nodelay(true).ok();
+    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+        return;
+    };
+    server.set_nodelay(true).ok();
+    let (mut c_read, mut c_write) = client.into_split();
+    let (mut s_read, mut s_write) = server.into_split();
+    let requests = async move {
+        tokio::io::copy(&mut c_read, &mut s_write).await.ok();
+        s_write.shutdown().await.ok();
+    };
+    let answers = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut size = 0;
+        'read: loop {
+            let n = match s_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut at = 0;
+            while at < n {
+                size = size % TrickleRelay::LARGEST + 1;
+                let end = (at + size).min(n);
+                if c_write.write_all(&buf[at..end]).await.is_err() {
+                    break 'read;
+                }
+                pieces.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                wait_until_read(peer, port).await;
+                at = end;
+            }
+        }
+        c_write.shutdown().await.ok();
+    };
+    tokio::join!(requests, answers);
 }
