@@ -876,3 +876,53 @@ fn without_systemd_the_install_asks_for_no_start_and_the_unit_verifies_hardened(
     eprintln!("{score}");
     assert!(security.status.success(), "exposure above 2.0:\n{report}");
 }
+
+/// A CA exported by Windows (PKCS#7 for the DC, DER for the cloud) is kept beside the config as
+/// PEM, so `dc-ca.pem` is what its name says, and the agent's next start reads it.
+#[test]
+fn a_ca_file_given_as_der_or_pkcs7_is_kept_as_pem() {
+    let cloud = shared();
+    let key = cloud.issue_key(DOMAIN, None);
+    let (_, p7b) = support::dc_ca_as_windows_exports_it();
+    let cloud_der = fresh_dir("cloud-ca").join("cloud-ca.cer");
+    let cloud_ca =
+        ad_sync::directory::cert::load_ca_file(&cloud.ca).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&cloud_der, &cloud_ca.certs[0]).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = spec(cloud, Some(key));
+    s.ca_file = Some(p7b.clone());
+    s.cloud_ca = Some(cloud_der);
+    let prefix = fresh_dir("ca-formats");
+    let (out, json) = install(&s.write(), &prefix, &[]);
+    assert_eq!(out.status.code(), Some(0), "{json:#}");
+    let step = |id: &str| {
+        json["steps"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["id"] == id))
+            .map(|s| s["message"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_else(|| panic!("no {id}: {json:#}"))
+    };
+    assert!(
+        step("ca.dc").contains("(a PKCS#7 bundle (DER), 1 certificate)"),
+        "{json:#}"
+    );
+    assert!(
+        step("ca.cloud").contains("(DER, 1 certificate)"),
+        "{json:#}"
+    );
+    for (copy, source) in [
+        ("dc-ca.pem", bed_ca_der()),
+        ("cloud-ca.pem", cloud_ca.certs.clone()),
+    ] {
+        let kept = prefix.join("etc/ad-sync").join(copy);
+        let text = std::fs::read_to_string(&kept).unwrap_or_else(|e| panic!("{e}"));
+        assert!(text.starts_with("-----BEGIN CERTIFICATE-----\n"), "{text}");
+        let read = ad_sync::directory::cert::load_ca_file(&kept).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.certs, source, "{copy} holds the same certificates");
+    }
+}
+
+fn bed_ca_der() -> Vec<Vec<u8>> {
+    ad_sync::directory::cert::load_ca_file(&support::bed().dc1.ca_file)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .certs
+}

@@ -189,6 +189,26 @@ fn untrusted_certificate_fails_with_its_details() {
 }
 
 #[test]
+fn a_ca_file_exported_as_der_or_pkcs7_is_trusted_and_the_check_names_its_format() {
+    let (der, p7b) = support::dc_ca_as_windows_exports_it();
+    for (file, words) in [
+        (der, "dc-ca.cer (DER, 1 certificate)"),
+        (p7b, "dc-ca.p7b (a PKCS#7 bundle (DER), 1 certificate)"),
+    ] {
+        let mut s = Spec::good();
+        s.ca_file = Some(file);
+        let r = run_checks(&s);
+        expect(&r, ids::LDAP_TLS, Status::Pass, words);
+        expect(&r, ids::LDAP_BIND, Status::Pass, "logged on");
+    }
+    // A file that is no certificate at all says which formats it takes.
+    let mut s = Spec::good();
+    s.ca_file = Some(s.write().with_file_name("svc.pw"));
+    let r = run_checks(&s);
+    expect(&r, ids::LDAP_TLS, Status::Fail, "PKCS#7");
+}
+
+#[test]
 fn certificate_for_another_name_fails_name_check() {
     let mut s = Spec::good();
     s.dc_host = Some("localhost".into());

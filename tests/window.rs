@@ -420,7 +420,7 @@ fn the_release_wizard_in_a_real_window_reaches_finish_without_a_dn_typed() {
     // 5 Connection security: the DC's CA is trusted from a file.
     w.wait("the certificate", |s| s.has("SHA-256"));
     w.type_into(
-        "Trust this CA file (PEM, optional)",
+        "Trust this CA file (optional)",
         &bed.dc1.ca_file.display().to_string(),
     );
     w.next("connection");
@@ -439,10 +439,7 @@ fn the_release_wizard_in_a_real_window_reaches_finish_without_a_dn_typed() {
     w.next("root-dn");
     // 8 Connect key
     w.type_into("Cloud URL", &cloud.url);
-    w.type_into(
-        "Cloud CA file (PEM, optional)",
-        &cloud.ca.display().to_string(),
-    );
+    w.type_into("Cloud CA file (optional)", &cloud.ca.display().to_string());
     w.type_into("Connect key", &key);
     w.wait("the key's format", |s| {
         s.has("Format and checksum are right")

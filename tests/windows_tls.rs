@@ -260,14 +260,37 @@ fn the_windows_agent_syncs_every_size_directly_over_ldaps_and_https() {
     spec.root_dn = root.clone();
     spec.sync_group_dn = Some(group_dn.clone());
 
-    // `check` straight against the DC, full control, over LDAPS and over StartTLS.
-    for security in ["ldaps", "starttls"] {
+    // `check` straight against the DC, full control, over LDAPS and over StartTLS; the DC's
+    // CA as Windows exports it too (DER .cer, PKCS#7 .p7b), named in the check.
+    let (der, p7b) = support::dc_ca_as_windows_exports_it();
+    let pem = spec.ca_file.clone();
+    for (security, ca, read_as) in [
+        ("ldaps", pem.clone(), "(PEM, 1 certificate)"),
+        (
+            "starttls",
+            Some(PathBuf::from(win_path(&der))),
+            "(DER, 1 certificate)",
+        ),
+        (
+            "ldaps",
+            Some(PathBuf::from(win_path(&p7b))),
+            "(a PKCS#7 bundle (DER), 1 certificate)",
+        ),
+    ] {
         spec.security = security;
+        spec.ca_file = ca;
         let (out, v) = win_check(&host, &spec);
         assert_exit_0(&out, &v);
         assert_eq!(status_of(&v, "root_dn.delegation"), "pass", "{v:#}");
+        let tls = v["checks"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["id"] == "ldap.tls"))
+            .map(|c| c["detail"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        assert!(tls.contains(read_as), "{security}: {tls}");
     }
     spec.security = "ldaps";
+    spec.ca_file = pem;
     let answers = spec.write();
     let out = host.install_no_start(&answers);
     let v = json(&out);

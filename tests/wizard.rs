@@ -259,7 +259,7 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
     assert!(h.get_by_label("Next").accesskit_node().is_disabled());
     set(
         &mut h,
-        "Trust this CA file (PEM, optional)",
+        "Trust this CA file (optional)",
         &bed.dc1.ca_file.display().to_string(),
     );
     wait_page_passes(&mut h, "Connection security");
@@ -324,7 +324,7 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
     set(&mut h, "Cloud URL", &cloud.url);
     set(
         &mut h,
-        "Cloud CA file (PEM, optional)",
+        "Cloud CA file (optional)",
         &cloud.ca.display().to_string(),
     );
     set(&mut h, "Connect key", &key);
@@ -451,7 +451,7 @@ impl Good {
             "Domain controller" => set(h, "Domain controller (FQDN)", testbed::DC1_HOST),
             "Connection security" => set(
                 h,
-                "Trust this CA file (PEM, optional)",
+                "Trust this CA file (optional)",
                 &bed.dc1.ca_file.display().to_string(),
             ),
             "Root User container" => set(h, "Root User container", "OU=Staff;DC=example;DC=com"),
@@ -467,7 +467,7 @@ impl Good {
                 set(h, "Cloud URL", &cloud.url);
                 set(
                     h,
-                    "Cloud CA file (PEM, optional)",
+                    "Cloud CA file (optional)",
                     &cloud.ca.display().to_string(),
                 );
                 set(h, "Connect key", &self.key);
@@ -593,7 +593,7 @@ fn connect_key_page_flags_a_typo_at_once_accepts_a_pasted_key_and_refuses_a_used
     set(&mut h, "Cloud URL", &cloud.url);
     set(
         &mut h,
-        "Cloud CA file (PEM, optional)",
+        "Cloud CA file (optional)",
         &cloud.ca.display().to_string(),
     );
     // One character changed: refused on the page, before the cloud is asked.
@@ -1450,12 +1450,12 @@ fn nothing_typed_into_any_field_panics() {
         "Domain controller (FQDN)",
         "Domain to search",
         "Port (empty for the default)",
-        "Trust this CA file (PEM, optional)",
+        "Trust this CA file (optional)",
         "Root User container",
         "Service account",
         "Password",
         "Cloud URL",
-        "Cloud CA file (PEM, optional)",
+        "Cloud CA file (optional)",
         "Connect key",
         "Sync group",
         "Export to",

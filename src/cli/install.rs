@@ -210,7 +210,10 @@ fn print_where(plan: &Plan) {
     let l = &plan.layout;
     println!("  config:  {}", l.real(&l.config).display());
     println!("  secrets: {}", plan.secret_store);
-    println!("  logs:    {}", l.real(&l.log_dir).display());
+    println!(
+        "  logs:    {}",
+        crate::install::service::where_to_read_logs(&l.real(&l.log_dir), plan.service.name)
+    );
     println!(
         "  service: {} ({})",
         plan.service.name,

@@ -289,7 +289,9 @@ pub fn wine_verifiable_tls(dir: &Path) {
         names: default_names(&listen, &[]),
     };
     let der = |name: &str| {
-        load_ca_file(&dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        load_ca_file(&dir.join(name))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .certs
     };
     for _ in 0..1000 {
         // The cloud's own `--self-signed` making (it makes the files only when missing).

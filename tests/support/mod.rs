@@ -214,3 +214,30 @@ pub fn setup_cli(args: &[&str]) -> Output {
         .output()
         .unwrap_or_else(|e| panic!("run ad-sync-setup: {e}"))
 }
+
+/// The DC's CA as Windows' certificate export writes it: DER (`.cer`) and a PKCS#7 bundle
+/// (`.p7b`, made by OpenSSL's `crl2pkcs7`, not by the product's own code), in a fresh folder.
+pub fn dc_ca_as_windows_exports_it() -> (std::path::PathBuf, std::path::PathBuf) {
+    let pem = bed().dc1.ca_file.clone();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ca-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let openssl = |args: &[&str], out: &Path| {
+        let done = std::process::Command::new("openssl")
+            .args(args)
+            .arg(&pem)
+            .arg("-out")
+            .arg(out)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl (dev/setup-machine): {e}"));
+        assert!(done.status.success(), "openssl {args:?}: {done:?}");
+    };
+    let der = dir.join("dc-ca.cer");
+    openssl(&["x509", "-outform", "DER", "-in"], &der);
+    let p7b = dir.join("dc-ca.p7b");
+    openssl(
+        &["crl2pkcs7", "-nocrl", "-outform", "DER", "-certfile"],
+        &p7b,
+    );
+    (der, p7b)
+}

@@ -215,7 +215,12 @@ impl State {
                 let chosen = match target {
                     PickTarget::Folder => dialog.pick_folder(),
                     PickTarget::LdapCa | PickTarget::CloudCa => dialog
-                        .add_filter("PEM certificates", &["pem", "crt", "cer"])
+                        // As Windows, AD CS and OpenSSL export a CA: DER or Base-64 .cer/.crt,
+                        // PEM, PKCS#7 bundles. The check reads the content, not the name.
+                        .add_filter(
+                            "CA certificates (.cer, .crt, .pem, .p7b)",
+                            &["cer", "crt", "pem", "der", "p7b", "p7c"],
+                        )
                         .add_filter("All files", &["*"])
                         .pick_file(),
                     PickTarget::Export => dialog

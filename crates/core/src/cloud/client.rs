@@ -117,7 +117,7 @@ impl CloudError {
                 "Give the cloud's base address, like https://cloud.example.com".into()
             }
             CloudError::CaFile(_) => {
-                "Point [cloud] ca_file at a PEM file with the cloud's CA certificate".into()
+                "Point [cloud] ca_file at the cloud's CA certificate: PEM, DER (.cer, .crt) or a PKCS#7 bundle (.p7b)".into()
             }
             CloudError::Dns { .. } => "Check the URL's spelling and this server's DNS servers (nslookup <host>).".into(),
             CloudError::Refused { .. } => {
@@ -316,6 +316,9 @@ pub struct CloudClient {
     port: u16,
     proxy: Option<ProxyChoice>,
     timeout: Duration,
+    /// The `ca_file` trusted besides the system's roots, as read: "ca.p7b (a PKCS#7 bundle
+    /// (DER), 2 certificates)".
+    ca_file: Option<String>,
 }
 
 /// The largest answer read from the cloud. The biggest legitimate one, the names of a large
@@ -363,9 +366,12 @@ impl CloudClient {
             .redirect(reqwest::redirect::Policy::none())
             .https_only(true)
             .user_agent(concat!("ad-sync/", env!("CARGO_PKG_VERSION")));
+        let mut ca_read = None;
         if let Some(ca) = &opts.ca_file {
             let ders = cert::load_ca_file(ca).map_err(|e| CloudError::CaFile(e.to_string()))?;
+            ca_read = Some(format!("{} ({})", ca.display(), ders.describe()));
             let certs = ders
+                .certs
                 .iter()
                 .map(|d| reqwest::Certificate::from_der(d))
                 .collect::<Result<Vec<_>, _>>()
@@ -392,7 +398,13 @@ impl CloudClient {
             port,
             proxy,
             timeout: opts.timeout,
+            ca_file: ca_read,
         })
+    }
+
+    /// The `ca_file` trusted besides the system's roots, and what it held.
+    pub fn ca_file(&self) -> Option<&str> {
+        self.ca_file.as_deref()
     }
 
     pub fn host(&self) -> &str {

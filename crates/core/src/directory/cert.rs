@@ -295,44 +295,190 @@ pub enum CaFileError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path} holds no PEM certificate (expected -----BEGIN CERTIFICATE----- blocks)")]
+    #[error(
+        "{path} holds no certificate: expected the CA's certificate as PEM (-----BEGIN CERTIFICATE-----), DER (a .cer or .crt file as Windows exports it) or a PKCS#7 bundle (.p7b)"
+    )]
     Empty { path: String },
-    #[error("{path}: certificate {index} is not valid: {reason}")]
+    #[error("{path}: {what} is not valid: {reason}")]
     Invalid {
         path: String,
-        index: usize,
+        /// Which part: "certificate 2", "PEM block 1", "the file".
+        what: String,
         reason: String,
     },
 }
 
-/// Reads every PEM certificate in a CA file, as DER.
-pub fn load_ca_file(path: &Path) -> Result<Vec<Vec<u8>>, CaFileError> {
+/// How a CA file is written. Windows' certificate export writes DER (`.cer`, `.crt`) or
+/// Base-64 (PEM, often named `.cer` too) and PKCS#7 bundles (`.p7b`, DER or PEM); AD CS hands
+/// out the same. The content decides, never the file's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaFormat {
+    Pem,
+    Der,
+    Pkcs7Der,
+    Pkcs7Pem,
+}
+
+impl CaFormat {
+    pub fn words(self) -> &'static str {
+        match self {
+            CaFormat::Pem => "PEM",
+            CaFormat::Der => "DER",
+            CaFormat::Pkcs7Der => "a PKCS#7 bundle (DER)",
+            CaFormat::Pkcs7Pem => "a PKCS#7 bundle (PEM)",
+        }
+    }
+}
+
+/// The certificates of a CA file, as DER, and how the file was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    pub format: CaFormat,
+    pub certs: Vec<Vec<u8>>,
+}
+
+impl CaFile {
+    /// "DER, 1 certificate", for the checks' words.
+    pub fn describe(&self) -> String {
+        let n = self.certs.len();
+        format!(
+            "{}, {n} certificate{}",
+            self.format.words(),
+            if n == 1 { "" } else { "s" }
+        )
+    }
+
+    /// The certificates as PEM, whatever the file was: what the install keeps beside the
+    /// config, so that the copy named `dc-ca.pem` is PEM.
+    pub fn to_pem(&self) -> String {
+        self.certs
+            .iter()
+            .map(|der| pem_block("CERTIFICATE", der))
+            .collect()
+    }
+}
+
+/// One PEM block: base64 in lines of 64, as RFC 7468 writes it.
+pub fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Reads every certificate in a CA file (PEM, DER or PKCS#7), as DER.
+pub fn load_ca_file(path: &Path) -> Result<CaFile, CaFileError> {
     let shown = path.display().to_string();
     let data = std::fs::read(path).map_err(|source| CaFileError::Read {
         path: shown.clone(),
         source,
     })?;
-    let mut out = Vec::new();
-    for (i, pem) in x509_parser::pem::Pem::iter_from_buffer(&data).enumerate() {
-        let pem = pem.map_err(|e| CaFileError::Invalid {
-            path: shown.clone(),
-            index: i + 1,
-            reason: e.to_string(),
-        })?;
-        if pem.label != "CERTIFICATE" {
-            continue;
+    parse_ca(&data).map_err(|e| match e {
+        CaParseError::Empty => CaFileError::Empty { path: shown },
+        CaParseError::Invalid { what, reason } => CaFileError::Invalid {
+            path: shown,
+            what,
+            reason,
+        },
+    })
+}
+
+/// Why a CA file's bytes are not usable (the path is added by `load_ca_file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaParseError {
+    Empty,
+    Invalid { what: String, reason: String },
+}
+
+/// The certificates in a CA file's bytes, whichever way it is written.
+pub fn parse_ca(data: &[u8]) -> Result<CaFile, CaParseError> {
+    // PEM may have text around its blocks (`openssl x509 -text`, a bundle's subject lines).
+    let pem_text = data.windows(11).any(|w| w == b"-----BEGIN ");
+    let (format, certs) = if pem_text {
+        let mut certs = Vec::new();
+        let mut bundle = false;
+        for (i, pem) in x509_parser::pem::Pem::iter_from_buffer(data).enumerate() {
+            let pem = pem.map_err(|e| CaParseError::Invalid {
+                what: format!("PEM block {}", i + 1),
+                reason: e.to_string(),
+            })?;
+            match pem.label.as_str() {
+                "CERTIFICATE" => certs.push(pem.contents),
+                "PKCS7" | "CMS" => {
+                    bundle = true;
+                    certs.extend(pkcs7_certificates(&pem.contents)?);
+                }
+                _ => {}
+            }
         }
-        if X509Certificate::from_der(&pem.contents).is_err() {
-            return Err(CaFileError::Invalid {
-                path: shown,
-                index: i + 1,
-                reason: "not an X.509 certificate".into(),
+        let format = if bundle {
+            CaFormat::Pkcs7Pem
+        } else {
+            CaFormat::Pem
+        };
+        (format, certs)
+    } else if data.is_empty() {
+        return Err(CaParseError::Empty);
+    } else if X509Certificate::from_der(data).is_ok_and(|(rest, _)| rest.is_empty()) {
+        (CaFormat::Der, vec![data.to_vec()])
+    } else {
+        (CaFormat::Pkcs7Der, pkcs7_certificates(data)?)
+    };
+    if certs.is_empty() {
+        return Err(CaParseError::Empty);
+    }
+    for (i, der) in certs.iter().enumerate() {
+        if let Err(e) = X509Certificate::from_der(der) {
+            return Err(CaParseError::Invalid {
+                what: format!("certificate {}", i + 1),
+                reason: format!("not an X.509 certificate ({e})"),
             });
         }
-        out.push(pem.contents);
     }
-    if out.is_empty() {
-        return Err(CaFileError::Empty { path: shown });
+    Ok(CaFile { format, certs })
+}
+
+/// The certificates of a PKCS#7 (CMS SignedData, RFC 5652) bundle, as DER.
+fn pkcs7_certificates(der_bytes: &[u8]) -> Result<Vec<Vec<u8>>, CaParseError> {
+    use der::{Decode, Encode};
+    const SIGNED_DATA: der::asn1::ObjectIdentifier =
+        der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
+    let invalid = |reason: String| CaParseError::Invalid {
+        what: "the file".into(),
+        reason,
+    };
+    let info = cms::content_info::ContentInfo::from_der(der_bytes).map_err(|e| {
+        invalid(format!(
+            "neither a DER certificate nor a PKCS#7 bundle ({e}); export the CA certificate again as DER, Base-64 or .p7b"
+        ))
+    })?;
+    if info.content_type != SIGNED_DATA {
+        return Err(invalid(format!(
+            "a PKCS#7 message of type {} holds no certificates (a .p7b bundle is signed data, {SIGNED_DATA})",
+            info.content_type
+        )));
+    }
+    let signed: cms::signed_data::SignedData = info
+        .content
+        .decode_as()
+        .map_err(|e| invalid(format!("its PKCS#7 signed data cannot be read: {e}")))?;
+    let mut out = Vec::new();
+    for choice in signed
+        .certificates
+        .map(|set| set.0.into_vec())
+        .unwrap_or_default()
+    {
+        if let cms::cert::CertificateChoices::Certificate(c) = choice {
+            out.push(
+                c.to_der()
+                    .map_err(|e| invalid(format!("a certificate in it cannot be read: {e}")))?,
+            );
+        }
     }
     Ok(out)
 }
@@ -401,6 +547,136 @@ async fn read_one_ber_message(tcp: &mut TcpStream) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two CA certificates made here, as DER.
+    fn two_cas() -> Vec<Vec<u8>> {
+        ["Corp Root CA", "Corp Issuing CA"]
+            .iter()
+            .map(|name| {
+                let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+                let mut p = rcgen::CertificateParams::new(Vec::<String>::new())
+                    .unwrap_or_else(|e| panic!("{e}"));
+                p.distinguished_name.push(rcgen::DnType::CommonName, *name);
+                p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+                p.self_signed(&key)
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .der()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    /// PEM as Windows' "Base-64 encoded X.509" export writes it: CRLF line ends.
+    fn pem(label: &str, der: &[u8]) -> String {
+        pem_block(label, der).replace('\n', "\r\n")
+    }
+
+    /// A certs-only PKCS#7 bundle (what Windows' "Cryptographic Message Syntax Standard -
+    /// PKCS #7 Certificates (.P7B)" export writes), as DER.
+    fn p7b(ders: &[Vec<u8>]) -> Vec<u8> {
+        use der::{Decode, Encode};
+        let certs: Vec<cms::cert::x509::Certificate> = ders
+            .iter()
+            .map(|d| cms::cert::x509::Certificate::from_der(d).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        cms::content_info::ContentInfo::try_from(certs)
+            .and_then(|ci| ci.to_der())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_ca_file_is_read_as_windows_and_openssl_write_it() {
+        let cas = two_cas();
+        let one = std::slice::from_ref(&cas[0]);
+        // (what, the file's bytes, read as, the certificates in it)
+        type Case<'a> = (&'a str, Vec<u8>, CaFormat, &'a [Vec<u8>]);
+        let cases: Vec<Case> = vec![
+            (
+                "PEM",
+                pem("CERTIFICATE", &cas[0]).into_bytes(),
+                CaFormat::Pem,
+                one,
+            ),
+            (
+                "PEM, two, with text around them",
+                format!(
+                    "Corp Root CA\n{}\nsubject=Corp Issuing CA\n{}",
+                    pem("CERTIFICATE", &cas[0]),
+                    pem("CERTIFICATE", &cas[1])
+                )
+                .into_bytes(),
+                CaFormat::Pem,
+                &cas,
+            ),
+            ("DER .cer", cas[0].clone(), CaFormat::Der, one),
+            ("PKCS#7 .p7b, DER", p7b(&cas), CaFormat::Pkcs7Der, &cas),
+            ("PKCS#7, one", p7b(one), CaFormat::Pkcs7Der, one),
+            (
+                "PKCS#7, PEM",
+                pem("PKCS7", &p7b(&cas)).into_bytes(),
+                CaFormat::Pkcs7Pem,
+                &cas,
+            ),
+        ];
+        for (name, bytes, format, want) in cases {
+            let got = parse_ca(&bytes).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            assert_eq!(got.format, format, "{name}");
+            assert_eq!(got.certs, want, "{name}");
+        }
+        assert_eq!(
+            parse_ca(&p7b(&cas)).map(|c| c.describe()),
+            Ok("a PKCS#7 bundle (DER), 2 certificates".to_string())
+        );
+        assert_eq!(
+            parse_ca(&cas[1]).map(|c| c.describe()),
+            Ok("DER, 1 certificate".to_string())
+        );
+        // What the install keeps is PEM, and reads back as the same certificates.
+        let bundle = parse_ca(&p7b(&cas)).unwrap_or_else(|e| panic!("{e:?}"));
+        let kept = parse_ca(bundle.to_pem().as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((kept.format, kept.certs), (CaFormat::Pem, cas.clone()));
+    }
+
+    #[test]
+    fn a_ca_file_that_is_not_one_says_what_it_is() {
+        let cas = two_cas();
+        assert_eq!(parse_ca(b""), Err(CaParseError::Empty));
+        assert_eq!(
+            parse_ca(pem("PRIVATE KEY", &[1, 2, 3]).as_bytes()),
+            Err(CaParseError::Empty),
+            "a key file holds no certificate"
+        );
+        let Err(CaParseError::Invalid { what, reason }) = parse_ca(b"\x30\x03\x02\x01\x01") else {
+            panic!("not a certificate")
+        };
+        assert_eq!(what, "the file");
+        assert!(
+            reason.contains("neither a DER certificate nor a PKCS#7 bundle"),
+            "{reason}"
+        );
+        // A DER certificate with bytes after it is no DER certificate.
+        let mut trailing = cas[0].clone();
+        trailing.extend_from_slice(b"junk");
+        assert!(matches!(
+            parse_ca(&trailing),
+            Err(CaParseError::Invalid { .. })
+        ));
+        // A PEM block labelled CERTIFICATE that holds something else.
+        let Err(CaParseError::Invalid { what, .. }) =
+            parse_ca(pem("CERTIFICATE", &[0x30, 0x00]).as_bytes())
+        else {
+            panic!("not a certificate")
+        };
+        assert_eq!(what, "certificate 1");
+        let e = CaFileError::Empty {
+            path: "C:\\ca.txt".into(),
+        }
+        .to_string();
+        assert!(
+            e.contains("PEM") && e.contains("DER") && e.contains(".p7b"),
+            "names every format it takes: {e}"
+        );
+    }
 
     fn info(names: &[&str], subject: &str) -> CertInfo {
         CertInfo {

@@ -115,6 +115,9 @@ pub struct Connection {
     pub session: Option<Session>,
     /// TCP connections opened, the diagnostic certificate read included.
     pub connections_opened: u32,
+    /// The `ca_file` trusted besides the system's roots, as read: "C:\ca.cer (DER, 1
+    /// certificate)".
+    pub ca_file: Option<String>,
 }
 
 pub async fn connect(opts: &ConnectOptions) -> Connection {
@@ -129,6 +132,7 @@ pub async fn connect(opts: &ConnectOptions) -> Connection {
         fallback: Fallback::NotNeeded,
         session: None,
         connections_opened: 0,
+        ca_file: None,
     };
     out.resolved = resolve(&opts.host, secure_port, opts.connect_timeout).await;
     let Ok(addrs) = out.resolved.clone() else {
@@ -141,7 +145,8 @@ pub async fn connect(opts: &ConnectOptions) -> Connection {
         out.connections_opened += 1;
         let tls = open_secure(opts, addr, tcp).await;
         match tls {
-            Ok(session) => {
+            Ok((session, ca_file)) => {
+                out.ca_file = ca_file;
                 out.tls = Some(Ok(()));
                 out.session = Some(session);
                 return out;
@@ -238,11 +243,12 @@ enum Mode {
     Plain,
 }
 
+/// The session, and what the `ca_file` held when one is set.
 async fn open_secure(
     opts: &ConnectOptions,
     addr: SocketAddr,
     tcp: TcpStream,
-) -> Result<Session, TlsFailure> {
+) -> Result<(Session, Option<String>), TlsFailure> {
     let mut failure = TlsFailure {
         message: String::new(),
         cert: None,
@@ -251,7 +257,7 @@ async fn open_secure(
         starttls_refused: false,
         timed_out: false,
     };
-    let connector = match tls_connector(opts) {
+    let (connector, ca_file) = match tls_connector(opts) {
         Ok(c) => c,
         Err(e) => {
             failure.message = e.clone();
@@ -264,7 +270,7 @@ async fn open_secure(
         Security::Starttls => Mode::StartTls,
     };
     match open_ldap(opts, tcp, mode, opts.secure_port(), Some(connector)).await {
-        Ok(session) => Ok(session),
+        Ok(session) => Ok((session, ca_file)),
         Err(e) => {
             failure.timed_out = matches!(e, OpenError::TimedOut(_));
             failure.starttls_refused = matches!(e, OpenError::StartTlsRefused(_));
@@ -289,19 +295,26 @@ async fn open_secure(
     }
 }
 
-fn tls_connector(opts: &ConnectOptions) -> Result<native_tls::TlsConnector, String> {
+/// The connector, trusting `ca_file`'s certificates besides the system's roots, and what the
+/// file held.
+fn tls_connector(
+    opts: &ConnectOptions,
+) -> Result<(native_tls::TlsConnector, Option<String>), String> {
     let mut builder = native_tls::TlsConnector::builder();
+    let mut read = None;
     if let Some(path) = &opts.ca_file {
-        let ders = cert::load_ca_file(path).map_err(|e| e.to_string())?;
-        for der in ders {
-            let c = native_tls::Certificate::from_der(&der)
+        let ca = cert::load_ca_file(path).map_err(|e| e.to_string())?;
+        for der in &ca.certs {
+            let c = native_tls::Certificate::from_der(der)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             builder.add_root_certificate(c);
         }
+        read = Some(format!("{} ({})", path.display(), ca.describe()));
     }
-    builder
+    let connector = builder
         .build()
-        .map_err(|e| format!("the TLS library could not be set up: {e}"))
+        .map_err(|e| format!("the TLS library could not be set up: {e}"))?;
+    Ok((connector, read))
 }
 
 /// Why `open_ldap` failed, decided from ldap3's error type rather than its wording.

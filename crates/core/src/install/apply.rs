@@ -375,15 +375,22 @@ impl Run<'_> {
         ))
     }
 
+    /// The CA file kept beside the config, as PEM whatever the administrator gave (DER,
+    /// PKCS#7): the copy is named `*-ca.pem` and the agent reads it years later.
     fn ca(&mut self, ca: Ca, from: &Path, to: &Path) -> Result<String, StepError> {
-        let bytes = std::fs::read(from).map_err(|e| {
+        let read = crate::directory::cert::load_ca_file(from).map_err(|e| {
             err(
-                format!("{} {}: {e}", ca.field(), from.display()),
+                format!("{} {e}", ca.field()),
                 "Check the path; the checks read it a moment ago.",
             )
         })?;
-        self.write(to, &bytes, 0o644)?;
-        Ok(format!("{} written", to.display()))
+        self.write(to, read.to_pem().as_bytes(), 0o644)?;
+        Ok(format!(
+            "{} written as PEM from {} ({})",
+            to.display(),
+            from.display(),
+            read.describe()
+        ))
     }
 
     fn store(&self) -> crate::secrets::FileStore {

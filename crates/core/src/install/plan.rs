@@ -410,7 +410,7 @@ impl Plan {
             };
             let to = layout.real(&layout.ca_copy(ca.as_str()));
             let detail = format!(
-                "copy {} to {} (the service cannot read home folders)",
+                "copy {} to {} as PEM (the service cannot read home folders)",
                 from.display(),
                 to.display()
             );

@@ -99,6 +99,23 @@ impl ServiceDef {
 pub const EVENT_SOURCE_KEY: &str =
     r"HKLM\SYSTEM\CurrentControlSet\Services\EventLog\Application\ad-sync-agent";
 
+/// Where an administrator reads what the agent did, in the platform's own words: its log
+/// folder, and Event Viewer's Application log on Windows or the journal on Linux.
+pub fn where_to_read_logs(log_dir: &std::path::Path, service: &str) -> String {
+    logs_words(cfg!(windows), log_dir, service)
+}
+
+fn logs_words(windows: bool, log_dir: &std::path::Path, service: &str) -> String {
+    if windows {
+        format!(
+            "{}, and Event Viewer (Windows Logs > Application, source {service}) for warnings and errors",
+            log_dir.display()
+        )
+    } else {
+        format!("{} (and journalctl -u {service})", log_dir.display())
+    }
+}
+
 /// The message file: EventCreate.exe (in every Windows since XP) defines ids 1 to 1000 as the
 /// text given, so Event Viewer shows the agent's message as it is.
 pub const EVENT_MESSAGE_FILE: &str = r"%SystemRoot%\System32\EventCreate.exe";
@@ -548,6 +565,27 @@ pub mod scm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_administrator_is_sent_to_the_platforms_own_logs() {
+        let words = logs_words(
+            true,
+            std::path::Path::new(r"C:\ProgramData\ad-sync\logs"),
+            "ad-sync-agent",
+        );
+        assert!(
+            words.starts_with(r"C:\ProgramData\ad-sync\logs, and Event Viewer")
+                && words.contains("source ad-sync-agent")
+                && !words.contains("journalctl"),
+            "{words}"
+        );
+        let words = logs_words(
+            false,
+            std::path::Path::new("/var/log/ad-sync"),
+            "ad-sync-agent",
+        );
+        assert_eq!(words, "/var/log/ad-sync (and journalctl -u ad-sync-agent)");
+    }
 
     #[test]
     fn the_unit_hands_secrets_over_as_credentials_and_names_no_secret() {

@@ -93,7 +93,10 @@ async fn network_checks(answers: &Answers, out: &mut Vec<CheckResult>) -> Result
             "the cloud's certificate is trusted; agent API v{} (server {})",
             health.api, health.version
         ),
-        "",
+        client
+            .ca_file()
+            .map(|ca| format!("ca_file: {ca}"))
+            .unwrap_or_default(),
     ));
 
     let key = answers

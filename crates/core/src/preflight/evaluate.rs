@@ -131,7 +131,10 @@ pub fn connection(conn: &Connection) -> Vec<CheckResult> {
             format!(
                 "{sec} to {host}:{port} is encrypted and the certificate is trusted for {host}"
             ),
-            REVOCATION_NOTE,
+            match &conn.ca_file {
+                Some(ca) => format!("{REVOCATION_NOTE}\nca_file: {ca}"),
+                None => REVOCATION_NOTE.to_string(),
+            },
         )),
         Some(Err(f)) => {
             let (summary, fix) = tls_words(host, conn.security, f);
@@ -202,7 +205,7 @@ fn tls_words(
     if let Some(e) = &f.ca_file_error {
         return (
             format!("[ldap] ca_file cannot be used: {e}"),
-            "Point ca_file at the PEM file of the CA that issued the DC's certificate, or remove it to use the system's trusted roots.".into(),
+            "Point ca_file at the certificate of the CA that issued the DC's certificate (PEM, DER .cer/.crt or a PKCS#7 .p7b, as Windows exports it), or remove it to use the system's trusted roots.".into(),
         );
     }
     if f.starttls_refused {
@@ -247,7 +250,7 @@ fn tls_words(
         ),
         (Some(CertProblem::Untrusted), Some(c)) => (
             format!("the DC's certificate is not issued by a CA this machine trusts (issuer: {})", c.issuer),
-            "If the fingerprint below is the DC's, trust its CA: export the CA certificate as PEM and set [ldap] ca_file to it (or add it to this machine's trusted roots).".into(),
+            "If the fingerprint below is the DC's, trust its CA: export the CA certificate (any format Windows offers: DER .cer, Base-64 .cer or a .p7b bundle) and set [ldap] ca_file to it (or add it to this machine's trusted roots).".into(),
         ),
         _ => (
             format!("{sec} handshake with {host} failed: {}", f.message),

@@ -43,8 +43,8 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     s.path_field(
         ui,
         PickTarget::CloudCa,
-        "Cloud CA file (PEM, optional)",
-        "trusted besides the system roots",
+        "Cloud CA file (optional)",
+        "PEM, DER or .p7b; trusted besides the system roots",
         "Browse for cloud CA…",
     );
     let key_ids: &[&str] = if s.upgrade() {

@@ -38,8 +38,12 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     s.path_field(
         ui,
         PickTarget::LdapCa,
-        "Trust this CA file (PEM, optional)",
-        "/etc/ad-sync/dc-ca.pem",
+        "Trust this CA file (optional)",
+        if cfg!(windows) {
+            r"C:\certs\dc-ca.cer (PEM, DER or .p7b)"
+        } else {
+            "/etc/ad-sync/dc-ca.pem (PEM, DER or .p7b)"
+        },
         "Browse for CA file…",
     );
     ui.checkbox(

@@ -33,11 +33,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     row("Secrets", plan.secret_store.clone());
     row(
         "Logs",
-        format!(
-            "{} (and journalctl -u {})",
-            l.real(&l.log_dir).display(),
-            plan.service.name
-        ),
+        ad_sync_core::install::service::where_to_read_logs(&l.real(&l.log_dir), plan.service.name),
     );
     row(
         "Service",

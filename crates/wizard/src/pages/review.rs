@@ -167,7 +167,11 @@ fn export(s: &mut State, ui: &mut Ui) {
         ui,
         PickTarget::Export,
         "Export to",
-        "/root/ad-sync-answers.toml",
+        if cfg!(windows) {
+            r"C:\Users\Administrator\Documents\ad-sync-answers.toml"
+        } else {
+            "/root/ad-sync-answers.toml"
+        },
         "Browse for export file…",
     );
     if ui
