@@ -134,7 +134,7 @@ fn every_answer_is_read_when_its_tls_records_arrive_cut_at_every_place() {
     );
 }
 
-/// `n` children of one kind under `parent`, added as the domain's administrator.
+/// Adds each entry (its DN and attributes) as the domain's administrator.
 async fn add_all(
     ldap: &mut ldap3::Ldap,
     entries: impl IntoIterator<Item = (String, Vec<(&'static str, Vec<String>)>)>,

@@ -5,6 +5,7 @@
 //! the pieces it writes with; `checks` adds the install's own checks to the preflight ones;
 //! `uninstall` takes it all away again.
 
+pub mod access;
 pub mod apply;
 pub mod checks;
 pub mod config;
