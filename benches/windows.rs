@@ -96,6 +96,12 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-windows");
     std::fs::remove_dir_all(&root).ok();
     std::fs::create_dir_all(&root).unwrap_or_else(|e| panic!("{e}"));
+    // lmdb, as the agent bench: with tdb each add costs more as the database grows, which would
+    // charge whichever build's first sync runs second for the first one's 2,000 users.
+    // SAFETY: set before any thread is started.
+    unsafe {
+        std::env::set_var("TESTBED_BACKEND_STORE", "mdb");
+    }
     let mut bed = match testbed::Testbed::start(&root) {
         Ok(b) => b,
         Err(e) => {

@@ -426,6 +426,43 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
         );
     }
     assert!(host.c(r"Program Files\ad-sync\ad-sync-agent.exe").is_file());
+    // Who may do what, as the plan decided it (descriptors set through the Win32 API; Wine
+    // keeps no ACLs, so the effect is the access model's, in core's install::access tests):
+    // the service changes only its state and logs, and no other account reads the config or
+    // a secret. The state and logs folders exist from the install on.
+    let access = v["plan"]["access"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no access statement: {v:#}"));
+    let stated = |end: &str| {
+        access
+            .iter()
+            .find(|r| r["path"].as_str().is_some_and(|p| p.ends_with(end)))
+            .unwrap_or_else(|| panic!("no {end} in {access:#?}"))
+    };
+    for (end, service, users) in [
+        (r"ad-sync\state", "modify", "none"),
+        (r"ad-sync\logs", "modify", "none"),
+        (r"ad-sync\secrets", "read", "none"),
+        ("agent.toml", "read", "none"),
+        (r"Program Files\ad-sync", "read", "read"),
+    ] {
+        let r = stated(end);
+        assert_eq!(
+            (r["service"].as_str(), r["users"].as_str()),
+            (Some(service), Some(users)),
+            "{r}"
+        );
+        assert_eq!(r["administrators"], "full control", "{r}");
+    }
+    assert!(
+        stated(r"ad-sync\secrets")["sddl"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("O:BAD:PAI")),
+        "owned by Administrators, nothing inherited: {access:#?}"
+    );
+    for dir in [r"ProgramData\ad-sync\state", r"ProgramData\ad-sync\logs"] {
+        assert!(host.c(dir).is_dir(), "{dir} made by the install");
+    }
     let listed = cloud.admin_ok(&["agents"]);
     assert!(listed.contains(&agent_id), "{listed}");
     let k = ad_sync::connect_key::ConnectKey::parse(&key).unwrap_or_else(|e| panic!("{e}"));

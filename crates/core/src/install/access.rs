@@ -434,6 +434,57 @@ pub fn plan(layout: &crate::install::layout::Layout, service: &str) -> Vec<PathA
     out
 }
 
+/// One row of what `install --dry-run --json` prints under `access`: a path, the descriptor
+/// it gets, and what that gives each kind of account, in words, as the model evaluates it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Statement {
+    pub path: String,
+    /// `None`: it inherits from its folder.
+    pub sddl: Option<String>,
+    /// The service's own account (NT SERVICE\<name>).
+    pub service: &'static str,
+    pub system: &'static str,
+    pub administrators: &'static str,
+    /// Any other account (Users, Authenticated Users, Everyone).
+    pub users: &'static str,
+}
+
+/// What `plan` gives each account on each path; for a folder, on the files in it.
+pub fn statement(layout: &crate::install::layout::Layout, service: &str) -> Vec<Statement> {
+    let svc = service_sid(service);
+    let service_token: [&str; 5] = [&svc, SERVICE, AUTHENTICATED_USERS, USERS, EVERYONE];
+    let user_token = ["S-1-5-21-0-0-0-1001", AUTHENTICATED_USERS, USERS, EVERYONE];
+    let mut dacls: Vec<(std::path::PathBuf, Vec<Ace>)> = Vec::new();
+    let mut out = Vec::new();
+    for p in plan(layout, service) {
+        let parent = dacls
+            .iter()
+            .find(|(d, _)| Some(d.as_path()) == p.path.parent())
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default();
+        let own = p.sddl.as_deref().and_then(|t| Descriptor::parse(t).ok());
+        let dacl = effective_dacl(own.as_ref(), &parent, p.is_folder);
+        // For a folder, what a file in it gets: what the service and the others may do with
+        // the state, the logs, the secrets.
+        let files = if p.is_folder {
+            inherited_by(&dacl, false)
+        } else {
+            dacl.clone()
+        };
+        let say = |token: &[&str]| words(access(&files, None, token));
+        out.push(Statement {
+            path: p.path.display().to_string(),
+            sddl: p.sddl.clone(),
+            service: say(&service_token),
+            system: say(&[SYSTEM]),
+            administrators: say(&[ADMINISTRATORS]),
+            users: say(&user_token),
+        });
+        dacls.push((p.path, dacl));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -723,9 +774,31 @@ mod tests {
         }
         assert_eq!(words(access(&program, None, user)), "read");
 
-        // In words, as the dry run will print them.
+        // In words, as the dry run prints them.
         assert_eq!(words(access(&state, None, service)), "modify");
         assert_eq!(words(access(&secret, None, service)), "read");
         assert_eq!(words(access(&config, None, service)), "read");
+        let said = statement(&layout, "ad-sync-agent");
+        let row = |p: &Path| {
+            said.iter()
+                .find(|r| r.path == p.display().to_string())
+                .cloned()
+                .unwrap_or_else(|| panic!("{} not stated", p.display()))
+        };
+        for (path, service, users) in [
+            (&layout.program_dir, "read", "read"),
+            (&layout.config_dir, "read", "none"),
+            (&layout.state_dir, "modify", "none"),
+            (&layout.log_dir, "modify", "none"),
+            (&layout.secrets_dir, "read", "none"),
+            (&layout.config, "read", "none"),
+        ] {
+            let r = row(path);
+            assert_eq!((r.service, r.users), (service, users), "{}", path.display());
+            assert_eq!(
+                (r.system, r.administrators),
+                ("full control", "full control")
+            );
+        }
     }
 }

@@ -120,6 +120,9 @@ enum Undo {
     /// Remove the agent's Application event log source (it did not exist before).
     #[cfg_attr(not(windows), allow(dead_code))]
     RemoveEventSource,
+    /// Put a folder's owner and DACL back as they were (SDDL).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    RestoreSecurity { path: PathBuf, sddl: String },
 }
 
 struct Run<'a> {
@@ -327,6 +330,11 @@ impl Run<'_> {
     ) -> Result<String, StepError> {
         let dir = self.real(&self.layout().program_dir);
         self.dirs(&dir, 0o755)?;
+        #[cfg(windows)]
+        if self.plan.layout.prefix.is_none() {
+            let installed = self.layout().program_dir.clone();
+            self.secure(&installed)?;
+        }
         if in_place {
             return Ok(format!("{} is already in place", target.display()));
         }
@@ -355,18 +363,25 @@ impl Run<'_> {
         fsops::set_mode(&secrets, 0o700).map_err(|e| io_err(&secrets, &e))?;
         #[cfg(windows)]
         if self.plan.layout.prefix.is_none() {
-            for dir in [&config_dir, &secrets] {
-                self.run_command(
-                    "icacls",
-                    &[
-                        dir.display().to_string(),
-                        "/inheritance:r".into(),
-                        "/grant:r".into(),
-                        "*S-1-5-18:(OI)(CI)F".into(),
-                        "*S-1-5-32-544:(OI)(CI)F".into(),
-                    ],
-                )?;
+            // On Windows the agent's state and logs live here too, and the service (not an
+            // administrator) writes them: they exist from the install on, with the access
+            // the plan states.
+            let layout = self.layout().clone();
+            for dir in [&layout.state_dir, &layout.log_dir] {
+                self.dirs(dir, 0o755)?;
             }
+            for dir in [
+                &layout.config_dir,
+                &layout.state_dir,
+                &layout.log_dir,
+                &layout.secrets_dir,
+            ] {
+                self.secure(dir)?;
+            }
+            return Ok(format!(
+                "{}, its state, logs and secrets folders, each readable only by SYSTEM, Administrators and the service (which may change only its state and logs)",
+                config_dir.display()
+            ));
         }
         Ok(format!(
             "{} and {}",
@@ -375,8 +390,32 @@ impl Run<'_> {
         ))
     }
 
-    /// The CA file kept beside the config, as PEM whatever the administrator gave (DER,
-    /// PKCS#7): the copy is named `*-ca.pem` and the agent reads it years later.
+    /// Sets the owner and DACL the plan decides for `path` (an installed path), keeping the
+    /// old ones to put back on a rollback.
+    #[cfg(windows)]
+    fn secure(&mut self, path: &Path) -> Result<(), StepError> {
+        let Some(sddl) = super::access::plan(self.layout(), self.plan.service.name)
+            .into_iter()
+            .find(|p| p.path == path)
+            .and_then(|p| p.sddl)
+        else {
+            return Ok(());
+        };
+        let real = self.real(path);
+        if let Ok(previous) = super::winsec::get(&real) {
+            self.record(Undo::RestoreSecurity {
+                path: real.clone(),
+                sddl: previous,
+            });
+        }
+        super::winsec::set(&real, &sddl).map_err(|e| {
+            err(
+                e,
+                "Run the setup as Administrator; if the folder was made by someone else, remove it first.",
+            )
+        })
+    }
+
     fn ca(&mut self, ca: Ca, from: &Path, to: &Path) -> Result<String, StepError> {
         let read = crate::directory::cert::load_ca_file(from).map_err(|e| {
             err(
@@ -572,20 +611,7 @@ impl Run<'_> {
         if source_existed.is_err() {
             self.record(Undo::RemoveEventSource);
         }
-        let account = def.account.clone();
-        for (dir, rights) in [
-            (self.real(&self.layout().config_dir), "(OI)(CI)RX"),
-            (self.real(&self.layout().secrets_dir), "(OI)(CI)R"),
-        ] {
-            self.run_command(
-                "icacls",
-                &[
-                    dir.display().to_string(),
-                    "/grant".into(),
-                    format!("{account}:{rights}"),
-                ],
-            )?;
-        }
+        // The service's own access to its folders is in their descriptors (the folders step).
         Ok(if existed {
             "updated in place"
         } else {
@@ -912,6 +938,18 @@ impl Run<'_> {
                         self.plan.service.name
                     ));
                 }
+                Ok(())
+            }
+            Undo::RestoreSecurity { path, sddl } => {
+                #[cfg(windows)]
+                if let Err(e) = super::winsec::set(&path, &sddl) {
+                    return Err(format!(
+                        "who may use {} could not be put back ({e}); set it by hand to {sddl}",
+                        path.display()
+                    ));
+                }
+                #[cfg(not(windows))]
+                let _ = (path, sddl);
                 Ok(())
             }
             Undo::RemoveEventSource => self

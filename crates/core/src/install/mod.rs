@@ -15,6 +15,8 @@ pub mod layout;
 pub mod plan;
 pub mod service;
 pub mod uninstall;
+#[cfg(windows)]
+pub mod winsec;
 
 pub use apply::{Cancel, Outcome, Result_ as InstallResult, StepReport, StepStatus, apply};
 pub use plan::{

@@ -325,6 +325,10 @@ pub struct Plan {
     pub start: bool,
     pub not_started_because: Option<String>,
     pub steps: Vec<PlannedStep>,
+    /// On Windows: who may do what with each folder and file the install creates (the
+    /// descriptors the folders and program steps set, evaluated by the access model).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<super::access::Statement>,
 }
 
 /// The layout an install of `answers` with `opts` uses.
@@ -582,6 +586,11 @@ impl Plan {
             start: not_started_because.is_none(),
             not_started_because,
             agent_id,
+            access: if cfg!(windows) && layout.prefix.is_none() {
+                super::access::statement(&layout, service.name)
+            } else {
+                Vec::new()
+            },
             service,
             layout,
             steps,
