@@ -6,11 +6,13 @@
 //! first frame.
 //!
 //! Where Wine is not Windows, each test says so where it matters. In short: no service
-//! accounts or ACLs (Wine runs every process as one user, so `NT SERVICE\ad-sync-agent` and
-//! icacls are recorded, not enforced), `sc qc` prints nothing (the service's definition is read
-//! from the registry the SCM keeps, as on Windows), Direct3D 12 cannot compile shaders (the
-//! wizard must fall back to Vulkan by itself), and the revocation policy (see
-//! `support/wine/revocation.c`).
+//! accounts or ACLs (Wine runs every process as one user and reduces a descriptor to Unix mode
+//! bits, so `NT SERVICE\ad-sync-agent` and the folders' descriptors are set through the real
+//! calls but not enforced; what they allow is proven by the model in core's
+//! `install::access`), `sc qc` prints nothing (the service's definition is read from the
+//! registry the SCM keeps, as on Windows), Direct3D 12 cannot compile shaders (the wizard must
+//! fall back to Vulkan by itself), the revocation policy (see `support/wine/revocation.c`) and
+//! `DecryptMessage`'s count (see `support/wine/secur32.c`).
 
 mod support;
 

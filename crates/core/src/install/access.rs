@@ -449,40 +449,66 @@ pub struct Statement {
     pub users: &'static str,
 }
 
-/// What `plan` gives each account on each path; for a folder, on the files in it.
-pub fn statement(layout: &crate::install::layout::Layout, service: &str) -> Vec<Statement> {
-    let svc = service_sid(service);
-    let service_token: [&str; 5] = [&svc, SERVICE, AUTHENTICATED_USERS, USERS, EVERYONE];
-    let user_token = ["S-1-5-21-0-0-0-1001", AUTHENTICATED_USERS, USERS, EVERYONE];
-    let mut dacls: Vec<(std::path::PathBuf, Vec<Ace>)> = Vec::new();
-    let mut out = Vec::new();
-    for p in plan(layout, service) {
-        let parent = dacls
+/// What Windows gives the folders the plan's folders are made in (`Program Files`,
+/// `ProgramData`): every user reads, and in ProgramData creates files and folders. The plan's
+/// protected DACLs must keep that out; the model starts from it.
+pub const WINDOWS_PARENT: &str =
+    "O:SYD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)(A;CI;0x116;;;BU)";
+
+/// Each path's DACL as Windows ends up with it, in the plan's order: its own descriptor and
+/// what its folder (one of the plan's, or else a folder with `WINDOWS_PARENT`) passes on.
+pub fn dacls(plan: &[PathAccess]) -> Result<Vec<(std::path::PathBuf, Vec<Ace>)>, String> {
+    let outside = Descriptor::parse(WINDOWS_PARENT)?.dacl;
+    let mut out: Vec<(std::path::PathBuf, Vec<Ace>)> = Vec::new();
+    for p in plan {
+        let parent = out
             .iter()
             .find(|(d, _)| Some(d.as_path()) == p.path.parent())
             .map(|(_, a)| a.clone())
-            .unwrap_or_default();
-        let own = p.sddl.as_deref().and_then(|t| Descriptor::parse(t).ok());
-        let dacl = effective_dacl(own.as_ref(), &parent, p.is_folder);
-        // For a folder, what a file in it gets: what the service and the others may do with
-        // the state, the logs, the secrets.
-        let files = if p.is_folder {
-            inherited_by(&dacl, false)
-        } else {
-            dacl.clone()
-        };
-        let say = |token: &[&str]| words(access(&files, None, token));
-        out.push(Statement {
-            path: p.path.display().to_string(),
-            sddl: p.sddl.clone(),
-            service: say(&service_token),
-            system: say(&[SYSTEM]),
-            administrators: say(&[ADMINISTRATORS]),
-            users: say(&user_token),
-        });
-        dacls.push((p.path, dacl));
+            .unwrap_or_else(|| outside.clone());
+        let own = p.sddl.as_deref().map(Descriptor::parse).transpose()?;
+        out.push((
+            p.path.clone(),
+            effective_dacl(own.as_ref(), &parent, p.is_folder),
+        ));
     }
-    out
+    Ok(out)
+}
+
+/// The token of an ordinary account: what no file of the agent's may open to.
+const SOME_USER: [&str; 4] = ["S-1-5-21-0-0-0-1001", AUTHENTICATED_USERS, USERS, EVERYONE];
+
+/// What `plan` gives each account on each path; for a folder, on the files in it.
+pub fn statement(
+    layout: &crate::install::layout::Layout,
+    service: &str,
+) -> Result<Vec<Statement>, String> {
+    let svc = service_sid(service);
+    let service_token: [&str; 5] = [&svc, SERVICE, AUTHENTICATED_USERS, USERS, EVERYONE];
+    let planned = plan(layout, service);
+    let evaluated = dacls(&planned)?;
+    Ok(planned
+        .into_iter()
+        .zip(evaluated)
+        .map(|(p, (_, dacl))| {
+            // For a folder, what a file in it gets: what the service and the others may do
+            // with the state, the logs, the secrets.
+            let files = if p.is_folder {
+                inherited_by(&dacl, false)
+            } else {
+                dacl
+            };
+            let say = |token: &[&str]| words(access(&files, None, token));
+            Statement {
+                path: p.path.display().to_string(),
+                service: say(&service_token),
+                system: say(&[SYSTEM]),
+                administrators: say(&[ADMINISTRATORS]),
+                users: say(&SOME_USER),
+                sddl: p.sddl,
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -661,30 +687,9 @@ mod tests {
             unit: None,
         };
         let plan = plan(&layout, "ad-sync-agent");
-        // What Windows gives the parents (Program Files, ProgramData): every user reads, and
-        // in ProgramData creates; a protected DACL must keep that out.
-        let windows_default = Descriptor::parse(
-            "O:SYD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)(A;CI;0x116;;;BU)",
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
-        .dacl;
-        // Each path's DACL, folders first, from its parent's.
-        let mut dacls: Vec<(PathBuf, Vec<Ace>)> = Vec::new();
-        for p in &plan {
-            let parent = dacls
-                .iter()
-                .find(|(d, _)| Some(d.as_path()) == p.path.parent())
-                .map(|(_, a)| a.clone())
-                .unwrap_or_else(|| windows_default.clone());
-            let own = p
-                .sddl
-                .as_deref()
-                .map(|t| Descriptor::parse(t).unwrap_or_else(|e| panic!("{t}: {e}")));
-            dacls.push((
-                p.path.clone(),
-                effective_dacl(own.as_ref(), &parent, p.is_folder),
-            ));
-        }
+        // Each path's DACL, from Windows' defaults for the parents (every user reads, and in
+        // ProgramData creates): the protected DACLs must keep that out.
+        let dacls = dacls(&plan).unwrap_or_else(|e| panic!("{e}"));
         let dacl_of = |path: &Path| {
             dacls
                 .iter()
@@ -697,7 +702,7 @@ mod tests {
 
         let svc_sid = service_sid("ad-sync-agent");
         let service: &[&str] = &[&svc_sid, SERVICE, AUTHENTICATED_USERS, USERS, EVERYONE];
-        let user: &[&str] = &["S-1-5-21-1-2-3-1105", AUTHENTICATED_USERS, USERS, EVERYONE];
+        let user: &[&str] = &SOME_USER;
         let may =
             |dacl: &[Ace], token: &[&str], right: u32| access(dacl, None, token) & right == right;
 
@@ -778,7 +783,7 @@ mod tests {
         assert_eq!(words(access(&state, None, service)), "modify");
         assert_eq!(words(access(&secret, None, service)), "read");
         assert_eq!(words(access(&config, None, service)), "read");
-        let said = statement(&layout, "ad-sync-agent");
+        let said = statement(&layout, "ad-sync-agent").unwrap_or_else(|e| panic!("{e}"));
         let row = |p: &Path| {
             said.iter()
                 .find(|r| r.path == p.display().to_string())
