@@ -1,21 +1,28 @@
-//! Windows only: embeds ad-sync-setup's icon and its manifest (elevation on double-click,
-//! per-monitor DPI awareness). Other targets build nothing here.
+//! Windows only: embeds ad-sync-setup's version resource (assets/windows/version_rc.rs), its icon
+//! and its manifest (elevation on double-click, since installing registers a service; per-monitor
+//! DPI awareness, so the wizard stays sharp on HiDPI screens and over Remote Desktop). Other
+//! targets build nothing here.
+
+include!("assets/windows/version_rc.rs");
 
 fn main() {
-    println!("cargo:rerun-if-changed=assets/windows/ad-sync-setup.rc");
+    println!("cargo:rerun-if-changed=assets/windows/version_rc.rs");
     println!("cargo:rerun-if-changed=assets/windows/ad-sync-setup.exe.manifest");
     println!("cargo:rerun-if-changed=assets/icon.ico");
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("windows") {
-        return;
-    }
-    if let Err(e) = embed_resource::compile_for(
-        "assets/windows/ad-sync-setup.rc",
-        ["ad-sync-setup"],
-        embed_resource::NONE,
-    )
-    .manifest_required()
-    {
-        println!("cargo:warning=the Windows resources of ad-sync-setup were not embedded: {e}");
-        std::process::exit(1);
-    }
+    let dir = env!("CARGO_MANIFEST_DIR").replace('\\', "/");
+    // 24 is RT_MANIFEST.
+    embed_version(
+        "ad-sync-setup",
+        "ad-sync-setup.exe",
+        "",
+        &format!(
+            "1 24 \"{dir}/assets/windows/ad-sync-setup.exe.manifest\"\n1 ICON \"{dir}/assets/icon.ico\""
+        ),
+    );
+    embed_version(
+        "ad-sync-setup-console",
+        "ad-sync-setup.com",
+        "ad-sync setup from a console (runs ad-sync-setup.exe and waits for it)",
+        "",
+    );
 }

@@ -5,6 +5,8 @@
 //! workspace's Cargo.toml for the layering.
 
 pub mod cli;
+#[cfg(windows)]
+pub mod console;
 
 pub use ad_sync_core::{
     answers, cloud, connect_key, directory, dn, install, preflight, secret, secrets, time_fmt,

@@ -307,6 +307,51 @@ fn a_fresh_install_runs_the_agent_upgrades_in_place_and_uninstalls() {
     );
     assert_eq!(std::fs::read(&config).unwrap_or_default(), before);
 
+    // The removal, read before it runs: a plan of typed steps in the order they run, what is
+    // left in place, and nothing removed.
+    let before_dry_run = files(&prefix);
+    let out = Command::new(setup_bin())
+        .args([
+            "--config",
+            "/etc/ad-sync/agent.toml",
+            "uninstall",
+            "--keep-config",
+            "--dry-run",
+            "--json",
+            "--prefix",
+        ])
+        .arg(&prefix)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(0), "{plan:#}");
+    assert_eq!(plan["result"], "planned");
+    let kinds: Vec<&str> = plan["plan"]["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["removal"]["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"deregister"), "{plan:#}");
+    assert_eq!(kinds.get(1), Some(&"service_unit"), "{plan:#}");
+    assert!(
+        kinds.contains(&"secret") && kinds.contains(&"state") && !kinds.contains(&"config"),
+        "{plan:#}"
+    );
+    assert!(
+        plan["plan"]["kept"].as_array().is_some_and(|k| k
+            .iter()
+            .any(|k| k.as_str().is_some_and(|k| k.contains("--keep-config")))),
+        "{plan:#}"
+    );
+    assert_eq!(plan["plan"]["agent_id"], agent_id.as_str());
+    assert_eq!(files(&prefix), before_dry_run, "a dry run removes nothing");
+    assert!(
+        agents(cloud)
+            .lines()
+            .any(|l| l.contains(&agent_id) && !l.contains("deregistered"))
+    );
+
     // Uninstall: the cloud is told, the service and secrets go, the config stays when asked.
     let out = Command::new(setup_bin())
         .args([
@@ -351,7 +396,22 @@ fn a_fresh_install_runs_the_agent_upgrades_in_place_and_uninstalls() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(files(&prefix).is_empty(), "{:?}", files(&prefix));
+    // Nothing is left but the setup log, which says what each run did.
+    assert_eq!(files(&prefix), vec![setup_log(&prefix)]);
+    let log = std::fs::read_to_string(setup_log(&prefix)).unwrap_or_default();
+    assert!(
+        log.contains("install --answers") && log.contains("result: installed"),
+        "{log}"
+    );
+    assert!(
+        log.lines().last() == Some("  result: uninstalled"),
+        "the uninstall is recorded last: {log}"
+    );
+}
+
+/// The setup log of an install staged under `prefix`.
+fn setup_log(prefix: &Path) -> PathBuf {
+    prefix.join("var/log/ad-sync/setup.log")
 }
 
 /// Starts an install that stops itself at `point` (AD_SYNC_INSTALL_FAULT), waits until it has,
@@ -574,10 +634,11 @@ fn a_step_that_fails_before_enrollment_undoes_everything_and_the_key_stays_unuse
     assert!(!fix.is_empty(), "{json:#}");
     assert_eq!(
         files(&prefix),
-        vec![prefix.join("etc/systemd/system")],
-        "only the blocker is left"
+        vec![prefix.join("etc/systemd/system"), setup_log(&prefix)],
+        "only the blocker is left, and the setup log that says what happened"
     );
     assert_eq!(key_state(cloud, &key), "Valid");
+    std::fs::remove_file(setup_log(&prefix)).unwrap_or_else(|e| panic!("{e}"));
 
     // Enrollment refused (the key used by someone else between the checks and enrollment):
     // everything is undone too, and the previous install, here none, is what remains.
@@ -598,8 +659,15 @@ fn a_step_that_fails_before_enrollment_undoes_everything_and_the_key_stays_unuse
             .contains("already used"),
         "{json:#}"
     );
+    // Nothing is left but the setup log, which says why (no key in it).
     let left: Vec<_> = files(&prefix);
-    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(left, vec![setup_log(&prefix)]);
+    let log = std::fs::read_to_string(setup_log(&prefix)).unwrap_or_default();
+    assert!(
+        log.contains("already used") && log.contains("the connect key was not used"),
+        "{log}"
+    );
+    assert!(!log.contains(&key), "{log}");
 }
 
 #[test]
@@ -699,7 +767,8 @@ fn a_failed_upgrade_puts_the_previous_config_and_secrets_back() {
     assert_eq!(out.status.code(), Some(3), "{json:#}");
     std::fs::remove_dir_all(&unit).unwrap_or_else(|e| panic!("{e}"));
     for (p, bytes) in &snapshot {
-        if *p == unit {
+        // The setup log records the failed run; it is meant to change.
+        if *p == unit || *p == setup_log(&prefix) {
             continue;
         }
         assert_eq!(
@@ -792,6 +861,12 @@ fn no_secret_reaches_a_file_the_unit_a_log_or_a_command_line() {
             .any(|(n, _)| n.ends_with("ad-sync-agent.service"))
     );
     assert!(haystacks.iter().any(|(n, _)| n.ends_with("agent.toml")));
+    assert!(
+        haystacks
+            .iter()
+            .any(|(n, h)| n.ends_with("setup.log") && !h.is_empty()),
+        "the setup log is scanned too"
+    );
     for (what, secret) in &secrets {
         assert!(secret.len() >= 8, "{what} is too short to grep for");
         for (name, hay) in &haystacks {

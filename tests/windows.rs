@@ -654,37 +654,342 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
     assert!(line.contains("deregistered"), "{listed}");
 }
 
-/// The MSI `dist/msi/build` makes, from the same Windows build.
-fn build_msi(tag: &str) -> PathBuf {
+/// The MSI `dist/msi/build` makes from the same Windows build, signed (programs and MSI) with
+/// a throwaway test certificate as CI signs it; `version` gives it a later product version
+/// than Cargo.toml's (an upgrade). Returns the MSI and the test CA that verifies it.
+fn build_msi(tag: &str, version: Option<&str>) -> (PathBuf, PathBuf) {
     let out =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("msi-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap_or_else(|e| panic!("{e}"));
-    let built = std::process::Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/msi/build"))
+    let cert = out.join("signing");
+    let mut c = std::process::Command::new("bash");
+    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/msi/build"))
         .args(["--profile", "debug", "--no-build", "--out"])
         .arg(&out)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap_or_else(|e| panic!("dist/msi/build: {e}"));
+        .arg("--test-sign")
+        .arg(&cert)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if let Some(v) = version {
+        c.args(["--version", v]);
+    }
+    let built = c.output().unwrap_or_else(|e| panic!("dist/msi/build: {e}"));
     assert!(built.status.success(), "dist/msi/build: {}", text(&built));
-    PathBuf::from(
+    let msi = PathBuf::from(
         String::from_utf8_lossy(&built.stdout)
             .trim()
             .lines()
             .last()
             .unwrap_or_default(),
+    );
+    (msi, cert.join("ca.pem"))
+}
+
+/// `osslsigncode verify`: whether `file` carries an Authenticode signature that chains to `ca`.
+fn signature_verifies(file: &Path, ca: &Path) -> (bool, String) {
+    let out = std::process::Command::new("osslsigncode")
+        .args(["verify", "-CAfile"])
+        .arg(ca)
+        .arg("-in")
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("osslsigncode (dev/setup-machine installs it): {e}"));
+    (out.status.success(), text(&out))
+}
+
+/// `msiinfo export MSI TABLE` (msitools): the table as tab-separated text.
+fn msi_table(msi: &Path, table: &str) -> String {
+    let out = std::process::Command::new("msiinfo")
+        .arg("export")
+        .arg(msi)
+        .arg(table)
+        .output()
+        .unwrap_or_else(|e| panic!("msiinfo (msitools, dev/setup-machine): {e}"));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// What Windows' Properties > Details and UAC read from a program: its version resource and
+/// whether it opens a console (its PE subsystem).
+fn pe_facts(exe: &Path) -> (std::collections::BTreeMap<String, String>, [u16; 3], u16) {
+    use pelite::pe64::{Pe, PeFile};
+    let bytes = std::fs::read(exe).unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
+    let pe = PeFile::from_bytes(&bytes).unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
+    let info = pe
+        .resources()
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.version_info().map_err(|e| e.to_string()))
+        .unwrap_or_else(|e| panic!("{}: no version resource ({e})", exe.display()));
+    let lang = *info
+        .translation()
+        .first()
+        .unwrap_or_else(|| panic!("{}: no translation", exe.display()));
+    let mut strings = std::collections::BTreeMap::new();
+    info.strings(lang, |k, v| {
+        strings.insert(k.to_string(), v.to_string());
+    });
+    let fixed = info
+        .fixed()
+        .unwrap_or_else(|| panic!("{}: no fixed file info", exe.display()));
+    let v = fixed.dwFileVersion;
+    (
+        strings,
+        [v.Major, v.Minor, v.Patch],
+        pe.optional_header().Subsystem,
     )
 }
 
-/// Server Core: no desktop, so the MSI goes in quietly and the same install runs from the
-/// command line; removal is `uninstall` (deregisters, removes the secrets) and then the MSI's
-/// own removal of the programs. docs/install.md documents exactly these commands.
+/// What an administrator (and UAC) sees before running anything: the MSI and each program in it
+/// signed by the publisher, each program versioned from the crate, the wizard a GUI program (no
+/// console window on double-click) beside its console twin, Apps & features' publisher and links,
+/// and no service in the MSI (the product's install registers it once it is configured).
 #[test]
-fn server_core_msi_then_command_line_install_then_removal() {
+fn the_msi_and_every_program_in_it_are_signed_versioned_and_register_no_service() {
+    let (msi, ca) = build_msi("signed", None);
+    let (ok, said) = signature_verifies(&msi, &ca);
+    assert!(ok, "the MSI's signature: {said}");
+    // The check can fail: Cargo's own output is not signed.
+    let (ok, _) = signature_verifies(&support::wine::windows_build().join(SETUP), &ca);
+    assert!(!ok, "an unsigned program does not verify");
+
+    let files = msi.with_extension("extracted");
+    let out = std::process::Command::new("msiextract")
+        .arg("-C")
+        .arg(&files)
+        .arg(&msi)
+        .output()
+        .unwrap_or_else(|e| panic!("msiextract (msitools): {e}"));
+    assert!(out.status.success(), "msiextract: {}", text(&out));
+    // msiextract names the folder by the MSI's own directory name (INSTALLDIR, "ad-sync").
+    let dir = files.join("ad-sync");
+    let version: Vec<u16> = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|n| n.parse().unwrap_or(0))
+        .collect();
+    const GUI: u16 = 2;
+    const CONSOLE: u16 = 3;
+    for (name, subsystem) in [
+        ("ad-sync-setup.exe", GUI),
+        ("ad-sync-setup.com", CONSOLE),
+        ("ad-sync-agent.exe", CONSOLE),
+    ] {
+        let exe = dir.join(name);
+        let (ok, said) = signature_verifies(&exe, &ca);
+        assert!(ok, "{name} in the MSI is signed: {said}");
+        let (strings, fixed, sub) = pe_facts(&exe);
+        assert_eq!(fixed.to_vec(), version, "{name}: {strings:?}");
+        assert_eq!(
+            strings.get("FileVersion").map(String::as_str),
+            Some(env!("CARGO_PKG_VERSION")),
+            "{name}"
+        );
+        assert_eq!(
+            strings.get("CompanyName").map(String::as_str),
+            Some("The ad-sync project"),
+            "{name}"
+        );
+        assert_eq!(
+            strings.get("OriginalFilename").map(String::as_str),
+            Some(name),
+            "{name}"
+        );
+        assert!(
+            strings
+                .get("FileDescription")
+                .is_some_and(|d| !d.is_empty()),
+            "{name}: {strings:?}"
+        );
+        assert_eq!(sub, subsystem, "{name}'s subsystem");
+    }
+    // The cloud's program is versioned too (it is not in the MSI).
+    let (strings, _, _) = pe_facts(&support::wine::windows_build().join("ad-sync-cloud.exe"));
+    assert_eq!(
+        strings.get("ProductName").map(String::as_str),
+        Some("ad-sync")
+    );
+
+    let props = msi_table(&msi, "Property");
+    for want in [
+        "Manufacturer\tThe ad-sync project",
+        "ARPHELPLINK\thttps://",
+        "ARPURLINFOABOUT\thttps://",
+    ] {
+        assert!(props.contains(want), "{want} in {props}");
+    }
+    // An exported table is three header lines (columns, types, name and keys), then its rows.
+    let rows = |table: &str| msi_table(&msi, table).lines().skip(3).count();
+    assert_eq!(rows("ServiceControl"), 1, "the MSI stops the service");
+    assert_eq!(
+        rows("ServiceInstall"),
+        0,
+        "the MSI registers no service: {}",
+        msi_table(&msi, "ServiceInstall")
+    );
+    let actions = msi_table(&msi, "CustomAction");
+    for want in [
+        "install --answers \"[ANSWERS]\"",
+        "uninstall --force",
+        "uninstall --force --keep-config",
+        "restart --if-installed",
+    ] {
+        assert!(actions.contains(want), "{want} in {actions}");
+    }
+    std::fs::remove_dir_all(msi.parent().unwrap_or(Path::new("/nonexistent"))).ok();
+}
+
+/// `C:\ProgramData\ad-sync\logs\setup.log` on the Windows machine.
+fn setup_log(host: &WinHost) -> String {
+    std::fs::read_to_string(host.c(r"ProgramData\ad-sync\logs\setup.log")).unwrap_or_default()
+}
+
+/// Whether the SCM reports the agent service running.
+fn service_running(host: &WinHost) -> bool {
+    let q = host.sc(&["query", "ad-sync-agent"]);
+    String::from_utf8_lossy(&q.stdout).contains("RUNNING")
+}
+
+/// Server Core in one command: `msiexec /i ad-sync.msi /qn ANSWERS=...` installs the programs,
+/// then the product's own install configures, enrolls and starts the agent. A failure there
+/// fails the MSI, which rolls the programs back; the install undid itself and left the key
+/// unused, and the setup log says why. Removing the product (`msiexec /x`) runs the product's
+/// uninstall first: the agent is deregistered, the service, secrets, state and config are gone.
+/// Wine's msiexec runs the MSI's deferred custom actions and its rollback as Windows Installer
+/// does for this package; its SCM runs the service as the same user (see the module's words).
+#[test]
+fn msi_with_answers_installs_enrolls_and_starts_in_one_command_and_its_removal_leaves_no_enrollment()
+ {
+    let cloud = shared();
+    let host = WinHost::start("msians");
+    let net = WinNet::new(cloud);
+    let (msi, _) = build_msi("answers", None);
+    let msi_win = win_path(&msi);
+    let msiexec = |extra: &[&str]| {
+        let mut args = vec!["msiexec"];
+        args.extend_from_slice(extra);
+        host.wine(&args, Duration::from_secs(300))
+    };
+
+    // A key used up already: the checks refuse, the MSI fails and rolls back.
+    let used = cloud.issue_key(DOMAIN, None);
+    cloud.use_up(&used, DOMAIN);
+    let bad = win_spec(&net, cloud, Some(used.clone())).write();
+    let out = msiexec(&[
+        "/i",
+        &msi_win,
+        "/qn",
+        &format!("ANSWERS={}", win_path(&bad)),
+    ]);
+    assert!(!out.status.success(), "the MSI fails: {}", text(&out));
+    assert!(
+        !host.c(r"Program Files\ad-sync\ad-sync-setup.exe").exists(),
+        "the programs are rolled back"
+    );
+    assert!(host.reg_query(SERVICE_KEY).is_none(), "no service");
+    assert!(!host.c(r"ProgramData\ad-sync\agent.toml").exists());
+    let log = setup_log(&host);
+    assert!(
+        log.contains("check connect_key.valid FAIL")
+            && log.contains("nothing was installed and no connect key was used"),
+        "the setup log says why: {log}"
+    );
+    assert!(!log.contains(&used), "{log}");
+
+    let key = cloud.issue_key(DOMAIN, None);
+    let good = win_spec(&net, cloud, Some(key.clone())).write();
+    let out = msiexec(&[
+        "/i",
+        &msi_win,
+        "/qn",
+        &format!("ANSWERS={}", win_path(&good)),
+    ]);
+    assert!(
+        out.status.success(),
+        "msiexec /i ANSWERS=: {}\n{}",
+        text(&out),
+        setup_log(&host)
+    );
+    let log = setup_log(&host);
+    let agent_id = log
+        .split("(agent ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap_or_else(|| panic!("no agent in the setup log: {log}"))
+        .to_string();
+    let def = host.reg_query(SERVICE_KEY).unwrap_or_default();
+    assert!(
+        def.contains("DelayedAutostart") && def.contains("FailureActions"),
+        "the product's install registered the service: {def}"
+    );
+    let running = wait_for(Duration::from_secs(60), || {
+        service_running(&host).then_some(())
+    });
+    assert!(
+        running.is_some(),
+        "the service runs\n{}",
+        agent_files(&host)
+    );
+    let primary = wait_for(Duration::from_secs(120), || {
+        agent_line(cloud, &agent_id)
+            .0
+            .contains("primary")
+            .then_some(())
+    });
+    assert!(
+        primary.is_some(),
+        "the agent reached the cloud: {}\n{}",
+        agent_line(cloud, &agent_id).1,
+        agent_log(&host)
+    );
+
+    // Apps & features' Uninstall.
+    let out = msiexec(&["/x", &msi_win, "/qn"]);
+    assert!(out.status.success(), "msiexec /x: {}", text(&out));
+    let (line, listed) = agent_line(cloud, &agent_id);
+    assert!(line.contains("deregistered"), "{listed}");
+    assert!(host.reg_query(SERVICE_KEY).is_none(), "the service is gone");
+    for gone in [
+        r"Program Files\ad-sync\ad-sync-setup.exe",
+        r"Program Files\ad-sync\ad-sync-agent.exe",
+        r"ProgramData\ad-sync\secrets",
+        r"ProgramData\ad-sync\state",
+        r"ProgramData\ad-sync\agent.toml",
+    ] {
+        assert!(!host.c(gone).exists(), "{gone} is removed");
+    }
+    let log = setup_log(&host);
+    assert!(log.contains("result: uninstalled"), "{log}");
+    for secret in [key.as_str(), testbed::SVC_PASSWORD] {
+        assert!(!log.contains(secret), "no secret in the setup log: {log}");
+    }
+    std::fs::remove_dir_all(msi.parent().unwrap_or(Path::new("/nonexistent"))).ok();
+}
+
+/// The next patch version after Cargo.toml's: a later MSI of the same programs.
+fn next_version() -> String {
+    let mut parts: Vec<u32> = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|n| n.parse().unwrap_or(0))
+        .collect();
+    if let Some(last) = parts.last_mut() {
+        *last += 1;
+    }
+    parts
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Server Core in steps: the MSI alone puts the programs in place and registers no service (an
+/// unconfigured one would fail at every boot); `ad-sync-setup install` from a console (the .com
+/// twin, which a shell waits for) configures and registers it; a major upgrade keeps the
+/// service's settings and starts it again; removal with KEEPCONFIG=1 deregisters the agent and
+/// removes the service, secrets and state but keeps agent.toml. docs/install.md documents
+/// exactly these commands.
+#[test]
+fn server_core_msi_then_command_line_install_upgrade_and_removal_keeping_the_config() {
     let cloud = shared();
     let host = WinHost::start("msi");
     let net = WinNet::new(cloud);
-    let msi = build_msi("core");
+    let (msi, _) = build_msi("core", None);
     let msi_win = win_path(&msi);
 
     let out = host.wine(
@@ -693,20 +998,20 @@ fn server_core_msi_then_command_line_install_then_removal() {
     );
     assert!(out.status.success(), "msiexec /i: {}", text(&out));
     let setup = host.c(r"Program Files\ad-sync\ad-sync-setup.exe");
-    assert!(setup.is_file() && host.c(r"Program Files\ad-sync\ad-sync-agent.exe").is_file());
-    let def = host
-        .reg_query(SERVICE_KEY)
-        .unwrap_or_else(|| panic!("the MSI registered no service"));
     assert!(
-        def.to_ascii_lowercase()
-            .contains(r"c:\program files\ad-sync\ad-sync-agent.exe"),
-        "{def}"
+        setup.is_file()
+            && host.c(r"Program Files\ad-sync\ad-sync-setup.com").is_file()
+            && host.c(r"Program Files\ad-sync\ad-sync-agent.exe").is_file()
+    );
+    assert!(
+        host.reg_query(SERVICE_KEY).is_none(),
+        "the MSI registers no service before there is a configuration"
     );
 
-    // The installed setup program, from C:\Program Files\ad-sync, as on Server Core.
+    // The installed console twin, from C:\Program Files\ad-sync, as typed on Server Core.
     let key = cloud.issue_key(DOMAIN, None);
     let answers = win_spec(&net, cloud, Some(key)).write();
-    let program = r"C:\Program Files\ad-sync\ad-sync-setup.exe";
+    let program = r"C:\Program Files\ad-sync\ad-sync-setup.com";
     let out = host.wine(
         &[
             program,
@@ -721,26 +1026,76 @@ fn server_core_msi_then_command_line_install_then_removal() {
     let v = json(&out);
     assert_exit_0(&out, &v);
     assert_eq!(v["result"], "installed");
-    let register = v["steps"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["id"] == "service.register"))
-        .cloned()
-        .unwrap_or_default();
-    assert!(
-        register["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("updated in place"),
-        "the MSI's service is updated, not registered twice: {v:#}"
-    );
+    let agent_id = v["agent_id"].as_str().unwrap_or_default().to_string();
     let def = host.reg_query(SERVICE_KEY).unwrap_or_default();
     assert!(def.contains("DelayedAutostart"), "{def}");
+    assert!(!service_running(&host), "--no-start");
 
-    let out = host.wine(&[program, "uninstall"], Duration::from_secs(120));
-    assert!(out.status.success(), "uninstall: {}", text(&out));
+    // A later version over it: the service (the product's, not the MSI's) keeps its settings
+    // and runs again. A major upgrade is the old product's removal with UPGRADINGPRODUCTCODE
+    // set (Windows Installer's RemoveExistingProducts sets it in the old product's session),
+    // then the new install. Wine's RemoveExistingProducts leaves it unset there (measured: the
+    // old product's uninstall custom action ran and deregistered the agent), so this runs the
+    // two halves as Windows runs them; the conditions under test are the package's own.
+    let (later, _) = build_msi("core-later", Some(&next_version()));
+    let later_win = win_path(&later);
     let out = host.wine(
-        &["msiexec", "/x", &msi_win, "/qn"],
-        Duration::from_secs(180),
+        &[
+            "msiexec",
+            "/x",
+            &msi_win,
+            "/qn",
+            "UPGRADINGPRODUCTCODE={00000000-0000-0000-0000-000000000001}",
+        ],
+        Duration::from_secs(300),
+    );
+    assert!(
+        out.status.success(),
+        "the upgrade's removal: {}",
+        text(&out)
+    );
+    assert!(
+        host.reg_query(SERVICE_KEY).is_some()
+            && host.c(r"ProgramData\ad-sync\agent.toml").is_file(),
+        "an upgrade's removal of the old version leaves the agent installed\n{}",
+        setup_log(&host)
+    );
+    let out = host.wine(
+        &["msiexec", "/i", &later_win, "/qn"],
+        Duration::from_secs(300),
+    );
+    assert!(
+        out.status.success(),
+        "msiexec /i (upgrade): {}\n{}",
+        text(&out),
+        setup_log(&host)
+    );
+    let after = host.reg_query(SERVICE_KEY).unwrap_or_default();
+    for kept in [
+        "DelayedAutostart",
+        "FailureActions",
+        r"NT SERVICE\ad-sync-agent",
+    ] {
+        assert!(after.contains(kept), "{kept} kept: {after}");
+    }
+    assert!(setup.is_file(), "the programs are in place");
+    let running = wait_for(Duration::from_secs(60), || {
+        service_running(&host).then_some(())
+    });
+    assert!(
+        running.is_some(),
+        "the upgrade starts the agent again\n{}",
+        setup_log(&host)
+    );
+    assert!(
+        setup_log(&host).contains("the agent service runs again"),
+        "{}",
+        setup_log(&host)
+    );
+
+    let out = host.wine(
+        &["msiexec", "/x", &later_win, "/qn", "KEEPCONFIG=1"],
+        Duration::from_secs(300),
     );
     assert!(out.status.success(), "msiexec /x: {}", text(&out));
     assert!(!setup.exists(), "the programs are removed");
@@ -748,7 +1103,23 @@ fn server_core_msi_then_command_line_install_then_removal() {
         host.reg_query(SERVICE_KEY).is_none(),
         "the service is removed"
     );
-    std::fs::remove_dir_all(msi.parent().unwrap_or(Path::new("/nonexistent"))).ok();
+    assert!(
+        !host.c(r"ProgramData\ad-sync\secrets").exists(),
+        "the secrets are removed"
+    );
+    assert!(
+        !host.c(r"ProgramData\ad-sync\state").exists(),
+        "the state is removed"
+    );
+    assert!(
+        host.c(r"ProgramData\ad-sync\agent.toml").is_file(),
+        "KEEPCONFIG=1 keeps the config"
+    );
+    let (line, listed) = agent_line(cloud, &agent_id);
+    assert!(line.contains("deregistered"), "{listed}");
+    for m in [&msi, &later] {
+        std::fs::remove_dir_all(m.parent().unwrap_or(Path::new("/nonexistent"))).ok();
+    }
 }
 
 /// An X server of this test's own (stopped by PID when dropped).

@@ -24,7 +24,16 @@ pub struct InstallArgs {
 pub fn install(args: InstallArgs) -> i32 {
     let answers = match Answers::load(&args.answers) {
         Ok(a) => a,
-        Err(e) => return unusable(&e.to_string(), args.json),
+        Err(e) => {
+            // Recorded where an unattended run (the MSI's ANSWERS=) is looked into afterwards.
+            let layout = install::restart::installed_layout(&args.config, args.prefix.as_deref());
+            install::setup_log::append(
+                &layout,
+                &format!("install --answers {}", args.answers.display()),
+                &[format!("result: nothing was installed: {e}")],
+            );
+            return unusable(&e.to_string(), args.json);
+        }
     };
     if let Some(p) = &args.prefix
         && !p.is_absolute()
@@ -47,9 +56,13 @@ pub fn install(args: InstallArgs) -> i32 {
         Err(code) => return code,
     };
     let report = rt.block_on(install::run_checks(&answers, existing, &opts));
+    let what = format!("install --answers {}", args.answers.display());
     drop(rt);
     if report.any_failed() || args.dry_run {
         let failed = report.any_failed();
+        if failed {
+            install::setup_log::record_install(&plan.layout, &what, &report, None);
+        }
         if args.json {
             println!(
                 "{}",
@@ -96,6 +109,7 @@ pub fn install(args: InstallArgs) -> i32 {
             }
         }
     });
+    install::setup_log::record_install(&plan.layout, &what, &report, Some(&outcome));
     if args.json {
         println!(
             "{}",
@@ -316,18 +330,49 @@ pub fn review(config: &Path, prefix: Option<&Path>, as_json: bool) -> i32 {
     EXIT_OK
 }
 
-pub fn uninstall(opts: &install::uninstall::UninstallOptions, as_json: bool) -> i32 {
-    let out = install::uninstall::uninstall(opts);
+pub fn uninstall(opts: &install::uninstall::UninstallOptions, dry_run: bool, as_json: bool) -> i32 {
+    use install::uninstall::{Facts, plan};
+    if dry_run {
+        let facts = Facts::read(opts);
+        let plan = plan(&facts, opts);
+        if as_json {
+            println!("{}", json!({"plan": plan, "result": "planned"}));
+        } else {
+            println!(
+                "Plan: remove agent {}.",
+                plan.agent_id.as_deref().unwrap_or("(none enrolled)")
+            );
+            for (i, s) in plan.steps.iter().enumerate() {
+                println!("  {}. {}: {}", i + 1, s.title, s.detail);
+            }
+            for k in &plan.kept {
+                println!("  left in place: {k}");
+            }
+            println!("Nothing was removed (--dry-run).");
+        }
+        return EXIT_OK;
+    }
+    let mut shown = 0;
+    let out = install::uninstall::uninstall(opts, &mut |steps| {
+        if as_json {
+            return;
+        }
+        // One line per step as it finishes, numbered against the plan (printed first).
+        for s in &steps[shown..] {
+            shown += 1;
+            println!(
+                "[{shown}] {}: {}. {}",
+                s.title,
+                if s.ok { "done" } else { "COULD NOT" },
+                s.message
+            );
+        }
+    });
     if as_json {
         println!("{}", json!(out));
     } else {
-        for s in &out.steps {
-            println!(
-                "{} {}: {}",
-                if s.ok { "ok  " } else { "FAIL" },
-                s.what,
-                s.message
-            );
+        for k in &out.plan.kept {
+            println!("left in place: {k}");
         }
         for c in &out.commands {
             println!("ran: {c}");
@@ -339,6 +384,10 @@ pub fn uninstall(opts: &install::uninstall::UninstallOptions, as_json: bool) -> 
             );
         } else if out.complete {
             println!("Uninstalled.");
+        } else {
+            eprintln!(
+                "Uninstalled, except the steps marked COULD NOT above: they say what is left and what to do."
+            );
         }
     }
     if out.error.is_some() || !out.complete {
@@ -346,4 +395,40 @@ pub fn uninstall(opts: &install::uninstall::UninstallOptions, as_json: bool) -> 
     } else {
         EXIT_OK
     }
+}
+
+/// `restart [--if-installed]`, recorded in the setup log.
+pub fn restart(config: &Path, if_installed: bool) -> i32 {
+    let layout = install::restart::installed_layout(config, None);
+    let (line, code) = match install::restart::restart(&layout) {
+        Ok(install::restart::Restarted::Running) => {
+            ("the agent service runs again".to_string(), EXIT_OK)
+        }
+        Ok(install::restart::Restarted::NothingInstalled(why)) if if_installed => {
+            (format!("nothing to restart: {why}"), EXIT_OK)
+        }
+        Ok(install::restart::Restarted::NothingInstalled(why)) => (
+            format!(
+                "the agent service was not restarted: {why}. Install it first (the wizard, or ad-sync-setup install --answers FILE)."
+            ),
+            EXIT_FAILED,
+        ),
+        Err(e) => (
+            format!(
+                "the agent service did not start: {e}. Look at the agent's log ({}), fix the cause, then run ad-sync-setup restart again.",
+                install::service::where_to_read_logs(
+                    &layout.real(&layout.log_dir),
+                    install::layout::SERVICE_NAME
+                )
+            ),
+            EXIT_FAILED,
+        ),
+    };
+    install::setup_log::append(&layout, "restart", std::slice::from_ref(&line));
+    if code == EXIT_OK {
+        println!("{line}");
+    } else {
+        eprintln!("{line}");
+    }
+    code
 }

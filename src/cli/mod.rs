@@ -128,8 +128,20 @@ pub enum Command {
         /// Remove the install staged under DIR.
         #[arg(long, value_name = "DIR")]
         prefix: Option<PathBuf>,
+        /// Print what would be removed, and what left in place; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print {"plan":{...},"steps":[...],...} as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Start the agent service again (or restart it) so it runs the programs now in place; the
+    /// MSI runs this after an upgrade. Exit 0 when it runs; with --if-installed also when no
+    /// agent is configured or no service registered (nothing to start), otherwise 1 then.
+    Restart {
+        /// Succeed, doing nothing, when there is no configured agent service.
+        #[arg(long)]
+        if_installed: bool,
     },
     /// Print the systemd unit the install writes for the config at --config (default
     /// /etc/ad-sync/agent.toml) and the program folder DIR; packaging ships it.
@@ -218,6 +230,7 @@ pub fn run(cli: Cli) -> i32 {
             keep_config,
             force,
             prefix,
+            dry_run,
             json,
         }) => install::uninstall(
             &crate::install::uninstall::UninstallOptions {
@@ -229,7 +242,13 @@ pub fn run(cli: Cli) -> i32 {
                 force,
                 source_dir: crate::install::Options::new(PathBuf::new()).source_dir,
             },
+            dry_run,
             json,
+        ),
+        Some(Command::Restart { if_installed }) => install::restart(
+            &cli.config
+                .unwrap_or_else(crate::install::layout::default_config_path),
+            if_installed,
         ),
         Some(Command::ServiceUnit { program_dir }) => {
             let config = cli

@@ -44,12 +44,20 @@ impl InstallRun {
                     ctx.request_repaint();
                 };
                 let install::Prepared { facts, plan } = install::prepare(&answers, &opts);
-                let failed: Vec<CheckResult> =
-                    install::install_checks(&answers, &facts.existing, &opts)
-                        .into_iter()
-                        .filter(|c| c.status == Status::Fail)
-                        .collect();
+                let checks = install::install_checks(&answers, &facts.existing, &opts);
+                let failed: Vec<CheckResult> = checks
+                    .iter()
+                    .filter(|c| c.status == Status::Fail)
+                    .cloned()
+                    .collect();
+                // The wizard's pages ran the preflight checks; the log holds the install's own.
+                let report = ad_sync_core::preflight::Report {
+                    checks,
+                    stats: Default::default(),
+                };
+                let what = "install (wizard)";
                 if !failed.is_empty() {
+                    install::setup_log::record_install(&plan.layout, what, &report, None);
                     send(Msg::Refused(failed));
                     return;
                 }
@@ -57,6 +65,7 @@ impl InstallRun {
                 let outcome = install::apply(&plan, &answers, &stop, &mut |steps| {
                     send(Msg::Progress(steps.to_vec()))
                 });
+                install::setup_log::record_install(&plan.layout, what, &report, Some(&outcome));
                 send(Msg::Done(Box::new(outcome)));
             })?;
         Ok(InstallRun {

@@ -13,7 +13,9 @@ pub mod enrollment;
 pub mod fsops;
 pub mod layout;
 pub mod plan;
+pub mod restart;
 pub mod service;
+pub mod setup_log;
 pub mod uninstall;
 #[cfg(windows)]
 pub mod winsec;
