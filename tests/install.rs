@@ -919,7 +919,8 @@ fn without_systemd_the_install_asks_for_no_start_and_the_unit_verifies_hardened(
         ad_sync::secrets::Protection::File,
         ad_sync::secrets::Protection::SystemdCreds,
     ] {
-        let text = ad_sync::install::service::systemd_unit(&layout, &["dc", "cloud"], protection);
+        let text =
+            ad_sync::install::service::systemd_unit(&layout, &["dc", "cloud"], &[], protection);
         assert_eq!(
             text.contains("LoadCredentialEncrypted="),
             protection == ad_sync::secrets::Protection::SystemdCreds,
@@ -1000,4 +1001,174 @@ fn bed_ca_der() -> Vec<Vec<u8>> {
     ad_sync::directory::cert::load_ca_file(&support::bed().dc1.ca_file)
         .unwrap_or_else(|e| panic!("{e}"))
         .certs
+}
+
+/// Behind a corporate proxy: the cloud's name resolves nowhere but at the proxy (`.invalid`),
+/// which wants a login. The checks go through `[cloud] proxy` (never the session's own proxy),
+/// the install stores the proxy's password in the secret store (not in the config) and hands it
+/// to the unit, and the installed agent reaches the cloud through the proxy with it. The direct
+/// route fails, and a wrong password is named as the proxy's refusal without being shown.
+#[test]
+fn the_cloud_is_reached_through_the_configured_proxy_by_the_checks_the_install_and_the_agent() {
+    const NAME: &str = "cloud.behind-proxy.invalid";
+    const PROXY_PASSWORD: &str = "Pr0xy-Login-7c41e";
+    let cloud = support::cloud::with_domains(CloudServer::start("proxied", &["--name", NAME]));
+    let proxy = support::proxy::ConnectProxy::start(
+        "agent",
+        PROXY_PASSWORD,
+        &[(
+            NAME,
+            std::net::SocketAddr::from(([127, 0, 0, 1], cloud.port())),
+        )],
+    );
+    let key = cloud.issue_key(DOMAIN, None);
+    let mut s = spec(&cloud, Some(key.clone()));
+    s.cloud_url = Some(format!("https://{NAME}:{}", cloud.port()));
+    let answers = s.write();
+    let direct = std::fs::read_to_string(&answers).unwrap_or_default();
+    let dir = answers.parent().unwrap_or(Path::new("/nonexistent"));
+    std::fs::write(dir.join("proxy.pw"), format!("{PROXY_PASSWORD}\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let with_proxy = |password_file: &str| {
+        format!(
+            "{direct}proxy = '{}'\nproxy_username = 'agent'\nproxy_password_file = '{password_file}'\n",
+            proxy.url()
+        )
+    };
+    let check = |text: &str| {
+        std::fs::write(&answers, text).unwrap_or_else(|e| panic!("{e}"));
+        let out = Command::new(setup_bin())
+            .args(["check", "--json", "--answers"])
+            .arg(&answers)
+            // The session's proxy is not the route: only [cloud] proxy is.
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let status = |id: &str| {
+            v["checks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["id"] == id)
+                .cloned()
+                .unwrap_or_default()
+        };
+        (
+            status("cloud.reachable"),
+            status("cloud.tls"),
+            status("connect_key.valid"),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+
+    // Directly: the name resolves nowhere, and the fix names the session's proxy as unused.
+    let (reach, _, _, all) = check(&direct);
+    assert_eq!(reach["status"], "fail", "{all}");
+    assert!(
+        reach["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("HTTPS_PROXY") && f.contains("[cloud] proxy")),
+        "{reach}"
+    );
+
+    // A wrong password: the proxy refuses, the error says so, the password is not shown.
+    std::fs::write(dir.join("wrong.pw"), "not-the-Pr0xy-pass\n").unwrap_or_else(|e| panic!("{e}"));
+    let (_, tls, _, all) = check(&with_proxy("wrong.pw"));
+    assert_eq!(tls["status"], "fail", "{all}");
+    assert!(
+        tls["summary"].as_str().is_some_and(|s| s.contains("proxy")),
+        "{tls}"
+    );
+    assert!(proxy.refused_logins() >= 1);
+    assert!(!all.contains("not-the-Pr0xy-pass") && !all.contains(PROXY_PASSWORD));
+
+    // Through the proxy with its login: every cloud check passes, through tunnels.
+    let (reach, tls, key_valid, all) = check(&with_proxy("proxy.pw"));
+    for c in [&reach, &tls, &key_valid] {
+        assert_eq!(c["status"], "pass", "{all}");
+    }
+    assert!(
+        reach["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("proxy")),
+        "{reach}"
+    );
+    let tunnels = proxy.tunnels();
+    assert!(tunnels >= 1, "{:?}", proxy.request_lines());
+    assert!(!all.contains(PROXY_PASSWORD), "{all}");
+
+    // The install: the password goes to the store, the config names the proxy and the user.
+    let prefix = fresh_dir("proxied");
+    let (out, json) = install(&answers, &prefix, &[]);
+    assert_eq!(out.status.code(), Some(0), "{json:#}");
+    let config = std::fs::read_to_string(config_of(&prefix)).unwrap_or_default();
+    assert!(
+        config.contains(&format!("proxy = \"{}\"", proxy.url()))
+            && config.contains("proxy_username = \"agent\"")
+            && !config.contains("proxy_password")
+            && !config.contains(PROXY_PASSWORD),
+        "{config}"
+    );
+    let store = ad_sync::secrets::FileStore::new(prefix.join("etc/ad-sync/secrets"));
+    assert_eq!(
+        store
+            .read(ad_sync::secrets::PROXY_PASSWORD)
+            .map(|s| s.expose().to_string())
+            .ok()
+            .as_deref(),
+        Some(PROXY_PASSWORD)
+    );
+    let unit = std::fs::read_to_string(prefix.join("etc/systemd/system/ad-sync-agent.service"))
+        .unwrap_or_default();
+    assert!(unit.contains("proxy-password:"), "{unit}");
+
+    // The agent as installed: it reaches the cloud through the proxy, with the stored login.
+    let before = proxy.tunnels();
+    let out = agent_once(&prefix);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(
+        proxy.tunnels() > before,
+        "the agent went through the proxy: {said}"
+    );
+    assert!(!said.contains(PROXY_PASSWORD), "{said}");
+    let agent_id = json["agent_id"].as_str().unwrap_or_default();
+    assert!(
+        agents(&cloud)
+            .lines()
+            .any(|l| l.contains(agent_id) && l.contains("primary")),
+        "{}",
+        agents(&cloud)
+    );
+    // And its removal: deregistered through the proxy, the proxy's password gone with the rest.
+    let out = Command::new(setup_bin())
+        .args([
+            "--config",
+            "/etc/ad-sync/agent.toml",
+            "uninstall",
+            "--prefix",
+        ])
+        .arg(&prefix)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!store.has(ad_sync::secrets::PROXY_PASSWORD));
+    assert!(
+        agents(&cloud)
+            .lines()
+            .any(|l| l.contains(agent_id) && l.contains("deregistered"))
+    );
 }

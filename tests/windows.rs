@@ -1290,3 +1290,72 @@ fn the_wizard_exe_draws_its_first_page_falling_back_from_a_renderer_that_fails()
     }
     println!("the Windows wizard's first page: {}", shot.display());
 }
+
+/// The proxy the wizard proposes on Windows, read through WinHTTP as Windows keeps it: the
+/// administrator's Internet Options (`...\Internet Settings\Connections`
+/// `DefaultConnectionSettings`), and the machine's WinHTTP proxy (`WinHttpSettings`, what
+/// `netsh winhttp set proxy` writes), which wins because services use it. The binary layout is
+/// the one both Windows and Wine's winhttp read: a header of three DWORDs (size or version,
+/// a counter (Wine's winhttp takes WinHttpSettings only with 0 there), flags with
+/// PROXY_TYPE_PROXY), then the length-prefixed proxy string.
+#[test]
+fn the_windows_build_finds_the_proxy_in_internet_options_and_winhttp() {
+    let host = WinHost::start("proxy");
+    let found = || {
+        let out = host.exe(SETUP, &["find-proxy", "--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        json(&out)
+    };
+    assert_eq!(found()["proxy"], Value::Null, "nothing set");
+    let blob = |header: u32, counter: u32, proxy: &str| {
+        let mut b = Vec::new();
+        for v in [header, counter, 3, proxy.len() as u32] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(proxy.as_bytes());
+        b.extend_from_slice(&[0; 12]);
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    };
+    let set = |key: &str, name: &str, data: &str| {
+        let out = host.wine(
+            &[
+                "reg",
+                "add",
+                key,
+                "/v",
+                name,
+                "/t",
+                "REG_BINARY",
+                "/d",
+                data,
+                "/f",
+            ],
+            Duration::from_secs(60),
+        );
+        assert!(out.status.success(), "reg add: {}", text(&out));
+    };
+    set(
+        r"HKCU\Software\Microsoft\Windows\CurrentVersion\Internet Settings\Connections",
+        "DefaultConnectionSettings",
+        &blob(0x46, 1, "http=a.corp:80;https=proxy.corp.example:3128"),
+    );
+    let v = found();
+    assert_eq!(v["proxy"], "http://proxy.corp.example:3128", "{v}");
+    assert!(
+        v["source"]
+            .as_str()
+            .is_some_and(|s| s.contains("Internet Options")),
+        "{v}"
+    );
+    set(
+        r"HKLM\Software\Microsoft\Windows\CurrentVersion\Internet Settings\Connections",
+        "WinHttpSettings",
+        &blob(0x18, 0, "machine.corp.example:8080"),
+    );
+    let v = found();
+    assert_eq!(v["proxy"], "http://machine.corp.example:8080", "{v}");
+    assert!(
+        v["source"].as_str().is_some_and(|s| s.contains("WinHTTP")),
+        "{v}"
+    );
+}

@@ -623,6 +623,64 @@ fn connect_key_page_flags_a_typo_at_once_accepts_a_pasted_key_and_refuses_a_used
     fail_shown(&mut h, "the key was already used");
 }
 
+/// Behind a proxy: the cloud's name resolves only at the proxy. The page's proxy section
+/// refuses a URL holding a password, asks for the proxy's password once a user is given, and
+/// the cloud checks then pass through the proxy, as the installed service will go.
+#[test]
+fn connect_key_page_checks_the_cloud_through_the_proxy_typed_there() {
+    const NAME: &str = "cloud.wizard-proxy.invalid";
+    let good = Good::new("proxy");
+    let cloud = support::cloud::with_domains(support::cloud::CloudServer::start(
+        "wizard-proxied",
+        &["--name", NAME],
+    ));
+    let proxy = support::proxy::ConnectProxy::start(
+        "wiz",
+        "Wizard-Pr0xy-pw",
+        &[(
+            NAME,
+            std::net::SocketAddr::from(([127, 0, 0, 1], cloud.port())),
+        )],
+    );
+    let key = cloud.issue_key("DC=example,DC=com", None);
+    let mut h = good.wizard_at("Connect key");
+    set(
+        &mut h,
+        "Cloud URL",
+        &format!("https://{NAME}:{}", cloud.port()),
+    );
+    set(
+        &mut h,
+        "Cloud CA file (optional)",
+        &cloud.ca.display().to_string(),
+    );
+    set(&mut h, "Connect key", &key);
+    // Directly, the name resolves nowhere.
+    fail_shown(&mut h, "does not resolve");
+    click(&mut h, "Proxy (none: the cloud is reached directly)");
+    h.run_steps(5);
+    set(
+        &mut h,
+        "Proxy URL (optional)",
+        "http://wiz:secret@127.0.0.1:1",
+    );
+    assert!(
+        has(&h, "must not hold a user name or password"),
+        "{}",
+        screen(&h)
+    );
+    assert!(!next_enabled(&h));
+    set(&mut h, "Proxy URL (optional)", &proxy.url());
+    set(&mut h, "Proxy user (optional)", "wiz");
+    h.step();
+    assert!(!next_enabled(&h), "the proxy's password is asked for");
+    set(&mut h, "Proxy password", "Wizard-Pr0xy-pw");
+    wait_page_passes(&mut h, "Connect key");
+    assert!(has(&h, "reached the proxy"), "{}", screen(&h));
+    assert!(proxy.tunnels() >= 1, "{:?}", proxy.request_lines());
+    assert!(!screen(&h).contains("Wizard-Pr0xy-pw"));
+}
+
 #[test]
 fn sync_page_refuses_a_missing_group_and_a_distribution_group() {
     let good = Good::new("sync");

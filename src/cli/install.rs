@@ -269,6 +269,11 @@ pub fn review(config: &Path, prefix: Option<&Path>, as_json: bool) -> i32 {
     let store = layout.store();
     let secrets: Vec<_> = crate::secrets::ALL
         .iter()
+        .chain(
+            crate::secrets::OPTIONAL
+                .iter()
+                .filter(|name| store.has(name)),
+        )
         .map(|name| {
             let state = match store.read(name) {
                 Ok(_) => "stored".to_string(),

@@ -135,6 +135,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the proxy this machine uses, as the wizard proposes it for `[cloud] proxy`: the
+    /// session's HTTPS_PROXY/ALL_PROXY, then on Windows the machine's WinHTTP proxy (netsh
+    /// winhttp) and Internet Options. The service uses none of them unless the config names it.
+    FindProxy {
+        /// Print {"proxy":...,"source":...,"username":...} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start the agent service again (or restart it) so it runs the programs now in place; the
     /// MSI runs this after an upgrade. Exit 0 when it runs; with --if-installed also when no
     /// agent is configured or no service registered (nothing to start), otherwise 1 then.
@@ -245,6 +253,7 @@ pub fn run(cli: Cli) -> i32 {
             dry_run,
             json,
         ),
+        Some(Command::FindProxy { json }) => find_proxy(json),
         Some(Command::Restart { if_installed }) => install::restart(
             &cli.config
                 .unwrap_or_else(crate::install::layout::default_config_path),
@@ -259,7 +268,7 @@ pub fn run(cli: Cli) -> i32 {
             let protection = layout.store().in_use();
             print!(
                 "{}",
-                crate::install::service::systemd_unit(&layout, &[], protection)
+                crate::install::service::systemd_unit(&layout, &[], &[], protection)
             );
             EXIT_OK
         }
@@ -491,4 +500,37 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, i32> {
             eprintln!("cannot start the network runtime: {e}");
             EXIT_UNUSABLE
         })
+}
+
+/// `find-proxy`: what the wizard would propose for `[cloud] proxy`.
+fn find_proxy(as_json: bool) -> i32 {
+    let found = crate::cloud::system_proxy::detect();
+    if as_json {
+        let v = match &found {
+            Ok(Some(f)) => {
+                serde_json::json!({"proxy": f.url, "source": f.source, "username": f.username})
+            }
+            Ok(None) => serde_json::json!({"proxy": null}),
+            Err(why) => serde_json::json!({"proxy": null, "note": why}),
+        };
+        println!("{v}");
+    } else {
+        match &found {
+            Ok(Some(f)) => {
+                println!("{} (from {})", f.url, f.source);
+                println!(
+                    "For the service, put it in the answers file:\n[cloud]\nproxy = \"{}\"",
+                    f.url
+                );
+                if let Some(u) = &f.username {
+                    println!(
+                        "proxy_username = \"{u}\"\nproxy_password_file = \"...\"  # the password, never inline"
+                    );
+                }
+            }
+            Ok(None) => println!("No proxy is set on this machine: the cloud is reached directly."),
+            Err(why) => println!("{why}."),
+        }
+    }
+    EXIT_OK
 }

@@ -105,6 +105,8 @@ pub fn validate_key(args: KeyArgs) -> i32 {
         url,
         ca_file: args.ca.clone(),
         timeout: args.timeout,
+        // No answers file here: the session's proxy, as curl would take it.
+        route: crate::cloud::client::Route::Environment,
     };
     let client = match CloudClient::new(&opts) {
         Ok(c) => c,

@@ -357,7 +357,7 @@ pub fn shared_for_wine() -> &'static CloudServer {
     SHARED.get_or_init(|| with_domains(CloudServer::start_for_wine("shared-wine", &[])))
 }
 
-fn with_domains(s: CloudServer) -> CloudServer {
+pub fn with_domains(s: CloudServer) -> CloudServer {
     s.admin_ok(&["domain", "add", "DC=example,DC=com"]);
     s.admin_ok(&["domain", "add", "DC=other,DC=com"]);
     s

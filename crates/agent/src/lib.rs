@@ -293,6 +293,13 @@ impl Agent {
             url: cloud.url.clone().unwrap_or_default(),
             ca_file: cloud.ca_file.as_deref().map(|p| answers.path(p)),
             timeout: cloud.timeout(),
+            // `[cloud] proxy` (with its password from the store), or directly: never the
+            // environment's, which the installer's checks did not use either.
+            route: answers.cloud_route(match store.read(ad_sync_core::secrets::PROXY_PASSWORD) {
+                Ok(p) => Some(p),
+                Err(ad_sync_core::secrets::StoreError::Missing { .. }) => None,
+                Err(e) => return Err(format!("the proxy's password: {e}")),
+            }),
         })
         .map_err(|e| format!("[cloud] {e}; {}", e.fix()))?;
         let host = gethostname::gethostname().to_string_lossy().into_owned();

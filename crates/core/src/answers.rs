@@ -165,6 +165,24 @@ pub struct Cloud {
     /// Seconds allowed for each request to the cloud (connect and TLS included).
     #[serde(default = "default_cloud_timeout")]
     pub timeout_seconds: u32,
+    /// The forward proxy the cloud is reached through (`http://proxy.corp.example:3128`), by the
+    /// wizard's checks and by the installed service alike. Absent: the cloud is reached directly
+    /// (a proxy in the installing session's environment is not used: the service would not have
+    /// it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// The proxy's user name, when it asks for one (Basic authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_username: Option<String>,
+    /// The proxy's password: kept in the secret store, never in the config.
+    #[serde(default, skip_serializing)]
+    pub proxy_password: Option<Secret>,
+    // Where the secret comes from is not itself secret: kept when answers are written out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_password_file: Option<PathBuf>,
+    // Where the secret comes from is not itself secret: kept when answers are written out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_password_env: Option<String>,
 }
 
 fn default_cloud_timeout() -> u32 {
@@ -399,8 +417,61 @@ impl Answers {
                 c.connect_key_env.is_some(),
                 false,
             )?;
+            let password = c.proxy_password.is_some()
+                || c.proxy_password_file.is_some()
+                || c.proxy_password_env.is_some();
+            one_source(
+                "[cloud] proxy_password",
+                c.proxy_password.is_some(),
+                c.proxy_password_file.is_some(),
+                c.proxy_password_env.is_some(),
+                kind == Kind::Answers && c.proxy_username.is_some(),
+            )?;
+            match &c.proxy {
+                Some(url) => crate::cloud::client::check_proxy_url(url)
+                    .map_err(|why| format!("[cloud] proxy `{url}`: {why}"))?,
+                None if c.proxy_username.is_some() || password => {
+                    return Err("[cloud] proxy_username and proxy_password are given without [cloud] proxy; add proxy = \"http://host:port\", or remove them".into());
+                }
+                None => {}
+            }
+            if password && c.proxy_username.is_none() {
+                return Err("[cloud] proxy_password is given without proxy_username; add the proxy's user name".into());
+            }
         }
         Ok(())
+    }
+
+    /// The proxy's password, when the answers give one (`Ok(None)` when they do not).
+    pub fn proxy_password(&self) -> Result<Option<Secret>, String> {
+        let Some(c) = &self.cloud else {
+            return Ok(None);
+        };
+        self.resolve_secret(
+            "[cloud] proxy_password",
+            c.proxy_password.as_ref(),
+            c.proxy_password_file.as_deref(),
+            c.proxy_password_env.as_deref(),
+        )
+    }
+
+    /// The route to the cloud these answers give: the configured proxy (with `password`, from
+    /// the answers or from the store), or directly.
+    pub fn cloud_route(&self, password: Option<Secret>) -> crate::cloud::client::Route {
+        match self.cloud.as_ref().and_then(|c| c.proxy.clone()) {
+            Some(url) => crate::cloud::client::Route::Proxy {
+                url,
+                username: self.cloud.as_ref().and_then(|c| c.proxy_username.clone()),
+                password,
+            },
+            None => crate::cloud::client::Route::Direct,
+        }
+    }
+
+    /// `cloud_route` with the password the answers give (an unreadable one is left out: the
+    /// answers' own check names it).
+    pub fn cloud_route_from_answers(&self) -> crate::cloud::client::Route {
+        self.cloud_route(self.proxy_password().ok().flatten())
     }
 
     /// The DC host name to connect to (see `Server::host`).
@@ -558,6 +629,62 @@ password = "Pw-distinct-7781"
 
     fn parse(text: &str) -> Result<Answers, String> {
         Answers::parse(text, PathBuf::from("/tmp"))
+    }
+
+    #[test]
+    fn a_proxy_is_a_url_without_a_login_and_its_password_needs_a_user() {
+        let cloud = |lines: &str| {
+            parse(&format!(
+                "{MINIMAL}[cloud]\nurl = \"https://cloud.example.com\"\n{lines}"
+            ))
+            .map(|a| a.cloud_route_from_answers())
+        };
+        for (lines, want) in [
+            ("", Ok("direct")),
+            ("proxy = \"http://p.corp:3128\"", Ok("proxy")),
+            (
+                "proxy = \"http://p.corp:3128\"\nproxy_username = \"u\"\nproxy_password = \"Pw-proxy-1\"",
+                Ok("proxy+login"),
+            ),
+            (
+                "proxy = \"http://u:pw@p.corp:3128\"",
+                Err("must not hold a user name or password"),
+            ),
+            (
+                "proxy = \"socks5://p.corp:1080\"",
+                Err("socks5:// is not supported"),
+            ),
+            (
+                "proxy = \"http://p.corp:3128/x\"",
+                Err("must not have a path"),
+            ),
+            (
+                "proxy = \"http://p.corp:3128\"\nproxy_username = \"u\"",
+                Err("proxy_password is not given"),
+            ),
+            (
+                "proxy_username = \"u\"\nproxy_password = \"x\"",
+                Err("without [cloud] proxy"),
+            ),
+            (
+                "proxy = \"http://p.corp:3128\"\nproxy_password = \"x\"",
+                Err("without proxy_username"),
+            ),
+        ] {
+            let got = cloud(lines).map(|r| match r {
+                crate::cloud::client::Route::Direct => "direct",
+                crate::cloud::client::Route::Proxy {
+                    password: Some(_), ..
+                } => "proxy+login",
+                crate::cloud::client::Route::Proxy { .. } => "proxy",
+                crate::cloud::client::Route::Environment => "environment",
+            });
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w, "{lines}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{lines}: {e}"),
+                (g, w) => panic!("{lines}: got {g:?}, want {w:?}"),
+            }
+        }
     }
 
     #[test]

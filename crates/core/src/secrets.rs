@@ -37,12 +37,16 @@ pub const SERVICE_ACCOUNT_PASSWORD: &str = "service-account-password";
 pub const AGENT_CREDENTIAL: &str = "agent-credential";
 /// The secret half of the agent's X25519 key pair; password changes are sealed to it.
 pub const AGENT_PRIVATE_KEY: &str = "agent-private-key";
-/// Every secret the store can hold.
+/// The password of `[cloud] proxy`, when the proxy asks for a login (optional).
+pub const PROXY_PASSWORD: &str = "proxy-password";
+/// Every secret an installed agent has.
 pub const ALL: [&str; 3] = [
     SERVICE_ACCOUNT_PASSWORD,
     AGENT_CREDENTIAL,
     AGENT_PRIVATE_KEY,
 ];
+/// The secrets an install stores only when its config needs them.
+pub const OPTIONAL: [&str; 1] = [PROXY_PASSWORD];
 
 /// How a secret is kept on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -124,6 +124,15 @@ impl WizardApp {
         {
             page = *p;
         }
+        // The proxy this machine uses (environment, WinHTTP, Internet Options), proposed for a
+        // new install: the service will have none of them unless the config names it.
+        let proxy_found = ad_sync_core::cloud::system_proxy::detect();
+        if !matches!(existing, Existing::Installed(_))
+            && let Ok(Some(found)) = &proxy_found
+        {
+            form.proxy = found.url.clone();
+            form.proxy_username = found.username.clone().unwrap_or_default();
+        }
         if form.discover_domain.is_empty()
             && let Some(d) = &options.host_domain
         {
@@ -155,6 +164,7 @@ impl WizardApp {
                     dns_server: options.dns_server,
                     discovered_on_open: false,
                     dc_proposed: false,
+                    proxy_found,
                 },
                 validator,
                 acks: HashSet::new(),

@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 /// The environment variables the exported answers file names for its secrets.
 pub const PASSWORD_ENV: &str = "AD_SYNC_PASSWORD";
 pub const CONNECT_KEY_ENV: &str = "AD_SYNC_CONNECT_KEY";
+pub const PROXY_PASSWORD_ENV: &str = "AD_SYNC_PROXY_PASSWORD";
 
 #[derive(Clone)]
 pub struct Form {
@@ -34,6 +35,10 @@ pub struct Form {
     pub cloud_url: String,
     pub cloud_ca_file: String,
     pub connect_key: Zeroizing<String>,
+    /// `[cloud] proxy`; empty: the cloud is reached directly.
+    pub proxy: String,
+    pub proxy_username: String,
+    pub proxy_password: Zeroizing<String>,
     pub sync_group_dn: String,
     pub sync: answers::Sync,
     pub ldap_timeout_seconds: u32,
@@ -48,6 +53,8 @@ impl std::fmt::Debug for Form {
             .field("username", &self.username)
             .field("password", &"[redacted]")
             .field("connect_key", &"[redacted]")
+            .field("proxy", &self.proxy)
+            .field("proxy_password", &"[redacted]")
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +83,9 @@ impl Default for Form {
             cloud_url: String::new(),
             cloud_ca_file: String::new(),
             connect_key: Zeroizing::new(String::new()),
+            proxy: String::new(),
+            proxy_username: String::new(),
+            proxy_password: Zeroizing::new(String::new()),
             sync_group_dn: String::new(),
             sync: answers::Sync::default(),
             ldap_timeout_seconds: 5,
@@ -116,6 +126,10 @@ impl Form {
             username: a.service_account.username.clone(),
             cloud_url: cloud.and_then(|c| c.url.clone()).unwrap_or_default(),
             cloud_ca_file: path_text(a, cloud.and_then(|c| c.ca_file.as_ref())),
+            proxy: cloud.and_then(|c| c.proxy.clone()).unwrap_or_default(),
+            proxy_username: cloud
+                .and_then(|c| c.proxy_username.clone())
+                .unwrap_or_default(),
             sync_group_dn: a.directory.sync_group_dn.clone().unwrap_or_default(),
             sync: a.sync.clone(),
             ldap_timeout_seconds: a.ldap.timeout_seconds,
@@ -162,18 +176,31 @@ impl Form {
         let password = (!self.password.is_empty()).then(|| Secret::new(self.password.as_str()));
         let key =
             (!self.connect_key.trim().is_empty()).then(|| Secret::new(self.connect_key.as_str()));
-        self.build(password, None, key, None)
+        let mut a = self.build(password, None, key, None);
+        if let Some(c) = a.cloud.as_mut()
+            && c.proxy_username.is_some()
+            && !self.proxy_password.is_empty()
+        {
+            c.proxy_password = Some(Secret::new(self.proxy_password.as_str()));
+        }
+        a
     }
 
     /// The answers file to export: every setting, and for each secret the name of the
     /// environment variable to give it in (`key_needed` is false on an upgrade).
     pub fn export_toml(&self, key_needed: bool) -> Result<String, String> {
-        let a = self.build(
+        let mut a = self.build(
             None,
             Some(PASSWORD_ENV.into()),
             None,
             key_needed.then(|| CONNECT_KEY_ENV.to_string()),
         );
+        let proxy_login = a.cloud.as_ref().is_some_and(|c| c.proxy_username.is_some());
+        if let Some(c) = a.cloud.as_mut()
+            && proxy_login
+        {
+            c.proxy_password_env = Some(PROXY_PASSWORD_ENV.into());
+        }
         let body = toml::to_string(&a).map_err(|e| format!("cannot write the answers: {e}"))?;
         let key_line = if key_needed {
             format!(
@@ -182,12 +209,17 @@ impl Form {
         } else {
             String::new()
         };
+        let proxy_line = if proxy_login {
+            format!("#   {PROXY_PASSWORD_ENV}  the proxy's password\n")
+        } else {
+            String::new()
+        };
         Ok(format!(
             "# ad-sync answers file, exported by the setup wizard.\n\
              # Replay it unattended with: ad-sync-setup install --answers THIS_FILE\n\
              # It holds no secret. Give them in the environment of that command:\n\
              #   {PASSWORD_ENV}  the service account's password\n\
-             {key_line}\n{body}"
+             {key_line}{proxy_line}\n{body}"
         ))
     }
 
@@ -200,17 +232,23 @@ impl Form {
     ) -> Answers {
         let cloud_url = opt_text(&self.cloud_url);
         let cloud_ca = opt_path(&self.cloud_ca_file);
-        let cloud =
-            (cloud_url.is_some() || cloud_ca.is_some() || key.is_some() || key_env.is_some()).then(
-                || answers::Cloud {
-                    url: cloud_url,
-                    ca_file: cloud_ca,
-                    connect_key: key,
-                    connect_key_file: None,
-                    connect_key_env: key_env,
-                    timeout_seconds: self.cloud_timeout_seconds,
-                },
-            );
+        let cloud = (cloud_url.is_some()
+            || cloud_ca.is_some()
+            || key.is_some()
+            || key_env.is_some())
+        .then(|| answers::Cloud {
+            url: cloud_url,
+            ca_file: cloud_ca,
+            connect_key: key,
+            connect_key_file: None,
+            connect_key_env: key_env,
+            timeout_seconds: self.cloud_timeout_seconds,
+            proxy: opt_text(&self.proxy),
+            proxy_username: opt_text(&self.proxy).and_then(|_| opt_text(&self.proxy_username)),
+            proxy_password: None,
+            proxy_password_file: None,
+            proxy_password_env: None,
+        });
         Answers {
             version: answers::SUPPORTED_VERSION,
             server: self.server(),
@@ -242,6 +280,7 @@ impl Form {
     pub fn forget_secrets(&mut self) {
         self.password = Zeroizing::new(String::new());
         self.connect_key = Zeroizing::new(String::new());
+        self.proxy_password = Zeroizing::new(String::new());
     }
 }
 

@@ -151,6 +151,10 @@ fn hash_answers(h: &mut Sha256, answers: &Answers) {
     for secret in [
         answers.service_account.password.as_ref(),
         answers.cloud.as_ref().and_then(|c| c.connect_key.as_ref()),
+        answers
+            .cloud
+            .as_ref()
+            .and_then(|c| c.proxy_password.as_ref()),
     ] {
         h.update(b"\0");
         if let Some(s) = secret {

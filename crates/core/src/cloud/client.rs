@@ -32,6 +32,8 @@ pub struct CloudOptions {
     pub ca_file: Option<PathBuf>,
     /// Each request's limit, connect and TLS included.
     pub timeout: Duration,
+    /// How requests reach the cloud.
+    pub route: Route,
 }
 
 impl CloudOptions {
@@ -40,8 +42,51 @@ impl CloudOptions {
             url: url.into(),
             ca_file: None,
             timeout: Duration::from_secs(10),
+            route: Route::Environment,
         }
     }
+}
+
+/// How requests reach the cloud.
+#[derive(Debug, Clone, Default)]
+pub enum Route {
+    /// The proxy the environment names (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`), as curl reads
+    /// it: commands that have no answers file (`validate-key`).
+    #[default]
+    Environment,
+    /// Directly, whatever the environment says: answers and configs without `[cloud] proxy`.
+    Direct,
+    /// Through `[cloud] proxy`, with Basic authentication when a user is given. The tunnel is
+    /// HTTP CONNECT: TLS still runs end to end with the cloud, whose certificate is checked as
+    /// on a direct route.
+    Proxy {
+        url: String,
+        username: Option<String>,
+        password: Option<Secret>,
+    },
+}
+
+/// Why `url` cannot be a `[cloud] proxy`, if it cannot.
+pub fn check_proxy_url(url: &str) -> Result<(), String> {
+    let u = Url::parse(url.trim()).map_err(|e| {
+        format!("{e}; give it as http://host:port, e.g. http://proxy.corp.example:3128")
+    })?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme {}:// is not supported; give an HTTP proxy as http://host:port",
+            u.scheme()
+        ));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("it has no host name; give it as http://host:port".into());
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("it must not hold a user name or password (the config is not a secret store); give proxy_username and proxy_password_file instead".into());
+    }
+    if !matches!(u.path(), "" | "/") || u.query().is_some() {
+        return Err("it must not have a path or ?query; give it as http://host:port".into());
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -142,6 +187,9 @@ impl CloudError {
                         .unwrap_or_default()
                 ),
             },
+            CloudError::Proxy { var, .. } if *var == CONFIGURED_PROXY => {
+                "Check [cloud] proxy (host and port) and, when the proxy asks for a login, proxy_username and proxy_password; remove proxy if the cloud is reached directly.".into()
+            }
             CloudError::Proxy { var, .. } => format!(
                 "Check {var}, or add the cloud's host to NO_PROXY if it should be reached directly."
             ),
@@ -188,12 +236,16 @@ impl CloudError {
     }
 }
 
-/// The proxy that applies to a URL, from the environment as curl reads it.
+/// The proxy that applies to a URL: from the environment as curl reads it, or configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyChoice {
     pub url: String,
+    /// Where it was found: the variable's name, or `[cloud] proxy`.
     pub var: &'static str,
 }
+
+/// Where a configured proxy is named in errors.
+pub const CONFIGURED_PROXY: &str = "[cloud] proxy";
 
 /// Which proxy (if any) the environment sets for `host`: `HTTPS_PROXY` (or `ALL_PROXY`), unless
 /// `NO_PROXY` names the host, a parent domain, its address, a CIDR block around it, or `*`.
@@ -352,7 +404,28 @@ impl CloudClient {
             let p = format!("{}/", base.path());
             base.set_path(&p);
         }
-        let proxy = proxy_for(&host, |n| std::env::var(n).ok());
+        let (proxy, auth) = match &opts.route {
+            Route::Environment => (proxy_for(&host, |n| std::env::var(n).ok()), None),
+            Route::Direct => (None, None),
+            Route::Proxy {
+                url,
+                username,
+                password,
+            } => {
+                check_proxy_url(url).map_err(|why| CloudError::Proxy {
+                    proxy: redact_proxy(url),
+                    var: CONFIGURED_PROXY,
+                    detail: why,
+                })?;
+                (
+                    Some(ProxyChoice {
+                        url: url.trim().to_string(),
+                        var: CONFIGURED_PROXY,
+                    }),
+                    username.clone().map(|u| (u, password.clone())),
+                )
+            }
+        };
         let mut builder = reqwest::Client::builder()
             .tls_backend_native()
             .connect_timeout(opts.timeout)
@@ -380,11 +453,18 @@ impl CloudClient {
         }
         builder = match &proxy {
             Some(p) => {
-                builder.proxy(reqwest::Proxy::all(&p.url).map_err(|e| CloudError::Proxy {
+                let mut proxy = reqwest::Proxy::all(&p.url).map_err(|e| CloudError::Proxy {
                     proxy: redact_proxy(&p.url),
                     var: p.var,
                     detail: format!("not a usable proxy URL: {e}"),
-                })?)
+                })?;
+                if let Some((user, password)) = &auth {
+                    proxy = proxy.basic_auth(
+                        user,
+                        password.as_ref().map(|p| p.expose()).unwrap_or_default(),
+                    );
+                }
+                builder.proxy(proxy)
             }
             None => builder.no_proxy(),
         };

@@ -5,3 +5,4 @@
 pub mod api;
 pub mod client;
 pub mod sealed;
+pub mod system_proxy;

@@ -285,6 +285,17 @@ impl Run<'_> {
                 })?;
                 self.secret(SERVICE_ACCOUNT_PASSWORD, &password)
             }
+            Step::ProxyPassword => match self.answers.proxy_password() {
+                Ok(Some(p)) => self.secret(crate::secrets::PROXY_PASSWORD, &p),
+                Ok(None) => Err(err(
+                    "[cloud] proxy_password is not given",
+                    "Give the proxy's password in the answers file (proxy_password_file or proxy_password_env).",
+                )),
+                Err(e) => Err(err(
+                    e,
+                    "Give the proxy's password in the answers file (proxy_password_file or proxy_password_env).",
+                )),
+            },
             Step::AgentKey => self.agent_key(),
             Step::Config { path, cas, backup } => self.config(path, cas, backup.as_deref()),
             Step::ServiceUnit { path, cas } => self.unit(path, cas),
@@ -550,7 +561,12 @@ impl Run<'_> {
             self.dirs(dir, 0o755)?;
         }
         let cas: Vec<&str> = cas.iter().map(|c| c.as_str()).collect();
-        let text = service::systemd_unit(self.layout(), &cas, self.plan.protection);
+        let optional: &[&str] = if self.plan.proxy_password {
+            &[crate::secrets::PROXY_PASSWORD]
+        } else {
+            &[]
+        };
+        let text = service::systemd_unit(self.layout(), &cas, optional, self.plan.protection);
         if std::fs::read(path).is_ok_and(|b| b == text.as_bytes()) {
             return Ok(format!("{} is already current", path.display()));
         }
@@ -636,6 +652,15 @@ impl Run<'_> {
                 .and_then(|c| c.ca_file.as_deref())
                 .map(|p| self.answers.path(p)),
             timeout: cloud.map_or(Duration::from_secs(10), |c| c.timeout()),
+            // The proxy's password from the answers, or (an upgrade that does not repeat it)
+            // the one stored.
+            route: self.answers.cloud_route(
+                self.answers
+                    .proxy_password()
+                    .ok()
+                    .flatten()
+                    .or_else(|| self.store().read(crate::secrets::PROXY_PASSWORD).ok()),
+            ),
         };
         CloudClient::new(&opts).map_err(|e| err(format!("[cloud] {e}"), e.fix()))
     }

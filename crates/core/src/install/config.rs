@@ -23,6 +23,9 @@ pub fn render(answers: &Answers, dc_ca: Option<&Path>, cloud_ca: Option<&Path>) 
         cloud.connect_key = None;
         cloud.connect_key_file = None;
         cloud.connect_key_env = None;
+        cloud.proxy_password = None;
+        cloud.proxy_password_file = None;
+        cloud.proxy_password_env = None;
         cloud.ca_file = cloud_ca.map(Path::to_path_buf);
     }
     let body = toml::to_string(&a).unwrap_or_default();
@@ -131,6 +134,7 @@ pub fn migrate(table: &mut toml::Table) -> Result<Vec<String>, String> {
     for (section, keys) in [
         ("service_account", ["password_file", "password_env"]),
         ("cloud", ["connect_key_file", "connect_key_env"]),
+        ("cloud", ["proxy_password_file", "proxy_password_env"]),
     ] {
         if let Some(t) = table.get_mut(section).and_then(toml::Value::as_table_mut) {
             for k in keys {

@@ -158,6 +158,7 @@ pub enum StepId {
     CaDc,
     CaCloud,
     SecretPassword,
+    SecretProxyPassword,
     AgentKey,
     Config,
     ServiceUnit,
@@ -175,6 +176,7 @@ impl StepId {
             StepId::CaDc => "ca.dc",
             StepId::CaCloud => "ca.cloud",
             StepId::SecretPassword => "secret.password",
+            StepId::SecretProxyPassword => "secret.proxy_password",
             StepId::AgentKey => "agent.key",
             StepId::Config => "config",
             StepId::ServiceUnit => "service.unit",
@@ -211,6 +213,8 @@ pub enum Step {
     },
     /// The service account's password into the secret store.
     ServiceAccountPassword,
+    /// The `[cloud] proxy` password into the secret store.
+    ProxyPassword,
     /// The agent's key pair, and the enrollment recorded as pending.
     AgentKey,
     /// The config, naming the CA copies it has; the current one kept as `backup`.
@@ -244,6 +248,7 @@ impl Step {
             Step::CaCopy { ca: Ca::Dc, .. } => StepId::CaDc,
             Step::CaCopy { ca: Ca::Cloud, .. } => StepId::CaCloud,
             Step::ServiceAccountPassword => StepId::SecretPassword,
+            Step::ProxyPassword => StepId::SecretProxyPassword,
             Step::AgentKey => StepId::AgentKey,
             Step::Config { .. } => StepId::Config,
             Step::ServiceUnit { .. } => StepId::ServiceUnit,
@@ -321,6 +326,8 @@ pub struct Plan {
     pub protection: crate::secrets::Protection,
     /// The agent's id when it is enrolled already (upgrade).
     pub agent_id: Option<String>,
+    /// The config names a proxy user: the service is handed the stored proxy password.
+    pub proxy_password: bool,
     /// Whether the service is started at the end, and if not why.
     pub start: bool,
     pub not_started_because: Option<String>,
@@ -449,6 +456,26 @@ impl Plan {
             ),
             true,
         );
+        let proxy = answers.cloud.as_ref();
+        if proxy.is_some_and(|c| {
+            c.proxy_password.is_some()
+                || c.proxy_password_file.is_some()
+                || c.proxy_password_env.is_some()
+        }) {
+            step(
+                Step::ProxyPassword,
+                "Store the proxy's password",
+                format!(
+                    "{} (as the service account's)",
+                    real(&layout.secrets_dir.join(format!(
+                        "{}{}",
+                        crate::secrets::PROXY_PASSWORD,
+                        facts.protection.suffix()
+                    )))
+                ),
+                true,
+            );
+        }
         if existing.mode == Mode::Fresh {
             step(
                 Step::AgentKey,
@@ -586,6 +613,7 @@ impl Plan {
             start: not_started_because.is_none(),
             not_started_because,
             agent_id,
+            proxy_password: proxy.is_some_and(|c| c.proxy.is_some() && c.proxy_username.is_some()),
             // The plan's own descriptors, which its tests parse: an error here is a bug, and
             // the statement is then left out rather than guessed.
             access: if cfg!(windows) && layout.prefix.is_none() {

@@ -171,9 +171,12 @@ fn unit_path(p: &Path) -> String {
 /// copies readable by the service alone at run time, never in its environment), and is
 /// restarted when it fails.
 /// `cas` names the CA copies beside the config (`dc`, `cloud`) the service is handed too.
+/// The unit for `layout`: the CA copies `cas` and the optional secrets `optional` (the proxy's
+/// password, when the config has one) are handed over besides the config and `SERVICE_SECRETS`.
 pub fn systemd_unit(
     layout: &Layout,
     cas: &[&str],
+    optional: &[&str],
     protection: crate::secrets::Protection,
 ) -> String {
     let def = ServiceDef::new(layout);
@@ -190,7 +193,7 @@ pub fn systemd_unit(
             unit_path(&layout.ca_copy(which))
         ));
     }
-    for name in SERVICE_SECRETS {
+    for name in SERVICE_SECRETS.iter().chain(optional) {
         // Encrypted at rest: systemd decrypts them into the service's credentials folder.
         let directive = if protection == crate::secrets::Protection::SystemdCreds {
             "LoadCredentialEncrypted"
@@ -594,8 +597,13 @@ mod tests {
             Path::new("/opt/ad sync"),
             None,
         );
-        let unit = systemd_unit(&layout, &["dc"], crate::secrets::Protection::File);
-        let encrypted = systemd_unit(&layout, &["dc"], crate::secrets::Protection::SystemdCreds);
+        let unit = systemd_unit(&layout, &["dc"], &[], crate::secrets::Protection::File);
+        let encrypted = systemd_unit(
+            &layout,
+            &["dc"],
+            &[crate::secrets::PROXY_PASSWORD],
+            crate::secrets::Protection::SystemdCreds,
+        );
         assert!(
             encrypted.contains(
                 "LoadCredentialEncrypted=agent-credential:/etc/ad-sync/secrets/agent-credential.cred"

@@ -44,6 +44,8 @@ pub struct Facts {
     pub has_credential: bool,
     /// The cloud CA file the installed config names.
     pub cloud_ca: Option<PathBuf>,
+    /// How the installed agent reaches the cloud (`[cloud] proxy` and its stored password).
+    pub route: crate::cloud::client::Route,
     /// Linux: the unit file exists.
     pub unit_exists: bool,
     /// Windows: the service is registered with the SCM.
@@ -103,7 +105,15 @@ impl Facts {
         ];
         config_files.extend(super::config::backups(&config));
         config_files.retain(|p| p.exists());
+        let route = installed
+            .as_ref()
+            .map(|i| {
+                i.answers
+                    .cloud_route(store.read(crate::secrets::PROXY_PASSWORD).ok())
+            })
+            .unwrap_or(crate::cloud::client::Route::Direct);
         Facts {
+            route,
             has_credential: store.has(crate::secrets::AGENT_CREDENTIAL),
             unit_exists: layout
                 .unit
@@ -263,7 +273,7 @@ pub fn plan(facts: &Facts, opts: &UninstallOptions) -> UninstallPlan {
         );
     }
     let store = layout.store();
-    for name in crate::secrets::ALL {
+    for &name in crate::secrets::ALL.iter().chain(&crate::secrets::OPTIONAL) {
         add(
             name,
             "Remove a secret",
@@ -469,6 +479,7 @@ fn deregister(
             url: cloud.to_string(),
             ca_file: facts.cloud_ca.clone(),
             timeout: Duration::from_secs(10),
+            route: facts.route.clone(),
         })?;
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -603,6 +614,7 @@ mod tests {
             record: Some(record("https://cloud.example")),
             has_credential: true,
             cloud_ca: None,
+            route: crate::cloud::client::Route::Direct,
             unit_exists: true,
             service_registered: true,
             program_copy: None,

@@ -37,6 +37,8 @@ async fn network_checks(answers: &Answers, out: &mut Vec<CheckResult>) -> Result
         url: url.to_string(),
         ca_file: cloud.ca_file.as_deref().map(|p| answers.path(p)),
         timeout: cloud.timeout(),
+        // The route the installed service will take: `[cloud] proxy`, or directly.
+        route: answers.cloud_route_from_answers(),
     };
     let client = CloudClient::new(&opts).map_err(|e| {
         let id = match e {
@@ -53,7 +55,7 @@ async fn network_checks(answers: &Answers, out: &mut Vec<CheckResult>) -> Result
             ids::CLOUD_REACHABLE,
             format!("cloud {url}: {e}"),
             "",
-            e.fix(),
+            format!("{}{}", e.fix(), session_proxy_hint(cloud)),
         ));
         "the cloud is not reachable (cloud.reachable)".to_string()
     })?;
@@ -216,5 +218,20 @@ pub fn domain_matches(resp: &KeyCheckResponse, ad_domain: Option<&Dn>) -> CheckR
                 ad.to_comma_form()
             ),
         )
+    }
+}
+
+/// When the cloud is to be reached directly but this session names a proxy: the checks (and the
+/// service) do not use the session's proxy, so say how to make them.
+fn session_proxy_hint(cloud: &crate::answers::Cloud) -> String {
+    if cloud.proxy.is_some() {
+        return String::new();
+    }
+    match crate::cloud::system_proxy::from_env(|n| std::env::var(n).ok()) {
+        Some(f) => format!(
+            " This session names the proxy {} ({}), which the checks and the installed service do not use: if the cloud is reached through it, set [cloud] proxy = \"{}\".",
+            f.url, f.source, f.url
+        ),
+        None => String::new(),
     }
 }

@@ -44,6 +44,7 @@ pub async fn look(answers: &Answers) -> Result<Looked, String> {
         url: cloud.url.clone().unwrap_or_default(),
         ca_file: cloud.ca_file.as_deref().map(|p| answers.path(p)),
         timeout: cloud.timeout(),
+        route: answers.cloud_route_from_answers(),
     })
     .map_err(|e| format!("the cloud cannot be asked: {e}"))?;
     let (dir, ad) = tokio::join!(client.directory(&key), read_ad(answers));

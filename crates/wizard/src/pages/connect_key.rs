@@ -47,6 +47,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         "PEM, DER or .p7b; trusted besides the system roots",
         "Browse for cloud CA…",
     );
+    local = local.and(proxy(s, ui));
     let key_ids: &[&str] = if s.upgrade() {
         ui.add_space(4.0);
         ui.label(
@@ -146,4 +147,68 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         &[],
         |_, _| {},
     )
+}
+
+/// The proxy the cloud is reached through, folded away unless one is set or was found. The
+/// checks below go through it, as the installed service will.
+fn proxy(s: &mut State, ui: &mut Ui) -> Gate {
+    let mut gate = Gate::Ready;
+    let open = !s.form.proxy.trim().is_empty();
+    egui::CollapsingHeader::new(if open {
+        "Proxy"
+    } else {
+        "Proxy (none: the cloud is reached directly)"
+    })
+    .id_salt("cloud-proxy")
+    .default_open(open)
+    .show(ui, |ui| {
+        match &s.setup.proxy_found {
+            Ok(Some(f)) => widgets::note_line(
+                ui,
+                &format!(
+                    "Found in {}: {}. The service uses it only because the config names it.",
+                    f.source, f.url
+                ),
+            ),
+            Ok(None) => widgets::note_line(ui, "No proxy is set on this machine."),
+            Err(why) => widgets::note_line(ui, why),
+        }
+        widgets::text_field(
+            ui,
+            "Proxy URL (optional)",
+            &mut s.form.proxy,
+            "http://proxy.corp.example:3128",
+        );
+        let url = s.form.proxy.trim().to_string();
+        widgets::reserved(ui, 1, |ui| {
+            if !url.is_empty()
+                && let Err(why) = ad_sync_core::cloud::client::check_proxy_url(&url)
+            {
+                field_error_line(ui, &format!("Proxy URL `{url}`: {why}"), "");
+                gate = Gate::Blocked("the proxy URL is not usable".into());
+            }
+        });
+        if !url.is_empty() {
+            widgets::text_field(
+                ui,
+                "Proxy user (optional)",
+                &mut s.form.proxy_username,
+                "only when the proxy asks for a login",
+            );
+            if !s.form.proxy_username.trim().is_empty() {
+                widgets::secret_field(
+                    ui,
+                    "Proxy password",
+                    &mut s.form.proxy_password,
+                    "kept in the secret store, never in the config",
+                );
+                if s.form.proxy_password.is_empty() {
+                    gate = gate
+                        .clone()
+                        .and(Gate::Blocked("type the proxy's password".into()));
+                }
+            }
+        }
+    });
+    gate
 }
