@@ -164,6 +164,46 @@ fn a_fresh_install_runs_the_agent_upgrades_in_place_and_uninstalls() {
     );
     assert_eq!(key_state(cloud, &key), "Used");
 
+    // Who may do what, as the plan states it from the unit it writes and the modes it sets
+    // (the model is core's install::access_linux); the modes on disk are the stated ones.
+    let access = json["plan"]["access"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("no access statement: {json:#}"));
+    let stated = |end: &str| {
+        access
+            .iter()
+            .find(|r| r["path"].as_str().is_some_and(|p| p.ends_with(end)))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {end} in {access:#?}"))
+    };
+    for (end, service, users) in [
+        ("/var/lib/ad-sync", "modify", "none"),
+        ("/var/log/ad-sync", "modify", "none"),
+        ("/etc/ad-sync/secrets", "read", "none"),
+        ("/etc/ad-sync/agent.toml", "read", "none"),
+    ] {
+        let r = stated(end);
+        assert_eq!(
+            (r["service"].as_str(), r["users"].as_str()),
+            (Some(service), Some(users)),
+            "{r}"
+        );
+        assert_eq!(r["administrators"], "full control", "{r}");
+    }
+    for end in [
+        "/etc/ad-sync/secrets",
+        "/etc/ad-sync/agent.toml",
+        "/etc/ad-sync",
+    ] {
+        let said = stated(end)["mode"].as_str().unwrap_or_default().to_string();
+        let on_disk = format!("{:04o}", mode(&prefix.join(end.trim_start_matches('/'))));
+        assert!(
+            said.starts_with(&on_disk),
+            "{end}: stated {said}, on disk {on_disk}"
+        );
+    }
+
     // Files, modes, the store, the unit, the enable link, the program.
     let config = config_of(&prefix);
     assert_eq!(mode(&config), 0o600);

@@ -213,7 +213,11 @@ impl FileStore {
     pub fn write(&self, name: &str, value: &Secret) -> std::io::Result<()> {
         let p = self.writes();
         let bytes = seal(p, name, value)?;
-        crate::install::fsops::write_atomic(&self.path_as(name, p), &bytes, 0o600)?;
+        crate::install::fsops::write_atomic(
+            &self.path_as(name, p),
+            &bytes,
+            crate::install::access_linux::SECRET_MODE,
+        )?;
         for other in Protection::ALL.into_iter().filter(|o| *o != p) {
             remove_file(&self.path_as(name, other))?;
         }

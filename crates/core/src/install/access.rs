@@ -439,9 +439,13 @@ pub fn plan(layout: &crate::install::layout::Layout, service: &str) -> Vec<PathA
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Statement {
     pub path: String,
-    /// `None`: it inherits from its folder.
+    /// `None`: it inherits from its folder (and on Linux, where modes decide).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sddl: Option<String>,
-    /// The service's own account (NT SERVICE\<name>).
+    /// Linux: the mode and its owner (`0700 root`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// The service's own account (NT SERVICE\<name>; on Linux its dynamic user).
     pub service: &'static str,
     pub system: &'static str,
     pub administrators: &'static str,
@@ -506,6 +510,7 @@ pub fn statement(
                 administrators: say(&[ADMINISTRATORS]),
                 users: say(&SOME_USER),
                 sddl: p.sddl,
+                mode: None,
             }
         })
         .collect())

@@ -4,6 +4,7 @@
 //! undone: a failure then says what to do, and a re-run finishes the job (the enrollment record
 //! and the stored key pair let it resume instead of asking for a new key).
 
+use super::access_linux;
 use super::enrollment::{Record, State};
 use super::plan::{Ca, Plan, Step, StepId};
 use super::{fsops, service};
@@ -340,7 +341,7 @@ impl Run<'_> {
         in_place: bool,
     ) -> Result<String, StepError> {
         let dir = self.real(&self.layout().program_dir);
-        self.dirs(&dir, 0o755)?;
+        self.dirs(&dir, access_linux::PROGRAM_MODE)?;
         #[cfg(windows)]
         if self.plan.layout.prefix.is_none() {
             let installed = self.layout().program_dir.clone();
@@ -351,7 +352,7 @@ impl Run<'_> {
         }
         let previous = std::fs::read(target).ok().map(Zeroizing::new);
         let old_mode = fsops::mode_of(target);
-        fsops::copy_atomic(source, target, 0o755).map_err(|e| {
+        fsops::copy_atomic(source, target, access_linux::PROGRAM_MODE).map_err(|e| {
             err(
                 format!("copying the agent program {} to {}: {e}", source.display(), target.display()),
                 "Check that the folder is writable and that the agent program is beside ad-sync-setup.",
@@ -368,10 +369,11 @@ impl Run<'_> {
     fn folders(&mut self) -> Result<String, StepError> {
         let config_dir = self.real(&self.layout().config_dir);
         let secrets = self.real(&self.layout().secrets_dir);
-        self.dirs(&config_dir, 0o755)?;
-        self.dirs(&secrets, 0o700)?;
+        self.dirs(&config_dir, access_linux::CONFIG_DIR_MODE)?;
+        self.dirs(&secrets, access_linux::SECRETS_DIR_MODE)?;
         // An existing store folder may have been loosened by hand: tighten it again.
-        fsops::set_mode(&secrets, 0o700).map_err(|e| io_err(&secrets, &e))?;
+        fsops::set_mode(&secrets, access_linux::SECRETS_DIR_MODE)
+            .map_err(|e| io_err(&secrets, &e))?;
         #[cfg(windows)]
         if self.plan.layout.prefix.is_none() {
             // On Windows the agent's state and logs live here too, and the service (not an
@@ -508,7 +510,7 @@ impl Run<'_> {
             updated_at: now(),
         };
         let path = self.real(&self.layout().enrollment);
-        self.write(&path, record.text().as_bytes(), 0o600)?;
+        self.write(&path, record.text().as_bytes(), access_linux::CONFIG_MODE)?;
         Ok("key pair made; the enrollment is recorded as pending".into())
     }
 
@@ -552,7 +554,7 @@ impl Run<'_> {
                 }
             }
         }
-        self.write(path, text.as_bytes(), 0o600)?;
+        self.write(path, text.as_bytes(), access_linux::CONFIG_MODE)?;
         Ok(format!("{} written (0600){kept}", path.display()))
     }
 
@@ -560,13 +562,12 @@ impl Run<'_> {
         if let Some(dir) = path.parent() {
             self.dirs(dir, 0o755)?;
         }
-        let cas: Vec<&str> = cas.iter().map(|c| c.as_str()).collect();
-        let optional: &[&str] = if self.plan.proxy_password {
-            &[crate::secrets::PROXY_PASSWORD]
-        } else {
-            &[]
-        };
-        let text = service::systemd_unit(self.layout(), &cas, optional, self.plan.protection);
+        let text = super::plan::unit_text(
+            self.layout(),
+            cas,
+            self.plan.proxy_password,
+            self.plan.protection,
+        );
         if std::fs::read(path).is_ok_and(|b| b == text.as_bytes()) {
             return Ok(format!("{} is already current", path.display()));
         }

@@ -6,6 +6,7 @@
 //! `uninstall` takes it all away again.
 
 pub mod access;
+pub mod access_linux;
 pub mod apply;
 pub mod checks;
 pub mod config;

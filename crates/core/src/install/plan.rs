@@ -338,6 +338,23 @@ pub struct Plan {
     pub access: Vec<super::access::Statement>,
 }
 
+/// The systemd unit an install writes: the CA copies `cas`, and the proxy's password when the
+/// config names a proxy user.
+pub fn unit_text(
+    layout: &Layout,
+    cas: &[Ca],
+    proxy_password: bool,
+    protection: crate::secrets::Protection,
+) -> String {
+    let cas: Vec<&str> = cas.iter().map(|c| c.as_str()).collect();
+    let optional: &[&str] = if proxy_password {
+        &[crate::secrets::PROXY_PASSWORD]
+    } else {
+        &[]
+    };
+    super::service::systemd_unit(layout, &cas, optional, protection)
+}
+
 /// The layout an install of `answers` with `opts` uses.
 pub fn layout(answers: &Answers, opts: &Options) -> Layout {
     let dir = answers
@@ -457,6 +474,7 @@ impl Plan {
             true,
         );
         let proxy = answers.cloud.as_ref();
+        let proxy_password = proxy.is_some_and(|c| c.proxy.is_some() && c.proxy_username.is_some());
         if proxy.is_some_and(|c| {
             c.proxy_password.is_some()
                 || c.proxy_password_file.is_some()
@@ -613,11 +631,15 @@ impl Plan {
             start: not_started_because.is_none(),
             not_started_because,
             agent_id,
-            proxy_password: proxy.is_some_and(|c| c.proxy.is_some() && c.proxy_username.is_some()),
+            proxy_password,
             // The plan's own descriptors, which its tests parse: an error here is a bug, and
             // the statement is then left out rather than guessed.
             access: if cfg!(windows) && layout.prefix.is_none() {
                 super::access::statement(&layout, service.name).unwrap_or_default()
+            } else if layout.unit.is_some() {
+                // From the very unit the install writes, and the modes it sets.
+                let unit = unit_text(&layout, &cas, proxy_password, facts.protection);
+                super::access_linux::statement(&layout, &unit)
             } else {
                 Vec::new()
             },
