@@ -159,13 +159,9 @@ pub fn statement(layout: &Layout, unit: &str) -> Vec<Statement> {
                         credential(&path)
                     };
                     let by_mode = words(mode, folder);
-                    let service = if handed {
-                        "read"
-                    } else if u.protect_system_strict && by_mode == "modify" {
-                        "read"
-                    } else {
-                        by_mode
-                    };
+                    // ProtectSystem=strict: whatever the mode, read-only for the service.
+                    let read_only = u.protect_system_strict && by_mode == "modify";
+                    let service = if handed || read_only { "read" } else { by_mode };
                     (mode, "root".to_string(), service, words(mode, folder))
                 }
             };
