@@ -8,12 +8,14 @@
 //! - `install`: 5 full unattended installs under Wine (`install --answers F --no-start`, real
 //!   Windows paths, the SCM, enrollment with a fresh key), each followed by an uninstall that is
 //!   not timed; median wall time.
+//! - `MSI`: the release MSI's size, and `msiexec /i ad-sync.msi /qn ANSWERS=F` to the agent
+//!   service running (3 runs, median), each removed again with `msiexec /x`.
 //! - `first sync`: each build's agent (`run --once`, a fresh state) creating a cloud of
 //!   `BENCH_WIN_USERS` (2,000) users in AD, each in its own OU under OU=Staff and enrolled with
 //!   its own cloud, on the same DC, one after the other.
 //!
 //! Needs what the tests need (root, Samba, wine64) and the release Windows build
-//! (`cargo build --release --target x86_64-pc-windows-gnu --bins`), so both sides are release.
+//! (`cargo build --release --target x86_64-pc-windows-gnu --workspace --bins --lib`), so both sides are release.
 
 #[allow(dead_code)]
 #[path = "../tests/support/bins.rs"]
@@ -114,7 +116,7 @@ fn main() {
     let release = wine::target_dir().join("x86_64-pc-windows-gnu/release");
     if !release.join("ad-sync-setup.exe").is_file() {
         eprintln!(
-            "build the release Windows binaries first: cargo build --release --target x86_64-pc-windows-gnu --bins"
+            "build the release Windows binaries first: cargo build --release --target x86_64-pc-windows-gnu --workspace --bins --lib"
         );
         std::process::exit(2);
     }
@@ -190,6 +192,7 @@ fn main() {
         }
     }
     let install = median(installs.clone());
+    let (msi_bytes, msi_runs) = msi_silent_installs(&root, &server, &host, &win_paths);
 
     println!(
         "Windows build under Wine vs Linux build, same Samba DC and reference cloud, median of {CHECKS}:"
@@ -210,6 +213,17 @@ fn main() {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    println!(
+        "MSI (release, signed with the test certificate): {:.1} MB; msiexec /i /qn ANSWERS= to the service running under Wine, {} runs: median {:.0} ms (runs: {})",
+        msi_bytes as f64 / 1_000_000.0,
+        msi_runs.len(),
+        ms(median(msi_runs.clone())),
+        msi_runs
+            .iter()
+            .map(|d| format!("{:.0}", ms(*d)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let (w_sync, l_sync, users) = first_syncs(&root, &mut bed, &host);
     println!(
         "first sync of {users} cloud users into AD (run --once, fresh state, same DC): Windows (Wine) {:.1} s, Linux {:.1} s, ratio {:.2}",
@@ -220,6 +234,94 @@ fn main() {
     drop(host);
     drop(server);
     bed.stop();
+}
+
+/// The release MSI's size, and the wall time of `msiexec /i ad-sync.msi /qn ANSWERS=F` until the
+/// SCM reports the agent service running (programs, checks, config, enrollment, service), each
+/// followed by an untimed `msiexec /x`. The test bed's secur32 stand-in is put beside the
+/// installed programs first, as beside `C:\adsync-build` (`tests/support/wine/secur32.c`).
+fn msi_silent_installs(
+    root: &Path,
+    server: &cloud::CloudServer,
+    host: &wine::WinHost,
+    win_paths: &Paths,
+) -> (u64, Vec<Duration>) {
+    let out_dir = root.join("msi");
+    let built = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/msi/build"))
+        .args(["--profile", "release", "--no-build", "--out"])
+        .arg(&out_dir)
+        .arg("--test-sign")
+        .arg(out_dir.join("signing"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("dist/msi/build: {e}"));
+    if !built.status.success() {
+        eprintln!(
+            "dist/msi/build failed (the release build needs --bins: ad-sync-setup-console too):\n{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        std::process::exit(1);
+    }
+    let msi = PathBuf::from(
+        String::from_utf8_lossy(&built.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or_default(),
+    );
+    let bytes = std::fs::metadata(&msi).map(|m| m.len()).unwrap_or(0);
+    let msi_win = wine::win_path(&msi);
+    let mut runs = Vec::new();
+    for run in 0..3 {
+        let installed = host.c(r"Program Files\ad-sync");
+        std::fs::create_dir_all(&installed).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(host.bin.join("secur32.dll"), installed.join("secur32.dll"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let key = server.issue_key(DOMAIN, None);
+        let answers = answers(&root.join(format!("msi-{run}")), win_paths, &key);
+        let t = Instant::now();
+        let out = host.wine(
+            &[
+                "msiexec",
+                "/i",
+                &msi_win,
+                "/qn",
+                &format!("ANSWERS={}", wine::win_path(&answers)),
+            ],
+            Duration::from_secs(600),
+        );
+        let running = out.status.success()
+            && (0..600).any(|_| {
+                let q = host.sc(&["query", "ad-sync-agent"]);
+                let up = String::from_utf8_lossy(&q.stdout).contains("RUNNING");
+                if !up {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                up
+            });
+        let took = t.elapsed();
+        if !running {
+            eprintln!(
+                "the MSI did not install and start the agent under Wine:\n{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(host.c(r"ProgramData\ad-sync\logs\setup.log"))
+                    .unwrap_or_default()
+            );
+            std::process::exit(1);
+        }
+        runs.push(took);
+        let out = host.wine(
+            &["msiexec", "/x", &msi_win, "/qn"],
+            Duration::from_secs(600),
+        );
+        if !out.status.success() {
+            eprintln!("msiexec /x failed under Wine");
+            std::process::exit(1);
+        }
+        std::fs::remove_dir_all(host.c(r"Program Files\ad-sync")).ok();
+    }
+    (bytes, runs)
 }
 
 /// Each build's agent creating a cloud of `BENCH_WIN_USERS` users in its own OU: (Windows,

@@ -825,14 +825,41 @@ fn the_msi_and_every_program_in_it_are_signed_versioned_and_register_no_service(
     );
     let actions = msi_table(&msi, "CustomAction");
     for want in [
-        "install --answers \"[ANSWERS]\"",
-        "uninstall --force",
-        "uninstall --force --keep-config",
-        "restart --if-installed",
+        "[#SetupExe]|install|--answers|[ANSWERS]",
+        "[#SetupExe]|uninstall|--force\t",
+        "[#SetupExe]|uninstall|--force|--keep-config",
+        "[#SetupExe]|restart|--if-installed",
+        "AdSyncMsiAction\tRunProduct",
     ] {
         assert!(actions.contains(want), "{want} in {actions}");
     }
+    // The custom action's DLL, as the MSI carries it: signed too.
+    let dll = msi.with_extension("action.dll");
+    let out = std::process::Command::new("msiinfo")
+        .arg("extract")
+        .arg(&msi)
+        .arg("Binary.AdSyncMsiAction")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&dll, &out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let (ok, said) = signature_verifies(&dll, &ca);
+    assert!(ok, "the custom action DLL is signed: {said}");
     std::fs::remove_dir_all(msi.parent().unwrap_or(Path::new("/nonexistent"))).ok();
+}
+
+/// A Windows Installer log as text, whichever encoding msiexec wrote it in (UTF-16 with a BOM,
+/// or 8-bit).
+fn msi_log_text(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    if bytes.starts_with(&[0xff, 0xfe]) {
+        let units: Vec<u16> = bytes[2..]
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        String::from_utf16_lossy(&units)
+    } else {
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
 }
 
 /// `C:\ProgramData\ad-sync\logs\setup.log` on the Windows machine.
@@ -876,6 +903,8 @@ fn msi_with_answers_installs_enrolls_and_starts_in_one_command_and_its_removal_l
         &msi_win,
         "/qn",
         &format!("ANSWERS={}", win_path(&bad)),
+        "/l*v",
+        r"C:\msi-failed.log",
     ]);
     assert!(!out.status.success(), "the MSI fails: {}", text(&out));
     assert!(
@@ -891,6 +920,18 @@ fn msi_with_answers_installs_enrolls_and_starts_in_one_command_and_its_removal_l
         "the setup log says why: {log}"
     );
     assert!(!log.contains(&used), "{log}");
+    // And in Windows Installer's own log, through the custom action's DLL: the failed check
+    // with its fix, and the action's failure.
+    let msi_log = msi_log_text(&host.c("msi-failed.log"));
+    assert!(
+        msi_log.contains("ad-sync: FAIL") && msi_log.contains("connect_key.valid"),
+        "{msi_log}"
+    );
+    assert!(
+        msi_log.contains("ad-sync: install exited with 1"),
+        "{msi_log}"
+    );
+    assert!(!msi_log.contains(&used), "no key in the MSI log");
 
     let key = cloud.issue_key(DOMAIN, None);
     let good = win_spec(&net, cloud, Some(key.clone())).write();
