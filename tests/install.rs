@@ -350,19 +350,7 @@ fn a_fresh_install_runs_the_agent_upgrades_in_place_and_uninstalls() {
     // The removal, read before it runs: a plan of typed steps in the order they run, what is
     // left in place, and nothing removed.
     let before_dry_run = files(&prefix);
-    let out = Command::new(setup_bin())
-        .args([
-            "--config",
-            "/etc/ad-sync/agent.toml",
-            "uninstall",
-            "--keep-config",
-            "--dry-run",
-            "--json",
-            "--prefix",
-        ])
-        .arg(&prefix)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = uninstall(&prefix, &["--keep-config", "--dry-run", "--json"]);
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     assert_eq!(out.status.code(), Some(0), "{plan:#}");
     assert_eq!(plan["result"], "planned");
@@ -393,17 +381,7 @@ fn a_fresh_install_runs_the_agent_upgrades_in_place_and_uninstalls() {
     );
 
     // Uninstall: the cloud is told, the service and secrets go, the config stays when asked.
-    let out = Command::new(setup_bin())
-        .args([
-            "--config",
-            "/etc/ad-sync/agent.toml",
-            "uninstall",
-            "--keep-config",
-            "--prefix",
-        ])
-        .arg(&prefix)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = uninstall(&prefix, &["--keep-config"]);
     assert!(
         out.status.success(),
         "{}{}",
@@ -421,16 +399,7 @@ fn a_fresh_install_runs_the_agent_upgrades_in_place_and_uninstalls() {
         .unwrap_or_default();
     assert!(line.contains("deregistered"), "{listed}");
     // And fully.
-    let out = Command::new(setup_bin())
-        .args([
-            "--config",
-            "/etc/ad-sync/agent.toml",
-            "uninstall",
-            "--prefix",
-        ])
-        .arg(&prefix)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = uninstall(&prefix, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -447,6 +416,17 @@ fn a_fresh_install_runs_the_agent_upgrades_in_place_and_uninstalls() {
         log.lines().last() == Some("  result: uninstalled"),
         "the uninstall is recorded last: {log}"
     );
+}
+
+/// `ad-sync-setup uninstall --prefix PREFIX` with `extra` arguments, for the staged install.
+fn uninstall(prefix: &Path, extra: &[&str]) -> Output {
+    Command::new(setup_bin())
+        .args(["--config", "/etc/ad-sync/agent.toml", "uninstall"])
+        .args(extra)
+        .arg("--prefix")
+        .arg(prefix)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The setup log of an install staged under `prefix`.
@@ -1181,7 +1161,8 @@ fn the_cloud_is_reached_through_the_configured_proxy_by_the_checks_the_install_a
         "the agent went through the proxy: {said}"
     );
     assert!(!said.contains(PROXY_PASSWORD), "{said}");
-    let agent_id = json["agent_id"].as_str().unwrap_or_default();
+    let agent_id = json["agent_id"].as_str().unwrap_or_default().to_string();
+    let agent_id = agent_id.as_str();
     assert!(
         agents(&cloud)
             .lines()
@@ -1189,17 +1170,27 @@ fn the_cloud_is_reached_through_the_configured_proxy_by_the_checks_the_install_a
         "{}",
         agents(&cloud)
     );
+    // An upgrade that does not repeat the proxy's password: checked, and run, with the stored
+    // one.
+    let mut s = spec(&cloud, None);
+    s.cloud_url = Some(format!("https://{NAME}:{}", cloud.port()));
+    let upgrade = s.write();
+    let text = std::fs::read_to_string(&upgrade).unwrap_or_default();
+    std::fs::write(
+        &upgrade,
+        format!(
+            "{text}proxy = '{}'\nproxy_username = 'agent'\n",
+            proxy.url()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (out, json) = install(&upgrade, &prefix, &[]);
+    assert_eq!(out.status.code(), Some(0), "{json:#}");
+    assert_eq!(json["plan"]["mode"], "upgrade", "{json:#}");
+    assert!(store.has(ad_sync::secrets::PROXY_PASSWORD));
+
     // And its removal: deregistered through the proxy, the proxy's password gone with the rest.
-    let out = Command::new(setup_bin())
-        .args([
-            "--config",
-            "/etc/ad-sync/agent.toml",
-            "uninstall",
-            "--prefix",
-        ])
-        .arg(&prefix)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = uninstall(&prefix, &[]);
     assert!(
         out.status.success(),
         "{}",

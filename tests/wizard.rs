@@ -784,6 +784,20 @@ fn install_page_shows_each_step_and_finish_shows_where_everything_is() {
         !shown.contains(testbed::SVC_PASSWORD) && !shown.contains(&good.key),
         "{shown}"
     );
+    // The wizard's setup log, beside the agent's: the install's checks, steps and result, no
+    // secret.
+    let setup_log =
+        std::fs::read_to_string(prefix.join("var/log/ad-sync/setup.log")).unwrap_or_default();
+    assert!(
+        setup_log.contains("install (wizard)")
+            && setup_log.contains("step Enroll the agent with the cloud done")
+            && setup_log.contains("result: installed (agent agt-"),
+        "{setup_log}"
+    );
+    assert!(
+        !setup_log.contains(testbed::SVC_PASSWORD) && !setup_log.contains(&good.key),
+        "{setup_log}"
+    );
     // What the page says is there, is there.
     let store = ad_sync::secrets::FileStore::new(prefix.join("etc/ad-sync/secrets"));
     assert!(store.read(ad_sync::secrets::AGENT_CREDENTIAL).is_ok());

@@ -425,7 +425,9 @@ impl Answers {
                 c.proxy_password.is_some(),
                 c.proxy_password_file.is_some(),
                 c.proxy_password_env.is_some(),
-                kind == Kind::Answers && c.proxy_username.is_some(),
+                // Not required: an upgrade uses the stored one, and a missing login is the
+                // proxy's refusal, which the cloud checks name.
+                false,
             )?;
             match &c.proxy {
                 Some(url) => crate::cloud::client::check_proxy_url(url)
@@ -658,9 +660,11 @@ password = "Pw-distinct-7781"
                 "proxy = \"http://p.corp:3128/x\"",
                 Err("must not have a path"),
             ),
+            // No password: an upgrade takes the stored one; a fresh install's checks then
+            // meet the proxy's refusal, which names the login.
             (
                 "proxy = \"http://p.corp:3128\"\nproxy_username = \"u\"",
-                Err("proxy_password is not given"),
+                Ok("proxy"),
             ),
             (
                 "proxy_username = \"u\"\nproxy_password = \"x\"",

@@ -45,6 +45,21 @@ pub fn answers_for_checks(answers: &Answers, mode: Mode, opts: &Options) -> Answ
         c.connect_key = None;
         c.connect_key_file = None;
         c.connect_key_env = None;
+        // An upgrade that does not repeat the proxy's password is checked with the stored one
+        // (the install keeps it too), as the service will use it.
+        if c.proxy_username.is_some()
+            && c.proxy_password.is_none()
+            && c.proxy_password_file.is_none()
+            && c.proxy_password_env.is_none()
+        {
+            let dir = answers
+                .install
+                .as_ref()
+                .map(|i| answers.path(&i.dir))
+                .unwrap_or_else(layout::default_program_dir);
+            let l = layout::Layout::new(&opts.config, &dir, opts.prefix.as_deref());
+            c.proxy_password = l.store().read(crate::secrets::PROXY_PASSWORD).ok();
+        }
     }
     a
 }

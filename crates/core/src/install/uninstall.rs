@@ -639,7 +639,11 @@ mod tests {
 
     #[test]
     fn the_plan_mirrors_the_install_in_the_order_that_leaves_nothing_running_on_what_is_gone() {
-        let secrets: Vec<&str> = crate::secrets::ALL.to_vec();
+        let secrets: Vec<&str> = crate::secrets::ALL
+            .iter()
+            .chain(&crate::secrets::OPTIONAL)
+            .copied()
+            .collect();
         let tail = ["enrollment record", "state", "config"];
         let linux: Vec<&str> = ["cloud", "service"]
             .into_iter()
