@@ -362,7 +362,7 @@ pub fn uninstall(opts: &install::uninstall::UninstallOptions, dry_run: bool, as_
         if as_json {
             return;
         }
-        // One line per step as it finishes, numbered against the plan (printed first).
+        // One line per step as it finishes, numbered in the plan's order.
         for s in &steps[shown..] {
             shown += 1;
             println!(
