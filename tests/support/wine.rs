@@ -407,7 +407,23 @@ fn run_with_input(mut c: Command, input: Option<&str>, limit: Duration, what: &s
             Ok(None) => {
                 child.kill().ok();
                 child.wait().ok();
-                panic!("wine64 {what} did not finish within {} s", limit.as_secs());
+                // What it had written by then says where it stood (its log is on stderr).
+                std::thread::sleep(Duration::from_millis(200));
+                let tail = |b: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>| {
+                    let v = b.lock().map(|v| v.clone()).unwrap_or_default();
+                    let text = String::from_utf8_lossy(&v).into_owned();
+                    let start = text.len().saturating_sub(6000);
+                    let start = (start..=text.len())
+                        .find(|i| text.is_char_boundary(*i))
+                        .unwrap_or(text.len());
+                    text[start..].to_string()
+                };
+                panic!(
+                    "wine64 {what} did not finish within {} s\n--- its standard output so far (end):\n{}\n--- its standard error so far (end):\n{}",
+                    limit.as_secs(),
+                    tail(&out),
+                    tail(&err)
+                );
             }
             Err(e) => panic!("wine64 {what}: {e}"),
         }
