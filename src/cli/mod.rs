@@ -491,15 +491,39 @@ pub fn render_text(report: &Report) -> String {
 }
 
 /// The network runtime the commands share; on failure, the exit code (after saying why).
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+pub(crate) fn runtime() -> Result<Rt, i32> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
+        .map(|rt| Rt(Some(rt)))
         .map_err(|e| {
             eprintln!("cannot start the network runtime: {e}");
             EXIT_UNUSABLE
         })
+}
+
+/// The commands' network runtime. Dropped, it waits at most a second for its blocking threads:
+/// a lookup its timeout abandoned (getaddrinfo cannot be cancelled) keeps running on one, and
+/// tokio's own drop would wait for it however long it takes. The command has its answer by
+/// then; nothing it left behind may keep the process alive.
+pub(crate) struct Rt(Option<tokio::runtime::Runtime>);
+
+impl Rt {
+    pub(crate) fn block_on<F: std::future::Future>(&self, work: F) -> F::Output {
+        match &self.0 {
+            Some(rt) => rt.block_on(work),
+            None => unreachable!("the runtime is taken only by drop"),
+        }
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+        }
+    }
 }
 
 /// `find-proxy`: what the wizard would propose for `[cloud] proxy`.
