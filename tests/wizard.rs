@@ -657,7 +657,7 @@ fn connect_key_page_checks_the_cloud_through_the_proxy_typed_there() {
     set(&mut h, "Connect key", &key);
     // Directly, the name resolves nowhere.
     fail_shown(&mut h, "does not resolve");
-    click(&mut h, "Proxy (none: the cloud is reached directly)");
+    click(&mut h, "Proxy (none: the cloud is contacted directly)");
     h.run_steps(5);
     set(
         &mut h,

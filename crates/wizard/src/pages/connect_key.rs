@@ -157,7 +157,7 @@ fn proxy(s: &mut State, ui: &mut Ui) -> Gate {
     egui::CollapsingHeader::new(if open {
         "Proxy"
     } else {
-        "Proxy (none: the cloud is reached directly)"
+        "Proxy (none: the cloud is contacted directly)"
     })
     .id_salt("cloud-proxy")
     .default_open(open)
