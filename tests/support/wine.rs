@@ -251,17 +251,18 @@ impl WinHost {
 
     /// Runs one of the product's programs from `C:\adsync-build`.
     pub fn exe(&self, name: &str, args: &[&str]) -> Output {
+        self.exe_within(name, args, Duration::from_secs(240))
+    }
+
+    /// The same with its own time limit.
+    pub fn exe_within(&self, name: &str, args: &[&str], limit: Duration) -> Output {
         let exe = self.bin.join(name);
         let exe = exe.to_string_lossy().to_string();
         let mut all = vec![exe.as_str()];
         all.extend_from_slice(args);
         let mut c = self.command(&all);
         c.env("AD_SYNC_LOG", "info");
-        run_limited(
-            c,
-            Duration::from_secs(240),
-            &format!("{name} {}", args.join(" ")),
-        )
+        run_limited(c, limit, &format!("{name} {}", args.join(" ")))
     }
 
     /// `ad-sync-setup.exe install --answers ANSWERS --no-start --json`, from `C:\adsync-build`.
