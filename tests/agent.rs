@@ -74,6 +74,7 @@ fn search(base: &str, filter: &str) -> Vec<ldap3::SearchEntry> {
                     "lockoutTime",
                     "adminDescription",
                     "objectGUID",
+                    "objectSid",
                     "groupType",
                 ],
             )
@@ -327,24 +328,29 @@ fn run_once(config: &Path, state_dir: &Path, log_dir: &Path, extra: &[&str]) -> 
         .unwrap_or_else(|e| panic!("run agent: {e}"))
 }
 
+/// An LDAPS connection to dc1, bound as `sam` when the DC takes the password.
+async fn ldaps_as(sam: &str, password: &str) -> (ldap3::Ldap, bool) {
+    let settings = ldap3::LdapConnSettings::new().set_connector(
+        native_tls::TlsConnector::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let (conn, mut l) = ldap3::LdapConnAsync::with_settings(settings, "ldaps://dc1.example.com")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    ldap3::drive!(conn);
+    let ok = l
+        .simple_bind(&format!("{sam}@example.com"), password)
+        .await
+        .map(|r| r.rc == 0)
+        .unwrap_or(false);
+    (l, ok)
+}
+
 fn can_bind(sam: &str, password: &str) -> bool {
     block_on(async {
-        let settings = ldap3::LdapConnSettings::new().set_connector(
-            native_tls::TlsConnector::builder()
-                .danger_accept_invalid_certs(true)
-                .build()
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
-        let (conn, mut l) =
-            ldap3::LdapConnAsync::with_settings(settings, "ldaps://dc1.example.com")
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-        ldap3::drive!(conn);
-        let ok = l
-            .simple_bind(&format!("{sam}@example.com"), password)
-            .await
-            .map(|r| r.rc == 0)
-            .unwrap_or(false);
+        let (mut l, ok) = ldaps_as(sam, password).await;
         let _ = l.unbind().await;
         ok
     })
@@ -1792,4 +1798,182 @@ fn import_links_ad_to_the_cloud_and_the_agent_then_manages_those_objects() {
         err.contains("--group") && err.contains("no group with that DN"),
         "{err}"
     );
+}
+
+fn sid_of(e: &ldap3::SearchEntry) -> String {
+    e.bin_attrs
+        .get("objectSid")
+        .and_then(|v| v.first())
+        .and_then(|b| ad_sync::directory::sid::to_string(b))
+        .unwrap_or_else(|| panic!("no objectSid"))
+}
+
+/// Get-Changes-All, as `dsacl` writes an extended right.
+const REPLICATE_ALL: &str = "1131f6ad-9c07-11d1-f79f-00c04fc2dcd2";
+
+/// Power read from AD's ACLs and from nesting, live: an account holding a replication right on
+/// the domain head, the member of a group holding WriteDACL on it, and an account nested two
+/// levels into Domain Admins after it was synced are refused (and said so to the cloud), while
+/// an ordinary account beside them is taken over; the read itself, bound as the service
+/// account, names the service account and proves a default Samba domain completely.
+#[test]
+fn power_read_from_acls_and_nesting_is_never_handed_to_the_cloud() {
+    let _dc = DC.read();
+    let env = Env::new(
+        "tier0",
+        "adopt_existing_users = true\nadopt_existing_groups = true",
+    );
+    let dc = &bed().dc1;
+    let repl = seed_user(&env.ou, "t0-repl", None, None, "512");
+    let wd = seed_user(&env.ou, "t0-wd", None, None, "512");
+    let plain = seed_user(&env.ou, "t0-plain", None, None, "512");
+    let group = format!("CN=t0-WD-Group,{}", testbed::OU_UNDELEGATED);
+    seed_group(&group, "t0-wd-group", "-2147483646", &[&wd]);
+    let sid = |dn: &str| {
+        let cn = dn.split(',').next().unwrap_or("").trim_start_matches("CN=");
+        let e = search(DOMAIN, &format!("(cn={cn})"));
+        sid_of(e.first().unwrap_or_else(|| panic!("{dn}")))
+    };
+    let ace_repl = format!("(OA;;CR;{REPLICATE_ALL};;{})", sid(&repl));
+    let ace_wd = format!("(A;;WD;;;{})", sid(&group));
+    dc.dsacl("set", DOMAIN, &ace_repl)
+        .unwrap_or_else(|e| panic!("{e}"));
+    dc.dsacl("set", DOMAIN, &ace_wd)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // The read, as the agent makes it, with CN=Users as the Root User container (where the
+    // wizard proposes it, and where the service account lives).
+    let tier0 = block_on(async {
+        let (mut l, ok) = ldaps_as(testbed::accounts::GOOD, testbed::SVC_PASSWORD).await;
+        assert!(ok, "the service account binds");
+        let scope = ad_sync_core_scope(&format!("CN=Users,{DOMAIN}"));
+        let account = ad_sync::directory::bind::AccountName::parse(testbed::accounts::GOOD)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let t = ad_sync::directory::power::tier0(
+            &l,
+            std::time::Duration::from_secs(10),
+            &scope,
+            Some(&account),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+        t
+    });
+    assert_eq!(
+        tier0.blanket(),
+        None,
+        "a default Samba domain is read completely and no power is held by everyone"
+    );
+    let why_of = |sam: &str| {
+        let e = search(DOMAIN, &format!("(sAMAccountName={sam})"));
+        tier0.why_guid(&guid_of(e.first().unwrap_or_else(|| panic!("{sam}"))))
+    };
+    for (sam, words) in [
+        (testbed::accounts::GOOD, "own service account"),
+        ("t0-repl", "Replicating Directory Changes All"),
+        ("t0-wd", "WriteDACL"),
+        (testbed::accounts::NESTED_ADMIN, "member of Helpdesk Admins"),
+        ("Administrator", "it is a member of"),
+    ] {
+        let why = why_of(sam);
+        assert!(
+            why.as_deref().is_some_and(|w| w.contains(words)),
+            "{sam}: {why:?}"
+        );
+    }
+    assert_eq!(why_of("t0-plain"), None);
+
+    // The cloud asks for all three by name, with adoption on: the ordinary one is taken over,
+    // the privileged ones are refused with the reason.
+    for name in ["t0-repl", "t0-wd", "t0-plain"] {
+        env.add_user(name);
+    }
+    env.sync_allowing_failures();
+    let results = env.results();
+    let failed = |words: &str| {
+        results
+            .iter()
+            .any(|(_, s, m)| s == "failed" && m.contains(words))
+    };
+    assert!(
+        failed("t0-repl") && failed("Replicating Directory Changes All"),
+        "{results:?}"
+    );
+    assert!(failed("t0-wd") && failed("WriteDACL"), "{results:?}");
+    for sam in ["t0-repl", "t0-wd"] {
+        let e = user_in(&env, sam).unwrap_or_else(|| panic!("{sam}"));
+        assert_eq!(attr(&e, "adminDescription"), None, "{sam} was taken over");
+    }
+    let taken = user_in(&env, "t0-plain").unwrap_or_else(|| panic!("t0-plain"));
+    assert!(
+        attr(&taken, "adminDescription").is_some_and(|m| m.starts_with("ad-sync:")),
+        "the ordinary account is taken over"
+    );
+
+    // After it was synced, an administrator nests it two levels into Domain Admins: the
+    // cloud's next password is refused in the same run, and said so.
+    env.set_password("t0-plain");
+    env.sync_allowing_failures();
+    assert!(
+        can_bind("t0-plain", USER_PASSWORD),
+        "the first password is set"
+    );
+    let l2 = format!("CN=t0-L2,{}", testbed::OU_UNDELEGATED);
+    let l1 = format!("CN=t0-L1,{}", testbed::OU_UNDELEGATED);
+    seed_group(&l2, "t0-L2", "-2147483646", &[&plain]);
+    seed_group(&l1, "t0-L1", "-2147483646", &[&l2]);
+    let domain_admins = format!("CN=Domain Admins,CN=Users,{DOMAIN}");
+    ldap_modify(
+        &domain_admins,
+        vec![ldap3::Mod::Add("member", HashSet::from([l1.as_str()]))],
+    );
+    let f = env.dir.join("pw2.txt");
+    std::fs::write(&f, "An0ther!Cloud-Pass-5512").unwrap_or_else(|e| panic!("{e}"));
+    env.cloud(&[
+        "user",
+        "set-password",
+        "t0-plain",
+        "--password-file",
+        &f.display().to_string(),
+    ]);
+    let seen = env.results().len();
+    env.sync_allowing_failures();
+    let after = env.results();
+    ldap_modify(
+        &domain_admins,
+        vec![ldap3::Mod::Delete("member", HashSet::from([l1.as_str()]))],
+    );
+    for ace in [&ace_repl, &ace_wd] {
+        let _ = dc.dsacl("delete", DOMAIN, ace);
+    }
+    let new: Vec<_> = after.iter().skip(seen).collect();
+    assert!(
+        new.iter().any(|(_, s, m)| s == "failed"
+            && m.contains("t0-plain")
+            && m.contains("member of t0-L1")
+            && m.contains("Domain Admins")),
+        "{new:?}"
+    );
+    assert!(!can_bind("t0-plain", "An0ther!Cloud-Pass-5512"));
+    assert!(
+        can_bind("t0-plain", USER_PASSWORD),
+        "the old password stays"
+    );
+}
+
+/// The agent's scope with this Root User container (the sync group in it).
+fn ad_sync_core_scope(root: &str) -> ad_sync_agent::plan::Scope {
+    let parse = |t: &str| {
+        ad_sync::dn::Dn::parse(t)
+            .unwrap_or_else(|e| panic!("{t}: {}", e.message))
+            .dn
+    };
+    ad_sync_agent::plan::Scope {
+        root: parse(root),
+        sync_group: Some(parse(&format!("CN=Cloud Groups,{}", testbed::OU_STAFF))),
+        dns_domain: "example.com".into(),
+        host: testbed::DC1_HOST.into(),
+        encrypted: true,
+    }
 }

@@ -249,12 +249,21 @@ impl Dc {
 
     /// Full control over a container for an account (by SID), as ADUC's Delegate Control gives.
     pub fn delegate(&self, container: &str, sid: &str) -> Result<(), String> {
+        self.dsacl(
+            "set",
+            container,
+            &format!("(A;CI;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;{sid})"),
+        )
+    }
+
+    /// Adds (`set`) or removes (`delete`) one ACE, in SDDL, on an object's DACL.
+    pub fn dsacl(&self, action: &str, dn: &str, ace: &str) -> Result<(), String> {
         run_capture(
             Command::new("samba-tool")
-                .args(["dsacl", "set", "-H"])
+                .args(["dsacl", action, "-H"])
                 .arg(self.dir.join("private/sam.ldb"))
-                .arg(format!("--objectdn={container}"))
-                .arg(format!("--sddl=(A;CI;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;{sid})")),
+                .arg(format!("--objectdn={dn}"))
+                .arg(format!("--sddl={ace}")),
         )?;
         Ok(())
     }

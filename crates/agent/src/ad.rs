@@ -89,6 +89,8 @@ impl AdError {
 pub struct Ad {
     ldap: Ldap,
     timeout: Duration,
+    /// The service account it is bound as (Tier 0 by definition).
+    account: AccountName,
     pub domain_dn: String,
     /// The containers the agent acts in and the connection's security (what the planner
     /// needs).
@@ -142,6 +144,7 @@ impl Ad {
         Ok(Ad {
             ldap: session.handle(),
             timeout: session.op_timeout(),
+            account,
             domain_dn,
             scope,
         })
@@ -369,11 +372,11 @@ impl Ad {
         .map_err(|e| AdError::from_op(e, &format!("find the members of {dn}")))
     }
 
-    /// The objects in a privileged group, nested membership included.
-    pub async fn privileged(&self) -> Result<HashSet<Vec<u8>>, AdError> {
-        reads::privileged_members(&self.ldap, self.timeout, &self.domain_dn)
+    /// Tier 0: who holds power in the domain (`tier0::Tier0`), read from its ACLs and groups.
+    pub async fn tier0(&self) -> Result<ad_sync_core::tier0::Tier0, AdError> {
+        directory::power::tier0(&self.ldap, self.timeout, &self.scope, Some(&self.account))
             .await
-            .map_err(|e| AdError::from_op(e, "find the members of the privileged groups"))
+            .map_err(|e| AdError::from_op(e, "read who holds power in the domain"))
     }
 
     pub async fn group_privilege(&self, group: &Obj) -> Result<Option<String>, AdError> {

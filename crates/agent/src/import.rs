@@ -17,6 +17,7 @@ use ad_sync_core::cloud::api::{
     MAX_IMPORT_ITEMS,
 };
 use ad_sync_core::directory::object;
+use ad_sync_core::tier0::Tier0;
 use futures_util::StreamExt;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
@@ -72,12 +73,12 @@ pub fn select(
     objs: &[Obj],
     scope: &Scope,
     sync_group_guid: Option<&[u8]>,
-    privileged: &HashSet<Vec<u8>>,
+    tier0: &Tier0,
 ) -> Selection {
     let rules = Rules {
         scope,
         sync_group_guid,
-        privileged,
+        tier0,
         adopt_users: true,
         adopt_groups: true,
     };
@@ -262,11 +263,12 @@ mod tests {
         for o in objs.iter_mut().filter(|o| o.sam == "Engineering") {
             o.marker = None;
         }
-        let nested: HashSet<Vec<u8>> = objs
-            .iter()
-            .filter(|o| o.sam == "svc-nested")
-            .map(|o| o.guid.clone())
-            .collect();
+        let nested = Tier0::of(objs.iter().filter(|o| o.sam == "svc-nested").map(|o| {
+            (
+                o.guid.clone(),
+                "it is a member of a privileged group (IT-Admins, in Domain Admins)".to_string(),
+            )
+        }));
         let s = select(&objs, &scope, sync.as_deref(), &nested);
         let users: Vec<&str> = s.users.iter().map(|u| u.username.as_str()).collect();
         let groups: Vec<&str> = s.groups.iter().map(|g| g.name.as_str()).collect();
@@ -316,7 +318,7 @@ mod tests {
             (
                 "svc-nested",
                 "skipped",
-                "it is a member of a privileged group",
+                "it is privileged: it is a member of a privileged group",
             ),
             ("Domain Admins", "skipped", "it is protected (adminCount=1"),
             (
@@ -446,11 +448,11 @@ async fn read_and_send(
         objs.retain(|o| wanted.contains(&o.guid));
     }
     let read = started.elapsed();
-    let privileged = ad.privileged().await.map_err(ad_err)?;
+    let tier0 = ad.tier0().await.map_err(ad_err)?;
     tracing::info!(
         objects = objs.len(),
         read_seconds = read.as_secs_f64(),
-        privileged_seconds = (started.elapsed() - read).as_secs_f64(),
+        tier0_seconds = (started.elapsed() - read).as_secs_f64(),
         "read AD"
     );
     let sync_group = match &ad.scope.sync_group {
@@ -461,7 +463,7 @@ async fn read_and_send(
         &objs,
         &ad.scope,
         sync_group.as_ref().map(|o| o.guid.as_slice()),
-        &privileged,
+        &tier0,
     );
     tracing::info!(
         users = selection.users.len(),

@@ -16,6 +16,7 @@ use ad_sync_core::cloud::api::{AdLink, ApplyStatus, ChangeResult, MemberType, li
 use ad_sync_core::directory::object::parse_guid_string;
 use ad_sync_core::dn::escape_rdn_value;
 use ad_sync_core::secret::Secret;
+use ad_sync_core::tier0::Tier0;
 use ldap3::Mod;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -323,8 +324,9 @@ pub struct Input<'a> {
     pub sync_group: Option<&'a Obj>,
     pub passwords: &'a HashMap<String, Result<Secret, String>>,
     pub policy: &'a Sync,
-    /// Objects in a privileged group through nesting (read when an adoption is possible).
-    pub privileged: &'a HashSet<Vec<u8>>,
+    /// Tier 0: what the agent never gives power to (read from AD's ACLs and groups in every
+    /// run that has work).
+    pub tier0: &'a Tier0,
     /// Overrides the threshold for one run (`--allow-deletions N`).
     pub allow_deletions: Option<usize>,
     /// Disconnections the administrator approved (`ad-sync-agent pending --approve`): run
@@ -401,7 +403,7 @@ impl Input<'_> {
         Rules {
             scope: self.scope,
             sync_group_guid: self.sync_group.map(|o| o.guid.as_slice()),
-            privileged: self.privileged,
+            tier0: self.tier0,
             adopt_users: self.policy.adopt_existing_users,
             adopt_groups: self.policy.adopt_existing_groups,
         }
@@ -595,17 +597,21 @@ fn plan_users(i: &Input, p: &mut Plan) {
                 .or_insert_with(|| Outcome::Skipped("the account is not synced".into()));
             continue;
         }
-        if let Some(why) = &obj.protected {
+        if let Some(why) = i.tier0.why(obj) {
             p.outcomes.insert(
                 key,
-                Outcome::Skipped(format!(
-                    "{} ({}): {why}; the agent never changes it",
-                    u.username, obj.dn
-                )),
+                Outcome::Failed(refused("", &u.username, &obj.dn, &why)),
             );
-            p.outcomes
-                .entry(pw_key)
-                .or_insert_with(|| Outcome::Skipped("the account is protected".into()));
+            let pw = if i.passwords.contains_key(id) {
+                Outcome::Failed(format!(
+                    "password for {} not set: {}",
+                    u.username,
+                    refused("", &u.username, &obj.dn, &why)
+                ))
+            } else {
+                Outcome::Skipped("the account is privileged or protected".into())
+            };
+            p.outcomes.entry(pw_key).or_insert(pw);
             continue;
         }
         // Taken over: planned as the object will be once marked; AD's own password counts.
@@ -653,6 +659,14 @@ fn plan_users(i: &Input, p: &mut Plan) {
             password_key: password.map(|_| pw_key),
         });
     }
+}
+
+/// A managed object the agent no longer writes because it is Tier 0: what was refused, why,
+/// and what the administrator does about it.
+fn refused(kind: &str, name: &str, dn: &str, why: &str) -> String {
+    format!(
+        "{kind}{name} ({dn}) is not changed: {why}. The agent never sets a password on, enables or changes the memberships of a privileged or protected object, whatever the cloud says. If it should be synced, remove the privilege named above; otherwise stop syncing it in the cloud"
+    )
 }
 
 /// The marker of the cloud object `id` written on an existing object the agent takes over,
@@ -958,13 +972,10 @@ fn plan_groups(i: &Input, p: &mut Plan) {
             )));
             continue;
         }
-        if let Some(why) = &obj.protected {
+        if let Some(why) = i.tier0.why(obj) {
             p.outcomes.insert(
                 key,
-                Outcome::Skipped(format!(
-                    "group {} ({}): {why}; the agent never changes it",
-                    g.name, obj.dn
-                )),
+                Outcome::Failed(refused("group ", &g.name, &obj.dn, &why)),
             );
             continue;
         }
@@ -1260,8 +1271,9 @@ pub fn memberships(
     mirror: &Mirror,
     plan: &Plan,
     groups: &BTreeSet<String>,
-    outcomes: &Outcomes,
+    outcomes: &mut Outcomes,
     policy: &Sync,
+    tier0: &Tier0,
 ) -> Vec<Job> {
     let match_mode = policy.group_membership_sync_type == MembershipSyncType::Match;
     let managed: HashSet<&[u8]> = mirror
@@ -1296,17 +1308,38 @@ pub fn memberships(
                 MemberType::Group => mirror.groups.get(&m).and_then(|g| g.guid.clone()),
             })
             .collect();
+        // A privileged member is never put in nor taken out of a group by the cloud's word.
+        let mut refused_members = Vec::new();
+        let mut allowed = |g: &[u8]| match tier0.why_guid(g) {
+            Some(why) => {
+                refused_members.push(format!("{} ({why})", member_name(mirror, g)));
+                false
+            }
+            None => true,
+        };
         let add: HashSet<Vec<u8>> = want
             .iter()
             .filter(|g| !have.contains(g.as_slice()))
+            .filter(|g| allowed(g))
             .map(|g| guid_ref(g))
             .collect();
         // By objectGUID: a member renamed earlier in this run has a new DN.
         let del: HashSet<Vec<u8>> = have_all
             .iter()
             .filter(|(g, _)| managed.contains(g.as_slice()) && !want.contains(g))
+            .filter(|(g, _)| allowed(g))
             .map(|(g, _)| guid_ref(g))
             .collect();
+        if !refused_members.is_empty() {
+            outcomes.insert(
+                key.clone(),
+                Outcome::Failed(format!(
+                    "members of {} not changed for privileged accounts: {}. The agent never changes the memberships of a privileged object; remove the privilege, or stop syncing the account",
+                    target.dn,
+                    refused_members.join("; ")
+                )),
+            );
+        }
         if add.is_empty() && del.is_empty() {
             continue;
         }
@@ -1330,6 +1363,23 @@ pub fn memberships(
         });
     }
     jobs
+}
+
+/// A managed member's name for a message: its cloud name, else its objectGUID.
+fn member_name(mirror: &Mirror, guid: &[u8]) -> String {
+    mirror
+        .users
+        .values()
+        .find(|u| u.guid.as_deref() == Some(guid))
+        .map(|u| u.user.username.clone())
+        .or_else(|| {
+            mirror
+                .groups
+                .values()
+                .find(|g| g.guid.as_deref() == Some(guid))
+                .map(|g| g.name.clone())
+        })
+        .unwrap_or_else(|| ad_sync_core::directory::object::guid_string(guid))
 }
 
 /// Each change's result from its objects' outcomes: failed if any failed, else skipped if any

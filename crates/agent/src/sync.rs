@@ -12,6 +12,7 @@ use crate::plan::{self, Change, Found, Input, Job, Lookup, Op, Outcome, Outcomes
 use ad_sync_core::answers::Sync;
 use ad_sync_core::cloud::api::ChangeResult;
 use ad_sync_core::secret::Secret;
+use ad_sync_core::tier0::Tier0;
 use ldap3::Mod;
 use std::collections::HashSet;
 
@@ -72,8 +73,8 @@ pub trait Directory {
         what: &str,
     ) -> impl Future<Output = Result<(), AdError>>;
     fn delete(&self, dn: &str) -> impl Future<Output = Result<(), AdError>>;
-    /// The objects in a privileged group, nested membership included.
-    fn privileged(&self) -> impl Future<Output = Result<HashSet<Vec<u8>>, AdError>>;
+    /// Tier 0: who holds power in the domain, read from its ACLs and groups.
+    fn tier0(&self) -> impl Future<Output = Result<Tier0, AdError>>;
     /// Why a group already read (the sync group) hands privilege to its members, if it does.
     fn group_privilege(&self, group: &Obj)
     -> impl Future<Output = Result<Option<String>, AdError>>;
@@ -101,8 +102,8 @@ impl Directory for Ad {
     async fn delete(&self, dn: &str) -> Result<(), AdError> {
         Ad::delete(self, dn).await
     }
-    async fn privileged(&self) -> Result<HashSet<Vec<u8>>, AdError> {
-        Ad::privileged(self).await
+    async fn tier0(&self) -> Result<Tier0, AdError> {
+        Ad::tier0(self).await
     }
     async fn group_privilege(&self, group: &Obj) -> Result<Option<String>, AdError> {
         Ad::group_privilege(self, group).await
@@ -168,13 +169,29 @@ pub async fn reconcile<D: Directory>(
         }
     }
     let found = Found::new(objs);
-    // An unmarked object among those found may be taken over (by name with adoption on, or
-    // by an import's link): only then is nested privileged membership worth a search.
-    let privileged = if found.unmarked().next().is_some() {
-        ad.privileged().await.map_err(unavailable)?
+    // Tier 0, read afresh in every run that has work: a managed account nested into Domain
+    // Admins since the last run, or a group given WriteDACL on the domain, is refused in the
+    // same run. A read the DC refuses leaves the decision unproven (everything refused).
+    let tier0 = if lookup.terms.is_empty() {
+        Tier0::none()
     } else {
-        HashSet::new()
+        match ad.tier0().await {
+            Ok(t) => t,
+            Err(AdError::Refused { message, .. }) => Tier0::unknown(format!(
+                "who holds power in the domain could not be read ({message})"
+            )),
+            Err(e) => return Err(unavailable(e)),
+        }
     };
+    if let Some(why) = tier0.blanket() {
+        tracing::warn!("no account is proven unprivileged, so none is written: {why}");
+    }
+    // The sync group hands its privileges to every cloud group put in it.
+    if let Some(g) = sync_group.as_mut()
+        && g.protected.is_none()
+    {
+        g.protected = tier0.why(g);
+    }
 
     // ---- plan ---------------------------------------------------------------------------------
     let passwords = plan::open_passwords(work, private_key);
@@ -188,7 +205,7 @@ pub async fn reconcile<D: Directory>(
         sync_group: sync_group.as_ref(),
         passwords: &passwords,
         policy: &s.policy,
-        privileged: &privileged,
+        tier0: &tier0,
         allow_deletions: s.allow_deletions,
         approved: &s.approved,
     });
@@ -259,7 +276,8 @@ pub async fn reconcile<D: Directory>(
             .await
             .map_err(unavailable)?;
     }
-    let member_jobs = plan::memberships(mirror, &p, &lookup.groups, &outcomes, &s.policy);
+    let member_jobs =
+        plan::memberships(mirror, &p, &lookup.groups, &mut outcomes, &s.policy, &tier0);
     phase("nesting, groups' objectGUIDs");
     ops_done += run_jobs(ad, member_jobs, s, &mut outcomes, &mut planned).await?;
     phase("memberships");

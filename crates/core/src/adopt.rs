@@ -5,6 +5,7 @@
 
 use crate::directory::object::Obj;
 use crate::dn::Dn;
+use crate::tier0::Tier0;
 use std::collections::HashSet;
 
 /// Where the agent may act, and how it talks to the DC: everything the planner needs to know
@@ -101,10 +102,9 @@ pub enum Refusal {
     WrongKind,
     Distribution,
     Outside,
-    /// adminCount=1, critical, built-in, or a direct or primary member of a privileged group.
+    /// Tier 0 (`tier0::Tier0::why`): protected by its entry, privileged by what it or a group
+    /// it is in may do, or not provably neither.
     Protected(String),
-    /// A member of a privileged group through nesting (the DC followed the chain).
-    Privileged,
     /// The sync group itself.
     SyncGroup,
     /// Another cloud object takes it over (in this run, or the agent manages it already).
@@ -113,7 +113,7 @@ pub enum Refusal {
 
 impl Refusal {
     pub fn is_protected(&self) -> bool {
-        matches!(self, Refusal::Protected(_) | Refusal::Privileged)
+        matches!(self, Refusal::Protected(_))
     }
 
     /// The reason in words, ending with what to do.
@@ -128,7 +128,6 @@ impl Refusal {
             (Refusal::Outside, Kind::User) => format!("it is outside the Root User container ({}); the agent never writes there. Move it into the container to let it be taken over", scope.root_text()),
             (Refusal::Outside, Kind::Group) => format!("it is neither in the sync group's container nor inside the Root User container ({}); the agent never writes there", scope.root_text()),
             (Refusal::Protected(why), _) => format!("{why}; the agent never takes over or changes a protected object"),
-            (Refusal::Privileged, _) => "it is a member of a privileged group through nested groups; the agent never takes over or changes a privileged object".into(),
             (Refusal::SyncGroup, _) => "it is the sync group itself; choose another name for the cloud group".into(),
             (Refusal::Claimed, _) => "another cloud object takes it over (by its name, or linked by an import); rename one of them".into(),
         }
@@ -136,11 +135,11 @@ impl Refusal {
 }
 
 /// What decides an adoption besides the object: the scope, the sync group's objectGUID, the
-/// privileged objects (nested membership included) and whether adoption is on for this kind.
+/// Tier 0 objects and whether adoption is on for this kind.
 pub struct Rules<'a> {
     pub scope: &'a Scope,
     pub sync_group_guid: Option<&'a [u8]>,
-    pub privileged: &'a HashSet<Vec<u8>>,
+    pub tier0: &'a Tier0,
     pub adopt_users: bool,
     pub adopt_groups: bool,
 }
@@ -171,11 +170,8 @@ impl Rules<'_> {
         if !inside {
             return Err(Refusal::Outside);
         }
-        if let Some(why) = &obj.protected {
-            return Err(Refusal::Protected(why.clone()));
-        }
-        if self.privileged.contains(&obj.guid) {
-            return Err(Refusal::Privileged);
+        if let Some(why) = self.tier0.why(obj) {
+            return Err(Refusal::Protected(why));
         }
         let on = match kind {
             Kind::User => self.adopt_users,
@@ -351,7 +347,7 @@ mod tests {
             list,
             obj("nested", "CN=nested,OU=Staff,DC=example,DC=com", 7),
         ];
-        let privileged = HashSet::from([vec![7u8; 16]]);
+        let tier0 = Tier0::of([(vec![7u8; 16], "it is a member of IT-Admins".to_string())]);
         let link = [crate::cloud::api::AdLink {
             domain: "DC=example,DC=com".into(),
             guid: crate::directory::object::guid_string(&[1u8; 16]),
@@ -383,7 +379,7 @@ mod tests {
             let rules = Rules {
                 scope: &scope,
                 sync_group_guid: None,
-                privileged: &privileged,
+                tier0: &tier0,
                 adopt_users: adopt_on,
                 adopt_groups: adopt_on,
             };
@@ -415,7 +411,7 @@ mod tests {
         let rules = Rules {
             scope: &no_groups,
             sync_group_guid: None,
-            privileged: &privileged,
+            tier0: &tier0,
             adopt_users: false,
             adopt_groups: false,
         };

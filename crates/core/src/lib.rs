@@ -16,4 +16,5 @@ pub mod install;
 pub mod preflight;
 pub mod secret;
 pub mod secrets;
+pub mod tier0;
 pub mod time_fmt;

@@ -196,10 +196,22 @@ impl World {
         }
     }
 
+    /// Tier 0 as `Tier0::compute` would have it: `privileged` through nesting, and what the
+    /// entries themselves say.
+    fn tier0(&self) -> Tier0 {
+        Tier0::of(self.privileged.iter().map(|g| {
+            (
+                g.clone(),
+                "it is a member of IT-Admins (it is a member of Domain Admins (Domain Admins is a privileged group))".to_string(),
+            )
+        }))
+    }
+
     fn plan_held(&self) -> (Lookup, Plan) {
         let lookup = Lookup::new(&self.mirror, &self.work, &self.policy, &self.scope);
         let found = Found::new(self.ad.clone());
         let sync = self.ad.iter().find(|o| o.sam == "Cloud Groups");
+        let tier0 = self.tier0();
         let p = plan(&Input {
             scope: &self.scope,
             mirror: &self.mirror,
@@ -210,7 +222,7 @@ impl World {
             sync_group: sync.filter(|_| self.sync_group_in_ad),
             passwords: &self.passwords,
             policy: &self.policy,
-            privileged: &self.privileged,
+            tier0: &tier0,
             allow_deletions: self.allow,
             approved: &self.approved,
         });
@@ -429,8 +441,8 @@ fn users_under_each_policy_and_safety_rule() {
                 w.password("u-p", "Pa55-word!");
             },
             &[
-                "password:u-p skipped: the account is protected",
-                "user:u-p skipped: svc-protected (CN=svc-protected,CN=Users,DC=example,DC=com): it is protected (adminCount=1",
+                "password:u-p failed: password for svc-protected not set: svc-protected (CN=svc-protected,CN=Users,DC=example,DC=com) is not changed: it is protected",
+                "user:u-p failed: svc-protected (CN=svc-protected,CN=Users,DC=example,DC=com) is not changed: it is protected (adminCount=1",
             ],
         ),
         (
@@ -442,7 +454,7 @@ fn users_under_each_policy_and_safety_rule() {
             },
             &[
                 "password:u-adm skipped",
-                "user:u-adm skipped: Administrator (CN=Administrator,CN=Users,DC=example,DC=com): it is protected",
+                "user:u-adm failed: Administrator (CN=Administrator,CN=Users,DC=example,DC=com) is not changed: it is protected",
             ],
         ),
         (
@@ -467,7 +479,21 @@ fn users_under_each_policy_and_safety_rule() {
             },
             &[
                 "password:u-sa skipped",
-                "user:u-sa skipped: svc-admin (CN=svc-admin,CN=Users,DC=example,DC=com): it is a member of the privileged group CN=Domain Admins",
+                "user:u-sa failed: svc-admin (CN=svc-admin,CN=Users,DC=example,DC=com) is not changed: it is a member of the privileged group CN=Domain Admins",
+            ],
+        ),
+        (
+            "a managed account nested two levels into Domain Admins after it was synced: no password, no enable",
+            |w| {
+                let alice = w.managed_alice();
+                w.sync_user(alice);
+                w.password("u-alice", "Pa55-word!");
+                let g = w.guid("alice");
+                w.privileged.insert(g);
+            },
+            &[
+                "password:u-alice failed: password for alice not set: alice (CN=alice,OU=Staff,DC=example,DC=com) is not changed: it is privileged",
+                "user:u-alice failed: alice (CN=alice,OU=Staff,DC=example,DC=com) is not changed: it is privileged: it is a member of IT-Admins (it is a member of Domain Admins",
             ],
         ),
         (
@@ -636,7 +662,7 @@ fn groups_under_each_rule() {
                 w.sync_group(group("g-da", "Domain Admins"));
             },
             &[
-                "group:g-da skipped: group Domain Admins (CN=Domain Admins,CN=Users,DC=example,DC=com): it is protected",
+                "group:g-da failed: group Domain Admins (CN=Domain Admins,CN=Users,DC=example,DC=com) is not changed: it is protected",
             ],
         ),
         (
@@ -917,7 +943,14 @@ fn memberships_change_only_what_the_agent_manages() {
         .insert(("g-eng".into(), MemberType::User, "u-dave".into()));
     let (lookup, p) = w.plan();
     let p = p.unwrap_or_else(|t| panic!("{t:?}"));
-    let jobs = memberships(&w.mirror, &p, &lookup.groups, &p.outcomes, &w.policy);
+    let jobs = memberships(
+        &w.mirror,
+        &p,
+        &lookup.groups,
+        &mut p.outcomes.clone(),
+        &w.policy,
+        &w.tier0(),
+    );
     assert_eq!(jobs.len(), 1);
     let op = &jobs[0].ops[0];
     assert_eq!((op.kind, op.dn.as_str()), (OpKind::Members, ENG));
@@ -950,14 +983,61 @@ fn memberships_change_only_what_the_agent_manages() {
     // A group that failed is left alone; one already right needs nothing.
     let mut failed = p.outcomes.clone();
     failed.insert(ObjKey::Group("g-eng".into()), Outcome::Failed("x".into()));
-    assert!(memberships(&w.mirror, &p, &lookup.groups, &failed, &w.policy).is_empty());
+    assert!(
+        memberships(
+            &w.mirror,
+            &p,
+            &lookup.groups,
+            &mut failed.clone(),
+            &w.policy,
+            &w.tier0()
+        )
+        .is_empty()
+    );
     w.mirror
         .edges
         .insert(("g-eng".into(), MemberType::User, "u-alice".into()));
     w.mirror
         .edges
         .remove(&("g-eng".into(), MemberType::User, "u-dave".into()));
-    assert!(memberships(&w.mirror, &p, &lookup.groups, &p.outcomes, &w.policy).is_empty());
+    assert!(
+        memberships(
+            &w.mirror,
+            &p,
+            &lookup.groups,
+            &mut p.outcomes.clone(),
+            &w.policy,
+            &w.tier0()
+        )
+        .is_empty()
+    );
+
+    // A privileged member is neither added nor removed; the group's change fails saying so.
+    w.mirror
+        .edges
+        .insert(("g-eng".into(), MemberType::User, "u-dave".into()));
+    w.mirror
+        .edges
+        .remove(&("g-eng".into(), MemberType::User, "u-alice".into()));
+    w.privileged.insert(vec![0xd; 16]);
+    w.privileged.insert(w.guid("alice"));
+    let mut outcomes = p.outcomes.clone();
+    let jobs = memberships(
+        &w.mirror,
+        &p,
+        &lookup.groups,
+        &mut outcomes,
+        &w.policy,
+        &w.tier0(),
+    );
+    assert!(jobs.is_empty(), "{jobs:?}");
+    match outcomes.get(&ObjKey::Group("g-eng".into())) {
+        Some(Outcome::Failed(why)) => assert!(
+            why.contains("dave (it is privileged") && why.contains("alice (it is privileged"),
+            "{why}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -1164,7 +1244,7 @@ fn existing_accounts_are_adopted_only_when_allowed_and_safe() {
             },
             &[
                 "password:u-n skipped",
-                "user:u-n failed: svc-nested collides with the existing AD account CN=svc-nested,CN=Users,DC=example,DC=com: it is a member of a privileged group through nested groups",
+                "user:u-n failed: svc-nested collides with the existing AD account CN=svc-nested,CN=Users,DC=example,DC=com: it is privileged: it is a member of IT-Admins",
             ],
         ),
         (
@@ -1344,7 +1424,7 @@ fn existing_groups_are_adopted_only_when_allowed_and_safe() {
                 w.sync_group(group("g-new", "Engineering"));
             },
             &[
-                "group:g-new failed: group Engineering collides with the existing AD object CN=Engineering,OU=Staff,DC=example,DC=com: it is a member of a privileged group through nested groups",
+                "group:g-new failed: group Engineering collides with the existing AD object CN=Engineering,OU=Staff,DC=example,DC=com: it is privileged: it is a member of IT-Admins",
             ],
         ),
         (
@@ -1410,7 +1490,14 @@ fn an_adopted_group_keeps_the_members_ad_gave_it_and_gets_the_clouds() {
     for a in std::mem::take(&mut p.adoptions) {
         w.mirror.set_guid(&a.key, a.guid);
     }
-    let jobs = memberships(&w.mirror, &p, &lookup.groups, &p.outcomes, &w.policy);
+    let jobs = memberships(
+        &w.mirror,
+        &p,
+        &lookup.groups,
+        &mut p.outcomes.clone(),
+        &w.policy,
+        &w.tier0(),
+    );
     assert_eq!(jobs.len(), 1);
     let Change::Modify(mods) = &jobs[0].ops[0].change else {
         panic!()

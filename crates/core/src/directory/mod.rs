@@ -7,6 +7,8 @@ pub mod cert;
 pub mod connect;
 pub mod discover;
 pub mod object;
+pub mod power;
+pub mod sd;
 pub mod session;
 pub mod sid;
 

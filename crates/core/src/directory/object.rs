@@ -21,13 +21,22 @@ pub const UAC_NORMAL: i64 = 0x200;
 pub const GROUP_TYPE_GLOBAL_SECURITY: &str = "-2147483646";
 /// groupType's bit for a security group (without it: a distribution group).
 const GROUP_TYPE_SECURITY: i64 = 0x8000_0000;
-/// Well-known RIDs of groups whose members the agent never touches: Domain Admins, Cert
-/// Publishers, Domain Controllers, Schema Admins, Enterprise Admins, Group Policy Creator
-/// Owners, Read-only DCs, Key Admins, Enterprise Key Admins, and the built-in Administrators,
-/// Account, Server, Print and Backup Operators and Replicator.
-pub const PRIVILEGED_GROUP_RIDS: &[u32] = &[
-    512, 516, 517, 518, 519, 520, 521, 526, 527, 544, 548, 549, 550, 551, 552,
+/// UAC bits of accounts that act for others or for machines: a DC (SERVER_TRUST), a
+/// workstation, a trust between domains, and the two kinds of delegation.
+pub const UAC_POWER_BITS: &[(i64, &str)] = &[
+    (0x0000_0800, "it is an interdomain trust account"),
+    (0x0000_1000, "it is a computer account"),
+    (0x0000_2000, "it is a domain controller's account"),
+    (0x0008_0000, "it is trusted for delegation (unconstrained)"),
+    (0x0100_0000, "it is trusted to authenticate for delegation"),
 ];
+
+/// Whether a RID is one of a privileged group (domain or built-in, `tier0`'s lists).
+pub fn privileged_rid(rid: u32) -> bool {
+    crate::tier0::PRIVILEGED_DOMAIN_RIDS.contains(&rid)
+        || crate::tier0::PRIVILEGED_BUILTIN_RIDS.contains(&rid)
+}
+
 /// Entries per page of a paged search (AD's MaxPageSize is 1,000 by default).
 const PAGE: i32 = 1000;
 
@@ -52,6 +61,7 @@ pub const ATTRS: &[&str] = &[
     "groupType",
     "primaryGroupID",
     "pwdLastSet",
+    "msDS-AllowedToDelegateTo",
 ];
 
 /// What the adoption rules need of an object (the preview's read of the whole domain): no
@@ -68,6 +78,7 @@ pub const CLASSIFY_ATTRS: &[&str] = &[
     "memberOf",
     "groupType",
     "primaryGroupID",
+    "msDS-AllowedToDelegateTo",
 ];
 
 /// The names the import sends besides what the rules need.
@@ -201,8 +212,15 @@ pub fn parse_guid_string(s: &str) -> Option<Vec<u8>> {
 /// Reads `<GUID=hex>;<SID=hex>;CN=...` (the extended DN form): the GUID, the SID's RID and
 /// the plain DN.
 fn parse_extended(value: &str) -> (Option<Vec<u8>>, Option<u32>, String) {
+    let (guid, sid, dn) = parse_extended_sid(value);
+    let rid = sid.and_then(|s| super::sid::split_rid(&s).map(|(_, r)| r));
+    (guid, rid, dn)
+}
+
+/// The extended DN form's GUID, SID (`S-1-...`) and plain DN.
+pub fn parse_extended_sid(value: &str) -> (Option<Vec<u8>>, Option<String>, String) {
     let mut guid = None;
-    let mut rid = None;
+    let mut sid = None;
     let mut rest = value;
     while let Some(stripped) = rest.strip_prefix('<') {
         let Some(end) = stripped.find('>') else { break };
@@ -214,15 +232,14 @@ fn parse_extended(value: &str) -> (Option<Vec<u8>>, Option<u32>, String) {
                 unhex(g)
             };
         } else if let Some(s) = part.strip_prefix("SID=") {
-            rid = unhex(s)
+            sid = unhex(s)
                 .and_then(|b| super::sid::to_string(&b))
-                .or_else(|| Some(s.to_string()))
-                .and_then(|s| super::sid::split_rid(&s).map(|(_, r)| r));
+                .or_else(|| s.starts_with("S-").then(|| s.to_string()));
         }
         rest = &stripped[end + 1..];
         rest = rest.strip_prefix(';').unwrap_or(rest);
     }
-    (guid, rid, rest.to_string())
+    (guid, sid, rest.to_string())
 }
 
 fn escape_binary(bytes: &[u8]) -> String {
@@ -260,7 +277,7 @@ pub fn object(e: &SearchEntry) -> Obj {
         .iter()
         .filter_map(|v| {
             let (g, rid, dn) = parse_extended(v);
-            if rid.is_some_and(|r| PRIVILEGED_GROUP_RIDS.contains(&r)) {
+            if rid.is_some_and(privileged_rid) {
                 privileged_group = Some(dn.clone());
             }
             g.map(|g| (g, dn))
@@ -273,31 +290,44 @@ pub fn object(e: &SearchEntry) -> Obj {
     });
     let primary = text(e, "primaryGroupID").and_then(|v| v.parse::<u32>().ok());
     let int = |attr: &str| text(e, attr).and_then(|v| v.parse::<i64>().ok());
+    let uac = int("userAccountControl").unwrap_or(0);
+    let sam = text(e, "sAMAccountName").unwrap_or_default();
     let protected = if text(e, "adminCount").as_deref() == Some("1") {
         Some("it is protected (adminCount=1: it is or was in an administrative group)".to_string())
     } else if text(e, "isCriticalSystemObject").is_some_and(|v| v.eq_ignore_ascii_case("TRUE")) {
         Some("it is a critical system object".to_string())
-    } else if text(e, "sAMAccountName").is_some_and(|n| n.eq_ignore_ascii_case(DNS_ADMINS)) {
-        Some("it is DnsAdmins (its members can run code on the domain controllers)".to_string())
+    } else if let Some(n) = crate::tier0::PRIVILEGED_NAMES
+        .iter()
+        .find(|n| sam.eq_ignore_ascii_case(n))
+    {
+        Some(format!(
+            "it is {n}, a privileged group (its members can take over the domain controllers or the domain)"
+        ))
     } else if rid.is_some_and(|r| r < 1000) {
         Some("it is a built-in account or group".to_string())
     } else if let Some(g) = privileged_group {
         Some(format!("it is a member of the privileged group {g}"))
+    } else if let Some(r) = primary.filter(|r| privileged_rid(*r)) {
+        Some(format!("its primary group is a privileged group (RID {r})"))
+    } else if let Some((_, why)) = UAC_POWER_BITS.iter().find(|(bit, _)| uac & bit != 0) {
+        Some(why.to_string())
+    } else if sam.ends_with('$') {
+        Some("its name ends in $ (a computer or trust account)".to_string())
+    } else if text(e, "msDS-AllowedToDelegateTo").is_some() {
+        Some("it may act for other accounts (msDS-AllowedToDelegateTo is set)".to_string())
     } else {
-        primary
-            .filter(|r| PRIVILEGED_GROUP_RIDS.contains(r))
-            .map(|r| format!("its primary group is a privileged group (RID {r})"))
+        None
     };
     Obj {
         guid: binary(e, "objectGUID").unwrap_or_default(),
         parsed: Dn::parse(&dn).ok().map(|p| p.dn),
         dn,
-        sam: text(e, "sAMAccountName").unwrap_or_default(),
+        sam,
         marker: text(e, "adminDescription"),
         is_group,
         is_user,
         security: int("groupType").is_some_and(|t| t & GROUP_TYPE_SECURITY != 0),
-        uac: int("userAccountControl").unwrap_or(0),
+        uac,
         lockout_time: int("lockoutTime").unwrap_or(0),
         pwd_last_set: int("pwdLastSet").unwrap_or(0),
         given: text(e, "givenName"),
@@ -372,46 +402,6 @@ pub async fn search_paged(
     }
     stream.finish().await.success().map_err(err)?;
     Ok(out)
-}
-
-/// The objectGUIDs of every object in the domain that is a member of a privileged group,
-/// nested membership included: from the privileged groups (found by their well-known SIDs),
-/// each group's `member` is read by DN and the groups among the members are the next level.
-/// Privileged groups are small, so this is a few dozen cheap reads. (A filter on memberOf, or
-/// `LDAP_MATCHING_RULE_IN_CHAIN`, asks the same in fewer requests, but Samba evaluates either
-/// against every object of the domain: about a second for 10,000 users.)
-pub async fn privileged_members(
-    ldap: &Ldap,
-    timeout: Duration,
-    domain_dn: &str,
-) -> Result<HashSet<Vec<u8>>, OpError> {
-    // The groups by their well-known SIDs (objectSid is indexed; a filter on adminCount or
-    // isCriticalSystemObject would make the DC read every object): the built-in ones, and the
-    // domain's RIDs under the domain's own SID.
-    let domain = read_base(ldap, timeout, domain_dn, &["objectSid"])
-        .await?
-        .and_then(|e| binary(&e, "objectSid"))
-        .and_then(|b| super::sid::to_string(&b));
-    let sids: Vec<String> = PRIVILEGED_GROUP_RIDS
-        .iter()
-        .filter_map(|&rid| match rid {
-            544..=552 => Some(format!("S-1-5-32-{rid}")),
-            _ => domain.as_ref().map(|d| format!("{d}-{rid}")),
-        })
-        .collect();
-    let filter = format!(
-        "(|{}(&(objectClass=group)(sAMAccountName={DNS_ADMINS})))",
-        sids.iter()
-            .filter_map(|s| super::sid::to_bytes(s))
-            .map(|b| format!("(objectSid={})", escape_binary(&b)))
-            .collect::<String>()
-    );
-    let privileged: Vec<String> = search_paged(ldap, timeout, domain_dn, &filter, &["objectGUID"])
-        .await?
-        .iter()
-        .map(|e| parse_extended(&e.dn).2)
-        .collect();
-    nested_members(ldap, timeout, domain_dn, privileged).await
 }
 
 /// The objectGUIDs of every member of the groups `start` (DNs), nested membership included
@@ -523,8 +513,10 @@ pub async fn group_privilege_of(
         let rid = binary(&e, "objectSid")
             .and_then(|b| super::sid::to_string(&b))
             .and_then(|s| super::sid::split_rid(&s).map(|(_, r)| r));
-        if rid.is_some_and(|r| PRIVILEGED_GROUP_RIDS.contains(&r))
-            || o.sam.eq_ignore_ascii_case(DNS_ADMINS)
+        if rid.is_some_and(privileged_rid)
+            || crate::tier0::PRIVILEGED_NAMES
+                .iter()
+                .any(|n| o.sam.eq_ignore_ascii_case(n))
         {
             return Ok(Some(format!(
                 "it is a member of the privileged group {}{via}",
@@ -542,8 +534,6 @@ pub async fn group_privilege_of(
 
 /// Groups read at most by `group_privilege`.
 const MAX_NESTED_READS: usize = 200;
-/// DnsAdmins has no well-known RID (it is made with the DNS role), so it is known by name.
-pub const DNS_ADMINS: &str = "DnsAdmins";
 
 /// One entry by DN with the extended-DN control; `None` when it does not exist.
 pub async fn read_base(

@@ -13,7 +13,6 @@ use crate::cloud::client::{CloudClient, CloudOptions};
 use crate::connect_key::ConnectKey;
 use crate::directory::bind::AccountName;
 use crate::directory::object::{self, Obj};
-use std::collections::HashSet;
 
 /// Names listed per kind of refusal in the summary's detail.
 const FIRST: usize = 5;
@@ -50,13 +49,13 @@ pub async fn look(answers: &Answers) -> Result<Looked, String> {
     let (dir, ad) = tokio::join!(client.directory(&key), read_ad(answers));
     let dir: DirectoryResponse =
         dir.map_err(|e| format!("the cloud's users could not be read: {e}; {}", e.fix()))?;
-    let (objs, privileged, scope, sync_guid) = ad?;
+    let (objs, tier0, scope, sync_guid) = ad?;
     let users: Vec<CloudObject> = dir.users.iter().map(CloudObject::from).collect();
     let groups: Vec<CloudObject> = dir.groups.iter().map(CloudObject::from).collect();
     let rules = Rules {
         scope: &scope,
         sync_group_guid: sync_guid.as_deref(),
-        privileged: &privileged,
+        tier0: &tier0,
         adopt_users: answers.sync.adopt_existing_users,
         adopt_groups: answers.sync.adopt_existing_groups,
     };
@@ -68,7 +67,7 @@ pub async fn look(answers: &Answers) -> Result<Looked, String> {
     })
 }
 
-type AdView = (Vec<Obj>, HashSet<Vec<u8>>, Scope, Option<Vec<u8>>);
+type AdView = (Vec<Obj>, crate::tier0::Tier0, Scope, Option<Vec<u8>>);
 
 /// The domain's users and groups (every one: a same-named object outside the containers is a
 /// collision the preview must show), the privileged ones and the sync group, read as the
@@ -108,21 +107,21 @@ async fn read_ad(answers: &Answers) -> Result<AdView, String> {
         )
         .await
         .map_err(read)?;
-        let privileged = object::privileged_members(&ldap, timeout, &domain_dn)
+        let tier0 = crate::directory::power::tier0(&ldap, timeout, &scope, Some(&account))
             .await
-            .map_err(read)?;
+            .map_err(|e| format!("reading who holds power in the domain: {e}"))?;
         let objs: Vec<Obj> = entries.iter().map(object::object).collect();
         let sync_guid = scope.sync_group.as_ref().and_then(|g| {
             objs.iter()
                 .find(|o| o.parsed.as_ref().is_some_and(|d| d.same_as(g)))
                 .map(|o| o.guid.clone())
         });
-        Ok::<_, String>((objs, privileged, sync_guid))
+        Ok::<_, String>((objs, tier0, sync_guid))
     }
     .await;
     session.close().await;
-    let (objs, privileged, sync_guid) = looked?;
-    Ok((objs, privileged, scope, sync_guid))
+    let (objs, tier0, sync_guid) = looked?;
+    Ok((objs, tier0, scope, sync_guid))
 }
 
 fn names(list: &[(String, String)]) -> String {
