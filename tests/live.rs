@@ -303,17 +303,18 @@ fn expired_certificate_with_fallback_allowed_still_never_downgrades() {
     s.fallback = true;
     let r = run_checks(&s);
     expect(&r, ids::LDAP_TLS, Status::Fail, "expired");
-    expect(&r, ids::LDAP_FALLBACK, Status::Skip, "never falls back");
+    expect(&r, ids::LDAP_FALLBACK, Status::Skip, "tries nothing else");
     expect(&r, ids::LDAP_BIND, Status::Skip, "no connection");
     // The LDAPS attempt and the read of its certificate: no plain connection.
     assert_eq!(r.stats.connections, 2);
 }
 
 #[test]
-fn a_dc_without_ldaps_with_fallback_allowed_downgrades_loudly() {
-    // A DC with no LDAPS listener refuses the secure port outright: only then is plain LDAP
-    // used (dc2 accepts a simple bind over plain LDAP; 1636 stands for its missing LDAPS).
-    let mut s = dc2_spec();
+fn a_dc_without_ldaps_with_fallback_allowed_uses_verified_starttls_never_plain_ldap() {
+    // A DC with no LDAPS listener refuses the secure port outright: only then is the fallback
+    // tried, and it is StartTLS on 389 with the certificate verified (1636 stands for dc1's
+    // missing LDAPS).
+    let mut s = Spec::good();
     s.port = Some(1636);
     let r = run_checks(&s);
     expect(&r, ids::DC_REACHABLE, Status::Fail, "refused");
@@ -324,18 +325,34 @@ fn a_dc_without_ldaps_with_fallback_allowed_downgrades_loudly() {
         &r,
         ids::DC_REACHABLE,
         Status::Warn,
-        "plain LDAP port 389 answered",
+        "StartTLS on port 389 answered",
     );
-    expect(&r, ids::LDAP_FALLBACK, Status::Warn, "PLAIN LDAP");
-    expect(&r, ids::LDAP_BIND, Status::Pass, "over plain LDAP");
     expect(
         &r,
-        ids::PASSWORD_POLICY,
+        ids::LDAP_FALLBACK,
         Status::Warn,
-        "reversible encryption",
+        "StartTLS on port 389 is used",
     );
-    // The refused LDAPS attempt opens nothing; the plain LDAP session is the one connection.
+    expect(&r, ids::LDAP_BIND, Status::Pass, "over TLS");
+    // The refused LDAPS attempt opens nothing; the StartTLS session is the one connection.
     assert_eq!(r.stats.connections, 1);
+}
+
+#[test]
+fn a_dc_without_ldaps_whose_starttls_fails_gets_no_bind_at_all() {
+    // dc2 without LDAPS (1636), fallback allowed: its 389 answers, but its certificate is
+    // expired, so StartTLS fails; nothing is bound, and nothing is sent in clear text.
+    let mut s = dc2_spec();
+    s.port = Some(1636);
+    s.fallback = true;
+    let r = run_checks(&s);
+    expect(
+        &r,
+        ids::LDAP_FALLBACK,
+        Status::Fail,
+        "never logs on over plain LDAP",
+    );
+    expect(&r, ids::LDAP_BIND, Status::Skip, "no connection");
 }
 
 #[test]
@@ -353,7 +370,7 @@ fn a_forged_certificate_with_fallback_allowed_never_produces_a_plain_bind() {
         Status::Fail,
         "not issued by a CA this machine trusts",
     );
-    expect(&r, ids::LDAP_FALLBACK, Status::Skip, "never falls back");
+    expect(&r, ids::LDAP_FALLBACK, Status::Skip, "tries nothing else");
     expect(&r, ids::LDAP_BIND, Status::Skip, "no connection");
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(
@@ -364,23 +381,6 @@ fn a_forged_certificate_with_fallback_allowed_never_produces_a_plain_bind() {
     assert!(
         fake.tls_connections() >= 1,
         "the forged LDAPS was never asked"
-    );
-}
-
-#[test]
-fn hardened_dc_refuses_a_plain_ldap_bind() {
-    // dc1 without LDAPS (1636 stands for the missing listener), fallback allowed: its plain
-    // LDAP port answers and refuses the password bind, as a hardened Windows DC does.
-    let mut s = Spec::good();
-    s.port = Some(1636);
-    s.fallback = true;
-    let r = run_checks(&s);
-    expect(&r, ids::LDAP_FALLBACK, Status::Warn, "PLAIN LDAP");
-    expect(
-        &r,
-        ids::LDAP_BIND,
-        Status::Fail,
-        "refuses a password bind over an unencrypted connection",
     );
 }
 

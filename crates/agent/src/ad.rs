@@ -111,11 +111,17 @@ impl Ad {
         let opts = answers.connect_options(Some(&dns_domain));
         let mut conn = directory::connect(&opts).await;
         let Some(mut session) = conn.session.take() else {
-            let why = ad_sync_core::preflight::evaluate::connection(&conn)
+            // Every failed step (the secure port, then the fallback), each with its fix.
+            let failed: Vec<String> = ad_sync_core::preflight::evaluate::connection(&conn)
                 .into_iter()
-                .find(|c| c.status == ad_sync_core::preflight::Status::Fail)
+                .filter(|c| c.status == ad_sync_core::preflight::Status::Fail)
                 .map(|c| format!("{} {}", c.summary, c.fix))
-                .unwrap_or_else(|| format!("cannot connect to {}", opts.host));
+                .collect();
+            let why = if failed.is_empty() {
+                format!("cannot connect to {}", opts.host)
+            } else {
+                failed.join("; ")
+            };
             return Err(AdError::Unavailable(why));
         };
         let account = AccountName::parse(&answers.service_account.username).map_err(|e| {

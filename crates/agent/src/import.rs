@@ -11,7 +11,7 @@
 
 use crate::ad::{self, Obj};
 use crate::plan::Scope;
-use ad_sync_core::adopt::{Kind, Refusal, Rules};
+use ad_sync_core::adopt::{Kind, Link, Refusal, Rules};
 use ad_sync_core::cloud::api::{
     ImportGroup, ImportItem, ImportMembership, ImportOutcome, ImportRequest, ImportUser,
     MAX_IMPORT_ITEMS,
@@ -91,7 +91,7 @@ pub fn select(
         if !o.is_group && !o.is_user {
             continue; // Computers, contacts: not people.
         }
-        if let Err(r) = rules.check(kind, o, "", true) {
+        if let Err(r) = rules.check(kind, o, "", Link::Imported) {
             let message = match &r {
                 Refusal::ManagedForOther(id) => {
                     format!("already managed by ad-sync for the cloud object {id}")
@@ -347,6 +347,52 @@ mod tests {
     }
 
     #[test]
+    fn a_dry_run_sends_no_objectguid_of_ad() {
+        let g = |n: u8| object::guid_string(&[n; 16]);
+        let mut s = Selection::default();
+        for (n, name) in [(1u8, "ivy"), (2, "ike")] {
+            s.users.push(ImportUser {
+                guid: g(n),
+                username: name.into(),
+                given_name: "G".into(),
+                surname: "S".into(),
+                email: None,
+                display_name: None,
+                enabled: true,
+            });
+        }
+        s.groups.push(ImportGroup {
+            guid: g(3),
+            name: "Team".into(),
+        });
+        s.memberships.push(ImportMembership {
+            group_guid: g(3),
+            member_guid: g(2),
+        });
+        let mine = HashSet::from([vec![1u8; 16]]);
+        let mut n = 200u8;
+        let mut fresh = || {
+            n += 1;
+            Ok::<_, ()>(object::guid_string(&[n; 16]))
+        };
+        let (sent, already, map) =
+            stand_in(s, &mine, &mut fresh).unwrap_or_else(|()| panic!("fresh"));
+        assert_eq!(already.len(), 1);
+        assert_eq!(
+            (already[0].name.as_str(), already[0].outcome.as_str()),
+            ("ivy", "already")
+        );
+        let body = serde_json::to_string(&requests(&sent, true)).unwrap_or_default();
+        for real in 1..=3 {
+            assert!(!body.contains(&g(real)), "{body}");
+        }
+        assert_eq!(sent.users.len(), 1);
+        assert_eq!(map.get(&sent.users[0].guid), Some(&g(2)));
+        assert_eq!(sent.memberships[0].member_guid, sent.users[0].guid);
+        assert_eq!(sent.memberships[0].group_guid, sent.groups[0].guid);
+    }
+
+    #[test]
     fn requests_keep_to_the_clouds_limits_and_send_users_before_groups_before_memberships() {
         let mut s = Selection::default();
         for i in 0..1203 {
@@ -383,9 +429,89 @@ mod tests {
     }
 }
 
+/// A dry run's selection: the users and groups this agent imported before (`mine`) taken out
+/// and reported as `already`, every other objectGUID replaced by a `fresh` stand-in (memberships
+/// follow). Returns the selection to send, the `already` items and stand-in → real GUID.
+#[allow(clippy::type_complexity)]
+pub fn stand_in<E>(
+    mut s: Selection,
+    mine: &HashSet<Vec<u8>>,
+    fresh: &mut impl FnMut() -> Result<String, E>,
+) -> Result<
+    (
+        Selection,
+        Vec<ReportItem>,
+        std::collections::HashMap<String, String>,
+    ),
+    E,
+> {
+    let is_mine = |g: &str| object::parse_guid_string(g).is_some_and(|b| mine.contains(&b));
+    let already = |kind: &str, name: &str, guid: &str| ReportItem {
+        kind: kind.into(),
+        name: name.into(),
+        guid: guid.into(),
+        outcome: "already".into(),
+        message: "imported by this agent before".into(),
+    };
+    let mut done = Vec::new();
+    let mut map: std::collections::HashMap<String, String> = Default::default();
+    let mut back: std::collections::HashMap<String, String> = Default::default();
+    let mut users = Vec::new();
+    for mut u in std::mem::take(&mut s.users) {
+        if is_mine(&u.guid) {
+            done.push(already("user", &u.username, &u.guid));
+            continue;
+        }
+        let f = fresh()?;
+        back.insert(u.guid.clone(), f.clone());
+        map.insert(f.clone(), std::mem::replace(&mut u.guid, f));
+        users.push(u);
+    }
+    let mut groups = Vec::new();
+    for mut g in std::mem::take(&mut s.groups) {
+        if is_mine(&g.guid) {
+            done.push(already("group", &g.name, &g.guid));
+            continue;
+        }
+        let f = fresh()?;
+        back.insert(g.guid.clone(), f.clone());
+        map.insert(f.clone(), std::mem::replace(&mut g.guid, f));
+        groups.push(g);
+    }
+    for m in s.memberships.iter_mut() {
+        for guid in [&mut m.group_guid, &mut m.member_guid] {
+            if let Some(f) = back.get(guid.as_str()) {
+                *guid = f.clone();
+            }
+        }
+    }
+    s.users = users;
+    s.groups = groups;
+    Ok((s, done, map))
+}
+
+/// The users and groups an import answer linked (created, linked now or before), by
+/// objectGUID: what the agent records as its own consent.
+pub fn consent(items: &[ImportItem]) -> Vec<(Vec<u8>, &'static str)> {
+    items
+        .iter()
+        .filter(|i| i.outcome != ImportOutcome::Refused)
+        .filter_map(|i| {
+            let kind = match i.kind.as_str() {
+                "user" => "user",
+                "group" => "group",
+                _ => return None,
+            };
+            object::parse_guid_string(&i.guid).map(|g| (g, kind))
+        })
+        .collect()
+}
+
 /// Why an import could not run at all (a refused item is not one: it is reported).
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    #[error("{0}")]
+    State(String),
     #[error("{0}")]
     Ad(String),
     #[error("{0}")]
@@ -397,8 +523,12 @@ pub enum ImportError {
 /// Reads AD and imports what `select` chooses; `group` limits it to that group's members
 /// (nested included) and the group itself. A dry run asks the cloud what it would do with the
 /// users and groups (memberships are counted, not sent: they need the objects linked first).
+///
+/// What the cloud linked (created, linked, or linked before) is recorded in `state` as each
+/// answer arrives: those links, and no others, stand for the adoption setting in later runs.
 pub async fn run(
     agent: &crate::Agent,
+    state: &mut crate::state::State,
     group: Option<&str>,
     dry_run: bool,
 ) -> Result<Report, ImportError> {
@@ -419,7 +549,7 @@ pub async fn run(
     let ad = ad::Ad::connect(&agent.answers, &agent.password)
         .await
         .map_err(|e| ImportError::Ad(e.to_string()))?;
-    let r = read_and_send(agent, &ad, group.as_deref(), dry_run).await;
+    let r = read_and_send(agent, &ad, state, group.as_deref(), dry_run).await;
     ad.close().await;
     r
 }
@@ -427,6 +557,7 @@ pub async fn run(
 async fn read_and_send(
     agent: &crate::Agent,
     ad: &ad::Ad,
+    state: &mut crate::state::State,
     group: Option<&str>,
     dry_run: bool,
 ) -> Result<Report, ImportError> {
@@ -480,6 +611,27 @@ async fn read_and_send(
     for item in &selection.skipped {
         report.add(item.clone());
     }
+    let mut selection = selection;
+    let mut real_guid: std::collections::HashMap<String, String> = Default::default();
+    if dry_run {
+        // A dry run never tells the cloud which objectGUIDs AD holds: what this agent linked
+        // before is reported from its own record, the rest goes under stand-in GUIDs (the
+        // cloud decides by name and content alone), put back in the report.
+        let mine = state
+            .imported()
+            .map_err(|e| ImportError::State(e.to_string()))?;
+        let mut fresh = || {
+            let mut b = [0u8; 16];
+            getrandom::fill(&mut b).map(|()| object::guid_string(&b))
+        };
+        let (kept, already, map) = stand_in(selection, &mine, &mut fresh)
+            .map_err(|e| ImportError::State(format!("no random numbers for the dry run: {e}")))?;
+        selection = kept;
+        real_guid = map;
+        for item in already {
+            report.add(item);
+        }
+    }
     let mut reqs = requests(&selection, dry_run);
     if dry_run {
         // Memberships need their objects linked first: in a dry run they are counted only.
@@ -507,8 +659,18 @@ async fn read_and_send(
             .await;
         for resp in answers {
             let resp = resp.map_err(|e| ImportError::Cloud(format!("importing into the cloud: {e}; {}. What was sent before is imported; run the import again to finish (it skips what is there)", e.fix())))?;
+            if !dry_run {
+                let linked = consent(&resp.items);
+                state
+                    .record_imported(&linked, ad_sync_core::time_fmt::now_unix())
+                    .map_err(|e| ImportError::State(e.to_string()))?;
+            }
             for item in resp.items {
-                report.add(item.into());
+                let mut item: ReportItem = item.into();
+                if let Some(real) = real_guid.get(&item.guid) {
+                    item.guid = real.clone();
+                }
+                report.add(item);
             }
         }
     }

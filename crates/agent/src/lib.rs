@@ -354,6 +354,7 @@ impl Agent {
             dry_run: opts.dry_run,
             allow_deletions: opts.allow_deletions,
             approved: HashSet::new(),
+            consented: HashSet::new(),
             concurrency: opts.concurrency.max(1),
         }
     }
@@ -668,6 +669,7 @@ impl Agent {
         Ok(Holds {
             settings: Settings {
                 approved,
+                consented: state.imported()?,
                 ..settings.clone()
             },
             known,

@@ -66,6 +66,10 @@ struct ImportArgs {
     /// Where agent.log goes (`-`: standard error only; default as for `run`).
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,
+    /// The agent's state, where the links the import makes are recorded (default as for
+    /// `run`).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args, Clone)]
@@ -411,8 +415,23 @@ fn import(args: &ImportArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let opts = ad_sync_agent::RunOptions {
+        state_dir: args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| ad_sync_agent::default_state_dir(&args.config)),
+        ..Default::default()
+    };
+    let mut state = match agent.open_state(&opts) {
+        Ok((s, _)) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::CANNOT_START;
+        }
+    };
     let report = match rt.block_on(ad_sync_agent::import::run(
         &agent,
+        &mut state,
         args.group.as_deref(),
         args.dry_run,
     )) {

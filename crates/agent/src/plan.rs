@@ -10,7 +10,7 @@
 
 use crate::ad::{GROUP_TYPE_GLOBAL_SECURITY, MARKER_PREFIX, Obj, UAC_DISABLED, UAC_NORMAL};
 use crate::mirror::{Mirror, ObjKey, Work};
-use ad_sync_core::adopt::{Kind, Refusal, Rules};
+use ad_sync_core::adopt::{Kind, Link, Refusal, Rules};
 use ad_sync_core::answers::{GroupDisconnection, MembershipSyncType, Sync, UserDisconnection};
 use ad_sync_core::cloud::api::{AdLink, ApplyStatus, ChangeResult, MemberType, link_for};
 use ad_sync_core::directory::object::parse_guid_string;
@@ -332,6 +332,9 @@ pub struct Input<'a> {
     /// Disconnections the administrator approved (`ad-sync-agent pending --approve`): run
     /// whatever the threshold says, and not counted against it.
     pub approved: &'a HashSet<ObjKey>,
+    /// The objectGUIDs this agent's own import linked (its state): the only links that stand
+    /// for the adoption setting.
+    pub consented: &'a HashSet<Vec<u8>>,
 }
 
 /// A disconnection the threshold holds back: nothing is done to its AD object until the
@@ -399,6 +402,16 @@ pub struct Adoption {
 }
 
 impl Input<'_> {
+    /// How a cloud object's link to `linked` counts: as consent only when this agent's own
+    /// import made it.
+    fn link(&self, linked: Option<&Obj>) -> Link {
+        match linked {
+            None => Link::None,
+            Some(o) if self.consented.contains(&o.guid) => Link::Imported,
+            Some(_) => Link::Unconsented,
+        }
+    }
+
     fn rules(&self) -> Rules<'_> {
         Rules {
             scope: self.scope,
@@ -419,9 +432,9 @@ impl Plan {
         kind: Kind,
         obj: &Obj,
         id: &str,
-        linked: bool,
+        link: Link,
     ) -> Result<(), Refusal> {
-        i.rules().check(kind, obj, id, linked)?;
+        i.rules().check(kind, obj, id, link)?;
         if self.claimed.insert(obj.guid.clone()) {
             Ok(())
         } else {
@@ -536,7 +549,7 @@ fn plan_users(i: &Input, p: &mut Plan) {
         let password = match i.passwords.get(id) {
             Some(Ok(_)) if !scope.encrypted => {
                 p.outcomes.insert(pw_key.clone(), Outcome::Failed(format!(
-                    "password for {} refused: the connection to {} is plain LDAP, and passwords are only sent over an encrypted connection. Fix LDAPS or StartTLS ([ldap] security) and turn off allow_insecure_fallback, then set the password again in the cloud",
+                    "password for {} refused: the connection to {} is not encrypted, and passwords are only sent over an encrypted connection. Fix LDAPS or StartTLS ([ldap] security), then set the password again in the cloud",
                     u.username, scope.host
                 )));
                 None
@@ -561,13 +574,14 @@ fn plan_users(i: &Input, p: &mut Plan) {
             None => {
                 // The AD object an import linked it to, else one of the same name.
                 let linked = link_guid(&u.links, scope).and_then(|g| i.found.by_guid(&g));
+                let link = i.link(linked);
                 let Some(other) = linked.or_else(|| i.found.named(&u.username)) else {
                     p.created_users.push(id.clone());
                     p.users
                         .push(new_user(id, u, &upn, &display, password, scope, pw_key));
                     continue;
                 };
-                if let Err(refusal) = p.may_take_over(i, Kind::User, other, id, linked.is_some()) {
+                if let Err(refusal) = p.may_take_over(i, Kind::User, other, id, link) {
                     p.outcomes.insert(
                         key,
                         Outcome::Failed(format!(
@@ -923,7 +937,7 @@ fn plan_groups(i: &Input, p: &mut Plan) {
             None => linked.or_else(|| i.found.named(&g.name)),
         };
         if let Some(other) = candidate
-            && let Err(refusal) = p.may_take_over(i, Kind::Group, other, id, linked.is_some())
+            && let Err(refusal) = p.may_take_over(i, Kind::Group, other, id, i.link(linked))
         {
             p.outcomes.insert(
                 key,

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 /// 2: groups keep the AD links the cloud gave them (an imported group's objectGUID).
 /// 3: disconnections held by the deletion threshold (`held`), and the last run's summary.
-const SCHEMA_VERSION: i64 = 3;
+/// 4: the AD objects this agent's own import linked to the cloud (`imported`): the only links
+/// the planner takes as consent.
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -29,6 +31,7 @@ CREATE TABLE IF NOT EXISTS edges (
 );
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, status TEXT NOT NULL, message TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS held (key TEXT PRIMARY KEY, entry TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS imported (guid BLOB PRIMARY KEY, kind TEXT NOT NULL, at INTEGER NOT NULL);
 ";
 
 /// A disconnection the deletion threshold holds back, kept until it is approved and done, or
@@ -266,6 +269,10 @@ impl State {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err(&path))?;
         conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db_err(&path))?;
+        // `import` and `pending` may write while the service runs a cycle: wait for its
+        // transaction rather than fail.
+        conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(db_err(&path))?;
         // A small page cache: the agent idles most of the time, and memory is what it is
         // measured on (10 MB).
@@ -584,6 +591,42 @@ impl State {
         let m = self.load()?;
         self.commit_with(&m, &m, &[], Some(&held))?;
         Ok(approved)
+    }
+
+    /// Records the AD objects (objectGUID, "user" or "group") this agent's import linked to the
+    /// cloud at `at` (Unix seconds): the links the planner honours without adoption being on.
+    pub fn record_imported(
+        &mut self,
+        items: &[(Vec<u8>, &str)],
+        at: i64,
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = db_err(&path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO imported (guid, kind, at) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(&err)?;
+            for (guid, kind) in items {
+                put.execute(params![guid, kind, at]).map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)
+    }
+
+    /// The objectGUIDs this agent's own import linked (see `record_imported`).
+    pub fn imported(&self) -> Result<std::collections::HashSet<Vec<u8>>, StateError> {
+        let err = db_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT guid FROM imported")
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(&err)?;
+        rows.collect::<Result<_, _>>().map_err(&err)
     }
 
     /// Whether any held disconnection is approved (a run then has work even with no change).

@@ -24,6 +24,8 @@ pub struct Settings {
     pub allow_deletions: Option<usize>,
     /// Disconnections the administrator approved (`pending --approve`).
     pub approved: HashSet<ObjKey>,
+    /// The AD objects this agent's own import linked (its state).
+    pub consented: HashSet<Vec<u8>>,
     pub concurrency: usize,
 }
 
@@ -208,6 +210,7 @@ pub async fn reconcile<D: Directory>(
         tier0: &tier0,
         allow_deletions: s.allow_deletions,
         approved: &s.approved,
+        consented: &s.consented,
     });
     if let Some(t) = &p.blocked {
         tracing::warn!(

@@ -109,6 +109,20 @@ pub enum Refusal {
     SyncGroup,
     /// Another cloud object takes it over (in this run, or the agent manages it already).
     Claimed,
+    /// The cloud links it to this object, but this agent's import never made that link, and
+    /// adoption is off: a link the cloud made alone is no consent.
+    Unconsented,
+}
+
+/// How a cloud object points at an existing AD object besides its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// No link: found by name, or by the agent's marker.
+    None,
+    /// A link this agent's own import made (recorded in its state): stands for the setting.
+    Imported,
+    /// A link the agent never made: honoured only as adoption is.
+    Unconsented,
 }
 
 impl Refusal {
@@ -130,6 +144,7 @@ impl Refusal {
             (Refusal::Protected(why), _) => format!("{why}; the agent never takes over or changes a protected object"),
             (Refusal::SyncGroup, _) => "it is the sync group itself; choose another name for the cloud group".into(),
             (Refusal::Claimed, _) => "another cloud object takes it over (by its name, or linked by an import); rename one of them".into(),
+            (Refusal::Unconsented, _) => "the cloud links it to this AD object, but this agent's import never made that link, and taking over existing objects is off. Import it with `ad-sync-agent import` on this server if it should be managed".into(),
         }
     }
 }
@@ -145,10 +160,10 @@ pub struct Rules<'a> {
 }
 
 impl Rules<'_> {
-    /// May `obj` be taken over for the cloud object `id` of this kind? `linked`: an
-    /// administrator linked the two by importing AD into the cloud, which stands for the
-    /// setting (never for the safety rules).
-    pub fn check(&self, kind: Kind, obj: &Obj, id: &str, linked: bool) -> Result<(), Refusal> {
+    /// May `obj` be taken over for the cloud object `id` of this kind? `link`: how the cloud
+    /// points at it; only a link this agent's import made stands for the setting (never for
+    /// the safety rules).
+    pub fn check(&self, kind: Kind, obj: &Obj, id: &str, link: Link) -> Result<(), Refusal> {
         if let Some(other) = obj.marker_id()
             && other != id
         {
@@ -177,8 +192,11 @@ impl Rules<'_> {
             Kind::User => self.adopt_users,
             Kind::Group => self.adopt_groups,
         };
-        if !on && !linked && obj.marker_id() != Some(id) {
-            return Err(Refusal::Off);
+        if !on && link != Link::Imported && obj.marker_id() != Some(id) {
+            return Err(match link {
+                Link::Unconsented => Refusal::Unconsented,
+                _ => Refusal::Off,
+            });
         }
         Ok(())
     }
@@ -263,7 +281,18 @@ pub fn preview(
                 continue;
             };
             let checked = rules
-                .check(kind, obj, x.id, linked.is_some())
+                // The preview has no agent state to tell its own links from the cloud's: it
+                // counts a link as the import's (the run refuses one the agent never made).
+                .check(
+                    kind,
+                    obj,
+                    x.id,
+                    if linked.is_some() {
+                        Link::Imported
+                    } else {
+                        Link::None
+                    },
+                )
                 .and_then(|()| {
                     claimed
                         .insert(obj.guid.as_slice())

@@ -27,8 +27,6 @@ pub struct Form {
     pub port: String,
     pub ldap_ca_file: String,
     pub allow_insecure_fallback: bool,
-    /// The explicit acknowledgement the insecure fallback needs.
-    pub insecure_acknowledged: bool,
     pub root_user_dn: String,
     pub username: String,
     pub password: Zeroizing<String>,
@@ -76,7 +74,6 @@ impl Default for Form {
             port: String::new(),
             ldap_ca_file: String::new(),
             allow_insecure_fallback: false,
-            insecure_acknowledged: false,
             root_user_dn: String::new(),
             username: String::new(),
             password: Zeroizing::new(String::new()),
@@ -121,7 +118,6 @@ impl Form {
             ldap_ca_file: path_text(a, a.ldap.ca_file.as_ref()),
             allow_insecure_fallback: a.ldap.allow_insecure_fallback,
             // Accepted when the config was installed; shown again on the Connection page.
-            insecure_acknowledged: a.ldap.allow_insecure_fallback,
             root_user_dn: a.directory.root_user_dn.clone(),
             username: a.service_account.username.clone(),
             cloud_url: cloud.and_then(|c| c.url.clone()).unwrap_or_default(),

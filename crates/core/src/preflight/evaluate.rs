@@ -112,7 +112,7 @@ pub fn connection(conn: &Connection) -> Vec<CheckResult> {
         )),
         (Some(Err(e)), Fallback::Used { port: p }) => out.push(CheckResult::warn(
             DC_REACHABLE,
-            format!("{host} port {port} ({sec}): {e}; plain LDAP port {p} answered"),
+            format!("{host} port {port} ({sec}): {e}; StartTLS on port {p} answered"),
             "",
             reach_fix(e, port),
         )),
@@ -162,23 +162,23 @@ pub fn connection(conn: &Connection) -> Vec<CheckResult> {
         ),
         Fallback::NotAllowed => CheckResult::skip(
             LDAP_FALLBACK,
-            "the secure connection failed and the insecure fallback is not allowed ([ldap] allow_insecure_fallback = false), so plain LDAP was not tried",
+            "the secure connection failed and the fallback is not allowed ([ldap] allow_insecure_fallback = false), so StartTLS on port 389 was not tried",
         ),
         Fallback::NotAfterTlsFailure => CheckResult::skip(
             LDAP_FALLBACK,
-            format!("plain LDAP was not tried: port {port} answered, and after a certificate, handshake or timeout failure ad-sync never falls back (someone in the path could cause that failure to read the service account's password); the fallback is used only when port {port} refuses connections outright"),
+            format!("the fallback was not tried: port {port} answered, and after a certificate, handshake or timeout failure ad-sync tries nothing else (someone in the path could cause that failure); the fallback is used only when port {port} refuses connections outright"),
         ),
         Fallback::Used { port: p } => CheckResult::warn(
             LDAP_FALLBACK,
-            format!("using PLAIN LDAP on port {p}: the service account's password and all directory data cross the network unencrypted"),
-            "AD refuses to set or reset passwords over an unencrypted connection, so password sync will not work; a DC that requires LDAP signing refuses the bind.",
-            "Make LDAPS work (see ldap.tls) and set allow_insecure_fallback = false.",
+            format!("port {port} refused the connection, so StartTLS on port {p} is used (encrypted, the certificate verified as for LDAPS)"),
+            "ad-sync never binds over plain LDAP: the fallback is StartTLS only, so the service account's password and passwords set in AD never cross the network in clear text.",
+            format!("Make LDAPS work on port {port} (see ldap.tls) to stop depending on the fallback, or set [ldap] security = \"starttls\"."),
         ),
         Fallback::Failed { port: p, reason } => CheckResult::fail(
             LDAP_FALLBACK,
-            format!("the insecure fallback to plain LDAP on port {p} failed too: {reason}"),
+            format!("the fallback to StartTLS on port {p} failed too: {reason}"),
             "",
-            "Make LDAPS work on the domain controller (see ldap.tls).",
+            "Make LDAPS or StartTLS work on the domain controller (see ldap.tls); ad-sync never logs on without TLS.",
         ),
     });
     out

@@ -48,27 +48,18 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     );
     ui.checkbox(
         &mut s.form.allow_insecure_fallback,
-        "Allow insecure LDAP if the DC has no LDAPS",
+        "If the LDAPS port refuses connections, use StartTLS on port 389",
     );
-    let mut local = Gate::Ready;
     if s.form.allow_insecure_fallback {
-        ui.indent("insecure", |ui| {
-            ui.label(RichText::new(
-                "Over plain LDAP the service account's password and every change cross the network unencrypted, \
-                 and AD refuses password writes without encryption: cloud passwords will not sync.",
-            ).strong());
+        ui.indent("fallback", |ui| {
             ui.label(
-                "Plain LDAP is used only when the secure port refuses connections outright. After a certificate or \
-                 handshake failure it is never tried: that failure is what someone in the network path would cause.",
+                "StartTLS is verified exactly as LDAPS is, and tried only when the secure port refuses connections \
+                 outright: never after a certificate or handshake failure, which is what someone in the network path \
+                 would cause. ad-sync never logs on over plain LDAP.",
             );
-            ui.checkbox(&mut s.form.insecure_acknowledged, "I accept the risk of plain LDAP");
         });
-        if !s.form.insecure_acknowledged {
-            local = Gate::Blocked("accept the risk of plain LDAP, or untick the fallback".into());
-        }
-    } else {
-        s.form.insecure_acknowledged = false;
     }
+    let local = Gate::Ready;
     ui.separator();
     let target = CertTarget {
         host: s.form.dc_host(),

@@ -98,7 +98,7 @@ fn summary(s: &State, ui: &mut Ui) {
                 f.security.name(),
                 f.port().ok().flatten().unwrap_or(f.security.default_port()),
                 if f.allow_insecure_fallback {
-                    ", insecure fallback allowed"
+                    ", StartTLS on 389 if the port refuses"
                 } else {
                     ""
                 }
