@@ -1666,6 +1666,22 @@ fn import_and_the_preview_directory_keep_their_limits_and_are_idempotent() {
         ]
     );
     assert!(outcomes(&again).contains(&"membership Team <- bea Already".to_string()));
+    // A standby of the same domain may not import: links are what the primary takes AD
+    // objects over by.
+    let standby = enroll(&client, &s.issue_key(DOMAIN, None), DOMAIN, "dc2")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = block_on(client.import(
+        &standby.credential,
+        &ImportRequest {
+            users: vec![user(5, "dee", "D")],
+            ..ImportRequest::default()
+        },
+    ));
+    match refused {
+        Err(e) => assert!(e.to_string().contains("standby"), "{e}"),
+        Ok(r) => panic!("a standby imported: {:?}", outcomes(&r)),
+    }
+    assert!(!s.admin_ok(&["user", "list", "--domain", DOMAIN]).contains("dee"));
     // The same AD object in another domain is another link; ada's link here stays.
     let there = block_on(client.import(
         &other.credential,
