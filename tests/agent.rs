@@ -611,7 +611,7 @@ fn collisions_protected_accounts_threshold_and_dry_run() {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(
-        err.contains("deletion threshold") && err.contains("3 disconnections are held"),
+        err.contains("deletion budget") && err.contains("3 disconnections are held"),
         "{err}"
     );
     assert!(user_in(&env, "d0").is_some(), "nothing was deleted");
@@ -665,8 +665,12 @@ fn collisions_protected_accounts_threshold_and_dry_run() {
         text.contains("2 disconnections held") && !text.contains(&id_of("d0")),
         "{text}"
     );
-    // Then the rest, all at once.
-    let (code, text) = env.pending(&["--approve-all"]);
+    // Then the rest, all at once: the list reviewed is named by its digest.
+    let listed = env.pending(&["--json"]);
+    let json: serde_json::Value =
+        serde_json::from_str(&listed.1).unwrap_or_else(|e| panic!("{e}: {}", listed.1));
+    let digest = json["digest"].as_str().unwrap_or_default().to_string();
+    let (code, text) = env.pending(&["--approve-all", "--expect", &digest]);
     assert_eq!(code, Some(0), "{text}");
     assert!(user_in(&env, "d1").is_none() && user_in(&env, "d2").is_none());
     assert!(user_in(&env, "d3").is_some());
@@ -691,7 +695,9 @@ fn collisions_protected_accounts_threshold_and_dry_run() {
                 HashSet::from([marker.as_str()]),
             )],
         );
-        let out = env.run(&["--resync"]);
+        // The day's budget went to the approved deletions: the administrator allows this
+        // one for the run.
+        let out = env.run(&["--resync", "--allow-deletions", "1"]);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -704,6 +710,75 @@ fn collisions_protected_accounts_threshold_and_dry_run() {
             "{sam}: the orphan got the policy"
         );
         assert!(user_in(&env, "bystander").is_some());
+    }
+}
+
+/// The deletion budget, live: under the default `disable` policy a removal within the day's
+/// budget is applied, the next slice is held because the window spent it, mass suspensions are
+/// held too, and `--approve-all` needs the reviewed list.
+#[test]
+fn slices_and_mass_suspensions_are_held_by_the_budget() {
+    let _dc = DC.read();
+    let env = Env::new("budget", "");
+    for i in 0..10 {
+        env.add_user(&format!("b{i}"));
+    }
+    // With a password each (an account without one is created disabled).
+    for i in 0..6 {
+        env.set_password(&format!("b{i}"));
+    }
+    env.sync();
+    for i in 0..6 {
+        let e = user_in(&env, &format!("b{i}")).unwrap_or_else(|| panic!("b{i}"));
+        assert!(uac(&e) & 2 == 0, "b{i} is enabled");
+    }
+    // 10 managed, 10 % is one a day: the first removal is done (disabled, released).
+    env.cloud(&["user", "remove", "b0"]);
+    env.sync();
+    let b0 = user_in(&env, "b0").unwrap_or_else(|| panic!("b0"));
+    assert!(uac(&b0) & 2 != 0, "b0 disabled");
+    // The next slice, in a later run of the same day, is held: the window spent the budget.
+    env.cloud(&["user", "remove", "b1"]);
+    let out = env.run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("1 were disconnected in the last 24 hours"),
+        "{err}"
+    );
+    assert!(uac(&user_in(&env, "b1").unwrap_or_else(|| panic!("b1"))) & 2 == 0);
+    // Suspending many at once is held as well.
+    for i in 2..6 {
+        env.cloud(&["user", "suspend", &format!("b{i}")]);
+    }
+    let out = env.run(&[]);
+    assert_eq!(out.status.code(), Some(3));
+    for i in 2..6 {
+        let e = user_in(&env, &format!("b{i}")).unwrap_or_else(|| panic!("b{i}"));
+        assert!(uac(&e) & 2 == 0, "b{i} was disabled");
+    }
+    let listed = env.pending(&["--json"]);
+    let json: serde_json::Value =
+        serde_json::from_str(&listed.1).unwrap_or_else(|e| panic!("{e}: {}", listed.1));
+    assert_eq!(json["count"], 5, "{json:#}");
+    let suspensions = json["held"]
+        .as_array()
+        .map(|a| a.iter().filter(|h| h["action"] == "suspend").count())
+        .unwrap_or(0);
+    assert_eq!(suspensions, 4, "{json:#}");
+    // --approve-all without the reviewed count, or with another, approves nothing.
+    let (code, text) = env.pending(&["--approve-all"]);
+    assert_ne!(code, Some(0), "{text}");
+    let (code, text) = env.pending(&["--approve-all", "--expect", "4"]);
+    assert_ne!(code, Some(0), "{text}");
+    assert!(text.contains("changed since it was reviewed"), "{text}");
+    assert!(uac(&user_in(&env, "b2").unwrap_or_else(|| panic!("b2"))) & 2 == 0);
+    // With it, all five are applied.
+    let (code, text) = env.pending(&["--approve-all", "--expect", "5"]);
+    assert_eq!(code, Some(0), "{text}");
+    for i in 1..6 {
+        let e = user_in(&env, &format!("b{i}")).unwrap_or_else(|| panic!("b{i}"));
+        assert!(uac(&e) & 2 != 0, "b{i} is disabled once approved");
     }
 }
 

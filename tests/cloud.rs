@@ -1681,7 +1681,10 @@ fn import_and_the_preview_directory_keep_their_limits_and_are_idempotent() {
         Err(e) => assert!(e.to_string().contains("standby"), "{e}"),
         Ok(r) => panic!("a standby imported: {:?}", outcomes(&r)),
     }
-    assert!(!s.admin_ok(&["user", "list", "--domain", DOMAIN]).contains("dee"));
+    assert!(
+        !s.admin_ok(&["user", "list", "--domain", DOMAIN])
+            .contains("dee")
+    );
     // The same AD object in another domain is another link; ada's link here stays.
     let there = block_on(client.import(
         &other.credential,

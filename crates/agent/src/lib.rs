@@ -47,6 +47,9 @@ pub struct Agent {
     pub host: String,
 }
 
+/// How long a cycle waits for the state's lock (`pending` approving) before it gives up.
+const CYCLE_LOCK_WAIT: Duration = Duration::from_secs(30);
+
 /// How `run` behaves.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -101,27 +104,27 @@ impl Holds {
             .iter()
             .filter_map(|j| {
                 let (kind, id) = match &j.key {
-                    mirror::ObjKey::User(id) => ("user", id),
-                    mirror::ObjKey::Group(id) => ("group", id),
+                    mirror::ObjKey::User(id) => (state::HeldKind::User, id),
+                    mirror::ObjKey::Group(id) => (state::HeldKind::Group, id),
                     mirror::ObjKey::Password(_) => return None,
                 };
-                let before = self.known.iter().find(|h| h.kind == kind && &h.id == id);
+                let before = self
+                    .known
+                    .iter()
+                    .find(|h| h.kind == kind && &h.id == id && h.action == j.action);
                 let user = work.removed_users.iter().find(|u| &u.user.id == id).cloned();
                 let group = work.removed_groups.iter().find(|g| &g.id == id).cloned();
-                let name = user
-                    .as_ref()
-                    .map(|u| u.user.username.clone())
-                    .or_else(|| group.as_ref().map(|g| g.name.clone()))
-                    .unwrap_or_default();
                 Some(state::Held {
                     id: id.clone(),
-                    kind: kind.into(),
-                    name,
+                    kind,
+                    name: j.name.clone(),
                     dn: j.dn.clone(),
-                    action: j.action.into(),
+                    action: j.action,
                     what: j.what.clone(),
                     why: before.map(|h| h.why.clone()).unwrap_or_else(|| {
-                        if orphans.contains(&j.key) {
+                        if j.action == plan::Action::Suspend {
+                            "the user was suspended in the cloud".into()
+                        } else if orphans.contains(&j.key) {
                             "an orphan: it carries the agent's marker, but no cloud object the agent knows has this id (the agent's state was lost while the cloud removed it)".into()
                         } else {
                             format!("the {kind} was removed from the cloud")
@@ -355,6 +358,7 @@ impl Agent {
             allow_deletions: opts.allow_deletions,
             approved: HashSet::new(),
             consented: HashSet::new(),
+            spent: 0,
             concurrency: opts.concurrency.max(1),
         }
     }
@@ -390,7 +394,20 @@ impl Agent {
         opts: &RunOptions,
         resync: bool,
     ) -> Result<CycleReport, RunError> {
+        // One cycle at a time on this state: `pending --approve` waits for it, and it for
+        // an approval being written.
+        let lock = match state.dir() {
+            Some(dir) => state::CycleLock::acquire(&dir, CYCLE_LOCK_WAIT).await?,
+            None => None,
+        };
+        if lock.is_none() && state.dir().is_some() {
+            return Err(RunError::Unavailable(format!(
+                "the state is locked by another ad-sync-agent (`pending` approving, or another agent process on this state) for more than {} s; this run is retried",
+                CYCLE_LOCK_WAIT.as_secs()
+            )));
+        }
         let r = self.cycle_inner(state, opts, resync).await;
+        drop(lock);
         release_memory();
         r
     }
@@ -529,7 +546,13 @@ impl Agent {
             }
             // Test hook: AD has every write of this run, the state none of it yet.
             ad_sync_core::fault::point("AD_SYNC_AGENT_FAULT", "commit");
-            state.commit_with(&before, &next, &r.results, Some(&still_held))?;
+            state.commit_with(
+                &before,
+                &next,
+                &r.results,
+                Some(&still_held),
+                &r.disconnected,
+            )?;
             *mirror = next;
             report.cursor = mirror.cursor;
             tracing::info!(
@@ -596,7 +619,7 @@ impl Agent {
                 return Ok(());
             }
             // The objectGUIDs it adopted (the cursor stays where it is), and what is held.
-            state.commit_with(&before, &next, &[], Some(&still_held))?;
+            state.commit_with(&before, &next, &[], Some(&still_held), &r.disconnected)?;
             state.set_orphan_watermark(&mark)?;
             *mirror = next;
             tracing::info!(
@@ -639,9 +662,14 @@ impl Agent {
         let mut approved = HashSet::new();
         let mut known = Vec::new();
         for h in held {
-            let back = match h.kind.as_str() {
-                "group" => next.groups.contains_key(&h.id),
-                _ => next.users.contains_key(&h.id),
+            // A removal is over when its cloud object is back; a suspension when the cloud
+            // lifted it (or the user is gone, and its removal is planned as such).
+            let back = match (h.kind, h.action) {
+                (_, plan::Action::Suspend) => {
+                    !next.users.get(&h.id).is_some_and(|u| u.user.suspended)
+                }
+                (state::HeldKind::Group, _) => next.groups.contains_key(&h.id),
+                (state::HeldKind::User, _) => next.users.contains_key(&h.id),
             };
             if back {
                 tracing::info!(
@@ -650,6 +678,9 @@ impl Agent {
                     h.id
                 );
                 continue;
+            }
+            if h.action == plan::Action::Suspend {
+                work.users.insert(h.id.clone());
             }
             if let Some(u) = &h.user
                 && !work.removed_users.iter().any(|r| r.user.id == h.id)
@@ -670,6 +701,10 @@ impl Agent {
             settings: Settings {
                 approved,
                 consented: state.imported()?,
+                spent: state.spent(
+                    ad_sync_core::time_fmt::now_unix()
+                        - i64::from(settings.policy.deletion_window_hours) * 3600,
+                )?,
                 ..settings.clone()
             },
             known,

@@ -80,9 +80,13 @@ struct PendingArgs {
     /// Approve these held disconnections (cloud ids, as listed) and apply them now, once.
     #[arg(long, value_name = "ID", num_args = 1.., conflicts_with = "approve_all")]
     approve: Vec<String>,
-    /// Approve every held disconnection and apply them now, once.
-    #[arg(long)]
+    /// Approve every held disconnection and apply them now, once. Needs --expect.
+    #[arg(long, requires = "expect")]
     approve_all: bool,
+    /// With --approve-all: the count or the digest `pending` printed for the list you
+    /// reviewed; a list that changed since is not approved.
+    #[arg(long, value_name = "N|DIGEST")]
+    expect: Option<ad_sync_agent::state::Expect>,
     /// Print the list (and what an approval did) as one JSON document.
     #[arg(long)]
     json: bool,
@@ -203,7 +207,27 @@ fn pending(args: &PendingArgs) -> i32 {
     let mut applied = None;
     if approving {
         let ids = (!args.approve_all).then_some(args.approve.as_slice());
-        match state.approve(ids) {
+        // The approval is written while no cycle runs on this state (the service's included).
+        let dir = opts.state_dir.clone();
+        let lock = match rt.block_on(ad_sync_agent::state::CycleLock::acquire(
+            &dir,
+            std::time::Duration::from_secs(120),
+        )) {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                eprintln!(
+                    "error: the agent's state is busy (the service is running a cycle) for more than 120 s; nothing was approved. Try again"
+                );
+                return exit::RETRY;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::CANNOT_START;
+            }
+        };
+        let approved = state.approve(ids, args.expect.as_ref());
+        drop(lock);
+        match approved {
             Ok(ids) => tracing::info!("approved by the administrator: {}", ids.join(", ")),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -241,6 +265,8 @@ fn pending(args: &PendingArgs) -> i32 {
     };
     if args.json {
         let j = serde_json::json!({
+            "count": held.len(),
+            "digest": ad_sync_agent::state::digest(&held),
             "held": held.iter().map(|h| serde_json::json!({
                 "id": h.id, "kind": h.kind, "name": h.name, "dn": h.dn, "action": h.action,
                 "what": h.what, "why": h.why,
@@ -267,11 +293,12 @@ fn pending(args: &PendingArgs) -> i32 {
             );
         }
         if held.is_empty() {
-            println!("nothing is held by the deletion threshold");
+            println!("nothing is held by the deletion budget");
         } else {
             println!(
-                "{} disconnections held by the deletion threshold (nothing was done to these objects):",
-                held.len()
+                "{} disconnections held by the deletion budget (nothing was done to these objects); digest {}:",
+                held.len(),
+                ad_sync_agent::state::digest(&held)
             );
             for h in &held {
                 println!(
@@ -288,8 +315,9 @@ fn pending(args: &PendingArgs) -> i32 {
                 );
             }
             println!(
-                "approve some with `ad-sync-agent pending --config {} --approve ID...`, or all with --approve-all",
-                args.config.display()
+                "approve some with `ad-sync-agent pending --config {} --approve ID...`, or all of this list with `--approve-all --expect {}`",
+                args.config.display(),
+                ad_sync_agent::state::digest(&held)
             );
         }
     }
@@ -542,11 +570,11 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions) ->
             }
             if r.held > 0 {
                 let why = r.blocked.as_ref().map_or(String::new(), |t| format!(
-                    " (this run would delete {} AD objects, more than the {} allowed of {} managed)",
-                    t.planned, t.limit, t.managed
+                    " (this run would disconnect {} AD objects and {} were disconnected in the last {} hours: more than the {} allowed of {} managed)",
+                    t.planned, t.spent, t.window_hours, t.limit, t.managed
                 ));
                 eprintln!(
-                    "deletion threshold: {} disconnections are held{why}; everything else was applied. List them with `ad-sync-agent pending --config FILE`, approve some or all there, or raise [sync] deletion_threshold / deletion_threshold_percent",
+                    "deletion budget: {} disconnections are held{why}; everything else was applied. List them with `ad-sync-agent pending --config FILE`, approve some or all there, or raise [sync] deletion_threshold / deletion_threshold_percent / deletion_window_hours",
                     r.held
                 );
             }

@@ -68,6 +68,16 @@ pub enum ObjKey {
     Password(String),
 }
 
+impl std::fmt::Display for ObjKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ObjKey::User(id) => write!(f, "user:{id}"),
+            ObjKey::Group(id) => write!(f, "group:{id}"),
+            ObjKey::Password(id) => write!(f, "password:{id}"),
+        }
+    }
+}
+
 impl Work {
     fn answer(&mut self, key: ObjKey, seq: i64) {
         self.seqs.entry(key).or_default().push(seq);

@@ -99,6 +99,40 @@ pub struct Job {
     pub ops: Vec<Op>,
     /// A password change in this job (its key fails alone if only the password is refused).
     pub password_key: Option<ObjKey>,
+    /// What the job disconnects, when it does (what the deletion budget counts).
+    pub disconnect: Option<Action>,
+}
+
+/// What a disconnection does to its AD object: the one record the planner, the state and
+/// `pending` share. Every kind counts against the deletion budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The object is deleted (disconnection policy `remove`).
+    Delete,
+    /// The account is disabled and no longer managed (`disable`).
+    Disable,
+    /// The object is kept as it is and no longer managed (`retain`).
+    Release,
+    /// A managed account the cloud suspended is disabled (it stays managed).
+    Suspend,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Delete => "delete",
+            Action::Disable => "disable",
+            Action::Release => "release",
+            Action::Suspend => "suspend",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// How one object ended.
@@ -116,9 +150,13 @@ pub type Outcomes = HashMap<ObjKey, Outcome>;
 /// More deletions than the threshold allows: nothing is to be changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverThreshold {
+    /// Disconnections this run would make (not approved ones).
     pub planned: usize,
+    /// Disconnections already made within the window.
+    pub spent: usize,
     pub limit: usize,
     pub managed: usize,
+    pub window_hours: u32,
 }
 
 fn set(v: impl Into<Vec<u8>>) -> HashSet<Vec<u8>> {
@@ -327,8 +365,10 @@ pub struct Input<'a> {
     /// Tier 0: what the agent never gives power to (read from AD's ACLs and groups in every
     /// run that has work).
     pub tier0: &'a Tier0,
-    /// Overrides the threshold for one run (`--allow-deletions N`).
+    /// Overrides the budget for one run (`--allow-deletions N`).
     pub allow_deletions: Option<usize>,
+    /// Disconnections done within the budget's window before this run (the state's record).
+    pub spent: usize,
     /// Disconnections the administrator approved (`ad-sync-agent pending --approve`): run
     /// whatever the threshold says, and not counted against it.
     pub approved: &'a HashSet<ObjKey>,
@@ -342,9 +382,10 @@ pub struct Input<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldJob {
     pub key: ObjKey,
+    /// The cloud object's name.
+    pub name: String,
     pub dn: String,
-    /// "delete", "disable" or "release" (stop managing, keep as it is).
-    pub action: &'static str,
+    pub action: Action,
     /// What it would do, in words.
     pub what: String,
 }
@@ -381,8 +422,8 @@ pub struct Plan {
     pub held: Vec<HeldJob>,
     /// The threshold this run's deletions went over: every disconnection not approved is held.
     pub blocked: Option<OverThreshold>,
-    /// Per job in `removals`: (deletes an object, its action word).
-    removal_kinds: Vec<(bool, &'static str)>,
+    /// The cloud names of what the disconnecting jobs are about (for `pending`).
+    names: HashMap<ObjKey, String>,
     /// For the log: what the plan chose not to do and why, where that is not an outcome.
     pub notes: Vec<String>,
     /// objectGUIDs the mirror holds or this plan takes over: an AD object is taken over for
@@ -459,78 +500,105 @@ pub fn plan(i: &Input) -> Plan {
     plan_users(i, &mut p);
     plan_groups(i, &mut p);
     plan_removals(i, &mut p);
-    hold_over_threshold(i, &mut p);
+    hold_over_budget(i, &mut p);
     p
 }
 
-/// The threshold on what the disconnections delete: approved ones always run and are not
-/// counted. Over it, every disconnection not approved is held (nothing done to its object, its
-/// changes answered as skipped with how to approve), and the rest of the run goes on.
-fn hold_over_threshold(i: &Input, p: &mut Plan) {
+/// The deletion budget: disconnections of every kind (delete, disable, release, and
+/// suspensions of managed accounts) within a rolling window. Approved ones always run and are
+/// not counted. When this run's unapproved ones would take the window's total over the limit,
+/// every one of them is held (nothing done to its object; a suspension's disable is taken out
+/// of its account's job, the rest of that job runs), its change answered as skipped with how
+/// to approve it, and the rest of the run goes on.
+fn hold_over_budget(i: &Input, p: &mut Plan) {
     let approved = |j: &Job| j.keys.iter().any(|k| i.approved.contains(k));
-    let unapproved = p
+    let counted = |j: &Job| j.disconnect.is_some() && !approved(j);
+    let planned = p
         .removals
         .iter()
-        .zip(&p.removal_kinds)
-        .filter(|(j, (deletes, _))| *deletes && !approved(j))
+        .chain(&p.users)
+        .filter(|j| counted(j))
         .count();
-    let Err(over) = threshold(i.before, unapproved, i.policy, i.allow_deletions) else {
+    let Err(over) = threshold(i.before, planned, i.spent, i.policy, i.allow_deletions) else {
         return;
     };
-    let jobs = std::mem::take(&mut p.removals);
-    let kinds = std::mem::take(&mut p.removal_kinds);
-    for (job, (deletes, action)) in jobs.into_iter().zip(kinds) {
-        if approved(&job) {
+    let reason = |id: &str| {
+        format!(
+            "held by the deletion budget (this run would disconnect {}, {} were disconnected in the last {} hours, {} allowed per {} hours of {} managed); see `ad-sync-agent pending`, approve with `ad-sync-agent pending --config FILE --approve {id}`",
+            over.planned,
+            over.spent,
+            over.window_hours,
+            over.limit,
+            over.window_hours,
+            over.managed
+        )
+    };
+    let hold = |p: &mut Plan, key: &ObjKey, action: Action, op: Option<&Op>| {
+        let id = match key {
+            ObjKey::User(id) | ObjKey::Group(id) | ObjKey::Password(id) => id.clone(),
+        };
+        p.outcomes
+            .insert(key.clone(), Outcome::Skipped(reason(&id)));
+        p.held.push(HeldJob {
+            key: key.clone(),
+            name: p.names.get(key).cloned().unwrap_or_default(),
+            dn: op.map(|o| o.dn.clone()).unwrap_or_default(),
+            action,
+            what: op.map(|o| o.what.clone()).unwrap_or_default(),
+        });
+    };
+    for job in std::mem::take(&mut p.removals) {
+        let Some(action) = job.disconnect.filter(|_| counted(&job)) else {
             p.removals.push(job);
-            p.removal_kinds.push((deletes, action));
             continue;
-        }
-        if deletes {
+        };
+        if action == Action::Delete {
             p.deletions -= 1;
         }
-        let last = job.ops.last();
         for key in &job.keys {
-            let id = match key {
-                ObjKey::User(id) | ObjKey::Group(id) | ObjKey::Password(id) => id,
-            };
-            p.outcomes.insert(
-                key.clone(),
-                Outcome::Skipped(format!(
-                    "held by the deletion threshold (this run would delete {} AD objects, {} allowed of {} managed); see `ad-sync-agent pending`, approve with `ad-sync-agent pending --config FILE --approve {id}`",
-                    over.planned, over.limit, over.managed
-                )),
-            );
-            p.held.push(HeldJob {
-                key: key.clone(),
-                dn: last.map(|o| o.dn.clone()).unwrap_or_default(),
-                action,
-                what: last.map(|o| o.what.clone()).unwrap_or_default(),
-            });
+            hold(p, key, action, job.ops.last());
         }
     }
+    let mut users = std::mem::take(&mut p.users);
+    for job in users.iter_mut().filter(|j| counted(j)) {
+        let disable = job.ops.iter().position(|o| o.kind == OpKind::Disable);
+        let op = disable.map(|at| job.ops.remove(at));
+        job.disconnect = None;
+        for key in &job.keys {
+            hold(p, key, Action::Suspend, op.as_ref());
+        }
+    }
+    p.users = users;
     p.blocked = Some(over);
 }
 
-/// The threshold: a run may delete at most `deletion_threshold` objects and at most
-/// `deletion_threshold_percent` of those managed (rounded up), whichever is smaller, unless
-/// `--allow-deletions` says how many for this run.
+/// The budget: within `deletion_window_hours`, at most `deletion_threshold` disconnections
+/// and at most `deletion_threshold_percent` of the objects managed (rounded up), whichever is
+/// smaller, counting those already made (`spent`). `--allow-deletions N` allows N in this run,
+/// whatever was spent.
 pub fn threshold(
     before: &Mirror,
-    deletions: usize,
+    planned: usize,
+    spent: usize,
     policy: &Sync,
     allow: Option<usize>,
 ) -> Result<(), OverThreshold> {
     let managed = before.users.values().filter(|u| u.guid.is_some()).count()
         + before.groups.values().filter(|g| g.guid.is_some()).count();
-    let limit = allow.unwrap_or_else(|| {
-        let pct = (managed * policy.deletion_threshold_percent as usize).div_ceil(100);
-        pct.min(policy.deletion_threshold as usize)
-    });
-    if deletions > limit {
+    let (limit, spent) = match allow {
+        Some(n) => (n, 0),
+        None => {
+            let pct = (managed * policy.deletion_threshold_percent as usize).div_ceil(100);
+            (pct.min(policy.deletion_threshold as usize), spent)
+        }
+    };
+    if planned > 0 && spent + planned > limit {
         return Err(OverThreshold {
-            planned: deletions,
+            planned,
+            spent,
             limit,
             managed,
+            window_hours: policy.deletion_window_hours,
         });
     }
     Ok(())
@@ -667,10 +735,17 @@ fn plan_users(i: &Input, p: &mut Plan) {
             i.work.unlock.contains(id),
             &mut p.notes,
         ));
+        // A suspension of a managed account counts against the deletion budget like a
+        // disconnection (a cloud that suspends everyone locks the domain out).
+        let suspends = ops.iter().any(|o| o.kind == OpKind::Disable);
+        if suspends {
+            p.names.insert(key.clone(), u.username.clone());
+        }
         p.users.push(Job {
             keys: vec![key],
             ops,
             password_key: password.map(|_| pw_key),
+            disconnect: suspends.then_some(Action::Suspend),
         });
     }
 }
@@ -891,6 +966,7 @@ fn new_user(
             what,
         }],
         password_key: password.map(|_| pw_key),
+        disconnect: None,
     }
 }
 
@@ -974,6 +1050,7 @@ fn plan_groups(i: &Input, p: &mut Plan) {
                     what: format!("create security group {dn}"),
                 }],
                 password_key: None,
+                disconnect: None,
             });
             p.group_targets
                 .insert(id.clone(), GroupTarget { dn, members: None });
@@ -1046,6 +1123,7 @@ fn plan_groups(i: &Input, p: &mut Plan) {
             keys: vec![key],
             ops,
             password_key: None,
+            disconnect: None,
         });
     }
 }
@@ -1097,12 +1175,12 @@ fn plan_removals(i: &Input, p: &mut Plan) {
                 }
             }
         }
-        p.removal_kinds
-            .push(match i.policy.user_disconnection_action {
-                UserDisconnection::Remove => (true, "delete"),
-                UserDisconnection::Disable => (false, "disable"),
-                UserDisconnection::Retain => (false, "release"),
-            });
+        let action = match i.policy.user_disconnection_action {
+            UserDisconnection::Remove => Action::Delete,
+            UserDisconnection::Disable => Action::Disable,
+            UserDisconnection::Retain => Action::Release,
+        };
+        p.names.insert(key.clone(), rec.user.username.clone());
         ops.push(match i.policy.user_disconnection_action {
             UserDisconnection::Remove => {
                 p.deletions += 1;
@@ -1142,6 +1220,7 @@ fn plan_removals(i: &Input, p: &mut Plan) {
             keys: vec![key],
             ops,
             password_key: None,
+            disconnect: Some(action),
         });
     }
     for rec in &i.work.removed_groups {
@@ -1159,11 +1238,11 @@ fn plan_removals(i: &Input, p: &mut Plan) {
             );
             continue;
         }
-        p.removal_kinds
-            .push(match i.policy.group_disconnection_action {
-                GroupDisconnection::Remove => (true, "delete"),
-                GroupDisconnection::Retain => (false, "release"),
-            });
+        let action = match i.policy.group_disconnection_action {
+            GroupDisconnection::Remove => Action::Delete,
+            GroupDisconnection::Retain => Action::Release,
+        };
+        p.names.insert(key.clone(), rec.name.clone());
         let op = match i.policy.group_disconnection_action {
             GroupDisconnection::Remove => {
                 p.deletions += 1;
@@ -1188,6 +1267,7 @@ fn plan_removals(i: &Input, p: &mut Plan) {
             keys: vec![key],
             ops: vec![op],
             password_key: None,
+            disconnect: Some(action),
         });
     }
 }
@@ -1273,6 +1353,7 @@ pub fn nest_new_groups(
                 ),
             )],
             password_key: None,
+            disconnect: None,
         })
         .collect()
 }
@@ -1374,6 +1455,7 @@ pub fn memberships(
             keys: vec![key],
             ops: vec![Op::modify(OpKind::Members, &target.dn, mods, what)],
             password_key: None,
+            disconnect: None,
         });
     }
     jobs

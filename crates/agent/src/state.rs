@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 /// 2: groups keep the AD links the cloud gave them (an imported group's objectGUID).
 /// 3: disconnections held by the deletion threshold (`held`), and the last run's summary.
 /// 4: the AD objects this agent's own import linked to the cloud (`imported`): the only links
-/// the planner takes as consent.
+/// the planner takes as consent; the disconnections made (`disconnections`), which the
+/// deletion budget counts over its window.
 const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
@@ -32,21 +33,43 @@ CREATE TABLE IF NOT EXISTS edges (
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, status TEXT NOT NULL, message TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS held (key TEXT PRIMARY KEY, entry TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS imported (guid BLOB PRIMARY KEY, kind TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS disconnections (at INTEGER NOT NULL, key TEXT NOT NULL, action TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS disconnections_at ON disconnections(at);
 ";
 
-/// A disconnection the deletion threshold holds back, kept until it is approved and done, or
-/// the cloud object comes back. It carries the record of the object as the agent knew it (the
-/// cloud has forgotten it), so a later run can still find its AD object.
+/// How long the record of disconnections made is kept (the budget's window is at most this).
+const DISCONNECTIONS_KEPT_SECONDS: i64 = 31 * 24 * 3600;
+
+/// What a held disconnection is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeldKind {
+    User,
+    Group,
+}
+
+impl std::fmt::Display for HeldKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HeldKind::User => "user",
+            HeldKind::Group => "group",
+        })
+    }
+}
+
+/// A disconnection the deletion budget holds back, kept until it is approved and done, or
+/// the cloud object comes back (for a suspension: until the cloud lifts it). It carries the
+/// record of the object as the agent knew it (the cloud has forgotten a removed one), so a
+/// later run can still find its AD object. One typed record from the planner (`HeldJob`) to
+/// the state to `pending`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Held {
     /// The cloud object's id: what the administrator approves.
     pub id: String,
-    /// "user" or "group".
-    pub kind: String,
+    pub kind: HeldKind,
     pub name: String,
     pub dn: String,
-    /// "delete", "disable" or "release".
-    pub action: String,
+    pub action: crate::plan::Action,
     /// What would be done, in words.
     pub what: String,
     /// Why it is to be done: removed in the cloud, or an orphan.
@@ -62,12 +85,72 @@ pub struct Held {
 
 impl Held {
     pub fn key(&self) -> crate::mirror::ObjKey {
-        if self.kind == "group" {
-            crate::mirror::ObjKey::Group(self.id.clone())
-        } else {
-            crate::mirror::ObjKey::User(self.id.clone())
+        match self.kind {
+            HeldKind::Group => crate::mirror::ObjKey::Group(self.id.clone()),
+            HeldKind::User => crate::mirror::ObjKey::User(self.id.clone()),
         }
     }
+}
+
+/// What the administrator reviewed before `--approve-all`: the count of held disconnections,
+/// or the digest `pending` printed (`digest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    Count(usize),
+    Digest(String),
+}
+
+impl std::str::FromStr for Expect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Expect, String> {
+        let s = s.trim();
+        if let Ok(n) = s.parse::<usize>() {
+            return Ok(Expect::Count(n));
+        }
+        if s.len() >= 8 && s.len() <= 64 && s.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(Expect::Digest(s.to_ascii_lowercase()));
+        }
+        Err(format!(
+            "`{s}` is neither a count nor a digest; give the count or the digest `pending` printed"
+        ))
+    }
+}
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expect::Count(n) => write!(f, "{n}"),
+            Expect::Digest(d) => f.write_str(d),
+        }
+    }
+}
+
+impl Expect {
+    /// Whether the held list is the one reviewed. A count is honoured only when the list
+    /// has that many; a digest names the list itself (a prefix of at least 8 digits).
+    pub fn matches(&self, held: &[Held]) -> bool {
+        match self {
+            Expect::Count(n) => *n == held.len(),
+            Expect::Digest(d) => digest_full(held).starts_with(d.as_str()),
+        }
+    }
+}
+
+fn digest_full(held: &[Held]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut lines: Vec<String> = held
+        .iter()
+        .map(|h| format!("{}:{}:{}:{}", h.kind, h.id, h.action, h.dn))
+        .collect();
+    lines.sort();
+    let d = Sha256::digest(lines.join("\n").as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The held list's digest as `pending` prints it (12 hex digits of SHA-256 over each held
+/// disconnection's kind, id, action and DN, sorted).
+pub fn digest(held: &[Held]) -> String {
+    digest_full(held)[..12].to_string()
 }
 
 /// The last run, for `pending`, the heartbeat and the cloud's status.
@@ -150,6 +233,61 @@ pub enum StateError {
     },
     #[error("not held: {}. `ad-sync-agent pending --config FILE` lists the ids that can be approved", ids.join(", "))]
     NotHeld { ids: Vec<String> },
+    #[error(
+        "--approve-all needs --expect with the count or the digest `pending` printed for the list you reviewed (now {count} held, digest {digest}); run `ad-sync-agent pending --config FILE`, read the list, then `--approve-all --expect {digest}`"
+    )]
+    Unreviewed { count: usize, digest: String },
+    #[error(
+        "the held list changed since it was reviewed (--expect {expected}; now {count} held, digest {digest}): nothing was approved. Run `ad-sync-agent pending --config FILE` again and review the list"
+    )]
+    Changed {
+        expected: String,
+        count: usize,
+        digest: String,
+    },
+}
+
+/// The cycle lock: the service's cycle and `pending`'s approval never run at the same time on
+/// one state (an approval read while a cycle rewrites the held table would be stale). An
+/// advisory lock on `state.lock` beside `state.db` (flock on Linux, LockFileEx on Windows),
+/// released when dropped or when the process ends, however it ends.
+pub struct CycleLock {
+    _file: std::fs::File,
+}
+
+impl CycleLock {
+    /// Takes the lock, waiting up to `wait` for whoever holds it. `Ok(None)`: still held
+    /// by another process after `wait`.
+    pub async fn acquire(
+        dir: &Path,
+        wait: std::time::Duration,
+    ) -> Result<Option<CycleLock>, StateError> {
+        let path = dir.join("state.lock");
+        let io = |source| StateError::Io {
+            path: path.clone(),
+            source,
+        };
+        ad_sync_core::install::fsops::create_dirs(dir, 0o700).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(CycleLock { _file: file })),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Ok(None);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            }
+        }
+    }
 }
 
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
@@ -298,6 +436,11 @@ impl State {
         })
     }
 
+    /// The folder the state lives in (where its lock is).
+    pub fn dir(&self) -> Option<PathBuf> {
+        self.path.parent().map(Path::to_path_buf)
+    }
+
     /// The cursor alone (what an idle agent polls with).
     pub fn cursor(&self) -> i64 {
         self.conn
@@ -407,21 +550,38 @@ impl State {
         m: &Mirror,
         results: &[ChangeResult],
     ) -> Result<(), StateError> {
-        self.commit_with(before, m, results, None)
+        self.commit_with(before, m, results, None, &[])
     }
 
     /// As `commit`, and when `held` is given, the held disconnections replaced by it in the same
     /// transaction (a removal leaves the mirror only together with its hold).
+    /// `disconnected`: the disconnections this run made, recorded for the budget.
     pub fn commit_with(
         &mut self,
         before: &Mirror,
         m: &Mirror,
         results: &[ChangeResult],
         held: Option<&[Held]>,
+        disconnected: &[(crate::mirror::ObjKey, crate::plan::Action)],
     ) -> Result<(), StateError> {
         let path = self.path.clone();
         let err = db_err(&path);
         let tx = self.conn.transaction().map_err(&err)?;
+        if !disconnected.is_empty() {
+            let now = ad_sync_core::time_fmt::now_unix();
+            let mut put = tx
+                .prepare_cached("INSERT INTO disconnections (at, key, action) VALUES (?1, ?2, ?3)")
+                .map_err(&err)?;
+            for (key, action) in disconnected {
+                put.execute(params![now, key.to_string(), action.as_str()])
+                    .map_err(&err)?;
+            }
+            tx.execute(
+                "DELETE FROM disconnections WHERE at < ?1",
+                [now - DISCONNECTIONS_KEPT_SECONDS],
+            )
+            .map_err(&err)?;
+        }
         if let Some(held) = held {
             tx.execute("DELETE FROM held", []).map_err(&err)?;
             let mut put = tx
@@ -566,31 +726,94 @@ impl State {
         Ok(out)
     }
 
-    /// Marks held disconnections approved: `ids` (cloud ids), or all with `None`. Returns the
-    /// ids approved; an id that is not held is an error naming it, and nothing is approved.
-    pub fn approve(&mut self, ids: Option<&[String]>) -> Result<Vec<String>, StateError> {
-        let mut held = self.held()?;
-        if let Some(ids) = ids {
-            let unknown: Vec<&String> = ids
-                .iter()
-                .filter(|id| !held.iter().any(|h| &h.id == *id))
-                .collect();
-            if !unknown.is_empty() {
-                return Err(StateError::NotHeld {
-                    ids: unknown.iter().map(|s| s.to_string()).collect(),
+    /// Marks held disconnections approved, in one transaction: `ids` (cloud ids), or all with
+    /// `None`, which needs `expect`: the count or the digest `pending` printed for the list the
+    /// administrator read (`digest`), so a list that changed since is never approved blind.
+    /// Returns the ids approved; an id that is not held is an error naming it, and nothing is
+    /// approved. The caller holds the cycle lock.
+    pub fn approve(
+        &mut self,
+        ids: Option<&[String]>,
+        expect: Option<&Expect>,
+    ) -> Result<Vec<String>, StateError> {
+        let path = self.path.clone();
+        let err = db_err(&path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        let rows: Vec<(String, String)> = {
+            let mut stmt = tx.prepare("SELECT key, entry FROM held").map_err(&err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(&err)?;
+            rows.collect::<Result<_, _>>().map_err(&err)?
+        };
+        let mut held = Vec::new();
+        for (key, entry) in rows {
+            let h: Held = serde_json::from_str(&entry).map_err(|source| StateError::Damaged {
+                path: path.clone(),
+                id: format!("held disconnection {key}"),
+                source,
+            })?;
+            held.push((key, h));
+        }
+        let all: Vec<Held> = held.iter().map(|(_, h)| h.clone()).collect();
+        match (ids, expect) {
+            (Some(ids), _) => {
+                let unknown: Vec<String> = ids
+                    .iter()
+                    .filter(|id| !all.iter().any(|h| &h.id == *id))
+                    .cloned()
+                    .collect();
+                if !unknown.is_empty() {
+                    return Err(StateError::NotHeld { ids: unknown });
+                }
+            }
+            (None, None) => {
+                return Err(StateError::Unreviewed {
+                    count: all.len(),
+                    digest: digest(&all),
                 });
             }
+            (None, Some(e)) if !e.matches(&all) => {
+                return Err(StateError::Changed {
+                    expected: e.to_string(),
+                    count: all.len(),
+                    digest: digest(&all),
+                });
+            }
+            (None, Some(_)) => {}
         }
         let mut approved = Vec::new();
-        for h in held.iter_mut() {
+        for (key, mut h) in held {
             if ids.is_none_or(|ids| ids.contains(&h.id)) {
                 h.approved = true;
                 approved.push(h.id.clone());
+                let entry = serde_json::to_string(&h).map_err(|source| StateError::Encode {
+                    path: path.clone(),
+                    id: h.id.clone(),
+                    source,
+                })?;
+                tx.execute(
+                    "UPDATE held SET entry = ?2 WHERE key = ?1",
+                    params![key, entry],
+                )
+                .map_err(&err)?;
             }
         }
-        let m = self.load()?;
-        self.commit_with(&m, &m, &[], Some(&held))?;
+        tx.commit().map_err(&err)?;
         Ok(approved)
+    }
+
+    /// Disconnections made since `since` (Unix seconds): what the budget has spent.
+    pub fn spent(&self, since: i64) -> Result<usize, StateError> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM disconnections WHERE at >= ?1",
+                [since],
+                |r| r.get(0),
+            )
+            .map_err(db_err(&self.path))?;
+        Ok(n.max(0) as usize)
     }
 
     /// Records the AD objects (objectGUID, "user" or "group") this agent's import linked to the
@@ -876,5 +1099,106 @@ mod tests {
         drop(State::open(other.path()).unwrap_or_else(|e| panic!("{e}")));
         let (_, note) = State::open_bound(other.path(), &b).unwrap_or_else(|e| panic!("{e}"));
         assert!(note.is_none());
+    }
+
+    fn held(id: &str, action: crate::plan::Action) -> Held {
+        Held {
+            id: id.into(),
+            kind: HeldKind::User,
+            name: id.into(),
+            dn: format!("CN={id},OU=Staff,DC=example,DC=com"),
+            action,
+            what: format!("{action} CN={id}"),
+            why: "the user was removed from the cloud".into(),
+            since: 1,
+            approved: false,
+            user: None,
+            group: None,
+        }
+    }
+
+    #[test]
+    fn approve_all_needs_the_reviewed_list_and_the_budget_counts_what_was_done() {
+        use crate::plan::Action;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut state = State::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let m = Mirror::default();
+        let list = vec![held("u-a", Action::Delete), held("u-b", Action::Suspend)];
+        state
+            .commit_with(&m, &m, &[], Some(&list), &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let reviewed = digest(&list);
+        // Stored and read back typed, in the words `pending` prints.
+        let back = state.held().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            back.iter().map(|h| h.action).collect::<Vec<_>>(),
+            vec![Action::Delete, Action::Suspend]
+        );
+        assert_eq!(digest(&back), reviewed);
+        // Without --expect, or with a count or digest of another list: nothing approved.
+        let refusals = [
+            (None, "--approve-all needs --expect"),
+            (Some(Expect::Count(3)), "changed since it was reviewed"),
+            (
+                Some(Expect::Digest("0123456789ab".into())),
+                "changed since it was reviewed",
+            ),
+        ];
+        for (expect, words) in refusals {
+            match state.approve(None, expect.as_ref()) {
+                Err(e) => assert!(e.to_string().contains(words), "{e}"),
+                Ok(ids) => panic!("approved {ids:?} with {expect:?}"),
+            }
+            assert!(!state.has_approved().unwrap_or(true));
+        }
+        assert_eq!("12".parse::<Expect>(), Ok(Expect::Count(12)));
+        assert!("zz".parse::<Expect>().is_err());
+        // The list read: all approved in one transaction.
+        let ids = state
+            .approve(None, Some(&Expect::Digest(reviewed[..8].to_string())))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ids, vec!["u-a", "u-b"]);
+        assert!(state.held().unwrap_or_default().iter().all(|h| h.approved));
+        // By id, no --expect is needed; an unknown id approves nothing.
+        assert!(matches!(
+            state.approve(Some(&["u-x".to_string()]), None),
+            Err(StateError::NotHeld { .. })
+        ));
+
+        // The budget's record: what was done, within the window.
+        let now = ad_sync_core::time_fmt::now_unix();
+        state
+            .commit_with(
+                &m,
+                &m,
+                &[],
+                None,
+                &[
+                    (crate::mirror::ObjKey::User("u-a".into()), Action::Delete),
+                    (crate::mirror::ObjKey::User("u-c".into()), Action::Suspend),
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(state.spent(now - 3600).unwrap_or(0), 2);
+        assert_eq!(state.spent(now + 3600).unwrap_or(9), 0);
+    }
+
+    #[tokio::test]
+    async fn one_cycle_lock_at_a_time() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let wait = std::time::Duration::from_millis(300);
+        let first = CycleLock::acquire(dir.path(), wait)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(first.is_some());
+        let second = CycleLock::acquire(dir.path(), wait)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(second.is_none(), "taken twice");
+        drop(first);
+        let third = CycleLock::acquire(dir.path(), wait)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(third.is_some(), "released on drop");
     }
 }

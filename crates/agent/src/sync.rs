@@ -20,12 +20,14 @@ use std::collections::HashSet;
 pub struct Settings {
     pub policy: Sync,
     pub dry_run: bool,
-    /// Overrides the threshold for one run (`--allow-deletions N`).
+    /// Overrides the deletion budget for one run (`--allow-deletions N`).
     pub allow_deletions: Option<usize>,
     /// Disconnections the administrator approved (`pending --approve`).
     pub approved: HashSet<ObjKey>,
     /// The AD objects this agent's own import linked (its state).
     pub consented: HashSet<Vec<u8>>,
+    /// Disconnections made within the budget's window before this run (its state).
+    pub spent: usize,
     pub concurrency: usize,
 }
 
@@ -50,8 +52,10 @@ pub struct Report {
     /// Existing AD objects taken over (planned, in a dry run).
     pub adopted: usize,
     pub planned: Vec<String>,
-    /// Disconnections held back by the deletion threshold.
+    /// Disconnections held back by the deletion budget.
     pub held: Vec<plan::HeldJob>,
+    /// Disconnections this run made (none in a dry run): what the budget records.
+    pub disconnected: Vec<(ObjKey, plan::Action)>,
     pub blocked: Option<plan::OverThreshold>,
 }
 
@@ -209,13 +213,16 @@ pub async fn reconcile<D: Directory>(
         policy: &s.policy,
         tier0: &tier0,
         allow_deletions: s.allow_deletions,
+        spent: s.spent,
         approved: &s.approved,
         consented: &s.consented,
     });
     if let Some(t) = &p.blocked {
         tracing::warn!(
-            "deletion threshold: this run would delete {} AD objects, more than the {} allowed (of {} managed); {} disconnections are held until approved (`ad-sync-agent pending --config FILE`), the rest is applied",
+            "deletion budget: this run would disconnect {} AD objects, {} were disconnected in the last {} hours, {} allowed (of {} managed); {} disconnections are held until approved (`ad-sync-agent pending --config FILE`), the rest is applied",
             t.planned,
+            t.spent,
+            t.window_hours,
             t.limit,
             t.managed,
             p.held.len()
@@ -230,6 +237,13 @@ pub async fn reconcile<D: Directory>(
     for note in &p.notes {
         tracing::info!("{note}");
     }
+    let disconnecting: Vec<(ObjKey, plan::Action)> = p
+        .users
+        .iter()
+        .chain(&p.removals)
+        .filter_map(|j| j.disconnect.map(|a| (j, a)))
+        .flat_map(|(j, a)| j.keys.iter().map(move |k| (k.clone(), a)))
+        .collect();
     for (key, guid) in std::mem::take(&mut p.adopted) {
         mirror.set_guid(&key, guid);
     }
@@ -295,6 +309,12 @@ pub async fn reconcile<D: Directory>(
     phase("disconnections");
 
     let (results, failed, skipped) = plan::results(work, &outcomes);
+    let disconnected = disconnecting
+        .into_iter()
+        .filter(|(k, _)| {
+            !s.dry_run && matches!(outcomes.get(k), Some(Outcome::Done | Outcome::Adopted(_)))
+        })
+        .collect();
     let created = p
         .created_users
         .iter()
@@ -311,6 +331,7 @@ pub async fn reconcile<D: Directory>(
         adopted,
         planned,
         held: std::mem::take(&mut p.held),
+        disconnected,
         blocked: p.blocked.take(),
     })
 }

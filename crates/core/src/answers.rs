@@ -239,7 +239,8 @@ pub struct Sync {
     /// groups' container; the members AD gave it stay.
     #[serde(default)]
     pub adopt_existing_groups: bool,
-    /// A run that would delete more AD objects than this stops and reports instead.
+    /// At most this many disconnections within the window (below); more are held until an
+    /// administrator approves them.
     #[serde(
         default = "default_deletion_threshold",
         skip_serializing_if = "is_default_threshold"
@@ -251,6 +252,13 @@ pub struct Sync {
         skip_serializing_if = "is_default_percent"
     )]
     pub deletion_threshold_percent: u32,
+    /// The window (hours) the two limits above count over: every disconnection (delete,
+    /// disable, release) and suspension made within it counts, not only this run's.
+    #[serde(
+        default = "default_deletion_window",
+        skip_serializing_if = "is_default_window"
+    )]
+    pub deletion_window_hours: u32,
 }
 
 fn default_deletion_threshold() -> u32 {
@@ -258,6 +266,12 @@ fn default_deletion_threshold() -> u32 {
 }
 fn default_deletion_percent() -> u32 {
     10
+}
+fn default_deletion_window() -> u32 {
+    24
+}
+fn is_default_window(v: &u32) -> bool {
+    *v == default_deletion_window()
 }
 fn is_default_threshold(v: &u32) -> bool {
     *v == default_deletion_threshold()
@@ -291,6 +305,7 @@ impl Default for Sync {
             adopt_existing_groups: false,
             deletion_threshold: default_deletion_threshold(),
             deletion_threshold_percent: default_deletion_percent(),
+            deletion_window_hours: default_deletion_window(),
         }
     }
 }

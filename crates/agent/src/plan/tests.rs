@@ -117,6 +117,8 @@ struct World {
     approved: HashSet<ObjKey>,
     /// The objectGUIDs this agent's own import linked.
     consented: HashSet<Vec<u8>>,
+    /// Disconnections made within the budget's window before the run.
+    spent: usize,
 }
 
 impl World {
@@ -140,6 +142,7 @@ impl World {
             privileged: HashSet::new(),
             approved: HashSet::new(),
             consented: HashSet::new(),
+            spent: 0,
         }
     }
 
@@ -227,6 +230,7 @@ impl World {
             policy: &self.policy,
             tier0: &tier0,
             allow_deletions: self.allow,
+            spent: self.spent,
             approved: &self.approved,
             consented: &self.consented,
         });
@@ -822,26 +826,34 @@ fn disconnections_under_each_policy() {
 }
 
 #[test]
-fn the_deletion_threshold() {
-    // (managed before, deletions, threshold, percent, --allow-deletions, allowed?)
-    type Case = (usize, usize, u32, u32, Option<usize>, bool);
+fn the_deletion_budget() {
+    // (managed before, disconnections this run, spent in the window, threshold, percent,
+    // --allow-deletions, allowed?)
+    type Case = (usize, usize, usize, u32, u32, Option<usize>, bool);
     let cases: &[Case] = &[
-        (100, 10, 500, 10, None, true),
-        (100, 11, 500, 10, None, false),
+        (100, 10, 0, 500, 10, None, true),
+        (100, 11, 0, 500, 10, None, false),
         // 10 % of 5 is rounded up to 1.
-        (5, 1, 500, 10, None, true),
-        (5, 2, 500, 10, None, false),
+        (5, 1, 0, 500, 10, None, true),
+        (5, 2, 0, 500, 10, None, false),
         // The absolute threshold wins when it is smaller.
-        (10_000, 4, 3, 10, None, false),
-        (10_000, 3, 3, 10, None, true),
-        // Nothing managed yet: nothing may be deleted.
-        (0, 1, 500, 10, None, false),
-        (0, 0, 500, 10, None, true),
-        // --allow-deletions N replaces the threshold for one run, both ways.
-        (5, 40, 500, 10, Some(40), true),
-        (100, 5, 500, 10, Some(4), false),
+        (10_000, 4, 0, 3, 10, None, false),
+        (10_000, 3, 0, 3, 10, None, true),
+        // Nothing managed yet: nothing may be disconnected.
+        (0, 1, 0, 500, 10, None, false),
+        (0, 0, 0, 500, 10, None, true),
+        // The window counts what was spent: slices of 10 % run after run are held once the
+        // day's 10 % is used up.
+        (100, 1, 10, 500, 10, None, false),
+        (100, 5, 5, 500, 10, None, true),
+        (100, 6, 5, 500, 10, None, false),
+        // Nothing planned is never over, whatever was spent.
+        (100, 0, 50, 500, 10, None, true),
+        // --allow-deletions N replaces the budget for one run, both ways, spent or not.
+        (5, 40, 3, 500, 10, Some(40), true),
+        (100, 5, 0, 500, 10, Some(4), false),
     ];
-    for &(managed, deletions, limit, percent, allow, ok) in cases {
+    for &(managed, planned, spent, limit, percent, allow, ok) in cases {
         let mut before = Mirror::default();
         for i in 0..managed {
             let mut u = user(&format!("u{i}"), &format!("n{i}"), "", "");
@@ -855,39 +867,49 @@ fn the_deletion_threshold() {
         let mut policy = World::new().policy;
         policy.deletion_threshold = limit;
         policy.deletion_threshold_percent = percent;
-        let r = threshold(&before, deletions, &policy, allow);
+        let r = threshold(&before, planned, spent, &policy, allow);
         assert_eq!(
             r.is_ok(),
             ok,
-            "managed {managed}, deletions {deletions}, threshold {limit}/{percent}%, allow {allow:?}: {r:?}"
+            "managed {managed}, planned {planned}, spent {spent}, threshold {limit}/{percent}%, allow {allow:?}: {r:?}"
         );
         if let Err(t) = r {
-            assert_eq!((t.planned, t.managed), (deletions, managed));
+            assert_eq!((t.planned, t.managed), (planned, managed));
         }
     }
 
-    // Through the planner: over the threshold, every disconnection not approved is held
+    // Through the planner: over the budget, every disconnection not approved is held
     // (nothing planned for its object, its changes answered as skipped with how to approve);
     // an approved one runs and is not counted.
     let mut w = two_removed(UserDisconnection::Remove);
     let p = w.plan_held().1;
-    // Two managed, 10 % of two rounds up to one: two deletions are over it.
+    // Two managed, 10 % of two rounds up to one: two disconnections are over it.
     assert_eq!(
         p.blocked,
         Some(OverThreshold {
             planned: 2,
+            spent: 0,
             limit: 1,
-            managed: 2
+            managed: 2,
+            window_hours: 24,
         })
     );
     assert!(p.removals.is_empty(), "{:?}", p.removals);
     assert_eq!(p.deletions, 0);
-    let held: Vec<(&ObjKey, &str)> = p.held.iter().map(|h| (&h.key, h.action)).collect();
+    let held: Vec<(&ObjKey, Action, &str)> = p
+        .held
+        .iter()
+        .map(|h| (&h.key, h.action, h.name.as_str()))
+        .collect();
     assert_eq!(
         held,
         vec![
-            (&ObjKey::User("u-alice".into()), "delete"),
-            (&ObjKey::Group("g-eng".into()), "delete"),
+            (&ObjKey::User("u-alice".into()), Action::Delete, "alice"),
+            (
+                &ObjKey::Group("g-eng".into()),
+                Action::Delete,
+                "Engineering"
+            ),
         ]
     );
     assert!(
@@ -895,26 +917,85 @@ fn the_deletion_threshold() {
         "{:?}",
         p.outcomes
     );
-    // alice approved: she is deleted; Engineering alone is within the threshold (one allowed).
+    // alice approved: she is deleted; Engineering alone is within the budget (one allowed).
     w.approved.insert(ObjKey::User("u-alice".into()));
     let p = w.plan_held().1;
     assert_eq!(p.blocked, None);
     assert!(p.held.is_empty());
-    let ops: Vec<(OpKind, &str)> = p
+    let deletes = p
         .removals
         .iter()
-        .flat_map(|j| j.ops.iter().map(|o| (o.kind, o.dn.as_str())))
-        .collect();
-    let deletes = ops
-        .iter()
-        .filter(|(k, _)| matches!(k, OpKind::DeleteUser | OpKind::DeleteGroup))
+        .flat_map(|j| j.ops.iter())
+        .filter(|o| matches!(o.kind, OpKind::DeleteUser | OpKind::DeleteGroup))
         .count();
-    assert_eq!(deletes, 2, "{ops:?}");
-    // A disabling disconnection deletes nothing, so it is not counted.
+    assert_eq!(deletes, 2);
+    // Disabling counts as much as deleting: the default policy is held too.
     let p = two_removed(UserDisconnection::Disable).plan_held().1;
-    // Disabling deletes nothing: one deletion, within the one allowed.
-    assert_eq!(p.blocked, None);
-    assert_eq!(p.removals.len(), 2);
+    let actions: Vec<Action> = p.held.iter().map(|h| h.action).collect();
+    assert_eq!(
+        actions,
+        vec![Action::Disable, Action::Delete],
+        "{:?}",
+        p.held
+    );
+    // ... and what the window spent already counts: one more is over it.
+    let mut w = World::new();
+    let eng = w.managed_engineering();
+    w.managed_alice();
+    w.work.removed_groups.push(eng);
+    w.spent = 1;
+    assert!(w.plan_held().1.blocked.is_some());
+    w.spent = 0;
+    assert!(w.plan_held().1.blocked.is_none());
+}
+
+#[test]
+fn mass_suspensions_are_held_by_the_budget_and_the_rest_of_the_job_runs() {
+    let mut w = World::new();
+    // Two managed accounts, enabled in AD; the cloud suspends both and renames alice.
+    let mut alice = w.managed_alice();
+    alice.user.suspended = true;
+    alice.user.surname = "Renamed".into();
+    w.sync_user(alice);
+    let mut bob = user("u-bob", "bob", "Bob", "Baker");
+    bob.guid = Some(w.guid("bob"));
+    w.obj("bob").marker = Some(marker("u-bob"));
+    w.obj("bob").uac = 512;
+    w.before.users.insert("u-bob".into(), bob.clone());
+    bob.user.suspended = true;
+    w.sync_user(bob);
+    w.obj("alice").uac = 512;
+    let p = w.plan_held().1;
+    assert!(p.blocked.is_some(), "two suspensions of two managed");
+    let held: Vec<(&ObjKey, Action)> = p.held.iter().map(|h| (&h.key, h.action)).collect();
+    assert_eq!(
+        held,
+        vec![
+            (&ObjKey::User("u-alice".into()), Action::Suspend),
+            (&ObjKey::User("u-bob".into()), Action::Suspend),
+        ]
+    );
+    let ops: Vec<OpKind> = p
+        .users
+        .iter()
+        .flat_map(|j| j.ops.iter().map(|o| o.kind))
+        .collect();
+    assert!(!ops.contains(&OpKind::Disable), "{ops:?}");
+    assert!(
+        ops.contains(&OpKind::UpdateAttributes),
+        "alice's rename still runs: {ops:?}"
+    );
+    // Approved, bob's suspension runs (and alice's alone is within the budget).
+    w.approved.insert(ObjKey::User("u-bob".into()));
+    let p = w.plan_held().1;
+    assert!(p.held.is_empty(), "{:?}", p.held);
+    let disables = p
+        .users
+        .iter()
+        .flat_map(|j| j.ops.iter())
+        .filter(|o| o.kind == OpKind::Disable)
+        .count();
+    assert_eq!(disables, 2);
 }
 
 /// alice and Engineering, both managed, removed in the cloud; groups are removed, users get
