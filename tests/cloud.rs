@@ -1666,6 +1666,32 @@ fn import_and_the_preview_directory_keep_their_limits_and_are_idempotent() {
         ]
     );
     assert!(outcomes(&again).contains(&"membership Team <- bea Already".to_string()));
+    // A mistyped field is refused, never ignored (a `dryrun` would otherwise run for real).
+    let typo = send(
+        http.post(url("/v1/import"))
+            .bearer_auth(agent.credential.expose())
+            .json(&serde_json::json!({"dryrun": true, "users": [{
+                "guid": guid(6), "username": "eve", "given_name": "E", "surname": "V", "enabled": true
+            }]})),
+    );
+    assert_eq!(code(typo).0, 400);
+    assert!(
+        !s.admin_ok(&["user", "list", "--domain", DOMAIN])
+            .contains("eve")
+    );
+    // The same GUID in another case and with braces is the same link: `already`.
+    let upper = block_on(client.import(
+        &agent.credential,
+        &ImportRequest {
+            users: vec![ImportUser {
+                guid: format!("{{{}}}", guid(2).to_uppercase()),
+                ..user(2, "bea", "B")
+            }],
+            ..ImportRequest::default()
+        },
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcomes(&upper), vec!["user bea Already"]);
     // A standby of the same domain may not import: links are what the primary takes AD
     // objects over by.
     let standby = enroll(&client, &s.issue_key(DOMAIN, None), DOMAIN, "dc2")

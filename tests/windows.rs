@@ -597,6 +597,12 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
     });
     assert!(stopped.is_some(), "the service did not stop cleanly");
     let log = agent_log(&host);
+    // Wine keeps no ACLs: the start-up check of owner and DACL says it was not made, rather
+    // than passing (the rule itself is `access::judge_installed`, table-tested).
+    assert!(
+        log.contains("not checked under Wine"),
+        "the agent's log does not say its ACL check could not be made: {log}"
+    );
     assert!(
         !log.contains(testbed::SVC_PASSWORD) && !log.contains(&key),
         "no secret in the agent's log"

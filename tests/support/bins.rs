@@ -34,6 +34,12 @@ pub fn built(bin: &str) -> &'static str {
     cargo
         .args(["build", "--quiet", "--bin", bin, "--manifest-path"])
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+    // The tests' agent with its kill-at-a-point hooks, as ad-sync-setup gets them through this
+    // package's dev-dependencies; a release build (the benches, the real-window test) has none.
+    let release = dir.file_name().is_some_and(|n| n == "release");
+    if bin == "ad-sync-agent" && !release {
+        cargo.args(["--features", "ad-sync-agent/fault-hooks"]);
+    }
     // `cargo bench` builds into target/release with the bench profile, which is release's.
     if dir.file_name().is_some_and(|n| n == "release") {
         cargo.arg("--release");

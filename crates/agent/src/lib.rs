@@ -261,10 +261,40 @@ fn check_private(path: &Path) -> Result<(), String> {
             path.display()
         ));
     }
-    // Windows: the installer's ACL on the folder is what keeps it private.
-    #[cfg(not(unix))]
+    // Windows: owner and DACL, as the installer set them (`access::judge_installed`).
+    #[cfg(windows)]
+    check_acl(path, ad_sync_core::install::access::Installed::Config)?;
+    #[cfg(not(any(unix, windows)))]
     let _ = path;
     Ok(())
+}
+
+/// On Windows, refuses a config, secrets or state folder that someone other than SYSTEM and
+/// Administrators owns, or that an ordinary account may change (or, for the secrets, read):
+/// what `check_private` is on Linux. Under Wine, which keeps no ACLs, it cannot be checked,
+/// and the log says so.
+#[cfg(windows)]
+pub fn check_acl(
+    path: &Path,
+    kind: ad_sync_core::install::access::Installed,
+) -> Result<(), String> {
+    use ad_sync_core::install::winsec;
+    if !path.exists() {
+        return Ok(());
+    }
+    if winsec::is_wine() {
+        tracing::info!(
+            "{}: its owner and DACL are not checked under Wine (Wine keeps no ACLs); on Windows one that others own, may change or (secrets) read is refused",
+            path.display()
+        );
+        return Ok(());
+    }
+    let sddl = winsec::get(path).map_err(|e| {
+        format!(
+            "{e}; the agent does not use what it cannot prove private. Run ad-sync-setup again as Administrator"
+        )
+    })?;
+    ad_sync_core::install::access::judge_installed(path, kind, &sddl)
 }
 
 impl Agent {
@@ -277,6 +307,11 @@ impl Agent {
         let installed = ad_sync_core::install::config::read_installed(config)?;
         let answers = installed.answers;
         let store = store_for(config);
+        #[cfg(windows)]
+        check_acl(
+            store.dir(),
+            ad_sync_core::install::access::Installed::Secrets,
+        )?;
         let credential = store.read(AGENT_CREDENTIAL).map_err(|e| {
             format!("the agent's credential: {e}. The agent is not enrolled: run ad-sync-setup (or `ad-sync-setup install --answers FILE`) to finish the install")
         })?;
@@ -755,6 +790,16 @@ impl Agent {
     /// enrollment is set aside: the note says so, and is logged here once.
     pub fn open_state(&self, opts: &RunOptions) -> Result<(State, Option<String>), StateError> {
         let started = Instant::now();
+        #[cfg(windows)]
+        if let Err(why) = check_acl(
+            &opts.state_dir,
+            ad_sync_core::install::access::Installed::State,
+        ) {
+            return Err(StateError::Io {
+                path: opts.state_dir.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
+            });
+        }
         let (state, note) = State::open_bound(&opts.state_dir, &self.binding())?;
         tracing::debug!(target: "ad_sync_agent::phase", "state check (open, enrollment binding): {:.4} s", started.elapsed().as_secs_f64());
         if let Some(n) = &note {

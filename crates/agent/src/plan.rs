@@ -696,14 +696,16 @@ fn plan_users(i: &Input, p: &mut Plan) {
             p.outcomes.entry(pw_key).or_insert(pw);
             continue;
         }
-        // Taken over: planned as the object will be once marked; AD's own password counts.
+        // Taken over: planned as the object will be once marked. AD's own password counts
+        // only for an account AD has enabled: a disabled one may carry an old password its
+        // owner should no longer have, and stays disabled until the cloud sets one.
         let marked;
         let (current, has_password) = if adopting {
             marked = Obj {
                 marker: Some(marker(id)),
                 ..obj.clone()
             };
-            (&marked, rec.password_set || obj.pwd_last_set != 0)
+            (&marked, rec.password_set || adoptable_password(obj))
         } else {
             (obj, rec.password_set)
         };
@@ -720,7 +722,7 @@ fn plan_users(i: &Input, p: &mut Plan) {
                 key: key.clone(),
                 guid: obj.guid.clone(),
                 dn: obj.dn.clone(),
-                has_password: obj.pwd_last_set != 0,
+                has_password: adoptable_password(obj),
             });
         } else if rec.guid.as_deref() != Some(obj.guid.as_slice()) {
             p.adopted.push((key.clone(), obj.guid.clone()));
@@ -748,6 +750,12 @@ fn plan_users(i: &Input, p: &mut Plan) {
             disconnect: suspends.then_some(Action::Suspend),
         });
     }
+}
+
+/// Whether an account taken over keeps the password AD has for it as if the cloud had set it:
+/// only when AD has one and the account is enabled.
+fn adoptable_password(obj: &Obj) -> bool {
+    obj.pwd_last_set != 0 && obj.enabled()
 }
 
 /// A managed object the agent no longer writes because it is Tier 0: what was refused, why,

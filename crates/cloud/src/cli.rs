@@ -48,7 +48,7 @@ pub struct DirDb {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the agent API over HTTPS, and the status page at /.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Domain instances (AD domains agents may enroll for).
     #[command(subcommand)]
     Domain(DomainCmd),
@@ -123,8 +123,32 @@ pub struct ServeArgs {
     pub status_listen: Option<std::net::SocketAddr>,
     /// Post a JSON event here when an agent goes silent, is blocked by the deletion threshold
     /// or fails changes, and again when that clears (https, or http to a loopback address).
-    #[arg(long, value_name = "URL")]
+    /// A URL holding a token is better given by --alert-webhook-file or --alert-webhook-env,
+    /// which keep it off the command line.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["alert_webhook_file", "alert_webhook_env"])]
     pub alert_webhook: Option<String>,
+    /// The webhook's URL, read from the first line of this file.
+    #[arg(long, value_name = "FILE", conflicts_with = "alert_webhook_env")]
+    pub alert_webhook_file: Option<std::path::PathBuf>,
+    /// The webhook's URL, read from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub alert_webhook_env: Option<String>,
+}
+
+/// The webhook from whichever of --alert-webhook, --alert-webhook-file, --alert-webhook-env
+/// was given (clap allows one), read and checked.
+fn webhook(args: &ServeArgs) -> Option<Result<crate::server::alerts::Webhook, String>> {
+    use crate::server::alerts::Webhook;
+    match (
+        args.alert_webhook.as_deref(),
+        args.alert_webhook_file.as_deref(),
+        args.alert_webhook_env.as_deref(),
+    ) {
+        (Some(url), _, _) => Some(Webhook::parse(url)),
+        (_, Some(file), _) => Some(Webhook::from_file(file)),
+        (_, _, Some(var)) => Some(Webhook::from_env(var)),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -328,7 +352,7 @@ pub mod exit {
 /// Runs a command; the exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Load(args) => crate::load::run(&args),
         other => match admin(other) {
             Ok(()) => exit::OK,
@@ -370,6 +394,14 @@ fn serve(args: ServeArgs) -> i32 {
             return exit::CANNOT_RUN;
         }
     }
+    let alert_webhook = match webhook(&args) {
+        None => None,
+        Some(Ok(w)) => Some(w),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     let opts = ServeOptions {
         db: args.db.db,
         listen: args.listen,
@@ -389,18 +421,7 @@ fn serve(args: ServeArgs) -> i32 {
             request_timeout: args.request_timeout,
         },
         status_listen: args.status_listen,
-        alert_webhook: match args
-            .alert_webhook
-            .as_deref()
-            .map(crate::server::alerts::Webhook::parse)
-        {
-            None => None,
-            Some(Ok(w)) => Some(w),
-            Some(Err(e)) => {
-                eprintln!("error: {e}");
-                return 2;
-            }
-        },
+        alert_webhook,
     };
     // Storage calls run on blocking threads; SQLite serialises writers anyway, so a small
     // bounded pool keeps memory flat under load instead of growing a thread per waiter.

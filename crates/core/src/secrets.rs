@@ -328,7 +328,7 @@ fn filter(
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
     use std::io::{Read, Write};
     use std::process::{Command, Stdio};
-    let mut child = Command::new(program)
+    let mut child = Command::new(crate::install::service::system_tool(program))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -402,7 +402,7 @@ mod systemd_creds {
     fn tpm2() -> bool {
         static TPM2: OnceLock<bool> = OnceLock::new();
         *TPM2.get_or_init(|| {
-            std::process::Command::new("systemd-creds")
+            std::process::Command::new(crate::install::service::system_tool("systemd-creds"))
                 .arg("has-tpm2")
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -429,17 +429,18 @@ mod systemd_creds {
 
     /// systemd 250 or later (LoadCredentialEncrypted=) and a trial encryption that works.
     pub fn usable() -> bool {
-        let version = std::process::Command::new("systemd-creds")
-            .arg("--version")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u32>().ok())
-            });
+        let version =
+            std::process::Command::new(crate::install::service::system_tool("systemd-creds"))
+                .arg("--version")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u32>().ok())
+                });
         if version.is_none_or(|v| v < 250) {
             return false;
         }

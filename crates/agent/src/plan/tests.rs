@@ -1278,7 +1278,7 @@ fn existing_accounts_are_adopted_only_when_allowed_and_safe() {
     type Setup = fn(&mut World);
     let cases: &[(&str, Setup, &[&str])] = &[
         (
-            "adoption on: bob is taken over where he is; his attributes come from the cloud, his password stays",
+            "adoption on: bob is taken over where he is; his attributes come from the cloud; disabled in AD, he stays disabled (his old password is not the cloud's word)",
             |w| {
                 w.policy.adopt_existing_users = true;
                 let mut bob = user("u-bob", "bob", "Bob", "Baker");
@@ -1288,7 +1288,33 @@ fn existing_accounts_are_adopted_only_when_allowed_and_safe() {
             &[
                 "Adopt CN=bob,OU=Staff",
                 "UpdateAttributes CN=bob,OU=Staff",
-                // Disabled in AD, active in the cloud, and AD has his password: enabled.
+                "user:u-bob adopted CN=bob,OU=Staff,DC=example,DC=com",
+            ],
+        ),
+        (
+            "adoption on: an enabled bob with a password in AD stays enabled, his password kept",
+            |w| {
+                w.policy.adopt_existing_users = true;
+                w.obj("bob").uac = 512;
+                w.sync_user(user("u-bob", "bob", "Bob", "Baker"));
+            },
+            &[
+                "Adopt CN=bob,OU=Staff",
+                "UpdateAttributes CN=bob,OU=Staff",
+                "user:u-bob adopted CN=bob,OU=Staff,DC=example,DC=com",
+            ],
+        ),
+        (
+            "adoption on: disabled bob is enabled once the cloud sets his password",
+            |w| {
+                w.policy.adopt_existing_users = true;
+                w.sync_user(user("u-bob", "bob", "Bob", "Baker"));
+                w.password("u-bob", "Pa55-word!");
+            },
+            &[
+                "Adopt CN=bob,OU=Staff",
+                "UpdateAttributes CN=bob,OU=Staff",
+                "SetPassword CN=bob,OU=Staff",
                 "Enable CN=bob,OU=Staff",
                 "user:u-bob adopted CN=bob,OU=Staff,DC=example,DC=com",
             ],
@@ -1391,7 +1417,7 @@ fn existing_accounts_are_adopted_only_when_allowed_and_safe() {
                 "Adopt CN=bob,OU=Staff",
                 "Rename CN=bob,OU=Staff",
                 "UpdateAttributes CN=robert,OU=Staff",
-                "Enable CN=robert,OU=Staff",
+                // Disabled in AD: he stays so until the cloud sets a password.
                 "user:u-robert adopted CN=bob,OU=Staff,DC=example,DC=com",
             ],
         ),
@@ -1475,7 +1501,8 @@ fn an_adoption_writes_the_marker_first_and_says_what_will_change() {
     assert!(!ops[1].what.contains("adminDescription"), "{}", ops[1].what);
     assert!(!ops.iter().any(|o| o.kind == OpKind::SetPassword));
     let a = &p.adoptions[0];
-    assert_eq!((a.dn.as_str(), a.has_password), (BOB, true));
+    // Disabled in AD: his old password does not count as set.
+    assert_eq!((a.dn.as_str(), a.has_password), (BOB, false));
     assert_eq!(a.guid, w.guid("bob"));
 }
 

@@ -188,10 +188,68 @@ pub fn diff(
     out
 }
 
+/// At most this many incidents of one kind for one agent are posted within `FLAP_WINDOW`;
+/// more (an agent whose heartbeats flap, or one sending figures to flood the receiver) are
+/// recorded as usual but not posted, their clearing included, until the window frees up.
+pub const MAX_RAISED_PER_WINDOW: usize = 4;
+pub const FLAP_WINDOW: i64 = 3600;
+
+/// The rate limit on posted alerts, per agent and kind (pure: the watcher feeds it events and
+/// the time). One agent cannot fill the queue every other agent's alerts go through.
+#[derive(Debug, Default)]
+pub struct RateLimit {
+    raised: BTreeMap<(String, Kind), std::collections::VecDeque<i64>>,
+    /// Incidents whose `raised` was not posted: their `cleared` is not posted either.
+    quiet: std::collections::BTreeSet<String>,
+    /// When the log last said an agent's alerts of a kind are held back.
+    warned: BTreeMap<(String, Kind), i64>,
+}
+
+impl RateLimit {
+    /// Whether `ev` is posted. A `raised` over the limit is not (and says so in the log once
+    /// per window); a `cleared` is posted exactly when its `raised` was.
+    pub fn admit(&mut self, ev: &Event, now: i64) -> bool {
+        match ev.state {
+            Transition::Cleared => !self.quiet.remove(&ev.incident),
+            Transition::Raised => {
+                let times = self
+                    .raised
+                    .entry((ev.agent_id.clone(), ev.event))
+                    .or_default();
+                while times.front().is_some_and(|t| now - t >= FLAP_WINDOW) {
+                    times.pop_front();
+                }
+                if times.len() >= MAX_RAISED_PER_WINDOW {
+                    self.quiet.insert(ev.incident.clone());
+                    let key = (ev.agent_id.clone(), ev.event);
+                    let warned = self.warned.get(&key).is_some_and(|t| now - t < FLAP_WINDOW);
+                    if !warned {
+                        self.warned.insert(key, now);
+                        tracing::warn!(
+                            "alerts: agent {} raised {} {} times within {} s; its further {} alerts are recorded (status page) but not posted until the hour frees up",
+                            ev.agent_id,
+                            ev.event.as_str(),
+                            MAX_RAISED_PER_WINDOW,
+                            FLAP_WINDOW,
+                            ev.event.as_str()
+                        );
+                    }
+                    return false;
+                }
+                times.push_back(now);
+                true
+            }
+        }
+    }
+}
+
 /// Where alerts go.
 #[derive(Debug, Clone)]
 pub struct Webhook {
     url: reqwest::Url,
+    /// A receiver on this host: never through a proxy (HTTP_PROXY and friends would send the
+    /// event, and the URL's token, to the proxy).
+    loopback: bool,
 }
 
 impl Webhook {
@@ -208,11 +266,45 @@ impl Webhook {
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|a| a.is_loopback());
         match url.scheme() {
-            "https" => Ok(Webhook { url }),
-            "http" if loopback => Ok(Webhook { url }),
+            "https" => Ok(Webhook { url, loopback }),
+            "http" if loopback => Ok(Webhook { url, loopback }),
             "http" => Err("--alert-webhook: plain http is allowed to a loopback address only (a receiver on this host); use https://".into()),
             other => Err(format!("--alert-webhook: the scheme {other}: is not supported; use https://")),
         }
+    }
+
+    /// The URL from a file (its first line) or an environment variable, so that a token in it
+    /// is on no command line: `--alert-webhook-file` / `--alert-webhook-env`.
+    pub fn from_file(path: &std::path::Path) -> Result<Webhook, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "--alert-webhook-file {}: {e}; give a file holding the URL",
+                path.display()
+            )
+        })?;
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "--alert-webhook-file {}: the file is empty; put the URL in it",
+                    path.display()
+                )
+            })?;
+        Webhook::parse(line)
+    }
+
+    pub fn from_env(var: &str) -> Result<Webhook, String> {
+        let text = std::env::var(var).map_err(|_| {
+            format!("--alert-webhook-env {var}: the variable is not set (or not UTF-8); set it to the URL")
+        })?;
+        Webhook::parse(text.trim())
+    }
+
+    /// Whether the receiver is on this host (posted without a proxy).
+    pub fn is_loopback(&self) -> bool {
+        self.loopback
     }
 
     /// The host, for logs (the URL's path and query may hold a token).
@@ -229,12 +321,14 @@ impl Webhook {
 /// that still refuses loses that event (logged), never the ones after it.
 pub async fn deliver(hook: Webhook, mut rx: tokio::sync::mpsc::Receiver<Event>) {
     const ATTEMPTS: u32 = 5;
-    let client = match reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-    {
+        .connect_timeout(Duration::from_secs(5));
+    if hook.loopback {
+        builder = builder.no_proxy();
+    }
+    let client = match builder.build() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("alerts: no HTTP client ({e}); no alert will be sent");
@@ -373,6 +467,71 @@ mod tests {
         // The agent's free-text message never travels.
         let text = serde_json::to_string(&first[0].0).unwrap_or_default();
         assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    fn ev(agent: &str, kind: Kind, state: Transition, raised_at: i64) -> Event {
+        Event {
+            schema: SCHEMA,
+            incident: format!("{agent}/{}/{raised_at}", kind.as_str()),
+            event: kind,
+            state,
+            agent_id: agent.into(),
+            domain: String::new(),
+            host: String::new(),
+            at: String::new(),
+            last_seen: String::new(),
+            held: 0,
+            failed: 0,
+            last_success: None,
+            summary: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_flapping_agent_is_rate_limited_per_kind_and_others_are_not() {
+        let mut r = RateLimit::default();
+        let mut posted = Vec::new();
+        // agent a flaps every 10 s for ten minutes: raised, cleared, raised...
+        for i in 0..60i64 {
+            let t = 1_000 + i * 10;
+            let e = if i % 2 == 0 {
+                ev("a", Kind::RunBlocked, Transition::Raised, t)
+            } else {
+                ev("a", Kind::RunBlocked, Transition::Cleared, t - 10)
+            };
+            if r.admit(&e, t) {
+                posted.push(e.state);
+            }
+        }
+        // Four incidents posted, each raised and cleared; nothing after.
+        assert_eq!(posted.len(), 8, "{posted:?}");
+        assert_eq!(posted.last(), Some(&Transition::Cleared));
+        // Another kind of the same agent, and another agent, are not held back.
+        assert!(r.admit(
+            &ev("a", Kind::AgentSilent, Transition::Raised, 1_700),
+            1_700
+        ));
+        assert!(r.admit(&ev("b", Kind::RunBlocked, Transition::Raised, 1_700), 1_700));
+        // An hour after the first ones, the window has room again.
+        assert!(r.admit(&ev("a", Kind::RunBlocked, Transition::Raised, 4_700), 4_700));
+    }
+
+    #[test]
+    fn the_webhook_url_comes_from_a_file_or_the_environment_and_loopback_skips_proxies() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let f = dir.path().join("hook");
+        std::fs::write(&f, "\n  https://hooks.example.com/T0/secret-token\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let w = Webhook::from_file(&f).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(w.shown(), "https://hooks.example.com");
+        assert!(!w.is_loopback());
+        std::fs::write(&f, "").unwrap_or_else(|e| panic!("{e}"));
+        assert!(Webhook::from_file(&f).is_err_and(|e| e.contains("empty")));
+        assert!(
+            Webhook::from_env("AD_SYNC_NO_SUCH_VARIABLE_9").is_err_and(|e| e.contains("not set"))
+        );
+        assert!(Webhook::parse("http://127.0.0.1:9/x").is_ok_and(|w| w.is_loopback()));
+        assert!(Webhook::parse("http://[::1]:9/x").is_ok_and(|w| w.is_loopback()));
     }
 
     #[test]

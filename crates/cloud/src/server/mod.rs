@@ -170,6 +170,7 @@ pub async fn start(
                 .timing
                 .heartbeat_interval
                 .clamp(Duration::from_secs(1), Duration::from_secs(5));
+            let mut limit = alerts::RateLimit::default();
             loop {
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return,
@@ -178,7 +179,8 @@ pub async fn start(
                 let timing = watched.timing;
                 match db(&watched, move |s| watch_once(s, timing)).await {
                     Ok(events) => {
-                        for ev in events {
+                        let now = ad_sync_core::time_fmt::now_unix();
+                        for ev in events.into_iter().filter(|e| limit.admit(e, now)) {
                             if tx.try_send(ev).is_err() {
                                 tracing::error!(
                                     "alerts: the delivery queue is full; an alert is dropped"
@@ -802,8 +804,22 @@ async fn ack(
 async fn import(
     State(state): State<Shared>,
     Agent(agent): Agent,
-    ApiJson(req): ApiJson<ImportRequest>,
+    ApiJson(mut req): ApiJson<ImportRequest>,
 ) -> Result<Json<ImportResponse>, ApiError> {
+    // GUIDs in one form at the edge (lower case, no braces): a link is found and compared as
+    // stored, whatever case an agent sent. One that is not a GUID stays as sent, and the
+    // store refuses it by name.
+    let normal = |g: &mut String| {
+        if let Some(n) = ad_sync_core::directory::object::normalize_guid_string(g) {
+            *g = n;
+        }
+    };
+    req.users.iter_mut().for_each(|u| normal(&mut u.guid));
+    req.groups.iter_mut().for_each(|g| normal(&mut g.guid));
+    for m in req.memberships.iter_mut() {
+        normal(&mut m.group_guid);
+        normal(&mut m.member_guid);
+    }
     if req.is_empty() || req.len() > MAX_IMPORT_ITEMS {
         return Err(invalid(format!(
             "users, groups, memberships: send 1 to {MAX_IMPORT_ITEMS} items per request"

@@ -220,6 +220,7 @@ pub struct HeartbeatRequest {
 
 /// The agent's sync runs as the cloud's status page and alerts show them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunHealth {
     /// Disconnections held by the deletion threshold, waiting for approval.
     pub held: u64,
@@ -401,6 +402,7 @@ pub const MAX_IMPORT_ITEMS: usize = 500;
 /// `POST /v1/import`: AD objects to create in the cloud (or link to the cloud objects of the
 /// same name), each by objectGUID. Idempotent: an object already linked is answered `already`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImportRequest {
     #[serde(default)]
     pub users: Vec<ImportUser>,
@@ -424,6 +426,7 @@ impl ImportRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImportUser {
     pub guid: String,
     pub username: String,
@@ -437,6 +440,7 @@ pub struct ImportUser {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImportGroup {
     pub guid: String,
     pub name: String,
@@ -445,6 +449,7 @@ pub struct ImportGroup {
 /// `member_guid` (a user or a group, imported in this or an earlier request) is a direct
 /// member of the group `group_guid`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImportMembership {
     pub group_guid: String,
     pub member_guid: String,

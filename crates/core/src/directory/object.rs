@@ -193,9 +193,19 @@ pub fn guid_string(g: &[u8]) -> String {
     )
 }
 
-/// The objectGUID's bytes from its string form (`None` when it is not one).
+/// The objectGUID's bytes from its string form, in either case, with or without braces
+/// (`None` when it is not one).
 pub fn parse_guid_string(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 36 {
+    let s = s.trim();
+    let s = s
+        .strip_prefix('{')
+        .and_then(|x| x.strip_suffix('}'))
+        .unwrap_or(s);
+    if s.len() != 36
+        || s.chars()
+            .enumerate()
+            .any(|(i, c)| (c == '-') != matches!(i, 8 | 13 | 18 | 23))
+    {
         return None;
     }
     let h = unhex(&s.replace('-', ""))?;
@@ -207,6 +217,12 @@ pub fn parse_guid_string(s: &str) -> Option<Vec<u8>> {
     g[4..6].copy_from_slice(&[h[5], h[4]]);
     g[6..8].copy_from_slice(&[h[7], h[6]]);
     Some(g)
+}
+
+/// A GUID string in the one form links are kept and compared in (lower case, no braces);
+/// `None` when it is not a GUID. What the cloud's API edge stores.
+pub fn normalize_guid_string(s: &str) -> Option<String> {
+    parse_guid_string(s).map(|g| guid_string(&g))
 }
 
 /// Reads `<GUID=hex>;<SID=hex>;CN=...` (the extended DN form): the GUID, the SID's RID and
@@ -611,6 +627,18 @@ mod tests {
         assert_eq!(s, "03020100-0504-0706-0809-0a0b0c0d0e0f");
         assert_eq!(parse_guid_string(&s), Some(g.clone()));
         assert_eq!(parse_guid_string("not-a-guid"), None);
+        // Either case, braces or not: one GUID, one normal form.
+        let upper = format!("{{{}}}", s.to_uppercase());
+        assert_eq!(parse_guid_string(&upper), Some(g.clone()));
+        assert_eq!(normalize_guid_string(&upper).as_deref(), Some(s.as_str()));
+        assert_eq!(
+            parse_guid_string("03020100x0504-0706-0809-0a0b0c0d0e0f"),
+            None
+        );
+        assert_eq!(
+            parse_guid_string("0302010-00504-0706-0809-0a0b0c0d0e0f"),
+            None
+        );
         let v = format!(
             "<GUID={}>;<SID=010500000000000515000000a1b2c3d4e5f6a7b8c9d0e1f200020000>;CN=Domain Admins,CN=Users,DC=example,DC=com",
             hex(&g)

@@ -131,8 +131,13 @@ pub struct Descriptor {
     pub dacl: Vec<Ace>,
 }
 
-/// SDDL's SID aliases this model knows.
-const ALIASES: [(&str, &str); 7] = [
+/// NT SERVICE\TrustedInstaller, which owns what Windows itself installs.
+pub const TRUSTED_INSTALLER: &str =
+    "S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464";
+
+/// SDDL's SID aliases this model knows (those Windows writes for the folders the install
+/// makes and their parents).
+const ALIASES: [(&str, &str); 14] = [
     ("SY", SYSTEM),
     ("BA", ADMINISTRATORS),
     ("BU", USERS),
@@ -140,6 +145,13 @@ const ALIASES: [(&str, &str); 7] = [
     ("WD", EVERYONE),
     ("SU", SERVICE),
     ("CO", "S-1-3-0"),
+    ("CG", "S-1-3-1"),
+    ("OW", "S-1-3-4"),
+    ("IU", "S-1-5-4"),
+    ("LS", "S-1-5-19"),
+    ("NS", "S-1-5-20"),
+    ("AC", "S-1-15-2-1"),
+    ("PS", "S-1-5-10"),
 ];
 
 fn sid_of(token: &str) -> Result<String, String> {
@@ -432,6 +444,79 @@ pub fn plan(layout: &crate::install::layout::Layout, service: &str) -> Vec<PathA
         sddl: None,
     });
     out
+}
+
+/// Who may own a folder or file of the agent's: Administrators, SYSTEM, TrustedInstaller. An
+/// owner may always rewrite the DACL, so any other owner could give itself the secrets.
+pub const TRUSTED_OWNERS: [&str; 3] = [ADMINISTRATORS, SYSTEM, TRUSTED_INSTALLER];
+
+/// Rights over a file or folder that let an account change what the agent reads.
+pub const WRITE_RIGHTS: u32 =
+    FILE_WRITE_DATA | FILE_APPEND_DATA | WRITE_DAC | WRITE_OWNER | DELETE | FILE_DELETE_CHILD;
+
+fn owner_ok(path: &std::path::Path, d: &Descriptor, what: &str) -> Result<(), String> {
+    match d.owner.as_deref() {
+        Some(o) if TRUSTED_OWNERS.contains(&o) => Ok(()),
+        Some(o) => Err(format!(
+            "{} {what} owned by {o}, not by Administrators or SYSTEM: whoever owns it can change who may read and write it, so a folder someone else made first could hand them the agent's secrets or its configuration. Check what is in it, remove it, and run the setup again as Administrator",
+            path.display()
+        )),
+        None => Err(format!(
+            "{} {what} without an owner; remove it and run the setup again as Administrator",
+            path.display()
+        )),
+    }
+}
+
+/// Whether a folder that exists before the install may become one of the agent's: only when
+/// Administrators, SYSTEM or TrustedInstaller own it. Its DACL is then replaced (protected), so
+/// its old ACEs do not matter; its owner would.
+pub fn judge_existing(path: &std::path::Path, sddl: &str) -> Result<(), String> {
+    let d = Descriptor::parse(sddl).map_err(|e| {
+        format!(
+            "{} exists, and who may use it cannot be read ({e}); remove it and run the setup again",
+            path.display()
+        )
+    })?;
+    owner_ok(path, &d, "exists, but is")
+}
+
+/// What the agent checks at start on Windows (as it checks modes on Linux).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    /// agent.toml: nobody but SYSTEM and Administrators may change it.
+    Config,
+    /// The secrets folder: nobody else may read or change it.
+    Secrets,
+    /// The state folder: nobody else may change it.
+    State,
+}
+
+/// Whether an installed path still keeps out everyone but SYSTEM, Administrators and the
+/// service: its owner, and what its DACL gives an ordinary account (the model's access check
+/// on the DACL as Windows reports it, inherited ACEs included).
+pub fn judge_installed(path: &std::path::Path, kind: Installed, sddl: &str) -> Result<(), String> {
+    let d = Descriptor::parse(sddl)
+        .map_err(|e| format!("{}: who may use it cannot be read ({e})", path.display()))?;
+    owner_ok(path, &d, "is")?;
+    let forbidden = match kind {
+        Installed::Config | Installed::State => WRITE_RIGHTS,
+        Installed::Secrets => WRITE_RIGHTS | FILE_READ_DATA,
+    };
+    let got = access(&d.dacl, None, &SOME_USER) & forbidden;
+    if got != 0 {
+        return Err(format!(
+            "{}: accounts other than SYSTEM, Administrators and the service may {} it ({}), so it is not used. Run `ad-sync-setup` again as Administrator to reset who may use it",
+            path.display(),
+            if got & FILE_READ_DATA != 0 {
+                "read"
+            } else {
+                "change"
+            },
+            words(got)
+        ));
+    }
+    Ok(())
 }
 
 /// One row of what `install --dry-run --json` prints under `access`: a path, the descriptor
@@ -809,6 +894,105 @@ mod tests {
                 (r.system, r.administrators),
                 ("full control", "full control")
             );
+        }
+    }
+
+    #[test]
+    fn squatted_or_loosened_folders_are_refused_as_windows_would_let_them_be_used() {
+        let p = std::path::Path::new(r"C:\ProgramData\ad-sync");
+        let svc = service_sid("ad-sync-agent");
+        // A folder an elevated administrator, SYSTEM or the system made may be taken over.
+        for owner in ["BA", "SY", TRUSTED_INSTALLER] {
+            let sddl =
+                format!("O:{owner}D:AI(A;OICI;FA;;;SY)(A;OICIID;0x1200a9;;;BU)(A;CIID;0x116;;;BU)");
+            assert_eq!(judge_existing(p, &sddl), Ok(()), "{owner}");
+        }
+        // One an ordinary user made first (ProgramData lets every user create folders): its
+        // owner could rewrite its DACL whatever the install sets.
+        let squatted =
+            "O:S-1-5-21-1-2-3-1001D:AI(A;OICI;FA;;;S-1-5-21-1-2-3-1001)(A;OICIID;FA;;;SY)";
+        let why = judge_existing(p, squatted).err().unwrap_or_default();
+        assert!(
+            why.contains("S-1-5-21-1-2-3-1001") && why.contains("remove it"),
+            "{why}"
+        );
+
+        // At start: the descriptors the install sets pass.
+        let planned = |aces: &str| format!("O:BAD:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA){aces}");
+        let config_dir = planned(&format!(
+            "(A;;0x{READ_EXECUTE:x};;;{svc})(A;OI;0x{FILE_GENERIC_READ:x};;;{svc})"
+        ));
+        let config_file =
+            format!("O:BAD:AI(A;ID;FA;;;SY)(A;ID;FA;;;BA)(A;ID;0x{FILE_GENERIC_READ:x};;;{svc})");
+        let secrets = planned(&format!("(A;OICI;0x{FILE_GENERIC_READ:x};;;{svc})"));
+        let state = planned(&format!("(A;OICI;0x{MODIFY:x};;;{svc})"));
+        type Case<'a> = (&'a str, Installed, String, Option<&'a str>);
+        let cases: Vec<Case> = vec![
+            (
+                "the config as installed",
+                Installed::Config,
+                config_file.clone(),
+                None,
+            ),
+            (
+                "the config folder as installed",
+                Installed::Config,
+                config_dir,
+                None,
+            ),
+            (
+                "the secrets as installed",
+                Installed::Secrets,
+                secrets,
+                None,
+            ),
+            ("the state as installed", Installed::State, state, None),
+            (
+                "a config Users may change",
+                Installed::Config,
+                format!("{config_file}(A;;0x{FILE_GENERIC_WRITE:x};;;BU)"),
+                Some("change"),
+            ),
+            (
+                "secrets Everyone may read",
+                Installed::Secrets,
+                "O:BAD:PAI(A;OICI;FA;;;SY)(A;OICI;FR;;;WD)".into(),
+                Some("read"),
+            ),
+            (
+                "a state folder owned by a user",
+                Installed::State,
+                "O:S-1-5-21-1-2-3-1001D:PAI(A;OICI;FA;;;SY)".into(),
+                Some("owned by S-1-5-21-1-2-3-1001"),
+            ),
+            (
+                "a config an ordinary account may re-permission",
+                Installed::Config,
+                format!("{config_file}(A;;WD;;;AU)"),
+                Some("change"),
+            ),
+            (
+                "a denied read before an allow keeps secrets private",
+                Installed::Secrets,
+                "O:SYD:PAI(D;;FA;;;WD)(A;;FA;;;WD)(A;;FA;;;SY)".into(),
+                None,
+            ),
+            (
+                "an alias the model does not know is refused, not guessed",
+                Installed::Config,
+                "O:BAD:PAI(A;;FA;;;ZZ)".into(),
+                Some("cannot be read"),
+            ),
+        ];
+        for (name, kind, sddl, want) in cases {
+            let r = judge_installed(p, kind, &sddl);
+            match want {
+                None => assert_eq!(r, Ok(()), "{name}: {sddl}"),
+                Some(w) => assert!(
+                    r.as_ref().err().is_some_and(|e| e.contains(w)),
+                    "{name}: {r:?}"
+                ),
+            }
         }
     }
 }

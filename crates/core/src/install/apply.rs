@@ -341,6 +341,11 @@ impl Run<'_> {
         in_place: bool,
     ) -> Result<String, StepError> {
         let dir = self.real(&self.layout().program_dir);
+        #[cfg(windows)]
+        if self.plan.layout.prefix.is_none() {
+            let installed = self.layout().program_dir.clone();
+            self.claim(&installed)?;
+        }
         self.dirs(&dir, access_linux::PROGRAM_MODE)?;
         #[cfg(windows)]
         if self.plan.layout.prefix.is_none() {
@@ -369,6 +374,21 @@ impl Run<'_> {
     fn folders(&mut self) -> Result<String, StepError> {
         let config_dir = self.real(&self.layout().config_dir);
         let secrets = self.real(&self.layout().secrets_dir);
+        #[cfg(windows)]
+        if self.plan.layout.prefix.is_none() {
+            // Each folder is made with its owner and protected DACL in one call, or, when it
+            // exists, taken only if Administrators or SYSTEM own it: before anything is
+            // written in it.
+            let layout = self.layout().clone();
+            for dir in [
+                &layout.config_dir,
+                &layout.secrets_dir,
+                &layout.state_dir,
+                &layout.log_dir,
+            ] {
+                self.claim(dir)?;
+            }
+        }
         self.dirs(&config_dir, access_linux::CONFIG_DIR_MODE)?;
         self.dirs(&secrets, access_linux::SECRETS_DIR_MODE)?;
         // An existing store folder may have been loosened by hand: tighten it again.
@@ -403,15 +423,60 @@ impl Run<'_> {
         ))
     }
 
+    /// The descriptor the access plan gives an installed path, when it gives one.
+    #[cfg(windows)]
+    fn planned_sddl(&self, path: &Path) -> Option<String> {
+        super::access::plan(self.layout(), self.plan.service.name)
+            .into_iter()
+            .find(|p| p.path == path)
+            .and_then(|p| p.sddl)
+    }
+
+    /// Makes the folder `path` (an installed path) with the owner and protected DACL the plan
+    /// decides, in one call; an existing one is taken only when Administrators, SYSTEM or
+    /// TrustedInstaller own it (`access::judge_existing`). Under Wine, which keeps no ACLs and
+    /// makes every file the Wine user's, the owner cannot be judged: it is only made.
+    #[cfg(windows)]
+    fn claim(&mut self, path: &Path) -> Result<(), StepError> {
+        let Some(sddl) = self.planned_sddl(path) else {
+            return Ok(());
+        };
+        let real = self.real(path);
+        if real.exists() {
+            if super::winsec::is_wine() {
+                return Ok(());
+            }
+            let current = super::winsec::get(&real).map_err(|e| {
+                err(
+                    e,
+                    "Run the setup as Administrator; if the folder was made by someone else, remove it first.",
+                )
+            })?;
+            return super::access::judge_existing(&real, &current)
+                .map_err(|e| err(e, "Remove the folder (after checking what is in it) and run the setup again as Administrator."));
+        }
+        if let Some(parent) = real.parent() {
+            self.dirs(parent, 0o755)?;
+        }
+        match super::winsec::create_dir(&real, &sddl) {
+            Ok(true) => {
+                self.record(Undo::RemoveDirs(vec![real]));
+                Ok(())
+            }
+            // Made in between by someone else: judged as any existing folder.
+            Ok(false) => self.claim(path),
+            Err(e) => Err(err(
+                e,
+                "Run the setup as Administrator (making a folder owned by Administrators needs it).",
+            )),
+        }
+    }
+
     /// Sets the owner and DACL the plan decides for `path` (an installed path), keeping the
     /// old ones to put back on a rollback.
     #[cfg(windows)]
     fn secure(&mut self, path: &Path) -> Result<(), StepError> {
-        let Some(sddl) = super::access::plan(self.layout(), self.plan.service.name)
-            .into_iter()
-            .find(|p| p.path == path)
-            .and_then(|p| p.sddl)
-        else {
+        let Some(sddl) = self.planned_sddl(path) else {
             return Ok(());
         };
         let real = self.real(path);

@@ -275,6 +275,26 @@ pub fn systemd_running() -> bool {
 
 /// Runs a service-manager command with a time limit. Returns the command line as run (for the
 /// record: it never holds a secret) and the result; the error is the command's own words.
+/// The system's own copy of a tool, by absolute path (System32 on Windows; the first of
+/// /usr/bin, /bin, /usr/sbin, /sbin elsewhere): never what PATH offers, nor on Windows the
+/// program's own folder, which it searches first.
+pub fn system_tool(name: &str) -> std::path::PathBuf {
+    #[cfg(windows)]
+    {
+        super::winsec::system_dir()
+            .unwrap_or_else(|| std::path::PathBuf::from(r"C:\Windows\System32"))
+            .join(format!("{name}.exe"))
+    }
+    #[cfg(not(windows))]
+    {
+        ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+            .iter()
+            .map(|d| std::path::Path::new(d).join(name))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| std::path::Path::new("/usr/bin").join(name))
+    }
+}
+
 pub fn run_command(
     program: &str,
     args: &[String],
@@ -284,7 +304,7 @@ pub fn run_command(
         .chain(args.iter().map(|a| quote(a)))
         .collect::<Vec<_>>()
         .join(" ");
-    let child = Command::new(program)
+    let child = Command::new(system_tool(program))
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

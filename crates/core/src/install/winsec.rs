@@ -44,8 +44,8 @@ impl Drop for Owned {
     }
 }
 
-/// Sets `path`'s owner and DACL to those of `sddl` (protected or not, as `sddl` says).
-pub fn set(path: &Path, sddl: &str) -> Result<(), String> {
+/// The binary descriptor of `sddl`, freed on drop.
+fn descriptor(sddl: &str) -> Result<Owned, String> {
     let text = wide(sddl);
     let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
     // SAFETY: `text` is NUL-terminated; `sd` receives a LocalAlloc'd descriptor.
@@ -64,7 +64,12 @@ pub fn set(path: &Path, sddl: &str) -> Result<(), String> {
             unsafe { GetLastError() },
         ));
     }
-    let sd = Owned(sd);
+    Ok(Owned(sd))
+}
+
+/// Sets `path`'s owner and DACL to those of `sddl` (protected or not, as `sddl` says).
+pub fn set(path: &Path, sddl: &str) -> Result<(), String> {
+    let sd = descriptor(sddl)?;
     let mut owner: PSID = std::ptr::null_mut();
     let mut dacl: *mut ACL = std::ptr::null_mut();
     let mut present = 0;
@@ -157,4 +162,54 @@ pub fn get(path: &Path) -> Result<String, String> {
     Ok(String::from_utf16_lossy(units)
         .trim_end_matches('\0')
         .to_string())
+}
+
+/// Creates the folder `path` (its parent must exist) with the owner and DACL of `sddl` in
+/// the one call that makes it: no moment exists in which it has the parent's inherited ACL
+/// (in ProgramData, one that lets every user create files in it). `Ok(false)`: it existed.
+pub fn create_dir(path: &Path, sddl: &str) -> Result<bool, String> {
+    use windows_sys::Win32::Foundation::ERROR_ALREADY_EXISTS;
+    use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
+    use windows_sys::Win32::Storage::FileSystem::CreateDirectoryW;
+    let sd = descriptor(sddl)?;
+    let sa = SECURITY_ATTRIBUTES {
+        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+        lpSecurityDescriptor: sd.0,
+        bInheritHandle: 0,
+    };
+    let name = wide(&path.to_string_lossy());
+    // SAFETY: `name` is NUL-terminated; `sa` and the descriptor it points to outlive the call.
+    if unsafe { CreateDirectoryW(name.as_ptr(), &sa) } != 0 {
+        return Ok(true);
+    }
+    // SAFETY: no argument.
+    match unsafe { GetLastError() } {
+        ERROR_ALREADY_EXISTS => Ok(false),
+        code => Err(win_error(&format!("creating {}", path.display()), code)),
+    }
+}
+
+/// Whether this process runs under Wine (ntdll exports `wine_get_version`), where a
+/// descriptor is reduced to Unix mode bits and an owner is always the Wine user: the checks
+/// that read owners and DACLs cannot be made there, and say so.
+pub fn is_wine() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+    let ntdll = wide("ntdll.dll");
+    // SAFETY: a NUL-terminated name; ntdll is always loaded; the name is a NUL-terminated
+    // ASCII string.
+    unsafe {
+        let module = GetModuleHandleW(ntdll.as_ptr());
+        !module.is_null() && GetProcAddress(module, c"wine_get_version".as_ptr().cast()).is_some()
+    }
+}
+
+/// The System32 folder (`GetSystemDirectoryW`), where the tools the install runs are taken
+/// from by absolute path: Windows searches a program's own folder first, so a bare `reg`
+/// could be a `reg.exe` someone put beside ad-sync-setup.
+pub fn system_dir() -> Option<std::path::PathBuf> {
+    use windows_sys::Win32::System::SystemInformation::GetSystemDirectoryW;
+    let mut buf = [0u16; 512];
+    // SAFETY: `buf` holds `buf.len()` units.
+    let n = unsafe { GetSystemDirectoryW(buf.as_mut_ptr(), buf.len() as u32) } as usize;
+    (n > 0 && n < buf.len()).then(|| std::path::PathBuf::from(String::from_utf16_lossy(&buf[..n])))
 }
