@@ -25,7 +25,7 @@ fn expect(report: &Report, id: &str, status: Status, words: &str) {
     }
 }
 
-const AD_IDS: [&str; 20] = [
+const AD_IDS: [&str; 21] = [
     ids::DN_ROOT,
     ids::DN_SYNC_GROUP,
     ids::DC_RESOLVE,
@@ -45,6 +45,7 @@ const AD_IDS: [&str; 20] = [
     ids::SYNC_GROUP_EXISTS,
     ids::SYNC_GROUP_IS_SECURITY_GROUP,
     ids::SYNC_GROUP_NOT_PRIVILEGED,
+    ids::DOMAIN_TIER0,
     ids::PASSWORD_POLICY,
 ];
 

@@ -14,7 +14,7 @@ use crate::dn::Dn;
 use ldap3::Scope;
 
 /// The ids this module reports after the connection checks, in order.
-const AFTER_CONNECT: [&str; 14] = [
+const AFTER_CONNECT: [&str; 15] = [
     DC_WRITABLE,
     LDAP_BIND,
     ACCOUNT_NOT_PRIVILEGED,
@@ -28,6 +28,7 @@ const AFTER_CONNECT: [&str; 14] = [
     SYNC_GROUP_EXISTS,
     SYNC_GROUP_IS_SECURITY_GROUP,
     SYNC_GROUP_NOT_PRIVILEGED,
+    DOMAIN_TIER0,
     PASSWORD_POLICY,
 ];
 
@@ -283,6 +284,8 @@ impl Ctx<'_> {
         self.root_checks(session, results, &default_nc, account.user())
             .await;
         self.group_checks(session, results).await;
+        self.tier0_check(session, results, &account, &dns_domain_of(&default_nc))
+            .await;
         results.push(evaluate::password_policy(policy.as_ref()));
     }
 
@@ -524,6 +527,46 @@ impl Ctx<'_> {
                 ));
             }
         }
+    }
+}
+
+/// `example.com` from `DC=example,DC=com`.
+fn dns_domain_of(nc: &Dn) -> String {
+    nc.domain().unwrap_or_default()
+}
+
+impl Ctx<'_> {
+    /// `domain.tier0`: the read the agent makes in every run (`directory::power`), made here
+    /// once, so an install never starts on a domain whose privileged set cannot be proven.
+    async fn tier0_check(
+        &self,
+        session: &mut Session,
+        results: &mut Results,
+        account: &AccountName,
+        dns_domain: &str,
+    ) {
+        let Some(root) = self.root_dn else {
+            results.push(CheckResult::skip(
+                DOMAIN_TIER0,
+                "the Root User container DN is not valid (see dn.root)",
+            ));
+            return;
+        };
+        let scope = crate::adopt::Scope {
+            root: root.clone(),
+            sync_group: self.group_dn.cloned(),
+            dns_domain: dns_domain.to_string(),
+            host: String::new(),
+            encrypted: true,
+        };
+        let read = crate::directory::power::tier0(
+            &session.handle(),
+            session.op_timeout(),
+            &scope,
+            Some(account),
+        )
+        .await;
+        results.push(evaluate::tier0(read.map_err(|e| e.to_string())));
     }
 }
 

@@ -684,6 +684,35 @@ pub fn sync_group(dn: &Dn, entry: Option<(&[String], Option<i64>)>) -> [CheckRes
     [exists, security]
 }
 
+/// `domain.tier0`: whether who holds power in the domain could be read completely (the
+/// read the agent repeats in every run that has work).
+pub fn tier0(read: Result<crate::tier0::Tier0, String>) -> CheckResult {
+    match read {
+        Err(e) => CheckResult::fail(
+            DOMAIN_TIER0,
+            format!("who holds power in the domain could not be read: {e}"),
+            "",
+            "Check the domain controller is healthy and retry; the agent refuses every password, enable and membership until it can read this.",
+        ),
+        Ok(t) => match t.blanket() {
+            Some(why) => CheckResult::fail(
+                DOMAIN_TIER0,
+                "no account can be proven unprivileged, so the agent would refuse every password, enable and membership".to_string(),
+                why.to_string(),
+                "Do what the detail says, then run the check again.",
+            ),
+            None => CheckResult::pass(
+                DOMAIN_TIER0,
+                format!(
+                    "who holds power in the domain was read: {} accounts and groups are Tier 0 (by the permissions on the domain, AdminSDHolder, the Domain Controllers OU, the agent's containers and their GPOs, or by a privileged group at any depth)",
+                    t.len()
+                ),
+                "The agent reads this again in every run that has work, and never takes over, sets a password on, enables or changes the memberships of any of them.",
+            ),
+        },
+    }
+}
+
 /// `sync_group.not_privileged`: what `directory::object::group_privilege` found. Every cloud
 /// group is put in the sync group, so a privileged one would make every cloud user privileged.
 pub fn sync_group_privilege(dn: &Dn, found: Result<Option<String>, String>) -> CheckResult {

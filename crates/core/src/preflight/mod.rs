@@ -37,6 +37,9 @@ pub mod ids {
     /// The sync group is not protected and not in a privileged group, at any depth: the agent
     /// puts every cloud group in it.
     pub const SYNC_GROUP_NOT_PRIVILEGED: &str = "sync_group.not_privileged";
+    /// Who holds power in the domain (Tier 0, from the ACLs of its key objects and the
+    /// privileged groups) can be read completely, as the agent reads it in every run.
+    pub const DOMAIN_TIER0: &str = "domain.tier0";
     pub const CLOUD_REACHABLE: &str = "cloud.reachable";
     pub const CLOUD_TLS: &str = "cloud.tls";
     pub const CONNECT_KEY_FORMAT: &str = "connect_key.format";
@@ -58,7 +61,7 @@ pub mod ids {
     ];
 
     /// Every id, in the order checks are reported.
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 27] = [
         DN_ROOT,
         DN_SYNC_GROUP,
         DC_RESOLVE,
@@ -78,6 +81,7 @@ pub mod ids {
         SYNC_GROUP_EXISTS,
         SYNC_GROUP_IS_SECURITY_GROUP,
         SYNC_GROUP_NOT_PRIVILEGED,
+        DOMAIN_TIER0,
         PASSWORD_POLICY,
         CLOUD_REACHABLE,
         CLOUD_TLS,

@@ -68,6 +68,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
             ids::SYNC_GROUP_EXISTS,
             ids::SYNC_GROUP_IS_SECURITY_GROUP,
             ids::SYNC_GROUP_NOT_PRIVILEGED,
+            ids::DOMAIN_TIER0,
         ],
         &[ids::LDAP_BIND],
         |_, _| {},
