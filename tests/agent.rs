@@ -1368,20 +1368,20 @@ fn the_agent_never_binds_in_clear_text_and_falls_back_to_verified_starttls_only(
         "{text}"
     );
     std::fs::write(&env.config, &text).unwrap_or_else(|e| panic!("{e}"));
-    env.add_user("pat");
-    env.set_password("pat");
+    env.add_user("tlspat");
+    env.set_password("tlspat");
     let out = env.run(&[]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "retried later: {err}");
     assert!(err.contains("never logs on over plain LDAP"), "{err}");
     assert!(!err.contains(USER_PASSWORD) && !err.contains(testbed::SVC_PASSWORD));
-    assert!(user_in(&env, "pat").is_none());
+    assert!(user_in(&env, "tlspat").is_none());
 
     // dc1 the same way: its StartTLS on 389 is verified and used, and the password is set.
     std::fs::write(&env.config, on("dc1.example.com")).unwrap_or_else(|e| panic!("{e}"));
     let text = env.sync();
     assert!(!text.contains(USER_PASSWORD), "{text}");
-    assert!(can_bind("pat", USER_PASSWORD));
+    assert!(can_bind("tlspat", USER_PASSWORD));
 }
 
 fn ldap_modify(dn: &str, mods: Vec<ldap3::Mod<&str>>) {
@@ -1840,6 +1840,67 @@ fn import_links_ad_to_the_cloud_and_the_agent_then_manages_those_objects() {
         Some("Ivy G. (Sales)"),
         "kept as imported"
     );
+    // A forged link: the cloud (or whoever holds its database) links a new cloud user to an
+    // account of the container this agent never imported, and another to the service account.
+    // Adoption is off: neither link is consent, both are refused and said so, and neither
+    // account is touched.
+    let victim = seed_user(&env.ou, "victim", Some("Vic"), Some("Tim"), "512");
+    let victim_guid = guid_of(&user_in(&env, "victim").unwrap_or_else(|| panic!("victim")));
+    let svc = search(
+        DOMAIN,
+        &format!("(sAMAccountName={})", testbed::accounts::GOOD),
+    );
+    let svc_guid = guid_of(svc.first().unwrap_or_else(|| panic!("svc-sync")));
+    {
+        let store = ad_sync_cloud::server::store::Store::open(&env.cloud.db)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let auth = store
+            .authenticate(credential.expose())
+            .unwrap_or_else(|e| panic!("{}", e.message))
+            .unwrap_or_else(|| panic!("the agent's credential"));
+        let forged = |guid: &[u8], name: &str| ad_sync::cloud::api::ImportUser {
+            guid: ad_sync::directory::object::guid_string(guid),
+            username: name.into(),
+            given_name: "For".into(),
+            surname: "Ged".into(),
+            display_name: None,
+            email: None,
+            enabled: true,
+        };
+        store
+            .import(
+                &auth,
+                &ad_sync::cloud::api::ImportRequest {
+                    users: vec![
+                        forged(&victim_guid, "forged"),
+                        forged(&svc_guid, "forged-svc"),
+                    ],
+                    ..Default::default()
+                },
+                ad_sync::time_fmt::now_unix(),
+            )
+            .unwrap_or_else(|e| panic!("{}", e.message));
+    }
+    env.sync_allowing_failures();
+    let results = env.results();
+    assert!(
+        results.iter().any(|(_, s, m)| s == "failed"
+            && m.contains("forged")
+            && m.contains(&victim)
+            && m.contains("this agent's import never made that link")),
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|(_, s, m)| s == "failed" && m.contains("forged-svc")),
+        "{results:?}"
+    );
+    let v = user_in(&env, "victim").unwrap_or_else(|| panic!("victim"));
+    assert_eq!(attr(&v, "adminDescription"), None, "the victim was taken over");
+    assert_eq!(attr(&v, "sn").as_deref(), Some("Tim"));
+    assert!(user_in(&env, "forged").is_none() && user_in(&env, "forged-svc").is_none());
+
     // A cloud update changes that same AD object.
     env.cloud(&["user", "update", "ivy", "--surname", "Greenfield"]);
     env.sync();
