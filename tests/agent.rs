@@ -1897,7 +1897,11 @@ fn import_links_ad_to_the_cloud_and_the_agent_then_manages_those_objects() {
         "{results:?}"
     );
     let v = user_in(&env, "victim").unwrap_or_else(|| panic!("victim"));
-    assert_eq!(attr(&v, "adminDescription"), None, "the victim was taken over");
+    assert_eq!(
+        attr(&v, "adminDescription"),
+        None,
+        "the victim was taken over"
+    );
     assert_eq!(attr(&v, "sn").as_deref(), Some("Tim"));
     assert!(user_in(&env, "forged").is_none() && user_in(&env, "forged-svc").is_none());
 

@@ -916,7 +916,7 @@ fn review_mode_revalidates_the_installed_config_without_a_connect_key() {
     // Every check but the connect key's: the agent is enrolled already.
     assert_eq!(
         h.query_all_by_label_contains("PASS:").count(),
-        22,
+        23,
         "{}",
         screen(&h)
     );
@@ -1145,7 +1145,9 @@ impl Fixed {
             "dn.sync_group" => "sync group is a valid DN",
             "sync_group.exists" => "CN=Cloud Groups,OU=Staff,DC=example,DC=com exists",
             "sync_group.is_security_group" => "CN=Cloud Groups is a security group",
-            "domain.tier0" => "who holds power in the domain was read: 41 accounts and groups are Tier 0",
+            "domain.tier0" => {
+                "who holds power in the domain was read: 41 accounts and groups are Tier 0"
+            }
             "password_policy" => "minimum length 7, complexity on, lockout after 5",
             "cloud.reachable" => "reached cloud.example.com at 203.0.113.5:443",
             "cloud.tls" => "the cloud's certificate is trusted; agent API v1",

@@ -189,6 +189,7 @@ pub async fn reconcile<D: Directory>(
             Err(e) => return Err(unavailable(e)),
         }
     };
+    phase(&format!("tier0 ({} privileged)", tier0.len()));
     if let Some(why) = tier0.blanket() {
         tracing::warn!("no account is proven unprivileged, so none is written: {why}");
     }

@@ -52,7 +52,8 @@ pub struct Facts {
     pub service_registered: bool,
     /// The agent program the installer copied (None when absent, or the packaged one).
     pub program_copy: Option<PathBuf>,
-    /// `state.db*` in the state folder (the current state and states set aside).
+    /// `state.db*` in the state folder (the current state and states set aside), and the
+    /// agent's cycle lock (`state.lock`).
     pub state_files: Vec<PathBuf>,
     /// The config, its backups and CA copies that exist.
     pub config_files: Vec<PathBuf>,
@@ -91,7 +92,7 @@ impl Facts {
                     .filter(|p| {
                         p.file_name()
                             .and_then(|n| n.to_str())
-                            .is_some_and(|n| n.starts_with("state.db"))
+                            .is_some_and(|n| n.starts_with("state.db") || n == "state.lock")
                     })
                     .collect()
             })
