@@ -96,6 +96,9 @@ pub struct Ldap {
     pub security: Security,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// When the LDAPS port refuses connections outright, use StartTLS on 389 (verified as
+    /// LDAPS is). The name is the historical one: nothing is ever sent without TLS, and the
+    /// service account never binds over plain LDAP.
     #[serde(default)]
     pub allow_insecure_fallback: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
