@@ -606,6 +606,51 @@ mod tests {
                 &[("objectClass", "user"), ("primaryGroupID", "512")],
                 Some("primary group"),
             ),
+            (
+                "a trust account (OTHERDOM$, INTERDOMAIN_TRUST_ACCOUNT)",
+                &[
+                    ("objectClass", "user"),
+                    ("sAMAccountName", "OTHERDOM$"),
+                    ("userAccountControl", "2080"),
+                ],
+                Some("interdomain trust"),
+            ),
+            (
+                "a name ending in $ whatever its flags",
+                &[
+                    ("objectClass", "user"),
+                    ("sAMAccountName", "looks-like-a-host$"),
+                    ("userAccountControl", "512"),
+                ],
+                Some("ends in $"),
+            ),
+            (
+                "trusted for unconstrained delegation",
+                &[("objectClass", "user"), ("userAccountControl", "524800")],
+                Some("trusted for delegation"),
+            ),
+            (
+                "constrained delegation (msDS-AllowedToDelegateTo)",
+                &[
+                    ("objectClass", "user"),
+                    ("msDS-AllowedToDelegateTo", "cifs/fs1.example.com"),
+                ],
+                Some("msDS-AllowedToDelegateTo"),
+            ),
+            (
+                "a primary group of Protected Users (525)",
+                &[("objectClass", "user"), ("primaryGroupID", "525")],
+                Some("primary group"),
+            ),
+            (
+                "an ordinary enabled account",
+                &[
+                    ("objectClass", "user"),
+                    ("sAMAccountName", "alice"),
+                    ("userAccountControl", "512"),
+                ],
+                None,
+            ),
         ];
         for (name, attrs, want) in cases {
             let o = object(&entry("CN=x,OU=Staff,DC=example,DC=com", attrs));
