@@ -421,8 +421,7 @@ pub async fn search_paged(
 }
 
 /// The objectGUIDs of every member of the groups `start` (DNs), nested membership included
-/// (see `privileged_members`). A group's `member` over AD's MaxValRange (1,500) comes in
-/// ranges, which this does not follow.
+/// (`member` read in all its ranges).
 pub async fn nested_members(
     ldap: &Ldap,
     timeout: Duration,
@@ -437,11 +436,11 @@ pub async fn nested_members(
         // value carries its objectGUID).
         let mut found = Vec::new();
         for dn in &level {
-            if let Some(e) = read_base(ldap, timeout, dn, &["member"]).await? {
-                for v in texts(&e, "member") {
-                    if let (Some(g), _, _) = parse_extended(&v)
-                        && members.insert(g.clone())
-                    {
+            // Every range of it (AD hands out 1,500 values a read); a group the service
+            // account cannot read adds no member.
+            if let Ok(list) = super::power::members(ldap, timeout, dn).await? {
+                for (g, _, _) in list {
+                    if members.insert(g.clone()) {
                         found.push(g);
                     }
                 }

@@ -128,7 +128,7 @@ fn principal(e: &SearchEntry) -> Principal {
 
 /// A group's `member`, every range of it (AD hands out at most MaxValRange values, 1,500 by
 /// default, per read): the members' objectGUIDs and SIDs from the extended DN form.
-async fn members(
+pub(crate) async fn members(
     ldap: &Ldap,
     timeout: Duration,
     dn: &str,
