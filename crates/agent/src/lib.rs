@@ -274,10 +274,7 @@ fn check_private(path: &Path) -> Result<(), String> {
 /// what `check_private` is on Linux. Under Wine, which keeps no ACLs, it cannot be checked,
 /// and the log says so.
 #[cfg(windows)]
-pub fn check_acl(
-    path: &Path,
-    kind: ad_sync_core::install::access::Installed,
-) -> Result<(), String> {
+fn check_acl(path: &Path, kind: ad_sync_core::install::access::Installed) -> Result<(), String> {
     use ad_sync_core::install::winsec;
     if !path.exists() {
         return Ok(());
@@ -431,16 +428,12 @@ impl Agent {
     ) -> Result<CycleReport, RunError> {
         // One cycle at a time on this state: `pending --approve` waits for it, and it for
         // an approval being written.
-        let lock = match state.dir() {
-            Some(dir) => state::CycleLock::acquire(&dir, CYCLE_LOCK_WAIT).await?,
-            None => None,
-        };
-        if lock.is_none() && state.dir().is_some() {
+        let Some(lock) = state::CycleLock::acquire(&state.dir(), CYCLE_LOCK_WAIT).await? else {
             return Err(RunError::Unavailable(format!(
                 "the state is locked by another ad-sync-agent (`pending` approving, or another agent process on this state) for more than {} s; this run is retried",
                 CYCLE_LOCK_WAIT.as_secs()
             )));
-        }
+        };
         let r = self.cycle_inner(state, opts, resync).await;
         drop(lock);
         release_memory();

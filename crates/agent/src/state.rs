@@ -437,8 +437,11 @@ impl State {
     }
 
     /// The folder the state lives in (where its lock is).
-    pub fn dir(&self) -> Option<PathBuf> {
-        self.path.parent().map(Path::to_path_buf)
+    pub fn dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     /// The cursor alone (what an idle agent polls with).

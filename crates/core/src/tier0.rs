@@ -121,11 +121,10 @@ impl Recorded {
         out
     }
 
-    /// The privileged groups and the trustees holding power: what the closure starts from
-    /// (objectGUID, why).
-    pub fn seeds(&self) -> Vec<(Vec<u8>, String)> {
+    /// The privileged groups and the trustees holding power (`trustees`): what the closure
+    /// starts from (objectGUID, why).
+    pub fn seeds(&self, trustees: &[(String, String)]) -> Vec<(Vec<u8>, String)> {
         let well_known = privileged_sids(self.domain_sid.as_deref());
-        let trustees = self.trustees();
         let mut out = Vec::new();
         for p in self.principals.values() {
             let sid = p.sid.as_deref().unwrap_or_default();
@@ -194,9 +193,9 @@ impl Tier0 {
                     .map(|e| format!("the permissions of {} (malformed: {e})", d.dn)),
             })
             .collect();
-        if let Some((sid, how)) = rec
-            .trustees()
-            .into_iter()
+        let trustees = rec.trustees();
+        if let Some((sid, how)) = trustees
+            .iter()
             .find(|(s, _)| sd::is_everyone(s, rec.domain_sid.as_deref()))
         {
             t.everyone = Some(format!(
@@ -211,7 +210,7 @@ impl Tier0 {
         }
         // Breadth first from the seeds: each member's reason names the group it is in.
         let mut queue: VecDeque<Vec<u8>> = VecDeque::new();
-        for (guid, why) in rec.seeds() {
+        for (guid, why) in rec.seeds(&trustees) {
             if !t.why.contains_key(&guid) {
                 t.why.insert(guid.clone(), why);
                 queue.push_back(guid);
@@ -295,10 +294,6 @@ impl Tier0 {
     /// Why nothing can be proven safe, when that is so (a gap, or a power held by everyone).
     pub fn blanket(&self) -> Option<&str> {
         self.incomplete.as_deref().or(self.everyone.as_deref())
-    }
-
-    pub fn contains(&self, guid: &[u8]) -> bool {
-        self.why_guid(guid).is_some()
     }
 }
 

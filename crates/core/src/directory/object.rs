@@ -136,7 +136,7 @@ impl Obj {
     }
 }
 
-fn text(e: &SearchEntry, attr: &str) -> Option<String> {
+pub(super) fn text(e: &SearchEntry, attr: &str) -> Option<String> {
     e.attrs
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(attr))
@@ -151,7 +151,7 @@ fn texts(e: &SearchEntry, attr: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn binary(e: &SearchEntry, attr: &str) -> Option<Vec<u8>> {
+pub(super) fn binary(e: &SearchEntry, attr: &str) -> Option<Vec<u8>> {
     e.bin_attrs
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(attr))
@@ -258,7 +258,7 @@ pub fn parse_extended_sid(value: &str) -> (Option<Vec<u8>>, Option<String>, Stri
     (guid, sid, rest.to_string())
 }
 
-fn escape_binary(bytes: &[u8]) -> String {
+pub(super) fn escape_binary(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("\\{b:02x}")).collect()
 }
 

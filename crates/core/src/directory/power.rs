@@ -4,7 +4,8 @@
 //! not read is recorded as such, and the decision (`Tier0::compute`) fails closed on it.
 
 use super::object::{
-    extended_dn_control, guid_filter, parse_extended_sid, read_base, search_paged,
+    binary, escape_binary, extended_dn_control, guid_filter, parse_extended_sid, read_base,
+    search_paged, text,
 };
 use super::sd::{SD_FLAGS_OID, SD_FLAGS_OWNER_DACL};
 use super::session::OpError;
@@ -34,32 +35,27 @@ fn sd_flags_control() -> RawControl {
     }
 }
 
-fn first_bin(e: &SearchEntry, attr: &str) -> Option<Vec<u8>> {
-    e.bin_attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
-        .and_then(|(_, v)| v.first().cloned())
-        .or_else(|| {
-            e.attrs
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(attr))
-                .and_then(|(_, v)| v.first().map(|s| s.clone().into_bytes()))
-        })
+/// What `read_sd` reads of one object.
+struct Read {
+    sd: Result<Vec<u8>, String>,
+    gplink: Option<String>,
+    /// Its objectSid (the domain head's is the domain's SID).
+    sid: Option<String>,
 }
 
-fn first_text(e: &SearchEntry, attr: &str) -> Option<String> {
-    e.attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
-        .and_then(|(_, v)| v.first().cloned())
+impl Read {
+    fn failed(why: &str) -> Read {
+        Read {
+            sd: Err(why.to_string()),
+            gplink: None,
+            sid: None,
+        }
+    }
 }
 
-/// One object's owner and DACL (with the SD flags control) and its gPLink.
-async fn read_sd(
-    ldap: &Ldap,
-    timeout: Duration,
-    dn: &str,
-) -> Result<(Result<Vec<u8>, String>, Option<String>), OpError> {
+/// One object's owner and DACL (with the SD flags control), its gPLink and its objectSid, in
+/// one request.
+async fn read_sd(ldap: &Ldap, timeout: Duration, dn: &str) -> Result<Read, OpError> {
     let mut l = ldap.clone();
     let r = l
         .with_controls(vec![extended_dn_control(), sd_flags_control()])
@@ -68,26 +64,27 @@ async fn read_sd(
             dn,
             Scope::Base,
             "(objectClass=*)",
-            vec!["nTSecurityDescriptor", "gPLink"],
+            vec!["nTSecurityDescriptor", "gPLink", "objectSid"],
         )
         .await
         .and_then(|r| r.success());
     match r {
         Ok((mut entries, _)) => match entries.pop().map(SearchEntry::construct) {
-            Some(e) => Ok((
-                first_bin(&e, "nTSecurityDescriptor").ok_or_else(|| {
+            Some(e) => Ok(Read {
+                sd: binary(&e, "nTSecurityDescriptor").ok_or_else(|| {
                     "AD returned no nTSecurityDescriptor: the service account may not read its permissions"
                         .to_string()
                 }),
-                first_text(&e, "gPLink"),
-            )),
-            None => Ok((Err("it is not visible to the service account".into()), None)),
+                gplink: text(&e, "gPLink"),
+                sid: binary(&e, "objectSid").and_then(|b| sid::to_string(&b)),
+            }),
+            None => Ok(Read::failed("it is not visible to the service account")),
         },
         Err(e) => {
             let e = OpError::from_ldap(e, timeout);
             match e.rc() {
-                Some(32) => Ok((Err("it does not exist".into()), None)),
-                Some(rc) if !matches!(rc, 51 | 52 | 80 | 81) => Ok((Err(e.to_string()), None)),
+                Some(32) => Ok(Read::failed("it does not exist")),
+                Some(rc) if !matches!(rc, 51 | 52 | 80 | 81) => Ok(Read::failed(&e.to_string())),
                 _ => Err(e),
             }
         }
@@ -118,10 +115,10 @@ fn principal(e: &SearchEntry) -> Principal {
         .unwrap_or_default();
     let (_, _, dn) = parse_extended_sid(&e.dn);
     Principal {
-        guid: first_bin(e, "objectGUID").unwrap_or_default(),
-        sid: first_bin(e, "objectSid").and_then(|b| sid::to_string(&b)),
+        guid: binary(e, "objectGUID").unwrap_or_default(),
+        sid: binary(e, "objectSid").and_then(|b| sid::to_string(&b)),
         dn,
-        sam: first_text(e, "sAMAccountName").unwrap_or_default(),
+        sam: text(e, "sAMAccountName").unwrap_or_default(),
         is_group: classes.iter().any(|c| c.eq_ignore_ascii_case("group")),
     }
 }
@@ -198,25 +195,28 @@ pub async fn record(ldap: &Ldap, timeout: Duration, t: &Targets<'_>) -> Result<R
         if !seen.insert(dn.to_lowercase()) {
             continue;
         }
-        let (sd, gplink) = read_sd(ldap, timeout, &dn).await?;
-        gpos.extend(gplink.as_deref().map(gp_links).unwrap_or_default());
-        rec.descriptors.push(Descriptor { target, dn, sd });
+        let read = read_sd(ldap, timeout, &dn).await?;
+        gpos.extend(read.gplink.as_deref().map(gp_links).unwrap_or_default());
+        if target == Target::DomainHead {
+            rec.domain_sid = read.sid;
+        }
+        rec.descriptors.push(Descriptor {
+            target,
+            dn,
+            sd: read.sd,
+        });
     }
     for dn in gpos {
         if !seen.insert(dn.to_lowercase()) {
             continue;
         }
-        let (sd, _) = read_sd(ldap, timeout, &dn).await?;
+        let read = read_sd(ldap, timeout, &dn).await?;
         rec.descriptors.push(Descriptor {
             target: Target::Gpo,
             dn,
-            sd,
+            sd: read.sd,
         });
     }
-    rec.domain_sid = read_base(ldap, timeout, t.domain_dn, &["objectSid"])
-        .await?
-        .and_then(|e| first_bin(&e, "objectSid"))
-        .and_then(|b| sid::to_string(&b));
 
     // The principals to start from: the trustees, the privileged groups, the service account.
     let mut sids: Vec<String> = rec.trustees().into_iter().map(|(s, _)| s).collect();
@@ -225,7 +225,7 @@ pub async fn record(ldap: &Ldap, timeout: Duration, t: &Targets<'_>) -> Result<R
         .iter()
         .filter(|s| !super::sd::is_everyone(s, rec.domain_sid.as_deref()))
         .filter_map(|s| sid::to_bytes(s))
-        .map(|b| format!("(objectSid={})", escape(&b)))
+        .map(|b| format!("(objectSid={})", escape_binary(&b)))
         .collect();
     terms.extend(
         PRIVILEGED_NAMES
@@ -330,7 +330,7 @@ pub async fn record(ldap: &Ldap, timeout: Duration, t: &Targets<'_>) -> Result<R
         attrs.push("primaryGroupID");
         for e in search_paged(ldap, timeout, t.domain_dn, &filter, &attrs).await? {
             let p = principal(&e);
-            let Some(group) = first_text(&e, "primaryGroupID")
+            let Some(group) = text(&e, "primaryGroupID")
                 .and_then(|r| r.parse::<u32>().ok())
                 .and_then(|r| by_rid.get(&r))
             else {
@@ -373,10 +373,6 @@ pub async fn tier0(
     )
     .await?;
     Ok(crate::tier0::Tier0::compute(&rec))
-}
-
-fn escape(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("\\{b:02x}")).collect()
 }
 
 #[cfg(test)]

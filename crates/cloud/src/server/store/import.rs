@@ -158,7 +158,11 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Links are what the agent takes over AD objects by: only the agent that applies the
         // changes may make them (run the import on the primary's server).
-        super::require_primary(&tx, agent, "alone may import AD into the cloud")?;
+        super::require_primary(
+            &tx,
+            agent,
+            "alone may import AD into the cloud: run `ad-sync-agent import` on that agent's server",
+        )?;
         let mut items = Vec::with_capacity(req.len());
         for u in &req.users {
             items.push(import_user(&tx, agent, u, now)?);
