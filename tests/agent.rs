@@ -232,6 +232,26 @@ impl Env {
         )
     }
 
+    /// `ad-sync-agent status --json`: its exit code and the status it printed.
+    fn status(&self) -> (Option<i32>, serde_json::Value) {
+        let out = Command::new(agent_bin())
+            .args(["status", "--json", "--config"])
+            .arg(&self.config)
+            .arg("--state-dir")
+            .arg(self.base().join("var/lib/ad-sync"))
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap_or_else(|e| panic!("run agent status: {e}"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let json = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "status --json: {e}: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code(), json)
+    }
+
     /// `--once` that must succeed; its stdout and stderr.
     fn sync(&self) -> String {
         let out = self.run(&[]);
@@ -588,6 +608,34 @@ fn collisions_protected_accounts_threshold_and_dry_run() {
             .any(|(_, _, m)| m.contains(testbed::accounts::DOMAIN_ADMIN)),
         "{failed:?}"
     );
+    // `status` shows the run's failed changes with their reasons, amber, and the cloud's view.
+    let (code, status) = env.status();
+    assert_eq!(code, Some(1), "{status:#}");
+    assert_eq!(status["light"], "amber", "{status:#}");
+    assert_eq!(status["failed"], 2, "{status:#}");
+    let reasons: Vec<&str> = status["failures"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|f| f["reason"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("carol") && r.contains("not managed by ad-sync")),
+        "{status:#}"
+    );
+    assert!(
+        status["headline"]
+            .as_str()
+            .unwrap_or("")
+            .contains("failed 2 changes"),
+        "{status:#}"
+    );
+    assert_eq!(status["role"], "primary", "{status:#}");
+    assert_eq!(status["cloud_view"]["role"], "primary", "{status:#}");
+    assert!(
+        status["managed_users"].as_u64().unwrap_or(0) >= 10,
+        "{status:#}"
+    );
     // carol is untouched: no marker, no name change.
     let carol = user_in(&env, "carol").unwrap_or_else(|| panic!("carol"));
     assert_eq!(attr(&carol, "adminDescription"), None);
@@ -620,6 +668,23 @@ fn collisions_protected_accounts_threshold_and_dry_run() {
         "the rest of the run was applied: {err}"
     );
 
+    // `status` shows the three held, amber, with what to do.
+    let (code, status) = env.status();
+    assert_eq!(code, Some(1), "{status:#}");
+    let mut held: Vec<&str> = status["held"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|h| h["name"].as_str()).collect())
+        .unwrap_or_default();
+    held.sort();
+    assert_eq!(held, vec!["d0", "d1", "d2"], "{status:#}");
+    assert!(
+        status["headline"]
+            .as_str()
+            .unwrap_or("")
+            .contains("3 disconnections are held")
+            && status["fix"].as_str().unwrap_or("").contains("pending"),
+        "{status:#}"
+    );
     // `pending` lists them with what each would do and why.
     let listed = env.pending(&["--json"]);
     assert_eq!(listed.0, Some(3), "{}", listed.1);

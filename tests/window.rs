@@ -356,11 +356,11 @@ impl Window {
     /// Waits for Next to be enabled with no failure shown, records the page, presses Next.
     fn next(&mut self, name: &str) {
         self.wait(&format!("the checks of {name} to pass"), |s| {
-            s.enabled("Next") && !s.has("FAIL:")
+            s.enabled("Next >") && !s.has("Failed:")
         });
         self.settle_and_record(name);
         let before = self.screen().heading();
-        self.click("Next");
+        self.click("Next >");
         self.wait("the next page", |s| s.heading() != before);
     }
 }
@@ -395,7 +395,7 @@ fn the_release_wizard_in_a_real_window_reaches_finish_without_a_dn_typed() {
     support::stop_at_exit([w.wizard.id(), w.xvfb.id()]);
 
     // 1 Welcome
-    w.wait("the Welcome page", |s| s.heading().contains("Step 1 of 12"));
+    w.wait("the Welcome page", |s| s.heading().contains("Step 1 of 13"));
     w.next("welcome");
     // 2 Destination folder
     w.type_into(
@@ -428,13 +428,13 @@ fn the_release_wizard_in_a_real_window_reaches_finish_without_a_dn_typed() {
     w.type_into("Service account", &format!("EXAMPLE\\{}", accounts::GOOD));
     w.type_into("Password", testbed::SVC_PASSWORD);
     w.key("Tab");
-    w.wait("the logon", |s| s.has("PASS: logged on as"));
+    w.wait("the logon", |s| s.has("logged on as"));
     w.next("account");
     // 7 Root User container: picked in the tree, never typed.
     w.wait("the tree", |s| s.get("Staff").is_some());
     w.click("Staff");
     w.wait("the pick", |s| {
-        s.has("Normalised: OU=Staff,DC=example,DC=com")
+        s.value("Root User container").as_deref() == Some("OU=Staff,DC=example,DC=com")
     });
     w.next("root-dn");
     // 8 Connect key
@@ -445,25 +445,30 @@ fn the_release_wizard_in_a_real_window_reaches_finish_without_a_dn_typed() {
         s.has("Format and checksum are right")
     });
     w.next("connect-key");
-    // 9 Sync settings: the group picked among those under OU=Staff.
+    // 9 Sync group: picked among those under OU=Staff.
     w.wait("the groups", |s| s.get("Cloud Groups").is_some());
     w.click("Cloud Groups");
     w.wait("the pick", |s| {
-        s.has("Normalised: CN=Cloud Groups,OU=Staff,DC=example,DC=com")
+        s.value("Sync group").as_deref() == Some("CN=Cloud Groups,OU=Staff,DC=example,DC=com")
     });
     w.next("sync");
-    // 10 Review, then Install.
-    w.wait("the review", |s| s.enabled("Install") && !s.has("FAIL:"));
+    // 10 Sync policies: the defaults.
+    w.wait("the policies", |s| {
+        s.has("Disable the AD account (default)")
+    });
+    w.next("policies");
+    // 11 Review, then Install.
+    w.wait("the review", |s| s.enabled("Install") && !s.has("Failed:"));
     w.settle_and_record("review");
     w.click("Install");
-    // 11 Install
+    // 12 Install
     w.wait("the install", |s| {
-        s.heading().contains("Install") && s.enabled("Next")
+        s.heading().contains("Install") && s.enabled("Next >")
     });
     w.settle_and_record("install");
-    w.click("Next");
-    // 12 Finish: one Close.
-    let s = w.wait("Finish", |s| s.heading().contains("Step 12 of 12: Finish"));
+    w.click("Next >");
+    // 13 Finish: one Close.
+    let s = w.wait("Finish", |s| s.heading().contains("Step 13 of 13: Finish"));
     assert_eq!(
         s.names().iter().filter(|n| **n == "Close").count(),
         1,

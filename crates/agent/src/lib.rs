@@ -15,6 +15,7 @@ pub mod logs;
 pub mod mirror;
 pub mod plan;
 pub mod state;
+pub mod status;
 pub mod sync;
 
 use ad_sync_core::answers::Answers;
@@ -82,6 +83,8 @@ pub struct CycleReport {
     pub blocked: Option<plan::OverThreshold>,
     /// Objects found with the agent's marker that no cloud object the agent knows has.
     pub orphans: usize,
+    /// The changes it failed, with their reasons (what `status` shows).
+    pub failures: Vec<state::RunFailure>,
 }
 
 /// The held disconnections a run started with, and its settings with their approvals.
@@ -435,6 +438,13 @@ impl Agent {
             )));
         };
         let r = self.cycle_inner(state, opts, resync).await;
+        if !opts.dry_run {
+            // What `status` shows: the reason this cycle stopped, or none.
+            let problem = r.as_ref().err().map(|e| e.to_string());
+            if let Err(e) = state.record_problem(problem.as_deref()) {
+                tracing::warn!("the run's outcome could not be recorded for `status`: {e}");
+            }
+        }
         drop(lock);
         release_memory();
         r
@@ -523,6 +533,7 @@ impl Agent {
                 ad_sync_core::time_fmt::now_unix(),
                 report.held,
                 report.failed,
+                report.failures.clone(),
             )?;
             self.flush_acks(state).await?;
         }
@@ -565,6 +576,15 @@ impl Agent {
             report.blocked = r.blocked.clone();
             report.operations += r.operations;
             report.failed += r.failed;
+            report.failures.extend(
+                r.results
+                    .iter()
+                    .filter(|c| c.status == ad_sync_core::cloud::api::ApplyStatus::Failed)
+                    .map(|c| state::RunFailure {
+                        seq: c.seq,
+                        reason: c.message.clone(),
+                    }),
+            );
             report.skipped += r.skipped;
             report.created += r.created;
             report.adopted += r.adopted;
@@ -752,6 +772,7 @@ impl Agent {
             total.changes += r.changes;
             total.operations += r.operations;
             total.failed += r.failed;
+            total.failures.extend(r.failures);
             total.skipped += r.skipped;
             total.created += r.created;
             total.adopted += r.adopted;
@@ -767,6 +788,7 @@ impl Agent {
             let r = self.cycle(state, opts, true).await?;
             total.operations += r.operations;
             total.failed += r.failed;
+            total.failures.extend(r.failures);
             total.skipped += r.skipped;
             total.created += r.created;
             total.adopted += r.adopted;
@@ -835,7 +857,12 @@ impl Agent {
         let mut last_resync: Option<Instant> = None;
         loop {
             let health = Some(Agent::run_health(&state));
-            let wait = match self.heartbeat_with(problem.as_deref(), health).await {
+            let answer = self.heartbeat_with(problem.as_deref(), health).await;
+            record_contact(
+                &mut state,
+                answer.as_ref().map(|a| a.0).map_err(|e| e.to_string()),
+            );
+            let wait = match answer {
                 Ok((role, every)) => {
                     if last_role != Some(role) {
                         tracing::info!(role = ?role, "the cloud gives this agent the {} role", if role == Role::Primary { "primary" } else { "standby" });
@@ -881,6 +908,26 @@ impl Agent {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+}
+
+/// Records how the agent's last call to the cloud went, for `status` (a state that cannot be
+/// written is logged, never fatal).
+pub fn record_contact(state: &mut State, answer: Result<Role, String>) {
+    let contact = state::Contact {
+        at: ad_sync_core::time_fmt::now_unix(),
+        answered: answer.is_ok(),
+        role: answer.as_ref().ok().map(|r| {
+            match r {
+                Role::Primary => "primary",
+                Role::Standby => "standby",
+            }
+            .to_string()
+        }),
+        error: answer.err(),
+    };
+    if let Err(e) = state.record_contact(&contact) {
+        tracing::warn!("the cloud's answer could not be recorded for `status`: {e}");
     }
 }
 

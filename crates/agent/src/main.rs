@@ -98,6 +98,22 @@ struct PendingArgs {
     log_dir: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args, Clone)]
+struct StatusArgs {
+    /// The installed config.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Print the status as one JSON document.
+    #[arg(long)]
+    json: bool,
+    /// Do not ask the cloud for its view of this agent (the state alone).
+    #[arg(long)]
+    offline: bool,
+    /// The agent's state folder (default as for `run`).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the agent in the foreground (what the systemd unit starts).
@@ -108,6 +124,10 @@ enum Command {
     /// List the disconnections the deletion threshold holds (what each would delete or
     /// disable, and why); `--approve ID...` or `--approve-all` applies them once.
     Pending(PendingArgs),
+    /// How the agent is doing: its role, last run and last success, what it manages, the
+    /// disconnections held, the changes it failed and why, and the cloud's view of it. Exit 0
+    /// when all is well, 1 when something waits for the administrator, 2 when it cannot sync.
+    Status(StatusArgs),
     /// Run under the Windows Service Control Manager (the SCM starts this; not for a shell).
     #[cfg(windows)]
     Service {
@@ -160,6 +180,7 @@ fn main() {
             init_logs(&args.config, args.log_dir.as_deref());
             pending(&args)
         }
+        Command::Status(args) => status(&args),
         #[cfg(windows)]
         Command::Service { config } => {
             let dir = ad_sync_agent::default_log_dir(&config);
@@ -331,6 +352,64 @@ fn pending(args: &PendingArgs) -> i32 {
         exit::OK
     } else {
         exit::THRESHOLD
+    }
+}
+
+/// `status`: reads, never writes; logs nothing (it is what an administrator runs to look).
+fn status(args: &StatusArgs) -> i32 {
+    use ad_sync_core::status::{AgentStatus, Light};
+    let layout =
+        ad_sync_core::install::layout::Layout::new(&args.config, std::path::Path::new(""), None);
+    let mut out = AgentStatus::default();
+    match ad_sync_core::install::enrollment::Record::read(&layout.enrollment) {
+        Ok(Some(r)) => {
+            out.agent_id = r.agent_id;
+            out.cloud_url = Some(r.cloud_url);
+        }
+        Ok(None) => {}
+        Err(e) => out.notes.push(e),
+    }
+    let agent = match ad_sync_agent::Agent::start(&args.config) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            out.notes.push(format!("the agent cannot start: {e}"));
+            None
+        }
+    };
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| ad_sync_agent::default_state_dir(&args.config));
+    ad_sync_agent::status::from_state(
+        &state_dir,
+        agent.as_ref().map(|a| a.binding()).as_ref(),
+        &mut out,
+    );
+    if let (Some(agent), false) = (&agent, args.offline) {
+        match runtime() {
+            Ok(rt) => match rt.block_on(ad_sync_agent::status::cloud_view(agent)) {
+                Ok(v) => out.cloud_view = Some(v),
+                Err(e) => out.cloud_view_error = Some(e),
+            },
+            Err(e) => out.cloud_view_error = Some(e),
+        }
+    }
+    ad_sync_agent::status::conclude(&mut out);
+    if args.json {
+        match serde_json::to_string_pretty(&out) {
+            Ok(j) => println!("{j}"),
+            Err(e) => {
+                eprintln!("error: cannot write the status as JSON: {e}");
+                return exit::CANNOT_START;
+            }
+        }
+    } else {
+        println!("{}", ad_sync_agent::status::text(&out));
+    }
+    match out.light {
+        Light::Green => 0,
+        Light::Amber => 1,
+        Light::Red => 2,
     }
 }
 
@@ -522,22 +601,29 @@ async fn ctrl_c() {
 
 /// `--once`: see `exit`.
 async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions) -> i32 {
-    let role = match agent.heartbeat(None).await {
-        Ok((role, _)) => role,
-        Err(e) => {
+    let answer = agent.heartbeat(None).await;
+    let state = open_state(agent, opts);
+    let mut state = match (answer, state) {
+        (Err(e), state) => {
             tracing::error!("{e}");
+            if let (Ok(mut state), false) = (state, opts.dry_run) {
+                ad_sync_agent::record_contact(&mut state, Err(e.to_string()));
+            }
             return exit_code(&e);
         }
+        (Ok(_), Err(code)) => return code,
+        (Ok(answer), Ok(mut state)) => {
+            if !opts.dry_run {
+                ad_sync_agent::record_contact(&mut state, Ok(answer.0));
+            }
+            if answer.0 != ad_sync_core::cloud::api::Role::Primary {
+                println!("standby");
+                return exit::OK;
+            }
+            state
+        }
     };
-    if role != ad_sync_core::cloud::api::Role::Primary {
-        println!("standby");
-        return exit::OK;
-    }
     println!("primary");
-    let mut state = match open_state(agent, opts) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
     let drained = agent.drain(&mut state, opts).await;
     if !opts.dry_run && drained.is_ok() {
         // Best effort: the cloud's status and alerts learn how this run went.

@@ -587,10 +587,7 @@ pub fn threshold(
         + before.groups.values().filter(|g| g.guid.is_some()).count();
     let (limit, spent) = match allow {
         Some(n) => (n, 0),
-        None => {
-            let pct = (managed * policy.deletion_threshold_percent as usize).div_ceil(100);
-            (pct.min(policy.deletion_threshold as usize), spent)
-        }
+        None => (ad_sync_core::policy::budget(managed, policy), spent),
     };
     if planned > 0 && spent + planned > limit {
         return Err(OverThreshold {

@@ -147,6 +147,20 @@ fn digest_full(held: &[Held]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The state's schema version; one newer than this agent knows is refused.
+fn schema_version(conn: &Connection, path: &Path) -> Result<i64, StateError> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db_err(path))?;
+    if version > SCHEMA_VERSION {
+        return Err(StateError::Newer {
+            path: path.to_path_buf(),
+            version,
+        });
+    }
+    Ok(version)
+}
+
 /// The held list's digest as `pending` prints it (12 hex digits of SHA-256 over each held
 /// disconnection's kind, id, action and DN, sorted).
 pub fn digest(held: &[Held]) -> String {
@@ -164,6 +178,31 @@ pub struct LastRun {
     pub failed: usize,
     /// The last run that held nothing and failed nothing (Unix seconds; 0: none yet).
     pub last_success: i64,
+    /// The changes it failed, with their reasons (the first `MAX_FAILURES_KEPT`).
+    #[serde(default)]
+    pub failures: Vec<RunFailure>,
+}
+
+/// A change a run failed, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunFailure {
+    /// The change's sequence number in the cloud's feed.
+    pub seq: i64,
+    pub reason: String,
+}
+
+/// How many failed changes a run keeps with their reasons (the count is always whole).
+pub const MAX_FAILURES_KEPT: usize = 50;
+
+/// The agent's last call to the cloud, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Contact {
+    /// Unix seconds.
+    pub at: i64,
+    pub answered: bool,
+    /// primary | standby, when it answered.
+    pub role: Option<String>,
+    pub error: Option<String>,
 }
 
 pub struct State {
@@ -194,7 +233,7 @@ impl Binding {
         }
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         format!(
             "the enrollment with credential {}… at {} for {}",
             &self.credential[..8.min(self.credential.len())],
@@ -416,12 +455,7 @@ impl State {
         // measured on (10 MB).
         conn.pragma_update(None, "cache_size", -512)
             .map_err(db_err(&path))?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(db_err(&path))?;
-        if version > SCHEMA_VERSION {
-            return Err(StateError::Newer { path, version });
-        }
+        let version = schema_version(&conn, &path)?;
         if version == 1 {
             conn.execute_batch("ALTER TABLE groups ADD COLUMN links TEXT;")
                 .map_err(db_err(&path))?;
@@ -877,12 +911,14 @@ impl State {
         at: i64,
         held: usize,
         failed: usize,
+        failures: Vec<RunFailure>,
     ) -> Result<LastRun, StateError> {
         let previous = self.last_run();
         let run = LastRun {
             at,
             held,
             failed,
+            failures: failures.into_iter().take(MAX_FAILURES_KEPT).collect(),
             last_success: if held == 0 && failed == 0 {
                 at
             } else {
@@ -897,6 +933,91 @@ impl State {
             )
             .map_err(db_err(&path))?;
         Ok(run)
+    }
+
+    /// Records the agent's last call to the cloud.
+    pub fn record_contact(&mut self, contact: &Contact) -> Result<(), StateError> {
+        self.set_meta(
+            "cloud_contact",
+            &serde_json::to_string(contact).unwrap_or_default(),
+        )
+    }
+
+    pub fn contact(&self) -> Option<Contact> {
+        self.meta("cloud_contact")
+            .and_then(|v| serde_json::from_str(&v).ok())
+    }
+
+    /// Records what stopped the last cycle (None: it finished).
+    pub fn record_problem(&mut self, problem: Option<&str>) -> Result<(), StateError> {
+        match problem {
+            Some(p) => self.set_meta("last_problem", p),
+            None => {
+                let path = self.path.clone();
+                self.conn
+                    .execute("DELETE FROM meta WHERE key = 'last_problem'", [])
+                    .map(|_| ())
+                    .map_err(db_err(&path))
+            }
+        }
+    }
+
+    pub fn problem(&self) -> Option<String> {
+        self.meta("last_problem")
+    }
+
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StateError> {
+        let path = self.path.clone();
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                [key, value],
+            )
+            .map(|_| ())
+            .map_err(db_err(&path))
+    }
+
+    /// (users, groups) the agent manages (known by objectGUID), and the results waiting to
+    /// be acknowledged.
+    pub fn counts(&self) -> Result<(usize, usize, usize), StateError> {
+        let one = |sql: &str| -> Result<usize, StateError> {
+            self.conn
+                .query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|n| n as usize)
+                .map_err(db_err(&self.path))
+        };
+        Ok((
+            one("SELECT COUNT(*) FROM users WHERE guid IS NOT NULL")?,
+            one("SELECT COUNT(*) FROM groups WHERE guid IS NOT NULL")?,
+            one("SELECT COUNT(*) FROM outbox")?,
+        ))
+    }
+
+    /// Opens `dir`'s state to read it only (`status`): None when there is none yet. Its
+    /// recorded enrollment is returned beside it, for the caller to compare: nothing is set
+    /// aside or created here.
+    pub fn open_read(dir: &Path) -> Result<Option<(State, Option<Binding>)>, StateError> {
+        let path = dir.join("state.db");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db_err(&path))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db_err(&path))?;
+        let version = schema_version(&conn, &path)?;
+        let state = State {
+            conn,
+            path,
+            binding: None,
+        };
+        let recorded = state
+            .meta("enrollment")
+            .and_then(|v| serde_json::from_str(&v).ok());
+        Ok(Some((state, recorded)))
     }
 
     /// Where the last orphan scan got to (None: never scanned for this state).

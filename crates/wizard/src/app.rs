@@ -59,6 +59,22 @@ impl Options {
     }
 }
 
+/// A button's text with its Alt key's letter underlined (the first `key` in it).
+fn mnemonic(ui: &egui::Ui, text: &str, key: char) -> egui::text::LayoutJob {
+    let mut job = egui::text::LayoutJob::default();
+    let font = egui::TextStyle::Button.resolve(ui.style());
+    let color = ui.visuals().text_color();
+    let at = text.find(key);
+    for (i, ch) in text.char_indices() {
+        let mut format = egui::TextFormat::simple(font.clone(), color);
+        if Some(i) == at {
+            format.underline = egui::Stroke::new(1.0, color);
+        }
+        job.append(&ch.to_string(), 0.0, format);
+    }
+    job
+}
+
 /// Frame timings for the bench: the first frame, then frame times while a check runs.
 struct FrameStats {
     frames: u32,
@@ -147,9 +163,7 @@ impl WizardApp {
         } else {
             PasswordSource::Typed
         };
-        ctx.all_styles_mut(|s| {
-            s.spacing.item_spacing = egui::vec2(8.0, 6.0);
-        });
+        crate::theme::apply(ctx);
         Ok(WizardApp {
             state: State {
                 form,
@@ -220,22 +234,26 @@ impl WizardApp {
         );
 
         ui.painter().rect_filled(full, 0.0, ui.visuals().panel_fill);
-        ui.painter()
-            .rect_filled(header, 0.0, ui.visuals().faint_bg_color);
+        let band = crate::theme::band(ui.visuals());
+        ui.painter().rect_filled(header, 0.0, band);
         ui.painter()
             .rect_filled(steps, 0.0, ui.visuals().extreme_bg_color);
-        ui.painter()
-            .rect_filled(footer, 0.0, ui.visuals().faint_bg_color);
+        ui.painter().rect_filled(footer, 0.0, band);
 
         ui.scope_builder(
             UiBuilder::new().max_rect(header.shrink2(egui::vec2(16.0, 8.0))),
             |ui| {
-                ui.heading(format!(
-                    "Step {} of {}: {}",
-                    s.page.index() + 1,
-                    Page::ALL.len(),
-                    s.page.title()
-                ));
+                ui.horizontal(|ui| {
+                    ui.heading(format!(
+                        "Step {} of {}: {}",
+                        s.page.index() + 1,
+                        Page::ALL.len(),
+                        s.page.title()
+                    ));
+                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                        ui.label(RichText::new(crate::TITLE).weak());
+                    });
+                });
                 let mode = match &s.setup.existing {
                     Existing::Installed(_) => format!(
                         "Upgrade: reviewing the configuration in {}",
@@ -291,88 +309,110 @@ impl WizardApp {
             UiBuilder::new().max_rect(footer.shrink2(egui::vec2(16.0, 10.0))),
             |ui| {
                 ui.add_enabled_ui(!modal_open, |ui| {
-                    ui.horizontal_centered(|ui| {
+                    // Windows' order, bottom right: < Back, Next > (the default button: Enter),
+                    // Cancel; Alt+B, Alt+N and Alt+C press them (the letter is underlined).
+                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                        let ctx = ui.ctx().clone();
+                        let alt = |key: Key| ctx.input(|i| i.modifiers.alt && i.key_pressed(key));
+                        // Cancel (rightmost).
                         if s.page == Page::Install && installing {
                             let can = s.install.run.as_ref().is_some_and(|r| r.cancellable());
-                            if ui
-                                .add_enabled(can, egui::Button::new("Cancel install"))
+                            if (ui
+                                .add_enabled(
+                                    can,
+                                    egui::Button::new(mnemonic(ui, "Cancel install", 'C')),
+                                )
                                 .clicked()
+                                || (can && alt(Key::C)))
                                 && let Some(r) = &s.install.run
                             {
                                 r.cancel();
                             }
                         } else if s.page == Page::Finish {
-                            // Finish has one Close: the button on the right.
+                            // Finish has one button, Close, in Next's place.
                         } else if installed {
-                            if ui.button("Close").clicked() {
+                            if ui.button(mnemonic(ui, "Close", 'C')).clicked() || alt(Key::C) {
                                 close = true;
                             }
-                        } else if ui.button("Cancel").clicked() {
+                        } else if ui.button(mnemonic(ui, "Cancel", 'C')).clicked() || alt(Key::C) {
                             self.confirm_cancel = true;
                         }
-                        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                            let next_label = match s.page {
-                                Page::Review => "Install",
-                                Page::Finish => "Close",
-                                _ => "Next",
-                            };
-                            let can_next = gate.is_ready()
-                                && (s.page.next().is_some() || s.page == Page::Finish);
-                            let why = match (&gate, s.page) {
-                                (Gate::Blocked(why), Page::Review) => {
-                                    format!("Not ready to install: {why}")
-                                }
-                                (Gate::Blocked(why), Page::Install) => format!(
-                                    "Next is available when the install has finished: {why}"
-                                ),
-                                (Gate::Blocked(why), _) => {
-                                    format!("Next is available when this page's checks pass: {why}")
-                                }
-                                (Gate::Ready, _) => String::new(),
-                            };
-                            let next = ui.add_enabled(can_next, egui::Button::new(next_label));
-                            let enter = ui.input(|i| i.key_pressed(Key::Enter));
-                            // Next tried on a page that is not ready (Enter, or a click on the
-                            // greyed button): every field now says what it lacks.
-                            let pressed_greyed = ui.input(|i| {
-                                i.pointer.any_click()
-                                    && i.pointer
-                                        .interact_pos()
-                                        .is_some_and(|p| next.rect.contains(p))
-                            });
-                            if !can_next && (enter || pressed_greyed) {
-                                crate::widgets::set_next_tried(ui.ctx(), true);
+                        let (next_label, next_key) = match s.page {
+                            Page::Review => ("Install", 'I'),
+                            Page::Finish => ("Close", 'C'),
+                            _ => ("Next >", 'N'),
+                        };
+                        let can_next =
+                            gate.is_ready() && (s.page.next().is_some() || s.page == Page::Finish);
+                        let why = match (&gate, s.page) {
+                            (Gate::Blocked(why), Page::Review) => {
+                                format!("Not ready to install: {why}")
                             }
-                            if next.clicked() || (enter && can_next) {
-                                if s.page == Page::Finish {
-                                    close = true;
-                                } else {
-                                    go = s.page.next();
-                                }
+                            (Gate::Blocked(why), Page::Install) => {
+                                format!("Next is available when the install has finished: {why}")
                             }
-                            // Back: never while installing or once installed; after a rollback or a
-                            // refusal, back to Review to fix things and try again.
-                            let back_ok = match s.page {
-                                Page::Install => !installing && !installed,
-                                Page::Finish => false,
-                                _ => true,
-                            };
-                            if back_ok
-                                && let Some(back) = s.page.back()
-                                && ui.button("Back").clicked()
-                            {
-                                go = Some(back);
-                                if s.page == Page::Install {
-                                    s.install.run = None;
-                                    s.install.error = None;
-                                }
-                            }
-                            if !why.is_empty() {
-                                ui.add(
-                                    egui::Label::new(RichText::new(why).small().weak()).truncate(),
-                                );
-                            }
+                            (Gate::Blocked(why), _) => format!("Next is not available yet: {why}"),
+                            (Gate::Ready, _) => String::new(),
+                        };
+                        let next = ui.add_enabled(
+                            can_next,
+                            egui::Button::new(mnemonic(ui, next_label, next_key))
+                                .stroke(ui.visuals().selection.stroke),
+                        );
+                        let next_alt = alt(match next_key {
+                            'I' => Key::I,
+                            'C' => Key::C,
+                            _ => Key::N,
                         });
+                        let enter = ui.input(|i| i.key_pressed(Key::Enter)) || next_alt;
+                        // Next tried on a page that is not ready (Enter, or a click on the
+                        // greyed button): every field now says what it lacks.
+                        let pressed_greyed = ui.input(|i| {
+                            i.pointer.any_click()
+                                && i.pointer
+                                    .interact_pos()
+                                    .is_some_and(|p| next.rect.contains(p))
+                        });
+                        if !can_next && (enter || pressed_greyed) {
+                            crate::widgets::set_next_tried(ui.ctx(), true);
+                        }
+                        if next.clicked() || (enter && can_next) {
+                            if s.page == Page::Finish {
+                                close = true;
+                            } else {
+                                go = s.page.next();
+                            }
+                        }
+                        // Back: never while installing or once installed; after a rollback or a
+                        // refusal, back to Review to fix things and try again.
+                        let back_ok = match s.page {
+                            Page::Install => !installing && !installed,
+                            Page::Finish => false,
+                            _ => true,
+                        };
+                        if back_ok
+                            && let Some(back) = s.page.back()
+                            && (ui.button(mnemonic(ui, "< Back", 'B')).clicked() || alt(Key::B))
+                        {
+                            go = Some(back);
+                            if s.page == Page::Install {
+                                s.install.run = None;
+                                s.install.error = None;
+                            }
+                        }
+                        if !why.is_empty() {
+                            ui.with_layout(
+                                egui::Layout::left_to_right(egui::Align::Center),
+                                |ui| {
+                                    ui.add(
+                                        egui::Label::new(
+                                            RichText::new(crate::widgets::plain(&why)).weak(),
+                                        )
+                                        .wrap(),
+                                    );
+                                },
+                            );
+                        }
                     });
                 });
             },

@@ -10,6 +10,7 @@ use ad_sync_core::directory::cert::{self, CertInfo};
 use ad_sync_core::directory::discover::{self, DcCandidate};
 use ad_sync_core::preflight::{self, CheckResult, Report, Scope};
 use ad_sync_core::secret::Secret;
+use ad_sync_core::status::AgentStatus;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -50,6 +51,47 @@ pub trait Backend: Send + Sync + 'static {
     fn folder(&self, dir: PathBuf) -> BoxFuture<CheckResult>;
     /// The service account's password from the installed secret store.
     fn stored_password(&self, config: PathBuf) -> BoxFuture<Result<Secret, String>>;
+    /// The installed agent's health: `program status --json --config F --state-dir D`.
+    fn agent_status(
+        &self,
+        program: PathBuf,
+        config: PathBuf,
+        state_dir: PathBuf,
+    ) -> BoxFuture<Result<AgentStatus, String>> {
+        Box::pin(run_status(program, config, state_dir))
+    }
+}
+
+/// Runs the installed agent's `status --json` (its exit code says the light, which the JSON
+/// carries too): the agent's state is read by the agent's own code only.
+async fn run_status(
+    program: PathBuf,
+    config: PathBuf,
+    state_dir: PathBuf,
+) -> Result<AgentStatus, String> {
+    let mut cmd = tokio::process::Command::new(&program);
+    // No console window flashes up over the wizard (CREATE_NO_WINDOW).
+    #[cfg(windows)]
+    cmd.creation_flags(0x0800_0000);
+    let out = cmd
+        .arg("status")
+        .arg("--json")
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("{} could not be run: {e}", program.display()))?;
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "{} status gave no status ({e}): {}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })
 }
 
 /// The real thing: Samba or Windows DCs, the cloud, DNS, the file system.

@@ -6,6 +6,9 @@
 //! The checks are the preflight ones `ad-sync-setup check` runs; nothing is validated only
 //! here.
 
+/// The window's title: the product and its version.
+pub const TITLE: &str = concat!("ad-sync setup ", env!("CARGO_PKG_VERSION"));
+
 pub mod app;
 pub mod backend;
 pub mod form;
@@ -15,6 +18,7 @@ pub mod nav;
 pub mod pages;
 pub mod renderer;
 pub mod state;
+pub mod theme;
 pub mod tree;
 pub mod uidump;
 pub mod validate;
@@ -29,7 +33,7 @@ pub use ad_sync_core::install::layout::{default_config_path, elevated};
 pub fn run(options: Options) -> Result<(), String> {
     let icon = eframe::icon_data::from_png_bytes(include_bytes!("../../../assets/icon.png")).ok();
     let mut viewport = egui::ViewportBuilder::default()
-        .with_title("ad-sync setup")
+        .with_title(TITLE)
         .with_app_id("ad-sync-setup")
         .with_inner_size([820.0, 620.0])
         .with_min_inner_size([800.0, 600.0]);
@@ -55,7 +59,7 @@ pub fn run(options: Options) -> Result<(), String> {
         setup.instance_descriptor.backends = backends;
     }
     eframe::run_native(
-        "ad-sync setup",
+        TITLE,
         native,
         Box::new(move |cc| {
             let app = WizardApp::new(&cc.egui_ctx, options).map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })?;

@@ -15,13 +15,14 @@ pub enum Page {
     RootDn,
     ConnectKey,
     Sync,
+    Policies,
     Review,
     Install,
     Finish,
 }
 
 impl Page {
-    pub const ALL: [Page; 12] = [
+    pub const ALL: [Page; 13] = [
         Page::Welcome,
         Page::Folder,
         Page::ServerType,
@@ -31,6 +32,7 @@ impl Page {
         Page::RootDn,
         Page::ConnectKey,
         Page::Sync,
+        Page::Policies,
         Page::Review,
         Page::Install,
         Page::Finish,
@@ -46,7 +48,8 @@ impl Page {
             Page::RootDn => "Root User container",
             Page::Account => "Service account",
             Page::ConnectKey => "Connect key",
-            Page::Sync => "Sync settings",
+            Page::Sync => "Sync group",
+            Page::Policies => "Sync policies",
             Page::Review => "Review",
             Page::Install => "Install",
             Page::Finish => "Finish",

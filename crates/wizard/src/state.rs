@@ -127,6 +127,34 @@ pub struct Install {
 
 impl State {
     /// Reviewing an enrolled install: no connect key is asked for.
+    /// The installed agent's status, once `ad-sync-agent status` answered (review mode).
+    pub fn agent_status(&self) -> Option<&ad_sync_core::status::AgentStatus> {
+        match self.validator.view(crate::validate::Slot::Status) {
+            crate::validate::View::Done(crate::validate::Outcome::Status(r)) => {
+                r.as_ref().as_ref().ok()
+            }
+            _ => None,
+        }
+    }
+
+    /// The job that reads the installed agent's status (review mode only).
+    pub fn status_job(&self) -> Option<crate::validate::Job> {
+        if !matches!(self.setup.existing, Existing::Installed(_)) {
+            return None;
+        }
+        let opts = &self.setup.install_options;
+        let layout = ad_sync_core::install::layout::Layout::new(
+            &self.setup.config_path,
+            std::path::Path::new(self.form.install_dir.trim()),
+            opts.prefix.as_deref(),
+        );
+        Some(crate::validate::Job::Status {
+            program: layout.real(&layout.agent_exe),
+            config: layout.real(&self.setup.config_path),
+            state_dir: layout.real(&layout.state_dir),
+        })
+    }
+
     pub fn upgrade(&self) -> bool {
         matches!(self.setup.existing, Existing::Installed(_)) && self.setup.enrolled
     }

@@ -38,6 +38,8 @@ pub enum Slot {
     Review,
     Discover,
     StoredPassword,
+    /// The installed agent's health (`ad-sync-agent status`), in review mode.
+    Status,
     /// One level of a directory picker, keyed by the picker and the container it lists.
     Level(u64),
 }
@@ -69,6 +71,12 @@ pub enum Job {
     },
     Folder(PathBuf),
     StoredPassword(PathBuf),
+    /// `ad-sync-agent status --json` of the installed agent.
+    Status {
+        program: PathBuf,
+        config: PathBuf,
+        state_dir: PathBuf,
+    },
 }
 
 pub enum Outcome {
@@ -80,6 +88,7 @@ pub enum Outcome {
     Level(Result<Level, String>),
     Folder(CheckResult),
     Password(Result<Secret, String>),
+    Status(Box<Result<ad_sync_core::status::AgentStatus, String>>),
     Cancelled,
     TimedOut(Duration),
 }
@@ -101,6 +110,8 @@ impl Job {
                 Duration::from_secs((u64::from(answers.ldap.timeout_seconds) * 4).max(10))
             }
             Job::Folder(_) | Job::StoredPassword(_) => Duration::from_secs(10),
+            // The agent asks the cloud for its view, within the cloud's own timeout.
+            Job::Status { .. } => Duration::from_secs(40),
         }
     }
 
@@ -139,6 +150,17 @@ impl Job {
             Job::StoredPassword(p) => {
                 h.update(b"password\0");
                 h.update(p.as_os_str().as_encoded_bytes());
+            }
+            Job::Status {
+                program,
+                config,
+                state_dir,
+            } => {
+                h.update(b"status\0");
+                for p in [program, config, state_dir] {
+                    h.update(p.as_os_str().as_encoded_bytes());
+                    h.update(b"\0");
+                }
             }
         }
         h.finalize().into()
@@ -444,6 +466,13 @@ async fn run_job(backend: &dyn Backend, job: Job) -> Outcome {
         } => Outcome::Level(backend.level(*answers, base, offer, name, limit).await),
         Job::Folder(dir) => Outcome::Folder(backend.folder(dir).await),
         Job::StoredPassword(config) => Outcome::Password(backend.stored_password(config).await),
+        Job::Status {
+            program,
+            config,
+            state_dir,
+        } => Outcome::Status(Box::new(
+            backend.agent_status(program, config, state_dir).await,
+        )),
     }
 }
 

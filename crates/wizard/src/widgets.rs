@@ -40,39 +40,37 @@ pub fn secret_field(ui: &mut Ui, label: &str, value: &mut String, hint: &str) ->
     out.response.response.labelled_by(l.id)
 }
 
-/// A field's own problem, right under it.
+/// A field's own problem, right under it, wrapped (never cut: the whole message is on screen,
+/// for the keyboard and over RDP alike).
 pub fn field_error(ui: &mut Ui, message: &str, fix: &str) {
-    ui.label(RichText::new(message).color(fail_color(ui)));
+    ui.add(egui::Label::new(RichText::new(plain(message)).color(crate::theme::fail(ui))).wrap());
     if !fix.is_empty() {
-        ui.label(RichText::new(format!("Fix: {fix}")).small());
+        ui.add(egui::Label::new(format!("What to do: {}", plain(fix))).wrap());
     }
 }
 
-/// The same, for a reserved slot: one line each, cut with "…" at the slot's width (the whole
-/// text shows on hover, and can be selected and copied).
+/// The same, in a field's reserved space (which grows when the message needs more lines).
 pub fn field_error_line(ui: &mut Ui, message: &str, fix: &str) {
-    ui.add(egui::Label::new(RichText::new(message).color(fail_color(ui))).truncate());
-    if !fix.is_empty() {
-        ui.add(egui::Label::new(RichText::new(format!("Fix: {fix}")).small()).truncate());
-    }
+    field_error(ui, message, fix);
 }
 
-/// A space of `rows` lines kept under a field whatever it holds, so a message that appears or
-/// goes never moves the fields below it (the one the user is aiming at). What is drawn in it
-/// should be one line per row (`field_error_line`, truncated labels).
+/// Text for the screen: the Markdown marks that check messages carry for the terminal and the
+/// docs (`code`, **bold**) are taken out.
+pub fn plain(text: &str) -> String {
+    text.replace('`', "").replace("**", "")
+}
+
+/// A space of at least `rows` lines kept under a field whatever it holds, so a message that
+/// appears or goes does not move the fields below it (the one the user is aiming at); a message
+/// longer than that wraps and the space grows rather than cutting it.
 pub fn reserved<R>(ui: &mut Ui, rows: usize, add: impl FnOnce(&mut Ui) -> R) -> R {
     let row = ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y;
     let height = row * rows as f32 - ui.spacing().item_spacing.y;
-    let width = ui.available_width();
-    ui.allocate_ui_with_layout(
-        egui::vec2(width, height),
-        egui::Layout::top_down(egui::Align::Min),
-        |ui| {
-            ui.set_min_size(egui::vec2(width, height));
-            ui.set_max_width(width);
-            add(ui)
-        },
-    )
+    ui.vertical(|ui| {
+        ui.set_min_height(height);
+        ui.set_max_width(ui.available_width());
+        add(ui)
+    })
     .inner
 }
 
@@ -103,7 +101,7 @@ pub fn may_complain(ui: &Ui, field: &egui::Response) -> bool {
 }
 
 pub fn note(ui: &mut Ui, text: &str) {
-    ui.label(RichText::new(text).weak());
+    ui.add(egui::Label::new(RichText::new(plain(text)).weak()).wrap());
 }
 
 /// One fact on a row: its name in a column of `key_width`, its value wrapped in the rest of the
@@ -129,46 +127,93 @@ pub fn fact(
     });
 }
 
-/// A note on one line of a reserved slot: cut at its width, whole on hover.
+/// A note in a reserved slot (wrapped like any note).
 pub fn note_line(ui: &mut Ui, text: &str) {
-    ui.add(egui::Label::new(RichText::new(text).weak()).truncate());
-}
-
-fn fail_color(ui: &Ui) -> Color32 {
-    if ui.visuals().dark_mode {
-        Color32::from_rgb(255, 110, 100)
-    } else {
-        Color32::from_rgb(180, 20, 20)
-    }
+    note(ui, text);
 }
 
 pub(crate) fn status_color(ui: &Ui, s: Status) -> Color32 {
-    let dark = ui.visuals().dark_mode;
+    crate::theme::status(ui, s)
+}
+
+/// The word for a check's status (what a screen reader says before its sentence).
+pub fn status_word(s: Status) -> &'static str {
     match s {
-        Status::Pass if dark => Color32::from_rgb(110, 210, 120),
-        Status::Pass => Color32::from_rgb(20, 120, 40),
-        Status::Warn if dark => Color32::from_rgb(240, 190, 70),
-        Status::Warn => Color32::from_rgb(150, 90, 0),
-        Status::Fail => fail_color(ui),
-        Status::Skip => ui.visuals().weak_text_color(),
+        Status::Pass => "Passed",
+        Status::Warn => "Warning",
+        Status::Fail => "Failed",
+        Status::Skip => "Not checked",
     }
 }
 
-/// One check: status and summary, what was found, and the fix.
+/// A check's status as an icon drawn in its colour, a line high: a tick in a disc (passed), an
+/// exclamation mark in a triangle (warning), a cross in a disc (failed), a ring (not checked).
+/// Drawn, not a font glyph: no font on the server needs to have it.
+pub fn status_icon(ui: &mut Ui, s: Status) {
+    let size = ui.text_style_height(&egui::TextStyle::Body);
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(size, size), egui::Sense::hover());
+    let color = status_color(ui, s);
+    let mark = egui::Stroke::new(size * 0.12, ui.visuals().panel_fill);
+    let painter = ui.painter();
+    let c = rect.center();
+    let r = size * 0.45;
+    let at = |x: f32, y: f32| c + egui::vec2(x * r, y * r);
+    match s {
+        Status::Pass => {
+            painter.circle_filled(c, r, color);
+            painter.line(vec![at(-0.5, 0.0), at(-0.12, 0.4), at(0.5, -0.35)], mark);
+        }
+        Status::Fail => {
+            painter.circle_filled(c, r, color);
+            painter.line_segment([at(-0.4, -0.4), at(0.4, 0.4)], mark);
+            painter.line_segment([at(0.4, -0.4), at(-0.4, 0.4)], mark);
+        }
+        Status::Warn => {
+            painter.add(egui::Shape::convex_polygon(
+                vec![at(0.0, -1.0), at(1.0, 0.8), at(-1.0, 0.8)],
+                color,
+                egui::Stroke::NONE,
+            ));
+            painter.line_segment([at(0.0, -0.45), at(0.0, 0.2)], mark);
+            painter.circle_filled(at(0.0, 0.5), mark.width * 0.6, mark.color);
+        }
+        Status::Skip => {
+            painter.circle_stroke(c, r * 0.85, egui::Stroke::new(size * 0.1, color));
+        }
+    }
+}
+
+/// An icon and a sentence beside it, wrapped; read out as "Word: sentence".
+pub fn status_text(ui: &mut Ui, s: Status, text: RichText, word: &str) {
+    ui.horizontal_top(|ui| {
+        status_icon(ui, s);
+        let spoken = format!("{word}: {}", text.text());
+        let r = ui.add(egui::Label::new(text).wrap());
+        r.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, &spoken));
+    });
+}
+
+/// One check: its icon and sentence in its status's colour (read out as "Failed: …"), what was
+/// found, and what to do, all wrapped at the page's width.
 pub fn check_line(ui: &mut Ui, c: &CheckResult) {
-    ui.label(
-        RichText::new(format!("{}: {}", c.status.label(), c.summary))
-            .color(status_color(ui, c.status)),
+    status_text(
+        ui,
+        c.status,
+        RichText::new(plain(&c.summary)).color(status_color(ui, c.status)),
+        status_word(c.status),
     );
     if c.detail.is_empty() && c.fix.is_empty() {
         return;
     }
     ui.indent(c.id, |ui| {
         if !c.detail.is_empty() {
-            ui.label(RichText::new(&c.detail).small().weak());
+            ui.add(egui::Label::new(plain(&c.detail)).wrap());
         }
-        if !c.fix.is_empty() {
-            ui.label(RichText::new(format!("Fix: {}", c.fix)).small());
+        if !c.fix.is_empty() && c.status != Status::Pass {
+            ui.add(
+                egui::Label::new(RichText::new(format!("What to do: {}", plain(&c.fix))).strong())
+                    .wrap(),
+            );
         }
     });
 }
@@ -200,7 +245,9 @@ pub fn ack_key(c: &CheckResult) -> String {
 
 /// Shows the checks `ids` of a finished report (and any failure among `context`, the checks
 /// earlier pages own, since it explains why this page's could not run) and decides the gate.
-/// A warning needs its box ticked; a skip is never a pass.
+/// Problems come first, each open with what to do; passed checks are folded under "N checks
+/// passed" (one alone is shown as it is). A warning needs its box ticked; a skip is never a
+/// pass. What the gate says is in words: no check id reaches the screen.
 pub fn report_lines(
     ui: &mut Ui,
     checks: &[CheckResult],
@@ -209,31 +256,41 @@ pub fn report_lines(
     acks: &mut HashSet<String>,
 ) -> Gate {
     let mut gate = Gate::Ready;
+    let mut passed = Vec::new();
     for c in checks
         .iter()
         .filter(|c| context.contains(&c.id) && c.status == Status::Fail)
     {
         check_line(ui, c);
-        gate = gate.and(Gate::Blocked(format!("{} failed", c.id)));
+        gate = gate.and(Gate::Blocked(plain(&c.summary)));
     }
     for id in ids {
         let Some(c) = checks.iter().find(|c| c.id == *id) else {
-            gate = gate.and(Gate::Blocked(format!("{id} was not reported")));
+            gate = gate.and(Gate::Blocked(
+                "a check did not report; press Check again".into(),
+            ));
             continue;
         };
-        check_line(ui, c);
         match c.status {
-            Status::Pass => {}
-            Status::Fail => gate = gate.and(Gate::Blocked(format!("{id} failed"))),
+            Status::Pass => passed.push(c),
+            Status::Fail => {
+                check_line(ui, c);
+                gate = gate.and(Gate::Blocked(plain(&c.summary)))
+            }
             Status::Skip => {
-                gate = gate.and(Gate::Blocked(format!("{id} did not run: {}", c.summary)))
+                check_line(ui, c);
+                gate = gate.and(Gate::Blocked(format!(
+                    "a check could not run: {}",
+                    plain(&c.summary)
+                )))
             }
             Status::Warn => {
+                check_line(ui, c);
                 let key = ack_key(c);
                 let mut acked = acks.contains(&key);
                 ui.indent(("ack", c.id), |ui| {
                     if ui
-                        .checkbox(&mut acked, format!("I understand this warning ({})", c.id))
+                        .checkbox(&mut acked, "I understand this warning and want to go on")
                         .changed()
                     {
                         if acked {
@@ -244,9 +301,28 @@ pub fn report_lines(
                     }
                 });
                 if !acked {
-                    gate = gate.and(Gate::Blocked(format!("acknowledge the warning {id}")));
+                    gate = gate.and(Gate::Blocked(format!(
+                        "the warning is not acknowledged: {}",
+                        plain(&c.summary)
+                    )));
                 }
             }
+        }
+    }
+    match passed.len() {
+        0 => {}
+        1 => check_line(ui, passed[0]),
+        n => {
+            egui::CollapsingHeader::new(
+                RichText::new(format!("{n} checks passed")).color(status_color(ui, Status::Pass)),
+            )
+            .id_salt(("passed", ids.first().copied().unwrap_or_default()))
+            .default_open(false)
+            .show(ui, |ui| {
+                for c in passed {
+                    check_line(ui, c);
+                }
+            });
         }
     }
     gate

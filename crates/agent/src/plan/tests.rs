@@ -1665,3 +1665,284 @@ fn one_ad_object_is_taken_over_for_one_cloud_object_only() {
         "{robert:?}"
     );
 }
+
+/// The plan and the membership jobs that follow it.
+fn plan_and_members(w: &World) -> (Plan, Vec<Job>) {
+    let (lookup, p) = w.plan_held();
+    let mut outcomes = p.outcomes.clone();
+    let members = memberships(
+        &w.mirror,
+        &p,
+        &lookup.groups,
+        &mut outcomes,
+        &w.policy,
+        &w.tier0(),
+    );
+    (p, members)
+}
+
+/// Every op of the plan and of its memberships, as (kind, DN, the attributes it modifies).
+fn all_ops(w: &World) -> (Vec<(OpKind, String, Vec<String>)>, Plan) {
+    let (p, members) = plan_and_members(w);
+    let ops = p
+        .users
+        .iter()
+        .chain(&p.groups)
+        .chain(&p.removals)
+        .chain(&members)
+        .flat_map(|j| &j.ops)
+        .map(|op| {
+            let attrs = match &op.change {
+                Change::Modify(mods) => mods
+                    .iter()
+                    .map(|m| match m {
+                        Mod::Add(a, _) | Mod::Delete(a, _) | Mod::Replace(a, _) => {
+                            String::from_utf8_lossy(a).into_owned()
+                        }
+                        Mod::Increment(a, _) => String::from_utf8_lossy(a).into_owned(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            (op.kind, op.dn.clone(), attrs)
+        })
+        .collect();
+    (ops, p)
+}
+
+/// The member values a membership op of `group` adds (`+`) or deletes (`-`).
+fn member_changes(w: &World, group_dn: &str) -> Vec<String> {
+    plan_and_members(w)
+        .1
+        .iter()
+        .flat_map(|j| &j.ops)
+        .filter(|op| op.dn == group_dn)
+        .flat_map(|op| match &op.change {
+            Change::Modify(mods) => mods
+                .iter()
+                .flat_map(|m| match m {
+                    Mod::Add(_, v) => v
+                        .iter()
+                        .map(|v| format!("+{}", String::from_utf8_lossy(v)))
+                        .collect::<Vec<_>>(),
+                    Mod::Delete(_, v) => v
+                        .iter()
+                        .map(|v| format!("-{}", String::from_utf8_lossy(v)))
+                        .collect(),
+                    _ => Vec::new(),
+                })
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// Whether the behaviour `claim` promises is what the planner does under `policy`, on the
+/// recorded directory.
+fn holds(claim: ad_sync_core::policy::Claim, policy: &Sync) -> bool {
+    use ad_sync_core::cloud::api::{Change as CloudChange, ChangeBody};
+    use ad_sync_core::policy::Claim as C;
+    let mut w = World::new();
+    w.policy = policy.clone();
+    w.allow = Some(10);
+    let guid_of = |g: &[u8]| String::from_utf8_lossy(&guid_ref(g)).into_owned();
+    match claim {
+        C::UserDeleted
+        | C::UserDisabledAndReleased
+        | C::UserReleased
+        | C::LeaverLeavesGroups
+        | C::LeaverKeepsGroups => {
+            let alice = w.managed_alice();
+            let eng = w.managed_engineering();
+            w.mirror.groups.insert("g-eng".into(), eng);
+            w.work.removed_users.push(alice);
+            let (ops, _) = all_ops(&w);
+            let on_alice: Vec<_> = ops.iter().filter(|(_, dn, _)| dn == ALICE).collect();
+            let deleted = on_alice.iter().any(|(k, _, _)| *k == OpKind::DeleteUser);
+            let released = on_alice.iter().any(|(k, _, _)| *k == OpKind::Release);
+            let disabled = on_alice
+                .iter()
+                .any(|(k, _, a)| *k == OpKind::Release && a.contains(&"userAccountControl".into()));
+            let left_groups = ops
+                .iter()
+                .any(|(k, dn, _)| *k == OpKind::RemoveMembership && dn == ENG);
+            match claim {
+                C::UserDeleted => deleted && !released,
+                C::UserDisabledAndReleased => released && disabled && !deleted,
+                C::UserReleased => released && !disabled && !deleted,
+                C::LeaverLeavesGroups => left_groups,
+                _ => !left_groups,
+            }
+        }
+        C::GroupDeleted | C::GroupReleased => {
+            let eng = w.managed_engineering();
+            w.work.removed_groups.push(eng);
+            let (ops, _) = all_ops(&w);
+            let deleted = ops
+                .iter()
+                .any(|(k, dn, _)| *k == OpKind::DeleteGroup && dn == ENG);
+            let released = ops.iter().any(|(k, dn, a)| {
+                *k == OpKind::Release && dn == ENG && !a.contains(&"member".into())
+            });
+            let touched_members = ops
+                .iter()
+                .any(|(_, dn, a)| dn == ENG && a.contains(&"member".into()));
+            match claim {
+                C::GroupDeleted => deleted,
+                _ => released && !deleted && !touched_members,
+            }
+        }
+        C::EndedMembershipRemoved | C::HandAddedMembersStay => {
+            // AD: Engineering holds alice (managed) and bob (added by hand); the cloud's
+            // Engineering no longer holds alice, who stays a cloud user.
+            let mut alice = w.managed_alice();
+            alice.password_set = true;
+            w.mirror.users.insert("u-alice".into(), alice);
+            let eng = w.managed_engineering();
+            w.sync_group(eng);
+            let changes = member_changes(&w, ENG);
+            match claim {
+                C::EndedMembershipRemoved => {
+                    changes.contains(&format!("-{}", guid_of(&w.guid("alice"))))
+                }
+                _ => {
+                    let bob = guid_of(&w.guid("bob"));
+                    !changes.iter().any(|c| c.ends_with(&bob))
+                }
+            }
+        }
+        C::DirectMembersOnly | C::NestedUsersFlattened => {
+            // The cloud: Engineering holds the group Sub, Sub holds dave; all three managed.
+            let eng = w.managed_engineering();
+            let mut sub = group("g-sub", "Sub");
+            sub.guid = Some(vec![0xe; 16]);
+            let mut dave = user("u-dave", "dave", "Dave", "Dunn");
+            dave.guid = Some(vec![0xd; 16]);
+            w.mirror.users.insert("u-dave".into(), dave);
+            w.mirror.groups.insert("g-sub".into(), sub);
+            w.sync_group(eng);
+            w.mirror
+                .edges
+                .insert(("g-eng".into(), MemberType::Group, "g-sub".into()));
+            w.mirror
+                .edges
+                .insert(("g-sub".into(), MemberType::User, "u-dave".into()));
+            let changes = member_changes(&w, ENG);
+            let sub_added = changes.contains(&format!("+{}", guid_of(&[0xe; 16])));
+            let dave_added = changes.contains(&format!("+{}", guid_of(&[0xd; 16])));
+            match claim {
+                C::DirectMembersOnly => sub_added && !dave_added,
+                _ => sub_added && dave_added,
+            }
+        }
+        C::UnlockOnAnyUpdate | C::UnlockOnExplicitUnlock | C::NeverLocks => {
+            // svc-locked is locked out in AD and managed for u-l.
+            w.scope.root = dn(USERS);
+            w.obj("svc-locked").marker = Some(marker("u-l"));
+            let mut rec = user("u-l", "svc-locked", "", "");
+            rec.guid = Some(w.guid("svc-locked"));
+            let run = |w: &World, was_locked: bool, now_locked: bool| {
+                let mut w = World {
+                    ad: w.ad.clone(),
+                    scope: w.scope.clone(),
+                    policy: w.policy.clone(),
+                    allow: w.allow,
+                    ..World::new()
+                };
+                let mut before = rec.clone();
+                before.user.locked = was_locked;
+                w.before.users.insert("u-l".into(), before.clone());
+                w.mirror.users.insert("u-l".into(), before);
+                let mut now = rec.user.clone();
+                now.locked = now_locked;
+                now.given_name = "Renamed".into();
+                let change = CloudChange {
+                    seq: 1,
+                    at: String::new(),
+                    body: ChangeBody::UserUpsert { user: now },
+                };
+                let mut work = Work::default();
+                w.mirror.fold(
+                    &[change],
+                    !w.policy.sync_account_locked_out_status,
+                    &mut work,
+                );
+                w.work = work;
+                let (ops, _) = all_ops(&w);
+                let unlocked = ops.iter().any(|(k, _, _)| *k == OpKind::Unlock);
+                let locked = ops.iter().any(|(k, _, a)| {
+                    *k == OpKind::Disable
+                        || (*k != OpKind::Unlock && a.contains(&"lockoutTime".into()))
+                });
+                (unlocked, locked)
+            };
+            let update = run(&w, false, false);
+            let explicit = run(&w, true, false);
+            let lock = run(&w, false, true);
+            match claim {
+                C::UnlockOnAnyUpdate => update.0 && explicit.0,
+                C::UnlockOnExplicitUnlock => !update.0 && explicit.0,
+                _ => !lock.0 && !lock.1 && !update.1 && !explicit.1,
+            }
+        }
+        C::UsersAdopted | C::UsersCollide => {
+            w.sync_user(user("u-bob", "bob", "Bob", "Baker"));
+            let (_, p) = w.plan_held();
+            match (claim, p.outcomes.get(&ObjKey::User("u-bob".into()))) {
+                (C::UsersAdopted, Some(Outcome::Adopted(_))) => true,
+                (C::UsersCollide, Some(Outcome::Failed(m))) => m.contains("collides"),
+                _ => false,
+            }
+        }
+        C::GroupsAdopted | C::GroupsCollide => {
+            w.obj("Engineering").marker = None;
+            w.sync_group(group("g-new", "Engineering"));
+            let (_, p) = w.plan_held();
+            match (claim, p.outcomes.get(&ObjKey::Group("g-new".into()))) {
+                (C::GroupsAdopted, Some(Outcome::Adopted(_))) => true,
+                (C::GroupsCollide, Some(Outcome::Failed(m))) => m.contains("collides"),
+                _ => false,
+            }
+        }
+    }
+}
+
+/// Each sentence the wizard, `review` and docs/agent.md say about a policy (one table,
+/// `ad_sync_core::policy::POLICIES`) is what the planner does: under each choice its claim
+/// holds and no other choice's does, and what a policy says holds whatever is chosen does.
+#[test]
+fn every_policy_sentence_is_what_the_planner_does() {
+    use ad_sync_core::policy::POLICIES;
+    for p in POLICIES {
+        for c in p.choices {
+            let mut policy: Sync = toml::from_str("").unwrap_or_else(|e| panic!("{e}"));
+            p.set(&mut policy, c.value);
+            assert!(
+                holds(c.claim, &policy),
+                "{} = {}: the planner does not do what the page says: {:?}: {}",
+                p.key,
+                c.value,
+                c.claim,
+                c.does
+            );
+            for other in p.choices.iter().filter(|o| o.value != c.value) {
+                assert!(
+                    !holds(other.claim, &policy),
+                    "{} = {}: the planner also does what {} promises ({:?})",
+                    p.key,
+                    c.value,
+                    other.value,
+                    other.claim
+                );
+            }
+            for (text, claim) in p.always {
+                assert!(
+                    holds(*claim, &policy),
+                    "{} = {}: not true: {text}",
+                    p.key,
+                    c.value
+                );
+            }
+        }
+    }
+}

@@ -10,6 +10,7 @@ pub mod domain_controller;
 pub mod finish;
 pub mod folder;
 pub mod install;
+pub mod policies;
 pub mod review;
 pub mod root_dn;
 pub mod server_type;
@@ -32,6 +33,7 @@ pub fn show(page: Page, state: &mut State, ui: &mut egui::Ui) -> Shown {
         Page::Account => account::ui(state, ui).into(),
         Page::ConnectKey => connect_key::ui(state, ui).into(),
         Page::Sync => sync::ui(state, ui).into(),
+        Page::Policies => policies::ui(state, ui).into(),
         Page::Review => review::ui(state, ui),
         Page::Install => install::ui(state, ui).into(),
         Page::Finish => finish::ui(state, ui).into(),

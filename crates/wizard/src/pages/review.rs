@@ -14,6 +14,8 @@ use egui::{RichText, Ui};
 pub fn ui(s: &mut State, ui: &mut Ui) -> Shown {
     let mut go = None;
     if s.upgrade() {
+        health(s, ui);
+        ui.separator();
         ui.label(RichText::new("The current configuration, re-checked against the live domain controller and the cloud.").strong());
         if ui.button("Change settings").clicked() {
             go = Some(Page::Folder);
@@ -112,49 +114,29 @@ fn summary(s: &State, ui: &mut Ui) {
                 f.ldap_ca_file.clone()
             },
         ),
-        ("Root User container", normalised(&f.root_user_dn)),
+        ("Root User container", f.root_user_dn.trim().to_string()),
         ("Service account", f.username.clone()),
         ("Account password", password),
         ("Cloud", f.cloud_url.clone()),
         ("Connect key", key),
-        ("Sync group", normalised(&f.sync_group_dn)),
-        (
-            "Policies",
-            format!(
-                "users: {:?}, groups: {:?}, memberships: {:?}, nested: {:?}, lockout sync: {}",
-                f.sync.user_disconnection_action,
-                f.sync.group_disconnection_action,
-                f.sync.membership_disconnection_action,
-                f.sync.group_membership_sync_type,
-                if f.sync.sync_account_locked_out_status {
-                    "on"
-                } else {
-                    "off"
-                }
-            )
-            .to_lowercase(),
-        ),
-        (
-            "Existing AD objects",
-            match (f.sync.adopt_existing_users, f.sync.adopt_existing_groups) {
-                (false, false) => "left alone (same names are reported as collisions)",
-                (true, false) => "accounts taken over by name; groups left alone",
-                (false, true) => "groups taken over by name; accounts left alone",
-                (true, true) => "accounts and groups taken over by name",
-            }
-            .to_string(),
-        ),
+        ("Sync group", f.sync_group_dn.trim().to_string()),
     ];
+    let mut rows = rows;
+    // Every policy in the sentence that says what the agent does (the policy page's words).
+    for (name, does) in ad_sync_core::policy::sentences(&f.sync) {
+        rows.push((name, does.to_string()));
+    }
+    rows.push((
+        "Deletion threshold",
+        ad_sync_core::policy::threshold_sentence(
+            &f.sync,
+            s.agent_status()
+                .map(|st| st.managed_users + st.managed_groups),
+        ),
+    ));
     for (k, v) in rows {
         crate::widgets::fact(ui, RichText::new(k).strong(), v, 170.0);
     }
-}
-
-/// The DN as the agent will use it (the typed text when it does not parse).
-fn normalised(dn: &str) -> String {
-    ad_sync_core::dn::Dn::parse_container(dn.trim())
-        .map(|p| p.dn.to_semicolon_form())
-        .unwrap_or_else(|_| dn.to_string())
 }
 
 fn export(s: &mut State, ui: &mut Ui) {
@@ -209,4 +191,129 @@ fn plan(s: &mut State, ui: &mut Ui) {
             }
         });
     note(ui, &format!("Secrets go to: {}", plan.secret_store));
+}
+
+/// Review mode opens with the agent's health: `ad-sync-agent status` of the installed agent,
+/// in one light (green, amber, red), what to do, and its figures.
+fn health(s: &mut State, ui: &mut Ui) {
+    let Some(job) = s.status_job() else {
+        return;
+    };
+    s.validator.request(Slot::Status, job);
+    // Informative only: the status never blocks a review or an upgrade.
+    let _ = crate::widgets::check_view(
+        ui,
+        &mut s.validator,
+        Slot::Status,
+        "the agent's status",
+        |ui, o| {
+            if let crate::validate::Outcome::Status(r) = o {
+                match r.as_ref() {
+                    Ok(st) => status_panel(ui, st),
+                    Err(e) => field_error(
+                        ui,
+                        &format!("The agent's status could not be read: {e}"),
+                        "Run ad-sync-agent status --config FILE on this server to see it.",
+                    ),
+                }
+            }
+            Gate::Ready
+        },
+    );
+}
+
+fn status_panel(ui: &mut Ui, st: &ad_sync_core::status::AgentStatus) {
+    use ad_sync_core::preflight::Status;
+    use ad_sync_core::status::Light;
+    let status = match st.light {
+        Light::Green => Status::Pass,
+        Light::Amber => Status::Warn,
+        Light::Red => Status::Fail,
+    };
+    let color = crate::widgets::status_color(ui, status);
+    egui::Frame::group(ui.style())
+        .stroke(egui::Stroke::new(1.5, color))
+        .show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            let word = match st.light {
+                Light::Green => "Agent status: working",
+                Light::Amber => "Agent status: needs attention",
+                Light::Red => "Agent status: not working",
+            };
+            crate::widgets::status_text(
+                ui,
+                status,
+                RichText::new(format!("Agent: {}", st.headline))
+                    .color(color)
+                    .strong(),
+                word,
+            );
+            if let Some(fix) = &st.fix {
+                ui.add(egui::Label::new(format!("What to do: {fix}")).wrap());
+            }
+            let fact = |ui: &mut Ui, k: &str, v: String| crate::widgets::fact(ui, k, v, 150.0);
+            fact(
+                ui,
+                "Role",
+                st.role.clone().unwrap_or_else(|| "not known yet".into()),
+            );
+            fact(
+                ui,
+                "Last run",
+                format!(
+                    "{}; last success {}",
+                    st.last_run.as_deref().unwrap_or("none yet"),
+                    st.last_success.as_deref().unwrap_or("none yet")
+                ),
+            );
+            fact(
+                ui,
+                "Manages",
+                format!(
+                    "{} users and {} groups",
+                    ad_sync_core::policy::count(st.managed_users),
+                    ad_sync_core::policy::count(st.managed_groups)
+                ),
+            );
+            fact(ui, "Held", format!("{} disconnections", st.held.len()));
+            for h in st.held.iter().take(10) {
+                note(
+                    ui,
+                    &format!(
+                        "{} {} ({}): would {}; held since {}",
+                        h.kind, h.name, h.dn, h.action, h.since
+                    ),
+                );
+            }
+            fact(
+                ui,
+                "Failed",
+                format!("{} changes in the last run", st.failed),
+            );
+            for f in st.failures.iter().take(10) {
+                note(ui, &format!("{}: {}", f.what, f.reason));
+            }
+            if st.queued_acks > 0 {
+                fact(
+                    ui,
+                    "To report",
+                    format!("{} results wait to be sent to the cloud", st.queued_acks),
+                );
+            }
+            match (&st.cloud_view, &st.cloud_view_error) {
+                (Some(v), _) => fact(
+                    ui,
+                    "Cloud",
+                    format!(
+                        "sees this agent as {}, {}; last heard from it {}",
+                        v.role, v.health, v.last_seen
+                    ),
+                ),
+                (None, Some(e)) => fact(ui, "Cloud", format!("could not be asked: {e}")),
+                _ => {}
+            }
+            for n in &st.notes {
+                note(ui, n);
+            }
+        });
 }
