@@ -132,6 +132,18 @@ fn passed(h: &H) -> bool {
     has(h, "Passed:") || has(h, "checks passed")
 }
 
+/// Opens the fold of passed checks, so their sentences are on screen.
+fn unfold_passed(h: &mut H) {
+    let label = h
+        .query_all_by_label_contains("checks passed")
+        .next()
+        .and_then(|n| n.accesskit_node().label().map(|l| l.to_string()));
+    if let Some(label) = label {
+        click(h, &label);
+        h.run_steps(3);
+    }
+}
+
 fn settled(h: &H) -> bool {
     !has(h, "Cancel check") && !has(h, "Waiting to check")
 }
@@ -396,6 +408,7 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
         "{}",
         screen(&h)
     );
+    unfold_passed(&mut h);
     assert!(has(&h, "first sync: users: "), "{}", screen(&h));
     assert!(
         !h.get_by_label("Install").accesskit_node().is_disabled(),
@@ -693,6 +706,7 @@ fn connect_key_page_checks_the_cloud_through_the_proxy_typed_there() {
     assert!(!next_enabled(&h), "the proxy's password is asked for");
     set(&mut h, "Proxy password", "Wizard-Pr0xy-pw");
     wait_page_passes(&mut h, "Connect key");
+    unfold_passed(&mut h);
     assert!(has(&h, "reached the proxy"), "{}", screen(&h));
     assert!(proxy.tunnels() >= 1, "{:?}", proxy.request_lines());
     assert!(!screen(&h).contains("Wizard-Pr0xy-pw"));

@@ -818,7 +818,7 @@ impl Agent {
         let (state, note) = State::open_bound(&opts.state_dir, &self.binding())?;
         tracing::debug!(target: "ad_sync_agent::phase", "state check (open, enrollment binding): {:.4} s", started.elapsed().as_secs_f64());
         if let Some(n) = &note {
-            tracing::warn!("{n}");
+            tracing::warn!(event = logs::event::SET_ASIDE, "{n}");
         }
         Ok((state, note))
     }
@@ -855,6 +855,7 @@ impl Agent {
         // A state set aside is told to the cloud with the first heartbeat.
         let mut problem: Option<String> = set_aside;
         let mut last_resync: Option<Instant> = None;
+        let mut last_held = 0;
         loop {
             let health = Some(Agent::run_health(&state));
             let answer = self.heartbeat_with(problem.as_deref(), health).await;
@@ -881,12 +882,21 @@ impl Agent {
                                 if r.resynced {
                                     last_resync = Some(Instant::now());
                                 }
+                                // Said once each time the held list grows, not every run.
+                                if r.held > last_held {
+                                    tracing::warn!(
+                                        event = logs::event::HELD,
+                                        "{} disconnections are held by the deletion threshold; review them with ad-sync-agent pending",
+                                        r.held
+                                    );
+                                }
+                                last_held = r.held;
                                 problem = None;
                                 backoff = Duration::from_secs(1);
                                 interval
                             }
                             Err(e) => {
-                                tracing::error!("{e}");
+                                tracing::error!(event = logs::event::RUN_FAILED, "{e}");
                                 problem = Some(e.to_string());
                                 backoff = (backoff * 2).min(interval);
                                 backoff
@@ -898,7 +908,7 @@ impl Agent {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!("{e}");
+                    tracing::warn!(event = logs::event::CLOUD_UNREACHABLE, "{e}");
                     backoff = (backoff * 2).min(interval);
                     backoff
                 }

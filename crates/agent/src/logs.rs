@@ -7,6 +7,29 @@ use file_rotate::{ContentLimit, FileRotate, compression::Compression};
 use std::path::Path;
 
 pub const MAX_BYTES: usize = 10 * 1024 * 1024;
+
+/// The Application event log's ids, one per condition an administrator watches for (a log
+/// line carries its id as the field `event`); any other warning is 100, any other error 200.
+/// docs/agent.md lists this table (a test compares them).
+pub const EVENTS: &[(u32, &str)] = &[
+    (1, "the agent started"),
+    (2, "the agent stopped"),
+    (100, "a warning"),
+    (110, "disconnections are held by the deletion threshold"),
+    (120, "the cloud did not answer the heartbeat"),
+    (130, "a state of another enrollment was set aside"),
+    (200, "an error"),
+    (210, "a sync run stopped before its end"),
+];
+
+pub mod event {
+    pub const STARTED: u32 = 1;
+    pub const STOPPED: u32 = 2;
+    pub const HELD: u32 = 110;
+    pub const CLOUD_UNREACHABLE: u32 = 120;
+    pub const SET_ASIDE: u32 = 130;
+    pub const RUN_FAILED: u32 = 210;
+}
 pub const MAX_AGE_DAYS: i64 = 30;
 
 /// The rolling file writer for `dir/agent.log` (the folder is created 0700 when missing).
@@ -69,8 +92,8 @@ pub fn init(dir: Option<&Path>) -> Option<String> {
 mod event_log {
     use tracing::field::{Field, Visit};
     use windows_sys::Win32::System::EventLog::{
-        DeregisterEventSource, EVENTLOG_ERROR_TYPE, EVENTLOG_WARNING_TYPE, RegisterEventSourceW,
-        ReportEventW,
+        DeregisterEventSource, EVENTLOG_ERROR_TYPE, EVENTLOG_INFORMATION_TYPE,
+        EVENTLOG_WARNING_TYPE, RegisterEventSourceW, ReportEventW,
     };
 
     /// The event ids: EventCreate.exe, the source's message file, shows ids 1 to 1000 as the
@@ -107,12 +130,29 @@ mod event_log {
     }
 
     #[derive(Default)]
-    struct Text(String);
+    struct Text(String, Option<u32>);
 
     impl Visit for Text {
+        fn record_u64(&mut self, field: &Field, value: u64) {
+            if field.name() == "event" {
+                self.1 = u32::try_from(value).ok();
+            } else {
+                self.record_debug(field, &value);
+            }
+        }
+
+        fn record_i64(&mut self, field: &Field, value: i64) {
+            if field.name() == "event" {
+                self.1 = u32::try_from(value).ok();
+            } else {
+                self.record_debug(field, &value);
+            }
+        }
+
         fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
             use std::fmt::Write;
-            if field.name() == "message" {
+            if field.name() == "event" {
+            } else if field.name() == "message" {
                 let _ = write!(self.0, "{value:?}");
             } else {
                 let _ = write!(self.0, " {}={value:?}", field.name());
@@ -127,15 +167,18 @@ mod event_log {
             _: tracing_subscriber::layer::Context<'_, S>,
         ) {
             let level = *event.metadata().level();
+            let mut text = Text::default();
+            event.record(&mut text);
             let (kind, id) = if level == tracing::Level::ERROR {
-                (EVENTLOG_ERROR_TYPE, ERROR_ID)
+                (EVENTLOG_ERROR_TYPE, text.1.unwrap_or(ERROR_ID))
             } else if level == tracing::Level::WARN {
-                (EVENTLOG_WARNING_TYPE, WARNING_ID)
+                (EVENTLOG_WARNING_TYPE, text.1.unwrap_or(WARNING_ID))
+            } else if let Some(id) = text.1 {
+                // An information event the administrator watches for (started, stopped).
+                (EVENTLOG_INFORMATION_TYPE, id)
             } else {
                 return;
             };
-            let mut text = Text::default();
-            event.record(&mut text);
             // An event's string is at most 31,839 characters.
             let wide: Vec<u16> = text
                 .0
@@ -166,6 +209,20 @@ mod event_log {
 
 #[cfg(test)]
 mod tests {
+
+    /// docs/agent.md lists every event id, with its meaning.
+    #[test]
+    fn the_doc_lists_every_event_id() {
+        let doc = include_str!("../../../docs/agent.md");
+        for (id, when) in EVENTS {
+            assert!(
+                doc.lines()
+                    .any(|l| l.starts_with(&format!("| {id} |"))
+                        && l.ends_with(&format!("| {when} |"))),
+                "docs/agent.md lacks event {id} ({when})"
+            );
+        }
+    }
     use super::*;
     use std::io::Write;
 

@@ -480,7 +480,7 @@ fn run(args: &RunArgs) -> i32 {
     if args.once || args.dry_run {
         return rt.block_on(once(&agent, &opts));
     }
-    tracing::info!(config = %args.config.display(), state = %opts.state_dir.display(), "agent started");
+    tracing::info!(event = ad_sync_agent::logs::event::STARTED, config = %args.config.display(), state = %opts.state_dir.display(), "agent started");
     let r = rt.block_on(agent.run(&opts, async {
         #[cfg(unix)]
         {
@@ -505,7 +505,7 @@ fn run(args: &RunArgs) -> i32 {
     }));
     match r {
         Ok(()) => {
-            tracing::info!("agent stopped");
+            tracing::info!(event = ad_sync_agent::logs::event::STOPPED, "agent stopped");
             exit::OK
         }
         Err(e) => {
@@ -794,12 +794,20 @@ mod windows {
             }
         };
         report(ServiceState::Running, 0);
+        tracing::info!(
+            event = ad_sync_agent::logs::event::STARTED,
+            config = %config.display(),
+            "agent started as a Windows service"
+        );
         let r = rt.block_on(agent.run(&opts, async {
             // Stop asked, or the handler gone (the SCM is done with the service): stop either way.
             let _ = stop_rx.await;
         }));
         match r {
-            Ok(()) => report(ServiceState::Stopped, 0),
+            Ok(()) => {
+                tracing::info!(event = ad_sync_agent::logs::event::STOPPED, "agent stopped");
+                report(ServiceState::Stopped, 0)
+            }
             Err(e) => {
                 tracing::error!("{e}");
                 report(ServiceState::Stopped, SERVICE_FAILED);

@@ -1008,7 +1008,7 @@ impl State {
         .map_err(db_err(&path))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_err(&path))?;
-        let version = schema_version(&conn, &path)?;
+        schema_version(&conn, &path)?;
         let state = State {
             conn,
             path,

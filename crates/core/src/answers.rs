@@ -633,6 +633,76 @@ impl<'de> Deserialize<'de> for Secret {
 
 #[cfg(test)]
 mod tests {
+
+    /// `assets/answers.example.toml` names every key the loader accepts, section by section
+    /// (set or commented out). What the loader accepts is read from the loader itself: an
+    /// unknown key in a section makes serde list the section's keys.
+    #[test]
+    fn the_example_documents_every_key_the_loader_accepts() {
+        let example = include_str!("../../../assets/answers.example.toml");
+        let mut documented = std::collections::BTreeSet::new();
+        let mut section = String::new();
+        for line in example.lines() {
+            let l = line.trim_start_matches('#').trim();
+            if l.starts_with('[') && l.ends_with(']') {
+                section = l.trim_matches(['[', ']']).to_string();
+                documented.insert((String::new(), section.clone()));
+            } else if let Some((key, _)) = l.split_once(" = ")
+                && !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            {
+                documented.insert((section.clone(), key.to_string()));
+            }
+        }
+        let sections = [
+            "",
+            "server",
+            "ldap",
+            "directory",
+            "service_account",
+            "cloud",
+            "sync",
+            "install",
+        ];
+        for name in sections {
+            // The example with an unknown key in `name` (and an [install] section to hold it).
+            let mut text = String::new();
+            if name.is_empty() {
+                text.push_str("zz_unknown = 1\n");
+            }
+            for line in example.lines() {
+                text.push_str(line);
+                text.push('\n');
+                if !name.is_empty() && line.trim() == format!("[{name}]") {
+                    text.push_str("zz_unknown = 1\n");
+                }
+            }
+            if name == "install" {
+                text.push_str("[install]\ndir = \"/x\"\nzz_unknown = 1\n");
+            }
+            let err = match toml::from_str::<Answers>(&text) {
+                Ok(_) => panic!("[{name}]: an unknown key was accepted"),
+                Err(e) => e.to_string(),
+            };
+            let expected = err
+                .split_once("expected ")
+                .map(|(_, rest)| rest)
+                .unwrap_or_else(|| panic!("[{name}]: {err}"));
+            let keys: Vec<&str> = expected
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|k| !k.is_empty())
+                .collect();
+            assert!(!keys.is_empty(), "[{name}]: {err}");
+            for key in keys {
+                assert!(
+                    documented.contains(&(name.to_string(), key.to_string())),
+                    "assets/answers.example.toml does not document [{name}] {key}"
+                );
+            }
+        }
+    }
     use super::*;
 
     const MINIMAL: &str = r#"

@@ -418,6 +418,22 @@ mod tests {
         }
     }
 
+    /// docs/agent.md says what every choice does in the table's own words.
+    #[test]
+    fn the_agent_doc_has_every_sentence() {
+        let doc = include_str!("../../../docs/agent.md");
+        for p in POLICIES {
+            for c in p.choices {
+                let row = format!("| `{}` | `{}` | {} |", p.key, c.value, c.does);
+                assert!(doc.contains(&row), "docs/agent.md lacks: {row}");
+            }
+            for (text, _) in p.always {
+                let row = format!("| `{}` | any | {text} |", p.key);
+                assert!(doc.contains(&row), "docs/agent.md lacks: {row}");
+            }
+        }
+    }
+
     #[test]
     fn no_sentence_uses_markup() {
         for p in POLICIES {
