@@ -319,6 +319,59 @@ fn install(cloud: &CloudServer, prefix: &Path, ou: &str, sync_group: &str, sync:
     prefix.join("etc/ad-sync/agent.toml")
 }
 
+/// Opens the setup wizard on `env`'s install (review mode) and waits until its status panel
+/// shows every text in `texts`.
+fn review_shows(env: &Env, texts: &[&str]) {
+    use egui_kittest::Harness;
+    use egui_kittest::kittest::{NodeT, Queryable};
+    let prefix = env.base().to_path_buf();
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(800.0, 600.0))
+        .with_max_steps(20)
+        .build_eframe(move |cc| {
+            let mut options =
+                ad_sync::wizard::Options::live(PathBuf::from("/etc/ad-sync/agent.toml"));
+            options.prefix = Some(prefix);
+            options.elevated = true;
+            options.ui_dump = None;
+            options.agent_dir = Path::new(agent_bin()).parent().map(Path::to_path_buf);
+            ad_sync::wizard::WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
+        });
+    let screen = |h: &Harness<'_, ad_sync::wizard::WizardApp>| {
+        h.query_all_by(|_| true)
+            .filter_map(|n| n.accesskit_node().label())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        h.step();
+        let shown = screen(&h);
+        if texts.iter().all(|t| shown.contains(t)) {
+            assert!(
+                shown.contains("Agent status: needs attention"),
+                "amber: {shown}"
+            );
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "review mode does not show {texts:?}:\n{shown}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The `{"progress": {...}}` lines a `--json` run printed on standard error, in order.
+fn progress_lines(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("{\"progress\""))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["progress"].clone())
+        .collect()
+}
+
 /// `run --once` of an installed agent, with its state and logs under the install prefix.
 fn agent(config: &Path, extra: &[&str]) -> Output {
     let base = config
@@ -393,8 +446,34 @@ fn users_groups_memberships_passwords_and_renames_reach_ad() {
     env.cloud(&["group", "add-member", "Engineers", "ada"]);
     env.cloud(&["group", "add-member", "Staff All", "Engineers", "--group"]);
     env.set_password("ada");
-    let out = env.sync();
-    assert!(out.contains("primary"), "{out}");
+    // The first sync with --json: the report on stdout, the progress as JSON lines on stderr.
+    let first = env.run(&["--json"]);
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(first.status.success(), "{out}");
+    let report: serde_json::Value = serde_json::from_slice(&first.stdout)
+        .unwrap_or_else(|e| panic!("run --once --json: {e}: {out}"));
+    assert_eq!(report["role"], "primary", "{report}");
+    let operations = report["operations"].as_u64().unwrap_or(0);
+    assert!(operations >= 6, "{report}");
+    let progress = progress_lines(&String::from_utf8_lossy(&first.stderr));
+    let applying = progress
+        .iter()
+        .find(|p| p["phase"] == "applying")
+        .unwrap_or_else(|| panic!("no progress while writing to AD: {out}"));
+    assert_eq!(applying["task"], "sync");
+    assert!(applying["total"].as_u64().unwrap_or(0) > 0, "{applying}");
+    let last = progress.last().unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(last["phase"], "done", "{out}");
+    // The final reading counts every operation the report does (none was a no-op here).
+    assert_eq!(
+        (last["done"].as_u64(), last["total"].as_u64()),
+        (Some(operations), Some(operations)),
+        "{out}"
+    );
 
     assert_eq!(users_in_ou(&env), vec!["ada", "bob"]);
     let ada = user_in(&env, "ada").unwrap_or_else(|| panic!("ada not in AD: {out}"));
@@ -651,13 +730,25 @@ fn collisions_protected_accounts_threshold_and_dry_run() {
 
     // Deletion threshold: 10 managed, 10% is 1; removing 3 holds the three deletions (nothing
     // done to those accounts) while the rest of the run goes on: a new user still arrives.
+    // In the same run a second collision fails (an unmanaged `carla`), so the run ends with
+    // both a held deletion and a failed change, as `status` and review mode then show.
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        testbed::add_user(&mut l, &env.ou, "carla", "512").await
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     for i in 0..3 {
         env.cloud(&["user", "remove", &format!("d{i}")]);
     }
     env.add_user("safety-late");
+    env.add_user("carla");
     let out = env.run(&[]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "a change failed, and deletions are held: {err}"
+    );
     assert!(
         err.contains("deletion budget") && err.contains("3 disconnections are held"),
         "{err}"
@@ -677,13 +768,26 @@ fn collisions_protected_accounts_threshold_and_dry_run() {
         .unwrap_or_default();
     held.sort();
     assert_eq!(held, vec!["d0", "d1", "d2"], "{status:#}");
+    assert_eq!(status["failed"], 1, "{status:#}");
     assert!(
-        status["headline"]
+        status["failures"][0]["reason"]
             .as_str()
-            .unwrap_or("")
-            .contains("3 disconnections are held")
-            && status["fix"].as_str().unwrap_or("").contains("pending"),
+            .is_some_and(|r| r.contains("carla") && r.contains("not managed by ad-sync")),
         "{status:#}"
+    );
+    assert!(
+        status["fix"].as_str().unwrap_or("").contains("pending"),
+        "{status:#}"
+    );
+    // The wizard's review mode opens with the same: the held deletions and the failed change.
+    review_shows(
+        &env,
+        &[
+            "would delete; held since",
+            "CN=d0,",
+            "not managed by ad-sync",
+            "carla",
+        ],
     );
     // `pending` lists them with what each would do and why.
     let listed = env.pending(&["--json"]);
@@ -1844,6 +1948,22 @@ fn import_links_ad_to_the_cloud_and_the_agent_then_manages_those_objects() {
     // For real; then again, which imports nothing new.
     let (code, text, err) = import(&["--json"]);
     assert_eq!(code, Some(4), "{text}");
+    // Progress as it went: AD read, then each object sent of the total.
+    let progress = progress_lines(&err);
+    let phases: Vec<&str> = progress
+        .iter()
+        .filter_map(|p| p["phase"].as_str())
+        .collect();
+    assert!(
+        phases.first() == Some(&"reading_ad") && phases.last() == Some(&"done"),
+        "{err}"
+    );
+    let sending = progress
+        .iter()
+        .find(|p| p["phase"] == "sending")
+        .unwrap_or_else(|| panic!("no progress while sending: {err}"));
+    assert_eq!(sending["task"], "import");
+    assert!(sending["total"].as_u64().unwrap_or(0) >= 3, "{sending}");
     let credential = ad_sync::secrets::FileStore::beside_config(&env.config)
         .read(ad_sync::secrets::AGENT_CREDENTIAL)
         .unwrap_or_else(|e| panic!("{e}"));

@@ -793,14 +793,26 @@ fn install_page_shows_each_step_and_finish_shows_where_everything_is() {
         shown.contains("Import AD into the cloud (optional)"),
         "{shown}"
     );
+    // Nothing is imported before a preview: Import now appears with the preview's counts.
+    assert!(!has(&h, "Import now"), "{shown}");
     click(&mut h, "Preview the import");
-    wait_text(&mut h, "Import preview (nothing was imported");
+    wait_text(&mut h, "Import preview (nothing was imported yet)");
     let shown = screen(&h);
-    assert!(shown.contains("dry run: nothing was imported"), "{shown}");
+    assert!(shown.contains("users: "), "the preview's counts: {shown}");
     assert!(
         shown.contains("group Mailing List would be skipped: it is a distribution group"),
         "{shown}"
     );
+    assert!(
+        !shown.contains(testbed::SVC_PASSWORD) && !shown.contains(&good.key),
+        "{shown}"
+    );
+    click(&mut h, "Import now");
+    wait_for(&mut h, "the import", |h| {
+        has(h, "Imported:") || has(h, "Imported, except")
+    });
+    let shown = screen(&h);
+    assert!(shown.contains("users: "), "the import's counts: {shown}");
     assert!(
         !shown.contains(testbed::SVC_PASSWORD) && !shown.contains(&good.key),
         "{shown}"

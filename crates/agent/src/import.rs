@@ -20,7 +20,9 @@ use ad_sync_core::directory::object;
 use ad_sync_core::tier0::Tier0;
 use futures_util::StreamExt;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
+
+pub use ad_sync_core::import_report::{Report, ReportItem};
 
 /// A request body stays under this size (the cloud takes 256 KB).
 const MAX_REQUEST_BYTES: usize = 200 * 1024;
@@ -34,36 +36,6 @@ pub struct Selection {
     /// Not sent: protected, privileged, distribution groups, the sync group, objects already
     /// managed for a cloud object.
     pub skipped: Vec<ReportItem>,
-}
-
-/// One line of the import's report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ReportItem {
-    pub kind: String,
-    pub name: String,
-    pub guid: String,
-    /// created, linked, already, refused (by the cloud) or skipped (never imported).
-    pub outcome: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub message: String,
-}
-
-impl From<ImportItem> for ReportItem {
-    fn from(i: ImportItem) -> ReportItem {
-        let outcome = match i.outcome {
-            ImportOutcome::Created => "created",
-            ImportOutcome::Linked => "linked",
-            ImportOutcome::Already => "already",
-            ImportOutcome::Refused => "refused",
-        };
-        ReportItem {
-            kind: i.kind,
-            name: i.name,
-            guid: i.guid,
-            outcome: outcome.into(),
-            message: i.message,
-        }
-    }
 }
 
 /// Chooses what to import from the AD objects read: every user account and security group the
@@ -190,46 +162,6 @@ fn batches<T: Serialize>(
 /// The JSON size of one item: what it adds to a request body.
 fn size<T: Serialize>(v: &T) -> usize {
     serde_json::to_vec(v).map_or(1024, |v| v.len() + 1)
-}
-
-/// Counts by kind and outcome, for the summary.
-#[derive(Debug, Default, Serialize)]
-pub struct Report {
-    pub dry_run: bool,
-    /// kind -> outcome -> count.
-    pub counts: BTreeMap<String, BTreeMap<String, usize>>,
-    pub items: Vec<ReportItem>,
-}
-
-impl Report {
-    pub fn add(&mut self, item: ReportItem) {
-        *self
-            .counts
-            .entry(item.kind.clone())
-            .or_default()
-            .entry(item.outcome.clone())
-            .or_default() += 1;
-        self.items.push(item);
-    }
-
-    pub fn count(&self, kind: &str, outcome: &str) -> usize {
-        self.counts
-            .get(kind)
-            .and_then(|c| c.get(outcome))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// One line per kind: `users: 3 created, 1 linked, ...`.
-    pub fn summary(&self) -> Vec<String> {
-        self.counts
-            .iter()
-            .map(|(kind, c)| {
-                let parts: Vec<String> = c.iter().map(|(o, n)| format!("{n} {o}")).collect();
-                format!("{kind}s: {}", parts.join(", "))
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -531,6 +463,20 @@ pub async fn run(
     state: &mut crate::state::State,
     group: Option<&str>,
     dry_run: bool,
+    meter: &crate::progress::Meter,
+) -> Result<Report, ImportError> {
+    meter.start(ad_sync_core::progress::Task::Import, dry_run);
+    let r = connect_read_send(agent, state, group, dry_run, meter).await;
+    meter.finish();
+    r
+}
+
+async fn connect_read_send(
+    agent: &crate::Agent,
+    state: &mut crate::state::State,
+    group: Option<&str>,
+    dry_run: bool,
+    meter: &crate::progress::Meter,
 ) -> Result<Report, ImportError> {
     let group = match group {
         Some(text) => Some(
@@ -549,7 +495,7 @@ pub async fn run(
     let ad = ad::Ad::connect(&agent.answers, &agent.password)
         .await
         .map_err(|e| ImportError::Ad(e.to_string()))?;
-    let r = read_and_send(agent, &ad, state, group.as_deref(), dry_run).await;
+    let r = read_and_send(agent, &ad, state, group.as_deref(), dry_run, meter).await;
     ad.close().await;
     r
 }
@@ -560,7 +506,10 @@ async fn read_and_send(
     state: &mut crate::state::State,
     group: Option<&str>,
     dry_run: bool,
+    meter: &crate::progress::Meter,
 ) -> Result<Report, ImportError> {
+    use ad_sync_core::progress::Phase;
+    meter.phase(Phase::ReadingAd, None);
     let ad_err = |e: ad::AdError| ImportError::Ad(e.to_string());
     let started = std::time::Instant::now();
     let root = ad.scope.root_text();
@@ -568,6 +517,7 @@ async fn read_and_send(
         .search_paged(&root, object::PEOPLE_FILTER, &object::import_attrs())
         .await
         .map_err(ad_err)?;
+    meter.tick(objs.len() as u64);
     if let Some(dn) = group {
         let Some(g) = ad.read(dn).await.map_err(ad_err)?.filter(|o| o.is_group) else {
             return Err(ImportError::Group(format!(
@@ -648,12 +598,18 @@ async fn read_and_send(
         }
         reqs.retain(|r| r.memberships.is_empty());
     }
+    let items = |r: &ImportRequest| (r.users.len() + r.groups.len() + r.memberships.len()) as u64;
+    meter.phase(Phase::Sending, Some(reqs.iter().map(items).sum()));
     // Users, then groups, then memberships; within each kind two requests in flight (the
     // cloud answers them one after the other, but the next one is on its way meanwhile).
     let kind = |r: &ImportRequest| (r.users.is_empty(), r.groups.is_empty());
     for same_kind in reqs.chunk_by(|a, b| kind(a) == kind(b)) {
         let answers: Vec<_> = futures_util::stream::iter(same_kind)
-            .map(|req| agent.client.import(&agent.credential, req))
+            .map(|req| async move {
+                let r = agent.client.import(&agent.credential, req).await;
+                meter.tick(items(req));
+                r
+            })
             .buffered(2)
             .collect()
             .await;

@@ -14,6 +14,7 @@ pub mod import;
 pub mod logs;
 pub mod mirror;
 pub mod plan;
+pub mod progress;
 pub mod state;
 pub mod status;
 pub mod sync;
@@ -61,10 +62,12 @@ pub struct RunOptions {
     pub state_dir: PathBuf,
     /// Operations in flight at once.
     pub concurrency: usize,
+    /// Where each run's progress goes (nowhere by default).
+    pub meter: progress::Meter,
 }
 
-/// What one cycle did.
-#[derive(Debug, Default, Clone)]
+/// What one cycle did (`run --once --json` prints it).
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct CycleReport {
     pub changes: usize,
     pub operations: usize,
@@ -395,6 +398,7 @@ impl Agent {
             consented: HashSet::new(),
             spent: 0,
             concurrency: opts.concurrency.max(1),
+            meter: opts.meter.clone(),
         }
     }
 
@@ -437,7 +441,10 @@ impl Agent {
                 CYCLE_LOCK_WAIT.as_secs()
             )));
         };
+        opts.meter
+            .start(ad_sync_core::progress::Task::Sync, opts.dry_run);
         let r = self.cycle_inner(state, opts, resync).await;
+        opts.meter.finish();
         if !opts.dry_run {
             // What `status` shows: the reason this cycle stopped, or none.
             let problem = r.as_ref().err().map(|e| e.to_string());
@@ -500,6 +507,7 @@ impl Agent {
                 acks_flushed = true;
             }
             after = page.cursor;
+            opts.meter.tick(page.changes.len() as u64);
             changes.extend(page.changes);
             if !page.more || changes.len() >= MAX_PER_RUN {
                 break;

@@ -47,6 +47,10 @@ struct RunArgs {
     /// AD operations in flight at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
+    /// With --once or --dry-run: print what was done as one JSON document, and the progress
+    /// as JSON lines (`{"progress": {...}}`) on standard error.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args, Clone)]
@@ -60,9 +64,14 @@ struct ImportArgs {
     /// Change nothing: say what would be imported, linked or refused.
     #[arg(long)]
     dry_run: bool,
-    /// Print the report as one JSON document.
+    /// Print the report as one JSON document, and the progress as JSON lines
+    /// (`{"progress": {...}}`) on standard error.
     #[arg(long)]
     json: bool,
+    /// Import without asking. On a terminal, `import` first previews and asks for a yes with
+    /// the counts; elsewhere (a script, the wizard) it never asks.
+    #[arg(long)]
+    yes: bool,
     /// Where agent.log goes (`-`: standard error only; default as for `run`).
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,
@@ -442,15 +451,31 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn options(args: &RunArgs) -> ad_sync_agent::RunOptions {
+    use ad_sync_agent::progress::{Meter, Sink};
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| ad_sync_agent::default_state_dir(&args.config));
+    // The state folder's file is what `status` (and the wizard) read while a run is under way;
+    // a dry run is nobody's run but this terminal's.
+    let mut sinks = Vec::new();
+    if !args.dry_run {
+        sinks.push(Sink::File(state_dir.clone()));
+    }
+    if args.once || args.dry_run {
+        sinks.push(if args.json {
+            Sink::Json
+        } else {
+            Sink::Terminal
+        });
+    }
     ad_sync_agent::RunOptions {
         dry_run: args.dry_run,
         resync: args.resync,
         allow_deletions: args.allow_deletions,
-        state_dir: args
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| ad_sync_agent::default_state_dir(&args.config)),
+        state_dir,
         concurrency: usize::from(args.concurrency),
+        meter: Meter::new(sinks),
     }
 }
 
@@ -478,7 +503,7 @@ fn run(args: &RunArgs) -> i32 {
         tracing::info!("dry run: nothing in AD is changed, nothing is acknowledged");
     }
     if args.once || args.dry_run {
-        return rt.block_on(once(&agent, &opts));
+        return rt.block_on(once(&agent, &opts, args.json));
     }
     tracing::info!(event = ad_sync_agent::logs::event::STARTED, config = %args.config.display(), state = %opts.state_dir.display(), "agent started");
     let r = rt.block_on(agent.run(&opts, async {
@@ -536,20 +561,61 @@ fn import(args: &ImportArgs) -> i32 {
             return exit::CANNOT_START;
         }
     };
-    let report = match rt.block_on(ad_sync_agent::import::run(
-        &agent,
-        &mut state,
-        args.group.as_deref(),
-        args.dry_run,
-    )) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("{e}");
-            return match e {
-                ad_sync_agent::import::ImportError::Group(_) => exit::CANNOT_START,
-                _ => exit::RETRY,
-            };
+    use ad_sync_agent::progress::{Meter, Sink};
+    let meter = Meter::new(vec![if args.json {
+        Sink::Json
+    } else {
+        Sink::Terminal
+    }]);
+    let go = |dry_run: bool, state: &mut ad_sync_agent::state::State| {
+        rt.block_on(ad_sync_agent::import::run(
+            &agent,
+            state,
+            args.group.as_deref(),
+            dry_run,
+            &meter,
+        ))
+    };
+    let failed = |e: ad_sync_agent::import::ImportError| {
+        tracing::error!("{e}");
+        match e {
+            ad_sync_agent::import::ImportError::Group(_) => exit::CANNOT_START,
+            _ => exit::RETRY,
         }
+    };
+    // On a terminal, the counts first, and a yes before anything is written.
+    use std::io::IsTerminal;
+    if !args.dry_run && !args.yes && !args.json && std::io::stdin().is_terminal() {
+        let preview = match go(true, &mut state) {
+            Ok(r) => r,
+            Err(e) => return failed(e),
+        };
+        println!("The import would do this (nothing is imported yet):");
+        for line in preview.summary() {
+            println!("  {line}");
+        }
+        if preview.would_write() == 0 {
+            println!("Nothing to import.");
+            return exit::OK;
+        }
+        print!(
+            "Import into {}? Type yes to import, anything else to stop: ",
+            agent.client.base_url()
+        );
+        use std::io::Write;
+        // A prompt that cannot be flushed is still answered; the read below decides.
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer).is_err()
+            || !matches!(answer.trim().to_ascii_lowercase().as_str(), "yes" | "y")
+        {
+            println!("Nothing was imported.");
+            return exit::OK;
+        }
+    }
+    let report = match go(args.dry_run, &mut state) {
+        Ok(r) => r,
+        Err(e) => return failed(e),
     };
     let refused = report
         .items
@@ -600,7 +666,7 @@ async fn ctrl_c() {
 }
 
 /// `--once`: see `exit`.
-async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions) -> i32 {
+async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions, json: bool) -> i32 {
     let answer = agent.heartbeat(None).await;
     let state = open_state(agent, opts);
     let mut state = match (answer, state) {
@@ -617,13 +683,19 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions) ->
                 ad_sync_agent::record_contact(&mut state, Ok(answer.0));
             }
             if answer.0 != ad_sync_core::cloud::api::Role::Primary {
-                println!("standby");
+                if json {
+                    println!("{}", serde_json::json!({"role": "standby"}));
+                } else {
+                    println!("standby");
+                }
                 return exit::OK;
             }
             state
         }
     };
-    println!("primary");
+    if !json {
+        println!("primary");
+    }
     let drained = agent.drain(&mut state, opts).await;
     if !opts.dry_run && drained.is_ok() {
         // Best effort: the cloud's status and alerts learn how this run went.
@@ -633,6 +705,13 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions) ->
         }
     }
     match drained {
+        Ok(r) if json => {
+            let mut j = serde_json::to_value(&r).unwrap_or_default();
+            j["role"] = "primary".into();
+            j["dry_run"] = opts.dry_run.into();
+            println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
+            once_code(&r)
+        }
         Ok(r) => {
             println!(
                 "changes: {}, operations: {}, failed: {}, skipped: {}, created: {}, adopted: {}, cursor: {}{}",
@@ -664,13 +743,7 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions) ->
                     r.held
                 );
             }
-            if r.failed > 0 {
-                exit::CHANGES_FAILED
-            } else if r.held > 0 {
-                exit::THRESHOLD
-            } else {
-                exit::OK
-            }
+            once_code(&r)
         }
         Err(e) => {
             tracing::error!("{e}");
@@ -680,6 +753,17 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions) ->
             }
             exit_code(&AgentError::Run(e))
         }
+    }
+}
+
+/// `--once`'s exit code for a run that finished: see `exit`.
+fn once_code(r: &ad_sync_agent::CycleReport) -> i32 {
+    if r.failed > 0 {
+        exit::CHANGES_FAILED
+    } else if r.held > 0 {
+        exit::THRESHOLD
+    } else {
+        exit::OK
     }
 }
 

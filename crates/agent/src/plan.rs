@@ -148,7 +148,7 @@ pub enum Outcome {
 pub type Outcomes = HashMap<ObjKey, Outcome>;
 
 /// More deletions than the threshold allows: nothing is to be changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OverThreshold {
     /// Disconnections this run would make (not approved ones).
     pub planned: usize,

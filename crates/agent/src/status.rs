@@ -37,6 +37,7 @@ pub fn from_state(state_dir: &Path, binding: Option<&Binding>, out: &mut AgentSt
         ),
         _ => {}
     }
+    out.running = crate::progress::read(state_dir, ad_sync_core::time_fmt::now_unix());
     fill(&state, out);
 }
 
@@ -44,6 +45,7 @@ fn fill(state: &State, out: &mut AgentStatus) {
     let when = |t: i64| (t > 0).then(|| unix_to_rfc3339(t));
     let last = state.last_run();
     out.last_run = when(last.at);
+    out.last_run_unix = (last.at > 0).then_some(last.at);
     out.last_success = when(last.last_success);
     out.failed = last.failed;
     out.failures = last
@@ -131,6 +133,9 @@ pub fn text(s: &AgentStatus) -> String {
     ));
     if let Some(fix) = &s.fix {
         out.push(format!("  What to do: {fix}"));
+    }
+    if let Some(p) = &s.running {
+        out.push(format!("Running now: {}", p.sentence()));
     }
     out.push(format!(
         "Agent:       {} ({}) with {}",

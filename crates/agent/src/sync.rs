@@ -11,6 +11,7 @@ use crate::mirror::{Mirror, ObjKey, Work};
 use crate::plan::{self, Change, Found, Input, Job, Lookup, Op, Outcome, Outcomes, Scope};
 use ad_sync_core::answers::Sync;
 use ad_sync_core::cloud::api::ChangeResult;
+use ad_sync_core::progress::Phase;
 use ad_sync_core::secret::Secret;
 use ad_sync_core::tier0::Tier0;
 use ldap3::Mod;
@@ -29,6 +30,8 @@ pub struct Settings {
     /// Disconnections made within the budget's window before this run (its state).
     pub spent: usize,
     pub concurrency: usize,
+    /// Where the run's progress goes.
+    pub meter: crate::progress::Meter,
 }
 
 /// Why a run stopped. Nothing of it is committed; the same work is retried later.
@@ -137,6 +140,7 @@ pub async fn reconcile<D: Directory>(
     };
 
     // ---- look up everything this run is about ------------------------------------------------
+    s.meter.phase(Phase::ReadingAd, None);
     let lookup = Lookup::new(mirror, work, &s.policy, ad.scope());
     let mut sync_group = match &ad.scope().sync_group {
         Some(dn) if !lookup.groups.is_empty() => {
@@ -174,6 +178,7 @@ pub async fn reconcile<D: Directory>(
             }
         }
     }
+    s.meter.tick(objs.len() as u64);
     let found = Found::new(objs);
     // Tier 0, read afresh in every run that has work: a managed account nested into Domain
     // Admins since the last run, or a group given WriteDACL on the domain, is refused in the
@@ -253,6 +258,12 @@ pub async fn reconcile<D: Directory>(
     phase("plan");
 
     // ---- run: users, then groups, then memberships, then disconnections -----------------------
+    // The total grows by the nesting and memberships, planned once the objects exist.
+    let ops = |jobs: &[Job]| jobs.iter().map(|j| j.ops.len() as u64).sum::<u64>();
+    s.meter.phase(
+        Phase::Applying,
+        Some(ops(&p.users) + ops(&p.groups) + ops(&p.removals)),
+    );
     let mut ops_done = 0;
     ops_done += run_jobs(
         ad,
@@ -287,6 +298,7 @@ pub async fn reconcile<D: Directory>(
     adopted += take_over(mirror, &p.adoptions, &outcomes, s.dry_run, false);
     if let Some(sync_group) = &sync_group {
         let jobs = plan::nest_new_groups(&p, sync_group, &outcomes, s.dry_run);
+        s.meter.more(ops(&jobs));
         ops_done += run_jobs(ad, jobs, s, &mut outcomes, &mut planned).await?;
     }
     if !s.dry_run && !p.created_groups.is_empty() {
@@ -297,6 +309,7 @@ pub async fn reconcile<D: Directory>(
     let member_jobs =
         plan::memberships(mirror, &p, &lookup.groups, &mut outcomes, &s.policy, &tier0);
     phase("nesting, groups' objectGUIDs");
+    s.meter.more(ops(&member_jobs));
     ops_done += run_jobs(ad, member_jobs, s, &mut outcomes, &mut planned).await?;
     phase("memberships");
     ops_done += run_jobs(
@@ -356,6 +369,7 @@ async fn run_jobs<D: Directory>(
             for op in &j.ops {
                 tracing::info!("dry run: would {}", op.what);
                 planned.push(op.what.clone());
+                s.meter.tick(1);
             }
         }
         return Ok(0);
@@ -368,9 +382,11 @@ async fn run_jobs<D: Directory>(
                     Ok(()) => {
                         tracing::info!("{}", op.what);
                         done += 1;
+                        s.meter.tick(1);
                     }
                     Err(e) if e.rc().is_some_and(|rc| op.already_so(rc)) => {
                         tracing::debug!("{}: already so ({e})", op.what);
+                        s.meter.tick(1);
                     }
                     Err(e) => {
                         let pw = op.kind == plan::OpKind::SetPassword;

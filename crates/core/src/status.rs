@@ -21,6 +21,12 @@ pub struct AgentStatus {
     /// The last run that finished (RFC 3339), and the last that held and failed nothing.
     pub last_run: Option<String>,
     pub last_success: Option<String>,
+    /// Unix seconds of `last_run` (what the wizard compares with the install's time).
+    #[serde(default)]
+    pub last_run_unix: Option<i64>,
+    /// A run under way now, and how far it has come.
+    #[serde(default)]
+    pub running: Option<crate::progress::Progress>,
     /// Users and groups the agent manages.
     pub managed_users: usize,
     pub managed_groups: usize,

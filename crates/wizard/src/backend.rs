@@ -51,14 +51,16 @@ pub trait Backend: Send + Sync + 'static {
     fn folder(&self, dir: PathBuf) -> BoxFuture<CheckResult>;
     /// The service account's password from the installed secret store.
     fn stored_password(&self, config: PathBuf) -> BoxFuture<Result<Secret, String>>;
-    /// The installed agent's health: `program status --json --config F --state-dir D`.
+    /// The installed agent's health: `program status --json --config F --state-dir D`
+    /// (with `--offline` when `offline`: the state alone, the cloud not asked).
     fn agent_status(
         &self,
         program: PathBuf,
         config: PathBuf,
         state_dir: PathBuf,
+        offline: bool,
     ) -> BoxFuture<Result<AgentStatus, String>> {
-        Box::pin(run_status(program, config, state_dir))
+        Box::pin(run_status(program, config, state_dir, offline))
     }
 }
 
@@ -68,6 +70,7 @@ async fn run_status(
     program: PathBuf,
     config: PathBuf,
     state_dir: PathBuf,
+    offline: bool,
 ) -> Result<AgentStatus, String> {
     let mut cmd = tokio::process::Command::new(&program);
     // No console window flashes up over the wizard (CREATE_NO_WINDOW).
@@ -80,6 +83,7 @@ async fn run_status(
         .arg(&config)
         .arg("--state-dir")
         .arg(&state_dir)
+        .args(offline.then_some("--offline"))
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output()

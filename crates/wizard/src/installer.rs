@@ -24,6 +24,8 @@ pub struct InstallRun {
     pub steps: Vec<StepReport>,
     pub outcome: Option<Outcome>,
     pub started: std::time::Instant,
+    /// Unix seconds when it started (a sync recorded after it is the first one).
+    pub started_unix: i64,
 }
 
 impl InstallRun {
@@ -77,6 +79,7 @@ impl InstallRun {
             steps: Vec::new(),
             outcome: None,
             started: std::time::Instant::now(),
+            started_unix: ad_sync_core::time_fmt::now_unix(),
         })
     }
 

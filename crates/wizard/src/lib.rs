@@ -21,6 +21,7 @@ pub mod state;
 pub mod theme;
 pub mod tree;
 pub mod uidump;
+pub mod uninstaller;
 pub mod validate;
 pub mod widgets;
 

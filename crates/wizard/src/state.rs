@@ -123,6 +123,28 @@ pub struct Install {
     pub preview: Option<ad_sync_core::install::Plan>,
     /// The Finish page's import of AD into the cloud, once asked for.
     pub import: Option<crate::import::ImportRun>,
+    /// Review mode's removal of the product: asked (the confirmation is open), what to keep,
+    /// and its run once confirmed.
+    pub remove_asked: bool,
+    pub keep_config: bool,
+    pub uninstall: Option<crate::uninstaller::UninstallRun>,
+    pub uninstall_error: Option<String>,
+    /// The Finish page following the service's first sync.
+    pub follow: Follow,
+}
+
+/// The Finish page's watch on the first sync: the status read every two seconds until a run
+/// that started after the install has finished.
+#[derive(Default)]
+pub struct Follow {
+    pub polls: u32,
+    pub asked: Option<std::time::Instant>,
+    /// The newest status read, and why the last read failed.
+    pub latest: Option<ad_sync_core::status::AgentStatus>,
+    pub error: Option<String>,
+    /// Unix seconds when the install started: a run recorded at or after it is the first sync.
+    pub since: Option<i64>,
+    pub done: bool,
 }
 
 impl State {
@@ -152,6 +174,8 @@ impl State {
             program: layout.real(&layout.agent_exe),
             config: layout.real(&self.setup.config_path),
             state_dir: layout.real(&layout.state_dir),
+            offline: false,
+            poll: 0,
         })
     }
 

@@ -40,6 +40,8 @@ pub enum Slot {
     StoredPassword,
     /// The installed agent's health (`ad-sync-agent status`), in review mode.
     Status,
+    /// The same, read again and again on the Finish page while the first sync runs.
+    FirstSync,
     /// One level of a directory picker, keyed by the picker and the container it lists.
     Level(u64),
 }
@@ -71,11 +73,15 @@ pub enum Job {
     },
     Folder(PathBuf),
     StoredPassword(PathBuf),
-    /// `ad-sync-agent status --json` of the installed agent.
+    /// `ad-sync-agent status --json` of the installed agent (`--offline`: the state alone,
+    /// as the Finish page asks every two seconds while it follows the first sync; `poll`
+    /// makes each of those asks a new job).
     Status {
         program: PathBuf,
         config: PathBuf,
         state_dir: PathBuf,
+        offline: bool,
+        poll: u32,
     },
 }
 
@@ -155,12 +161,16 @@ impl Job {
                 program,
                 config,
                 state_dir,
+                offline,
+                poll,
             } => {
                 h.update(b"status\0");
                 for p in [program, config, state_dir] {
                     h.update(p.as_os_str().as_encoded_bytes());
                     h.update(b"\0");
                 }
+                h.update([u8::from(*offline)]);
+                h.update(poll.to_le_bytes());
             }
         }
         h.finalize().into()
@@ -470,8 +480,12 @@ async fn run_job(backend: &dyn Backend, job: Job) -> Outcome {
             program,
             config,
             state_dir,
+            offline,
+            poll: _,
         } => Outcome::Status(Box::new(
-            backend.agent_status(program, config, state_dir).await,
+            backend
+                .agent_status(program, config, state_dir, offline)
+                .await,
         )),
     }
 }

@@ -400,3 +400,25 @@ pub fn check_view(
     }
     gate
 }
+
+/// A long piece of work: a bar when how much is done is known (a spinner when not), and the
+/// sentence with its counts beside it (its own label, so a screen reader reads the counts and
+/// the text keeps the theme's contrast instead of sitting on the bar's fill).
+pub fn progress(ui: &mut Ui, fraction: Option<f32>, text: &str) {
+    match fraction {
+        Some(f) => {
+            ui.add(
+                egui::ProgressBar::new(f.clamp(0.0, 1.0))
+                    .desired_width(ui.available_width().min(520.0))
+                    .desired_height(12.0),
+            );
+            ui.add(egui::Label::new(plain(text)).wrap());
+        }
+        None => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.add(egui::Label::new(plain(text)).wrap());
+            });
+        }
+    }
+}

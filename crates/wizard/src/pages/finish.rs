@@ -74,11 +74,32 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         ),
         _ => {}
     }
-    if outcome.agent_id.is_some() {
+    let follow = (plan.start && outcome.result == ad_sync_core::install::InstallResult::Installed)
+        .then(|| {
+            (
+                run.started_unix,
+                l.real(&l.agent_exe),
+                l.real(&l.config),
+                l.real(&l.state_dir),
+            )
+        });
+    let import = outcome
+        .agent_id
+        .is_some()
+        .then(|| (l.real(&l.agent_exe), l.real(&l.config), l.real(&l.log_dir)));
+    if let Some((since, program, config, state_dir)) = follow {
         ui.separator();
-        let agent = l.real(&l.agent_exe);
-        let config = l.real(&l.config);
-        let logs = l.real(&l.log_dir);
+        let job = |poll| crate::validate::Job::Status {
+            program: program.clone(),
+            config: config.clone(),
+            state_dir: state_dir.clone(),
+            offline: true,
+            poll,
+        };
+        first_sync(s, ui, since, job);
+    }
+    if let Some((agent, config, logs)) = import {
+        ui.separator();
         import_offer(s, ui, agent, config, logs);
     }
     note(
@@ -86,6 +107,70 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         "Run this setup again at any time to review the configuration or upgrade; no connect key is needed then.",
     );
     Gate::Ready
+}
+
+/// How often the Finish page reads the agent's status while it follows the first sync.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The service's first sync, followed until a run that started after the install finished
+/// (or the window is closed): its progress with counts while it runs, then how it went.
+fn first_sync(s: &mut State, ui: &mut Ui, since: i64, job: impl Fn(u32) -> crate::validate::Job) {
+    use crate::validate::{Outcome, Slot, View};
+    ui.label(RichText::new("First sync").strong());
+    let f = &mut s.install.follow;
+    f.since.get_or_insert(since);
+    if !f.done {
+        if let Some(Outcome::Status(r)) = s.validator.take_done(Slot::FirstSync) {
+            match *r {
+                Ok(st) => {
+                    let finished =
+                        st.running.is_none() && st.last_run_unix.is_some_and(|t| t >= since);
+                    let standby = st.role.as_deref() == Some("standby");
+                    f.done = finished || standby;
+                    f.latest = Some(st);
+                    f.error = None;
+                }
+                Err(e) => f.error = Some(e),
+            }
+        }
+        let idle = !matches!(s.validator.view(Slot::FirstSync), View::Running { .. });
+        if idle && f.asked.is_none_or(|t| t.elapsed() >= FOLLOW_EVERY) {
+            f.polls += 1;
+            f.asked = Some(std::time::Instant::now());
+            s.validator.request(Slot::FirstSync, job(f.polls));
+        }
+        ui.ctx().request_repaint_after(FOLLOW_EVERY);
+    }
+    let f = &s.install.follow;
+    match (&f.latest, f.done) {
+        (Some(st), true) if st.role.as_deref() == Some("standby") => note(
+            ui,
+            "This agent is the standby: another agent of this domain is the primary and syncs; this one takes over if it stops.",
+        ),
+        (Some(st), true) => {
+            let held = st.held.len();
+            ui.label(format!(
+                "The first sync finished: the agent manages {} users and {} groups; {} changes failed; {} disconnections are held for approval.",
+                ad_sync_core::policy::count(st.managed_users),
+                ad_sync_core::policy::count(st.managed_groups),
+                st.failed,
+                held
+            ));
+            super::review::status_panel(ui, st);
+        }
+        (Some(st), false) => match &st.running {
+            Some(p) => crate::widgets::progress(ui, p.fraction(), &p.sentence()),
+            None => crate::widgets::progress(
+                ui,
+                None,
+                "Waiting for the service's first sync to start (it starts within a minute of the service)…",
+            ),
+        },
+        (None, _) => crate::widgets::progress(ui, None, "Reading the agent's status…"),
+    }
+    if let Some(e) = &f.error {
+        note(ui, &format!("The agent's status could not be read: {e}"));
+    }
 }
 
 /// The import of AD into the cloud: preview it, then run it, or copy the command.
@@ -119,28 +204,50 @@ fn import_offer(
         .as_ref()
         .is_some_and(|r| r.ended().is_none());
     let ctx = ui.ctx().clone();
+    let start = |s: &mut State, dry_run: bool| {
+        s.install.import = Some(ImportRun::start(
+            agent.clone(),
+            config.clone(),
+            logs.clone(),
+            dry_run,
+            ctx.clone(),
+        ));
+    };
+    // Nothing is imported without a preview first: its counts are what Import asks to confirm.
+    let previewed = match s.install.import.as_ref().map(|r| (r.dry_run, r.ended())) {
+        Some((
+            true,
+            Some(Ended::Report {
+                code: Some(0 | 4),
+                report: Some(r),
+                ..
+            }),
+        )) => Some(r.would_write()),
+        _ => None,
+    };
     ui.horizontal(|ui| {
-        let mut start = |dry_run: bool| {
-            s.install.import = Some(ImportRun::start(
-                agent.clone(),
-                config.clone(),
-                logs.clone(),
-                dry_run,
-                ctx.clone(),
-            ));
+        let again = if previewed.is_some() {
+            "Preview again"
+        } else {
+            "Preview the import"
         };
         if ui
-            .add_enabled(!running, egui::Button::new("Preview the import"))
+            .add_enabled(!running, egui::Button::new(again))
             .on_hover_text("Asks the cloud what it would create or link; changes nothing")
             .clicked()
         {
-            start(true);
+            start(s, true);
         }
-        if ui
-            .add_enabled(!running, egui::Button::new("Import now"))
-            .clicked()
+        if let Some(n) = previewed.filter(|n| *n > 0)
+            && ui
+                .add_enabled(!running, egui::Button::new("Import now"))
+                .on_hover_text(format!(
+                    "Writes the {} changes the preview lists to the cloud",
+                    ad_sync_core::policy::count(n)
+                ))
+                .clicked()
         {
-            start(false);
+            start(s, false);
         }
         if running
             && ui.button("Cancel import").clicked()
@@ -154,14 +261,18 @@ fn import_offer(
     };
     match run.ended() {
         None => {
-            ui.horizontal(|ui| {
-                ui.spinner();
-                ui.label(if run.dry_run {
-                    "Asking the cloud what the import would do..."
-                } else {
-                    "Importing..."
-                });
-            });
+            let p = run.progress();
+            crate::widgets::progress(
+                ui,
+                p.as_ref().and_then(|p| p.fraction()),
+                &p.map(|p| p.sentence()).unwrap_or_else(|| {
+                    if run.dry_run {
+                        "Asking the cloud what the import would do…".into()
+                    } else {
+                        "Importing…".into()
+                    }
+                }),
+            );
         }
         Some(Ended::Cancelled) => note(
             ui,
@@ -172,42 +283,87 @@ fn import_offer(
             &e,
             "Run the command above in a console to see the agent's full message.",
         ),
-        Some(Ended::Report { code, text, log }) => {
-            let text = if matches!(code, Some(0 | 4)) {
-                text
-            } else {
-                format!("{text}{log}")
-            };
-            let summary: Vec<&str> = text
-                .lines()
-                .filter(|l| {
-                    ["users: ", "groups: ", "memberships: ", "dry run"]
-                        .iter()
-                        .any(|p| l.starts_with(p))
-                })
-                .collect();
-            let outcome = match (code, run.dry_run) {
-                (Some(0 | 4), true) => {
-                    "Import preview (nothing was imported; what the cloud would refuse is listed below):"
-                }
-                (Some(0), false) => "Imported:",
-                (Some(4), false) => {
-                    "Imported, except the objects the cloud refused (listed below):"
-                }
-                _ => "The import did not run:",
-            };
-            ui.label(RichText::new(outcome).strong());
-            for l in &summary {
-                ui.label(*l);
-            }
+        Some(Ended::Report {
+            code: Some(code @ (0 | 4)),
+            report: Some(report),
+            ..
+        }) => import_report(ui, &report, run.dry_run, code == 4),
+        Some(Ended::Report { log, .. }) => {
+            crate::widgets::field_error(
+                ui,
+                "The import did not run.",
+                "Read the agent's message below, fix what it names, and preview again.",
+            );
             egui::ScrollArea::vertical()
-                .id_salt("import-report")
+                .id_salt("import-log")
                 .max_height(140.0)
                 .show(ui, |ui| {
-                    for l in text.lines().filter(|l| !summary.contains(l)) {
+                    for l in log
+                        .lines()
+                        .rev()
+                        .take(20)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                    {
                         ui.add(egui::Label::new(RichText::new(l).monospace().small()).wrap());
                     }
                 });
         }
+    }
+}
+
+/// An import's (or its preview's) counts, then every object it did not import and why.
+fn import_report(
+    ui: &mut Ui,
+    report: &ad_sync_core::import_report::Report,
+    dry_run: bool,
+    refused: bool,
+) {
+    let n = report.would_write();
+    let heading = match (dry_run, refused) {
+        (true, _) if n == 0 => "Import preview: there is nothing new to import.".to_string(),
+        (true, _) => format!(
+            "Import preview (nothing was imported yet): Import now writes these {} changes to the cloud:",
+            ad_sync_core::policy::count(n)
+        ),
+        (false, false) => "Imported:".to_string(),
+        (false, true) => {
+            "Imported, except the objects the cloud refused (listed below):".to_string()
+        }
+    };
+    ui.add(egui::Label::new(RichText::new(heading).strong()).wrap());
+    for line in report.summary() {
+        ui.label(line);
+    }
+    let would = if dry_run { "would be " } else { "" };
+    let others: Vec<String> = report
+        .items
+        .iter()
+        .filter(|i| {
+            !matches!(
+                i.outcome.as_str(),
+                "created" | "linked" | "already" | "would add"
+            )
+        })
+        .map(|i| {
+            let why = if i.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", i.message)
+            };
+            format!("{} {} {would}{}{why}", i.kind, i.name, i.outcome)
+        })
+        .collect();
+    if !others.is_empty() {
+        ui.label(RichText::new("Not imported, and why:").strong());
+        egui::ScrollArea::vertical()
+            .id_salt("import-report")
+            .max_height(140.0)
+            .show(ui, |ui| {
+                for l in &others {
+                    ui.add(egui::Label::new(l.as_str()).wrap());
+                }
+            });
     }
 }

@@ -34,14 +34,26 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         return Gate::Blocked("the install's checks failed".into());
     }
     if run.running() {
-        ui.horizontal(|ui| {
-            ui.spinner();
-            ui.label(if run.cancelling() {
-                "Cancelling: the step in progress finishes, then everything is undone…".to_string()
-            } else {
-                format!("Installing… {:.0} s", run.started.elapsed().as_secs_f32())
-            });
-        });
+        let total = run.steps.len().max(1);
+        let finished = run
+            .steps
+            .iter()
+            .filter(|s| !matches!(s.status, StepStatus::Pending | StepStatus::Running))
+            .count();
+        let current = run
+            .steps
+            .iter()
+            .position(|s| s.status == StepStatus::Running)
+            .map_or(String::new(), |i| format!(": {}", run.steps[i].title));
+        let text = if run.cancelling() {
+            "Cancelling: the step in progress finishes, then everything is undone…".to_string()
+        } else {
+            format!(
+                "Installing: {finished} of {total} steps done{current} ({:.0} s)",
+                run.started.elapsed().as_secs_f32()
+            )
+        };
+        crate::widgets::progress(ui, Some(finished as f32 / total as f32), &text);
         ui.ctx()
             .request_repaint_after(std::time::Duration::from_millis(250));
     }

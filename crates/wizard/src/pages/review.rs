@@ -12,6 +12,9 @@ use ad_sync_core::preflight::{Scope, ids};
 use egui::{RichText, Ui};
 
 pub fn ui(s: &mut State, ui: &mut Ui) -> Shown {
+    if s.install.uninstall.is_some() || s.install.uninstall_error.is_some() {
+        return removing(s, ui);
+    }
     let mut go = None;
     if s.upgrade() {
         health(s, ui);
@@ -24,6 +27,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Shown {
     }
     summary(s, ui);
     plan(s, ui);
+    start_choice(s, ui);
     ui.separator();
     let mut local = Gate::Ready;
     if s.upgrade()
@@ -64,7 +68,164 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Shown {
     };
     ui.separator();
     export(s, ui);
+    if s.installed().is_some() {
+        ui.separator();
+        remove(s, ui);
+    }
     Shown { gate, go }
+}
+
+/// Whether the service starts when setup finishes (off: installed and enrolled, not started,
+/// as Entra Connect's staging mode; the administrator starts it after a look at the preview).
+fn start_choice(s: &mut State, ui: &mut Ui) {
+    let opts = &mut s.setup.install_options;
+    if opts.prefix.is_some() {
+        // A staged install (tests, packaging) never starts a service; the plan says so.
+        return;
+    }
+    let mut start = !opts.no_start;
+    let r = ui
+        .checkbox(&mut start, "Start syncing when setup finishes")
+        .on_hover_text(
+            "Off: the agent is installed and enrolled, but its service is not started, so nothing is written to AD until you start it.",
+        );
+    if r.changed() {
+        opts.no_start = !start;
+        s.install.preview = None;
+    }
+    if !start {
+        note(
+            ui,
+            if cfg!(windows) {
+                "The service will be installed but not started. Start it later in Services (ad-sync-agent) or with: sc start ad-sync-agent"
+            } else {
+                "The service will be installed but not started. Start it later with: systemctl start ad-sync-agent"
+            },
+        );
+    }
+}
+
+/// Review mode's way out: remove ad-sync from this server, after a confirmation that says
+/// what goes and what can be kept.
+fn remove(s: &mut State, ui: &mut Ui) {
+    ui.label(RichText::new("Remove ad-sync from this server").strong());
+    if !s.install.remove_asked {
+        note(
+            ui,
+            "Tells the cloud this agent is gone, then removes the service, its secrets, its state and the program. Accounts it created in AD stay as they are.",
+        );
+        if ui.button("Remove ad-sync…").clicked() {
+            s.install.remove_asked = true;
+        }
+        return;
+    }
+    egui::Frame::group(ui.style())
+        .stroke(egui::Stroke::new(
+            1.5,
+            crate::widgets::status_color(ui, ad_sync_core::preflight::Status::Fail),
+        ))
+        .show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.add(
+                egui::Label::new(
+                    "The cloud is told first (when it cannot be reached nothing is removed). Then the service is stopped and removed, and the agent's secrets, its state and the program are deleted. Users and groups it created in AD are not touched. Installing again needs a new connect key.",
+                )
+                .wrap(),
+            );
+            ui.checkbox(
+                &mut s.install.keep_config,
+                "Keep the configuration file (for a later install with the same settings)",
+            );
+            ui.horizontal(|ui| {
+                if ui.button("Remove now").clicked() {
+                    let opts = ad_sync_core::install::uninstall::UninstallOptions {
+                        config: s.setup.config_path.clone(),
+                        prefix: s.setup.install_options.prefix.clone(),
+                        keep_config: s.install.keep_config,
+                        force: false,
+                        source_dir: s.setup.install_options.source_dir.clone(),
+                    };
+                    match crate::uninstaller::UninstallRun::start(opts, ui.ctx().clone()) {
+                        Ok(r) => s.install.uninstall = Some(r),
+                        Err(e) => {
+                            s.install.uninstall_error =
+                                Some(format!("the removal could not start: {e}"))
+                        }
+                    }
+                }
+                if ui.button("Keep ad-sync").clicked() {
+                    s.install.remove_asked = false;
+                }
+            });
+        });
+}
+
+/// The removal under way, or how it ended; nothing else is offered after it.
+fn removing(s: &mut State, ui: &mut Ui) -> Shown {
+    let blocked = |why: &str| Shown {
+        gate: Gate::Blocked(why.into()),
+        go: None,
+    };
+    if let Some(e) = &s.install.uninstall_error {
+        field_error(
+            ui,
+            e,
+            "Run ad-sync-setup uninstall in an elevated console to see why.",
+        );
+        return blocked("the removal could not start");
+    }
+    let Some(run) = s.install.uninstall.as_mut() else {
+        return blocked("nothing to remove");
+    };
+    run.poll();
+    ui.label(RichText::new("Removing ad-sync from this server").strong());
+    if run.running() {
+        let total = run.planned.max(1);
+        let done = run.steps.len();
+        crate::widgets::progress(
+            ui,
+            Some(done as f32 / total as f32),
+            &format!("Removing: {done} of {total} steps done"),
+        );
+    }
+    for r in &run.steps {
+        let status = if r.ok {
+            ad_sync_core::preflight::Status::Pass
+        } else {
+            ad_sync_core::preflight::Status::Fail
+        };
+        crate::widgets::status_text(
+            ui,
+            status,
+            RichText::new(format!("{}: {}", r.title, r.message)),
+            if r.ok { "Removed" } else { "Not removed" },
+        );
+    }
+    let Some(out) = &run.outcome else {
+        return blocked("the removal is running");
+    };
+    ui.separator();
+    if let Some(e) = &out.error {
+        field_error(
+            ui,
+            &format!("Nothing more was removed: {e}"),
+            out.fix.as_deref().unwrap_or(""),
+        );
+    } else if out.complete {
+        ui.label(
+            RichText::new("ad-sync was removed from this server. You can close setup.").strong(),
+        );
+    } else {
+        field_error(
+            ui,
+            "Removed, except the steps marked above: they say what is left.",
+            "Remove what is left by hand, or run ad-sync-setup uninstall again.",
+        );
+    }
+    for k in &out.plan.kept {
+        note(ui, &format!("Left in place: {k}"));
+    }
+    blocked("ad-sync was removed")
 }
 
 fn summary(s: &State, ui: &mut Ui) {
@@ -222,7 +383,7 @@ fn health(s: &mut State, ui: &mut Ui) {
     );
 }
 
-fn status_panel(ui: &mut Ui, st: &ad_sync_core::status::AgentStatus) {
+pub(crate) fn status_panel(ui: &mut Ui, st: &ad_sync_core::status::AgentStatus) {
     use ad_sync_core::preflight::Status;
     use ad_sync_core::status::Light;
     let status = match st.light {
@@ -250,6 +411,13 @@ fn status_panel(ui: &mut Ui, st: &ad_sync_core::status::AgentStatus) {
             );
             if let Some(fix) = &st.fix {
                 ui.add(egui::Label::new(format!("What to do: {fix}")).wrap());
+            }
+            if let Some(p) = &st.running {
+                crate::widgets::progress(
+                    ui,
+                    p.fraction(),
+                    &format!("Running now: {}", p.sentence()),
+                );
             }
             let fact = |ui: &mut Ui, k: &str, v: String| crate::widgets::fact(ui, k, v, 150.0);
             fact(
