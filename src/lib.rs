@@ -9,6 +9,7 @@ pub mod cli;
 pub mod console;
 
 pub use ad_sync_core::{
-    answers, cloud, connect_key, directory, dn, install, preflight, secret, secrets, time_fmt,
+    answers, cloud, connect_key, directory, dn, install, preflight, progress, secret, secrets,
+    status, time_fmt,
 };
 pub use ad_sync_wizard as wizard;

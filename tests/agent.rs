@@ -339,7 +339,11 @@ fn review_shows(env: &Env, texts: &[&str]) {
         });
     let screen = |h: &Harness<'_, ad_sync::wizard::WizardApp>| {
         h.query_all_by(|_| true)
-            .filter_map(|n| n.accesskit_node().label())
+            .filter_map(|n| {
+                n.accesskit_node()
+                    .label()
+                    .or_else(|| n.accesskit_node().value())
+            })
             .collect::<Vec<_>>()
             .join("\n")
     };

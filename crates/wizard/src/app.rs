@@ -119,6 +119,13 @@ impl WizardApp {
         // not started; the check would otherwise refuse.
         install_options.no_start =
             !cfg!(windows) && !ad_sync_core::install::service::systemd_running();
+        let can_start = if options.prefix.is_some() {
+            Err("the install is staged under a folder (--prefix), not on this machine's running system".to_string())
+        } else if install_options.no_start {
+            Err("systemd is not running on this machine".to_string())
+        } else {
+            Ok(())
+        };
         let layout = ad_sync_core::install::layout::Layout::new(
             &options.config_path,
             std::path::Path::new(""),
@@ -178,6 +185,7 @@ impl WizardApp {
                     dns_server: options.dns_server,
                     discovered_on_open: false,
                     dc_proposed: false,
+                    can_start,
                     proxy_found,
                 },
                 validator,

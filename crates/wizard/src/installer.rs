@@ -29,6 +29,29 @@ pub struct InstallRun {
 }
 
 impl InstallRun {
+    /// A run as it stood at one moment, for the pictures of the Install and Finish pages (the
+    /// live tests run real installs; a picture needs the same steps every time).
+    #[doc(hidden)]
+    pub fn shown(
+        plan: Plan,
+        steps: Vec<StepReport>,
+        outcome: Option<Outcome>,
+        started_unix: i64,
+    ) -> InstallRun {
+        let (_, rx) = mpsc::channel();
+        InstallRun {
+            rx,
+            cancel: Cancel::default(),
+            thread: None,
+            refused: None,
+            plan: Some(plan),
+            steps,
+            outcome,
+            started: std::time::Instant::now(),
+            started_unix,
+        }
+    }
+
     pub fn start(
         answers: Answers,
         opts: install::Options,

@@ -96,6 +96,9 @@ pub struct Setup {
     pub discovered_on_open: bool,
     /// The first DC discovery found was put in the empty field (once).
     pub dc_proposed: bool,
+    /// Whether setup can start the service here (Review's "Start syncing when setup
+    /// finishes"), or why not.
+    pub can_start: Result<(), String>,
     /// The proxy found on this machine when the wizard started (proposed for a new install),
     /// or why what was found names no proxy.
     pub proxy_found: Result<Option<ad_sync_core::cloud::system_proxy::Found>, String>,

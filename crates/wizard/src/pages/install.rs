@@ -48,10 +48,14 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         let text = if run.cancelling() {
             "Cancelling: the step in progress finishes, then everything is undone…".to_string()
         } else {
-            format!(
-                "Installing: {finished} of {total} steps done{current} ({:.0} s)",
-                run.started.elapsed().as_secs_f32()
-            )
+            // The time only once it is worth saying (most installs take a second or two).
+            let took = run.started.elapsed().as_secs();
+            let took = if took >= 5 {
+                format!(" ({took} s)")
+            } else {
+                String::new()
+            };
+            format!("Installing: {finished} of {total} steps done{current}{took}")
         };
         crate::widgets::progress(ui, Some(finished as f32 / total as f32), &text);
         ui.ctx()

@@ -78,14 +78,14 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Shown {
 /// Whether the service starts when setup finishes (off: installed and enrolled, not started,
 /// as Entra Connect's staging mode; the administrator starts it after a look at the preview).
 fn start_choice(s: &mut State, ui: &mut Ui) {
+    let why_not = s.setup.can_start.clone().err();
     let opts = &mut s.setup.install_options;
-    if opts.prefix.is_some() {
-        // A staged install (tests, packaging) never starts a service; the plan says so.
-        return;
-    }
-    let mut start = !opts.no_start;
+    let mut start = why_not.is_none() && !opts.no_start;
     let r = ui
-        .checkbox(&mut start, "Start syncing when setup finishes")
+        .add_enabled(
+            why_not.is_none(),
+            egui::Checkbox::new(&mut start, "Start syncing when setup finishes"),
+        )
         .on_hover_text(
             "Off: the agent is installed and enrolled, but its service is not started, so nothing is written to AD until you start it.",
         );
@@ -93,15 +93,27 @@ fn start_choice(s: &mut State, ui: &mut Ui) {
         opts.no_start = !start;
         s.install.preview = None;
     }
-    if !start {
-        note(
+    let service = ad_sync_core::install::layout::SERVICE_NAME;
+    match why_not {
+        Some(why) => note(
             ui,
-            if cfg!(windows) {
-                "The service will be installed but not started. Start it later in Services (ad-sync-agent) or with: sc start ad-sync-agent"
+            &format!(
+                "Setup cannot start the service here: {why}. The agent is installed and enrolled; start its service where it runs."
+            ),
+        ),
+        None if !start => note(
+            ui,
+            &if cfg!(windows) {
+                format!(
+                    "The service will be installed but not started. Start it later in Services ({service}) or with: sc start {service}"
+                )
             } else {
-                "The service will be installed but not started. Start it later with: systemctl start ad-sync-agent"
+                format!(
+                    "The service will be installed but not started. Start it later with: systemctl start {service}"
+                )
             },
-        );
+        ),
+        None => {}
     }
 }
 
@@ -443,7 +455,14 @@ pub(crate) fn status_panel(ui: &mut Ui, st: &ad_sync_core::status::AgentStatus) 
                     ad_sync_core::policy::count(st.managed_groups)
                 ),
             );
-            fact(ui, "Held", format!("{} disconnections", st.held.len()));
+            fact(
+                ui,
+                "Held",
+                match st.held.len() {
+                    1 => "1 disconnection, waiting for approval".to_string(),
+                    n => format!("{n} disconnections, waiting for approval"),
+                },
+            );
             for h in st.held.iter().take(10) {
                 note(
                     ui,
@@ -456,7 +475,10 @@ pub(crate) fn status_panel(ui: &mut Ui, st: &ad_sync_core::status::AgentStatus) 
             fact(
                 ui,
                 "Failed",
-                format!("{} changes in the last run", st.failed),
+                match st.failed {
+                    1 => "1 change in the last run".to_string(),
+                    n => format!("{} changes in the last run", ad_sync_core::policy::count(n)),
+                },
             );
             for f in st.failures.iter().take(10) {
                 note(ui, &format!("{}: {}", f.what, f.reason));
