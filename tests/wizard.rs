@@ -839,6 +839,40 @@ fn install_page_shows_each_step_and_finish_shows_where_everything_is() {
             .join("etc/systemd/system/ad-sync-agent.service")
             .is_file()
     );
+    drop(h);
+
+    // Setup again: review mode, and from there the product is removed (after a confirmation),
+    // the cloud told first, each step shown as it finishes; the config is kept when asked.
+    let mut h = wizard_in(&config, Some(prefix.clone()));
+    h.step();
+    assert!(heading(&h).contains("Review"), "{}", screen(&h));
+    wait_text(&mut h, "Agent status:");
+    click(&mut h, "Remove ad-sync…");
+    wait_text(&mut h, "Installing again needs a new connect key");
+    click(
+        &mut h,
+        "Keep the configuration file (for a later install with the same settings)",
+    );
+    h.run_steps(2);
+    click(&mut h, "Remove now");
+    wait_text(&mut h, "ad-sync was removed from this server");
+    let shown = screen(&h);
+    assert!(shown.contains("Deregister the agent"), "{shown}");
+    assert!(
+        h.get_by_label("Install").accesskit_node().is_disabled(),
+        "nothing to go on to: {shown}"
+    );
+    assert!(
+        !prefix
+            .join("etc/systemd/system/ad-sync-agent.service")
+            .exists()
+            && store.read(ad_sync::secrets::AGENT_CREDENTIAL).is_err(),
+        "{shown}"
+    );
+    assert!(
+        prefix.join("etc/ad-sync/agent.toml").is_file(),
+        "the config was kept: {shown}"
+    );
 }
 
 #[test]
