@@ -164,10 +164,19 @@ fn main() {
         std::time::Duration::from_secs(3),
     )) {
         Ok(found) => {
-            for dc in found {
+            match (&found.site, &found.site_note) {
+                (Some(site), _) => println!("  this server's AD site: {site} (its DCs first)"),
+                (None, Some(note)) => println!("  {note}"),
+                _ => {}
+            }
+            for dc in found.dcs {
                 println!(
-                    "  {} port {} (priority {}, weight {})",
-                    dc.host, dc.port, dc.priority, dc.weight
+                    "  {} port {} (priority {}, weight {}){}",
+                    dc.host,
+                    dc.port,
+                    dc.priority,
+                    dc.weight,
+                    if dc.in_site { ", in this site" } else { "" }
                 );
             }
         }

@@ -1005,9 +1005,20 @@ fn discovery_finds_the_test_dc_in_the_domains_dns() {
     let found = rt
         .block_on(domain_controllers("example.com", server, t))
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].host, testbed::DC1_HOST);
-    assert_eq!(found[0].port, 389);
+    assert_eq!(found.dcs.len(), 1, "{found:?}");
+    assert_eq!(found.dcs[0].host, testbed::DC1_HOST);
+    assert_eq!(found.dcs[0].port, 389);
+    // The site, as dc1 answered the LDAP ping (UDP 389): the test domain's one site, whose
+    // records list dc1, so it is marked as in this server's site.
+    assert_eq!(
+        found.site.as_deref(),
+        Some("Default-First-Site-Name"),
+        "{found:?}"
+    );
+    assert!(
+        found.dcs[0].in_site && found.site_note.is_none(),
+        "{found:?}"
+    );
     // The same with a trailing dot and in capitals, as people type it.
     let again = rt
         .block_on(domain_controllers("EXAMPLE.COM.", server, t))

@@ -413,7 +413,7 @@ fn the_release_wizard_in_a_real_window_reaches_finish_without_a_dn_typed() {
     w.type_into("Domain to search", "example.com");
     w.click("Find domain controllers");
     w.wait("discovery", |s| {
-        s.has("Use dc1.example.com (priority 0, weight 100)")
+        s.has("dc1.example.com (priority 0, weight 100), in this server's site")
             && s.value("Domain controller (FQDN)").as_deref() == Some(testbed::DC1_HOST)
     });
     w.next("domain-controller");

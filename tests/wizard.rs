@@ -218,8 +218,13 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
         Some("example.com")
     );
     wait_text(&mut h, "DNS lists 1 domain controller(s) for example.com");
+    // The site, as dc1 answered the LDAP ping, and its DC marked.
     assert!(
-        has(&h, "Use dc1.example.com (priority 0, weight 100)"),
+        has(&h, "This server is in the AD site Default-First-Site-Name")
+            && has(
+                &h,
+                "dc1.example.com (priority 0, weight 100), in this server's site"
+            ),
         "{}",
         screen(&h)
     );
@@ -237,7 +242,10 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
     h.step();
     h.step();
     assert!(has(&h, "Domain controller is empty"), "{}", screen(&h));
-    click(&mut h, "Use dc1.example.com (priority 0, weight 100)");
+    click(
+        &mut h,
+        "dc1.example.com (priority 0, weight 100), in this server's site",
+    );
     h.run_steps(2);
     assert_eq!(
         h.get_by_label("Domain controller (FQDN)")
@@ -847,6 +855,8 @@ fn install_page_shows_each_step_and_finish_shows_where_everything_is() {
     h.step();
     assert!(heading(&h).contains("Review"), "{}", screen(&h));
     wait_text(&mut h, "Agent status:");
+    // The review checks finish first: a result arriving above would move what is clicked below.
+    wait_for(&mut h, "the review checks", |h| settled(h) && passed(h));
     click(&mut h, "Remove ad-sync…");
     wait_text(&mut h, "Installing again needs a new connect key");
     click(
@@ -1349,16 +1359,25 @@ impl ad_sync::wizard::backend::Backend for Fixed {
         _domain: String,
         _server: Option<std::net::IpAddr>,
         _timeout: Duration,
-    ) -> ad_sync::wizard::backend::BoxFuture<
-        Result<Vec<ad_sync::directory::discover::DcCandidate>, String>,
-    > {
-        Box::pin(async {
-            Ok(vec![ad_sync::directory::discover::DcCandidate {
-                host: "dc1.example.com".into(),
-                port: 389,
-                priority: 0,
-                weight: 100,
-            }])
+    ) -> ad_sync::wizard::backend::BoxFuture<Result<ad_sync::directory::discover::Discovered, String>>
+    {
+        use ad_sync::directory::discover::{DcCandidate, Discovered};
+        let dc = |host: &str, weight: u16, in_site: bool| DcCandidate {
+            host: host.into(),
+            port: 389,
+            priority: 0,
+            weight,
+            in_site,
+        };
+        Box::pin(async move {
+            Ok(Discovered {
+                dcs: vec![
+                    dc("dc1.example.com", 100, true),
+                    dc("dc2.example.com", 100, false),
+                ],
+                site: Some("Default-First-Site-Name".into()),
+                site_note: None,
+            })
         })
     }
 
@@ -1983,9 +2002,8 @@ impl ad_sync::wizard::backend::Backend for SilentDirectory {
         domain: String,
         server: Option<std::net::IpAddr>,
         timeout: Duration,
-    ) -> ad_sync::wizard::backend::BoxFuture<
-        Result<Vec<ad_sync::directory::discover::DcCandidate>, String>,
-    > {
+    ) -> ad_sync::wizard::backend::BoxFuture<Result<ad_sync::directory::discover::Discovered, String>>
+    {
         Fixed::default().discover(domain, server, timeout)
     }
 

@@ -190,10 +190,12 @@ impl Dc {
             .args(["-M", "single"])
             .arg("-s")
             .arg(self.smb_conf())
+            // cldap: the LDAP ping (UDP 389) every Windows DC answers, where discovery learns
+            // this server's AD site.
             .arg(if self.is_dc1() {
-                "--option=server services=ldap,dns"
+                "--option=server services=ldap,cldap,dns"
             } else {
-                "--option=server services=ldap"
+                "--option=server services=ldap,cldap"
             })
             // No forwarder: a name outside the test domain is not asked of the machine's DNS.
             .arg("--option=dns forwarder=")

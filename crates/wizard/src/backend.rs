@@ -7,7 +7,7 @@
 use ad_sync_core::answers::Answers;
 use ad_sync_core::directory::browse::{Level, Offer};
 use ad_sync_core::directory::cert::{self, CertInfo};
-use ad_sync_core::directory::discover::{self, DcCandidate};
+use ad_sync_core::directory::discover::{self, Discovered};
 use ad_sync_core::preflight::{self, CheckResult, Report, Scope};
 use ad_sync_core::secret::Secret;
 use ad_sync_core::status::AgentStatus;
@@ -30,13 +30,13 @@ pub trait Backend: Send + Sync + 'static {
         starttls: bool,
         timeout: Duration,
     ) -> BoxFuture<Result<CertInfo, String>>;
-    /// The domain controllers DNS SRV lists for a domain.
+    /// The domain controllers DNS SRV lists for a domain, this server's site's first.
     fn discover(
         &self,
         domain: String,
         server: Option<IpAddr>,
         timeout: Duration,
-    ) -> BoxFuture<Result<Vec<DcCandidate>, String>>;
+    ) -> BoxFuture<Result<Discovered, String>>;
     /// One level of the directory under `base` (the domain's naming context when `None`), read
     /// as the service account.
     fn level(
@@ -132,7 +132,7 @@ impl Backend for Live {
         domain: String,
         server: Option<IpAddr>,
         timeout: Duration,
-    ) -> BoxFuture<Result<Vec<DcCandidate>, String>> {
+    ) -> BoxFuture<Result<Discovered, String>> {
         Box::pin(async move { discover::domain_controllers(&domain, server, timeout).await })
     }
 

@@ -15,7 +15,7 @@ use super::backend::Backend;
 use ad_sync_core::answers::Answers;
 use ad_sync_core::directory::browse::{Level, Offer};
 use ad_sync_core::directory::cert::CertInfo;
-use ad_sync_core::directory::discover::DcCandidate;
+use ad_sync_core::directory::discover::Discovered;
 use ad_sync_core::preflight::{CheckResult, Report, Scope};
 use ad_sync_core::secret::Secret;
 use sha2::{Digest, Sha256};
@@ -90,7 +90,7 @@ pub enum Outcome {
         report: Report,
         certificate: Option<Result<CertInfo, String>>,
     },
-    Dcs(Result<Vec<DcCandidate>, String>),
+    Dcs(Result<Discovered, String>),
     Level(Result<Level, String>),
     Folder(CheckResult),
     Password(Result<Secret, String>),
@@ -111,7 +111,8 @@ impl Job {
                     .map_or(0, |c| u64::from(c.timeout_seconds));
                 Duration::from_secs((ldap.max(cloud) * 6).max(10))
             }
-            Job::Discover { .. } => Duration::from_secs(12),
+            // DNS (up to 10 s) and the site's LDAP ping and records (up to 4 s).
+            Job::Discover { .. } => Duration::from_secs(16),
             Job::Level { answers, .. } => {
                 Duration::from_secs((u64::from(answers.ldap.timeout_seconds) * 4).max(10))
             }

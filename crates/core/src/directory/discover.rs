@@ -1,5 +1,8 @@
 //! Finding a domain's controllers the way Windows does: the DNS SRV records
-//! `_ldap._tcp.dc._msdcs.<domain>`, ordered by priority, then weight (highest first).
+//! `_ldap._tcp.dc._msdcs.<domain>`, ordered by priority, then weight (highest first); then
+//! this server's AD site, asked of the first DCs that answer an LDAP ping (`site`), and the
+//! DCs of that site (`_ldap._tcp.<site>._sites.dc._msdcs.<domain>`) put first, so a branch
+//! server is not offered a DC across the WAN.
 //!
 //! DNS is this host's resolver, or the server `AD_SYNC_DNS_SERVER` names (an IP address): a
 //! member server whose resolver is not one of the domain's DNS servers can still ask the
@@ -18,6 +21,42 @@ pub struct DcCandidate {
     pub port: u16,
     pub priority: u16,
     pub weight: u16,
+    /// In this server's site (DNS lists it under the site's records).
+    pub in_site: bool,
+}
+
+/// The DCs found, this server's site first, and what was learnt of the site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    pub dcs: Vec<DcCandidate>,
+    /// This server's AD site, as a DC answered the LDAP ping.
+    pub site: Option<String>,
+    /// Why the DCs are not ordered by site, when they are not.
+    pub site_note: Option<String>,
+}
+
+/// How many DCs are pinged, one after the other, to learn this server's site.
+const PINGED: usize = 3;
+
+/// Puts the DCs of this server's site first (keeping DNS's order within each part); DCs the
+/// site's records list but the domain's do not are added.
+pub fn site_first(mut all: Vec<DcCandidate>, in_site: &[DcCandidate]) -> Vec<DcCandidate> {
+    for dc in &mut all {
+        dc.in_site = in_site
+            .iter()
+            .any(|s| s.host.eq_ignore_ascii_case(&dc.host));
+    }
+    for s in in_site {
+        if !all.iter().any(|d| d.host.eq_ignore_ascii_case(&s.host)) {
+            all.push(DcCandidate {
+                in_site: true,
+                ..s.clone()
+            });
+        }
+    }
+    // Stable: DNS's order stays within the site's DCs and within the others.
+    all.sort_by_key(|d| !d.in_site);
+    all
 }
 
 /// The DNS server `AD_SYNC_DNS_SERVER` names; `Err` when it is set to something else than an
@@ -34,17 +73,111 @@ pub fn server_from_env() -> Result<Option<IpAddr>, String> {
     }
 }
 
-/// The DCs DNS names for `domain`, asking `server` (or this host's resolver when `None`);
-/// `Err` says in words why none could be listed.
+/// The DCs DNS names for `domain`, asking `server` (or this host's resolver when `None`), this
+/// server's site's first; `Err` says in words why none could be listed.
 pub async fn domain_controllers(
     domain: &str,
     server: Option<IpAddr>,
     timeout: Duration,
-) -> Result<Vec<DcCandidate>, String> {
+) -> Result<Discovered, String> {
+    let (resolver, asked) = resolver(domain, server, timeout)?;
+    let domain = domain.trim().trim_end_matches('.');
+    let all = srv(&resolver, &asked, domain, None, timeout).await?;
+    // The site, from the first DC that answers the ping; all of it within SITE_BUDGET.
+    let site = match tokio::time::timeout(SITE_BUDGET, learn_site(&resolver, &all, domain)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "no DC answered the LDAP ping within {} s",
+            SITE_BUDGET.as_secs()
+        )),
+    };
+    let (dcs, site, site_note) = match site {
+        Err(why) => (
+            all,
+            None,
+            Some(format!(
+                "this server's AD site could not be learnt ({why}), so every DC of the domain is listed in DNS's order"
+            )),
+        ),
+        Ok(s) if s.is_empty() => (
+            all,
+            None,
+            Some("no AD site's subnet holds this server's address (Active Directory Sites and Services, Subnets), so every DC of the domain is listed in DNS's order".into()),
+        ),
+        Ok(s) if !is_site_name(&s) => (
+            all,
+            None,
+            Some(format!(
+                "the DC named this server's site `{s}`, which is not a DNS label, so every DC of the domain is listed in DNS's order"
+            )),
+        ),
+        Ok(s) => match srv(&resolver, &asked, domain, Some(&s), timeout).await {
+            Ok(in_site) => (site_first(all, &in_site), Some(s), None),
+            Err(e) => (
+                all,
+                Some(s.clone()),
+                Some(format!("the DCs of site {s} could not be listed ({e}); every DC of the domain is listed")),
+            ),
+        },
+    };
+    Ok(Discovered {
+        dcs,
+        site,
+        site_note,
+    })
+}
+
+/// The most the site's part of a discovery may take: the DCs found are offered without it.
+const SITE_BUDGET: Duration = Duration::from_secs(4);
+
+/// This server's site as the first of the domain's DCs that answers the LDAP ping says it
+/// (empty: no site's subnet holds this server's address); `Err` says why none answered.
+async fn learn_site(
+    resolver: &Resolver,
+    all: &[DcCandidate],
+    domain: &str,
+) -> Result<String, String> {
+    let mut why = Vec::new();
+    for dc in all.iter().take(PINGED) {
+        let ip = match resolver.lookup_ip(format!("{}.", dc.host)).await {
+            Ok(ips) => ips.iter().next(),
+            Err(e) => {
+                why.push(format!("{} does not resolve ({e})", dc.host));
+                continue;
+            }
+        };
+        let Some(ip) = ip else {
+            why.push(format!("{} has no address", dc.host));
+            continue;
+        };
+        let addr = std::net::SocketAddr::new(ip, 389);
+        match super::site::ping(addr, domain, Duration::from_millis(1500)).await {
+            Ok(a) => return Ok(a.client_site),
+            Err(e) => why.push(e),
+        }
+    }
+    Err(why.join("; "))
+}
+
+/// Whether a site name can be put in a DNS name as one label (AD asks site names to be).
+fn is_site_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+type Resolver = hickory_resolver::TokioResolver;
+
+/// The resolver to ask, and how to name it in a sentence.
+fn resolver(
+    domain: &str,
+    server: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<(Resolver, String), String> {
     use hickory_resolver::TokioResolver;
     use hickory_resolver::config::{NameServerConfig, ResolverConfig};
     use hickory_resolver::net::runtime::TokioRuntimeProvider;
-    use hickory_resolver::proto::rr::RData;
 
     let domain = domain.trim().trim_end_matches('.');
     if domain.is_empty() {
@@ -71,11 +204,27 @@ pub async fn domain_controllers(
     let resolver = builder
         .build()
         .map_err(|e| format!("the DNS resolver cannot start ({e}); type the DC's name instead"))?;
-    let record = format!("_ldap._tcp.dc._msdcs.{domain}");
     let asked = match server {
         Some(ip) => format!("the DNS server {ip}"),
         None => "this host's DNS server".to_string(),
     };
+    Ok((resolver, asked))
+}
+
+/// The DCs the domain's SRV records list (a site's, when `site` is given), in DNS's order.
+async fn srv(
+    resolver: &Resolver,
+    asked: &str,
+    domain: &str,
+    site: Option<&str>,
+    timeout: Duration,
+) -> Result<Vec<DcCandidate>, String> {
+    use hickory_resolver::proto::rr::RData;
+    let record = match site {
+        Some(site) => format!("_ldap._tcp.{site}._sites.dc._msdcs.{domain}"),
+        None => format!("_ldap._tcp.dc._msdcs.{domain}"),
+    };
+    let asked = asked.to_string();
     let lookup = tokio::time::timeout(timeout * 2, resolver.srv_lookup(format!("{record}.")))
         .await
         .map_err(|_| {
@@ -94,6 +243,7 @@ pub async fn domain_controllers(
                 port: srv.port,
                 priority: srv.priority,
                 weight: srv.weight,
+                in_site: false,
             }),
             _ => None,
         })
@@ -207,6 +357,65 @@ fn resolv_conf_domain(conf: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dc(host: &str, priority: u16, weight: u16) -> DcCandidate {
+        DcCandidate {
+            host: host.into(),
+            port: 389,
+            priority,
+            weight,
+            in_site: false,
+        }
+    }
+
+    #[test]
+    fn the_sites_dcs_come_first_in_dnss_order_and_the_rest_after() {
+        // DNS's order for the domain: hq1, hq2 (priority 0), branch1, branch2 (priority 10).
+        let all = vec![
+            dc("hq1.example.com", 0, 100),
+            dc("hq2.example.com", 0, 50),
+            dc("branch1.example.com", 10, 100),
+            dc("BRANCH2.example.com", 10, 50),
+        ];
+        // The branch site's records (in their own order, names in another case) and a DC only
+        // the site lists.
+        let site = vec![
+            dc("branch2.example.com", 0, 100),
+            dc("branch1.example.com", 0, 100),
+            dc("branch3.example.com", 0, 100),
+        ];
+        let got: Vec<(String, bool)> = site_first(all.clone(), &site)
+            .into_iter()
+            .map(|d| (d.host, d.in_site))
+            .collect();
+        let want = [
+            ("branch1.example.com", true),
+            ("BRANCH2.example.com", true),
+            ("branch3.example.com", true),
+            ("hq1.example.com", false),
+            ("hq2.example.com", false),
+        ];
+        assert_eq!(got, want.map(|(h, s)| (h.to_string(), s)).to_vec());
+        // A site without DCs of its own changes nothing.
+        assert_eq!(site_first(all.clone(), &[]), all);
+    }
+
+    #[test]
+    fn only_a_dns_label_is_taken_for_a_site_name() {
+        for ok in ["Default-First-Site-Name", "Branch_Oslo", "HQ1"] {
+            assert!(is_site_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a.b",
+            "evil.example.org.",
+            "x y",
+            &"s".repeat(64),
+            "\u{e9}t\u{e9}",
+        ] {
+            assert!(!is_site_name(bad), "{bad}");
+        }
+    }
 
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()

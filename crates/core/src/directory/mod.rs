@@ -11,6 +11,7 @@ pub mod power;
 pub mod sd;
 pub mod session;
 pub mod sid;
+pub mod site;
 
 pub use connect::{ConnectOptions, Connection, Fallback, Security, connect};
 pub use session::{BindError, EntryExt, OpError, Session};

@@ -113,7 +113,7 @@ fn discovery(s: &mut State, ui: &mut Ui) {
     let Some(domain) = s.discover_for.clone() else {
         note(
             ui,
-            "DNS SRV (_ldap._tcp.dc._msdcs.<domain>) lists the domain's controllers.",
+            "DNS SRV (_ldap._tcp.dc._msdcs.<domain>) lists the domain's controllers; those of this server's AD site come first.",
         );
         return;
     };
@@ -125,6 +125,7 @@ fn discovery(s: &mut State, ui: &mut Ui) {
         },
     );
     let mut chosen = None;
+    let s_dc_host = s.form.dc_host.trim().to_string();
     // Proposed once: a field the administrator emptied afterwards stays empty.
     let propose = s.form.dc_host.trim().is_empty() && !s.setup.dc_proposed;
     let shown = if domain.is_empty() {
@@ -135,22 +136,40 @@ fn discovery(s: &mut State, ui: &mut Ui) {
     widgets::check_view(ui, &mut s.validator, Slot::Discover, &shown, |ui, o| {
         match o {
             Outcome::Dcs(Ok(found)) => {
+                match (&found.site, &found.site_note) {
+                    (Some(site), None) => ui.add(
+                        egui::Label::new(format!(
+                            "This server is in the AD site {site}: its domain controllers come first."
+                        ))
+                        .wrap(),
+                    ),
+                    (_, Some(why)) => ui.add(egui::Label::new(widgets::plain(why)).wrap()),
+                    (None, None) => ui.label(""),
+                };
                 ui.label(format!(
-                    "DNS lists {} domain controller(s) for {domain}:",
-                    found.len()
+                    "DNS lists {} domain controller(s) for {domain}; choose one:",
+                    found.dcs.len()
                 ));
-                for dc in found {
+                for dc in &found.dcs {
                     let text = format!(
-                        "Use {} (priority {}, weight {})",
-                        dc.host, dc.priority, dc.weight
+                        "{} (priority {}, weight {}){}",
+                        dc.host,
+                        dc.priority,
+                        dc.weight,
+                        if dc.in_site {
+                            ", in this server's site"
+                        } else {
+                            ""
+                        }
                     );
-                    if ui.button(text).clicked() {
+                    let picked = s_dc_host.eq_ignore_ascii_case(&dc.host);
+                    if ui.radio(picked, text).clicked() {
                         chosen = Some(dc.host.clone());
                     }
                 }
-                // The first (lowest priority, highest weight) fills an empty field, as
-                // Windows' DC locator would pick it.
-                if propose && let Some(first) = found.first() {
+                // The first (this site's, then lowest priority, highest weight) fills an empty
+                // field, as Windows' DC locator would pick it.
+                if propose && let Some(first) = found.dcs.first() {
                     chosen = Some(first.host.clone());
                 }
             }
