@@ -1821,6 +1821,55 @@ fn after_review(h: &mut H, theme: egui::Theme) {
 }
 
 #[test]
+fn the_container_tree_works_with_the_arrow_keys() {
+    // The walk stops on the Root User container with Staff picked and open.
+    let mut h = walk_fixed_with(
+        1.0,
+        egui::Theme::Light,
+        false,
+        Fixed::default(),
+        "07-root-dn",
+    );
+    let field = |h: &H| {
+        h.get_by_label("Root User container")
+            .value()
+            .unwrap_or_default()
+    };
+    assert!(field(&h).starts_with("OU=Staff"), "{}", field(&h));
+    h.get_by_label("Staff").focus();
+    h.run_steps(2);
+    let press = |h: &mut H, key: egui::Key| {
+        h.key_press(key);
+        h.run_steps(4);
+    };
+    // Down: the next node, picked (the field follows, as Windows' tree view selects).
+    press(&mut h, egui::Key::ArrowDown);
+    assert!(
+        field(&h).starts_with("OU=Contractors,OU=Staff"),
+        "{}",
+        screen(&h)
+    );
+    // Right opens it; Left closes it; Left again goes to its parent.
+    press(&mut h, egui::Key::ArrowRight);
+    wait_for(&mut h, "Contractors to open", |h| {
+        has(h, "Collapse Contractors")
+    });
+    press(&mut h, egui::Key::ArrowLeft);
+    assert!(has(&h, "Expand Contractors"), "{}", screen(&h));
+    press(&mut h, egui::Key::ArrowLeft);
+    assert!(field(&h).starts_with("OU=Staff"), "{}", field(&h));
+    // Up: the node above Staff; Home: the domain itself.
+    press(&mut h, egui::Key::ArrowUp);
+    assert!(
+        field(&h).starts_with("OU=Domain Controllers"),
+        "{}",
+        field(&h)
+    );
+    press(&mut h, egui::Key::Home);
+    assert_eq!(field(&h), "DC=example,DC=com", "{}", screen(&h));
+}
+
+#[test]
 fn snapshot_of_every_page() {
     let mut results = egui_kittest::SnapshotResults::new();
     for theme in [egui::Theme::Light, egui::Theme::Dark] {

@@ -32,7 +32,77 @@ pub struct Tree {
     pub filter: String,
     /// The DN whose ancestors were opened to show it (once per value).
     revealed: Option<String>,
+    /// The node an arrow key moved to: its row takes the keyboard focus when next drawn.
+    focus: Option<String>,
+    /// The rows in view in the last frame (to scroll a node moved to into view).
+    visible: std::ops::Range<usize>,
 }
+
+/// A node the keyboard can reach, in the order the tree shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NavItem {
+    pub row: usize,
+    pub dn: String,
+    pub depth: usize,
+    pub container: bool,
+    pub open: bool,
+    pub pickable: bool,
+}
+
+/// What an arrow key does in the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    /// Pick the item at this index (and move the focus to it).
+    Pick(usize),
+    /// Open or close the container at this index.
+    Toggle(usize),
+    Stay,
+}
+
+/// What `key` does on the item at `at`, as Windows' tree view does it: Up and Down move to the
+/// previous and next node (and pick it, as the selection follows there), Home and End to the
+/// first and last; Right opens a closed container, or moves into an open one; Left closes an
+/// open container, or moves to the node's parent. Nodes that cannot be picked are passed over
+/// by Up and Down, and opened or closed where they are.
+pub fn arrow(items: &[NavItem], at: usize, key: egui::Key) -> Nav {
+    use egui::Key;
+    let Some(here) = items.get(at) else {
+        return Nav::Stay;
+    };
+    let pick = |i: Option<usize>| i.map_or(Nav::Stay, Nav::Pick);
+    let pickable = |i: &usize| items[*i].pickable;
+    match key {
+        Key::ArrowDown => pick((at + 1..items.len()).find(pickable)),
+        Key::ArrowUp => pick((0..at).rev().find(pickable)),
+        Key::Home => pick((0..items.len()).find(pickable)),
+        Key::End => pick((0..items.len()).rev().find(pickable)),
+        Key::ArrowRight if here.container && !here.open => Nav::Toggle(at),
+        Key::ArrowRight if here.container => pick(
+            items
+                .get(at + 1)
+                .filter(|c| c.depth == here.depth + 1 && c.pickable)
+                .map(|_| at + 1),
+        ),
+        Key::ArrowLeft if here.container && here.open => Nav::Toggle(at),
+        Key::ArrowLeft => pick(
+            (0..at)
+                .rev()
+                .find(|i| items[*i].depth < here.depth)
+                .filter(pickable),
+        ),
+        _ => Nav::Stay,
+    }
+}
+
+/// The keys the tree answers.
+const ARROWS: [egui::Key; 6] = [
+    egui::Key::ArrowDown,
+    egui::Key::ArrowUp,
+    egui::Key::ArrowLeft,
+    egui::Key::ArrowRight,
+    egui::Key::Home,
+    egui::Key::End,
+];
 
 /// What the tree asks of its page after a frame.
 #[derive(Default)]
@@ -102,6 +172,8 @@ impl Tree {
             limits: HashMap::new(),
             filter: String::new(),
             revealed: None,
+            focus: None,
+            visible: 0..0,
         }
     }
 
@@ -221,6 +293,37 @@ impl Tree {
         }
     }
 
+    /// The nodes of `rows` the keyboard reaches, in order.
+    fn nav(&self, v: &Validator, rows: &[Row]) -> Vec<NavItem> {
+        rows.iter()
+            .enumerate()
+            .filter_map(|(row, r)| match r {
+                Row::Node { depth, slot, index } => match v.view(*slot) {
+                    View::Done(Outcome::Level(Ok(level))) => {
+                        level.nodes.get(*index).map(|n| NavItem {
+                            row,
+                            dn: n.dn.clone(),
+                            depth: *depth,
+                            container: n.kind.is_container(),
+                            open: self.expanded.contains(&key(&n.dn)),
+                            pickable: n.unpickable.is_none(),
+                        })
+                    }
+                    _ => None,
+                },
+                Row::Top => self.top(v).map(|l| NavItem {
+                    row,
+                    dn: l.base.clone(),
+                    depth: 0,
+                    container: false,
+                    open: true,
+                    pickable: self.offer != Offer::Groups,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The first level, once read.
     pub fn top<'v>(&self, v: &'v Validator) -> Option<&'v Level> {
         match v.view(self.slot(self.start.as_deref())) {
@@ -257,27 +360,64 @@ impl Tree {
         let spacing = ui.spacing().item_spacing.y;
         let height = VISIBLE_ROWS * (row_h + spacing);
         let mut actions = Vec::new();
+        let nav = self.nav(v, &rows);
+        // A node an arrow key moved to, outside the rows in view: scroll it to the middle.
+        let scroll_to = self
+            .focus
+            .as_ref()
+            .and_then(|dn| nav.iter().find(|n| key(&n.dn) == key(dn)))
+            .map(|n| n.row)
+            .filter(|r| !self.visible.contains(r));
+        let mut visible = self.visible.clone();
         egui::Frame::group(ui.style()).show(ui, |ui| {
-            egui::ScrollArea::vertical()
+            let mut area = egui::ScrollArea::vertical()
                 .id_salt(("tree", label))
                 .auto_shrink([false, false])
                 .min_scrolled_height(height)
-                .max_height(height)
-                .show_rows(ui, row_h, rows.len(), |ui, range| {
-                    for row in &rows[range] {
-                        ui.horizontal(|ui| {
-                            ui.set_height(row_h);
-                            self.row(ui, v, row, selected, &mut actions);
-                        });
-                    }
-                });
+                .max_height(height);
+            if let Some(r) = scroll_to {
+                let first = r.saturating_sub((VISIBLE_ROWS / 2.0) as usize);
+                area = area.vertical_scroll_offset(first as f32 * (row_h + spacing));
+            }
+            area.show_rows(ui, row_h, rows.len(), |ui, range| {
+                visible = range.clone();
+                for row in &rows[range] {
+                    ui.horizontal(|ui| {
+                        ui.set_height(row_h);
+                        self.row(ui, v, row, selected, &mut actions);
+                    });
+                }
+            });
         });
+        self.visible = visible;
         if !actions.is_empty() {
             // The field above the tree was drawn before the pick: draw again to show it.
             ui.ctx().request_repaint();
         }
         for a in actions {
             match a {
+                Action::Key(dn, k) => {
+                    let Some(at) = nav.iter().position(|n| n.dn == dn) else {
+                        continue;
+                    };
+                    match arrow(&nav, at, k) {
+                        Nav::Pick(i) => {
+                            out.dn = Some(nav[i].dn.clone());
+                            self.focus = Some(nav[i].dn.clone());
+                        }
+                        Nav::Toggle(i) => {
+                            let k = key(&nav[i].dn);
+                            if !self.expanded.remove(&k) {
+                                self.expanded.insert(k);
+                            }
+                            // Egui may have moved the focus with the arrow: keep it here.
+                            self.focus = Some(nav[i].dn.clone());
+                        }
+                        Nav::Stay => self.focus = Some(dn),
+                    }
+                    ui.ctx().request_repaint();
+                }
+                Action::Focused => self.focus = None,
                 Action::Pick(dn) => out.dn = Some(dn),
                 Action::Toggle(dn) => {
                     if !self.expanded.remove(&key(&dn)) {
@@ -437,6 +577,18 @@ impl Tree {
         if pick.clicked() {
             actions.push(Action::Pick(n.dn.clone()));
         }
+        if self.focus.as_deref().is_some_and(|f| key(f) == key(&n.dn)) {
+            pick.request_focus();
+            actions.push(Action::Focused);
+        } else if pick.has_focus()
+            && let Some(k) = ui.input_mut(|i| {
+                ARROWS
+                    .into_iter()
+                    .find(|k| i.consume_key(egui::Modifiers::NONE, *k))
+            })
+        {
+            actions.push(Action::Key(n.dn.clone(), k));
+        }
         let kind = match n.kind {
             Kind::OrganizationalUnit => "OU".to_string(),
             k => k.words().to_string(),
@@ -455,9 +607,87 @@ impl Tree {
 }
 
 enum Action {
+    /// An arrow key on the node with this DN, which had the focus.
+    Key(String, egui::Key),
+    /// The node moved to took the focus.
+    Focused,
     Pick(String),
     Toggle(String),
     More(Option<String>, Slot),
     Retry(Slot),
     Cancel(Slot),
+}
+
+#[cfg(test)]
+mod keyboard {
+    use super::*;
+    use egui::Key;
+
+    /// The tree as the Root User container's page shows it with Staff open:
+    /// the domain; Computers; Staff (open) with Contractors (closed) and a group that cannot be
+    /// picked; Users.
+    fn shown() -> Vec<NavItem> {
+        let item = |row, dn: &str, depth, container, open, pickable| NavItem {
+            row,
+            dn: dn.into(),
+            depth,
+            container,
+            open,
+            pickable,
+        };
+        vec![
+            item(0, "DC=example,DC=com", 0, false, true, true),
+            item(1, "CN=Computers,DC=example,DC=com", 1, true, false, true),
+            item(2, "OU=Staff,DC=example,DC=com", 1, true, true, true),
+            item(
+                3,
+                "OU=Contractors,OU=Staff,DC=example,DC=com",
+                2,
+                true,
+                false,
+                true,
+            ),
+            item(
+                4,
+                "CN=Mailing List,OU=Staff,DC=example,DC=com",
+                2,
+                false,
+                false,
+                false,
+            ),
+            item(5, "CN=Users,DC=example,DC=com", 1, true, false, true),
+        ]
+    }
+
+    #[test]
+    fn arrows_move_open_and_close_as_windows_tree_view_does() {
+        let t = shown();
+        let table = [
+            // (at, key, what happens)
+            (0, Key::ArrowDown, Nav::Pick(1)),
+            (1, Key::ArrowUp, Nav::Pick(0)),
+            (0, Key::ArrowUp, Nav::Stay),
+            (3, Key::ArrowDown, Nav::Pick(5)), // the group that cannot be picked is passed
+            (5, Key::ArrowUp, Nav::Pick(3)),
+            (5, Key::ArrowDown, Nav::Stay),
+            (1, Key::ArrowRight, Nav::Toggle(1)), // closed: open it
+            (2, Key::ArrowRight, Nav::Pick(3)),   // open: into its first child
+            (2, Key::ArrowLeft, Nav::Toggle(2)),  // open: close it
+            (3, Key::ArrowLeft, Nav::Pick(2)),    // closed: to its parent
+            (1, Key::ArrowLeft, Nav::Pick(0)),    // to the domain
+            (0, Key::ArrowLeft, Nav::Stay),
+            (0, Key::ArrowRight, Nav::Stay), // the domain is always open
+            (3, Key::Home, Nav::Pick(0)),
+            (0, Key::End, Nav::Pick(5)),
+            (2, Key::Enter, Nav::Stay),
+            (9, Key::ArrowDown, Nav::Stay),
+        ];
+        for (at, key, want) in table {
+            assert_eq!(arrow(&t, at, key), want, "{key:?} at {at}");
+        }
+        // Into an open container whose first child cannot be picked: stay.
+        let mut t2 = shown();
+        t2[3].pickable = false;
+        assert_eq!(arrow(&t2, 2, Key::ArrowRight), Nav::Stay);
+    }
 }
