@@ -1250,6 +1250,42 @@ fn fixed_status(offline: bool) -> ad_sync::status::AgentStatus {
 }
 
 impl Fixed {
+    /// How each page's main check fails, in the words the real check uses for that case.
+    fn failure(id: &str) -> (&'static str, &'static str, &'static str) {
+        match id {
+            "dc.resolve" => (
+                "`dc9.example.com` does not resolve",
+                "This host's DNS server answered that the name does not exist (NXDOMAIN).",
+                "Check the name, or pick one of the domain controllers DNS lists below.",
+            ),
+            "ldap.tls" => (
+                "the certificate of dc1.example.com is not trusted",
+                "It was issued by Example Enterprise CA, which is not among this machine's trusted roots, and no CA file is given.",
+                "Export the CA's certificate (Base-64 .cer) on the CA, and choose it under Trust this CA file.",
+            ),
+            "root_dn.exists" => (
+                "`OU=Staff,DC=example,DC=com` does not exist",
+                "The DC answered noSuchObject (32); the nearest container that exists is DC=example,DC=com.",
+                "Pick the container in the tree, or create the OU in Active Directory Users and Computers first.",
+            ),
+            "connect_key.valid" => (
+                "connect key ADS1-…-0W9C has expired",
+                "It was issued on 2026-11-20 and was valid for 7 days; nothing was enrolled with it.",
+                "Issue a new connect key in the cloud's admin console and paste it here.",
+            ),
+            "sync_group.exists" => (
+                "`CN=Cloud Groups,OU=Staff,DC=example,DC=com` does not exist",
+                "The DC answered noSuchObject (32).",
+                "Pick an existing security group below, or create the group first.",
+            ),
+            _ => (
+                "could not log on as `svc-sync@example.com`: the user name or password is wrong",
+                "The DC answered LDAP error 49 (invalid credentials, data 52e).",
+                "Check the password of `svc-sync` in Active Directory Users and Computers, and that the account is not locked out; then type it again.",
+            ),
+        }
+    }
+
     fn summary(id: &str) -> &'static str {
         match id {
             "dc.resolve" => "dc1.example.com resolves to 10.0.0.10",
@@ -1305,10 +1341,11 @@ impl ad_sync::wizard::backend::Backend for Fixed {
             })
             .map(|id| {
                 if self.fail == Some(*id) {
-                    let mut c = CheckResult::pass(id, "could not log on as `svc-sync@example.com`: the user name or password is wrong", "");
+                    let (summary, detail, fix) = Fixed::failure(id);
+                    let mut c = CheckResult::pass(id, summary, "");
                     c.status = ad_sync::preflight::Status::Fail;
-                    c.detail = "The DC answered LDAP error 49 (invalid credentials, data 52e).".into();
-                    c.fix = "Check the password of `svc-sync` in Active Directory Users and Computers, and that the account is not locked out; then type it again.".into();
+                    c.detail = detail.into();
+                    c.fix = fix.into();
                     c
                 } else if self.warn == Some(*id) {
                     let mut c = CheckResult::pass(id, "the password of `svc-sync` expires in 9 days", "");
@@ -1903,6 +1940,27 @@ fn snapshot_of_every_page() {
             }
             results.extend_harness(&mut h);
         }
+    }
+    // Every page with a check, failing it: the sentence, what was found and what to do, and
+    // the footer saying what blocks Next.
+    for (page, id) in [
+        ("04-domain-controller", "dc.resolve"),
+        ("05-connection", "ldap.tls"),
+        ("07-root-dn", "root_dn.exists"),
+        ("08-connect-key", "connect_key.valid"),
+        ("09-sync-group", "sync_group.exists"),
+    ] {
+        let backend = Fixed {
+            fail: Some(id),
+            warn: None,
+        };
+        let mut h = walk_fixed_with(1.0, egui::Theme::Light, true, backend, page);
+        assert!(
+            has(&h, "What to do:") && has(&h, "Next is not available yet"),
+            "{page}:\n{}",
+            screen(&h)
+        );
+        results.extend_harness(&mut h);
     }
     // Install and Finish, and review mode with the agent's status: states a picture cannot
     // reach without a real install, set as they stand at one moment.
