@@ -856,8 +856,13 @@ mod windows {
         // (30 s by default), and start-up below can take longer when the DC is slow.
         report(ServiceState::StartPending, 0);
         let config = CONFIG.get().cloned().unwrap_or_default();
+        let state_dir = ad_sync_agent::default_state_dir(&config);
         let opts = ad_sync_agent::RunOptions {
-            state_dir: ad_sync_agent::default_state_dir(&config),
+            // What `status` and the wizard's Finish page read while a run is under way.
+            meter: ad_sync_agent::progress::Meter::new(vec![ad_sync_agent::progress::Sink::File(
+                state_dir.clone(),
+            )]),
+            state_dir,
             concurrency: 8,
             ..Default::default()
         };
