@@ -145,8 +145,6 @@ pub struct Follow {
     /// The newest status read, and why the last read failed.
     pub latest: Option<ad_sync_core::status::AgentStatus>,
     pub error: Option<String>,
-    /// Unix seconds when the install started: a run recorded at or after it is the first sync.
-    pub since: Option<i64>,
     pub done: bool,
 }
 

@@ -7,6 +7,9 @@ use ad_sync_core::install::uninstall::{Removed, UninstallOptions, UninstallOutco
 use std::sync::mpsc;
 
 enum Msg {
+    /// How many steps the plan has (read on the removal's thread: reading what is installed
+    /// asks the service manager).
+    Planned(usize),
     Progress(Vec<Removed>),
     Done(Box<UninstallOutcome>),
 }
@@ -15,18 +18,12 @@ pub struct UninstallRun {
     rx: mpsc::Receiver<Msg>,
     pub steps: Vec<Removed>,
     pub outcome: Option<UninstallOutcome>,
-    /// Steps in the plan (read before the run, for the progress bar).
+    /// Steps in the plan, once read (for the progress bar).
     pub planned: usize,
 }
 
 impl UninstallRun {
     pub fn start(opts: UninstallOptions, ctx: egui::Context) -> std::io::Result<UninstallRun> {
-        let planned = {
-            let facts = ad_sync_core::install::uninstall::Facts::read(&opts);
-            ad_sync_core::install::uninstall::plan(&facts, &opts)
-                .steps
-                .len()
-        };
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("ad-sync-uninstall".into())
@@ -36,6 +33,12 @@ impl UninstallRun {
                     let _ = tx.send(m);
                     ctx.request_repaint();
                 };
+                let facts = ad_sync_core::install::uninstall::Facts::read(&opts);
+                send(Msg::Planned(
+                    ad_sync_core::install::uninstall::plan(&facts, &opts)
+                        .steps
+                        .len(),
+                ));
                 let out = ad_sync_core::install::uninstall::uninstall(&opts, &mut |steps| {
                     send(Msg::Progress(steps.to_vec()))
                 });
@@ -45,7 +48,7 @@ impl UninstallRun {
             rx,
             steps: Vec::new(),
             outcome: None,
-            planned,
+            planned: 0,
         })
     }
 
@@ -53,6 +56,7 @@ impl UninstallRun {
     pub fn poll(&mut self) {
         while let Ok(m) = self.rx.try_recv() {
             match m {
+                Msg::Planned(n) => self.planned = n,
                 Msg::Progress(steps) => self.steps = steps,
                 Msg::Done(out) => {
                     self.steps = out.steps.clone();

@@ -118,7 +118,6 @@ fn first_sync(s: &mut State, ui: &mut Ui, since: i64, job: impl Fn(u32) -> crate
     use crate::validate::{Outcome, Slot, View};
     ui.label(RichText::new("First sync").strong());
     let f = &mut s.install.follow;
-    f.since.get_or_insert(since);
     if !f.done {
         if let Some(Outcome::Status(r)) = s.validator.take_done(Slot::FirstSync) {
             match *r {
