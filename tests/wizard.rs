@@ -217,7 +217,7 @@ fn fresh_setup_walks_every_page_against_samba_and_the_cloud() {
         h.get_by_label("Domain to search").value().as_deref(),
         Some("example.com")
     );
-    wait_text(&mut h, "DNS lists 1 domain controller(s) for example.com");
+    wait_text(&mut h, "DNS lists one domain controller for example.com");
     // The site, as dc1 answered the LDAP ping, and its DC marked.
     assert!(
         has(&h, "This server is in the AD site Default-First-Site-Name")

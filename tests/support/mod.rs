@@ -8,6 +8,7 @@ pub mod proxy;
 pub mod report;
 pub mod testbed;
 pub mod wine;
+pub mod xwin;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -369,13 +369,17 @@ fn ensure_loopback_alias(addr: &str) -> Result<(), String> {
         .map(|_| ())
 }
 
+/// The test DCs' addresses and names, as the machine's hosts file maps them (Samba's DNS has
+/// no address records for DCs on loopback addresses).
+pub const HOSTS: [(&str, &str); 3] = [
+    ("127.0.0.1", DC1_HOST),
+    ("127.0.0.2", DC2_HOST),
+    ("127.0.0.3", DEAD_HOST),
+];
+
 /// Maps the test DC names in /etc/hosts (the domain has no DNS server of its own).
 fn ensure_hosts_entries() -> Result<(), String> {
-    let wanted = [
-        ("127.0.0.1", DC1_HOST),
-        ("127.0.0.2", DC2_HOST),
-        ("127.0.0.3", DEAD_HOST),
-    ];
+    let wanted = HOSTS;
     let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
     let present: HashSet<&str> = hosts
         .lines()

@@ -164,6 +164,20 @@ impl WinHost {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         host.revocation_providers("adsync-test-revocation.dll");
+        // The test DCs' names in this machine's hosts file, as they are in the Linux machine's
+        // (a member server finds them in the domain's DNS; the test domain's DNS has no address
+        // records for its loopback DCs, see `testbed::HOSTS`). Wine's own lookups read /etc/hosts; programs that ask a
+        // DNS server themselves, as discovery does, read Windows' hosts file.
+        let hosts = host
+            .prefix
+            .join("drive_c/windows/system32/drivers/etc/hosts");
+        let mut text = std::fs::read_to_string(&hosts).unwrap_or_default();
+        for (ip, name) in super::testbed::HOSTS {
+            text.push_str(&format!("{ip} {name}\r\n"));
+        }
+        std::fs::create_dir_all(hosts.parent().unwrap_or(Path::new(".")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&hosts, text).unwrap_or_else(|e| panic!("{}: {e}", hosts.display()));
         std::fs::create_dir_all(&host.bin).unwrap_or_else(|e| panic!("{e}"));
         for exe in ["ad-sync-setup.exe", "ad-sync-agent.exe"] {
             std::fs::copy(build.join(exe), host.bin.join(exe)).unwrap_or_else(|e| panic!("{e}"));

@@ -84,7 +84,9 @@ pub async fn domain_controllers(
     let domain = domain.trim().trim_end_matches('.');
     let all = srv(&resolver, &asked, domain, None, timeout).await?;
     // The site, from the first DC that answers the ping; all of it within SITE_BUDGET.
-    let site = match tokio::time::timeout(SITE_BUDGET, learn_site(&resolver, &all, domain)).await {
+    let site = match tokio::time::timeout(SITE_BUDGET, learn_site(&resolver, &asked, &all, domain))
+        .await
+    {
         Ok(r) => r,
         Err(_) => Err(format!(
             "no DC answered the LDAP ping within {} s",
@@ -134,6 +136,7 @@ const SITE_BUDGET: Duration = Duration::from_secs(4);
 /// (empty: no site's subnet holds this server's address); `Err` says why none answered.
 async fn learn_site(
     resolver: &Resolver,
+    asked: &str,
     all: &[DcCandidate],
     domain: &str,
 ) -> Result<String, String> {
@@ -142,7 +145,7 @@ async fn learn_site(
         let ip = match resolver.lookup_ip(format!("{}.", dc.host)).await {
             Ok(ips) => ips.iter().next(),
             Err(e) => {
-                why.push(format!("{} does not resolve ({e})", dc.host));
+                why.push(address_words(&e, &dc.host, asked));
                 continue;
             }
         };
@@ -266,6 +269,26 @@ fn no_records(domain: &str, record: &str, asked: &str) -> String {
     format!(
         "{domain}'s DNS has no domain controller records (`{record}`) on {asked}; check the domain name, and that this host uses one of the domain's DNS servers"
     )
+}
+
+/// Why a DC's name gave no address, as a sentence.
+fn address_words(e: &hickory_resolver::net::NetError, host: &str, asked: &str) -> String {
+    use hickory_resolver::net::{DnsError, NetError};
+    use hickory_resolver::proto::op::ResponseCode;
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(nr))
+            if nr.response_code == ResponseCode::NoError =>
+        {
+            format!("{asked} has no address record (A or AAAA) for {host}")
+        }
+        NetError::Dns(DnsError::NoRecordsFound(nr))
+            if nr.response_code == ResponseCode::NXDomain =>
+        {
+            format!("{asked} does not know {host}")
+        }
+        NetError::Timeout => format!("{asked} did not give {host}'s address in time"),
+        other => format!("{host}'s address could not be looked up on {asked} ({other})"),
+    }
 }
 
 /// A resolver error as a sentence: which name, which server, what to do.
@@ -422,6 +445,43 @@ mod tests {
             .enable_all()
             .build()
             .unwrap_or_else(|e| panic!("runtime: {e}"))
+    }
+
+    #[test]
+    fn a_dc_name_without_an_address_is_said_in_words_not_as_a_resolver_dump() {
+        use hickory_resolver::net::{DnsError, NetError, NoRecords};
+        use hickory_resolver::proto::op::{Query, ResponseCode};
+        use hickory_resolver::proto::rr::{Name, RecordType};
+        let query = Query::query(
+            Name::from_ascii("dc1.example.com.").unwrap_or_default(),
+            RecordType::AAAA,
+        );
+        let asked = "the DNS server 10.0.0.10";
+        let cases = [
+            (
+                NetError::Dns(DnsError::NoRecordsFound(NoRecords::new(
+                    query.clone(),
+                    ResponseCode::NoError,
+                ))),
+                "the DNS server 10.0.0.10 has no address record (A or AAAA) for dc1.example.com",
+            ),
+            (
+                NetError::Dns(DnsError::NoRecordsFound(NoRecords::new(
+                    query,
+                    ResponseCode::NXDomain,
+                ))),
+                "the DNS server 10.0.0.10 does not know dc1.example.com",
+            ),
+            (
+                NetError::Timeout,
+                "the DNS server 10.0.0.10 did not give dc1.example.com's address in time",
+            ),
+        ];
+        for (e, want) in cases {
+            let said = address_words(&e, "dc1.example.com", asked);
+            assert_eq!(said, want);
+            assert!(!said.contains("Query {"), "{said}");
+        }
     }
 
     #[test]

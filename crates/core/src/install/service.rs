@@ -64,10 +64,23 @@ impl ServiceDef {
         }
     }
 
-    /// The command line, as the service manager will run it.
+    /// The command line, as the service manager will run it, quoted as this system's service
+    /// manager reads it (Windows' rules on Windows, where `\` in a path is a plain character).
     pub fn command_line(&self) -> String {
-        std::iter::once(quote(&self.program.display().to_string()))
-            .chain(self.args.iter().map(|a| quote(a)))
+        if cfg!(windows) {
+            self.windows_command_line()
+        } else {
+            std::iter::once(quote(&self.program.display().to_string()))
+                .chain(self.args.iter().map(|a| quote(a)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    }
+
+    /// The command line as Windows' SCM keeps it in the service's `ImagePath`.
+    fn windows_command_line(&self) -> String {
+        std::iter::once(quote_windows(&self.program.display().to_string()))
+            .chain(self.args.iter().map(|a| quote_windows(a)))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -79,7 +92,7 @@ impl ServiceDef {
             format!(
                 "sc.exe create {} binPath= \"{}\" start= delayed-auto obj= \"{}\" DisplayName= \"{}\"",
                 self.name,
-                self.command_line().replace('"', "\\\""),
+                self.windows_command_line().replace('"', "\\\""),
                 self.account,
                 self.display_name
             ),
@@ -158,6 +171,35 @@ fn quote(arg: &str) -> String {
         return arg.to_string();
     }
     format!("\"{}\"", arg.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// One argument as Windows programs split a command line (`CommandLineToArgvW`): quoted when
+/// it holds a space, a tab or a quote; backslashes are plain characters except right before a
+/// quote, where each is doubled and the quote escaped.
+fn quote_windows(arg: &str) -> String {
+    if !arg.is_empty() && !arg.contains([' ', '\t', '"']) {
+        return arg.to_string();
+    }
+    let mut out = String::from('"');
+    let mut slashes = 0usize;
+    for c in arg.chars() {
+        match c {
+            '\\' => slashes += 1,
+            '"' => {
+                out.push_str(&"\\".repeat(slashes * 2 + 1));
+                out.push('"');
+                slashes = 0;
+            }
+            c => {
+                out.push_str(&"\\".repeat(slashes));
+                out.push(c);
+                slashes = 0;
+            }
+        }
+    }
+    out.push_str(&"\\".repeat(slashes * 2));
+    out.push('"');
+    out
 }
 
 /// systemd reads `%` as a specifier; a literal one in a path is `%%`.
@@ -662,7 +704,36 @@ mod tests {
             sc[0].starts_with("sc.exe create ad-sync-agent binPath= "),
             "{sc:?}"
         );
+        // Windows' quoting: a path's backslashes stay single (as the SCM shows ImagePath).
+        assert!(
+            sc[0].contains(
+                r#"binPath= "\"C:\Program Files\ad-sync\ad-sync-agent.exe\" service --config C:\ProgramData\ad-sync\agent.toml""#
+            ),
+            "{sc:?}"
+        );
         assert!(sc[0].contains("start= delayed-auto"));
         assert!(sc.iter().any(|c| c.contains("restart/10000")));
+    }
+
+    #[test]
+    fn windows_arguments_are_quoted_as_command_line_to_argv_splits_them() {
+        let cases = [
+            (
+                r"C:\ProgramData\ad-sync\agent.toml",
+                r"C:\ProgramData\ad-sync\agent.toml",
+            ),
+            (
+                r"C:\Program Files\ad-sync\ad-sync-agent.exe",
+                r#""C:\Program Files\ad-sync\ad-sync-agent.exe""#,
+            ),
+            ("", r#""""#),
+            (r#"say "hi""#, r#""say \"hi\"""#),
+            (r"C:\dir with space\", r#""C:\dir with space\\""#),
+            (r#"a\"b"#, r#""a\\\"b""#),
+            ("service", "service"),
+        ];
+        for (arg, want) in cases {
+            assert_eq!(quote_windows(arg), want, "{arg}");
+        }
     }
 }

@@ -146,10 +146,10 @@ fn discovery(s: &mut State, ui: &mut Ui) {
                     (_, Some(why)) => ui.add(egui::Label::new(widgets::plain(why)).wrap()),
                     (None, None) => ui.label(""),
                 };
-                ui.label(format!(
-                    "DNS lists {} domain controller(s) for {domain}; choose one:",
-                    found.dcs.len()
-                ));
+                ui.label(match found.dcs.len() {
+                    1 => format!("DNS lists one domain controller for {domain}:"),
+                    n => format!("DNS lists {n} domain controllers for {domain}; choose one:"),
+                });
                 for dc in &found.dcs {
                     let text = format!(
                         "{} (priority {}, weight {}){}",

@@ -19,7 +19,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Shown {
     for line in [
         "• The domain controller's name (on a member server), reachable over LDAPS (636) or StartTLS (389).",
         "• The CA certificate of the DC's LDAPS certificate, if this server does not trust it yet.",
-        "• The Root User container the agent manages, e.g. CN=Users;DC=example;DC=com.",
+        "• The Root User container the agent manages, e.g. CN=Users,DC=example,DC=com.",
         "• A service account that is not an administrator, with control delegated over that container.",
         "• A connect key from the cloud console (one-time, valid for 7 days).",
         "• The sync group: a security group the synced groups are nested in.",
