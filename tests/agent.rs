@@ -2309,3 +2309,216 @@ fn ad_sync_core_scope(root: &str) -> ad_sync_agent::plan::Scope {
         encrypted: true,
     }
 }
+
+/// The change reader AD as a source stands on: DirSync (`directory::dirsync`) against the real
+/// DC, bound as the service account with only the read rights it already has
+/// (`LDAP_DIRSYNC_OBJECT_SECURITY`, no replication right). From a first full read's cookie, each
+/// change comes back alone and only with what changed: a creation, an attribute, a membership
+/// added and removed value by value, a rename, a move (a new parentGUID), a deletion (the same
+/// objectGUID, `isDeleted`). Samba 4.17 answers every read in one page, so the "more" loop is
+/// proven on recorded pages in the module's own tests.
+#[test]
+fn dirsync_with_the_service_accounts_rights_sees_each_change_alone() {
+    use ad_sync::directory::dirsync::{self, Delta};
+    let _dc = DC.read().unwrap_or_else(|e| e.into_inner());
+    let bed = bed();
+    let ou = "OU=DirSync Test,DC=example,DC=com";
+    let other = "OU=DirSync Moved,DC=example,DC=com";
+    for o in [ou, other] {
+        ldap_add(o, vec![("objectClass", vec!["organizationalUnit"])]);
+    }
+    let attrs = [
+        "objectGUID",
+        "parentGUID",
+        "name",
+        "objectClass",
+        "sAMAccountName",
+        "displayName",
+        "member",
+        "isDeleted",
+    ];
+    let filter = "(|(objectClass=user)(objectClass=group))";
+    block_on(async {
+        let (svc, ok) = ldaps_as(testbed::accounts::GOOD, testbed::SVC_PASSWORD).await;
+        assert!(ok, "the service account cannot bind");
+        let mut admin = admin_on(&bed.dc1).await;
+        let timeout = std::time::Duration::from_secs(30);
+        let mut dc = dirsync::Dc::new(&svc, DOMAIN, filter, &attrs, timeout)
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Everything once, then only what changes.
+        let read = async |dc: &mut dirsync::Dc<'_>, cookie: &[u8]| {
+            let mut all: Vec<Delta> = Vec::new();
+            let done = dirsync::drain(dc, cookie, |d, _a| {
+                all.extend(d);
+                async { Ok::<(), String>(()) }
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            (all, done.cookie)
+        };
+        let (first, cookie) = read(&mut dc, b"").await;
+        assert!(
+            first
+                .iter()
+                .any(|d| d.values.get("sAMAccountName") == Some(&vec!["svc-sync".to_string()])),
+            "the first read holds every user"
+        );
+        assert!(
+            first.iter().all(|d| !d.values.contains_key("unicodePwd")),
+            "no secret"
+        );
+
+        let (nothing, cookie) = read(&mut dc, &cookie).await;
+        assert!(
+            nothing.iter().all(|d| !d.dn.contains("DirSync Test")),
+            "{nothing:?}"
+        );
+
+        let ann = testbed::add_user(&mut admin, ou, "dsync-ann", "512")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let group = format!("CN=dsync-group,{ou}");
+        admin
+            .add(
+                &group,
+                vec![
+                    ("objectClass", HashSet::from(["group"])),
+                    ("sAMAccountName", HashSet::from(["dsync-group"])),
+                ],
+            )
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (created, cookie) = read(&mut dc, &cookie).await;
+        let ann_delta = created
+            .iter()
+            .find(|d| d.dn.eq_ignore_ascii_case(&ann))
+            .unwrap_or_else(|| panic!("the new user is not in {created:?}"));
+        let ann_guid = ann_delta.guid.clone();
+        assert!(created.iter().any(|d| d.dn.eq_ignore_ascii_case(&group)));
+
+        // One attribute: the change alone, and only that attribute of the object's.
+        admin
+            .modify(
+                &ann,
+                vec![ldap3::Mod::Replace(
+                    "displayName",
+                    HashSet::from(["Ann Example"]),
+                )],
+            )
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (changed, cookie) = read(&mut dc, &cookie).await;
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert_eq!(changed[0].guid, ann_guid);
+        assert_eq!(
+            changed[0].values.get("displayName"),
+            Some(&vec!["Ann Example".to_string()])
+        );
+        assert!(
+            !changed[0].values.contains_key("sAMAccountName"),
+            "only what changed: {changed:?}"
+        );
+
+        // Membership, value by value.
+        let member = |add: bool| {
+            if add {
+                ldap3::Mod::Add("member", HashSet::from([ann.as_str()]))
+            } else {
+                ldap3::Mod::Delete("member", HashSet::from([ann.as_str()]))
+            }
+        };
+        for add in [true, false] {
+            admin
+                .modify(&group, vec![member(add)])
+                .await
+                .and_then(|r| r.success())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let (links, cookie) = read(&mut dc, &cookie).await;
+        let g = links
+            .iter()
+            .find(|d| d.dn.eq_ignore_ascii_case(&group))
+            .unwrap_or_else(|| panic!("the group's membership change is not in {links:?}"));
+        let l = g.links.get("member").cloned().unwrap_or_default();
+        let has = |v: &[String]| v.iter().any(|x| x.contains("dsync-ann"));
+        assert!(has(&l.removed), "{g:?}");
+        assert!(
+            !g.values.contains_key("member"),
+            "values, not the whole list: {g:?}"
+        );
+
+        // Rename, then move: the same GUID, a new name, then a new parent.
+        let parent_before = ann_delta.parent_guid.clone();
+        admin
+            .modifydn(&ann, "CN=dsync-ann2", true, None)
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (renamed, cookie) = read(&mut dc, &cookie).await;
+        let r = renamed
+            .iter()
+            .find(|d| d.guid == ann_guid)
+            .unwrap_or_else(|| panic!("the rename is not in {renamed:?}"));
+        assert_eq!(r.values.get("name"), Some(&vec!["dsync-ann2".to_string()]));
+        let ann2 = format!("CN=dsync-ann2,{ou}");
+        admin
+            .modifydn(&ann2, "CN=dsync-ann2", true, Some(other))
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (moved, cookie) = read(&mut dc, &cookie).await;
+        let mv = moved
+            .iter()
+            .find(|d| d.guid == ann_guid)
+            .unwrap_or_else(|| panic!("the move is not in {moved:?}"));
+        assert!(mv.dn.contains("DirSync Moved"), "{mv:?}");
+        assert!(
+            mv.parent_guid.is_some() && mv.parent_guid != parent_before,
+            "{mv:?}"
+        );
+
+        // Deletion. With only read rights a deleted object is not seen: its tombstone is in
+        // CN=Deleted Objects, which only administrators may list (on Windows as here). The full
+        // reconciliation finds it gone instead; an administrator who wants deletions at once
+        // grants the service account List Contents and Read Property there (Microsoft's
+        // documented `dsacls "CN=Deleted Objects,…" /G <account>:LCRP`), and then DirSync gives
+        // the same objectGUID marked deleted.
+        admin
+            .delete(&format!("CN=dsync-ann2,{other}"))
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (unseen, cookie) = read(&mut dc, &cookie).await;
+        assert!(
+            unseen.iter().all(|d| d.guid != ann_guid),
+            "a tombstone the account may not read was returned: {unseen:?}"
+        );
+        let deleted_objects = format!("CN=Deleted Objects,{DOMAIN}");
+        bed.dc1
+            .add_ace_to_deleted(&deleted_objects, &format!("(A;;LCRP;;;{})", bed.good_sid))
+            .unwrap_or_else(|e| panic!("grant LCRP on Deleted Objects: {e}"));
+        let bob = testbed::add_user(&mut admin, ou, "dsync-bob", "512")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (bobs, cookie) = read(&mut dc, &cookie).await;
+        let bob_guid = bobs
+            .iter()
+            .find(|d| d.dn.eq_ignore_ascii_case(&bob))
+            .map(|d| d.guid.clone())
+            .unwrap_or_else(|| panic!("{bobs:?}"));
+        admin
+            .delete(&bob)
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (deleted, _) = read(&mut dc, &cookie).await;
+        let del = deleted
+            .iter()
+            .find(|d| d.guid == bob_guid)
+            .unwrap_or_else(|| panic!("the deletion is not in {deleted:?}"));
+        assert!(del.deleted, "{del:?}");
+        let _ = admin.unbind().await;
+    });
+}

@@ -270,6 +270,44 @@ impl Dc {
         Ok(())
     }
 
+    /// Adds one ACE, in SDDL, to the DACL of a deleted object or of `CN=Deleted Objects`
+    /// itself, which `samba-tool dsacl` cannot find (it searches without the show-deleted
+    /// control). Through Samba's own Python bindings on the DC's database, as samba-tool does.
+    pub fn add_ace_to_deleted(&self, dn: &str, ace: &str) -> Result<(), String> {
+        let script = r#"
+import sys, ldb
+from samba.samdb import SamDB
+from samba.auth import system_session
+from samba.param import LoadParm
+from samba.ndr import ndr_unpack, ndr_pack
+from samba.dcerpc import security
+url, conf, dn, ace = sys.argv[1:5]
+lp = LoadParm()
+lp.load(conf)
+db = SamDB(url=url, session_info=system_session(), lp=lp)
+res = db.search(base=dn, scope=ldb.SCOPE_BASE, attrs=["nTSecurityDescriptor"], controls=["show_deleted:1"])
+sd = ndr_unpack(security.descriptor, res[0]["nTSecurityDescriptor"][0])
+new = security.descriptor.from_sddl("D:" + ace, security.dom_sid(db.get_domain_sid()))
+for a in new.dacl.aces:
+    sd.dacl_add(a)
+m = ldb.Message()
+m.dn = ldb.Dn(db, dn)
+m["nTSecurityDescriptor"] = ldb.MessageElement(ndr_pack(sd), ldb.FLAG_MOD_REPLACE, "nTSecurityDescriptor")
+db.modify(m, controls=["show_deleted:1"])
+"#;
+        run_capture(
+            // Debian's python3, whose site packages hold Samba's bindings (as samba-tool's
+            // first line names it), not whichever python3 comes first on PATH.
+            Command::new("/usr/bin/python3")
+                .args(["-c", script])
+                .arg(self.dir.join("private/sam.ldb"))
+                .arg(self.dir.join("etc/smb.conf"))
+                .arg(dn)
+                .arg(ace),
+        )?;
+        Ok(())
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // By PID: SIGTERM, then SIGKILL if it lingers.

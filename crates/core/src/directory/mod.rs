@@ -5,6 +5,7 @@ pub mod bind;
 pub mod browse;
 pub mod cert;
 pub mod connect;
+pub mod dirsync;
 pub mod discover;
 pub mod object;
 pub mod power;
