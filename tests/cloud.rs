@@ -2050,3 +2050,68 @@ fn alerts_reach_a_webhook_once_per_incident_and_when_it_clears() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The serving binary links only what serving needs: the cloud depends on `ad-sync-api`, not
+/// on the core with its LDAP, DNS and X.509 code (read from Cargo's own dependency tree).
+#[test]
+fn the_cloud_links_no_ldap_dns_or_x509_code() {
+    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "ad-sync-cloud",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .arg("--manifest-path")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .output()
+        .unwrap_or_else(|e| panic!("cargo tree: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let crates: BTreeSet<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(crates.contains("ad-sync-api"), "{tree}");
+    for absent in [
+        "ad-sync-core",
+        "ldap3",
+        "lber",
+        "hickory-resolver",
+        "x509-parser",
+        "x509-cert",
+        "der",
+        "cms",
+    ] {
+        assert!(
+            !crates.contains(absent),
+            "ad-sync-cloud links {absent}:\n{tree}"
+        );
+    }
+}
+
+/// `ad-sync-cloud load` runs the load test program beside it with its options, and passes its
+/// exit code on (a short run: the figures are the bench's business).
+#[test]
+fn load_runs_the_load_program_beside_the_server() {
+    support::bins::built("ad-sync-cloud-load");
+    let out = std::process::Command::new(support::bins::built("ad-sync-cloud"))
+        .args(["load", "--agents", "3", "--seconds", "1", "--idle", "0"])
+        .output()
+        .unwrap_or_else(|e| panic!("ad-sync-cloud load: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("enrolled 3 agents"), "{text}");
+}

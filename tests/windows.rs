@@ -644,10 +644,7 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
     // Uninstall: the service and the secrets go; the cloud is told.
     let out = host.exe(SETUP, &["uninstall"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        host.reg_query(SERVICE_KEY).is_none(),
-        "the service is removed"
-    );
+    assert!(service_key_gone(&host), "the service is removed");
     assert!(
         host.reg_query(ad_sync::install::service::EVENT_SOURCE_KEY)
             .is_none(),
@@ -875,6 +872,16 @@ fn setup_log(host: &WinHost) -> String {
 }
 
 /// Whether the SCM reports the agent service running.
+/// Whether the service's key leaves the registry within 30 s. DeleteService only marks a
+/// service for deletion: the SCM removes its key once the last handle to it is closed (on
+/// Windows as under Wine), which can be a moment after the removal has returned.
+fn service_key_gone(host: &WinHost) -> bool {
+    wait_for(Duration::from_secs(30), || {
+        host.reg_query(SERVICE_KEY).is_none().then_some(())
+    })
+    .is_some()
+}
+
 fn service_running(host: &WinHost) -> bool {
     let q = host.sc(&["query", "ad-sync-agent"]);
     String::from_utf8_lossy(&q.stdout).contains("RUNNING")
@@ -992,7 +999,7 @@ fn msi_with_answers_installs_enrolls_and_starts_in_one_command_and_its_removal_l
     assert!(out.status.success(), "msiexec /x: {}", text(&out));
     let (line, listed) = agent_line(cloud, &agent_id);
     assert!(line.contains("deregistered"), "{listed}");
-    assert!(host.reg_query(SERVICE_KEY).is_none(), "the service is gone");
+    assert!(service_key_gone(&host), "the service is gone");
     for gone in [
         r"Program Files\ad-sync\ad-sync-setup.exe",
         r"Program Files\ad-sync\ad-sync-agent.exe",
@@ -1147,10 +1154,7 @@ fn server_core_msi_then_command_line_install_upgrade_and_removal_keeping_the_con
     );
     assert!(out.status.success(), "msiexec /x: {}", text(&out));
     assert!(!setup.exists(), "the programs are removed");
-    assert!(
-        host.reg_query(SERVICE_KEY).is_none(),
-        "the service is removed"
-    );
+    assert!(service_key_gone(&host), "the service is removed");
     assert!(
         !host.c(r"ProgramData\ad-sync\secrets").exists(),
         "the secrets are removed"

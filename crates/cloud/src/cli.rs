@@ -13,9 +13,9 @@ use crate::server::status_page::{self, Health, ago};
 use crate::server::store::{AdminError, Listed, Store, Timing};
 use crate::server::tls::{TlsSource, default_names};
 use crate::server::{RateLimit, ServeOptions};
-use ad_sync_core::cloud::api::MemberType;
-use ad_sync_core::secret::Secret;
-use ad_sync_core::time_fmt::{now_unix, unix_to_rfc3339};
+use ad_sync_api::api::MemberType;
+use ad_sync_api::secret::Secret;
+use ad_sync_api::time_fmt::{now_unix, unix_to_rfc3339};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,7 +64,8 @@ pub enum Command {
     #[command(subcommand)]
     Group(GroupCmd),
     /// Heartbeat load test on loopback: starts its own server, enrolls simulated agents, prints
-    /// throughput, latency percentiles and the server's memory over the run.
+    /// throughput, latency percentiles and the server's memory over the run. Runs the program
+    /// ad-sync-cloud-load from beside this one (it links the agents' client; this one does not).
     Load(LoadArgs),
 }
 
@@ -335,6 +336,35 @@ pub struct LoadArgs {
     pub idle: u32,
 }
 
+/// `load`: the load test is its own program beside this one, so that the server links none of
+/// the agents' client (see crates/cloud-load); its exit code is this one's.
+fn load(args: &LoadArgs) -> i32 {
+    let name = format!("ad-sync-cloud-load{}", std::env::consts::EXE_SUFFIX);
+    let program = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name(&name),
+        Err(e) => {
+            eprintln!("error: cannot find this program's folder ({e}), so not {name} beside it");
+            return exit::CANNOT_RUN;
+        }
+    };
+    let status = std::process::Command::new(&program)
+        .args(["--agents", &args.agents.to_string()])
+        .args(["--seconds", &args.seconds.to_string()])
+        .args(["--concurrency", &args.concurrency.to_string()])
+        .args(["--idle", &args.idle.to_string()])
+        .status();
+    match status {
+        Ok(s) => s.code().unwrap_or(exit::CANNOT_RUN),
+        Err(e) => {
+            eprintln!(
+                "error: the load test is the program {} ({e}); build it with `cargo build --release -p ad-sync-cloud-load` (a plain `cargo build --release` at the top builds it too)",
+                program.display()
+            );
+            exit::CANNOT_RUN
+        }
+    }
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("`{text}` is not a duration ({e}); write it like 7d, 12h, 90s"))
@@ -353,7 +383,7 @@ pub mod exit {
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => serve(*args),
-        Command::Load(args) => crate::load::run(&args),
+        Command::Load(args) => load(&args),
         other => match admin(other) {
             Ok(()) => exit::OK,
             Err(AdminError::Invalid(msg)) => {

@@ -625,12 +625,6 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
     format!("{msg}{position}; fix that line (see assets/answers.example.toml)")
 }
 
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret::new)
-    }
-}
-
 #[cfg(test)]
 mod tests {
 

@@ -5,20 +5,20 @@
 //! `directory` (LDAP to the DC), `cloud::client` (HTTPS to the cloud), `secrets` and
 //! `install::{fsops, service}` (the machine). See docs/ and DESIGN.md for the layers.
 
+/// The agent API's pure half lives in `ad-sync-api` (the reference cloud needs it alone);
+/// here under the names the rest of the product has always used.
+pub use ad_sync_api::{connect_key, dn, secret, time_fmt};
+
 pub mod adopt;
 pub mod answers;
 pub mod cloud;
-pub mod connect_key;
 pub mod directory;
-pub mod dn;
 pub mod fault;
 pub mod import_report;
 pub mod install;
 pub mod policy;
 pub mod preflight;
 pub mod progress;
-pub mod secret;
 pub mod secrets;
 pub mod status;
 pub mod tier0;
-pub mod time_fmt;

@@ -144,7 +144,7 @@ pub fn diff(
     agents: &[AgentRow],
     now: i64,
 ) -> Vec<(Event, Option<i64>)> {
-    let t = ad_sync_core::time_fmt::unix_to_rfc3339;
+    let t = ad_sync_api::time_fmt::unix_to_rfc3339;
     let event = |(id, kind): &(String, Kind), state, raised_at: i64, summary: String| {
         let a = agents.iter().find(|a| &a.id == id);
         Event {

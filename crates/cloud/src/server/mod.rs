@@ -27,12 +27,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use ad_sync_core::cloud::api::{
+use ad_sync_api::api::{
     AckRequest, AckResponse, ChangesResponse, DirectoryRequest, DirectoryResponse, EnrollRequest,
     ErrorBody, ErrorCode, ErrorDetail, Health, HeartbeatRequest, HeartbeatResponse, ImportRequest,
     ImportResponse, KeyCheckRequest, KeyCheckResponse, KeyState, MAX_IMPORT_ITEMS,
 };
-use ad_sync_core::connect_key::ConnectKey;
+use ad_sync_api::connect_key::ConnectKey;
 use store::{AgentAuth, ApiError, Store, Timing};
 use tls::Peer;
 
@@ -179,7 +179,7 @@ pub async fn start(
                 let timing = watched.timing;
                 match db(&watched, move |s| watch_once(s, timing)).await {
                     Ok(events) => {
-                        let now = ad_sync_core::time_fmt::now_unix();
+                        let now = ad_sync_api::time_fmt::now_unix();
                         for ev in events.into_iter().filter(|e| limit.admit(e, now)) {
                             if tx.try_send(ev).is_err() {
                                 tracing::error!(
@@ -212,7 +212,7 @@ pub async fn start(
 /// One look at the agents: the incidents raised and cleared since the last look, recorded, as
 /// the events to post.
 fn watch_once(s: &Store, timing: Timing) -> Result<Vec<alerts::Event>, ApiError> {
-    let now = ad_sync_core::time_fmt::now_unix();
+    let now = ad_sync_api::time_fmt::now_unix();
     let internal = |e: store::AdminError| ApiError::new(ErrorCode::Internal, e.to_string());
     let agents = s.agents().map_err(internal)?;
     let was: std::collections::BTreeMap<(String, alerts::Kind), i64> = s
@@ -554,12 +554,12 @@ async fn health() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        api: ad_sync_core::cloud::api::API_VERSION,
+        api: ad_sync_api::api::API_VERSION,
     })
 }
 
-fn parse_domain(text: &str, field: &str) -> Result<ad_sync_core::dn::Dn, ApiError> {
-    ad_sync_core::cloud::api::parse_domain_dn(text)
+fn parse_domain(text: &str, field: &str) -> Result<ad_sync_api::dn::Dn, ApiError> {
+    ad_sync_api::api::parse_domain_dn(text)
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("{field}: {e}")))
 }
 
@@ -590,7 +590,7 @@ async fn check_key(
             .into_response();
         }
     };
-    let now = ad_sync_core::time_fmt::now_unix();
+    let now = ad_sync_api::time_fmt::now_unix();
     match db(&state, move |s| s.check_key(&key, domain.as_ref(), now)).await {
         Ok(resp) => match attempt.finish(resp.state == KeyState::Unknown) {
             Ok(()) => Json(resp).into_response(),
@@ -621,7 +621,7 @@ async fn enroll(
                 ));
             }
         }
-        let public_key = ad_sync_core::cloud::sealed::parse_public_key(&req.public_key)
+        let public_key = ad_sync_api::sealed::parse_public_key(&req.public_key)
             .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))?;
         let key = ConnectKey::parse(&req.key)
             .map_err(|e| ApiError::new(ErrorCode::KeyMalformed, format!("connect key: {e}")))?;
@@ -638,7 +638,7 @@ async fn enroll(
     };
     let hint = key.redacted();
     let timing = state.timing;
-    let now = ad_sync_core::time_fmt::now_unix();
+    let now = ad_sync_api::time_fmt::now_unix();
     let result = db(&state, move |s| {
         s.enroll(
             &key,
@@ -707,7 +707,7 @@ async fn heartbeat(
         return Err(invalid("status: use \"ok\" or \"degraded\""));
     }
     let timing = state.timing;
-    let now = ad_sync_core::time_fmt::now_unix();
+    let now = ad_sync_api::time_fmt::now_unix();
     db(&state, move |s| s.heartbeat(&agent, &req, timing, now))
         .await
         .map(Json)
@@ -716,9 +716,9 @@ async fn heartbeat(
 async fn agent_self(
     State(state): State<Shared>,
     Agent(agent): Agent,
-) -> Result<Json<ad_sync_core::cloud::api::AgentSelf>, ApiError> {
+) -> Result<Json<ad_sync_api::api::AgentSelf>, ApiError> {
     let timing = state.timing;
-    let now = ad_sync_core::time_fmt::now_unix();
+    let now = ad_sync_api::time_fmt::now_unix();
     let row = db(&state, move |s| {
         s.agents()
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
@@ -727,13 +727,13 @@ async fn agent_self(
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "this agent is not known"))
     })
     .await?;
-    let t = ad_sync_core::time_fmt::unix_to_rfc3339;
-    Ok(Json(ad_sync_core::cloud::api::AgentSelf {
+    let t = ad_sync_api::time_fmt::unix_to_rfc3339;
+    Ok(Json(ad_sync_api::api::AgentSelf {
         health: status_page::Health::of(&row, timing, now).label().into(),
         role: if row.primary {
-            ad_sync_core::cloud::api::Role::Primary
+            ad_sync_api::api::Role::Primary
         } else {
-            ad_sync_core::cloud::api::Role::Standby
+            ad_sync_api::api::Role::Standby
         },
         heard_from: row.last_seen > row.enrolled_at,
         enrolled_at: t(row.enrolled_at),
@@ -750,7 +750,7 @@ async fn deregister(
     Agent(agent): Agent,
 ) -> Result<StatusCode, ApiError> {
     let id = agent.agent_id.clone();
-    let now = ad_sync_core::time_fmt::now_unix();
+    let now = ad_sync_api::time_fmt::now_unix();
     db(&state, move |s| s.deregister(&agent, now)).await?;
     tracing::info!(agent = %id, "agent deregistered");
     Ok(StatusCode::NO_CONTENT)
@@ -795,7 +795,7 @@ async fn ack(
             "results: send 1 to {MAX_RESULTS_PER_ACK} results per request"
         )));
     }
-    let now = ad_sync_core::time_fmt::now_unix();
+    let now = ad_sync_api::time_fmt::now_unix();
     db(&state, move |s| s.ack(&agent, &req.results, now))
         .await
         .map(Json)
@@ -810,7 +810,7 @@ async fn import(
     // stored, whatever case an agent sent. One that is not a GUID stays as sent, and the
     // store refuses it by name.
     let normal = |g: &mut String| {
-        if let Some(n) = ad_sync_core::directory::object::normalize_guid_string(g) {
+        if let Some(n) = ad_sync_api::guid::normalize_guid_string(g) {
             *g = n;
         }
     };
@@ -825,7 +825,7 @@ async fn import(
             "users, groups, memberships: send 1 to {MAX_IMPORT_ITEMS} items per request"
         )));
     }
-    let now = ad_sync_core::time_fmt::now_unix();
+    let now = ad_sync_api::time_fmt::now_unix();
     let resp = db(&state, move |s| s.import(&agent, &req, now)).await?;
     Ok(Json(resp))
 }
@@ -847,7 +847,7 @@ async fn directory(
             });
         }
     };
-    let now = ad_sync_core::time_fmt::now_unix();
+    let now = ad_sync_api::time_fmt::now_unix();
     match db(&state, move |s| s.directory(&key, now)).await {
         Ok(r) => {
             let _ = attempt.finish(false);
@@ -863,7 +863,7 @@ async fn directory(
 async fn status(State(state): State<Shared>) -> Result<Html<String>, ApiError> {
     let timing = state.timing;
     db(&state, move |s| {
-        status_page::render(s, timing, ad_sync_core::time_fmt::now_unix()).map_err(|e| {
+        status_page::render(s, timing, ad_sync_api::time_fmt::now_unix()).map_err(|e| {
             // The path and the database's words stay in the server's log.
             tracing::error!(error = %e, "status page");
             ApiError::new(

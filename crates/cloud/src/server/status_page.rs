@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::store::{AdminError, AgentRow, Store, Timing};
-use ad_sync_core::time_fmt::unix_to_rfc3339;
+use ad_sync_api::time_fmt::unix_to_rfc3339;
 
 /// How an agent looks from here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

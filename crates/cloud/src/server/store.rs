@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use ad_sync_core::cloud::api::{
+use ad_sync_api::api::{
     self, AckResponse, ApplyStatus, Change, ChangeBody, ChangeResult, ChangesResponse,
     EnrollResponse, ErrorCode, Group, HeartbeatRequest, HeartbeatResponse, KeyCheckResponse,
     KeyState, MemberType, Membership, Role, User,
@@ -22,11 +22,11 @@ use ad_sync_core::cloud::api::{
 mod import;
 pub use import::Listed;
 
-use ad_sync_core::cloud::sealed;
-use ad_sync_core::connect_key::ConnectKey;
-use ad_sync_core::dn::Dn;
-use ad_sync_core::secret::Secret;
-use ad_sync_core::time_fmt::unix_to_rfc3339;
+use ad_sync_api::connect_key::ConnectKey;
+use ad_sync_api::dn::Dn;
+use ad_sync_api::sealed;
+use ad_sync_api::secret::Secret;
+use ad_sync_api::time_fmt::unix_to_rfc3339;
 
 /// 2: users and groups carry a stable `id` (renames keep it), and the change bodies name it.
 /// 3: users have a display name, and users and groups links to the AD objects they were
@@ -600,7 +600,7 @@ impl Store {
                 params![
                     dn.to_comma_form(),
                     api::domain_key(&dn),
-                    ad_sync_core::time_fmt::now_unix()
+                    ad_sync_api::time_fmt::now_unix()
                 ],
             )
             .map_err(self.admin_db())?
@@ -648,7 +648,7 @@ impl Store {
                     dn.to_comma_form()
                 ))
             })?;
-        let now = ad_sync_core::time_fmt::now_unix();
+        let now = ad_sync_api::time_fmt::now_unix();
         let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 4);
         let expires_at = now.saturating_add(ttl_secs.max(1));
         let hint = key.redacted();
@@ -1317,7 +1317,7 @@ impl Store {
             {
                 let primary = elect(&tx, domain_id, &resumed, now, timing)?;
                 tx.commit()?;
-                let sealed = ad_sync_core::cloud::sealed::seal(public_key, credential.as_bytes())
+                let sealed = ad_sync_api::sealed::seal(public_key, credential.as_bytes())
                     .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
                 return Ok(EnrollResponse {
                     role: if primary == resumed {
@@ -1435,7 +1435,7 @@ impl Store {
         if let Some(run) = &req.run {
             let at = |t: &Option<String>| {
                 t.as_deref()
-                    .and_then(ad_sync_core::time_fmt::rfc3339_to_unix)
+                    .and_then(ad_sync_api::time_fmt::rfc3339_to_unix)
             };
             tx.execute(
                 "UPDATE agents SET held = ?2, failed = ?3, last_run = ?4, last_success = ?5 WHERE id = ?1",
@@ -1828,7 +1828,7 @@ fn append_change(conn: &Connection, domain: i64, body: &ChangeBody) -> rusqlite:
     let json = serde_json::to_string(body)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     conn.prepare_cached("INSERT INTO changes (at, body, domain_id) VALUES (?1, ?2, ?3)")?
-        .execute(params![ad_sync_core::time_fmt::now_unix(), json, domain])?;
+        .execute(params![ad_sync_api::time_fmt::now_unix(), json, domain])?;
     Ok(conn.last_insert_rowid())
 }
 

@@ -2,7 +2,6 @@
 //! (`client`) and password sealing (`sealed`). The reference server is the `ad-sync-cloud`
 //! crate.
 
-pub mod api;
+pub use ad_sync_api::{api, sealed};
 pub mod client;
-pub mod sealed;
 pub mod system_proxy;

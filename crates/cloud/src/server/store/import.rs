@@ -6,11 +6,11 @@
 //! import runs (a re-run, or a run after a crash mid-import, answers `already`).
 
 use super::*;
-use ad_sync_core::cloud::api::{
+use ad_sync_api::api::{
     AdLink, DirectoryEntry, DirectoryResponse, ImportGroup, ImportItem, ImportMembership,
     ImportOutcome, ImportRequest, ImportResponse, ImportUser, MAX_DIRECTORY_NAMES,
 };
-use ad_sync_core::directory::object::parse_guid_string;
+use ad_sync_api::guid::parse_guid_string;
 use std::collections::HashMap;
 
 /// A user or group as the admin listing shows it.

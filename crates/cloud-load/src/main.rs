@@ -1,4 +1,4 @@
-//! `ad-sync-cloud load`: the heartbeat load test. It starts its own `ad-sync-cloud serve` on
+//! `ad-sync-cloud-load` (run by `ad-sync-cloud load`): the heartbeat load test. It starts its own `ad-sync-cloud serve` on
 //! loopback with a throwaway database (so nothing real is touched and the server's memory can be
 //! read apart from the client's), enrolls the simulated agents over HTTPS with real connect keys,
 //! then drives heartbeats for a bounded time and prints throughput, latency percentiles and the
@@ -13,18 +13,34 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cli::{LoadArgs, exit};
-use crate::server::store::Store;
+use ad_sync_cloud::cli::{LoadArgs, exit};
+use ad_sync_cloud::server::store::Store;
 use ad_sync_core::cloud::api::HeartbeatRequest;
 use ad_sync_core::cloud::client::{CloudClient, CloudOptions};
 use ad_sync_core::cloud::sealed;
 use ad_sync_core::secret::Secret;
+use clap::Parser;
+
+/// The heartbeat load test of the reference cloud: starts its own `ad-sync-cloud serve` (the
+/// program beside this one) on loopback with a throwaway database, enrolls simulated agents
+/// with the agents' own client, drives heartbeats and prints the figures.
+#[derive(Debug, Parser)]
+#[command(name = "ad-sync-cloud-load", version)]
+struct Cli {
+    #[command(flatten)]
+    args: LoadArgs,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    std::process::exit(run(&cli.args));
+}
 
 /// At most this many heartbeats are timed, however fast the machine (bounds the run's memory).
 const MAX_HEARTBEATS: u64 = 2_000_000;
 const DOMAIN: &str = "DC=load,DC=test";
 
-pub fn run(args: &LoadArgs) -> i32 {
+fn run(args: &LoadArgs) -> i32 {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -73,8 +89,10 @@ async fn load(args: &LoadArgs) -> Result<u64, String> {
     };
     let db = dir.join("cloud.db");
     let tls = dir.join("tls");
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-    let mut child = Command::new(exe)
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find this program: {e}"))?
+        .with_file_name(format!("ad-sync-cloud{}", std::env::consts::EXE_SUFFIX));
+    let mut child = Command::new(&exe)
         .arg("serve")
         .arg("--db")
         .arg(&db)
