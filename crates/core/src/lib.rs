@@ -16,6 +16,7 @@ pub mod directory;
 pub mod fault;
 pub mod import_report;
 pub mod install;
+pub mod mapping;
 pub mod policy;
 pub mod preflight;
 pub mod progress;
