@@ -21,5 +21,6 @@ pub mod policy;
 pub mod preflight;
 pub mod progress;
 pub mod secrets;
+pub mod source_scope;
 pub mod status;
 pub mod tier0;
