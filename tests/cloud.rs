@@ -882,6 +882,15 @@ fn every_documented_error_code_is_returned_and_changes_nothing() {
     );
     assert_eq!(standby_ack.status().as_u16(), 409);
     record(standby_ack); // not_primary
+    // AD's changes read from a cookie the cloud's cursor is not at (here: it has none yet).
+    record(send(
+        http.post(url("/v1/source/changes"))
+            .bearer_auth(primary.credential.expose())
+            .json(&serde_json::json!({"after": "old", "cookie": "new", "dc": "dc1", "users": []})),
+    )); // cursor_moved
+    let cursor =
+        block_on(client.source_cursor(&primary.credential)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cursor.cookie, None, "a refused batch moved the cursor");
     // body_too_large: the server answers before reading the body and closes, so a client still
     // sending can see the connection reset instead of the answer (HTTP allows both); the answer
     // is what is tested, so a reset is retried.
@@ -2114,4 +2123,241 @@ fn load_runs_the_load_program_beside_the_server() {
     );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("enrolled 3 agents"), "{text}");
+}
+
+/// AD as a source, the cloud's side: the primary agent sends AD's changes with the DirSync
+/// cookie they end at; users are created, changed, suspended and kept when deleted, restored
+/// with the same objectGUID; the cookie moves with the changes in one transaction and only from
+/// where the cloud's cursor stands (a stale or restored agent gets `cursor_moved`; a batch sent
+/// again after a lost answer is `replayed`); AD's users are AD's (the admin commands refuse to
+/// change them) and a cloud user is the cloud's (AD cannot change it); nothing AD sent is put in
+/// the change feed, so it never travels back to AD.
+#[test]
+fn ad_changes_reach_the_cloud_with_their_cursor_and_one_authority_per_user() {
+    use ad_sync::cloud::api::{SourceOutcome, SourceRequest, SourceUser};
+    let s = server("source", &[]);
+    let client = s.client();
+    let a = enroll(&client, &s.issue_key(DOMAIN, None), DOMAIN, "dc1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = enroll(&client, &s.issue_key(DOMAIN, None), DOMAIN, "dc2")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (heartbeat(&client, &a), heartbeat(&client, &b)),
+        (Role::Primary, Role::Standby)
+    );
+    s.admin_ok(&[
+        "user",
+        "add",
+        "cloudy",
+        "--given",
+        "Cloud",
+        "--surname",
+        "Owned",
+        "--domain",
+        DOMAIN,
+    ]);
+    let feed_before = block_on(client.changes(&a.credential, 0, 100))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .changes
+        .len();
+    let guid = |n: u8| format!("{n:08x}-1111-2222-3333-444455556666");
+    let fields = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let user = |n: u8, pairs: &[(&str, &str)]| SourceUser {
+        guid: guid(n),
+        deleted: false,
+        enabled: Some(true),
+        fields: fields(pairs),
+    };
+    let send = |who: &Enrolled, after: Option<&str>, cookie: &str, users: Vec<SourceUser>| {
+        block_on(client.source_changes(
+            &who.credential,
+            &SourceRequest {
+                after: after.map(str::to_string),
+                cookie: cookie.into(),
+                dc: "dc1.example.com".into(),
+                users,
+            },
+        ))
+    };
+    let outcomes = |r: &ad_sync::cloud::api::SourceResponse| -> Vec<SourceOutcome> {
+        r.items.iter().map(|i| i.outcome).collect()
+    };
+
+    // Before any batch the cursor is empty; a standby may not send.
+    let c = block_on(client.source_cursor(&a.credential)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.cookie, None);
+    let e = send(&b, None, "c1", vec![])
+        .err()
+        .unwrap_or_else(|| panic!("standby sent"));
+    assert_eq!(e.api_code(), Some("not_primary"), "{e}");
+
+    // The first full read: two users, one the cloud cannot hold (no surname), one whose name a
+    // cloud user already has.
+    let ann = [
+        ("username", "ann"),
+        ("given_name", "Ann"),
+        ("surname", "Lee"),
+        ("email", "ann@example.com"),
+        ("title", "Engineer"),
+    ];
+    let r = send(
+        &a,
+        None,
+        "c1",
+        vec![
+            user(1, &ann),
+            user(2, &[("username", "nosn"), ("given_name", "No")]),
+            user(
+                3,
+                &[
+                    ("username", "cloudy"),
+                    ("given_name", "C"),
+                    ("surname", "O"),
+                ],
+            ),
+            user(4, &[("username", "x"), ("shoe_size", "44")]),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        outcomes(&r),
+        [
+            SourceOutcome::Created,
+            SourceOutcome::Refused,
+            SourceOutcome::Refused,
+            SourceOutcome::Refused
+        ],
+        "{r:?}"
+    );
+    assert!(r.items[1].message.contains("sn (surname)"), "{r:?}");
+    assert!(
+        r.items[2]
+            .message
+            .contains("already has a user named `cloudy`"),
+        "{r:?}"
+    );
+    assert!(
+        r.items[3]
+            .message
+            .contains("`shoe_size` is not a user field"),
+        "{r:?}"
+    );
+    assert_eq!(r.cursor.cookie.as_deref(), Some("c1"));
+    assert_eq!(r.cursor.dc.as_deref(), Some("dc1.example.com"));
+    let listed = |args: &[&str]| -> Value {
+        let mut all = vec!["user", "list", "--domain", DOMAIN, "--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&s.admin_ok(&all)).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let names = |v: &Value| -> Vec<String> {
+        v["users"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let from_ad = listed(&["--source", "ad"]);
+    assert_eq!(names(&from_ad), ["ann"]);
+    assert_eq!(from_ad["users"][0]["attributes"]["title"], "Engineer");
+    assert_eq!(from_ad["users"][0]["links"][0]["guid"], guid(1));
+    assert_eq!(names(&listed(&["--source", "cloud"])), ["cloudy"]);
+
+    // A change from the cursor: a rename and a cleared title; the same batch sent again after
+    // a lost answer changes nothing; a batch from an old cookie is refused.
+    let r = send(
+        &a,
+        Some("c1"),
+        "c2",
+        vec![user(1, &[("username", "ann.lee"), ("title", "")])],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcomes(&r), [SourceOutcome::Updated]);
+    let again = send(
+        &a,
+        Some("c1"),
+        "c2",
+        vec![user(1, &[("username", "ann.lee"), ("title", "")])],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.replayed && again.items.is_empty(), "{again:?}");
+    let stale = send(&a, Some("c1"), "c9", vec![user(1, &[("surname", "Old")])])
+        .err()
+        .unwrap_or_else(|| panic!("a batch from an old cookie was taken"));
+    assert_eq!(stale.api_code(), Some("cursor_moved"), "{stale}");
+    let from_ad = listed(&["--source", "ad"]);
+    assert_eq!(names(&from_ad), ["ann.lee"]);
+    assert_eq!(
+        from_ad["users"][0]["user"]["surname"], "Lee",
+        "the stale batch changed nothing"
+    );
+    assert!(from_ad["users"][0].get("attributes").is_none(), "{from_ad}");
+
+    // AD's user is AD's; the cloud's user is the cloud's.
+    let out = s.admin(&["user", "suspend", "ann.lee", "--domain", DOMAIN]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("comes from AD, which is its authority"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Deleted in AD: suspended and kept; back with the same objectGUID: restored.
+    let gone = SourceUser {
+        guid: guid(1),
+        deleted: true,
+        ..SourceUser::default()
+    };
+    let r = send(&a, Some("c2"), "c3", vec![gone]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcomes(&r), [SourceOutcome::Suspended]);
+    assert_eq!(names(&listed(&["--source", "ad"])), Vec::<String>::new());
+    let deleted = listed(&["--deleted"]);
+    assert_eq!(names(&deleted), ["ann.lee"]);
+    assert_eq!(deleted["users"][0]["user"]["suspended"], true);
+    assert!(deleted["users"][0]["deleted_at"].is_i64(), "{deleted}");
+    let r = send(&a, Some("c3"), "c4", vec![user(1, &[])]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcomes(&r), [SourceOutcome::Restored]);
+    let back = listed(&["--source", "ad"]);
+    assert_eq!(names(&back), ["ann.lee"]);
+    assert_eq!(back["users"][0]["user"]["suspended"], false);
+
+    // Disabled in AD: suspended in the cloud (a change, not a deletion).
+    let off = SourceUser {
+        enabled: Some(false),
+        ..user(1, &[])
+    };
+    let r = send(&a, Some("c4"), "c5", vec![off]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcomes(&r), [SourceOutcome::Updated]);
+    assert!(listed(&["--source", "ad"])["users"][0]["user"]["suspended"] == true);
+
+    // Nothing from AD went into the feed: the domain's own agent never gets it back.
+    let feed = block_on(client.changes(&a.credential, 0, 100)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(feed.changes.len(), feed_before, "{:?}", feed.changes);
+
+    // A standby that takes over, or a reinstalled agent, resumes where the cloud is.
+    let c = block_on(client.source_cursor(&b.credential)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.cookie.as_deref(), Some("c5"));
+    assert_eq!(c.agent_id.as_deref(), Some(a.id.as_str()));
+
+    // A malformed objectGUID is refused by index before anything is stored.
+    let e = send(
+        &a,
+        Some("c5"),
+        "c6",
+        vec![SourceUser {
+            guid: "nope".into(),
+            ..SourceUser::default()
+        }],
+    )
+    .err()
+    .unwrap_or_else(|| panic!("taken"));
+    assert_eq!(e.api_code(), Some("invalid_request"), "{e}");
+    assert!(e.to_string().contains("users[0].guid"), "{e}");
 }

@@ -27,12 +27,13 @@ pub enum ErrorCode {
     KeyRevoked,
     WrongDomain,
     NotPrimary,
+    CursorMoved,
     RequestTimeout,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidRequest,
         ErrorCode::UnsupportedMediaType,
@@ -48,6 +49,7 @@ impl ErrorCode {
         ErrorCode::KeyRevoked,
         ErrorCode::WrongDomain,
         ErrorCode::NotPrimary,
+        ErrorCode::CursorMoved,
         ErrorCode::RequestTimeout,
         ErrorCode::Internal,
     ];
@@ -59,7 +61,7 @@ impl ErrorCode {
             ErrorCode::NotFound | ErrorCode::KeyUnknown => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
-            ErrorCode::KeyUsed | ErrorCode::NotPrimary => 409,
+            ErrorCode::KeyUsed | ErrorCode::NotPrimary | ErrorCode::CursorMoved => 409,
             ErrorCode::KeyExpired | ErrorCode::KeyRevoked => 410,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -86,6 +88,7 @@ impl ErrorCode {
             ErrorCode::KeyRevoked => "key_revoked",
             ErrorCode::WrongDomain => "wrong_domain",
             ErrorCode::NotPrimary => "not_primary",
+            ErrorCode::CursorMoved => "cursor_moved",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Internal => "internal",
         }
@@ -453,6 +456,97 @@ pub struct ImportGroup {
 pub struct ImportMembership {
     pub group_guid: String,
     pub member_guid: String,
+}
+
+/// `GET /v1/source/cursor`: where the cloud's record of this domain's AD changes stands. A
+/// reinstalled agent, or a standby that takes over, resumes from here, never from a cookie of
+/// its own: a restored agent state cannot rewind the cloud.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCursor {
+    /// The DirSync cookie (base64) the last accepted batch ended at; absent before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// The DC that cookie is from (a cookie is one DC's: another DC means a full read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
+}
+
+/// The most objects in one `POST /v1/source/changes`.
+pub const MAX_SOURCE_ITEMS: usize = 1000;
+
+/// `POST /v1/source/changes` (the primary agent only): AD's changes, read from `after`, up to
+/// `cookie`. The objects and the new cursor are committed in one transaction, and only when
+/// `after` is where the cloud's cursor stands (`cursor_moved` otherwise); a batch sent again
+/// after a lost answer (the cursor is already at `cookie`) is answered `replayed` and changes
+/// nothing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRequest {
+    /// The cookie this batch was read from; absent for a first, full read.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// The cookie after this batch (base64, not empty).
+    pub cookie: String,
+    /// The DC it was read from.
+    pub dc: String,
+    #[serde(default)]
+    pub users: Vec<SourceUser>,
+}
+
+/// One AD user's change, by objectGUID. `fields` are the changed cloud fields of
+/// `mapping::ROWS` (the whole record for a new user); a field sent empty is cleared.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceUser {
+    pub guid: String,
+    /// Deleted in AD or moved out of the scope: suspended in the cloud and kept (restored, with
+    /// the same objectGUID, if it comes back).
+    #[serde(default)]
+    pub deleted: bool,
+    /// userAccountControl's disabled bit, when it changed: a disabled AD account is a
+    /// suspended cloud user.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceOutcome {
+    Created,
+    Updated,
+    Unchanged,
+    /// Deleted in AD or out of scope: suspended and kept.
+    Suspended,
+    /// Back in AD with the same objectGUID: active again.
+    Restored,
+    /// Not taken; `message` says why and what to change in AD.
+    Refused,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceItem {
+    pub guid: String,
+    /// The cloud user's id (absent when refused before one existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub outcome: SourceOutcome,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceResponse {
+    /// The batch had been committed already (its answer was lost): nothing was changed.
+    pub replayed: bool,
+    /// One per object, in the request's order (empty when replayed).
+    pub items: Vec<SourceItem>,
+    pub cursor: SourceCursor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -4,12 +4,13 @@
 //! LDAP, DNS or X.509 code).
 //!
 //! Pure: the wire types (`api`), password sealing (`sealed`), connect keys, DNs (`dn`), objectGUIDs
-//! as text (`guid`), secrets that never print (`secret`) and times (`time_fmt`).
+//! as text (`guid`), the attribute map of AD as a source (`mapping`), secrets that never print (`secret`) and times (`time_fmt`).
 
 pub mod api;
 pub mod connect_key;
 pub mod dn;
 pub mod guid;
+pub mod mapping;
 pub mod sealed;
 pub mod secret;
 pub mod time_fmt;

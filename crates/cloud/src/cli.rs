@@ -212,14 +212,22 @@ pub enum KeyCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCmd {
-    /// List every user with its state and the AD objects it is linked to.
+    /// List every user with its state, its authority and the AD objects it is linked to.
     List {
         #[command(flatten)]
         db: DirDb,
+        /// Only the users whose authority is AD (`ad`: AD as a source) or the cloud (`cloud`).
+        #[arg(long, value_parser = ["ad", "cloud"])]
+        source: Option<String>,
+        /// Only the users deleted in AD (or moved out of its scope) and kept, suspended, until
+        /// they are removed for good (30 days after).
+        #[arg(long)]
+        deleted: bool,
         /// One JSON document instead of lines.
         #[arg(long)]
         json: bool,
     },
+    /// Add a user (the agent creates its AD account).
     Add {
         #[command(flatten)]
         db: DirDb,
@@ -231,10 +239,15 @@ pub enum UserCmd {
         #[arg(long)]
         email: Option<String>,
     },
+    /// Suspend a user (the agent disables its AD account).
     Suspend(UserRef),
+    /// Unsuspend a user (the agent enables its AD account).
     Unsuspend(UserRef),
+    /// Lock a user (no AD account is ever locked; see docs/agent.md).
     Lock(UserRef),
+    /// Unlock a user (the agent clears its AD lockout, as `[sync] sync_account_locked_out_status` says).
     Unlock(UserRef),
+    /// Remove a user (the agent applies the disconnection policy).
     Remove(UserRef),
     /// Change a user's name parts or e-mail.
     Update {
@@ -283,11 +296,13 @@ pub enum GroupCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Add a group (the agent creates it in AD, in the sync group).
     Add {
         #[command(flatten)]
         db: DirDb,
         name: String,
     },
+    /// Remove a group (the agent applies the group disconnection policy).
     Remove {
         #[command(flatten)]
         db: DirDb,
@@ -300,7 +315,9 @@ pub enum GroupCmd {
         name: String,
         new_name: String,
     },
+    /// Add a user or group to a group.
     AddMember(MemberArgs),
+    /// Take a user or group out of a group.
     RemoveMember(MemberArgs),
 }
 
@@ -661,7 +678,20 @@ fn user(cmd: UserCmd) -> Result<(), AdminError> {
         Ok(())
     };
     match cmd {
-        UserCmd::List { db, json } => list(with_dir(&db, |s, d| s.user_list(d))?, json, "users"),
+        UserCmd::List {
+            db,
+            source,
+            deleted,
+            json,
+        } => {
+            let all = with_dir(&db, |s, d| s.user_list(d))?;
+            let shown = all
+                .into_iter()
+                .filter(|u| source.as_deref().is_none_or(|want| u.source == want))
+                .filter(|u| u.deleted_at.is_some() == deleted)
+                .collect();
+            list(shown, json, "users")
+        }
         UserCmd::Add {
             db,
             username,
@@ -816,6 +846,18 @@ fn list(items: Vec<Listed>, json: bool, what: &str) -> Result<(), AdminError> {
             }
             if u.locked {
                 line.push_str(", locked");
+            }
+            if i.source == "ad" {
+                line.push_str(", from AD");
+            }
+            if let Some(at) = i.deleted_at {
+                line.push_str(&format!(
+                    ", deleted in AD {}, removed after {}",
+                    ad_sync_api::time_fmt::unix_to_text(at),
+                    ad_sync_api::time_fmt::unix_to_text(
+                        at + crate::server::store::SOURCE_RETENTION.as_secs() as i64
+                    )
+                ));
             }
             line.push(')');
         }

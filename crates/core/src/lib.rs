@@ -7,7 +7,7 @@
 
 /// The agent API's pure half lives in `ad-sync-api` (the reference cloud needs it alone);
 /// here under the names the rest of the product has always used.
-pub use ad_sync_api::{connect_key, dn, secret, time_fmt};
+pub use ad_sync_api::{connect_key, dn, mapping, secret, time_fmt};
 
 pub mod adopt;
 pub mod answers;
@@ -16,7 +16,6 @@ pub mod directory;
 pub mod fault;
 pub mod import_report;
 pub mod install;
-pub mod mapping;
 pub mod policy;
 pub mod preflight;
 pub mod progress;

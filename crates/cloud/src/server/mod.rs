@@ -248,6 +248,8 @@ fn router(state: Shared, request_timeout: Duration) -> Router {
         .route("/v1/changes", get(changes))
         .route("/v1/changes/ack", post(ack))
         .route("/v1/import", post(import))
+        .route("/v1/source/cursor", get(source_cursor))
+        .route("/v1/source/changes", post(source_changes))
         .route("/v1/keys/directory", post(directory))
         .fallback(|| async {
             ApiError::new(
@@ -828,6 +830,54 @@ async fn import(
     let now = ad_sync_api::time_fmt::now_unix();
     let resp = db(&state, move |s| s.import(&agent, &req, now)).await?;
     Ok(Json(resp))
+}
+
+/// The longest DirSync cookie the cloud keeps (Windows' are a few hundred bytes).
+const MAX_COOKIE: usize = 16 * 1024;
+
+async fn source_cursor(
+    State(state): State<Shared>,
+    Agent(agent): Agent,
+) -> Result<Json<ad_sync_api::api::SourceCursor>, ApiError> {
+    db(&state, move |s| s.source_cursor(&agent)).await.map(Json)
+}
+
+async fn source_changes(
+    State(state): State<Shared>,
+    Agent(agent): Agent,
+    ApiJson(mut req): ApiJson<ad_sync_api::api::SourceRequest>,
+) -> Result<Json<ad_sync_api::api::SourceResponse>, ApiError> {
+    use ad_sync_api::api::MAX_SOURCE_ITEMS;
+    if req.cookie.is_empty() || req.cookie.len() > MAX_COOKIE {
+        return Err(invalid(format!(
+            "cookie: send the DirSync cookie this batch ends at (1 to {MAX_COOKIE} characters)"
+        )));
+    }
+    if req.dc.trim().is_empty() {
+        return Err(invalid(
+            "dc: name the domain controller the changes were read from",
+        ));
+    }
+    if req.users.len() > MAX_SOURCE_ITEMS {
+        return Err(invalid(format!(
+            "users: send at most {MAX_SOURCE_ITEMS} per request"
+        )));
+    }
+    for (i, u) in req.users.iter_mut().enumerate() {
+        match ad_sync_api::guid::normalize_guid_string(&u.guid) {
+            Some(n) => u.guid = n,
+            None => {
+                return Err(invalid(format!(
+                    "users[{i}].guid `{}` is not an objectGUID (like 0f6b3c2e-8d4a-4f1e-9c7b-2a5d6e8f1a3b)",
+                    u.guid
+                )));
+            }
+        }
+    }
+    let now = ad_sync_api::time_fmt::now_unix();
+    db(&state, move |s| s.source_changes(&agent, &req, now))
+        .await
+        .map(Json)
 }
 
 /// The names the preview compares with AD. A malformed or unknown key counts against the

@@ -20,7 +20,9 @@ use ad_sync_api::api::{
     KeyState, MemberType, Membership, Role, User,
 };
 mod import;
+mod source;
 pub use import::Listed;
+pub use source::RETENTION as SOURCE_RETENTION;
 
 use ad_sync_api::connect_key::ConnectKey;
 use ad_sync_api::dn::Dn;
@@ -36,7 +38,7 @@ use ad_sync_api::time_fmt::unix_to_rfc3339;
 /// enrollment is resumed only before it).
 /// 5: agents report their runs: disconnections held by the threshold, failed changes, the last
 /// run and the last successful one.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS domains (
@@ -93,6 +95,9 @@ CREATE TABLE IF NOT EXISTS users (
     suspended INTEGER NOT NULL DEFAULT 0,
     locked INTEGER NOT NULL DEFAULT 0,
     display_name TEXT,
+    source TEXT NOT NULL DEFAULT 'cloud',
+    deleted_at INTEGER,
+    attributes TEXT,
     PRIMARY KEY (domain_id, username)
 );
 CREATE TABLE IF NOT EXISTS groups (
@@ -138,6 +143,13 @@ CREATE TABLE IF NOT EXISTS acks (
     message TEXT NOT NULL,
     at INTEGER NOT NULL,
     PRIMARY KEY (domain_id, seq)
+);
+CREATE TABLE IF NOT EXISTS source_cursors (
+    domain_id INTEGER PRIMARY KEY REFERENCES domains(id),
+    cookie TEXT NOT NULL,
+    dc TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    at INTEGER NOT NULL
 );
 ";
 
@@ -564,6 +576,16 @@ impl Store {
                  ALTER TABLE agents ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
                  ALTER TABLE agents ADD COLUMN last_run INTEGER;
                  ALTER TABLE agents ADD COLUMN last_success INTEGER;",
+            )
+            .map_err(db_err)?;
+        }
+        if (1..6).contains(&version) {
+            // AD as a source: who owns each user, soft deletion, the mapped fields beyond the
+            // columns (the cursor's table is new, made by SCHEMA below).
+            conn.execute_batch(
+                "ALTER TABLE users ADD COLUMN source TEXT NOT NULL DEFAULT 'cloud';
+                 ALTER TABLE users ADD COLUMN deleted_at INTEGER;
+                 ALTER TABLE users ADD COLUMN attributes TEXT;",
             )
             .map_err(db_err)?;
         }
@@ -1903,10 +1925,25 @@ impl From<AdminError> for TxError {
     }
 }
 
+/// A user the cloud's admin commands may change: one that exists and is the cloud's own. A user
+/// that comes from AD (AD as a source) is AD's: changed in AD only, then brought here by its
+/// agent.
 fn find_user(conn: &Connection, domain: i64, username: &str) -> Result<User, TxError> {
-    load_user(conn, domain, username)
+    let user = load_user(conn, domain, username)
         .optional()?
-        .ok_or_else(|| no_such_user(username).into())
+        .ok_or_else(|| TxError::from(no_such_user(username)))?;
+    let source: String =
+        conn.query_row("SELECT source FROM users WHERE id = ?1", [&user.id], |r| {
+            r.get(0)
+        })?;
+    if source == "ad" {
+        return Err(AdminError::Invalid(format!(
+            "user `{}` comes from AD, which is its authority: change it in AD (its agent brings the change here)",
+            user.username
+        ))
+        .into());
+    }
+    Ok(user)
 }
 
 /// The group as stored (its stored spelling and id).

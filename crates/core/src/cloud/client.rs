@@ -711,6 +711,30 @@ impl CloudClient {
             .await
     }
 
+    /// Where the cloud's record of this domain's AD changes stands (AD as a source).
+    pub async fn source_cursor(
+        &self,
+        credential: &Secret,
+    ) -> Result<crate::cloud::api::SourceCursor, CloudError> {
+        self.call::<(), _>(Method::GET, "v1/source/cursor", Some(credential), None)
+            .await
+    }
+
+    /// AD's changes from `request.after` to `request.cookie`, committed with the cursor.
+    pub async fn source_changes(
+        &self,
+        credential: &Secret,
+        request: &crate::cloud::api::SourceRequest,
+    ) -> Result<crate::cloud::api::SourceResponse, CloudError> {
+        self.call(
+            Method::POST,
+            "v1/source/changes",
+            Some(credential),
+            Some(request),
+        )
+        .await
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,

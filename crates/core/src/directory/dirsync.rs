@@ -45,44 +45,7 @@ pub const MAX_BYTES: u32 = 1_048_576;
 /// "more" forever must not keep the agent in one run.
 pub const MAX_PAGES: usize = 10_000;
 
-/// Attributes that hold secrets or secret-derived data. None can be mapped or asked for: the
-/// attribute list of every DirSync read is checked against this table.
-pub const SECRET_ATTRIBUTES: &[&str] = &[
-    "unicodePwd",
-    "dBCSPwd",
-    "ntPwdHistory",
-    "lmPwdHistory",
-    "supplementalCredentials",
-    "userPassword",
-    "unixUserPassword",
-    "clearTextPassword",
-    "msDS-ManagedPassword",
-    "ms-Mcs-AdmPwd",
-    "msLAPS-Password",
-    "msLAPS-EncryptedPassword",
-    "msLAPS-EncryptedPasswordHistory",
-    "msLAPS-EncryptedDSRMPassword",
-    "msLAPS-EncryptedDSRMPasswordHistory",
-    "msFVE-RecoveryPassword",
-    "msFVE-KeyPackage",
-    "msTPM-OwnerInformation",
-    "msDS-KeyCredentialLink",
-    "trustAuthIncoming",
-    "trustAuthOutgoing",
-    "initialAuthIncoming",
-    "initialAuthOutgoing",
-    "currentValue",
-    "priorValue",
-    "pekList",
-];
-
-/// Whether `attr` (with or without options such as `;range=`) is a secret attribute.
-pub fn is_secret(attr: &str) -> bool {
-    let base = attr.split(';').next().unwrap_or(attr);
-    SECRET_ATTRIBUTES
-        .iter()
-        .any(|s| s.eq_ignore_ascii_case(base))
-}
+pub use ad_sync_api::mapping::{SECRET_ATTRIBUTES, is_secret};
 
 /// `SEQUENCE { INTEGER a, INTEGER b, OCTET STRING bytes }`, in BER: the shape of both the
 /// request's value and the answer's.

@@ -25,6 +25,14 @@ pub struct Listed {
     /// Groups only: direct members by name.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<String>,
+    /// Who is its authority: `cloud`, or `ad` (AD as a source).
+    pub source: String,
+    /// Users only: when AD deleted it (kept, suspended, until the retention ends).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<i64>,
+    /// Users only: the mapped fields beyond the user's own (title, department, …).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 fn item(kind: &str, name: &str, guid: &str, outcome: ImportOutcome, message: String) -> ImportItem {
@@ -38,7 +46,11 @@ fn item(kind: &str, name: &str, guid: &str, outcome: ImportOutcome, message: Str
 }
 
 /// The cloud object linked to `guid` in the domain, if any.
-fn linked(tx: &Connection, domain_id: i64, guid: &str) -> rusqlite::Result<Option<String>> {
+pub(super) fn linked(
+    tx: &Connection,
+    domain_id: i64,
+    guid: &str,
+) -> rusqlite::Result<Option<String>> {
     tx.prepare_cached("SELECT object_id FROM links WHERE domain_id = ?1 AND guid = ?2")?
         .query_row(params![domain_id, guid], |r| r.get(0))
         .optional()
@@ -66,7 +78,7 @@ fn link_in_domain(
     .optional()
 }
 
-fn add_link(
+pub(super) fn add_link(
     tx: &Connection,
     agent: &AgentAuth,
     object_id: &str,
@@ -112,7 +124,7 @@ fn group_by_id(tx: &Connection, id: &str) -> rusqlite::Result<Option<Group>> {
 }
 
 /// Why the cloud refuses to hold this AD user, in words that say what to change in AD.
-fn user_refusal(u: &ImportUser) -> Option<String> {
+pub(super) fn user_refusal(u: &ImportUser) -> Option<String> {
     if let Err(e) = validate_username(&u.username) {
         return Some(format!("{e}; rename the AD account to import it"));
     }
@@ -254,12 +266,22 @@ impl Store {
             let mut out = Vec::with_capacity(names.len());
             for n in names {
                 let u = load_user(tx, domain, &n)?;
+                let (source, deleted_at, attributes): (String, Option<i64>, Option<String>) = tx
+                    .prepare_cached(
+                        "SELECT source, deleted_at, attributes FROM users WHERE id = ?1",
+                    )?
+                    .query_row([&u.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                 out.push(Listed {
                     id: u.id.clone(),
                     name: u.username.clone(),
                     links: u.links.clone(),
                     user: Some(u),
                     members: Vec::new(),
+                    source,
+                    deleted_at,
+                    attributes: attributes
+                        .and_then(|a| serde_json::from_str(&a).ok())
+                        .unwrap_or_default(),
                 });
             }
             Ok(out)
@@ -288,6 +310,9 @@ impl Store {
                     user: None,
                     links: g.links,
                     members,
+                    source: "cloud".into(),
+                    deleted_at: None,
+                    attributes: Default::default(),
                 });
             }
             Ok(out)

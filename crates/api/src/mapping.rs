@@ -8,15 +8,53 @@
 //! `[mapping.user]`, `[mapping.group]` and `[mapping.contact]` (`title = "extensionAttribute1"`,
 //! `mobile = false`). [`Mapping::from_config`] checks that: a field that is not a row, a
 //! required row switched off, a name that is not an LDAP attribute name, and any secret
-//! attribute (`directory::dirsync::SECRET_ATTRIBUTES`) are refused by name. What is read from AD
+//! attribute ([`SECRET_ATTRIBUTES`]) are refused by name. What is read from AD
 //! ([`Mapping::attributes`]) and what a record holds ([`Mapping::record`]) come from the map in
 //! force, so adding an attribute is one row here.
 //!
 //! Whether each mapped attribute exists in the DC's schema and is readable by the service
 //! account is the live check `mapping.attributes` (against the DC, not here).
 
-use crate::directory::dirsync::is_secret;
 use std::collections::BTreeMap;
+
+/// Attributes that hold secrets or secret-derived data. None can be mapped or asked for: the
+/// attribute list of every DirSync read and every `[mapping.*]` row is checked against it.
+pub const SECRET_ATTRIBUTES: &[&str] = &[
+    "unicodePwd",
+    "dBCSPwd",
+    "ntPwdHistory",
+    "lmPwdHistory",
+    "supplementalCredentials",
+    "userPassword",
+    "unixUserPassword",
+    "clearTextPassword",
+    "msDS-ManagedPassword",
+    "ms-Mcs-AdmPwd",
+    "msLAPS-Password",
+    "msLAPS-EncryptedPassword",
+    "msLAPS-EncryptedPasswordHistory",
+    "msLAPS-EncryptedDSRMPassword",
+    "msLAPS-EncryptedDSRMPasswordHistory",
+    "msFVE-RecoveryPassword",
+    "msFVE-KeyPackage",
+    "msTPM-OwnerInformation",
+    "msDS-KeyCredentialLink",
+    "trustAuthIncoming",
+    "trustAuthOutgoing",
+    "initialAuthIncoming",
+    "initialAuthOutgoing",
+    "currentValue",
+    "priorValue",
+    "pekList",
+];
+
+/// Whether `attr` (with or without options such as `;range=`) is a secret attribute.
+pub fn is_secret(attr: &str) -> bool {
+    let base = attr.split(';').next().unwrap_or(attr);
+    SECRET_ATTRIBUTES
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(base))
+}
 
 /// The kind of AD object a row maps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -487,7 +525,7 @@ mod tests {
     /// and under any field, is refused, so none can reach `attributes`.
     #[test]
     fn no_secret_attribute_can_be_mapped() {
-        for secret in crate::directory::dirsync::SECRET_ATTRIBUTES {
+        for secret in SECRET_ATTRIBUTES {
             for spelled in [secret.to_string(), secret.to_ascii_lowercase()] {
                 for kind in Kind::ALL {
                     for row in rows(kind) {
@@ -509,7 +547,7 @@ mod tests {
                 Mapping::default()
                     .attributes(kind)
                     .iter()
-                    .all(|a| !crate::directory::dirsync::is_secret(a)),
+                    .all(|a| !is_secret(a)),
                 "{kind:?}"
             );
         }
