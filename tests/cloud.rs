@@ -2181,6 +2181,7 @@ fn ad_changes_reach_the_cloud_with_their_cursor_and_one_authority_per_user() {
                 cookie: cookie.into(),
                 dc: "dc1.example.com".into(),
                 users,
+                partial: false,
             },
         ))
     };
@@ -2345,6 +2346,33 @@ fn ad_changes_reach_the_cloud_with_their_cursor_and_one_authority_per_user() {
     let c = block_on(client.source_cursor(&b.credential)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.cookie.as_deref(), Some("c5"));
     assert_eq!(c.agent_id.as_deref(), Some(a.id.as_str()));
+
+    // A DirSync page too large for one request goes in parts: a part's users are committed,
+    // the cursor moves only with the page's last part.
+    let part = block_on(client.source_changes(
+        &a.credential,
+        &SourceRequest {
+            after: Some("c5".into()),
+            cookie: String::new(),
+            dc: "dc1.example.com".into(),
+            users: vec![user(
+                5,
+                &[
+                    ("username", "eve"),
+                    ("given_name", "Eve"),
+                    ("surname", "Ng"),
+                ],
+            )],
+            partial: true,
+        },
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcomes(&part), [SourceOutcome::Created]);
+    assert_eq!(
+        part.cursor.cookie.as_deref(),
+        Some("c5"),
+        "a part does not move the cursor"
+    );
 
     // A malformed objectGUID is refused by index before anything is stored.
     let e = send(

@@ -489,8 +489,13 @@ pub struct SourceRequest {
     /// The cookie this batch was read from; absent for a first, full read.
     #[serde(default)]
     pub after: Option<String>,
-    /// The cookie after this batch (base64, not empty).
+    /// The cookie after this batch (base64, not empty). Ignored when `partial`.
+    #[serde(default)]
     pub cookie: String,
+    /// One part of a DirSync page too large for one request: its users are committed, the
+    /// cursor stays where it is (`after`); the page's last part, not partial, moves it.
+    #[serde(default)]
+    pub partial: bool,
     /// The DC it was read from.
     pub dc: String,
     #[serde(default)]

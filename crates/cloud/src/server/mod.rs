@@ -848,9 +848,9 @@ async fn source_changes(
     ApiJson(mut req): ApiJson<ad_sync_api::api::SourceRequest>,
 ) -> Result<Json<ad_sync_api::api::SourceResponse>, ApiError> {
     use ad_sync_api::api::MAX_SOURCE_ITEMS;
-    if req.cookie.is_empty() || req.cookie.len() > MAX_COOKIE {
+    if (!req.partial && req.cookie.is_empty()) || req.cookie.len() > MAX_COOKIE {
         return Err(invalid(format!(
-            "cookie: send the DirSync cookie this batch ends at (1 to {MAX_COOKIE} characters)"
+            "cookie: send the DirSync cookie this batch ends at (1 to {MAX_COOKIE} characters; only a `partial` batch goes without)"
         )));
     }
     if req.dc.trim().is_empty() {

@@ -389,7 +389,8 @@ impl Store {
             "alone sends AD's changes to the cloud (a standby reads the cursor when it takes over)",
         )?;
         let at = cursor(&tx, agent.domain_id)?;
-        if at.cookie.as_deref() == Some(req.cookie.as_str())
+        if !req.partial
+            && at.cookie.as_deref() == Some(req.cookie.as_str())
             && at.cookie.as_deref() != req.after.as_deref()
         {
             // This very batch was committed; its answer was lost on the way.
@@ -416,11 +417,13 @@ impl Store {
         for u in &req.users {
             items.push(one_user(&tx, agent, u, now)?);
         }
-        tx.execute(
-            "INSERT INTO source_cursors (domain_id, cookie, dc, agent_id, at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(domain_id) DO UPDATE SET cookie = ?2, dc = ?3, agent_id = ?4, at = ?5",
-            params![agent.domain_id, req.cookie, req.dc, agent.agent_id, now],
-        )?;
+        if !req.partial {
+            tx.execute(
+                "INSERT INTO source_cursors (domain_id, cookie, dc, agent_id, at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(domain_id) DO UPDATE SET cookie = ?2, dc = ?3, agent_id = ?4, at = ?5",
+                params![agent.domain_id, req.cookie, req.dc, agent.agent_id, now],
+            )?;
+        }
         purge(&tx, agent.domain_id, now)?;
         let cursor = cursor(&tx, agent.domain_id)?;
         tx.commit()?;
@@ -502,6 +505,7 @@ mod tests {
                         cookie: cookie.into(),
                         dc: "dc1".into(),
                         users,
+                        partial: false,
                     },
                     now,
                 )
