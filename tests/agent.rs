@@ -2310,6 +2310,18 @@ fn ad_sync_core_scope(root: &str) -> ad_sync_agent::plan::Scope {
     }
 }
 
+/// Replaces attributes of `dn` as an administrator does in ADUC.
+async fn replace_attrs(l: &mut ldap3::Ldap, dn: &str, values: &[(&str, &str)]) {
+    let mods = values
+        .iter()
+        .map(|(a, v)| ldap3::Mod::Replace(*a, HashSet::from([*v])))
+        .collect();
+    l.modify(dn, mods)
+        .await
+        .and_then(|r| r.success())
+        .unwrap_or_else(|e| panic!("modify {dn}: {e}"));
+}
+
 /// The change reader AD as a source stands on: DirSync (`directory::dirsync`) against the real
 /// DC, bound as the service account with only the read rights it already has
 /// (`LDAP_DIRSYNC_OBJECT_SECURITY`, no replication right). From a first full read's cookie, each
@@ -2398,17 +2410,7 @@ fn dirsync_with_the_service_accounts_rights_sees_each_change_alone() {
         assert!(created.iter().any(|d| d.dn.eq_ignore_ascii_case(&group)));
 
         // One attribute: the change alone, and only that attribute of the object's.
-        admin
-            .modify(
-                &ann,
-                vec![ldap3::Mod::Replace(
-                    "displayName",
-                    HashSet::from(["Ann Example"]),
-                )],
-            )
-            .await
-            .and_then(|r| r.success())
-            .unwrap_or_else(|e| panic!("{e}"));
+        replace_attrs(&mut admin, &ann, &[("displayName", "Ann Example")]).await;
         let (changed, cookie) = read(&mut dc, &cookie).await;
         assert_eq!(changed.len(), 1, "{changed:?}");
         assert_eq!(changed[0].guid, ann_guid);
@@ -2521,4 +2523,140 @@ fn dirsync_with_the_service_accounts_rights_sees_each_change_alone() {
         assert!(del.deleted, "{del:?}");
         let _ = admin.unbind().await;
     });
+}
+
+/// `ad-sync-agent export`: AD as a source, end to end against the real DC and cloud. Users made
+/// in AD inside the export's container reach the cloud with AD as their authority (their
+/// mapped fields, the objectGUID as link); a change in AD (a new title, a rename) reaches it,
+/// a disabled account is suspended, one moved out of the container is suspended and kept;
+/// a protected account, a computer and the service account never reach it; the second run reads
+/// only what changed since the cloud's cursor; a cloud → AD run of the same agent never sees
+/// what AD sent (no ping-pong).
+#[test]
+fn export_sends_ads_users_and_their_changes_to_the_cloud() {
+    let _dc = DC.read().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new("export", "");
+    let dc = &bed().dc1;
+    let export = |extra: &[&str]| -> (Option<i32>, serde_json::Value, String) {
+        let out = Command::new(agent_bin())
+            .args(["export", "--json", "--log-dir", "-", "--config"])
+            .arg(&env.config)
+            .args(extra)
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap_or_else(|e| panic!("ad-sync-agent export: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let v = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+        (out.status.code(), v, format!("{stdout}{stderr}"))
+    };
+    let from_ad = || -> BTreeMap<String, serde_json::Value> {
+        let text = env.cloud(&["user", "list", "--source", "ad", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        v["users"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| (u["name"].as_str().unwrap_or_default().to_string(), u))
+            .collect()
+    };
+    // Users in the container as an administrator makes them in AD.
+    let (ann, bob, adm) = block_on(async {
+        let mut l = admin_on(dc).await;
+        let mut add = async |sam: &str, given: &str, sn: &str| {
+            let dn = testbed::add_user(&mut l, &env.ou, sam, "512")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            replace_attrs(
+                &mut l,
+                &dn,
+                &[("givenName", given), ("sn", sn), ("title", "Engineer")],
+            )
+            .await;
+            dn
+        };
+        let ann = add("x-ann", "Ann", "Lee").await;
+        let bob = add("x-bob", "Bob", "Ray").await;
+        let adm = add("x-adm", "Adm", "In").await;
+        replace_attrs(&mut l, &adm, &[("adminCount", "1")]).await;
+        let _ = l.unbind().await;
+        (ann, bob, adm)
+    });
+    let _ = adm;
+
+    let (code, report, text) = export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(report["full"], true, "{text}");
+    assert_eq!(report["created"], 2, "{text}");
+    let users = from_ad();
+    assert_eq!(
+        users.keys().cloned().collect::<Vec<_>>(),
+        ["x-ann", "x-bob"],
+        "only the two ordinary users: never the protected one, a computer or the service account"
+    );
+    assert_eq!(users["x-ann"]["attributes"]["title"], "Engineer");
+    assert_eq!(users["x-ann"]["user"]["given_name"], "Ann");
+    let left_out: Vec<String> = report["left_out"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p[1].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        left_out
+            .iter()
+            .any(|w| w.contains("adminCount=1") && w.contains("name it")),
+        "{left_out:?}"
+    );
+
+    // Nothing changed: the second run reads from the cloud's cursor and finds nothing.
+    let (code, report, text) = export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(report["full"], false, "{text}");
+    assert_eq!(report["created"], 0, "{text}");
+
+    // Changes in AD: a new title and a rename of Ann, Bob disabled, then Bob moved out.
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        replace_attrs(
+            &mut l,
+            &ann,
+            &[("title", "Lead"), ("sAMAccountName", "x-ann2")],
+        )
+        .await;
+        replace_attrs(&mut l, &bob, &[("userAccountControl", "514")]).await;
+        let _ = l.unbind().await;
+    });
+    let (code, report, text) = export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(report["updated"], 2, "{text}");
+    let users = from_ad();
+    assert_eq!(users["x-ann2"]["attributes"]["title"], "Lead");
+    assert_eq!(users["x-bob"]["user"]["suspended"], true);
+
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        l.modifydn(&bob, "CN=x-bob", true, Some(testbed::OU_STAFF))
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+    });
+    let (code, report, text) = export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(report["suspended"], 1, "{text}");
+    let gone = env.cloud(&["user", "list", "--deleted", "--json"]);
+    assert!(gone.contains("\"x-bob\""), "{gone}");
+
+    // The same agent's cloud → AD run gets none of it back.
+    let out = env.run(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied = String::from_utf8_lossy(&out.stdout);
+    assert!(!applied.contains("x-ann"), "{applied}");
 }

@@ -156,6 +156,34 @@ impl Ad {
         })
     }
 
+    /// The bound connection (for DirSync, which reads with its own control).
+    pub fn ldap(&self) -> &Ldap {
+        &self.ldap
+    }
+
+    /// Each operation's time limit.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Entries anywhere in the domain matching `filter`, with `attrs`, in the extended-DN form.
+    pub async fn search_with(
+        &self,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<ldap3::SearchEntry>, AdError> {
+        reads::search(
+            &self.ldap,
+            self.timeout,
+            &self.domain_dn,
+            Scope::Subtree,
+            filter,
+            attrs,
+        )
+        .await
+        .map_err(|e| AdError::from_op(e, "search"))
+    }
+
     async fn search_raw(
         &self,
         base: &str,

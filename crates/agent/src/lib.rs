@@ -10,6 +10,7 @@
 //! - `logs`: log files that roll over by size and age.
 
 pub mod ad;
+pub mod export;
 pub mod import;
 pub mod logs;
 pub mod mirror;

@@ -82,6 +82,27 @@ struct ImportArgs {
 }
 
 #[derive(Debug, clap::Args, Clone)]
+struct ExportArgs {
+    /// The installed config.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Export the users inside this container (repeat for several; default: the Root User
+    /// container).
+    #[arg(long, value_name = "DN")]
+    container: Vec<String>,
+    /// A protected or privileged account to export all the same (its sAMAccountName; repeat
+    /// for several). Never the service account, krbtgt, built-ins or computers.
+    #[arg(long, value_name = "SAM")]
+    name: Vec<String>,
+    /// Print the report as one JSON document.
+    #[arg(long)]
+    json: bool,
+    /// Where agent.log goes (`-`: standard error only; default as for `run`).
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args, Clone)]
 struct PendingArgs {
     /// The installed config.
     #[arg(long, value_name = "FILE")]
@@ -130,6 +151,10 @@ enum Command {
     /// Import the users and security groups under the Root User container into the cloud,
     /// each linked to its AD object (which the agent then manages). Safe to run again.
     Import(ImportArgs),
+    /// AD as a source (first part): send what changed in AD's users since the cloud's cursor
+    /// to the cloud, once (DirSync, resumed from the cursor the cloud keeps). Users deleted in
+    /// AD or out of the scope are suspended in the cloud and kept 30 days.
+    Export(ExportArgs),
     /// List the disconnections the deletion threshold holds (what each would delete or
     /// disable, and why); `--approve ID...` or `--approve-all` applies them once.
     Pending(PendingArgs),
@@ -188,6 +213,10 @@ fn main() {
         Command::Pending(args) => {
             init_logs(&args.config, args.log_dir.as_deref());
             pending(&args)
+        }
+        Command::Export(args) => {
+            init_logs(&args.config, args.log_dir.as_deref());
+            export(&args)
         }
         Command::Status(args) => status(&args),
         #[cfg(windows)]
@@ -542,6 +571,64 @@ fn run(args: &RunArgs) -> i32 {
 
 /// `import`: OK when everything importable was imported (or would be), CHANGES_FAILED when
 /// the cloud refused some objects (each is listed), RETRY when AD or the cloud was away.
+fn export(args: &ExportArgs) -> i32 {
+    let (agent, rt) = match start(&args.config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let r = rt.block_on(ad_sync_agent::export::export_once(
+        &agent,
+        &args.container,
+        &args.name,
+    ));
+    let report = match r {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            println!("This agent is the standby: the primary exports AD's changes.");
+            return exit::OK;
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::RETRY;
+        }
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(t) => println!("{t}"),
+            Err(e) => {
+                tracing::error!("cannot write the report as JSON: {e}");
+                return exit::RETRY;
+            }
+        }
+    } else {
+        println!(
+            "{} read, {} page(s), {} changed user(s): {} created, {} updated, {} unchanged, {} suspended, {} restored, {} refused, {} left out by the scope",
+            if report.full {
+                "Everything"
+            } else {
+                "What changed was"
+            },
+            report.pages,
+            report.changed,
+            report.created,
+            report.updated,
+            report.unchanged,
+            report.suspended,
+            report.restored,
+            report.refused.len(),
+            report.left_out.len()
+        );
+        for (guid, why) in &report.refused {
+            println!("  refused {guid}: {why}");
+        }
+    }
+    if report.refused.is_empty() {
+        exit::OK
+    } else {
+        exit::CHANGES_FAILED
+    }
+}
+
 fn import(args: &ImportArgs) -> i32 {
     let (agent, rt) = match start(&args.config) {
         Ok(s) => s,

@@ -268,15 +268,11 @@ pub struct Drained {
 /// Reads from `cookie` page by page while the server says it has more, handing each page's
 /// changes and the cookie that follows them to `handler`, which must commit both together.
 /// Stops at the first error; what was handed on before it stays handed on.
-pub async fn drain<P: Pages, E, F, Fut>(
+pub async fn drain<P: Pages, E>(
     pages: &mut P,
     cookie: &[u8],
-    mut handler: F,
-) -> Result<Drained, DrainError<E>>
-where
-    F: FnMut(Vec<Delta>, Answer) -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>>,
-{
+    mut handler: impl AsyncFnMut(Vec<Delta>, Answer) -> Result<(), E>,
+) -> Result<Drained, DrainError<E>> {
     let mut out = Drained {
         pages: 0,
         objects: 0,

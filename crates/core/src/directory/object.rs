@@ -122,6 +122,10 @@ pub struct Obj {
     pub member_of: Vec<(Vec<u8>, String)>,
     /// Why the agent must not touch it, when it must not.
     pub protected: Option<String>,
+    /// The relative identifier of its objectSid (none for a contact).
+    pub rid: Option<u32>,
+    /// isCriticalSystemObject is TRUE (a built-in object).
+    pub critical: bool,
 }
 
 impl Obj {
@@ -293,6 +297,8 @@ pub fn object(e: &SearchEntry) -> Obj {
         members,
         member_of,
         protected,
+        rid,
+        critical: text(e, "isCriticalSystemObject").is_some_and(|v| v.eq_ignore_ascii_case("TRUE")),
     }
 }
 
