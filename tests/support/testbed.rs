@@ -84,6 +84,7 @@ impl Testbed {
     pub fn start(parent: &Path) -> Result<Testbed, String> {
         let started = Instant::now();
         let root = parent.join(format!("testbed-{}", std::process::id()));
+        remove_dead_runs(parent);
         if root.exists() {
             std::fs::remove_dir_all(&root).map_err(|e| format!("clean {}: {e}", root.display()))?;
         }
@@ -334,6 +335,32 @@ db.modify(m, controls=["show_deleted:1"])
 
     fn is_dc1(&self) -> bool {
         self.host == DC1_HOST
+    }
+}
+
+/// Removes the scratch folders of earlier test processes that are gone (`testbed-<pid>`,
+/// `agent-<tag>-<pid>`, `wine-<tag>-<pid>`, …: every test names its folder for its process), so
+/// a developer's target folder does not grow by a domain per test run. Only folders named for a
+/// process of this machine that has ended are touched; a running test's are left alone.
+fn remove_dead_runs(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        // Every number in the name that could be a process id (a tag or a counter may be a
+        // number too): the folder goes only when none of them is a running process.
+        let pids: Vec<u32> = name
+            .split('-')
+            .filter(|p| p.len() >= 2 && p.bytes().all(|b| b.is_ascii_digit()))
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let running =
+            |pid: &u32| *pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !pids.is_empty() && !pids.iter().any(running) {
+            // Clutter only: a folder that cannot be removed now is tried again next run.
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 

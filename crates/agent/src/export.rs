@@ -62,6 +62,16 @@ pub fn plan_user(
     let Some(obj) = obj.filter(|_| !deleted) else {
         return (gone, None);
     };
+    // An account the agent made or took over for a cloud user is the cloud's: its changes
+    // came from the cloud and never travel back (no ping-pong).
+    if let Some(id) = obj.marker_id() {
+        return (
+            gone,
+            Some(format!(
+                "it is the cloud user {id}'s account, which the agent manages: the cloud is its authority"
+            )),
+        );
+    }
     let candidate = ad_sync_core::source_scope::Candidate {
         guid: &obj.guid,
         dn: obj.parsed.as_ref(),
@@ -404,6 +414,10 @@ mod tests {
             protected: Some("it is protected (adminCount=1)".into()),
             ..ann.clone()
         };
+        let managed = Obj {
+            marker: Some("ad-sync:u-123".into()),
+            ..ann.clone()
+        };
         for (what, deleted, o, left_out) in [
             ("deleted", true, Some(&ann), None),
             ("unreadable", false, None, None),
@@ -424,6 +438,12 @@ mod tests {
                 false,
                 Some(&admin),
                 Some("it is protected (adminCount=1); name it"),
+            ),
+            (
+                "the cloud's own",
+                false,
+                Some(&managed),
+                Some("it is the cloud user u-123's account"),
             ),
         ] {
             let (u, why) = plan_user(g, deleted, o, &v, &scope, &mapping);
