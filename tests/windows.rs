@@ -999,7 +999,12 @@ fn msi_with_answers_installs_enrolls_and_starts_in_one_command_and_its_removal_l
     assert!(out.status.success(), "msiexec /x: {}", text(&out));
     let (line, listed) = agent_line(cloud, &agent_id);
     assert!(line.contains("deregistered"), "{listed}");
-    assert!(service_key_gone(&host), "the service is gone");
+    assert!(
+        service_key_gone(&host),
+        "the service is gone; the setup log says:\n{}\nthe MSI's log:\n{}",
+        setup_log(&host),
+        text(&out)
+    );
     for gone in [
         r"Program Files\ad-sync\ad-sync-setup.exe",
         r"Program Files\ad-sync\ad-sync-agent.exe",

@@ -606,15 +606,39 @@ pub mod scm {
         Err("the service did not stop within 30 s".into())
     }
 
-    /// Stops and removes the service; an absent service is not an error.
+    /// ERROR_SERVICE_DOES_NOT_EXIST: the one answer that means there is nothing to remove.
+    const NO_SUCH_SERVICE: i32 = 1060;
+
+    /// Stops and removes the service; an absent service is not an error. Any other refusal to
+    /// open it (the service database locked while a service starts or stops, for one) is
+    /// asked again for up to 10 s, then reported: a removal never says done while the service
+    /// is still registered.
     pub fn remove(def: &ServiceDef) -> Result<(), String> {
         let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
             .map_err(words)?;
-        let Ok(service) = manager.open_service(
-            def.name,
-            ServiceAccess::QUERY_STATUS | ServiceAccess::STOP | ServiceAccess::DELETE,
-        ) else {
-            return Ok(());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let service = loop {
+            match manager.open_service(
+                def.name,
+                ServiceAccess::QUERY_STATUS | ServiceAccess::STOP | ServiceAccess::DELETE,
+            ) {
+                Ok(s) => break s,
+                Err(windows_service::Error::Winapi(e))
+                    if e.raw_os_error() == Some(NO_SUCH_SERVICE) =>
+                {
+                    return Ok(());
+                }
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    return Err(format!("opening the service to remove it: {}", words(e)));
+                }
+                Err(e) => {
+                    tracing::info!(
+                        "opening the service to remove it: {}; asking again",
+                        words(e)
+                    );
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
         };
         stop_and_wait(&service)?;
         service.delete().map_err(words)
