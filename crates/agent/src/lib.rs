@@ -866,61 +866,74 @@ impl Agent {
         let mut last_resync: Option<Instant> = None;
         let mut last_held = 0;
         loop {
-            let health = Some(Agent::run_health(&state));
-            let answer = self.heartbeat_with(problem.as_deref(), health).await;
-            record_contact(
-                &mut state,
-                answer.as_ref().map(|a| a.0).map_err(|e| e.to_string()),
-            );
-            let wait = match answer {
-                Ok((role, every)) => {
-                    if last_role != Some(role) {
-                        tracing::info!(role = ?role, "the cloud gives this agent the {} role", if role == Role::Primary { "primary" } else { "standby" });
+            // The step (a heartbeat, and a cycle on the primary) is cancelled when a stop is
+            // asked, wherever it waits: a service stops at once, not after a DC's or the
+            // cloud's time limit. A cycle cut short is a crash at that point, which the state
+            // is made for: nothing of it was committed, and the next start resumes it.
+            let step = async {
+                let health = Some(Agent::run_health(&state));
+                let answer = self.heartbeat_with(problem.as_deref(), health).await;
+                record_contact(
+                    &mut state,
+                    answer.as_ref().map(|a| a.0).map_err(|e| e.to_string()),
+                );
+                match answer {
+                    Ok((role, every)) => {
+                        if last_role != Some(role) {
+                            tracing::info!(role = ?role, "the cloud gives this agent the {} role", if role == Role::Primary { "primary" } else { "standby" });
+                            if role == Role::Primary {
+                                // Taking over (or starting): compare everything with AD first.
+                                last_resync = None;
+                            }
+                            last_role = Some(role);
+                        }
+                        interval = every;
                         if role == Role::Primary {
-                            // Taking over (or starting): compare everything with AD first.
-                            last_resync = None;
+                            let resync = opts.resync && last_resync.is_none()
+                                || last_resync.is_none_or(|t| t.elapsed() >= RESYNC_EVERY);
+                            match self.cycle(&mut state, opts, resync).await {
+                                Ok(r) => {
+                                    if r.resynced {
+                                        last_resync = Some(Instant::now());
+                                    }
+                                    // Said once each time the held list grows, not every run.
+                                    if r.held > last_held {
+                                        tracing::warn!(
+                                            event = logs::event::HELD,
+                                            "{} disconnections are held by the deletion threshold; review them with ad-sync-agent pending",
+                                            r.held
+                                        );
+                                    }
+                                    last_held = r.held;
+                                    problem = None;
+                                    backoff = Duration::from_secs(1);
+                                    interval
+                                }
+                                Err(e) => {
+                                    tracing::error!(event = logs::event::RUN_FAILED, "{e}");
+                                    problem = Some(e.to_string());
+                                    backoff = (backoff * 2).min(interval);
+                                    backoff
+                                }
+                            }
+                        } else {
+                            backoff = Duration::from_secs(1);
+                            interval
                         }
-                        last_role = Some(role);
                     }
-                    interval = every;
-                    if role == Role::Primary {
-                        let resync = opts.resync && last_resync.is_none()
-                            || last_resync.is_none_or(|t| t.elapsed() >= RESYNC_EVERY);
-                        match self.cycle(&mut state, opts, resync).await {
-                            Ok(r) => {
-                                if r.resynced {
-                                    last_resync = Some(Instant::now());
-                                }
-                                // Said once each time the held list grows, not every run.
-                                if r.held > last_held {
-                                    tracing::warn!(
-                                        event = logs::event::HELD,
-                                        "{} disconnections are held by the deletion threshold; review them with ad-sync-agent pending",
-                                        r.held
-                                    );
-                                }
-                                last_held = r.held;
-                                problem = None;
-                                backoff = Duration::from_secs(1);
-                                interval
-                            }
-                            Err(e) => {
-                                tracing::error!(event = logs::event::RUN_FAILED, "{e}");
-                                problem = Some(e.to_string());
-                                backoff = (backoff * 2).min(interval);
-                                backoff
-                            }
-                        }
-                    } else {
-                        backoff = Duration::from_secs(1);
-                        interval
+                    Err(e) => {
+                        tracing::warn!(event = logs::event::CLOUD_UNREACHABLE, "{e}");
+                        backoff = (backoff * 2).min(interval);
+                        backoff
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(event = logs::event::CLOUD_UNREACHABLE, "{e}");
-                    backoff = (backoff * 2).min(interval);
-                    backoff
+            };
+            let wait = tokio::select! {
+                _ = &mut stop => {
+                    tracing::info!("stop asked: the step under way is cancelled; the next start resumes it");
+                    return Ok(());
                 }
+                wait = step => wait,
             };
             tokio::select! {
                 _ = &mut stop => return Ok(()),

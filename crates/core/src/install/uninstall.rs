@@ -438,8 +438,30 @@ pub fn execute(
             }
             Removal::State { dir, files } => {
                 let r = files.iter().try_for_each(|f| remove(f));
-                let _ = std::fs::remove_dir(dir);
-                r.map(|()| format!("{} removed ({} files)", dir.display(), files.len()))
+                // The folder is the agent's alone: what the stopping agent wrote after the
+                // facts were read (a journal, a lock) goes too. A service's process can hold a
+                // file for a moment after the SCM says it stopped: asked again for up to 10 s.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                let gone = loop {
+                    let _ = std::fs::remove_dir_all(dir);
+                    if !dir.exists() {
+                        break true;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        break false;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                };
+                r.and_then(|()| {
+                    if gone {
+                        Ok(format!("{} removed ({} files)", dir.display(), files.len()))
+                    } else {
+                        Err(format!(
+                            "{} could not be removed (a file in it is in use); remove it by hand once the agent has exited",
+                            dir.display()
+                        ))
+                    }
+                })
             }
             Removal::Config { files } => {
                 let config = facts.layout.real(&facts.layout.config);
