@@ -33,7 +33,7 @@ impl Scope {
     pub fn check(&self) -> Result<(), String> {
         if self.containers.is_empty() {
             return Err(
-                "[source] containers is empty: pick at least one container to export from (the domain's root exports the whole domain)"
+                "the scope has no container: name at least one to export from (--container DN; the domain's root exports the whole domain)"
                     .into(),
             );
         }
@@ -41,7 +41,7 @@ impl Scope {
             let t = f.trim();
             if !(t.starts_with('(') && t.ends_with(')')) {
                 return Err(format!(
-                    "[source] filter `{f}` is not an LDAP filter: write it in parentheses, like (department=Sales)"
+                    "the scope's filter `{f}` is not an LDAP filter: write it in parentheses, like (department=Sales)"
                 ));
             }
         }
@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn a_scope_that_cannot_select_is_refused_by_name() {
         let e = Scope::default().check().err().unwrap_or_default();
-        assert!(e.contains("[source] containers is empty"), "{e}");
+        assert!(e.contains("the scope has no container"), "{e}");
         let s = Scope {
             containers: vec![dn("DC=example,DC=com")],
             filter: Some("department=Sales".into()),

@@ -39,6 +39,7 @@ fn cursor(conn: &Connection, domain_id: i64) -> rusqlite::Result<SourceCursor> {
 }
 
 /// A stored user as this module compares it.
+#[derive(Clone, PartialEq, Eq)]
 struct Stored {
     id: String,
     username: String,
@@ -102,16 +103,8 @@ fn field_problem(fields: &BTreeMap<String, String>) -> Option<String> {
 /// The user `s` becomes with `u`'s changes applied (fields absent stay; sent empty: cleared).
 fn apply(s: &Stored, u: &SourceUser) -> Stored {
     let mut n = Stored {
-        id: s.id.clone(),
-        username: s.username.clone(),
-        given_name: s.given_name.clone(),
-        surname: s.surname.clone(),
-        display_name: s.display_name.clone(),
-        email: s.email.clone(),
-        suspended: s.suspended,
-        source: s.source.clone(),
         deleted_at: None,
-        attributes: s.attributes.clone(),
+        ..s.clone()
     };
     let opt = |v: &String| (!v.is_empty()).then(|| v.clone());
     for (f, v) in &u.fields {
@@ -147,17 +140,6 @@ fn refusal(n: &Stored) -> Option<String> {
         email: n.email.clone(),
         enabled: !n.suspended,
     })
-}
-
-fn same(a: &Stored, b: &Stored) -> bool {
-    a.username == b.username
-        && a.given_name == b.given_name
-        && a.surname == b.surname
-        && a.display_name == b.display_name
-        && a.email == b.email
-        && a.suspended == b.suspended
-        && a.deleted_at == b.deleted_at
-        && a.attributes == b.attributes
 }
 
 fn write(tx: &Connection, n: &Stored) -> rusqlite::Result<()> {
@@ -258,7 +240,7 @@ fn one_user(
             ),
         ));
     }
-    if same(&s, &n) {
+    if s == n {
         return Ok(item(
             guid,
             Some(&s.id),
