@@ -1287,6 +1287,20 @@ fn the_windows_wizard_under_wine_falls_back_from_a_failing_renderer_and_draws_ev
         .env_remove("WGPU_BACKEND")
         .stdout(out)
         .stderr(err);
+    // The CA files the administrator types, copied to fixed places on this server's C: drive:
+    // their paths are on the pages (Install says where each CA came from), and a path under
+    // the checkout (its folder, the test bed's PID) would change the pictures from machine to
+    // machine: a longer one wraps a line and moves the whole page (a CI clone at
+    // /check/work/main did).
+    let copy_ca = |from: &Path, name: &str| {
+        let to = host.c(&format!(r"testbed\{name}"));
+        std::fs::create_dir_all(to.parent().unwrap_or(Path::new("/")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+        format!(r"C:\testbed\{name}")
+    };
+    let dc_ca = copy_ca(&support::bed().dc1.ca_file, "dc-ca.pem");
+    let cloud_ca = copy_ca(&cloud.ca, "cloud-ca.pem");
     let wizard = cmd.spawn().unwrap_or_else(|e| panic!("{e}"));
     let shots = support::wine::target_dir().join("screenshots/windows");
     let mut w = Window::attach(
@@ -1364,10 +1378,7 @@ fn the_windows_wizard_under_wine_falls_back_from_a_failing_renderer_and_draws_ev
     // 5 Connection security: the DC's certificate through the relay (see `WinNet`), its CA
     // trusted from a file.
     w.type_into("Port (empty for the default)", &net.dc.port.to_string());
-    w.type_into(
-        "Trust this CA file (optional)",
-        &win_path(&support::bed().dc1.ca_file),
-    );
+    w.type_into("Trust this CA file (optional)", &dc_ca);
     w.wait("the certificate", |s| {
         s.has("SHA-256") && s.enabled("Next >")
     });
@@ -1400,7 +1411,7 @@ fn the_windows_wizard_under_wine_falls_back_from_a_failing_renderer_and_draws_ev
     check("07-root-dn", &shot, &s, &none);
     // 8 Connect key
     w.type_into("Cloud URL", &net.cloud_url());
-    w.type_into("Cloud CA file (optional)", &win_path(&cloud.ca));
+    w.type_into("Cloud CA file (optional)", &cloud_ca);
     w.type_into("Connect key", &key);
     w.wait("the key", |s| {
         s.has("Format and checksum are right") && s.enabled("Next >") && !s.has("Failed:")
