@@ -232,6 +232,37 @@ impl Env {
         )
     }
 
+    /// The cloud's users from AD (`user list --source ad`), by name.
+    fn users_from_ad(&self) -> BTreeMap<String, serde_json::Value> {
+        let text = self.cloud(&["user", "list", "--source", "ad", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        v["users"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| (u["name"].as_str().unwrap_or_default().to_string(), u))
+            .collect()
+    }
+
+    /// `ad-sync-agent export --json` with `extra`: its exit code, its report, and all it
+    /// printed.
+    fn export(&self, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+        let out = Command::new(agent_bin())
+            .args(["export", "--json", "--log-dir", "-", "--config"])
+            .arg(&self.config)
+            .arg("--state-dir")
+            .arg(self.base().join("var/lib/ad-sync"))
+            .args(extra)
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap_or_else(|e| panic!("ad-sync-agent export: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let v = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+        (out.status.code(), v, format!("{stdout}{stderr}"))
+    }
+
     /// `ad-sync-agent status --json`: its exit code and the status it printed.
     fn status(&self) -> (Option<i32>, serde_json::Value) {
         let out = Command::new(agent_bin())
@@ -2537,30 +2568,8 @@ fn export_sends_ads_users_and_their_changes_to_the_cloud() {
     let _dc = DC.read().unwrap_or_else(|e| e.into_inner());
     let env = Env::new("export", "");
     let dc = &bed().dc1;
-    let export = |extra: &[&str]| -> (Option<i32>, serde_json::Value, String) {
-        let out = Command::new(agent_bin())
-            .args(["export", "--json", "--log-dir", "-", "--config"])
-            .arg(&env.config)
-            .args(extra)
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .output()
-            .unwrap_or_else(|e| panic!("ad-sync-agent export: {e}"));
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let v = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
-        (out.status.code(), v, format!("{stdout}{stderr}"))
-    };
-    let from_ad = || -> BTreeMap<String, serde_json::Value> {
-        let text = env.cloud(&["user", "list", "--source", "ad", "--json"]);
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
-        v["users"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|u| (u["name"].as_str().unwrap_or_default().to_string(), u))
-            .collect()
-    };
+    let export = |extra: &[&str]| env.export(extra);
+    let from_ad = || env.users_from_ad();
     // Users in the container as an administrator makes them in AD.
     let (ann, bob, adm) = block_on(async {
         let mut l = admin_on(dc).await;
@@ -2659,4 +2668,271 @@ fn export_sends_ads_users_and_their_changes_to_the_cloud() {
     );
     let applied = String::from_utf8_lossy(&out.stdout);
     assert!(!applied.contains("x-ann"), "{applied}");
+}
+
+/// Kills the agent service this test started (by its PID) when the test ends, however it ends.
+struct Service(std::process::Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// AD as a source, as the service runs it: with `[sync] direction = "ad-to-cloud"`, the agent's
+/// loop sends AD's changes after each heartbeat, under the config's scope (a container, a
+/// security group counted through nesting, a filter) and its attribute map (a remapped row), and
+/// writes nothing to AD. `status` shows the last export.
+#[test]
+fn the_service_keeps_the_cloud_in_step_with_ad_when_ad_is_the_source() {
+    let _dc = DC.read().unwrap_or_else(|e| e.into_inner());
+    let ou = format!("OU=t-srcsvc,{}", testbed::OU_STAFF);
+    let outer = format!("CN=Src Outer,{ou}");
+    let sync = format!(
+        "direction = \"ad-to-cloud\"\n[source]\ngroups = [\"{outer}\"]\nfilter = \"(department=*)\"\n[mapping.user]\ntitle = \"department\"\n"
+    );
+    let env = Env::new("srcsvc", &sync);
+    let dc = &bed().dc1;
+    let inner = format!("CN=Src Inner,{ou}");
+    for (dn, sam) in [(&outer, "src-outer"), (&inner, "src-inner")] {
+        ldap_add(
+            dn,
+            vec![
+                ("objectClass", vec!["top", "group"]),
+                ("sAMAccountName", vec![sam]),
+                ("groupType", vec!["-2147483646"]),
+            ],
+        );
+    }
+    // Ann is in the scope through Inner, a member of Outer; Bob is in no scope group; Cid is
+    // in Inner but has no department, which the filter asks for.
+    let ann = block_on(async {
+        let mut l = admin_on(dc).await;
+        let mut add = async |sam: &str, department: Option<&str>| {
+            let dn = testbed::add_user(&mut l, &ou, sam, "512")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            if let Some(d) = department {
+                replace_attrs(&mut l, &dn, &[("department", d), ("title", "ignored")]).await;
+            }
+            dn
+        };
+        let ann = add("src-ann", Some("R&D")).await;
+        let _bob = add("src-bob", Some("Ops")).await;
+        let cid = add("src-cid", None).await;
+        for (group, member) in [(&inner, &ann), (&inner, &cid), (&outer, &inner)] {
+            l.modify(
+                group,
+                vec![ldap3::Mod::Add("member", HashSet::from([member.as_str()]))],
+            )
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("add {member} to {group}: {e}"));
+        }
+        let _ = l.unbind().await;
+        ann
+    });
+    // A cloud user in the sync group: with AD as the only source, it must not reach AD.
+    env.add_user("src-cloudonly");
+    let from_ad = || env.users_from_ad();
+    let wait_for = |what: &str, ok: &dyn Fn(&BTreeMap<String, serde_json::Value>) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let users = from_ad();
+            if ok(&users) {
+                return users;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: the cloud holds {users:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    };
+
+    let base = env.base().to_path_buf();
+    let _service = Service(
+        Command::new(agent_bin())
+            .args(["run", "--config"])
+            .arg(&env.config)
+            .arg("--state-dir")
+            .arg(base.join("var/lib/ad-sync"))
+            .arg("--log-dir")
+            .arg(base.join("var/log/ad-sync"))
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("ad-sync-agent run: {e}")),
+    );
+
+    let users = wait_for("Ann exported", &|u| u.contains_key("src-ann"));
+    assert_eq!(
+        users.keys().cloned().collect::<Vec<_>>(),
+        ["src-ann"],
+        "only Ann: Bob is in no scope group, Cid fails the filter"
+    );
+    assert_eq!(
+        users["src-ann"]["attributes"]["title"], "R&D",
+        "the title row is mapped to department"
+    );
+
+    // A change in AD reaches the cloud through the running service.
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        replace_attrs(&mut l, &ann, &[("department", "Research")]).await;
+        let _ = l.unbind().await;
+    });
+    wait_for("the new department", &|u| {
+        u.get("src-ann")
+            .is_some_and(|a| a["attributes"]["title"] == "Research")
+    });
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        replace_attrs(&mut l, &ann, &[("userAccountControl", "514")]).await;
+        let _ = l.unbind().await;
+    });
+    wait_for("Ann suspended", &|u| {
+        u.get("src-ann")
+            .is_some_and(|a| a["user"]["suspended"] == true)
+    });
+
+    // Nothing was written to AD: the cloud's own user has no account.
+    assert!(
+        search(&ou, "(sAMAccountName=src-cloudonly)").is_empty(),
+        "a cloud user reached AD with direction = ad-to-cloud"
+    );
+    let (_, status) = env.status();
+    assert_eq!(status["direction"], "ad-to-cloud", "{status}");
+    assert!(
+        status["export"]["last_success"].as_i64().unwrap_or(0) > 0,
+        "{status}"
+    );
+    assert_eq!(
+        status["export"]["error"],
+        serde_json::Value::Null,
+        "{status}"
+    );
+    assert_eq!(status["light"], "green", "{status}");
+}
+
+/// The safety net of AD as a source: the full reconciliation (first export, `--resync`) reads
+/// the whole scope and compares it with what the cloud holds from AD; users that left go
+/// through the deletion threshold as the other direction's disconnections do (held over it,
+/// listed and approved with `pending`, allowed with `--allow-deletions`); a full read sends no
+/// departure for the thousands of accounts outside the scope that the cloud never had.
+#[test]
+fn users_leaving_the_scope_go_through_the_threshold_and_the_reconciliation() {
+    let _dc = DC.read().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new("recon", "direction = \"ad-to-cloud\"\n");
+    let dc = &bed().dc1;
+    let outside = format!("OU=t-recon-out,{}", testbed::OU_STAFF);
+    ldap_add(
+        &outside,
+        vec![("objectClass", vec!["top", "organizationalUnit"])],
+    );
+    let dns: Vec<String> = block_on(async {
+        let mut l = admin_on(dc).await;
+        let mut out = Vec::new();
+        for i in 0..12 {
+            out.push(
+                testbed::add_user(&mut l, &env.ou, &format!("rc-{i:02}"), "512")
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        let _ = l.unbind().await;
+        out
+    });
+    let export = |extra: &[&str]| env.export(extra);
+    let deleted = || -> Vec<String> {
+        let text = env.cloud(&["user", "list", "--source", "ad", "--deleted", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        let mut names: Vec<String> = v["users"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|u| u["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+
+    // The first export: a full read, then the reconciliation. The domain's other accounts
+    // are left out without a word to the cloud.
+    let (code, r, text) = export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(
+        (r["full"].clone(), r["reconciled"].clone()),
+        (true.into(), true.into()),
+        "{text}"
+    );
+    assert_eq!(r["created"], 12, "{text}");
+    assert_eq!(r["read"], 12, "{text}");
+    assert_eq!(r["suspended"], 0, "{text}");
+    assert!(
+        r["left_out"].as_array().map_or(0, Vec::len) > 12,
+        "the domain's other users were read and left out: {text}"
+    );
+
+    // Three move out of the scope: 3 suspensions, over the budget for 12 (10 %: 2).
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        for dn in &dns[..3] {
+            let rdn = dn.split(',').next().unwrap_or_default().to_string();
+            l.modifydn(dn, &rdn, true, Some(&outside))
+                .await
+                .and_then(|r| r.success())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let _ = l.unbind().await;
+    });
+    let (code, r, text) = export(&[]);
+    assert_eq!(code, Some(3), "held by the threshold: {text}");
+    assert_eq!(r["held"], 3, "{text}");
+    assert_eq!(r["blocked"]["limit"], 2, "{text}");
+    assert!(deleted().is_empty(), "nothing suspended: {text}");
+    let (code, list) = env.pending(&["--json"]);
+    assert_eq!(code, Some(3), "{list}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&list).unwrap_or_else(|e| panic!("{e}: {list}"));
+    let held: Vec<(String, String)> = listed["held"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|h| {
+            (
+                h["id"].as_str().unwrap_or_default().to_string(),
+                h["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(held.len(), 3, "{list}");
+    assert!(list.contains("AD user"), "{list}");
+
+    // One approved by its id: sent at once; the other two stay held.
+    let (code, text) = env.pending(&["--approve", &held[0].0]);
+    assert_eq!(code, Some(3), "two still held: {text}");
+    assert_eq!(deleted(), [held[0].1.clone()], "{text}");
+
+    // One more deleted in AD; the reconciliation finds every user that left, and this run's
+    // allowance lets them all go.
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        l.delete(&dns[11])
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+    });
+    let (code, r, text) = export(&["--resync", "--allow-deletions", "10"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(r["reconciled"], true, "{text}");
+    assert_eq!(r["read"], 8, "{text}");
+    assert_eq!(deleted(), ["rc-00", "rc-01", "rc-02", "rc-11"], "{text}");
+    let (code, list) = env.pending(&[]);
+    assert_eq!(code, Some(0), "nothing held any more: {list}");
 }

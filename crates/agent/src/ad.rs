@@ -314,6 +314,18 @@ impl Ad {
             .map_err(|e| AdError::from_op(e, &format!("search {base}")))
     }
 
+    /// Every object under `base` matching `filter`, page by page (`PagedSearch::next_page`).
+    pub async fn search_pages(
+        &self,
+        base: &str,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<ad_sync_core::directory::object::PagedSearch, AdError> {
+        reads::search_pages(&self.ldap, self.timeout, base, filter, attrs)
+            .await
+            .map_err(|e| AdError::from_op(e, &format!("search {base}")))
+    }
+
     /// Where this DC's changes are now: its identity (`dsServiceName`) and its
     /// `highestCommittedUSN`, read before an orphan scan so the next one needs only what changed
     /// after it. USNs are per DC: a watermark from another DC is not used.

@@ -13,8 +13,10 @@
 //! nothing (a full read; the cloud compares by objectGUID, so nothing is created twice).
 
 use crate::ad::Ad;
+use crate::state::State;
 use ad_sync_core::cloud::api::{
-    MAX_SOURCE_ITEMS, SourceCursor, SourceOutcome, SourceRequest, SourceResponse, SourceUser,
+    MAX_SOURCE_ITEMS, SourceCursor, SourceHeld, SourceOutcome, SourceRequest, SourceResponse,
+    SourceUser,
 };
 use ad_sync_core::cloud::client::CloudClient;
 use ad_sync_core::directory::dirsync::{self, Delta};
@@ -22,7 +24,7 @@ use ad_sync_core::directory::object::{ATTRS, Obj, guid_filter, guid_string, obje
 use ad_sync_core::mapping::{Kind, Mapping};
 use ad_sync_core::secret::Secret;
 use ad_sync_core::source_scope::{Scope, Verdict, decide};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What one export did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -38,8 +40,43 @@ pub struct ExportReport {
     pub restored: usize,
     /// Users the cloud refused, with its reason (objectGUID, words).
     pub refused: Vec<(String, String)>,
-    /// Users left out by the scope's rules (objectGUID, why), sent as gone.
+    /// Users left out by the scope's rules (objectGUID, why).
     pub left_out: Vec<(String, String)>,
+    /// A full reconciliation ran.
+    pub reconciled: bool,
+    /// Users its read of the scope found.
+    pub read: usize,
+    /// Live users the cloud holds from AD that it did not find in the scope.
+    pub departed: usize,
+    /// Suspensions the deletion threshold holds (`pending` lists them).
+    pub held: usize,
+    /// The threshold that held them.
+    pub blocked: Option<crate::plan::OverThreshold>,
+}
+
+/// What only the DC can say about one user: whether it is a member of a scope group, however
+/// nested (`LDAP_MATCHING_RULE_IN_CHAIN`), and whether it matches the scope's filter (`None`
+/// when the scope has no groups, or no filter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DcAnswers {
+    pub in_groups: Option<bool>,
+    pub matches_filter: Option<bool>,
+}
+
+/// The filter that selects, among `terms` (objectGUID terms), the members of any of `groups`
+/// however nested: `memberOf` with the in-chain rule, which the DC evaluates through every
+/// level of nesting (and through its own index, not by the agent expanding groups).
+pub fn in_groups_filter(terms: &str, groups: &[ad_sync_core::dn::Dn]) -> String {
+    let any: String = groups
+        .iter()
+        .map(|g| {
+            format!(
+                "(memberOf:1.2.840.113556.1.4.1941:={})",
+                ldap3::ldap_escape(g.to_comma_form())
+            )
+        })
+        .collect();
+    format!("(&(|{terms})(|{any}))")
 }
 
 /// What the cloud is sent for one changed user. `obj` is the user as read now by its GUID
@@ -50,6 +87,7 @@ pub fn plan_user(
     deleted: bool,
     obj: Option<&Obj>,
     values: &BTreeMap<String, Vec<String>>,
+    answers: DcAnswers,
     scope: &Scope,
     mapping: &Mapping,
 ) -> (SourceUser, Option<String>) {
@@ -80,8 +118,8 @@ pub fn plan_user(
         rid: obj.rid,
         critical: obj.critical,
         protected: obj.protected.as_deref(),
-        in_groups: None,
-        matches_filter: None,
+        in_groups: answers.in_groups,
+        matches_filter: answers.matches_filter,
     };
     match decide(scope, &candidate) {
         Verdict::Export | Verdict::Named(_) => {
@@ -130,26 +168,364 @@ const WATCHED: &[&str] = &[
     "msDS-AllowedToDelegateTo",
 ];
 
+/// The cloud's end of an export: sends batches from the cloud's cursor, and asks which users
+/// it holds from AD.
+pub struct Link<'a> {
+    pub client: &'a CloudClient,
+    pub credential: &'a Secret,
+    /// The DC the changes are read from.
+    pub dc: String,
+    /// The cloud's cursor, moved by each batch with a cookie.
+    pub after: Option<String>,
+}
+
+impl Link<'_> {
+    /// Sends `users` in parts of at most 1,000: every part `partial` (committed, the cursor
+    /// stays), except the last when `cookie` is given, which moves the cursor there.
+    async fn send(
+        &mut self,
+        users: Vec<SourceUser>,
+        cookie: Option<String>,
+        report: &mut ExportReport,
+    ) -> Result<(), String> {
+        if users.is_empty() && cookie.is_none() {
+            return Ok(());
+        }
+        let parts: Vec<&[SourceUser]> = if users.is_empty() {
+            vec![&[]]
+        } else {
+            users.chunks(MAX_SOURCE_ITEMS).collect()
+        };
+        let n = parts.len();
+        for (i, part) in parts.into_iter().enumerate() {
+            let moves = i + 1 == n && cookie.is_some();
+            let req = SourceRequest {
+                after: self.after.clone(),
+                cookie: if moves {
+                    cookie.clone().unwrap_or_default()
+                } else {
+                    String::new()
+                },
+                dc: self.dc.clone(),
+                users: part.to_vec(),
+                partial: !moves,
+            };
+            let resp: SourceResponse = self
+                .client
+                .source_changes(self.credential, &req)
+                .await
+                .map_err(|e| format!("sending AD's changes to the cloud: {e}; {}", e.fix()))?;
+            count(report, &resp);
+        }
+        if let Some(c) = cookie {
+            self.after = Some(c);
+        }
+        Ok(())
+    }
+
+    /// Those of `guids` the cloud holds from AD, live (not already suspended as deleted), and
+    /// how many live users it holds from AD in all.
+    async fn live(&self, guids: &[String]) -> Result<(HashMap<String, SourceHeld>, usize), String> {
+        let mut out = HashMap::new();
+        let mut live = 0;
+        for chunk in guids.chunks(MAX_SOURCE_ITEMS) {
+            let r = self
+                .client
+                .source_lookup(self.credential, chunk)
+                .await
+                .map_err(|e| {
+                    format!("asking the cloud which AD users it holds: {e}; {}", e.fix())
+                })?;
+            live = r.live;
+            for u in r.users.into_iter().filter(|u| !u.deleted) {
+                if let Some(g) = ad_sync_core::guid::normalize_guid_string(&u.guid) {
+                    out.insert(g, u);
+                }
+            }
+        }
+        Ok((out, live))
+    }
+}
+
+/// A user the cloud holds from AD, live, that is now deleted in AD or out of the scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    pub guid: String,
+    /// Its cloud id and name.
+    pub id: String,
+    pub name: String,
+    /// Its DN in AD (empty when it is deleted).
+    pub dn: String,
+    pub why: String,
+}
+
+/// The deletion threshold for AD as a source: of `departures`, those `approved` (objectGUIDs)
+/// always go; the others go when `spent` (suspensions sent within the window) plus their
+/// number stays within the budget for `live` users (`policy::budget`, or `allow` for this run),
+/// and are all held when it does not, as the cloud → AD direction does. Returns (send, hold,
+/// the threshold that held them).
+pub fn budget_departures(
+    departures: Vec<Departure>,
+    approved: &HashSet<String>,
+    spent: usize,
+    live: usize,
+    sync: &ad_sync_core::answers::Sync,
+    allow: Option<usize>,
+) -> (
+    Vec<Departure>,
+    Vec<Departure>,
+    Option<crate::plan::OverThreshold>,
+) {
+    let (mut send, rest): (Vec<Departure>, Vec<Departure>) = departures
+        .into_iter()
+        .partition(|d| approved.contains(&d.guid));
+    let (limit, spent) = match allow {
+        Some(n) => (n, 0),
+        None => (ad_sync_core::policy::budget(live, sync), spent),
+    };
+    if !rest.is_empty() && spent + rest.len() > limit {
+        let over = crate::plan::OverThreshold {
+            planned: rest.len(),
+            spent,
+            limit,
+            managed: live,
+            window_hours: sync.deletion_window_hours,
+        };
+        return (send, rest, Some(over));
+    }
+    send.extend(rest);
+    (send, Vec::new(), None)
+}
+
+/// What the deletion threshold needs from the agent: its state (held suspensions, what was
+/// spent), the policy and this run's allowance.
+pub struct Threshold<'a> {
+    pub state: &'a mut State,
+    pub sync: &'a ad_sync_core::answers::Sync,
+    pub allow: Option<usize>,
+}
+
+impl Threshold<'_> {
+    /// Of the users the scope says are gone (objectGUID, DN, why), those the cloud holds live,
+    /// through the threshold: returns the suspensions to send now (recorded as spent when
+    /// sent: `sent`), holds the others in the state. Users the cloud never had, or has already
+    /// suspended, are nothing to send.
+    async fn settle(
+        &mut self,
+        link: &Link<'_>,
+        gone: Vec<(String, String, String)>,
+        report: &mut ExportReport,
+    ) -> Result<Vec<Departure>, String> {
+        if gone.is_empty() {
+            return Ok(Vec::new());
+        }
+        let guids: Vec<String> = gone.iter().map(|g| g.0.clone()).collect();
+        let (live, total) = link.live(&guids).await?;
+        let departures: Vec<Departure> = gone
+            .into_iter()
+            .filter_map(|(guid, dn, why)| {
+                live.get(&guid).map(|h| Departure {
+                    id: h.id.clone(),
+                    name: h.name.clone(),
+                    guid,
+                    dn,
+                    why,
+                })
+            })
+            .collect();
+        let held = self.state.held_exports().map_err(|e| e.to_string())?;
+        let approved: HashSet<String> = held
+            .iter()
+            .filter(|(_, h)| h.approved)
+            .map(|(g, _)| g.clone())
+            .collect();
+        let since =
+            ad_sync_core::time_fmt::now_unix() - i64::from(self.sync.deletion_window_hours) * 3600;
+        let spent = self.state.export_spent(since).map_err(|e| e.to_string())?;
+        let (send, hold, over) =
+            budget_departures(departures, &approved, spent, total, self.sync, self.allow);
+        if !hold.is_empty() {
+            let now = ad_sync_core::time_fmt::now_unix();
+            let items: Vec<(String, crate::state::Held)> = hold
+                .iter()
+                .map(|d| (d.guid.clone(), held_record(d, now)))
+                .collect();
+            self.state.hold_exports(&items).map_err(|e| e.to_string())?;
+            report.held += hold.len();
+            report.blocked = over.or(report.blocked.take());
+        }
+        Ok(send)
+    }
+
+    /// After `sent` went to the cloud: counted against the budget, no longer held.
+    fn sent(&mut self, sent: &[Departure]) -> Result<(), String> {
+        if sent.is_empty() {
+            return Ok(());
+        }
+        let guids: Vec<String> = sent.iter().map(|d| d.guid.clone()).collect();
+        self.state
+            .record_export_suspensions(&guids)
+            .map_err(|e| e.to_string())?;
+        self.state
+            .release_exports(&guids)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Users back in the scope are no longer held.
+    fn back(&mut self, guids: &[String]) -> Result<(), String> {
+        if guids.is_empty() {
+            return Ok(());
+        }
+        let held: HashSet<String> = self
+            .state
+            .held_exports()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect();
+        let back: Vec<String> = guids
+            .iter()
+            .filter(|g| held.contains(*g))
+            .cloned()
+            .collect();
+        self.state.release_exports(&back).map_err(|e| e.to_string())
+    }
+}
+
+/// The held record of a suspension (what `pending` lists and approves by cloud id).
+fn held_record(d: &Departure, now: i64) -> crate::state::Held {
+    crate::state::Held {
+        id: d.id.clone(),
+        kind: crate::state::HeldKind::AdUser,
+        name: d.name.clone(),
+        dn: if d.dn.is_empty() {
+            format!("(objectGUID {}, deleted in AD)", d.guid)
+        } else {
+            d.dn.clone()
+        },
+        action: crate::plan::Action::Suspend,
+        what: format!("suspend the cloud user {} (kept 30 days)", d.name),
+        why: d.why.clone(),
+        since: now,
+        approved: false,
+        user: None,
+        group: None,
+    }
+}
+
+fn gone_user(guid: &str) -> SourceUser {
+    SourceUser {
+        guid: guid.to_string(),
+        deleted: true,
+        enabled: None,
+        fields: BTreeMap::new(),
+    }
+}
+
+/// The attributes read for each user: what the scope rules need and the mapped ones.
+fn read_attributes(mapping: &Mapping) -> Vec<&str> {
+    let mut read_attrs: Vec<&str> = ATTRS.to_vec();
+    for a in mapping.attributes(Kind::User) {
+        if !read_attrs.iter().any(|r| r.eq_ignore_ascii_case(a)) {
+            read_attrs.push(a);
+        }
+    }
+    read_attrs
+}
+
+/// The DC's answers for the objects `terms` (objectGUID terms) select: which are members of
+/// the scope's groups, however nested, and which match its filter.
+async fn ask_dc(
+    ad: &Ad,
+    scope: &Scope,
+    terms: &str,
+    in_groups: &mut HashSet<String>,
+    matches: &mut HashSet<String>,
+) -> Result<(), String> {
+    if !scope.groups.is_empty() {
+        let members = ad
+            .search_with(&in_groups_filter(terms, &scope.groups), &["objectGUID"])
+            .await
+            .map_err(|e| e.to_string())?;
+        for e in members {
+            in_groups.insert(guid_string(&object(&e).guid));
+        }
+    }
+    if let Some(f) = &scope.filter {
+        let matching = ad
+            .search_with(&format!("(&(|{terms}){f})"), &["objectGUID"])
+            .await
+            .map_err(|e| format!("the scope's filter {f}: {e}"))?;
+        for e in matching {
+            matches.insert(guid_string(&object(&e).guid));
+        }
+    }
+    Ok(())
+}
+
+fn dc_answers(
+    scope: &Scope,
+    guid: &str,
+    in_groups: &HashSet<String>,
+    matches: &HashSet<String>,
+) -> DcAnswers {
+    DcAnswers {
+        in_groups: (!scope.groups.is_empty()).then(|| in_groups.contains(guid)),
+        matches_filter: scope.filter.as_ref().map(|_| matches.contains(guid)),
+    }
+}
+
+/// Suspensions an administrator approved (`pending --approve`) since the last export: sent
+/// first, whatever the budget.
+async fn send_approved(
+    link: &mut Link<'_>,
+    threshold: &mut Threshold<'_>,
+    report: &mut ExportReport,
+) -> Result<(), String> {
+    let approved: Vec<Departure> = threshold
+        .state
+        .held_exports()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|(_, h)| h.approved)
+        .map(|(guid, h)| Departure {
+            guid,
+            id: h.id,
+            name: h.name,
+            dn: h.dn,
+            why: h.why,
+        })
+        .collect();
+    if approved.is_empty() {
+        return Ok(());
+    }
+    let users = approved.iter().map(|d| gone_user(&d.guid)).collect();
+    link.send(users, None, report).await?;
+    threshold.sent(&approved)
+}
+
 /// Reads AD's changes since the cloud's cursor and sends them, page by page, each with its
-/// cookie. `dc` names the DC the connection is to.
+/// cookie; users that left go through the deletion threshold. `link.dc` names the DC the
+/// connection is to. Returns the report and the objectGUIDs sent whole (a reconciliation
+/// right after need not send them again).
 pub async fn export(
     ad: &Ad,
-    client: &CloudClient,
-    credential: &Secret,
-    dc: &str,
+    link: &mut Link<'_>,
     scope: &Scope,
     mapping: &Mapping,
-) -> Result<ExportReport, String> {
+    threshold: &mut Threshold<'_>,
+) -> Result<(ExportReport, HashSet<String>), String> {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let cursor: SourceCursor = client
-        .source_cursor(credential)
+    let cursor: SourceCursor = link
+        .client
+        .source_cursor(link.credential)
         .await
         .map_err(|e| format!("reading the cloud's AD cursor: {e}; {}", e.fix()))?;
     let same_dc = cursor
         .dc
         .as_deref()
-        .is_some_and(|d| d.eq_ignore_ascii_case(dc));
+        .is_some_and(|d| d.eq_ignore_ascii_case(&link.dc));
     let start: Vec<u8> = match (&cursor.cookie, same_dc) {
         (Some(c), true) => b64
             .decode(c)
@@ -160,22 +536,19 @@ pub async fn export(
         full: start.is_empty(),
         ..ExportReport::default()
     };
-    let mut after = cursor.cookie.clone();
-    let mut read_attrs: Vec<&str> = ATTRS.to_vec();
-    for a in mapping.attributes(Kind::User) {
-        if !read_attrs.iter().any(|r| r.eq_ignore_ascii_case(a)) {
-            read_attrs.push(a);
-        }
-    }
+    link.after = cursor.cookie.clone();
+    send_approved(link, threshold, &mut report).await?;
+    let read_attrs = read_attributes(mapping);
     let mut watched: Vec<&str> = WATCHED.to_vec();
     for a in mapping.attributes(Kind::User) {
         if !watched.iter().any(|w| w.eq_ignore_ascii_case(a)) {
             watched.push(a);
         }
     }
+    let mut sent_whole = HashSet::new();
     let mut reader = dirsync::Dc::new(ad.ldap(), &ad.domain_dn, FILTER, &watched, ad.timeout())?;
     let report_ref = &mut report;
-    let after_ref = &mut after;
+    let sent_ref = &mut sent_whole;
     let drained = dirsync::drain(&mut reader, &start, async |deltas: Vec<Delta>, answer| {
         {
             report_ref.pages += 1;
@@ -183,6 +556,8 @@ pub async fn export(
             // Every changed, not deleted user read whole by its GUID, 100 per search.
             let wanted: Vec<&Delta> = deltas.iter().filter(|d| !d.deleted).collect();
             let mut read: HashMap<String, (Obj, BTreeMap<String, Vec<String>>)> = HashMap::new();
+            let mut in_groups: HashSet<String> = HashSet::new();
+            let mut matches: HashSet<String> = HashSet::new();
             for chunk in wanted.chunks(100) {
                 let terms: String = chunk
                     .iter()
@@ -198,109 +573,302 @@ pub async fn export(
                     let values: BTreeMap<String, Vec<String>> = e.attrs.into_iter().collect();
                     read.insert(guid_string(&o.guid), (o, values));
                 }
+                ask_dc(ad, scope, &terms, &mut in_groups, &mut matches).await?;
             }
             let mut users = Vec::with_capacity(deltas.len());
+            let mut gone = Vec::new();
             for d in &deltas {
                 let (obj, values) = match read.get(&d.guid) {
                     Some((o, v)) => (Some(o), v.clone()),
                     None => (None, BTreeMap::new()),
                 };
-                let (user, why) = plan_user(&d.guid, d.deleted, obj, &values, scope, mapping);
+                let answers = dc_answers(scope, &d.guid, &in_groups, &matches);
+                let (user, why) =
+                    plan_user(&d.guid, d.deleted, obj, &values, answers, scope, mapping);
+                if user.deleted {
+                    let dn = obj.map(|o| o.dn.clone()).unwrap_or_default();
+                    let why = why.clone().unwrap_or_else(|| "deleted in AD".into());
+                    gone.push((d.guid.clone(), dn, why));
+                } else {
+                    users.push(user);
+                }
                 if let Some(why) = why {
                     report_ref.left_out.push((d.guid.clone(), why));
                 }
-                users.push(user);
             }
-            let cookie = b64.encode(&answer.cookie);
-            let parts: Vec<&[SourceUser]> = if users.is_empty() {
-                vec![&[]]
-            } else {
-                users.chunks(MAX_SOURCE_ITEMS).collect()
-            };
-            let n = parts.len();
-            for (i, part) in parts.into_iter().enumerate() {
-                let last = i + 1 == n;
-                let req = SourceRequest {
-                    after: after_ref.clone(),
-                    cookie: if last { cookie.clone() } else { String::new() },
-                    dc: dc.to_string(),
-                    users: part.to_vec(),
-                    partial: !last,
-                };
-                let resp: SourceResponse = client
-                    .source_changes(credential, &req)
-                    .await
-                    .map_err(|e| format!("sending AD's changes to the cloud: {e}; {}", e.fix()))?;
-                count(report_ref, &resp);
-            }
-            *after_ref = Some(cookie);
+            let present: Vec<String> = users.iter().map(|u| u.guid.clone()).collect();
+            threshold.back(&present)?;
+            // Only users the cloud holds are sent as gone, through the threshold: a full
+            // read's thousands of out-of-scope accounts cost one lookup, not a suspension
+            // each.
+            let leaving = threshold.settle(link, gone, report_ref).await?;
+            users.extend(leaving.iter().map(|d| gone_user(&d.guid)));
+            link.send(users, Some(b64.encode(&answer.cookie)), report_ref)
+                .await?;
+            threshold.sent(&leaving)?;
+            sent_ref.extend(present);
             Ok::<(), String>(())
         }
     })
     .await;
     drained.map_err(|e| e.to_string())?;
-    Ok(report)
+    Ok((report, sent_whole))
 }
 
-/// One export as `ad-sync-agent export` runs it: the scope's containers (the Root User
-/// container when none are given) and the protected accounts named one by one; the service
-/// account is found and left out. Only the primary exports (`Ok(None)` on a standby).
-pub async fn export_once(
+/// The full reconciliation: every user in the scope's containers read page by page and
+/// decided as an export decides, those not sent whole already (`skip`) sent (the cloud answers
+/// `unchanged` for those it has as they are), then every live user the cloud holds from AD
+/// that the read did not find in the scope is a departure, through the threshold. Nothing is
+/// judged gone before the whole scope was read: a read cut short is an error, never a mass
+/// suspension. The batches are `partial`: the cloud's cursor does not move.
+pub async fn reconcile(
+    ad: &Ad,
+    link: &mut Link<'_>,
+    scope: &Scope,
+    mapping: &Mapping,
+    threshold: &mut Threshold<'_>,
+    skip: &HashSet<String>,
+    report: &mut ExportReport,
+) -> Result<(), String> {
+    let cursor: SourceCursor = link
+        .client
+        .source_cursor(link.credential)
+        .await
+        .map_err(|e| format!("reading the cloud's AD cursor: {e}; {}", e.fix()))?;
+    link.after = cursor.cookie;
+    report.reconciled = true;
+    let read_attrs = read_attributes(mapping);
+    let mut in_scope: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for container in &scope.containers {
+        let base = container.to_comma_form();
+        let mut pages = ad
+            .search_pages(&base, FILTER, &read_attrs)
+            .await
+            .map_err(|e| format!("reading the scope {base}: {e}"))?;
+        while let Some(entries) = pages
+            .next_page()
+            .await
+            .map_err(|e| format!("reading the scope {base}: {e}"))?
+        {
+            let mut read = Vec::with_capacity(entries.len());
+            for e in entries {
+                let o = object(&e);
+                let guid = guid_string(&o.guid);
+                // Containers may nest: each object once.
+                if !seen.insert(guid.clone()) {
+                    continue;
+                }
+                let values: BTreeMap<String, Vec<String>> = e.attrs.into_iter().collect();
+                read.push((guid, o, values));
+            }
+            report.read += read.len();
+            let mut in_groups = HashSet::new();
+            let mut matches = HashSet::new();
+            for chunk in read.chunks(100) {
+                let terms: String = chunk.iter().map(|(_, o, _)| guid_filter(&o.guid)).collect();
+                ask_dc(ad, scope, &terms, &mut in_groups, &mut matches).await?;
+            }
+            let mut users = Vec::new();
+            for (guid, o, values) in &read {
+                let answers = dc_answers(scope, guid, &in_groups, &matches);
+                let (user, _) = plan_user(guid, false, Some(o), values, answers, scope, mapping);
+                if user.deleted {
+                    continue;
+                }
+                in_scope.insert(guid.clone());
+                if !skip.contains(guid) {
+                    users.push(user);
+                }
+            }
+            let present: Vec<String> = users.iter().map(|u| u.guid.clone()).collect();
+            threshold.back(&present)?;
+            link.send(users, None, report).await?;
+        }
+    }
+    // Every live user the cloud holds from AD, against what the whole read found.
+    let mut gone = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = link
+            .client
+            .source_users(link.credential, after.as_deref())
+            .await
+            .map_err(|e| {
+                format!(
+                    "listing the users the cloud holds from AD: {e}; {}",
+                    e.fix()
+                )
+            })?;
+        after = page
+            .users
+            .last()
+            .and_then(|u| ad_sync_core::guid::normalize_guid_string(&u.guid));
+        for u in page.users.into_iter().filter(|u| !u.deleted) {
+            let Some(g) = ad_sync_core::guid::normalize_guid_string(&u.guid) else {
+                continue;
+            };
+            if !in_scope.contains(&g) {
+                gone.push((
+                    g,
+                    String::new(),
+                    "not found in the scope by the full reconciliation (deleted in AD, moved out of the scope's containers, or no longer in its groups or filter)".to_string(),
+                ));
+            }
+        }
+        if !page.more || after.is_none() {
+            break;
+        }
+    }
+    report.departed = gone.len();
+    let leaving = threshold.settle(link, gone, report).await?;
+    let users = leaving.iter().map(|d| gone_user(&d.guid)).collect();
+    link.send(users, None, report).await?;
+    threshold.sent(&leaving)
+}
+
+/// What one export is asked to do besides what the config says.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// Replace the config's `[source] containers` for this run.
+    pub containers: Vec<String>,
+    /// Replace the config's `[source] named` for this run.
+    pub named: Vec<String>,
+    /// Run the full reconciliation now (`--resync`).
+    pub resync: bool,
+    /// Allow this many suspensions in this run, above the deletion threshold.
+    pub allow: Option<usize>,
+}
+
+/// How often the full reconciliation runs by itself (besides the first sync, a lost or
+/// another DC's cookie, a scope or mapping change, and `--resync`).
+pub const RECONCILE_EVERY_SECONDS: i64 = 24 * 3600;
+
+/// A fingerprint of the scope and the attribute map in force: a change of either makes the
+/// next export reconcile (users newly in or out of the scope, fields newly mapped).
+pub fn fingerprint(scope: &Scope, mapping: &Mapping) -> String {
+    use sha2::{Digest, Sha256};
+    let mut text = String::new();
+    for c in &scope.containers {
+        text.push_str(&format!("c:{}\n", c.to_comma_form().to_lowercase()));
+    }
+    for g in &scope.groups {
+        text.push_str(&format!("g:{}\n", g.to_comma_form().to_lowercase()));
+    }
+    text.push_str(&format!(
+        "f:{}\n",
+        scope.filter.as_deref().unwrap_or_default()
+    ));
+    let mut named: Vec<String> = scope.named.iter().map(|n| n.to_lowercase()).collect();
+    named.sort();
+    text.push_str(&format!("n:{}\n", named.join(",")));
+    for (row, attr) in mapping.rows(Kind::User) {
+        text.push_str(&format!("m:{}={}\n", row.field, attr.unwrap_or("-")));
+    }
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether the full reconciliation is due: asked for, after a full read (no cursor, or
+/// another DC's), never done for this scope and map, or older than a day.
+pub fn reconcile_due(
+    asked: bool,
+    full_read: bool,
+    last: Option<&crate::state::Reconciled>,
+    fingerprint: &str,
+    now: i64,
+) -> bool {
+    asked
+        || full_read
+        || last
+            .is_none_or(|l| l.fingerprint != fingerprint || now - l.at >= RECONCILE_EVERY_SECONDS)
+}
+
+/// The export the config describes (`[source]`, `[mapping]`, `[sync]`'s threshold), with
+/// `opts`: connects to the DC, finds the service account (never exported), reads AD's changes
+/// and sends them, then reconciles when it is due. What the service runs after each heartbeat
+/// when `[sync] direction` has AD as a source.
+pub async fn export_configured(
     agent: &crate::Agent,
-    containers: &[String],
-    named: &[String],
-) -> Result<Option<ExportReport>, String> {
+    state: &mut State,
+    opts: &ExportOptions,
+) -> Result<ExportReport, String> {
     use ad_sync_core::dn::Dn;
-    let (role, _) = agent.heartbeat(None).await.map_err(|e| e.to_string())?;
-    if role != ad_sync_core::cloud::api::Role::Primary {
-        return Ok(None);
+    let mut scope = agent.answers.source_scope(None)?;
+    if !opts.containers.is_empty() {
+        scope.containers = opts
+            .containers
+            .iter()
+            .map(|t| {
+                Dn::parse(t).map(|p| p.dn).map_err(|e| {
+                    format!("--container `{t}` is not a DN ({}); pick the container in ADUC and copy its distinguishedName", e.message)
+                })
+            })
+            .collect::<Result<_, _>>()?;
     }
-    let texts: Vec<String> = if containers.is_empty() {
-        vec![agent.answers.directory.root_user_dn.clone()]
-    } else {
-        containers.to_vec()
-    };
-    let mut parsed = Vec::new();
-    for t in &texts {
-        parsed.push(
-            Dn::parse(t)
-                .map(|p| p.dn)
-                .map_err(|e| format!("--container `{t}` is not a DN ({}); pick the container in ADUC and copy its distinguishedName", e.message))?,
-        );
+    if !opts.named.is_empty() {
+        scope.named = opts.named.clone();
     }
+    let mapping = Mapping::from_config(&agent.answers.mapping)?;
     let ad = Ad::connect(&agent.answers, &agent.password)
         .await
         .map_err(|e| e.to_string())?;
-    let account =
-        ad_sync_core::directory::bind::AccountName::parse(&agent.answers.service_account.username)
-            .map_err(|e| format!("[service_account] username {e}"))?;
-    let me = ad
-        .search_with(&account.search_filter(), &["objectGUID"])
-        .await
-        .map_err(|e| e.to_string())?;
-    let service_account = me.first().map(|e| object(e).guid);
-    let scope = Scope {
-        containers: parsed,
-        named: named.to_vec(),
-        service_account,
-        ..Scope::default()
-    };
-    scope.check()?;
-    let dc = agent
-        .answers
-        .connect_options(Some(&ad.scope.dns_domain))
-        .host;
-    let r = export(
-        &ad,
-        &agent.client,
-        &agent.credential,
-        &dc,
-        &scope,
-        &Mapping::default(),
-    )
+    let r = async {
+        let account = ad_sync_core::directory::bind::AccountName::parse(
+            &agent.answers.service_account.username,
+        )
+        .map_err(|e| format!("[service_account] username {e}"))?;
+        let me = ad
+            .search_with(&account.search_filter(), &["objectGUID"])
+            .await
+            .map_err(|e| e.to_string())?;
+        scope.service_account = me.first().map(|e| object(e).guid);
+        scope.check()?;
+        let dc = agent
+            .answers
+            .connect_options(Some(&ad.scope.dns_domain))
+            .host;
+        let mut link = Link {
+            client: &agent.client,
+            credential: &agent.credential,
+            dc,
+            after: None,
+        };
+        let print = fingerprint(&scope, &mapping);
+        let last = state.last_reconcile();
+        let mut threshold = Threshold {
+            state: &mut *state,
+            sync: &agent.answers.sync,
+            allow: opts.allow,
+        };
+        let (mut report, sent) = export(&ad, &mut link, &scope, &mapping, &mut threshold).await?;
+        let now = ad_sync_core::time_fmt::now_unix();
+        if reconcile_due(opts.resync, report.full, last.as_ref(), &print, now) {
+            reconcile(
+                &ad,
+                &mut link,
+                &scope,
+                &mapping,
+                &mut threshold,
+                &sent,
+                &mut report,
+            )
+            .await?;
+            state
+                .record_reconcile(&crate::state::Reconciled {
+                    at: now,
+                    fingerprint: print,
+                })
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(report)
+    }
     .await;
     ad.close().await;
-    r.map(Some)
+    r
 }
 
 fn count(report: &mut ExportReport, resp: &SourceResponse) {
@@ -347,6 +915,326 @@ mod tests {
             .collect()
     }
 
+    /// The default map with the title row switched off.
+    fn no_title_map() -> Mapping {
+        Mapping::from_config(&ad_sync_core::mapping::Config {
+            user: [(
+                "title".into(),
+                ad_sync_core::mapping::Setting::Switch(false),
+            )]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn departures(n: usize) -> Vec<Departure> {
+        (0..n)
+            .map(|i| Departure {
+                guid: format!("{i:08x}-0000-0000-0000-000000000000"),
+                id: format!("u-{i}"),
+                name: format!("user{i}"),
+                dn: String::new(),
+                why: "deleted in AD".into(),
+            })
+            .collect()
+    }
+
+    /// The threshold for AD as a source, as for the other direction: within the budget
+    /// everything goes; over it, every unapproved suspension is held and the approved ones
+    /// go; `--allow-deletions` replaces the budget for the run.
+    #[test]
+    fn suspensions_over_the_threshold_are_held_and_approved_ones_go() {
+        /// (what, departures, approved, spent, live, allow, sent, held, over the threshold)
+        type Case<'a> = (
+            &'a str,
+            usize,
+            &'a HashSet<String>,
+            usize,
+            usize,
+            Option<usize>,
+            usize,
+            usize,
+            bool,
+        );
+        // The defaults: 10 % of the users held from AD, at most 500, within 24 hours.
+        let sync = ad_sync_core::answers::Sync::default();
+        let approved_first: HashSet<String> = departures(1).into_iter().map(|d| d.guid).collect();
+        let none = HashSet::new();
+        // (departures, approved, spent, live, allow) -> (sent, held, over?)
+        let cases: &[Case] = &[
+            ("nothing leaves", 0, &none, 0, 1000, None, 0, 0, false),
+            (
+                "within 10 % of 1,000",
+                100,
+                &none,
+                0,
+                1000,
+                None,
+                100,
+                0,
+                false,
+            ),
+            ("one over", 101, &none, 0, 1000, None, 0, 101, true),
+            (
+                "spent earlier in the window counts",
+                50,
+                &none,
+                60,
+                1000,
+                None,
+                0,
+                50,
+                true,
+            ),
+            (
+                "the approved one goes, the rest is held",
+                200,
+                &approved_first,
+                0,
+                1000,
+                None,
+                1,
+                199,
+                true,
+            ),
+            (
+                "approved ones go even when over",
+                1,
+                &approved_first,
+                1000,
+                1000,
+                None,
+                1,
+                0,
+                false,
+            ),
+            (
+                "a small directory: 10 % of 7 rounds up to 1",
+                2,
+                &none,
+                0,
+                7,
+                None,
+                0,
+                2,
+                true,
+            ),
+            (
+                "--allow-deletions 300 for this run",
+                300,
+                &none,
+                90,
+                1000,
+                Some(300),
+                300,
+                0,
+                false,
+            ),
+            (
+                "--allow-deletions 3 is a limit too",
+                4,
+                &none,
+                0,
+                1000,
+                Some(3),
+                0,
+                4,
+                true,
+            ),
+            (
+                "everything in AD gone from a 50,000 directory",
+                50_000,
+                &none,
+                0,
+                50_000,
+                None,
+                0,
+                50_000,
+                true,
+            ),
+        ];
+        for &(what, n, approved, spent, live, allow, sent, held, over) in cases {
+            let (s, h, o) = budget_departures(departures(n), approved, spent, live, &sync, allow);
+            assert_eq!(
+                (s.len(), h.len(), o.is_some()),
+                (sent, held, over),
+                "{what}"
+            );
+            if let Some(o) = o {
+                assert_eq!(o.managed, live, "{what}");
+                assert_eq!(o.planned, held, "{what}");
+            }
+        }
+        // The absolute limit: 500 even of a million.
+        let (s, h, _) = budget_departures(departures(501), &none, 0, 1_000_000, &sync, None);
+        assert_eq!((s.len(), h.len()), (0, 501));
+    }
+
+    /// When the full reconciliation runs by itself.
+    #[test]
+    fn the_reconciliation_runs_when_it_is_due() {
+        let now = 1_000_000;
+        let last = crate::state::Reconciled {
+            at: now - 3600,
+            fingerprint: "abc".into(),
+        };
+        let old = crate::state::Reconciled {
+            at: now - RECONCILE_EVERY_SECONDS,
+            ..last.clone()
+        };
+        for (what, asked, full, last, print, due) in [
+            ("asked (--resync)", true, false, Some(&last), "abc", true),
+            (
+                "a full read (first, lost cookie, another DC)",
+                false,
+                true,
+                Some(&last),
+                "abc",
+                true,
+            ),
+            ("never reconciled", false, false, None, "abc", true),
+            (
+                "the scope or the map changed",
+                false,
+                false,
+                Some(&last),
+                "xyz",
+                true,
+            ),
+            ("a day old", false, false, Some(&old), "abc", true),
+            (
+                "an hour old, same scope",
+                false,
+                false,
+                Some(&last),
+                "abc",
+                false,
+            ),
+        ] {
+            assert_eq!(reconcile_due(asked, full, last, print, now), due, "{what}");
+        }
+    }
+
+    /// The fingerprint changes with every part of the scope and the map, and not with how a
+    /// DN is written.
+    #[test]
+    fn the_fingerprint_follows_the_scope_and_the_map() {
+        let base = Scope {
+            containers: vec![dn("OU=Staff,DC=example,DC=com")],
+            ..Scope::default()
+        };
+        let m = Mapping::default();
+        let f = fingerprint(&base, &m);
+        let same = Scope {
+            containers: vec![dn("ou=staff;dc=example;dc=com")],
+            ..Scope::default()
+        };
+        assert_eq!(
+            fingerprint(&same, &m),
+            f,
+            "the same container written otherwise"
+        );
+        let no_title = no_title_map();
+        for (what, scope, map) in [
+            (
+                "another container",
+                Scope {
+                    containers: vec![dn("OU=Sales,DC=example,DC=com")],
+                    ..base.clone()
+                },
+                &m,
+            ),
+            (
+                "a group",
+                Scope {
+                    groups: vec![dn("CN=G,DC=example,DC=com")],
+                    ..base.clone()
+                },
+                &m,
+            ),
+            (
+                "a filter",
+                Scope {
+                    filter: Some("(l=Oslo)".into()),
+                    ..base.clone()
+                },
+                &m,
+            ),
+            (
+                "a named account",
+                Scope {
+                    named: vec!["adm".into()],
+                    ..base.clone()
+                },
+                &m,
+            ),
+            ("a row switched off", base.clone(), &no_title),
+        ] {
+            assert_ne!(fingerprint(&scope, map), f, "{what}");
+        }
+    }
+
+    /// The scope's groups and filter are the DC's answers; the decision follows them.
+    #[test]
+    fn the_dcs_answers_on_groups_and_filter_decide_the_scope() {
+        let scope = Scope {
+            containers: vec![dn("OU=Staff,DC=example,DC=com")],
+            groups: vec![dn("CN=Cloud Users,OU=Groups,DC=example,DC=com")],
+            filter: Some("(department=Sales)".into()),
+            ..Scope::default()
+        };
+        let ann = obj("ann", "CN=Ann,OU=Staff,DC=example,DC=com");
+        let v = values(&[("sAMAccountName", "ann")]);
+        let g = "01010101-0101-0101-0101-010101010101";
+        for (in_groups, matches_filter, out) in [
+            (Some(true), Some(true), None),
+            (
+                Some(false),
+                Some(true),
+                Some("not a member of a scope group"),
+            ),
+            (
+                Some(true),
+                Some(false),
+                Some("the scope's filter excludes it"),
+            ),
+        ] {
+            let answers = DcAnswers {
+                in_groups,
+                matches_filter,
+            };
+            let (u, why) = plan_user(
+                g,
+                false,
+                Some(&ann),
+                &v,
+                answers,
+                &scope,
+                &Mapping::default(),
+            );
+            assert_eq!(why.as_deref(), out, "{answers:?}");
+            assert_eq!(u.deleted, out.is_some());
+        }
+    }
+
+    /// The in-chain filter escapes what a group's DN may hold: parentheses, `*`, the
+    /// backslash of an escaped comma.
+    #[test]
+    fn the_nested_group_filter_escapes_the_groups_dns() {
+        let groups = [
+            dn("CN=Sales (EU),OU=Groups,DC=example,DC=com"),
+            dn(r"CN=Smith\, John's *team*,DC=example,DC=com"),
+        ];
+        let f = in_groups_filter("(objectGUID=\\01)", &groups);
+        assert_eq!(
+            f,
+            r"(&(|(objectGUID=\01))(|(memberOf:1.2.840.113556.1.4.1941:=CN=Sales \28EU\29,OU=Groups,DC=example,DC=com)(memberOf:1.2.840.113556.1.4.1941:=CN=Smith\5c, John's \2ateam\2a,DC=example,DC=com)))"
+        );
+        assert!(ad_sync_core::source_scope::check_filter(&f).is_ok());
+    }
+
     /// Users as the agent reads them by GUID after DirSync named them (recorded shapes).
     #[test]
     fn each_changed_user_becomes_a_whole_record_or_a_departure() {
@@ -365,7 +1253,15 @@ mod tests {
         let g = "01010101-0101-0101-0101-010101010101";
 
         // Inside the scope: the whole record, every mapped field (empty when AD has none).
-        let (u, why) = plan_user(g, false, Some(&ann), &v, &scope, &mapping);
+        let (u, why) = plan_user(
+            g,
+            false,
+            Some(&ann),
+            &v,
+            DcAnswers::default(),
+            &scope,
+            &mapping,
+        );
         assert_eq!(why, None);
         assert!(!u.deleted);
         assert_eq!(u.enabled, Some(true));
@@ -386,21 +1282,28 @@ mod tests {
             uac: 514,
             ..ann.clone()
         };
-        let (u, _) = plan_user(g, false, Some(&off), &v, &scope, &mapping);
+        let (u, _) = plan_user(
+            g,
+            false,
+            Some(&off),
+            &v,
+            DcAnswers::default(),
+            &scope,
+            &mapping,
+        );
         assert_eq!(u.enabled, Some(false));
 
         // A switched-off row is not sent at all.
-        let no_title = Mapping::from_config(&ad_sync_core::mapping::Config {
-            user: [(
-                "title".into(),
-                ad_sync_core::mapping::Setting::Switch(false),
-            )]
-            .into_iter()
-            .collect(),
-            ..Default::default()
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
-        let (u, _) = plan_user(g, false, Some(&ann), &v, &scope, &no_title);
+        let no_title = no_title_map();
+        let (u, _) = plan_user(
+            g,
+            false,
+            Some(&ann),
+            &v,
+            DcAnswers::default(),
+            &scope,
+            &no_title,
+        );
         assert!(!u.fields.contains_key("title"));
 
         // Deleted, unreadable now, moved out of the scope, or a rule's exception: gone.
@@ -446,7 +1349,7 @@ mod tests {
                 Some("it is the cloud user u-123's account"),
             ),
         ] {
-            let (u, why) = plan_user(g, deleted, o, &v, &scope, &mapping);
+            let (u, why) = plan_user(g, deleted, o, &v, DcAnswers::default(), &scope, &mapping);
             assert!(u.deleted && u.fields.is_empty(), "{what}: {u:?}");
             match left_out {
                 None => assert_eq!(why, None, "{what}"),

@@ -696,7 +696,7 @@ impl Agent {
         let last = state.last_run();
         let when = |t: i64| (t > 0).then(|| ad_sync_core::time_fmt::unix_to_rfc3339(t));
         ad_sync_core::cloud::api::RunHealth {
-            held: state.held().map_or(last.held, |h| h.len()) as u64,
+            held: state.held_all().map_or(last.held, |h| h.len()) as u64,
             failed: last.failed as u64,
             last_success: when(last.last_success),
             last_run: when(last.at),
@@ -727,6 +727,8 @@ impl Agent {
                 }
                 (state::HeldKind::Group, _) => next.groups.contains_key(&h.id),
                 (state::HeldKind::User, _) => next.users.contains_key(&h.id),
+                // Never in this table (AD as a source keeps its own): not the planner's.
+                (state::HeldKind::AdUser, _) => continue,
             };
             if back {
                 tracing::info!(
@@ -766,6 +768,40 @@ impl Agent {
             },
             known,
         })
+    }
+
+    /// AD's changes since the cloud's cursor sent to the cloud (`export::export_configured`),
+    /// with the outcome recorded for `status`. `Err` is the reason in words.
+    pub async fn export_and_record(
+        &self,
+        state: &mut State,
+        opts: &export::ExportOptions,
+    ) -> Result<export::ExportReport, String> {
+        let started = ad_sync_core::time_fmt::now_unix();
+        let r = export::export_configured(self, state, opts).await;
+        let record = state::export_record(started, &r, state.last_export().as_ref());
+        if let Err(e) = state.record_export(&record) {
+            tracing::warn!("the export's outcome could not be recorded for `status`: {e}");
+        }
+        if let Ok(rep) = &r {
+            tracing::info!(
+                full = rep.full,
+                "AD to the cloud: {} changed user(s): {} created, {} updated, {} suspended, {} restored, {} refused",
+                rep.changed,
+                rep.created,
+                rep.updated,
+                rep.suspended,
+                rep.restored,
+                rep.refused.len()
+            );
+            for (guid, why) in &rep.refused {
+                tracing::warn!(
+                    event = logs::event::EXPORT_REFUSED,
+                    "the cloud refused the AD user {guid}: {why}"
+                );
+            }
+        }
+        r
     }
 
     /// Every pending change (as many runs as it takes), then the comparison with AD when
@@ -864,6 +900,7 @@ impl Agent {
         // A state set aside is told to the cloud with the first heartbeat.
         let mut problem: Option<String> = set_aside;
         let mut last_resync: Option<Instant> = None;
+        let mut last_export_resync: Option<Instant> = None;
         let mut last_held = 0;
         loop {
             // The step (a heartbeat, and a cycle on the primary) is cancelled when a stop is
@@ -888,7 +925,46 @@ impl Agent {
                             last_role = Some(role);
                         }
                         interval = every;
-                        if role == Role::Primary {
+                        let direction = self.answers.sync.direction;
+                        let mut export_problem = None;
+                        if role == Role::Primary && direction.from_ad() {
+                            // AD's changes to the cloud first: the cloud → AD cycle after it
+                            // then sees the cloud as AD left it.
+                            let exported = self
+                                .export_and_record(
+                                    &mut state,
+                                    &export::ExportOptions {
+                                        resync: opts.resync && last_export_resync.is_none(),
+                                        ..Default::default()
+                                    },
+                                )
+                                .await;
+                            if exported.as_ref().is_ok_and(|r| r.reconciled) {
+                                last_export_resync = Some(Instant::now());
+                            }
+                            if let Err(e) = &exported {
+                                tracing::error!(event = logs::event::EXPORT_FAILED, "{e}");
+                            }
+                            export_problem = exported
+                                .as_ref()
+                                .err()
+                                .map(|e| format!("sending AD's changes to the cloud: {e}"));
+                            if !direction.to_ad() {
+                                return match exported {
+                                    Ok(_) => {
+                                        problem = None;
+                                        backoff = Duration::from_secs(1);
+                                        interval
+                                    }
+                                    Err(_) => {
+                                        problem = export_problem;
+                                        backoff = (backoff * 2).min(interval);
+                                        backoff
+                                    }
+                                };
+                            }
+                        }
+                        if role == Role::Primary && direction.to_ad() {
                             let resync = opts.resync && last_resync.is_none()
                                 || last_resync.is_none_or(|t| t.elapsed() >= RESYNC_EVERY);
                             match self.cycle(&mut state, opts, resync).await {
@@ -905,13 +981,21 @@ impl Agent {
                                         );
                                     }
                                     last_held = r.held;
-                                    problem = None;
-                                    backoff = Duration::from_secs(1);
-                                    interval
+                                    problem = export_problem.clone();
+                                    if problem.is_none() {
+                                        backoff = Duration::from_secs(1);
+                                        interval
+                                    } else {
+                                        backoff = (backoff * 2).min(interval);
+                                        backoff
+                                    }
                                 }
                                 Err(e) => {
                                     tracing::error!(event = logs::event::RUN_FAILED, "{e}");
-                                    problem = Some(e.to_string());
+                                    problem = Some(match &export_problem {
+                                        Some(x) => format!("{e}; {x}"),
+                                        None => e.to_string(),
+                                    });
                                     backoff = (backoff * 2).min(interval);
                                     backoff
                                 }

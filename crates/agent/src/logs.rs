@@ -18,8 +18,13 @@ pub const EVENTS: &[(u32, &str)] = &[
     (110, "disconnections are held by the deletion threshold"),
     (120, "the cloud did not answer the heartbeat"),
     (130, "a state of another enrollment was set aside"),
+    (140, "the cloud refused a user sent from AD"),
     (200, "an error"),
     (210, "a sync run stopped before its end"),
+    (
+        220,
+        "sending AD's changes to the cloud stopped before its end",
+    ),
 ];
 
 pub mod event {
@@ -28,7 +33,9 @@ pub mod event {
     pub const HELD: u32 = 110;
     pub const CLOUD_UNREACHABLE: u32 = 120;
     pub const SET_ASIDE: u32 = 130;
+    pub const EXPORT_REFUSED: u32 = 140;
     pub const RUN_FAILED: u32 = 210;
+    pub const EXPORT_FAILED: u32 = 220;
 }
 pub const MAX_AGE_DAYS: i64 = 30;
 

@@ -94,9 +94,20 @@ struct ExportArgs {
     /// for several). Never the service account, krbtgt, built-ins or computers.
     #[arg(long, value_name = "SAM")]
     name: Vec<String>,
+    /// Run the full reconciliation now: read the whole scope and compare it with what the
+    /// cloud holds from AD (it also runs on the first export, daily, and after a scope or
+    /// mapping change).
+    #[arg(long)]
+    resync: bool,
+    /// Allow this many suspensions in this run, above the deletion threshold.
+    #[arg(long, value_name = "N")]
+    allow_deletions: Option<usize>,
     /// Print the report as one JSON document.
     #[arg(long)]
     json: bool,
+    /// The agent's state (held suspensions, the threshold's record); default as for `run`.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Where agent.log goes (`-`: standard error only; default as for `run`).
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,
@@ -296,7 +307,30 @@ fn pending(args: &PendingArgs) -> i32 {
         applied = Some(rt.block_on(async {
             match agent.heartbeat(None).await {
                 Ok((ad_sync_core::cloud::api::Role::Primary, _)) => {
-                    agent.drain(&mut state, &opts).await.map_err(AgentError::Run)
+                    // Each direction applies its own approvals: the cloud → AD planner its
+                    // disconnections, the export its suspensions in the cloud.
+                    let direction = agent.answers.sync.direction;
+                    let mut r = if direction.to_ad() {
+                        agent.drain(&mut state, &opts).await.map_err(AgentError::Run)?
+                    } else {
+                        ad_sync_agent::CycleReport::default()
+                    };
+                    if direction.from_ad() {
+                        let e = agent
+                            .export_and_record(
+                                &mut state,
+                                &ad_sync_agent::export::ExportOptions::default(),
+                            )
+                            .await
+                            .map_err(|e| {
+                                AgentError::Run(ad_sync_agent::sync::RunError::Unavailable(
+                                    format!("sending AD's changes to the cloud: {e}"),
+                                ))
+                            })?;
+                        r.held += e.held;
+                        r.failed += e.refused.len();
+                    }
+                    Ok(r)
                 }
                 Ok(_) => Err(AgentError::Setup(
                     "this agent is the standby: the approval is recorded in its state, but only the primary applies changes; run this on the primary".into(),
@@ -305,7 +339,9 @@ fn pending(args: &PendingArgs) -> i32 {
             }
         }));
     }
-    let held = match state.held() {
+    // Both directions' held lists: the cloud → AD disconnections and AD as a source's
+    // suspensions in the cloud.
+    let held = match state.held_all() {
         Ok(h) => h,
         Err(e) => {
             let e = AgentError::from(e);
@@ -414,6 +450,9 @@ fn status(args: &StatusArgs) -> i32 {
             None
         }
     };
+    out.direction = agent
+        .as_ref()
+        .map(|a| a.answers.sync.direction.as_str().to_string());
     let state_dir = args
         .state_dir
         .clone()
@@ -576,11 +615,30 @@ fn export(args: &ExportArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let r = rt.block_on(ad_sync_agent::export::export_once(
-        &agent,
-        &args.container,
-        &args.name,
-    ));
+    let run_opts = ad_sync_agent::RunOptions {
+        state_dir: args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| ad_sync_agent::default_state_dir(&args.config)),
+        ..Default::default()
+    };
+    let mut state = match open_state(&agent, &run_opts) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let opts = ad_sync_agent::export::ExportOptions {
+        containers: args.container.clone(),
+        named: args.name.clone(),
+        resync: args.resync,
+        allow: args.allow_deletions,
+    };
+    let r = rt.block_on(async {
+        let (role, _) = agent.heartbeat(None).await.map_err(|e| e.to_string())?;
+        if role != ad_sync_core::cloud::api::Role::Primary {
+            return Ok(None);
+        }
+        agent.export_and_record(&mut state, &opts).await.map(Some)
+    });
     let report = match r {
         Ok(Some(r)) => r,
         Ok(None) => {
@@ -601,31 +659,20 @@ fn export(args: &ExportArgs) -> i32 {
             }
         }
     } else {
-        println!(
-            "{} read, {} page(s), {} changed user(s): {} created, {} updated, {} unchanged, {} suspended, {} restored, {} refused, {} left out by the scope",
-            if report.full {
-                "Everything"
-            } else {
-                "What changed was"
-            },
-            report.pages,
-            report.changed,
-            report.created,
-            report.updated,
-            report.unchanged,
-            report.suspended,
-            report.restored,
-            report.refused.len(),
-            report.left_out.len()
-        );
-        for (guid, why) in &report.refused {
-            println!("  refused {guid}: {why}");
-        }
+        print_export(&report);
     }
-    if report.refused.is_empty() {
-        exit::OK
-    } else {
+    export_code(&report)
+}
+
+/// An export's exit code: CHANGES_FAILED when the cloud refused users, THRESHOLD when
+/// suspensions are held, else OK.
+fn export_code(report: &ad_sync_agent::export::ExportReport) -> i32 {
+    if !report.refused.is_empty() {
         exit::CHANGES_FAILED
+    } else if report.held > 0 {
+        exit::THRESHOLD
+    } else {
+        exit::OK
     }
 }
 
@@ -783,6 +830,37 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions, js
     if !json {
         println!("primary");
     }
+    let direction = agent.answers.sync.direction;
+    // AD's changes to the cloud first, as the service does. A dry run sends nothing and has
+    // no preview of the export yet: it says so instead of reporting an export it did not do.
+    let exported = match (direction.from_ad(), opts.dry_run) {
+        (true, false) => Some(
+            agent
+                .export_and_record(
+                    &mut state,
+                    &ad_sync_agent::export::ExportOptions {
+                        resync: opts.resync,
+                        allow: opts.allow_deletions,
+                        ..Default::default()
+                    },
+                )
+                .await,
+        ),
+        (true, true) => {
+            eprintln!(
+                "[sync] direction = \"{}\": a dry run does not read AD's changes for the cloud (nothing is sent); run without --dry-run to send them",
+                direction.as_str()
+            );
+            None
+        }
+        (false, _) => None,
+    };
+    if let Some(Err(e)) = &exported {
+        tracing::error!("sending AD's changes to the cloud: {e}");
+    }
+    if !direction.to_ad() {
+        return exported_only(agent, &state, exported, json).await;
+    }
     let drained = agent.drain(&mut state, opts).await;
     if !opts.dry_run && drained.is_ok() {
         // Best effort: the cloud's status and alerts learn how this run went.
@@ -791,13 +869,25 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions, js
             tracing::warn!("the cloud was not told how the run went: {h}");
         }
     }
+    if let Some(Ok(rep)) = &exported
+        && !json
+    {
+        print_export(rep);
+    }
+    let export_exit = match &exported {
+        Some(Err(_)) => Some(exit::RETRY),
+        Some(Ok(rep)) if export_code(rep) != exit::OK => Some(export_code(rep)),
+        _ => None,
+    };
     match drained {
         Ok(r) if json => {
             let mut j = serde_json::to_value(&r).unwrap_or_default();
             j["role"] = "primary".into();
             j["dry_run"] = opts.dry_run.into();
+            j["direction"] = direction.as_str().into();
+            add_export(&mut j, &exported);
             println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
-            once_code(&r)
+            export_exit.unwrap_or_else(|| once_code(&r))
         }
         Ok(r) => {
             println!(
@@ -821,16 +911,12 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions, js
                 );
             }
             if r.held > 0 {
-                let why = r.blocked.as_ref().map_or(String::new(), |t| format!(
-                    " (this run would disconnect {} AD objects and {} were disconnected in the last {} hours: more than the {} allowed of {} managed)",
-                    t.planned, t.spent, t.window_hours, t.limit, t.managed
-                ));
                 eprintln!(
-                    "deletion budget: {} disconnections are held{why}; everything else was applied. List them with `ad-sync-agent pending --config FILE`, approve some or all there, or raise [sync] deletion_threshold / deletion_threshold_percent / deletion_window_hours",
-                    r.held
+                    "{}",
+                    held_words(r.held, r.blocked.as_ref(), Held::Disconnections)
                 );
             }
-            once_code(&r)
+            export_exit.unwrap_or_else(|| once_code(&r))
         }
         Err(e) => {
             tracing::error!("{e}");
@@ -841,6 +927,136 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions, js
             exit_code(&AgentError::Run(e))
         }
     }
+}
+
+/// `--once` when `[sync] direction = "ad-to-cloud"`: the export only (nothing is read from the
+/// feed or written to AD). OK, CHANGES_FAILED when the cloud refused users, RETRY when AD or
+/// the cloud was away.
+async fn exported_only(
+    agent: &ad_sync_agent::Agent,
+    state: &ad_sync_agent::state::State,
+    exported: Option<Result<ad_sync_agent::export::ExportReport, String>>,
+    json: bool,
+) -> i32 {
+    if matches!(exported, Some(Ok(_))) {
+        let health = ad_sync_agent::Agent::run_health(state);
+        if let Err(h) = agent.heartbeat_with(None, Some(health)).await {
+            tracing::warn!("the cloud was not told how the run went: {h}");
+        }
+    } else if let Some(Err(e)) = &exported
+        && let Err(h) = agent
+            .heartbeat(Some(&format!("sending AD's changes to the cloud: {e}")))
+            .await
+    {
+        tracing::warn!("the cloud was not told: {h}");
+    }
+    if json {
+        let mut j = serde_json::json!({
+            "role": "primary",
+            "direction": agent.answers.sync.direction.as_str(),
+        });
+        add_export(&mut j, &exported);
+        println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
+    } else if let Some(Ok(rep)) = &exported {
+        print_export(rep);
+    }
+    match &exported {
+        Some(Err(_)) => exit::RETRY,
+        Some(Ok(rep)) => export_code(rep),
+        None => exit::OK,
+    }
+}
+
+/// The export's report (or why it stopped) under `export` in `--once --json`'s document.
+fn add_export(
+    j: &mut serde_json::Value,
+    exported: &Option<Result<ad_sync_agent::export::ExportReport, String>>,
+) {
+    match exported {
+        Some(Ok(rep)) => j["export"] = serde_json::to_value(rep).unwrap_or_default(),
+        Some(Err(e)) => j["export"] = serde_json::json!({ "error": e }),
+        None => {}
+    }
+}
+
+fn print_export(report: &ad_sync_agent::export::ExportReport) {
+    println!(
+        "AD to the cloud: {} read, {} page(s), {} changed user(s): {} created, {} updated, {} unchanged, {} suspended, {} restored, {} refused, {} left out by the scope",
+        if report.full {
+            "everything"
+        } else {
+            "what changed was"
+        },
+        report.pages,
+        report.changed,
+        report.created,
+        report.updated,
+        report.unchanged,
+        report.suspended,
+        report.restored,
+        report.refused.len(),
+        report.left_out.len()
+    );
+    if report.reconciled {
+        println!(
+            "Full reconciliation: {} user(s) in the scope read; {} the cloud holds from AD were not in it",
+            report.read, report.departed
+        );
+    }
+    for (guid, why) in &report.refused {
+        println!("refused by the cloud: {guid}: {why}");
+    }
+    if report.held > 0 {
+        eprintln!(
+            "{}",
+            held_words(report.held, report.blocked.as_ref(), Held::Suspensions)
+        );
+    }
+}
+
+/// Which direction's threshold held something.
+enum Held {
+    /// The cloud → AD planner's disconnections of AD objects.
+    Disconnections,
+    /// AD as a source's suspensions of cloud users.
+    Suspensions,
+}
+
+/// What the deletion threshold held, why, and what to do.
+fn held_words(
+    n: usize,
+    blocked: Option<&ad_sync_agent::plan::OverThreshold>,
+    what: Held,
+) -> String {
+    let (done, objects, of, rest, noun) = match what {
+        Held::Disconnections => (
+            "disconnect",
+            "AD objects",
+            "managed",
+            "applied",
+            "disconnections",
+        ),
+        Held::Suspensions => (
+            "suspend",
+            "cloud users",
+            "held from AD",
+            "sent",
+            "suspensions in the cloud",
+        ),
+    };
+    let past = match what {
+        Held::Disconnections => "disconnected",
+        Held::Suspensions => "suspended",
+    };
+    let why = blocked.map_or(String::new(), |t| {
+        format!(
+            " (this run would {done} {} {objects} and {} were {past} in the last {} hours: more than the {} allowed of {} {of})",
+            t.planned, t.spent, t.window_hours, t.limit, t.managed
+        )
+    });
+    format!(
+        "deletion budget: {n} {noun} are held{why}; everything else was {rest}. List them with `ad-sync-agent pending --config FILE`, approve some or all there, or raise [sync] deletion_threshold / deletion_threshold_percent / deletion_window_hours"
+    )
 }
 
 /// `--once`'s exit code for a run that finished: see `exit`.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// 4: the AD objects this agent's own import linked to the cloud (`imported`): the only links
 /// the planner takes as consent; the disconnections made (`disconnections`), which the
 /// deletion budget counts over its window.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,7 +35,12 @@ CREATE TABLE IF NOT EXISTS held (key TEXT PRIMARY KEY, entry TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS imported (guid BLOB PRIMARY KEY, kind TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS disconnections (at INTEGER NOT NULL, key TEXT NOT NULL, action TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS disconnections_at ON disconnections(at);
+CREATE TABLE IF NOT EXISTS held_exports (key TEXT PRIMARY KEY, entry TEXT NOT NULL);
 ";
+
+/// The `disconnections` action of a suspension sent to the cloud (AD as a source): counted by
+/// its own budget (`export_spent`), not the cloud → AD direction's.
+const EXPORT_SUSPEND: &str = "export-suspend";
 
 /// How long the record of disconnections made is kept (the budget's window is at most this).
 const DISCONNECTIONS_KEPT_SECONDS: i64 = 31 * 24 * 3600;
@@ -46,6 +51,9 @@ const DISCONNECTIONS_KEPT_SECONDS: i64 = 31 * 24 * 3600;
 pub enum HeldKind {
     User,
     Group,
+    /// A user AD is the source of, deleted there or out of the scope: its suspension in the
+    /// cloud is held (AD as a source). Kept in `held_exports`, keyed by its objectGUID.
+    AdUser,
 }
 
 impl std::fmt::Display for HeldKind {
@@ -53,6 +61,7 @@ impl std::fmt::Display for HeldKind {
         f.write_str(match self {
             HeldKind::User => "user",
             HeldKind::Group => "group",
+            HeldKind::AdUser => "AD user",
         })
     }
 }
@@ -87,7 +96,7 @@ impl Held {
     pub fn key(&self) -> crate::mirror::ObjKey {
         match self.kind {
             HeldKind::Group => crate::mirror::ObjKey::Group(self.id.clone()),
-            HeldKind::User => crate::mirror::ObjKey::User(self.id.clone()),
+            HeldKind::User | HeldKind::AdUser => crate::mirror::ObjKey::User(self.id.clone()),
         }
     }
 }
@@ -203,6 +212,45 @@ pub struct Contact {
     /// primary | standby, when it answered.
     pub role: Option<String>,
     pub error: Option<String>,
+}
+
+pub use ad_sync_core::status::ExportRecord;
+
+/// The record of an export that started at `at` and ended with `r`; `before` is the previous
+/// record (its last success is kept when this one failed).
+pub fn export_record(
+    at: i64,
+    r: &Result<crate::export::ExportReport, String>,
+    before: Option<&ExportRecord>,
+) -> ExportRecord {
+    match r {
+        Ok(rep) => ExportRecord {
+            at,
+            last_success: at,
+            full: rep.full,
+            changed: rep.changed,
+            created: rep.created,
+            updated: rep.updated,
+            suspended: rep.suspended,
+            restored: rep.restored,
+            refused: rep.refused.iter().take(20).cloned().collect(),
+            refused_total: rep.refused.len(),
+            error: None,
+        },
+        Err(e) => ExportRecord {
+            at,
+            last_success: before.map_or(0, |b| b.last_success),
+            error: Some(e.clone()),
+            ..ExportRecord::default()
+        },
+    }
+}
+
+/// The last full reconciliation of AD as a source: when, and for which scope and map.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Reconciled {
+    pub at: i64,
+    pub fingerprint: String,
 }
 
 pub struct State {
@@ -740,10 +788,19 @@ impl State {
 
     /// The disconnections the threshold holds, oldest first.
     pub fn held(&self) -> Result<Vec<Held>, StateError> {
+        Ok(self
+            .held_in("held", "held disconnection")?
+            .into_iter()
+            .map(|(_, h)| h)
+            .collect())
+    }
+
+    /// A held list (`held` or `held_exports`: never input) by key, oldest first.
+    fn held_in(&self, table: &str, what: &str) -> Result<Vec<(String, Held)>, StateError> {
         let err = db_err(&self.path);
         let mut stmt = self
             .conn
-            .prepare("SELECT key, entry FROM held")
+            .prepare(&format!("SELECT key, entry FROM {table}"))
             .map_err(&err)?;
         let rows: Vec<(String, String)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -754,12 +811,12 @@ impl State {
         for (key, entry) in rows {
             let h: Held = serde_json::from_str(&entry).map_err(|source| StateError::Damaged {
                 path: self.path.clone(),
-                id: format!("held disconnection {key}"),
+                id: format!("{what} {key}"),
                 source,
             })?;
-            out.push(h);
+            out.push((key, h));
         }
-        out.sort_by(|a, b| (a.since, &a.id).cmp(&(b.since, &b.id)));
+        out.sort_by(|a, b| (a.1.since, &a.1.id).cmp(&(b.1.since, &b.1.id)));
         Ok(out)
     }
 
@@ -776,21 +833,24 @@ impl State {
         let path = self.path.clone();
         let err = db_err(&path);
         let tx = self.conn.transaction().map_err(&err)?;
-        let rows: Vec<(String, String)> = {
-            let mut stmt = tx.prepare("SELECT key, entry FROM held").map_err(&err)?;
+        // Both directions' held lists: the cloud → AD planner's and AD as a source's.
+        let rows: Vec<(String, String, String)> = {
+            let mut stmt = tx
+                .prepare("SELECT 'held', key, entry FROM held UNION ALL SELECT 'held_exports', key, entry FROM held_exports")
+                .map_err(&err)?;
             let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .map_err(&err)?;
             rows.collect::<Result<_, _>>().map_err(&err)?
         };
         let mut held = Vec::new();
-        for (key, entry) in rows {
+        for (table, key, entry) in rows {
             let h: Held = serde_json::from_str(&entry).map_err(|source| StateError::Damaged {
                 path: path.clone(),
                 id: format!("held disconnection {key}"),
                 source,
             })?;
-            held.push((key, h));
+            held.push(((table, key), h));
         }
         let all: Vec<Held> = held.iter().map(|(_, h)| h.clone()).collect();
         match (ids, expect) {
@@ -820,7 +880,7 @@ impl State {
             (None, Some(_)) => {}
         }
         let mut approved = Vec::new();
-        for (key, mut h) in held {
+        for ((table, key), mut h) in held {
             if ids.is_none_or(|ids| ids.contains(&h.id)) {
                 h.approved = true;
                 approved.push(h.id.clone());
@@ -829,8 +889,9 @@ impl State {
                     id: h.id.clone(),
                     source,
                 })?;
+                // `table` is one of the two names above, never input.
                 tx.execute(
-                    "UPDATE held SET entry = ?2 WHERE key = ?1",
+                    &format!("UPDATE {table} SET entry = ?2 WHERE key = ?1"),
                     params![key, entry],
                 )
                 .map_err(&err)?;
@@ -845,8 +906,89 @@ impl State {
         let n: i64 = self
             .conn
             .query_row(
-                "SELECT COUNT(*) FROM disconnections WHERE at >= ?1",
-                [since],
+                "SELECT COUNT(*) FROM disconnections WHERE at >= ?1 AND action != ?2",
+                params![since, EXPORT_SUSPEND],
+                |r| r.get(0),
+            )
+            .map_err(db_err(&self.path))?;
+        Ok(n.max(0) as usize)
+    }
+
+    /// AD as a source's held suspensions, by objectGUID, oldest first.
+    pub fn held_exports(&self) -> Result<Vec<(String, Held)>, StateError> {
+        self.held_in("held_exports", "held suspension")
+    }
+
+    /// Both directions' held lists (what `pending` and `status` show).
+    pub fn held_all(&self) -> Result<Vec<Held>, StateError> {
+        let mut all = self.held()?;
+        all.extend(self.held_exports()?.into_iter().map(|(_, h)| h));
+        Ok(all)
+    }
+
+    /// Holds these suspensions (objectGUID, record); one already held keeps its `since` and
+    /// its approval.
+    pub fn hold_exports(&mut self, items: &[(String, Held)]) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = db_err(&path);
+        let known: std::collections::HashMap<String, Held> =
+            self.held_exports()?.into_iter().collect();
+        let tx = self.conn.transaction().map_err(&err)?;
+        for (guid, h) in items {
+            let mut h = h.clone();
+            if let Some(before) = known.get(guid) {
+                h.since = before.since;
+                h.approved = before.approved;
+            }
+            let entry = serde_json::to_string(&h).map_err(|source| StateError::Encode {
+                path: path.clone(),
+                id: h.id.clone(),
+                source,
+            })?;
+            tx.execute(
+                "INSERT OR REPLACE INTO held_exports (key, entry) VALUES (?1, ?2)",
+                params![guid, entry],
+            )
+            .map_err(&err)?;
+        }
+        tx.commit().map_err(&err)
+    }
+
+    /// Forgets held suspensions: sent (approved), or the user is back in the scope.
+    pub fn release_exports(&mut self, guids: &[String]) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = db_err(&path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        for g in guids {
+            tx.execute("DELETE FROM held_exports WHERE key = ?1", [g])
+                .map_err(&err)?;
+        }
+        tx.commit().map_err(&err)
+    }
+
+    /// Records suspensions sent to the cloud now (what the export's budget counts).
+    pub fn record_export_suspensions(&mut self, guids: &[String]) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = db_err(&path);
+        let now = ad_sync_core::time_fmt::now_unix();
+        let tx = self.conn.transaction().map_err(&err)?;
+        for g in guids {
+            tx.execute(
+                "INSERT INTO disconnections (at, key, action) VALUES (?1, ?2, ?3)",
+                params![now, format!("ad-user:{g}"), EXPORT_SUSPEND],
+            )
+            .map_err(&err)?;
+        }
+        tx.commit().map_err(&err)
+    }
+
+    /// Suspensions sent to the cloud since `since` (Unix seconds).
+    pub fn export_spent(&self, since: i64) -> Result<usize, StateError> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM disconnections WHERE at >= ?1 AND action = ?2",
+                params![since, EXPORT_SUSPEND],
                 |r| r.get(0),
             )
             .map_err(db_err(&self.path))?;
@@ -937,15 +1079,36 @@ impl State {
 
     /// Records the agent's last call to the cloud.
     pub fn record_contact(&mut self, contact: &Contact) -> Result<(), StateError> {
-        self.set_meta(
-            "cloud_contact",
-            &serde_json::to_string(contact).unwrap_or_default(),
-        )
+        self.set_json("cloud_contact", contact)
     }
 
     pub fn contact(&self) -> Option<Contact> {
-        self.meta("cloud_contact")
-            .and_then(|v| serde_json::from_str(&v).ok())
+        self.json("cloud_contact")
+    }
+
+    pub fn record_export(&mut self, record: &ExportRecord) -> Result<(), StateError> {
+        self.set_json("last_export", record)
+    }
+
+    pub fn last_export(&self) -> Option<ExportRecord> {
+        self.json("last_export")
+    }
+
+    pub fn record_reconcile(&mut self, r: &Reconciled) -> Result<(), StateError> {
+        self.set_json("last_reconcile", r)
+    }
+
+    pub fn last_reconcile(&self) -> Option<Reconciled> {
+        self.json("last_reconcile")
+    }
+
+    /// A record kept in `meta` as JSON (one that cannot be read is absent).
+    fn set_json<T: serde::Serialize>(&mut self, key: &str, value: &T) -> Result<(), StateError> {
+        self.set_meta(key, &serde_json::to_string(value).unwrap_or_default())
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.meta(key).and_then(|v| serde_json::from_str(&v).ok())
     }
 
     /// Records what stopped the last cycle (None: it finished).
@@ -1305,6 +1468,80 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(state.spent(now - 3600).unwrap_or(0), 2);
         assert_eq!(state.spent(now + 3600).unwrap_or(9), 0);
+    }
+
+    /// AD as a source's held suspensions sit beside the planner's disconnections: a cycle
+    /// that rewrites its own list leaves them alone, `pending`'s list and approval cover
+    /// both, and each direction's budget counts only its own.
+    #[test]
+    fn both_directions_held_lists_are_approved_together_and_budgeted_apart() {
+        use crate::plan::Action;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut state = State::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let m = Mirror::default();
+        state
+            .commit_with(&m, &m, &[], Some(&[held("u-a", Action::Delete)]), &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ad_user = Held {
+            kind: HeldKind::AdUser,
+            ..held("u-ad", Action::Suspend)
+        };
+        let guid = "0f6b3c2e-8d4a-4f1e-9c7b-2a5d6e8f1a3b".to_string();
+        state
+            .hold_exports(&[(guid.clone(), ad_user.clone())])
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Held again later: its first `since` stays.
+        state
+            .hold_exports(&[(
+                guid.clone(),
+                Held {
+                    since: ad_user.since + 99,
+                    ..ad_user.clone()
+                },
+            )])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            state.held_exports().unwrap_or_default()[0].1.since,
+            ad_user.since
+        );
+        // A cycle replacing its own list keeps the other direction's.
+        state
+            .commit_with(&m, &m, &[], Some(&[held("u-b", Action::Delete)]), &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let all = state.held_all().unwrap_or_default();
+        assert_eq!(
+            all.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+            ["u-b", "u-ad"]
+        );
+        assert_eq!(
+            state.held().unwrap_or_default().len(),
+            1,
+            "the planner's own"
+        );
+        // Approved by id, whichever list holds it.
+        let ids = state
+            .approve(Some(&["u-ad".to_string()]), None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ids, ["u-ad"]);
+        assert!(state.held_exports().unwrap_or_default()[0].1.approved);
+        assert!(!state.held().unwrap_or_default()[0].approved);
+        // --approve-all --expect is checked against both lists together.
+        let both = digest(&state.held_all().unwrap_or_default());
+        assert!(state.approve(None, Some(&Expect::Count(1))).is_err());
+        state
+            .approve(None, Some(&Expect::Digest(both)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Each budget counts its own.
+        state
+            .record_export_suspensions(std::slice::from_ref(&guid))
+            .unwrap_or_else(|e| panic!("{e}"));
+        state
+            .release_exports(&[guid])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let now = ad_sync_core::time_fmt::now_unix();
+        assert_eq!(state.export_spent(now - 60).unwrap_or(9), 1);
+        assert_eq!(state.spent(now - 60).unwrap_or(9), 0);
+        assert!(state.held_exports().unwrap_or_default().is_empty());
     }
 
     #[tokio::test]

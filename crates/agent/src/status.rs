@@ -64,7 +64,7 @@ fn fill(state: &State, out: &mut AgentStatus) {
         }
         Err(e) => out.notes.push(format!("the state's counts: {e}")),
     }
-    match state.held() {
+    match state.held_all() {
         Ok(held) => {
             out.held = held
                 .iter()
@@ -90,6 +90,7 @@ fn fill(state: &State, out: &mut AgentStatus) {
         });
     }
     out.last_problem = state.problem();
+    out.export = state.last_export();
 }
 
 /// The cloud's view of this agent (`GET /v1/agents/self`: read only, not a heartbeat).
@@ -148,6 +149,46 @@ pub fn text(s: &AgentStatus) -> String {
         s.last_run.as_deref().unwrap_or("none yet"),
         s.last_success.as_deref().unwrap_or("none yet")
     ));
+    if let Some(d) = &s.direction {
+        out.push(format!(
+            "Direction:   {}",
+            match d.as_str() {
+                "ad-to-cloud" => "AD to the cloud (AD is the source)",
+                "both" => "both ways (each user's authority is where it was made)",
+                _ => "the cloud to AD (the cloud is the source)",
+            }
+        ));
+    }
+    if let Some(e) = &s.export {
+        let when = |t: i64| {
+            if t > 0 {
+                unix_to_rfc3339(t)
+            } else {
+                "none yet".into()
+            }
+        };
+        out.push(format!(
+            "AD to cloud: last export {}{}; last success: {}",
+            when(e.at),
+            match &e.error {
+                Some(why) => format!(" stopped: {why}"),
+                None => format!(
+                    " ({}{} changed: {} created, {} updated, {} suspended, {} restored, {} refused)",
+                    if e.full { "a full read, " } else { "" },
+                    e.changed,
+                    e.created,
+                    e.updated,
+                    e.suspended,
+                    e.restored,
+                    e.refused_total
+                ),
+            },
+            when(e.last_success)
+        ));
+        for (guid, why) in &e.refused {
+            out.push(format!("  refused {guid}: {why}"));
+        }
+    }
     out.push(format!(
         "Manages:     {} users, {} groups",
         s.managed_users, s.managed_groups

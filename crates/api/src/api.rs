@@ -475,6 +475,43 @@ pub struct SourceCursor {
     pub at: Option<i64>,
 }
 
+/// One user the cloud holds from AD in this domain, as `GET /v1/source/users` and
+/// `POST /v1/source/lookup` list them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceHeld {
+    /// Its objectGUID (lower case, no braces).
+    pub guid: String,
+    /// Its cloud id.
+    pub id: String,
+    /// Its cloud user name.
+    pub name: String,
+    /// Deleted in AD or moved out of the scope, kept suspended for the retention.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// `GET /v1/source/users?after=GUID`: the users the cloud holds from AD in the agent's domain, in
+/// objectGUID order, at most `MAX_SOURCE_ITEMS` after `after`; `more` when there are others.
+/// What the full reconciliation compares the scope with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceUsers {
+    pub users: Vec<SourceHeld>,
+    pub more: bool,
+    /// How many live (not deleted) users the cloud holds from AD in this domain: what the
+    /// deletion threshold's percentage is of.
+    #[serde(default)]
+    pub live: usize,
+}
+
+/// `POST /v1/source/lookup`: which of these objectGUIDs (at most `MAX_SOURCE_ITEMS`) the cloud
+/// holds from AD in the agent's domain. The answer is a `SourceUsers` (never `more`) with those
+/// it holds, in objectGUID order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceLookup {
+    pub guids: Vec<String>,
+}
+
 /// The most objects in one `POST /v1/source/changes`.
 pub const MAX_SOURCE_ITEMS: usize = 1000;
 

@@ -26,11 +26,82 @@ pub struct Answers {
     pub cloud: Option<Cloud>,
     #[serde(default)]
     pub sync: Sync,
+    /// What AD sends to the cloud when `[sync] direction` has AD as a source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// Which AD attribute fills each cloud field (`[mapping.user]`, `[mapping.group]`,
+    /// `[mapping.contact]`); absent rows keep the default map (`mapping::ROWS`).
+    #[serde(default, skip_serializing_if = "is_default_mapping")]
+    pub mapping: crate::mapping::Config,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub install: Option<Install>,
     /// The folder relative paths are resolved against (the answers file's own).
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+fn is_default_mapping(m: &crate::mapping::Config) -> bool {
+    *m == crate::mapping::Config::default()
+}
+
+/// Which way identities travel between this domain and the cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// The cloud is the source; AD mirrors it (the only direction before AD could be a source,
+    /// so the default of every existing config).
+    #[default]
+    CloudToAd,
+    /// AD is the source; the cloud mirrors the `[source]` scope. Nothing is written to AD.
+    AdToCloud,
+    /// Both: each object has one authority, where it was created (an account the agent
+    /// manages for a cloud user is never exported; a user that came from AD is read-only in
+    /// the cloud).
+    Both,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 3] = [Direction::CloudToAd, Direction::AdToCloud, Direction::Both];
+
+    /// The cloud's changes are written to AD.
+    pub fn to_ad(self) -> bool {
+        matches!(self, Direction::CloudToAd | Direction::Both)
+    }
+
+    /// AD's changes are sent to the cloud.
+    pub fn from_ad(self) -> bool {
+        matches!(self, Direction::AdToCloud | Direction::Both)
+    }
+
+    /// As written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::CloudToAd => "cloud-to-ad",
+            Direction::AdToCloud => "ad-to-cloud",
+            Direction::Both => "both",
+        }
+    }
+}
+
+/// `[source]`: the part of AD that is sent to the cloud when AD is a source. Protected and
+/// privileged accounts, computers, the service account, krbtgt and built-ins are never sent
+/// (`source_scope::decide`), whatever is written here, except protected accounts named in
+/// `named`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// Users inside any of these containers (default: the Root User container).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<String>,
+    /// When given, only members of one of these security groups, directly or nested.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// When given, only users that match this LDAP filter, e.g. `(department=Sales)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Protected or privileged accounts sent all the same, by sAMAccountName, one by one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub named: Vec<String>,
 }
 
 /// Where the wizard's Destination folder page puts the program files.
@@ -242,6 +313,9 @@ pub struct Sync {
     /// groups' container; the members AD gave it stay.
     #[serde(default)]
     pub adopt_existing_groups: bool,
+    /// Which way identities travel (`cloud-to-ad`, `ad-to-cloud`, `both`).
+    #[serde(default, skip_serializing_if = "is_default_direction")]
+    pub direction: Direction,
     /// At most this many disconnections within the window (below); more are held until an
     /// administrator approves them.
     #[serde(
@@ -264,6 +338,9 @@ pub struct Sync {
     pub deletion_window_hours: u32,
 }
 
+fn is_default_direction(d: &Direction) -> bool {
+    *d == Direction::default()
+}
 fn default_deletion_threshold() -> u32 {
     500
 }
@@ -306,6 +383,7 @@ impl Default for Sync {
             sync_account_locked_out_status: false,
             adopt_existing_users: false,
             adopt_existing_groups: false,
+            direction: Direction::default(),
             deletion_threshold: default_deletion_threshold(),
             deletion_threshold_percent: default_deletion_percent(),
             deletion_window_hours: default_deletion_window(),
@@ -459,7 +537,70 @@ impl Answers {
                 return Err("[cloud] proxy_password is given without proxy_username; add the proxy's user name".into());
             }
         }
+        if self.source.is_some() && !self.sync.direction.from_ad() {
+            return Err(format!(
+                "[source] is given but [sync] direction = \"{}\" sends nothing from AD; set direction = \"ad-to-cloud\" or \"both\", or remove [source]",
+                self.sync.direction.as_str()
+            ));
+        }
+        crate::mapping::Mapping::from_config(&self.mapping)?;
+        // The scope's DNs and filter, read as the agent will (the service account is the
+        // agent's to find).
+        self.source_scope(None)?;
         Ok(())
+    }
+
+    /// The export scope `[source]` gives (the Root User container when it names none), with
+    /// the agent's service account (its objectGUID) left out. `Err` names the key and the fix.
+    pub fn source_scope(
+        &self,
+        service_account: Option<Vec<u8>>,
+    ) -> Result<crate::source_scope::Scope, String> {
+        let source = self.source.clone().unwrap_or_default();
+        let dns = |key: &str, texts: &[String]| -> Result<Vec<crate::dn::Dn>, String> {
+            texts
+                .iter()
+                .map(|t| {
+                    crate::dn::Dn::parse(t).map(|p| p.dn).map_err(|e| {
+                        format!(
+                            "[source] {key}: `{t}` is not a DN ({}); pick it in ADUC (Attribute Editor, distinguishedName) and copy it",
+                            e.message
+                        )
+                    })
+                })
+                .collect()
+        };
+        let containers = if source.containers.is_empty() {
+            dns(
+                "containers",
+                std::slice::from_ref(&self.directory.root_user_dn),
+            )?
+        } else {
+            dns("containers", &source.containers)?
+        };
+        let scope = crate::source_scope::Scope {
+            containers,
+            groups: dns("groups", &source.groups)?,
+            filter: source
+                .filter
+                .as_deref()
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_string),
+            named: source.named.clone(),
+            service_account,
+        };
+        if let Some(f) = &scope.filter {
+            crate::source_scope::check_filter(f).map_err(|why| format!("[source] filter {why}"))?;
+        }
+        for n in &scope.named {
+            if n.trim().is_empty() || n.contains(['\\', '@', '=']) {
+                return Err(format!(
+                    "[source] named: `{n}` is not a sAMAccountName; write the account's logon name alone, like jsmith"
+                ));
+            }
+        }
+        Ok(scope)
     }
 
     /// The proxy's password, when the answers give one (`Ok(None)` when they do not).
@@ -641,6 +782,11 @@ mod tests {
             if l.starts_with('[') && l.ends_with(']') {
                 section = l.trim_matches(['[', ']']).to_string();
                 documented.insert((String::new(), section.clone()));
+                // `[mapping.user]` documents the key `user` of `[mapping]`.
+                if let Some((outer, inner)) = section.split_once('.') {
+                    documented.insert((String::new(), outer.to_string()));
+                    documented.insert((outer.to_string(), inner.to_string()));
+                }
             } else if let Some((key, _)) = l.split_once(" = ")
                 && !key.is_empty()
                 && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
@@ -656,6 +802,8 @@ mod tests {
             "service_account",
             "cloud",
             "sync",
+            "source",
+            "mapping",
             "install",
         ];
         for name in sections {
@@ -673,6 +821,9 @@ mod tests {
             }
             if name == "install" {
                 text.push_str("[install]\ndir = \"/x\"\nzz_unknown = 1\n");
+            }
+            if name == "source" || name == "mapping" {
+                text.push_str(&format!("[{name}]\nzz_unknown = 1\n"));
             }
             let err = match toml::from_str::<Answers>(&text) {
                 Ok(_) => panic!("[{name}]: an unknown key was accepted"),
@@ -713,6 +864,117 @@ password = "Pw-distinct-7781"
 
     fn parse(text: &str) -> Result<Answers, String> {
         Answers::parse(text, PathBuf::from("/tmp"))
+    }
+
+    #[test]
+    fn the_direction_defaults_to_cloud_to_ad_and_a_source_needs_ad_as_a_source() {
+        let a = parse(MINIMAL).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.sync.direction, Direction::CloudToAd);
+        assert!(a.sync.direction.to_ad() && !a.sync.direction.from_ad());
+        // An existing config keeps its text: the default direction is not written.
+        assert!(
+            !toml::to_string(&a)
+                .unwrap_or_default()
+                .contains("direction")
+        );
+        // The default scope is the Root User container.
+        let scope = a.source_scope(None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(scope.containers.len(), 1);
+        assert_eq!(
+            scope.containers[0].to_comma_form(),
+            "CN=Users,DC=example,DC=com"
+        );
+        for (direction, to_ad, from_ad) in [
+            ("cloud-to-ad", true, false),
+            ("ad-to-cloud", false, true),
+            ("both", true, true),
+        ] {
+            let a = parse(&format!("{MINIMAL}[sync]\ndirection = \"{direction}\"\n"))
+                .unwrap_or_else(|e| panic!("{direction}: {e}"));
+            assert_eq!(a.sync.direction.as_str(), direction);
+            assert_eq!(
+                (a.sync.direction.to_ad(), a.sync.direction.from_ad()),
+                (to_ad, from_ad)
+            );
+        }
+        let source = "[source]\ncontainers = [\"OU=Staff;DC=example;DC=com\"]\n";
+        let e = parse(&format!("{MINIMAL}{source}"))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.contains("[source] is given but [sync] direction = \"cloud-to-ad\""),
+            "{e}"
+        );
+        let both = format!("{MINIMAL}[sync]\ndirection = \"both\"\n");
+        let a = parse(&format!("{both}{source}filter = \"(department=Sales)\"\n"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let scope = a
+            .source_scope(Some(vec![7; 16]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            scope.containers[0].to_comma_form(),
+            "OU=Staff,DC=example,DC=com"
+        );
+        assert_eq!(scope.filter.as_deref(), Some("(department=Sales)"));
+        assert_eq!(scope.service_account, Some(vec![7; 16]));
+        // Each wrong value names its key and the fix.
+        for (extra, says) in [
+            (
+                "containers = [\"Staff\"]\n",
+                "[source] containers: `Staff` is not a DN",
+            ),
+            ("groups = [\"OU=\"]\n", "[source] groups: `OU=` is not a DN"),
+            (
+                "filter = \"department=Sales\"\n",
+                "[source] filter `department=Sales` is not an LDAP filter",
+            ),
+            (
+                "named = [\"EXAMPLE\\\\admin\"]\n",
+                "[source] named: `EXAMPLE\\admin` is not a sAMAccountName",
+            ),
+            ("zone = 1\n", "unknown field `zone`"),
+        ] {
+            let e = parse(&format!("{both}[source]\n{extra}"))
+                .err()
+                .unwrap_or_default();
+            assert!(e.contains(says), "{extra}: {e}");
+        }
+        let e = parse(&format!("{MINIMAL}[sync]\ndirection = \"sideways\"\n"))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.contains("cloud-to-ad") && e.contains("ad-to-cloud"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_mapping_is_checked_when_the_answers_are_read() {
+        let a = parse(&format!(
+            "{MINIMAL}[mapping.user]\ntitle = false\nemployee_id = \"employeeNumber\"\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let m = crate::mapping::Mapping::from_config(&a.mapping).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            m.rows(crate::mapping::Kind::User)
+                .any(|(r, a)| r.field == "title" && a.is_none())
+        );
+        for (lines, says) in [
+            (
+                "[mapping.user]\ncolour = \"x\"\n",
+                "[mapping.user] colour: there is no such field",
+            ),
+            (
+                "[mapping.user]\ntitle = \"unicodePwd\"\n",
+                "a secret attribute is never read",
+            ),
+            ("[mapping.team]\nx = false\n", "unknown field `team`"),
+        ] {
+            let e = parse(&format!("{MINIMAL}{lines}"))
+                .err()
+                .unwrap_or_default();
+            assert!(e.contains(says), "{lines}: {e}");
+        }
     }
 
     #[test]
@@ -805,6 +1067,31 @@ password = "Pw-distinct-7781"
         let text = include_str!("../../../assets/answers.example.toml");
         let a = parse(text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.server.kind, ServerType::Member);
+        // Its commented-out AD-as-a-source example, uncommented, is a valid config too.
+        let mut on = String::new();
+        let mut inside = false;
+        for line in text.lines() {
+            let l = line.trim_start_matches("# ");
+            inside |= l == "[source]";
+            let setting =
+                l.starts_with('[') || l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' '));
+            if inside && setting {
+                on.push_str(l);
+            } else if l.starts_with("direction = ") {
+                on.push_str("direction = \"both\"");
+            } else {
+                on.push_str(line);
+            }
+            on.push('\n');
+        }
+        let a = parse(&on).unwrap_or_else(|e| panic!("{e}\n{on}"));
+        assert_eq!(a.sync.direction, Direction::Both);
+        assert_eq!(a.source.as_ref().map(|s| s.named.len()), Some(1));
+        assert!(
+            !a.mapping.user.is_empty()
+                && !a.mapping.group.is_empty()
+                && !a.mapping.contact.is_empty()
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 /// The agent API's pure half lives in `ad-sync-api` (the reference cloud needs it alone);
 /// here under the names the rest of the product has always used.
-pub use ad_sync_api::{connect_key, dn, mapping, secret, time_fmt};
+pub use ad_sync_api::{connect_key, dn, guid, mapping, secret, time_fmt};
 
 pub mod adopt;
 pub mod answers;

@@ -38,15 +38,40 @@ impl Scope {
             );
         }
         if let Some(f) = &self.filter {
-            let t = f.trim();
-            if !(t.starts_with('(') && t.ends_with(')')) {
-                return Err(format!(
-                    "the scope's filter `{f}` is not an LDAP filter: write it in parentheses, like (department=Sales)"
-                ));
-            }
+            check_filter(f).map_err(|why| format!("the scope's filter {why}"))?;
         }
         Ok(())
     }
+}
+
+/// Whether `filter` reads as one LDAP filter: in parentheses, balanced, and within RFC 4515's
+/// grammar as far as ldap3 parses it (the DC, asked by the check, has the last word). `Err`
+/// says what is wrong, after the filter itself.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    let t = filter.trim();
+    // Balanced, and closed only at its end (one expression, not two side by side). An
+    // escaped parenthesis in a value is written \28 or \29 (RFC 4515), never bare.
+    let mut depth = 0i32;
+    let mut balanced = true;
+    let last = t.chars().count().saturating_sub(1);
+    for (i, c) in t.chars().enumerate() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 || (depth == 0 && i != last) {
+                    balanced = false;
+                }
+            }
+            _ => {}
+        }
+    }
+    if !(t.starts_with('(') && t.ends_with(')') && balanced && depth == 0) {
+        return Err(format!(
+            "`{filter}` is not an LDAP filter: write it in balanced parentheses, like (department=Sales) or (&(department=Sales)(l=Oslo))"
+        ));
+    }
+    Ok(())
 }
 
 /// One object as the adapter read it, with the DC's answers about it.
@@ -318,5 +343,23 @@ mod tests {
             ..s
         };
         assert!(ok.check().is_ok());
+    }
+
+    #[test]
+    fn a_filter_is_one_balanced_parenthesised_expression() {
+        for (f, ok) in [
+            ("(department=Sales)", true),
+            ("  (&(department=Sales)(l=Oslo))  ", true),
+            ("(|(title=Eng*)(!(l=Oslo)))", true),
+            ("department=Sales", false),
+            ("(department=Sales", false),
+            ("(department=Sales))", false),
+            ("(a=1))((b=2)", false),
+            ("(a=1)(b=2)", false),
+            ("(cn=Sales \\28EU\\29)", true),
+            ("", false),
+        ] {
+            assert_eq!(check_filter(f).is_ok(), ok, "{f:?}");
+        }
     }
 }

@@ -47,10 +47,38 @@ pub struct AgentStatus {
     pub cloud_view_error: Option<String>,
     /// What `status` could not read, or read and did not use (a state of another enrollment).
     pub notes: Vec<String>,
+    /// `[sync] direction` as the config says (`cloud-to-ad` when absent).
+    #[serde(default)]
+    pub direction: Option<String>,
+    /// How the last export of AD's changes to the cloud went (AD as a source).
+    #[serde(default)]
+    pub export: Option<ExportRecord>,
     /// The judgement (`judge`), filled in by `status`.
     pub light: Light,
     pub headline: String,
     pub fix: Option<String>,
+}
+
+/// How the last export of AD's changes to the cloud went, as the agent records it in its
+/// state after each one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportRecord {
+    /// Unix seconds, when it started.
+    pub at: i64,
+    /// When the last export that finished started (0: none yet).
+    pub last_success: i64,
+    /// It read everything (no cursor yet, or another DC's).
+    pub full: bool,
+    pub changed: usize,
+    pub created: usize,
+    pub updated: usize,
+    pub suspended: usize,
+    pub restored: usize,
+    /// Users the cloud refused: (objectGUID, its reason), the first 20.
+    pub refused: Vec<(String, String)>,
+    pub refused_total: usize,
+    /// Why it stopped before its end.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +161,15 @@ pub fn judge(s: &AgentStatus, now_unix: i64) -> (Light, String, Option<String>) 
             Some("Fix what it names; the agent retries on its own (see agent.log).".into()),
         );
     }
+    if let Some(e) = &s.export
+        && let Some(why) = &e.error
+    {
+        return (
+            Light::Red,
+            format!("Sending AD's changes to the cloud stopped: {why}"),
+            Some("Fix what it names; the agent retries on its own (see agent.log).".into()),
+        );
+    }
     if s.role.as_deref() == Some("standby") {
         return (
             Light::Green,
@@ -162,7 +199,22 @@ pub fn judge(s: &AgentStatus, now_unix: i64) -> (Light, String, Option<String>) 
             Some("Each failure below says why; fix it in AD or the cloud, and the next run tries again.".into()),
         );
     }
-    if s.last_run.is_none() {
+    if let Some(e) = &s.export
+        && e.refused_total > 0
+    {
+        return (
+            Light::Amber,
+            format!(
+                "The cloud refused {} user{} sent from AD",
+                e.refused_total,
+                if e.refused_total == 1 { "" } else { "s" }
+            ),
+            Some("Each refusal below says why; fix the user in AD (or the cloud's user in the way), and the next change to it is sent again.".into()),
+        );
+    }
+    let only_from_ad = s.direction.as_deref() == Some("ad-to-cloud");
+    let exported = s.export.as_ref().is_some_and(|e| e.last_success > 0);
+    if (only_from_ad && !exported) || (!only_from_ad && s.last_run.is_none()) {
         return (
             Light::Amber,
             "The agent has not finished a run yet".into(),
@@ -174,7 +226,12 @@ pub fn judge(s: &AgentStatus, now_unix: i64) -> (Light, String, Option<String>) 
     }
     (
         Light::Green,
-        "The agent works: its last run finished with nothing held or failed".into(),
+        if only_from_ad {
+            "The agent works: its last export of AD's changes finished with nothing refused"
+        } else {
+            "The agent works: its last run finished with nothing held or failed"
+        }
+        .into(),
         None,
     )
 }
@@ -261,6 +318,51 @@ mod tests {
             (
                 "never ran",
                 |s| s.last_run = None,
+                Light::Amber,
+                "not finished a run",
+            ),
+            (
+                "the export stopped",
+                |s| {
+                    s.export = Some(ExportRecord {
+                        error: Some("the DC did not answer".into()),
+                        ..ExportRecord::default()
+                    })
+                },
+                Light::Red,
+                "Sending AD's changes to the cloud stopped: the DC did not answer",
+            ),
+            (
+                "the cloud refused users from AD",
+                |s| {
+                    s.export = Some(ExportRecord {
+                        last_success: 900,
+                        refused_total: 3,
+                        ..ExportRecord::default()
+                    })
+                },
+                Light::Amber,
+                "refused 3 users sent from AD",
+            ),
+            (
+                "AD is the source and has been exported (no cloud -> AD run is expected)",
+                |s| {
+                    s.direction = Some("ad-to-cloud".into());
+                    s.last_run = None;
+                    s.export = Some(ExportRecord {
+                        last_success: 900,
+                        ..ExportRecord::default()
+                    })
+                },
+                Light::Green,
+                "its last export of AD's changes finished",
+            ),
+            (
+                "AD is the source and nothing was exported yet",
+                |s| {
+                    s.direction = Some("ad-to-cloud".into());
+                    s.last_run = None;
+                },
                 Light::Amber,
                 "not finished a run",
             ),

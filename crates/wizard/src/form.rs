@@ -39,6 +39,9 @@ pub struct Form {
     pub proxy_password: Zeroizing<String>,
     pub sync_group_dn: String,
     pub sync: answers::Sync,
+    /// `[source]` and `[mapping]`, kept as the config has them (an upgrade keeps them).
+    pub source: Option<answers::Source>,
+    pub mapping: ad_sync_core::mapping::Config,
     pub ldap_timeout_seconds: u32,
     pub cloud_timeout_seconds: u32,
 }
@@ -85,6 +88,8 @@ impl Default for Form {
             proxy_password: Zeroizing::new(String::new()),
             sync_group_dn: String::new(),
             sync: answers::Sync::default(),
+            source: None,
+            mapping: Default::default(),
             ldap_timeout_seconds: 5,
             cloud_timeout_seconds: 10,
         }
@@ -128,6 +133,8 @@ impl Form {
                 .unwrap_or_default(),
             sync_group_dn: a.directory.sync_group_dn.clone().unwrap_or_default(),
             sync: a.sync.clone(),
+            source: a.source.clone(),
+            mapping: a.mapping.clone(),
             ldap_timeout_seconds: a.ldap.timeout_seconds,
             cloud_timeout_seconds: cloud.map_or(10, |c| c.timeout_seconds),
             ..Form::default()
@@ -267,6 +274,8 @@ impl Form {
             },
             cloud,
             sync: self.sync.clone(),
+            source: self.source.clone(),
+            mapping: self.mapping.clone(),
             install: opt_path(&self.install_dir).map(|dir| answers::Install { dir }),
             base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
         }

@@ -250,6 +250,8 @@ fn router(state: Shared, request_timeout: Duration) -> Router {
         .route("/v1/import", post(import))
         .route("/v1/source/cursor", get(source_cursor))
         .route("/v1/source/changes", post(source_changes))
+        .route("/v1/source/users", get(source_users))
+        .route("/v1/source/lookup", post(source_lookup))
         .route("/v1/keys/directory", post(directory))
         .fallback(|| async {
             ApiError::new(
@@ -876,6 +878,60 @@ async fn source_changes(
     }
     let now = ad_sync_api::time_fmt::now_unix();
     db(&state, move |s| s.source_changes(&agent, &req, now))
+        .await
+        .map(Json)
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceUsersQuery {
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// A GUID from a request, in the one form the cloud keeps, or the field's error.
+fn guid_param(field: &str, g: &str) -> Result<String, ApiError> {
+    ad_sync_api::guid::normalize_guid_string(g).ok_or_else(|| {
+        invalid(format!(
+            "{field} `{g}` is not an objectGUID (like 0f6b3c2e-8d4a-4f1e-9c7b-2a5d6e8f1a3b)"
+        ))
+    })
+}
+
+async fn source_users(
+    State(state): State<Shared>,
+    Agent(agent): Agent,
+    query: Result<Query<SourceUsersQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ad_sync_api::api::SourceUsers>, ApiError> {
+    let Ok(Query(q)) = query else {
+        return Err(invalid(
+            "query: use ?after=<objectGUID> (or nothing, for the first page)",
+        ));
+    };
+    let after = q.after.map(|g| guid_param("after", &g)).transpose()?;
+    db(&state, move |s| s.source_users(&agent, after.as_deref()))
+        .await
+        .map(Json)
+}
+
+async fn source_lookup(
+    State(state): State<Shared>,
+    Agent(agent): Agent,
+    ApiJson(req): ApiJson<ad_sync_api::api::SourceLookup>,
+) -> Result<Json<ad_sync_api::api::SourceUsers>, ApiError> {
+    use ad_sync_api::api::MAX_SOURCE_ITEMS;
+    if req.guids.len() > MAX_SOURCE_ITEMS {
+        return Err(invalid(format!(
+            "guids: send at most {MAX_SOURCE_ITEMS} per request"
+        )));
+    }
+    let guids = req
+        .guids
+        .iter()
+        .enumerate()
+        .map(|(i, g)| guid_param(&format!("guids[{i}]"), g))
+        .collect::<Result<Vec<_>, _>>()?;
+    db(&state, move |s| s.source_lookup(&agent, &guids))
         .await
         .map(Json)
 }

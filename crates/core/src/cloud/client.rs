@@ -720,6 +720,40 @@ impl CloudClient {
             .await
     }
 
+    /// The users the cloud holds from AD in this agent's domain, after `after` (objectGUID
+    /// order; `more` when there are others).
+    pub async fn source_users(
+        &self,
+        credential: &Secret,
+        after: Option<&str>,
+    ) -> Result<crate::cloud::api::SourceUsers, CloudError> {
+        let path = match after {
+            // A GUID is hex and dashes: nothing to escape.
+            Some(g) => format!("v1/source/users?after={g}"),
+            None => "v1/source/users".to_string(),
+        };
+        self.call::<(), _>(Method::GET, &path, Some(credential), None)
+            .await
+    }
+
+    /// Which of `guids` the cloud holds from AD in this agent's domain.
+    pub async fn source_lookup(
+        &self,
+        credential: &Secret,
+        guids: &[String],
+    ) -> Result<crate::cloud::api::SourceUsers, CloudError> {
+        let body = crate::cloud::api::SourceLookup {
+            guids: guids.to_vec(),
+        };
+        self.call(
+            Method::POST,
+            "v1/source/lookup",
+            Some(credential),
+            Some(&body),
+        )
+        .await
+    }
+
     /// AD's changes from `request.after` to `request.cookie`, committed with the cursor.
     pub async fn source_changes(
         &self,

@@ -340,29 +340,69 @@ pub async fn search_paged(
     filter: &str,
     attrs: &[&str],
 ) -> Result<Vec<SearchEntry>, OpError> {
+    let mut pages = search_pages(ldap, timeout, base, filter, attrs).await?;
+    let mut out = Vec::new();
+    while let Some(page) = pages.next_page().await? {
+        out.extend(page);
+    }
+    Ok(out)
+}
+
+/// A paged subtree search handed out a page (1,000 entries) at a time, so a reader of a large
+/// directory holds one page, not the directory.
+pub struct PagedSearch {
+    stream: ldap3::SearchStream<'static, String, Vec<String>>,
+    timeout: Duration,
+    done: bool,
+}
+
+/// Starts a paged search under `base` (as `search_paged`, page by page: `PagedSearch`).
+pub async fn search_pages(
+    ldap: &Ldap,
+    timeout: Duration,
+    base: &str,
+    filter: &str,
+    attrs: &[&str],
+) -> Result<PagedSearch, OpError> {
     let mut ldap = ldap.clone();
-    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+    let adapters: Vec<Box<dyn Adapter<'static, String, Vec<String>>>> = vec![
         Box::new(EntriesOnly::new()),
         Box::new(PagedResults::new(PAGE)),
     ];
-    let err = |e| OpError::from_ldap(e, timeout);
-    let mut stream = ldap
+    let attrs: Vec<String> = attrs.iter().map(|a| a.to_string()).collect();
+    let stream = ldap
         .with_controls(vec![extended_dn_control()])
         .with_timeout(timeout)
-        .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs.to_vec())
+        .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs)
         .await
-        .map_err(err)?;
-    let mut out = Vec::new();
-    loop {
-        match tokio::time::timeout(timeout, stream.next()).await {
-            Ok(Ok(Some(entry))) => out.push(SearchEntry::construct(entry)),
-            Ok(Ok(None)) => break,
-            Ok(Err(e)) => return Err(err(e)),
-            Err(_) => return Err(OpError::Timeout(timeout)),
+        .map_err(|e| OpError::from_ldap(e, timeout))?;
+    Ok(PagedSearch {
+        stream,
+        timeout,
+        done: false,
+    })
+}
+
+impl PagedSearch {
+    /// The next page, `None` after the last; the search's final result is checked after it
+    /// (a search cut short by the server is an error, never a short answer).
+    pub async fn next_page(&mut self) -> Result<Option<Vec<SearchEntry>>, OpError> {
+        let timeout = self.timeout;
+        let err = |e| OpError::from_ldap(e, timeout);
+        let mut out = Vec::new();
+        while !self.done && out.len() < PAGE as usize {
+            match tokio::time::timeout(timeout, self.stream.next()).await {
+                Ok(Ok(Some(entry))) => out.push(SearchEntry::construct(entry)),
+                Ok(Ok(None)) => {
+                    self.done = true;
+                    self.stream.finish().await.success().map_err(err)?;
+                }
+                Ok(Err(e)) => return Err(err(e)),
+                Err(_) => return Err(OpError::Timeout(timeout)),
+            }
         }
+        Ok((!out.is_empty()).then_some(out))
     }
-    stream.finish().await.success().map_err(err)?;
-    Ok(out)
 }
 
 /// The objectGUIDs of every member of the groups `start` (DNs), nested membership included

@@ -15,7 +15,8 @@
 
 use super::*;
 use ad_sync_api::api::{
-    ImportUser, SourceCursor, SourceItem, SourceOutcome, SourceRequest, SourceResponse, SourceUser,
+    ImportUser, MAX_SOURCE_ITEMS, SourceCursor, SourceHeld, SourceItem, SourceOutcome,
+    SourceRequest, SourceResponse, SourceUser, SourceUsers,
 };
 use ad_sync_api::mapping::{Kind, rows};
 use std::collections::BTreeMap;
@@ -351,7 +352,87 @@ fn purge(tx: &Connection, domain: i64, now: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The live users the cloud holds from AD in `domain`.
+fn live_count(conn: &Connection, domain: i64) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "SELECT COUNT(*) FROM links l JOIN users u ON u.id = l.object_id
+         WHERE l.domain_id = ?1 AND u.source = 'ad' AND u.deleted_at IS NULL",
+    )?
+    .query_row([domain], |r| r.get::<_, i64>(0))
+    .map(|n| n.max(0) as usize)
+}
+
+fn held(r: &rusqlite::Row) -> rusqlite::Result<SourceHeld> {
+    let deleted_at: Option<i64> = r.get(3)?;
+    Ok(SourceHeld {
+        guid: r.get(0)?,
+        id: r.get(1)?,
+        name: r.get(2)?,
+        deleted: deleted_at.is_some(),
+    })
+}
+
 impl Store {
+    /// The users the cloud holds from AD in the agent's domain, in objectGUID order, after
+    /// `after` (at most `MAX_SOURCE_ITEMS`).
+    pub fn source_users(
+        &self,
+        agent: &AgentAuth,
+        after: Option<&str>,
+    ) -> Result<SourceUsers, ApiError> {
+        let conn = self.lock();
+        let mut users: Vec<SourceHeld> = conn
+            .prepare_cached(
+                "SELECT l.guid, u.id, u.username, u.deleted_at FROM links l JOIN users u ON u.id = l.object_id
+                 WHERE l.domain_id = ?1 AND u.source = 'ad' AND l.guid > ?2
+                 ORDER BY l.guid LIMIT ?3",
+            )?
+            .query_map(
+                params![
+                    agent.domain_id,
+                    after.unwrap_or_default(),
+                    (MAX_SOURCE_ITEMS + 1) as i64
+                ],
+                held,
+            )?
+            .collect::<Result<_, _>>()?;
+        let more = users.len() > MAX_SOURCE_ITEMS;
+        users.truncate(MAX_SOURCE_ITEMS);
+        let live = live_count(&conn, agent.domain_id)?;
+        Ok(SourceUsers { users, more, live })
+    }
+
+    /// Those of `guids` the cloud holds from AD in the agent's domain.
+    pub fn source_lookup(
+        &self,
+        agent: &AgentAuth,
+        guids: &[String],
+    ) -> Result<SourceUsers, ApiError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT l.guid, u.id, u.username, u.deleted_at FROM links l JOIN users u ON u.id = l.object_id
+             WHERE l.domain_id = ?1 AND u.source = 'ad' AND l.guid = ?2",
+        )?;
+        let mut users = Vec::new();
+        for g in guids {
+            if let Some(h) = stmt
+                .query_row(params![agent.domain_id, g], held)
+                .optional()?
+            {
+                users.push(h);
+            }
+        }
+        users.sort_by(|a, b| a.guid.cmp(&b.guid));
+        users.dedup_by(|a, b| a.guid == b.guid);
+        drop(stmt);
+        let live = live_count(&conn, agent.domain_id)?;
+        Ok(SourceUsers {
+            users,
+            more: false,
+            live,
+        })
+    }
+
     pub fn source_cursor(&self, agent: &AgentAuth) -> Result<SourceCursor, ApiError> {
         let conn = self.lock();
         Ok(cursor(&conn, agent.domain_id)?)
@@ -426,58 +507,7 @@ mod tests {
     /// the next batch; one deleted a moment less long ago stays.
     #[test]
     fn users_deleted_in_ad_are_kept_for_the_retention_then_removed() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = Store::open(&dir.path().join("cloud.db")).unwrap_or_else(|e| panic!("{e}"));
-        let domain = "DC=example,DC=com";
-        store.add_domain(domain).unwrap_or_else(|e| panic!("{e}"));
-        let (key, _) = store
-            .issue_key(domain, Duration::from_secs(3600))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let dn = ad_sync_api::api::parse_domain_dn(domain).unwrap_or_else(|e| panic!("{e}"));
-        let t0 = ad_sync_api::time_fmt::now_unix();
-        let enrolled = store
-            .enroll(
-                &key,
-                &dn,
-                "dc1",
-                "0.1.0",
-                "linux",
-                &[7; 32],
-                Timing::default(),
-                t0,
-            )
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let agent = store
-            .authenticate(&enrolled.credential)
-            .unwrap_or_else(|e| panic!("{e:?}"))
-            .unwrap_or_else(|| panic!("no agent"));
-        let hb = HeartbeatRequest {
-            version: "0.1.0".into(),
-            host: "dc1".into(),
-            status: "ok".into(),
-            message: None,
-            run: None,
-        };
-        store
-            .heartbeat(&agent, &hb, Timing::default(), t0)
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let user = |n: u8, deleted: bool| SourceUser {
-            guid: format!("{n:08x}-0000-0000-0000-000000000000"),
-            deleted,
-            enabled: None,
-            fields: if deleted {
-                BTreeMap::new()
-            } else {
-                [
-                    ("username", format!("u{n}")),
-                    ("given_name", "G".into()),
-                    ("surname", "S".into()),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect()
-            },
-        };
+        let (_dir, store, agent, t0) = primary();
         let batch = |after: Option<&str>, cookie: &str, users: Vec<SourceUser>, now: i64| {
             store
                 .source_changes(
@@ -517,5 +547,178 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM links", [], |r| r.get(0))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(links, 1, "the removed user's link went with it");
+    }
+
+    /// What the reconciliation compares with: every user the cloud holds from AD, in objectGUID
+    /// order, page by page with nothing skipped or repeated, the deleted ones marked; and the
+    /// lookup answers only for those it holds from AD (never a cloud user).
+    #[test]
+    fn the_users_from_ad_are_listed_in_guid_order_and_looked_up_by_guid() {
+        let (_dir, store, agent, t0) = primary();
+        let n = MAX_SOURCE_ITEMS + 5;
+        let mut after = None;
+        for (i, part) in (0..n as u32)
+            .rev()
+            .collect::<Vec<_>>()
+            .chunks(MAX_SOURCE_ITEMS)
+            .enumerate()
+        {
+            let cookie = format!("c{i}");
+            store
+                .source_changes(
+                    &agent,
+                    &SourceRequest {
+                        after: after.clone(),
+                        cookie: cookie.clone(),
+                        dc: "dc1".into(),
+                        users: part.iter().map(|&k| user(k, false)).collect(),
+                        partial: false,
+                    },
+                    t0,
+                )
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            after = Some(cookie);
+        }
+        // User 3 is deleted in AD: still held (suspended, for the retention), marked deleted.
+        store
+            .source_changes(
+                &agent,
+                &SourceRequest {
+                    after: after.clone(),
+                    cookie: "last".into(),
+                    dc: "dc1".into(),
+                    users: vec![user(3, true)],
+                    partial: false,
+                },
+                t0,
+            )
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let mut seen = Vec::new();
+        let mut from = None;
+        let mut pages = 0;
+        loop {
+            let page = store
+                .source_users(&agent, from.as_deref())
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            pages += 1;
+            from = page.users.last().map(|u| u.guid.clone());
+            seen.extend(page.users);
+            if !page.more {
+                break;
+            }
+        }
+        assert_eq!(pages, 2);
+        assert_eq!(seen.len(), n, "every user once");
+        assert!(seen.windows(2).all(|w| w[0].guid < w[1].guid), "in order");
+        let deleted: Vec<&str> = seen
+            .iter()
+            .filter(|u| u.deleted)
+            .map(|u| u.name.as_str())
+            .collect();
+        assert_eq!(deleted, ["u3"]);
+        let first = store
+            .source_users(&agent, None)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(first.live, n - 1, "the live ones: not the deleted user");
+        // A cloud user linked to an AD object (an import's link) is the cloud's, not AD's:
+        // never listed, never looked up.
+        store
+            .user_add(agent.domain_id, "cloudy", "C", "L", None)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let cloudy = "77777777-0000-0000-0000-000000000000";
+        {
+            let conn = store.lock();
+            conn.execute(
+                "INSERT INTO links (object_id, domain_id, guid, agent_id, at) SELECT id, ?1, ?2, 'a', 0 FROM users WHERE username = 'cloudy'",
+                params![agent.domain_id, cloudy],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let all = store
+            .source_users(&agent, None)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(all.users.iter().all(|u| u.guid != cloudy));
+        let known = |k: u32| user(k, false).guid;
+        let looked = store
+            .source_lookup(
+                &agent,
+                &[
+                    known(7),
+                    known(1),
+                    "99999999-0000-0000-0000-000000000000".into(),
+                    known(7),
+                    cloudy.into(),
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            looked
+                .users
+                .iter()
+                .map(|u| u.name.as_str())
+                .collect::<Vec<_>>(),
+            ["u1", "u7"]
+        );
+        assert!(!looked.more);
+    }
+
+    fn user(n: u32, deleted: bool) -> SourceUser {
+        SourceUser {
+            guid: format!("{n:08x}-0000-0000-0000-000000000000"),
+            deleted,
+            enabled: None,
+            fields: if deleted {
+                BTreeMap::new()
+            } else {
+                [
+                    ("username", format!("u{n}")),
+                    ("given_name", "G".into()),
+                    ("surname", "S".into()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
+            },
+        }
+    }
+
+    /// A store with one domain and its primary agent, heard from at the returned time.
+    fn primary() -> (tempfile::TempDir, Store, AgentAuth, i64) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(&dir.path().join("cloud.db")).unwrap_or_else(|e| panic!("{e}"));
+        let domain = "DC=example,DC=com";
+        store.add_domain(domain).unwrap_or_else(|e| panic!("{e}"));
+        let (key, _) = store
+            .issue_key(domain, Duration::from_secs(3600))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let dn = ad_sync_api::api::parse_domain_dn(domain).unwrap_or_else(|e| panic!("{e}"));
+        let t0 = ad_sync_api::time_fmt::now_unix();
+        let enrolled = store
+            .enroll(
+                &key,
+                &dn,
+                "dc1",
+                "0.1.0",
+                "linux",
+                &[7; 32],
+                Timing::default(),
+                t0,
+            )
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let agent = store
+            .authenticate(&enrolled.credential)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .unwrap_or_else(|| panic!("no agent"));
+        let hb = HeartbeatRequest {
+            version: "0.1.0".into(),
+            host: "dc1".into(),
+            status: "ok".into(),
+            message: None,
+            run: None,
+        };
+        store
+            .heartbeat(&agent, &hb, Timing::default(), t0)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        (dir, store, agent, t0)
     }
 }
