@@ -1104,3 +1104,61 @@ fn browse_lists_one_level_as_the_service_account_and_says_what_cannot_be_chosen(
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--under `OU=Staff,,DC=x`"), "{err}");
 }
+
+/// AD as a source's two checks against the real DC, reported only when the direction has AD as
+/// a source: the scope's containers exist and the DC counts the users it selects; every mapped
+/// attribute is in AD's schema. A missing container and a misspelt attribute fail by name.
+#[test]
+fn ad_as_a_source_checks_its_scope_and_its_map_against_the_dc() {
+    let path = Spec::good().write();
+    let base = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    let checks = |extra: &str| -> Report {
+        std::fs::write(&path, format!("{base}{extra}")).unwrap_or_else(|e| panic!("{e}"));
+        let answers =
+            ad_sync::answers::Answers::load(&path).unwrap_or_else(|e| panic!("{e}: {extra}"));
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .block_on(ad_sync::preflight::run_checks(&answers))
+    };
+    // The cloud is the source: neither is reported.
+    let r = checks("");
+    assert!(r.get(ids::SOURCE_SCOPE).is_none() && r.get(ids::MAPPING_ATTRIBUTES).is_none());
+
+    let r = checks(
+        "\n[sync]\ndirection = \"ad-to-cloud\"\n[source]\ncontainers = [\"OU=Staff;DC=example;DC=com\"]\n",
+    );
+    expect(&r, ids::SOURCE_SCOPE, Status::Pass, "the scope selects");
+    let scope = r
+        .get(ids::SOURCE_SCOPE)
+        .map(|c| c.summary.clone())
+        .unwrap_or_default();
+    let n: usize = scope
+        .split_whitespace()
+        .find_map(|w| w.replace(',', "").parse().ok())
+        .unwrap_or(0);
+    assert!(n > 0, "{scope}");
+    expect(
+        &r,
+        ids::MAPPING_ATTRIBUTES,
+        Status::Pass,
+        "mapped attributes exist",
+    );
+
+    let r = checks(
+        "\n[sync]\ndirection = \"both\"\n[source]\ncontainers = [\"OU=Nowhere;DC=example;DC=com\"]\n[mapping.user]\ntitle = \"titel\"\n",
+    );
+    expect(
+        &r,
+        ids::SOURCE_SCOPE,
+        Status::Fail,
+        "OU=Nowhere,DC=example,DC=com does not exist",
+    );
+    expect(
+        &r,
+        ids::MAPPING_ATTRIBUTES,
+        Status::Fail,
+        "[mapping.user] title reads titel, which AD's schema does not have",
+    );
+}

@@ -11,6 +11,7 @@ pub mod cloud;
 pub mod evaluate;
 pub mod install;
 pub mod preview;
+pub mod source;
 
 use serde::Serialize;
 
@@ -50,6 +51,12 @@ pub mod ids {
     pub const INSTALL_FOLDER: &str = "install.folder";
     /// What the first sync would do (never fails; a warning when some objects will not sync).
     pub const SYNC_PREVIEW: &str = "sync.preview";
+    /// AD as a source's scope: its containers and groups exist, the DC takes its filter, and
+    /// how many users it selects. Reported only when `[sync] direction` has AD as a source.
+    pub const SOURCE_SCOPE: &str = "source.scope";
+    /// Every mapped attribute exists in AD's schema (a confidential one warns). Reported only
+    /// when `[sync] direction` has AD as a source.
+    pub const MAPPING_ATTRIBUTES: &str = "mapping.attributes";
 
     /// The checks that need the cloud.
     pub const CLOUD: [&str; 5] = [
@@ -247,8 +254,10 @@ pub async fn run(answers: &crate::answers::Answers) -> Report {
 /// by `check` and the wizard's Review page, and reading the whole domain again would only
 /// slow the install down).
 pub async fn run_checks(answers: &crate::answers::Answers) -> Report {
-    let (mut report, cloud) = tokio::join!(ad::run(answers), cloud::run(answers));
+    let (mut report, cloud, source) =
+        tokio::join!(ad::run(answers), cloud::run(answers), source::run(answers));
     report.checks.extend(cloud);
+    report.checks.extend(source);
     if let Some(dir) = answers.install.as_ref().map(|i| answers.path(&i.dir)) {
         report.checks.push(install_folder(dir).await);
     }

@@ -79,22 +79,8 @@ async fn read_ad(answers: &Answers) -> Result<AdView, String> {
         .domain_dn()
         .map(|d| d.to_comma_form())
         .unwrap_or_default();
-    let opts = answers.connect_options(Some(&dns_domain));
-    let mut conn = crate::directory::connect(&opts).await;
-    let mut session = conn
-        .session
-        .take()
-        .ok_or("there is no connection to the domain controller")?;
-    let account = AccountName::parse(&answers.service_account.username)
-        .map_err(|e| format!("the service account name {e}"))?;
-    let password = answers
-        .password()
-        .map_err(|e| format!("the service account password is not available: {e}"))?;
+    let (session, account) = logon(answers, &dns_domain).await?;
     let looked = async {
-        session
-            .simple_bind(&account.bind_name(&dns_domain), &password)
-            .await
-            .map_err(|_| "the service account cannot log on (see ldap.bind)".to_string())?;
         let ldap = session.handle();
         let timeout = session.op_timeout();
         let read = |e: crate::directory::OpError| format!("reading the domain's users: {e}");
@@ -122,6 +108,34 @@ async fn read_ad(answers: &Answers) -> Result<AdView, String> {
     session.close().await;
     let (objs, tier0, sync_guid) = looked?;
     Ok((objs, tier0, scope, sync_guid))
+}
+
+/// A session to the configured DC, logged on as the service account (the checks that read the
+/// domain as the agent will); `Err` says why not, pointing at the check that tells more.
+pub(super) async fn logon(
+    answers: &Answers,
+    dns_domain: &str,
+) -> Result<(crate::directory::Session, AccountName), String> {
+    let opts = answers.connect_options(Some(dns_domain));
+    let mut conn = crate::directory::connect(&opts).await;
+    let mut session = conn
+        .session
+        .take()
+        .ok_or("there is no connection to the domain controller (see dc.reachable)")?;
+    let account = AccountName::parse(&answers.service_account.username)
+        .map_err(|e| format!("the service account name {e}"))?;
+    let password = answers
+        .password()
+        .map_err(|e| format!("the service account password is not available: {e}"))?;
+    if session
+        .simple_bind(&account.bind_name(dns_domain), &password)
+        .await
+        .is_err()
+    {
+        session.close().await;
+        return Err("the service account cannot log on (see ldap.bind)".into());
+    }
+    Ok((session, account))
 }
 
 fn names(list: &[(String, String)]) -> String {
