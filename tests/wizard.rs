@@ -1315,6 +1315,8 @@ impl Fixed {
             "connect_key.format" => "connect key ADS1-…-0W9C is well formed",
             "connect_key.valid" => "connect key ADS1-…-0W9C is unused and valid for 7 days",
             "connect_key.domain_matches" => "the key is for DC=example,DC=com, this AD domain",
+            "source.scope" => "the scope selects 1,240 users",
+            "mapping.attributes" => "the 13 mapped attributes exist in AD's schema",
             _ => "passed",
         }
     }
@@ -1329,7 +1331,10 @@ impl ad_sync::wizard::backend::Backend for Fixed {
         use ad_sync::preflight::{CheckResult, Report, Scope, ids};
         let checks = ids::ALL
             .iter()
+            .chain(ids::SOURCE.iter())
             .filter(|id| match scope {
+                Scope::Source => ids::SOURCE.contains(id),
+                _ if ids::SOURCE.contains(id) => false,
                 Scope::All => true,
                 Scope::Cloud => ids::CLOUD.contains(id),
                 Scope::Directory => !ids::CLOUD.contains(id),
@@ -1977,6 +1982,91 @@ fn snapshot_of_every_page() {
     hi.run_steps(3);
     hi.snapshot("wizard/01-welcome-hidpi");
     results.extend_harness(&mut hi);
+    results.unwrap();
+}
+
+/// With AD as a source, the policies page's direction adds the AD source page (scope, filter,
+/// protected accounts named, the attribute map with a row remapped and one switched off),
+/// checked with the scope's count; Review lists the direction, the scope and the map's
+/// changes; Back returns to the page; the answers carry it all. A cloud-to-AD setup never
+/// sees the page (the 13 steps of every other test).
+#[test]
+fn ad_as_a_source_adds_the_scope_and_map_page_and_review_lists_them() {
+    let mut results = egui_kittest::SnapshotResults::new();
+    let mut h = walk_fixed_with(
+        1.0,
+        egui::Theme::Light,
+        false,
+        Fixed::default(),
+        "10-policies",
+    );
+    assert!(heading(&h).starts_with("Step 10 of 13"), "{}", heading(&h));
+    click(&mut h, "From AD to the cloud");
+    h.run_steps(3);
+    assert!(
+        has(
+            &h,
+            "AD is the source: the users in the scope you choose next are sent to the cloud"
+        ),
+        "the choice says what the agent does:\n{}",
+        screen(&h)
+    );
+    assert!(heading(&h).starts_with("Step 10 of 14"), "{}", heading(&h));
+    next(&mut h);
+    assert_eq!(heading(&h), "Step 11 of 14: AD as a source");
+    set(
+        &mut h,
+        "Containers (one DN per line)",
+        "OU=Staff;DC=example;DC=com",
+    );
+    set(
+        &mut h,
+        "Only users matching this LDAP filter (optional)",
+        "(department=*)",
+    );
+    set(&mut h, "Job title", "extensionAttribute1");
+    click(&mut h, "Send Mobile phone");
+    wait_for(&mut h, "the page to settle", settled);
+    // The picture from the page's top, as it opens.
+    h.get_by_label("Containers (one DN per line)")
+        .scroll_to_me();
+    h.run_steps(5);
+    assert_nothing_cut(&h, "10b-source");
+    assert_plain(&h, "10b-source");
+    h.snapshot("wizard/10b-source");
+    if scroll_to_end(&mut h) {
+        assert_nothing_cut(&h, "10b-source (lower half)");
+        h.snapshot("wizard/10b-source-lower");
+    }
+    results.extend_harness(&mut h);
+    unfold_passed(&mut h);
+    assert!(has(&h, "the scope selects 1,240 users"), "{}", screen(&h));
+    // A filter without parentheses is named on the page, and Next waits.
+    set(
+        &mut h,
+        "Only users matching this LDAP filter (optional)",
+        "department=Sales",
+    );
+    h.run_steps(3);
+    assert!(has(&h, "is not an LDAP filter"), "{}", screen(&h));
+    assert!(!next_enabled(&h));
+    set(
+        &mut h,
+        "Only users matching this LDAP filter (optional)",
+        "(department=*)",
+    );
+    next(&mut h);
+    assert_eq!(heading(&h), "Step 12 of 14: Review");
+    for text in [
+        "AD is the source: the users in the scope you choose next are sent to the cloud",
+        "users in OU=Staff;DC=example;DC=com, matching (department=*)",
+        "the default map, except: Mobile phone not sent; Job title from extensionAttribute1",
+    ] {
+        wait_text(&mut h, text);
+    }
+    click(&mut h, "< Back");
+    h.run_steps(3);
+    assert_eq!(heading(&h), "Step 11 of 14: AD as a source");
     results.unwrap();
 }
 

@@ -7,6 +7,46 @@
 
 use crate::answers::{GroupDisconnection, MembershipSyncType, Sync, UserDisconnection};
 
+/// One value of `[sync] direction`: the wizard's radio button and what the agent then does.
+#[derive(Debug)]
+pub struct DirectionChoice {
+    pub direction: crate::answers::Direction,
+    pub label: &'static str,
+    /// What the agent does with it, in one sentence (docs/agent.md's table has the same words;
+    /// the live tests in tests/agent.rs prove each).
+    pub does: &'static str,
+}
+
+/// The question the wizard asks about the direction.
+pub const DIRECTION_QUESTION: &str = "Which way do users travel between AD and the cloud?";
+
+/// Every direction, in the wizard's order.
+pub const DIRECTIONS: &[DirectionChoice] = &[
+    DirectionChoice {
+        direction: crate::answers::Direction::CloudToAd,
+        label: "From the cloud to AD",
+        does: "The cloud is the source: its users, groups, memberships and passwords are written to AD under the sync policies; nothing is sent from AD.",
+    },
+    DirectionChoice {
+        direction: crate::answers::Direction::AdToCloud,
+        label: "From AD to the cloud",
+        does: "AD is the source: the users in the scope you choose next are sent to the cloud and kept in step (passwords stay in AD); nothing is written to AD.",
+    },
+    DirectionChoice {
+        direction: crate::answers::Direction::Both,
+        label: "Both ways",
+        does: "Each user's source is where it was made: users in the scope you choose next are sent to the cloud, the cloud's own users are written to AD, and no change travels back to where it came from.",
+    },
+];
+
+/// The words for `d`.
+pub fn direction_choice(d: crate::answers::Direction) -> &'static DirectionChoice {
+    DIRECTIONS
+        .iter()
+        .find(|c| c.direction == d)
+        .unwrap_or(&DIRECTIONS[0])
+}
+
 /// The behaviour a sentence promises, in terms the planner's test can check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Claim {
@@ -375,6 +415,19 @@ pub fn threshold_sentence(sync: &Sync, managed: Option<usize>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every direction has its words, and docs/agent.md says the same in its table.
+    #[test]
+    fn every_direction_is_described_once_and_the_doc_says_the_same() {
+        let doc = include_str!("../../../docs/agent.md");
+        for d in crate::answers::Direction::ALL {
+            let c = direction_choice(d);
+            assert_eq!(c.direction, d, "{d:?} has no words");
+            let row = format!("| `{}` | {} |", d.as_str(), c.does);
+            assert!(doc.contains(&row), "docs/agent.md lacks the row {row}");
+        }
+        assert_eq!(DIRECTIONS.len(), crate::answers::Direction::ALL.len());
+    }
 
     #[test]
     fn every_choice_round_trips_through_the_config() {

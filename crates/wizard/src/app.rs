@@ -223,6 +223,8 @@ impl WizardApp {
         let s = &mut self.state;
         s.validator.pump();
         s.poll_background();
+        // The pages of this setup: AD as a source's only when the direction has AD as a source.
+        let pages = Page::shown(s.form.sync.direction.from_ad());
 
         let full = ui.max_rect();
         let header_h = 56.0;
@@ -254,8 +256,8 @@ impl WizardApp {
                 ui.horizontal(|ui| {
                     ui.heading(format!(
                         "Step {} of {}: {}",
-                        s.page.index() + 1,
-                        Page::ALL.len(),
+                        s.page.index_in(&pages) + 1,
+                        pages.len(),
                         s.page.title()
                     ));
                     ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
@@ -277,8 +279,8 @@ impl WizardApp {
         );
 
         ui.scope_builder(UiBuilder::new().max_rect(steps.shrink(12.0)), |ui| {
-            for p in Page::ALL {
-                let text = format!("{}. {}", p.index() + 1, p.title());
+            for &p in &pages {
+                let text = format!("{}. {}", p.index_in(&pages) + 1, p.title());
                 if p == s.page {
                     ui.label(RichText::new(format!("> {text}")).strong());
                 } else {
@@ -293,7 +295,7 @@ impl WizardApp {
                 UiBuilder::new().max_rect(body.shrink2(egui::vec2(16.0, 10.0))),
                 |ui| {
                     egui::ScrollArea::vertical()
-                        .id_salt(("page", s.page.index()))
+                        .id_salt(("page", s.page.index_in(&pages)))
                         .auto_shrink([false, false])
                         .show(ui, |ui| {
                             ui.add_enabled_ui(!modal_open, |ui| super::pages::show(s.page, s, ui))
@@ -350,8 +352,8 @@ impl WizardApp {
                             Page::Finish => ("Close", 'C'),
                             _ => ("Next >", 'N'),
                         };
-                        let can_next =
-                            gate.is_ready() && (s.page.next().is_some() || s.page == Page::Finish);
+                        let can_next = gate.is_ready()
+                            && (s.page.next_in(&pages).is_some() || s.page == Page::Finish);
                         let why = match (&gate, s.page) {
                             (Gate::Blocked(why), Page::Review) => {
                                 format!("Not ready to install: {why}")
@@ -388,7 +390,7 @@ impl WizardApp {
                             if s.page == Page::Finish {
                                 close = true;
                             } else {
-                                go = s.page.next();
+                                go = s.page.next_in(&pages);
                             }
                         }
                         // Back: never while installing or once installed; after a rollback or a
@@ -399,7 +401,7 @@ impl WizardApp {
                             _ => true,
                         };
                         if back_ok
-                            && let Some(back) = s.page.back()
+                            && let Some(back) = s.page.back_in(&pages)
                             && (ui.button(mnemonic(ui, "< Back", 'B')).clicked() || alt(Key::B))
                         {
                             go = Some(back);

@@ -39,9 +39,14 @@ pub struct Form {
     pub proxy_password: Zeroizing<String>,
     pub sync_group_dn: String,
     pub sync: answers::Sync,
-    /// `[source]` and `[mapping]`, kept as the config has them (an upgrade keeps them).
-    pub source: Option<answers::Source>,
-    pub mapping: ad_sync_core::mapping::Config,
+    /// `[source]`, as the AD source page edits it (written only when the direction has AD as
+    /// a source).
+    pub source: SourceForm,
+    /// `[mapping.user]`, row by row as the AD source page edits it: (cloud field, AD
+    /// attribute, sent).
+    pub mapping_user: Vec<(String, String, bool)>,
+    /// `[mapping.group]` and `[mapping.contact]`, kept as the config has them.
+    pub mapping_other: ad_sync_core::mapping::Config,
     pub ldap_timeout_seconds: u32,
     pub cloud_timeout_seconds: u32,
 }
@@ -88,8 +93,9 @@ impl Default for Form {
             proxy_password: Zeroizing::new(String::new()),
             sync_group_dn: String::new(),
             sync: answers::Sync::default(),
-            source: None,
-            mapping: Default::default(),
+            source: SourceForm::default(),
+            mapping_user: user_rows(&Default::default()),
+            mapping_other: Default::default(),
             ldap_timeout_seconds: 5,
             cloud_timeout_seconds: 10,
         }
@@ -133,8 +139,12 @@ impl Form {
                 .unwrap_or_default(),
             sync_group_dn: a.directory.sync_group_dn.clone().unwrap_or_default(),
             sync: a.sync.clone(),
-            source: a.source.clone(),
-            mapping: a.mapping.clone(),
+            source: SourceForm::from_config(a.source.as_ref()),
+            mapping_user: user_rows(&a.mapping),
+            mapping_other: ad_sync_core::mapping::Config {
+                user: Default::default(),
+                ..a.mapping.clone()
+            },
             ldap_timeout_seconds: a.ldap.timeout_seconds,
             cloud_timeout_seconds: cloud.map_or(10, |c| c.timeout_seconds),
             ..Form::default()
@@ -274,11 +284,36 @@ impl Form {
             },
             cloud,
             sync: self.sync.clone(),
-            source: self.source.clone(),
-            mapping: self.mapping.clone(),
+            source: self
+                .sync
+                .direction
+                .from_ad()
+                .then(|| self.source.to_source()),
+            mapping: self.mapping(),
             install: opt_path(&self.install_dir).map(|dir| answers::Install { dir }),
             base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
         }
+    }
+
+    /// The attribute map these rows and the kept sections say.
+    pub fn mapping(&self) -> ad_sync_core::mapping::Config {
+        use ad_sync_core::mapping::{Kind, Setting, rows};
+        let mut m = self.mapping_other.clone();
+        for (field, attr, on) in &self.mapping_user {
+            let default = rows(Kind::User).find(|r| r.field == field).map(|r| r.ad);
+            let attr = attr.trim();
+            let setting = if !on {
+                Some(Setting::Switch(false))
+            } else if Some(attr) != default && !attr.is_empty() {
+                Some(Setting::Attribute(attr.to_string()))
+            } else {
+                None
+            };
+            if let Some(s) = setting {
+                m.user.insert(field.clone(), s);
+            }
+        }
+        m
     }
 
     /// Wipes the secrets (leaving the wizard, or after they were used).
@@ -287,6 +322,58 @@ impl Form {
         self.connect_key = Zeroizing::new(String::new());
         self.proxy_password = Zeroizing::new(String::new());
     }
+}
+
+/// `[source]` as the page edits it: one DN or name per line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceForm {
+    pub containers: String,
+    pub groups: String,
+    pub filter: String,
+    pub named: String,
+}
+
+fn lines(t: &str) -> Vec<String> {
+    t.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl SourceForm {
+    pub fn from_config(s: Option<&answers::Source>) -> SourceForm {
+        let Some(s) = s else {
+            return SourceForm::default();
+        };
+        SourceForm {
+            containers: s.containers.join("\n"),
+            groups: s.groups.join("\n"),
+            filter: s.filter.clone().unwrap_or_default(),
+            named: s.named.join("\n"),
+        }
+    }
+
+    pub fn to_source(&self) -> answers::Source {
+        answers::Source {
+            containers: lines(&self.containers),
+            groups: lines(&self.groups),
+            filter: opt_text(&self.filter),
+            named: lines(&self.named),
+        }
+    }
+}
+
+/// The user rows of the attribute map as `config` sets them: (field, attribute, sent).
+fn user_rows(config: &ad_sync_core::mapping::Config) -> Vec<(String, String, bool)> {
+    use ad_sync_core::mapping::{Kind, Setting, rows};
+    rows(Kind::User)
+        .map(|r| match config.user.get(r.field) {
+            Some(Setting::Switch(false)) => (r.field.to_string(), r.ad.to_string(), false),
+            Some(Setting::Attribute(a)) => (r.field.to_string(), a.clone(), true),
+            _ => (r.field.to_string(), r.ad.to_string(), true),
+        })
+        .collect()
 }
 
 fn path_text(a: &Answers, p: Option<&PathBuf>) -> String {
@@ -309,6 +396,60 @@ mod tests {
             sync_group_dn: "CN=Cloud Groups;CN=Users;DC=example;DC=com".into(),
             ..Form::default()
         }
+    }
+
+    /// An upgrade keeps AD as a source's settings: the config's [source] and [mapping] come
+    /// back out of the form as they went in; with the cloud as the only source, no [source]
+    /// is written (the loader would refuse it).
+    #[test]
+    fn the_source_and_the_map_round_trip_and_leave_with_the_direction() {
+        use ad_sync_core::mapping::Setting;
+        let text = r#"
+version = 1
+[server]
+type = "member"
+dc_host = "dc1.example.com"
+[directory]
+root_user_dn = "OU=Staff;DC=example;DC=com"
+[service_account]
+username = 'EXAMPLE\svc-sync'
+[sync]
+direction = "both"
+[source]
+containers = ["OU=Staff;DC=example;DC=com", "OU=Sales;DC=example;DC=com"]
+groups = ["CN=G;DC=example;DC=com"]
+filter = "(department=*)"
+named = ["adm1"]
+[mapping.user]
+title = "extensionAttribute1"
+mobile = false
+[mapping.group]
+description = "info"
+"#;
+        let a =
+            Answers::parse_config(text, PathBuf::from("/tmp")).unwrap_or_else(|e| panic!("{e}"));
+        let form = Form::from_config(&a);
+        assert_eq!(form.source.containers.lines().count(), 2);
+        let back = form.to_answers();
+        assert_eq!(back.source, a.source);
+        assert_eq!(back.mapping, a.mapping);
+        assert_eq!(
+            back.mapping.user.get("mobile"),
+            Some(&Setting::Switch(false))
+        );
+        // Back to the cloud as the only source: nothing of [source] is written.
+        let mut f = form.clone();
+        f.sync.direction = ad_sync_core::answers::Direction::CloudToAd;
+        let back = f.to_answers();
+        assert_eq!(back.source, None);
+        let written = f.export_toml(true).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!written.contains("[source]"), "{written}");
+        // A row set back to its default is not written as an override.
+        let mut f = form;
+        for row in f.mapping_user.iter_mut().filter(|r| r.0 == "title") {
+            row.1 = "title".into();
+        }
+        assert!(!f.mapping().user.contains_key("title"));
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum Slot {
     Account,
     Cloud,
     Sync,
+    /// AD as a source's scope and attribute map.
+    Source,
     Review,
     Discover,
     StoredPassword,

@@ -58,6 +58,9 @@ pub mod ids {
     /// when `[sync] direction` has AD as a source.
     pub const MAPPING_ATTRIBUTES: &str = "mapping.attributes";
 
+    /// AD as a source's checks (reported only when the direction has AD as a source).
+    pub const SOURCE: [&str; 2] = [SOURCE_SCOPE, MAPPING_ATTRIBUTES];
+
     /// The checks that need the cloud.
     pub const CLOUD: [&str; 5] = [
         CLOUD_REACHABLE,
@@ -211,6 +214,9 @@ pub enum Scope {
     Directory,
     /// The cloud and the connect key only.
     Cloud,
+    /// AD as a source's scope and attribute map (`ids::SOURCE`; none when the direction does
+    /// not have AD as a source).
+    Source,
     All,
 }
 
@@ -222,6 +228,10 @@ pub async fn run_scope(answers: &crate::answers::Answers, scope: Scope) -> Repor
         Scope::Directory => ad::run_stage(answers, ad::Stage::Full).await,
         Scope::Cloud => Report {
             checks: cloud::run(answers).await,
+            stats: Default::default(),
+        },
+        Scope::Source => Report {
+            checks: source::run(answers).await,
             stats: Default::default(),
         },
     }

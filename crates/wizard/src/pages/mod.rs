@@ -14,6 +14,7 @@ pub mod policies;
 pub mod review;
 pub mod root_dn;
 pub mod server_type;
+pub mod source;
 pub mod sync;
 pub mod welcome;
 
@@ -34,6 +35,7 @@ pub fn show(page: Page, state: &mut State, ui: &mut egui::Ui) -> Shown {
         Page::ConnectKey => connect_key::ui(state, ui).into(),
         Page::Sync => sync::ui(state, ui).into(),
         Page::Policies => policies::ui(state, ui).into(),
+        Page::Source => source::ui(state, ui).into(),
         Page::Review => review::ui(state, ui),
         Page::Install => install::ui(state, ui).into(),
         Page::Finish => finish::ui(state, ui).into(),

@@ -16,11 +16,12 @@ const DESTRUCTIVE: [&str; 3] = [
 ];
 
 pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
-    ui.label("Choose what the agent does in AD when users and groups leave the cloud. Each choice says what happens; Review lists them again.");
+    ui.label("Choose which way users travel, and what the agent does in AD when users and groups leave the cloud. Each choice says what happens; Review lists them again.");
     let managed = s
         .agent_status()
         .map(|st| st.managed_users + st.managed_groups);
     let sync = &mut s.form.sync;
+    direction_ui(ui, sync);
     for p in POLICIES.iter().filter(|p| DESTRUCTIVE.contains(&p.key)) {
         policy_ui(ui, p, sync);
     }
@@ -29,6 +30,25 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         policy_ui(ui, p, sync);
     }
     Gate::Ready
+}
+
+/// Which way users travel (`policy::DIRECTIONS`): with AD as a source, the next page asks
+/// for the scope and the attribute map.
+fn direction_ui(ui: &mut Ui, sync: &mut ad_sync_core::answers::Sync) {
+    heading(ui, policy::DIRECTION_QUESTION);
+    for c in policy::DIRECTIONS {
+        let label = if c.direction == ad_sync_core::answers::Direction::default() {
+            format!("{} (default)", c.label)
+        } else {
+            c.label.to_string()
+        };
+        if ui.radio(sync.direction == c.direction, label).clicked() {
+            sync.direction = c.direction;
+        }
+    }
+    ui.indent("direction", |ui| {
+        note(ui, policy::direction_choice(sync.direction).does);
+    });
 }
 
 fn heading(ui: &mut Ui, text: &str) {

@@ -295,6 +295,67 @@ fn summary(s: &State, ui: &mut Ui) {
         ("Sync group", f.sync_group_dn.trim().to_string()),
     ];
     let mut rows = rows;
+    rows.push((
+        "Direction",
+        ad_sync_core::policy::direction_choice(f.sync.direction)
+            .does
+            .to_string(),
+    ));
+    if f.sync.direction.from_ad() {
+        let src = f.source.to_source();
+        let list = |v: &[String], none: &str| {
+            if v.is_empty() {
+                none.to_string()
+            } else {
+                v.join("; ")
+            }
+        };
+        rows.push((
+            "Sent from AD",
+            format!(
+                "users in {}{}{}",
+                list(&src.containers, f.root_user_dn.trim()),
+                if src.groups.is_empty() {
+                    String::new()
+                } else {
+                    format!(", members of {}", src.groups.join(" or "))
+                },
+                src.filter
+                    .as_deref()
+                    .map(|x| format!(", matching {x}"))
+                    .unwrap_or_default()
+            ),
+        ));
+        if !src.named.is_empty() {
+            rows.push((
+                "Protected, sent",
+                format!("{} (named one by one)", src.named.join(", ")),
+            ));
+        }
+        let changed: Vec<String> = f
+            .mapping_user
+            .iter()
+            .filter_map(|(field, attr, on)| {
+                let row = ad_sync_core::mapping::rows(ad_sync_core::mapping::Kind::User)
+                    .find(|r| r.field == field)?;
+                if !on {
+                    Some(format!("{} not sent", row.what))
+                } else if attr.trim() != row.ad && !attr.trim().is_empty() {
+                    Some(format!("{} from {}", row.what, attr.trim()))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        rows.push((
+            "Attribute map",
+            if changed.is_empty() {
+                "the default map (docs/agent.md)".to_string()
+            } else {
+                format!("the default map, except: {}", changed.join("; "))
+            },
+        ));
+    }
     // Every policy in the sentence that says what the agent does (the policy page's words).
     for (name, does) in ad_sync_core::policy::sentences(&f.sync) {
         rows.push((name, does.to_string()));

@@ -1,0 +1,134 @@
+//! AD as a source (shown after the policies when the direction has AD as a source): the scope
+//! (containers, security groups counted through nesting, a filter, protected accounts named
+//! one by one) and the attribute map, checked against the DC (`source.scope` with the number
+//! of users the scope selects, `mapping.attributes`). What is never sent, whatever the scope,
+//! is said on the page from `source_scope`'s rules.
+
+use crate::state::State;
+use crate::validate::Slot;
+use crate::widgets::{FIELD_WIDTH, Gate, field_error, note};
+use ad_sync_core::mapping::{Kind, rows};
+use ad_sync_core::preflight::{Scope, ids};
+use egui::{RichText, Ui};
+
+/// A multi-line field under its label (one DN or name per line).
+fn lines_field(ui: &mut Ui, label: &str, value: &mut String, hint: &str) {
+    let l = ui.label(label);
+    ui.add(
+        egui::TextEdit::multiline(value)
+            .hint_text(hint)
+            .desired_rows(2)
+            .desired_width(FIELD_WIDTH),
+    )
+    .labelled_by(l.id);
+}
+
+pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
+    ui.label("Choose which AD users are sent to the cloud, and which AD attribute fills each cloud field. Passwords are never sent.");
+    let root = s.form.root_user_dn.trim().to_string();
+    let src = &mut s.form.source;
+    lines_field(
+        ui,
+        "Containers (one DN per line)",
+        &mut src.containers,
+        &format!("{root} (the Root User container, when empty)"),
+    );
+    lines_field(
+        ui,
+        "Only members of these security groups (optional, nested membership counts)",
+        &mut src.groups,
+        "CN=Cloud Users;OU=Groups;DC=example;DC=com",
+    );
+    let l = ui.label("Only users matching this LDAP filter (optional)");
+    ui.add(
+        egui::TextEdit::singleline(&mut src.filter)
+            .hint_text("(department=Sales)")
+            .desired_width(FIELD_WIDTH),
+    )
+    .labelled_by(l.id);
+    lines_field(
+        ui,
+        "Protected accounts to send all the same (sAMAccountNames, one per line)",
+        &mut src.named,
+        "jsmith-admin",
+    );
+    note(
+        ui,
+        "Never sent, whatever the scope: computers, this agent's service account, krbtgt, built-in accounts, and protected or privileged accounts (adminCount=1, members of admin groups) unless named above. Accounts the agent manages for cloud users are never sent back.",
+    );
+    let wrong = s.form.to_answers().source_scope(None).err();
+    if let Some(e) = &wrong {
+        field_error(
+            ui,
+            e,
+            "Write each DN as ADUC's Attribute Editor shows it, and the filter in parentheses.",
+        );
+    }
+
+    ui.add_space(6.0);
+    ui.label(RichText::new("Attribute map").strong());
+    note(
+        ui,
+        "Each cloud field is read from the AD attribute beside it. Type another attribute's name to read it from there, or untick Send to leave the field out.",
+    );
+    egui::Grid::new("mapping")
+        .num_columns(3)
+        .spacing([12.0, 4.0])
+        .show(ui, |ui| {
+            for (field, attr, on) in s.form.mapping_user.iter_mut() {
+                let Some(row) = rows(Kind::User).find(|r| r.field == field) else {
+                    continue;
+                };
+                let l = ui.label(row.what);
+                ui.add_enabled_ui(*on, |ui| {
+                    ui.add_sized(
+                        [200.0, ui.spacing().interact_size.y],
+                        egui::TextEdit::singleline(attr).hint_text(row.ad),
+                    )
+                    .labelled_by(l.id);
+                });
+                let mut send = *on;
+                let label = format!("Send {}", row.what);
+                let c = ui.add_enabled(!row.required, egui::Checkbox::new(&mut send, "Send"));
+                c.widget_info(|| {
+                    egui::WidgetInfo::selected(egui::Role::CheckBox, !row.required, send, &label)
+                });
+                *on = send || row.required;
+                ui.end_row();
+            }
+        });
+    let map = ad_sync_core::mapping::Mapping::from_config(&s.form.mapping());
+    if let Err(e) = &map {
+        field_error(
+            ui,
+            e,
+            "Type an AD attribute's name (its lDAPDisplayName), or untick Send.",
+        );
+    }
+    ui.separator();
+    if wrong.is_some() {
+        return Gate::Blocked("the scope is not valid".into());
+    }
+    if map.is_err() {
+        return Gate::Blocked("the attribute map is not valid".into());
+    }
+    if s.form.password.is_empty() {
+        field_error(
+            ui,
+            "The service account's password is needed to read the scope",
+            "Go back to Service account and type it.",
+        );
+        return Gate::Blocked("the service account's password is missing".into());
+    }
+    super::preflight_checks(
+        s,
+        ui,
+        Slot::Source,
+        Scope::Source,
+        None,
+        "the scope and the attribute map",
+        &[ids::SOURCE_SCOPE, ids::MAPPING_ATTRIBUTES],
+        &[],
+        |_, _| {},
+    )
+}
