@@ -2688,13 +2688,14 @@ impl Drop for Service {
 fn the_service_keeps_the_cloud_in_step_with_ad_when_ad_is_the_source() {
     let _dc = DC.read().unwrap_or_else(|e| e.into_inner());
     let ou = format!("OU=t-srcsvc,{}", testbed::OU_STAFF);
-    let outer = format!("CN=Src Outer,{ou}");
-    let sync = format!(
-        "direction = \"ad-to-cloud\"\n[source]\ngroups = [\"{outer}\"]\nfilter = \"(department=*)\"\n[mapping.user]\ntitle = \"department\"\n"
+    // The scope's groups exist before the install, whose checks read them (source.scope).
+    let groups = format!("OU=t-srcsvc-groups,{}", testbed::OU_STAFF);
+    ldap_add(
+        &groups,
+        vec![("objectClass", vec!["top", "organizationalUnit"])],
     );
-    let env = Env::new("srcsvc", &sync);
-    let dc = &bed().dc1;
-    let inner = format!("CN=Src Inner,{ou}");
+    let outer = format!("CN=Src Outer,{groups}");
+    let inner = format!("CN=Src Inner,{groups}");
     for (dn, sam) in [(&outer, "src-outer"), (&inner, "src-inner")] {
         ldap_add(
             dn,
@@ -2705,6 +2706,11 @@ fn the_service_keeps_the_cloud_in_step_with_ad_when_ad_is_the_source() {
             ],
         );
     }
+    let sync = format!(
+        "direction = \"ad-to-cloud\"\n[source]\ngroups = [\"{outer}\"]\nfilter = \"(department=*)\"\n[mapping.user]\ntitle = \"department\"\n"
+    );
+    let env = Env::new("srcsvc", &sync);
+    let dc = &bed().dc1;
     // Ann is in the scope through Inner, a member of Outer; Bob is in no scope group; Cid is
     // in Inner but has no department, which the filter asks for.
     let ann = block_on(async {
@@ -2713,6 +2719,7 @@ fn the_service_keeps_the_cloud_in_step_with_ad_when_ad_is_the_source() {
             let dn = testbed::add_user(&mut l, &ou, sam, "512")
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
+            replace_attrs(&mut l, &dn, &[("givenName", "Src"), ("sn", sam)]).await;
             if let Some(d) = department {
                 replace_attrs(&mut l, &dn, &[("department", d), ("title", "ignored")]).await;
             }
@@ -2836,11 +2843,17 @@ fn users_leaving_the_scope_go_through_the_threshold_and_the_reconciliation() {
         let mut l = admin_on(dc).await;
         let mut out = Vec::new();
         for i in 0..12 {
-            out.push(
-                testbed::add_user(&mut l, &env.ou, &format!("rc-{i:02}"), "512")
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}")),
-            );
+            let dn = testbed::add_user(&mut l, &env.ou, &format!("rc-{i:02}"), "512")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            // The cloud needs a given name and a surname.
+            replace_attrs(
+                &mut l,
+                &dn,
+                &[("givenName", "Rc"), ("sn", &format!("User{i}"))],
+            )
+            .await;
+            out.push(dn);
         }
         let _ = l.unbind().await;
         out
@@ -2911,7 +2924,12 @@ fn users_leaving_the_scope_go_through_the_threshold_and_the_reconciliation() {
         })
         .collect();
     assert_eq!(held.len(), 3, "{list}");
-    assert!(list.contains("AD user"), "{list}");
+    assert!(
+        listed["held"].as_array().is_some_and(|h| h
+            .iter()
+            .all(|h| h["kind"] == "ad_user" && h["action"] == "suspend")),
+        "{list}"
+    );
 
     // One approved by its id: sent at once; the other two stay held.
     let (code, text) = env.pending(&["--approve", &held[0].0]);

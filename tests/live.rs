@@ -1127,7 +1127,7 @@ fn ad_as_a_source_checks_its_scope_and_its_map_against_the_dc() {
     assert!(r.get(ids::SOURCE_SCOPE).is_none() && r.get(ids::MAPPING_ATTRIBUTES).is_none());
 
     let r = checks(
-        "\n[sync]\ndirection = \"ad-to-cloud\"\n[source]\ncontainers = [\"OU=Staff;DC=example;DC=com\"]\n",
+        "\n[sync]\ndirection = \"ad-to-cloud\"\n[source]\ncontainers = [\"CN=Users;DC=example;DC=com\"]\n",
     );
     expect(&r, ids::SOURCE_SCOPE, Status::Pass, "the scope selects");
     let scope = r

@@ -53,6 +53,7 @@ pub enum HeldKind {
     Group,
     /// A user AD is the source of, deleted there or out of the scope: its suspension in the
     /// cloud is held (AD as a source). Kept in `held_exports`, keyed by its objectGUID.
+    #[serde(rename = "ad_user")]
     AdUser,
 }
 
