@@ -2953,4 +2953,64 @@ fn users_leaving_the_scope_go_through_the_threshold_and_the_reconciliation() {
     assert_eq!(deleted(), ["rc-00", "rc-01", "rc-02", "rc-11"], "{text}");
     let (code, list) = env.pending(&[]);
     assert_eq!(code, Some(0), "nothing held any more: {list}");
+
+    // rc-11 brought back from AD's tombstone (as the Recycle Bin or ADRestore do: the same
+    // objectGUID, back under its container): the cloud's suspended user is restored.
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        let show_deleted = ldap3::controls::RawControl {
+            ctype: "1.2.840.113556.1.4.417".into(),
+            crit: true,
+            val: None,
+        };
+        let (found, _) = l
+            .with_controls(vec![show_deleted.clone()])
+            .search(
+                "CN=Deleted Objects,DC=example,DC=com",
+                ldap3::Scope::OneLevel,
+                "(sAMAccountName=rc-11)",
+                vec!["distinguishedName"],
+            )
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("the tombstone: {e}"));
+        let tombstone = found
+            .into_iter()
+            .next()
+            .map(|e| ldap3::SearchEntry::construct(e).dn)
+            .unwrap_or_else(|| panic!("rc-11's tombstone is not in Deleted Objects"));
+        l.with_controls(vec![show_deleted])
+            .modify(
+                &tombstone,
+                vec![
+                    ldap3::Mod::Delete("isDeleted", HashSet::new()),
+                    ldap3::Mod::Replace("distinguishedName", HashSet::from([dns[11].as_str()])),
+                ],
+            )
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("reanimate {tombstone}: {e}"));
+        let _ = l.unbind().await;
+    });
+    // A tombstone keeps few attributes (without AD's Recycle Bin, givenName and sn are gone):
+    // the cloud refuses the user as it is, says why, and keeps it suspended.
+    let (code, r, text) = export(&["--resync"]);
+    assert_eq!(code, Some(4), "{text}");
+    assert!(
+        r["refused"][0][1]
+            .as_str()
+            .is_some_and(|w| w.contains("it has no givenName")),
+        "{text}"
+    );
+    assert!(deleted().contains(&"rc-11".to_string()), "{text}");
+    // The administrator sets them again, as after any tombstone reanimation: restored.
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        replace_attrs(&mut l, &dns[11], &[("givenName", "Rc"), ("sn", "User11")]).await;
+        let _ = l.unbind().await;
+    });
+    let (code, r, text) = export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(r["restored"], 1, "{text}");
+    assert_eq!(deleted(), ["rc-00", "rc-01", "rc-02"], "{text}");
 }

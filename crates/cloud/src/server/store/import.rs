@@ -131,7 +131,7 @@ pub(super) fn user_refusal(u: &ImportUser) -> Option<String> {
     for (attr, value) in [("givenName", &u.given_name), ("sn (surname)", &u.surname)] {
         if value.trim().is_empty() {
             return Some(format!(
-                "it has no {attr}, which the cloud requires; set it in AD and import again"
+                "it has no {attr}, which the cloud requires; set it in AD, then import again (with AD as a source, it is sent again with that change)"
             ));
         }
         if value.chars().count() > 64 {
@@ -145,7 +145,7 @@ pub(super) fn user_refusal(u: &ImportUser) -> Option<String> {
         && validate_email(e).is_err()
     {
         return Some(format!(
-            "its mail `{e}` is not an e-mail address; correct or clear it in AD and import again"
+            "its mail `{e}` is not an e-mail address; correct or clear it in AD, then import again (with AD as a source, it is sent again with that change)"
         ));
     }
     if u.display_name
