@@ -1145,6 +1145,31 @@ fn ad_as_a_source_checks_its_scope_and_its_map_against_the_dc() {
         Status::Pass,
         "mapped attributes exist",
     );
+    expect(&r, ids::DN_SYNC_GROUP, Status::Pass, "is a valid DN");
+
+    // With AD as the only source nothing is written to AD: no sync group is asked for.
+    let without_group: String = base
+        .lines()
+        .filter(|l| !l.starts_with("sync_group_dn"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(
+        &path,
+        format!("{without_group}\n[sync]\ndirection = \"ad-to-cloud\"\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let answers = ad_sync::answers::Answers::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let r = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .block_on(ad_sync::preflight::run_checks(&answers));
+    expect(&r, ids::DN_SYNC_GROUP, Status::Skip, "none is needed");
+    assert!(
+        r.checks.iter().all(|c| c.status != Status::Fail),
+        "{}",
+        ad_sync::cli::render_text(&r)
+    );
 
     let r = checks(
         "\n[sync]\ndirection = \"both\"\n[source]\ncontainers = [\"OU=Nowhere;DC=example;DC=com\"]\n[mapping.user]\ntitle = \"titel\"\n",

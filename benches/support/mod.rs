@@ -128,3 +128,32 @@ pub fn ldap_add(
             .map_err(|e| format!("add {dn}: {e}"))
     })
 }
+
+/// `ad-sync-setup install --no-start --answers ANSWERS --prefix PREFIX`, as a bench installs an
+/// agent; the installed config's path. Stops the bench with the install's output when it fails.
+pub fn install_under(
+    bed: &mut crate::testbed::Testbed,
+    setup: &str,
+    answers: &std::path::Path,
+    prefix: &std::path::Path,
+) -> std::path::PathBuf {
+    match Command::new(setup)
+        .args(["install", "--no-start", "--answers"])
+        .arg(answers)
+        .arg("--prefix")
+        .arg(prefix)
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => fail(
+            bed,
+            format!(
+                "install failed: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ),
+        Err(e) => fail(bed, e.to_string()),
+    }
+    prefix.join("etc/ad-sync/agent.toml")
+}

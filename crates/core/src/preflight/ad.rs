@@ -74,11 +74,18 @@ pub async fn run_stage(answers: &Answers, stage: Stage) -> Report {
         Some(&answers.directory.root_user_dn),
     );
     results.push(root_res);
-    let (group_res, group_dn) = evaluate::dn_field(
-        DN_SYNC_GROUP,
-        "sync group",
-        answers.directory.sync_group_dn.as_deref(),
-    );
+    let (group_res, group_dn) = match answers.directory.sync_group_dn.as_deref() {
+        // Only the cloud → AD direction puts groups in AD: with AD as the only source there is
+        // no sync group to give, and none is asked for.
+        None if !answers.sync.direction.to_ad() => (
+            CheckResult::skip(
+                DN_SYNC_GROUP,
+                "no sync group: with [sync] direction = \"ad-to-cloud\" nothing is written to AD, so none is needed",
+            ),
+            None,
+        ),
+        given => evaluate::dn_field(DN_SYNC_GROUP, "sync group", given),
+    };
     results.push(group_res);
 
     let opts = answers.connect_options(root_dn.as_ref().and_then(Dn::domain).as_deref());
@@ -464,7 +471,13 @@ impl Ctx<'_> {
             ] {
                 results.push(CheckResult::skip(
                     id,
-                    "the sync group DN is not valid (see dn.sync_group)",
+                    if self.answers.directory.sync_group_dn.is_none()
+                        && !self.answers.sync.direction.to_ad()
+                    {
+                        "no sync group is needed with [sync] direction = \"ad-to-cloud\" (see dn.sync_group)"
+                    } else {
+                        "the sync group DN is not valid (see dn.sync_group)"
+                    },
                 ));
             }
             return;

@@ -1,0 +1,394 @@
+//! `cargo bench --bench source`: AD as a source, against a fresh Samba DC (lmdb) and the
+//! reference cloud, in one run on one machine. Printed:
+//! - the baseline: `ldapsearch` (paged) of the scope's users with the mapped attributes, plus
+//!   the cloud's own insert of the same records (`Store::source_changes` in batches of 1,000,
+//!   in process, into a store of its own);
+//! - the agent's first export of the same users (`ad-sync-agent export`: the DirSync full read,
+//!   then the full reconciliation), wall time, peak RSS, and the ratio to the baseline (goal at
+//!   most 1.5);
+//! - a no-change export (whole process: start, heartbeat, cursor, DirSync, nothing sent;
+//!   median of 5; goal under 200 ms for the work, the process start included is printed);
+//! - one changed user reaching the cloud through `export`, median and p95 of 5;
+//! - the full reconciliation (`export --resync`) at the first size and at twice it, with its
+//!   peak RSS at both (goal: flat, at most 50 MB);
+//! - the service idle after its first export (RSS).
+//!
+//! `BENCH_USERS` changes the size (default 10,000; the reconciliation then also reads 20,000).
+
+#[allow(dead_code)]
+#[path = "../tests/support/bins.rs"]
+mod bins;
+#[allow(dead_code)]
+#[path = "../tests/support/cloud.rs"]
+mod cloud;
+#[allow(dead_code)]
+mod support;
+#[path = "../tests/support/testbed.rs"]
+mod testbed;
+
+use support::{fail, ldap_add, measured, stop_at_exit};
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn setup_bin() -> &'static str {
+    bins::setup_with_agent()
+}
+fn agent_bin() -> &'static str {
+    bins::agent()
+}
+const DOMAIN: &str = "DC=example,DC=com";
+
+/// An LDIF of `n` ordinary users under `ou`, named `{p}NNNNN`, with the default map's
+/// attributes filled.
+fn ldif(ou: &str, p: &str, from: usize, n: usize) -> String {
+    let mut text = String::new();
+    for i in from..from + n {
+        let u = format!("{p}{i:05}");
+        text.push_str(&format!(
+            "dn: CN={u},{ou}\nobjectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\nobjectClass: user\n\
+             sAMAccountName: {u}\nuserPrincipalName: {u}@example.com\ngivenName: Given\nsn: Sur{i}\ndisplayName: Given Sur{i}\n\
+             mail: {u}@mail.example.com\ntitle: Engineer\ndepartment: R&D {}\ncompany: Example\ntelephoneNumber: +47 2000 {i:05}\n\
+             employeeID: E{i:06}\nuserAccountControl: 512\n\n",
+            i % 20
+        ));
+    }
+    text
+}
+
+fn median_p95(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.95))
+}
+
+fn main() {
+    let users = support::env_usize("BENCH_USERS", 10_000).max(10);
+    let (root, mut bed, server) = support::start("bench-source", DOMAIN);
+    let ou = format!("OU=Bench Source,{}", testbed::OU_STAFF);
+    if let Err(e) = ldap_add(
+        &bed,
+        &ou,
+        vec![("objectClass", vec!["top", "organizationalUnit"])],
+    ) {
+        fail(&mut bed, e);
+    }
+    let pw = root.join("svc.pw");
+    let _ = std::fs::write(&pw, testbed::SVC_PASSWORD);
+    let bind = format!("{}@example.com", testbed::accounts::GOOD);
+    let ldapadd = |bed: &mut testbed::Testbed, from: usize, n: usize| {
+        let file = root.join(format!("source-{from}.ldif"));
+        if let Err(e) = std::fs::write(&file, ldif(&ou, "s", from, n)) {
+            fail(bed, e.to_string());
+        }
+        let (took, _, ok, out) = measured(
+            Command::new("ldapadd")
+                .args(["-H", "ldaps://dc1.example.com", "-x", "-D", &bind, "-y"])
+                .arg(&pw)
+                .arg("-f")
+                .arg(&file)
+                .env("LDAPTLS_CACERT", &bed.dc1.ca_file),
+        );
+        if !ok {
+            fail(
+                bed,
+                format!("ldapadd: {}", out.lines().last().unwrap_or("")),
+            );
+        }
+        println!(
+            "setup: ldapadd of {n} users into {ou} in {:.1} s",
+            took.as_secs_f64()
+        );
+    };
+    ldapadd(&mut bed, 0, users);
+
+    // ---- the baseline: ldapsearch of the same users, and the cloud's own insert -------------
+    let map = ad_sync_core::mapping::Mapping::default();
+    let mut attrs = map.attributes(ad_sync_core::mapping::Kind::User);
+    attrs.push("userAccountControl");
+    let (ls_time, _, ok, out) = measured(
+        Command::new("ldapsearch")
+            .args([
+                "-H",
+                "ldaps://dc1.example.com",
+                "-x",
+                "-LLL",
+                "-D",
+                &bind,
+                "-y",
+            ])
+            .arg(&pw)
+            .args(["-E", "pr=1000/noprompt", "-b", &ou, "(objectClass=user)"])
+            .args(&attrs)
+            .env("LDAPTLS_CACERT", &bed.dc1.ca_file),
+    );
+    let found = out.lines().filter(|l| l.starts_with("dn: ")).count();
+    if !ok || found != users {
+        fail(
+            &mut bed,
+            format!(
+                "ldapsearch found {found} of {users}: {}",
+                out.lines().last().unwrap_or("")
+            ),
+        );
+    }
+    let insert = match cloud_insert(&root, users) {
+        Ok(d) => d,
+        Err(e) => fail(&mut bed, e),
+    };
+    let baseline = ls_time.as_secs_f64() + insert.as_secs_f64();
+    println!(
+        "baseline: ldapsearch of {users} users {:.2} s + the cloud's own insert of the same records {:.2} s = {baseline:.2} s",
+        ls_time.as_secs_f64(),
+        insert.as_secs_f64()
+    );
+
+    // ---- the agent ---------------------------------------------------------------------------
+    let dir = root.join("agent");
+    let _ = std::fs::create_dir_all(&dir);
+    let key = server.issue_key(DOMAIN, None);
+    let _ = std::fs::write(dir.join("svc.pw"), testbed::SVC_PASSWORD);
+    let _ = std::fs::write(dir.join("key.txt"), &key);
+    let answers = dir.join("answers.toml");
+    let _ = std::fs::write(
+        &answers,
+        format!(
+            "version = 1\n[server]\ntype = \"member\"\ndc_host = \"{}\"\n[ldap]\nca_file = '{}'\ntimeout_seconds = 60\n\
+             [directory]\nroot_user_dn = '{ou}'\n\
+             [service_account]\nusername = 'EXAMPLE\\{}'\npassword_file = \"svc.pw\"\n\
+             [cloud]\nurl = '{}'\nca_file = '{}'\nconnect_key_file = \"key.txt\"\ntimeout_seconds = 120\n\
+             [sync]\ndirection = \"ad-to-cloud\"\n[source]\ncontainers = ['{ou}']\n",
+            testbed::DC1_HOST,
+            bed.dc1.ca_file.display(),
+            testbed::accounts::GOOD,
+            server.url,
+            server.ca.display()
+        ),
+    );
+    let prefix = dir.join("root");
+    let config = support::install_under(&mut bed, setup_bin(), &answers, &prefix);
+    let state = dir.join("state");
+    let agent = |cmd: &str, extra: &[&str]| {
+        let mut c = Command::new(agent_bin());
+        c.args([cmd, "--config"])
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--log-dir", "-"])
+            .args(extra)
+            .env("AD_SYNC_LOG", "warn");
+        c
+    };
+    let export = |bed: &mut testbed::Testbed, extra: &[&str], what: &str| {
+        let mut args = vec!["--json"];
+        args.extend_from_slice(extra);
+        let (t, rss, ok, out) = measured(&mut agent("export", &args));
+        if !ok {
+            fail(
+                bed,
+                format!(
+                    "{what}: {}",
+                    out.lines().rev().take(8).collect::<Vec<_>>().join("\n")
+                ),
+            );
+        }
+        let json = out
+            .find('{')
+            .and_then(|i| serde_json::from_str::<serde_json::Value>(&out[i..]).ok())
+            .unwrap_or_default();
+        (t.as_secs_f64(), rss as f64 / 1024.0, json)
+    };
+    let (first, first_rss, r) = export(&mut bed, &[], "the first export");
+    if r["created"] != users {
+        fail(
+            &mut bed,
+            format!("the first export created {} of {users}: {r}", r["created"]),
+        );
+    }
+    println!(
+        "agent: first export of {users} users (DirSync full read + full reconciliation) {first:.2} s, peak RSS {first_rss:.1} MB; ratio to the baseline {:.2} (goal at most 1.5)",
+        first / baseline
+    );
+
+    let mut quiet = Vec::new();
+    for _ in 0..5 {
+        let (t, _, r) = export(&mut bed, &[], "a no-change export");
+        if r["changed"] != 0 || r["reconciled"] == true {
+            fail(&mut bed, format!("the no-change export was not one: {r}"));
+        }
+        quiet.push(t);
+    }
+    let (q50, _) = median_p95(quiet);
+    println!(
+        "no-change export (whole process: start, state, heartbeat, cursor, DirSync; nothing sent, no full read): median {:.0} ms of 5",
+        q50 * 1000.0
+    );
+
+    let mut one = Vec::new();
+    for k in 0..5 {
+        let dn = format!("CN=s{:05},{ou}", k * 7);
+        let title = format!("Lead {k}");
+        let changed = cloud::block_on(async {
+            let mut l = bed.dc1.admin().await?;
+            l.modify(
+                &dn,
+                vec![ldap3::Mod::Replace(
+                    "title",
+                    std::collections::HashSet::from([title.as_str()]),
+                )],
+            )
+            .await
+            .and_then(|r| r.success())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        });
+        if let Err(e) = changed {
+            fail(&mut bed, e);
+        }
+        let started = Instant::now();
+        let (_, _, r) = export(&mut bed, &[], "a one-change export");
+        if r["updated"] != 1 {
+            fail(&mut bed, format!("the change was not sent: {r}"));
+        }
+        one.push(started.elapsed().as_secs_f64());
+    }
+    let (o50, o95) = median_p95(one);
+    println!(
+        "one changed user to the cloud through export: median {:.0} ms, p95 {:.0} ms of 5; the service adds at most its heartbeat interval (30 s by default: the cloud sets it, 5 s to 1 h) before that",
+        o50 * 1000.0,
+        o95 * 1000.0
+    );
+
+    let (rec1, rec1_rss, r1) = export(&mut bed, &["--resync"], "the reconciliation");
+    ldapadd(&mut bed, users, users);
+    // The new users arrive with the DirSync part of this run; the reconciliation then reads
+    // twice as many.
+    let (rec2, rec2_rss, r2) = export(
+        &mut bed,
+        &["--resync"],
+        "the reconciliation at twice the size",
+    );
+    println!(
+        "full reconciliation (export --resync: the scope read page by page, compared with the cloud's list): {} users {rec1:.2} s, peak RSS {rec1_rss:.1} MB; {} users {rec2:.2} s, peak RSS {rec2_rss:.1} MB (goal: flat, at most 50 MB)",
+        r1["read"], r2["read"]
+    );
+
+    // Idle: the service after its first export, nothing to do.
+    let mut child = match agent("run", &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => fail(&mut bed, e.to_string()),
+    };
+    stop_at_exit([child.id()]);
+    std::thread::sleep(Duration::from_secs(20));
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    println!(
+        "service idle after its export: RSS {:.1} MB (peak so far {:.1} MB) (goal under 10 MB idle)",
+        field("VmRSS:"),
+        field("VmHWM:")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    bed.stop();
+}
+
+/// The cloud's own insert of `n` AD users like the bench's, in batches of 1,000 as the agent
+/// sends them, into a store of its own.
+fn cloud_insert(root: &std::path::Path, n: usize) -> Result<Duration, String> {
+    use ad_sync_cloud::server::store::{Store, Timing};
+    use ad_sync_core::cloud::api::{HeartbeatRequest, SourceRequest, SourceUser};
+    let store = Store::open(&root.join("baseline.db")).map_err(|e| e.to_string())?;
+    store.add_domain(DOMAIN).map_err(|e| e.to_string())?;
+    let (key, _) = store
+        .issue_key(DOMAIN, Duration::from_secs(3600))
+        .map_err(|e| e.to_string())?;
+    let dn = ad_sync_core::cloud::api::parse_domain_dn(DOMAIN)?;
+    let now = ad_sync_core::time_fmt::now_unix();
+    let enrolled = store
+        .enroll(
+            &key,
+            &dn,
+            "bench",
+            "0.1.0",
+            "linux",
+            &[7; 32],
+            Timing::default(),
+            now,
+        )
+        .map_err(|e| format!("{e:?}"))?;
+    let agent = store
+        .authenticate(&enrolled.credential)
+        .map_err(|e| format!("{e:?}"))?
+        .ok_or("the baseline's agent was not found")?;
+    let hb = HeartbeatRequest {
+        version: "0.1.0".into(),
+        host: "bench".into(),
+        status: "ok".into(),
+        message: None,
+        run: None,
+    };
+    store
+        .heartbeat(&agent, &hb, Timing::default(), now)
+        .map_err(|e| format!("{e:?}"))?;
+    let records: Vec<SourceUser> = (0..n)
+        .map(|i| {
+            let u = format!("s{i:05}");
+            let fields = [
+                ("username", u.clone()),
+                ("user_principal_name", format!("{u}@example.com")),
+                ("given_name", "Given".into()),
+                ("surname", format!("Sur{i}")),
+                ("display_name", format!("Given Sur{i}")),
+                ("email", format!("{u}@mail.example.com")),
+                ("phone", format!("+47 2000 {i:05}")),
+                ("mobile", String::new()),
+                ("title", "Engineer".into()),
+                ("department", format!("R&D {}", i % 20)),
+                ("company", "Example".into()),
+                ("employee_id", format!("E{i:06}")),
+                ("manager", String::new()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            SourceUser {
+                guid: format!("{i:08x}-0000-4000-8000-000000000000"),
+                deleted: false,
+                enabled: Some(true),
+                fields,
+            }
+        })
+        .collect();
+    let started = Instant::now();
+    let mut after: Option<String> = None;
+    for (k, part) in records.chunks(1000).enumerate() {
+        let cookie = format!("c{k}");
+        store
+            .source_changes(
+                &agent,
+                &SourceRequest {
+                    after: after.clone(),
+                    cookie: cookie.clone(),
+                    dc: "dc1".into(),
+                    users: part.to_vec(),
+                    partial: false,
+                },
+                now,
+            )
+            .map_err(|e| format!("{e:?}"))?;
+        after = Some(cookie);
+    }
+    Ok(started.elapsed())
+}
