@@ -2067,6 +2067,20 @@ fn ad_as_a_source_adds_the_scope_and_map_page_and_review_lists_them() {
     click(&mut h, "< Back");
     h.run_steps(3);
     assert_eq!(heading(&h), "Step 11 of 14: AD as a source");
+    // With AD as the only source nothing is written to AD: the sync group may stay empty.
+    for _ in 0..2 {
+        click(&mut h, "< Back");
+        h.run_steps(3);
+    }
+    assert_eq!(heading(&h), "Step 9 of 14: Sync group");
+    set(&mut h, "Sync group", "");
+    h.run_steps(3);
+    assert!(
+        has(&h, "Not needed: with users travelling only from AD"),
+        "{}",
+        screen(&h)
+    );
+    assert!(next_enabled(&h));
     results.unwrap();
 }
 

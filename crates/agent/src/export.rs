@@ -168,6 +168,33 @@ const WATCHED: &[&str] = &[
     "msDS-AllowedToDelegateTo",
 ];
 
+/// The most bytes of users in one request: the cloud's body limit, less room for the cursor
+/// and the new cookie (at most 16 KiB each, base64) and the request's other fields.
+pub const PART_BYTES: usize = ad_sync_core::cloud::api::MAX_BODY_BYTES - 40 * 1024;
+
+/// `users` cut into consecutive parts of at most `MAX_SOURCE_ITEMS` users and at most
+/// `budget` bytes of JSON each (a user alone larger than `budget` is a part of its own; the
+/// cloud then refuses that request by its size, and says so).
+pub fn parts(users: &[SourceUser], budget: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, u) in users.iter().enumerate() {
+        // Its JSON and the comma before it.
+        let size = serde_json::to_vec(u).map_or(0, |v| v.len()) + 1;
+        if i > start && (i - start == MAX_SOURCE_ITEMS || bytes + size > budget) {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < users.len() {
+        out.push(start..users.len());
+    }
+    out
+}
+
 /// The cloud's end of an export: sends batches from the cloud's cursor, and asks which users
 /// it holds from AD.
 pub struct Link<'a> {
@@ -194,7 +221,10 @@ impl Link<'_> {
         let parts: Vec<&[SourceUser]> = if users.is_empty() {
             vec![&[]]
         } else {
-            users.chunks(MAX_SOURCE_ITEMS).collect()
+            parts(&users, PART_BYTES)
+                .into_iter()
+                .map(|r| &users[r])
+                .collect()
         };
         let n = parts.len();
         for (i, part) in parts.into_iter().enumerate() {
@@ -927,6 +957,61 @@ mod tests {
             ..Default::default()
         })
         .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Requests keep to the cloud's limits: at most 1,000 users and the body size, every
+    /// user once and in order, whatever the records' sizes (measured: 1,000 users of the
+    /// default map are about 400 KB, over the cloud's 256 KiB).
+    #[test]
+    fn batches_keep_to_the_clouds_count_and_body_size() {
+        let user = |i: usize, len: usize| SourceUser {
+            guid: format!("{i:08x}-0000-4000-8000-000000000000"),
+            deleted: false,
+            enabled: Some(true),
+            fields: [
+                ("username".to_string(), format!("u{i}")),
+                ("title".to_string(), "t".repeat(len)),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        for (what, users) in [
+            (
+                "small records: the count limits",
+                (0..2500).map(|i| user(i, 10)).collect::<Vec<_>>(),
+            ),
+            (
+                "records of the default map's size",
+                (0..2500).map(|i| user(i, 300)).collect(),
+            ),
+            (
+                "mixed",
+                (0..3000).map(|i| user(i, (i * 37) % 900)).collect(),
+            ),
+            ("one", vec![user(1, 10)]),
+        ] {
+            let ranges = parts(&users, PART_BYTES);
+            let mut next = 0;
+            for r in &ranges {
+                assert_eq!(r.start, next, "{what}: in order, nothing skipped");
+                next = r.end;
+                assert!(r.len() <= MAX_SOURCE_ITEMS, "{what}: {} users", r.len());
+                let req = SourceRequest {
+                    after: Some("A".repeat(16 * 1024)),
+                    cookie: "C".repeat(16 * 1024 - 4),
+                    dc: "dc1.example.com".into(),
+                    users: users[r.clone()].to_vec(),
+                    partial: true,
+                };
+                let body = serde_json::to_vec(&req).map_or(usize::MAX, |v| v.len());
+                assert!(
+                    body <= ad_sync_core::cloud::api::MAX_BODY_BYTES,
+                    "{what}: a body of {body} bytes"
+                );
+            }
+            assert_eq!(next, users.len(), "{what}: every user");
+        }
+        assert!(parts(&[], PART_BYTES).is_empty());
     }
 
     fn departures(n: usize) -> Vec<Departure> {

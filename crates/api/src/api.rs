@@ -512,6 +512,10 @@ pub struct SourceLookup {
     pub guids: Vec<String>,
 }
 
+/// The largest request body the cloud takes (`body_too_large` above it): agents size their
+/// batches by it.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
 /// The most objects in one `POST /v1/source/changes`.
 pub const MAX_SOURCE_ITEMS: usize = 1000;
 

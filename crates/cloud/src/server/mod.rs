@@ -37,7 +37,7 @@ use store::{AgentAuth, ApiError, Store, Timing};
 use tls::Peer;
 
 /// The largest request body accepted; the biggest legitimate one is an ack of 1,000 results.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub use ad_sync_api::api::MAX_BODY_BYTES;
 pub const MAX_CHANGES_PER_FETCH: i64 = 1000;
 pub const MAX_RESULTS_PER_ACK: usize = 1000;
 /// A heartbeat's `message` (why the agent is degraded), in characters.

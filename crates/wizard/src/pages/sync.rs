@@ -42,6 +42,14 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         ),
     }
     ui.separator();
+    if dn.is_none() && s.form.sync_group_dn.trim().is_empty() && !s.form.sync.direction.to_ad() {
+        // Chosen on the next page: with AD as the only source nothing is written to AD.
+        note(
+            ui,
+            "Not needed: with users travelling only from AD to the cloud (Sync policies), no group is written to AD.",
+        );
+        return Gate::Ready;
+    }
     if dn.is_none() {
         return Gate::Blocked("the sync group is not a valid DN".into());
     }
