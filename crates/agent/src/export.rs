@@ -26,6 +26,9 @@ use ad_sync_core::secret::Secret;
 use ad_sync_core::source_scope::{Scope, Verdict, decide};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+/// How many left-out users a report lists by name (the rest are counted).
+pub const LEFT_OUT_LISTED: usize = 100;
+
 /// What one export did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExportReport {
@@ -40,8 +43,10 @@ pub struct ExportReport {
     pub restored: usize,
     /// Users the cloud refused, with its reason (objectGUID, words).
     pub refused: Vec<(String, String)>,
-    /// Users left out by the scope's rules (objectGUID, why).
+    /// Users left out by the scope's rules (objectGUID, why): the first `LEFT_OUT_LISTED`.
     pub left_out: Vec<(String, String)>,
+    /// How many were left out in all (a full read leaves out every account outside the scope).
+    pub left_out_count: usize,
     /// A full reconciliation ran.
     pub reconciled: bool,
     /// Users its read of the scope found.
@@ -534,6 +539,65 @@ async fn send_approved(
     threshold.sent(&approved)
 }
 
+/// One part of a DirSync page: each changed, not deleted user read whole by its GUID (100 per
+/// search, with the DC's answers on the scope's groups and filter), then decided. Returns the
+/// records to send and those gone (objectGUID, DN, why).
+async fn read_and_decide(
+    ad: &Ad,
+    part: &[Delta],
+    read_attrs: &[&str],
+    scope: &Scope,
+    mapping: &Mapping,
+    report: &mut ExportReport,
+) -> Result<(Vec<SourceUser>, Vec<(String, String, String)>), String> {
+    let wanted: Vec<&Delta> = part.iter().filter(|d| !d.deleted).collect();
+    let mut read: HashMap<String, (Obj, BTreeMap<String, Vec<String>>)> = HashMap::new();
+    let mut in_groups: HashSet<String> = HashSet::new();
+    let mut matches: HashSet<String> = HashSet::new();
+    for chunk in wanted.chunks(100) {
+        let terms: String = chunk
+            .iter()
+            .filter_map(|d| ad_sync_core::directory::object::parse_guid_string(&d.guid))
+            .map(|g| guid_filter(&g))
+            .collect();
+        let entries = ad
+            .search_with(&format!("(|{terms})"), read_attrs)
+            .await
+            .map_err(|e| e.to_string())?;
+        for e in entries {
+            let o = object(&e);
+            let values: BTreeMap<String, Vec<String>> = e.attrs.into_iter().collect();
+            read.insert(guid_string(&o.guid), (o, values));
+        }
+        ask_dc(ad, scope, &terms, &mut in_groups, &mut matches).await?;
+    }
+    let mut users = Vec::with_capacity(part.len());
+    let mut gone = Vec::new();
+    let none = BTreeMap::new();
+    for d in part {
+        let (obj, values) = match read.get(&d.guid) {
+            Some((o, v)) => (Some(o), v),
+            None => (None, &none),
+        };
+        let answers = dc_answers(scope, &d.guid, &in_groups, &matches);
+        let (user, why) = plan_user(&d.guid, d.deleted, obj, values, answers, scope, mapping);
+        if user.deleted {
+            let dn = obj.map(|o| o.dn.clone()).unwrap_or_default();
+            let why = why.clone().unwrap_or_else(|| "deleted in AD".into());
+            gone.push((d.guid.clone(), dn, why));
+        } else {
+            users.push(user);
+        }
+        if let Some(why) = why {
+            report.left_out_count += 1;
+            if report.left_out.len() < LEFT_OUT_LISTED {
+                report.left_out.push((d.guid.clone(), why));
+            }
+        }
+    }
+    Ok((users, gone))
+}
+
 /// Reads AD's changes since the cloud's cursor and sends them, page by page, each with its
 /// cookie; users that left go through the deletion threshold. `link.dc` names the DC the
 /// connection is to. Returns the report and the objectGUIDs sent whole (a reconciliation
@@ -583,60 +647,29 @@ pub async fn export(
         {
             report_ref.pages += 1;
             report_ref.changed += deltas.len();
-            // Every changed, not deleted user read whole by its GUID, 100 per search.
-            let wanted: Vec<&Delta> = deltas.iter().filter(|d| !d.deleted).collect();
-            let mut read: HashMap<String, (Obj, BTreeMap<String, Vec<String>>)> = HashMap::new();
-            let mut in_groups: HashSet<String> = HashSet::new();
-            let mut matches: HashSet<String> = HashSet::new();
-            for chunk in wanted.chunks(100) {
-                let terms: String = chunk
-                    .iter()
-                    .filter_map(|d| ad_sync_core::directory::object::parse_guid_string(&d.guid))
-                    .map(|g| guid_filter(&g))
-                    .collect();
-                let entries = ad
-                    .search_with(&format!("(|{terms})"), &read_attrs)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                for e in entries {
-                    let o = object(&e);
-                    let values: BTreeMap<String, Vec<String>> = e.attrs.into_iter().collect();
-                    read.insert(guid_string(&o.guid), (o, values));
-                }
-                ask_dc(ad, scope, &terms, &mut in_groups, &mut matches).await?;
-            }
-            let mut users = Vec::with_capacity(deltas.len());
+            // A page is handled 1,000 changes at a time (a DirSync page can hold a whole
+            // directory: Samba answers in one page), so what is held is one part: the users
+            // read whole for it and their records. Each part's users are sent at once
+            // (`partial`); the page's departures go through the threshold together, and with
+            // them the cookie, last.
             let mut gone = Vec::new();
-            for d in &deltas {
-                let (obj, values) = match read.get(&d.guid) {
-                    Some((o, v)) => (Some(o), v.clone()),
-                    None => (None, BTreeMap::new()),
-                };
-                let answers = dc_answers(scope, &d.guid, &in_groups, &matches);
-                let (user, why) =
-                    plan_user(&d.guid, d.deleted, obj, &values, answers, scope, mapping);
-                if user.deleted {
-                    let dn = obj.map(|o| o.dn.clone()).unwrap_or_default();
-                    let why = why.clone().unwrap_or_else(|| "deleted in AD".into());
-                    gone.push((d.guid.clone(), dn, why));
-                } else {
-                    users.push(user);
-                }
-                if let Some(why) = why {
-                    report_ref.left_out.push((d.guid.clone(), why));
-                }
+            for part in deltas.chunks(MAX_SOURCE_ITEMS) {
+                let (users, part_gone) =
+                    read_and_decide(ad, part, &read_attrs, scope, mapping, report_ref).await?;
+                gone.extend(part_gone);
+                let present: Vec<String> = users.iter().map(|u| u.guid.clone()).collect();
+                threshold.back(&present)?;
+                link.send(users, None, report_ref).await?;
+                sent_ref.extend(present);
             }
-            let present: Vec<String> = users.iter().map(|u| u.guid.clone()).collect();
-            threshold.back(&present)?;
             // Only users the cloud holds are sent as gone, through the threshold: a full
             // read's thousands of out-of-scope accounts cost one lookup, not a suspension
             // each.
             let leaving = threshold.settle(link, gone, report_ref).await?;
-            users.extend(leaving.iter().map(|d| gone_user(&d.guid)));
+            let users = leaving.iter().map(|d| gone_user(&d.guid)).collect();
             link.send(users, Some(b64.encode(&answer.cookie)), report_ref)
                 .await?;
             threshold.sent(&leaving)?;
-            sent_ref.extend(present);
             Ok::<(), String>(())
         }
     })

@@ -995,7 +995,7 @@ fn print_export(report: &ad_sync_agent::export::ExportReport) {
         report.suspended,
         report.restored,
         report.refused.len(),
-        report.left_out.len()
+        report.left_out_count
     );
     if report.reconciled {
         println!(
