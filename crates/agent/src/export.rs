@@ -909,6 +909,17 @@ pub async fn export_configured(
         };
         let (mut report, sent) = export(&ad, &mut link, &scope, &mapping, &mut threshold).await?;
         let now = ad_sync_core::time_fmt::now_unix();
+        if report.full {
+            // The cloud's cursor now stands past a full read: until a reconciliation finishes,
+            // one is due at every export (a failed or interrupted one is not put off a day).
+            threshold
+                .state
+                .record_reconcile(&crate::state::Reconciled {
+                    at: 0,
+                    fingerprint: String::new(),
+                })
+                .map_err(|e| e.to_string())?;
+        }
         if reconcile_due(opts.resync, report.full, last.as_ref(), &print, now) {
             reconcile(
                 &ad,
@@ -1202,6 +1213,11 @@ mod tests {
             at: now - RECONCILE_EVERY_SECONDS,
             ..last.clone()
         };
+        // What a full read leaves until its reconciliation finishes.
+        let pending = crate::state::Reconciled {
+            at: 0,
+            fingerprint: String::new(),
+        };
         for (what, asked, full, last, print, due) in [
             ("asked (--resync)", true, false, Some(&last), "abc", true),
             (
@@ -1229,6 +1245,14 @@ mod tests {
                 Some(&last),
                 "abc",
                 false,
+            ),
+            (
+                "a full read whose reconciliation did not finish",
+                false,
+                false,
+                Some(&pending),
+                "abc",
+                true,
             ),
         ] {
             assert_eq!(reconcile_due(asked, full, last, print, now), due, "{what}");
