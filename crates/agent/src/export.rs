@@ -392,14 +392,29 @@ impl Threshold<'_> {
         Ok(send)
     }
 
-    /// After `sent` went to the cloud: counted against the budget, no longer held.
+    /// After `sent` went to the cloud: no longer held, and counted against the budget unless
+    /// an administrator approved them (approved ones are not counted, as in the cloud → AD
+    /// direction).
     fn sent(&mut self, sent: &[Departure]) -> Result<(), String> {
         if sent.is_empty() {
             return Ok(());
         }
+        let approved: HashSet<String> = self
+            .state
+            .held_exports()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|(_, h)| h.approved)
+            .map(|(g, _)| g)
+            .collect();
         let guids: Vec<String> = sent.iter().map(|d| d.guid.clone()).collect();
+        let counted: Vec<String> = guids
+            .iter()
+            .filter(|g| !approved.contains(*g))
+            .cloned()
+            .collect();
         self.state
-            .record_export_suspensions(&guids)
+            .record_export_suspensions(&counted)
             .map_err(|e| e.to_string())?;
         self.state
             .release_exports(&guids)
@@ -1199,6 +1214,37 @@ mod tests {
         // The absolute limit: 500 even of a million.
         let (s, h, _) = budget_departures(departures(501), &none, 0, 1_000_000, &sync, None);
         assert_eq!((s.len(), h.len()), (0, 501));
+    }
+
+    /// Sent suspensions leave the held list; only those nobody approved count against the
+    /// budget.
+    #[test]
+    fn approved_suspensions_are_not_counted_against_the_budget() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut state = State::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let d = departures(2);
+        let now = ad_sync_core::time_fmt::now_unix();
+        let held: Vec<(String, crate::state::Held)> = d
+            .iter()
+            .map(|x| (x.guid.clone(), held_record(x, now)))
+            .collect();
+        state.hold_exports(&held).unwrap_or_else(|e| panic!("{e}"));
+        state
+            .approve(Some(&[d[0].id.clone()]), None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sync = ad_sync_core::answers::Sync::default();
+        let mut t = Threshold {
+            state: &mut state,
+            sync: &sync,
+            allow: None,
+        };
+        t.sent(&d).unwrap_or_else(|e| panic!("{e}"));
+        assert!(state.held_exports().unwrap_or_default().is_empty());
+        assert_eq!(
+            state.export_spent(now - 60).unwrap_or(9),
+            1,
+            "only the unapproved one"
+        );
     }
 
     /// When the full reconciliation runs by itself.
