@@ -545,8 +545,12 @@ impl Answers {
         }
         crate::mapping::Mapping::from_config(&self.mapping)?;
         // The scope's DNs and filter, read as the agent will (the service account is the
-        // agent's to find).
-        self.source_scope(None)?;
+        // agent's to find). Only when `[source]` is given: without it the scope is the Root
+        // User container, whose problems are `dn.root`'s to report, not a reason to refuse
+        // the whole file.
+        if self.source.is_some() {
+            self.source_scope(None)?;
+        }
         Ok(())
     }
 
@@ -946,6 +950,16 @@ password = "Pw-distinct-7781"
             e.contains("cloud-to-ad") && e.contains("ad-to-cloud"),
             "{e}"
         );
+    }
+
+    /// A malformed Root User container is `dn.root`'s failure to report, never a refusal of
+    /// the whole file because the scope's default reads it (a CI run found that).
+    #[test]
+    fn a_malformed_root_container_does_not_stop_the_file_from_loading() {
+        let text = MINIMAL.replace("CN=Users;DC=example;DC=com", "OU=Staff; DC=example;DC=com");
+        parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let both = format!("{text}[sync]\ndirection = \"both\"\n");
+        parse(&both).unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[test]
