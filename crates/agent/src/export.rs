@@ -72,16 +72,10 @@ pub struct DcAnswers {
 /// however nested: `memberOf` with the in-chain rule, which the DC evaluates through every
 /// level of nesting (and through its own index, not by the agent expanding groups).
 pub fn in_groups_filter(terms: &str, groups: &[ad_sync_core::dn::Dn]) -> String {
-    let any: String = groups
-        .iter()
-        .map(|g| {
-            format!(
-                "(memberOf:1.2.840.113556.1.4.1941:={})",
-                ldap3::ldap_escape(g.to_comma_form())
-            )
-        })
-        .collect();
-    format!("(&(|{terms})(|{any}))")
+    format!(
+        "(&(|{terms}){})",
+        ad_sync_core::source_scope::in_chain_clause(groups)
+    )
 }
 
 /// What the cloud is sent for one changed user. `obj` is the user as read now by its GUID

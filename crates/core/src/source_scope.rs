@@ -44,6 +44,27 @@ impl Scope {
     }
 }
 
+/// The LDAP clause "a member of any of `groups`, however nested": `memberOf` with
+/// `LDAP_MATCHING_RULE_IN_CHAIN` (`1.2.840.113556.1.4.1941`), which the DC evaluates through
+/// every level of nesting on its own index; each DN escaped as a filter value (RFC 4515).
+/// Empty when there are no groups. The agent's export and the `source.scope` count both ask
+/// the DC with it.
+pub fn in_chain_clause(groups: &[Dn]) -> String {
+    if groups.is_empty() {
+        return String::new();
+    }
+    let any: String = groups
+        .iter()
+        .map(|g| {
+            format!(
+                "(memberOf:1.2.840.113556.1.4.1941:={})",
+                ldap3::ldap_escape(g.to_comma_form())
+            )
+        })
+        .collect();
+    format!("(|{any})")
+}
+
 /// Whether `filter` reads as one LDAP filter: in parentheses, balanced, and within RFC 4515's
 /// grammar as far as ldap3 parses it (the DC, asked by the check, has the last word). `Err`
 /// says what is wrong, after the filter itself.

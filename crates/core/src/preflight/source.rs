@@ -54,16 +54,7 @@ const SECURITY: i64 = 0x8000_0000;
 /// scope overrides: those decide per object in the agent).
 pub fn users_filter(scope: &crate::source_scope::Scope) -> String {
     let mut f = String::from("(&(objectCategory=person)(objectClass=user)");
-    if !scope.groups.is_empty() {
-        f.push_str("(|");
-        for g in &scope.groups {
-            f.push_str(&format!(
-                "(memberOf:1.2.840.113556.1.4.1941:={})",
-                ldap3::ldap_escape(g.to_comma_form())
-            ));
-        }
-        f.push(')');
-    }
+    f.push_str(&crate::source_scope::in_chain_clause(&scope.groups));
     if let Some(filter) = &scope.filter {
         f.push_str(filter);
     }
