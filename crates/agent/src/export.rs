@@ -702,12 +702,7 @@ pub async fn reconcile(
     skip: &HashSet<String>,
     report: &mut ExportReport,
 ) -> Result<(), String> {
-    let cursor: SourceCursor = link
-        .client
-        .source_cursor(link.credential)
-        .await
-        .map_err(|e| format!("reading the cloud's AD cursor: {e}; {}", e.fix()))?;
-    link.after = cursor.cookie;
+    // `link.after` is where the export just left the cloud's cursor: not asked again.
     report.reconciled = true;
     let read_attrs = read_attributes(mapping);
     let mut in_scope: HashSet<String> = HashSet::new();
@@ -772,10 +767,20 @@ pub async fn reconcile(
                     e.fix()
                 )
             })?;
-        after = page
+        let next = page
             .users
             .last()
             .and_then(|u| ad_sync_core::guid::normalize_guid_string(&u.guid));
+        // Each page must start after the last: a cloud that hands back the same page (or an
+        // earlier one) with `more` would otherwise keep the agent here for ever.
+        if !list_moves_on(after.as_deref(), next.as_deref(), page.more) {
+            return Err(format!(
+                "the cloud's list of the users it holds from AD did not move forward (a page after {} ended at {}); nothing was suspended. Report it to the cloud's operator",
+                after.as_deref().unwrap_or("the start"),
+                next.as_deref().unwrap_or_default()
+            ));
+        }
+        after = next;
         for u in page.users.into_iter().filter(|u| !u.deleted) {
             let Some(g) = ad_sync_core::guid::normalize_guid_string(&u.guid) else {
                 continue;
@@ -797,6 +802,13 @@ pub async fn reconcile(
     let users = leaving.iter().map(|d| gone_user(&d.guid)).collect();
     link.send(users, None, report).await?;
     threshold.sent(&leaving)
+}
+
+/// Whether a page of the cloud's list (`GET /v1/source/users`) that ended at `next`, read
+/// after `after`, lets the reading go on: a page that says there is more must end past where
+/// the last one did (objectGUID order).
+fn list_moves_on(after: Option<&str>, next: Option<&str>, more: bool) -> bool {
+    !more || next.is_none() || next > after
 }
 
 /// What one export is asked to do besides what the config says.
@@ -1208,6 +1220,28 @@ mod tests {
         // The absolute limit: 500 even of a million.
         let (s, h, _) = budget_departures(departures(501), &none, 0, 1_000_000, &sync, None);
         assert_eq!((s.len(), h.len()), (0, 501));
+    }
+
+    /// A cloud that hands back the same page of its list, or an earlier one, with `more` set
+    /// stops the reconciliation instead of holding it for ever.
+    #[test]
+    fn the_clouds_list_must_move_forward() {
+        let a = "0a000000-0000-0000-0000-000000000000";
+        let b = "0b000000-0000-0000-0000-000000000000";
+        for (after, next, more, ok) in [
+            (None, Some(a), true, true),
+            (Some(a), Some(b), true, true),
+            (Some(b), Some(b), true, false),
+            (Some(b), Some(a), true, false),
+            (Some(b), Some(a), false, true),
+            (Some(b), None, true, true),
+        ] {
+            assert_eq!(
+                list_moves_on(after, next, more),
+                ok,
+                "{after:?} -> {next:?} more {more}"
+            );
+        }
     }
 
     /// Sent suspensions leave the held list; only those nobody approved count against the
