@@ -909,7 +909,13 @@ pub async fn export_configured(
             .search_with(&account.search_filter(), &["objectGUID"])
             .await
             .map_err(|e| e.to_string())?;
-        scope.service_account = me.first().map(|e| object(e).guid);
+        // Never exported: when it cannot be found, nothing is exported rather than risk it.
+        scope.service_account = Some(me.first().map(|e| object(e).guid).ok_or_else(|| {
+            format!(
+                "[service_account] username `{}` is not found in AD, so the export cannot leave it out; correct the name (the one setup checked), or rerun ad-sync-setup",
+                agent.answers.service_account.username
+            )
+        })?);
         scope.check()?;
         let dc = agent
             .answers

@@ -856,7 +856,10 @@ async fn once(agent: &ad_sync_agent::Agent, opts: &ad_sync_agent::RunOptions, js
         (false, _) => None,
     };
     if let Some(Err(e)) = &exported {
-        tracing::error!("sending AD's changes to the cloud: {e}");
+        tracing::error!(
+            event = ad_sync_agent::logs::event::EXPORT_FAILED,
+            "sending AD's changes to the cloud: {e}"
+        );
     }
     if !direction.to_ad() {
         return exported_only(agent, &state, exported, json).await;
