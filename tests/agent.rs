@@ -2619,6 +2619,10 @@ fn export_sends_ads_users_and_their_changes_to_the_cloud() {
             .any(|w| w.contains("adminCount=1") && w.contains("name it")),
         "{left_out:?}"
     );
+    // The domain's other accounts (other tests', the DC's computer, the built-ins) are only
+    // counted: the list holds what is inside the scope's container, the protected account.
+    assert_eq!(left_out.len(), 1, "{left_out:?}");
+    assert!(report["left_out_count"].as_u64().unwrap_or(0) > 1, "{text}");
 
     // Nothing changed: the second run reads from the cloud's cursor and finds nothing.
     let (code, report, text) = export(&[]);

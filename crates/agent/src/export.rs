@@ -43,9 +43,13 @@ pub struct ExportReport {
     pub restored: usize,
     /// Users the cloud refused, with its reason (objectGUID, words).
     pub refused: Vec<(String, String)>,
-    /// Users left out by the scope's rules (objectGUID, why): the first `LEFT_OUT_LISTED`.
+    /// Users inside the scope's containers that its rules left out (objectGUID, why): a
+    /// protected account not named, a computer, the cloud's own account. The first
+    /// `LEFT_OUT_LISTED`; the domain's accounts outside the containers are only counted, so
+    /// that the refusals an administrator acts on are never crowded out by them.
     pub left_out: Vec<(String, String)>,
-    /// How many were left out in all (a full read leaves out every account outside the scope).
+    /// How many were left out in all, inside the containers or not (a full read leaves out
+    /// every account outside the scope).
     pub left_out_count: usize,
     /// A full reconciliation ran.
     pub reconciled: bool,
@@ -599,7 +603,8 @@ async fn read_and_decide(
         }
         if let Some(why) = why {
             report.left_out_count += 1;
-            if report.left_out.len() < LEFT_OUT_LISTED {
+            let inside = obj.is_some_and(|o| scope.holds(o.parsed.as_ref()));
+            if inside && report.left_out.len() < LEFT_OUT_LISTED {
                 report.left_out.push((d.guid.clone(), why));
             }
         }

@@ -1009,6 +1009,9 @@ fn print_export(report: &ad_sync_agent::export::ExportReport) {
     for (guid, why) in &report.refused {
         println!("refused by the cloud: {guid}: {why}");
     }
+    for (guid, why) in &report.left_out {
+        println!("left out, although in a scope container: {guid}: {why}");
+    }
     if report.held > 0 {
         eprintln!(
             "{}",

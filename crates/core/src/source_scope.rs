@@ -29,6 +29,15 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// Whether `dn` is strictly inside one of the scope's containers.
+    pub fn holds(&self, dn: Option<&Dn>) -> bool {
+        dn.is_some_and(|dn| {
+            self.containers
+                .iter()
+                .any(|root| dn.ends_with(root) && !dn.same_as(root))
+        })
+    }
+
     /// `Err` names the setting when the scope cannot select anything sensibly.
     pub fn check(&self) -> Result<(), String> {
         if self.containers.is_empty() {
@@ -148,13 +157,7 @@ pub fn decide(scope: &Scope, c: &Candidate) -> Verdict {
     if c.rid.is_some_and(|r| r < 1000) || c.critical {
         return Verdict::Never("a built-in account or group".into());
     }
-    let inside = c.dn.is_some_and(|dn| {
-        scope
-            .containers
-            .iter()
-            .any(|root| dn.ends_with(root) && !dn.same_as(root))
-    });
-    if !inside {
+    if !scope.holds(c.dn) {
         return Verdict::Out("not in a scope container".into());
     }
     if c.in_groups == Some(false) {
