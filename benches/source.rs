@@ -388,6 +388,7 @@ fn cloud_insert(root: &std::path::Path, n: usize) -> Result<Duration, String> {
                     cookie: cookie.clone(),
                     dc: "dc1".into(),
                     users: part.to_vec(),
+                    groups: Vec::new(),
                     partial: false,
                 },
                 now,

@@ -2620,8 +2620,15 @@ fn export_sends_ads_users_and_their_changes_to_the_cloud() {
         "{left_out:?}"
     );
     // The domain's other accounts (other tests', the DC's computer, the built-ins) are only
-    // counted: the list holds what is inside the scope's container, the protected account.
-    assert_eq!(left_out.len(), 1, "{left_out:?}");
+    // counted: the list holds what is inside the scope's container, the protected account
+    // and the agent's sync group.
+    assert_eq!(left_out.len(), 2, "{left_out:?}");
+    assert!(
+        left_out
+            .iter()
+            .any(|w| w.contains("the agent's sync group")),
+        "{left_out:?}"
+    );
     assert!(report["left_out_count"].as_u64().unwrap_or(0) > 1, "{text}");
 
     // Nothing changed: the second run reads from the cloud's cursor and finds nothing.
@@ -2672,6 +2679,208 @@ fn export_sends_ads_users_and_their_changes_to_the_cloud() {
     );
     let applied = String::from_utf8_lossy(&out.stdout);
     assert!(!applied.contains("x-ann"), "{applied}");
+}
+
+/// AD as a source, groups: security groups in the export's container reach the cloud with AD as
+/// their authority, their description and their members by objectGUID (a user, and a nested
+/// group); the agent's sync group never does. Members added and removed in AD and a rename
+/// follow; a group moved out of the container is marked deleted and kept; a deletion over the
+/// threshold is held until approved; a group brought back from its tombstone is restored.
+#[test]
+fn groups_and_their_members_reach_the_cloud_from_ad() {
+    let _dc = DC.read().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new("xgroups", "direction = \"ad-to-cloud\"\n");
+    let dc = &bed().dc1;
+    let export = |extra: &[&str]| env.export(extra);
+    let groups_from_ad = |deleted: bool| -> BTreeMap<String, serde_json::Value> {
+        let mut args = vec!["group", "list", "--source", "ad", "--json"];
+        if deleted {
+            args.push("--deleted");
+        }
+        let text = env.cloud(&args);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        v["groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| (g["name"].as_str().unwrap_or_default().to_string(), g))
+            .collect()
+    };
+    let members = |g: &serde_json::Value| -> Vec<String> {
+        g["members"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|m| m.as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let team = format!("CN=xg-team,{}", env.ou);
+    let leads = format!("CN=xg-leads,{}", env.ou);
+    let (ann, bob) = block_on(async {
+        let mut l = admin_on(dc).await;
+        let mut add = async |sam: &str| {
+            let dn = testbed::add_user(&mut l, &env.ou, sam, "512")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            replace_attrs(&mut l, &dn, &[("givenName", "Xg"), ("sn", sam)]).await;
+            dn
+        };
+        let ann = add("xg-ann").await;
+        let bob = add("xg-bob").await;
+        let _ = l.unbind().await;
+        (ann, bob)
+    });
+    seed_group(&leads, "xg-leads", "-2147483646", &[&bob]);
+    seed_group(&team, "xg-team", "-2147483646", &[&ann, &leads]);
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        replace_attrs(&mut l, &team, &[("description", "The team")]).await;
+        let _ = l.unbind().await;
+    });
+
+    let (code, r, text) = export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(r["created"], 4, "two users and two groups: {text}");
+    let groups = groups_from_ad(false);
+    assert_eq!(
+        groups.keys().cloned().collect::<Vec<_>>(),
+        ["xg-leads", "xg-team"],
+        "never the agent's sync group: {groups:?}"
+    );
+    assert_eq!(members(&groups["xg-team"]), ["xg-ann", "xg-leads"]);
+    assert_eq!(members(&groups["xg-leads"]), ["xg-bob"]);
+    assert_eq!(groups["xg-team"]["attributes"]["description"], "The team");
+    assert_eq!(groups["xg-team"]["source"], "ad");
+
+    // In AD: Bob added to the team, Ann taken out, the team renamed.
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        l.modify(
+            &team,
+            vec![
+                ldap3::Mod::Add("member", HashSet::from([bob.as_str()])),
+                ldap3::Mod::Delete("member", HashSet::from([ann.as_str()])),
+            ],
+        )
+        .await
+        .and_then(|r| r.success())
+        .unwrap_or_else(|e| panic!("{e}"));
+        replace_attrs(&mut l, &team, &[("sAMAccountName", "xg-team2")]).await;
+        let _ = l.unbind().await;
+    });
+    let (code, r, text) = export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(r["full"], false, "{text}");
+    let groups = groups_from_ad(false);
+    assert_eq!(
+        groups.keys().cloned().collect::<Vec<_>>(),
+        ["xg-leads", "xg-team2"],
+        "{text}"
+    );
+    assert_eq!(
+        members(&groups["xg-team2"]),
+        ["xg-bob", "xg-leads"],
+        "{text}"
+    );
+
+    // Leads moved out of the container: marked deleted, kept (within the budget: 1 of 4).
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        l.modifydn(&leads, "CN=xg-leads", true, Some(testbed::OU_STAFF))
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+    });
+    let (code, r, text) = export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(r["suspended"], 1, "{text}");
+    assert!(groups_from_ad(true).contains_key("xg-leads"), "{text}");
+    assert!(!groups_from_ad(false).contains_key("xg-leads"), "{text}");
+
+    // The team deleted in AD: over the budget within the window, so held until approved. (The
+    // service account cannot list Deleted Objects, as on a Windows domain by default, so
+    // DirSync does not show it the deletion: the reconciliation finds it.)
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        l.delete(&team)
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+    });
+    let (code, r, text) = export(&["--resync"]);
+    assert_eq!(code, Some(3), "held by the threshold: {text}");
+    assert_eq!(r["held"], 1, "{text}");
+    assert!(groups_from_ad(false).contains_key("xg-team2"), "{text}");
+    let (code, list) = env.pending(&["--json"]);
+    assert_eq!(code, Some(3), "{list}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&list).unwrap_or_else(|e| panic!("{e}: {list}"));
+    let held = &listed["held"][0];
+    assert_eq!(held["kind"], "ad_group", "{list}");
+    assert_eq!(held["name"], "xg-team2", "{list}");
+    let id = held["id"].as_str().unwrap_or_default().to_string();
+    // Approved: sent at once.
+    let (code, text) = env.pending(&["--approve", &id]);
+    assert_eq!(code, Some(0), "{text}");
+    let gone = groups_from_ad(true);
+    assert!(gone.contains_key("xg-team2"), "{gone:?}");
+    assert_eq!(
+        members(&gone["xg-team2"]),
+        ["xg-bob", "xg-leads"],
+        "kept with its members"
+    );
+
+    // Brought back from its tombstone (the same objectGUID): restored.
+    reanimate(dc, "xg-team2", &team);
+    let (code, r, text) = export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(r["restored"], 1, "{text}");
+    assert!(groups_from_ad(false).contains_key("xg-team2"), "{text}");
+}
+
+/// Brings the object `sam` back from its tombstone to `dn` (the same objectGUID), as AD's
+/// Recycle Bin or ADRestore do.
+fn reanimate(dc: &testbed::Dc, sam: &str, dn: &str) {
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        let show_deleted = ldap3::controls::RawControl {
+            ctype: "1.2.840.113556.1.4.417".into(),
+            crit: true,
+            val: None,
+        };
+        let (found, _) = l
+            .with_controls(vec![show_deleted.clone()])
+            .search(
+                "CN=Deleted Objects,DC=example,DC=com",
+                ldap3::Scope::OneLevel,
+                &format!("(sAMAccountName={sam})"),
+                vec!["distinguishedName"],
+            )
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("the tombstone: {e}"));
+        let tombstone = found
+            .into_iter()
+            .next()
+            .map(|e| ldap3::SearchEntry::construct(e).dn)
+            .unwrap_or_else(|| panic!("{sam}'s tombstone is not in Deleted Objects"));
+        l.with_controls(vec![show_deleted])
+            .modify(
+                &tombstone,
+                vec![
+                    ldap3::Mod::Delete("isDeleted", HashSet::new()),
+                    ldap3::Mod::Replace("distinguishedName", HashSet::from([dn])),
+                ],
+            )
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("reanimate {tombstone}: {e}"));
+        let _ = l.unbind().await;
+    });
 }
 
 /// Kills the agent service this test started (by its PID) when the test ends, however it ends.
@@ -2960,42 +3169,7 @@ fn users_leaving_the_scope_go_through_the_threshold_and_the_reconciliation() {
 
     // rc-11 brought back from AD's tombstone (as the Recycle Bin or ADRestore do: the same
     // objectGUID, back under its container): the cloud's suspended user is restored.
-    block_on(async {
-        let mut l = admin_on(dc).await;
-        let show_deleted = ldap3::controls::RawControl {
-            ctype: "1.2.840.113556.1.4.417".into(),
-            crit: true,
-            val: None,
-        };
-        let (found, _) = l
-            .with_controls(vec![show_deleted.clone()])
-            .search(
-                "CN=Deleted Objects,DC=example,DC=com",
-                ldap3::Scope::OneLevel,
-                "(sAMAccountName=rc-11)",
-                vec!["distinguishedName"],
-            )
-            .await
-            .and_then(|r| r.success())
-            .unwrap_or_else(|e| panic!("the tombstone: {e}"));
-        let tombstone = found
-            .into_iter()
-            .next()
-            .map(|e| ldap3::SearchEntry::construct(e).dn)
-            .unwrap_or_else(|| panic!("rc-11's tombstone is not in Deleted Objects"));
-        l.with_controls(vec![show_deleted])
-            .modify(
-                &tombstone,
-                vec![
-                    ldap3::Mod::Delete("isDeleted", HashSet::new()),
-                    ldap3::Mod::Replace("distinguishedName", HashSet::from([dns[11].as_str()])),
-                ],
-            )
-            .await
-            .and_then(|r| r.success())
-            .unwrap_or_else(|e| panic!("reanimate {tombstone}: {e}"));
-        let _ = l.unbind().await;
-    });
+    reanimate(dc, "rc-11", &dns[11]);
     // A tombstone keeps few attributes (without AD's Recycle Bin, givenName and sn are gone):
     // the cloud refuses the user as it is, says why, and keeps it suspended.
     let (code, r, text) = export(&["--resync"]);

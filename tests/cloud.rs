@@ -2181,6 +2181,7 @@ fn ad_changes_reach_the_cloud_with_their_cursor_and_one_authority_per_user() {
                 cookie: cookie.into(),
                 dc: "dc1.example.com".into(),
                 users,
+                groups: Vec::new(),
                 partial: false,
             },
         ))
@@ -2355,6 +2356,7 @@ fn ad_changes_reach_the_cloud_with_their_cursor_and_one_authority_per_user() {
             after: Some("c5".into()),
             cookie: String::new(),
             dc: "dc1.example.com".into(),
+            groups: Vec::new(),
             users: vec![user(
                 5,
                 &[

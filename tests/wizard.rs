@@ -2006,7 +2006,7 @@ fn ad_as_a_source_adds_the_scope_and_map_page_and_review_lists_them() {
     assert!(
         has(
             &h,
-            "AD is the source: the users in the scope you choose next are sent to the cloud"
+            "AD is the source: the users and groups in the scope you choose next, with their members, are sent to the cloud"
         ),
         "the choice says what the agent does:\n{}",
         screen(&h)
@@ -2058,7 +2058,7 @@ fn ad_as_a_source_adds_the_scope_and_map_page_and_review_lists_them() {
     next(&mut h);
     assert_eq!(heading(&h), "Step 12 of 14: Review");
     for text in [
-        "AD is the source: the users in the scope you choose next are sent to the cloud",
+        "AD is the source: the users and groups in the scope you choose next, with their members, are sent to the cloud",
         "users in OU=Staff;DC=example;DC=com, matching (department=*)",
         "the default map, except: Mobile phone not sent; Job title from extensionAttribute1",
     ] {

@@ -15,8 +15,8 @@
 use crate::ad::Ad;
 use crate::state::State;
 use ad_sync_core::cloud::api::{
-    MAX_SOURCE_ITEMS, SourceCursor, SourceHeld, SourceOutcome, SourceRequest, SourceResponse,
-    SourceUser,
+    MAX_SOURCE_ITEMS, SourceCursor, SourceGroup, SourceHeld, SourceOutcome, SourceRequest,
+    SourceResponse, SourceUser,
 };
 use ad_sync_core::cloud::client::CloudClient;
 use ad_sync_core::directory::dirsync::{self, Delta};
@@ -53,12 +53,15 @@ pub struct ExportReport {
     pub left_out_count: usize,
     /// A full reconciliation ran.
     pub reconciled: bool,
-    /// Users its read of the scope found.
+    /// Users and groups its read of the scope found in the scope.
     pub read: usize,
     /// Live users the cloud holds from AD that it did not find in the scope.
     pub departed: usize,
-    /// Suspensions the deletion threshold holds (`pending` lists them).
+    /// Suspensions the deletion threshold holds (`pending` lists them), each once however
+    /// often this run found it gone (DirSync and the reconciliation may both).
     pub held: usize,
+    #[serde(skip)]
+    held_now: HashSet<String>,
     /// The threshold that held them.
     pub blocked: Option<crate::plan::OverThreshold>,
 }
@@ -82,6 +85,60 @@ pub fn in_groups_filter(terms: &str, groups: &[ad_sync_core::dn::Dn]) -> String 
     )
 }
 
+/// The scope's decision on `obj`, read now as a user or a group (`kind`), with the DC's
+/// `answers` (users only): the whole record of the map's rows of `kind` when it is sent (a
+/// mapped field without a value in AD is sent empty, so it is cleared in the cloud), or why it
+/// is not.
+fn decide_and_map(
+    obj: &Obj,
+    kind: Kind,
+    values: &BTreeMap<String, Vec<String>>,
+    answers: DcAnswers,
+    scope: &Scope,
+    mapping: &Mapping,
+) -> Result<BTreeMap<String, String>, String> {
+    // What the agent made or took over for the cloud is the cloud's: its changes came from the
+    // cloud and never travel back (no ping-pong).
+    if let Some(id) = obj.marker_id() {
+        return Err(if kind == Kind::Group {
+            format!(
+                "it is the cloud group {id}'s AD group, which the agent manages: the cloud is its authority"
+            )
+        } else {
+            format!(
+                "it is the cloud user {id}'s account, which the agent manages: the cloud is its authority"
+            )
+        });
+    }
+    let candidate = ad_sync_core::source_scope::Candidate {
+        guid: &obj.guid,
+        dn: obj.parsed.as_ref(),
+        sam: &obj.sam,
+        computer: kind == Kind::User && !obj.is_user,
+        rid: obj.rid,
+        critical: obj.critical,
+        protected: obj.protected.as_deref(),
+        in_groups: answers.in_groups,
+        matches_filter: answers.matches_filter,
+    };
+    match decide(scope, &candidate) {
+        Verdict::Export | Verdict::Named(_) => {
+            let record = mapping.record(kind, values);
+            Ok(mapping
+                .rows(kind)
+                .filter(|(_, attr)| attr.is_some())
+                .map(|(row, _)| {
+                    (
+                        row.field.to_string(),
+                        record.get(row.field).cloned().unwrap_or_default(),
+                    )
+                })
+                .collect())
+        }
+        Verdict::Out(why) | Verdict::Never(why) => Err(why),
+    }
+}
+
 /// What the cloud is sent for one changed user. `obj` is the user as read now by its GUID
 /// (`None`: it cannot be read, so it is gone), with `values` its attributes; `deleted` is what
 /// DirSync said. Returns the change, and why the scope left it out when it did.
@@ -94,66 +151,94 @@ pub fn plan_user(
     scope: &Scope,
     mapping: &Mapping,
 ) -> (SourceUser, Option<String>) {
-    let gone = SourceUser {
-        guid: guid.to_string(),
-        deleted: true,
-        enabled: None,
-        fields: BTreeMap::new(),
-    };
+    let gone = gone_user(guid);
     let Some(obj) = obj.filter(|_| !deleted) else {
         return (gone, None);
     };
-    // An account the agent made or took over for a cloud user is the cloud's: its changes
-    // came from the cloud and never travel back (no ping-pong).
-    if let Some(id) = obj.marker_id() {
-        return (
-            gone,
-            Some(format!(
-                "it is the cloud user {id}'s account, which the agent manages: the cloud is its authority"
-            )),
-        );
+    match decide_and_map(obj, Kind::User, values, answers, scope, mapping) {
+        Ok(fields) => (
+            SourceUser {
+                guid: guid.to_string(),
+                deleted: false,
+                enabled: Some(obj.enabled()),
+                fields,
+            },
+            None,
+        ),
+        Err(why) => (gone, Some(why)),
     }
-    let candidate = ad_sync_core::source_scope::Candidate {
-        guid: &obj.guid,
-        dn: obj.parsed.as_ref(),
-        sam: &obj.sam,
-        computer: !obj.is_user,
-        rid: obj.rid,
-        critical: obj.critical,
-        protected: obj.protected.as_deref(),
-        in_groups: answers.in_groups,
-        matches_filter: answers.matches_filter,
+}
+
+/// A group's membership as the agent read it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Members {
+    /// Nothing known of it now (not changed, or too large to send whole).
+    #[default]
+    Unknown,
+    /// The whole list, by objectGUID.
+    Whole(Vec<String>),
+    /// The values added and removed since the cloud's cursor, by objectGUID.
+    Changed {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+}
+
+/// What the cloud is sent for one changed group, as [`plan_user`] decides for a user. Groups
+/// are scoped by the containers and the rules no scope overrides (built-in, protected and
+/// privileged groups only when named); the scope's groups and filter never leave a group out
+/// (they select users).
+pub fn plan_group(
+    guid: &str,
+    deleted: bool,
+    obj: Option<&Obj>,
+    values: &BTreeMap<String, Vec<String>>,
+    members: Members,
+    scope: &Scope,
+    mapping: &Mapping,
+) -> (SourceGroup, Option<String>) {
+    let gone = gone_group(guid);
+    let Some(obj) = obj.filter(|_| !deleted) else {
+        return (gone, None);
     };
-    match decide(scope, &candidate) {
-        Verdict::Export | Verdict::Named(_) => {
-            let record = mapping.record(Kind::User, values);
-            // The whole record: a mapped field without a value in AD is cleared in the cloud.
-            let fields = mapping
-                .rows(Kind::User)
-                .filter(|(_, attr)| attr.is_some())
-                .map(|(row, _)| {
-                    (
-                        row.field.to_string(),
-                        record.get(row.field).cloned().unwrap_or_default(),
-                    )
-                })
-                .collect();
+    match decide_and_map(
+        obj,
+        Kind::Group,
+        values,
+        DcAnswers::default(),
+        scope,
+        mapping,
+    ) {
+        Ok(fields) => {
+            let (whole, added, removed) = match members {
+                Members::Unknown => (None, Vec::new(), Vec::new()),
+                Members::Whole(all) => (Some(all), Vec::new(), Vec::new()),
+                Members::Changed { added, removed } => (None, added, removed),
+            };
             (
-                SourceUser {
+                SourceGroup {
                     guid: guid.to_string(),
                     deleted: false,
-                    enabled: Some(obj.enabled()),
                     fields,
+                    members: whole,
+                    added,
+                    removed,
                 },
                 None,
             )
         }
-        Verdict::Out(why) | Verdict::Never(why) => (gone, Some(why)),
+        Err(why) => (gone, Some(why)),
     }
 }
 
-/// The DirSync search: every user object (computers are users too; the scope leaves them out).
-const FILTER: &str = "(objectClass=user)";
+/// The most members a group is sent with whole (the reconciliation's list): about 40 bytes
+/// each, well inside one request's body. A larger group's membership reaches the cloud as
+/// DirSync's added and removed values only.
+pub const WHOLE_MEMBERS_MAX: usize = 4000;
+
+/// The DirSync search: every user and group object (computers are users too; the scope leaves
+/// them out).
+const FILTER: &str = "(|(objectClass=user)(objectClass=group))";
 /// What DirSync watches besides the mapped attributes. DirSync returns an object only when one
 /// of the attributes asked for changed, so these are everything a decision depends on: whether
 /// it is gone and where it is, its state and what makes it protected. Not its password's or
@@ -169,6 +254,7 @@ const WATCHED: &[&str] = &[
     "isCriticalSystemObject",
     "primaryGroupID",
     "msDS-AllowedToDelegateTo",
+    "member",
 ];
 
 /// The most bytes of users in one request: the cloud's body limit, less room for the cursor
@@ -178,13 +264,13 @@ pub const PART_BYTES: usize = ad_sync_core::cloud::api::MAX_BODY_BYTES - 40 * 10
 /// `users` cut into consecutive parts of at most `MAX_SOURCE_ITEMS` users and at most
 /// `budget` bytes of JSON each (a user alone larger than `budget` is a part of its own; the
 /// cloud then refuses that request by its size, and says so).
-pub fn parts(users: &[SourceUser], budget: usize) -> Vec<std::ops::Range<usize>> {
+pub fn parts(users: &[Item], budget: usize) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
     for (i, u) in users.iter().enumerate() {
         // Its JSON and the comma before it.
-        let size = serde_json::to_vec(u).map_or(0, |v| v.len()) + 1;
+        let size = u.json_len() + 1;
         if i > start && (i - start == MAX_SOURCE_ITEMS || bytes + size > budget) {
             out.push(start..i);
             start = i;
@@ -198,8 +284,40 @@ pub fn parts(users: &[SourceUser], budget: usize) -> Vec<std::ops::Range<usize>>
     out
 }
 
+/// One object of an export batch: a user or a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    User(SourceUser),
+    Group(SourceGroup),
+}
+
+impl Item {
+    pub fn guid(&self) -> &str {
+        match self {
+            Item::User(u) => &u.guid,
+            Item::Group(g) => &g.guid,
+        }
+    }
+
+    fn json_len(&self) -> usize {
+        match self {
+            Item::User(u) => serde_json::to_vec(u),
+            Item::Group(g) => serde_json::to_vec(g),
+        }
+        .map_or(0, |v| v.len())
+    }
+
+    /// Whether the cloud is told it is gone.
+    pub fn deleted(&self) -> bool {
+        match self {
+            Item::User(u) => u.deleted,
+            Item::Group(g) => g.deleted,
+        }
+    }
+}
+
 /// The cloud's end of an export: sends batches from the cloud's cursor, and asks which users
-/// it holds from AD.
+/// and groups it holds from AD.
 pub struct Link<'a> {
     pub client: &'a CloudClient,
     pub credential: &'a Secret,
@@ -214,14 +332,14 @@ impl Link<'_> {
     /// stays), except the last when `cookie` is given, which moves the cursor there.
     async fn send(
         &mut self,
-        users: Vec<SourceUser>,
+        users: Vec<Item>,
         cookie: Option<String>,
         report: &mut ExportReport,
     ) -> Result<(), String> {
         if users.is_empty() && cookie.is_none() {
             return Ok(());
         }
-        let parts: Vec<&[SourceUser]> = if users.is_empty() {
+        let parts: Vec<&[Item]> = if users.is_empty() {
             vec![&[]]
         } else {
             parts(&users, PART_BYTES)
@@ -240,7 +358,20 @@ impl Link<'_> {
                     String::new()
                 },
                 dc: self.dc.clone(),
-                users: part.to_vec(),
+                users: part
+                    .iter()
+                    .filter_map(|i| match i {
+                        Item::User(u) => Some(u.clone()),
+                        Item::Group(_) => None,
+                    })
+                    .collect(),
+                groups: part
+                    .iter()
+                    .filter_map(|i| match i {
+                        Item::Group(g) => Some(g.clone()),
+                        Item::User(_) => None,
+                    })
+                    .collect(),
                 partial: !moves,
             };
             let resp: SourceResponse = self
@@ -290,6 +421,15 @@ pub struct Departure {
     /// Its DN in AD (empty when it is deleted).
     pub dn: String,
     pub why: String,
+    /// A group (marked deleted in the cloud), not a user (suspended).
+    pub group: bool,
+}
+
+impl Departure {
+    /// What the cloud is sent for it.
+    fn item(&self) -> Item {
+        gone_item(&self.guid, self.group)
+    }
 }
 
 /// The deletion threshold for AD as a source: of `departures`, those `approved` (objectGUIDs)
@@ -363,6 +503,7 @@ impl Threshold<'_> {
                     guid,
                     dn,
                     why,
+                    group: h.group,
                 })
             })
             .collect();
@@ -384,7 +525,8 @@ impl Threshold<'_> {
                 .map(|d| (d.guid.clone(), held_record(d, now)))
                 .collect();
             self.state.hold_exports(&items).map_err(|e| e.to_string())?;
-            report.held += hold.len();
+            report.held_now.extend(hold.iter().map(|d| d.guid.clone()));
+            report.held = report.held_now.len();
             report.blocked = over.or(report.blocked.take());
         }
         Ok(send)
@@ -444,7 +586,11 @@ impl Threshold<'_> {
 fn held_record(d: &Departure, now: i64) -> crate::state::Held {
     crate::state::Held {
         id: d.id.clone(),
-        kind: crate::state::HeldKind::AdUser,
+        kind: if d.group {
+            crate::state::HeldKind::AdGroup
+        } else {
+            crate::state::HeldKind::AdUser
+        },
         name: d.name.clone(),
         dn: if d.dn.is_empty() {
             format!("(objectGUID {}, deleted in AD)", d.guid)
@@ -452,12 +598,28 @@ fn held_record(d: &Departure, now: i64) -> crate::state::Held {
             d.dn.clone()
         },
         action: crate::plan::Action::Suspend,
-        what: format!("suspend the cloud user {} (kept 30 days)", d.name),
+        what: if d.group {
+            format!(
+                "mark the cloud group {} deleted (kept 30 days, with its members)",
+                d.name
+            )
+        } else {
+            format!("suspend the cloud user {} (kept 30 days)", d.name)
+        },
         why: d.why.clone(),
         since: now,
         approved: false,
         user: None,
         group: None,
+    }
+}
+
+/// What the cloud is sent for a user or group gone from AD or the scope.
+fn gone_item(guid: &str, group: bool) -> Item {
+    if group {
+        Item::Group(gone_group(guid))
+    } else {
+        Item::User(gone_user(guid))
     }
 }
 
@@ -470,10 +632,22 @@ fn gone_user(guid: &str) -> SourceUser {
     }
 }
 
+fn gone_group(guid: &str) -> SourceGroup {
+    SourceGroup {
+        guid: guid.to_string(),
+        deleted: true,
+        ..SourceGroup::default()
+    }
+}
+
 /// The attributes read for each user: what the scope rules need and the mapped ones.
 fn read_attributes(mapping: &Mapping) -> Vec<&str> {
     let mut read_attrs: Vec<&str> = ATTRS.to_vec();
-    for a in mapping.attributes(Kind::User) {
+    for a in mapping
+        .attributes(Kind::User)
+        .into_iter()
+        .chain(mapping.attributes(Kind::Group))
+    {
         if !read_attrs.iter().any(|r| r.eq_ignore_ascii_case(a)) {
             read_attrs.push(a);
         }
@@ -542,12 +716,13 @@ async fn send_approved(
             name: h.name,
             dn: h.dn,
             why: h.why,
+            group: h.kind == crate::state::HeldKind::AdGroup,
         })
         .collect();
     if approved.is_empty() {
         return Ok(());
     }
-    let users = approved.iter().map(|d| gone_user(&d.guid)).collect();
+    let users = approved.iter().map(Departure::item).collect();
     link.send(users, None, report).await?;
     threshold.sent(&approved)
 }
@@ -562,7 +737,7 @@ async fn read_and_decide(
     scope: &Scope,
     mapping: &Mapping,
     report: &mut ExportReport,
-) -> Result<(Vec<SourceUser>, Vec<(String, String, String)>), String> {
+) -> Result<(Vec<Item>, Vec<(String, String, String)>), String> {
     let wanted: Vec<&Delta> = part.iter().filter(|d| !d.deleted).collect();
     let mut read: HashMap<String, (Obj, BTreeMap<String, Vec<String>>)> = HashMap::new();
     let mut in_groups: HashSet<String> = HashSet::new();
@@ -584,6 +759,7 @@ async fn read_and_decide(
         }
         ask_dc(ad, scope, &terms, &mut in_groups, &mut matches).await?;
     }
+    let guids = member_guids(ad, part, &read).await?;
     let mut users = Vec::with_capacity(part.len());
     let mut gone = Vec::new();
     let none = BTreeMap::new();
@@ -592,9 +768,16 @@ async fn read_and_decide(
             Some((o, v)) => (Some(o), v),
             None => (None, &none),
         };
-        let answers = dc_answers(scope, &d.guid, &in_groups, &matches);
-        let (user, why) = plan_user(&d.guid, d.deleted, obj, values, answers, scope, mapping);
-        if user.deleted {
+        let (user, why) = if obj.is_some_and(|o| o.is_group) {
+            let members = delta_members(d, &guids);
+            let (g, why) = plan_group(&d.guid, d.deleted, obj, values, members, scope, mapping);
+            (Item::Group(g), why)
+        } else {
+            let answers = dc_answers(scope, &d.guid, &in_groups, &matches);
+            let (u, why) = plan_user(&d.guid, d.deleted, obj, values, answers, scope, mapping);
+            (Item::User(u), why)
+        };
+        if user.deleted() {
             let dn = obj.map(|o| o.dn.clone()).unwrap_or_default();
             let why = why.clone().unwrap_or_else(|| "deleted in AD".into());
             gone.push((d.guid.clone(), dn, why));
@@ -610,6 +793,91 @@ async fn read_and_decide(
         }
     }
     Ok((users, gone))
+}
+
+/// The member DNs DirSync named in `part`'s groups (added, removed, or a whole list), by
+/// objectGUID: from the groups as just read (their members carry it, read with the extended-DN
+/// control), the others asked of the DC, 100 at a time. A DN nothing answers for (a member
+/// deleted since) is left out: the member's own deletion reaches the cloud by itself.
+async fn member_guids(
+    ad: &Ad,
+    part: &[Delta],
+    read: &HashMap<String, (Obj, BTreeMap<String, Vec<String>>)>,
+) -> Result<HashMap<String, String>, String> {
+    let mut known: HashMap<String, String> = HashMap::new();
+    for (o, _) in read.values().filter(|(o, _)| o.is_group) {
+        for (g, dn) in &o.members {
+            known.insert(dn.to_lowercase(), guid_string(g));
+        }
+    }
+    let mut ask: Vec<String> = Vec::new();
+    for d in part {
+        for dn in delta_member_dns(d) {
+            if !known.contains_key(&dn.to_lowercase()) && !ask.contains(&dn) {
+                ask.push(dn);
+            }
+        }
+    }
+    for chunk in ask.chunks(100) {
+        let terms: String = chunk
+            .iter()
+            .map(|dn| format!("(distinguishedName={})", ldap3::ldap_escape(dn.as_str())))
+            .collect();
+        let found = ad
+            .search_with(&format!("(|{terms})"), &["objectGUID"])
+            .await
+            .map_err(|e| format!("reading the groups' changed members: {e}"))?;
+        for e in found {
+            let o = object(&e);
+            known.insert(o.dn.to_lowercase(), guid_string(&o.guid));
+        }
+    }
+    Ok(known)
+}
+
+/// Every member DN a delta names (a whole `member` list, or its added and removed values).
+fn delta_member_dns(d: &Delta) -> Vec<String> {
+    let mut out: Vec<String> = d
+        .values
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("member"))
+        .flat_map(|(_, v)| v.iter().cloned())
+        .collect();
+    for (k, l) in &d.links {
+        if k.eq_ignore_ascii_case("member") {
+            out.extend(l.added.iter().cloned());
+            out.extend(l.removed.iter().cloned());
+        }
+    }
+    out
+}
+
+/// A changed group's membership as DirSync gave it, by objectGUID (`guids`: DN, lower case,
+/// to objectGUID). A DN without a GUID is left out.
+pub fn delta_members(d: &Delta, guids: &HashMap<String, String>) -> Members {
+    let by_dn = |dns: &[String]| -> Vec<String> {
+        dns.iter()
+            .filter_map(|dn| guids.get(&dn.to_lowercase()).cloned())
+            .collect()
+    };
+    if let Some((_, all)) = d
+        .values
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("member"))
+    {
+        return Members::Whole(by_dn(all));
+    }
+    match d
+        .links
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("member"))
+    {
+        Some((_, l)) => Members::Changed {
+            added: by_dn(&l.added),
+            removed: by_dn(&l.removed),
+        },
+        None => Members::Unknown,
+    }
 }
 
 /// Reads AD's changes since the cloud's cursor and sends them, page by page, each with its
@@ -648,7 +916,11 @@ pub async fn export(
     send_approved(link, threshold, &mut report).await?;
     let read_attrs = read_attributes(mapping);
     let mut watched: Vec<&str> = WATCHED.to_vec();
-    for a in mapping.attributes(Kind::User) {
+    for a in mapping
+        .attributes(Kind::User)
+        .into_iter()
+        .chain(mapping.attributes(Kind::Group))
+    {
         if !watched.iter().any(|w| w.eq_ignore_ascii_case(a)) {
             watched.push(a);
         }
@@ -671,7 +943,7 @@ pub async fn export(
                 let (users, part_gone) =
                     read_and_decide(ad, part, &read_attrs, scope, mapping, report_ref).await?;
                 gone.extend(part_gone);
-                let present: Vec<String> = users.iter().map(|u| u.guid.clone()).collect();
+                let present: Vec<String> = users.iter().map(|u| u.guid().to_string()).collect();
                 threshold.back(&present)?;
                 link.send(users, None, report_ref).await?;
                 sent_ref.extend(present);
@@ -680,7 +952,7 @@ pub async fn export(
             // read's thousands of out-of-scope accounts cost one lookup, not a suspension
             // each.
             let leaving = threshold.settle(link, gone, report_ref).await?;
-            let users = leaving.iter().map(|d| gone_user(&d.guid)).collect();
+            let users = leaving.iter().map(Departure::item).collect();
             link.send(users, Some(b64.encode(&answer.cookie)), report_ref)
                 .await?;
             threshold.sent(&leaving)?;
@@ -731,62 +1003,116 @@ pub async fn reconcile(
                 if !seen.insert(guid.clone()) {
                     continue;
                 }
+                // A group's whole membership, when the DC gave it whole (Windows answers a
+                // large one in ranges: `member;range=0-1499`) and it fits one request.
+                let ranged = e
+                    .attrs
+                    .keys()
+                    .any(|k| k.to_ascii_lowercase().starts_with("member;range="));
+                let members = if o.is_group && !ranged && o.members.len() <= WHOLE_MEMBERS_MAX {
+                    Members::Whole(o.members.iter().map(|(g, _)| guid_string(g)).collect())
+                } else {
+                    Members::Unknown
+                };
                 let values: BTreeMap<String, Vec<String>> = e.attrs.into_iter().collect();
-                read.push((guid, o, values));
+                read.push((guid, o, values, members));
             }
-            report.read += read.len();
             let mut in_groups = HashSet::new();
             let mut matches = HashSet::new();
             for chunk in read.chunks(100) {
-                let terms: String = chunk.iter().map(|(_, o, _)| guid_filter(&o.guid)).collect();
+                let terms: String = chunk
+                    .iter()
+                    .filter(|(_, o, _, _)| !o.is_group)
+                    .map(|(_, o, _, _)| guid_filter(&o.guid))
+                    .collect();
+                if terms.is_empty() {
+                    continue;
+                }
                 ask_dc(ad, scope, &terms, &mut in_groups, &mut matches).await?;
             }
             let mut users = Vec::new();
-            for (guid, o, values) in &read {
-                let answers = dc_answers(scope, guid, &in_groups, &matches);
-                let (user, _) = plan_user(guid, false, Some(o), values, answers, scope, mapping);
-                if user.deleted {
+            for (guid, o, values, members) in read {
+                let user = if o.is_group {
+                    let (g, _) =
+                        plan_group(&guid, false, Some(&o), &values, members, scope, mapping);
+                    Item::Group(g)
+                } else {
+                    let answers = dc_answers(scope, &guid, &in_groups, &matches);
+                    let (u, _) =
+                        plan_user(&guid, false, Some(&o), &values, answers, scope, mapping);
+                    Item::User(u)
+                };
+                if user.deleted() {
                     continue;
                 }
+                report.read += 1;
                 in_scope.insert(guid.clone());
-                if !skip.contains(guid) {
+                if !skip.contains(&guid) {
                     users.push(user);
                 }
             }
-            let present: Vec<String> = users.iter().map(|u| u.guid.clone()).collect();
+            let present: Vec<String> = users.iter().map(|u| u.guid().to_string()).collect();
             threshold.back(&present)?;
             link.send(users, None, report).await?;
         }
     }
-    // Every live user the cloud holds from AD, against what the whole read found.
+    // Every live user and group the cloud holds from AD, against what the whole read found.
     let mut gone = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = link
-            .client
-            .source_users(link.credential, after.as_deref())
-            .await
+    for what in ["users", "groups"] {
+        let mut after: Option<String> = None;
+        loop {
+            let (held, more) = if what == "groups" {
+                link.client
+                    .source_groups(link.credential, after.as_deref())
+                    .await
+                    .map(|p| (p.groups, p.more))
+            } else {
+                link.client
+                    .source_users(link.credential, after.as_deref())
+                    .await
+                    .map(|p| (p.users, p.more))
+            }
             .map_err(|e| {
                 format!(
-                    "listing the users the cloud holds from AD: {e}; {}",
+                    "listing the {what} the cloud holds from AD: {e}; {}",
                     e.fix()
                 )
             })?;
-        let next = page
-            .users
-            .last()
-            .and_then(|u| ad_sync_core::guid::normalize_guid_string(&u.guid));
-        // Each page must start after the last: a cloud that hands back the same page (or an
-        // earlier one) with `more` would otherwise keep the agent here for ever.
-        if !list_moves_on(after.as_deref(), next.as_deref(), page.more) {
-            return Err(format!(
-                "the cloud's list of the users it holds from AD did not move forward (a page after {} ended at {}); nothing was suspended. Report it to the cloud's operator",
-                after.as_deref().unwrap_or("the start"),
-                next.as_deref().unwrap_or_default()
-            ));
+            let next = held
+                .last()
+                .and_then(|u| ad_sync_core::guid::normalize_guid_string(&u.guid));
+            // Each page must start after the last: a cloud that hands back the same page (or
+            // an earlier one) with `more` would otherwise keep the agent here for ever.
+            if !list_moves_on(after.as_deref(), next.as_deref(), more) {
+                return Err(format!(
+                    "the cloud's list of the {what} it holds from AD did not move forward (a page after {} ended at {}); nothing was suspended. Report it to the cloud's operator",
+                    after.as_deref().unwrap_or("the start"),
+                    next.as_deref().unwrap_or_default()
+                ));
+            }
+            after = next;
+            gone.extend(not_in_scope(held, &in_scope));
+            if !more || after.is_none() {
+                break;
+            }
         }
-        after = next;
-        for u in page.users.into_iter().filter(|u| !u.deleted) {
+    }
+    report.departed = gone.len();
+    let leaving = threshold.settle(link, gone, report).await?;
+    let users = leaving.iter().map(Departure::item).collect();
+    link.send(users, None, report).await?;
+    threshold.sent(&leaving)
+}
+
+/// Of what the cloud holds from AD, the live objects the full read did not find in the scope:
+/// (objectGUID, no DN, why).
+fn not_in_scope(
+    held: Vec<SourceHeld>,
+    in_scope: &HashSet<String>,
+) -> Vec<(String, String, String)> {
+    let mut gone = Vec::new();
+    {
+        for u in held.into_iter().filter(|u| !u.deleted) {
             let Some(g) = ad_sync_core::guid::normalize_guid_string(&u.guid) else {
                 continue;
             };
@@ -798,15 +1124,8 @@ pub async fn reconcile(
                 ));
             }
         }
-        if !page.more || after.is_none() {
-            break;
-        }
     }
-    report.departed = gone.len();
-    let leaving = threshold.settle(link, gone, report).await?;
-    let users = leaving.iter().map(|d| gone_user(&d.guid)).collect();
-    link.send(users, None, report).await?;
-    threshold.sent(&leaving)
+    gone
 }
 
 /// Whether a page of the cloud's list (`GET /v1/source/users`) that ended at `next`, read
@@ -851,7 +1170,7 @@ pub fn fingerprint(scope: &Scope, mapping: &Mapping) -> String {
     let mut named: Vec<String> = scope.named.iter().map(|n| n.to_lowercase()).collect();
     named.sort();
     text.push_str(&format!("n:{}\n", named.join(",")));
-    for (row, attr) in mapping.rows(Kind::User) {
+    for (row, attr) in mapping.rows(Kind::User).chain(mapping.rows(Kind::Group)) {
         text.push_str(&format!("m:{}={}\n", row.field, attr.unwrap_or("-")));
     }
     Sha256::digest(text.as_bytes())
@@ -1021,6 +1340,191 @@ mod tests {
             .collect()
     }
 
+    /// Groups as the agent reads them after DirSync named them (recorded shapes): inside the
+    /// scope a whole record with its membership as read; the scope's groups and filter never
+    /// leave a group out (they select users); built-in, protected and the cloud's own groups,
+    /// and groups outside the containers, are gone.
+    #[test]
+    fn each_changed_group_becomes_a_whole_record_or_a_departure() {
+        let scope = Scope {
+            containers: vec![dn("OU=Staff,DC=example,DC=com")],
+            groups: vec![dn("CN=Sync,OU=Staff,DC=example,DC=com")],
+            filter: Some("(department=Sales)".into()),
+            ..Scope::default()
+        };
+        let mapping = Mapping::default();
+        let group = |sam: &str, dn_text: &str| Obj {
+            is_user: false,
+            is_group: true,
+            security: true,
+            uac: 0,
+            ..obj(sam, dn_text)
+        };
+        let eng = group("Eng", "CN=Eng,OU=Staff,DC=example,DC=com");
+        let v = values(&[("sAMAccountName", "Eng"), ("description", "Engineers")]);
+        let g = "02020202-0202-0202-0202-020202020202";
+        let m = |n: u8| format!("{n:02x}{n:02x}{n:02x}{n:02x}-0000-0000-0000-000000000000");
+        let (out, why) = plan_group(
+            g,
+            false,
+            Some(&eng),
+            &v,
+            Members::Changed {
+                added: vec![m(1)],
+                removed: vec![m(2)],
+            },
+            &scope,
+            &mapping,
+        );
+        assert_eq!(why, None);
+        assert!(!out.deleted);
+        assert_eq!(out.fields["name"], "Eng");
+        assert_eq!(out.fields["description"], "Engineers");
+        assert_eq!(
+            (out.added, out.removed, out.members),
+            (vec![m(1)], vec![m(2)], None)
+        );
+        let (out, _) = plan_group(
+            g,
+            false,
+            Some(&eng),
+            &values(&[("sAMAccountName", "Eng")]),
+            Members::Whole(vec![m(3)]),
+            &scope,
+            &mapping,
+        );
+        assert_eq!(out.members, Some(vec![m(3)]));
+        assert_eq!(
+            out.fields["description"], "",
+            "a description cleared in AD is cleared"
+        );
+        let (out, _) = plan_group(g, false, Some(&eng), &v, Members::Unknown, &scope, &mapping);
+        assert_eq!(
+            out.members, None,
+            "nothing said of the members: the cloud keeps them"
+        );
+
+        let admins = Obj {
+            rid: Some(512),
+            critical: true,
+            protected: Some("it is Domain Admins".into()),
+            ..group(
+                "Domain Admins",
+                "CN=Domain Admins,OU=Staff,DC=example,DC=com",
+            )
+        };
+        let ops = Obj {
+            protected: Some("it is protected (adminCount=1)".into()),
+            ..group("Ops", "CN=Ops,OU=Staff,DC=example,DC=com")
+        };
+        let managed = Obj {
+            marker: Some(format!(
+                "{}g-123",
+                ad_sync_core::directory::object::MARKER_PREFIX
+            )),
+            ..group("Cloudy", "CN=Cloudy,OU=Staff,DC=example,DC=com")
+        };
+        let outside = group("Far", "CN=Far,CN=Users,DC=example,DC=com");
+        for (what, deleted, o, left_out) in [
+            ("deleted in AD", true, Some(&eng), None),
+            ("cannot be read", false, None, None),
+            (
+                "built-in",
+                false,
+                Some(&admins),
+                Some("a built-in account or group"),
+            ),
+            (
+                "protected",
+                false,
+                Some(&ops),
+                Some("it is protected (adminCount=1); name it"),
+            ),
+            (
+                "the cloud's own",
+                false,
+                Some(&managed),
+                Some("it is the cloud group g-123's"),
+            ),
+            (
+                "outside the containers",
+                false,
+                Some(&outside),
+                Some("not in a scope container"),
+            ),
+        ] {
+            let (out, why) = plan_group(
+                g,
+                deleted,
+                o,
+                &v,
+                Members::Whole(vec![m(1)]),
+                &scope,
+                &mapping,
+            );
+            assert!(
+                out.deleted && out.fields.is_empty() && out.members.is_none(),
+                "{what}: {out:?}"
+            );
+            match left_out {
+                None => assert_eq!(why, None, "{what}"),
+                Some(w) => assert!(
+                    why.as_deref().is_some_and(|y| y.starts_with(w)),
+                    "{what}: {why:?}"
+                ),
+            }
+        }
+        // Named one by one, a protected group is sent.
+        let named = Scope {
+            named: vec!["ops".into()],
+            ..scope.clone()
+        };
+        let (out, _) = plan_group(g, false, Some(&ops), &v, Members::Unknown, &named, &mapping);
+        assert!(!out.deleted);
+    }
+
+    /// DirSync's member values (recorded shapes: incremental `range=1-1`/`range=0-0` values, or
+    /// a whole list) become objectGUIDs; a DN nothing answered for is left out.
+    #[test]
+    fn a_groups_changed_members_become_guids() {
+        let guids: HashMap<String, String> = [
+            ("cn=ann,ou=staff,dc=example,dc=com", "a"),
+            ("cn=bob,ou=staff,dc=example,dc=com", "b"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut d = Delta::default();
+        assert_eq!(delta_members(&d, &guids), Members::Unknown);
+        d.links.insert(
+            "member".into(),
+            dirsync::Link {
+                added: vec!["CN=Ann,OU=Staff,DC=example,DC=com".into()],
+                removed: vec![
+                    "CN=Bob,OU=Staff,DC=example,DC=com".into(),
+                    "CN=Gone\\0ADEL:x,CN=Deleted Objects,DC=example,DC=com".into(),
+                ],
+            },
+        );
+        assert_eq!(
+            delta_members(&d, &guids),
+            Members::Changed {
+                added: vec!["a".into()],
+                removed: vec!["b".into()],
+            }
+        );
+        assert_eq!(delta_member_dns(&d).len(), 3);
+        let mut whole = Delta::default();
+        whole.values.insert(
+            "member".into(),
+            vec!["cn=BOB,ou=Staff,dc=example,dc=com".into()],
+        );
+        assert_eq!(
+            delta_members(&whole, &guids),
+            Members::Whole(vec!["b".into()])
+        );
+    }
+
     /// The default map with the title row switched off.
     fn no_title_map() -> Mapping {
         Mapping::from_config(&ad_sync_core::mapping::Config {
@@ -1051,20 +1555,49 @@ mod tests {
             .into_iter()
             .collect(),
         };
+        // A group sent with its whole membership, at the most members that is sent whole.
+        let group = |i: usize, members: usize| SourceGroup {
+            guid: format!("{i:08x}-1111-0000-0000-000000000000"),
+            fields: [("name".to_string(), format!("g{i}"))]
+                .into_iter()
+                .collect(),
+            members: Some(
+                (0..members)
+                    .map(|m| format!("{m:08x}-2222-0000-0000-000000000000"))
+                    .collect(),
+            ),
+            ..SourceGroup::default()
+        };
         for (what, users) in [
             (
                 "small records: the count limits",
-                (0..2500).map(|i| user(i, 10)).collect::<Vec<_>>(),
+                (0..2500)
+                    .map(|i| Item::User(user(i, 10)))
+                    .collect::<Vec<_>>(),
             ),
             (
                 "records of the default map's size",
-                (0..2500).map(|i| user(i, 300)).collect(),
+                (0..2500).map(|i| Item::User(user(i, 300))).collect(),
             ),
             (
                 "mixed",
-                (0..3000).map(|i| user(i, (i * 37) % 900)).collect(),
+                (0..3000)
+                    .map(|i| Item::User(user(i, (i * 37) % 900)))
+                    .collect(),
             ),
-            ("one", vec![user(1, 10)]),
+            ("one", vec![Item::User(user(1, 10))]),
+            (
+                "users and groups at the most members sent whole",
+                (0..40)
+                    .map(|i| {
+                        if i % 4 == 0 {
+                            Item::Group(group(i, WHOLE_MEMBERS_MAX))
+                        } else {
+                            Item::User(user(i, 300))
+                        }
+                    })
+                    .collect(),
+            ),
         ] {
             let ranges = parts(&users, PART_BYTES);
             let mut next = 0;
@@ -1076,7 +1609,20 @@ mod tests {
                     after: Some("A".repeat(16 * 1024)),
                     cookie: "C".repeat(16 * 1024 - 4),
                     dc: "dc1.example.com".into(),
-                    users: users[r.clone()].to_vec(),
+                    users: users[r.clone()]
+                        .iter()
+                        .filter_map(|i| match i {
+                            Item::User(u) => Some(u.clone()),
+                            Item::Group(_) => None,
+                        })
+                        .collect(),
+                    groups: users[r.clone()]
+                        .iter()
+                        .filter_map(|i| match i {
+                            Item::Group(g) => Some(g.clone()),
+                            Item::User(_) => None,
+                        })
+                        .collect(),
                     partial: true,
                 };
                 let body = serde_json::to_vec(&req).map_or(usize::MAX, |v| v.len());
@@ -1098,6 +1644,7 @@ mod tests {
                 name: format!("user{i}"),
                 dn: String::new(),
                 why: "deleted in AD".into(),
+                group: false,
             })
             .collect()
     }

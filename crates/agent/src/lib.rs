@@ -728,7 +728,7 @@ impl Agent {
                 (state::HeldKind::Group, _) => next.groups.contains_key(&h.id),
                 (state::HeldKind::User, _) => next.users.contains_key(&h.id),
                 // Never in this table (AD as a source keeps its own): not the planner's.
-                (state::HeldKind::AdUser, _) => continue,
+                (state::HeldKind::AdUser | state::HeldKind::AdGroup, _) => continue,
             };
             if back {
                 tracing::info!(
@@ -786,7 +786,7 @@ impl Agent {
         if let Ok(rep) = &r {
             tracing::info!(
                 full = rep.full,
-                "AD to the cloud: {} changed user(s): {} created, {} updated, {} suspended, {} restored, {} refused",
+                "AD to the cloud: {} changed user(s) and group(s): {} created, {} updated, {} suspended, {} restored, {} refused",
                 rep.changed,
                 rep.created,
                 rep.updated,

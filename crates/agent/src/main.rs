@@ -984,7 +984,7 @@ fn add_export(
 
 fn print_export(report: &ad_sync_agent::export::ExportReport) {
     println!(
-        "AD to the cloud: {} read, {} page(s), {} changed user(s): {} created, {} updated, {} unchanged, {} suspended, {} restored, {} refused, {} left out by the scope",
+        "AD to the cloud: {} read, {} page(s), {} changed user(s) and group(s): {} created, {} updated, {} unchanged, {} suspended, {} restored, {} refused, {} left out by the scope",
         if report.full {
             "everything"
         } else {
@@ -1002,7 +1002,7 @@ fn print_export(report: &ad_sync_agent::export::ExportReport) {
     );
     if report.reconciled {
         println!(
-            "Full reconciliation: {} user(s) in the scope read; {} the cloud holds from AD were not in it",
+            "Full reconciliation: {} user(s) and group(s) in the scope read; {} the cloud holds from AD were not in it",
             report.read, report.departed
         );
     }

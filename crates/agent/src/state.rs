@@ -55,6 +55,10 @@ pub enum HeldKind {
     /// cloud is held (AD as a source). Kept in `held_exports`, keyed by its objectGUID.
     #[serde(rename = "ad_user")]
     AdUser,
+    /// A group AD is the source of, deleted there or out of the scope: marking it deleted in
+    /// the cloud is held, as for `AdUser`.
+    #[serde(rename = "ad_group")]
+    AdGroup,
 }
 
 impl std::fmt::Display for HeldKind {
@@ -63,6 +67,7 @@ impl std::fmt::Display for HeldKind {
             HeldKind::User => "user",
             HeldKind::Group => "group",
             HeldKind::AdUser => "AD user",
+            HeldKind::AdGroup => "AD group",
         })
     }
 }
@@ -96,7 +101,7 @@ pub struct Held {
 impl Held {
     pub fn key(&self) -> crate::mirror::ObjKey {
         match self.kind {
-            HeldKind::Group => crate::mirror::ObjKey::Group(self.id.clone()),
+            HeldKind::Group | HeldKind::AdGroup => crate::mirror::ObjKey::Group(self.id.clone()),
             HeldKind::User | HeldKind::AdUser => crate::mirror::ObjKey::User(self.id.clone()),
         }
     }

@@ -488,6 +488,9 @@ pub struct SourceHeld {
     /// Deleted in AD or moved out of the scope, kept suspended for the retention.
     #[serde(default)]
     pub deleted: bool,
+    /// A group (`POST /v1/source/lookup` answers for users and groups alike).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub group: bool,
 }
 
 /// `GET /v1/source/users?after=GUID`: the users the cloud holds from AD in the agent's domain, in
@@ -497,8 +500,18 @@ pub struct SourceHeld {
 pub struct SourceUsers {
     pub users: Vec<SourceHeld>,
     pub more: bool,
-    /// How many live (not deleted) users the cloud holds from AD in this domain: what the
-    /// deletion threshold's percentage is of.
+    /// How many live (not deleted) objects, users and groups, the cloud holds from AD in this
+    /// domain: what the deletion threshold's percentage is of.
+    #[serde(default)]
+    pub live: usize,
+}
+
+/// `GET /v1/source/groups?after=GUID`: the groups the cloud holds from AD, as `SourceUsers`
+/// lists the users.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceGroups {
+    pub groups: Vec<SourceHeld>,
+    pub more: bool,
     #[serde(default)]
     pub live: usize,
 }
@@ -541,6 +554,36 @@ pub struct SourceRequest {
     pub dc: String,
     #[serde(default)]
     pub users: Vec<SourceUser>,
+    /// Groups, after the users (a group's new members may be among this batch's users).
+    /// Users and groups together: at most `MAX_SOURCE_ITEMS`.
+    #[serde(default)]
+    pub groups: Vec<SourceGroup>,
+}
+
+/// One AD group's change, by objectGUID. `fields` are the changed cloud fields of the group's
+/// rows of `mapping::ROWS` (`name`, `description`; the whole record for a new group); a field
+/// sent empty is cleared. Its membership is AD's, by the members' objectGUIDs: `members` the
+/// whole list (a full read), or the values `added` and `removed` since the last batch (what
+/// DirSync's incremental values say). The cloud keeps these facts and shows as members the
+/// users and groups it holds from this domain: a member that enters the scope later joins its
+/// groups then, without the group being sent again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceGroup {
+    pub guid: String,
+    /// Deleted in AD or moved out of the scope: kept, marked deleted, for the retention
+    /// (restored with its members when it comes back with the same objectGUID).
+    #[serde(default)]
+    pub deleted: bool,
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, String>,
+    /// The whole membership, replacing what the cloud had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 /// One AD user's change, by objectGUID. `fields` are the changed cloud fields of
@@ -578,7 +621,7 @@ pub enum SourceOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceItem {
     pub guid: String,
-    /// The cloud user's id (absent when refused before one existed).
+    /// The cloud user's or group's id (absent when refused before one existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub outcome: SourceOutcome,
@@ -590,7 +633,8 @@ pub struct SourceItem {
 pub struct SourceResponse {
     /// The batch had been committed already (its answer was lost): nothing was changed.
     pub replayed: bool,
-    /// One per object, in the request's order (empty when replayed).
+    /// One per object, in the request's order: the users, then the groups (empty when
+    /// replayed).
     pub items: Vec<SourceItem>,
     pub cursor: SourceCursor,
 }

@@ -288,10 +288,17 @@ pub struct UserRef {
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCmd {
-    /// List every group with its direct members and the AD groups it is linked to.
+    /// List every group with its direct members, its authority and the AD groups it is linked to.
     List {
         #[command(flatten)]
         db: DirDb,
+        /// Only the groups whose authority is AD (`ad`: AD as a source) or the cloud (`cloud`).
+        #[arg(long, value_parser = ["ad", "cloud"])]
+        source: Option<String>,
+        /// Only the groups deleted in AD (or moved out of its scope) and kept, with their
+        /// members, until they are removed for good (30 days after).
+        #[arg(long)]
+        deleted: bool,
         /// One JSON document instead of lines.
         #[arg(long)]
         json: bool,
@@ -799,8 +806,18 @@ fn read_password(path: &Path) -> Result<Secret, AdminError> {
 
 fn group(cmd: GroupCmd) -> Result<(), AdminError> {
     match cmd {
-        GroupCmd::List { db, json } => {
-            list(with_dir(&db, |s, d| s.group_list(d))?, json, "groups")?
+        GroupCmd::List {
+            db,
+            source,
+            deleted,
+            json,
+        } => {
+            let shown = with_dir(&db, |s, d| s.group_list(d))?
+                .into_iter()
+                .filter(|g| source.as_deref().is_none_or(|want| g.source == want))
+                .filter(|g| g.deleted_at.is_some() == deleted)
+                .collect();
+            list(shown, json, "groups")?
         }
         GroupCmd::Add { db, name } => {
             with_dir(&db, |s, d| s.group_add(d, &name))?;
@@ -818,6 +835,17 @@ fn group(cmd: GroupCmd) -> Result<(), AdminError> {
         GroupCmd::RemoveMember(m) => membership(m, false)?,
     }
     Ok(())
+}
+
+/// When an object AD deleted was deleted, and when it goes for good.
+fn deleted_words(at: i64) -> String {
+    format!(
+        ", deleted in AD {}, removed after {}",
+        ad_sync_api::time_fmt::unix_to_text(at),
+        ad_sync_api::time_fmt::unix_to_text(
+            at + crate::server::store::SOURCE_RETENTION.as_secs() as i64
+        )
+    )
 }
 
 /// Prints users or groups, one per line (with their state and links), or as JSON.
@@ -851,13 +879,16 @@ fn list(items: Vec<Listed>, json: bool, what: &str) -> Result<(), AdminError> {
                 line.push_str(", from AD");
             }
             if let Some(at) = i.deleted_at {
-                line.push_str(&format!(
-                    ", deleted in AD {}, removed after {}",
-                    ad_sync_api::time_fmt::unix_to_text(at),
-                    ad_sync_api::time_fmt::unix_to_text(
-                        at + crate::server::store::SOURCE_RETENTION.as_secs() as i64
-                    )
-                ));
+                line.push_str(&deleted_words(at));
+            }
+            line.push(')');
+        } else if i.source == "ad" {
+            line.push_str(" (from AD");
+            if let Some(d) = i.attributes.get("description") {
+                line.push_str(&format!(", {d}"));
+            }
+            if let Some(at) = i.deleted_at {
+                line.push_str(&deleted_words(at));
             }
             line.push(')');
         }

@@ -593,6 +593,13 @@ impl Answers {
                 .map(str::to_string),
             named: source.named.clone(),
             service_account,
+            // Checked where it is used (dn.sync_group): a malformed one is that check's failure.
+            sync_group: self
+                .directory
+                .sync_group_dn
+                .as_deref()
+                .and_then(|t| crate::dn::Dn::parse(t).ok())
+                .map(|p| p.dn),
         };
         if let Some(f) = &scope.filter {
             crate::source_scope::check_filter(f).map_err(|why| format!("[source] filter {why}"))?;

@@ -30,12 +30,12 @@ pub const DIRECTIONS: &[DirectionChoice] = &[
     DirectionChoice {
         direction: crate::answers::Direction::AdToCloud,
         label: "From AD to the cloud",
-        does: "AD is the source: the users in the scope you choose next are sent to the cloud and kept in step (passwords stay in AD); nothing is written to AD.",
+        does: "AD is the source: the users and groups in the scope you choose next, with their members, are sent to the cloud and kept in step (passwords stay in AD); nothing is written to AD.",
     },
     DirectionChoice {
         direction: crate::answers::Direction::Both,
         label: "Both ways",
-        does: "Each user's source is where it was made: users in the scope you choose next are sent to the cloud, the cloud's own users are written to AD, and no change travels back to where it came from.",
+        does: "Each object's source is where it was made: users and groups in the scope you choose next are sent to the cloud, the cloud's own are written to AD, and no change travels back to where it came from.",
     },
 ];
 

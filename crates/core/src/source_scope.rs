@@ -26,6 +26,8 @@ pub struct Scope {
     pub named: Vec<String>,
     /// The agent's own service account, by objectGUID: never exported.
     pub service_account: Option<Vec<u8>>,
+    /// The agent's sync group (where the cloud's users are put in AD): never exported.
+    pub sync_group: Option<Dn>,
 }
 
 impl Scope {
@@ -151,6 +153,13 @@ pub fn decide(scope: &Scope, c: &Candidate) -> Verdict {
     {
         return Verdict::Never("the agent's own service account".into());
     }
+    if let (Some(g), Some(dn)) = (&scope.sync_group, c.dn)
+        && dn.same_as(g)
+    {
+        return Verdict::Never(
+            "the agent's sync group, which holds the cloud's users in AD".into(),
+        );
+    }
     if c.rid == Some(KRBTGT_RID) || c.sam.eq_ignore_ascii_case("krbtgt") {
         return Verdict::Never("krbtgt, the domain's Kerberos key account".into());
     }
@@ -198,12 +207,14 @@ mod tests {
             containers: vec![staff.clone()],
             groups: vec![],
             filter: None,
-            named: vec!["ann-admin".into()],
+            named: vec!["ann-admin".into(), "sync-staff".into()],
             service_account: Some(vec![9; 16]),
+            sync_group: Some(dn("CN=Sync Staff,OU=Staff,DC=example,DC=com")),
         };
         let ann = dn("CN=Ann,OU=Sales,OU=Staff,DC=example,DC=com");
         let svc = dn("CN=svc-sync,OU=Staff,DC=example,DC=com");
         let outside = dn("CN=Bob,CN=Users,DC=example,DC=com");
+        let sync = dn("cn=sync staff,ou=staff,dc=example,dc=com");
         let base = |d: &'static Dn| Candidate {
             guid: &[1; 16],
             dn: Some(d),
@@ -213,9 +224,20 @@ mod tests {
         };
         // Leaked for the table's 'static rows (a test's few bytes).
         let leak = |d: Dn| -> &'static Dn { Box::leak(Box::new(d)) };
-        let (ann, svc, outside) = (leak(ann), leak(svc), leak(outside));
+        let (ann, svc, outside, sync) = (leak(ann), leak(svc), leak(outside), leak(sync));
         let cases: Vec<(&str, Candidate, Verdict)> = vec![
             ("an ordinary user inside", base(ann), Verdict::Export),
+            (
+                "the sync group, even named (its DN as AD spells it in another case)",
+                Candidate {
+                    sam: "sync-staff",
+                    rid: Some(1200),
+                    ..base(sync)
+                },
+                Verdict::Never(
+                    "the agent's sync group, which holds the cloud's users in AD".into(),
+                ),
+            ),
             (
                 "outside every container",
                 base(outside),

@@ -251,6 +251,7 @@ fn router(state: Shared, request_timeout: Duration) -> Router {
         .route("/v1/source/cursor", get(source_cursor))
         .route("/v1/source/changes", post(source_changes))
         .route("/v1/source/users", get(source_users))
+        .route("/v1/source/groups", get(source_groups))
         .route("/v1/source/lookup", post(source_lookup))
         .route("/v1/keys/directory", post(directory))
         .fallback(|| async {
@@ -860,10 +861,28 @@ async fn source_changes(
             "dc: name the domain controller the changes were read from",
         ));
     }
-    if req.users.len() > MAX_SOURCE_ITEMS {
+    if req.users.len() + req.groups.len() > MAX_SOURCE_ITEMS {
         return Err(invalid(format!(
-            "users: send at most {MAX_SOURCE_ITEMS} per request"
+            "users, groups: send at most {MAX_SOURCE_ITEMS} objects per request, both together"
         )));
+    }
+    for (i, g) in req.groups.iter_mut().enumerate() {
+        g.guid = guid_param(&format!("groups[{i}].guid"), &g.guid)?;
+        let lists = [
+            ("members", g.members.as_mut()),
+            ("added", Some(&mut g.added)),
+            ("removed", Some(&mut g.removed)),
+        ];
+        for (name, list) in lists {
+            for (k, m) in list.into_iter().flatten().enumerate() {
+                *m = guid_param(&format!("groups[{i}].{name}[{k}]"), m)?;
+            }
+        }
+        if g.members.is_some() && !(g.added.is_empty() && g.removed.is_empty()) {
+            return Err(invalid(format!(
+                "groups[{i}]: send either `members` (the whole list) or `added`/`removed`, not both"
+            )));
+        }
     }
     for (i, u) in req.users.iter_mut().enumerate() {
         match ad_sync_api::guid::normalize_guid_string(&u.guid) {
@@ -910,6 +929,22 @@ async fn source_users(
     };
     let after = q.after.map(|g| guid_param("after", &g)).transpose()?;
     db(&state, move |s| s.source_users(&agent, after.as_deref()))
+        .await
+        .map(Json)
+}
+
+async fn source_groups(
+    State(state): State<Shared>,
+    Agent(agent): Agent,
+    query: Result<Query<SourceUsersQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ad_sync_api::api::SourceGroups>, ApiError> {
+    let Ok(Query(q)) = query else {
+        return Err(invalid(
+            "query: use ?after=<objectGUID> (or nothing, for the first page)",
+        ));
+    };
+    let after = q.after.map(|g| guid_param("after", &g)).transpose()?;
+    db(&state, move |s| s.source_groups(&agent, after.as_deref()))
         .await
         .map(Json)
 }

@@ -38,7 +38,11 @@ use ad_sync_api::time_fmt::unix_to_rfc3339;
 /// enrollment is resumed only before it).
 /// 5: agents report their runs: disconnections held by the threshold, failed changes, the last
 /// run and the last successful one.
-const SCHEMA_VERSION: i64 = 6;
+/// 6: AD as a source: users' authority (`source`), soft deletion, mapped attributes, the
+/// cloud's DirSync cursor.
+/// 7: groups from AD: their authority, soft deletion and description, and AD's membership
+/// facts by objectGUID (`source_members`).
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS domains (
@@ -104,6 +108,9 @@ CREATE TABLE IF NOT EXISTS groups (
     domain_id INTEGER NOT NULL REFERENCES domains(id),
     name TEXT NOT NULL COLLATE NOCASE,
     id TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL DEFAULT 'cloud',
+    deleted_at INTEGER,
+    description TEXT,
     PRIMARY KEY (domain_id, name)
 );
 CREATE TABLE IF NOT EXISTS memberships (
@@ -144,6 +151,13 @@ CREATE TABLE IF NOT EXISTS acks (
     at INTEGER NOT NULL,
     PRIMARY KEY (domain_id, seq)
 );
+CREATE TABLE IF NOT EXISTS source_members (
+    domain_id INTEGER NOT NULL REFERENCES domains(id),
+    group_guid TEXT NOT NULL,
+    member_guid TEXT NOT NULL,
+    PRIMARY KEY (domain_id, group_guid, member_guid)
+);
+CREATE INDEX IF NOT EXISTS source_members_by_member ON source_members(domain_id, member_guid);
 CREATE TABLE IF NOT EXISTS source_cursors (
     domain_id INTEGER PRIMARY KEY REFERENCES domains(id),
     cookie TEXT NOT NULL,
@@ -586,6 +600,15 @@ impl Store {
                 "ALTER TABLE users ADD COLUMN source TEXT NOT NULL DEFAULT 'cloud';
                  ALTER TABLE users ADD COLUMN deleted_at INTEGER;
                  ALTER TABLE users ADD COLUMN attributes TEXT;",
+            )
+            .map_err(db_err)?;
+        }
+        if (1..7).contains(&version) {
+            // Groups from AD (source_members is new, made by SCHEMA below).
+            conn.execute_batch(
+                "ALTER TABLE groups ADD COLUMN source TEXT NOT NULL DEFAULT 'cloud';
+                 ALTER TABLE groups ADD COLUMN deleted_at INTEGER;
+                 ALTER TABLE groups ADD COLUMN description TEXT;",
             )
             .map_err(db_err)?;
         }
@@ -1056,7 +1079,7 @@ impl Store {
     pub fn group_rename(&self, domain: i64, name: &str, new_name: &str) -> Result<(), AdminError> {
         validate_group_name(new_name)?;
         self.admin_tx(|tx| {
-            let group = find_group(tx, domain, name)?;
+            let group = find_cloud_group(tx, domain, name)?;
             if !group.name.eq_ignore_ascii_case(new_name) && group_exists(tx, domain, new_name)? {
                 return Err(
                     AdminError::Invalid(format!("group `{new_name}` already exists")).into(),
@@ -1178,7 +1201,7 @@ impl Store {
 
     pub fn group_remove(&self, domain: i64, name: &str) -> Result<(), AdminError> {
         self.admin_tx(|tx| {
-            let Group { id, name, .. } = find_group(tx, domain, name)?;
+            let Group { id, name, .. } = find_cloud_group(tx, domain, name)?;
             tx.execute(
                 "DELETE FROM memberships WHERE domain_id = ?2 AND (group_name = ?1 OR (member = ?1 AND member_type = 'group'))",
                 params![&name, domain],
@@ -1201,7 +1224,7 @@ impl Store {
         add: bool,
     ) -> Result<bool, AdminError> {
         self.admin_tx(|tx| {
-            let group = find_group(tx, domain, group)?;
+            let group = find_cloud_group(tx, domain, group)?;
             let is_user = user_exists(tx, domain, member)?;
             let is_group = group_exists(tx, domain, member)?;
             let refuse = |why: String| Err(TxError::Refused(AdminError::Invalid(why)));
@@ -1944,6 +1967,25 @@ fn find_user(conn: &Connection, domain: i64, username: &str) -> Result<User, TxE
         .into());
     }
     Ok(user)
+}
+
+/// A group the cloud's admin commands may change (rename, remove, its members): one that
+/// exists and is the cloud's own. A group that comes from AD is AD's, as its users are.
+fn find_cloud_group(conn: &Connection, domain: i64, name: &str) -> Result<Group, TxError> {
+    let group = find_group(conn, domain, name)?;
+    let source: String = conn.query_row(
+        "SELECT source FROM groups WHERE id = ?1",
+        [&group.id],
+        |r| r.get(0),
+    )?;
+    if source == "ad" {
+        return Err(AdminError::Invalid(format!(
+            "group `{}` comes from AD, which is its authority: change it and its members in AD (its agent brings the change here)",
+            group.name
+        ))
+        .into());
+    }
+    Ok(group)
 }
 
 /// The group as stored (its stored spelling and id).

@@ -736,7 +736,22 @@ impl CloudClient {
             .await
     }
 
-    /// Which of `guids` the cloud holds from AD in this agent's domain.
+    /// The groups the cloud holds from AD in this agent's domain, after `after`, as
+    /// `source_users` lists the users.
+    pub async fn source_groups(
+        &self,
+        credential: &Secret,
+        after: Option<&str>,
+    ) -> Result<crate::cloud::api::SourceGroups, CloudError> {
+        let path = match after {
+            Some(g) => format!("v1/source/groups?after={g}"),
+            None => "v1/source/groups".to_string(),
+        };
+        self.call::<(), _>(Method::GET, &path, Some(credential), None)
+            .await
+    }
+
+    /// Which of `guids` (users and groups) the cloud holds from AD in this agent's domain.
     pub async fn source_lookup(
         &self,
         credential: &Secret,

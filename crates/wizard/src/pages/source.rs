@@ -24,7 +24,7 @@ fn lines_field(ui: &mut Ui, label: &str, value: &mut String, hint: &str) {
 }
 
 pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
-    ui.label("Choose which AD users are sent to the cloud, and which AD attribute fills each cloud field. Passwords are never sent.");
+    ui.label("Choose which AD users and groups are sent to the cloud (each group with its members), and which AD attribute fills each cloud field. Passwords are never sent. The security groups and the filter below select users; groups are chosen by the containers alone.");
     let root = s.form.root_user_dn.trim().to_string();
     let src = &mut s.form.source;
     lines_field(
@@ -54,7 +54,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     );
     note(
         ui,
-        "Never sent, whatever the scope: computers, this agent's service account, krbtgt, built-in accounts, and protected or privileged accounts (adminCount=1, members of admin groups) unless named above. Accounts the agent manages for cloud users are never sent back.",
+        "Never sent, whatever the scope: computers, this agent's service account and sync group, krbtgt, built-in accounts and groups, and protected or privileged accounts and groups (adminCount=1, members of admin groups) unless named above. Accounts and groups the agent manages for the cloud are never sent back.",
     );
     let wrong = s.form.to_answers().source_scope(None).err();
     if let Some(e) = &wrong {

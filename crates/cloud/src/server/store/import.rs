@@ -27,10 +27,11 @@ pub struct Listed {
     pub members: Vec<String>,
     /// Who is its authority: `cloud`, or `ad` (AD as a source).
     pub source: String,
-    /// Users only: when AD deleted it (kept, suspended, until the retention ends).
+    /// When AD deleted it (kept, a user suspended, until the retention ends).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<i64>,
-    /// Users only: the mapped fields beyond the user's own (title, department, …).
+    /// The mapped fields beyond the object's own (a user's title, department, …; a group's
+    /// description).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub attributes: std::collections::BTreeMap<String, String>,
 }
@@ -304,15 +305,23 @@ impl Store {
                     )?
                     .query_map(params![&g.name, domain], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
+                let (source, deleted_at, description): (String, Option<i64>, Option<String>) = tx
+                    .prepare_cached(
+                        "SELECT source, deleted_at, description FROM groups WHERE id = ?1",
+                    )?
+                    .query_row([&g.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                 out.push(Listed {
                     id: g.id,
                     name: g.name,
                     user: None,
                     links: g.links,
                     members,
-                    source: "cloud".into(),
-                    deleted_at: None,
-                    attributes: Default::default(),
+                    source,
+                    deleted_at,
+                    attributes: description
+                        .map(|d| ("description".to_string(), d))
+                        .into_iter()
+                        .collect(),
                 });
             }
             Ok(out)

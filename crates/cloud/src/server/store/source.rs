@@ -15,8 +15,8 @@
 
 use super::*;
 use ad_sync_api::api::{
-    ImportUser, MAX_SOURCE_ITEMS, SourceCursor, SourceHeld, SourceItem, SourceOutcome,
-    SourceRequest, SourceResponse, SourceUser, SourceUsers,
+    ImportUser, MAX_SOURCE_ITEMS, SourceCursor, SourceGroup, SourceGroups, SourceHeld, SourceItem,
+    SourceOutcome, SourceRequest, SourceResponse, SourceUser, SourceUsers,
 };
 use ad_sync_api::mapping::{Kind, rows};
 use std::collections::BTreeMap;
@@ -87,15 +87,16 @@ fn item(guid: &str, id: Option<&str>, outcome: SourceOutcome, message: String) -
     }
 }
 
-/// Why a field of the request cannot be taken, or `None`.
-fn field_problem(fields: &BTreeMap<String, String>) -> Option<String> {
+/// Why a field of the request cannot be taken for a `kind`, or `None`.
+fn field_problem(kind: Kind, fields: &BTreeMap<String, String>) -> Option<String> {
     fields
         .keys()
-        .find(|f| !rows(Kind::User).any(|r| r.field == f.as_str()))
+        .find(|f| !rows(kind).any(|r| r.field == f.as_str()))
         .map(|f| {
-            let known: Vec<&str> = rows(Kind::User).map(|r| r.field).collect();
+            let known: Vec<&str> = rows(kind).map(|r| r.field).collect();
             format!(
-                "`{f}` is not a user field the cloud keeps; the fields are {}",
+                "`{f}` is not a {} field the cloud keeps; the fields are {}",
+                kind.section(),
                 known.join(", ")
             )
         })
@@ -172,6 +173,51 @@ fn name_taken(tx: &Connection, domain: i64, name: &str, not_id: &str) -> rusqlit
     .map(|n| n > 0)
 }
 
+/// The refusal of a change AD sent to a user or group whose authority is the cloud.
+fn the_clouds(kind: Kind, guid: &str, id: &str, name: &str) -> SourceItem {
+    item(
+        guid,
+        Some(id),
+        SourceOutcome::Refused,
+        format!(
+            "the cloud {} `{name}` was created in the cloud, which is its authority; AD cannot change it (change it in the cloud)",
+            kind.section()
+        ),
+    )
+}
+
+/// A user or group (`id`) AD sent as gone: marked deleted now and kept for the retention (a
+/// user suspended too), or left as it is when it already was (`deleted_at`).
+fn mark_gone(
+    tx: &Connection,
+    kind: Kind,
+    guid: &str,
+    id: &str,
+    deleted_at: Option<i64>,
+    now: i64,
+) -> rusqlite::Result<SourceItem> {
+    if deleted_at.is_some() {
+        return Ok(item(
+            guid,
+            Some(id),
+            SourceOutcome::Unchanged,
+            String::new(),
+        ));
+    }
+    let sql = if kind == Kind::Group {
+        "UPDATE groups SET deleted_at = ?2 WHERE id = ?1"
+    } else {
+        "UPDATE users SET suspended = 1, deleted_at = ?2 WHERE id = ?1"
+    };
+    tx.execute(sql, params![id, now])?;
+    Ok(item(
+        guid,
+        Some(id),
+        SourceOutcome::Suspended,
+        String::new(),
+    ))
+}
+
 fn one_user(
     tx: &Connection,
     agent: &AgentAuth,
@@ -179,7 +225,7 @@ fn one_user(
     now: i64,
 ) -> Result<SourceItem, ApiError> {
     let guid = u.guid.as_str();
-    if let Some(why) = field_problem(&u.fields) {
+    if let Some(why) = field_problem(Kind::User, &u.fields) {
         return Ok(item(guid, None, SourceOutcome::Refused, why));
     }
     let linked = match super::import::linked(tx, agent.domain_id, guid)? {
@@ -194,35 +240,10 @@ fn one_user(
         return create(tx, agent, u, now);
     };
     if s.source != "ad" {
-        return Ok(item(
-            guid,
-            Some(&s.id),
-            SourceOutcome::Refused,
-            format!(
-                "the cloud user `{}` was created in the cloud, which is its authority; AD cannot change it (change it in the cloud)",
-                s.username
-            ),
-        ));
+        return Ok(the_clouds(Kind::User, guid, &s.id, &s.username));
     }
     if u.deleted {
-        if s.deleted_at.is_some() {
-            return Ok(item(
-                guid,
-                Some(&s.id),
-                SourceOutcome::Unchanged,
-                String::new(),
-            ));
-        }
-        tx.execute(
-            "UPDATE users SET suspended = 1, deleted_at = ?2 WHERE id = ?1",
-            params![s.id, now],
-        )?;
-        return Ok(item(
-            guid,
-            Some(&s.id),
-            SourceOutcome::Suspended,
-            String::new(),
-        ));
+        return Ok(mark_gone(tx, Kind::User, guid, &s.id, s.deleted_at, now)?);
     }
     let n = apply(&s, u);
     if let Some(why) = refusal(&n) {
@@ -323,6 +344,7 @@ fn create(
     )?;
     write(tx, &n)?;
     super::import::add_link(tx, agent, &n.id, guid, now)?;
+    join_groups(tx, agent.domain_id, guid, &n.username, "user")?;
     Ok(item(
         guid,
         Some(&n.id),
@@ -331,32 +353,362 @@ fn create(
     ))
 }
 
-/// Removes the users deleted in AD longer ago than `RETENTION`, with their links and
-/// memberships.
+/// Removes the users and groups deleted in AD longer ago than `RETENTION`, with their links,
+/// memberships and AD's membership facts about them.
 fn purge(tx: &Connection, domain: i64, now: i64) -> rusqlite::Result<()> {
     let before = now - RETENTION.as_secs() as i64;
-    let gone: Vec<(String, String)> = tx
-        .prepare_cached(
-            "SELECT id, username FROM users WHERE domain_id = ?1 AND source = 'ad' AND deleted_at IS NOT NULL AND deleted_at < ?2",
-        )?
-        .query_map(params![domain, before], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    for (id, name) in gone {
-        tx.execute(
+    // (the table, its name column, the memberships that go with one of its rows)
+    let tables = [
+        (
+            "users",
+            "username",
             "DELETE FROM memberships WHERE domain_id = ?1 AND member = ?2 AND member_type = 'user'",
-            params![domain, name],
-        )?;
-        tx.execute("DELETE FROM links WHERE object_id = ?1", [&id])?;
-        tx.execute("DELETE FROM users WHERE id = ?1", [&id])?;
+        ),
+        (
+            "groups",
+            "name",
+            "DELETE FROM memberships WHERE domain_id = ?1 AND (group_name = ?2 OR (member = ?2 AND member_type = 'group'))",
+        ),
+    ];
+    for (table, name_column, memberships) in tables {
+        let gone: Vec<(String, String)> = tx
+            .prepare_cached(&format!(
+                "SELECT id, {name_column} FROM {table} WHERE domain_id = ?1 AND source = 'ad' AND deleted_at IS NOT NULL AND deleted_at < ?2"
+            ))?
+            .query_map(params![domain, before], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (id, name) in gone {
+            tx.execute(memberships, params![domain, name])?;
+            forget_facts(tx, domain, &id)?;
+            tx.execute("DELETE FROM links WHERE object_id = ?1", [&id])?;
+            tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), [&id])?;
+        }
     }
     Ok(())
 }
 
-/// The live users the cloud holds from AD in `domain`.
+/// AD's membership facts about the object `id` removed for good: as a group and as a member.
+fn forget_facts(tx: &Connection, domain: i64, id: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM source_members WHERE domain_id = ?1 AND (group_guid IN (SELECT guid FROM links WHERE object_id = ?2) OR member_guid IN (SELECT guid FROM links WHERE object_id = ?2))",
+        params![domain, id],
+    )?;
+    Ok(())
+}
+
+/// The cloud object AD's `guid` is, as a member: its name and member type (a user or group the
+/// cloud holds linked to it in this domain, whatever its authority).
+fn member_by_guid(
+    tx: &Connection,
+    domain: i64,
+    guid: &str,
+) -> rusqlite::Result<Option<(String, &'static str)>> {
+    tx.prepare_cached(
+        "SELECT u.username, 'user' FROM links l JOIN users u ON u.id = l.object_id WHERE l.domain_id = ?1 AND l.guid = ?2
+         UNION ALL
+         SELECT g.name, 'group' FROM links l JOIN groups g ON g.id = l.object_id WHERE l.domain_id = ?1 AND l.guid = ?2",
+    )?
+    .query_row(params![domain, guid], |r| {
+        let t: String = r.get(1)?;
+        Ok((r.get(0)?, if t == "group" { "group" } else { "user" }))
+    })
+    .optional()
+}
+
+/// A user or group just created from AD (`guid`, named `name`) joins the AD groups AD says it
+/// is a member of: the facts were kept while the cloud did not hold it.
+fn join_groups(
+    tx: &Connection,
+    domain: i64,
+    guid: &str,
+    name: &str,
+    member_type: &str,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO memberships (domain_id, group_name, member, member_type)
+         SELECT ?1, g.name, ?3, ?4 FROM source_members sm
+         JOIN links l ON l.domain_id = sm.domain_id AND l.guid = sm.group_guid
+         JOIN groups g ON g.id = l.object_id AND g.source = 'ad'
+         WHERE sm.domain_id = ?1 AND sm.member_guid = ?2",
+    )?
+    .execute(params![domain, guid, name, member_type])?;
+    Ok(())
+}
+
+/// Records AD's membership facts for the group `g` (the whole list, or the values added and
+/// removed). Returns whether they changed, and the member GUIDs whose cloud membership must
+/// follow (`None`: all of them).
+fn record_facts(
+    tx: &Connection,
+    domain: i64,
+    g: &SourceGroup,
+) -> rusqlite::Result<(bool, Option<Vec<String>>)> {
+    let norm = |v: &Vec<String>| -> Vec<String> {
+        let mut v: Vec<String> = v
+            .iter()
+            .filter_map(|m| ad_sync_api::guid::normalize_guid_string(m))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    if let Some(all) = &g.members {
+        let want = norm(all);
+        let had: Vec<String> = tx
+            .prepare_cached(
+                "SELECT member_guid FROM source_members WHERE domain_id = ?1 AND group_guid = ?2 ORDER BY member_guid",
+            )?
+            .query_map(params![domain, g.guid], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if had == want {
+            return Ok((false, Some(Vec::new())));
+        }
+        tx.execute(
+            "DELETE FROM source_members WHERE domain_id = ?1 AND group_guid = ?2",
+            params![domain, g.guid],
+        )?;
+        let mut add = tx.prepare_cached(
+            "INSERT OR IGNORE INTO source_members (domain_id, group_guid, member_guid) VALUES (?1, ?2, ?3)",
+        )?;
+        for m in &want {
+            add.execute(params![domain, g.guid, m])?;
+        }
+        return Ok((true, None));
+    }
+    let mut changed = false;
+    let mut touched = Vec::new();
+    for m in norm(&g.added) {
+        changed |= tx.execute(
+            "INSERT OR IGNORE INTO source_members (domain_id, group_guid, member_guid) VALUES (?1, ?2, ?3)",
+            params![domain, g.guid, m],
+        )? > 0;
+        touched.push(m);
+    }
+    for m in norm(&g.removed) {
+        changed |= tx.execute(
+            "DELETE FROM source_members WHERE domain_id = ?1 AND group_guid = ?2 AND member_guid = ?3",
+            params![domain, g.guid, m],
+        )? > 0;
+        touched.push(m);
+    }
+    Ok((changed, Some(touched)))
+}
+
+/// The cloud memberships of the AD group `name` made to follow AD's facts: for `only` those
+/// member GUIDs, or all (`None`: the group's memberships rebuilt from the facts).
+fn follow_facts(
+    tx: &Connection,
+    domain: i64,
+    group_guid: &str,
+    name: &str,
+    only: Option<&[String]>,
+) -> rusqlite::Result<()> {
+    let guids: Vec<String> = match only {
+        Some(o) => o.to_vec(),
+        None => {
+            tx.execute(
+                "DELETE FROM memberships WHERE domain_id = ?1 AND group_name = ?2",
+                params![domain, name],
+            )?;
+            tx.prepare_cached(
+                "SELECT member_guid FROM source_members WHERE domain_id = ?1 AND group_guid = ?2",
+            )?
+            .query_map(params![domain, group_guid], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+        }
+    };
+    for m in guids {
+        let Some((member, member_type)) = member_by_guid(tx, domain, &m)? else {
+            continue;
+        };
+        let fact: bool = tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM source_members WHERE domain_id = ?1 AND group_guid = ?2 AND member_guid = ?3",
+            )?
+            .query_row(params![domain, group_guid, m], |r| r.get::<_, i64>(0))?
+            > 0;
+        // A group is never its own member (AD refuses it too).
+        if member_type == "group" && member.eq_ignore_ascii_case(name) {
+            continue;
+        }
+        let sql = if fact {
+            "INSERT OR IGNORE INTO memberships (domain_id, group_name, member, member_type) VALUES (?1, ?2, ?3, ?4)"
+        } else {
+            "DELETE FROM memberships WHERE domain_id = ?1 AND group_name = ?2 AND member = ?3 AND member_type = ?4"
+        };
+        tx.execute(sql, params![domain, name, member, member_type])?;
+    }
+    Ok(())
+}
+
+/// A stored group as this module compares it.
+#[derive(Clone, PartialEq, Eq)]
+struct StoredGroup {
+    id: String,
+    name: String,
+    description: Option<String>,
+    source: String,
+    deleted_at: Option<i64>,
+}
+
+fn stored_group(conn: &Connection, id: &str) -> rusqlite::Result<Option<StoredGroup>> {
+    conn.prepare_cached(
+        "SELECT id, name, description, source, deleted_at FROM groups WHERE id = ?1",
+    )?
+    .query_row([id], |r| {
+        Ok(StoredGroup {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            description: r.get(2)?,
+            source: r.get(3)?,
+            deleted_at: r.get(4)?,
+        })
+    })
+    .optional()
+}
+
+/// Why the cloud cannot hold a group named `name`, or `None`.
+fn group_name_problem(name: &str) -> Option<String> {
+    super::validate_group_name(name)
+        .err()
+        .map(|e| e.to_string())
+}
+
+fn one_group(
+    tx: &Connection,
+    agent: &AgentAuth,
+    g: &SourceGroup,
+    now: i64,
+) -> Result<SourceItem, ApiError> {
+    let guid = g.guid.as_str();
+    let domain = agent.domain_id;
+    if let Some(why) = field_problem(Kind::Group, &g.fields) {
+        return Ok(item(guid, None, SourceOutcome::Refused, why));
+    }
+    // AD's facts are kept whatever becomes of the group's own fields: a group refused now
+    // (its name taken) has its members when it is taken later.
+    let (facts_changed, follow) = if g.deleted {
+        (false, Some(Vec::new()))
+    } else {
+        record_facts(tx, domain, g)?
+    };
+    let linked = match super::import::linked(tx, domain, guid)? {
+        Some(id) => stored_group(tx, &id)?,
+        None => None,
+    };
+    let Some(s) = linked else {
+        if g.deleted {
+            return Ok(item(guid, None, SourceOutcome::Unchanged, String::new()));
+        }
+        return create_group(tx, agent, g, now);
+    };
+    if s.source != "ad" {
+        return Ok(the_clouds(Kind::Group, guid, &s.id, &s.name));
+    }
+    if g.deleted {
+        return Ok(mark_gone(tx, Kind::Group, guid, &s.id, s.deleted_at, now)?);
+    }
+    let mut n = StoredGroup {
+        deleted_at: None,
+        ..s.clone()
+    };
+    for (f, v) in &g.fields {
+        match f.as_str() {
+            "name" => n.name = v.clone(),
+            _ => n.description = (!v.is_empty()).then(|| v.clone()),
+        }
+    }
+    if let Some(why) = group_name_problem(&n.name) {
+        return Ok(item(guid, Some(&s.id), SourceOutcome::Refused, why));
+    }
+    if !n.name.eq_ignore_ascii_case(&s.name) && super::group_exists(tx, domain, &n.name)? {
+        return Ok(item(
+            guid,
+            Some(&s.id),
+            SourceOutcome::Refused,
+            format!(
+                "the cloud has another group named `{}`; rename one of them",
+                n.name
+            ),
+        ));
+    }
+    if n != s {
+        if n.name != s.name {
+            tx.execute(
+                "UPDATE memberships SET group_name = ?2 WHERE domain_id = ?3 AND group_name = ?1",
+                params![s.name, n.name, domain],
+            )?;
+            tx.execute(
+                "UPDATE memberships SET member = ?2 WHERE domain_id = ?3 AND member = ?1 AND member_type = 'group'",
+                params![s.name, n.name, domain],
+            )?;
+        }
+        tx.execute(
+            "UPDATE groups SET name = ?2, description = ?3, deleted_at = NULL WHERE id = ?1",
+            params![n.id, n.name, n.description],
+        )?;
+    }
+    if facts_changed {
+        follow_facts(tx, domain, guid, &n.name, follow.as_deref())?;
+    }
+    let outcome = if s.deleted_at.is_some() {
+        SourceOutcome::Restored
+    } else if n != s || facts_changed {
+        SourceOutcome::Updated
+    } else {
+        SourceOutcome::Unchanged
+    };
+    Ok(item(guid, Some(&s.id), outcome, String::new()))
+}
+
+fn create_group(
+    tx: &Connection,
+    agent: &AgentAuth,
+    g: &SourceGroup,
+    now: i64,
+) -> Result<SourceItem, ApiError> {
+    let guid = g.guid.as_str();
+    let Some(name) = g.fields.get("name").filter(|n| !n.is_empty()) else {
+        return Ok(item(
+            guid,
+            None,
+            SourceOutcome::Refused,
+            "a group new to the cloud needs its `name`: send the whole record the first time"
+                .into(),
+        ));
+    };
+    if let Some(why) = group_name_problem(name) {
+        return Ok(item(guid, None, SourceOutcome::Refused, why));
+    }
+    if super::group_exists(tx, agent.domain_id, name)? {
+        return Ok(item(
+            guid,
+            None,
+            SourceOutcome::Refused,
+            format!(
+                "the cloud already has a group named `{name}` that does not come from this AD object; rename one of them, or link them with `ad-sync-agent import`"
+            ),
+        ));
+    }
+    let id = new_id("g")?;
+    let description = g.fields.get("description").filter(|d| !d.is_empty());
+    tx.execute(
+        "INSERT INTO groups (domain_id, name, id, source, description) VALUES (?1, ?2, ?3, 'ad', ?4)",
+        params![agent.domain_id, name, id, description],
+    )?;
+    super::import::add_link(tx, agent, &id, guid, now)?;
+    follow_facts(tx, agent.domain_id, guid, name, None)?;
+    join_groups(tx, agent.domain_id, guid, name, "group")?;
+    Ok(item(guid, Some(&id), SourceOutcome::Created, String::new()))
+}
+
+/// The live objects, users and groups, the cloud holds from AD in `domain`.
 fn live_count(conn: &Connection, domain: i64) -> rusqlite::Result<usize> {
     conn.prepare_cached(
-        "SELECT COUNT(*) FROM links l JOIN users u ON u.id = l.object_id
-         WHERE l.domain_id = ?1 AND u.source = 'ad' AND u.deleted_at IS NULL",
+        "SELECT (SELECT COUNT(*) FROM links l JOIN users u ON u.id = l.object_id
+                 WHERE l.domain_id = ?1 AND u.source = 'ad' AND u.deleted_at IS NULL)
+              + (SELECT COUNT(*) FROM links l JOIN groups g ON g.id = l.object_id
+                 WHERE l.domain_id = ?1 AND g.source = 'ad' AND g.deleted_at IS NULL)",
     )?
     .query_row([domain], |r| r.get::<_, i64>(0))
     .map(|n| n.max(0) as usize)
@@ -364,12 +716,50 @@ fn live_count(conn: &Connection, domain: i64) -> rusqlite::Result<usize> {
 
 fn held(r: &rusqlite::Row) -> rusqlite::Result<SourceHeld> {
     let deleted_at: Option<i64> = r.get(3)?;
+    let kind: String = r.get(4)?;
     Ok(SourceHeld {
         guid: r.get(0)?,
         id: r.get(1)?,
         name: r.get(2)?,
         deleted: deleted_at.is_some(),
+        group: kind == "group",
     })
+}
+
+/// The users (`users`) or groups (`groups`) the cloud holds from AD, in objectGUID order
+/// after `after`, at most `MAX_SOURCE_ITEMS` (and whether there are more).
+fn held_page(
+    conn: &Connection,
+    domain: i64,
+    table: &str,
+    after: Option<&str>,
+) -> rusqlite::Result<(Vec<SourceHeld>, bool)> {
+    let sql = match table {
+        "groups" => {
+            "SELECT l.guid, g.id, g.name, g.deleted_at, 'group' FROM links l JOIN groups g ON g.id = l.object_id
+             WHERE l.domain_id = ?1 AND g.source = 'ad' AND l.guid > ?2
+             ORDER BY l.guid LIMIT ?3"
+        }
+        _ => {
+            "SELECT l.guid, u.id, u.username, u.deleted_at, 'user' FROM links l JOIN users u ON u.id = l.object_id
+             WHERE l.domain_id = ?1 AND u.source = 'ad' AND l.guid > ?2
+             ORDER BY l.guid LIMIT ?3"
+        }
+    };
+    let mut items: Vec<SourceHeld> = conn
+        .prepare_cached(sql)?
+        .query_map(
+            params![
+                domain,
+                after.unwrap_or_default(),
+                (MAX_SOURCE_ITEMS + 1) as i64
+            ],
+            held,
+        )?
+        .collect::<Result<_, _>>()?;
+    let more = items.len() > MAX_SOURCE_ITEMS;
+    items.truncate(MAX_SOURCE_ITEMS);
+    Ok((items, more))
 }
 
 impl Store {
@@ -381,25 +771,21 @@ impl Store {
         after: Option<&str>,
     ) -> Result<SourceUsers, ApiError> {
         let conn = self.lock();
-        let mut users: Vec<SourceHeld> = conn
-            .prepare_cached(
-                "SELECT l.guid, u.id, u.username, u.deleted_at FROM links l JOIN users u ON u.id = l.object_id
-                 WHERE l.domain_id = ?1 AND u.source = 'ad' AND l.guid > ?2
-                 ORDER BY l.guid LIMIT ?3",
-            )?
-            .query_map(
-                params![
-                    agent.domain_id,
-                    after.unwrap_or_default(),
-                    (MAX_SOURCE_ITEMS + 1) as i64
-                ],
-                held,
-            )?
-            .collect::<Result<_, _>>()?;
-        let more = users.len() > MAX_SOURCE_ITEMS;
-        users.truncate(MAX_SOURCE_ITEMS);
+        let (users, more) = held_page(&conn, agent.domain_id, "users", after)?;
         let live = live_count(&conn, agent.domain_id)?;
         Ok(SourceUsers { users, more, live })
+    }
+
+    /// The groups the cloud holds from AD in the agent's domain, as `source_users` lists users.
+    pub fn source_groups(
+        &self,
+        agent: &AgentAuth,
+        after: Option<&str>,
+    ) -> Result<SourceGroups, ApiError> {
+        let conn = self.lock();
+        let (groups, more) = held_page(&conn, agent.domain_id, "groups", after)?;
+        let live = live_count(&conn, agent.domain_id)?;
+        Ok(SourceGroups { groups, more, live })
     }
 
     /// Those of `guids` the cloud holds from AD in the agent's domain.
@@ -410,8 +796,11 @@ impl Store {
     ) -> Result<SourceUsers, ApiError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT l.guid, u.id, u.username, u.deleted_at FROM links l JOIN users u ON u.id = l.object_id
-             WHERE l.domain_id = ?1 AND u.source = 'ad' AND l.guid = ?2",
+            "SELECT l.guid, u.id, u.username, u.deleted_at, 'user' FROM links l JOIN users u ON u.id = l.object_id
+             WHERE l.domain_id = ?1 AND u.source = 'ad' AND l.guid = ?2
+             UNION ALL
+             SELECT l.guid, g.id, g.name, g.deleted_at, 'group' FROM links l JOIN groups g ON g.id = l.object_id
+             WHERE l.domain_id = ?1 AND g.source = 'ad' AND l.guid = ?2",
         )?;
         let mut users = Vec::new();
         for g in guids {
@@ -476,9 +865,12 @@ impl Store {
                 },
             ));
         }
-        let mut items = Vec::with_capacity(req.users.len());
+        let mut items = Vec::with_capacity(req.users.len() + req.groups.len());
         for u in &req.users {
             items.push(one_user(&tx, agent, u, now)?);
+        }
+        for g in &req.groups {
+            items.push(one_group(&tx, agent, g, now)?);
         }
         if !req.partial {
             tx.execute(
@@ -517,6 +909,7 @@ mod tests {
                         cookie: cookie.into(),
                         dc: "dc1".into(),
                         users,
+                        groups: Vec::new(),
                         partial: false,
                     },
                     now,
@@ -572,6 +965,7 @@ mod tests {
                         cookie: cookie.clone(),
                         dc: "dc1".into(),
                         users: part.iter().map(|&k| user(k, false)).collect(),
+                        groups: Vec::new(),
                         partial: false,
                     },
                     t0,
@@ -588,6 +982,7 @@ mod tests {
                     cookie: "last".into(),
                     dc: "dc1".into(),
                     users: vec![user(3, true)],
+                    groups: Vec::new(),
                     partial: false,
                 },
                 t0,
@@ -660,6 +1055,179 @@ mod tests {
             ["u1", "u7"]
         );
         assert!(!looked.more);
+    }
+
+    /// A group from AD: created with its name and description, its members whole or changed
+    /// by value (a member not yet in the cloud joins when it arrives), renamed with its
+    /// memberships, nested in another, marked deleted and kept with its members, restored, and
+    /// removed for good after the retention; the cloud's admin commands cannot change it, and
+    /// a cloud group of the same name is never taken over.
+    #[test]
+    fn groups_from_ad_keep_ads_membership_by_guid() {
+        let (_dir, store, agent, t0) = primary();
+        let mut at = 0;
+        let mut batch = |users: Vec<SourceUser>, groups: Vec<SourceGroup>, now: i64| {
+            let after = (at > 0).then(|| format!("c{at}"));
+            at += 1;
+            store
+                .source_changes(
+                    &agent,
+                    &SourceRequest {
+                        after,
+                        cookie: format!("c{at}"),
+                        dc: "dc1".into(),
+                        users,
+                        groups,
+                        partial: false,
+                    },
+                    now,
+                )
+                .unwrap_or_else(|e| panic!("{e:?}"))
+                .items
+                .into_iter()
+                .map(|i| (i.outcome, i.message))
+                .collect::<Vec<_>>()
+        };
+        let guid = |n: u32| user(n, false).guid;
+        let group =
+            |n: u32, name: &str, members: Option<Vec<u32>>, added: Vec<u32>, removed: Vec<u32>| {
+                let g = |v: Vec<u32>| v.into_iter().map(guid).collect::<Vec<_>>();
+                SourceGroup {
+                    guid: guid(n),
+                    deleted: false,
+                    fields: [("name", name), ("description", "from AD")]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    members: members.map(g),
+                    added: g(added),
+                    removed: g(removed),
+                }
+            };
+        let listed = |name: &str| {
+            store
+                .group_list(agent.domain_id)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .into_iter()
+                .find(|g| g.name == name)
+                .map(|g| (g.members, g.source, g.deleted_at.is_some()))
+        };
+        use SourceOutcome::*;
+        // u1 and u2 arrive with Staff, whose members are u1 and u3 (not in the cloud yet).
+        let r = batch(
+            vec![user(1, false), user(2, false)],
+            vec![group(100, "Staff", Some(vec![1, 3]), vec![], vec![])],
+            t0,
+        );
+        assert_eq!(
+            r.iter().map(|x| x.0).collect::<Vec<_>>(),
+            [Created, Created, Created]
+        );
+        assert_eq!(
+            listed("Staff"),
+            Some((vec!["u1".into()], "ad".into(), false))
+        );
+        // u3 arrives: it joins Staff without Staff being sent.
+        batch(vec![user(3, false)], vec![], t0);
+        assert_eq!(
+            listed("Staff").map(|l| l.0),
+            Some(vec!["u1".into(), "u3".into()])
+        );
+        // Values: u2 added, u1 removed; renamed; a nested group Leads is added to it.
+        let r = batch(
+            vec![],
+            vec![
+                group(101, "Leads", Some(vec![3]), vec![], vec![]),
+                group(100, "Staff-All", None, vec![2, 101], vec![1]),
+            ],
+            t0,
+        );
+        assert_eq!(
+            r.iter().map(|x| x.0).collect::<Vec<_>>(),
+            [Created, Updated]
+        );
+        assert_eq!(listed("Staff"), None);
+        assert_eq!(
+            listed("Staff-All").map(|l| l.0),
+            Some(vec!["Leads".into(), "u2".into(), "u3".into()])
+        );
+        // The same values again change nothing.
+        let r = batch(
+            vec![],
+            vec![group(100, "Staff-All", None, vec![2], vec![1])],
+            t0,
+        );
+        assert_eq!(r[0].0, Unchanged);
+        // The cloud's commands cannot change a group AD is the authority of.
+        for e in [
+            store.group_rename(agent.domain_id, "Staff-All", "X").err(),
+            store.group_remove(agent.domain_id, "Staff-All").err(),
+            store
+                .membership(agent.domain_id, "Staff-All", "u2", None, false)
+                .err(),
+        ] {
+            let e = e.map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("comes from AD"), "{e}");
+        }
+        // A cloud group's name is not taken over by an AD group.
+        store
+            .group_add(agent.domain_id, "Cloudy")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r = batch(
+            vec![],
+            vec![group(102, "Cloudy", Some(vec![]), vec![], vec![])],
+            t0,
+        );
+        assert_eq!(r[0].0, Refused);
+        assert!(
+            r[0].1.contains("already has a group named `Cloudy`"),
+            "{}",
+            r[0].1
+        );
+        // Deleted in AD: kept, marked deleted, with its members; back: restored as it was.
+        let gone = SourceGroup {
+            guid: guid(100),
+            deleted: true,
+            ..SourceGroup::default()
+        };
+        let r = batch(vec![], vec![gone.clone()], t0);
+        assert_eq!(r[0].0, Suspended);
+        assert_eq!(
+            listed("Staff-All"),
+            Some((
+                vec!["Leads".into(), "u2".into(), "u3".into()],
+                "ad".into(),
+                true
+            ))
+        );
+        let r = batch(
+            vec![],
+            vec![group(100, "Staff-All", None, vec![], vec![])],
+            t0,
+        );
+        assert_eq!(r[0].0, Restored);
+        assert_eq!(listed("Staff-All").map(|l| l.2), Some(false));
+        // Deleted again, and past the retention: removed with its memberships and facts.
+        batch(vec![], vec![gone], t0);
+        let later = t0 + RETENTION.as_secs() as i64 + 1;
+        batch(vec![], vec![], later);
+        assert_eq!(listed("Staff-All"), None);
+        let conn = store.lock();
+        let count = |sql: &str| -> i64 {
+            conn.query_row(sql, [], |r| r.get(0))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(
+            count("SELECT COUNT(*) FROM memberships WHERE group_name = 'Staff-All'"),
+            0
+        );
+        assert_eq!(
+            count(&format!(
+                "SELECT COUNT(*) FROM source_members WHERE group_guid = '{}'",
+                guid(100)
+            )),
+            0
+        );
     }
 
     fn user(n: u32, deleted: bool) -> SourceUser {
