@@ -609,6 +609,79 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
         "no secret in the agent's log"
     );
 
+    // AD as a source under Windows: the agent reads AD's changes with DirSync and sends them to
+    // the cloud (`export` by hand, from one container): a user, and a group with it as member.
+    let ou = format!("OU=t-winexp,{}", testbed::OU_STAFF);
+    let team = format!("CN=winexp-team,{ou}");
+    support::cloud::block_on(async {
+        let mut l = support::bed()
+            .dc1
+            .admin()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        testbed::add(
+            &mut l,
+            &ou,
+            vec![("objectClass", vec!["top", "organizationalUnit"])],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let user = testbed::add_user(&mut l, &ou, "winexp1", "512")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        l.modify(
+            &user,
+            vec![
+                ldap3::Mod::Replace("givenName", std::collections::HashSet::from(["Wine"])),
+                ldap3::Mod::Replace("sn", std::collections::HashSet::from(["Export"])),
+            ],
+        )
+        .await
+        .and_then(|r| r.success())
+        .unwrap_or_else(|e| panic!("{e}"));
+        testbed::add_group(&mut l, &team, "winexp-team", "-2147483646")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        testbed::add_member(&mut l, &team, &user)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+    });
+    let out = host.exe(
+        "ad-sync-agent.exe",
+        &[
+            "export",
+            "--config",
+            r"C:\ProgramData\ad-sync\agent.toml",
+            "--container",
+            &ou,
+            "--json",
+        ],
+    );
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(v["created"], 2, "the user and the group: {v:#}");
+    assert!(!text(&out).contains(testbed::SVC_PASSWORD));
+    let groups = cloud.admin_ok(&[
+        "group",
+        "list",
+        "--source",
+        "ad",
+        "--json",
+        "--domain",
+        "DC=example,DC=com",
+    ]);
+    let groups: Value = serde_json::from_str(&groups).unwrap_or_else(|e| panic!("{e}: {groups}"));
+    let team_listed = groups["groups"]
+        .as_array()
+        .and_then(|a| a.iter().find(|g| g["name"] == "winexp-team"))
+        .unwrap_or_else(|| panic!("the group from AD is not in the cloud: {groups:#}"));
+    assert_eq!(
+        team_listed["members"],
+        serde_json::json!(["winexp1"]),
+        "{groups:#}"
+    );
+
     // The import as an administrator runs it on Windows: the agent reads its secrets from the
     // store and pages the OU (the in-chain search for privileged members included); a dry
     // run asks the cloud and changes nothing.

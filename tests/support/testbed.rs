@@ -534,7 +534,7 @@ const UAC_NORMAL: &str = "512";
 const UAC_NORMAL_NO_EXPIRY: &str = "66048";
 const UAC_DISABLED: &str = "514";
 
-async fn add(
+pub async fn add(
     ldap: &mut ldap3::Ldap,
     dn: &str,
     attrs: Vec<(&str, Vec<&str>)>,
@@ -594,7 +594,7 @@ pub async fn add_user(
     Ok(dn)
 }
 
-async fn add_group(
+pub async fn add_group(
     ldap: &mut ldap3::Ldap,
     dn: &str,
     sam: &str,
@@ -612,7 +612,7 @@ async fn add_group(
     .await
 }
 
-async fn add_member(ldap: &mut ldap3::Ldap, group: &str, member: &str) -> Result<(), String> {
+pub async fn add_member(ldap: &mut ldap3::Ldap, group: &str, member: &str) -> Result<(), String> {
     modify(
         ldap,
         group,
