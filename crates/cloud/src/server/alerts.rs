@@ -30,6 +30,8 @@ pub enum Kind {
     RunBlocked,
     /// The agent's last run failed changes.
     ChangesFailed,
+    /// AD as a source: users or groups from AD the cloud refused (the primary's).
+    SourceRefused,
 }
 
 impl Kind {
@@ -38,13 +40,19 @@ impl Kind {
             Kind::AgentSilent => "agent_silent",
             Kind::RunBlocked => "run_blocked",
             Kind::ChangesFailed => "changes_failed",
+            Kind::SourceRefused => "source_refused",
         }
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        [Kind::AgentSilent, Kind::RunBlocked, Kind::ChangesFailed]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            Kind::AgentSilent,
+            Kind::RunBlocked,
+            Kind::ChangesFailed,
+            Kind::SourceRefused,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -97,6 +105,15 @@ pub fn incidents(agents: &[AgentRow], timing: Timing, now: i64) -> Open {
                 format!(
                     "agent {} on {}: its last run failed {} changes; the agent's log and the change results say why",
                     a.id, a.host, a.failed
+                ),
+            );
+        }
+        if a.source_refused > 0 {
+            raise(
+                Kind::SourceRefused,
+                format!(
+                    "domain {}: the cloud refused {} user(s) or group(s) sent from AD by agent {} on {}; the status page and `ad-sync-agent status` on that server say why and what to change in AD",
+                    a.domain, a.source_refused, a.id, a.host
                 ),
             );
         }
@@ -181,6 +198,10 @@ pub fn diff(
                     key.0
                 ),
                 Kind::ChangesFailed => format!("agent {}: its last run failed no change", key.0),
+                Kind::SourceRefused => format!(
+                    "agent {}: the cloud holds no refusal of what AD sent any more",
+                    key.0
+                ),
             };
             out.push((event(key, Transition::Cleared, *raised_at, summary), None));
         }
@@ -399,6 +420,7 @@ mod tests {
             failed,
             last_run: None,
             last_success: None,
+            source_refused: 0,
         }
     }
 
@@ -424,6 +446,22 @@ mod tests {
             (
                 "silent: only the silence (its run figures are old)",
                 vec![agent("a", now - 500, 3, 0)],
+                vec![("a", Kind::AgentSilent)],
+            ),
+            (
+                "AD as a source: objects from AD the cloud refused",
+                vec![AgentRow {
+                    source_refused: 2,
+                    ..agent("a", now - 5, 0, 0)
+                }],
+                vec![("a", Kind::SourceRefused)],
+            ),
+            (
+                "silent: its refusals are not raised (only the silence)",
+                vec![AgentRow {
+                    source_refused: 2,
+                    ..agent("a", now - 500, 0, 0)
+                }],
                 vec![("a", Kind::AgentSilent)],
             ),
             (

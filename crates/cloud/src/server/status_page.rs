@@ -25,6 +25,11 @@ pub fn run_state(agent: &AgentRow) -> String {
         format!("blocked: {} held by the deletion threshold", agent.held)
     } else if agent.failed > 0 {
         format!("{} changes failed", agent.failed)
+    } else if agent.source_refused > 0 {
+        format!(
+            "{} object(s) from AD refused by the cloud",
+            agent.source_refused
+        )
     } else if agent.status == "degraded" {
         "degraded".into()
     } else {
@@ -157,7 +162,38 @@ pub fn render(store: &Store, timing: Timing, now: i64) -> Result<String, AdminEr
             escape(a.message.as_deref().unwrap_or(&a.status)),
         );
     }
-    html.push_str("</table></body></html>");
+    html.push_str("</table>");
+    let sources = store
+        .source_overview()
+        .map_err(|e| AdminError::Invalid(e.message))?;
+    if !sources.is_empty() {
+        html.push_str("<h2>AD as a source</h2><table><tr><th>Domain</th><th>Last batch from AD</th><th>From AD</th><th>Refused by the cloud</th></tr>");
+        for s in &sources {
+            let last = match (s.cursor.at, &s.cursor.dc, &s.cursor.agent_id) {
+                (Some(at), Some(dc), Some(agent)) => {
+                    format!("{} (from {dc}, by {agent})", ago(now, at))
+                }
+                _ => "none yet".into(),
+            };
+            let mut refused = s.refused.to_string();
+            for (guid, why) in &s.latest_refusals {
+                // Writing to a String cannot fail.
+                let _ = write!(refused, "<br>{}: {}", escape(guid), escape(why));
+            }
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{} users, {} groups; {} deleted in AD, kept</td><td>{}</td></tr>",
+                escape(&s.domain),
+                escape(&last),
+                s.users,
+                s.groups,
+                s.deleted,
+                refused
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("</body></html>");
     Ok(html)
 }
 

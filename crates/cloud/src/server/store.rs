@@ -23,6 +23,7 @@ mod import;
 mod source;
 pub use import::Listed;
 pub use source::RETENTION as SOURCE_RETENTION;
+pub use source::{REFUSALS_LISTED, SourceOverview};
 
 use ad_sync_api::connect_key::ConnectKey;
 use ad_sync_api::dn::Dn;
@@ -158,6 +159,13 @@ CREATE TABLE IF NOT EXISTS source_members (
     PRIMARY KEY (domain_id, group_guid, member_guid)
 );
 CREATE INDEX IF NOT EXISTS source_members_by_member ON source_members(domain_id, member_guid);
+CREATE TABLE IF NOT EXISTS source_refusals (
+    domain_id INTEGER NOT NULL REFERENCES domains(id),
+    guid TEXT NOT NULL,
+    message TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (domain_id, guid)
+);
 CREATE TABLE IF NOT EXISTS source_cursors (
     domain_id INTEGER PRIMARY KEY REFERENCES domains(id),
     cookie TEXT NOT NULL,
@@ -285,6 +293,9 @@ pub struct AgentRow {
     pub failed: i64,
     pub last_run: Option<i64>,
     pub last_success: Option<i64>,
+    /// AD as a source, for its domain's primary (0 for a standby): users and groups from AD
+    /// that the cloud refused and that AD has not sent again in a form it takes.
+    pub source_refused: i64,
 }
 
 pub struct Store {
@@ -821,7 +832,10 @@ impl Store {
             .prepare(
                 "SELECT a.id, d.dn, a.host, a.version, a.os, a.enrolled_at, a.last_seen, a.status,
                         a.message, a.deregistered_at, d.primary_agent = a.id, a.held, a.failed,
-                        a.last_run, a.last_success
+                        a.last_run, a.last_success,
+                        CASE WHEN d.primary_agent = a.id
+                             THEN (SELECT COUNT(*) FROM source_refusals r WHERE r.domain_id = d.id)
+                             ELSE 0 END
                  FROM agents a JOIN domains d ON d.id = a.domain_id ORDER BY d.dn_key, a.enrolled_at",
             )
             .map_err(self.admin_db())?;
@@ -842,6 +856,7 @@ impl Store {
                 failed: r.get(12)?,
                 last_run: r.get(13)?,
                 last_success: r.get(14)?,
+                source_refused: r.get(15)?,
             })
         })
         .and_then(|r| r.collect())

@@ -173,6 +173,46 @@ fn name_taken(tx: &Connection, domain: i64, name: &str, not_id: &str) -> rusqlit
     .map(|n| n > 0)
 }
 
+/// Keeps what the cloud refused from AD until AD sends the object again in a form it takes (or
+/// as gone): what the status page, `agents` and the alerts show.
+fn record_refusals(
+    tx: &Connection,
+    domain: i64,
+    items: &[SourceItem],
+    now: i64,
+) -> rusqlite::Result<()> {
+    for i in items {
+        if i.outcome == SourceOutcome::Refused {
+            tx.prepare_cached(
+                "INSERT INTO source_refusals (domain_id, guid, message, at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(domain_id, guid) DO UPDATE SET message = ?3, at = ?4",
+            )?
+            .execute(params![domain, i.guid, i.message, now])?;
+        } else {
+            tx.prepare_cached("DELETE FROM source_refusals WHERE domain_id = ?1 AND guid = ?2")?
+                .execute(params![domain, i.guid])?;
+        }
+    }
+    Ok(())
+}
+
+/// AD as a source in one domain, as the status page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceOverview {
+    pub domain: String,
+    pub cursor: SourceCursor,
+    pub users: usize,
+    pub groups: usize,
+    /// Users and groups deleted in AD (or out of its scope), kept for the retention.
+    pub deleted: usize,
+    /// How many the cloud refused, and the latest few (objectGUID, why).
+    pub refused: usize,
+    pub latest_refusals: Vec<(String, String)>,
+}
+
+/// The refusals a status lists by name (the rest are counted).
+pub const REFUSALS_LISTED: usize = 5;
+
 /// The refusal of a change AD sent to a user or group whose authority is the cloud.
 fn the_clouds(kind: Kind, guid: &str, id: &str, name: &str) -> SourceItem {
     item(
@@ -822,6 +862,50 @@ impl Store {
         })
     }
 
+    /// Every domain that has had AD's changes, with what it holds from AD and what it refused.
+    pub fn source_overview(&self) -> Result<Vec<SourceOverview>, ApiError> {
+        let conn = self.lock();
+        let domains: Vec<(i64, String)> = conn
+            .prepare(
+                "SELECT d.id, d.dn FROM domains d JOIN source_cursors c ON c.domain_id = d.id ORDER BY d.dn_key",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(domains.len());
+        for (id, dn) in domains {
+            let count = |sql: &str| -> rusqlite::Result<usize> {
+                conn.prepare_cached(sql)?
+                    .query_row([id], |r| r.get::<_, i64>(0))
+                    .map(|n| n.max(0) as usize)
+            };
+            let latest_refusals = conn
+                .prepare_cached(
+                    "SELECT guid, message FROM source_refusals WHERE domain_id = ?1 ORDER BY at DESC, guid LIMIT ?2",
+                )?
+                .query_map(params![id, REFUSALS_LISTED as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            out.push(SourceOverview {
+                domain: dn,
+                cursor: cursor(&conn, id)?,
+                users: count(
+                    "SELECT COUNT(*) FROM users WHERE domain_id = ?1 AND source = 'ad' AND deleted_at IS NULL",
+                )?,
+                groups: count(
+                    "SELECT COUNT(*) FROM groups WHERE domain_id = ?1 AND source = 'ad' AND deleted_at IS NULL",
+                )?,
+                deleted: count(
+                    "SELECT (SELECT COUNT(*) FROM users WHERE domain_id = ?1 AND source = 'ad' AND deleted_at IS NOT NULL)
+                          + (SELECT COUNT(*) FROM groups WHERE domain_id = ?1 AND source = 'ad' AND deleted_at IS NOT NULL)",
+                )?,
+                refused: count("SELECT COUNT(*) FROM source_refusals WHERE domain_id = ?1")?,
+                latest_refusals,
+            });
+        }
+        Ok(out)
+    }
+
     pub fn source_cursor(&self, agent: &AgentAuth) -> Result<SourceCursor, ApiError> {
         let conn = self.lock();
         Ok(cursor(&conn, agent.domain_id)?)
@@ -872,6 +956,7 @@ impl Store {
         for g in &req.groups {
             items.push(one_group(&tx, agent, g, now)?);
         }
+        record_refusals(&tx, agent.domain_id, &items, now)?;
         if !req.partial {
             tx.execute(
                 "INSERT INTO source_cursors (domain_id, cookie, dc, agent_id, at) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -1228,6 +1313,68 @@ mod tests {
             )),
             0
         );
+    }
+
+    /// What the cloud refused from AD is kept, counted on the domain's primary (what `agents`,
+    /// the status page and the alerts show) until AD sends the object in a form it takes.
+    #[test]
+    fn refusals_are_kept_until_ad_sends_the_object_in_a_form_the_cloud_takes() {
+        let (_dir, store, agent, t0) = primary();
+        let send = |after: Option<&str>, cookie: &str, users: Vec<SourceUser>| {
+            store
+                .source_changes(
+                    &agent,
+                    &SourceRequest {
+                        after: after.map(str::to_string),
+                        cookie: cookie.into(),
+                        dc: "dc1".into(),
+                        users,
+                        groups: Vec::new(),
+                        partial: false,
+                    },
+                    t0,
+                )
+                .unwrap_or_else(|e| panic!("{e:?}"))
+        };
+        let mut nameless = user(2, false);
+        nameless.fields.insert("given_name".into(), String::new());
+        let r = send(None, "c1", vec![user(1, false), nameless]);
+        assert_eq!(r.items[1].outcome, SourceOutcome::Refused);
+        let refused_on_primary = || {
+            store
+                .agents()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .iter()
+                .map(|a| a.source_refused)
+                .sum::<i64>()
+        };
+        assert_eq!(refused_on_primary(), 1);
+        let view = store.source_overview().unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(view.len(), 1);
+        assert_eq!((view[0].users, view[0].groups, view[0].refused), (1, 0, 1));
+        assert_eq!(view[0].latest_refusals[0].0, user(2, false).guid);
+        assert!(
+            view[0].latest_refusals[0].1.contains("given"),
+            "{:?}",
+            view[0].latest_refusals
+        );
+        assert_eq!(view[0].cursor.dc.as_deref(), Some("dc1"));
+        let page = crate::server::status_page::render(&store, Timing::default(), t0 + 5)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            page.contains("<h2>AD as a source</h2>")
+                && page.contains("1 users, 0 groups")
+                && page.contains(&user(2, false).guid)
+                && page.contains("5 s ago (from dc1, by agt-")
+                && page.contains("1 object(s) from AD refused by the cloud"),
+            "{page}"
+        );
+        // Sent again with its given name: taken, and no refusal is left.
+        let r = send(Some("c1"), "c2", vec![user(2, false)]);
+        assert_eq!(r.items[0].outcome, SourceOutcome::Created);
+        assert_eq!(refused_on_primary(), 0);
+        let view = store.source_overview().unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((view[0].users, view[0].refused), (2, 0));
     }
 
     fn user(n: u32, deleted: bool) -> SourceUser {
