@@ -1146,6 +1146,49 @@ fn ad_as_a_source_checks_its_scope_and_its_map_against_the_dc() {
         "mapped attributes exist",
     );
     expect(&r, ids::DN_SYNC_GROUP, Status::Pass, "is a valid DN");
+    // As on a Windows domain by default, the service account cannot list Deleted Objects:
+    // deletions would wait for the daily reconciliation, and the check says how to grant it.
+    // (No other test of this testbed grants it.)
+    let deletions = r
+        .get(ids::SOURCE_DELETIONS)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {}", ids::SOURCE_DELETIONS));
+    assert_eq!(deletions.status, Status::Warn, "{deletions:?}");
+    assert!(
+        deletions
+            .fix
+            .contains("dsacls \"CN=Deleted Objects,DC=example,DC=com\" /G")
+            && deletions.fix.contains(":LCRP"),
+        "{deletions:?}"
+    );
+    let bed = support::bed();
+    // Something deleted, so that there is a tombstone to list.
+    support::cloud::block_on(async {
+        let mut l = bed.dc1.admin().await.unwrap_or_else(|e| panic!("{e}"));
+        let dn = testbed::add_user(&mut l, "CN=Users,DC=example,DC=com", "src-deleted", "514")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        l.delete(&dn)
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+    });
+    bed.dc1
+        .add_ace_to_deleted(
+            "CN=Deleted Objects,DC=example,DC=com",
+            &format!("(A;;LCRP;;;{})", bed.good_sid),
+        )
+        .unwrap_or_else(|e| panic!("grant LCRP on Deleted Objects: {e}"));
+    let r = checks(
+        "\n[sync]\ndirection = \"ad-to-cloud\"\n[source]\ncontainers = [\"CN=Users;DC=example;DC=com\"]\n",
+    );
+    expect(
+        &r,
+        ids::SOURCE_DELETIONS,
+        Status::Pass,
+        "deletions in AD reach the cloud with the next export",
+    );
 
     // With AD as the only source nothing is written to AD: no sync group is asked for.
     let without_group: String = base

@@ -67,6 +67,50 @@ fn sid_at(b: &[u8], at: usize) -> Result<String, String> {
         .ok_or_else(|| format!("no SID at byte {at}"))
 }
 
+/// BER `SEQUENCE { INTEGER 4 }`: DACL_SECURITY_INFORMATION alone (what an account without
+/// the right to read owners may still be given).
+pub const SD_FLAGS_DACL: [u8; 5] = [0x30, 0x03, 0x02, 0x01, 0x04];
+
+/// `ACTRL_DS_LIST`: list the object's children.
+pub const LIST_CHILDREN: u32 = 0x0000_0004;
+/// `ACTRL_DS_READ_PROP`: read its properties.
+pub const READ_PROP: u32 = 0x0000_0010;
+const GENERIC_READ: u32 = 0x8000_0000;
+const INHERIT_ONLY: u8 = 0x08;
+
+/// Whether `sd` lets an account holding `sids` (its own, its groups', and the well-known ones
+/// every logged-on account has) both list an object's children and read their properties: what
+/// DirSync with object security needs on Deleted Objects to return deletions. Explicit and
+/// inherited ACEs alike, not inherit-only ones; an ACE about one property set only is not
+/// enough. Fails closed: a deny ACE for any of the SIDs on either right, or a descriptor that
+/// could not be read (`None`), is a no. A NULL DACL grants everything.
+pub fn lists_and_reads(sd: Option<&Sd>, sids: &[String]) -> bool {
+    let Some(sd) = sd else {
+        return false;
+    };
+    let Some(dacl) = &sd.dacl else {
+        return true;
+    };
+    let mine = |a: &&Ace| a.flags & INHERIT_ONLY == 0 && sids.iter().any(|s| s == &a.sid);
+    let rights = |a: &Ace| {
+        let m = if a.mask & (GENERIC_READ | mask::GENERIC_ALL) != 0 {
+            LIST_CHILDREN | READ_PROP
+        } else {
+            a.mask
+        };
+        m & (LIST_CHILDREN | READ_PROP)
+    };
+    if dacl.iter().filter(mine).any(|a| !a.allow && rights(a) != 0) {
+        return false;
+    }
+    let granted = dacl
+        .iter()
+        .filter(mine)
+        .filter(|a| a.allow && a.object_type.is_none())
+        .fold(0, |m, a| m | rights(a));
+    granted == LIST_CHILDREN | READ_PROP
+}
+
 /// Parses a self-relative security descriptor. `Err` says where it is malformed.
 pub fn parse(b: &[u8]) -> Result<Sd, String> {
     if b.first() != Some(&1) {
@@ -486,6 +530,107 @@ mod tests {
     use super::*;
 
     const HELPDESK: &str = "S-1-5-21-1-2-3-1105";
+
+    /// Deleted Objects' DACL as Windows sets it (SYSTEM, Administrators), as Samba's test
+    /// grant leaves it, and the shapes in between: only LC and RP together, for one of the
+    /// account's SIDs, on the object itself, undenied, let DirSync show deletions.
+    #[test]
+    fn listing_deleted_objects_needs_list_and_read_for_one_of_the_accounts_sids() {
+        use build::{ace, sd};
+        let me = "S-1-5-21-1-2-3-1105";
+        let sids = vec![
+            me.to_string(),
+            "S-1-5-21-1-2-3-513".into(),
+            "S-1-5-11".into(),
+        ];
+        let lc_rp = LIST_CHILDREN | READ_PROP;
+        let windows_default = [
+            ace(true, 0, mask::FULL_CONTROL, None, "S-1-5-18"),
+            ace(true, 0, lc_rp, None, "S-1-5-32-544"),
+        ];
+        let prop_set = [0x42; 16];
+        // (what, the DACL's ACEs, None for a NULL DACL; whether DirSync would show deletions)
+        type Case = (&'static str, Option<Vec<Vec<u8>>>, bool);
+        let cases: Vec<Case> = vec![
+            (
+                "Windows' default: SYSTEM and Administrators only",
+                Some(windows_default.to_vec()),
+                false,
+            ),
+            (
+                "granted to the account (dsacls /G ACCOUNT:LCRP)",
+                Some(
+                    [
+                        windows_default.to_vec(),
+                        vec![ace(true, 0, lc_rp, None, me)],
+                    ]
+                    .concat(),
+                ),
+                true,
+            ),
+            (
+                "granted to a group it is in",
+                Some(vec![ace(true, 0, lc_rp, None, "S-1-5-21-1-2-3-513")]),
+                true,
+            ),
+            (
+                "granted to Authenticated Users",
+                Some(vec![ace(true, 0, lc_rp, None, "S-1-5-11")]),
+                true,
+            ),
+            (
+                "list without read",
+                Some(vec![ace(true, 0, LIST_CHILDREN, None, me)]),
+                false,
+            ),
+            (
+                "list and read in two ACEs",
+                Some(vec![
+                    ace(true, 0, LIST_CHILDREN, None, me),
+                    ace(true, 0, READ_PROP, None, "S-1-5-11"),
+                ]),
+                true,
+            ),
+            (
+                "generic read",
+                Some(vec![ace(true, 0, 0x8000_0000, None, me)]),
+                true,
+            ),
+            (
+                "read of one property set only",
+                Some(vec![ace(true, 0, lc_rp, Some(prop_set), me)]),
+                false,
+            ),
+            (
+                "inherit-only: for the children, not the container",
+                Some(vec![ace(true, 0x08, lc_rp, None, me)]),
+                false,
+            ),
+            (
+                "granted, then denied to a group it is in",
+                Some(vec![
+                    ace(true, 0, lc_rp, None, me),
+                    ace(false, 0, READ_PROP, None, "S-1-5-21-1-2-3-513"),
+                ]),
+                false,
+            ),
+            (
+                "granted to someone else",
+                Some(vec![ace(true, 0, lc_rp, None, "S-1-5-21-1-2-3-9999")]),
+                false,
+            ),
+            ("a NULL DACL", None, true),
+        ];
+        for (what, aces, want) in cases {
+            let bytes = sd("S-1-5-18", aces.as_deref());
+            let parsed = parse(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(lists_and_reads(Some(&parsed), &sids), want, "{what}");
+        }
+        assert!(
+            !lists_and_reads(None, &sids),
+            "a DACL it may not read is a no"
+        );
+    }
 
     #[test]
     fn each_entry_is_read_for_the_power_it_gives() {

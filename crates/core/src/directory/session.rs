@@ -162,6 +162,63 @@ impl Session {
         Ok(entries.into_iter().map(SearchEntry::construct).collect())
     }
 
+    /// Whether a one-level search under `dn` with `controls` returns any entry (at most one is
+    /// asked for); a container the DC hides, or refuses, has none.
+    pub async fn first_child_with(
+        &mut self,
+        dn: &str,
+        controls: Vec<ldap3::controls::RawControl>,
+    ) -> Result<bool, OpError> {
+        self.stats.operations += 1;
+        let timeout = self.op_timeout;
+        let answer = self
+            .ldap
+            .with_controls(controls)
+            .with_timeout(timeout)
+            .with_search_options(ldap3::SearchOptions::new().sizelimit(1))
+            .search(dn, Scope::OneLevel, "(objectClass=*)", vec!["1.1"])
+            .await;
+        match answer {
+            // 4: the size limit of one was reached, so there is one.
+            Ok(r) if r.1.rc == 4 => Ok(true),
+            Ok(r) => match r.success() {
+                Ok((entries, _)) => Ok(!entries.is_empty()),
+                Err(ldap3::LdapError::LdapResult { result }) if matches!(result.rc, 32 | 50) => {
+                    Ok(false)
+                }
+                Err(e) => Err(OpError::from_ldap(e, timeout)),
+            },
+            Err(e) => Err(OpError::from_ldap(e, timeout)),
+        }
+    }
+
+    /// Reads one entry by DN with `controls`; `Ok(None)` when the DC answers as if it were not
+    /// there, or refuses it (no such object, insufficient access: Windows answers either for
+    /// an object the account may not read).
+    pub async fn read_entry_with(
+        &mut self,
+        dn: &str,
+        attrs: &[&str],
+        controls: Vec<ldap3::controls::RawControl>,
+    ) -> Result<Option<SearchEntry>, OpError> {
+        self.stats.operations += 1;
+        let timeout = self.op_timeout;
+        let answer = self
+            .ldap
+            .with_controls(controls)
+            .with_timeout(timeout)
+            .search(dn, Scope::Base, "(objectClass=*)", attrs.to_vec())
+            .await
+            .and_then(|r| r.success());
+        match answer {
+            Ok((mut entries, _)) => Ok(entries.pop().map(SearchEntry::construct)),
+            Err(ldap3::LdapError::LdapResult { result }) if matches!(result.rc, 32 | 50) => {
+                Ok(None)
+            }
+            Err(e) => Err(OpError::from_ldap(e, timeout)),
+        }
+    }
+
     /// Reads one entry by DN; `Ok(None)` when it does not exist.
     pub async fn read_entry(
         &mut self,

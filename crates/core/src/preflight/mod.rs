@@ -54,12 +54,16 @@ pub mod ids {
     /// AD as a source's scope: its containers and groups exist, the DC takes its filter, and
     /// how many users it selects. Reported only when `[sync] direction` has AD as a source.
     pub const SOURCE_SCOPE: &str = "source.scope";
+    /// Whether deletions in AD reach the cloud with the next export (the service account sees
+    /// Deleted Objects, which DirSync needs) or only with the daily reconciliation (a warning).
+    /// Reported only when `[sync] direction` has AD as a source.
+    pub const SOURCE_DELETIONS: &str = "source.deletions";
     /// Every mapped attribute exists in AD's schema (a confidential one warns). Reported only
     /// when `[sync] direction` has AD as a source.
     pub const MAPPING_ATTRIBUTES: &str = "mapping.attributes";
 
     /// AD as a source's checks (reported only when the direction has AD as a source).
-    pub const SOURCE: [&str; 2] = [SOURCE_SCOPE, MAPPING_ATTRIBUTES];
+    pub const SOURCE: [&str; 3] = [SOURCE_SCOPE, SOURCE_DELETIONS, MAPPING_ATTRIBUTES];
 
     /// The checks that need the cloud.
     pub const CLOUD: [&str; 5] = [

@@ -8,7 +8,7 @@
 //! the pure decisions, table-tested.
 
 use super::CheckResult;
-use super::ids::{MAPPING_ATTRIBUTES, SOURCE_SCOPE};
+use super::ids::{MAPPING_ATTRIBUTES, SOURCE_DELETIONS, SOURCE_SCOPE};
 use crate::answers::Answers;
 use crate::directory::EntryExt;
 use crate::directory::object;
@@ -136,6 +136,68 @@ pub fn scope_result(f: &ScopeFacts) -> CheckResult {
     }
 }
 
+/// What the service account sees of Deleted Objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletions {
+    /// A one-level search lists tombstones: DirSync will show it deletions.
+    Listed,
+    /// Nothing listed (nothing deleted yet, or no right); its DACL, which it may read, says
+    /// whether it may list and read there (`directory::sd::lists_and_reads`).
+    Dacl(bool),
+    /// Nothing listed, and it may not read the DACL: as Windows hides Deleted Objects from
+    /// everyone but SYSTEM and Administrators.
+    Hidden,
+}
+
+/// `source.deletions` from what the service account `account` sees of Deleted Objects in
+/// `domain` (`Err`: the DC's words when the question itself failed).
+pub fn deletions_result(
+    seen: &Result<Deletions, String>,
+    account: &str,
+    domain: &str,
+) -> CheckResult {
+    let later = "an object deleted in AD is suspended in the cloud only by the full reconciliation, once a day (or at once with `ad-sync-agent export --resync`)";
+    let fix = format!(
+        "To send deletions with the next export, give the service account List Contents and Read Property there, as a Domain Admin: dsacls \"CN=Deleted Objects,{domain}\" /takeownership, then dsacls \"CN=Deleted Objects,{domain}\" /G \"{account}:LCRP\". Nothing else is needed; the agent never writes there."
+    );
+    let container = format!("CN=Deleted Objects,{domain}");
+    match seen {
+        Ok(Deletions::Listed) | Ok(Deletions::Dacl(true)) => CheckResult::pass(
+            SOURCE_DELETIONS,
+            "deletions in AD reach the cloud with the next export",
+            format!(
+                "the service account can list {container}, which DirSync needs to show deletions"
+            ),
+        ),
+        Ok(Deletions::Dacl(false)) => CheckResult::warn(
+            SOURCE_DELETIONS,
+            format!(
+                "the service account cannot list Deleted Objects, so DirSync does not show it deletions: {later}"
+            ),
+            format!(
+                "its permissions on {container} do not give it List Contents and Read Property"
+            ),
+            fix,
+        ),
+        Ok(Deletions::Hidden) => CheckResult::warn(
+            SOURCE_DELETIONS,
+            format!(
+                "the service account sees nothing in Deleted Objects, as when it may not list it (Windows' default): then DirSync does not show it deletions, and {later}"
+            ),
+            format!("{container}: nothing listed, and this account may not read its permissions"),
+            fix,
+        ),
+        Err(why) => CheckResult::warn(
+            SOURCE_DELETIONS,
+            format!(
+                "whether the service account can list Deleted Objects could not be read ({why}): if it cannot, {later}"
+            ),
+            container,
+            fix,
+        ),
+    }
+}
+
 /// `mapping.attributes` from the schema's answers.
 pub fn mapping_result(rows: &[MappedAttr]) -> CheckResult {
     let missing: Vec<String> = rows
@@ -185,9 +247,18 @@ pub async fn run(answers: &Answers) -> Vec<CheckResult> {
         return Vec::new();
     }
     match look(answers).await {
-        Ok((scope, mapping)) => vec![scope_result(&scope), mapping_result(&mapping)],
+        Ok((scope, deletions, mapping)) => vec![
+            scope_result(&scope),
+            deletions_result(
+                &deletions,
+                &answers.service_account.username,
+                &domain_text(answers),
+            ),
+            mapping_result(&mapping),
+        ],
         Err(why) => vec![
             CheckResult::skip(SOURCE_SCOPE, why.clone()),
+            CheckResult::skip(SOURCE_DELETIONS, why.clone()),
             CheckResult::skip(MAPPING_ATTRIBUTES, why),
         ],
     }
@@ -210,7 +281,18 @@ fn mapped(mapping: &Mapping) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn look(answers: &Answers) -> Result<(ScopeFacts, Vec<MappedAttr>), String> {
+type Looked = (ScopeFacts, Result<Deletions, String>, Vec<MappedAttr>);
+
+/// The domain's naming context (`DC=example,DC=com`), from the Root User container.
+fn domain_text(answers: &Answers) -> String {
+    crate::adopt::Scope::from_answers(answers)
+        .ok()
+        .and_then(|s| s.domain_dn())
+        .map(|d| d.to_comma_form())
+        .unwrap_or_default()
+}
+
+async fn look(answers: &Answers) -> Result<Looked, String> {
     let scope = answers.source_scope(None)?;
     let mapping = Mapping::from_config(&answers.mapping)?;
     let domain = crate::adopt::Scope::from_answers(answers)?;
@@ -250,6 +332,7 @@ async fn look(answers: &Answers) -> Result<(ScopeFacts, Vec<MappedAttr>), String
             groups,
             users,
         };
+        let deletions = sees_deletions(&mut session, &domain_text(answers), answers).await;
         // The schema's entry for every mapped attribute, in one search.
         let rows = mapped(&mapping);
         let root = session
@@ -295,11 +378,92 @@ async fn look(answers: &Answers) -> Result<(ScopeFacts, Vec<MappedAttr>), String
                 }
             })
             .collect();
-        Ok::<_, String>((facts, attrs))
+        Ok::<_, String>((facts, deletions, attrs))
     }
     .await;
     session.close().await;
     looked
+}
+
+/// What the service account sees of Deleted Objects (what DirSync needs to show it
+/// deletions): tombstones it can list; else the container's DACL against the account's SIDs
+/// (its own, its groups' from tokenGroups, Everyone and Authenticated Users); else nothing.
+async fn sees_deletions(
+    session: &mut crate::directory::Session,
+    domain: &str,
+    answers: &Answers,
+) -> Result<Deletions, String> {
+    use crate::directory::{sd, sid};
+    let account = crate::directory::bind::AccountName::parse(&answers.service_account.username)
+        .map_err(|e| format!("the service account name {e}"))?;
+    let read = |e: crate::directory::OpError| format!("reading who may list Deleted Objects: {e}");
+    let me = session
+        .search(
+            domain,
+            LdapScope::Subtree,
+            &account.search_filter(),
+            &["objectSid"],
+        )
+        .await
+        .map_err(read)?
+        .into_iter()
+        .next()
+        .ok_or("the service account's own entry was not found (see account.not_privileged)")?;
+    let mut sids: Vec<String> = me
+        .binary("objectSid")
+        .first()
+        .and_then(|b| sid::to_string(b))
+        .into_iter()
+        .collect();
+    // tokenGroups is computed per entry: only a base read returns it.
+    if let Some(tg) = session
+        .read_entry(&me.dn, &["tokenGroups"])
+        .await
+        .map_err(read)?
+    {
+        sids.extend(
+            tg.binary("tokenGroups")
+                .iter()
+                .filter_map(|b| sid::to_string(b)),
+        );
+    }
+    sids.extend(["S-1-1-0".to_string(), "S-1-5-11".to_string()]);
+    let controls = vec![
+        ldap3::controls::RawControl {
+            ctype: "1.2.840.113556.1.4.417".into(),
+            crit: true,
+            val: None,
+        },
+        ldap3::controls::RawControl {
+            ctype: sd::SD_FLAGS_OID.into(),
+            crit: false,
+            val: Some(sd::SD_FLAGS_DACL.to_vec()),
+        },
+    ];
+    let container = format!("CN=Deleted Objects,{domain}");
+    if session
+        .first_child_with(&container, controls[..1].to_vec())
+        .await
+        .map_err(read)?
+    {
+        return Ok(Deletions::Listed);
+    }
+    let entry = session
+        .read_entry_with(&container, &["nTSecurityDescriptor"], controls)
+        .await
+        .map_err(read)?;
+    match entry.and_then(|e| e.binary("nTSecurityDescriptor").into_iter().next()) {
+        Some(bytes) => {
+            let descriptor = sd::parse(&bytes).map_err(|e| {
+                format!("the security descriptor of Deleted Objects is malformed ({e})")
+            })?;
+            Ok(Deletions::Dacl(sd::lists_and_reads(
+                Some(&descriptor),
+                &sids,
+            )))
+        }
+        None => Ok(Deletions::Hidden),
+    }
 }
 
 fn found(e: Option<ldap3::SearchEntry>) -> Found {
@@ -435,6 +599,50 @@ mod tests {
             assert!(r.summary.contains(says), "{what}: {}", r.summary);
             if status != Status::Pass {
                 assert!(!r.fix.is_empty(), "{what}: a fix");
+            }
+        }
+    }
+
+    /// Whether the service account sees Deleted Objects decides how soon deletions reach the
+    /// cloud: never a failure (the reconciliation still finds them), a warning with the grant.
+    #[test]
+    fn the_deletions_check_says_when_deletions_arrive_and_how_to_make_it_sooner() {
+        let domain = "DC=example,DC=com";
+        for (seen, status, says) in [
+            (Ok(Deletions::Listed), Status::Pass, "with the next export"),
+            (
+                Ok(Deletions::Dacl(true)),
+                Status::Pass,
+                "with the next export",
+            ),
+            (
+                Ok(Deletions::Dacl(false)),
+                Status::Warn,
+                "only by the full reconciliation, once a day",
+            ),
+            (
+                Ok(Deletions::Hidden),
+                Status::Warn,
+                "sees nothing in Deleted Objects",
+            ),
+            (
+                Err("timed out after 10 s".to_string()),
+                Status::Warn,
+                "could not be read (timed out after 10 s)",
+            ),
+        ] {
+            let r = deletions_result(&seen, "svc-sync@example.com", domain);
+            assert_eq!(r.id, SOURCE_DELETIONS);
+            assert_eq!(r.status, status, "{seen:?}");
+            assert!(r.summary.contains(says), "{seen:?}: {}", r.summary);
+            if status == Status::Warn {
+                assert!(
+                    r.fix.contains(
+                        "dsacls \"CN=Deleted Objects,DC=example,DC=com\" /G \"svc-sync@example.com:LCRP\""
+                    ),
+                    "{}",
+                    r.fix
+                );
             }
         }
     }

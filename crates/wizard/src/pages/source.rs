@@ -127,7 +127,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         Scope::Source,
         None,
         "the scope and the attribute map",
-        &[ids::SOURCE_SCOPE, ids::MAPPING_ATTRIBUTES],
+        &ids::SOURCE,
         &[],
         |_, _| {},
     )
