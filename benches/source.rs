@@ -1,9 +1,10 @@
 //! `cargo bench --bench source`: AD as a source, against a fresh Samba DC (lmdb) and the
 //! reference cloud, in one run on one machine. Printed:
-//! - the baseline: `ldapsearch` (paged) of the scope's users with the mapped attributes, plus
-//!   the cloud's own insert of the same records (`Store::source_changes` in batches of 1,000,
-//!   in process, into a store of its own);
-//! - the agent's first export of the same users (`ad-sync-agent export`: the DirSync full read,
+//! - the baseline: `ldapsearch` (paged) of the scope's users and groups with the mapped
+//!   attributes and the groups' members, plus the cloud's own insert of the same records
+//!   (`Store::source_changes` in batches of 1,000, in process, into a store of its own);
+//! - the agent's first export of the same users and groups (`ad-sync-agent export`: the
+//!   DirSync full read,
 //!   then the full reconciliation), wall time, peak RSS, and the ratio to the baseline (goal at
 //!   most 1.5);
 //! - a no-change export (whole process: start, heartbeat, cursor, DirSync, nothing sent;
@@ -13,7 +14,8 @@
 //!   peak RSS at both (goal: flat, at most 50 MB);
 //! - the service idle after its first export (RSS).
 //!
-//! `BENCH_USERS` changes the size (default 10,000; the reconciliation then also reads 20,000).
+//! `BENCH_USERS` changes the size (default 10,000; the reconciliation then also reads 20,000);
+//! there is one group for every 20 users (500 for 10,000), each with its 20 users as members.
 
 #[allow(dead_code)]
 #[path = "../tests/support/bins.rs"]
@@ -56,6 +58,24 @@ fn ldif(ou: &str, p: &str, from: usize, n: usize) -> String {
     text
 }
 
+/// Users per group: group `g{k}` holds users `k * MEMBERS ..` (`MEMBERS` of them).
+const MEMBERS: usize = 20;
+
+/// An LDIF of `n` security groups under `ou`, `g00000`…, each with its `MEMBERS` users.
+fn group_ldif(ou: &str, n: usize) -> String {
+    let mut text = String::new();
+    for k in 0..n {
+        text.push_str(&format!(
+            "dn: CN=g{k:05},{ou}\nobjectClass: top\nobjectClass: group\nsAMAccountName: g{k:05}\ndescription: Bench group {k}\n"
+        ));
+        for i in k * MEMBERS..(k + 1) * MEMBERS {
+            text.push_str(&format!("member: CN=s{i:05},{ou}\n"));
+        }
+        text.push('\n');
+    }
+    text
+}
+
 fn median_p95(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
@@ -63,7 +83,8 @@ fn median_p95(mut v: Vec<f64>) -> (f64, f64) {
 }
 
 fn main() {
-    let users = support::env_usize("BENCH_USERS", 10_000).max(10);
+    let users = support::env_usize("BENCH_USERS", 10_000).max(MEMBERS);
+    let groups = users / MEMBERS;
     let (root, mut bed, server) = support::start("bench-source", DOMAIN);
     let ou = format!("OU=Bench Source,{}", testbed::OU_STAFF);
     if let Err(e) = ldap_add(
@@ -76,9 +97,10 @@ fn main() {
     let pw = root.join("svc.pw");
     let _ = std::fs::write(&pw, testbed::SVC_PASSWORD);
     let bind = format!("{}@example.com", testbed::accounts::GOOD);
-    let ldapadd = |bed: &mut testbed::Testbed, from: usize, n: usize| {
+    let ldapadd = |bed: &mut testbed::Testbed, from: usize, n: usize, groups: usize| {
         let file = root.join(format!("source-{from}.ldif"));
-        if let Err(e) = std::fs::write(&file, ldif(&ou, "s", from, n)) {
+        let text = ldif(&ou, "s", from, n) + &group_ldif(&ou, groups);
+        if let Err(e) = std::fs::write(&file, text) {
             fail(bed, e.to_string());
         }
         let (took, _, ok, out) = measured(
@@ -96,16 +118,17 @@ fn main() {
             );
         }
         println!(
-            "setup: ldapadd of {n} users into {ou} in {:.1} s",
+            "setup: ldapadd of {n} users and {groups} groups into {ou} in {:.1} s",
             took.as_secs_f64()
         );
     };
-    ldapadd(&mut bed, 0, users);
+    ldapadd(&mut bed, 0, users, groups);
 
     // ---- the baseline: ldapsearch of the same users, and the cloud's own insert -------------
     let map = ad_sync_core::mapping::Mapping::default();
     let mut attrs = map.attributes(ad_sync_core::mapping::Kind::User);
-    attrs.push("userAccountControl");
+    attrs.extend(map.attributes(ad_sync_core::mapping::Kind::Group));
+    attrs.extend(["userAccountControl", "member"]);
     let (ls_time, _, ok, out) = measured(
         Command::new("ldapsearch")
             .args([
@@ -118,27 +141,34 @@ fn main() {
                 "-y",
             ])
             .arg(&pw)
-            .args(["-E", "pr=1000/noprompt", "-b", &ou, "(objectClass=user)"])
+            .args([
+                "-E",
+                "pr=1000/noprompt",
+                "-b",
+                &ou,
+                "(|(objectClass=user)(objectClass=group))",
+            ])
             .args(&attrs)
             .env("LDAPTLS_CACERT", &bed.dc1.ca_file),
     );
     let found = out.lines().filter(|l| l.starts_with("dn: ")).count();
-    if !ok || found != users {
+    if !ok || found != users + groups {
         fail(
             &mut bed,
             format!(
-                "ldapsearch found {found} of {users}: {}",
+                "ldapsearch found {found} of {}: {}",
+                users + groups,
                 out.lines().last().unwrap_or("")
             ),
         );
     }
-    let insert = match cloud_insert(&root, users) {
+    let insert = match cloud_insert(&root, users, groups) {
         Ok(d) => d,
         Err(e) => fail(&mut bed, e),
     };
     let baseline = ls_time.as_secs_f64() + insert.as_secs_f64();
     println!(
-        "baseline: ldapsearch of {users} users {:.2} s + the cloud's own insert of the same records {:.2} s = {baseline:.2} s",
+        "baseline: ldapsearch of {users} users and {groups} groups {:.2} s + the cloud's own insert of the same records {:.2} s = {baseline:.2} s",
         ls_time.as_secs_f64(),
         insert.as_secs_f64()
     );
@@ -199,14 +229,18 @@ fn main() {
         (t.as_secs_f64(), rss as f64 / 1024.0, json)
     };
     let (first, first_rss, r) = export(&mut bed, &[], "the first export");
-    if r["created"] != users {
+    if r["created"] != users + groups {
         fail(
             &mut bed,
-            format!("the first export created {} of {users}: {r}", r["created"]),
+            format!(
+                "the first export created {} of {}: {r}",
+                r["created"],
+                users + groups
+            ),
         );
     }
     println!(
-        "agent: first export of {users} users (DirSync full read + full reconciliation) {first:.2} s, peak RSS {first_rss:.1} MB; ratio to the baseline {:.2} (goal at most 1.5)",
+        "agent: first export of {users} users and {groups} groups with their members (DirSync full read + full reconciliation) {first:.2} s, peak RSS {first_rss:.1} MB; ratio to the baseline {:.2} (goal at most 1.5)",
         first / baseline
     );
 
@@ -260,7 +294,7 @@ fn main() {
     );
 
     let (rec1, rec1_rss, r1) = export(&mut bed, &["--resync"], "the reconciliation");
-    ldapadd(&mut bed, users, users);
+    ldapadd(&mut bed, users, users, 0);
     // The new users arrive by DirSync (one page on Samba); the reconciliation then reads twice
     // as many, with nothing new to send.
     let (more, more_rss, m) = export(&mut bed, &[], "the export of the new users");
@@ -311,9 +345,9 @@ fn main() {
 
 /// The cloud's own insert of `n` AD users like the bench's, in batches of 1,000 as the agent
 /// sends them, into a store of its own.
-fn cloud_insert(root: &std::path::Path, n: usize) -> Result<Duration, String> {
+fn cloud_insert(root: &std::path::Path, n: usize, groups: usize) -> Result<Duration, String> {
     use ad_sync_cloud::server::store::{Store, Timing};
-    use ad_sync_core::cloud::api::{HeartbeatRequest, SourceRequest, SourceUser};
+    use ad_sync_core::cloud::api::{HeartbeatRequest, SourceGroup, SourceRequest, SourceUser};
     let store = Store::open(&root.join("baseline.db")).map_err(|e| e.to_string())?;
     store.add_domain(DOMAIN).map_err(|e| e.to_string())?;
     let (key, _) = store
@@ -376,9 +410,25 @@ fn cloud_insert(root: &std::path::Path, n: usize) -> Result<Duration, String> {
             }
         })
         .collect();
+    let guid = |i: usize| format!("{i:08x}-0000-4000-8000-000000000000");
+    let group_records: Vec<SourceGroup> = (0..groups)
+        .map(|k| SourceGroup {
+            guid: format!("{k:08x}-1111-4000-8000-000000000000"),
+            deleted: false,
+            fields: [
+                ("name".to_string(), format!("g{k:05}")),
+                ("description".to_string(), format!("Bench group {k}")),
+            ]
+            .into_iter()
+            .collect(),
+            members: Some((k * MEMBERS..(k + 1) * MEMBERS).map(guid).collect()),
+            added: Vec::new(),
+            removed: Vec::new(),
+        })
+        .collect();
     let started = Instant::now();
     let mut after: Option<String> = None;
-    for (k, part) in records.chunks(1000).enumerate() {
+    let mut send = |users: Vec<SourceUser>, groups: Vec<SourceGroup>, k: usize| {
         let cookie = format!("c{k}");
         store
             .source_changes(
@@ -387,14 +437,24 @@ fn cloud_insert(root: &std::path::Path, n: usize) -> Result<Duration, String> {
                     after: after.clone(),
                     cookie: cookie.clone(),
                     dc: "dc1".into(),
-                    users: part.to_vec(),
-                    groups: Vec::new(),
+                    users,
+                    groups,
                     partial: false,
                 },
                 now,
             )
             .map_err(|e| format!("{e:?}"))?;
         after = Some(cookie);
+        Ok::<(), String>(())
+    };
+    let mut k = 0;
+    for part in records.chunks(1000) {
+        send(part.to_vec(), Vec::new(), k)?;
+        k += 1;
+    }
+    for part in group_records.chunks(1000) {
+        send(Vec::new(), part.to_vec(), k)?;
+        k += 1;
     }
     Ok(started.elapsed())
 }
