@@ -260,7 +260,9 @@ fn main() {
     }
     times.sort_by(f64::total_cmp);
     if let Some(l) = last {
-        let c = &l.preview.users;
+        let Some(c) = l.preview.as_ref().map(|p| &p.users) else {
+            fail(&mut bed, "the preview has no cloud → AD part".to_string())
+        };
         println!(
             "preview of the first sync: median {:.2} s of 3 ({}) (target under 5 s): {} cloud users and {} groups against {} AD objects; users {} adopt, {} create, {} collisions, {} protected",
             times[1],

@@ -2842,6 +2842,66 @@ fn groups_and_their_members_reach_the_cloud_from_ad() {
     assert!(groups_from_ad(false).contains_key("xg-team2"), "{text}");
 }
 
+/// AD as a source never sends a privileged account, even when nothing on the account says so:
+/// `svc-nested` is in BUILTIN\Administrators through Helpdesk Admins and has no adminCount
+/// (Samba never runs SDProp; Windows runs it hourly). The agent reads who holds power (Tier 0)
+/// and leaves it out, saying why; before, it was sent, and only the cloud's own rules stopped it.
+#[test]
+fn a_privileged_account_without_admincount_is_never_exported() {
+    let _dc = DC.read().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new("xpriv", "direction = \"ad-to-cloud\"\n");
+    let nested = block_on(async {
+        let mut l = admin_on(&bed().dc1).await;
+        let (found, _) = l
+            .search(
+                testbed::BASE,
+                ldap3::Scope::Subtree,
+                &format!("(sAMAccountName={})", testbed::accounts::NESTED_ADMIN),
+                vec!["objectGUID"],
+            )
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+        found
+            .into_iter()
+            .next()
+            .map(|e| {
+                ad_sync::directory::object::guid_string(&guid_of(&ldap3::SearchEntry::construct(e)))
+            })
+            .unwrap_or_else(|| panic!("no {}", testbed::accounts::NESTED_ADMIN))
+    });
+    let (code, r, text) = env.export(&["--container", "CN=Users,DC=example,DC=com"]);
+    // The testbed's accounts there have no given name, which the cloud requires: refused (4).
+    assert!(matches!(code, Some(0 | 4)), "{text}");
+    let left_out: Vec<(String, String)> = r["left_out"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().unwrap_or_default().to_string(),
+                p[1].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let why = left_out
+        .iter()
+        .find(|(g, _)| *g == nested)
+        .map(|(_, w)| w.clone())
+        .unwrap_or_else(|| panic!("{nested} is not left out: {text}"));
+    assert!(why.starts_with("it is privileged:"), "{why}");
+    assert!(
+        !r["refused"].to_string().contains(&nested),
+        "never sent, so never refused: {text}"
+    );
+    assert!(
+        !env.users_from_ad()
+            .contains_key(testbed::accounts::NESTED_ADMIN)
+    );
+}
+
 /// Brings the object `sam` back from its tombstone to `dn` (the same objectGUID), as AD's
 /// Recycle Bin or ADRestore do.
 fn reanimate(dc: &testbed::Dc, sam: &str, dn: &str) {

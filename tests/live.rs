@@ -720,6 +720,69 @@ fn with_cloud(key_domain: &str) -> (Spec, String) {
     (s, key)
 }
 
+/// With AD as the only source, the preview is of the first export from AD, never of writes to
+/// AD: counted as the agent decides, against the real DC and the reference cloud. A user of the
+/// cloud with an AD account's name is refused by name; a privileged account without adminCount
+/// (`svc-nested`, in Administrators through a group: Samba never runs SDProp) and a protected
+/// one are never sent, and say why.
+#[test]
+fn the_preview_of_ad_as_the_only_source_counts_the_first_export() {
+    let (spec, _key) = with_cloud("DC=example;DC=com");
+    let cloud = support::cloud::shared();
+    // A cloud user named as an AD account in CN=Users (another test may have made it).
+    let _ = cloud.admin(&[
+        "user",
+        "add",
+        testbed::accounts::TYPO,
+        "--given",
+        "Cloud",
+        "--surname",
+        "Typo",
+        "--domain",
+        "DC=example,DC=com",
+    ]);
+    let path = spec.write();
+    let base = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        &path,
+        format!(
+            "{base}\n[sync]\ndirection = \"ad-to-cloud\"\n[source]\ncontainers = [\"CN=Users;DC=example;DC=com\"]\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let answers = ad_sync::answers::Answers::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let r = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .block_on(ad_sync::preflight::run(&answers));
+    let p = r
+        .get(ids::SYNC_PREVIEW)
+        .cloned()
+        .unwrap_or_else(|| panic!("no preview"));
+    assert_eq!(p.status, Status::Warn, "{p:?}");
+    assert!(
+        p.summary.starts_with("first export from AD: users: ") && !p.summary.contains("first sync"),
+        "{p:?}"
+    );
+    assert!(
+        p.detail.contains(&format!(
+            "users refused by the cloud: `{}`",
+            testbed::accounts::TYPO
+        )),
+        "{p:?}"
+    );
+    for (who, why) in [
+        (testbed::accounts::NESTED_ADMIN, "it is privileged:"),
+        (testbed::accounts::DOMAIN_ADMIN, "it is"),
+    ] {
+        assert!(
+            p.detail.contains(&format!("`{who}`: {why}")),
+            "{who}: {p:?}"
+        );
+    }
+}
+
 #[test]
 fn check_runs_every_check_against_the_dc_and_the_cloud_without_using_the_key() {
     let (spec, key) = with_cloud("DC=example;DC=com");

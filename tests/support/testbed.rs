@@ -534,7 +534,7 @@ const UAC_NORMAL: &str = "512";
 const UAC_NORMAL_NO_EXPIRY: &str = "66048";
 const UAC_DISABLED: &str = "514";
 
-pub async fn add(
+async fn add(
     ldap: &mut ldap3::Ldap,
     dn: &str,
     attrs: Vec<(&str, Vec<&str>)>,

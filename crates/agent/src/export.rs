@@ -727,6 +727,54 @@ async fn send_approved(
     threshold.sent(&approved)
 }
 
+/// Who holds power in the domain (`Tier0`: privileged groups' members however nested, and
+/// accounts with power from the ACLs of the domain's key objects), read once per export and
+/// only when something is to be decided. An entry's own marks (adminCount, a direct privileged
+/// group) are not enough: Samba never runs SDProp, and Windows runs it hourly, so a user just
+/// nested into Domain Admins carries no mark yet. What cannot be proven (a read the DC
+/// refused, a power every account holds) stops the export: nothing is sent, rather than
+/// privileged accounts, or everyone as gone.
+pub struct Privileged {
+    tier0: Option<ad_sync_core::tier0::Tier0>,
+}
+
+impl Privileged {
+    pub fn new() -> Privileged {
+        Privileged { tier0: None }
+    }
+
+    /// `obj` with what makes it privileged in its `protected`, as the scope rules read it.
+    async fn mark(&mut self, ad: &Ad, obj: &mut Obj) -> Result<(), String> {
+        if self.tier0.is_none() {
+            let t = ad.tier0().await.map_err(|e| e.to_string())?;
+            if let Some(why) = t.blanket() {
+                return Err(format!(
+                    "who holds power in the domain could not be proven ({why}), so no account can be shown to be unprivileged; nothing was sent. Fix what it names, then the next export sends everything"
+                ));
+            }
+            self.tier0 = Some(t);
+        }
+        if let Some(t) = &self.tier0 {
+            obj.protected = t.why(obj);
+        }
+        Ok(())
+    }
+}
+
+impl Default for Privileged {
+    fn default() -> Self {
+        Privileged::new()
+    }
+}
+
+/// What decides each object an export reads: the scope, the attribute map, and who holds
+/// power in the domain.
+pub struct Rules<'a> {
+    pub scope: &'a Scope,
+    pub mapping: &'a Mapping,
+    pub privileged: Privileged,
+}
+
 /// One part of a DirSync page: each changed, not deleted user read whole by its GUID (100 per
 /// search, with the DC's answers on the scope's groups and filter), then decided. Returns the
 /// records to send and those gone (objectGUID, DN, why).
@@ -736,6 +784,7 @@ async fn read_and_decide(
     read_attrs: &[&str],
     scope: &Scope,
     mapping: &Mapping,
+    privileged: &mut Privileged,
     report: &mut ExportReport,
 ) -> Result<(Vec<Item>, Vec<(String, String, String)>), String> {
     let wanted: Vec<&Delta> = part.iter().filter(|d| !d.deleted).collect();
@@ -753,7 +802,8 @@ async fn read_and_decide(
             .await
             .map_err(|e| e.to_string())?;
         for e in entries {
-            let o = object(&e);
+            let mut o = object(&e);
+            privileged.mark(ad, &mut o).await?;
             let values: BTreeMap<String, Vec<String>> = e.attrs.into_iter().collect();
             read.insert(guid_string(&o.guid), (o, values));
         }
@@ -887,10 +937,11 @@ pub fn delta_members(d: &Delta, guids: &HashMap<String, String>) -> Members {
 pub async fn export(
     ad: &Ad,
     link: &mut Link<'_>,
-    scope: &Scope,
-    mapping: &Mapping,
+    rules: &mut Rules<'_>,
     threshold: &mut Threshold<'_>,
 ) -> Result<(ExportReport, HashSet<String>), String> {
+    let (scope, mapping) = (rules.scope, rules.mapping);
+    let privileged = &mut rules.privileged;
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let cursor: SourceCursor = link
@@ -940,8 +991,16 @@ pub async fn export(
             // them the cookie, last.
             let mut gone = Vec::new();
             for part in deltas.chunks(MAX_SOURCE_ITEMS) {
-                let (users, part_gone) =
-                    read_and_decide(ad, part, &read_attrs, scope, mapping, report_ref).await?;
+                let (users, part_gone) = read_and_decide(
+                    ad,
+                    part,
+                    &read_attrs,
+                    scope,
+                    mapping,
+                    privileged,
+                    report_ref,
+                )
+                .await?;
                 gone.extend(part_gone);
                 let present: Vec<String> = users.iter().map(|u| u.guid().to_string()).collect();
                 threshold.back(&present)?;
@@ -973,12 +1032,13 @@ pub async fn export(
 pub async fn reconcile(
     ad: &Ad,
     link: &mut Link<'_>,
-    scope: &Scope,
-    mapping: &Mapping,
+    rules: &mut Rules<'_>,
     threshold: &mut Threshold<'_>,
     skip: &HashSet<String>,
     report: &mut ExportReport,
 ) -> Result<(), String> {
+    let (scope, mapping) = (rules.scope, rules.mapping);
+    let privileged = &mut rules.privileged;
     // `link.after` is where the export just left the cloud's cursor: not asked again.
     report.reconciled = true;
     let read_attrs = read_attributes(mapping);
@@ -997,7 +1057,8 @@ pub async fn reconcile(
         {
             let mut read = Vec::with_capacity(entries.len());
             for e in entries {
-                let o = object(&e);
+                let mut o = object(&e);
+                privileged.mark(ad, &mut o).await?;
                 let guid = guid_string(&o.guid);
                 // Containers may nest: each object once.
                 if !seen.insert(guid.clone()) {
@@ -1258,7 +1319,12 @@ pub async fn export_configured(
             sync: &agent.answers.sync,
             allow: opts.allow,
         };
-        let (mut report, sent) = export(&ad, &mut link, &scope, &mapping, &mut threshold).await?;
+        let mut rules = Rules {
+            scope: &scope,
+            mapping: &mapping,
+            privileged: Privileged::new(),
+        };
+        let (mut report, sent) = export(&ad, &mut link, &mut rules, &mut threshold).await?;
         let now = ad_sync_core::time_fmt::now_unix();
         if report.full {
             // The cloud's cursor now stands past a full read: until a reconciliation finishes,
@@ -1275,8 +1341,7 @@ pub async fn export_configured(
             reconcile(
                 &ad,
                 &mut link,
-                &scope,
-                &mapping,
+                &mut rules,
                 &mut threshold,
                 &sent,
                 &mut report,

@@ -397,6 +397,10 @@ pub struct DirectoryEntry {
     pub name: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<AdLink>,
+    /// `ad` when AD is its authority (AD as a source: it never travels from the cloud to AD);
+    /// absent for the cloud's own.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
 }
 
 /// Most objects one import request may carry (users, groups and memberships together).

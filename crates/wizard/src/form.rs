@@ -42,10 +42,9 @@ pub struct Form {
     /// `[source]`, as the AD source page edits it (written only when the direction has AD as
     /// a source).
     pub source: SourceForm,
-    /// `[mapping.user]`, row by row as the AD source page edits it: (cloud field, AD
-    /// attribute, sent).
-    pub mapping_user: Vec<(String, String, bool)>,
-    /// `[mapping.group]` and `[mapping.contact]`, kept as the config has them.
+    /// `[mapping.user]` and `[mapping.group]`, row by row as the AD source page edits them.
+    pub mapping_rows: Vec<MapRow>,
+    /// `[mapping.contact]`, kept as the config has it.
     pub mapping_other: ad_sync_core::mapping::Config,
     pub ldap_timeout_seconds: u32,
     pub cloud_timeout_seconds: u32,
@@ -94,7 +93,7 @@ impl Default for Form {
             sync_group_dn: String::new(),
             sync: answers::Sync::default(),
             source: SourceForm::default(),
-            mapping_user: user_rows(&Default::default()),
+            mapping_rows: map_rows(&Default::default()),
             mapping_other: Default::default(),
             ldap_timeout_seconds: 5,
             cloud_timeout_seconds: 10,
@@ -140,9 +139,10 @@ impl Form {
             sync_group_dn: a.directory.sync_group_dn.clone().unwrap_or_default(),
             sync: a.sync.clone(),
             source: SourceForm::from_config(a.source.as_ref()),
-            mapping_user: user_rows(&a.mapping),
+            mapping_rows: map_rows(&a.mapping),
             mapping_other: ad_sync_core::mapping::Config {
                 user: Default::default(),
+                group: Default::default(),
                 ..a.mapping.clone()
             },
             ldap_timeout_seconds: a.ldap.timeout_seconds,
@@ -299,10 +299,10 @@ impl Form {
     pub fn mapping(&self) -> ad_sync_core::mapping::Config {
         use ad_sync_core::mapping::{Kind, Setting, rows};
         let mut m = self.mapping_other.clone();
-        for (field, attr, on) in &self.mapping_user {
-            let default = rows(Kind::User).find(|r| r.field == field).map(|r| r.ad);
-            let attr = attr.trim();
-            let setting = if !on {
+        for r in &self.mapping_rows {
+            let default = rows(r.kind).find(|d| d.field == r.field).map(|d| d.ad);
+            let attr = r.attr.trim();
+            let setting = if !r.on {
                 Some(Setting::Switch(false))
             } else if Some(attr) != default && !attr.is_empty() {
                 Some(Setting::Attribute(attr.to_string()))
@@ -310,7 +310,12 @@ impl Form {
                 None
             };
             if let Some(s) = setting {
-                m.user.insert(field.clone(), s);
+                let section = if r.kind == Kind::Group {
+                    &mut m.group
+                } else {
+                    &mut m.user
+                };
+                section.insert(r.field.clone(), s);
             }
         }
         m
@@ -365,13 +370,42 @@ impl SourceForm {
 }
 
 /// The user rows of the attribute map as `config` sets them: (field, attribute, sent).
-fn user_rows(config: &ad_sync_core::mapping::Config) -> Vec<(String, String, bool)> {
+/// One row of the attribute map as the AD source page edits it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapRow {
+    pub kind: ad_sync_core::mapping::Kind,
+    /// The cloud field.
+    pub field: String,
+    /// The AD attribute it is read from.
+    pub attr: String,
+    /// Sent at all.
+    pub on: bool,
+}
+
+/// The users' and the groups' rows of the map, as `config` sets them over the default.
+fn map_rows(config: &ad_sync_core::mapping::Config) -> Vec<MapRow> {
     use ad_sync_core::mapping::{Kind, Setting, rows};
-    rows(Kind::User)
-        .map(|r| match config.user.get(r.field) {
-            Some(Setting::Switch(false)) => (r.field.to_string(), r.ad.to_string(), false),
-            Some(Setting::Attribute(a)) => (r.field.to_string(), a.clone(), true),
-            _ => (r.field.to_string(), r.ad.to_string(), true),
+    [Kind::User, Kind::Group]
+        .into_iter()
+        .flat_map(|kind| {
+            let section = if kind == Kind::Group {
+                &config.group
+            } else {
+                &config.user
+            };
+            rows(kind).map(move |r| {
+                let (attr, on) = match section.get(r.field) {
+                    Some(Setting::Switch(false)) => (r.ad.to_string(), false),
+                    Some(Setting::Attribute(a)) => (a.clone(), true),
+                    _ => (r.ad.to_string(), true),
+                };
+                MapRow {
+                    kind,
+                    field: r.field.to_string(),
+                    attr,
+                    on,
+                }
+            })
         })
         .collect()
 }
@@ -446,10 +480,34 @@ description = "info"
         assert!(!written.contains("[source]"), "{written}");
         // A row set back to its default is not written as an override.
         let mut f = form;
-        for row in f.mapping_user.iter_mut().filter(|r| r.0 == "title") {
-            row.1 = "title".into();
+        for row in f.mapping_rows.iter_mut().filter(|r| r.field == "title") {
+            row.attr = "title".into();
         }
         assert!(!f.mapping().user.contains_key("title"));
+        // A group row is written to [mapping.group], and read back into its row.
+        for row in f
+            .mapping_rows
+            .iter_mut()
+            .filter(|r| r.kind == ad_sync_core::mapping::Kind::Group && r.field == "description")
+        {
+            row.attr = "info".into();
+        }
+        let back = Form::from_config(&f.to_answers());
+        assert!(
+            back.mapping_rows
+                .iter()
+                .any(|r| r.field == "description" && r.attr == "info"),
+            "{:?}",
+            back.mapping_rows
+        );
+        assert!(
+            !back
+                .mapping_rows
+                .iter()
+                .any(|r| r.field == "title" && r.attr != "title"),
+            "{:?}",
+            back.mapping_rows
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ const FIRST: usize = 5;
 
 /// What the preview read, and what it costs (for the bench).
 pub struct Looked {
-    pub preview: Preview,
+    /// The cloud → AD direction's first sync (`None` when nothing is written to AD).
+    pub preview: Option<Preview>,
+    /// AD as a source's first export: (users, groups) (`None` when AD is not a source).
+    pub from_ad: Option<(super::source::FromAd, super::source::FromAd)>,
     pub ad_objects: usize,
     pub cloud_users: usize,
     pub cloud_groups: usize,
@@ -49,9 +52,46 @@ pub async fn look(answers: &Answers) -> Result<Looked, String> {
     let (dir, ad) = tokio::join!(client.directory(&key), read_ad(answers));
     let dir: DirectoryResponse =
         dir.map_err(|e| format!("the cloud's users could not be read: {e}; {}", e.fix()))?;
-    let (objs, tier0, scope, sync_guid) = ad?;
-    let users: Vec<CloudObject> = dir.users.iter().map(CloudObject::from).collect();
-    let groups: Vec<CloudObject> = dir.groups.iter().map(CloudObject::from).collect();
+    let (objs, tier0, scope, sync_guid, selected) = ad?;
+    let direction = answers.sync.direction;
+    let from_ad = if direction.from_ad() {
+        let mut source = answers.source_scope(None)?;
+        // The service account is never sent: found among the domain's users by name.
+        let account = AccountName::parse(&answers.service_account.username)
+            .map_err(|e| format!("the service account name {e}"))?;
+        source.service_account = objs
+            .iter()
+            .find(|o| o.is_user && o.sam.eq_ignore_ascii_case(account.user()))
+            .map(|o| o.guid.clone());
+        let domain = scope
+            .domain_dn()
+            .ok_or("the Root User container names no domain")?;
+        Some(super::source::from_ad(
+            &objs,
+            selected.as_ref(),
+            &tier0,
+            &source,
+            &dir,
+            &domain,
+        ))
+    } else {
+        None
+    };
+    // What AD is the authority of never travels from the cloud to AD: not part of that
+    // direction's first sync (it would show as a collision with its own AD object).
+    let to_ad = |e: &&crate::cloud::api::DirectoryEntry| e.source != "ad";
+    let users: Vec<CloudObject> = dir
+        .users
+        .iter()
+        .filter(to_ad)
+        .map(CloudObject::from)
+        .collect();
+    let groups: Vec<CloudObject> = dir
+        .groups
+        .iter()
+        .filter(to_ad)
+        .map(CloudObject::from)
+        .collect();
     let rules = Rules {
         scope: &scope,
         sync_group_guid: sync_guid.as_deref(),
@@ -60,14 +100,25 @@ pub async fn look(answers: &Answers) -> Result<Looked, String> {
         adopt_groups: answers.sync.adopt_existing_groups,
     };
     Ok(Looked {
-        preview: adopt::preview(&users, &groups, &objs, &rules),
+        preview: direction
+            .to_ad()
+            .then(|| adopt::preview(&users, &groups, &objs, &rules)),
+        from_ad,
         ad_objects: objs.len(),
         cloud_users: users.len(),
         cloud_groups: groups.len(),
     })
 }
 
-type AdView = (Vec<Obj>, crate::tier0::Tier0, Scope, Option<Vec<u8>>);
+/// The domain's users and groups, who holds power, the containers, the sync group's GUID, and
+/// the users AD as a source's groups and filter select (when it has either).
+type AdView = (
+    Vec<Obj>,
+    crate::tier0::Tier0,
+    Scope,
+    Option<Vec<u8>>,
+    Option<std::collections::HashSet<Vec<u8>>>,
+);
 
 /// The domain's users and groups (every one: a same-named object outside the containers is a
 /// collision the preview must show), the privileged ones and the sync group, read as the
@@ -102,12 +153,20 @@ async fn read_ad(answers: &Answers) -> Result<AdView, String> {
                 .find(|o| o.parsed.as_ref().is_some_and(|d| d.same_as(g)))
                 .map(|o| o.guid.clone())
         });
-        Ok::<_, String>((objs, tier0, sync_guid))
+        let source = answers.source_scope(None)?;
+        let selected = if answers.sync.direction.from_ad()
+            && (!source.groups.is_empty() || source.filter.is_some())
+        {
+            Some(super::source::selected_users(&session, &source).await?)
+        } else {
+            None
+        };
+        Ok::<_, String>((objs, tier0, sync_guid, selected))
     }
     .await;
     session.close().await;
-    let (objs, tier0, sync_guid) = looked?;
-    Ok((objs, tier0, scope, sync_guid))
+    let (objs, tier0, sync_guid, selected) = looked?;
+    Ok((objs, tier0, scope, sync_guid, selected))
 }
 
 /// A session to the configured DC, logged on as the service account (the checks that read the
@@ -138,7 +197,7 @@ pub(super) async fn logon(
     Ok((session, account))
 }
 
-fn names(list: &[(String, String)]) -> String {
+pub(super) fn names(list: &[(String, String)]) -> String {
     let mut out: Vec<String> = list
         .iter()
         .take(FIRST)
@@ -161,21 +220,48 @@ fn line(kind: &str, c: &Counts) -> String {
     )
 }
 
-/// The check's result: counts in the summary, the first names of each refusal in the detail.
+/// The check's result: counts in the summary, the first names of each refusal in the detail;
+/// each direction the config has, cloud → AD first.
 pub fn result(l: &Looked) -> CheckResult {
-    let p = &l.preview;
-    let mut summary = format!("first sync: {}", line("users", &p.users));
-    match &p.groups {
-        Some(g) => summary.push_str(&format!("; {}", line("groups", g))),
-        None => summary.push_str(&format!(
-            "; groups: {} not synced (no sync group)",
-            l.cloud_groups
-        )),
-    }
+    let mut summaries = Vec::new();
     let mut detail = vec![format!(
         "compared {} cloud users and {} cloud groups with {} AD users and groups",
         l.cloud_users, l.cloud_groups, l.ad_objects
     )];
+    let mut fixes = Vec::new();
+    if let Some(p) = &l.preview {
+        let (summary, lines, fix) = to_ad_words(p, l.cloud_groups);
+        summaries.push(summary);
+        detail.extend(lines);
+        fixes.extend(fix);
+    }
+    if let Some((users, groups)) = &l.from_ad {
+        let (summary, lines, refused) = super::source::from_ad_words(users, groups);
+        summaries.push(summary);
+        detail.extend(lines);
+        if refused {
+            fixes.push("The refused AD objects will not reach the cloud: rename one of each pair (in AD or in the cloud), or link them first with `ad-sync-agent import`.".to_string());
+        }
+    }
+    let summary = summaries.join("; ");
+    if fixes.is_empty() {
+        CheckResult::pass(SYNC_PREVIEW, summary, detail.join("\n"))
+    } else {
+        CheckResult::warn(SYNC_PREVIEW, summary, detail.join("\n"), fixes.join(" "))
+    }
+}
+
+/// The cloud → AD direction's words: (summary, detail lines, the fix when some cloud objects
+/// will not sync).
+fn to_ad_words(p: &Preview, cloud_groups: usize) -> (String, Vec<String>, Option<String>) {
+    let mut summary = format!("first sync: {}", line("users", &p.users));
+    match &p.groups {
+        Some(g) => summary.push_str(&format!("; {}", line("groups", g))),
+        None => summary.push_str(&format!(
+            "; groups: {cloud_groups} not synced (no sync group)"
+        )),
+    }
+    let mut detail = Vec::new();
     let kinds = [("user", Some(&p.users)), ("group", p.groups.as_ref())];
     for (kind, c) in kinds {
         let Some(c) = c else { continue };
@@ -194,7 +280,7 @@ pub fn result(l: &Looked) -> CheckResult {
         .filter_map(|(_, c)| *c)
         .any(|c| !c.collisions.is_empty() || !c.protected.is_empty());
     if !refused {
-        return CheckResult::pass(SYNC_PREVIEW, summary, detail.join("\n"));
+        return (summary, detail, None);
     }
     let adoptable = kinds
         .iter()
@@ -208,5 +294,5 @@ pub fn result(l: &Looked) -> CheckResult {
     } else {
         "These cloud objects will not sync: rename one of each pair (in AD or in the cloud), or move the AD account into the Root User container. Protected and privileged objects and distribution groups are never taken over.".to_string()
     };
-    CheckResult::warn(SYNC_PREVIEW, summary, detail.join("\n"), fix)
+    (summary, detail, Some(fix))
 }

@@ -198,6 +198,137 @@ pub fn deletions_result(
     }
 }
 
+/// What the first export from AD would do with one kind of object (`sync.preview` when AD is
+/// a source).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FromAd {
+    /// New to the cloud: created there, with AD as their authority.
+    pub create: usize,
+    /// Already linked to a cloud object (an earlier import or export): brought up to date.
+    pub update: usize,
+    /// Refused by the cloud: it has an object of that name that does not come from this AD
+    /// object (name, why).
+    pub taken: Vec<(String, String)>,
+    /// Inside the scope's containers, never sent (name, why): protected, privileged, built-in,
+    /// the agent's own.
+    pub never: Vec<(String, String)>,
+}
+
+/// The first export from AD, decided as the agent decides (`source_scope::decide`, with who
+/// holds power from `tier0`), against the names and links of the cloud's directory `cloud`.
+/// `objs` are the domain's users and groups; `selected` the users the DC selects by the scope's
+/// groups and filter (`None` when the scope has neither); `domain` the naming context links
+/// name. Returns (users, groups).
+pub fn from_ad(
+    objs: &[object::Obj],
+    selected: Option<&std::collections::HashSet<Vec<u8>>>,
+    tier0: &crate::tier0::Tier0,
+    scope: &crate::source_scope::Scope,
+    cloud: &crate::cloud::api::DirectoryResponse,
+    domain: &crate::dn::Dn,
+) -> (FromAd, FromAd) {
+    use crate::source_scope::{Candidate, Verdict, decide};
+    let mut users = FromAd::default();
+    let mut groups = FromAd::default();
+    for o in objs {
+        if !(o.is_user || o.is_group) || o.marker_id().is_some() {
+            continue;
+        }
+        let protected = tier0.why(o);
+        let candidate = Candidate {
+            guid: &o.guid,
+            dn: o.parsed.as_ref(),
+            sam: &o.sam,
+            computer: false,
+            rid: o.rid,
+            critical: o.critical,
+            protected: protected.as_deref(),
+            in_groups: if o.is_user {
+                selected.map(|s| s.contains(&o.guid))
+            } else {
+                None
+            },
+            matches_filter: None,
+        };
+        let (out, entries) = if o.is_group {
+            (&mut groups, &cloud.groups)
+        } else {
+            (&mut users, &cloud.users)
+        };
+        match decide(scope, &candidate) {
+            Verdict::Export | Verdict::Named(_) => {
+                let guid = crate::guid::guid_string(&o.guid);
+                let linked = entries.iter().any(|e| {
+                    crate::cloud::api::link_for(&e.links, domain)
+                        .is_some_and(|l| l.guid.eq_ignore_ascii_case(&guid))
+                });
+                if linked {
+                    out.update += 1;
+                } else if entries.iter().any(|e| e.name.eq_ignore_ascii_case(&o.sam)) {
+                    out.taken.push((
+                        o.sam.clone(),
+                        format!(
+                            "the cloud already has a {} named `{}` that does not come from this AD object",
+                            if o.is_group { "group" } else { "user" },
+                            o.sam
+                        ),
+                    ));
+                } else {
+                    out.create += 1;
+                }
+            }
+            Verdict::Never(why) if scope.holds(o.parsed.as_ref()) => {
+                out.never.push((o.sam.clone(), why));
+            }
+            Verdict::Never(_) | Verdict::Out(_) => {}
+        }
+    }
+    // Listed by name, the same way every time.
+    for c in [&mut users, &mut groups] {
+        c.taken.sort_by_key(|(n, _)| n.to_lowercase());
+        c.never.sort_by_key(|(n, _)| n.to_lowercase());
+    }
+    (users, groups)
+}
+
+/// The words of `sync.preview` for the first export from AD: (summary, detail lines, whether
+/// something the administrator probably wants will not reach the cloud).
+pub fn from_ad_words(users: &FromAd, groups: &FromAd) -> (String, Vec<String>, bool) {
+    let line = |kind: &str, c: &FromAd| {
+        format!(
+            "{kind}: {} to create, {} to update, {} refused (the name is taken)",
+            crate::policy::count(c.create),
+            crate::policy::count(c.update),
+            c.taken.len()
+        )
+    };
+    let summary = format!(
+        "first export from AD: {}; {}",
+        line("users", users),
+        line("groups", groups)
+    );
+    let mut detail = Vec::new();
+    for (kind, c) in [("user", users), ("group", groups)] {
+        if !c.taken.is_empty() {
+            detail.push(format!(
+                "{kind}s refused by the cloud: {}",
+                super::preview::names(&c.taken)
+            ));
+        }
+        if !c.never.is_empty() {
+            detail.push(format!(
+                "{kind}s in the scope never sent: {}",
+                super::preview::names(&c.never)
+            ));
+        }
+    }
+    (
+        summary,
+        detail,
+        !(users.taken.is_empty() && groups.taken.is_empty()),
+    )
+}
+
 /// `mapping.attributes` from the schema's answers.
 pub fn mapping_result(rows: &[MappedAttr]) -> CheckResult {
     let missing: Vec<String> = rows
@@ -482,6 +613,15 @@ async fn count_users(
     session: &crate::directory::Session,
     scope: &crate::source_scope::Scope,
 ) -> Result<usize, String> {
+    selected_users(session, scope).await.map(|s| s.len())
+}
+
+/// The objectGUIDs of the users the scope's containers, groups and filter select, as the DC
+/// evaluates the groups' nesting and the filter.
+pub(super) async fn selected_users(
+    session: &crate::directory::Session,
+    scope: &crate::source_scope::Scope,
+) -> Result<std::collections::HashSet<Vec<u8>>, String> {
     let filter = users_filter(scope);
     let mut seen = std::collections::HashSet::new();
     for c in &scope.containers {
@@ -504,7 +644,7 @@ async fn count_users(
             }
         }
     }
-    Ok(seen.len())
+    Ok(seen)
 }
 
 #[cfg(test)]
@@ -645,6 +785,162 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The first export from AD, decided as the agent decides, against the cloud's names and
+    /// links (recorded shapes of Samba's and Windows' objects): created, brought up to date
+    /// when linked, refused when a cloud object has the name, never sent when protected,
+    /// privileged through nesting (Tier 0, no adminCount: SDProp has not run), built-in or the
+    /// agent's own; named protected accounts are sent; objects outside the containers, or not
+    /// selected by the scope's groups and filter, are not counted.
+    #[test]
+    fn the_first_export_from_ad_is_previewed_as_the_agent_decides() {
+        use crate::cloud::api::{AdLink, DirectoryEntry, DirectoryResponse};
+        use crate::directory::object::Obj;
+        let domain = dn("DC=example,DC=com");
+        let scope = crate::source_scope::Scope {
+            containers: vec![dn("OU=Staff,DC=example,DC=com")],
+            named: vec!["ops-admin".into()],
+            service_account: Some(vec![200; 16]),
+            sync_group: Some(dn("CN=Sync,OU=Staff,DC=example,DC=com")),
+            ..Default::default()
+        };
+        let mut n = 0u8;
+        let mut obj = |sam: &str, at: &str, group: bool| {
+            n += 1;
+            Obj {
+                guid: vec![n; 16],
+                dn: format!("CN={sam},{at}"),
+                parsed: Some(dn(&format!("CN={sam},{at}"))),
+                sam: sam.into(),
+                is_user: !group,
+                is_group: group,
+                rid: Some(1100 + u32::from(n)),
+                ..Obj::default()
+            }
+        };
+        let staff = "OU=Staff,DC=example,DC=com";
+        let ann = obj("ann", staff, false);
+        let bob = obj("bob", staff, false);
+        let cid = obj("cid", staff, false);
+        let adm = Obj {
+            protected: Some("it is protected (adminCount=1)".into()),
+            ..obj("adm", staff, false)
+        };
+        let nested = obj("nested", staff, false);
+        let ops = Obj {
+            protected: Some("it is protected (adminCount=1)".into()),
+            ..obj("ops-admin", staff, false)
+        };
+        let far = obj("far", "CN=Users,DC=example,DC=com", false);
+        let svc = Obj {
+            guid: vec![200; 16],
+            ..obj("svc-sync", staff, false)
+        };
+        let eng = obj("Eng", staff, true);
+        let admins = Obj {
+            rid: Some(512),
+            critical: true,
+            ..obj("Domain Admins", staff, true)
+        };
+        let sync = obj("Sync", staff, true);
+        let managed = Obj {
+            marker: Some(format!("{}u-1", crate::directory::object::MARKER_PREFIX)),
+            ..obj("managed", staff, false)
+        };
+        let objs = vec![
+            ann.clone(),
+            bob,
+            cid.clone(),
+            adm,
+            nested.clone(),
+            ops,
+            far,
+            svc,
+            eng,
+            admins,
+            sync,
+            managed,
+        ];
+        let tier0 = crate::tier0::Tier0::of([(
+            nested.guid.clone(),
+            "a member of Domain Admins through Ops".to_string(),
+        )]);
+        let entry = |name: &str, guid: Option<&[u8]>| DirectoryEntry {
+            id: format!("u-{name}"),
+            name: name.into(),
+            links: guid
+                .map(|g| AdLink {
+                    domain: "DC=example,DC=com".into(),
+                    guid: crate::guid::guid_string(g),
+                })
+                .into_iter()
+                .collect(),
+            source: if guid.is_some() {
+                "ad".into()
+            } else {
+                String::new()
+            },
+        };
+        let cloud = DirectoryResponse {
+            domain: "DC=example,DC=com".into(),
+            users: vec![entry("BOB", None), entry("cid", Some(&cid.guid))],
+            groups: vec![],
+            truncated: false,
+        };
+        let (users, groups) = from_ad(&objs, None, &tier0, &scope, &cloud, &domain);
+        let (summary, detail, refused) = from_ad_words(&users, &groups);
+        assert!(refused);
+        assert_eq!(
+            summary,
+            "first export from AD: users: 2 to create, 1 to update, 1 refused (the name is taken); groups: 1 to create, 0 to update, 0 refused (the name is taken)"
+        );
+        assert!(detail.iter().any(|l| l.contains("`bob`")), "{detail:?}");
+        assert!(
+            detail
+                .iter()
+                .any(|l| l.starts_with("users in the scope never sent: `adm`")),
+            "{detail:?}"
+        );
+        assert_eq!(
+            (users.create, users.update),
+            (2, 1),
+            "ann and ops-admin; cid"
+        );
+        assert_eq!(users.taken.len(), 1);
+        assert_eq!(users.taken[0].0, "bob");
+        let never: Vec<(&str, &str)> = users
+            .never
+            .iter()
+            .map(|(n, w)| (n.as_str(), w.as_str()))
+            .collect();
+        assert_eq!(
+            never,
+            [
+                (
+                    "adm",
+                    "it is protected (adminCount=1); name it in the scope one by one to export it"
+                ),
+                (
+                    "nested",
+                    "it is privileged: a member of Domain Admins through Ops; name it in the scope one by one to export it"
+                ),
+                ("svc-sync", "the agent's own service account"),
+            ]
+        );
+        assert_eq!(groups.create, 1, "Eng");
+        let never: Vec<&str> = groups.never.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(never, ["Domain Admins", "Sync"]);
+        // The scope's groups and filter select users: Ann not selected is not counted.
+        let selected: std::collections::HashSet<Vec<u8>> = [cid.guid.clone()].into();
+        let (users, groups) = from_ad(&objs, Some(&selected), &tier0, &scope, &cloud, &domain);
+        assert_eq!((users.create, users.update), (0, 1), "{users:?}");
+        assert_eq!(
+            groups.create, 1,
+            "groups are chosen by the containers alone"
+        );
+        assert!(users.taken.is_empty(), "bob is not selected: {users:?}");
+        assert!(!from_ad_words(&users, &groups).2);
     }
 
     #[test]

@@ -333,15 +333,22 @@ fn summary(s: &State, ui: &mut Ui) {
             ));
         }
         let changed: Vec<String> = f
-            .mapping_user
+            .mapping_rows
             .iter()
-            .filter_map(|(field, attr, on)| {
-                let row = ad_sync_core::mapping::rows(ad_sync_core::mapping::Kind::User)
-                    .find(|r| r.field == field)?;
-                if !on {
-                    Some(format!("{} not sent", row.what))
-                } else if attr.trim() != row.ad && !attr.trim().is_empty() {
-                    Some(format!("{} from {}", row.what, attr.trim()))
+            .filter_map(|r| {
+                let row = ad_sync_core::mapping::rows(r.kind).find(|d| d.field == r.field)?;
+                let what = if r.kind == ad_sync_core::mapping::Kind::Group
+                    && !row.what.starts_with("Group")
+                {
+                    format!("Group {}", row.what.to_lowercase())
+                } else {
+                    row.what.to_string()
+                };
+                let attr = r.attr.trim();
+                if !r.on {
+                    Some(format!("{what} not sent"))
+                } else if attr != row.ad && !attr.is_empty() {
+                    Some(format!("{what} from {attr}"))
                 } else {
                     None
                 }

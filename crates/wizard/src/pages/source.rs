@@ -75,25 +75,44 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
         .num_columns(3)
         .spacing([12.0, 4.0])
         .show(ui, |ui| {
-            for (field, attr, on) in s.form.mapping_user.iter_mut() {
-                let Some(row) = rows(Kind::User).find(|r| r.field == field) else {
+            let mut kind = None;
+            for r in s.form.mapping_rows.iter_mut() {
+                let Some(row) = rows(r.kind).find(|d| d.field == r.field) else {
                     continue;
                 };
-                let l = ui.label(row.what);
-                ui.add_enabled_ui(*on, |ui| {
+                if kind != Some(r.kind) {
+                    kind = Some(r.kind);
+                    ui.label(
+                        RichText::new(if r.kind == Kind::Group {
+                            "Groups"
+                        } else {
+                            "Users"
+                        })
+                        .strong(),
+                    );
+                    ui.end_row();
+                }
+                // A group's rows say so: "Group name" does already.
+                let what = if r.kind == Kind::Group && !row.what.starts_with("Group") {
+                    format!("Group {}", row.what.to_lowercase())
+                } else {
+                    row.what.to_string()
+                };
+                let l = ui.label(&what);
+                ui.add_enabled_ui(r.on, |ui| {
                     ui.add_sized(
                         [200.0, ui.spacing().interact_size.y],
-                        egui::TextEdit::singleline(attr).hint_text(row.ad),
+                        egui::TextEdit::singleline(&mut r.attr).hint_text(row.ad),
                     )
                     .labelled_by(l.id);
                 });
-                let mut send = *on;
-                let label = format!("Send {}", row.what);
+                let mut send = r.on;
+                let label = format!("Send {what}");
                 let c = ui.add_enabled(!row.required, egui::Checkbox::new(&mut send, "Send"));
                 c.widget_info(|| {
                     egui::WidgetInfo::selected(egui::Role::CheckBox, !row.required, send, &label)
                 });
-                *on = send || row.required;
+                r.on = send || row.required;
                 ui.end_row();
             }
         });

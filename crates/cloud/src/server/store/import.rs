@@ -212,20 +212,27 @@ impl Store {
         let entries = |sql: &str| -> rusqlite::Result<Vec<DirectoryEntry>> {
             conn.prepare(sql)?
                 .query_map(params![limit, domain_id], |r| {
+                    let source: String = r.get(2)?;
                     Ok(DirectoryEntry {
                         id: r.get(0)?,
                         name: r.get(1)?,
                         links: Vec::new(),
+                        source: if source == "ad" {
+                            source
+                        } else {
+                            String::new()
+                        },
                     })
                 })?
                 .collect()
         };
         // Only the key's domain instance: the preview of one domain shows none of another's.
         let mut users = entries(
-            "SELECT id, username FROM users WHERE domain_id = ?2 ORDER BY username LIMIT ?1",
+            "SELECT id, username, source FROM users WHERE domain_id = ?2 ORDER BY username LIMIT ?1",
         )?;
-        let mut groups =
-            entries("SELECT id, name FROM groups WHERE domain_id = ?2 ORDER BY name LIMIT ?1")?;
+        let mut groups = entries(
+            "SELECT id, name, source FROM groups WHERE domain_id = ?2 ORDER BY name LIMIT ?1",
+        )?;
         let truncated = users.len() > MAX_DIRECTORY_NAMES || groups.len() > MAX_DIRECTORY_NAMES;
         users.truncate(MAX_DIRECTORY_NAMES);
         groups.truncate(MAX_DIRECTORY_NAMES);
