@@ -734,15 +734,12 @@ async fn send_approved(
 /// nested into Domain Admins carries no mark yet. What cannot be proven (a read the DC
 /// refused, a power every account holds) stops the export: nothing is sent, rather than
 /// privileged accounts, or everyone as gone.
+#[derive(Default)]
 pub struct Privileged {
     tier0: Option<ad_sync_core::tier0::Tier0>,
 }
 
 impl Privileged {
-    pub fn new() -> Privileged {
-        Privileged { tier0: None }
-    }
-
     /// `obj` with what makes it privileged in its `protected`, as the scope rules read it.
     async fn mark(&mut self, ad: &Ad, obj: &mut Obj) -> Result<(), String> {
         if self.tier0.is_none() {
@@ -758,12 +755,6 @@ impl Privileged {
             obj.protected = t.why(obj);
         }
         Ok(())
-    }
-}
-
-impl Default for Privileged {
-    fn default() -> Self {
-        Privileged::new()
     }
 }
 
@@ -1322,7 +1313,7 @@ pub async fn export_configured(
         let mut rules = Rules {
             scope: &scope,
             mapping: &mapping,
-            privileged: Privileged::new(),
+            privileged: Privileged::default(),
         };
         let (mut report, sent) = export(&ad, &mut link, &mut rules, &mut threshold).await?;
         let now = ad_sync_core::time_fmt::now_unix();

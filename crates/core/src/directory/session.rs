@@ -162,29 +162,34 @@ impl Session {
         Ok(entries.into_iter().map(SearchEntry::construct).collect())
     }
 
-    /// Whether a one-level search under `dn` with `controls` returns any entry (at most one is
-    /// asked for); a container the DC hides, or refuses, has none.
-    pub async fn first_child_with(
+    /// A search with `controls`: `None` when the DC answers as if `dn` were not there, or
+    /// refuses it (no such object, insufficient access: Windows answers either for an object
+    /// the account may not read); else the entries, the first `limit` when it cuts them.
+    async fn search_unless_hidden(
         &mut self,
         dn: &str,
+        scope: Scope,
+        attrs: &[&str],
         controls: Vec<ldap3::controls::RawControl>,
-    ) -> Result<bool, OpError> {
+        limit: i32,
+    ) -> Result<Option<Vec<SearchEntry>>, OpError> {
         self.stats.operations += 1;
         let timeout = self.op_timeout;
         let answer = self
             .ldap
             .with_controls(controls)
             .with_timeout(timeout)
-            .with_search_options(ldap3::SearchOptions::new().sizelimit(1))
-            .search(dn, Scope::OneLevel, "(objectClass=*)", vec!["1.1"])
+            .with_search_options(ldap3::SearchOptions::new().sizelimit(limit))
+            .search(dn, scope, "(objectClass=*)", attrs.to_vec())
             .await;
+        let entries = |v: Vec<ldap3::ResultEntry>| v.into_iter().map(SearchEntry::construct);
         match answer {
-            // 4: the size limit of one was reached, so there is one.
-            Ok(r) if r.1.rc == 4 => Ok(true),
+            // 4: the size limit was reached; what came is what was asked for.
+            Ok(r) if r.1.rc == 4 => Ok(Some(entries(r.0).collect())),
             Ok(r) => match r.success() {
-                Ok((entries, _)) => Ok(!entries.is_empty()),
+                Ok((found, _)) => Ok(Some(entries(found).collect())),
                 Err(ldap3::LdapError::LdapResult { result }) if matches!(result.rc, 32 | 50) => {
-                    Ok(false)
+                    Ok(None)
                 }
                 Err(e) => Err(OpError::from_ldap(e, timeout)),
             },
@@ -192,31 +197,30 @@ impl Session {
         }
     }
 
-    /// Reads one entry by DN with `controls`; `Ok(None)` when the DC answers as if it were not
-    /// there, or refuses it (no such object, insufficient access: Windows answers either for
-    /// an object the account may not read).
+    /// Whether a one-level search under `dn` with `controls` returns any entry (at most one is
+    /// asked for); a container the DC hides, or refuses, has none.
+    pub async fn first_child_with(
+        &mut self,
+        dn: &str,
+        controls: Vec<ldap3::controls::RawControl>,
+    ) -> Result<bool, OpError> {
+        let found = self
+            .search_unless_hidden(dn, Scope::OneLevel, &["1.1"], controls, 1)
+            .await?;
+        Ok(found.is_some_and(|v| !v.is_empty()))
+    }
+
+    /// Reads one entry by DN with `controls`; `Ok(None)` when the DC hides or refuses it.
     pub async fn read_entry_with(
         &mut self,
         dn: &str,
         attrs: &[&str],
         controls: Vec<ldap3::controls::RawControl>,
     ) -> Result<Option<SearchEntry>, OpError> {
-        self.stats.operations += 1;
-        let timeout = self.op_timeout;
-        let answer = self
-            .ldap
-            .with_controls(controls)
-            .with_timeout(timeout)
-            .search(dn, Scope::Base, "(objectClass=*)", attrs.to_vec())
-            .await
-            .and_then(|r| r.success());
-        match answer {
-            Ok((mut entries, _)) => Ok(entries.pop().map(SearchEntry::construct)),
-            Err(ldap3::LdapError::LdapResult { result }) if matches!(result.rc, 32 | 50) => {
-                Ok(None)
-            }
-            Err(e) => Err(OpError::from_ldap(e, timeout)),
-        }
+        let found = self
+            .search_unless_hidden(dn, Scope::Base, attrs, controls, 0)
+            .await?;
+        Ok(found.and_then(|mut v| v.pop()))
     }
 
     /// Reads one entry by DN; `Ok(None)` when it does not exist.
