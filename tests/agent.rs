@@ -53,7 +53,10 @@ fn ldap_add(dn: &str, attrs: Vec<(&str, Vec<&str>)>) {
 
 /// Attributes of every object matching `filter` under `base`, by sAMAccountName.
 fn search(base: &str, filter: &str) -> Vec<ldap3::SearchEntry> {
-    let dc = &bed().dc1;
+    search_on(&bed().dc1, base, filter)
+}
+
+fn search_on(dc: &testbed::Dc, base: &str, filter: &str) -> Vec<ldap3::SearchEntry> {
     block_on(async {
         let mut l = admin_on(dc).await;
         let (rs, _) = l
@@ -323,8 +326,20 @@ impl Env {
 }
 
 fn install(cloud: &CloudServer, prefix: &Path, ou: &str, sync_group: &str, sync: &str) -> PathBuf {
-    let key = cloud.issue_key(DOMAIN, None);
-    let mut spec = Spec::good();
+    install_with(cloud, prefix, Spec::good(), DOMAIN, ou, sync_group, sync)
+}
+
+/// `install` for any domain: `spec` names its DC and service account.
+fn install_with(
+    cloud: &CloudServer,
+    prefix: &Path,
+    mut spec: Spec,
+    domain: &str,
+    ou: &str,
+    sync_group: &str,
+    sync: &str,
+) -> PathBuf {
+    let key = cloud.issue_key(domain, None);
     spec.root_dn = ou.to_string();
     spec.sync_group_dn = Some(sync_group.to_string());
     spec.cloud_url = Some(cloud.url.clone());
@@ -1647,26 +1662,7 @@ fn guid_of(e: &ldap3::SearchEntry) -> Vec<u8> {
 
 /// The members of a group, by the first RDN value.
 fn members_of(base: &str, sam: &str) -> Vec<String> {
-    let g = search(base, &format!("(sAMAccountName={sam})"))
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| panic!("{sam}"));
-    let mut v: Vec<String> = g
-        .attrs
-        .get("member")
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|m| {
-            m.split(',')
-                .next()
-                .unwrap_or("")
-                .trim_start_matches("CN=")
-                .to_string()
-        })
-        .collect();
-    v.sort();
-    v
+    members_of_on(&bed().dc1, base, sam)
 }
 
 /// `ad-sync-setup check --json` with a fresh key for the env's domain, the env's containers
@@ -3251,4 +3247,211 @@ fn users_leaving_the_scope_go_through_the_threshold_and_the_reconciliation() {
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(r["restored"], 1, "{text}");
     assert_eq!(deleted(), ["rc-00", "rc-01", "rc-02"], "{text}");
+}
+
+/// Forest to forest through the cloud (ad-user-sync's job, without files): one agent exports
+/// `example.com`'s container to the cloud (`ad-to-cloud`), the cloud mirrors that domain
+/// instance into `fabrikam.test`'s, and `fabrikam.test`'s own agent (`cloud-to-ad`, a second
+/// Samba forest) writes it into its AD under its own policies. A user and its group created in
+/// A arrive in B (disabled until B gives the user a password: passwords are not part of it),
+/// a rename in A renames the same account in B, and a user moved out of A's scope is disabled
+/// in B (B's user disconnection policy). The copies are read-only in B's cloud, and nothing
+/// comes back to A.
+#[test]
+fn a_user_from_one_forest_reaches_another_through_the_cloud() {
+    use support::testbed::fabrikam;
+    let _dc = DC.read().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new("f2f", "direction = \"ad-to-cloud\"\n");
+    let a = &bed().dc1;
+    let b = &support::forest2().dc;
+
+    // B: a container and a sync group in the second forest, and its agent.
+    let b_ou = format!("OU=t-f2f,{}", fabrikam::OU_STAFF);
+    let b_group = format!("CN=Sync f2f,{b_ou}");
+    block_on(async {
+        let mut l = admin_on(b).await;
+        l.add(
+            &b_ou,
+            vec![("objectClass", HashSet::from(["top", "organizationalUnit"]))],
+        )
+        .await
+        .and_then(|r| r.success())
+        .unwrap_or_else(|e| panic!("add {b_ou}: {e}"));
+        testbed::add_group(&mut l, &b_group, "sync-f2f", "-2147483646")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+    });
+    env.cloud(&["domain", "add", fabrikam::BASE]);
+    let mut spec = Spec::good();
+    spec.dc_host = Some(fabrikam::HOST.into());
+    spec.ca_file = Some(b.ca_file.clone());
+    spec.username = format!("{}\\{}", fabrikam::NETBIOS, testbed::accounts::GOOD);
+    let b_config = install_with(
+        &env.cloud,
+        &env.dir.join("b"),
+        spec,
+        fabrikam::BASE,
+        &b_ou,
+        &b_group,
+        "",
+    );
+    let run_b = || {
+        let out = agent(&b_config, &[]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "B's agent: {text}");
+        text
+    };
+    let in_b = |sam: &str| {
+        search_on(b, &b_ou, &format!("(sAMAccountName={sam})"))
+            .into_iter()
+            .next()
+    };
+    let mirrored = env.cloud(&[
+        "domain",
+        "mirror",
+        "--from",
+        DOMAIN,
+        "--into",
+        fabrikam::BASE,
+    ]);
+    assert!(
+        mirrored.contains("passwords are not part of it"),
+        "{mirrored}"
+    );
+
+    // A: a user and a group with it, exported to the cloud.
+    let crew = format!("CN=x-crew,{}", env.ou);
+    let fern = block_on(async {
+        let mut l = admin_on(a).await;
+        let fern = testbed::add_user(&mut l, &env.ou, "x-fern", "512")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        replace_attrs(&mut l, &fern, &[("givenName", "Fern"), ("sn", "Oak")]).await;
+        testbed::add_group(&mut l, &crew, "x-crew", "-2147483646")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        testbed::add_member(&mut l, &crew, &fern)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+        fern
+    });
+    let (code, report, text) = env.export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(report["created"], 2, "{text}");
+
+    // B: the user and the group arrive; the user is disabled until B gives it a password.
+    run_b();
+    let e = in_b("x-fern").unwrap_or_else(|| panic!("x-fern did not reach B"));
+    assert_eq!(attr(&e, "givenName").as_deref(), Some("Fern"));
+    assert_eq!(attr(&e, "sn").as_deref(), Some("Oak"));
+    assert_ne!(uac(&e) & 2, 0, "no password yet: disabled");
+    let guid_in_b = guid_of(&e);
+    assert_eq!(members_of_on(b, &b_ou, "x-crew"), ["x-fern"]);
+    // Read-only in B's cloud, except its password, which is B's own.
+    let out = env.cloud.admin(&[
+        "user",
+        "rename",
+        "x-fern",
+        "x-other",
+        "--domain",
+        fabrikam::BASE,
+    ]);
+    let refused = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && refused.contains("mirrored from the domain"),
+        "{refused}"
+    );
+    let pw = env.dir.join("pw-b.txt");
+    std::fs::write(&pw, USER_PASSWORD).unwrap_or_else(|e| panic!("{e}"));
+    env.cloud(&[
+        "user",
+        "set-password",
+        "x-fern",
+        "--domain",
+        fabrikam::BASE,
+        "--password-file",
+        &pw.display().to_string(),
+    ]);
+    run_b();
+    let e = in_b("x-fern").unwrap_or_else(|| panic!("x-fern"));
+    assert_eq!(uac(&e) & 2, 0, "enabled once B gave it a password");
+
+    // A renames the user: the same account in B is renamed.
+    block_on(async {
+        let mut l = admin_on(a).await;
+        replace_attrs(&mut l, &fern, &[("sAMAccountName", "x-fern2")]).await;
+        let _ = l.unbind().await;
+    });
+    let (code, report, text) = env.export(&[]);
+    assert_eq!(
+        (code, report["updated"].as_u64()),
+        (Some(0), Some(1)),
+        "{text}"
+    );
+    run_b();
+    let e = in_b("x-fern2").unwrap_or_else(|| panic!("the rename did not reach B"));
+    assert_eq!(guid_of(&e), guid_in_b, "the same account, renamed");
+    assert!(in_b("x-fern").is_none());
+
+    // A moves the user out of its scope: B disables it (its user disconnection policy).
+    block_on(async {
+        let mut l = admin_on(a).await;
+        l.modifydn(&fern, "CN=x-fern", true, Some(testbed::OU_STAFF))
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+    });
+    let (code, report, text) = env.export(&[]);
+    assert_eq!(
+        (code, report["suspended"].as_u64()),
+        (Some(0), Some(1)),
+        "{text}"
+    );
+    run_b();
+    let e = in_b("x-fern2").unwrap_or_else(|| panic!("B's policy is disable, not remove"));
+    assert_ne!(uac(&e) & 2, 0, "disabled in B");
+    let listed = env.cloud(&["domain", "mirrors"]);
+    assert!(listed.contains("0 users, 1 groups"), "{listed}");
+
+    // Nothing came back to A: its own cloud → AD run has nothing to do.
+    let out = env.run(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("x-fern"));
+    block_on(async {
+        let mut l = admin_on(a).await;
+        let _ = l.delete(&format!("CN=x-fern,{}", testbed::OU_STAFF)).await;
+        let _ = l.unbind().await;
+    });
+}
+
+fn members_of_on(dc: &testbed::Dc, base: &str, sam: &str) -> Vec<String> {
+    let g = search_on(dc, base, &format!("(sAMAccountName={sam})"))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{sam}"));
+    let mut v: Vec<String> = g
+        .attrs
+        .get("member")
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| {
+            m.split(',')
+                .next()
+                .map(|c| c.trim_start_matches("CN=").to_string())
+        })
+        .collect();
+    v.sort();
+    v
 }

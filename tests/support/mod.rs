@@ -88,6 +88,23 @@ pub fn bed() -> &'static Testbed {
     }
 }
 
+/// The second forest (`fabrikam.test`), started on first use by this test binary and stopped
+/// at its exit.
+pub fn forest2() -> &'static testbed::Forest2 {
+    static F2: OnceLock<Result<testbed::Forest2, String>> = OnceLock::new();
+    let f = F2.get_or_init(|| {
+        // The first forest first: both change /etc/hosts and the loopback addresses.
+        let _ = bed();
+        let f = testbed::Forest2::start(Path::new(env!("CARGO_TARGET_TMPDIR")))?;
+        stop_at_exit(f.pids());
+        Ok(f)
+    });
+    match f {
+        Ok(f) => f,
+        Err(e) => panic!("the second test forest could not be started: {e}"),
+    }
+}
+
 /// An answers file, good by default (dc1, LDAPS trusted through its CA, delegated OU=Staff).
 #[derive(Clone)]
 pub struct Spec {

@@ -65,6 +65,8 @@ pub const GROUP_DISTRIBUTION: &str = "CN=Mailing List,OU=Staff,DC=example,DC=com
 pub struct Dc {
     pub dir: PathBuf,
     pub host: &'static str,
+    /// The domain's NetBIOS name (the admin binds as `NETBIOS\\Administrator`).
+    pub netbios: &'static str,
     pub addr: IpAddr,
     /// The CA that issued the DC's LDAPS certificate, as PEM.
     pub ca_file: PathBuf,
@@ -108,8 +110,8 @@ impl Testbed {
             }
         }
         // Provision both in parallel: each is mostly a single-threaded Python process.
-        let p1 = provision(&root.join("dc1"), "dc1", "127.0.0.1", true)?;
-        let p2 = provision(&root.join("dc2"), "dc2", "127.0.0.2", false)?;
+        let p1 = provision(&root.join("dc1"), "dc1", "127.0.0.1", REALM, NETBIOS, true)?;
+        let p2 = provision(&root.join("dc2"), "dc2", "127.0.0.2", REALM, NETBIOS, false)?;
         wait_ok(p1, "provision dc1")?;
         wait_ok(p2, "provision dc2")?;
 
@@ -118,6 +120,7 @@ impl Testbed {
         let mut dc1 = Dc {
             dir: root.join("dc1"),
             host: DC1_HOST,
+            netbios: NETBIOS,
             addr: "127.0.0.1".parse().map_err(|e| format!("{e}"))?,
             ca_file: root.join("dc1/private/tls/ca.pem"),
             child: None,
@@ -125,6 +128,7 @@ impl Testbed {
         let mut dc2 = Dc {
             dir: dc2_dir.clone(),
             host: DC2_HOST,
+            netbios: NETBIOS,
             addr: "127.0.0.2".parse().map_err(|e| format!("{e}"))?,
             ca_file: dc2_ca,
             child: None,
@@ -330,12 +334,140 @@ db.modify(m, controls=["show_deleted:1"])
 
     /// An LDAPS admin session for seeding and for tests that change the directory.
     pub async fn admin(&self) -> Result<ldap3::Ldap, String> {
-        admin_session(self.host, !self.is_dc1()).await
+        admin_session(self.host, self.netbios, self.host == DC2_HOST).await
     }
 
     fn is_dc1(&self) -> bool {
         self.host == DC1_HOST
     }
+}
+
+/// A second, separate forest for the forest-to-forest tests: `fabrikam.test`, one DC
+/// (`dc1.fabrikam.test`, 127.0.0.4, LDAPS with Samba's own CA, plain bind refused), seeded with
+/// what an agent writing into it needs: OU=Staff delegated to its own `svc-sync`, and a
+/// security group `Cloud Groups` in it. Started only by the tests that use it.
+pub mod fabrikam {
+    pub const REALM: &str = "FABRIKAM.TEST";
+    pub const NETBIOS: &str = "FABRIKAM";
+    pub const BASE: &str = "DC=fabrikam,DC=test";
+    pub const HOST: &str = "dc1.fabrikam.test";
+    pub const ADDR: &str = "127.0.0.4";
+    pub const OU_STAFF: &str = "OU=Staff,DC=fabrikam,DC=test";
+    pub const GROUP_SECURITY: &str = "CN=Cloud Groups,OU=Staff,DC=fabrikam,DC=test";
+}
+
+/// The second forest's DC; stopped (by PID) when dropped.
+pub struct Forest2 {
+    pub dc: Dc,
+}
+
+impl Forest2 {
+    pub fn start(parent: &Path) -> Result<Forest2, String> {
+        let started = Instant::now();
+        let root = parent.join(format!("forest2-{}", std::process::id()));
+        if root.exists() {
+            std::fs::remove_dir_all(&root).map_err(|e| format!("clean {}: {e}", root.display()))?;
+        }
+        std::fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
+        ensure_loopback_alias(fabrikam::ADDR)?;
+        ensure_hosts_entries()?;
+        let sock: std::net::SocketAddr = format!("{}:636", fabrikam::ADDR)
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        if TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok() {
+            return Err(format!(
+                "port 636 on {} ({}) is already in use: another test's second forest is running; stop it first",
+                fabrikam::ADDR,
+                fabrikam::HOST
+            ));
+        }
+        let dir = root.join("dc");
+        let p = provision(
+            &dir,
+            "dc1",
+            fabrikam::ADDR,
+            fabrikam::REALM,
+            fabrikam::NETBIOS,
+            false,
+        )?;
+        wait_ok(p, "provision dc1.fabrikam.test")?;
+        let mut dc = Dc {
+            ca_file: dir.join("private/tls/ca.pem"),
+            dir,
+            host: fabrikam::HOST,
+            netbios: fabrikam::NETBIOS,
+            addr: fabrikam::ADDR.parse().map_err(|e| format!("{e}"))?,
+            child: None,
+        };
+        dc.launch(&[])?;
+        dc.wait_listening()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let sid = rt.block_on(async {
+            let mut l = dc.admin().await?;
+            add(
+                &mut l,
+                fabrikam::OU_STAFF,
+                vec![("objectClass", vec!["top", "organizationalUnit"])],
+            )
+            .await?;
+            add_group(
+                &mut l,
+                fabrikam::GROUP_SECURITY,
+                "Cloud Groups",
+                "-2147483646",
+            )
+            .await?;
+            let good = add_user(
+                &mut l,
+                &format!("CN=Users,{}", fabrikam::BASE),
+                accounts::GOOD,
+                UAC_NORMAL_NO_EXPIRY,
+            )
+            .await?;
+            let sid = object_sid(&mut l, &good).await;
+            let _ = l.unbind().await;
+            sid
+        })?;
+        dc.delegate(fabrikam::OU_STAFF, &sid)?;
+        eprintln!(
+            "testbed: the second forest ({}) provisioned, started and seeded in {:.1} s",
+            fabrikam::REALM,
+            started.elapsed().as_secs_f32()
+        );
+        Ok(Forest2 { dc })
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.dc.child.as_ref().map(Child::id).into_iter().collect()
+    }
+}
+
+impl Drop for Forest2 {
+    fn drop(&mut self) {
+        self.dc.stop();
+    }
+}
+
+/// An object's SID in string form.
+async fn object_sid(l: &mut ldap3::Ldap, dn: &str) -> Result<String, String> {
+    l.search(dn, ldap3::Scope::Base, "(objectClass=*)", vec!["objectSid"])
+        .await
+        .and_then(|r| r.success())
+        .map_err(|e| format!("read objectSid of {dn}: {e}"))?
+        .0
+        .into_iter()
+        .next()
+        .map(ldap3::SearchEntry::construct)
+        .and_then(|e| {
+            e.bin_attrs
+                .get("objectSid")
+                .and_then(|v| v.first().cloned())
+        })
+        .and_then(|b| ad_sync::directory::sid::to_string(&b))
+        .ok_or_else(|| format!("no objectSid on {dn}"))
 }
 
 /// Removes the scratch folders of earlier test processes that are gone (`testbed-<pid>`,
@@ -365,7 +497,14 @@ fn remove_dead_runs(parent: &Path) {
 }
 
 /// Provisions a DC; with `dns`, Samba's internal DNS holds the domain's zone.
-fn provision(dir: &Path, host: &str, addr: &str, dns: bool) -> Result<Child, String> {
+fn provision(
+    dir: &Path,
+    host: &str,
+    addr: &str,
+    realm: &str,
+    netbios: &str,
+    dns: bool,
+) -> Result<Child, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let log =
         std::fs::File::create(dir.with_extension("provision.log")).map_err(|e| e.to_string())?;
@@ -378,8 +517,8 @@ fn provision(dir: &Path, host: &str, addr: &str, dns: bool) -> Result<Child, Str
         cmd.arg(format!("--backend-store={store}"));
     }
     cmd.arg(format!("--targetdir={}", dir.display()))
-        .arg(format!("--realm={REALM}"))
-        .arg(format!("--domain={NETBIOS}"))
+        .arg(format!("--realm={realm}"))
+        .arg(format!("--domain={netbios}"))
         .arg("--server-role=dc")
         .arg(if dns {
             "--dns-backend=SAMBA_INTERNAL"
@@ -436,10 +575,11 @@ fn ensure_loopback_alias(addr: &str) -> Result<(), String> {
 
 /// The test DCs' addresses and names, as the machine's hosts file maps them (Samba's DNS has
 /// no address records for DCs on loopback addresses).
-pub const HOSTS: [(&str, &str); 3] = [
+pub const HOSTS: [(&str, &str); 4] = [
     ("127.0.0.1", DC1_HOST),
     ("127.0.0.2", DC2_HOST),
     ("127.0.0.3", DEAD_HOST),
+    (fabrikam::ADDR, fabrikam::HOST),
 ];
 
 /// Maps the test DC names in /etc/hosts (the domain has no DNS server of its own).
@@ -503,7 +643,11 @@ fn set_mode(p: &Path, mode: u32) -> Result<(), String> {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())
 }
 
-async fn admin_session(host: &str, accept_invalid_cert: bool) -> Result<ldap3::Ldap, String> {
+async fn admin_session(
+    host: &str,
+    netbios: &str,
+    accept_invalid_cert: bool,
+) -> Result<ldap3::Ldap, String> {
     let connector = native_tls::TlsConnector::builder()
         .danger_accept_invalid_certs(true)
         .danger_accept_invalid_hostnames(accept_invalid_cert)
@@ -516,7 +660,7 @@ async fn admin_session(host: &str, accept_invalid_cert: bool) -> Result<ldap3::L
         .await
         .map_err(|e| format!("admin connect to {host}: {e}"))?;
     ldap3::drive!(conn);
-    ldap.simple_bind(&format!("{NETBIOS}\\Administrator"), ADMIN_PASSWORD)
+    ldap.simple_bind(&format!("{netbios}\\Administrator"), ADMIN_PASSWORD)
         .await
         .and_then(|r| r.success())
         .map_err(|e| format!("admin bind on {host}: {e}"))?;
@@ -645,27 +789,7 @@ async fn seed_dc1(dc: &Dc) -> Result<String, String> {
     modify(&mut l, BASE, vec![replace("lockoutThreshold", "5")]).await?;
 
     let good = add_user(&mut l, users, GOOD, UAC_NORMAL_NO_EXPIRY).await?;
-    let good_sid = l
-        .search(
-            &good,
-            ldap3::Scope::Base,
-            "(objectClass=*)",
-            vec!["objectSid"],
-        )
-        .await
-        .and_then(|r| r.success())
-        .map_err(|e| format!("read objectSid of {good}: {e}"))?
-        .0
-        .into_iter()
-        .next()
-        .map(ldap3::SearchEntry::construct)
-        .and_then(|e| {
-            e.bin_attrs
-                .get("objectSid")
-                .and_then(|v| v.first().cloned())
-        })
-        .and_then(|b| ad_sync::directory::sid::to_string(&b))
-        .ok_or_else(|| format!("no objectSid on {good}"))?;
+    let good_sid = object_sid(&mut l, &good).await?;
     add_user(&mut l, users, EXPIRING, UAC_NORMAL).await?;
     add_user(&mut l, users, TYPO, UAC_NORMAL_NO_EXPIRY).await?;
     let admin = add_user(&mut l, users, DOMAIN_ADMIN, UAC_NORMAL_NO_EXPIRY).await?;
@@ -776,6 +900,7 @@ pub fn restart_dc1(bed: &Testbed) {
     let mut dc = Dc {
         dir: bed.dc1.dir.clone(),
         host: bed.dc1.host,
+        netbios: NETBIOS,
         addr: bed.dc1.addr,
         ca_file: bed.dc1.ca_file.clone(),
         child: None,

@@ -161,6 +161,32 @@ pub enum DomainCmd {
         domain_dn: String,
     },
     List(Db),
+    /// Forest to forest: every object the cloud holds from `--from`'s AD (AD as a source) is
+    /// copied into `--into`'s directory and kept in step, and `--into`'s agent writes it into
+    /// its AD under its own policies. Passwords are not part of it.
+    Mirror(MirrorArgs),
+    /// Stop a mirror: the copies stay in `--into`, handed to this cloud; nothing is removed.
+    Unmirror(MirrorArgs),
+    /// Every mirror, with its copies and the names left out because `--into` holds them.
+    Mirrors {
+        #[command(flatten)]
+        db: Db,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    #[command(flatten)]
+    pub db: Db,
+    /// The domain instance whose AD is the source (any DN form).
+    #[arg(long, value_name = "DOMAIN_DN")]
+    pub from: String,
+    /// The domain instance that receives the copies (any DN form).
+    #[arg(long, value_name = "DOMAIN_DN")]
+    pub into: String,
 }
 
 #[derive(Debug, Args)]
@@ -216,8 +242,9 @@ pub enum UserCmd {
     List {
         #[command(flatten)]
         db: DirDb,
-        /// Only the users whose authority is AD (`ad`: AD as a source) or the cloud (`cloud`).
-        #[arg(long, value_parser = ["ad", "cloud"])]
+        /// Only the users whose authority is AD (`ad`: AD as a source), the cloud (`cloud`), or
+        /// another domain's AD (`mirror`: `domain mirror`).
+        #[arg(long, value_parser = ["ad", "cloud", "mirror"])]
         source: Option<String>,
         /// Only the users deleted in AD (or moved out of its scope) and kept, suspended, until
         /// they are removed for good (30 days after).
@@ -292,8 +319,9 @@ pub enum GroupCmd {
     List {
         #[command(flatten)]
         db: DirDb,
-        /// Only the groups whose authority is AD (`ad`: AD as a source) or the cloud (`cloud`).
-        #[arg(long, value_parser = ["ad", "cloud"])]
+        /// Only the groups whose authority is AD (`ad`: AD as a source), the cloud (`cloud`), or
+        /// another domain's AD (`mirror`: `domain mirror`).
+        #[arg(long, value_parser = ["ad", "cloud", "mirror"])]
         source: Option<String>,
         /// Only the groups deleted in AD (or moved out of its scope) and kept, with their
         /// members, until they are removed for good (30 days after).
@@ -581,6 +609,64 @@ fn admin(cmd: Command) -> Result<(), AdminError> {
                     d.dn,
                     d.primary_agent.as_deref().unwrap_or("none"),
                     unix_to_rfc3339(d.created_at)
+                );
+            }
+        }
+        Command::Domain(DomainCmd::Mirror(m)) => {
+            let store = open(&m.db)?;
+            let (from, into) = (
+                store.domain_id(Some(&m.from))?,
+                store.domain_id(Some(&m.into))?,
+            );
+            let done = store.mirror_add(from, into, ad_sync_api::time_fmt::now_unix())?;
+            println!(
+                "mirroring {} into {}: {} objects copied now, {} memberships; {} left out because {} holds their names (`domain mirrors` lists them). Its agent writes them into its AD under its own policies; passwords are not part of it",
+                m.from, m.into, done.created, done.memberships, done.conflicts, m.into
+            );
+        }
+        Command::Domain(DomainCmd::Unmirror(m)) => {
+            let store = open(&m.db)?;
+            let (from, into) = (
+                store.domain_id(Some(&m.from))?,
+                store.domain_id(Some(&m.into))?,
+            );
+            if store.mirror_remove(from, into)? {
+                println!(
+                    "stopped mirroring {} into {}; its copies stay in {} as this cloud's own objects",
+                    m.from, m.into, m.into
+                );
+            } else {
+                println!("{} was not mirrored into {}", m.from, m.into);
+            }
+        }
+        Command::Domain(DomainCmd::Mirrors { db, json }) => {
+            let rows = open(&db)?.mirrors()?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "mirrors": rows }))
+                        .map_err(|e| AdminError::Invalid(format!("cannot write JSON: {e}")))?
+                );
+            } else if rows.is_empty() {
+                println!("no mirrors");
+            }
+            for r in rows.iter().filter(|_| !json) {
+                println!(
+                    "{} -> {}\tsince {}\t{} users, {} groups{}",
+                    r.from,
+                    r.into,
+                    unix_to_rfc3339(r.since),
+                    r.users,
+                    r.groups,
+                    if r.conflicts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "\tleft out (the name is taken in {}): {}",
+                            r.into,
+                            r.conflicts.join(", ")
+                        )
+                    }
                 );
             }
         }
@@ -878,10 +964,15 @@ fn list(items: Vec<Listed>, json: bool, what: &str) -> Result<(), AdminError> {
             if i.source == "ad" {
                 line.push_str(", from AD");
             }
+            if let Some(d) = &i.mirrored_from {
+                line.push_str(&format!(", mirrored from {d}"));
+            }
             if let Some(at) = i.deleted_at {
                 line.push_str(&deleted_words(at));
             }
             line.push(')');
+        } else if let Some(d) = &i.mirrored_from {
+            line.push_str(&format!(" (mirrored from {d})"));
         } else if i.source == "ad" {
             line.push_str(" (from AD");
             if let Some(d) = i.attributes.get("description") {

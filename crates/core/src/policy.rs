@@ -25,12 +25,12 @@ pub const DIRECTIONS: &[DirectionChoice] = &[
     DirectionChoice {
         direction: crate::answers::Direction::CloudToAd,
         label: "From the cloud to AD",
-        does: "The cloud is the source: its users, groups, memberships and passwords are written to AD under the sync policies; nothing is sent from AD.",
+        does: "The cloud is the source: its users, groups, memberships and passwords are written to AD under the sync policies; nothing is sent from AD. Users the cloud mirrors from another forest come without passwords and stay disabled until they are given one.",
     },
     DirectionChoice {
         direction: crate::answers::Direction::AdToCloud,
         label: "From AD to the cloud",
-        does: "AD is the source: the users and groups in the scope you choose next, with their members, are sent to the cloud and kept in step (passwords stay in AD); nothing is written to AD.",
+        does: "AD is the source: the users and groups in the scope you choose next, with their members, are sent to the cloud and kept in step; nothing is written to AD. Passwords stay in AD, also when the cloud mirrors this domain into another forest.",
     },
     DirectionChoice {
         direction: crate::answers::Direction::Both,

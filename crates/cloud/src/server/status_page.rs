@@ -193,6 +193,27 @@ pub fn render(store: &Store, timing: Timing, now: i64) -> Result<String, AdminEr
         }
         html.push_str("</table>");
     }
+    let mirrors = store.mirrors()?;
+    if !mirrors.is_empty() {
+        html.push_str("<h2>Forest to forest</h2><table><tr><th>From (its AD is the source)</th><th>Into</th><th>Since</th><th>Copies</th><th>Left out (the name is taken there)</th></tr>");
+        for m in &mirrors {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} users, {} groups</td><td>{}</td></tr>",
+                escape(&m.from),
+                escape(&m.into),
+                escape(&ago(now, m.since)),
+                m.users,
+                m.groups,
+                if m.conflicts.is_empty() {
+                    "none".to_string()
+                } else {
+                    escape(&m.conflicts.join(", "))
+                }
+            );
+        }
+        html.push_str("</table>");
+    }
     html.push_str("</body></html>");
     Ok(html)
 }

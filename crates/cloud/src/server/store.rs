@@ -20,8 +20,10 @@ use ad_sync_api::api::{
     KeyState, MemberType, Membership, Role, User,
 };
 mod import;
+mod mirror;
 mod source;
 pub use import::Listed;
+pub use mirror::{MirrorRow, Reflected};
 pub use source::RETENTION as SOURCE_RETENTION;
 pub use source::{REFUSALS_LISTED, SourceOverview};
 
@@ -43,7 +45,9 @@ use ad_sync_api::time_fmt::unix_to_rfc3339;
 /// cloud's DirSync cursor.
 /// 7: groups from AD: their authority, soft deletion and description, and AD's membership
 /// facts by objectGUID (`source_members`).
-const SCHEMA_VERSION: i64 = 7;
+/// 8: forest to forest: a domain instance mirrored into another (`mirrors`), the copies marked
+/// with the object they copy (`mirror_of`) and the domain it is in (`mirror_from`).
+const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS domains (
@@ -103,6 +107,8 @@ CREATE TABLE IF NOT EXISTS users (
     source TEXT NOT NULL DEFAULT 'cloud',
     deleted_at INTEGER,
     attributes TEXT,
+    mirror_of TEXT,
+    mirror_from INTEGER,
     PRIMARY KEY (domain_id, username)
 );
 CREATE TABLE IF NOT EXISTS groups (
@@ -112,6 +118,8 @@ CREATE TABLE IF NOT EXISTS groups (
     source TEXT NOT NULL DEFAULT 'cloud',
     deleted_at INTEGER,
     description TEXT,
+    mirror_of TEXT,
+    mirror_from INTEGER,
     PRIMARY KEY (domain_id, name)
 );
 CREATE TABLE IF NOT EXISTS memberships (
@@ -165,6 +173,12 @@ CREATE TABLE IF NOT EXISTS source_refusals (
     message TEXT NOT NULL,
     at INTEGER NOT NULL,
     PRIMARY KEY (domain_id, guid)
+);
+CREATE TABLE IF NOT EXISTS mirrors (
+    from_domain INTEGER NOT NULL REFERENCES domains(id),
+    to_domain INTEGER NOT NULL REFERENCES domains(id),
+    since INTEGER NOT NULL,
+    PRIMARY KEY (from_domain, to_domain)
 );
 CREATE TABLE IF NOT EXISTS source_cursors (
     domain_id INTEGER PRIMARY KEY REFERENCES domains(id),
@@ -620,6 +634,16 @@ impl Store {
                 "ALTER TABLE groups ADD COLUMN source TEXT NOT NULL DEFAULT 'cloud';
                  ALTER TABLE groups ADD COLUMN deleted_at INTEGER;
                  ALTER TABLE groups ADD COLUMN description TEXT;",
+            )
+            .map_err(db_err)?;
+        }
+        if (1..8).contains(&version) {
+            // Forest to forest (the mirrors table is new, made by SCHEMA below).
+            conn.execute_batch(
+                "ALTER TABLE users ADD COLUMN mirror_of TEXT;
+                 ALTER TABLE users ADD COLUMN mirror_from INTEGER;
+                 ALTER TABLE groups ADD COLUMN mirror_of TEXT;
+                 ALTER TABLE groups ADD COLUMN mirror_from INTEGER;",
             )
             .map_err(db_err)?;
         }
@@ -1159,7 +1183,14 @@ impl Store {
             ));
         }
         self.admin_tx(|tx| {
-            let user = find_user(tx, domain, username)?;
+            // A mirror's copy takes a password here: the cloud never has its source AD's
+            // passwords, so the domain it is copied into gives it one of its own.
+            let user = match find_user(tx, domain, username) {
+                Err(TxError::Refused(_)) if is_mirror_copy(tx, domain, username)? => {
+                    load_user(tx, domain, username)?
+                }
+                other => other?,
+            };
             let user_id = user.id.clone();
             let seq = append_change(
                 tx,
@@ -1974,12 +2005,8 @@ fn find_user(conn: &Connection, domain: i64, username: &str) -> Result<User, TxE
         conn.query_row("SELECT source FROM users WHERE id = ?1", [&user.id], |r| {
             r.get(0)
         })?;
-    if source == "ad" {
-        return Err(AdminError::Invalid(format!(
-            "user `{}` comes from AD, which is its authority: change it in AD (its agent brings the change here)",
-            user.username
-        ))
-        .into());
+    if let Some(why) = not_the_clouds(conn, "users", &user.id, &source)? {
+        return Err(AdminError::Invalid(format!("user `{}` {why}", user.username)).into());
     }
     Ok(user)
 }
@@ -1993,14 +2020,48 @@ fn find_cloud_group(conn: &Connection, domain: i64, name: &str) -> Result<Group,
         [&group.id],
         |r| r.get(0),
     )?;
-    if source == "ad" {
-        return Err(AdminError::Invalid(format!(
-            "group `{}` comes from AD, which is its authority: change it and its members in AD (its agent brings the change here)",
-            group.name
-        ))
-        .into());
+    if let Some(why) = not_the_clouds(conn, "groups", &group.id, &source)? {
+        return Err(AdminError::Invalid(format!("group `{}` {why}", group.name)).into());
     }
     Ok(group)
+}
+
+fn is_mirror_copy(conn: &Connection, domain: i64, username: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM users WHERE domain_id = ?1 AND username = ?2 AND source = 'mirror'",
+        params![domain, username],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+/// Why the cloud's admin commands may not change an object whose authority is `source`, or
+/// `None` for the cloud's own: AD's (AD as a source), or another domain's AD (a mirror's copy).
+fn not_the_clouds(
+    conn: &Connection,
+    table: &str,
+    id: &str,
+    source: &str,
+) -> rusqlite::Result<Option<String>> {
+    Ok(match source {
+        "ad" => Some(
+            "comes from AD, which is its authority: change it (and a group's members) in AD; its agent brings the change here".into(),
+        ),
+        "mirror" => {
+            let from: Option<String> = conn
+                .query_row(
+                    &format!("SELECT d.dn FROM {table} o JOIN domains d ON d.id = o.mirror_from WHERE o.id = ?1"),
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Some(format!(
+                "is mirrored from the domain {}, whose AD is its authority: change it (and a group's members) in that domain's AD, or stop the mirror (`ad-sync-cloud domain unmirror`) to make it this cloud's; its password is this domain's own (`user set-password`)",
+                from.as_deref().unwrap_or("(removed)")
+            ))
+        }
+        _ => None,
+    })
 }
 
 /// The group as stored (its stored spelling and id).

@@ -27,6 +27,9 @@ pub struct Listed {
     pub members: Vec<String>,
     /// Who is its authority: `cloud`, or `ad` (AD as a source).
     pub source: String,
+    /// A mirror's copy (`source` `mirror`): the domain instance whose AD it comes from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirrored_from: Option<String>,
     /// When AD deleted it (kept, a user suspended, until the retention ends).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<i64>,
@@ -274,11 +277,16 @@ impl Store {
             let mut out = Vec::with_capacity(names.len());
             for n in names {
                 let u = load_user(tx, domain, &n)?;
-                let (source, deleted_at, attributes): (String, Option<i64>, Option<String>) = tx
+                let (source, deleted_at, attributes, mirrored_from): (
+                    String,
+                    Option<i64>,
+                    Option<String>,
+                    Option<String>,
+                ) = tx
                     .prepare_cached(
-                        "SELECT source, deleted_at, attributes FROM users WHERE id = ?1",
+                        "SELECT u.source, u.deleted_at, u.attributes, d.dn FROM users u LEFT JOIN domains d ON d.id = u.mirror_from WHERE u.id = ?1",
                     )?
-                    .query_row([&u.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                    .query_row([&u.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
                 out.push(Listed {
                     id: u.id.clone(),
                     name: u.username.clone(),
@@ -286,6 +294,7 @@ impl Store {
                     user: Some(u),
                     members: Vec::new(),
                     source,
+                    mirrored_from,
                     deleted_at,
                     attributes: attributes
                         .and_then(|a| serde_json::from_str(&a).ok())
@@ -312,11 +321,16 @@ impl Store {
                     )?
                     .query_map(params![&g.name, domain], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
-                let (source, deleted_at, description): (String, Option<i64>, Option<String>) = tx
+                let (source, deleted_at, description, mirrored_from): (
+                    String,
+                    Option<i64>,
+                    Option<String>,
+                    Option<String>,
+                ) = tx
                     .prepare_cached(
-                        "SELECT source, deleted_at, description FROM groups WHERE id = ?1",
+                        "SELECT g.source, g.deleted_at, g.description, d.dn FROM groups g LEFT JOIN domains d ON d.id = g.mirror_from WHERE g.id = ?1",
                     )?
-                    .query_row([&g.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                    .query_row([&g.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
                 out.push(Listed {
                     id: g.id,
                     name: g.name,
@@ -324,6 +338,7 @@ impl Store {
                     links: g.links,
                     members,
                     source,
+                    mirrored_from,
                     deleted_at,
                     attributes: description
                         .map(|d| ("description".to_string(), d))

@@ -965,6 +965,7 @@ impl Store {
             )?;
         }
         purge(&tx, agent.domain_id, now)?;
+        super::mirror::reflect_from(&tx, agent.domain_id)?;
         let cursor = cursor(&tx, agent.domain_id)?;
         tx.commit()?;
         Ok(SourceResponse {
@@ -1375,6 +1376,223 @@ mod tests {
         assert_eq!(refused_on_primary(), 0);
         let view = store.source_overview().unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!((view[0].users, view[0].refused), (2, 0));
+    }
+
+    /// Forest to forest: what the cloud holds from domain A's AD becomes domain B's, through B's
+    /// own change feed; kept in step batch by batch, read-only in B, never taking a name B holds.
+    #[test]
+    fn a_mirrored_domain_gets_the_sources_objects_through_its_own_feed() {
+        let (_dir, store, agent, t0) = primary();
+        let (b_row, _) = store
+            .add_domain("DC=fabrikam,DC=test")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (a, b) = (agent.domain_id, b_row.id);
+        store
+            .user_add(b, "carol", "Carol", "Own", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut at = 0;
+        let mut batch = |users: Vec<SourceUser>, groups: Vec<SourceGroup>| {
+            let after = (at > 0).then(|| format!("c{at}"));
+            at += 1;
+            store
+                .source_changes(
+                    &agent,
+                    &SourceRequest {
+                        after,
+                        cookie: format!("c{at}"),
+                        dc: "dc1".into(),
+                        users,
+                        groups,
+                        partial: false,
+                    },
+                    t0,
+                )
+                .unwrap_or_else(|e| panic!("{e:?}"));
+        };
+        let named = |n: u32, name: &str| {
+            let mut u = user(n, false);
+            u.fields.insert("username".into(), name.into());
+            u
+        };
+        let group = SourceGroup {
+            guid: user(10, false).guid,
+            deleted: false,
+            fields: [("name".to_string(), "Sales".to_string())].into(),
+            members: Some(vec![user(1, false).guid, user(2, false).guid]),
+            added: Vec::new(),
+            removed: Vec::new(),
+        };
+        batch(
+            vec![user(1, false), user(2, false), named(3, "carol")],
+            vec![group],
+        );
+        // B's feed: (kind, name) of each change after `after`.
+        let feed = |after: i64| -> Vec<(String, String)> {
+            let conn = store.lock();
+            let mut stmt = conn
+                .prepare("SELECT body FROM changes WHERE domain_id = ?1 AND seq > ?2 ORDER BY seq")
+                .unwrap_or_else(|e| panic!("{e}"));
+            stmt.query_map(params![b, after], |r| r.get::<_, String>(0))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .map(|body| {
+                    let v: serde_json::Value = serde_json::from_str(&body.unwrap_or_default())
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    let kind = v["type"].as_str().unwrap_or_default().to_string();
+                    let name = [
+                        &v["user"]["username"],
+                        &v["group"]["name"],
+                        &v["username"],
+                        &v["name"],
+                        &v["member"],
+                    ]
+                    .into_iter()
+                    .find_map(|x| x.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                    (kind, name)
+                })
+                .collect()
+        };
+        let head = |store: &Store| -> i64 {
+            store
+                .lock()
+                .query_row(
+                    "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE domain_id = ?1",
+                    [b],
+                    |r| r.get(0),
+                )
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let before = head(&store);
+        // Nothing reaches B before the mirror exists.
+        assert_eq!(feed(before), Vec::<(String, String)>::new());
+        let done = store.mirror_add(a, b, t0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (done.created, done.memberships, done.conflicts),
+            (3, 2, 1),
+            "{done:?}"
+        );
+        let kinds: Vec<String> = feed(before).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            kinds,
+            [
+                "user.upsert",
+                "user.upsert",
+                "group.upsert",
+                "membership.add",
+                "membership.add"
+            ],
+            "{:?}",
+            feed(before)
+        );
+        let users = |store: &Store| -> BTreeMap<String, (String, String, bool)> {
+            store
+                .user_list(b)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .into_iter()
+                .map(|l| {
+                    let u = l.user.unwrap_or_else(|| panic!("user"));
+                    (l.name, (l.source, u.surname, u.suspended))
+                })
+                .collect()
+        };
+        let listed = users(&store);
+        // B's own carol is left as it is; A's carol is listed as a conflict.
+        assert_eq!(listed["carol"].0, "cloud");
+        assert_eq!(listed["u1"].0, "mirror");
+        let mirrors = store.mirrors().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mirrors[0].conflicts, ["carol"]);
+        assert_eq!((mirrors[0].users, mirrors[0].groups), (2, 1));
+        // A second mirror of the same pair, or a domain into itself, is refused.
+        assert!(store.mirror_add(a, b, t0).is_err());
+        assert!(store.mirror_add(a, a, t0).is_err());
+        // Read-only in B: named in the refusal.
+        let refused = store
+            .user_rename(b, "u1", "x")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            refused.contains("mirrored from the domain DC=example,DC=com"),
+            "{refused}"
+        );
+        let refused = store
+            .group_remove(b, "Sales")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refused.contains("mirrored from"), "{refused}");
+        let id_u2 = store
+            .user_list(b)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .find(|l| l.name == "u2")
+            .map(|l| l.id)
+            .unwrap_or_default();
+
+        // A renames u1 and deletes u2: B renames and removes (B's policy then applies).
+        let before = head(&store);
+        batch(vec![named(1, "u1x"), user(2, true)], vec![]);
+        assert_eq!(
+            feed(before),
+            [
+                ("user.upsert".to_string(), "u1x".to_string()),
+                ("user.remove".to_string(), "u2".to_string())
+            ]
+        );
+        let listed = users(&store);
+        assert!(
+            listed.contains_key("u1x") && !listed.contains_key("u2"),
+            "{listed:?}"
+        );
+        let sales = store
+            .group_list(b)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .find(|g| g.name == "Sales")
+            .map(|g| g.members)
+            .unwrap_or_default();
+        assert_eq!(sales, ["u1x"]);
+
+        // Nothing new: nothing appended.
+        let before = head(&store);
+        batch(vec![], vec![]);
+        assert_eq!(head(&store), before);
+
+        // u2 comes back in A (reanimated): B gets it back with the same id and its membership.
+        batch(vec![user(2, false)], vec![]);
+        let back = store
+            .user_list(b)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .find(|l| l.name == "u2")
+            .map(|l| l.id)
+            .unwrap_or_default();
+        assert_eq!(back, id_u2);
+        assert!(
+            feed(before).contains(&("membership.add".to_string(), "u2".to_string())),
+            "{:?}",
+            feed(before)
+        );
+
+        // The status page shows the mirror and what it left out.
+        let page = crate::server::status_page::render(&store, Timing::default(), t0)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            page.contains("Forest to forest")
+                && page.contains("DC=fabrikam,DC=test")
+                && page.contains("carol"),
+            "{page}"
+        );
+
+        // Stopping the mirror hands the copies to B's cloud; nothing is removed.
+        let before = head(&store);
+        assert!(store.mirror_remove(a, b).unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(head(&store), before);
+        assert_eq!(users(&store)["u1x"].0, "cloud");
+        store
+            .user_rename(b, "u1x", "u1y")
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     fn user(n: u32, deleted: bool) -> SourceUser {
