@@ -3455,3 +3455,126 @@ fn members_of_on(dc: &testbed::Dc, base: &str, sam: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// AD as a source read by `uSNChanged` (`[source] change_detection = "usn"`, what the export
+/// falls back to where the DC refuses DirSync): the first read sends the scope, later ones only
+/// what changed since the cloud's watermark: an attribute, a rename, a new member of a group
+/// (its whole list), a user moved out of the scope. The cloud's cursor is the reader's own
+/// (`usn1:`), and the status says how changes are read.
+#[test]
+fn the_export_reads_by_usnchanged_when_asked_and_sees_each_change() {
+    let _dc = DC.read().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new(
+        "usn",
+        "direction = \"ad-to-cloud\"\n[source]\nchange_detection = \"usn\"\n",
+    );
+    let dc = &bed().dc1;
+    let group = format!("CN=x-usg,{}", env.ou);
+    let uma = block_on(async {
+        let mut l = admin_on(dc).await;
+        let uma = testbed::add_user(&mut l, &env.ou, "x-uma", "512")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        replace_attrs(&mut l, &uma, &[("givenName", "Uma"), ("sn", "Ray")]).await;
+        testbed::add_group(&mut l, &group, "x-usg", "-2147483646")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        testbed::add_member(&mut l, &group, &uma)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+        uma
+    });
+    let (code, report, text) = env.export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(
+        (&report["reader"], &report["full"], &report["created"]),
+        (
+            &serde_json::json!("usn"),
+            &serde_json::json!(true),
+            &serde_json::json!(2)
+        ),
+        "{text}"
+    );
+    let members = |name: &str| -> Vec<String> {
+        let text = env.cloud(&["group", "list", "--source", "ad", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        let mut m: Vec<String> = v["groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|g| g["name"] == name)
+            .map(|g| g["members"].as_array().cloned().unwrap_or_default())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|m| m.as_str().map(str::to_string))
+            .collect();
+        m.sort();
+        m
+    };
+    assert_eq!(members("x-usg"), ["x-uma"]);
+
+    // A title and a rename, and a new user joins the group.
+    let ulf = block_on(async {
+        let mut l = admin_on(dc).await;
+        replace_attrs(
+            &mut l,
+            &uma,
+            &[("title", "Lead"), ("sAMAccountName", "x-uma2")],
+        )
+        .await;
+        let ulf = testbed::add_user(&mut l, &env.ou, "x-ulf", "512")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        replace_attrs(&mut l, &ulf, &[("givenName", "Ulf"), ("sn", "Berg")]).await;
+        testbed::add_member(&mut l, &group, &ulf)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+        ulf
+    });
+    let (code, report, text) = env.export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(report["full"], false, "{text}");
+    assert_eq!(report["created"], 1, "{text}");
+    assert_eq!(
+        report["updated"], 2,
+        "the renamed user and the group: {text}"
+    );
+    let users = env.users_from_ad();
+    assert_eq!(users["x-uma2"]["attributes"]["title"], "Lead");
+    assert_eq!(members("x-usg"), ["x-ulf", "x-uma2"]);
+
+    // Moved out of the scope: seen where it went, and suspended.
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        l.modifydn(&ulf, "CN=x-ulf", true, Some(testbed::OU_UNDELEGATED))
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+    });
+    let (code, report, text) = env.export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(report["suspended"], 1, "{text}");
+    assert_eq!(report["reader"], "usn", "{text}");
+
+    // Nothing in the scope changed: nothing is created or updated.
+    let (code, report, text) = env.export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(
+        (&report["created"], &report["updated"]),
+        (&serde_json::json!(0), &serde_json::json!(0)),
+        "{text}"
+    );
+    let (_, status) = env.status();
+    assert_eq!(status["export"]["reader"], "usn", "{status}");
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        let _ = l
+            .delete(&format!("CN=x-ulf,{}", testbed::OU_UNDELEGATED))
+            .await;
+        let _ = l.unbind().await;
+    });
+}

@@ -1209,6 +1209,17 @@ fn ad_as_a_source_checks_its_scope_and_its_map_against_the_dc() {
         "mapped attributes exist",
     );
     expect(&r, ids::DN_SYNC_GROUP, Status::Pass, "is a valid DN");
+    // Samba gives the service account DirSync (object security: no replication right).
+    expect(&r, ids::SOURCE_CHANGES, Status::Pass, "read with DirSync");
+    let r_usn = checks(
+        "\n[sync]\ndirection = \"ad-to-cloud\"\n[source]\ncontainers = [\"CN=Users;DC=example;DC=com\"]\nchange_detection = \"usn\"\n",
+    );
+    expect(
+        &r_usn,
+        ids::SOURCE_CHANGES,
+        Status::Pass,
+        "read by uSNChanged, as [source] change_detection asks",
+    );
     // As on a Windows domain by default, the service account cannot list Deleted Objects:
     // deletions would wait for the daily reconciliation, and the check says how to grant it.
     // (No other test of this testbed grants it.)

@@ -1316,6 +1316,9 @@ impl Fixed {
             "connect_key.valid" => "connect key ADS1-…-0W9C is unused and valid for 7 days",
             "connect_key.domain_matches" => "the key is for DC=example,DC=com, this AD domain",
             "source.scope" => "the scope selects 1,240 users",
+            "source.changes" => {
+                "AD's changes are read with DirSync: each change once, a group's members value by value"
+            }
             "mapping.attributes" => "the 13 mapped attributes exist in AD's schema",
             _ => "passed",
         }

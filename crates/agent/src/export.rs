@@ -21,6 +21,7 @@ use ad_sync_core::cloud::api::{
 use ad_sync_core::cloud::client::CloudClient;
 use ad_sync_core::directory::dirsync::{self, Delta};
 use ad_sync_core::directory::object::{ATTRS, Obj, guid_filter, guid_string, object};
+use ad_sync_core::directory::usn;
 use ad_sync_core::mapping::{Kind, Mapping};
 use ad_sync_core::secret::Secret;
 use ad_sync_core::source_scope::{Scope, Verdict, decide};
@@ -64,6 +65,11 @@ pub struct ExportReport {
     held_now: HashSet<String>,
     /// The threshold that held them.
     pub blocked: Option<crate::plan::OverThreshold>,
+    /// How AD's changes were read: DirSync, or `uSNChanged` (forced by `[source]
+    /// change_detection`, or where the DC refused DirSync: `fallback` says why).
+    pub reader: Reader,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 /// What only the DC can say about one user: whether it is a member of a scope group, however
@@ -921,18 +927,104 @@ pub fn delta_members(d: &Delta, guids: &HashMap<String, String>) -> Members {
     }
 }
 
+/// How AD's changes are read: the DirSync control, or `uSNChanged` where the DC refuses
+/// DirSync (`directory::usn`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reader {
+    #[default]
+    Dirsync,
+    Usn,
+}
+
+/// Which reader an export uses, and from where: `forced` is `[source] change_detection =
+/// "usn"`; `cookie` the cloud's cursor when it is this DC's. A cursor a reader wrote is read on
+/// by that reader (a `usn1:` one by `uSNChanged`), so an export that fell back stays on it
+/// until the cursor is lost or the DC changes (then a full read tries DirSync again, unless it
+/// is forced off). Returns the reader and the watermark or cookie to start from (empty: a full
+/// read).
+pub fn choose_reader(forced: bool, cookie: Option<&str>) -> (Reader, Option<String>) {
+    match cookie {
+        Some(c) if usn::parse_cookie(c).is_some() => (Reader::Usn, Some(c.to_string())),
+        // A DirSync cookie cannot be read on by uSNChanged: a full read.
+        Some(_) if forced => (Reader::Usn, None),
+        Some(c) => (Reader::Dirsync, Some(c.to_string())),
+        None if forced => (Reader::Usn, None),
+        None => (Reader::Dirsync, None),
+    }
+}
+
+/// What an export hands the cloud as it reads: each part of a page of changes read whole,
+/// decided and sent (`partial`), then the page's departures through the threshold with the
+/// cookie that follows the page, last.
+struct Pager<'a, 'b, 'c, 'd> {
+    ad: &'a Ad,
+    link: &'a mut Link<'b>,
+    rules: &'a mut Rules<'c>,
+    threshold: &'a mut Threshold<'d>,
+    read_attrs: Vec<&'a str>,
+    report: ExportReport,
+    sent_whole: HashSet<String>,
+    gone: Vec<(String, String, String)>,
+}
+
+impl Pager<'_, '_, '_, '_> {
+    /// Handles changes 1,000 at a time (a page can hold a whole directory: Samba answers
+    /// DirSync in one page, a USN read is paged by 1,000): what is held is one part, the users
+    /// read whole for it and their records. Each part's objects are sent at once (`partial`).
+    async fn changes(&mut self, deltas: &[Delta]) -> Result<(), String> {
+        self.report.changed += deltas.len();
+        for part in deltas.chunks(MAX_SOURCE_ITEMS) {
+            let (items, part_gone) = read_and_decide(
+                self.ad,
+                part,
+                &self.read_attrs,
+                self.rules.scope,
+                self.rules.mapping,
+                &mut self.rules.privileged,
+                &mut self.report,
+            )
+            .await?;
+            self.gone.extend(part_gone);
+            let present: Vec<String> = items.iter().map(|u| u.guid().to_string()).collect();
+            self.threshold.back(&present)?;
+            self.link.send(items, None, &mut self.report).await?;
+            self.sent_whole.extend(present);
+        }
+        Ok(())
+    }
+
+    /// The end of a page: only objects the cloud holds are sent as gone, through the
+    /// threshold (a full read's thousands of out-of-scope accounts cost one lookup, not a
+    /// suspension each), with the cookie that follows the page.
+    async fn end_of_page(&mut self, cookie: String) -> Result<(), String> {
+        self.report.pages += 1;
+        let gone = std::mem::take(&mut self.gone);
+        let leaving = self
+            .threshold
+            .settle(self.link, gone, &mut self.report)
+            .await?;
+        let items = leaving.iter().map(Departure::item).collect();
+        self.link
+            .send(items, Some(cookie), &mut self.report)
+            .await?;
+        self.threshold.sent(&leaving)
+    }
+}
+
 /// Reads AD's changes since the cloud's cursor and sends them, page by page, each with its
 /// cookie; users that left go through the deletion threshold. `link.dc` names the DC the
-/// connection is to. Returns the report and the objectGUIDs sent whole (a reconciliation
-/// right after need not send them again).
+/// connection is to. With DirSync, unless `forced_usn`; where the DC refuses DirSync, by
+/// `uSNChanged` (`report.reader` and `report.fallback` say so). Returns the report and the
+/// objectGUIDs sent whole (a reconciliation right after need not send them again).
 pub async fn export(
     ad: &Ad,
     link: &mut Link<'_>,
     rules: &mut Rules<'_>,
     threshold: &mut Threshold<'_>,
+    forced_usn: bool,
 ) -> Result<(ExportReport, HashSet<String>), String> {
-    let (scope, mapping) = (rules.scope, rules.mapping);
-    let privileged = &mut rules.privileged;
+    let mapping = rules.mapping;
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let cursor: SourceCursor = link
@@ -944,19 +1036,14 @@ pub async fn export(
         .dc
         .as_deref()
         .is_some_and(|d| d.eq_ignore_ascii_case(&link.dc));
-    let start: Vec<u8> = match (&cursor.cookie, same_dc) {
-        (Some(c), true) => b64
-            .decode(c)
-            .map_err(|e| format!("the cloud's AD cursor is not a cookie this agent sent ({e})"))?,
-        _ => Vec::new(),
-    };
+    let (mut reader, start) =
+        choose_reader(forced_usn, cursor.cookie.as_deref().filter(|_| same_dc));
+    link.after = cursor.cookie.clone();
     let mut report = ExportReport {
-        full: start.is_empty(),
+        full: start.is_none(),
         ..ExportReport::default()
     };
-    link.after = cursor.cookie.clone();
     send_approved(link, threshold, &mut report).await?;
-    let read_attrs = read_attributes(mapping);
     let mut watched: Vec<&str> = WATCHED.to_vec();
     for a in mapping
         .attributes(Kind::User)
@@ -967,51 +1054,66 @@ pub async fn export(
             watched.push(a);
         }
     }
-    let mut sent_whole = HashSet::new();
-    let mut reader = dirsync::Dc::new(ad.ldap(), &ad.domain_dn, FILTER, &watched, ad.timeout())?;
-    let report_ref = &mut report;
-    let sent_ref = &mut sent_whole;
-    let drained = dirsync::drain(&mut reader, &start, async |deltas: Vec<Delta>, answer| {
-        {
-            report_ref.pages += 1;
-            report_ref.changed += deltas.len();
-            // A page is handled 1,000 changes at a time (a DirSync page can hold a whole
-            // directory: Samba answers in one page), so what is held is one part: the users
-            // read whole for it and their records. Each part's users are sent at once
-            // (`partial`); the page's departures go through the threshold together, and with
-            // them the cookie, last.
-            let mut gone = Vec::new();
-            for part in deltas.chunks(MAX_SOURCE_ITEMS) {
-                let (users, part_gone) = read_and_decide(
-                    ad,
-                    part,
-                    &read_attrs,
-                    scope,
-                    mapping,
-                    privileged,
-                    report_ref,
-                )
-                .await?;
-                gone.extend(part_gone);
-                let present: Vec<String> = users.iter().map(|u| u.guid().to_string()).collect();
-                threshold.back(&present)?;
-                link.send(users, None, report_ref).await?;
-                sent_ref.extend(present);
+    let mut pager = Pager {
+        ad,
+        link,
+        rules,
+        threshold,
+        read_attrs: read_attributes(mapping),
+        report,
+        sent_whole: HashSet::new(),
+        gone: Vec::new(),
+    };
+    if reader == Reader::Dirsync {
+        let cookie: Vec<u8> = match &start {
+            Some(c) => b64.decode(c).map_err(|e| {
+                format!("the cloud's AD cursor is not a cookie this agent sent ({e})")
+            })?,
+            None => Vec::new(),
+        };
+        let mut dc = dirsync::Dc::new(ad.ldap(), &ad.domain_dn, FILTER, &watched, ad.timeout())?;
+        let p = &mut pager;
+        let drained = dirsync::drain(&mut dc, &cookie, async |deltas: Vec<Delta>, answer| {
+            p.changes(&deltas).await?;
+            p.end_of_page(b64.encode(&answer.cookie)).await
+        })
+        .await;
+        match drained {
+            Ok(_) => {}
+            // Refused before anything was read: the DC will not give this account DirSync.
+            Err(dirsync::DrainError::Ldap(e))
+                if pager.report.pages == 0 && usn::refuses_dirsync(&e) =>
+            {
+                tracing::warn!(error = %e, "the DC refused DirSync; reading AD's changes by uSNChanged");
+                pager.report.fallback = Some(format!(
+                    "the DC refused DirSync ({e}); changes are read by uSNChanged, whole objects and whole member lists"
+                ));
+                pager.report.full = true;
+                reader = Reader::Usn;
             }
-            // Only users the cloud holds are sent as gone, through the threshold: a full
-            // read's thousands of out-of-scope accounts cost one lookup, not a suspension
-            // each.
-            let leaving = threshold.settle(link, gone, report_ref).await?;
-            let users = leaving.iter().map(Departure::item).collect();
-            link.send(users, Some(b64.encode(&answer.cookie)), report_ref)
-                .await?;
-            threshold.sent(&leaving)?;
-            Ok::<(), String>(())
+            Err(e) => return Err(e.to_string()),
         }
-    })
-    .await;
-    drained.map_err(|e| e.to_string())?;
-    Ok((report, sent_whole))
+    }
+    if reader == Reader::Usn {
+        // A DirSync cookie cannot be read on from (the fallback): everything, once.
+        let from = start.as_deref().and_then(usn::parse_cookie).unwrap_or(0);
+        pager.report.full = from == 0;
+        let mut read = usn::Read::start(
+            ad.ldap(),
+            ad.timeout(),
+            &ad.domain_dn,
+            FILTER,
+            &watched,
+            from,
+        )
+        .await?;
+        while let Some(deltas) = read.next_page().await? {
+            pager.changes(&deltas).await?;
+        }
+        pager.end_of_page(usn::cookie(read.highest)).await?;
+    }
+    pager.report.reader = reader;
+    Ok((pager.report, pager.sent_whole))
 }
 
 /// The full reconciliation: every user in the scope's containers read page by page and
@@ -1315,7 +1417,13 @@ pub async fn export_configured(
             mapping: &mapping,
             privileged: Privileged::default(),
         };
-        let (mut report, sent) = export(&ad, &mut link, &mut rules, &mut threshold).await?;
+        let forced_usn = agent
+            .answers
+            .source
+            .as_ref()
+            .is_some_and(|s| s.change_detection == ad_sync_core::answers::ChangeDetection::Usn);
+        let (mut report, sent) =
+            export(&ad, &mut link, &mut rules, &mut threshold, forced_usn).await?;
         let now = ad_sync_core::time_fmt::now_unix();
         if report.full {
             // The cloud's cursor now stands past a full read: until a reconciliation finishes,
@@ -1368,6 +1476,29 @@ fn count(report: &mut ExportReport, resp: &SourceResponse) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Which reader goes on from the cloud's cursor: a `usn1:` cursor is read on by
+    /// uSNChanged (a fallback stays on it), a DirSync cookie by DirSync unless uSNChanged is
+    /// forced (then a full read, as a cookie cannot be turned into a watermark); no cursor is
+    /// a full read by whichever is asked for.
+    #[test]
+    fn the_reader_goes_on_from_the_cursor_it_wrote() {
+        let usn = usn::cookie(812);
+        for (forced, cookie, reader, start) in [
+            (false, None, Reader::Dirsync, None),
+            (true, None, Reader::Usn, None),
+            (false, Some("TVNEUwM="), Reader::Dirsync, Some("TVNEUwM=")),
+            (true, Some("TVNEUwM="), Reader::Usn, None),
+            (false, Some(usn.as_str()), Reader::Usn, Some(usn.as_str())),
+            (true, Some(usn.as_str()), Reader::Usn, Some(usn.as_str())),
+        ] {
+            assert_eq!(
+                choose_reader(forced, cookie),
+                (reader, start.map(str::to_string)),
+                "forced {forced}, cookie {cookie:?}"
+            );
+        }
+    }
     use ad_sync_core::dn::Dn;
 
     fn dn(t: &str) -> Dn {

@@ -242,6 +242,12 @@ pub fn export_record(
             refused: rep.refused.iter().take(20).cloned().collect(),
             refused_total: rep.refused.len(),
             error: None,
+            reader: match rep.reader {
+                crate::export::Reader::Dirsync => "dirsync",
+                crate::export::Reader::Usn => "usn",
+            }
+            .into(),
+            fallback: rep.fallback.clone(),
         },
         Err(e) => ExportRecord {
             at,

@@ -185,6 +185,14 @@ pub fn text(s: &AgentStatus) -> String {
             },
             when(e.last_success)
         ));
+        match (e.reader.as_str(), &e.fallback) {
+            ("usn", Some(why)) => out.push(format!("  read by uSNChanged: {why}")),
+            ("usn", None) => {
+                out.push("  read by uSNChanged ([source] change_detection = \"usn\")".to_string())
+            }
+            ("dirsync", _) => out.push("  read by DirSync".to_string()),
+            _ => {}
+        }
         for (guid, why) in &e.refused {
             out.push(format!("  refused {guid}: {why}"));
         }

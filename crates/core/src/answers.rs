@@ -102,6 +102,28 @@ pub struct Source {
     /// Protected or privileged accounts sent all the same, by sAMAccountName, one by one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub named: Vec<String>,
+    /// How AD's changes are read: DirSync (the default; `uSNChanged` where the DC refuses it),
+    /// or always `uSNChanged`.
+    #[serde(default, skip_serializing_if = "ChangeDetection::is_default")]
+    pub change_detection: ChangeDetection,
+}
+
+/// `[source] change_detection`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeDetection {
+    /// The DirSync control; where the DC refuses it, `uSNChanged` (the export says so).
+    #[default]
+    Dirsync,
+    /// Always `uSNChanged` (a DC, or something in front of it, that must not be asked for
+    /// DirSync).
+    Usn,
+}
+
+impl ChangeDetection {
+    fn is_default(&self) -> bool {
+        *self == ChangeDetection::Dirsync
+    }
 }
 
 /// Where the wizard's Destination folder page puts the program files.

@@ -79,6 +79,12 @@ pub struct ExportRecord {
     pub refused_total: usize,
     /// Why it stopped before its end.
     pub error: Option<String>,
+    /// How AD's changes were read: `dirsync`, or `usn` (`uSNChanged`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reader: String,
+    /// Why they were read by `uSNChanged` when DirSync was asked for (the DC refused it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -336,6 +336,9 @@ pub struct SourceForm {
     pub groups: String,
     pub filter: String,
     pub named: String,
+    /// Not on the page (an answers-file setting): kept as the config has it, so an upgrade
+    /// in review mode does not drop it.
+    pub change_detection: answers::ChangeDetection,
 }
 
 fn lines(t: &str) -> Vec<String> {
@@ -356,6 +359,7 @@ impl SourceForm {
             groups: s.groups.join("\n"),
             filter: s.filter.clone().unwrap_or_default(),
             named: s.named.join("\n"),
+            change_detection: s.change_detection,
         }
     }
 
@@ -365,6 +369,7 @@ impl SourceForm {
             groups: lines(&self.groups),
             filter: opt_text(&self.filter),
             named: lines(&self.named),
+            change_detection: self.change_detection,
         }
     }
 }

@@ -171,7 +171,19 @@ pub fn render(store: &Store, timing: Timing, now: i64) -> Result<String, AdminEr
         for s in &sources {
             let last = match (s.cursor.at, &s.cursor.dc, &s.cursor.agent_id) {
                 (Some(at), Some(dc), Some(agent)) => {
-                    format!("{} (from {dc}, by {agent})", ago(now, at))
+                    // The agent's uSNChanged reader writes `usn1:` cursors (DirSync refused or
+                    // switched off); DirSync's are its cookies in base64.
+                    let how = if s
+                        .cursor
+                        .cookie
+                        .as_deref()
+                        .is_some_and(|c| c.starts_with("usn1:"))
+                    {
+                        "read by uSNChanged"
+                    } else {
+                        "read by DirSync"
+                    };
+                    format!("{} (from {dc}, by {agent}; {how})", ago(now, at))
                 }
                 _ => "none yet".into(),
             };

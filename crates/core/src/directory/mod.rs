@@ -13,6 +13,7 @@ pub mod sd;
 pub mod session;
 pub mod sid;
 pub mod site;
+pub mod usn;
 
 pub use connect::{ConnectOptions, Connection, Fallback, Security, connect};
 pub use session::{BindError, EntryExt, OpError, Session};

@@ -364,6 +364,26 @@ pub async fn search_pages(
     filter: &str,
     attrs: &[&str],
 ) -> Result<PagedSearch, OpError> {
+    search_pages_with(
+        ldap,
+        timeout,
+        base,
+        filter,
+        attrs,
+        vec![extended_dn_control()],
+    )
+    .await
+}
+
+/// [`search_pages`] with these request controls instead of the extended-DN one.
+pub async fn search_pages_with(
+    ldap: &Ldap,
+    timeout: Duration,
+    base: &str,
+    filter: &str,
+    attrs: &[&str],
+    controls: Vec<ldap3::controls::RawControl>,
+) -> Result<PagedSearch, OpError> {
     let mut ldap = ldap.clone();
     let adapters: Vec<Box<dyn Adapter<'static, String, Vec<String>>>> = vec![
         Box::new(EntriesOnly::new()),
@@ -371,7 +391,7 @@ pub async fn search_pages(
     ];
     let attrs: Vec<String> = attrs.iter().map(|a| a.to_string()).collect();
     let stream = ldap
-        .with_controls(vec![extended_dn_control()])
+        .with_controls(controls)
         .with_timeout(timeout)
         .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs)
         .await

@@ -58,12 +58,21 @@ pub mod ids {
     /// Deleted Objects, which DirSync needs) or only with the daily reconciliation (a warning).
     /// Reported only when `[sync] direction` has AD as a source.
     pub const SOURCE_DELETIONS: &str = "source.deletions";
+    /// How the agent will read AD's changes: DirSync, or `uSNChanged` where the DC refuses
+    /// DirSync (a warning saying what that costs) or the config asks for it. Reported only
+    /// when `[sync] direction` has AD as a source.
+    pub const SOURCE_CHANGES: &str = "source.changes";
     /// Every mapped attribute exists in AD's schema (a confidential one warns). Reported only
     /// when `[sync] direction` has AD as a source.
     pub const MAPPING_ATTRIBUTES: &str = "mapping.attributes";
 
     /// AD as a source's checks (reported only when the direction has AD as a source).
-    pub const SOURCE: [&str; 3] = [SOURCE_SCOPE, SOURCE_DELETIONS, MAPPING_ATTRIBUTES];
+    pub const SOURCE: [&str; 4] = [
+        SOURCE_SCOPE,
+        SOURCE_CHANGES,
+        SOURCE_DELETIONS,
+        MAPPING_ATTRIBUTES,
+    ];
 
     /// The checks that need the cloud.
     pub const CLOUD: [&str; 5] = [

@@ -1,4 +1,5 @@
-//! `source.scope` and `mapping.attributes`: AD as a source's scope and attribute map, checked
+//! `source.scope`, `source.changes`, `source.deletions` and `mapping.attributes`: AD as a
+//! source's scope, how its changes are read, and its attribute map, checked
 //! against the live DC as the service account before anything is written. Reported only when
 //! `[sync] direction` has AD as a source (`ad-to-cloud`, `both`).
 //!
@@ -8,7 +9,7 @@
 //! the pure decisions, table-tested.
 
 use super::CheckResult;
-use super::ids::{MAPPING_ATTRIBUTES, SOURCE_DELETIONS, SOURCE_SCOPE};
+use super::ids::{MAPPING_ATTRIBUTES, SOURCE_CHANGES, SOURCE_DELETIONS, SOURCE_SCOPE};
 use crate::answers::Answers;
 use crate::directory::EntryExt;
 use crate::directory::object;
@@ -198,6 +199,95 @@ pub fn deletions_result(
     }
 }
 
+/// How the DC answered a DirSync request of the service account (`source.changes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changes {
+    /// DirSync answered.
+    Dirsync,
+    /// The DC refused DirSync (its words): the agent reads by `uSNChanged`.
+    Refused(String),
+    /// `[source] change_detection = "usn"`: DirSync is not asked for; the DC's highest USN
+    /// was read.
+    Forced,
+    /// The question itself failed (its words).
+    Failed(String),
+}
+
+/// `source.changes` from how the DC answered.
+pub fn changes_result(seen: &Changes) -> CheckResult {
+    let usn_costs = "each changed object is read whole and a changed group with its whole member list (a list the DC answers in ranges, past 1,500 members on Windows, waits for the daily reconciliation)";
+    match seen {
+        Changes::Dirsync => CheckResult::pass(
+            SOURCE_CHANGES,
+            "AD's changes are read with DirSync: each change once, a group's members value by value",
+            "the DC answered a DirSync request of the service account (object security: no replication right is needed)",
+        ),
+        Changes::Forced => CheckResult::pass(
+            SOURCE_CHANGES,
+            "AD's changes are read by uSNChanged, as [source] change_detection asks",
+            format!("DirSync is not asked for; {usn_costs}"),
+        ),
+        Changes::Refused(why) => CheckResult::warn(
+            SOURCE_CHANGES,
+            format!(
+                "the DC refuses DirSync to the service account, so the agent reads AD's changes by uSNChanged instead: {usn_costs}"
+            ),
+            format!("the DC answered the DirSync request: {why}"),
+            "Nothing is needed for the agent to work. To read only what changed, find what refuses DirSync (a policy, or something in front of the DC that does not pass the control 1.2.840.113556.1.4.841) and lift it; the agent then uses DirSync after its next full read. To stay on uSNChanged deliberately, write [source] change_detection = \"usn\".",
+        ),
+        Changes::Failed(why) => CheckResult::warn(
+            SOURCE_CHANGES,
+            format!(
+                "whether the DC gives the service account DirSync could not be asked ({why}); if it refuses it, the agent reads by uSNChanged instead"
+            ),
+            "the DirSync request failed for another reason than a refusal",
+            "Check that the DC answers (see the checks above) and run the checks again.",
+        ),
+    }
+}
+
+/// Asks the DC for DirSync as the agent does, for nothing (a filter no object matches), so a
+/// refusal shows now, not at the first export.
+async fn asks_dirsync(
+    session: &crate::directory::Session,
+    domain: &str,
+    answers: &Answers,
+) -> Changes {
+    use crate::answers::ChangeDetection;
+    use crate::directory::{dirsync, usn};
+    let forced = answers
+        .source
+        .as_ref()
+        .is_some_and(|s| s.change_detection == ChangeDetection::Usn);
+    if forced {
+        return match usn::highest(&session.handle(), session.op_timeout()).await {
+            Ok(_) => Changes::Forced,
+            Err(e) => Changes::Failed(format!("reading the DC's highest USN: {e}")),
+        };
+    }
+    let ldap = session.handle();
+    let mut dc = match dirsync::Dc::new(
+        &ldap,
+        domain,
+        // No object has this GUID: the answer is a cookie and nothing else.
+        "(&(objectClass=user)(objectGUID=\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00))",
+        &["objectGUID"],
+        session.op_timeout(),
+    ) {
+        Ok(dc) => dc,
+        Err(e) => return Changes::Failed(e),
+    };
+    use dirsync::Pages as _;
+    match dc.page(&[]).await {
+        Ok((_, Some(_))) => Changes::Dirsync,
+        Ok((_, None)) => Changes::Refused(
+            "it answered without the DirSync control, so it does not support DirSync".into(),
+        ),
+        Err(e) if usn::refuses_dirsync(&e) => Changes::Refused(e.to_string()),
+        Err(e) => Changes::Failed(e.to_string()),
+    }
+}
+
 /// What the first export from AD would do with one kind of object (`sync.preview` when AD is
 /// a source).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -372,14 +462,15 @@ pub fn mapping_result(rows: &[MappedAttr]) -> CheckResult {
     )
 }
 
-/// Both checks against the DC; empty when AD is not a source.
+/// AD as a source's checks against the DC; empty when AD is not a source.
 pub async fn run(answers: &Answers) -> Vec<CheckResult> {
     if !answers.sync.direction.from_ad() {
         return Vec::new();
     }
     match look(answers).await {
-        Ok((scope, deletions, mapping)) => vec![
+        Ok((scope, changes, deletions, mapping)) => vec![
             scope_result(&scope),
+            changes_result(&changes),
             deletions_result(
                 &deletions,
                 &answers.service_account.username,
@@ -389,6 +480,7 @@ pub async fn run(answers: &Answers) -> Vec<CheckResult> {
         ],
         Err(why) => vec![
             CheckResult::skip(SOURCE_SCOPE, why.clone()),
+            CheckResult::skip(SOURCE_CHANGES, why.clone()),
             CheckResult::skip(SOURCE_DELETIONS, why.clone()),
             CheckResult::skip(MAPPING_ATTRIBUTES, why),
         ],
@@ -412,7 +504,12 @@ fn mapped(mapping: &Mapping) -> Vec<(String, String)> {
         .collect()
 }
 
-type Looked = (ScopeFacts, Result<Deletions, String>, Vec<MappedAttr>);
+type Looked = (
+    ScopeFacts,
+    Changes,
+    Result<Deletions, String>,
+    Vec<MappedAttr>,
+);
 
 /// The domain's naming context (`DC=example,DC=com`), from the Root User container.
 fn domain_text(answers: &Answers) -> String {
@@ -463,6 +560,7 @@ async fn look(answers: &Answers) -> Result<Looked, String> {
             groups,
             users,
         };
+        let changes = asks_dirsync(&session, &domain_text(answers), answers).await;
         let deletions = sees_deletions(&mut session, &domain_text(answers), answers).await;
         // The schema's entry for every mapped attribute, in one search.
         let rows = mapped(&mapping);
@@ -509,7 +607,7 @@ async fn look(answers: &Answers) -> Result<Looked, String> {
                 }
             })
             .collect();
-        Ok::<_, String>((facts, deletions, attrs))
+        Ok::<_, String>((facts, changes, deletions, attrs))
     }
     .await;
     session.close().await;
@@ -650,6 +748,46 @@ pub(super) async fn selected_users(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How the DC answered DirSync, and what the page and `check` say: DirSync and a forced
+    /// uSNChanged pass; a refusal warns and says what uSNChanged costs and how to lift it;
+    /// a failed question warns without claiming a refusal.
+    #[test]
+    fn how_changes_are_read_is_said_with_what_it_costs() {
+        use super::super::Status;
+        for (seen, status, says) in [
+            (Changes::Dirsync, Status::Pass, "read with DirSync"),
+            (
+                Changes::Forced,
+                Status::Pass,
+                "as [source] change_detection asks",
+            ),
+            (
+                Changes::Refused("unavailableCriticalExtension (12)".into()),
+                Status::Warn,
+                "refuses DirSync",
+            ),
+            (
+                Changes::Failed("timed out".into()),
+                Status::Warn,
+                "could not be asked",
+            ),
+        ] {
+            let r = changes_result(&seen);
+            assert_eq!(r.id, SOURCE_CHANGES);
+            assert_eq!(r.status, status, "{seen:?}");
+            assert!(r.summary.contains(says), "{seen:?}: {}", r.summary);
+            assert!(!r.summary.contains('`') && !r.fix.contains('`'), "{r:?}");
+            if status == Status::Warn {
+                assert!(!r.fix.is_empty(), "{seen:?}");
+            }
+        }
+        assert!(
+            changes_result(&Changes::Refused("x".into()))
+                .fix
+                .contains("change_detection")
+        );
+    }
     use crate::preflight::Status;
 
     fn dn(t: &str) -> crate::dn::Dn {
