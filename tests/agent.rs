@@ -3091,6 +3091,23 @@ fn the_service_keeps_the_cloud_in_step_with_ad_when_ad_is_the_source() {
         "{status}"
     );
     assert_eq!(status["light"], "green", "{status}");
+    // The service's heartbeats tell the cloud its last full reconciliation (the first export
+    // ran one), which the status page shows per source domain.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let reconciled = loop {
+        let store = ad_sync_cloud::server::store::Store::open(&env.cloud.db)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let view = store.source_overview().unwrap_or_else(|e| panic!("{e:?}"));
+        let at = view.first().and_then(|v| v.last_reconcile);
+        if at.is_some() || std::time::Instant::now() > deadline {
+            break at;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert!(
+        reconciled.is_some(),
+        "the cloud never heard of the reconciliation"
+    );
 }
 
 /// The safety net of AD as a source: the full reconciliation (first export, `--resync`) reads

@@ -700,6 +700,8 @@ impl Agent {
             failed: last.failed as u64,
             last_success: when(last.last_success),
             last_run: when(last.at),
+            last_reconcile: state.last_reconcile().and_then(|r| when(r.at)),
+            held_from_ad: state.held_exports().map_or(0, |h| h.len()) as u64,
         }
     }
 

@@ -235,6 +235,17 @@ pub struct RunHealth {
     /// The last run (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<String>,
+    /// AD as a source: the last full reconciliation that finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reconcile: Option<String>,
+    /// AD as a source: the backlog, suspensions of AD's objects held by the deletion threshold
+    /// and waiting for approval (counted in `held` too).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held_from_ad: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -167,7 +167,7 @@ pub fn render(store: &Store, timing: Timing, now: i64) -> Result<String, AdminEr
         .source_overview()
         .map_err(|e| AdminError::Invalid(e.message))?;
     if !sources.is_empty() {
-        html.push_str("<h2>AD as a source</h2><table><tr><th>Domain</th><th>Last batch from AD</th><th>From AD</th><th>Refused by the cloud</th></tr>");
+        html.push_str("<h2>AD as a source</h2><table><tr><th>Domain</th><th>Last batch from AD</th><th>Last full reconciliation</th><th>From AD</th><th>Backlog (held for approval)</th><th>Refused by the cloud</th></tr>");
         for s in &sources {
             let last = match (s.cursor.at, &s.cursor.dc, &s.cursor.agent_id) {
                 (Some(at), Some(dc), Some(agent)) => {
@@ -194,12 +194,25 @@ pub fn render(store: &Store, timing: Timing, now: i64) -> Result<String, AdminEr
             }
             let _ = write!(
                 html,
-                "<tr><td>{}</td><td>{}</td><td>{} users, {} groups; {} deleted in AD, kept</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} users, {} groups; {} deleted in AD, kept</td><td>{}</td><td>{}</td></tr>",
                 escape(&s.domain),
                 escape(&last),
+                escape(
+                    &s.last_reconcile
+                        .map_or("none yet".to_string(), |t| ago(now, t))
+                ),
                 s.users,
                 s.groups,
                 s.deleted,
+                if s.held_from_ad == 0 {
+                    "none".to_string()
+                } else {
+                    format!(
+                        "{} suspension{} (ad-sync-agent pending)",
+                        s.held_from_ad,
+                        if s.held_from_ad == 1 { "" } else { "s" }
+                    )
+                },
                 refused
             );
         }

@@ -46,7 +46,8 @@ use ad_sync_api::time_fmt::unix_to_rfc3339;
 /// 7: groups from AD: their authority, soft deletion and description, and AD's membership
 /// facts by objectGUID (`source_members`).
 /// 8: forest to forest: a domain instance mirrored into another (`mirrors`), the copies marked
-/// with the object they copy (`mirror_of`) and the domain it is in (`mirror_from`).
+/// with the object they copy (`mirror_of`) and the domain it is in (`mirror_from`); agents
+/// report their last reconciliation of AD and the suspensions from AD they hold.
 const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = "
@@ -86,7 +87,9 @@ CREATE TABLE IF NOT EXISTS agents (
     held INTEGER NOT NULL DEFAULT 0,
     failed INTEGER NOT NULL DEFAULT 0,
     last_run INTEGER,
-    last_success INTEGER
+    last_success INTEGER,
+    last_reconcile INTEGER,
+    held_from_ad INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS alerts (
     agent_id TEXT NOT NULL,
@@ -642,6 +645,8 @@ impl Store {
             conn.execute_batch(
                 "ALTER TABLE users ADD COLUMN mirror_of TEXT;
                  ALTER TABLE users ADD COLUMN mirror_from INTEGER;
+                 ALTER TABLE agents ADD COLUMN last_reconcile INTEGER;
+                 ALTER TABLE agents ADD COLUMN held_from_ad INTEGER NOT NULL DEFAULT 0;
                  ALTER TABLE groups ADD COLUMN mirror_of TEXT;
                  ALTER TABLE groups ADD COLUMN mirror_from INTEGER;",
             )
@@ -1529,13 +1534,15 @@ impl Store {
                     .and_then(ad_sync_api::time_fmt::rfc3339_to_unix)
             };
             tx.execute(
-                "UPDATE agents SET held = ?2, failed = ?3, last_run = ?4, last_success = ?5 WHERE id = ?1",
+                "UPDATE agents SET held = ?2, failed = ?3, last_run = ?4, last_success = ?5, last_reconcile = ?6, held_from_ad = ?7 WHERE id = ?1",
                 params![
                     agent.agent_id,
                     run.held.min(i64::MAX as u64) as i64,
                     run.failed.min(i64::MAX as u64) as i64,
                     at(&run.last_run),
-                    at(&run.last_success)
+                    at(&run.last_success),
+                    at(&run.last_reconcile),
+                    run.held_from_ad.min(i64::MAX as u64) as i64
                 ],
             )?;
         }

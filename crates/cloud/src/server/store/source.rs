@@ -208,6 +208,11 @@ pub struct SourceOverview {
     /// How many the cloud refused, and the latest few (objectGUID, why).
     pub refused: usize,
     pub latest_refusals: Vec<(String, String)>,
+    /// The primary agent's last full reconciliation of AD (unix seconds), as it reported it.
+    pub last_reconcile: Option<i64>,
+    /// The backlog: suspensions of AD's objects the primary agent holds by its deletion
+    /// threshold, waiting for approval.
+    pub held_from_ad: usize,
 }
 
 /// The refusals a status lists by name (the rest are counted).
@@ -886,7 +891,16 @@ impl Store {
                     Ok((r.get(0)?, r.get(1)?))
                 })?
                 .collect::<Result<_, _>>()?;
+            let (last_reconcile, held_from_ad): (Option<i64>, i64) = conn
+                .prepare_cached(
+                    "SELECT a.last_reconcile, a.held_from_ad FROM domains d JOIN agents a ON a.id = d.primary_agent WHERE d.id = ?1",
+                )?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+                .unwrap_or((None, 0));
             out.push(SourceOverview {
+                last_reconcile,
+                held_from_ad: held_from_ad.max(0) as usize,
                 domain: dn,
                 cursor: cursor(&conn, id)?,
                 users: count(
@@ -1360,6 +1374,7 @@ mod tests {
             view[0].latest_refusals
         );
         assert_eq!(view[0].cursor.dc.as_deref(), Some("dc1"));
+        assert_eq!((view[0].last_reconcile, view[0].held_from_ad), (None, 0));
         let page = crate::server::status_page::render(&store, Timing::default(), t0 + 5)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(
@@ -1368,6 +1383,34 @@ mod tests {
                 && page.contains(&user(2, false).guid)
                 && page.contains("5 s ago (from dc1, by agt-")
                 && page.contains("1 object(s) from AD refused by the cloud"),
+            "{page}"
+        );
+        // The primary reports its last reconciliation and its backlog with its heartbeat.
+        let hb = HeartbeatRequest {
+            version: "0.1.0".into(),
+            host: "dc1".into(),
+            status: "ok".into(),
+            message: None,
+            run: Some(ad_sync_api::api::RunHealth {
+                held: 2,
+                last_reconcile: Some(ad_sync_api::time_fmt::unix_to_rfc3339(t0 - 3600)),
+                held_from_ad: 2,
+                ..Default::default()
+            }),
+        };
+        store
+            .heartbeat(&agent, &hb, Timing::default(), t0)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let view = store.source_overview().unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            (view[0].last_reconcile, view[0].held_from_ad),
+            (Some(t0 - 3600), 2)
+        );
+        let page = crate::server::status_page::render(&store, Timing::default(), t0 + 5)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            page.contains("2 suspensions (ad-sync-agent pending)")
+                && page.contains("Last full reconciliation"),
             "{page}"
         );
         // Sent again with its given name: taken, and no refusal is left.
