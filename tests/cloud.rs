@@ -1955,6 +1955,7 @@ fn alerts_reach_a_webhook_once_per_incident_and_when_it_clears() {
                 failed,
                 last_success: Some("2026-12-02T10:00:00Z".into()),
                 last_run: Some("2026-12-02T11:00:00Z".into()),
+                ..Default::default()
             }),
         };
         block_on(client.heartbeat(&agent.credential, &req)).unwrap_or_else(|e| panic!("{e}"));
