@@ -437,6 +437,7 @@ fn cloud_insert(root: &std::path::Path, n: usize, groups: usize) -> Result<Durat
                     after: after.clone(),
                     cookie: cookie.clone(),
                     dc: "dc1".into(),
+                    contacts: Vec::new(),
                     users,
                     groups,
                     partial: false,

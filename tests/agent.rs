@@ -3595,3 +3595,91 @@ fn the_export_reads_by_usnchanged_when_asked_and_sees_each_change() {
         let _ = l.unbind().await;
     });
 }
+
+/// AD as a source, contacts: an AD contact in the scope reaches the cloud matched on its
+/// address, with the map's contact rows; a change follows; a second contact with the same
+/// address is refused by name (the export says so); moved out of the scope, it is marked
+/// deleted and kept.
+#[test]
+fn contacts_reach_the_cloud_from_ad_matched_on_their_address() {
+    let _dc = DC.read().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new("xcontacts", "direction = \"ad-to-cloud\"\n");
+    let dc = &bed().dc1;
+    let add_contact = |cn: &str, mail: &str, display: &str| -> String {
+        let dn = format!("CN={cn},{}", env.ou);
+        ldap_add(
+            &dn,
+            vec![
+                (
+                    "objectClass",
+                    vec!["top", "person", "organizationalPerson", "contact"],
+                ),
+                ("mail", vec![mail]),
+                ("displayName", vec![display]),
+                ("givenName", vec!["Pat"]),
+                ("sn", vec!["Partner"]),
+                ("company", vec!["Fabrikam"]),
+            ],
+        );
+        dn
+    };
+    let pat = add_contact("Pat Partner", "pat@partner.example", "Pat Partner");
+    let contacts = |deleted: bool| -> Vec<serde_json::Value> {
+        let mut args = vec!["contact", "list", "--json"];
+        if deleted {
+            args.push("--deleted");
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&env.cloud(&args)).unwrap_or_else(|e| panic!("{e}"));
+        v["contacts"].as_array().cloned().unwrap_or_default()
+    };
+    let (code, report, text) = env.export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    let listed = contacts(false);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["mail"], "pat@partner.example");
+    assert_eq!(listed[0]["fields"]["company"], "Fabrikam");
+    assert_eq!(listed[0]["fields"]["display_name"], "Pat Partner");
+    assert!(report["created"].as_u64().unwrap_or(0) >= 1, "{text}");
+
+    // A change follows; a second contact with the same address is refused by name.
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        replace_attrs(&mut l, &pat, &[("displayName", "Pat P. Partner")]).await;
+        let _ = l.unbind().await;
+    });
+    add_contact("Pat Again", "PAT@partner.example", "Pat Again");
+    let (code, report, text) = env.export(&[]);
+    assert_eq!(code, Some(4), "done, with a refusal: {text}");
+    assert_eq!(report["updated"], 1, "{text}");
+    let refused = report["refused"].to_string();
+    assert!(
+        refused.contains("another AD contact of this domain has the e-mail address"),
+        "{text}"
+    );
+    assert_eq!(
+        contacts(false)[0]["fields"]["display_name"],
+        "Pat P. Partner"
+    );
+
+    // Moved out of the scope: marked deleted and kept.
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        l.modifydn(&pat, "CN=Pat Partner", true, Some(testbed::OU_UNDELEGATED))
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+    });
+    let (code, report, text) = env.export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(report["suspended"], 1, "{text}");
+    assert_eq!(contacts(true).len(), 1);
+    block_on(async {
+        let mut l = admin_on(dc).await;
+        let _ = l
+            .delete(&format!("CN=Pat Partner,{}", testbed::OU_UNDELEGATED))
+            .await;
+        let _ = l.unbind().await;
+    });
+}

@@ -2181,6 +2181,7 @@ fn ad_changes_reach_the_cloud_with_their_cursor_and_one_authority_per_user() {
                 after: after.map(str::to_string),
                 cookie: cookie.into(),
                 dc: "dc1.example.com".into(),
+                contacts: Vec::new(),
                 users,
                 groups: Vec::new(),
                 partial: false,
@@ -2357,6 +2358,7 @@ fn ad_changes_reach_the_cloud_with_their_cursor_and_one_authority_per_user() {
             after: Some("c5".into()),
             cookie: String::new(),
             dc: "dc1.example.com".into(),
+            contacts: Vec::new(),
             groups: Vec::new(),
             users: vec![user(
                 5,

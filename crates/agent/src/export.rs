@@ -15,8 +15,8 @@
 use crate::ad::Ad;
 use crate::state::State;
 use ad_sync_core::cloud::api::{
-    MAX_SOURCE_ITEMS, SourceCursor, SourceGroup, SourceHeld, SourceOutcome, SourceRequest,
-    SourceResponse, SourceUser,
+    MAX_SOURCE_ITEMS, SourceContact, SourceCursor, SourceGroup, SourceHeld, SourceOutcome,
+    SourceRequest, SourceResponse, SourceUser,
 };
 use ad_sync_core::cloud::client::CloudClient;
 use ad_sync_core::directory::dirsync::{self, Delta};
@@ -237,6 +237,45 @@ pub fn plan_group(
     }
 }
 
+/// What the cloud is sent for one changed contact, as [`plan_user`] decides for a user.
+/// Contacts are scoped by the containers alone (the scope's groups and filter select users);
+/// the whole record of the map's contact rows is sent each time.
+pub fn plan_contact(
+    guid: &str,
+    deleted: bool,
+    obj: Option<&Obj>,
+    values: &BTreeMap<String, Vec<String>>,
+    scope: &Scope,
+    mapping: &Mapping,
+) -> (SourceContact, Option<String>) {
+    let gone = SourceContact {
+        guid: guid.to_string(),
+        deleted: true,
+        fields: BTreeMap::new(),
+    };
+    let Some(obj) = obj.filter(|_| !deleted) else {
+        return (gone, None);
+    };
+    match decide_and_map(
+        obj,
+        Kind::Contact,
+        values,
+        DcAnswers::default(),
+        scope,
+        mapping,
+    ) {
+        Ok(fields) => (
+            SourceContact {
+                guid: guid.to_string(),
+                deleted: false,
+                fields,
+            },
+            None,
+        ),
+        Err(why) => (gone, Some(why)),
+    }
+}
+
 /// The most members a group is sent with whole (the reconciliation's list): about 40 bytes
 /// each, well inside one request's body. A larger group's membership reaches the cloud as
 /// DirSync's added and removed values only.
@@ -244,7 +283,7 @@ pub const WHOLE_MEMBERS_MAX: usize = 4000;
 
 /// The DirSync search: every user and group object (computers are users too; the scope leaves
 /// them out).
-const FILTER: &str = "(|(objectClass=user)(objectClass=group))";
+const FILTER: &str = "(|(objectClass=user)(objectClass=group)(objectClass=contact))";
 /// What DirSync watches besides the mapped attributes. DirSync returns an object only when one
 /// of the attributes asked for changed, so these are everything a decision depends on: whether
 /// it is gone and where it is, its state and what makes it protected. Not its password's or
@@ -295,6 +334,7 @@ pub fn parts(users: &[Item], budget: usize) -> Vec<std::ops::Range<usize>> {
 pub enum Item {
     User(SourceUser),
     Group(SourceGroup),
+    Contact(SourceContact),
 }
 
 impl Item {
@@ -302,6 +342,7 @@ impl Item {
         match self {
             Item::User(u) => &u.guid,
             Item::Group(g) => &g.guid,
+            Item::Contact(c) => &c.guid,
         }
     }
 
@@ -309,6 +350,7 @@ impl Item {
         match self {
             Item::User(u) => serde_json::to_vec(u),
             Item::Group(g) => serde_json::to_vec(g),
+            Item::Contact(c) => serde_json::to_vec(c),
         }
         .map_or(0, |v| v.len())
     }
@@ -318,6 +360,7 @@ impl Item {
         match self {
             Item::User(u) => u.deleted,
             Item::Group(g) => g.deleted,
+            Item::Contact(c) => c.deleted,
         }
     }
 }
@@ -368,14 +411,21 @@ impl Link<'_> {
                     .iter()
                     .filter_map(|i| match i {
                         Item::User(u) => Some(u.clone()),
-                        Item::Group(_) => None,
+                        _ => None,
                     })
                     .collect(),
                 groups: part
                     .iter()
                     .filter_map(|i| match i {
                         Item::Group(g) => Some(g.clone()),
-                        Item::User(_) => None,
+                        _ => None,
+                    })
+                    .collect(),
+                contacts: part
+                    .iter()
+                    .filter_map(|i| match i {
+                        Item::Contact(c) => Some(c.clone()),
+                        _ => None,
                     })
                     .collect(),
                 partial: !moves,
@@ -427,14 +477,23 @@ pub struct Departure {
     /// Its DN in AD (empty when it is deleted).
     pub dn: String,
     pub why: String,
-    /// A group (marked deleted in the cloud), not a user (suspended).
-    pub group: bool,
+    /// A user (suspended in the cloud), a group or a contact (marked deleted).
+    pub kind: Kind,
 }
 
 impl Departure {
     /// What the cloud is sent for it.
     fn item(&self) -> Item {
-        gone_item(&self.guid, self.group)
+        gone_item(&self.guid, self.kind)
+    }
+}
+
+/// What kind of object the cloud says it holds.
+fn held_kind(h: &SourceHeld) -> Kind {
+    match (h.group, h.contact) {
+        (true, _) => Kind::Group,
+        (_, true) => Kind::Contact,
+        _ => Kind::User,
     }
 }
 
@@ -509,7 +568,7 @@ impl Threshold<'_> {
                     guid,
                     dn,
                     why,
-                    group: h.group,
+                    kind: held_kind(h),
                 })
             })
             .collect();
@@ -592,10 +651,10 @@ impl Threshold<'_> {
 fn held_record(d: &Departure, now: i64) -> crate::state::Held {
     crate::state::Held {
         id: d.id.clone(),
-        kind: if d.group {
-            crate::state::HeldKind::AdGroup
-        } else {
-            crate::state::HeldKind::AdUser
+        kind: match d.kind {
+            Kind::Group => crate::state::HeldKind::AdGroup,
+            Kind::Contact => crate::state::HeldKind::AdContact,
+            Kind::User => crate::state::HeldKind::AdUser,
         },
         name: d.name.clone(),
         dn: if d.dn.is_empty() {
@@ -604,13 +663,13 @@ fn held_record(d: &Departure, now: i64) -> crate::state::Held {
             d.dn.clone()
         },
         action: crate::plan::Action::Suspend,
-        what: if d.group {
-            format!(
+        what: match d.kind {
+            Kind::Group => format!(
                 "mark the cloud group {} deleted (kept 30 days, with its members)",
                 d.name
-            )
-        } else {
-            format!("suspend the cloud user {} (kept 30 days)", d.name)
+            ),
+            Kind::Contact => format!("mark the cloud contact {} deleted (kept 30 days)", d.name),
+            Kind::User => format!("suspend the cloud user {} (kept 30 days)", d.name),
         },
         why: d.why.clone(),
         since: now,
@@ -620,12 +679,16 @@ fn held_record(d: &Departure, now: i64) -> crate::state::Held {
     }
 }
 
-/// What the cloud is sent for a user or group gone from AD or the scope.
-fn gone_item(guid: &str, group: bool) -> Item {
-    if group {
-        Item::Group(gone_group(guid))
-    } else {
-        Item::User(gone_user(guid))
+/// What the cloud is sent for a user, group or contact gone from AD or the scope.
+fn gone_item(guid: &str, kind: Kind) -> Item {
+    match kind {
+        Kind::Group => Item::Group(gone_group(guid)),
+        Kind::Contact => Item::Contact(SourceContact {
+            guid: guid.to_string(),
+            deleted: true,
+            fields: BTreeMap::new(),
+        }),
+        Kind::User => Item::User(gone_user(guid)),
     }
 }
 
@@ -646,13 +709,15 @@ fn gone_group(guid: &str) -> SourceGroup {
     }
 }
 
-/// The attributes read for each user: what the scope rules need and the mapped ones.
+/// The attributes read for each object: what the scope rules need and the mapped ones of
+/// users, groups and contacts.
 fn read_attributes(mapping: &Mapping) -> Vec<&str> {
     let mut read_attrs: Vec<&str> = ATTRS.to_vec();
     for a in mapping
         .attributes(Kind::User)
         .into_iter()
         .chain(mapping.attributes(Kind::Group))
+        .chain(mapping.attributes(Kind::Contact))
     {
         if !read_attrs.iter().any(|r| r.eq_ignore_ascii_case(a)) {
             read_attrs.push(a);
@@ -722,7 +787,11 @@ async fn send_approved(
             name: h.name,
             dn: h.dn,
             why: h.why,
-            group: h.kind == crate::state::HeldKind::AdGroup,
+            kind: match h.kind {
+                crate::state::HeldKind::AdGroup => Kind::Group,
+                crate::state::HeldKind::AdContact => Kind::Contact,
+                _ => Kind::User,
+            },
         })
         .collect();
     if approved.is_empty() {
@@ -819,6 +888,9 @@ async fn read_and_decide(
             let members = delta_members(d, &guids);
             let (g, why) = plan_group(&d.guid, d.deleted, obj, values, members, scope, mapping);
             (Item::Group(g), why)
+        } else if obj.is_some_and(|o| o.is_contact) {
+            let (c, why) = plan_contact(&d.guid, d.deleted, obj, values, scope, mapping);
+            (Item::Contact(c), why)
         } else {
             let answers = dc_answers(scope, &d.guid, &in_groups, &matches);
             let (u, why) = plan_user(&d.guid, d.deleted, obj, values, answers, scope, mapping);
@@ -1049,6 +1121,7 @@ pub async fn export(
         .attributes(Kind::User)
         .into_iter()
         .chain(mapping.attributes(Kind::Group))
+        .chain(mapping.attributes(Kind::Contact))
     {
         if !watched.iter().any(|w| w.eq_ignore_ascii_case(a)) {
             watched.push(a);
@@ -1176,7 +1249,7 @@ pub async fn reconcile(
             for chunk in read.chunks(100) {
                 let terms: String = chunk
                     .iter()
-                    .filter(|(_, o, _, _)| !o.is_group)
+                    .filter(|(_, o, _, _)| !o.is_group && !o.is_contact)
                     .map(|(_, o, _, _)| guid_filter(&o.guid))
                     .collect();
                 if terms.is_empty() {
@@ -1190,6 +1263,9 @@ pub async fn reconcile(
                     let (g, _) =
                         plan_group(&guid, false, Some(&o), &values, members, scope, mapping);
                     Item::Group(g)
+                } else if o.is_contact {
+                    let (c, _) = plan_contact(&guid, false, Some(&o), &values, scope, mapping);
+                    Item::Contact(c)
                 } else {
                     let answers = dc_answers(scope, &guid, &in_groups, &matches);
                     let (u, _) =
@@ -1212,7 +1288,7 @@ pub async fn reconcile(
     }
     // Every live user and group the cloud holds from AD, against what the whole read found.
     let mut gone = Vec::new();
-    for what in ["users", "groups"] {
+    for what in ["users", "groups", "contacts"] {
         let mut after: Option<String> = None;
         loop {
             let (held, more) = if what == "groups" {
@@ -1220,6 +1296,11 @@ pub async fn reconcile(
                     .source_groups(link.credential, after.as_deref())
                     .await
                     .map(|p| (p.groups, p.more))
+            } else if what == "contacts" {
+                link.client
+                    .source_contacts(link.credential, after.as_deref())
+                    .await
+                    .map(|p| (p.contacts, p.more))
             } else {
                 link.client
                     .source_users(link.credential, after.as_deref())
@@ -1800,16 +1881,17 @@ mod tests {
                         .iter()
                         .filter_map(|i| match i {
                             Item::User(u) => Some(u.clone()),
-                            Item::Group(_) => None,
+                            _ => None,
                         })
                         .collect(),
                     groups: users[r.clone()]
                         .iter()
                         .filter_map(|i| match i {
                             Item::Group(g) => Some(g.clone()),
-                            Item::User(_) => None,
+                            _ => None,
                         })
                         .collect(),
+                    contacts: Vec::new(),
                     partial: true,
                 };
                 let body = serde_json::to_vec(&req).map_or(usize::MAX, |v| v.len());
@@ -1831,7 +1913,7 @@ mod tests {
                 name: format!("user{i}"),
                 dn: String::new(),
                 why: "deleted in AD".into(),
-                group: false,
+                kind: Kind::User,
             })
             .collect()
     }

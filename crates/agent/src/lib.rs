@@ -730,7 +730,10 @@ impl Agent {
                 (state::HeldKind::Group, _) => next.groups.contains_key(&h.id),
                 (state::HeldKind::User, _) => next.users.contains_key(&h.id),
                 // Never in this table (AD as a source keeps its own): not the planner's.
-                (state::HeldKind::AdUser | state::HeldKind::AdGroup, _) => continue,
+                (
+                    state::HeldKind::AdUser | state::HeldKind::AdGroup | state::HeldKind::AdContact,
+                    _,
+                ) => continue,
             };
             if back {
                 tracing::info!(
@@ -788,7 +791,7 @@ impl Agent {
         if let Ok(rep) = &r {
             tracing::info!(
                 full = rep.full,
-                "AD to the cloud: {} changed user(s) and group(s): {} created, {} updated, {} suspended, {} restored, {} refused",
+                "AD to the cloud: {} changed user(s), group(s) and contact(s): {} created, {} updated, {} suspended, {} restored, {} refused",
                 rep.changed,
                 rep.created,
                 rep.updated,
@@ -799,7 +802,7 @@ impl Agent {
             for (guid, why) in &rep.refused {
                 tracing::warn!(
                     event = logs::event::EXPORT_REFUSED,
-                    "the cloud refused the AD user {guid}: {why}"
+                    "the cloud refused the AD object {guid}: {why}"
                 );
             }
         }

@@ -984,7 +984,7 @@ fn add_export(
 
 fn print_export(report: &ad_sync_agent::export::ExportReport) {
     println!(
-        "AD to the cloud: {} read, {} page(s), {} changed user(s) and group(s): {} created, {} updated, {} unchanged, {} suspended, {} restored, {} refused, {} left out by the scope",
+        "AD to the cloud: {} read, {} page(s), {} changed user(s), group(s) and contact(s): {} created, {} updated, {} unchanged, {} suspended, {} restored, {} refused, {} left out by the scope",
         if report.full {
             "everything"
         } else {

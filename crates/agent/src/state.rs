@@ -59,6 +59,10 @@ pub enum HeldKind {
     /// the cloud is held, as for `AdUser`.
     #[serde(rename = "ad_group")]
     AdGroup,
+    /// A contact AD is the source of, deleted there or out of the scope: marking it deleted
+    /// in the cloud is held, as for `AdUser`.
+    #[serde(rename = "ad_contact")]
+    AdContact,
 }
 
 impl std::fmt::Display for HeldKind {
@@ -68,6 +72,7 @@ impl std::fmt::Display for HeldKind {
             HeldKind::Group => "group",
             HeldKind::AdUser => "AD user",
             HeldKind::AdGroup => "AD group",
+            HeldKind::AdContact => "AD contact",
         })
     }
 }
@@ -102,7 +107,11 @@ impl Held {
     pub fn key(&self) -> crate::mirror::ObjKey {
         match self.kind {
             HeldKind::Group | HeldKind::AdGroup => crate::mirror::ObjKey::Group(self.id.clone()),
-            HeldKind::User | HeldKind::AdUser => crate::mirror::ObjKey::User(self.id.clone()),
+            // A contact's id is never a user's or a group's (`c-`): nothing in the cloud -> AD
+            // mirror has it.
+            HeldKind::User | HeldKind::AdUser | HeldKind::AdContact => {
+                crate::mirror::ObjKey::User(self.id.clone())
+            }
         }
     }
 }

@@ -503,9 +503,37 @@ pub struct SourceHeld {
     /// Deleted in AD or moved out of the scope, kept suspended for the retention.
     #[serde(default)]
     pub deleted: bool,
-    /// A group (`POST /v1/source/lookup` answers for users and groups alike).
+    /// A group (`POST /v1/source/lookup` answers for users, groups and contacts alike).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub group: bool,
+    /// A contact (its `name` is its e-mail address, which contacts are matched on).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contact: bool,
+}
+
+/// `GET /v1/source/contacts?after=GUID`: the contacts the cloud holds from AD, as `SourceUsers`
+/// lists the users.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceContacts {
+    pub contacts: Vec<SourceHeld>,
+    pub more: bool,
+    #[serde(default)]
+    pub live: usize,
+}
+
+/// One AD contact's change, by objectGUID (a `contact` object: a person with an e-mail address
+/// and no account). `fields` are its rows of `mapping::ROWS` (the whole record whenever it is
+/// sent). The cloud matches contacts on their e-mail address: one AD contact per address in a
+/// domain, and a contact without one is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceContact {
+    pub guid: String,
+    /// Deleted in AD or moved out of the scope: marked deleted and kept for the retention.
+    #[serde(default)]
+    pub deleted: bool,
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, String>,
 }
 
 /// `GET /v1/source/users?after=GUID`: the users the cloud holds from AD in the agent's domain, in
@@ -570,9 +598,12 @@ pub struct SourceRequest {
     #[serde(default)]
     pub users: Vec<SourceUser>,
     /// Groups, after the users (a group's new members may be among this batch's users).
-    /// Users and groups together: at most `MAX_SOURCE_ITEMS`.
+    /// Users, groups and contacts together: at most `MAX_SOURCE_ITEMS`.
     #[serde(default)]
     pub groups: Vec<SourceGroup>,
+    /// Contacts (matched on their e-mail address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<SourceContact>,
 }
 
 /// One AD group's change, by objectGUID. `fields` are the changed cloud fields of the group's

@@ -63,6 +63,9 @@ pub enum Command {
     /// Cloud directory groups and memberships.
     #[command(subcommand)]
     Group(GroupCmd),
+    /// Contacts from AD (AD as a source).
+    #[command(subcommand)]
+    Contact(ContactCmd),
     /// Heartbeat load test on loopback: starts its own server, enrolls simulated agents, prints
     /// throughput, latency percentiles and the server's memory over the run. Runs the program
     /// ad-sync-cloud-load from beside this one (it links the agents' client; this one does not).
@@ -311,6 +314,23 @@ pub struct UserRef {
     #[command(flatten)]
     pub db: DirDb,
     pub username: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactCmd {
+    /// List the contacts AD sent (AD as a source): address, the map's fields, the AD contact
+    /// each is linked to. Contacts are AD's: no command changes them.
+    List {
+        #[command(flatten)]
+        db: DirDb,
+        /// Only the contacts deleted in AD (or moved out of its scope), kept until they are
+        /// removed for good (30 days after).
+        #[arg(long)]
+        deleted: bool,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -755,6 +775,47 @@ fn admin(cmd: Command) -> Result<(), AdminError> {
         }
         Command::User(cmd) => user(cmd)?,
         Command::Group(cmd) => group(cmd)?,
+        Command::Contact(ContactCmd::List { db, deleted, json }) => {
+            let shown: Vec<_> = with_dir(&db, |s, d| s.contact_list(d))?
+                .into_iter()
+                .filter(|c| c.deleted_at.is_some() == deleted)
+                .collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "contacts": shown }))
+                        .map_err(|e| AdminError::Invalid(format!("cannot write JSON: {e}")))?
+                );
+            } else if shown.is_empty() {
+                println!("no contacts");
+            }
+            for c in shown.iter().filter(|_| !json) {
+                let mut line = c.mail.clone();
+                let name = c
+                    .fields
+                    .get("display_name")
+                    .filter(|n| !n.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        format!(
+                            "{} {}",
+                            c.fields.get("given_name").cloned().unwrap_or_default(),
+                            c.fields.get("surname").cloned().unwrap_or_default()
+                        )
+                        .trim()
+                        .to_string()
+                    });
+                line.push_str(&format!(" ({name}, from AD"));
+                if let Some(at) = c.deleted_at {
+                    line.push_str(&deleted_words(at));
+                }
+                line.push(')');
+                for l in &c.links {
+                    line.push_str(&format!(" [linked: {} objectGUID {}]", l.domain, l.guid));
+                }
+                println!("{line}");
+            }
+        }
         Command::Serve(_) | Command::Load(_) => unreachable!("handled by run"),
     }
     Ok(())

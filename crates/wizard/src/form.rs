@@ -310,10 +310,10 @@ impl Form {
                 None
             };
             if let Some(s) = setting {
-                let section = if r.kind == Kind::Group {
-                    &mut m.group
-                } else {
-                    &mut m.user
+                let section = match r.kind {
+                    Kind::Group => &mut m.group,
+                    Kind::Contact => &mut m.contact,
+                    Kind::User => &mut m.user,
                 };
                 section.insert(r.field.clone(), s);
             }
@@ -387,16 +387,37 @@ pub struct MapRow {
     pub on: bool,
 }
 
-/// The users' and the groups' rows of the map, as `config` sets them over the default.
+/// What a row of the map is called on the page and in Review: a group's and a contact's rows
+/// say whose field they are ("Group description", "Contact phone").
+pub fn map_label(kind: ad_sync_core::mapping::Kind, what: &str) -> String {
+    use ad_sync_core::mapping::Kind;
+    let whose = match kind {
+        Kind::Group => "Group",
+        Kind::Contact => "Contact",
+        Kind::User => return what.to_string(),
+    };
+    if what.starts_with(whose) {
+        what.to_string()
+    } else {
+        let mut lower = what.chars();
+        let first = lower
+            .next()
+            .map(|c| c.to_lowercase().to_string())
+            .unwrap_or_default();
+        format!("{whose} {first}{}", lower.as_str())
+    }
+}
+
+/// The users', groups' and contacts' rows of the map, as `config` sets them over the default.
 fn map_rows(config: &ad_sync_core::mapping::Config) -> Vec<MapRow> {
     use ad_sync_core::mapping::{Kind, Setting, rows};
-    [Kind::User, Kind::Group]
+    Kind::ALL
         .into_iter()
         .flat_map(|kind| {
-            let section = if kind == Kind::Group {
-                &config.group
-            } else {
-                &config.user
+            let section = match kind {
+                Kind::Group => &config.group,
+                Kind::Contact => &config.contact,
+                Kind::User => &config.user,
             };
             rows(kind).map(move |r| {
                 let (attr, on) = match section.get(r.field) {

@@ -252,6 +252,7 @@ fn router(state: Shared, request_timeout: Duration) -> Router {
         .route("/v1/source/changes", post(source_changes))
         .route("/v1/source/users", get(source_users))
         .route("/v1/source/groups", get(source_groups))
+        .route("/v1/source/contacts", get(source_contacts))
         .route("/v1/source/lookup", post(source_lookup))
         .route("/v1/keys/directory", post(directory))
         .fallback(|| async {
@@ -861,10 +862,13 @@ async fn source_changes(
             "dc: name the domain controller the changes were read from",
         ));
     }
-    if req.users.len() + req.groups.len() > MAX_SOURCE_ITEMS {
+    if req.users.len() + req.groups.len() + req.contacts.len() > MAX_SOURCE_ITEMS {
         return Err(invalid(format!(
-            "users, groups: send at most {MAX_SOURCE_ITEMS} objects per request, both together"
+            "users, groups, contacts: send at most {MAX_SOURCE_ITEMS} objects per request, all together"
         )));
+    }
+    for (i, c) in req.contacts.iter_mut().enumerate() {
+        c.guid = guid_param(&format!("contacts[{i}].guid"), &c.guid)?;
     }
     for (i, g) in req.groups.iter_mut().enumerate() {
         g.guid = guid_param(&format!("groups[{i}].guid"), &g.guid)?;
@@ -917,17 +921,24 @@ fn guid_param(field: &str, g: &str) -> Result<String, ApiError> {
     })
 }
 
-async fn source_users(
-    State(state): State<Shared>,
-    Agent(agent): Agent,
-    query: Result<Query<SourceUsersQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<ad_sync_api::api::SourceUsers>, ApiError> {
+type AfterQuery = Result<Query<SourceUsersQuery>, axum::extract::rejection::QueryRejection>;
+
+/// `?after=<objectGUID>` of the source lists, checked (absent: the first page).
+fn after_param(query: AfterQuery) -> Result<Option<String>, ApiError> {
     let Ok(Query(q)) = query else {
         return Err(invalid(
             "query: use ?after=<objectGUID> (or nothing, for the first page)",
         ));
     };
-    let after = q.after.map(|g| guid_param("after", &g)).transpose()?;
+    q.after.map(|g| guid_param("after", &g)).transpose()
+}
+
+async fn source_users(
+    State(state): State<Shared>,
+    Agent(agent): Agent,
+    query: AfterQuery,
+) -> Result<Json<ad_sync_api::api::SourceUsers>, ApiError> {
+    let after = after_param(query)?;
     db(&state, move |s| s.source_users(&agent, after.as_deref()))
         .await
         .map(Json)
@@ -936,15 +947,21 @@ async fn source_users(
 async fn source_groups(
     State(state): State<Shared>,
     Agent(agent): Agent,
-    query: Result<Query<SourceUsersQuery>, axum::extract::rejection::QueryRejection>,
+    query: AfterQuery,
 ) -> Result<Json<ad_sync_api::api::SourceGroups>, ApiError> {
-    let Ok(Query(q)) = query else {
-        return Err(invalid(
-            "query: use ?after=<objectGUID> (or nothing, for the first page)",
-        ));
-    };
-    let after = q.after.map(|g| guid_param("after", &g)).transpose()?;
+    let after = after_param(query)?;
     db(&state, move |s| s.source_groups(&agent, after.as_deref()))
+        .await
+        .map(Json)
+}
+
+async fn source_contacts(
+    State(state): State<Shared>,
+    Agent(agent): Agent,
+    query: AfterQuery,
+) -> Result<Json<ad_sync_api::api::SourceContacts>, ApiError> {
+    let after = after_param(query)?;
+    db(&state, move |s| s.source_contacts(&agent, after.as_deref()))
         .await
         .map(Json)
 }

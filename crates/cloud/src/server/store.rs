@@ -19,9 +19,11 @@ use ad_sync_api::api::{
     EnrollResponse, ErrorCode, Group, HeartbeatRequest, HeartbeatResponse, KeyCheckResponse,
     KeyState, MemberType, Membership, Role, User,
 };
+mod contacts;
 mod import;
 mod mirror;
 mod source;
+pub use contacts::ContactRow;
 pub use import::Listed;
 pub use mirror::{MirrorRow, Reflected};
 pub use source::RETENTION as SOURCE_RETENTION;
@@ -47,7 +49,8 @@ use ad_sync_api::time_fmt::unix_to_rfc3339;
 /// facts by objectGUID (`source_members`).
 /// 8: forest to forest: a domain instance mirrored into another (`mirrors`), the copies marked
 /// with the object they copy (`mirror_of`) and the domain it is in (`mirror_from`); agents
-/// report their last reconciliation of AD and the suspensions from AD they hold.
+/// report their last reconciliation of AD and the suspensions from AD they hold; contacts
+/// from AD (`contacts`, matched on their e-mail address).
 const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = "
@@ -176,6 +179,14 @@ CREATE TABLE IF NOT EXISTS source_refusals (
     message TEXT NOT NULL,
     at INTEGER NOT NULL,
     PRIMARY KEY (domain_id, guid)
+);
+CREATE TABLE IF NOT EXISTS contacts (
+    domain_id INTEGER NOT NULL REFERENCES domains(id),
+    id TEXT NOT NULL UNIQUE,
+    mail TEXT NOT NULL COLLATE NOCASE,
+    fields TEXT NOT NULL,
+    deleted_at INTEGER,
+    PRIMARY KEY (domain_id, mail)
 );
 CREATE TABLE IF NOT EXISTS mirrors (
     from_domain INTEGER NOT NULL REFERENCES domains(id),

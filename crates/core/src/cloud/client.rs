@@ -727,13 +727,7 @@ impl CloudClient {
         credential: &Secret,
         after: Option<&str>,
     ) -> Result<crate::cloud::api::SourceUsers, CloudError> {
-        let path = match after {
-            // A GUID is hex and dashes: nothing to escape.
-            Some(g) => format!("v1/source/users?after={g}"),
-            None => "v1/source/users".to_string(),
-        };
-        self.call::<(), _>(Method::GET, &path, Some(credential), None)
-            .await
+        self.source_page("users", credential, after).await
     }
 
     /// The groups the cloud holds from AD in this agent's domain, after `after`, as
@@ -743,15 +737,36 @@ impl CloudClient {
         credential: &Secret,
         after: Option<&str>,
     ) -> Result<crate::cloud::api::SourceGroups, CloudError> {
+        self.source_page("groups", credential, after).await
+    }
+
+    /// A page of `GET /v1/source/<what>` after `after` (absent: the first).
+    async fn source_page<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        credential: &Secret,
+        after: Option<&str>,
+    ) -> Result<T, CloudError> {
         let path = match after {
-            Some(g) => format!("v1/source/groups?after={g}"),
-            None => "v1/source/groups".to_string(),
+            // A GUID is hex and dashes: nothing to escape.
+            Some(g) => format!("v1/source/{what}?after={g}"),
+            None => format!("v1/source/{what}"),
         };
         self.call::<(), _>(Method::GET, &path, Some(credential), None)
             .await
     }
 
-    /// Which of `guids` (users and groups) the cloud holds from AD in this agent's domain.
+    /// `GET /v1/source/contacts`: the contacts the cloud holds from AD, a page after `after`.
+    pub async fn source_contacts(
+        &self,
+        credential: &Secret,
+        after: Option<&str>,
+    ) -> Result<crate::cloud::api::SourceContacts, CloudError> {
+        self.source_page("contacts", credential, after).await
+    }
+
+    /// Which of `guids` (users, groups and contacts) the cloud holds from AD in this agent's
+    /// domain.
     pub async fn source_lookup(
         &self,
         credential: &Secret,

@@ -105,6 +105,8 @@ pub struct Obj {
     pub is_group: bool,
     /// A user account (not a group, computer, contact or anything else).
     pub is_user: bool,
+    /// A contact (a person with an e-mail address and no account).
+    pub is_contact: bool,
     /// A group whose groupType has the security bit (false for a distribution group).
     pub security: bool,
     pub uac: i64,
@@ -224,6 +226,7 @@ pub fn object(e: &SearchEntry) -> Obj {
     let has_class = |c: &str| classes.iter().any(|x| x.eq_ignore_ascii_case(c));
     let is_group = has_class("group");
     let is_user = has_class("user") && !has_class("computer");
+    let is_contact = has_class("contact");
     let members = texts(e, "member")
         .iter()
         .filter_map(|v| {
@@ -285,6 +288,7 @@ pub fn object(e: &SearchEntry) -> Obj {
         marker: text(e, "adminDescription"),
         is_group,
         is_user,
+        is_contact,
         security: int("groupType").is_some_and(|t| t & GROUP_TYPE_SECURITY != 0),
         uac,
         lockout_time: int("lockoutTime").unwrap_or(0),

@@ -337,13 +337,7 @@ fn summary(s: &State, ui: &mut Ui) {
             .iter()
             .filter_map(|r| {
                 let row = ad_sync_core::mapping::rows(r.kind).find(|d| d.field == r.field)?;
-                let what = if r.kind == ad_sync_core::mapping::Kind::Group
-                    && !row.what.starts_with("Group")
-                {
-                    format!("Group {}", row.what.to_lowercase())
-                } else {
-                    row.what.to_string()
-                };
+                let what = crate::form::map_label(r.kind, row.what);
                 let attr = r.attr.trim();
                 if !r.on {
                     Some(format!("{what} not sent"))

@@ -83,21 +83,17 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
                 if kind != Some(r.kind) {
                     kind = Some(r.kind);
                     ui.label(
-                        RichText::new(if r.kind == Kind::Group {
-                            "Groups"
-                        } else {
-                            "Users"
+                        RichText::new(match r.kind {
+                            Kind::Group => "Groups",
+                            Kind::Contact => "Contacts",
+                            Kind::User => "Users",
                         })
                         .strong(),
                     );
                     ui.end_row();
                 }
-                // A group's rows say so: "Group name" does already.
-                let what = if r.kind == Kind::Group && !row.what.starts_with("Group") {
-                    format!("Group {}", row.what.to_lowercase())
-                } else {
-                    row.what.to_string()
-                };
+                // A group's and a contact's rows say so: "Group name" does already.
+                let what = crate::form::map_label(r.kind, row.what);
                 let l = ui.label(&what);
                 ui.add_enabled_ui(r.on, |ui| {
                     ui.add_sized(

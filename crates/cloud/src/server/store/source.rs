@@ -415,6 +415,7 @@ fn purge(tx: &Connection, domain: i64, now: i64) -> rusqlite::Result<()> {
             "DELETE FROM memberships WHERE domain_id = ?1 AND (group_name = ?2 OR (member = ?2 AND member_type = 'group'))",
         ),
     ];
+    super::contacts::purge(tx, domain, before)?;
     for (table, name_column, memberships) in tables {
         let gone: Vec<(String, String)> = tx
             .prepare_cached(&format!(
@@ -747,13 +748,15 @@ fn create_group(
     Ok(item(guid, Some(&id), SourceOutcome::Created, String::new()))
 }
 
-/// The live objects, users and groups, the cloud holds from AD in `domain`.
+/// The live objects, users, groups and contacts, the cloud holds from AD in `domain`.
 fn live_count(conn: &Connection, domain: i64) -> rusqlite::Result<usize> {
     conn.prepare_cached(
         "SELECT (SELECT COUNT(*) FROM links l JOIN users u ON u.id = l.object_id
                  WHERE l.domain_id = ?1 AND u.source = 'ad' AND u.deleted_at IS NULL)
               + (SELECT COUNT(*) FROM links l JOIN groups g ON g.id = l.object_id
-                 WHERE l.domain_id = ?1 AND g.source = 'ad' AND g.deleted_at IS NULL)",
+                 WHERE l.domain_id = ?1 AND g.source = 'ad' AND g.deleted_at IS NULL)
+              + (SELECT COUNT(*) FROM links l JOIN contacts c ON c.id = l.object_id
+                 WHERE l.domain_id = ?1 AND c.deleted_at IS NULL)",
     )?
     .query_row([domain], |r| r.get::<_, i64>(0))
     .map(|n| n.max(0) as usize)
@@ -768,10 +771,11 @@ fn held(r: &rusqlite::Row) -> rusqlite::Result<SourceHeld> {
         name: r.get(2)?,
         deleted: deleted_at.is_some(),
         group: kind == "group",
+        contact: kind == "contact",
     })
 }
 
-/// The users (`users`) or groups (`groups`) the cloud holds from AD, in objectGUID order
+/// The users (`users`), groups (`groups`) or contacts (`contacts`) the cloud holds from AD, in objectGUID order
 /// after `after`, at most `MAX_SOURCE_ITEMS` (and whether there are more).
 fn held_page(
     conn: &Connection,
@@ -780,6 +784,11 @@ fn held_page(
     after: Option<&str>,
 ) -> rusqlite::Result<(Vec<SourceHeld>, bool)> {
     let sql = match table {
+        "contacts" => {
+            "SELECT l.guid, c.id, c.mail, c.deleted_at, 'contact' FROM links l JOIN contacts c ON c.id = l.object_id
+             WHERE l.domain_id = ?1 AND l.guid > ?2
+             ORDER BY l.guid LIMIT ?3"
+        }
         "groups" => {
             "SELECT l.guid, g.id, g.name, g.deleted_at, 'group' FROM links l JOIN groups g ON g.id = l.object_id
              WHERE l.domain_id = ?1 AND g.source = 'ad' AND l.guid > ?2
@@ -833,6 +842,23 @@ impl Store {
         Ok(SourceGroups { groups, more, live })
     }
 
+    /// The contacts the cloud holds from AD in the agent's domain, as `source_users` lists
+    /// users.
+    pub fn source_contacts(
+        &self,
+        agent: &AgentAuth,
+        after: Option<&str>,
+    ) -> Result<ad_sync_api::api::SourceContacts, ApiError> {
+        let conn = self.lock();
+        let (contacts, more) = held_page(&conn, agent.domain_id, "contacts", after)?;
+        let live = live_count(&conn, agent.domain_id)?;
+        Ok(ad_sync_api::api::SourceContacts {
+            contacts,
+            more,
+            live,
+        })
+    }
+
     /// Those of `guids` the cloud holds from AD in the agent's domain.
     pub fn source_lookup(
         &self,
@@ -845,7 +871,10 @@ impl Store {
              WHERE l.domain_id = ?1 AND u.source = 'ad' AND l.guid = ?2
              UNION ALL
              SELECT l.guid, g.id, g.name, g.deleted_at, 'group' FROM links l JOIN groups g ON g.id = l.object_id
-             WHERE l.domain_id = ?1 AND g.source = 'ad' AND l.guid = ?2",
+             WHERE l.domain_id = ?1 AND g.source = 'ad' AND l.guid = ?2
+             UNION ALL
+             SELECT l.guid, c.id, c.mail, c.deleted_at, 'contact' FROM links l JOIN contacts c ON c.id = l.object_id
+             WHERE l.domain_id = ?1 AND l.guid = ?2",
         )?;
         let mut users = Vec::new();
         for g in guids {
@@ -970,6 +999,9 @@ impl Store {
         for g in &req.groups {
             items.push(one_group(&tx, agent, g, now)?);
         }
+        for c in &req.contacts {
+            items.push(super::contacts::one_contact(&tx, agent, c, now)?);
+        }
         record_refusals(&tx, agent.domain_id, &items, now)?;
         if !req.partial {
             tx.execute(
@@ -1008,6 +1040,7 @@ mod tests {
                         after: after.map(str::to_string),
                         cookie: cookie.into(),
                         dc: "dc1".into(),
+                        contacts: Vec::new(),
                         users,
                         groups: Vec::new(),
                         partial: false,
@@ -1064,6 +1097,7 @@ mod tests {
                         after: after.clone(),
                         cookie: cookie.clone(),
                         dc: "dc1".into(),
+                        contacts: Vec::new(),
                         users: part.iter().map(|&k| user(k, false)).collect(),
                         groups: Vec::new(),
                         partial: false,
@@ -1081,6 +1115,7 @@ mod tests {
                     after: after.clone(),
                     cookie: "last".into(),
                     dc: "dc1".into(),
+                    contacts: Vec::new(),
                     users: vec![user(3, true)],
                     groups: Vec::new(),
                     partial: false,
@@ -1176,6 +1211,7 @@ mod tests {
                         after,
                         cookie: format!("c{at}"),
                         dc: "dc1".into(),
+                        contacts: Vec::new(),
                         users,
                         groups,
                         partial: false,
@@ -1343,6 +1379,7 @@ mod tests {
                         after: after.map(str::to_string),
                         cookie: cookie.into(),
                         dc: "dc1".into(),
+                        contacts: Vec::new(),
                         users,
                         groups: Vec::new(),
                         partial: false,
@@ -1444,6 +1481,7 @@ mod tests {
                         after,
                         cookie: format!("c{at}"),
                         dc: "dc1".into(),
+                        contacts: Vec::new(),
                         users,
                         groups,
                         partial: false,
@@ -1636,6 +1674,108 @@ mod tests {
         store
             .user_rename(b, "u1x", "u1y")
             .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Contacts from AD are matched on their address: created, updated, marked deleted and
+    /// restored by objectGUID; a second AD contact with a live contact's address is refused by
+    /// name; a deleted contact gives its address to the next one; one without an address is
+    /// refused; all are listed, and looked up as contacts.
+    #[test]
+    fn contacts_from_ad_are_matched_on_their_address() {
+        use ad_sync_api::api::SourceContact;
+        let (_dir, store, agent, t0) = primary();
+        let mut at = 0;
+        let mut batch = |contacts: Vec<SourceContact>| {
+            let after = (at > 0).then(|| format!("c{at}"));
+            at += 1;
+            store
+                .source_changes(
+                    &agent,
+                    &SourceRequest {
+                        after,
+                        cookie: format!("c{at}"),
+                        dc: "dc1".into(),
+                        contacts,
+                        users: Vec::new(),
+                        groups: Vec::new(),
+                        partial: false,
+                    },
+                    t0,
+                )
+                .unwrap_or_else(|e| panic!("{e:?}"))
+                .items
+                .into_iter()
+                .map(|i| (i.outcome, i.message))
+                .collect::<Vec<_>>()
+        };
+        let contact = |n: u32, mail: &str, name: &str| SourceContact {
+            guid: user(n, false).guid,
+            deleted: false,
+            fields: [("email", mail), ("display_name", name)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let gone = |n: u32| SourceContact {
+            guid: user(n, false).guid,
+            deleted: true,
+            fields: BTreeMap::new(),
+        };
+        let outcomes = |r: Vec<(SourceOutcome, String)>| -> Vec<SourceOutcome> {
+            r.into_iter().map(|(o, _)| o).collect()
+        };
+        let r = batch(vec![
+            contact(1, "ann@partner.example", "Ann"),
+            contact(2, "ANN@partner.example", "Ann again"),
+            contact(3, "", "No address"),
+        ]);
+        assert_eq!(
+            outcomes(r.clone()),
+            [
+                SourceOutcome::Created,
+                SourceOutcome::Refused,
+                SourceOutcome::Refused
+            ]
+        );
+        assert!(
+            r[1].1
+                .contains("another AD contact of this domain has the e-mail address"),
+            "{r:?}"
+        );
+        assert!(r[2].1.contains("no e-mail address"), "{r:?}");
+        // Unchanged, then a new display name.
+        let r = batch(vec![contact(1, "ann@partner.example", "Ann")]);
+        assert_eq!(outcomes(r), [SourceOutcome::Unchanged]);
+        let r = batch(vec![contact(1, "ann@partner.example", "Ann Lee")]);
+        assert_eq!(outcomes(r), [SourceOutcome::Updated]);
+        let listed = store
+            .contact_list(agent.domain_id)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].fields["display_name"], "Ann Lee");
+        assert_eq!(listed[0].links[0].guid, user(1, false).guid);
+        // Looked up as a contact, and counted live.
+        let found = store
+            .source_lookup(&agent, &[user(1, false).guid])
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(found.users[0].contact && !found.users[0].group, "{found:?}");
+        assert_eq!(found.live, 1);
+        // Deleted in AD: kept, marked; its address then goes to the next contact that has it.
+        let r = batch(vec![gone(1)]);
+        assert_eq!(outcomes(r), [SourceOutcome::Suspended]);
+        let r = batch(vec![contact(2, "ann@partner.example", "Ann's successor")]);
+        assert_eq!(outcomes(r.clone()), [SourceOutcome::Restored], "{r:?}");
+        let listed = store
+            .contact_list(agent.domain_id)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].links[0].guid, user(2, false).guid);
+        assert_eq!(listed[0].deleted_at, None);
+        let page = store
+            .source_contacts(&agent, None)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(page.contacts.len(), 1);
+        assert!(page.contacts[0].contact);
     }
 
     fn user(n: u32, deleted: bool) -> SourceUser {
