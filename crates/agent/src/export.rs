@@ -70,6 +70,10 @@ pub struct ExportReport {
     pub reader: Reader,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
+    /// The cloud had no cursor and held nothing from this AD when the export began: its full
+    /// read is the first, and sent everything in the scope whole.
+    #[serde(skip)]
+    first_ever: bool,
 }
 
 /// What only the DC can say about one user: whether it is a member of a scope group, however
@@ -1111,8 +1115,22 @@ pub async fn export(
     let (mut reader, start) =
         choose_reader(forced_usn, cursor.cookie.as_deref().filter(|_| same_dc));
     link.after = cursor.cookie.clone();
+    // No cursor yet: whether the cloud holds anything from this AD (a first export cut short
+    // after some parts may have left objects without a cursor).
+    let first_ever = match &cursor.cookie {
+        None => {
+            link.client
+                .source_users(link.credential, None)
+                .await
+                .map_err(|e| format!("asking the cloud what it holds from AD: {e}; {}", e.fix()))?
+                .live
+                == 0
+        }
+        Some(_) => false,
+    };
     let mut report = ExportReport {
         full: start.is_none(),
+        first_ever,
         ..ExportReport::default()
     };
     send_approved(link, threshold, &mut report).await?;
@@ -1518,15 +1536,24 @@ pub async fn export_configured(
                 .map_err(|e| e.to_string())?;
         }
         if reconcile_due(opts.resync, report.full, last.as_ref(), &print, now) {
-            reconcile(
-                &ad,
-                &mut link,
-                &mut rules,
-                &mut threshold,
-                &sent,
-                &mut report,
-            )
-            .await?;
+            if report.first_ever && !opts.resync {
+                // The cloud held nothing from this AD, and the full read that just finished sent
+                // every object of the scope whole (a group with all its members): that read
+                // is the reconciliation, and nothing can have departed. Reading the scope
+                // again would only double the first sync.
+                report.reconciled = true;
+                report.read = sent.len();
+            } else {
+                reconcile(
+                    &ad,
+                    &mut link,
+                    &mut rules,
+                    &mut threshold,
+                    &sent,
+                    &mut report,
+                )
+                .await?;
+            }
             state
                 .record_reconcile(&crate::state::Reconciled {
                     at: now,
