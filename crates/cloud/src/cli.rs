@@ -170,6 +170,16 @@ pub enum DomainCmd {
     Mirror(MirrorArgs),
     /// Stop a mirror: the copies stay in `--into`, handed to this cloud; nothing is removed.
     Unmirror(MirrorArgs),
+    /// How long this domain keeps what AD deleted (users suspended, groups and contacts marked
+    /// deleted) before removing it for good: 1 to 3650 days (default 30).
+    Retention {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long, value_name = "DOMAIN_DN")]
+        domain: String,
+        #[arg(long)]
+        days: u32,
+    },
     /// Every mirror, with its copies and the names left out because `--into` holds them.
     Mirrors {
         #[command(flatten)]
@@ -659,6 +669,14 @@ fn admin(cmd: Command) -> Result<(), AdminError> {
                 println!("{} was not mirrored into {}", m.from, m.into);
             }
         }
+        Command::Domain(DomainCmd::Retention { db, domain, days }) => {
+            let store = open(&db)?;
+            let id = store.domain_id(Some(&domain))?;
+            store.set_source_retention(id, days)?;
+            println!(
+                "{domain} keeps what AD deleted for {days} day(s), then removes it for good (at the next batch from its agent)"
+            );
+        }
         Command::Domain(DomainCmd::Mirrors { db, json }) => {
             let rows = open(&db)?.mirrors()?;
             if json {
@@ -776,7 +794,9 @@ fn admin(cmd: Command) -> Result<(), AdminError> {
         Command::User(cmd) => user(cmd)?,
         Command::Group(cmd) => group(cmd)?,
         Command::Contact(ContactCmd::List { db, deleted, json }) => {
-            let shown: Vec<_> = with_dir(&db, |s, d| s.contact_list(d))?
+            let (all, keep) =
+                with_dir(&db, |s, d| Ok((s.contact_list(d)?, s.source_retention(d)?)))?;
+            let shown: Vec<_> = all
                 .into_iter()
                 .filter(|c| c.deleted_at.is_some() == deleted)
                 .collect();
@@ -807,7 +827,7 @@ fn admin(cmd: Command) -> Result<(), AdminError> {
                     });
                 line.push_str(&format!(" ({name}, from AD"));
                 if let Some(at) = c.deleted_at {
-                    line.push_str(&deleted_words(at));
+                    line.push_str(&deleted_words(at, keep));
                 }
                 line.push(')');
                 for l in &c.links {
@@ -838,13 +858,13 @@ fn user(cmd: UserCmd) -> Result<(), AdminError> {
             deleted,
             json,
         } => {
-            let all = with_dir(&db, |s, d| s.user_list(d))?;
+            let (all, keep) = with_dir(&db, |s, d| Ok((s.user_list(d)?, s.source_retention(d)?)))?;
             let shown = all
                 .into_iter()
                 .filter(|u| source.as_deref().is_none_or(|want| u.source == want))
                 .filter(|u| u.deleted_at.is_some() == deleted)
                 .collect();
-            list(shown, json, "users")
+            list(shown, json, "users", keep)
         }
         UserCmd::Add {
             db,
@@ -959,12 +979,13 @@ fn group(cmd: GroupCmd) -> Result<(), AdminError> {
             deleted,
             json,
         } => {
-            let shown = with_dir(&db, |s, d| s.group_list(d))?
+            let (all, keep) = with_dir(&db, |s, d| Ok((s.group_list(d)?, s.source_retention(d)?)))?;
+            let shown = all
                 .into_iter()
                 .filter(|g| source.as_deref().is_none_or(|want| g.source == want))
                 .filter(|g| g.deleted_at.is_some() == deleted)
                 .collect();
-            list(shown, json, "groups")?
+            list(shown, json, "groups", keep)?
         }
         GroupCmd::Add { db, name } => {
             with_dir(&db, |s, d| s.group_add(d, &name))?;
@@ -984,19 +1005,18 @@ fn group(cmd: GroupCmd) -> Result<(), AdminError> {
     Ok(())
 }
 
-/// When an object AD deleted was deleted, and when it goes for good.
-fn deleted_words(at: i64) -> String {
+/// When an object AD deleted was deleted, and when it goes for good (`keep`: the domain's
+/// retention, in seconds).
+fn deleted_words(at: i64, keep: i64) -> String {
     format!(
         ", deleted in AD {}, removed after {}",
         ad_sync_api::time_fmt::unix_to_text(at),
-        ad_sync_api::time_fmt::unix_to_text(
-            at + crate::server::store::SOURCE_RETENTION.as_secs() as i64
-        )
+        ad_sync_api::time_fmt::unix_to_text(at + keep)
     )
 }
 
 /// Prints users or groups, one per line (with their state and links), or as JSON.
-fn list(items: Vec<Listed>, json: bool, what: &str) -> Result<(), AdminError> {
+fn list(items: Vec<Listed>, json: bool, what: &str, keep: i64) -> Result<(), AdminError> {
     if json {
         let doc = serde_json::json!({ what: items });
         println!(
@@ -1029,7 +1049,7 @@ fn list(items: Vec<Listed>, json: bool, what: &str) -> Result<(), AdminError> {
                 line.push_str(&format!(", mirrored from {d}"));
             }
             if let Some(at) = i.deleted_at {
-                line.push_str(&deleted_words(at));
+                line.push_str(&deleted_words(at, keep));
             }
             line.push(')');
         } else if let Some(d) = &i.mirrored_from {
@@ -1040,7 +1060,7 @@ fn list(items: Vec<Listed>, json: bool, what: &str) -> Result<(), AdminError> {
                 line.push_str(&format!(", {d}"));
             }
             if let Some(at) = i.deleted_at {
-                line.push_str(&deleted_words(at));
+                line.push_str(&deleted_words(at, keep));
             }
             line.push(')');
         }

@@ -26,8 +26,8 @@ mod source;
 pub use contacts::ContactRow;
 pub use import::Listed;
 pub use mirror::{MirrorRow, Reflected};
-pub use source::RETENTION as SOURCE_RETENTION;
 pub use source::{REFUSALS_LISTED, SourceOverview};
+pub use source::{RETENTION as SOURCE_RETENTION, RETENTION_DAYS as SOURCE_RETENTION_DAYS};
 
 use ad_sync_api::connect_key::ConnectKey;
 use ad_sync_api::dn::Dn;
@@ -50,7 +50,8 @@ use ad_sync_api::time_fmt::unix_to_rfc3339;
 /// 8: forest to forest: a domain instance mirrored into another (`mirrors`), the copies marked
 /// with the object they copy (`mirror_of`) and the domain it is in (`mirror_from`); agents
 /// report their last reconciliation of AD and the suspensions from AD they hold; contacts
-/// from AD (`contacts`, matched on their e-mail address).
+/// from AD (`contacts`, matched on their e-mail address); each domain's retention of what AD
+/// deleted (`source_retention_days`).
 const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = "
@@ -60,7 +61,8 @@ CREATE TABLE IF NOT EXISTS domains (
     dn_key TEXT NOT NULL UNIQUE,
     created_at INTEGER NOT NULL,
     primary_agent TEXT,
-    acked_cursor INTEGER NOT NULL DEFAULT 0
+    acked_cursor INTEGER NOT NULL DEFAULT 0,
+    source_retention_days INTEGER
 );
 CREATE TABLE IF NOT EXISTS keys (
     id INTEGER PRIMARY KEY,
@@ -656,6 +658,7 @@ impl Store {
             conn.execute_batch(
                 "ALTER TABLE users ADD COLUMN mirror_of TEXT;
                  ALTER TABLE users ADD COLUMN mirror_from INTEGER;
+                 ALTER TABLE domains ADD COLUMN source_retention_days INTEGER;
                  ALTER TABLE agents ADD COLUMN last_reconcile INTEGER;
                  ALTER TABLE agents ADD COLUMN held_from_ad INTEGER NOT NULL DEFAULT 0;
                  ALTER TABLE groups ADD COLUMN mirror_of TEXT;

@@ -21,8 +21,21 @@ use ad_sync_api::api::{
 use ad_sync_api::mapping::{Kind, rows};
 use std::collections::BTreeMap;
 
-/// How long a user deleted in AD is kept, suspended, before it is removed from the cloud.
+/// How long an object deleted in AD is kept (a user suspended) before it is removed from the
+/// cloud, unless the domain says otherwise (`ad-sync-cloud domain retention`).
 pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The longest retention a domain may be given (10 years), and the shortest (a day).
+pub const RETENTION_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
+
+/// How long `domain` keeps what AD deleted, in seconds.
+pub(super) fn retention_of(conn: &Connection, domain: i64) -> rusqlite::Result<i64> {
+    let days: Option<i64> = conn
+        .prepare_cached("SELECT source_retention_days FROM domains WHERE id = ?1")?
+        .query_row([domain], |r| r.get(0))
+        .optional()?
+        .flatten();
+    Ok(days.map_or(RETENTION.as_secs() as i64, |d| d * 24 * 3600))
+}
 
 fn cursor(conn: &Connection, domain_id: i64) -> rusqlite::Result<SourceCursor> {
     Ok(conn
@@ -401,7 +414,7 @@ fn create(
 /// Removes the users and groups deleted in AD longer ago than `RETENTION`, with their links,
 /// memberships and AD's membership facts about them.
 fn purge(tx: &Connection, domain: i64, now: i64) -> rusqlite::Result<()> {
-    let before = now - RETENTION.as_secs() as i64;
+    let before = now - retention_of(tx, domain)?;
     // (the table, its name column, the memberships that go with one of its rows)
     let tables = [
         (
@@ -817,6 +830,30 @@ fn held_page(
 }
 
 impl Store {
+    /// Sets how long `domain` keeps what AD deleted before removing it for good.
+    pub fn set_source_retention(&self, domain: i64, days: u32) -> Result<(), AdminError> {
+        if !RETENTION_DAYS.contains(&days) {
+            return Err(AdminError::Invalid(format!(
+                "--days {days}: give {} to {} days (the default is 30)",
+                RETENTION_DAYS.start(),
+                RETENTION_DAYS.end()
+            )));
+        }
+        self.admin_tx(|tx| {
+            tx.execute(
+                "UPDATE domains SET source_retention_days = ?2 WHERE id = ?1",
+                params![domain, days],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// How long `domain` keeps what AD deleted, in seconds.
+    pub fn source_retention(&self, domain: i64) -> Result<i64, AdminError> {
+        let conn = self.lock();
+        retention_of(&conn, domain).map_err(self.admin_db())
+    }
+
     /// The users the cloud holds from AD in the agent's domain, in objectGUID order, after
     /// `after` (at most `MAX_SOURCE_ITEMS`).
     pub fn source_users(
@@ -1073,6 +1110,25 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM links", [], |r| r.get(0))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(links, 1, "the removed user's link went with it");
+        drop(conn);
+        // The domain's own retention: a day or ten years at most; a shorter one removes user 2
+        // at the next batch.
+        assert!(store.set_source_retention(agent.domain_id, 0).is_err());
+        assert!(store.set_source_retention(agent.domain_id, 3651).is_err());
+        store
+            .set_source_retention(agent.domain_id, 40)
+            .unwrap_or_else(|e| panic!("{e}"));
+        batch(Some("c5"), "c6", vec![], t0 + day + retention + 2);
+        assert_eq!(names(), ["u2"], "40 days: still kept");
+        store
+            .set_source_retention(agent.domain_id, 2)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            store.source_retention(agent.domain_id).unwrap_or_default(),
+            2 * day
+        );
+        batch(Some("c6"), "c7", vec![], t0 + day + retention + 3);
+        assert!(names().is_empty(), "{:?}", names());
     }
 
     /// What the reconciliation compares with: every user the cloud holds from AD, in objectGUID
