@@ -367,11 +367,10 @@ fn install_with(
 
 /// Opens the setup wizard on `env`'s install (review mode) and waits until its status panel
 /// shows every text in `texts`.
-fn review_shows(env: &Env, texts: &[&str]) {
-    use egui_kittest::Harness;
-    use egui_kittest::kittest::{NodeT, Queryable};
+/// The setup wizard opened on `env`'s install (review mode), as an administrator opens it.
+fn review_harness(env: &Env) -> egui_kittest::Harness<'static, ad_sync::wizard::WizardApp> {
     let prefix = env.base().to_path_buf();
-    let mut h = Harness::builder()
+    egui_kittest::Harness::builder()
         .with_size(egui::vec2(800.0, 600.0))
         .with_max_steps(20)
         .build_eframe(move |cc| {
@@ -382,17 +381,51 @@ fn review_shows(env: &Env, texts: &[&str]) {
             options.ui_dump = None;
             options.agent_dir = Path::new(agent_bin()).parent().map(Path::to_path_buf);
             ad_sync::wizard::WizardApp::new(&cc.egui_ctx, options).unwrap_or_else(|e| panic!("{e}"))
-        });
-    let screen = |h: &Harness<'_, ad_sync::wizard::WizardApp>| {
-        h.query_all_by(|_| true)
-            .filter_map(|n| {
-                n.accesskit_node()
-                    .label()
-                    .or_else(|| n.accesskit_node().value())
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+        })
+}
+
+/// Every label and value the wizard shows now.
+fn review_screen(h: &egui_kittest::Harness<'_, ad_sync::wizard::WizardApp>) -> String {
+    use egui_kittest::kittest::{NodeT, Queryable};
+    h.query_all_by(|_| true)
+        .filter_map(|n| {
+            n.accesskit_node()
+                .label()
+                .or_else(|| n.accesskit_node().value())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Opens the setup wizard on `env`'s install (review mode), clicks the button `label` once it
+/// is there, and waits until the page shows `answer`.
+fn review_click(env: &Env, label: &str, answer: &str) {
+    use egui_kittest::kittest::Queryable;
+    let mut h = review_harness(env);
+    let screen = review_screen;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut clicked = false;
+    loop {
+        h.step();
+        if !clicked && let Some(b) = h.query_by_label(label) {
+            b.click_accesskit();
+            clicked = true;
+        }
+        if clicked && screen(&h).contains(answer) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "review mode did not answer {label}:\n{}",
+            screen(&h)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn review_shows(env: &Env, texts: &[&str]) {
+    let mut h = review_harness(env);
+    let screen = review_screen;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         h.step();
@@ -3587,6 +3620,38 @@ fn the_export_reads_by_usnchanged_when_asked_and_sees_each_change() {
     );
     let (_, status) = env.status();
     assert_eq!(status["export"]["reader"], "usn", "{status}");
+
+    // A full reconciliation asked for (what the wizard's review mode asks): the next export
+    // runs it without --resync, and the request is answered once.
+    let state_dir = env.base().join("var/lib/ad-sync");
+    let out = Command::new(agent_bin())
+        .args(["resync", "--config"])
+        .arg(&env.config)
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(state_dir.join("resync.request").is_file());
+    let (code, report, text) = env.export(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(report["reconciled"], true, "{text}");
+    assert!(!state_dir.join("resync.request").exists());
+    let (_, report, text) = env.export(&[]);
+    assert_eq!(report["reconciled"], false, "asked once, run once: {text}");
+    // The wizard's review mode asks the same with its button.
+    review_click(
+        &env,
+        "Reconcile now",
+        "A full reconciliation of AD with the cloud is requested",
+    );
+    assert!(state_dir.join("resync.request").is_file());
+    let (_, report, text) = env.export(&[]);
+    assert_eq!(report["reconciled"], true, "{text}");
     block_on(async {
         let mut l = admin_on(dc).await;
         let _ = l

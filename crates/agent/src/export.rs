@@ -1433,6 +1433,35 @@ pub fn fingerprint(scope: &Scope, mapping: &Mapping) -> String {
         .collect()
 }
 
+/// The file in the state folder that asks the agent for a full reconciliation at its next
+/// export (`ad-sync-agent resync`, the wizard's review mode): the running service needs no
+/// restart, and the request outlives a stopped service.
+pub const RESYNC_REQUEST: &str = "resync.request";
+
+/// Asks for a full reconciliation at the next export: writes the request (its time, in words)
+/// into `state_dir`, whole or not at all.
+pub fn request_resync(state_dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(state_dir)
+        .map_err(|e| format!("the state folder {}: {e}", state_dir.display()))?;
+    let mut f = tempfile::NamedTempFile::new_in(state_dir)
+        .map_err(|e| format!("writing in the state folder {}: {e}", state_dir.display()))?;
+    use std::io::Write as _;
+    writeln!(
+        f,
+        "requested {}",
+        ad_sync_core::time_fmt::unix_to_rfc3339(ad_sync_core::time_fmt::now_unix())
+    )
+    .map_err(|e| format!("writing the request: {e}"))?;
+    f.persist(state_dir.join(RESYNC_REQUEST))
+        .map_err(|e| format!("writing the request: {}", e.error))?;
+    Ok(())
+}
+
+/// Whether a full reconciliation was requested (`request_resync`) in `state_dir`.
+pub fn resync_requested(state_dir: &std::path::Path) -> bool {
+    state_dir.join(RESYNC_REQUEST).is_file()
+}
+
 /// Whether the full reconciliation is due: asked for, after a full read (no cursor, or
 /// another DC's), never done for this scope and map, or older than a day.
 pub fn reconcile_due(
@@ -1506,6 +1535,9 @@ pub async fn export_configured(
         };
         let print = fingerprint(&scope, &mapping);
         let last = state.last_reconcile();
+        let state_dir = state.path.parent().map(std::path::Path::to_path_buf);
+        let requested = state_dir.as_deref().is_some_and(resync_requested);
+        let resync = opts.resync || requested;
         let mut threshold = Threshold {
             state: &mut *state,
             sync: &agent.answers.sync,
@@ -1535,8 +1567,8 @@ pub async fn export_configured(
                 })
                 .map_err(|e| e.to_string())?;
         }
-        if reconcile_due(opts.resync, report.full, last.as_ref(), &print, now) {
-            if report.first_ever && !opts.resync {
+        if reconcile_due(resync, report.full, last.as_ref(), &print, now) {
+            if report.first_ever && !resync {
                 // The cloud held nothing from this AD, and the full read that just finished sent
                 // every object of the scope whole (a group with all its members): that read
                 // is the reconciliation, and nothing can have departed. Reading the scope
@@ -1560,6 +1592,11 @@ pub async fn export_configured(
                     fingerprint: print,
                 })
                 .map_err(|e| e.to_string())?;
+            // Done: the request (if any) is answered. One that cannot be removed is asked
+            // again next time, which costs a read, never a missed one.
+            if requested && let Some(d) = &state_dir {
+                let _ = std::fs::remove_file(d.join(RESYNC_REQUEST));
+            }
         }
         Ok(report)
     }

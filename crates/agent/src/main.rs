@@ -82,6 +82,16 @@ struct ImportArgs {
 }
 
 #[derive(Debug, clap::Args, Clone)]
+struct ResyncArgs {
+    /// The installed config.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The agent's state folder; default as for `run`.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args, Clone)]
 struct ExportArgs {
     /// The installed config.
     #[arg(long, value_name = "FILE")]
@@ -166,6 +176,9 @@ enum Command {
     /// to the cloud, once (DirSync, resumed from the cursor the cloud keeps). Users deleted in
     /// AD or out of the scope are suspended in the cloud and kept 30 days.
     Export(ExportArgs),
+    /// AD as a source: ask for a full reconciliation of AD with the cloud at the next export
+    /// (the running service's next cycle; no restart). What the wizard's review mode asks.
+    Resync(ResyncArgs),
     /// List the disconnections the deletion threshold holds (what each would delete or
     /// disable, and why); `--approve ID...` or `--approve-all` applies them once.
     Pending(PendingArgs),
@@ -230,6 +243,24 @@ fn main() {
             export(&args)
         }
         Command::Status(args) => status(&args),
+        Command::Resync(args) => {
+            let dir = args
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| ad_sync_agent::default_state_dir(&args.config));
+            match ad_sync_agent::export::request_resync(&dir) {
+                Ok(()) => {
+                    println!(
+                        "A full reconciliation of AD with the cloud is requested: the agent runs it at its next export (within a minute when the service runs), then ad-sync-agent status shows it."
+                    );
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("error: {e}; run this as the administrator who installed ad-sync");
+                    exit::CANNOT_START
+                }
+            }
+        }
         #[cfg(windows)]
         Command::Service { config } => {
             let dir = ad_sync_agent::default_log_dir(&config);

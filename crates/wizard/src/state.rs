@@ -132,6 +132,10 @@ pub struct Install {
     pub keep_config: bool,
     pub uninstall: Option<crate::uninstaller::UninstallRun>,
     pub uninstall_error: Option<String>,
+    /// Review mode's request for a full reconciliation of AD (`ad-sync-agent resync`), while
+    /// it runs, and its answer.
+    pub resync: Option<std::sync::mpsc::Receiver<Result<String, String>>>,
+    pub resync_answer: Option<Result<String, String>>,
     /// The Finish page following the service's first sync.
     pub follow: Follow,
 }
@@ -178,6 +182,46 @@ impl State {
             offline: false,
             poll: 0,
         })
+    }
+
+    /// Asks the installed agent for a full reconciliation of AD at its next export, on a
+    /// thread (the UI keeps drawing): `ad-sync-agent resync` with the install's config and
+    /// state folder. Its answer lands in `install.resync_answer`.
+    pub fn request_resync(&mut self, ctx: &egui::Context) {
+        let Some(crate::validate::Job::Status {
+            program,
+            config,
+            state_dir,
+            ..
+        }) = self.status_job()
+        else {
+            return;
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ctx = ctx.clone();
+        std::thread::spawn(move || {
+            let answer = std::process::Command::new(&program)
+                .arg("resync")
+                .arg("--config")
+                .arg(&config)
+                .arg("--state-dir")
+                .arg(&state_dir)
+                .output()
+                .map_err(|e| format!("{} could not be run: {e}", program.display()))
+                .and_then(|o| {
+                    let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                    let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+                    if o.status.success() {
+                        Ok(out)
+                    } else {
+                        Err(if err.is_empty() { out } else { err })
+                    }
+                });
+            let _ = tx.send(answer);
+            ctx.request_repaint();
+        });
+        self.install.resync = Some(rx);
+        self.install.resync_answer = None;
     }
 
     pub fn upgrade(&self) -> bool {

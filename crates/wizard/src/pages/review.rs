@@ -68,6 +68,10 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Shown {
     };
     ui.separator();
     export(s, ui);
+    if s.installed().is_some_and(|a| a.sync.direction.from_ad()) {
+        ui.separator();
+        resync(s, ui);
+    }
     if s.installed().is_some() {
         ui.separator();
         remove(s, ui);
@@ -114,6 +118,47 @@ fn start_choice(s: &mut State, ui: &mut Ui) {
             },
         ),
         None => {}
+    }
+}
+
+/// Review mode, AD as a source: ask the installed agent for a full reconciliation of AD with
+/// the cloud now (what `ad-sync-agent resync` asks), instead of waiting for the daily one.
+fn resync(s: &mut State, ui: &mut Ui) {
+    ui.label(RichText::new("Reconcile AD with the cloud").strong());
+    note(
+        ui,
+        "Reads the whole scope in AD and compares it with what the cloud holds from AD: what left the scope or was deleted goes through the deletion threshold. The agent runs one every day; ask for one now after changing the scope's groups in AD.",
+    );
+    if let Some(rx) = &s.install.resync {
+        match rx.try_recv() {
+            Ok(answer) => {
+                s.install.resync_answer = Some(answer);
+                s.install.resync = None;
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Asking the agent…");
+                });
+                return;
+            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                s.install.resync = None;
+            }
+        }
+    }
+    match &s.install.resync_answer {
+        Some(Ok(said)) => note(ui, said),
+        Some(Err(why)) => field_error(
+            ui,
+            &format!("The request could not be made: {why}"),
+            "Run ad-sync-agent resync --config FILE on this server as the administrator who installed ad-sync.",
+        ),
+        None => {}
+    }
+    if ui.button("Reconcile now").clicked() {
+        let ctx = ui.ctx().clone();
+        s.request_resync(&ctx);
     }
 }
 
