@@ -944,7 +944,9 @@ fn setup_log(host: &WinHost) -> String {
 /// service for deletion: the SCM removes its key once the last handle to it is closed (on
 /// Windows as under Wine), which can be a moment after the removal has returned.
 fn service_key_gone(host: &WinHost) -> bool {
-    wait_for(Duration::from_secs(30), || {
+    // Wine deletes a removed service's key once the service's process has ended. Under a full
+    // CI run (seven Wine prefixes on two cores) that once took longer than 30 s.
+    wait_for(Duration::from_secs(120), || {
         host.reg_query(SERVICE_KEY).is_none().then_some(())
     })
     .is_some()
