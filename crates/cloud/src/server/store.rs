@@ -1204,12 +1204,7 @@ impl Store {
         self.admin_tx(|tx| {
             // A mirror's copy takes a password here: the cloud never has its source AD's
             // passwords, so the domain it is copied into gives it one of its own.
-            let user = match find_user(tx, domain, username) {
-                Err(TxError::Refused(_)) if is_mirror_copy(tx, domain, username)? => {
-                    load_user(tx, domain, username)?
-                }
-                other => other?,
-            };
+            let user = find_user_allowing(tx, domain, username, &["mirror"])?;
             let user_id = user.id.clone();
             let seq = append_change(
                 tx,
@@ -2019,6 +2014,17 @@ impl From<AdminError> for TxError {
 /// that comes from AD (AD as a source) is AD's: changed in AD only, then brought here by its
 /// agent.
 fn find_user(conn: &Connection, domain: i64, username: &str) -> Result<User, TxError> {
+    find_user_allowing(conn, domain, username, &[])
+}
+
+/// `find_user`, also taking a user whose authority is one of `also` (a mirror's copy takes a
+/// password in the domain it is copied into).
+fn find_user_allowing(
+    conn: &Connection,
+    domain: i64,
+    username: &str,
+    also: &[&str],
+) -> Result<User, TxError> {
     let user = load_user(conn, domain, username)
         .optional()?
         .ok_or_else(|| TxError::from(no_such_user(username)))?;
@@ -2026,6 +2032,9 @@ fn find_user(conn: &Connection, domain: i64, username: &str) -> Result<User, TxE
         conn.query_row("SELECT source FROM users WHERE id = ?1", [&user.id], |r| {
             r.get(0)
         })?;
+    if also.contains(&source.as_str()) {
+        return Ok(user);
+    }
     if let Some(why) = not_the_clouds(conn, "users", &user.id, &source)? {
         return Err(AdminError::Invalid(format!("user `{}` {why}", user.username)).into());
     }
@@ -2045,15 +2054,6 @@ fn find_cloud_group(conn: &Connection, domain: i64, name: &str) -> Result<Group,
         return Err(AdminError::Invalid(format!("group `{}` {why}", group.name)).into());
     }
     Ok(group)
-}
-
-fn is_mirror_copy(conn: &Connection, domain: i64, username: &str) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT COUNT(*) FROM users WHERE domain_id = ?1 AND username = ?2 AND source = 'mirror'",
-        params![domain, username],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|n| n > 0)
 }
 
 /// Why the cloud's admin commands may not change an object whose authority is `source`, or

@@ -61,18 +61,24 @@ fn answer(guid: &str, id: Option<&str>, outcome: SourceOutcome, message: String)
     }
 }
 
-/// Why the cloud cannot hold a contact with these fields, or `None`.
-pub fn refusal(fields: &BTreeMap<String, String>) -> Option<String> {
+/// The address a contact with these fields is matched on, or why the cloud cannot hold it.
+pub fn address(fields: &BTreeMap<String, String>) -> Result<String, String> {
     let mail = fields.get(MATCHED_ON).map(|m| m.trim()).unwrap_or_default();
     if mail.is_empty() {
-        return Some("it has no e-mail address (mail), which contacts are matched on; set one in AD, and the contact is sent with that change".into());
+        return Err("it has no e-mail address (mail), which contacts are matched on; set one in AD, and the contact is sent with that change".into());
     }
     if !mail.contains('@') || mail.contains(char::is_whitespace) || mail.len() > 256 {
-        return Some(format!(
+        return Err(format!(
             "its e-mail address `{mail}` is not one (name@domain); correct mail in AD"
         ));
     }
-    None
+    Ok(mail.to_string())
+}
+
+/// Why the cloud cannot hold a contact with these fields, or `None`.
+#[cfg(test)]
+fn refusal(fields: &BTreeMap<String, String>) -> Option<String> {
+    address(fields).err()
 }
 
 /// One contact AD sent: created, brought up to date, marked deleted, restored, or refused.
@@ -107,15 +113,17 @@ pub(super) fn one_contact(
             None => answer(&c.guid, None, SourceOutcome::Unchanged, String::new()),
         });
     }
-    if let Some(why) = refusal(&c.fields) {
-        return Ok(answer(
-            &c.guid,
-            mine.as_ref().map(|s| s.id.as_str()),
-            SourceOutcome::Refused,
-            why,
-        ));
-    }
-    let mail = c.fields[MATCHED_ON].trim().to_string();
+    let mail = match address(&c.fields) {
+        Ok(m) => m,
+        Err(why) => {
+            return Ok(answer(
+                &c.guid,
+                mine.as_ref().map(|s| s.id.as_str()),
+                SourceOutcome::Refused,
+                why,
+            ));
+        }
+    };
     let holder = by_mail(tx, domain, &mail)?;
     // The address is another contact's: a live one keeps it; a deleted one gives it up.
     if let Some(h) = &holder
