@@ -172,9 +172,10 @@ enum Command {
     /// Import the users and security groups under the Root User container into the cloud,
     /// each linked to its AD object (which the agent then manages). Safe to run again.
     Import(ImportArgs),
-    /// AD as a source (first part): send what changed in AD's users since the cloud's cursor
-    /// to the cloud, once (DirSync, resumed from the cursor the cloud keeps). Users deleted in
-    /// AD or out of the scope are suspended in the cloud and kept 30 days.
+    /// AD as a source: send what changed in AD's users, groups and contacts since the cloud's
+    /// cursor to the cloud, once (DirSync, or uSNChanged where the DC refuses it, resumed from
+    /// the cursor the cloud keeps). What was deleted in AD or left the scope is suspended or
+    /// marked deleted in the cloud and kept for the domain's retention (30 days by default).
     Export(ExportArgs),
     /// AD as a source: ask for a full reconciliation of AD with the cloud at the next export
     /// (the running service's next cycle; no restart). What the wizard's review mode asks.
