@@ -988,9 +988,12 @@ fn review_mode_revalidates_the_installed_config_without_a_connect_key() {
     );
     wait_for(&mut h, "the review checks", |h| settled(h) && passed(h));
     assert!(!has(&h, "Failed:"), "{}", screen(&h));
-    // Every check but the connect key's: the agent is enrolled already.
+    // Every check but the connect key's and the first sync's preview (read with a key): the
+    // agent is enrolled already, and nothing it leaves out keeps Install from going on.
     assert!(has(&h, "23 checks passed"), "{}", screen(&h));
     assert!(has(&h, "No connect key is checked"));
+    assert!(!has(&h, "Not ready to install"), "{}", screen(&h));
+    assert!(!has(&h, "Not checked"), "{}", screen(&h));
     // Into the pages to change a setting; the connect key page asks for no key.
     h.get_by_label("Change settings").click_accesskit();
     h.step();

@@ -259,12 +259,12 @@ pub async fn run(answers: &crate::answers::Answers) -> Report {
     let preview = if !passed(ids::LDAP_BIND) {
         CheckResult::skip(
             ids::SYNC_PREVIEW,
-            "the service account did not log on (ldap.bind), so the domain's users cannot be read",
+            "the service account did not log on, so the domain's users cannot be read",
         )
     } else if !passed(ids::CONNECT_KEY_VALID) {
         CheckResult::skip(
             ids::SYNC_PREVIEW,
-            "the connect key was not accepted (connect_key.valid), so the cloud's users cannot be read",
+            "the connect key was not accepted, so the cloud's users cannot be read",
         )
     } else {
         preview::run(answers).await

@@ -44,12 +44,12 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Shown {
         let shown: Vec<&str> = ids::ALL
             .iter()
             .copied()
-            .filter(|id| !(s.upgrade() && id.starts_with("connect_key.")))
+            .filter(|id| !(s.upgrade() && upgrade_skips(id)))
             .collect();
         if s.upgrade() {
             note(
                 ui,
-                "No connect key is checked: this agent is enrolled already.",
+                "No connect key is checked and no first-sync preview is made: this agent is enrolled and syncing already. What its next run would change: ad-sync-agent run --config FILE --dry-run.",
             );
         }
         super::preflight_checks(
@@ -70,11 +70,13 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Shown {
     export(s, ui);
     if s.installed().is_some_and(|a| a.sync.direction.from_ad()) {
         ui.separator();
-        resync(s, ui);
+        // Fixed ids: the checks above change the page's length while they run, and a screen
+        // reader's (or a test's) click must reach the button it named.
+        ui.push_id("resync", |ui| resync(s, ui));
     }
     if s.installed().is_some() {
         ui.separator();
-        remove(s, ui);
+        ui.push_id("remove", |ui| remove(s, ui));
     }
     Shown { gate, go }
 }
@@ -119,6 +121,13 @@ fn start_choice(s: &mut State, ui: &mut Ui) {
         ),
         None => {}
     }
+}
+
+/// The checks an upgrade leaves out: the connect key's (an enrolled agent has none; the key it
+/// enrolled with was used up) and the first sync's preview, which reads the cloud with that key.
+/// The agent's own `run --dry-run` previews an enrolled agent's next run.
+pub fn upgrade_skips(id: &str) -> bool {
+    id.starts_with("connect_key.") || id == ids::SYNC_PREVIEW
 }
 
 /// Review mode, AD as a source: ask the installed agent for a full reconciliation of AD with
