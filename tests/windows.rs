@@ -1598,21 +1598,7 @@ fn the_windows_build_finds_the_proxy_in_internet_options_and_winhttp() {
         b.iter().map(|x| format!("{x:02x}")).collect::<String>()
     };
     let set = |key: &str, name: &str, data: &str| {
-        let out = host.wine(
-            &[
-                "reg",
-                "add",
-                key,
-                "/v",
-                name,
-                "/t",
-                "REG_BINARY",
-                "/d",
-                data,
-                "/f",
-            ],
-            Duration::from_secs(60),
-        );
+        let out = host.reg_add(&[key, "/v", name, "/t", "REG_BINARY", "/d", data, "/f"]);
         assert!(out.status.success(), "reg add: {}", text(&out));
     };
     set(

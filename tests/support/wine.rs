@@ -200,10 +200,7 @@ impl WinHost {
     fn secur32_load_order(&self, order: &str) {
         for exe in SECUR32_USERS {
             let key = format!(r"HKCU\Software\Wine\AppDefaults\{exe}\DllOverrides");
-            let out = self.wine(
-                &["reg", "add", &key, "/v", "secur32", "/d", order, "/f"],
-                Duration::from_secs(60),
-            );
+            let out = self.reg_add(&[&key, "/v", "secur32", "/d", order, "/f"]);
             assert!(
                 out.status.success(),
                 "setting secur32's load order for {exe} failed: {}",
@@ -220,10 +217,7 @@ impl WinHost {
 
     /// Which DLLs CertVerifyRevocation asks, in the machine's registry.
     fn revocation_providers(&self, dlls: &str) {
-        let out = self.wine(
-            &[
-                "reg",
-                "add",
+        let out = self.reg_add(&[
                 r"HKLM\Software\Microsoft\Cryptography\OID\EncodingType 1\CertDllVerifyRevocation\DEFAULT",
                 "/v",
                 "Dll",
@@ -232,14 +226,30 @@ impl WinHost {
                 "/d",
                 dlls,
                 "/f",
-            ],
-            Duration::from_secs(60),
-        );
+        ]);
         assert!(
             out.status.success(),
             "setting the revocation providers failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
+    }
+
+    /// `reg add <args>` in this machine's registry, tried up to three times: under a loaded
+    /// machine Wine's `reg` has exited 1 with no output once while wineserver was still
+    /// saving the registry of the previous command (a CI rehearsal); a refusal that repeats
+    /// is returned as it is.
+    pub fn reg_add(&self, args: &[&str]) -> Output {
+        let mut all = vec!["reg", "add"];
+        all.extend_from_slice(args);
+        let mut out = self.wine(&all, Duration::from_secs(60));
+        for _ in 0..2 {
+            if out.status.success() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(2));
+            out = self.wine(&all, Duration::from_secs(60));
+        }
+        out
     }
 
     /// A command run in this machine: `wine64 <args>`.
