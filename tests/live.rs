@@ -914,6 +914,8 @@ fn check_fails_a_key_for_another_domain_a_used_key_and_an_untrusted_cloud() {
 fn the_directory_pickers_read_one_level_as_the_service_account() {
     use ad_sync::directory::browse::{Kind, Offer};
     use ad_sync::preflight::browse::level;
+    // The test bed starts outside this test's runtime (its setup runs one of its own).
+    let _ = bed();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -995,48 +997,45 @@ fn the_directory_pickers_read_one_level_as_the_service_account() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(odd.nodes.is_empty(), "{odd:?}");
 
-    // The sync group's picker: the security group can be chosen, the distribution group not.
-    let groups = rt
-        .block_on(level(
-            &answers,
-            Some(testbed::OU_STAFF),
-            Offer::Groups,
-            "",
-            2000,
-        ))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let find = |name: &str| {
-        groups
-            .nodes
-            .iter()
-            .find(|n| n.name == name)
-            .unwrap_or_else(|| panic!("{name} missing from {groups:?}"))
+    // What a level under `base` (named like `name`) offers, node by node: (name, kind, why not).
+    let read = |base: &str, offer: Offer, name: &str| {
+        let l = rt
+            .block_on(level(&answers, Some(base), offer, name, 2000))
+            .unwrap_or_else(|e| panic!("{e}"));
+        l.nodes
+            .into_iter()
+            .map(|n| (n.name, n.kind, n.unpickable))
+            .collect::<Vec<_>>()
     };
-    assert_eq!(find("Cloud Groups").kind, Kind::Group { security: true });
-    assert_eq!(find("Cloud Groups").unpickable, None);
+    let why = |nodes: &[(String, Kind, Option<String>)], name: &str| {
+        nodes
+            .iter()
+            .find(|n| n.0 == name)
+            .unwrap_or_else(|| panic!("{name} missing from {nodes:?}"))
+            .2
+            .clone()
+            .unwrap_or_default()
+    };
+    // The sync group's picker: the security group can be chosen, the distribution group not.
+    let groups = read(testbed::OU_STAFF, Offer::Groups, "");
     assert!(
-        find("Mailing List")
-            .unpickable
-            .as_deref()
-            .is_some_and(|w| w.contains("distribution group"))
+        groups
+            .iter()
+            .any(|n| n.0 == "Cloud Groups" && n.1 == Kind::Group { security: true })
     );
+    assert_eq!(why(&groups, "Cloud Groups"), "");
+    assert!(why(&groups, "Mailing List").contains("distribution group"));
     // Domain Users is a built-in group of the domain: listed under CN=Users, never pickable.
-    let builtin = rt
-        .block_on(level(
-            &answers,
-            Some("CN=Users,DC=example,DC=com"),
-            Offer::Groups,
-            "Domain Users",
-            2000,
-        ))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        builtin.nodes.iter().any(|n| n.name == "Domain Users"
-            && n.unpickable
-                .as_deref()
-                .is_some_and(|w| w.contains("built-in"))),
-        "{builtin:?}"
-    );
+    let users = "CN=Users,DC=example,DC=com";
+    let builtin = read(users, Offer::Groups, "Domain Users");
+    assert!(why(&builtin, "Domain Users").contains("built-in"));
+    // The scope's group picker (AD as a source): a built-in group only selects its members,
+    // so it can be chosen there; a distribution group still cannot.
+    let scope = read(users, Offer::ScopeGroups, "Domain Users");
+    assert_eq!(why(&scope, "Domain Users"), "");
+    let scope = read(testbed::OU_STAFF, Offer::ScopeGroups, "");
+    assert_eq!(why(&scope, "Cloud Groups"), "");
+    assert!(why(&scope, "Mailing List").contains("the scope takes security groups"));
 
     // Logged on as the service account: a wrong password reads as the bind check says it.
     let mut bad = Spec::good().user(accounts::TYPO);

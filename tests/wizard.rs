@@ -1468,7 +1468,7 @@ impl ad_sync::wizard::backend::Backend for Fixed {
                 ),
                 node("CN=Users,DC=example,DC=com", "Users", Kind::Container, None),
             ],
-            (_, Offer::Groups) => vec![
+            (_, Offer::Groups | Offer::ScopeGroups) => vec![
                 node(
                     &format!("OU=Contractors,{base}"),
                     "Contractors",
@@ -1485,9 +1485,11 @@ impl ad_sync::wizard::backend::Backend for Fixed {
                     &format!("CN=Mailing List,{base}"),
                     "Mailing List",
                     Kind::Group { security: false },
-                    Some(
-                        "a distribution group: it has no security identity, so AD cannot grant access through it; choose a security group",
-                    ),
+                    Some(if offer == Offer::ScopeGroups {
+                        "a distribution group: the scope takes security groups"
+                    } else {
+                        "a distribution group: it has no security identity, so AD cannot grant access through it; choose a security group"
+                    }),
                 ),
             ],
             _ => vec![node(
@@ -2047,6 +2049,77 @@ fn ad_as_a_source_adds_the_scope_and_map_page_and_review_lists_them() {
     results.extend_harness(&mut h);
     unfold_passed(&mut h);
     assert!(has(&h, "the scope selects 1,240 users"), "{}", screen(&h));
+    // The scope picked from the directory: a click adds a container to the typed list, a
+    // click on a listed one (highlighted, in whatever spelling it was typed) takes it out.
+    let value = |h: &H, label: &str| h.get_by_label(label).value().unwrap_or_default();
+    let containers = "Containers (one DN per line)";
+    let selected = |h: &H, name: &str| {
+        // egui gives a chosen node (a selectable button) AccessKit's toggled state.
+        h.query_all_by_label(name)
+            .any(|n| n.accesskit_node().toggled() == Some(egui::accesskit::Toggled::True))
+    };
+    wait_for(&mut h, "the containers' tree", |h| {
+        h.query_by_label("Computers").is_some()
+    });
+    assert!(selected(&h, "Staff"), "the typed container is highlighted");
+    assert!(!selected(&h, "Computers"));
+    // The page was left scrolled to its end; a node's scroll_to_me only moves the tree's own
+    // area, so the page is brought back to the tree first (as a mouse wheel would).
+    h.get_by_label("Filter containers to send by name")
+        .scroll_to_me();
+    h.run_steps(4);
+    click(&mut h, "Computers");
+    h.run_steps(3);
+    assert_eq!(
+        value(&h, containers),
+        "OU=Staff;DC=example;DC=com\nCN=Computers,DC=example,DC=com"
+    );
+    assert!(selected(&h, "Computers"));
+    click(&mut h, "Staff");
+    h.run_steps(3);
+    assert_eq!(value(&h, containers), "CN=Computers,DC=example,DC=com");
+    assert!(!selected(&h, "Staff"));
+    // The groups' tree, folded while no group is listed: a security group is added, a
+    // distribution group cannot be and says why.
+    click(&mut h, "Pick security groups from the directory");
+    h.run_steps(3);
+    wait_for(&mut h, "the groups' tree", |h| {
+        h.query_all_by_label("Expand Staff").count() == 2
+    });
+    // The second Staff is the groups' tree's (drawn below the containers').
+    h.query_all_by_label("Expand Staff")
+        .last()
+        .unwrap_or_else(|| panic!("no Staff in the groups' tree"))
+        .click_accesskit();
+    wait_for(&mut h, "the groups under Staff", |h| has(h, "Cloud Groups"));
+    assert!(
+        has(&h, "a distribution group: the scope takes security groups"),
+        "{}",
+        screen(&h)
+    );
+    assert!(
+        h.get_by_label("Mailing List")
+            .accesskit_node()
+            .is_disabled()
+    );
+    click(&mut h, "Cloud Groups");
+    h.run_steps(3);
+    let groups = "Only members of these security groups (optional, nested membership counts)";
+    assert_eq!(
+        value(&h, groups),
+        "CN=Cloud Groups,OU=Staff,DC=example,DC=com"
+    );
+    // The arrow keys move through the tree without choosing (several can be chosen).
+    h.get_by_label("Cloud Groups").focus();
+    h.run_steps(2);
+    h.key_press(egui::Key::ArrowUp);
+    h.run_steps(4);
+    assert_eq!(
+        value(&h, groups),
+        "CN=Cloud Groups,OU=Staff,DC=example,DC=com"
+    );
+    set(&mut h, groups, "");
+    set(&mut h, containers, "OU=Staff;DC=example;DC=com");
     // A filter without parentheses is named on the page, and Next waits.
     set(
         &mut h,

@@ -341,6 +341,37 @@ pub struct SourceForm {
     pub change_detection: answers::ChangeDetection,
 }
 
+/// The DNs a list field (one per line) names, those that read as DNs; `default` when it
+/// names none (what an empty list means).
+pub fn listed_dns(text: &str, default: Option<&str>) -> Vec<ad_sync_core::dn::Dn> {
+    let parse = |t: &str| ad_sync_core::dn::Dn::parse(t).ok().map(|p| p.dn);
+    let listed: Vec<_> = lines(text).iter().filter_map(|l| parse(l)).collect();
+    if listed.is_empty() && lines(text).is_empty() {
+        return default.and_then(parse).into_iter().collect();
+    }
+    listed
+}
+
+/// A list field (one DN per line) after `dn` was chosen in its tree: taken out when a line
+/// names it already (in whatever spelling it was typed), else added as the last line. The
+/// other lines stay as they were typed.
+pub fn toggle_dn(text: &str, dn: &str) -> String {
+    let Ok(picked) = ad_sync_core::dn::Dn::parse(dn) else {
+        return text.to_string();
+    };
+    let all = lines(text);
+    let kept: Vec<String> = all
+        .iter()
+        .filter(|l| !ad_sync_core::dn::Dn::parse(l).is_ok_and(|p| p.dn.same_as(&picked.dn)))
+        .cloned()
+        .collect();
+    let mut out = kept.clone();
+    if kept.len() == all.len() {
+        out.push(dn.to_string());
+    }
+    out.join("\n")
+}
+
 fn lines(t: &str) -> Vec<String> {
     t.lines()
         .map(str::trim)
@@ -456,6 +487,52 @@ mod tests {
             sync_group_dn: "CN=Cloud Groups;CN=Users;DC=example;DC=com".into(),
             ..Form::default()
         }
+    }
+
+    /// The scope's lists with their trees: a click adds a DN, a click on one listed (in any
+    /// spelling) takes it out, and what was typed stays as typed.
+    #[test]
+    fn a_tree_click_adds_or_takes_out_one_dn_of_a_list() {
+        let staff = "OU=Staff,DC=example,DC=com";
+        let table = [
+            // (the list, the DN clicked, the list after)
+            ("", staff, staff.to_string()),
+            (
+                "CN=Users;DC=example;DC=com",
+                staff,
+                format!("CN=Users;DC=example;DC=com\n{staff}"),
+            ),
+            ("ou=staff;dc=EXAMPLE;dc=com", staff, String::new()),
+            (
+                "  OU=Sales,DC=example,DC=com \n\nou=Staff,DC=example,DC=com\n",
+                staff,
+                "OU=Sales,DC=example,DC=com".to_string(),
+            ),
+            // Not a DN: nothing changes.
+            (
+                "OU=Sales,DC=example,DC=com",
+                "not a dn",
+                "OU=Sales,DC=example,DC=com".into(),
+            ),
+        ];
+        for (list, dn, want) in table {
+            assert_eq!(toggle_dn(list, dn), want, "{list:?} + {dn}");
+        }
+        let names =
+            |v: Vec<ad_sync_core::dn::Dn>| v.iter().map(|d| d.to_comma_form()).collect::<Vec<_>>();
+        let root = Some("CN=Users;DC=example;DC=com");
+        // Empty: what an empty list means is highlighted (the Root User container).
+        assert_eq!(
+            names(listed_dns(" \n", root)),
+            ["CN=Users,DC=example,DC=com"]
+        );
+        assert_eq!(names(listed_dns("", None)), Vec::<String>::new());
+        // Typed lines, only those that read as DNs; a list of typos is not the default.
+        assert_eq!(
+            names(listed_dns("OU=Staff;DC=example;DC=com\nnonsense", root)),
+            ["OU=Staff,DC=example,DC=com"]
+        );
+        assert_eq!(names(listed_dns("nonsense", root)), Vec::<String>::new());
     }
 
     /// An upgrade keeps AD as a source's settings: the config's [source] and [mapping] come

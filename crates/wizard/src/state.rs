@@ -63,6 +63,9 @@ pub struct State {
 pub struct Trees {
     pub root: crate::tree::Tree,
     pub group: crate::tree::Tree,
+    /// AD as a source: the scope's containers, and the groups whose members it sends.
+    pub source_containers: crate::tree::Tree,
+    pub source_groups: crate::tree::Tree,
     /// `CN=Users` of the bound domain was put in the empty field once (never again, so a
     /// field the administrator emptied stays empty).
     pub root_proposed: bool,
@@ -74,6 +77,8 @@ impl Default for Trees {
         Trees {
             root: crate::tree::Tree::new(Offer::Containers),
             group: crate::tree::Tree::new(Offer::Groups),
+            source_containers: crate::tree::Tree::multi(Offer::Containers),
+            source_groups: crate::tree::Tree::multi(Offer::ScopeGroups),
             root_proposed: false,
         }
     }

@@ -30,12 +30,16 @@ pub struct Tree {
     expanded: HashSet<String>,
     limits: HashMap<String, usize>,
     pub filter: String,
-    /// The DN whose ancestors were opened to show it (once per value).
-    revealed: Option<String>,
+    /// The DNs whose ancestors were opened to show them (once per value).
+    revealed: HashSet<String>,
     /// The node an arrow key moved to: its row takes the keyboard focus when next drawn.
     focus: Option<String>,
     /// The rows in view in the last frame (to scroll a node moved to into view).
     visible: std::ops::Range<usize>,
+    /// Several nodes can be chosen (a list field): a click, Space or Enter chooses or unchooses
+    /// a node, and the arrow keys only move (as in a Windows list with several selections,
+    /// where moving never changes the selection).
+    pub multi: bool,
 }
 
 /// A node the keyboard can reach, in the order the tree shows them.
@@ -138,8 +142,8 @@ enum Row {
 }
 
 /// What a level's read depends on: the DC, the connection and the account (and, on a DC
-/// install, the domain, which completes this host's name). Picking a container, typing a DN or changing a policy
-/// must not read the tree again.
+/// install, the domain, which completes this host's name). Picking a container, typing a DN,
+/// changing a policy or the scope the trees fill must not read the tree again.
 fn reader(answers: &Answers) -> Answers {
     let mut a = answers.clone();
     a.directory.root_user_dn = if a.server.dc_host.is_some() {
@@ -155,6 +159,8 @@ fn reader(answers: &Answers) -> Answers {
     a.directory.sync_group_dn = None;
     a.cloud = None;
     a.sync = Default::default();
+    a.source = None;
+    a.mapping = Default::default();
     a.install = None;
     a
 }
@@ -171,9 +177,18 @@ impl Tree {
             expanded: HashSet::new(),
             limits: HashMap::new(),
             filter: String::new(),
-            revealed: None,
+            revealed: HashSet::new(),
             focus: None,
             visible: 0..0,
+            multi: false,
+        }
+    }
+
+    /// A tree from which several nodes are chosen (`multi`).
+    pub fn multi(offer: Offer) -> Tree {
+        Tree {
+            multi: true,
+            ..Tree::new(offer)
         }
     }
 
@@ -224,10 +239,9 @@ impl Tree {
     /// Opens every container between the start and `dn`, so a value already in the field shows
     /// in the tree.
     fn reveal(&mut self, dn: &str, top: &str) {
-        if self.revealed.as_deref() == Some(dn) {
+        if !self.revealed.insert(key(dn)) {
             return;
         }
-        self.revealed = Some(dn.to_string());
         let (Ok(target), Ok(top)) = (Dn::parse(dn), Dn::parse(top)) else {
             return;
         };
@@ -317,7 +331,7 @@ impl Tree {
                     depth: 0,
                     container: false,
                     open: true,
-                    pickable: self.offer != Offer::Groups,
+                    pickable: !self.groups(),
                 }),
                 _ => None,
             })
@@ -332,14 +346,19 @@ impl Tree {
         }
     }
 
-    /// Draws the filter box and the tree; `selected` is the field's current DN (highlighted).
-    /// `label` names the tree for screen readers and tests.
+    /// Whether it offers groups (the level above them cannot be picked).
+    fn groups(&self) -> bool {
+        matches!(self.offer, Offer::Groups | Offer::ScopeGroups)
+    }
+
+    /// Draws the filter box and the tree; `selected` are the field's current DNs (highlighted,
+    /// and the way to each opened). `label` names the tree for screen readers and tests.
     pub fn ui(
         &mut self,
         ui: &mut Ui,
         v: &mut Validator,
         answers: &Answers,
-        selected: Option<&Dn>,
+        selected: &[Dn],
         label: &str,
     ) -> Picked {
         let mut out = Picked::default();
@@ -351,8 +370,10 @@ impl Tree {
         );
         let start = self.start.clone();
         // Open the way to the field's value before this frame's levels are asked for.
-        if let (Some(base), Some(sel)) = (self.top(v).map(|l| l.base.clone()), selected) {
-            self.reveal(&sel.to_comma_form(), &base);
+        if let Some(base) = self.top(v).map(|l| l.base.clone()) {
+            for sel in selected {
+                self.reveal(&sel.to_comma_form(), &base);
+            }
         }
         let mut rows = vec![Row::Top];
         self.walk(v, answers, start.as_deref(), 1, &mut rows);
@@ -402,7 +423,9 @@ impl Tree {
                     };
                     match arrow(&nav, at, k) {
                         Nav::Pick(i) => {
-                            out.dn = Some(nav[i].dn.clone());
+                            if !self.multi {
+                                out.dn = Some(nav[i].dn.clone());
+                            }
                             self.focus = Some(nav[i].dn.clone());
                         }
                         Nav::Toggle(i) => {
@@ -443,7 +466,7 @@ impl Tree {
         ui: &mut Ui,
         v: &Validator,
         row: &Row,
-        selected: Option<&Dn>,
+        selected: &[Dn],
         actions: &mut Vec<Action>,
     ) {
         let indent = |ui: &mut Ui, depth: usize| ui.add_space(18.0 * depth as f32);
@@ -470,7 +493,8 @@ impl Tree {
                             }
                             _ => Kind::Container,
                         },
-                        unpickable: (self.offer == Offer::Groups)
+                        unpickable: self
+                            .groups()
                             .then(|| "the container the groups are listed from".to_string()),
                     };
                     self.node_row(ui, &node, None, selected, actions);
@@ -522,7 +546,7 @@ impl Tree {
                 indent(ui, *depth);
                 let what = match (self.offer, self.filter.trim().is_empty()) {
                     (Offer::Containers, true) => "(no OUs or containers here)",
-                    (Offer::Groups, true) => "(no groups or containers here)",
+                    (Offer::Groups | Offer::ScopeGroups, true) => "(no groups or containers here)",
                     (_, false) => "(nothing here matches the filter)",
                 };
                 ui.label(RichText::new(what).weak());
@@ -550,7 +574,7 @@ impl Tree {
         ui: &mut Ui,
         n: &Node,
         open: Option<bool>,
-        selected: Option<&Dn>,
+        selected: &[Dn],
         actions: &mut Vec<Action>,
     ) {
         match open {
@@ -568,8 +592,7 @@ impl Tree {
             }
             None => {}
         }
-        let is_selected =
-            selected.is_some_and(|s| Dn::parse(&n.dn).map(|p| p.dn.same_as(s)).unwrap_or(false));
+        let is_selected = Dn::parse(&n.dn).is_ok_and(|p| selected.iter().any(|s| p.dn.same_as(s)));
         let pick = ui.add_enabled(
             n.unpickable.is_none(),
             egui::Button::selectable(is_selected, n.name.as_str()),
@@ -616,6 +639,42 @@ enum Action {
     More(Option<String>, Slot),
     Retry(Slot),
     Cancel(Slot),
+}
+
+#[cfg(test)]
+mod reads {
+    use super::*;
+
+    /// What a level is read with does not change with what the trees fill or the pages after
+    /// them set: picking a scope container must not read the tree again (it did, once).
+    #[test]
+    fn a_level_is_read_with_the_connection_and_the_account_only() {
+        let form = crate::form::Form {
+            dc_host: "dc1.example.com".into(),
+            root_user_dn: "OU=Staff;DC=example;DC=com".into(),
+            ..Default::default()
+        };
+        let before = form.to_answers();
+        let mut changed = form.clone();
+        changed.root_user_dn = "CN=Users;DC=example;DC=com".into();
+        changed.sync_group_dn = "CN=G;CN=Users;DC=example;DC=com".into();
+        changed.source.containers = "OU=Staff;DC=example;DC=com".into();
+        changed.source.groups = "CN=Cloud Users;OU=Staff;DC=example;DC=com".into();
+        changed.sync.direction = ad_sync_core::answers::Direction::AdToCloud;
+        let after = changed.to_answers();
+        assert!(after.source.is_some(), "the scope is in the answers");
+        assert_eq!(
+            format!("{:?}", reader(&before)),
+            format!("{:?}", reader(&after))
+        );
+        // The account it reads as does change it.
+        let mut other = form.clone();
+        other.username = r"EXAMPLE\someone".into();
+        assert_ne!(
+            format!("{:?}", reader(&before)),
+            format!("{:?}", reader(&other.to_answers()))
+        );
+    }
 }
 
 #[cfg(test)]

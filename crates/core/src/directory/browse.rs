@@ -28,6 +28,10 @@ pub enum Offer {
     Containers,
     /// OUs, containers and groups (the sync group).
     Groups,
+    /// OUs, containers and groups whose members AD as a source sends (the scope's groups):
+    /// any security group, built-in and protected ones too, as a scope group only selects
+    /// users and nothing is ever written to it.
+    ScopeGroups,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +95,7 @@ pub fn filter(offer: Offer, name: &str) -> String {
     let containers = "(objectClass=organizationalUnit)(objectClass=container)";
     let kinds = match offer {
         Offer::Containers => format!("(|{containers})"),
-        Offer::Groups => format!("(|{containers}(objectClass=group))"),
+        Offer::Groups | Offer::ScopeGroups => format!("(|{containers}(objectClass=group))"),
     };
     let name = name.trim();
     let named = if name.is_empty() {
@@ -138,8 +142,11 @@ pub fn node(e: &SearchEntry, offer: Offer) -> Option<Node> {
         (Offer::Groups, Kind::Group { .. }) if protected => Some(
             "a protected group (adminCount=1, a member of an administrative group now or before): choose an ordinary security group".into(),
         ),
-        (Offer::Groups, Kind::Group { .. }) | (Offer::Containers, _) => None,
-        (Offer::Groups, _) => Some(format!("a {}, not a group", kind.words())),
+        (Offer::ScopeGroups, Kind::Group { security: false }) => Some(
+            "a distribution group: the scope takes security groups".into(),
+        ),
+        (Offer::Groups | Offer::ScopeGroups, Kind::Group { .. }) | (Offer::Containers, _) => None,
+        (Offer::Groups | Offer::ScopeGroups, _) => Some(format!("a {}, not a group", kind.words())),
     };
     Some(Node {
         dn: e.dn.clone(),
@@ -319,6 +326,16 @@ mod tests {
             why(&distribution, Offer::Groups).is_some_and(|w| w.contains("distribution group"))
         );
         assert!(why(&builtin, Offer::Groups).is_some_and(|w| w.contains("built-in")));
+        // A scope group only selects users: built-in and protected ones may select them,
+        // a distribution group may not (the scope's check refuses it the same way).
+        assert_eq!(why(&security, Offer::ScopeGroups), None);
+        assert_eq!(why(&builtin, Offer::ScopeGroups), None);
+        assert!(
+            why(&distribution, Offer::ScopeGroups)
+                .is_some_and(|w| w.contains("the scope takes security groups"))
+        );
+        assert!(why(&ou, Offer::ScopeGroups).is_some_and(|w| w.contains("not a group")));
+        assert_eq!(why(&protected, Offer::ScopeGroups), None);
         assert!(why(&protected, Offer::Groups).is_some_and(|w| w.contains("adminCount=1")));
         assert_eq!(
             node(&distribution, Offer::Groups).map(|n| n.kind),

@@ -45,7 +45,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     let picked = s
         .trees
         .root
-        .ui(ui, &mut s.validator, &answers, dn.as_ref(), "containers");
+        .ui(ui, &mut s.validator, &answers, dn.as_slice(), "containers");
     if let Some(chosen) = picked.dn {
         s.form.root_user_dn = chosen;
     } else if let Some(top) = s.trees.root.top(&s.validator)

@@ -23,22 +23,76 @@ fn lines_field(ui: &mut Ui, label: &str, value: &mut String, hint: &str) {
     .labelled_by(l.id);
 }
 
+/// Which of the scope's lists a tree fills.
+#[derive(Clone, Copy)]
+enum List {
+    Containers,
+    Groups,
+}
+
+/// The directory under a list field: a click (or Space) on a node adds its DN to the list, on
+/// one listed takes it out; the listed ones are highlighted and the way to each is opened.
+/// Shown once the service account's password is known (the tree reads as that account).
+fn picker(s: &mut State, ui: &mut Ui, list: List) {
+    if s.form.password.is_empty() {
+        return;
+    }
+    let answers = s.form.to_answers();
+    let root = s.form.root_user_dn.trim().to_string();
+    let groups_listed = !s.form.source.groups.trim().is_empty();
+    let (tree, value, default, label, open) = match list {
+        List::Containers => (
+            &mut s.trees.source_containers,
+            &mut s.form.source.containers,
+            Some(root.as_str()),
+            "containers to send",
+            true,
+        ),
+        List::Groups => (
+            &mut s.trees.source_groups,
+            &mut s.form.source.groups,
+            None,
+            "scope groups",
+            groups_listed,
+        ),
+    };
+    let title = match list {
+        List::Containers => "Pick containers from the directory",
+        List::Groups => "Pick security groups from the directory",
+    };
+    egui::CollapsingHeader::new(title)
+        .default_open(open)
+        .show(ui, |ui| {
+            note(
+                ui,
+                "Click one to add it to the list above; click a highlighted one to take it out.",
+            );
+            let listed = crate::form::listed_dns(value, default);
+            let picked = tree.ui(ui, &mut s.validator, &answers, &listed, label);
+            if let Some(dn) = picked.dn {
+                *value = crate::form::toggle_dn(value, &dn);
+            }
+        });
+}
+
 pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
     ui.label("Choose which AD users and groups are sent to the cloud (each group with its members), and which AD attribute fills each cloud field. Passwords are never sent. The security groups and the filter below select users; groups are chosen by the containers alone.");
     let root = s.form.root_user_dn.trim().to_string();
-    let src = &mut s.form.source;
     lines_field(
         ui,
         "Containers (one DN per line)",
-        &mut src.containers,
+        &mut s.form.source.containers,
         &format!("{root} (the Root User container, when empty)"),
     );
+    picker(s, ui, List::Containers);
     lines_field(
         ui,
         "Only members of these security groups (optional, nested membership counts)",
-        &mut src.groups,
+        &mut s.form.source.groups,
         "CN=Cloud Users;OU=Groups;DC=example;DC=com",
     );
+    picker(s, ui, List::Groups);
+    let src = &mut s.form.source;
     let l = ui.label("Only users matching this LDAP filter (optional)");
     ui.add(
         egui::TextEdit::singleline(&mut src.filter)

@@ -31,7 +31,7 @@ pub fn ui(s: &mut State, ui: &mut Ui) -> Gate {
             let picked = s
                 .trees
                 .group
-                .ui(ui, &mut s.validator, &answers, dn.as_ref(), "groups");
+                .ui(ui, &mut s.validator, &answers, dn.as_slice(), "groups");
             if let Some(chosen) = picked.dn {
                 s.form.sync_group_dn = chosen;
             }
