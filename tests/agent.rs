@@ -3401,6 +3401,17 @@ fn a_user_from_one_forest_reaches_another_through_the_cloud() {
     let (code, report, text) = env.export(&[]);
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(report["created"], 2, "{text}");
+    // Where its time went, by phase (the bench reads these).
+    for phase in [
+        "heartbeat_ms",
+        "connect_ms",
+        "account_ms",
+        "cursor_ms",
+        "changes_ms",
+        "reconcile_ms",
+    ] {
+        assert!(report["took"][phase].is_u64(), "{phase}: {text}");
+    }
 
     // B: the user and the group arrive; the user is disabled until B gives it a password.
     run_b();

@@ -18,6 +18,19 @@ pub fn start(
     crate::testbed::Testbed,
     crate::cloud::CloudServer,
 ) {
+    start_with(name, domain, &[])
+}
+
+/// The same, with the reference cloud started with `cloud_args` too.
+pub fn start_with(
+    name: &str,
+    domain: &str,
+    cloud_args: &[&str],
+) -> (
+    std::path::PathBuf,
+    crate::testbed::Testbed,
+    crate::cloud::CloudServer,
+) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/{name}"));
     // A leftover from an earlier run, or nothing.
     let _ = std::fs::remove_dir_all(&root);
@@ -36,7 +49,7 @@ pub fn start(
             std::process::exit(2);
         }
     };
-    let server = crate::cloud::CloudServer::start(name, &[]);
+    let server = crate::cloud::CloudServer::start(name, cloud_args);
     server.admin_ok(&["domain", "add", domain]);
     (root, bed, server)
 }

@@ -74,6 +74,30 @@ pub struct ExportReport {
     /// read is the first, and sent everything in the scope whole.
     #[serde(skip)]
     first_ever: bool,
+    /// Where the run's time went, in milliseconds (for the log, `--json` and the bench).
+    pub took: Took,
+}
+
+/// An export's time by phase, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Took {
+    /// The heartbeat before it (`ad-sync-agent export`; the service's own is not counted).
+    pub heartbeat_ms: u64,
+    /// Connecting to the DC and logging on.
+    pub connect_ms: u64,
+    /// Finding the service account (never exported).
+    pub account_ms: u64,
+    /// Asking the cloud where it stands (its cursor; on a first export, what it holds).
+    pub cursor_ms: u64,
+    /// Reading AD's changes and sending them, page by page.
+    pub changes_ms: u64,
+    /// The full reconciliation, when one ran.
+    pub reconcile_ms: u64,
+}
+
+/// Milliseconds since `t`.
+pub fn ms(t: std::time::Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What only the DC can say about one user: whether it is a member of a scope group, however
@@ -1103,6 +1127,7 @@ pub async fn export(
     let mapping = rules.mapping;
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
+    let asked = std::time::Instant::now();
     let cursor: SourceCursor = link
         .client
         .source_cursor(link.credential)
@@ -1133,6 +1158,8 @@ pub async fn export(
         first_ever,
         ..ExportReport::default()
     };
+    report.took.cursor_ms = ms(asked);
+    let reading = std::time::Instant::now();
     send_approved(link, threshold, &mut report).await?;
     let mut watched: Vec<&str> = WATCHED.to_vec();
     for a in mapping
@@ -1204,6 +1231,7 @@ pub async fn export(
         pager.end_of_page(usn::cookie(read.highest)).await?;
     }
     pager.report.reader = reader;
+    pager.report.took.changes_ms = ms(reading);
     Ok((pager.report, pager.sent_whole))
 }
 
@@ -1399,6 +1427,8 @@ pub struct ExportOptions {
     pub resync: bool,
     /// Allow this many suspensions in this run, above the deletion threshold.
     pub allow: Option<usize>,
+    /// The heartbeat that came just before it, in milliseconds (the report's `took`).
+    pub heartbeat_ms: u64,
 }
 
 /// How often the full reconciliation runs by itself (besides the first sync, a lost or
@@ -1503,10 +1533,13 @@ pub async fn export_configured(
         scope.named = opts.named.clone();
     }
     let mapping = Mapping::from_config(&agent.answers.mapping)?;
+    let connecting = std::time::Instant::now();
     let ad = Ad::connect(&agent.answers, &agent.password)
         .await
         .map_err(|e| e.to_string())?;
+    let connect_ms = ms(connecting);
     let r = async {
+        let finding = std::time::Instant::now();
         let account = ad_sync_core::directory::bind::AccountName::parse(
             &agent.answers.service_account.username,
         )
@@ -1523,6 +1556,7 @@ pub async fn export_configured(
             )
         })?);
         scope.check()?;
+        let account_ms = ms(finding);
         let dc = agent
             .answers
             .connect_options(Some(&ad.scope.dns_domain))
@@ -1555,6 +1589,9 @@ pub async fn export_configured(
             .is_some_and(|s| s.change_detection == ad_sync_core::answers::ChangeDetection::Usn);
         let (mut report, sent) =
             export(&ad, &mut link, &mut rules, &mut threshold, forced_usn).await?;
+        report.took.heartbeat_ms = opts.heartbeat_ms;
+        report.took.connect_ms = connect_ms;
+        report.took.account_ms = account_ms;
         let now = ad_sync_core::time_fmt::now_unix();
         if report.full {
             // The cloud's cursor now stands past a full read: until a reconciliation finishes,
@@ -1576,6 +1613,7 @@ pub async fn export_configured(
                 report.reconciled = true;
                 report.read = sent.len();
             } else {
+                let reconciling = std::time::Instant::now();
                 reconcile(
                     &ad,
                     &mut link,
@@ -1585,6 +1623,7 @@ pub async fn export_configured(
                     &mut report,
                 )
                 .await?;
+                report.took.reconcile_ms = ms(reconciling);
             }
             state
                 .record_reconcile(&crate::state::Reconciled {

@@ -789,8 +789,15 @@ impl Agent {
             tracing::warn!("the export's outcome could not be recorded for `status`: {e}");
         }
         if let Ok(rep) = &r {
+            let t = &rep.took;
             tracing::info!(
                 full = rep.full,
+                heartbeat_ms = t.heartbeat_ms,
+                connect_ms = t.connect_ms,
+                account_ms = t.account_ms,
+                cursor_ms = t.cursor_ms,
+                changes_ms = t.changes_ms,
+                reconcile_ms = t.reconcile_ms,
                 "AD to the cloud: {} changed user(s), group(s) and contact(s): {} created, {} updated, {} suspended, {} restored, {} refused",
                 rep.changed,
                 rep.created,
@@ -914,7 +921,9 @@ impl Agent {
             // is made for: nothing of it was committed, and the next start resumes it.
             let step = async {
                 let health = Some(Agent::run_health(&state));
+                let beat = Instant::now();
                 let answer = self.heartbeat_with(problem.as_deref(), health).await;
+                let heartbeat_ms = export::ms(beat);
                 record_contact(
                     &mut state,
                     answer.as_ref().map(|a| a.0).map_err(|e| e.to_string()),
@@ -940,6 +949,7 @@ impl Agent {
                                     &mut state,
                                     &export::ExportOptions {
                                         resync: opts.resync && last_export_resync.is_none(),
+                                        heartbeat_ms,
                                         ..Default::default()
                                     },
                                 )

@@ -658,17 +658,20 @@ fn export(args: &ExportArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let opts = ad_sync_agent::export::ExportOptions {
+    let mut opts = ad_sync_agent::export::ExportOptions {
         containers: args.container.clone(),
         named: args.name.clone(),
         resync: args.resync,
         allow: args.allow_deletions,
+        ..Default::default()
     };
     let r = rt.block_on(async {
+        let beat = std::time::Instant::now();
         let (role, _) = agent.heartbeat(None).await.map_err(|e| e.to_string())?;
         if role != ad_sync_core::cloud::api::Role::Primary {
             return Ok(None);
         }
+        opts.heartbeat_ms = ad_sync_agent::export::ms(beat);
         agent.export_and_record(&mut state, &opts).await.map(Some)
     });
     let report = match r {

@@ -325,7 +325,49 @@ async fn open_secure(
 
 /// The connector, trusting `ca_file`'s certificates besides the system's roots, and what the
 /// file held.
+/// What a TLS connector was built from: the `ca_file` as it was on disk (its path, length and
+/// modification time), so a replaced file is read again.
+type ConnectorKey = Option<(std::path::PathBuf, u64, Option<std::time::SystemTime>)>;
+
+fn connector_key(opts: &ConnectOptions) -> ConnectorKey {
+    opts.ca_file.as_ref().map(|p| {
+        let meta = std::fs::metadata(p).ok();
+        (
+            p.clone(),
+            meta.as_ref().map_or(0, std::fs::Metadata::len),
+            meta.and_then(|m| m.modified().ok()),
+        )
+    })
+}
+
+/// The last connector built, by what it was built from. Building one reads the system's trust
+/// store (OpenSSL parses its whole bundle: 60 to 70 ms measured on these machines), which the
+/// service would otherwise pay at every cycle's connection; a connector holds only trust
+/// anchors, never a session or a secret, and connections made with it verify as a new one's.
+static CONNECTOR: std::sync::Mutex<
+    Option<(ConnectorKey, native_tls::TlsConnector, Option<String>)>,
+> = std::sync::Mutex::new(None);
+
+/// The TLS connector for `opts` (the system's roots and the `ca_file`), built once for as long
+/// as the `ca_file` stays as it is.
 fn tls_connector(
+    opts: &ConnectOptions,
+) -> Result<(native_tls::TlsConnector, Option<String>), String> {
+    let key = connector_key(opts);
+    let mut cached = CONNECTOR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((k, c, read)) = cached.as_ref()
+        && *k == key
+    {
+        return Ok((c.clone(), read.clone()));
+    }
+    let (c, read) = build_connector(opts)?;
+    *cached = Some((key, c.clone(), read.clone()));
+    Ok((c, read))
+}
+
+fn build_connector(
     opts: &ConnectOptions,
 ) -> Result<(native_tls::TlsConnector, Option<String>), String> {
     let mut builder = native_tls::TlsConnector::builder();
@@ -416,4 +458,52 @@ async fn open_ldap(
     // Every session is TLS (LDAPS, or StartTLS done by ldap3 before it answers): there is no
     // plain mode to open.
     Ok(Session::new(ldap, opts.op_timeout, true))
+}
+
+#[cfg(test)]
+mod connector {
+    use super::*;
+
+    /// The connector is built once for a `ca_file` and built again when the file is replaced:
+    /// a CA the administrator renews is read at the next connection, and one that became
+    /// unreadable is refused then, never answered from the old one.
+    #[test]
+    fn a_replaced_ca_file_is_read_again() {
+        let dir = std::env::temp_dir().join(format!("ad-sync-connector-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let ca = dir.join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let mut p =
+            rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "Test Root");
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = p.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&ca, cert.pem()).unwrap_or_else(|e| panic!("{e}"));
+        let opts = ConnectOptions {
+            host: "dc1.example.com".into(),
+            security: Security::Ldaps,
+            port: None,
+            ca_file: Some(ca.clone()),
+            allow_insecure_fallback: false,
+            connect_timeout: Duration::from_secs(5),
+            op_timeout: Duration::from_secs(5),
+        };
+        let first = connector_key(&opts);
+        let (_, read) = tls_connector(&opts).unwrap_or_else(|e| panic!("{e}"));
+        assert!(read.is_some_and(|r| r.contains("1 certificate")));
+        assert_eq!(connector_key(&opts), first, "the same file, the same key");
+        // Replaced by something that is not a certificate: read again, and refused.
+        std::fs::write(&ca, "not a certificate at all\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(connector_key(&opts), first);
+        assert!(tls_connector(&opts).is_err());
+        // No ca_file: the system's roots alone.
+        let none = ConnectOptions {
+            ca_file: None,
+            ..opts
+        };
+        assert_eq!(connector_key(&none), None);
+        assert!(tls_connector(&none).is_ok_and(|(_, read)| read.is_none()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
