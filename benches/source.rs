@@ -78,6 +78,22 @@ fn group_ldif(ou: &str, n: usize) -> String {
     text
 }
 
+/// Each phase's median in milliseconds, "name ms, …" (`took[i]` holds phase i's seconds).
+fn by_phase(phases: &[&str], took: Vec<Vec<f64>>) -> String {
+    phases
+        .iter()
+        .zip(took)
+        .map(|(p, v)| {
+            format!(
+                "{} {:.0}",
+                p.trim_end_matches("_ms"),
+                median_p95(v).0 * 1000.0
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn median_p95(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
@@ -268,21 +284,10 @@ fn main() {
         }
     }
     let (q50, _) = median_p95(quiet);
-    let parts: Vec<String> = phases
-        .iter()
-        .zip(took)
-        .map(|(p, v)| {
-            format!(
-                "{} {:.0}",
-                p.trim_end_matches("_ms"),
-                median_p95(v).0 * 1000.0
-            )
-        })
-        .collect();
     println!(
         "no-change export (whole process: start, state, heartbeat, cursor, DirSync; nothing sent, no full read): median {:.0} ms of 5; by phase (ms, medians): {}; the rest is the process's start and end",
         q50 * 1000.0,
-        parts.join(", ")
+        by_phase(&phases, took)
     );
 
     let mut one = Vec::new();
@@ -399,22 +404,15 @@ fn main() {
     }
     let sum = |l: &str| phases.iter().map(|p| field(l, p)).sum::<f64>() / 1000.0;
     let (c50, _) = median_p95(cycles.iter().map(|l| sum(l)).collect());
-    let parts: Vec<String> = phases
+    let took = phases
         .iter()
-        .map(|p| {
-            let v = cycles.iter().map(|l| field(l, p) / 1000.0).collect();
-            format!(
-                "{} {:.0}",
-                p.trim_end_matches("_ms"),
-                median_p95(v).0 * 1000.0
-            )
-        })
+        .map(|p| cycles.iter().map(|l| field(l, p) / 1000.0).collect())
         .collect();
     println!(
         "no-change cycle in the running service (heartbeat and export, every 5 s here; the first left out): median {:.0} ms of {} (goal under 200 ms); by phase (ms, medians): {}",
         c50 * 1000.0,
         cycles.len(),
-        parts.join(", ")
+        by_phase(&phases, took)
     );
     bed.stop();
 }
