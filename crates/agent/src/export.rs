@@ -1189,7 +1189,10 @@ pub async fn export(
             })?,
             None => Vec::new(),
         };
-        let mut dc = dirsync::Dc::new(ad.ldap(), &ad.domain_dn, FILTER, &watched, ad.timeout())?;
+        // Objects are read again whole by objectGUID: of DirSync's values only the member
+        // lists (whole, or added and removed) are used.
+        let mut dc = dirsync::Dc::new(ad.ldap(), &ad.domain_dn, FILTER, &watched, ad.timeout())?
+            .keeping(&["member"]);
         let p = &mut pager;
         let drained = dirsync::drain(&mut dc, &cookie, async |deltas: Vec<Delta>, answer| {
             p.changes(&deltas).await?;

@@ -292,7 +292,9 @@ pub async fn drain<P: Pages, E>(
             )
         })?;
         let answer = parse_answer(&control).map_err(DrainError::Answer)?;
-        let deltas: Vec<Delta> = entries.iter().filter_map(delta).collect();
+        // Each entry is dropped once read: a page can be a whole directory (Samba's is), and
+        // the entries and their deltas are never held side by side.
+        let deltas: Vec<Delta> = entries.into_iter().filter_map(|e| delta(&e)).collect();
         out.pages += 1;
         out.objects += deltas.len();
         let more = answer.more;
@@ -313,6 +315,18 @@ pub struct Dc<'a> {
     filter: &'a str,
     attrs: &'a [&'a str],
     timeout: Duration,
+    /// The attributes whose values the caller uses (`keeping`); `None`: all of them.
+    values: Option<&'a [&'a str]>,
+}
+
+/// Drops from `entry` the values of every attribute not named in `keep` (with or without
+/// options, `member;range=1-1` is `member`'s), `isDeleted` excepted: what a deletion is read
+/// from. The objectGUID and parentGUID (binary) stay.
+pub fn keep_values(entry: &mut SearchEntry, keep: &[&str]) {
+    entry.attrs.retain(|name, _| {
+        let base = name.split_once(';').map_or(name.as_str(), |(b, _)| b);
+        base.eq_ignore_ascii_case("isDeleted") || keep.iter().any(|k| k.eq_ignore_ascii_case(base))
+    });
 }
 
 impl<'a> Dc<'a> {
@@ -331,7 +345,17 @@ impl<'a> Dc<'a> {
             filter,
             attrs,
             timeout,
+            values: None,
         })
+    }
+
+    /// Keeps only the values of `names` in each page's entries, dropping the rest as each
+    /// entry is read: a caller that reads objects again whole (the export) needs only which
+    /// objects changed and how their links did, and a page can be a whole directory (Samba
+    /// answers DirSync in one).
+    pub fn keeping(mut self, names: &'a [&'a str]) -> Dc<'a> {
+        self.values = Some(names);
+        self
     }
 
     /// Refuses an attribute list with a secret attribute in it.
@@ -363,8 +387,18 @@ impl Pages for Dc<'_> {
             .into_iter()
             .find(|c| c.1.ctype == OID)
             .and_then(|c| c.1.val);
+        let keep = self.values;
         Ok((
-            entries.into_iter().map(SearchEntry::construct).collect(),
+            entries
+                .into_iter()
+                .map(|raw| {
+                    let mut e = SearchEntry::construct(raw);
+                    if let Some(k) = keep {
+                        keep_values(&mut e, k);
+                    }
+                    e
+                })
+                .collect(),
             control,
         ))
     }
@@ -431,6 +465,42 @@ mod tests {
         let mut trailing = good.clone();
         trailing.push(0);
         assert!(parse_answer(&trailing).is_err());
+    }
+
+    /// What the export keeps of a page (`Dc::keeping(["member"])`): a group's member list,
+    /// whole or as added and removed values, a deletion, and who the object is; nothing of
+    /// the values it reads again whole.
+    #[test]
+    fn a_page_kept_for_the_export_holds_links_deletions_and_identities_only() {
+        let mut group = entry(
+            "CN=g,OU=Staff,DC=example,DC=com",
+            1,
+            &[
+                ("description", &["a long description"]),
+                ("member", &["CN=a,OU=Staff,DC=example,DC=com"]),
+                ("Member;range=1-1", &["CN=b,OU=Staff,DC=example,DC=com"]),
+                ("member;range=0-0", &["CN=c,OU=Staff,DC=example,DC=com"]),
+            ],
+        );
+        keep_values(&mut group, &["member"]);
+        let d = delta(&group).unwrap_or_else(|| panic!("no delta"));
+        assert_eq!(d.values.keys().collect::<Vec<_>>(), ["member"]);
+        assert_eq!(d.links["Member"].added, ["CN=b,OU=Staff,DC=example,DC=com"]);
+        assert_eq!(
+            d.links["member"].removed,
+            ["CN=c,OU=Staff,DC=example,DC=com"]
+        );
+        assert_eq!(d.parent_guid.as_deref().map(str::len), Some(36));
+        let mut gone = entry(
+            "CN=u\0ADEL:x,CN=Deleted Objects,DC=example,DC=com",
+            2,
+            &[("isDeleted", &["TRUE"]), ("givenName", &["Ann"])],
+        );
+        keep_values(&mut gone, &["member"]);
+        let d = delta(&gone).unwrap_or_else(|| panic!("no delta"));
+        assert!(d.deleted);
+        assert!(!d.values.contains_key("givenName"));
+        assert!(d.dn.contains("Deleted Objects"));
     }
 
     fn entry(dn: &str, guid: u8, attrs: &[(&str, &[&str])]) -> SearchEntry {
