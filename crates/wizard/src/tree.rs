@@ -39,7 +39,7 @@ pub struct Tree {
     /// Several nodes can be chosen (a list field): a click, Space or Enter chooses or unchooses
     /// a node, and the arrow keys only move (as in a Windows list with several selections,
     /// where moving never changes the selection).
-    pub multi: bool,
+    multi: bool,
 }
 
 /// A node the keyboard can reach, in the order the tree shows them.
@@ -143,26 +143,36 @@ enum Row {
 
 /// What a level's read depends on: the DC, the connection and the account (and, on a DC
 /// install, the domain, which completes this host's name). Picking a container, typing a DN,
-/// changing a policy or the scope the trees fill must not read the tree again.
+/// changing a policy or the scope the trees fill must not read the tree again. Every field is
+/// named, none taken over by default: a new section of the answers is left out here unless
+/// it is added on purpose (the scope once was taken over, and each pick read the tree again).
 fn reader(answers: &Answers) -> Answers {
-    let mut a = answers.clone();
-    a.directory.root_user_dn = if a.server.dc_host.is_some() {
+    let root_user_dn = if answers.server.dc_host.is_some() {
         String::new()
     } else {
         // A DC install connects to this host, whose short name the domain completes.
-        Dn::parse(&a.directory.root_user_dn)
+        Dn::parse(&answers.directory.root_user_dn)
             .ok()
             .and_then(|p| p.dn.domain_dn())
             .map(|d| d.to_comma_form())
             .unwrap_or_default()
     };
-    a.directory.sync_group_dn = None;
-    a.cloud = None;
-    a.sync = Default::default();
-    a.source = None;
-    a.mapping = Default::default();
-    a.install = None;
-    a
+    Answers {
+        version: answers.version,
+        server: answers.server.clone(),
+        ldap: answers.ldap.clone(),
+        directory: ad_sync_core::answers::Directory {
+            root_user_dn,
+            sync_group_dn: None,
+        },
+        service_account: answers.service_account.clone(),
+        cloud: None,
+        sync: Default::default(),
+        source: None,
+        mapping: Default::default(),
+        install: None,
+        base_dir: answers.base_dir.clone(),
+    }
 }
 
 fn key(dn: &str) -> String {

@@ -323,8 +323,6 @@ async fn open_secure(
     }
 }
 
-/// The connector, trusting `ca_file`'s certificates besides the system's roots, and what the
-/// file held.
 /// What a TLS connector was built from: the `ca_file` as it was on disk (its path, length and
 /// modification time), so a replaced file is read again.
 type ConnectorKey = Option<(std::path::PathBuf, u64, Option<std::time::SystemTime>)>;
@@ -367,6 +365,8 @@ fn tls_connector(
     Ok((c, read))
 }
 
+/// The connector, trusting `ca_file`'s certificates besides the system's roots, and what the
+/// file held.
 fn build_connector(
     opts: &ConnectOptions,
 ) -> Result<(native_tls::TlsConnector, Option<String>), String> {

@@ -126,7 +126,7 @@ fn start_choice(s: &mut State, ui: &mut Ui) {
 /// The checks an upgrade leaves out: the connect key's (an enrolled agent has none; the key it
 /// enrolled with was used up) and the first sync's preview, which reads the cloud with that key.
 /// The agent's own `run --dry-run` previews an enrolled agent's next run.
-pub fn upgrade_skips(id: &str) -> bool {
+fn upgrade_skips(id: &str) -> bool {
     id.starts_with("connect_key.") || id == ids::SYNC_PREVIEW
 }
 
