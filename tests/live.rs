@@ -1112,22 +1112,20 @@ fn discovery_finds_the_test_dc_in_the_domains_dns() {
 fn browse_lists_one_level_as_the_service_account_and_says_what_cannot_be_chosen() {
     let answers = Spec::good().write();
     let a = answers.to_string_lossy();
-    let out = setup_cli(&[
-        "browse",
-        "--answers",
-        &a,
-        "--under",
-        "OU=Staff;DC=example;DC=com",
-        "--groups",
-        "--json",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        support::report::text(&out)
-    );
-    let v = support::report::json(&out);
+    // One level under `under` as JSON, with `extra` options; it must be read.
+    let listed = |under: &str, extra: &[&str]| {
+        let mut args = vec!["browse", "--answers", &a, "--under", under, "--json"];
+        args.extend_from_slice(extra);
+        let out = setup_cli(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            support::report::text(&out)
+        );
+        support::report::json(&out)
+    };
+    let v = listed("OU=Staff;DC=example;DC=com", &["--groups"]);
     assert_eq!(v["base"], testbed::OU_STAFF);
     let child = |name: &str| {
         v["children"]
@@ -1160,6 +1158,25 @@ fn browse_lists_one_level_as_the_service_account_and_says_what_cannot_be_chosen(
     );
     assert!(!text.contains("Cloud Groups"), "{text}");
     assert!(!text.contains(testbed::SVC_PASSWORD));
+
+    // AD as a source's scope groups, as the wizard's page offers them: a built-in group can
+    // select users, so it can be chosen there (never as the sync group, above).
+    let v = listed(
+        "CN=Users,DC=example,DC=com",
+        &["--scope-groups", "--name", "Domain Users"],
+    );
+    assert!(
+        v["children"].as_array().is_some_and(|c| c
+            .iter()
+            .any(|n| n["name"] == "Domain Users" && n["unpickable"].is_null())),
+        "{v:#}"
+    );
+    let out = setup_cli(&["browse", "--answers", &a, "--groups", "--scope-groups"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the two offers exclude each other"
+    );
 
     let out = setup_cli(&["browse", "--answers", &a, "--under", "OU=Staff,,DC=x"]);
     assert_eq!(out.status.code(), Some(2));

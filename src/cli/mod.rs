@@ -173,6 +173,10 @@ pub enum Command {
         /// List groups too (what the sync group may be), not only OUs and containers.
         #[arg(long)]
         groups: bool,
+        /// List groups too as AD as a source's scope groups may be (`[source] groups`: any
+        /// security group, built-in ones included), not as the sync group may be.
+        #[arg(long, conflicts_with = "groups")]
+        scope_groups: bool,
         /// Only children whose name contains this text (the DC filters).
         #[arg(long, value_name = "TEXT", default_value = "")]
         name: String,
@@ -278,9 +282,18 @@ pub fn run(cli: Cli) -> i32 {
             answers,
             under,
             groups,
+            scope_groups,
             name,
             json,
-        }) => browse(&answers, under.as_deref(), groups, &name, json),
+        }) => {
+            use crate::directory::browse::Offer;
+            let offer = match (groups, scope_groups) {
+                (true, _) => Offer::Groups,
+                (_, true) => Offer::ScopeGroups,
+                _ => Offer::Containers,
+            };
+            browse(&answers, under.as_deref(), offer, &name, json)
+        }
         Some(Command::ValidateKey {
             key,
             key_file,
@@ -376,11 +389,11 @@ fn check(path: &std::path::Path, as_json: bool) -> i32 {
 fn browse(
     path: &std::path::Path,
     under: Option<&str>,
-    groups: bool,
+    offer: crate::directory::browse::Offer,
     name: &str,
     as_json: bool,
 ) -> i32 {
-    use crate::directory::browse::{LEVEL_LIMIT, Offer};
+    use crate::directory::browse::LEVEL_LIMIT;
     let say = |message: String| {
         if as_json {
             println!("{}", json!({ "error": message }));
@@ -408,11 +421,6 @@ fn browse(
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
-    };
-    let offer = if groups {
-        Offer::Groups
-    } else {
-        Offer::Containers
     };
     let level = match runtime.block_on(preflight::browse::level(
         &answers,
