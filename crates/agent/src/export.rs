@@ -81,7 +81,8 @@ pub struct ExportReport {
 /// An export's time by phase, in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Took {
-    /// The heartbeat before it (`ad-sync-agent export`; the service's own is not counted).
+    /// The heartbeat just before it: the service's cycle's, or `ad-sync-agent export`'s; 0
+    /// where something else ran between them (`run --once` applies the cloud's changes first).
     pub heartbeat_ms: u64,
     /// Connecting to the DC and logging on.
     pub connect_ms: u64,
