@@ -49,8 +49,9 @@ pub struct ExportReport {
     /// `LEFT_OUT_LISTED`; the domain's accounts outside the containers are only counted, so
     /// that the refusals an administrator acts on are never crowded out by them.
     pub left_out: Vec<(String, String)>,
-    /// How many were left out in all, inside the containers or not (a full read leaves out
-    /// every account outside the scope).
+    /// How many were left out in all, inside the containers or not (DirSync reads the whole
+    /// domain's changes, so a change outside the containers is counted here; a full read and
+    /// the reconciliation read only the containers).
     pub left_out_count: usize,
     /// A full reconciliation ran.
     pub reconciled: bool,
@@ -70,12 +71,24 @@ pub struct ExportReport {
     pub reader: Reader,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
-    /// The cloud had no cursor and held nothing from this AD when the export began: its full
-    /// read is the first, and sent everything in the scope whole.
-    #[serde(skip)]
-    first_ever: bool,
     /// Where the run's time went, in milliseconds (for the log, `--json` and the bench).
     pub took: Took,
+}
+
+impl ExportReport {
+    /// Counts `guid` (read as `obj`) left out by the scope's rules, and lists it with `why`
+    /// when it is inside the scope's containers, once (an export's changes and its
+    /// reconciliation may both find it) and among the first [`LEFT_OUT_LISTED`].
+    fn leave_out(&mut self, guid: &str, obj: Option<&Obj>, scope: &Scope, why: String) {
+        self.left_out_count += 1;
+        let inside = obj.is_some_and(|o| scope.holds(o.parsed.as_ref()));
+        if inside
+            && self.left_out.len() < LEFT_OUT_LISTED
+            && !self.left_out.iter().any(|(g, _)| g == guid)
+        {
+            self.left_out.push((guid.to_string(), why));
+        }
+    }
 }
 
 /// An export's time by phase, in milliseconds.
@@ -933,11 +946,7 @@ async fn read_and_decide(
             users.push(user);
         }
         if let Some(why) = why {
-            report.left_out_count += 1;
-            let inside = obj.is_some_and(|o| scope.holds(o.parsed.as_ref()));
-            if inside && report.left_out.len() < LEFT_OUT_LISTED {
-                report.left_out.push((d.guid.clone(), why));
-            }
+            report.leave_out(&d.guid, obj, scope, why);
         }
     }
     Ok((users, gone))
@@ -1138,25 +1147,11 @@ pub async fn export(
         .dc
         .as_deref()
         .is_some_and(|d| d.eq_ignore_ascii_case(&link.dc));
-    let (mut reader, start) =
+    let (reader, start) =
         choose_reader(forced_usn, cursor.cookie.as_deref().filter(|_| same_dc));
     link.after = cursor.cookie.clone();
-    // No cursor yet: whether the cloud holds anything from this AD (a first export cut short
-    // after some parts may have left objects without a cursor).
-    let first_ever = match &cursor.cookie {
-        None => {
-            link.client
-                .source_users(link.credential, None)
-                .await
-                .map_err(|e| format!("asking the cloud what it holds from AD: {e}; {}", e.fix()))?
-                .live
-                == 0
-        }
-        Some(_) => false,
-    };
     let mut report = ExportReport {
         full: start.is_none(),
-        first_ever,
         ..ExportReport::default()
     };
     report.took.cursor_ms = ms(asked);
@@ -1172,6 +1167,9 @@ pub async fn export(
         if !watched.iter().any(|w| w.eq_ignore_ascii_case(a)) {
             watched.push(a);
         }
+    }
+    if start.is_none() {
+        return full_read(ad, link, rules, threshold, reader, report, reading).await;
     }
     let mut pager = Pager {
         ad,
@@ -1202,22 +1200,19 @@ pub async fn export(
         .await;
         match drained {
             Ok(_) => {}
-            // Refused before anything was read: the DC will not give this account DirSync.
+            // Refused before anything was read: the DC will not give this account DirSync
+            // any more. A DirSync cookie cannot be read on by uSNChanged: a full read.
             Err(dirsync::DrainError::Ldap(e))
                 if pager.report.pages == 0 && usn::refuses_dirsync(&e) =>
             {
-                tracing::warn!(error = %e, "the DC refused DirSync; reading AD's changes by uSNChanged");
-                pager.report.fallback = Some(format!(
-                    "the DC refused DirSync ({e}); changes are read by uSNChanged, whole objects and whole member lists"
-                ));
-                pager.report.full = true;
-                reader = Reader::Usn;
+                let mut report = std::mem::take(&mut pager.report);
+                refused_dirsync(&mut report, &e);
+                return full_read(ad, link, rules, threshold, Reader::Usn, report, reading).await;
             }
             Err(e) => return Err(e.to_string()),
         }
     }
     if reader == Reader::Usn {
-        // A DirSync cookie cannot be read on from (the fallback): everything, once.
         let from = start.as_deref().and_then(usn::parse_cookie).unwrap_or(0);
         pager.report.full = from == 0;
         let mut read = usn::Read::start(
@@ -1239,6 +1234,191 @@ pub async fn export(
     Ok((pager.report, pager.sent_whole))
 }
 
+/// Says in the report that the DC refused DirSync and AD is read by `uSNChanged`.
+fn refused_dirsync(report: &mut ExportReport, e: &impl std::fmt::Display) {
+    tracing::warn!(error = %e, "the DC refused DirSync; reading AD's changes by uSNChanged");
+    report.fallback = Some(format!(
+        "the DC refused DirSync ({e}); changes are read by uSNChanged, whole objects and whole member lists"
+    ));
+}
+
+/// A full read (no cursor yet, another DC's, or a reader that changed): where the DC's changes
+/// stand is taken first (a DirSync cookie read without one object, or the highest USN), then
+/// the scope is read page by page as the reconciliation reads it (each object whole, once:
+/// nothing is read again by objectGUID) and sent, what the cloud holds that the read did not
+/// find goes through the threshold, and the position is sent last as the cloud's cursor. A
+/// change made during the read is after the position, so the next export sees it again:
+/// sent twice, never missed. AD is never held whole, whatever its size: one page of 1,000
+/// (Samba answers a DirSync read in one page however large, so a full read by DirSync would
+/// hold the whole directory in memory).
+async fn full_read(
+    ad: &Ad,
+    link: &mut Link<'_>,
+    rules: &mut Rules<'_>,
+    threshold: &mut Threshold<'_>,
+    mut reader: Reader,
+    mut report: ExportReport,
+    reading: std::time::Instant,
+) -> Result<(ExportReport, HashSet<String>), String> {
+    use base64::Engine as _;
+    report.full = true;
+    if reader == Reader::Dirsync {
+        let mut dc = dirsync::Dc::new(
+            ad.ldap(),
+            &ad.domain_dn,
+            dirsync::NOTHING,
+            &["objectGUID"],
+            ad.timeout(),
+        )?;
+        match dirsync::position(&mut dc).await {
+            Ok(cookie) => {
+                let position = base64::engine::general_purpose::STANDARD.encode(cookie);
+                return read_scope_then(ad, link, rules, threshold, reader, report, reading, position)
+                    .await;
+            }
+            Err(dirsync::DrainError::Ldap(e)) if usn::refuses_dirsync(&e) => {
+                refused_dirsync(&mut report, &e);
+                reader = Reader::Usn;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let highest = usn::highest(ad.ldap(), ad.timeout())
+        .await
+        .map_err(|e| format!("reading the DC's highest USN: {e}"))?;
+    read_scope_then(
+        ad,
+        link,
+        rules,
+        threshold,
+        reader,
+        report,
+        reading,
+        usn::cookie(highest),
+    )
+    .await
+}
+
+/// The rest of [`full_read`] once its position is taken: the scope read whole and sent (the
+/// reconciliation), then `position` as the cloud's cursor.
+#[allow(clippy::too_many_arguments)]
+async fn read_scope_then(
+    ad: &Ad,
+    link: &mut Link<'_>,
+    rules: &mut Rules<'_>,
+    threshold: &mut Threshold<'_>,
+    reader: Reader,
+    mut report: ExportReport,
+    reading: std::time::Instant,
+    position: String,
+) -> Result<(ExportReport, HashSet<String>), String> {
+    report.reader = reader;
+    report.took.changes_ms = ms(reading);
+    let reconciling = std::time::Instant::now();
+    reconcile(ad, link, rules, threshold, &HashSet::new(), &mut report).await?;
+    link.send(Vec::new(), Some(position), &mut report).await?;
+    report.pages += 1;
+    report.took.reconcile_ms = ms(reconciling);
+    Ok((report, HashSet::new()))
+}
+
+/// What a reconciliation's read has found so far, by objectGUID (as a number).
+#[derive(Default)]
+struct Found {
+    /// Every object read (containers may nest: each object is decided once).
+    seen: HashSet<u128>,
+    /// Those in the scope: what the cloud holds and is not among them has departed.
+    in_scope: HashSet<u128>,
+}
+
+/// An objectGUID as a number (its 16 bytes as AD gives them), `None` when it is not 16 bytes.
+fn guid_key(bytes: &[u8]) -> Option<u128> {
+    <[u8; 16]>::try_from(bytes).ok().map(u128::from_le_bytes)
+}
+
+/// One page of a reconciliation's read: each object decided as an export decides it (the
+/// DC asked the scope's group and filter questions per 100 users) and those in the scope sent,
+/// but for `skip` (sent whole by this run already).
+#[allow(clippy::too_many_arguments)]
+async fn reconcile_page(
+    ad: &Ad,
+    link: &mut Link<'_>,
+    rules: &mut Rules<'_>,
+    threshold: &mut Threshold<'_>,
+    skip: &HashSet<String>,
+    report: &mut ExportReport,
+    found: &mut Found,
+    entries: Vec<ldap3::SearchEntry>,
+) -> Result<(), String> {
+    let (scope, mapping) = (rules.scope, rules.mapping);
+    let mut read = Vec::with_capacity(entries.len());
+    for e in entries {
+        let mut o = object(&e);
+        rules.privileged.mark(ad, &mut o).await?;
+        let Some(key) = guid_key(&o.guid) else {
+            continue;
+        };
+        if !found.seen.insert(key) {
+            continue;
+        }
+        let guid = guid_string(&o.guid);
+        // A group's whole membership, when the DC gave it whole (Windows answers a large one
+        // in ranges: `member;range=0-1499`) and it fits one request.
+        let ranged = e
+            .attrs
+            .keys()
+            .any(|k| k.to_ascii_lowercase().starts_with("member;range="));
+        let members = if o.is_group && !ranged && o.members.len() <= WHOLE_MEMBERS_MAX {
+            Members::Whole(o.members.iter().map(|(g, _)| guid_string(g)).collect())
+        } else {
+            Members::Unknown
+        };
+        let values: BTreeMap<String, Vec<String>> = e.attrs.into_iter().collect();
+        read.push((key, guid, o, values, members));
+    }
+    let mut in_groups = HashSet::new();
+    let mut matches = HashSet::new();
+    for chunk in read.chunks(100) {
+        let terms: String = chunk
+            .iter()
+            .filter(|(_, _, o, _, _)| !o.is_group && !o.is_contact)
+            .map(|(_, _, o, _, _)| guid_filter(&o.guid))
+            .collect();
+        if terms.is_empty() {
+            continue;
+        }
+        ask_dc(ad, scope, &terms, &mut in_groups, &mut matches).await?;
+    }
+    let mut users = Vec::new();
+    for (key, guid, o, values, members) in read {
+        let (user, why) = if o.is_group {
+            let (g, why) = plan_group(&guid, false, Some(&o), &values, members, scope, mapping);
+            (Item::Group(g), why)
+        } else if o.is_contact {
+            let (c, why) = plan_contact(&guid, false, Some(&o), &values, scope, mapping);
+            (Item::Contact(c), why)
+        } else {
+            let answers = dc_answers(scope, &guid, &in_groups, &matches);
+            let (u, why) = plan_user(&guid, false, Some(&o), &values, answers, scope, mapping);
+            (Item::User(u), why)
+        };
+        if let Some(why) = why {
+            report.leave_out(&guid, Some(&o), scope, why);
+        }
+        if user.deleted() {
+            continue;
+        }
+        report.read += 1;
+        found.in_scope.insert(key);
+        if !skip.contains(&guid) {
+            users.push(user);
+        }
+    }
+    let present: Vec<String> = users.iter().map(|u| u.guid().to_string()).collect();
+    threshold.back(&present)?;
+    link.send(users, None, report).await
+}
+
 /// The full reconciliation: every user in the scope's containers read page by page and
 /// decided as an export decides, those not sent whole already (`skip`) sent (the cloud answers
 /// `unchanged` for those it has as they are), then every live user the cloud holds from AD
@@ -1253,89 +1433,31 @@ pub async fn reconcile(
     skip: &HashSet<String>,
     report: &mut ExportReport,
 ) -> Result<(), String> {
-    let (scope, mapping) = (rules.scope, rules.mapping);
-    let privileged = &mut rules.privileged;
     // `link.after` is where the export just left the cloud's cursor: not asked again.
     report.reconciled = true;
-    let read_attrs = read_attributes(mapping);
-    let mut in_scope: HashSet<String> = HashSet::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    for container in &scope.containers {
+    let read_attrs = read_attributes(rules.mapping);
+    // By objectGUID as a number: 16 bytes an object, not a string's 60 or so (50,000 users).
+    let mut found = Found::default();
+    for container in &rules.scope.containers {
         let base = container.to_comma_form();
+        let read_err = |e: &dyn std::fmt::Display| format!("reading the scope {base}: {e}");
         let mut pages = ad
             .search_pages(&base, FILTER, &read_attrs)
             .await
-            .map_err(|e| format!("reading the scope {base}: {e}"))?;
-        while let Some(entries) = pages
-            .next_page()
-            .await
-            .map_err(|e| format!("reading the scope {base}: {e}"))?
-        {
-            let mut read = Vec::with_capacity(entries.len());
-            for e in entries {
-                let mut o = object(&e);
-                privileged.mark(ad, &mut o).await?;
-                let guid = guid_string(&o.guid);
-                // Containers may nest: each object once.
-                if !seen.insert(guid.clone()) {
-                    continue;
-                }
-                // A group's whole membership, when the DC gave it whole (Windows answers a
-                // large one in ranges: `member;range=0-1499`) and it fits one request.
-                let ranged = e
-                    .attrs
-                    .keys()
-                    .any(|k| k.to_ascii_lowercase().starts_with("member;range="));
-                let members = if o.is_group && !ranged && o.members.len() <= WHOLE_MEMBERS_MAX {
-                    Members::Whole(o.members.iter().map(|(g, _)| guid_string(g)).collect())
-                } else {
-                    Members::Unknown
-                };
-                let values: BTreeMap<String, Vec<String>> = e.attrs.into_iter().collect();
-                read.push((guid, o, values, members));
-            }
-            let mut in_groups = HashSet::new();
-            let mut matches = HashSet::new();
-            for chunk in read.chunks(100) {
-                let terms: String = chunk
-                    .iter()
-                    .filter(|(_, o, _, _)| !o.is_group && !o.is_contact)
-                    .map(|(_, o, _, _)| guid_filter(&o.guid))
-                    .collect();
-                if terms.is_empty() {
-                    continue;
-                }
-                ask_dc(ad, scope, &terms, &mut in_groups, &mut matches).await?;
-            }
-            let mut users = Vec::new();
-            for (guid, o, values, members) in read {
-                let user = if o.is_group {
-                    let (g, _) =
-                        plan_group(&guid, false, Some(&o), &values, members, scope, mapping);
-                    Item::Group(g)
-                } else if o.is_contact {
-                    let (c, _) = plan_contact(&guid, false, Some(&o), &values, scope, mapping);
-                    Item::Contact(c)
-                } else {
-                    let answers = dc_answers(scope, &guid, &in_groups, &matches);
-                    let (u, _) =
-                        plan_user(&guid, false, Some(&o), &values, answers, scope, mapping);
-                    Item::User(u)
-                };
-                if user.deleted() {
-                    continue;
-                }
-                report.read += 1;
-                in_scope.insert(guid.clone());
-                if !skip.contains(&guid) {
-                    users.push(user);
-                }
-            }
-            let present: Vec<String> = users.iter().map(|u| u.guid().to_string()).collect();
-            threshold.back(&present)?;
-            link.send(users, None, report).await?;
+            .map_err(|e| read_err(&e))?;
+        // The next page is read from the DC while this one is decided and sent: one page
+        // ahead, never more.
+        let mut page = pages.next_page().await.map_err(|e| read_err(&e))?;
+        while let Some(entries) = page {
+            let (next, handled) = tokio::join!(
+                pages.next_page(),
+                reconcile_page(ad, link, rules, threshold, skip, report, &mut found, entries)
+            );
+            handled?;
+            page = next.map_err(|e| read_err(&e))?;
         }
     }
+    let in_scope = found.in_scope;
     // Every live user and group the cloud holds from AD, against what the whole read found.
     let mut gone = Vec::new();
     for what in ["users", "groups", "contacts"] {
@@ -1393,7 +1515,7 @@ pub async fn reconcile(
 /// (objectGUID, no DN, why).
 fn not_in_scope(
     held: Vec<SourceHeld>,
-    in_scope: &HashSet<String>,
+    in_scope: &HashSet<u128>,
 ) -> Vec<(String, String, String)> {
     let mut gone = Vec::new();
     {
@@ -1401,7 +1523,11 @@ fn not_in_scope(
             let Some(g) = ad_sync_core::guid::normalize_guid_string(&u.guid) else {
                 continue;
             };
-            if !in_scope.contains(&g) {
+            let Some(key) = ad_sync_core::guid::parse_guid_string(&g).and_then(|b| guid_key(&b))
+            else {
+                continue;
+            };
+            if !in_scope.contains(&key) {
                 gone.push((
                     g,
                     String::new(),
@@ -1609,13 +1735,10 @@ pub async fn export_configured(
                 .map_err(|e| e.to_string())?;
         }
         if reconcile_due(resync, report.full, last.as_ref(), &print, now) {
-            if report.first_ever && !resync {
-                // The cloud held nothing from this AD, and the full read that just finished sent
-                // every object of the scope whole (a group with all its members): that read
-                // is the reconciliation, and nothing can have departed. Reading the scope
-                // again would only double the first sync.
-                report.reconciled = true;
-                report.read = sent.len();
+            if report.reconciled {
+                // A full read is the reconciliation (it read the scope whole, and what the
+                // cloud holds was compared with it): reading the scope again would only
+                // double it.
             } else {
                 let reconciling = std::time::Instant::now();
                 reconcile(
@@ -1669,6 +1792,45 @@ mod tests {
     /// uSNChanged (a fallback stays on it), a DirSync cookie by DirSync unless uSNChanged is
     /// forced (then a full read, as a cookie cannot be turned into a watermark); no cursor is
     /// a full read by whichever is asked for.
+
+    #[test]
+    fn what_the_cloud_holds_and_the_read_did_not_find_has_departed() {
+        // Raw objectGUIDs as AD reads them; the cloud names them in AD's string form.
+        let a: Vec<u8> = (1..=16).collect();
+        let b: Vec<u8> = (17..=32).collect();
+        let c: Vec<u8> = (33..=48).collect();
+        let held = |g: &[u8], deleted: bool| SourceHeld {
+            guid: ad_sync_core::guid::guid_string(g),
+            id: String::new(),
+            name: String::new(),
+            deleted,
+            group: false,
+            contact: false,
+        };
+        let mut upper = held(&b, false);
+        upper.guid = format!("{{{}}}", upper.guid.to_uppercase());
+        let found: HashSet<u128> = [&a, &b].iter().filter_map(|g| guid_key(g)).collect();
+        let gone = not_in_scope(
+            vec![
+                held(&a, false),
+                // Found, in another spelling of the same GUID.
+                upper,
+                // Not found: departed.
+                held(&c, false),
+                // Not found, but already kept as deleted: nothing to send.
+                held(&(49..=64).collect::<Vec<u8>>(), true),
+                // Not a GUID: never taken for a departure.
+                SourceHeld {
+                    guid: "not-a-guid".into(),
+                    ..held(&c, false)
+                },
+            ],
+            &found,
+        );
+        let gone: Vec<&str> = gone.iter().map(|(g, _, _)| g.as_str()).collect();
+        assert_eq!(gone, vec![ad_sync_core::guid::guid_string(&c).as_str()]);
+        assert_eq!(guid_key(&a[..15]), None, "only 16 bytes are a GUID");
+    }
     #[test]
     fn the_reader_goes_on_from_the_cursor_it_wrote() {
         let usn = usn::cookie(812);

@@ -307,6 +307,24 @@ pub async fn drain<P: Pages, E>(
     }
 }
 
+/// A filter no object matches: a user class is never a contact. [`position`] reads with it.
+pub const NOTHING: &str = "(&(objectClass=user)(objectClass=contact))";
+
+/// Where the DC's changes stand now, as the cookie a read from here would start from, taken
+/// without reading one object: a drain from the empty cookie with a filter no object matches
+/// ([`NOTHING`] when `pages` is a [`Dc`]). A full read taken after it and sent with it is
+/// whole: a change made during that read is after this cookie, so the next read from it sees
+/// it again (sent twice, never missed). Windows may walk the directory in several empty pages
+/// (`more`); a walk cut short at [`MAX_PAGES`] leaves an earlier cookie, which is as safe: a
+/// cookie from before a change can only show it again.
+pub async fn position<P: Pages>(pages: &mut P) -> Result<Vec<u8>, DrainError<String>> {
+    let done = drain(pages, b"", async |_deltas: Vec<Delta>, _answer| {
+        Ok::<(), String>(())
+    })
+    .await?;
+    Ok(done.cookie)
+}
+
 /// DirSync pages from a DC: a subtree search of `base` (the naming context's root, as
 /// DirSync requires) with `filter` and `attrs`, each request within `timeout`.
 pub struct Dc<'a> {
@@ -633,6 +651,31 @@ mod tests {
         assert_eq!(done.objects, 3);
         assert_eq!(done.cookie, b"c3");
         assert!(!done.cut_short);
+    }
+
+    #[test]
+    fn the_position_is_the_last_cookie_of_a_walk_and_nothing_when_the_server_fails() {
+        // Windows may walk in several pages that hold nothing.
+        let mut rec = Recorded {
+            pages: vec![
+                (vec![], Some(answer(1, b"p1"))),
+                (vec![], Some(answer(1, b"p2"))),
+                (vec![], Some(answer(0, b"p3"))),
+            ],
+            asked: vec![],
+        };
+        let c = block_on(position(&mut rec)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c, b"p3");
+        assert_eq!(rec.asked, vec![b"".to_vec(), b"p1".to_vec(), b"p2".to_vec()]);
+        // A walk that fails half way gives no position, never the half-way cookie.
+        let mut broken = Recorded {
+            pages: vec![(vec![], Some(answer(1, b"p1")))],
+            asked: vec![],
+        };
+        assert!(matches!(
+            block_on(position(&mut broken)),
+            Err(DrainError::Ldap(_))
+        ));
     }
 
     #[test]

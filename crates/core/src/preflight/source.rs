@@ -269,8 +269,9 @@ async fn asks_dirsync(
     let mut dc = match dirsync::Dc::new(
         &ldap,
         domain,
-        // No object has this GUID: the answer is a cookie and nothing else.
-        "(&(objectClass=user)(objectGUID=\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00))",
+        // The filter the agent takes its position with: the answer is a cookie and nothing
+        // else.
+        dirsync::NOTHING,
         &["objectGUID"],
         session.op_timeout(),
     ) {
