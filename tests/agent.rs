@@ -2943,38 +2943,9 @@ fn a_privileged_account_without_admincount_is_never_exported() {
 fn reanimate(dc: &testbed::Dc, sam: &str, dn: &str) {
     block_on(async {
         let mut l = admin_on(dc).await;
-        let show_deleted = ldap3::controls::RawControl {
-            ctype: "1.2.840.113556.1.4.417".into(),
-            crit: true,
-            val: None,
-        };
-        let (found, _) = l
-            .with_controls(vec![show_deleted.clone()])
-            .search(
-                "CN=Deleted Objects,DC=example,DC=com",
-                ldap3::Scope::OneLevel,
-                &format!("(sAMAccountName={sam})"),
-                vec!["distinguishedName"],
-            )
+        testbed::reanimate(&mut l, sam, dn)
             .await
-            .and_then(|r| r.success())
-            .unwrap_or_else(|e| panic!("the tombstone: {e}"));
-        let tombstone = found
-            .into_iter()
-            .next()
-            .map(|e| ldap3::SearchEntry::construct(e).dn)
-            .unwrap_or_else(|| panic!("{sam}'s tombstone is not in Deleted Objects"));
-        l.with_controls(vec![show_deleted])
-            .modify(
-                &tombstone,
-                vec![
-                    ldap3::Mod::Delete("isDeleted", HashSet::new()),
-                    ldap3::Mod::Replace("distinguishedName", HashSet::from([dn])),
-                ],
-            )
-            .await
-            .and_then(|r| r.success())
-            .unwrap_or_else(|e| panic!("reanimate {tombstone}: {e}"));
+            .unwrap_or_else(|e| panic!("{e}"));
         let _ = l.unbind().await;
     });
 }

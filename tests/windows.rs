@@ -677,6 +677,167 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
         "{groups:#}"
     );
 
+    // The rest of their lives in AD, each step exported by the Windows build from the cloud's
+    // cookie: the user's title changed and the user and the group renamed; the user moved out
+    // of the container (suspended) and back (restored); the group deleted (the reconciliation
+    // finds it: the service account may not list Deleted Objects, as on a Windows domain by
+    // default) and brought back from its tombstone (restored). One departure
+    // in a directory of two is over the deletion threshold: each is let through by hand.
+    let user = format!("CN=winexp1,{ou}");
+    let export = |extra: &[&str]| -> Value {
+        let mut args = vec![
+            "export",
+            "--config",
+            r"C:\ProgramData\ad-sync\agent.toml",
+            "--container",
+            &ou,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = host.exe("ad-sync-agent.exe", &args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(!text(&out).contains(testbed::SVC_PASSWORD));
+        json(&out)
+    };
+    let in_cloud = |what: &str, deleted: bool| -> Value {
+        let mut args = vec![
+            what,
+            "list",
+            "--source",
+            "ad",
+            "--json",
+            "--domain",
+            "DC=example,DC=com",
+        ];
+        if deleted {
+            args.push("--deleted");
+        }
+        let listed = cloud.admin_ok(&args);
+        let v: Value = serde_json::from_str(&listed).unwrap_or_else(|e| panic!("{e}: {listed}"));
+        v
+    };
+    let named = |list: &Value, key: &str, name: &str| -> Option<Value> {
+        list[key]
+            .as_array()
+            .and_then(|a| a.iter().find(|o| o["name"] == name).cloned())
+    };
+    let in_ad = |step: &str, f: &AdStep<'_>| {
+        support::cloud::block_on(async {
+            let mut l = support::bed()
+                .dc1
+                .admin()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            f(&mut l).await.unwrap_or_else(|e| panic!("{step}: {e}"));
+            let _ = l.unbind().await;
+        })
+    };
+    let ldap_ok = |r: Result<ldap3::LdapResult, ldap3::LdapError>| -> Result<(), String> {
+        r.and_then(|r| r.success())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    in_ad("the title and the renames", &|l| {
+        let (user, team) = (user.clone(), team.clone());
+        Box::pin(async move {
+            ldap_ok(
+                l.modify(
+                    &user,
+                    vec![
+                        ldap3::Mod::Replace("title", std::collections::HashSet::from(["Lead"])),
+                        ldap3::Mod::Replace(
+                            "sAMAccountName",
+                            std::collections::HashSet::from(["winexp1b"]),
+                        ),
+                    ],
+                )
+                .await,
+            )?;
+            ldap_ok(
+                l.modify(
+                    &team,
+                    vec![ldap3::Mod::Replace(
+                        "sAMAccountName",
+                        std::collections::HashSet::from(["winexp-team2"]),
+                    )],
+                )
+                .await,
+            )
+        })
+    });
+    let v = export(&[]);
+    assert_eq!(
+        (v["full"].clone(), v["updated"].clone()),
+        (false.into(), 2.into()),
+        "{v:#}"
+    );
+    let users = in_cloud("user", false);
+    let renamed = named(&users, "users", "winexp1b")
+        .unwrap_or_else(|| panic!("the renamed user is not in the cloud: {users:#}"));
+    assert_eq!(renamed["attributes"]["title"], "Lead", "{renamed:#}");
+    let groups = in_cloud("group", false);
+    let team2 = named(&groups, "groups", "winexp-team2")
+        .unwrap_or_else(|| panic!("the renamed group is not in the cloud: {groups:#}"));
+    assert_eq!(
+        team2["members"],
+        serde_json::json!(["winexp1b"]),
+        "{team2:#}"
+    );
+
+    in_ad("the user moved out of the container", &|l| {
+        Box::pin(async move {
+            ldap_ok(
+                l.modifydn(
+                    &format!("CN=winexp1,{}", testbed::OU_UNDELEGATED),
+                    "CN=winexp1",
+                    true,
+                    Some(testbed::OU_STAFF),
+                )
+                .await,
+            )
+        })
+    });
+    let v = export(&["--allow-deletions", "1"]);
+    assert_eq!(v["suspended"], 1, "{v:#}");
+    assert!(
+        named(&in_cloud("user", true), "users", "winexp1b").is_some(),
+        "kept suspended in the cloud"
+    );
+    in_ad("the user moved back", &|l| {
+        Box::pin(async move {
+            ldap_ok(
+                l.modifydn(
+                    &format!("CN=winexp1,{}", testbed::OU_STAFF),
+                    "CN=winexp1",
+                    true,
+                    Some(testbed::OU_UNDELEGATED),
+                )
+                .await,
+            )
+        })
+    });
+    let v = export(&[]);
+    assert_eq!(v["restored"], 1, "{v:#}");
+    assert!(named(&in_cloud("user", false), "users", "winexp1b").is_some());
+
+    in_ad("the group deleted", &|l| {
+        let team = team.clone();
+        Box::pin(async move { ldap_ok(l.delete(&team).await) })
+    });
+    let v = export(&["--resync", "--allow-deletions", "1"]);
+    assert_eq!(v["suspended"], 1, "the reconciliation finds it gone: {v:#}");
+    assert!(named(&in_cloud("group", true), "groups", "winexp-team2").is_some());
+    in_ad("the group brought back from its tombstone", &|l| {
+        let team = team.clone();
+        Box::pin(async move { testbed::reanimate(l, "winexp-team2", &team).await })
+    });
+    let v = export(&[]);
+    assert_eq!(v["restored"], 1, "{v:#}");
+    assert!(
+        named(&in_cloud("group", false), "groups", "winexp-team2").is_some(),
+        "the group is restored"
+    );
+
     // The import as an administrator runs it on Windows: the agent reads its secrets from the
     // store and pages the OU (the in-chain search for privileged members included); a dry
     // run asks the cloud and changes nothing.
@@ -1248,6 +1409,13 @@ fn server_core_msi_then_command_line_install_upgrade_and_removal_keeping_the_con
         std::fs::remove_dir_all(m.parent().unwrap_or(Path::new("/nonexistent"))).ok();
     }
 }
+
+/// One change an administrator makes in AD, on an admin session (the Windows service test's
+/// AD-as-a-source steps).
+type AdStep<'a> = dyn Fn(
+        &mut ldap3::Ldap,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + '_>>
+    + 'a;
 
 /// Where the Windows build's page pictures are kept, beside the Linux ones.
 fn snapshots() -> PathBuf {

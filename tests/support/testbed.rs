@@ -768,6 +768,45 @@ pub async fn add_member(ldap: &mut ldap3::Ldap, group: &str, member: &str) -> Re
     .await
 }
 
+/// Brings `sam`'s tombstone back from Deleted Objects to `dn` (tombstone reanimation: the same
+/// objectGUID, as the AD Recycle Bin's restore keeps it), as an administrator does with
+/// `ldp.exe`: the show-deleted control, `isDeleted` removed and the DN given back.
+pub async fn reanimate(ldap: &mut ldap3::Ldap, sam: &str, dn: &str) -> Result<(), String> {
+    let show_deleted = ldap3::controls::RawControl {
+        ctype: "1.2.840.113556.1.4.417".into(),
+        crit: true,
+        val: None,
+    };
+    let (found, _) = ldap
+        .with_controls(vec![show_deleted.clone()])
+        .search(
+            "CN=Deleted Objects,DC=example,DC=com",
+            ldap3::Scope::OneLevel,
+            &format!("(sAMAccountName={sam})"),
+            vec!["distinguishedName"],
+        )
+        .await
+        .and_then(|r| r.success())
+        .map_err(|e| format!("the tombstone of {sam}: {e}"))?;
+    let tombstone = found
+        .into_iter()
+        .next()
+        .map(|e| ldap3::SearchEntry::construct(e).dn)
+        .ok_or_else(|| format!("{sam}'s tombstone is not in Deleted Objects"))?;
+    ldap.with_controls(vec![show_deleted])
+        .modify(
+            &tombstone,
+            vec![
+                Mod::Delete("isDeleted", HashSet::new()),
+                Mod::Replace("distinguishedName", HashSet::from([dn])),
+            ],
+        )
+        .await
+        .and_then(|r| r.success())
+        .map(|_| ())
+        .map_err(|e| format!("reanimate {tombstone}: {e}"))
+}
+
 /// Seeds dc1; returns the SID of the good service account (for delegation).
 async fn seed_dc1(dc: &Dc) -> Result<String, String> {
     use accounts::*;

@@ -1147,8 +1147,7 @@ pub async fn export(
         .dc
         .as_deref()
         .is_some_and(|d| d.eq_ignore_ascii_case(&link.dc));
-    let (reader, start) =
-        choose_reader(forced_usn, cursor.cookie.as_deref().filter(|_| same_dc));
+    let (reader, start) = choose_reader(forced_usn, cursor.cookie.as_deref().filter(|_| same_dc));
     link.after = cursor.cookie.clone();
     let mut report = ExportReport {
         full: start.is_none(),
@@ -1273,8 +1272,10 @@ async fn full_read(
         match dirsync::position(&mut dc).await {
             Ok(cookie) => {
                 let position = base64::engine::general_purpose::STANDARD.encode(cookie);
-                return read_scope_then(ad, link, rules, threshold, reader, report, reading, position)
-                    .await;
+                return read_scope_then(
+                    ad, link, rules, threshold, reader, report, reading, position,
+                )
+                .await;
             }
             Err(dirsync::DrainError::Ldap(e)) if usn::refuses_dirsync(&e) => {
                 refused_dirsync(&mut report, &e);
@@ -1451,10 +1452,13 @@ pub async fn reconcile(
         while let Some(entries) = page {
             let (next, handled) = tokio::join!(
                 pages.next_page(),
-                reconcile_page(ad, link, rules, threshold, skip, report, &mut found, entries)
+                reconcile_page(
+                    ad, link, rules, threshold, skip, report, &mut found, entries
+                )
             );
             handled?;
             page = next.map_err(|e| read_err(&e))?;
+            crate::release_memory();
         }
     }
     let in_scope = found.in_scope;
@@ -1513,10 +1517,7 @@ pub async fn reconcile(
 
 /// Of what the cloud holds from AD, the live objects the full read did not find in the scope:
 /// (objectGUID, no DN, why).
-fn not_in_scope(
-    held: Vec<SourceHeld>,
-    in_scope: &HashSet<u128>,
-) -> Vec<(String, String, String)> {
+fn not_in_scope(held: Vec<SourceHeld>, in_scope: &HashSet<u128>) -> Vec<(String, String, String)> {
     let mut gone = Vec::new();
     {
         for u in held.into_iter().filter(|u| !u.deleted) {

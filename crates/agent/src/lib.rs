@@ -204,8 +204,11 @@ fn orphans(
 }
 
 /// Gives the heap freed by a run back to the system (glibc keeps it otherwise), so an idle
-/// agent is as small as it was before the run.
-fn release_memory() {
+/// agent is as small as it was before the run. Also called between the pages of a long read:
+/// each page's entries, records and bodies are freed in between, and glibc would keep the
+/// freed pages (the export's live heap stays near 11 MB at 10,000 users while its resident
+/// size grew to 52 MB without it).
+pub(crate) fn release_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
     unsafe {

@@ -666,7 +666,10 @@ mod tests {
         };
         let c = block_on(position(&mut rec)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c, b"p3");
-        assert_eq!(rec.asked, vec![b"".to_vec(), b"p1".to_vec(), b"p2".to_vec()]);
+        assert_eq!(
+            rec.asked,
+            vec![b"".to_vec(), b"p1".to_vec(), b"p2".to_vec()]
+        );
         // A walk that fails half way gives no position, never the half-way cookie.
         let mut broken = Recorded {
             pages: vec![(vec![], Some(answer(1, b"p1")))],
