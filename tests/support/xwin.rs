@@ -107,10 +107,7 @@ pub struct Xvfb {
 impl Xvfb {
     pub fn start() -> Xvfb {
         let n = (40..99)
-            .find(|n| {
-                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                    && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            })
+            .find(|&n| display_free(n))
             .unwrap_or_else(|| panic!("no free X display number between :40 and :98"));
         let display = format!(":{n}");
         let child = tool("Xvfb")
@@ -141,8 +138,40 @@ impl Xvfb {
     }
 }
 
+/// Whether display `n` can be taken: neither its lock nor its socket exists, or both are a
+/// dead X server's (its lock names a process that is gone: an X server killed with SIGKILL
+/// leaves them), which are then removed. A display a live server holds, or a socket without a
+/// lock, is never touched.
+fn display_free(n: u32) -> bool {
+    let lock = PathBuf::from(format!("/tmp/.X{n}-lock"));
+    let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+    match std::fs::read_to_string(&lock) {
+        Err(_) => !lock.exists() && !socket.exists(),
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(pid) if pid > 0 && !Path::new(&format!("/proc/{pid}")).exists() => {
+                let _ = std::fs::remove_file(&socket);
+                std::fs::remove_file(&lock).is_ok()
+            }
+            _ => false,
+        },
+    }
+}
+
 impl Drop for Xvfb {
+    /// SIGTERM first, so that the server removes its lock and socket (a SIGKILL leaves them,
+    /// and each run would take one display number for good); SIGKILL after 5 s.
     fn drop(&mut self) {
+        // SAFETY: kill(2) on the X server this test started, by its PID.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
