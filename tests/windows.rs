@@ -784,38 +784,33 @@ fn installs_as_a_windows_service_syncs_a_user_upgrades_in_place_and_uninstalls()
         "{team2:#}"
     );
 
-    in_ad("the user moved out of the container", &|l| {
-        Box::pin(async move {
-            ldap_ok(
-                l.modifydn(
-                    &format!("CN=winexp1,{}", testbed::OU_UNDELEGATED),
-                    "CN=winexp1",
-                    true,
-                    Some(testbed::OU_STAFF),
+    // The user moved from one OU to another, as ADUC's Move does.
+    let move_user = |step: &str, from: &'static str, to: &'static str| {
+        in_ad(step, &|l| {
+            Box::pin(async move {
+                ldap_ok(
+                    l.modifydn(&format!("CN=winexp1,{from}"), "CN=winexp1", true, Some(to))
+                        .await,
                 )
-                .await,
-            )
+            })
         })
-    });
+    };
+    move_user(
+        "the user moved out of the container",
+        testbed::OU_UNDELEGATED,
+        testbed::OU_STAFF,
+    );
     let v = export(&["--allow-deletions", "1"]);
     assert_eq!(v["suspended"], 1, "{v:#}");
     assert!(
         named(&in_cloud("user", true), "users", "winexp1b").is_some(),
         "kept suspended in the cloud"
     );
-    in_ad("the user moved back", &|l| {
-        Box::pin(async move {
-            ldap_ok(
-                l.modifydn(
-                    &format!("CN=winexp1,{}", testbed::OU_STAFF),
-                    "CN=winexp1",
-                    true,
-                    Some(testbed::OU_UNDELEGATED),
-                )
-                .await,
-            )
-        })
-    });
+    move_user(
+        "the user moved back",
+        testbed::OU_STAFF,
+        testbed::OU_UNDELEGATED,
+    );
     let v = export(&[]);
     assert_eq!(v["restored"], 1, "{v:#}");
     assert!(named(&in_cloud("user", false), "users", "winexp1b").is_some());

@@ -1261,6 +1261,7 @@ async fn full_read(
 ) -> Result<(ExportReport, HashSet<String>), String> {
     use base64::Engine as _;
     report.full = true;
+    let mut position = None;
     if reader == Reader::Dirsync {
         let mut dc = dirsync::Dc::new(
             ad.ldap(),
@@ -1271,11 +1272,7 @@ async fn full_read(
         )?;
         match dirsync::position(&mut dc).await {
             Ok(cookie) => {
-                let position = base64::engine::general_purpose::STANDARD.encode(cookie);
-                return read_scope_then(
-                    ad, link, rules, threshold, reader, report, reading, position,
-                )
-                .await;
+                position = Some(base64::engine::general_purpose::STANDARD.encode(cookie));
             }
             Err(dirsync::DrainError::Ldap(e)) if usn::refuses_dirsync(&e) => {
                 refused_dirsync(&mut report, &e);
@@ -1284,37 +1281,17 @@ async fn full_read(
             Err(e) => return Err(e.to_string()),
         }
     }
-    let highest = usn::highest(ad.ldap(), ad.timeout())
-        .await
-        .map_err(|e| format!("reading the DC's highest USN: {e}"))?;
-    read_scope_then(
-        ad,
-        link,
-        rules,
-        threshold,
-        reader,
-        report,
-        reading,
-        usn::cookie(highest),
-    )
-    .await
-}
-
-/// The rest of [`full_read`] once its position is taken: the scope read whole and sent (the
-/// reconciliation), then `position` as the cloud's cursor.
-#[allow(clippy::too_many_arguments)]
-async fn read_scope_then(
-    ad: &Ad,
-    link: &mut Link<'_>,
-    rules: &mut Rules<'_>,
-    threshold: &mut Threshold<'_>,
-    reader: Reader,
-    mut report: ExportReport,
-    reading: std::time::Instant,
-    position: String,
-) -> Result<(ExportReport, HashSet<String>), String> {
+    let position = match position {
+        Some(p) => p,
+        None => usn::cookie(
+            usn::highest(ad.ldap(), ad.timeout())
+                .await
+                .map_err(|e| format!("reading the DC's highest USN: {e}"))?,
+        ),
+    };
     report.reader = reader;
     report.took.changes_ms = ms(reading);
+    // The scope read whole and sent (the reconciliation), then the position as the cursor.
     let reconciling = std::time::Instant::now();
     reconcile(ad, link, rules, threshold, &HashSet::new(), &mut report).await?;
     link.send(Vec::new(), Some(position), &mut report).await?;
