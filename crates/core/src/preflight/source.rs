@@ -321,6 +321,22 @@ pub fn from_ad(
     use crate::source_scope::{Candidate, Verdict, decide};
     let mut users = FromAd::default();
     let mut groups = FromAd::default();
+    // What the cloud holds of each kind, looked up once per AD object: (the objectGUIDs its
+    // objects are linked to in this domain, their names), in ASCII lowercase as the cloud
+    // compares them.
+    let held = |entries: &[crate::cloud::api::DirectoryEntry]| {
+        let links: std::collections::HashSet<String> = entries
+            .iter()
+            .filter_map(|e| crate::cloud::api::link_for(&e.links, domain))
+            .map(|l| l.guid.to_ascii_lowercase())
+            .collect();
+        let names: std::collections::HashSet<String> = entries
+            .iter()
+            .map(|e| e.name.to_ascii_lowercase())
+            .collect();
+        (links, names)
+    };
+    let (held_users, held_groups) = (held(&cloud.users), held(&cloud.groups));
     for o in objs {
         if !(o.is_user || o.is_group) || o.marker_id().is_some() {
             continue;
@@ -341,21 +357,17 @@ pub fn from_ad(
             },
             matches_filter: None,
         };
-        let (out, entries) = if o.is_group {
-            (&mut groups, &cloud.groups)
+        let (out, (links, names)) = if o.is_group {
+            (&mut groups, &held_groups)
         } else {
-            (&mut users, &cloud.users)
+            (&mut users, &held_users)
         };
         match decide(scope, &candidate) {
             Verdict::Export | Verdict::Named(_) => {
                 let guid = crate::guid::guid_string(&o.guid);
-                let linked = entries.iter().any(|e| {
-                    crate::cloud::api::link_for(&e.links, domain)
-                        .is_some_and(|l| l.guid.eq_ignore_ascii_case(&guid))
-                });
-                if linked {
+                if links.contains(&guid.to_ascii_lowercase()) {
                     out.update += 1;
-                } else if entries.iter().any(|e| e.name.eq_ignore_ascii_case(&o.sam)) {
+                } else if names.contains(&o.sam.to_ascii_lowercase()) {
                     out.taken.push((
                         o.sam.clone(),
                         format!(
