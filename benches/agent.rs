@@ -345,8 +345,10 @@ fn main() {
             .map_or(0.0, |kb| kb / 1024.0)
     };
     println!(
-        "agent idle in `run` after its start-up comparison: RSS {:.1} MB (peak so far {:.1} MB) (target under 10 MB idle)",
+        "agent idle in `run` after its start-up comparison: RSS {:.1} MB, of which {:.1} MB anonymous (the heap, stacks) and {:.1} MB pages of files (the binary and its libraries) (peak so far {:.1} MB) (target under 10 MB idle)",
         field("VmRSS:"),
+        field("RssAnon:"),
+        field("RssFile:"),
         field("VmHWM:")
     );
     let _ = child.kill();
