@@ -243,13 +243,30 @@ fn main() {
         };
     let agent = |cmd: &str, extra: &[&str]| agent_of(&config, &state, cmd, extra);
     let export_of = |bed: &mut testbed::Testbed,
+                     server: &cloud::CloudServer,
                      config: &std::path::Path,
                      state: &std::path::Path,
                      extra: &[&str],
                      what: &str| {
         let mut args = vec!["--json"];
         args.extend_from_slice(extra);
-        let (t, rss, ok, out) = measured(&mut agent_of(config, state, "export", &args));
+        let cloud_before = server.pid().map_or(0.0, support::process_cpu);
+        let busy_before = support::machine_busy();
+        let support::Measured {
+            took: t,
+            rss,
+            cpu,
+            ok,
+            out,
+        } = support::measured_cpu(&mut agent_of(config, state, "export", &args));
+        let cloud_cpu = server.pid().map_or(0.0, support::process_cpu) - cloud_before;
+        let busy = support::machine_busy() - busy_before;
+        println!(
+            "  {what}: CPU seconds: the agent {cpu:.2}, the cloud {cloud_cpu:.2}, the rest of the machine (the DC, mostly) {:.2}; wall {:.2} s on {} cores",
+            busy - cpu - cloud_cpu,
+            t.as_secs_f64(),
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
         if !ok {
             fail(
                 bed,
@@ -266,7 +283,7 @@ fn main() {
         (t.as_secs_f64(), rss as f64 / 1024.0, json)
     };
     let export = |bed: &mut testbed::Testbed, extra: &[&str], what: &str| {
-        export_of(bed, &config, &state, extra, what)
+        export_of(bed, &server, &config, &state, extra, what)
     };
     let (first, first_rss, r) = export(&mut bed, &[], "the first export");
     if r["created"] != users + groups {
@@ -454,6 +471,7 @@ fn main() {
         let config2 = enroll(&mut bed, &dir2, &server2);
         let (t, rss, r) = export_of(
             &mut bed,
+            &server2,
             &config2,
             &dir2.join("state"),
             &[],
@@ -476,8 +494,9 @@ fn main() {
     bed.stop();
 }
 
-/// The cloud's own insert of `n` AD users like the bench's, in batches of 1,000 as the agent
-/// sends them, into a store of its own.
+/// The cloud's own insert of `n` AD users like the bench's, in batches of 1,000 (the agent's
+/// pages; over HTTPS it sends each in parts within the body limit, about 500 users), into a
+/// store of its own.
 fn cloud_insert(root: &std::path::Path, n: usize, groups: usize) -> Result<Duration, String> {
     use ad_sync_cloud::server::store::{Store, Timing};
     use ad_sync_core::cloud::api::{HeartbeatRequest, SourceGroup, SourceRequest, SourceUser};

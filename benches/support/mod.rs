@@ -88,6 +88,23 @@ pub fn env_usize(name: &str, default: usize) -> usize {
 /// this process's (measured: a first export at 30.7 MB was reported as 51.7 MB, this bench's
 /// size after seeding 10,000 users).
 pub fn measured(cmd: &mut Command) -> (Duration, i64, bool, String) {
+    let m = measured_cpu(cmd);
+    (m.took, m.rss, m.ok, m.out)
+}
+
+/// What `measured_cpu` measured of one command.
+pub struct Measured {
+    pub took: Duration,
+    /// Peak RSS, KiB.
+    pub rss: i64,
+    /// User and system CPU seconds of the command, as `time` reports them.
+    pub cpu: f64,
+    pub ok: bool,
+    pub out: String,
+}
+
+/// `measured`, with the command's CPU time as well.
+pub fn measured_cpu(cmd: &mut Command) -> Measured {
     static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let report = std::env::temp_dir().join(format!(
         "bench-rss-{}-{}",
@@ -98,7 +115,7 @@ pub fn measured(cmd: &mut Command) -> (Duration, i64, bool, String) {
     timed
         .arg("-o")
         .arg(&report)
-        .args(["-f", "%M"])
+        .args(["-f", "%M %U %S"])
         .arg(cmd.get_program())
         .args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
@@ -116,26 +133,79 @@ pub fn measured(cmd: &mut Command) -> (Duration, i64, bool, String) {
     let out = match out {
         Ok(o) => o,
         Err(e) => {
-            return (
+            return Measured {
                 took,
-                0,
-                false,
-                format!("/usr/bin/time (Debian's `time`, which dev/setup-machine installs): {e}"),
-            );
+                rss: 0,
+                cpu: 0.0,
+                ok: false,
+                out: format!(
+                    "/usr/bin/time (Debian's `time`, which dev/setup-machine installs): {e}"
+                ),
+            };
         }
     };
     // `time` writes "Command exited with non-zero status N" first when it does.
-    let rss = std::fs::read_to_string(&report)
+    let last = std::fs::read_to_string(&report)
         .ok()
-        .and_then(|t| t.lines().last().and_then(|l| l.trim().parse().ok()))
-        .unwrap_or(0);
+        .and_then(|t| t.lines().last().map(str::to_string))
+        .unwrap_or_default();
+    let mut fields = last.split_whitespace();
+    let rss = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+    let cpu = fields.filter_map(|f| f.parse::<f64>().ok()).sum();
     let _ = std::fs::remove_file(&report);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (took, rss, out.status.success(), text)
+    Measured {
+        took,
+        rss,
+        cpu,
+        ok: out.status.success(),
+        out: text,
+    }
+}
+
+/// CPU seconds (user and system) process `pid` has used so far, from /proc/PID/stat.
+pub fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's name, which is in parentheses and may hold spaces.
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are the 14th and 15th fields of the line, the 12th and 13th after it.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| f.get(i).and_then(|t| t.parse::<f64>().ok()))
+        .sum();
+    ticks / clock_ticks()
+}
+
+/// CPU seconds the whole machine has been busy (every state but idle and iowait), from
+/// /proc/stat.
+pub fn machine_busy() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().next() else {
+        return 0.0;
+    };
+    let v: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let busy: f64 = v
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    busy / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf reads a constant.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
 }
 
 pub fn ldap_add(

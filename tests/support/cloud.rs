@@ -242,6 +242,11 @@ impl CloudServer {
         CloudClient::new(&opts).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The running server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn port(&self) -> u16 {
         self.url
             .rsplit(':')

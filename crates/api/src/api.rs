@@ -511,13 +511,18 @@ pub struct SourceHeld {
     pub contact: bool,
 }
 
+fn no_count(n: &usize) -> bool {
+    *n == 0
+}
+
 /// `GET /v1/source/contacts?after=GUID`: the contacts the cloud holds from AD, as `SourceUsers`
 /// lists the users.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceContacts {
     pub contacts: Vec<SourceHeld>,
     pub more: bool,
-    #[serde(default)]
+    /// As `SourceUsers::live`.
+    #[serde(default, skip_serializing_if = "no_count")]
     pub live: usize,
 }
 
@@ -544,8 +549,9 @@ pub struct SourceUsers {
     pub users: Vec<SourceHeld>,
     pub more: bool,
     /// How many live (not deleted) objects, users and groups, the cloud holds from AD in this
-    /// domain: what the deletion threshold's percentage is of.
-    #[serde(default)]
+    /// domain: what the deletion threshold's percentage is of. On a list's first page (no
+    /// `after`) and in a lookup; left out of a list's later pages (read as 0).
+    #[serde(default, skip_serializing_if = "no_count")]
     pub live: usize,
 }
 
@@ -555,7 +561,8 @@ pub struct SourceUsers {
 pub struct SourceGroups {
     pub groups: Vec<SourceHeld>,
     pub more: bool,
-    #[serde(default)]
+    /// As `SourceUsers::live`.
+    #[serde(default, skip_serializing_if = "no_count")]
     pub live: usize,
 }
 

@@ -174,7 +174,10 @@ CREATE TABLE IF NOT EXISTS source_members (
     member_guid TEXT NOT NULL,
     PRIMARY KEY (domain_id, group_guid, member_guid)
 );
-CREATE INDEX IF NOT EXISTS source_members_by_member ON source_members(domain_id, member_guid);
+-- Covering, so that SQLite prefers it to the primary key's index (which would scan the whole
+-- domain's facts for one member: 75% of the cloud's time in a first export of 10,000 users).
+DROP INDEX IF EXISTS source_members_by_member;
+CREATE INDEX IF NOT EXISTS source_members_of_member ON source_members(domain_id, member_guid, group_guid);
 CREATE TABLE IF NOT EXISTS source_refusals (
     domain_id INTEGER NOT NULL REFERENCES domains(id),
     guid TEXT NOT NULL,
@@ -594,6 +597,11 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err)?;
+        // A page cache of 32 MiB (SQLite's default is 2 MiB): a domain of 50,000 users is a
+        // database of about 27 MB, and with 2 MiB every count or list of it read its pages
+        // again from the operating system (half the time of such a count was in pread).
+        conn.pragma_update(None, "cache_size", -32 * 1024)
             .map_err(db_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(db_err)?;
