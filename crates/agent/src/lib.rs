@@ -565,8 +565,11 @@ impl Agent {
     ) -> Result<(), RunError> {
         let approved = !settings.dry_run && state.has_approved()?;
         if !changes.is_empty() || approved {
-            let before = mirror.clone();
-            let mut next = mirror.clone();
+            // The mirror as loaded becomes `before` (moved, not copied: the directory is held
+            // twice, not three times); `mirror` is `next` again once committed, and an error
+            // or a dry run ends the cycle without reading it.
+            let before = std::mem::take(mirror);
+            let mut next = before.clone();
             let mut work = Work::default();
             next.fold(
                 changes,
@@ -627,8 +630,8 @@ impl Agent {
             );
         }
         if resync {
-            let before = mirror.clone();
-            let mut next = mirror.clone();
+            let before = std::mem::take(mirror);
+            let mut next = before.clone();
             let mut work = Work {
                 users: next.users.keys().cloned().collect(),
                 groups: next.groups.keys().cloned().collect(),
