@@ -334,16 +334,7 @@ fn main() {
         Err(e) => fail(&mut bed, e.to_string()),
     };
     std::thread::sleep(Duration::from_secs(20));
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
+    let field = support::status_mb(child.id());
     println!(
         "agent idle in `run` after its start-up comparison: RSS {:.1} MB, of which {:.1} MB anonymous (the heap, stacks) and {:.1} MB pages of files (the binary and its libraries) (peak so far {:.1} MB) (target under 10 MB idle)",
         field("VmRSS:"),

@@ -405,16 +405,7 @@ fn main() {
     };
     stop_at_exit([child.id()]);
     std::thread::sleep(Duration::from_secs(20));
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
+    let field = support::status_mb(child.id());
     println!(
         "service idle after its export: RSS {:.1} MB (peak so far {:.1} MB) (goal under 10 MB idle)",
         field("VmRSS:"),

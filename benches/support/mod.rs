@@ -167,6 +167,20 @@ pub fn measured_cpu(cmd: &mut Command) -> Measured {
     }
 }
 
+/// Process `pid`'s /proc/PID/status as read now: a field's value in MB by its name with the
+/// colon (`"VmRSS:"`, `"RssAnon:"`, `"VmHWM:"`), 0 when absent.
+pub fn status_mb(pid: u32) -> impl Fn(&str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    move |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
 /// CPU seconds (user and system) process `pid` has used so far, from /proc/PID/stat.
 pub fn process_cpu(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

@@ -244,8 +244,8 @@ pub struct RunHealth {
     pub held_from_ad: u64,
 }
 
-fn is_zero(n: &u64) -> bool {
-    *n == 0
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -511,10 +511,6 @@ pub struct SourceHeld {
     pub contact: bool,
 }
 
-fn no_count(n: &usize) -> bool {
-    *n == 0
-}
-
 /// `GET /v1/source/contacts?after=GUID`: the contacts the cloud holds from AD, as `SourceUsers`
 /// lists the users.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -522,7 +518,7 @@ pub struct SourceContacts {
     pub contacts: Vec<SourceHeld>,
     pub more: bool,
     /// As `SourceUsers::live`.
-    #[serde(default, skip_serializing_if = "no_count")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub live: usize,
 }
 
@@ -551,7 +547,7 @@ pub struct SourceUsers {
     /// How many live (not deleted) objects, users and groups, the cloud holds from AD in this
     /// domain: what the deletion threshold's percentage is of. On a list's first page (no
     /// `after`) and in a lookup; left out of a list's later pages (read as 0).
-    #[serde(default, skip_serializing_if = "no_count")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub live: usize,
 }
 
@@ -562,7 +558,7 @@ pub struct SourceGroups {
     pub groups: Vec<SourceHeld>,
     pub more: bool,
     /// As `SourceUsers::live`.
-    #[serde(default, skip_serializing_if = "no_count")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub live: usize,
 }
 
