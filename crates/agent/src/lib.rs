@@ -34,9 +34,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use sync::{RunError, Settings};
 
-/// Changes read from the cloud per request, and at most per run (the rest waits for the next).
+/// Changes read from the cloud per request, and at most per run. A run holds its changes,
+/// what they touch of the mirror and AD's answers for it until it commits, so the cap bounds
+/// a run's memory whatever the directory's size. The rest goes to the next run, which `--once`
+/// and the service start at once.
 const PAGE: i64 = 1000;
-pub const MAX_PER_RUN: usize = 20_000;
+pub const MAX_PER_RUN: usize = 2_000;
 /// A full comparison of everything managed with AD, besides the one at start-up.
 const RESYNC_EVERY: Duration = Duration::from_secs(6 * 3600);
 
@@ -80,6 +83,9 @@ pub struct CycleReport {
     pub adopted: usize,
     pub cursor: i64,
     pub resynced: bool,
+    /// The run stopped at `MAX_PER_RUN` changes and the cloud has more: the next run follows
+    /// at once.
+    pub more: bool,
     pub planned: Vec<String>,
     /// Disconnections the deletion threshold holds after this cycle (see `pending`).
     pub held: usize,
@@ -474,6 +480,7 @@ impl Agent {
         // backup (its feed ends before this state's cursor) is found first, and this state,
         // with results for changes that cloud never sent, is set aside.
         let mut acks_flushed = false;
+        let mut more = false;
         loop {
             let page = self
                 .client
@@ -513,13 +520,18 @@ impl Agent {
             after = page.cursor;
             opts.meter.tick(page.changes.len() as u64);
             changes.extend(page.changes);
-            if !page.more || changes.len() >= MAX_PER_RUN {
+            if !page.more {
+                break;
+            }
+            if changes.len() >= MAX_PER_RUN {
+                more = true;
                 break;
             }
         }
         let mut report = CycleReport {
             changes: changes.len(),
             cursor,
+            more,
             ..CycleReport::default()
         };
         let approved = !opts.dry_run && state.has_approved()?;
@@ -527,7 +539,21 @@ impl Agent {
             report.held = state.held()?.len();
             return Ok(report);
         }
-        let mut mirror = state.load()?;
+        // A full comparison needs the whole directory; a run of changes only what they touch
+        // (and what is held, which is planned again).
+        let mut mirror = if resync {
+            state.load()?
+        } else {
+            let mut needs = mirror::Needs::of(&changes);
+            for h in state.held()? {
+                match h.kind {
+                    state::HeldKind::User => needs.users.insert(h.id),
+                    state::HeldKind::Group => needs.groups.insert(h.id),
+                    _ => false,
+                };
+            }
+            state.load_for(&needs)?
+        };
         let mirror = &mut mirror;
         let settings = self.settings(opts);
         let ad = ad::Ad::connect(&self.answers, &self.password)
@@ -843,7 +869,7 @@ impl Agent {
             total.planned.extend(r.planned);
             total.held = r.held;
             total.blocked = r.blocked.or(total.blocked);
-            if r.changes < MAX_PER_RUN || opts.dry_run {
+            if !r.more || opts.dry_run {
                 break;
             }
         }
@@ -1003,7 +1029,16 @@ impl Agent {
                                     }
                                     last_held = r.held;
                                     problem = export_problem.clone();
-                                    if problem.is_none() {
+                                    if r.more && problem.is_none() {
+                                        // A capped run: the rest of the feed now, not in
+                                        // an interval (a first sync is many runs).
+                                        tracing::debug!(
+                                            changes = r.changes,
+                                            "the cloud has more changes: the next run follows at once"
+                                        );
+                                        backoff = Duration::from_secs(1);
+                                        Duration::ZERO
+                                    } else if problem.is_none() {
                                         backoff = Duration::from_secs(1);
                                         interval
                                     } else {

@@ -3,7 +3,7 @@
 //! says what a run has to look at in AD (`Work`); `sync` decides the operations.
 
 use ad_sync_core::cloud::api::{AdLink, Change, ChangeBody, MemberType, User};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// A cloud user as the agent last heard of it, and the AD object it manages for it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -28,6 +28,11 @@ pub struct GroupRec {
 /// A direct membership by ids: (group id, member type, member id).
 pub type Edge = (String, MemberType, String);
 
+/// The cloud directory as the agent holds it for a run. Loaded whole (`State::load`) or, for a
+/// run of changes, only what those changes touch (`State::load_for`): every group and nesting,
+/// the users the changes name, and the users of every group whose AD members the run may
+/// change. `others` stands for the rest: the objectGUIDs the agent manages for objects not
+/// loaded, so that what is "managed" means the same in both.
 #[derive(Debug, Clone, Default)]
 pub struct Mirror {
     pub users: BTreeMap<String, UserRec>,
@@ -35,6 +40,48 @@ pub struct Mirror {
     pub edges: BTreeSet<Edge>,
     /// The last change folded in.
     pub cursor: i64,
+    /// objectGUIDs of managed objects that are not loaded in this mirror (empty when whole).
+    pub others: HashSet<[u8; 16]>,
+}
+
+/// What a run of changes needs from the state to be planned as it would be on the whole
+/// directory (`State::load_for` reads it).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Users named by a change (upserted, removed, a password, a member).
+    pub users: BTreeSet<String>,
+    /// Groups named by a change (upserted, removed, a membership's group or member group).
+    pub groups: BTreeSet<String>,
+}
+
+impl Needs {
+    pub fn of(changes: &[Change]) -> Needs {
+        let mut n = Needs::default();
+        for c in changes {
+            match &c.body {
+                ChangeBody::UserUpsert { user } => {
+                    n.users.insert(user.id.clone());
+                }
+                ChangeBody::UserRemove { id, .. } | ChangeBody::UserPassword { id, .. } => {
+                    n.users.insert(id.clone());
+                }
+                ChangeBody::GroupUpsert { group } => {
+                    n.groups.insert(group.id.clone());
+                }
+                ChangeBody::GroupRemove { id, .. } => {
+                    n.groups.insert(id.clone());
+                }
+                ChangeBody::MembershipAdd(m) | ChangeBody::MembershipRemove(m) => {
+                    n.groups.insert(m.group_id.clone());
+                    match m.member_type {
+                        MemberType::User => n.users.insert(m.member_id.clone()),
+                        MemberType::Group => n.groups.insert(m.member_id.clone()),
+                    };
+                }
+            }
+        }
+        n
+    }
 }
 
 /// What one object in AD has to be brought to, and which changes asked for it (their results
@@ -93,6 +140,19 @@ impl Work {
 }
 
 impl Mirror {
+    /// Whether this objectGUID is one the agent manages for an object not loaded here.
+    pub fn manages_other(&self, guid: &[u8]) -> bool {
+        <[u8; 16]>::try_from(guid).is_ok_and(|g| self.others.contains(&g))
+    }
+
+    /// How many objects the agent manages (loaded or not): what the deletion budget's
+    /// percentage is of.
+    pub fn managed_count(&self) -> usize {
+        self.users.values().filter(|u| u.guid.is_some()).count()
+            + self.groups.values().filter(|g| g.guid.is_some()).count()
+            + self.others.len()
+    }
+
     /// Folds changes in order. `unlock_on_any_update` is `!sync_account_locked_out_status`:
     /// any update of an unlocked cloud user clears the AD lockout; otherwise only an explicit
     /// unlock (locked, then not) does.

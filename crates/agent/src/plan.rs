@@ -476,7 +476,7 @@ impl Plan {
         link: Link,
     ) -> Result<(), Refusal> {
         i.rules().check(kind, obj, id, link)?;
-        if self.claimed.insert(obj.guid.clone()) {
+        if !i.mirror.manages_other(&obj.guid) && self.claimed.insert(obj.guid.clone()) {
             Ok(())
         } else {
             Err(Refusal::Claimed)
@@ -583,8 +583,7 @@ pub fn threshold(
     policy: &Sync,
     allow: Option<usize>,
 ) -> Result<(), OverThreshold> {
-    let managed = before.users.values().filter(|u| u.guid.is_some()).count()
-        + before.groups.values().filter(|g| g.guid.is_some()).count();
+    let managed = before.managed_count();
     let (limit, spent) = match allow {
         Some(n) => (n, 0),
         None => (ad_sync_core::policy::budget(managed, policy), spent),
@@ -1395,10 +1394,11 @@ pub fn memberships(
             continue;
         };
         let have_all = target.members.as_deref().unwrap_or_default();
+        let is_managed = |g: &[u8]| managed.contains(g) || mirror.manages_other(g);
         let have: HashSet<&[u8]> = have_all
             .iter()
             .map(|(g, _)| g.as_slice())
-            .filter(|g| managed.contains(g))
+            .filter(|g| is_managed(g))
             .collect();
         let want: HashSet<Vec<u8>> = mirror
             .desired_members(id, match_mode)
@@ -1426,7 +1426,7 @@ pub fn memberships(
         // By objectGUID: a member renamed earlier in this run has a new DN.
         let del: HashSet<Vec<u8>> = have_all
             .iter()
-            .filter(|(g, _)| managed.contains(g.as_slice()) && !want.contains(g))
+            .filter(|(g, _)| is_managed(g) && !want.contains(g))
             .filter(|(g, _)| allowed(g))
             .map(|(g, _)| guid_ref(g))
             .collect();

@@ -6,6 +6,7 @@
 use super::mirror::{GroupRec, Mirror, UserRec};
 use ad_sync_core::cloud::api::{ApplyStatus, ChangeResult, MemberType, User};
 use rusqlite::{Connection, params};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// 2: groups keep the AD links the cloud gave them (an imported group's objectGUID).
@@ -30,6 +31,7 @@ CREATE TABLE IF NOT EXISTS edges (
     member_id TEXT NOT NULL,
     PRIMARY KEY (group_id, member_type, member_id)
 );
+CREATE INDEX IF NOT EXISTS edges_by_member ON edges(member_id, member_type);
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, status TEXT NOT NULL, message TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS held (key TEXT PRIMARY KEY, entry TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS imported (guid BLOB PRIMARY KEY, kind TEXT NOT NULL, at INTEGER NOT NULL);
@@ -558,49 +560,125 @@ impl State {
             .unwrap_or(0)
     }
 
+    /// The whole mirror (a full comparison with AD needs every object).
     pub fn load(&self) -> Result<Mirror, StateError> {
-        let err = db_err(&self.path);
         let mut m = Mirror {
-            cursor: self
-                .conn
-                .query_row("SELECT value FROM meta WHERE key = 'cursor'", [], |r| {
-                    r.get::<_, String>(0)
-                })
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
+            cursor: self.cursor(),
             ..Mirror::default()
         };
+        self.each_user(
+            "SELECT id, user, password_set, guid FROM users",
+            [],
+            |id, rec| {
+                m.users.insert(id, rec);
+            },
+        )?;
+        self.load_groups(&mut m)?;
+        self.each_edge(
+            "SELECT group_id, member_type, member_id FROM edges WHERE member_type = 'user'",
+            [],
+            |e| {
+                m.edges.insert(e);
+            },
+        )?;
+        Ok(m)
+    }
+
+    /// The mirror for one run of changes: what `needs` names and nothing else of the users,
+    /// so that a run's memory follows the run and not the directory (see `Mirror`). Loaded:
+    /// every group and every nesting; the users named; each named user's memberships; and the
+    /// members of every group whose AD members the run may change: the groups named, every
+    /// group containing one of them at any depth (removing a group changes its parents; in
+    /// `match` mode a nested group's users are direct members of every group above it), and
+    /// every group nested in any of those (whose users a `match` group has). The rest of the
+    /// managed objects are in `others` by objectGUID. Planning on it gives the plan that the
+    /// whole mirror gives (tested: `a_run_planned_on_what_it_needs_is_planned_as_on_the_whole`).
+    pub fn load_for(&self, needs: &crate::mirror::Needs) -> Result<Mirror, StateError> {
+        let err = db_err(&self.path);
+        let mut m = Mirror {
+            cursor: self.cursor(),
+            ..Mirror::default()
+        };
+        self.load_groups(&mut m)?;
+        // Up from the named groups, then down from all of those.
+        let parents = |g: &str| -> Vec<String> {
+            m.edges
+                .iter()
+                .filter(|(_, t, c)| *t == MemberType::Group && c == g)
+                .map(|(p, _, _)| p.clone())
+                .collect()
+        };
+        let mut groups: BTreeSet<String> = BTreeSet::new();
+        let mut todo: Vec<String> = needs.groups.iter().cloned().collect();
+        while let Some(g) = todo.pop() {
+            if groups.insert(g.clone()) {
+                todo.extend(parents(&g));
+            }
+        }
+        let mut todo: Vec<String> = groups.iter().cloned().collect();
+        while let Some(g) = todo.pop() {
+            let children: Vec<String> = m
+                .edges
+                .range((g.clone(), MemberType::Group, String::new())..)
+                .take_while(|(p, _, _)| *p == g)
+                .filter(|(_, t, _)| *t == MemberType::Group)
+                .map(|(_, _, c)| c.clone())
+                .collect();
+            for c in children {
+                if groups.insert(c.clone()) {
+                    todo.push(c);
+                }
+            }
+        }
+        let mut users = needs.users.clone();
+        for g in &groups {
+            self.each_edge(
+                "SELECT group_id, member_type, member_id FROM edges WHERE group_id = ?1 AND member_type = 'user'",
+                [g],
+                |e| {
+                    users.insert(e.2.clone());
+                    m.edges.insert(e);
+                },
+            )?;
+        }
+        for u in &needs.users {
+            self.each_edge(
+                "SELECT group_id, member_type, member_id FROM edges WHERE member_id = ?1 AND member_type = 'user'",
+                [u],
+                |e| {
+                    m.edges.insert(e);
+                },
+            )?;
+        }
+        for id in &users {
+            self.each_user(
+                "SELECT id, user, password_set, guid FROM users WHERE id = ?1",
+                [id],
+                |id, rec| {
+                    m.users.insert(id, rec);
+                },
+            )?;
+        }
         let mut stmt = self
             .conn
-            .prepare("SELECT id, user, password_set, guid FROM users")
+            .prepare("SELECT id, guid FROM users WHERE guid IS NOT NULL")
             .map_err(&err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, bool>(2)?,
-                    r.get::<_, Option<Vec<u8>>>(3)?,
-                ))
-            })
-            .map_err(&err)?;
-        for row in rows {
-            let (id, json, password_set, guid) = row.map_err(&err)?;
-            let user: User = serde_json::from_str(&json).map_err(|source| StateError::Damaged {
-                path: self.path.clone(),
-                id: id.clone(),
-                source,
-            })?;
-            m.users.insert(
-                id,
-                UserRec {
-                    user,
-                    password_set,
-                    guid,
-                },
-            );
+        let mut rows = stmt.query([]).map_err(&err)?;
+        while let Some(row) = rows.next().map_err(&err)? {
+            let id: String = row.get(0).map_err(&err)?;
+            let guid: Vec<u8> = row.get(1).map_err(&err)?;
+            if !m.users.contains_key(&id)
+                && let Ok(g) = <[u8; 16]>::try_from(guid.as_slice())
+            {
+                m.others.insert(g);
+            }
         }
+        Ok(m)
+    }
+
+    /// Every group and every nesting (a directory has few groups next to its users).
+    fn load_groups(&self, m: &mut Mirror) -> Result<(), StateError> {
+        let err = db_err(&self.path);
         let mut stmt = self
             .conn
             .prepare("SELECT id, name, guid, links FROM groups")
@@ -623,12 +701,62 @@ impl State {
             let g = row.map_err(&err)?;
             m.groups.insert(g.id.clone(), g);
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT group_id, member_type, member_id FROM edges")
-            .map_err(&err)?;
+        self.each_edge(
+            "SELECT group_id, member_type, member_id FROM edges WHERE member_type = 'group'",
+            [],
+            |e| {
+                m.edges.insert(e);
+            },
+        )
+    }
+
+    fn each_user<P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        mut f: impl FnMut(String, UserRec),
+    ) -> Result<(), StateError> {
+        let err = db_err(&self.path);
+        let mut stmt = self.conn.prepare_cached(sql).map_err(&err)?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(params, |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, Option<Vec<u8>>>(3)?,
+                ))
+            })
+            .map_err(&err)?;
+        for row in rows {
+            let (id, json, password_set, guid) = row.map_err(&err)?;
+            let user: User = serde_json::from_str(&json).map_err(|source| StateError::Damaged {
+                path: self.path.clone(),
+                id: id.clone(),
+                source,
+            })?;
+            f(
+                id,
+                UserRec {
+                    user,
+                    password_set,
+                    guid,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn each_edge<P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        mut f: impl FnMut(crate::mirror::Edge),
+    ) -> Result<(), StateError> {
+        let err = db_err(&self.path);
+        let mut stmt = self.conn.prepare_cached(sql).map_err(&err)?;
+        let rows = stmt
+            .query_map(params, |r| {
                 let t: String = r.get(1)?;
                 Ok((
                     r.get::<_, String>(0)?,
@@ -642,9 +770,9 @@ impl State {
             })
             .map_err(&err)?;
         for row in rows {
-            m.edges.insert(row.map_err(&err)?);
+            f(row.map_err(&err)?);
         }
-        Ok(m)
+        Ok(())
     }
 
     /// Writes a run's outcome, all in one transaction: what differs between the mirror
