@@ -1307,6 +1307,84 @@ fn lockout_is_cleared_by_an_unlock_in_the_cloud() {
     assert!(can_bind("lou", USER_PASSWORD));
 }
 
+/// A full comparison goes through the state a page at a time (the tests' agent compares two
+/// objects a pass, so five users are three passes and three groups two): drift on every user
+/// and every group is repaired, and a user deleted by hand in AD is created again by a users'
+/// pass and put back in its group by the groups' pass after it.
+#[test]
+fn a_full_comparison_repairs_drift_on_every_page() {
+    let _dc = DC.read();
+    let env = Env::new("pages", "");
+    let users = ["pga", "pgb", "pgc", "pgd", "pge"];
+    let groups = [("Pages 1", "pga"), ("Pages 2", "pgc"), ("Pages 3", "pge")];
+    for u in users {
+        env.add_user(u);
+    }
+    for (g, u) in groups {
+        env.cloud(&["group", "add", g]);
+        env.cloud(&["group", "add-member", g, u]);
+    }
+    env.sync();
+    for (g, u) in groups {
+        assert_eq!(members_of(&env.ou, g), vec![u.to_string()], "{g}");
+    }
+    // Drift by hand: every user's givenName, every group's member, and one user deleted.
+    let dn_of = |name: &str| {
+        search(&env.ou, &format!("(sAMAccountName={name})"))
+            .into_iter()
+            .next()
+            .map(|e| e.dn)
+            .unwrap_or_else(|| panic!("{name} is in AD"))
+    };
+    for u in users {
+        ldap_modify(
+            &dn_of(u),
+            vec![ldap3::Mod::Replace("givenName", HashSet::from(["Drifted"]))],
+        );
+    }
+    for (g, u) in groups {
+        let member = dn_of(u);
+        ldap_modify(
+            &dn_of(g),
+            vec![ldap3::Mod::Delete(
+                "member",
+                HashSet::from([member.as_str()]),
+            )],
+        );
+    }
+    let gone = dn_of("pgc");
+    block_on(async {
+        let mut l = admin_on(&bed().dc1).await;
+        l.delete(&gone)
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = l.unbind().await;
+    });
+    let out = env.run(&["--resync"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    for u in users {
+        let e = user_in(&env, u).unwrap_or_else(|| panic!("{u} is in AD again: {text}"));
+        assert_eq!(
+            attr(&e, "givenName").as_deref(),
+            Some("Given"),
+            "{u}: {text}"
+        );
+    }
+    for (g, u) in groups {
+        assert_eq!(members_of(&env.ou, g), vec![u.to_string()], "{g}: {text}");
+    }
+    // And nothing is left to do: the next comparison changes nothing.
+    let again = env.run(&["--resync"]);
+    let again = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(again.contains("operations: 0"), "{again}");
+}
+
 #[test]
 fn a_killed_agent_resumes_without_duplicates_and_a_standby_takes_over() {
     let _dc = DC.read();

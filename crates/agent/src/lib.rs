@@ -42,6 +42,24 @@ const PAGE: i64 = 1000;
 pub const MAX_PER_RUN: usize = 2_000;
 /// A full comparison of everything managed with AD, besides the one at start-up.
 const RESYNC_EVERY: Duration = Duration::from_secs(6 * 3600);
+/// Users (or groups) per pass of a full comparison (`compare_all`).
+const COMPARE_PAGE: usize = 2_000;
+
+/// `COMPARE_PAGE`; the tests' builds (`fault-hooks`) compare two objects a pass (or
+/// `AD_SYNC_COMPARE_PAGE`), so that every comparison of the live tests goes through several.
+fn compare_page_size() -> usize {
+    #[cfg(feature = "fault-hooks")]
+    {
+        std::env::var("AD_SYNC_COMPARE_PAGE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(2)
+            .min(COMPARE_PAGE)
+    }
+    #[cfg(not(feature = "fault-hooks"))]
+    COMPARE_PAGE
+}
 
 pub struct Agent {
     pub config_path: PathBuf,
@@ -153,22 +171,25 @@ impl Holds {
     }
 }
 
-/// The marked objects (`Ad::marked`) that no cloud object the agent knows or holds has, as
-/// removal records: (key, user record, group record).
-fn orphans(
-    marked: &[ad::Obj],
-    mirror: &Mirror,
-    work: &Work,
-) -> Vec<(
+/// An orphan found by a full comparison: (key, user record, group record).
+type Orphan = (
     mirror::ObjKey,
     Option<mirror::UserRec>,
     Option<mirror::GroupRec>,
-)> {
+);
+
+/// The marked objects (`Ad::marked`) that no cloud object the agent knows (`known(is_group,
+/// id)`, the state) or holds has, as removal records.
+fn orphans(
+    marked: &[ad::Obj],
+    known: impl Fn(bool, &str) -> Result<bool, StateError>,
+    work: &Work,
+) -> Result<Vec<Orphan>, StateError> {
     let mut out = Vec::new();
     for o in marked {
         let Some(id) = o.marker_id() else { continue };
         if o.is_group {
-            if mirror.groups.contains_key(id) || work.removed_groups.iter().any(|g| g.id == id) {
+            if known(true, id)? || work.removed_groups.iter().any(|g| g.id == id) {
                 continue;
             }
             out.push((
@@ -182,7 +203,7 @@ fn orphans(
                 }),
             ));
         } else if o.is_user {
-            if mirror.users.contains_key(id) || work.removed_users.iter().any(|u| u.user.id == id) {
+            if known(false, id)? || work.removed_users.iter().any(|u| u.user.id == id) {
                 continue;
             }
             out.push((
@@ -206,7 +227,7 @@ fn orphans(
             ));
         }
     }
-    out
+    Ok(out)
 }
 
 /// Gives the heap freed by a run back to the system (glibc keeps it otherwise), so an idle
@@ -539,21 +560,9 @@ impl Agent {
             report.held = state.held()?.len();
             return Ok(report);
         }
-        // A full comparison needs the whole directory; a run of changes only what they touch
-        // (and what is held, which is planned again).
-        let mut mirror = if resync {
-            state.load()?
-        } else {
-            let mut needs = mirror::Needs::of(&changes);
-            for h in state.held()? {
-                match h.kind {
-                    state::HeldKind::User => needs.users.insert(h.id),
-                    state::HeldKind::Group => needs.groups.insert(h.id),
-                    _ => false,
-                };
-            }
-            state.load_for(&needs)?
-        };
+        // Only what the changes touch (and what is held, which is planned again); a full
+        // comparison reads the rest a page at a time.
+        let mut mirror = state.load_for(&Self::needs(state, &changes)?)?;
         let mirror = &mut mirror;
         let settings = self.settings(opts);
         let ad = ad::Ad::connect(&self.answers, &self.password)
@@ -656,71 +665,191 @@ impl Agent {
             );
         }
         if resync {
-            let before = std::mem::take(mirror);
-            let mut next = before.clone();
-            let mut work = Work {
-                users: next.users.keys().cloned().collect(),
-                groups: next.groups.keys().cloned().collect(),
-                ..Work::default()
-            };
-            let started = Instant::now();
-            let held = self.hold_again(state, &next, &mut work, settings)?;
-            // Orphans: objects in the agent's containers that carry its marker for a cloud
-            // object it does not know (its state was lost while the cloud removed them). They
-            // get the disconnection policy, within the threshold, like any removal. The marker
-            // is not indexed, so the whole containers are read only for a state's first scan
-            // (or on another DC); after that only what changed since the last scan (uSNChanged,
-            // indexed). A state restored from a backup brings back its older watermark, so what
-            // the agent made after the backup is read again.
-            let scan = Instant::now();
-            let mark = ad
-                .watermark()
-                .await
-                .map_err(|e| RunError::Unavailable(e.to_string()))?;
-            let since = state
-                .orphan_watermark()
-                .filter(|w| w.dc == mark.dc)
-                .map(|w| w.usn);
-            let marked = ad
-                .marked(since)
-                .await
-                .map_err(|e| RunError::Unavailable(e.to_string()))?;
-            let orphans = orphans(&marked, &next, &work);
-            tracing::debug!(target: "ad_sync_agent::phase", "orphan scan ({}, {} marked objects, {} orphans): {:.4} s", if since.is_some() { "changed since the last" } else { "whole containers" }, marked.len(), orphans.len(), scan.elapsed().as_secs_f64());
-            report.orphans = orphans.len();
-            let orphan_keys: HashSet<mirror::ObjKey> =
-                orphans.iter().map(|o| o.0.clone()).collect();
-            for (_, user, group) in orphans {
-                work.removed_users.extend(user);
-                work.removed_groups.extend(group);
-            }
-            let r = sync::reconcile(ad, &mut next, &before, &work, None, &held.settings).await?;
-            let still_held = held.after(&r, &work, &orphan_keys);
-            report.held = still_held.len();
-            report.blocked = r.blocked.clone().or(report.blocked.take());
-            report.operations += r.operations;
-            report.failed += r.failed;
-            report.created += r.created;
-            report.adopted += r.adopted;
-            report.planned.extend(r.planned);
-            report.resynced = true;
-            if settings.dry_run {
-                return Ok(());
-            }
-            // The objectGUIDs it adopted (the cursor stays where it is), and what is held.
-            state.commit_with(&before, &next, &[], Some(&still_held), &r.disconnected)?;
-            state.set_orphan_watermark(&mark)?;
-            *mirror = next;
-            tracing::info!(
-                users = work.users.len(),
-                groups = work.groups.len(),
-                operations = r.operations,
-                failed = r.failed,
-                seconds = started.elapsed().as_secs_f32(),
-                "compared everything managed with AD"
-            );
+            self.compare_all(ad, state, settings, report).await?;
         }
         Ok(())
+    }
+
+    /// What a run of `changes` needs from the state: what they name, and what is held.
+    fn needs(
+        state: &State,
+        changes: &[ad_sync_core::cloud::api::Change],
+    ) -> Result<mirror::Needs, StateError> {
+        let mut needs = mirror::Needs::of(changes);
+        for h in state.held()? {
+            match h.kind {
+                state::HeldKind::User => needs.users.insert(h.id),
+                state::HeldKind::Group => needs.groups.insert(h.id),
+                _ => false,
+            };
+        }
+        Ok(needs)
+    }
+
+    /// A full comparison of everything managed with AD, a page of the directory at a time so
+    /// that its memory does not grow with the directory: the users `COMPARE_PAGE` at a time,
+    /// then the groups (with their members), then the disconnections: what is held, and the
+    /// orphans. Each page is committed on its own (an error stops the comparison there; the
+    /// pages before it stay done, as a run of changes does). The disconnections are one pass,
+    /// so the deletion budget counts them together; a suspension found on a page of users
+    /// counts with what earlier pages disconnected (the budget's window total).
+    async fn compare_all(
+        &self,
+        ad: &ad::Ad,
+        state: &mut State,
+        settings: &Settings,
+        report: &mut CycleReport,
+    ) -> Result<(), RunError> {
+        let started = Instant::now();
+        // What is held, planned again in the last pass (its cloud objects, if any, loaded).
+        let needs = Self::needs(state, &[])?;
+        let held_mirror = state.load_for(&needs)?;
+        let mut last = Work::default();
+        let held = self.hold_again(state, &held_mirror, &mut last, settings)?;
+        drop(held_mirror);
+        // Orphans: objects in the agent's containers that carry its marker for a cloud
+        // object it does not know (its state was lost while the cloud removed them). They
+        // get the disconnection policy, within the threshold, like any removal. The marker
+        // is not indexed, so the whole containers are read only for a state's first scan
+        // (or on another DC); after that only what changed since the last scan (uSNChanged,
+        // indexed). A state restored from a backup brings back its older watermark, so what
+        // the agent made after the backup is read again.
+        let scan = Instant::now();
+        let mark = ad
+            .watermark()
+            .await
+            .map_err(|e| RunError::Unavailable(e.to_string()))?;
+        let since = state
+            .orphan_watermark()
+            .filter(|w| w.dc == mark.dc)
+            .map(|w| w.usn);
+        let marked = ad
+            .marked(since)
+            .await
+            .map_err(|e| RunError::Unavailable(e.to_string()))?;
+        let orphans = orphans(&marked, |g, id| state.knows(g, id), &last)?;
+        tracing::debug!(target: "ad_sync_agent::phase", "orphan scan ({}, {} marked objects, {} orphans): {:.4} s", if since.is_some() { "changed since the last" } else { "whole containers" }, marked.len(), orphans.len(), scan.elapsed().as_secs_f64());
+        drop(marked);
+        report.orphans = orphans.len();
+        let orphan_keys: HashSet<mirror::ObjKey> = orphans.iter().map(|o| o.0.clone()).collect();
+        for (_, user, group) in orphans {
+            last.removed_users.extend(user);
+            last.removed_groups.extend(group);
+        }
+        // Users held for a suspension are planned in the last pass only.
+        let held_users: HashSet<String> = last.users.iter().cloned().collect();
+        let mut still_held = Vec::new();
+        let (mut users, mut groups) = (0, 0);
+        for of_groups in [false, true] {
+            let mut after = String::new();
+            loop {
+                let page = state.ids_after(of_groups, &after, compare_page_size())?;
+                let Some(tail) = page.last() else { break };
+                after = tail.clone();
+                let ids: std::collections::BTreeSet<String> = page
+                    .into_iter()
+                    .filter(|id| of_groups || !held_users.contains(id))
+                    .collect();
+                let (mut needs, mut work) = (mirror::Needs::default(), Work::default());
+                if of_groups {
+                    groups += ids.len();
+                    needs.groups = ids.clone();
+                    work.groups = ids;
+                } else {
+                    users += ids.len();
+                    needs.users = ids.clone();
+                    work.users = ids;
+                }
+                let held_now = self
+                    .compare_page(ad, state, &needs, &work, &held, &orphan_keys, None, report)
+                    .await?;
+                still_held.extend(held_now);
+                release_memory();
+            }
+        }
+        let needs = mirror::Needs {
+            users: last.users.clone(),
+            ..Default::default()
+        };
+        let held_now = self
+            .compare_page(
+                ad,
+                state,
+                &needs,
+                &last,
+                &held,
+                &orphan_keys,
+                Some(&still_held),
+                report,
+            )
+            .await?;
+        report.resynced = true;
+        if settings.dry_run {
+            return Ok(());
+        }
+        state.set_orphan_watermark(&mark)?;
+        tracing::info!(
+            users,
+            groups,
+            held = held_now.len(),
+            operations = report.operations,
+            failed = report.failed,
+            seconds = started.elapsed().as_secs_f32(),
+            "compared everything managed with AD"
+        );
+        Ok(())
+    }
+
+    /// One pass of `compare_all`: `work` compared with AD on the mirror `needs` loads, and
+    /// committed (what it held added to `held_before`; the last pass, which has
+    /// `held_before`, writes the held list). Returns what it held (the last pass: how many
+    /// are held in all).
+    #[allow(clippy::too_many_arguments)]
+    async fn compare_page(
+        &self,
+        ad: &ad::Ad,
+        state: &mut State,
+        needs: &mirror::Needs,
+        work: &Work,
+        held: &Holds,
+        orphan_keys: &HashSet<mirror::ObjKey>,
+        held_before: Option<&[state::Held]>,
+        report: &mut CycleReport,
+    ) -> Result<Vec<state::Held>, RunError> {
+        let before = state.load_for(needs)?;
+        let mut next = before.clone();
+        // What earlier pages disconnected counts against the budget's window.
+        let settings = Settings {
+            spent: state.spent(
+                ad_sync_core::time_fmt::now_unix()
+                    - i64::from(held.settings.policy.deletion_window_hours) * 3600,
+            )?,
+            ..held.settings.clone()
+        };
+        let r = sync::reconcile(ad, &mut next, &before, work, None, &settings).await?;
+        let mut now_held = held.after(&r, work, orphan_keys);
+        report.blocked = r.blocked.clone().or(report.blocked.take());
+        report.operations += r.operations;
+        report.failed += r.failed;
+        report.created += r.created;
+        report.adopted += r.adopted;
+        report.planned.extend(r.planned);
+        if let Some(earlier) = held_before {
+            now_held.extend(earlier.iter().cloned());
+            report.held = now_held.len();
+        }
+        if settings.dry_run {
+            return Ok(now_held);
+        }
+        // The objectGUIDs it adopted (the cursor stays where it is), and what is held.
+        state.commit_with(
+            &before,
+            &next,
+            &[],
+            held_before.map(|_| now_held.as_slice()),
+            &r.disconnected,
+        )?;
+        Ok(now_held)
     }
 
     /// How the runs go, from the state: what is held now, and the last run's figures.

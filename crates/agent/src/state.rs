@@ -676,6 +676,39 @@ impl State {
         Ok(m)
     }
 
+    /// The ids of the users (`groups`: of the groups) after `after`, in order, at most `limit`:
+    /// a full comparison goes through the directory a page at a time.
+    pub fn ids_after(
+        &self,
+        groups: bool,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StateError> {
+        let err = db_err(&self.path);
+        let sql = if groups {
+            "SELECT id FROM groups WHERE id > ?1 ORDER BY id LIMIT ?2"
+        } else {
+            "SELECT id FROM users WHERE id > ?1 ORDER BY id LIMIT ?2"
+        };
+        let mut stmt = self.conn.prepare_cached(sql).map_err(&err)?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| r.get::<_, String>(0))
+            .map_err(&err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(&err)
+    }
+
+    /// Whether the mirror has this cloud user (`group`: group).
+    pub fn knows(&self, group: bool, id: &str) -> Result<bool, StateError> {
+        let err = db_err(&self.path);
+        let sql = if group {
+            "SELECT 1 FROM groups WHERE id = ?1"
+        } else {
+            "SELECT 1 FROM users WHERE id = ?1"
+        };
+        let mut stmt = self.conn.prepare_cached(sql).map_err(&err)?;
+        stmt.exists([id]).map_err(&err)
+    }
+
     /// Every group and every nesting (a directory has few groups next to its users).
     fn load_groups(&self, m: &mut Mirror) -> Result<(), StateError> {
         let err = db_err(&self.path);
