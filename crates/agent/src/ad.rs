@@ -369,7 +369,15 @@ impl Ad {
     /// object is read afterwards by objectGUID, like any removal's. Without `since`,
     /// adminDescription is not indexed in AD, so the DC reads every object of those subtrees
     /// (no more: the search is scoped to them); `cargo bench --bench agent` measures both.
-    pub async fn marked(&self, since: Option<i64>) -> Result<Vec<Obj>, AdError> {
+    ///
+    /// Read a page at a time; only the objects `keep` accepts are kept (an orphan scan keeps
+    /// those its state does not know), so a scan of 50,000 managed objects holds one page of
+    /// them. Returns how many marked objects were read, and those kept.
+    pub async fn marked(
+        &self,
+        since: Option<i64>,
+        mut keep: impl FnMut(&Obj) -> bool,
+    ) -> Result<(usize, Vec<Obj>), AdError> {
         let changed = since.map_or(String::new(), |usn| format!("(uSNChanged>={})", usn + 1));
         let filter = format!(
             "(&{changed}(|(objectCategory=person)(objectClass=group))(adminDescription={}*))",
@@ -382,10 +390,12 @@ impl Ad {
         {
             bases.push(home.to_comma_form());
         }
+        let mut read = 0;
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
         let mut out: Vec<Obj> = Vec::new();
         for base in bases {
-            for o in self
-                .search_paged(
+            let mut pages = self
+                .search_pages(
                     &base,
                     &filter,
                     &[
@@ -396,14 +406,21 @@ impl Ad {
                         "groupType",
                     ],
                 )
-                .await?
+                .await?;
+            while let Some(entries) = pages
+                .next_page()
+                .await
+                .map_err(|e| AdError::from_op(e, &format!("search {base}")))?
             {
-                if !out.iter().any(|x| x.guid == o.guid) {
-                    out.push(o);
+                for o in entries.iter().map(object) {
+                    read += 1;
+                    if keep(&o) && seen.insert(o.guid.clone()) {
+                        out.push(o);
+                    }
                 }
             }
         }
-        Ok(out)
+        Ok((read, out))
     }
 
     /// The members of the group `dn`, nested membership included.

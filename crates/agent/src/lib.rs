@@ -723,12 +723,26 @@ impl Agent {
             .orphan_watermark()
             .filter(|w| w.dc == mark.dc)
             .map(|w| w.usn);
-        let marked = ad
-            .marked(since)
+        // Only the marked objects the state does not know are kept from the scan.
+        let mut unreadable = None;
+        let (read, marked) = ad
+            .marked(since, |o| match o.marker_id() {
+                Some(id) => match state.knows(o.is_group, id) {
+                    Ok(known) => !known,
+                    Err(e) => {
+                        unreadable.get_or_insert(e);
+                        false
+                    }
+                },
+                None => false,
+            })
             .await
             .map_err(|e| RunError::Unavailable(e.to_string()))?;
+        if let Some(e) = unreadable {
+            return Err(e.into());
+        }
         let orphans = orphans(&marked, |g, id| state.knows(g, id), &last)?;
-        tracing::debug!(target: "ad_sync_agent::phase", "orphan scan ({}, {} marked objects, {} orphans): {:.4} s", if since.is_some() { "changed since the last" } else { "whole containers" }, marked.len(), orphans.len(), scan.elapsed().as_secs_f64());
+        tracing::debug!(target: "ad_sync_agent::phase", "orphan scan ({}, {read} marked objects, {} orphans): {:.4} s", if since.is_some() { "changed since the last" } else { "whole containers" }, orphans.len(), scan.elapsed().as_secs_f64());
         drop(marked);
         report.orphans = orphans.len();
         let orphan_keys: HashSet<mirror::ObjKey> = orphans.iter().map(|o| o.0.clone()).collect();
