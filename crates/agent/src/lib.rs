@@ -42,7 +42,8 @@ const PAGE: i64 = 1000;
 pub const MAX_PER_RUN: usize = 2_000;
 /// A full comparison of everything managed with AD, besides the one at start-up.
 const RESYNC_EVERY: Duration = Duration::from_secs(6 * 3600);
-/// Users (or groups) per pass of a full comparison (`compare_all`).
+/// Users per pass of a full comparison (`compare_all`): a pass of users holds this many, a
+/// pass of groups as many groups as have about this many users between them.
 const COMPARE_PAGE: usize = 2_000;
 
 /// `COMPARE_PAGE`; the tests' builds (`fault-hooks`) compare two objects a pass (or
@@ -688,8 +689,8 @@ impl Agent {
 
     /// A full comparison of everything managed with AD, a page of the directory at a time so
     /// that its memory does not grow with the directory: the users `COMPARE_PAGE` at a time,
-    /// then the groups (with their members), then the disconnections: what is held, and the
-    /// orphans. Each page is committed on its own (an error stops the comparison there; the
+    /// then the groups, as many a pass as hold about `COMPARE_PAGE` users (a pass loads its
+    /// groups' members), then the disconnections: what is held, and the orphans. Each page is committed on its own (an error stops the comparison there; the
     /// pages before it stay done, as a run of changes does). The disconnections are one pass,
     /// so the deletion budget counts them together; a suspension found on a page of users
     /// counts with what earlier pages disconnected (the budget's window total).
@@ -757,7 +758,11 @@ impl Agent {
         for of_groups in [false, true] {
             let mut after = String::new();
             loop {
-                let page = state.ids_after(of_groups, &after, compare_page_size())?;
+                let page = if of_groups {
+                    state.group_page(&after, compare_page_size())?
+                } else {
+                    state.users_after(&after, compare_page_size())?
+                };
                 let Some(tail) = page.last() else { break };
                 after = tail.clone();
                 let ids: std::collections::BTreeSet<String> = page

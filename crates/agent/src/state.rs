@@ -676,25 +676,43 @@ impl State {
         Ok(m)
     }
 
-    /// The ids of the users (`groups`: of the groups) after `after`, in order, at most `limit`:
-    /// a full comparison goes through the directory a page at a time.
-    pub fn ids_after(
-        &self,
-        groups: bool,
-        after: &str,
-        limit: usize,
-    ) -> Result<Vec<String>, StateError> {
+    /// The ids of the users after `after`, in order, at most `limit`: a full comparison goes
+    /// through the directory a page at a time.
+    pub fn users_after(&self, after: &str, limit: usize) -> Result<Vec<String>, StateError> {
         let err = db_err(&self.path);
-        let sql = if groups {
-            "SELECT id FROM groups WHERE id > ?1 ORDER BY id LIMIT ?2"
-        } else {
-            "SELECT id FROM users WHERE id > ?1 ORDER BY id LIMIT ?2"
-        };
-        let mut stmt = self.conn.prepare_cached(sql).map_err(&err)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM users WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .map_err(&err)?;
         let rows = stmt
             .query_map(params![after, limit as i64], |r| r.get::<_, String>(0))
             .map_err(&err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(&err)
+    }
+
+    /// The next groups after `after`, in order, for one pass of a full comparison: as many as
+    /// hold about `members` users between them (a pass loads its groups' members), at least
+    /// one.
+    pub fn group_page(&self, after: &str, members: usize) -> Result<Vec<String>, StateError> {
+        let err = db_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT g.id, (SELECT COUNT(*) FROM edges e WHERE e.group_id = g.id AND e.member_type = 'user') \
+                 FROM groups g WHERE g.id > ?1 ORDER BY g.id",
+            )
+            .map_err(&err)?;
+        let mut rows = stmt.query([after]).map_err(&err)?;
+        let (mut out, mut held) = (Vec::new(), 0usize);
+        while let Some(row) = rows.next().map_err(&err)? {
+            let n: i64 = row.get(1).map_err(&err)?;
+            out.push(row.get::<_, String>(0).map_err(&err)?);
+            held += usize::try_from(n).unwrap_or(0).max(1);
+            if held >= members {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Whether the mirror has this cloud user (`group`: group).
@@ -1426,6 +1444,75 @@ fn aside_name(path: &Path, stamp: i64) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_comparison_pages_users_by_count_and_groups_by_their_members() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut state = State::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let mut m = Mirror::default();
+        let user = |id: &str| UserRec {
+            user: User {
+                id: id.into(),
+                username: id.into(),
+                given_name: "G".into(),
+                surname: "S".into(),
+                email: None,
+                suspended: false,
+                locked: false,
+                display_name: None,
+                links: Vec::new(),
+            },
+            password_set: false,
+            guid: None,
+        };
+        for n in 0..9 {
+            let id = format!("u{n}");
+            m.users.insert(id.clone(), user(&id));
+        }
+        // g1: 3 users, g2: none (counts as one), g3: 5 users and a nested group, g4: 1 user.
+        for (g, members) in [("g1", 0..3), ("g2", 0..0), ("g3", 3..8), ("g4", 8..9)] {
+            m.groups.insert(
+                g.into(),
+                GroupRec {
+                    id: g.into(),
+                    name: g.into(),
+                    guid: None,
+                    links: Vec::new(),
+                },
+            );
+            for n in members {
+                m.edges
+                    .insert((g.into(), MemberType::User, format!("u{n}")));
+            }
+        }
+        m.edges
+            .insert(("g3".into(), MemberType::Group, "g4".into()));
+        state
+            .commit(&Mirror::default(), &m, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut pages = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = state
+                .users_after(&after, 4)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let Some(last) = page.last() else { break };
+            after = last.clone();
+            pages.push(page.join(" "));
+        }
+        assert_eq!(pages, ["u0 u1 u2 u3", "u4 u5 u6 u7", "u8"]);
+        let mut pages = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = state
+                .group_page(&after, 4)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let Some(last) = page.last() else { break };
+            after = last.clone();
+            pages.push(page.join(" "));
+        }
+        assert_eq!(pages, ["g1 g2", "g3", "g4"]);
+    }
 
     fn with_cursor(state: &State, cursor: i64) {
         state
