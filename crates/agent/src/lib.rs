@@ -563,7 +563,7 @@ impl Agent {
         }
         // Only what the changes touch (and what is held, which is planned again); a full
         // comparison reads the rest a page at a time.
-        let mut mirror = state.load_for(&Self::needs(state, &changes)?)?;
+        let mut mirror = state.load_for(&self.needs(state, &changes)?)?;
         let mirror = &mut mirror;
         let settings = self.settings(opts);
         let ad = ad::Ad::connect(&self.answers, &self.password)
@@ -673,10 +673,13 @@ impl Agent {
 
     /// What a run of `changes` needs from the state: what they name, and what is held.
     fn needs(
+        &self,
         state: &State,
         changes: &[ad_sync_core::cloud::api::Change],
     ) -> Result<mirror::Needs, StateError> {
-        let mut needs = mirror::Needs::of(changes);
+        let match_mode = self.answers.sync.group_membership_sync_type
+            == ad_sync_core::answers::MembershipSyncType::Match;
+        let mut needs = mirror::Needs::of(changes, match_mode);
         for h in state.held()? {
             match h.kind {
                 state::HeldKind::User => needs.users.insert(h.id),
@@ -703,7 +706,7 @@ impl Agent {
     ) -> Result<(), RunError> {
         let started = Instant::now();
         // What is held, planned again in the last pass (its cloud objects, if any, loaded).
-        let needs = Self::needs(state, &[])?;
+        let needs = self.needs(state, &[])?;
         let held_mirror = state.load_for(&needs)?;
         let mut last = Work::default();
         let held = self.hold_again(state, &held_mirror, &mut last, settings)?;
@@ -772,6 +775,8 @@ impl Agent {
                 let (mut needs, mut work) = (mirror::Needs::default(), Work::default());
                 if of_groups {
                     groups += ids.len();
+                    // Compared whole: every member loaded.
+                    needs.whole = ids.clone();
                     needs.groups = ids.clone();
                     work.groups = ids;
                 } else {

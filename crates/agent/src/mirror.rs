@@ -52,10 +52,16 @@ pub struct Needs {
     pub users: BTreeSet<String>,
     /// Groups named by a change (upserted, removed, a membership's group or member group).
     pub groups: BTreeSet<String>,
+    /// Groups whose AD members the run compares whole (upserted or removed; in `match` mode
+    /// every group named): their members are loaded. A group only a membership change names
+    /// has only the members it names compared (`Work::delta`), unless it is not in AD yet.
+    pub whole: BTreeSet<String>,
 }
 
 impl Needs {
-    pub fn of(changes: &[Change]) -> Needs {
+    /// What `changes` need; `match_mode`: every group they name is compared whole (its
+    /// nested groups' users are its direct members, which no single change names).
+    pub fn of(changes: &[Change], match_mode: bool) -> Needs {
         let mut n = Needs::default();
         for c in changes {
             match &c.body {
@@ -67,9 +73,11 @@ impl Needs {
                 }
                 ChangeBody::GroupUpsert { group } => {
                     n.groups.insert(group.id.clone());
+                    n.whole.insert(group.id.clone());
                 }
                 ChangeBody::GroupRemove { id, .. } => {
                     n.groups.insert(id.clone());
+                    n.whole.insert(id.clone());
                 }
                 ChangeBody::MembershipAdd(m) | ChangeBody::MembershipRemove(m) => {
                     n.groups.insert(m.group_id.clone());
@@ -79,6 +87,9 @@ impl Needs {
                     };
                 }
             }
+        }
+        if match_mode {
+            n.whole.extend(n.groups.iter().cloned());
         }
         n
     }
@@ -106,6 +117,11 @@ pub struct Work {
     pub skipped: Vec<(i64, String)>,
     /// Every seq folded, in order.
     pub all_seqs: Vec<i64>,
+    /// For each group a membership change named, the members those changes named.
+    pub named_members: BTreeMap<String, BTreeSet<(MemberType, String)>>,
+    /// Groups whose AD members are compared whole: upserted, containing a removed group, or
+    /// not in AD yet when a membership change named them.
+    pub whole_groups: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -128,6 +144,16 @@ impl std::fmt::Display for ObjKey {
 impl Work {
     fn answer(&mut self, key: ObjKey, seq: i64) {
         self.seqs.entry(key).or_default().push(seq);
+    }
+
+    /// The members whose membership of `group` a run compares, when only those: the group is
+    /// in AD and only membership changes named it. `None`: all its members.
+    pub fn delta(&self, group: &str) -> Option<&BTreeSet<(MemberType, String)>> {
+        if self.whole_groups.contains(group) {
+            None
+        } else {
+            self.named_members.get(group)
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -233,6 +259,7 @@ impl Mirror {
                         },
                     );
                     work.groups.insert(group.id.clone());
+                    work.whole_groups.insert(group.id.clone());
                     work.answer(ObjKey::Group(group.id.clone()), c.seq);
                 }
                 ChangeBody::GroupRemove { id, name } => match self.groups.remove(id) {
@@ -248,6 +275,7 @@ impl Mirror {
                             // A group that contained this one now has other members.
                             if e.0 != *id {
                                 work.groups.insert(e.0.clone());
+                                work.whole_groups.insert(e.0.clone());
                             }
                             self.edges.remove(&e);
                         }
@@ -275,6 +303,20 @@ impl Mirror {
                             ),
                         ));
                         continue;
+                    }
+                    // A group AD has is compared for the members named; one not in AD yet
+                    // (never created, or not yet) gets all its members when it is made.
+                    if self
+                        .groups
+                        .get(&m.group_id)
+                        .is_some_and(|g| g.guid.is_some())
+                    {
+                        work.named_members
+                            .entry(m.group_id.clone())
+                            .or_default()
+                            .insert((m.member_type, m.member_id.clone()));
+                    } else {
+                        work.whole_groups.insert(m.group_id.clone());
                     }
                     let edge = (m.group_id.clone(), m.member_type, m.member_id.clone());
                     if add {

@@ -1368,6 +1368,7 @@ pub fn nest_new_groups(
 /// left alone.
 pub fn memberships(
     mirror: &Mirror,
+    work: &Work,
     plan: &Plan,
     groups: &BTreeSet<String>,
     outcomes: &mut Outcomes,
@@ -1393,7 +1394,22 @@ pub fn memberships(
         let Some(target) = plan.group_targets.get(id) else {
             continue;
         };
-        let have_all = target.members.as_deref().unwrap_or_default();
+        // A group in AD that only membership changes named: only the members they named are
+        // compared (the full comparison compares the rest); otherwise every member.
+        let delta = target
+            .members
+            .as_ref()
+            .and_then(|_| (!match_mode).then(|| work.delta(id)).flatten());
+        let guid_of = |t: MemberType, m: &str| match t {
+            MemberType::User => mirror.users.get(m).and_then(|u| u.guid.clone()),
+            MemberType::Group => mirror.groups.get(m).and_then(|g| g.guid.clone()),
+        };
+        let named: Option<HashSet<Vec<u8>>> =
+            delta.map(|d| d.iter().filter_map(|(t, m)| guid_of(*t, m)).collect());
+        let in_view = |g: &[u8]| named.as_ref().is_none_or(|n| n.contains(g));
+        let all_of_ad = target.members.as_deref().unwrap_or_default();
+        let have_all: Vec<&(Vec<u8>, String)> =
+            all_of_ad.iter().filter(|(g, _)| in_view(g)).collect();
         let is_managed = |g: &[u8]| managed.contains(g) || mirror.manages_other(g);
         let have: HashSet<&[u8]> = have_all
             .iter()
@@ -1403,10 +1419,8 @@ pub fn memberships(
         let want: HashSet<Vec<u8>> = mirror
             .desired_members(id, match_mode)
             .into_iter()
-            .filter_map(|(t, m)| match t {
-                MemberType::User => mirror.users.get(&m).and_then(|u| u.guid.clone()),
-                MemberType::Group => mirror.groups.get(&m).and_then(|g| g.guid.clone()),
-            })
+            .filter(|(t, m)| delta.is_none_or(|d| d.contains(&(*t, m.clone()))))
+            .filter_map(|(t, m)| guid_of(t, &m))
             .collect();
         // A privileged member is never put in nor taken out of a group by the cloud's word.
         let mut refused_members = Vec::new();

@@ -587,10 +587,11 @@ impl State {
     /// The mirror for one run of changes: what `needs` names and nothing else of the users,
     /// so that a run's memory follows the run and not the directory (see `Mirror`). Loaded:
     /// every group and every nesting; the users named; each named user's memberships; and the
-    /// members of every group whose AD members the run may change: the groups named, every
-    /// group containing one of them at any depth (removing a group changes its parents; in
-    /// `match` mode a nested group's users are direct members of every group above it), and
-    /// every group nested in any of those (whose users a `match` group has). The rest of the
+    /// members of every group whose AD members the run compares whole: those `needs.whole`
+    /// names and the named groups not in AD yet, every group containing one of them at any
+    /// depth (removing a group changes its parents; in `match` mode a nested group's users are
+    /// direct members of every group above it), and every group nested in any of those (whose
+    /// users a `match` group has). The rest of the
     /// managed objects are in `others` by objectGUID. Planning on it gives the plan that the
     /// whole mirror gives (tested: `a_run_planned_on_what_it_needs_is_planned_as_on_the_whole`).
     pub fn load_for(&self, needs: &crate::mirror::Needs) -> Result<Mirror, StateError> {
@@ -608,8 +609,18 @@ impl State {
                 .map(|(p, _, _)| p.clone())
                 .collect()
         };
+        // Compared whole: those `needs` says, and a named group not in AD yet (`Mirror::fold`
+        // gives it all its members). A group only a membership change names needs only the
+        // members named, which are loaded as named users with their memberships.
         let mut groups: BTreeSet<String> = BTreeSet::new();
-        let mut todo: Vec<String> = needs.groups.iter().cloned().collect();
+        let mut todo: Vec<String> = needs
+            .groups
+            .iter()
+            .filter(|g| {
+                needs.whole.contains(*g) || m.groups.get(*g).is_none_or(|r| r.guid.is_none())
+            })
+            .cloned()
+            .collect();
         while let Some(g) = todo.pop() {
             if groups.insert(g.clone()) {
                 todo.extend(parents(&g));

@@ -306,8 +306,15 @@ pub async fn reconcile<D: Directory>(
             .await
             .map_err(unavailable)?;
     }
-    let member_jobs =
-        plan::memberships(mirror, &p, &lookup.groups, &mut outcomes, &s.policy, &tier0);
+    let member_jobs = plan::memberships(
+        mirror,
+        work,
+        &p,
+        &lookup.groups,
+        &mut outcomes,
+        &s.policy,
+        &tier0,
+    );
     phase("nesting, groups' objectGUIDs");
     s.meter.more(ops(&member_jobs));
     ops_done += run_jobs(ad, member_jobs, s, &mut outcomes, &mut planned).await?;

@@ -1030,6 +1030,7 @@ fn memberships_change_only_what_the_agent_manages() {
     let p = p.unwrap_or_else(|t| panic!("{t:?}"));
     let jobs = memberships(
         &w.mirror,
+        &w.work,
         &p,
         &lookup.groups,
         &mut p.outcomes.clone(),
@@ -1071,6 +1072,7 @@ fn memberships_change_only_what_the_agent_manages() {
     assert!(
         memberships(
             &w.mirror,
+            &w.work,
             &p,
             &lookup.groups,
             &mut failed.clone(),
@@ -1088,6 +1090,7 @@ fn memberships_change_only_what_the_agent_manages() {
     assert!(
         memberships(
             &w.mirror,
+            &w.work,
             &p,
             &lookup.groups,
             &mut p.outcomes.clone(),
@@ -1109,6 +1112,7 @@ fn memberships_change_only_what_the_agent_manages() {
     let mut outcomes = p.outcomes.clone();
     let jobs = memberships(
         &w.mirror,
+        &w.work,
         &p,
         &lookup.groups,
         &mut outcomes,
@@ -1620,6 +1624,7 @@ fn an_adopted_group_keeps_the_members_ad_gave_it_and_gets_the_clouds() {
     }
     let jobs = memberships(
         &w.mirror,
+        &w.work,
         &p,
         &lookup.groups,
         &mut p.outcomes.clone(),
@@ -1672,6 +1677,7 @@ fn plan_and_members(w: &World) -> (Plan, Vec<Job>) {
     let mut outcomes = p.outcomes.clone();
     let members = memberships(
         &w.mirror,
+        &w.work,
         &p,
         &lookup.groups,
         &mut outcomes,
@@ -2149,7 +2155,7 @@ fn a_run_planned_on_what_it_needs_is_planned_as_on_the_whole() {
                     .commit(&Mirror::default(), &stored, &[])
                     .unwrap_or_else(|e| panic!("{e}"));
                 let loaded = if partial {
-                    state.load_for(&Needs::of(&changes))
+                    state.load_for(&Needs::of(&changes, match_mode))
                 } else {
                     state.load()
                 }
@@ -2191,4 +2197,114 @@ fn a_run_planned_on_what_it_needs_is_planned_as_on_the_whole() {
             );
         }
     }
+}
+
+/// A membership change compares the members it names, not the whole group: drift among the
+/// group's other members is the full comparison's (start-up, every 6 hours), so a run touching
+/// a group of 10,000 members loads and compares the few it changes. A group upserted in the
+/// same run, one not in AD yet, and every group in `match` mode are compared whole.
+#[test]
+fn a_membership_change_compares_only_the_members_it_names() {
+    use ad_sync_core::cloud::api::{Change as C, ChangeBody as B, Group, Membership};
+    let base = World::new();
+    let stored = stored_directory(&base);
+    let member = |g: &str, id: &str, add: bool| {
+        let m = Membership {
+            group_id: g.into(),
+            group: g.into(),
+            member_id: id.into(),
+            member: id.into(),
+            member_type: MemberType::User,
+        };
+        if add {
+            B::MembershipAdd(m)
+        } else {
+            B::MembershipRemove(m)
+        }
+    };
+    let engineering = B::GroupUpsert {
+        group: Group {
+            id: "g-eng".into(),
+            name: "Engineering".into(),
+            links: Vec::new(),
+        },
+    };
+    let run = |bodies: Vec<B>, match_mode: bool, stored: &Mirror| -> Vec<String> {
+        let mut w = World::new();
+        if match_mode {
+            w.policy.group_membership_sync_type = MembershipSyncType::Match;
+        }
+        w.before = stored.clone();
+        w.mirror = stored.clone();
+        let changes: Vec<C> = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(n, body)| C {
+                seq: 11 + n as i64,
+                at: String::new(),
+                body,
+            })
+            .collect();
+        w.mirror.fold(&changes, true, &mut w.work);
+        let mut v = member_changes(&w, ENG);
+        v.sort();
+        v
+    };
+    let value = |g: &[u8]| String::from_utf8_lossy(&guid_ref(g)).into_owned();
+    let (alice, bob, dave) = (
+        value(&base.guid("alice")),
+        value(&base.guid("bob")),
+        value(&[0xd; 16]),
+    );
+    // AD's Engineering has alice and bob (managed); the cloud's has alice only: bob is drift.
+    let mut expected = vec![format!("+{dave}"), format!("-{bob}")];
+    expected.sort();
+    for (name, bodies, match_mode, want) in [
+        (
+            "a member added",
+            vec![member("g-eng", "u-dave", true)],
+            false,
+            vec![format!("+{dave}")],
+        ),
+        (
+            "a member removed",
+            vec![member("g-eng", "u-alice", false)],
+            false,
+            vec![format!("-{alice}")],
+        ),
+        (
+            "a member added to a group upserted in the same run",
+            vec![engineering.clone(), member("g-eng", "u-dave", true)],
+            false,
+            expected.clone(),
+        ),
+        (
+            "a member added in match mode",
+            vec![member("g-eng", "u-dave", true)],
+            true,
+            expected.clone(),
+        ),
+    ] {
+        assert_eq!(run(bodies, match_mode, &stored), want, "{name}");
+    }
+    // A group the agent has not made in AD yet gets every member once made (here: adopted,
+    // its members compared whole), whichever change named it.
+    let mut unmade = stored.clone();
+    if let Some(g) = unmade.groups.get_mut("g-eng") {
+        g.guid = None;
+    }
+    let mut w = World::new();
+    w.policy.adopt_existing_groups = true;
+    w.before = unmade.clone();
+    w.mirror = unmade;
+    w.mirror.fold(
+        &[C {
+            seq: 11,
+            at: String::new(),
+            body: member("g-eng", "u-dave", true),
+        }],
+        true,
+        &mut w.work,
+    );
+    assert!(w.work.delta("g-eng").is_none(), "compared whole");
 }
