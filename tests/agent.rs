@@ -1041,6 +1041,60 @@ fn slices_and_mass_suspensions_are_held_by_the_budget() {
     }
 }
 
+/// `--allow-deletions N` on a full comparison allows N for the whole comparison, not N for each
+/// of its passes (the tests' agent compares two users a pass): four suspended accounts enabled
+/// again by hand in AD, compared with `--allow-deletions 2`, get two disabled and two held.
+#[test]
+fn an_allowance_counts_over_the_whole_comparison() {
+    let _dc = DC.read();
+    let env = Env::new("allow", "");
+    let names = ["al0", "al1", "al2", "al3"];
+    for n in names {
+        env.add_user(n);
+        env.set_password(n);
+    }
+    env.sync();
+    for n in names {
+        env.cloud(&["user", "suspend", n]);
+    }
+    let out = env.run(&["--allow-deletions", "4"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let disabled = |n: &str| uac(&user_in(&env, n).unwrap_or_else(|| panic!("{n}"))) & 2 != 0;
+    assert!(names.iter().all(|n| disabled(n)), "the four are suspended");
+    for n in names {
+        let dn = user_in(&env, n)
+            .map(|e| e.dn)
+            .unwrap_or_else(|| panic!("{n}"));
+        ldap_modify(
+            &dn,
+            vec![ldap3::Mod::Replace(
+                "userAccountControl",
+                HashSet::from(["512"]),
+            )],
+        );
+    }
+    let out = env.run(&["--resync", "--allow-deletions", "2"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(3), "two are held: {text}");
+    assert_eq!(
+        names.iter().filter(|n| disabled(n)).count(),
+        2,
+        "two disabled again, not four: {text}"
+    );
+    let listed = env.pending(&["--json"]);
+    let json: serde_json::Value =
+        serde_json::from_str(&listed.1).unwrap_or_else(|e| panic!("{e}: {}", listed.1));
+    assert_eq!(json["count"], 2, "{json:#}");
+}
+
 #[test]
 fn a_sync_group_that_became_privileged_is_never_written() {
     let _dc = DC.read();

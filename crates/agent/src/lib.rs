@@ -693,10 +693,12 @@ impl Agent {
     /// A full comparison of everything managed with AD, a page of the directory at a time so
     /// that its memory does not grow with the directory: the users `COMPARE_PAGE` at a time,
     /// then the groups, as many a pass as hold about `COMPARE_PAGE` users (a pass loads its
-    /// groups' members), then the disconnections: what is held, and the orphans. Each page is committed on its own (an error stops the comparison there; the
-    /// pages before it stay done, as a run of changes does). The disconnections are one pass,
-    /// so the deletion budget counts them together; a suspension found on a page of users
-    /// counts with what earlier pages disconnected (the budget's window total).
+    /// groups' members), then the disconnections: what is held, and the orphans. Each pass is
+    /// committed on its own (an error stops the comparison there; the passes before it stay
+    /// done, as a run of changes does). The disconnections are one pass, so the deletion
+    /// budget counts them together; a suspension found on a page of users counts with what
+    /// earlier passes disconnected, and `--allow-deletions N` allows N for the whole
+    /// comparison, not N a pass.
     async fn compare_all(
         &self,
         ad: &ad::Ad,
@@ -758,6 +760,9 @@ impl Agent {
         let held_users: HashSet<String> = last.users.iter().cloned().collect();
         let mut still_held = Vec::new();
         let (mut users, mut groups) = (0, 0);
+        // Disconnections made by this comparison's earlier passes: all, and those not approved
+        // (what `--allow-deletions` counts).
+        let mut made = (0, 0);
         for of_groups in [false, true] {
             let mut after = String::new();
             loop {
@@ -785,7 +790,16 @@ impl Agent {
                     work.users = ids;
                 }
                 let held_now = self
-                    .compare_page(ad, state, &needs, &work, &held, &orphan_keys, None, report)
+                    .compare_page(
+                        ad,
+                        state,
+                        (&needs, &work),
+                        &held,
+                        &orphan_keys,
+                        None,
+                        &mut made,
+                        report,
+                    )
                     .await?;
                 still_held.extend(held_now);
                 release_memory();
@@ -799,11 +813,11 @@ impl Agent {
             .compare_page(
                 ad,
                 state,
-                &needs,
-                &last,
+                (&needs, &last),
                 &held,
                 &orphan_keys,
                 Some(&still_held),
+                &mut made,
                 report,
             )
             .await?;
@@ -833,24 +847,32 @@ impl Agent {
         &self,
         ad: &ad::Ad,
         state: &mut State,
-        needs: &mirror::Needs,
-        work: &Work,
+        (needs, work): (&mirror::Needs, &Work),
         held: &Holds,
         orphan_keys: &HashSet<mirror::ObjKey>,
         held_before: Option<&[state::Held]>,
+        made: &mut (usize, usize),
         report: &mut CycleReport,
     ) -> Result<Vec<state::Held>, RunError> {
         let before = state.load_for(needs)?;
         let mut next = before.clone();
-        // What earlier pages disconnected counts against the budget's window.
+        // What earlier passes disconnected counts against the budget's window, and against
+        // `--allow-deletions`, which is for the whole comparison.
         let settings = Settings {
-            spent: state.spent(
-                ad_sync_core::time_fmt::now_unix()
-                    - i64::from(held.settings.policy.deletion_window_hours) * 3600,
-            )?,
+            spent: held.settings.spent + made.0,
+            allow_deletions: held
+                .settings
+                .allow_deletions
+                .map(|n| n.saturating_sub(made.1)),
             ..held.settings.clone()
         };
         let r = sync::reconcile(ad, &mut next, &before, work, None, &settings).await?;
+        made.0 += r.disconnected.len();
+        made.1 += r
+            .disconnected
+            .iter()
+            .filter(|(k, _)| !settings.approved.contains(k))
+            .count();
         let mut now_held = held.after(&r, work, orphan_keys);
         report.blocked = r.blocked.clone().or(report.blocked.take());
         report.operations += r.operations;

@@ -30,8 +30,8 @@ pub type Edge = (String, MemberType, String);
 
 /// The cloud directory as the agent holds it for a run. Loaded whole (`State::load`) or, for a
 /// run of changes, only what those changes touch (`State::load_for`): every group and nesting,
-/// the users the changes name, and the users of every group whose AD members the run may
-/// change. `others` stands for the rest: the objectGUIDs the agent manages for objects not
+/// the users the changes name, and the users of every group whose AD members the run compares
+/// whole. `others` stands for the rest: the objectGUIDs the agent manages for objects not
 /// loaded, so that what is "managed" means the same in both.
 #[derive(Debug, Clone, Default)]
 pub struct Mirror {
