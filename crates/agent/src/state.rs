@@ -1501,27 +1501,23 @@ mod tests {
         state
             .commit(&Mirror::default(), &m, &[])
             .unwrap_or_else(|e| panic!("{e}"));
-        let mut pages = Vec::new();
-        let mut after = String::new();
-        loop {
-            let page = state
-                .users_after(&after, 4)
-                .unwrap_or_else(|e| panic!("{e}"));
-            let Some(last) = page.last() else { break };
-            after = last.clone();
-            pages.push(page.join(" "));
-        }
-        assert_eq!(pages, ["u0 u1 u2 u3", "u4 u5 u6 u7", "u8"]);
-        let mut pages = Vec::new();
-        let mut after = String::new();
-        loop {
-            let page = state
-                .group_page(&after, 4)
-                .unwrap_or_else(|e| panic!("{e}"));
-            let Some(last) = page.last() else { break };
-            after = last.clone();
-            pages.push(page.join(" "));
-        }
+        // Every page, as a comparison goes through them (each after the last one's end).
+        let pages = |next: &dyn Fn(&str) -> Result<Vec<String>, StateError>| {
+            let mut pages = Vec::new();
+            let mut after = String::new();
+            loop {
+                let page = next(&after).unwrap_or_else(|e| panic!("{e}"));
+                let Some(last) = page.last() else { break };
+                after = last.clone();
+                pages.push(page.join(" "));
+            }
+            pages
+        };
+        assert_eq!(
+            pages(&|after| state.users_after(after, 4)),
+            ["u0 u1 u2 u3", "u4 u5 u6 u7", "u8"]
+        );
+        let pages = pages(&|after| state.group_page(after, 4));
         assert_eq!(pages, ["g1 g2", "g3", "g4"]);
     }
 
