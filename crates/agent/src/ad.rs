@@ -16,7 +16,11 @@ use ldap3::{Ldap, Mod, Scope};
 use std::collections::HashSet;
 use std::time::Duration;
 
-use ad_sync_core::directory::object::{self as reads, ATTRS};
+use ad_sync_core::directory::object::{self as reads};
+pub use ad_sync_core::directory::object::{ATTRS, ATTRS_BUT_MEMBERS as SLIM_GROUP_ATTRS};
+
+/// What tells which groups an object is directly in.
+pub const MEMBER_OF_ATTRS: &[&str] = &["objectGUID", "memberOf"];
 pub use ad_sync_core::directory::object::{
     GROUP_TYPE_GLOBAL_SECURITY, MARKER_PREFIX, Obj, UAC_DISABLED, UAC_NORMAL, eq, guid_filter,
     guid_string, object,
@@ -189,8 +193,9 @@ impl Ad {
         base: &str,
         scope: Scope,
         filter: &str,
+        attrs: &[&str],
     ) -> Result<Vec<Obj>, AdError> {
-        let entries = reads::search(&self.ldap, self.timeout, base, scope, filter, ATTRS)
+        let entries = reads::search(&self.ldap, self.timeout, base, scope, filter, attrs)
             .await
             .map_err(|e| AdError::from_op(e, "search"))?;
         Ok(entries.iter().map(object).collect())
@@ -198,7 +203,7 @@ impl Ad {
 
     /// Every object matching any of `terms` anywhere in the domain: 100 terms per search, 4
     /// searches at once.
-    pub async fn find_any(&self, terms: Vec<String>) -> Result<Vec<Obj>, AdError> {
+    pub async fn find_any(&self, terms: Vec<String>, attrs: &[&str]) -> Result<Vec<Obj>, AdError> {
         use futures_util::StreamExt;
         let chunks: Vec<String> = terms
             .chunks(100)
@@ -214,7 +219,7 @@ impl Ad {
         let results: Vec<Result<Vec<Obj>, AdError>> = futures_util::stream::iter(chunks)
             .map(|f| {
                 let base = base.clone();
-                async move { self.search_raw(&base, Scope::Subtree, &f).await }
+                async move { self.search_raw(&base, Scope::Subtree, &f, attrs).await }
             })
             .buffer_unordered(4)
             .collect()

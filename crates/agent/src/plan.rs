@@ -181,6 +181,10 @@ fn guid_ref(guid: &[u8]) -> Vec<u8> {
 /// the AD object an import linked it to.
 type Subject<'a> = (Option<&'a Vec<u8>>, &'a str, Option<Vec<u8>>);
 
+/// A member a membership change named: its cloud id, and its objectGUID when the mirror knows
+/// it.
+pub type NamedMember = (String, Option<Vec<u8>>);
+
 /// What to look up in AD before planning: groups whose AD members change, and the search terms
 /// that find every object this run is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +196,13 @@ pub struct Lookup {
     /// the agent's own object (it carries the marker) or a collision. Only indexed attributes
     /// are searched: a filter on adminDescription would make the DC scan every object.
     pub terms: Vec<String>,
+    /// Terms for the groups AD has that only membership changes named (not in match mode):
+    /// read without their `member` list, which can hold the whole directory. Which of the
+    /// named members they hold comes from those members' `memberOf` (`named_members_of`).
+    pub slim_terms: Vec<String>,
+    /// Each such group's objectGUID, and the members the changes named: (cloud id, their
+    /// objectGUID when the mirror knows it).
+    pub named: HashMap<Vec<u8>, Vec<NamedMember>>,
     /// (objectGUID, name) of the subjects that had a GUID, for `again`.
     with_guid: Vec<(Vec<u8>, String)>,
 }
@@ -199,9 +210,37 @@ pub struct Lookup {
 impl Lookup {
     pub fn new(mirror: &Mirror, work: &Work, policy: &Sync, scope: &Scope) -> Lookup {
         let mut groups = work.groups.clone();
-        if policy.group_membership_sync_type == MembershipSyncType::Match {
+        let match_mode = policy.group_membership_sync_type == MembershipSyncType::Match;
+        if match_mode {
             for g in &work.groups {
                 groups.extend(mirror.ancestors(g));
+            }
+        }
+        let mut named = HashMap::new();
+        let mut slim_terms = Vec::new();
+        let mut slim = Vec::new();
+        let mut whole = Vec::new();
+        for id in &groups {
+            let Some(g) = mirror.groups.get(id) else {
+                continue;
+            };
+            match (&g.guid, work.delta(id).filter(|_| !match_mode)) {
+                (Some(guid), Some(delta)) => {
+                    slim_terms.push(crate::ad::guid_filter(guid));
+                    slim.push((guid.clone(), g.name.clone()));
+                    let guid_of = |t: MemberType, m: &str| match t {
+                        MemberType::User => mirror.users.get(m).and_then(|u| u.guid.clone()),
+                        MemberType::Group => mirror.groups.get(m).and_then(|g| g.guid.clone()),
+                    };
+                    named.insert(
+                        guid.clone(),
+                        delta
+                            .iter()
+                            .map(|(t, m)| (m.clone(), guid_of(*t, m)))
+                            .collect(),
+                    );
+                }
+                _ => whole.push(g),
             }
         }
         let subjects: Vec<Subject> = work
@@ -216,9 +255,8 @@ impl Lookup {
                 )
             })
             .chain(
-                groups
-                    .iter()
-                    .filter_map(|id| mirror.groups.get(id))
+                whole
+                    .into_iter()
                     .map(|g| (g.guid.as_ref(), g.name.as_str(), link_guid(&g.links, scope))),
             )
             .collect();
@@ -244,24 +282,101 @@ impl Lookup {
         let with_guid = subjects
             .iter()
             .filter_map(|(g, name, _)| g.map(|g| (g.clone(), name.to_string())))
+            .chain(slim)
             .collect();
         Lookup {
             groups,
             terms,
+            slim_terms,
+            named,
             with_guid,
         }
     }
 
+    /// Whether the run has anything to look up in AD.
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty() && self.slim_terms.is_empty()
+    }
+
+    /// The objectGUIDs whose `memberOf` tells which named members the slim groups hold: the
+    /// mirror's, and that of an object found by the named member's marker (re-created by hand,
+    /// so the mirror's objectGUID is stale).
+    pub fn named_guids(&self, found: &[Obj]) -> HashSet<Vec<u8>> {
+        let by_marker: HashMap<&str, &[u8]> = found
+            .iter()
+            .filter_map(|o| o.marker_id().map(|m| (m, o.guid.as_slice())))
+            .collect();
+        self.named
+            .values()
+            .flatten()
+            .flat_map(|(id, guid)| {
+                guid.clone()
+                    .into_iter()
+                    .chain(by_marker.get(id.as_str()).map(|g| g.to_vec()))
+            })
+            .collect()
+    }
+
     /// Terms for a second search: by name for every subject whose objectGUID AD no longer has
     /// (deleted and re-created by hand, or restored), which finds it again by its marker.
-    pub fn again(&self, found: &[Obj]) -> Vec<String> {
-        let seen: HashSet<&[u8]> = found.iter().map(|o| o.guid.as_slice()).collect();
+    pub fn again(&self, found: &[Obj], slim: &[Obj]) -> Vec<String> {
+        let seen: HashSet<&[u8]> = found
+            .iter()
+            .chain(slim)
+            .map(|o| o.guid.as_slice())
+            .collect();
         self.with_guid
             .iter()
             .filter(|(g, _)| !seen.contains(g.as_slice()))
             .map(|(_, name)| by_name(name))
             .collect()
     }
+}
+
+/// Fills the members of the groups read without them (`Lookup::slim_terms`): each member the
+/// run's changes named whose `memberOf` holds the group. Returns the (group, member) pairs a
+/// partial `memberOf` leaves unanswered (more than AD's MaxValRange of groups): the caller asks
+/// AD about each.
+pub fn named_members_of(
+    slim: &mut [Obj],
+    lookup: &Lookup,
+    members: &[&Obj],
+) -> Vec<(usize, Vec<u8>)> {
+    let index: HashMap<Vec<u8>, usize> = slim
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| lookup.named.contains_key(&g.guid))
+        .map(|(i, g)| (g.guid.clone(), i))
+        .collect();
+    for g in slim.iter_mut().filter(|g| index.contains_key(&g.guid)) {
+        g.members.clear();
+    }
+    let by_marker: HashMap<&str, &[u8]> = members
+        .iter()
+        .filter_map(|o| o.marker_id().map(|m| (m, o.guid.as_slice())))
+        .collect();
+    let mut unanswered = Vec::new();
+    for (gguid, named) in &lookup.named {
+        let Some(&gi) = index.get(gguid) else {
+            continue;
+        };
+        let guids: HashSet<&[u8]> = named
+            .iter()
+            .flat_map(|(id, guid)| {
+                guid.as_deref()
+                    .into_iter()
+                    .chain(by_marker.get(id.as_str()).copied())
+            })
+            .collect();
+        for m in members.iter().filter(|m| guids.contains(m.guid.as_slice())) {
+            if m.member_of.iter().any(|(g, _)| g == gguid) {
+                slim[gi].members.push((m.guid.clone(), m.dn.clone()));
+            } else if m.member_of_partial {
+                unanswered.push((gi, m.guid.clone()));
+            }
+        }
+    }
+    unanswered
 }
 
 fn by_name(name: &str) -> String {

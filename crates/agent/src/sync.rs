@@ -66,8 +66,13 @@ pub struct Report {
 /// LDAP one; a refusal is `AdError::Refused`, the DC going away `AdError::Unavailable`.
 pub trait Directory {
     fn scope(&self) -> &Scope;
-    /// Every object matching any of the filter terms, anywhere in the domain.
-    fn find_any(&self, terms: Vec<String>) -> impl Future<Output = Result<Vec<Obj>, AdError>>;
+    /// Every object matching any of the filter terms, anywhere in the domain, with these of
+    /// its attributes (`ad::ATTRS`: all the planner reads).
+    fn find_any(
+        &self,
+        terms: Vec<String>,
+        attrs: &'static [&'static str],
+    ) -> impl Future<Output = Result<Vec<Obj>, AdError>>;
     fn read(&self, dn: &str) -> impl Future<Output = Result<Option<Obj>, AdError>>;
     fn add(
         &self,
@@ -93,8 +98,12 @@ impl Directory for Ad {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    async fn find_any(&self, terms: Vec<String>) -> Result<Vec<Obj>, AdError> {
-        Ad::find_any(self, terms).await
+    async fn find_any(
+        &self,
+        terms: Vec<String>,
+        attrs: &'static [&'static str],
+    ) -> Result<Vec<Obj>, AdError> {
+        Ad::find_any(self, terms, attrs).await
     }
     async fn read(&self, dn: &str) -> Result<Option<Obj>, AdError> {
         Ad::read(self, dn).await
@@ -121,6 +130,53 @@ impl Directory for Ad {
 
 fn unavailable(e: AdError) -> RunError {
     RunError::Unavailable(e.to_string())
+}
+
+/// Which of the named members the groups read without their members hold: read from the
+/// members' `memberOf` (those the run read already, and the others by objectGUID, 100 a
+/// search), and asked one by one for a member whose `memberOf` AD sent in ranges.
+async fn named_members<D: Directory>(
+    ad: &D,
+    lookup: &Lookup,
+    found: &[Obj],
+    slim: &mut [Obj],
+) -> Result<(), RunError> {
+    let wanted = lookup.named_guids(found);
+    let have: HashSet<&[u8]> = found.iter().map(|o| o.guid.as_slice()).collect();
+    let terms: Vec<String> = wanted
+        .iter()
+        .filter(|g| !have.contains(g.as_slice()))
+        .map(|g| ad::guid_filter(g))
+        .collect();
+    let read = if terms.is_empty() {
+        Vec::new()
+    } else {
+        ad.find_any(terms, ad::MEMBER_OF_ATTRS)
+            .await
+            .map_err(unavailable)?
+    };
+    let members: Vec<&Obj> = found
+        .iter()
+        .filter(|o| wanted.contains(&o.guid))
+        .chain(&read)
+        .collect();
+    for (gi, member) in plan::named_members_of(slim, lookup, &members) {
+        let term = format!(
+            "(&{}{})",
+            ad::guid_filter(&member),
+            ad::eq("memberOf", &slim[gi].dn)
+        );
+        if let Some(m) = ad
+            .find_any(vec![term], ad::MEMBER_OF_ATTRS)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .next()
+        {
+            slim[gi].members.push((m.guid, m.dn));
+        }
+    }
+    Ok(())
 }
 
 /// Brings AD to the mirror for everything in `work`. `before` is the mirror before the fold
@@ -164,26 +220,38 @@ pub async fn reconcile<D: Directory>(
     let mut objs = if lookup.terms.is_empty() {
         Vec::new()
     } else {
-        ad.find_any(lookup.terms.clone())
+        ad.find_any(lookup.terms.clone(), ad::ATTRS)
+            .await
+            .map_err(unavailable)?
+    };
+    let mut slim = if lookup.slim_terms.is_empty() {
+        Vec::new()
+    } else {
+        ad.find_any(lookup.slim_terms.clone(), ad::SLIM_GROUP_ATTRS)
             .await
             .map_err(unavailable)?
     };
     phase("look up");
-    let again = lookup.again(&objs);
+    let seen: HashSet<Vec<u8>> = objs.iter().chain(&slim).map(|o| o.guid.clone()).collect();
+    let again = lookup.again(&objs, &slim);
     if !again.is_empty() {
-        let seen: HashSet<Vec<u8>> = objs.iter().map(|o| o.guid.clone()).collect();
-        for o in ad.find_any(again).await.map_err(unavailable)? {
+        for o in ad.find_any(again, ad::ATTRS).await.map_err(unavailable)? {
             if !seen.contains(&o.guid) {
                 objs.push(o);
             }
         }
     }
+    if !slim.is_empty() {
+        named_members(ad, &lookup, &objs, &mut slim).await?;
+        phase("named members");
+    }
+    objs.append(&mut slim);
     s.meter.tick(objs.len() as u64);
     let found = Found::new(objs);
     // Tier 0, read afresh in every run that has work: a managed account nested into Domain
     // Admins since the last run, or a group given WriteDACL on the domain, is refused in the
     // same run. A read the DC refuses leaves the decision unproven (everything refused).
-    let tier0 = if lookup.terms.is_empty() {
+    let tier0 = if lookup.is_empty() {
         Tier0::none()
     } else {
         match ad.tier0().await {
@@ -520,7 +588,7 @@ async fn learn_guids<D: Directory>(
         })
         .map(|name| ad::eq("sAMAccountName", name))
         .collect();
-    for o in ad.find_any(terms).await? {
+    for o in ad.find_any(terms, ad::ATTRS).await? {
         let Some(id) = o.marker_id() else { continue };
         let key = if users {
             ObjKey::User(id.to_string())

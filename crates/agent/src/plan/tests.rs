@@ -213,9 +213,33 @@ impl World {
         }))
     }
 
+    /// AD as the run reads it: a group that only membership changes named comes without its
+    /// members, and gets those of the named members whose memberOf holds it (memberOf derived
+    /// from the groups' member lists, which the tests change).
+    fn as_read(&self, lookup: &Lookup) -> Vec<Obj> {
+        let with_member_of: Vec<Obj> = self
+            .ad
+            .iter()
+            .map(|o| Obj {
+                member_of: self
+                    .ad
+                    .iter()
+                    .filter(|g| g.members.iter().any(|(m, _)| *m == o.guid))
+                    .map(|g| (g.guid.clone(), g.dn.clone()))
+                    .collect(),
+                ..o.clone()
+            })
+            .collect();
+        let mut ad = self.ad.clone();
+        let members: Vec<&Obj> = with_member_of.iter().collect();
+        let unanswered = named_members_of(&mut ad, lookup, &members);
+        assert!(unanswered.is_empty(), "{unanswered:?}");
+        ad
+    }
+
     fn plan_held(&self) -> (Lookup, Plan) {
         let lookup = Lookup::new(&self.mirror, &self.work, &self.policy, &self.scope);
-        let found = Found::new(self.ad.clone());
+        let found = Found::new(self.as_read(&lookup));
         let sync = self.ad.iter().find(|o| o.sam == "Cloud Groups");
         let tier0 = self.tier0();
         let p = plan(&Input {
@@ -1173,7 +1197,7 @@ fn lookups_search_by_object_guid_then_by_name_for_what_ad_no_longer_has() {
     // AD answered with alice only: `gone` is looked for again by name.
     let alice_obj: Vec<Obj> = w.ad.iter().filter(|o| o.sam == "alice").cloned().collect();
     assert_eq!(
-        lookup.again(&alice_obj),
+        lookup.again(&alice_obj, &[]),
         vec!["(sAMAccountName=gone)".to_string()]
     );
 }
@@ -2307,4 +2331,170 @@ fn a_membership_change_compares_only_the_members_it_names() {
         &mut w.work,
     );
     assert!(w.work.delta("g-eng").is_none(), "compared whole");
+}
+
+#[test]
+fn a_group_read_without_members_gets_the_named_ones_from_their_member_of() {
+    use ad_sync_core::cloud::api::Membership;
+    let mut w = World::new();
+    let eng = w.managed_engineering();
+    w.mirror.groups.insert(eng.id.clone(), eng);
+    let eng_guid = w.guid("Engineering");
+    let g = |b: u8| vec![b; 16];
+    // (cloud id, objectGUID in the mirror), and what AD says of that member.
+    struct Member {
+        id: &'static str,
+        mirror_guid: Option<Vec<u8>>,
+        ad_guid: Vec<u8>,
+        marker: bool,
+        in_group: bool,
+        partial: bool,
+    }
+    let table = [
+        // In the group, by the mirror's objectGUID.
+        (
+            Member {
+                id: "u-in",
+                mirror_guid: Some(g(1)),
+                ad_guid: g(1),
+                marker: false,
+                in_group: true,
+                partial: false,
+            },
+            "member",
+        ),
+        // Not in the group.
+        (
+            Member {
+                id: "u-out",
+                mirror_guid: Some(g(2)),
+                ad_guid: g(2),
+                marker: false,
+                in_group: false,
+                partial: false,
+            },
+            "absent",
+        ),
+        // Re-created by hand: a new objectGUID, found by its marker, in the group.
+        (
+            Member {
+                id: "u-new",
+                mirror_guid: Some(g(3)),
+                ad_guid: g(4),
+                marker: true,
+                in_group: true,
+                partial: false,
+            },
+            "member",
+        ),
+        // memberOf in ranges that do not show the group: asked about one by one.
+        (
+            Member {
+                id: "u-many",
+                mirror_guid: Some(g(5)),
+                ad_guid: g(5),
+                marker: false,
+                in_group: false,
+                partial: true,
+            },
+            "ask",
+        ),
+        // memberOf in ranges that show the group: a member.
+        (
+            Member {
+                id: "u-many-in",
+                mirror_guid: Some(g(6)),
+                ad_guid: g(6),
+                marker: false,
+                in_group: true,
+                partial: true,
+            },
+            "member",
+        ),
+        // Not in AD (no objectGUID yet): nothing to read.
+        (
+            Member {
+                id: "u-unmade",
+                mirror_guid: None,
+                ad_guid: g(7),
+                marker: false,
+                in_group: true,
+                partial: false,
+            },
+            "absent",
+        ),
+    ];
+    for (m, _) in &table {
+        let mut rec = user(m.id, m.id, "A", "B");
+        rec.guid = m.mirror_guid.clone();
+        w.mirror.users.insert(m.id.into(), rec);
+        w.mirror.fold(
+            &[ad_sync_core::cloud::api::Change {
+                seq: 1,
+                at: String::new(),
+                body: ad_sync_core::cloud::api::ChangeBody::MembershipAdd(Membership {
+                    group_id: "g-eng".into(),
+                    group: "Engineering".into(),
+                    member_id: m.id.into(),
+                    member: m.id.into(),
+                    member_type: MemberType::User,
+                }),
+            }],
+            true,
+            &mut w.work,
+        );
+    }
+    let lookup = Lookup::new(&w.mirror, &w.work, &w.policy, &w.scope);
+    assert_eq!(lookup.slim_terms, vec![ad::guid_filter(&eng_guid)]);
+    assert!(
+        !lookup.terms.contains(&ad::guid_filter(&eng_guid)),
+        "Engineering is read with its members too"
+    );
+    let read: Vec<Obj> = table
+        .iter()
+        .filter(|(m, _)| m.mirror_guid.is_some())
+        .map(|(m, _)| Obj {
+            guid: m.ad_guid.clone(),
+            dn: format!("CN={},OU=Cloud Users,DC=example,DC=com", m.id),
+            marker: m.marker.then(|| marker(m.id)),
+            member_of: if m.in_group {
+                vec![(eng_guid.clone(), ENG.to_string())]
+            } else {
+                Vec::new()
+            },
+            member_of_partial: m.partial,
+            ..Obj::default()
+        })
+        .collect();
+    let mut groups = vec![Obj {
+        guid: eng_guid.clone(),
+        dn: ENG.into(),
+        // A slim read has no members; anything here is not AD's answer.
+        members: vec![(g(9), "CN=stale".into())],
+        ..Obj::default()
+    }];
+    let refs: Vec<&Obj> = read.iter().collect();
+    let unanswered = named_members_of(&mut groups, &lookup, &refs);
+    let got: HashSet<Vec<u8>> = groups[0].members.iter().map(|(g, _)| g.clone()).collect();
+    for (m, want) in &table {
+        let (is_member, asked) = (
+            got.contains(&m.ad_guid),
+            unanswered.contains(&(0, m.ad_guid.clone())),
+        );
+        let saw = match (is_member, asked) {
+            (true, false) => "member",
+            (false, true) => "ask",
+            (false, false) => "absent",
+            (true, true) => "both",
+        };
+        assert_eq!(saw, *want, "{}", m.id);
+    }
+    assert_eq!(got.len(), 3, "{got:?}");
+}
+
+#[test]
+fn the_slim_read_is_every_attribute_but_the_members() {
+    assert_eq!(ad::ATTRS.last(), Some(&"member"));
+    assert_eq!(ad::SLIM_GROUP_ATTRS, &ad::ATTRS[..ad::ATTRS.len() - 1]);
+    assert!(!ad::SLIM_GROUP_ATTRS.contains(&"member"));
 }

@@ -56,13 +56,21 @@ pub const ATTRS: &[&str] = &[
     "displayName",
     "mail",
     "userPrincipalName",
-    "member",
     "memberOf",
     "groupType",
     "primaryGroupID",
     "pwdLastSet",
     "msDS-AllowedToDelegateTo",
+    // Last, so that `ATTRS_BUT_MEMBERS` is the rest.
+    "member",
 ];
+
+/// `ATTRS` without a group's `member` list, which can hold the whole directory (a test holds
+/// `ATTRS` to ending with it).
+pub const ATTRS_BUT_MEMBERS: &[&str] = match ATTRS.split_last() {
+    Some((_, rest)) => rest,
+    None => ATTRS,
+};
 
 /// What the adoption rules need of an object (the preview's read of the whole domain): no
 /// names, no group members.
@@ -122,6 +130,9 @@ pub struct Obj {
     pub members: Vec<(Vec<u8>, String)>,
     /// Groups it is directly in: (objectGUID, DN).
     pub member_of: Vec<(Vec<u8>, String)>,
+    /// AD sent `memberOf` in ranges (`memberOf;range=0-1499`, past its MaxValRange), so
+    /// `member_of` is not all of it.
+    pub member_of_partial: bool,
     /// Why the agent must not touch it, when it must not.
     pub protected: Option<String>,
     /// The relative identifier of its objectSid (none for a contact).
@@ -300,6 +311,10 @@ pub fn object(e: &SearchEntry) -> Obj {
         upn: text(e, "userPrincipalName"),
         members,
         member_of,
+        member_of_partial: e
+            .attrs
+            .keys()
+            .any(|k| k.to_ascii_lowercase().starts_with("memberof;range=")),
         protected,
         rid,
         critical: text(e, "isCriticalSystemObject").is_some_and(|v| v.eq_ignore_ascii_case("TRUE")),
