@@ -108,7 +108,7 @@ pub fn ago(now: i64, then: i64) -> String {
 pub fn render(store: &Store, timing: Timing, now: i64) -> Result<String, AdminError> {
     let domains = store.domains()?;
     let agents = store.agents()?;
-    let last_seq = store.last_seq()?;
+    let change_count = store.change_count()?;
     let mut html = String::from(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"refresh\" content=\"10\"><title>ad-sync-cloud status</title>\
@@ -126,7 +126,7 @@ pub fn render(store: &Store, timing: Timing, now: i64) -> Result<String, AdminEr
             .iter()
             .filter(|a| a.deregistered_at.is_none())
             .count(),
-        last_seq,
+        change_count,
         unix_to_rfc3339(now)
     );
     html.push_str("<h2>Domains</h2><table><tr><th>Domain</th><th>Primary agent</th><th>Changes applied</th></tr>");
@@ -138,7 +138,7 @@ pub fn render(store: &Store, timing: Timing, now: i64) -> Result<String, AdminEr
             escape(&d.dn),
             escape(d.primary_agent.as_deref().unwrap_or("none yet")),
             d.acked_cursor,
-            last_seq
+            d.last_seq
         );
     }
     html.push_str("</table><h2>Agents</h2><table><tr><th>State</th><th>Agent</th><th>Domain</th><th>Role</th><th>Host</th><th>Version</th><th>Last seen</th><th>Runs</th><th>Last successful run</th><th>Message</th></tr>");

@@ -20,7 +20,9 @@ use ad_sync_api::api::{
     KeyState, MemberType, Membership, Role, User,
 };
 mod contacts;
+mod feed;
 mod import;
+use feed::{FEED_SCHEMA, append_change, migrate_v9};
 mod mirror;
 mod source;
 pub use contacts::ContactRow;
@@ -52,7 +54,10 @@ use ad_sync_api::time_fmt::unix_to_rfc3339;
 /// report their last reconciliation of AD and the suspensions from AD they hold; contacts
 /// from AD (`contacts`, matched on their e-mail address); each domain's retention of what AD
 /// deleted (`source_retention_days`).
-const SCHEMA_VERSION: i64 = 8;
+/// 9: each domain numbers its own changes (`domains.last_seq`, taken under the domain's row
+/// lock), so a reader never sees a later number committed before an earlier one; changes and
+/// password envelopes are keyed by (domain, seq).
+const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS domains (
@@ -62,7 +67,8 @@ CREATE TABLE IF NOT EXISTS domains (
     created_at INTEGER NOT NULL,
     primary_agent TEXT,
     acked_cursor INTEGER NOT NULL DEFAULT 0,
-    source_retention_days INTEGER
+    source_retention_days INTEGER,
+    last_seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS keys (
     id INTEGER PRIMARY KEY,
@@ -136,19 +142,6 @@ CREATE TABLE IF NOT EXISTS memberships (
     member TEXT NOT NULL COLLATE NOCASE,
     member_type TEXT NOT NULL,
     PRIMARY KEY (domain_id, group_name, member, member_type)
-);
-CREATE TABLE IF NOT EXISTS changes (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    domain_id INTEGER
-);
-CREATE INDEX IF NOT EXISTS changes_by_domain ON changes(domain_id, seq);
-CREATE TABLE IF NOT EXISTS password_envelopes (
-    seq INTEGER NOT NULL REFERENCES changes(seq),
-    agent_id TEXT NOT NULL,
-    sealed TEXT NOT NULL,
-    PRIMARY KEY (seq, agent_id)
 );
 CREATE TABLE IF NOT EXISTS links (
     object_id TEXT NOT NULL,
@@ -280,6 +273,8 @@ pub struct DomainRow {
     pub created_at: i64,
     pub primary_agent: Option<String>,
     pub acked_cursor: i64,
+    /// The number of the domain's last change (its changes are numbered 1, 2, 3...).
+    pub last_seq: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -674,7 +669,11 @@ impl Store {
             )
             .map_err(db_err)?;
         }
+        if (1..9).contains(&version) {
+            migrate_v9(&conn).map_err(db_err)?;
+        }
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        conn.execute_batch(FEED_SCHEMA).map_err(db_err)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(db_err)?;
         Ok(Store {
@@ -721,7 +720,7 @@ impl Store {
     pub fn domains(&self) -> Result<Vec<DomainRow>, AdminError> {
         let conn = self.lock();
         let mut stmt = conn
-            .prepare("SELECT id, dn, created_at, primary_agent, acked_cursor FROM domains ORDER BY dn_key")
+            .prepare("SELECT id, dn, created_at, primary_agent, acked_cursor, last_seq FROM domains ORDER BY dn_key")
             .map_err(self.admin_db())?;
         let rows = stmt
             .query_map([], domain_row)
@@ -1239,8 +1238,9 @@ impl Store {
                 let sealed = sealed::seal(&pk, bound.expose().as_bytes())
                     .map_err(|e| refused(e.to_string()))?;
                 tx.execute(
-                    "INSERT INTO password_envelopes (seq, agent_id, sealed) VALUES (?1, ?2, ?3)",
-                    params![seq, agent_id, sealed],
+                    "INSERT INTO password_envelopes (domain_id, seq, agent_id, sealed)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![domain, seq, agent_id, sealed],
                 )?;
             }
             Ok(agents.len())
@@ -1593,188 +1593,6 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
-
-    /// Changes after `after`, for the domain's primary agent only: two agents writing the same
-    /// changes into AD would race each other.
-    pub fn changes(
-        &self,
-        agent: &AgentAuth,
-        after: i64,
-        limit: i64,
-    ) -> Result<ChangesResponse, ApiError> {
-        let conn = self.lock();
-        require_primary(&conn, agent, "applies the changes")?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT c.seq, c.at, c.body, e.sealed FROM changes c
-             LEFT JOIN password_envelopes e ON e.seq = c.seq AND e.agent_id = ?3
-             WHERE c.domain_id = ?4 AND c.seq > ?1 ORDER BY c.seq LIMIT ?2",
-        )?;
-        let rows = stmt
-            .query_map(
-                params![after, limit + 1, agent.agent_id, agent.domain_id],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                    ))
-                },
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
-        let more = rows.len() as i64 > limit;
-        let mut changes = Vec::with_capacity(rows.len());
-        for (seq, at, body, sealed) in rows.into_iter().take(limit as usize) {
-            let mut body: ChangeBody = serde_json::from_str(&body).map_err(|e| {
-                tracing::error!(seq, error = %e, "stored change does not parse");
-                ApiError::new(
-                    ErrorCode::Internal,
-                    format!("change {seq} is damaged in the cloud's storage"),
-                )
-            })?;
-            if let ChangeBody::UserPassword {
-                sealed_password, ..
-            } = &mut body
-            {
-                *sealed_password = sealed;
-            }
-            changes.push(Change {
-                seq,
-                at: unix_to_rfc3339(at),
-                body,
-            });
-        }
-        let cursor = changes.last().map_or(after, |c| c.seq);
-        let head: i64 = conn.query_row(
-            "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE domain_id = ?1",
-            [agent.domain_id],
-            |r| r.get(0),
-        )?;
-        Ok(ChangesResponse {
-            changes,
-            cursor,
-            more,
-            head: Some(head),
-        })
-    }
-
-    pub fn ack(
-        &self,
-        agent: &AgentAuth,
-        results: &[ChangeResult],
-        now: i64,
-    ) -> Result<AckResponse, ApiError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Only the primary applies changes, so only its word is recorded: a standby (or an
-        // agent that lost the role) saying "applied" would overwrite what AD really holds.
-        let primary: Option<String> = tx.query_row(
-            "SELECT primary_agent FROM domains WHERE id = ?1",
-            [agent.domain_id],
-            |r| r.get(0),
-        )?;
-        if primary.as_deref() != Some(agent.agent_id.as_str()) {
-            tracing::warn!(agent = %agent.agent_id, "acknowledgement from a standby agent refused");
-            return Err(ApiError::new(
-                ErrorCode::NotPrimary,
-                format!(
-                    "this agent is standby; only the primary ({}) acknowledges changes; nothing was recorded",
-                    primary.as_deref().unwrap_or("none yet")
-                ),
-            ));
-        }
-        let last: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE domain_id = ?1",
-            [agent.domain_id],
-            |r| r.get(0),
-        )?;
-        let foreign: Option<i64> = {
-            let mut st = tx
-                .prepare_cached("SELECT COUNT(*) FROM changes WHERE seq = ?1 AND domain_id = ?2")?;
-            let mut bad = None;
-            for r in results {
-                if st.query_row(params![r.seq, agent.domain_id], |x| x.get::<_, i64>(0))? == 0 {
-                    bad = Some(r.seq);
-                    break;
-                }
-            }
-            bad
-        };
-        if let Some(seq) = foreign {
-            return Err(ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!(
-                    "results: seq {seq} is not a change this cloud sent to this domain (its changes run up to {last}); nothing was recorded"
-                ),
-            ));
-        }
-        for r in results {
-            tx.execute(
-                "INSERT OR REPLACE INTO acks (domain_id, seq, agent_id, status, message, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    agent.domain_id,
-                    r.seq,
-                    agent.agent_id,
-                    r.status.as_str(),
-                    r.message,
-                    now
-                ],
-            )?;
-        }
-        let first_open: Option<i64> = tx.query_row(
-            "SELECT MIN(c.seq) FROM changes c
-             LEFT JOIN acks a ON a.domain_id = ?1 AND a.seq = c.seq
-             WHERE c.domain_id = ?1 AND a.seq IS NULL",
-            [agent.domain_id],
-            |r| r.get(0),
-        )?;
-        let acked_cursor = first_open.map_or(last, |s| s - 1);
-        tx.execute(
-            "UPDATE domains SET acked_cursor = ?2 WHERE id = ?1",
-            params![agent.domain_id, acked_cursor],
-        )?;
-        tx.commit()?;
-        Ok(AckResponse {
-            recorded: results.len(),
-            acked_cursor,
-        })
-    }
-
-    /// The results recorded for a domain (for tests and the admin view).
-    pub fn results(&self, domain_dn: &str) -> Result<Vec<(i64, ApplyStatus, String)>, AdminError> {
-        let dn = api::parse_domain_dn(domain_dn).map_err(AdminError::Invalid)?;
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT a.seq, a.status, a.message FROM acks a JOIN domains d ON d.id = a.domain_id
-                 WHERE d.dn_key = ?1 ORDER BY a.seq",
-            )
-            .map_err(self.admin_db())?;
-        stmt.query_map([api::domain_key(&dn)], |r| {
-            let status: String = r.get(1)?;
-            Ok((
-                r.get(0)?,
-                match status.as_str() {
-                    "applied" => ApplyStatus::Applied,
-                    "skipped" => ApplyStatus::Skipped,
-                    _ => ApplyStatus::Failed,
-                },
-                r.get(2)?,
-            ))
-        })
-        .and_then(|r| r.collect())
-        .map_err(self.admin_db())
-    }
-
-    /// The last change's seq (0 when there is none).
-    pub fn last_seq(&self) -> Result<i64, AdminError> {
-        let conn = self.lock();
-        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
-            r.get(0)
-        })
-        .map_err(self.admin_db())
-    }
 }
 
 fn domain_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DomainRow> {
@@ -1784,12 +1602,13 @@ fn domain_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DomainRow> {
         created_at: r.get(2)?,
         primary_agent: r.get(3)?,
         acked_cursor: r.get(4)?,
+        last_seq: r.get(5)?,
     })
 }
 
 fn find_domain(conn: &Connection, dn: &Dn) -> rusqlite::Result<Option<DomainRow>> {
     conn.query_row(
-        "SELECT id, dn, created_at, primary_agent, acked_cursor FROM domains WHERE dn_key = ?1",
+        "SELECT id, dn, created_at, primary_agent, acked_cursor, last_seq FROM domains WHERE dn_key = ?1",
         [api::domain_key(dn)],
         domain_row,
     )
@@ -1937,14 +1756,6 @@ fn elect(
         tracing::info!(domain_id, from = %old, to = %candidate, "primary agent moved");
     }
     Ok(candidate.to_string())
-}
-
-fn append_change(conn: &Connection, domain: i64, body: &ChangeBody) -> rusqlite::Result<i64> {
-    let json = serde_json::to_string(body)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    conn.prepare_cached("INSERT INTO changes (at, body, domain_id) VALUES (?1, ?2, ?3)")?
-        .execute(params![ad_sync_api::time_fmt::now_unix(), json, domain])?;
-    Ok(conn.last_insert_rowid())
 }
 
 fn load_user(conn: &Connection, domain: i64, username: &str) -> rusqlite::Result<User> {
@@ -2307,6 +2118,44 @@ pub(crate) fn require_primary(
         ));
     }
     Ok(())
+}
+
+/// For the store's tests: an agent of `domain` enrolled and heard from, so it is the domain's
+/// primary, and the time it was heard from.
+#[cfg(test)]
+pub(crate) fn enrolled_primary(store: &Store, domain: &str) -> (AgentAuth, i64) {
+    let (key, _) = store
+        .issue_key(domain, Duration::from_secs(3600))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dn = api::parse_domain_dn(domain).unwrap_or_else(|e| panic!("{e}"));
+    let t0 = ad_sync_api::time_fmt::now_unix();
+    let enrolled = store
+        .enroll(
+            &key,
+            &dn,
+            "dc1",
+            "0.1.0",
+            "linux",
+            &[7; 32],
+            Timing::default(),
+            t0,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let agent = store
+        .authenticate(&enrolled.credential)
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .unwrap_or_else(|| panic!("no agent"));
+    let hb = HeartbeatRequest {
+        version: "0.1.0".into(),
+        host: "dc1".into(),
+        status: "ok".into(),
+        message: None,
+        run: None,
+    };
+    store
+        .heartbeat(&agent, &hb, Timing::default(), t0)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    (agent, t0)
 }
 
 #[cfg(test)]

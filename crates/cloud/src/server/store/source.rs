@@ -1921,37 +1921,7 @@ mod tests {
         let store = Store::open(&dir.path().join("cloud.db")).unwrap_or_else(|e| panic!("{e}"));
         let domain = "DC=example,DC=com";
         store.add_domain(domain).unwrap_or_else(|e| panic!("{e}"));
-        let (key, _) = store
-            .issue_key(domain, Duration::from_secs(3600))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let dn = ad_sync_api::api::parse_domain_dn(domain).unwrap_or_else(|e| panic!("{e}"));
-        let t0 = ad_sync_api::time_fmt::now_unix();
-        let enrolled = store
-            .enroll(
-                &key,
-                &dn,
-                "dc1",
-                "0.1.0",
-                "linux",
-                &[7; 32],
-                Timing::default(),
-                t0,
-            )
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let agent = store
-            .authenticate(&enrolled.credential)
-            .unwrap_or_else(|e| panic!("{e:?}"))
-            .unwrap_or_else(|| panic!("no agent"));
-        let hb = HeartbeatRequest {
-            version: "0.1.0".into(),
-            host: "dc1".into(),
-            status: "ok".into(),
-            message: None,
-            run: None,
-        };
-        store
-            .heartbeat(&agent, &hb, Timing::default(), t0)
-            .unwrap_or_else(|e| panic!("{e:?}"));
+        let (agent, t0) = super::super::enrolled_primary(&store, domain);
         (dir, store, agent, t0)
     }
 }
