@@ -2394,3 +2394,115 @@ fn ad_changes_reach_the_cloud_with_their_cursor_and_one_authority_per_user() {
     assert_eq!(e.api_code(), Some("invalid_request"), "{e}");
     assert!(e.to_string().contains("users[0].guid"), "{e}");
 }
+
+/// Three `serve` processes on one database behave as one cloud: a key issued once checks
+/// through one node and enrolls through another; the primary election and the standby's
+/// refusals hold whichever node an agent calls; a change written anywhere is read and
+/// acknowledged through any node; the status page of any node shows every agent; and an alert
+/// is posted once, not once per node (each node watches the agents; `settle_alerts` lets one
+/// record and post each incident).
+#[test]
+fn several_nodes_on_one_database_are_one_cloud() {
+    let hook = Receiver::start(0);
+    let flags = [
+        "--heartbeat-interval",
+        "1s",
+        "--primary-timeout",
+        "3s",
+        "--alert-webhook",
+        &hook.url,
+        "--status-listen",
+        "127.0.0.1:0",
+    ];
+    let n1 = server("nodes", &flags);
+    let nodes = [n1.node(&flags), n1.node(&flags)];
+    let (c1, c2, c3) = (n1.client(), nodes[0].client(), nodes[1].client());
+    // A key issued once: valid through one node, used through the others once enrolled.
+    let k = n1.issue_key(DOMAIN, None);
+    let state = |c: &CloudClient| {
+        block_on(c.check_key(&key(&k), Some(DOMAIN)))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .state
+            .as_str()
+            .to_string()
+    };
+    assert_eq!(state(&c1), "valid");
+    let a = enroll(&c2, &k, DOMAIN, "dc1").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a.role, Role::Primary);
+    assert_eq!((state(&c1), state(&c3)), ("used".into(), "used".into()));
+    let again = enroll(&c3, &k, DOMAIN, "dc9").err();
+    assert!(again.is_some(), "a used key enrolled a second agent");
+    let b =
+        enroll(&c3, &n1.issue_key(DOMAIN, None), DOMAIN, "dc2").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(b.role, Role::Standby);
+    assert_eq!(
+        (heartbeat(&c1, &a), heartbeat(&c2, &b), heartbeat(&c3, &a)),
+        (Role::Primary, Role::Standby, Role::Primary)
+    );
+    // The standby is refused through every node.
+    for c in [&c1, &c2, &c3] {
+        let e = block_on(c.changes(&b.credential, 0, 10))
+            .err()
+            .unwrap_or_else(|| panic!("a standby read the changes"));
+        assert_eq!(e.api_code(), Some("not_primary"), "{e}");
+    }
+    // A change written by the admin is read through one node and acknowledged through another.
+    n1.admin_ok(&[
+        "user",
+        "add",
+        "ada",
+        "--given",
+        "Ada",
+        "--surname",
+        "L",
+        "--domain",
+        DOMAIN,
+    ]);
+    let page = block_on(c3.changes(&a.credential, 0, 100)).unwrap_or_else(|e| panic!("{e}"));
+    let seq = page
+        .changes
+        .iter()
+        .find(|c| matches!(&c.body, ChangeBody::UserUpsert { user } if user.username == "ada"))
+        .map(|c| c.seq)
+        .unwrap_or_else(|| panic!("ada is not in the feed: {:?}", page.changes));
+    let r = block_on(c2.ack(
+        &a.credential,
+        vec![ChangeResult {
+            seq,
+            status: ApplyStatus::Applied,
+            message: String::new(),
+        }],
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.recorded, 1);
+    // Every node's status page shows both agents.
+    for n in [&n1, &nodes[0], &nodes[1]] {
+        let status = n
+            .stdout()
+            .lines()
+            .find_map(|l| l.strip_prefix("status page on ").map(str::to_string))
+            .unwrap_or_else(|| panic!("no status page line: {}", n.stdout()));
+        let page = raw_get_url(n, &status);
+        assert!(page.contains(&a.id) && page.contains(&b.id), "{page}");
+    }
+    // A goes silent; B, calling through another node, takes over after the timeout, and A
+    // steps down through a third. One alert says A went silent, whichever nodes saw it.
+    let mut roles = Vec::new();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(500));
+        roles.push(heartbeat(&c2, &b));
+    }
+    assert_eq!(roles.last(), Some(&Role::Primary), "{roles:?}");
+    hook.wait_for("agent_silent raised", |ev| {
+        count(ev, &a.id, "agent_silent", "raised") >= 1
+    });
+    // Three nodes look every second: give each several looks at the silence before counting
+    // (B calling in through the first node meanwhile, so that it stays primary).
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(heartbeat(&c1, &b), Role::Primary);
+    }
+    let ev = hook.events();
+    assert_eq!(count(&ev, &a.id, "agent_silent", "raised"), 1, "{ev:#?}");
+    assert_eq!(heartbeat(&c3, &a), Role::Standby);
+}

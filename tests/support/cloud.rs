@@ -153,6 +153,35 @@ impl CloudServer {
         }
     }
 
+    /// Another node of this cloud: a second `serve` process on the same database and the same
+    /// certificates (so a client trusting one trusts all), on its own port and folder for its
+    /// output, with `extra` serve flags.
+    pub fn node(&self, extra: &[&str]) -> CloudServer {
+        let dir = fresh_dir("node");
+        let mut s = CloudServer {
+            db: self.db.clone(),
+            tls: self.tls.clone(),
+            ca: self.ca.clone(),
+            url: String::new(),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            listen: "127.0.0.1:0".into(),
+            nofile: None,
+            child: None,
+            starts: 0,
+        };
+        s.spawn();
+        s
+    }
+
+    /// Kills the server at once (SIGKILL), as a machine lost would stop it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Stops the server the way a service manager does (SIGTERM) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -210,32 +210,35 @@ pub async fn start(
 }
 
 /// One look at the agents: the incidents raised and cleared since the last look, recorded, as
-/// the events to post.
+/// the events to post. One transaction (`settle_alerts`): of several nodes on one database,
+/// one posts each event.
 fn watch_once(s: &Store, timing: Timing) -> Result<Vec<alerts::Event>, ApiError> {
     let now = ad_sync_api::time_fmt::now_unix();
-    let internal = |e: store::AdminError| ApiError::new(ErrorCode::Internal, e.to_string());
-    let agents = s.agents().map_err(internal)?;
-    let was: std::collections::BTreeMap<(String, alerts::Kind), i64> = s
-        .open_alerts()
-        .map_err(internal)?
-        .into_iter()
-        .filter_map(|(a, k, at)| alerts::Kind::parse(&k).map(|k| ((a, k), at)))
-        .collect();
-    let open = alerts::incidents(&agents, timing, now);
-    let events = alerts::diff(&was, &open, &agents, now);
-    let raised: Vec<(String, String, i64)> = events
-        .iter()
-        .filter_map(|(e, at)| at.map(|at| (e.agent_id.clone(), e.event.as_str().to_string(), at)))
-        .collect();
-    let cleared: Vec<(String, String)> = events
-        .iter()
-        .filter(|(_, at)| at.is_none())
-        .map(|(e, _)| (e.agent_id.clone(), e.event.as_str().to_string()))
-        .collect();
-    if !events.is_empty() {
-        s.record_alerts(&raised, &cleared).map_err(internal)?;
-    }
-    Ok(events.into_iter().map(|(e, _)| e).collect())
+    s.settle_alerts(|agents, open| {
+        let was: std::collections::BTreeMap<(String, alerts::Kind), i64> = open
+            .into_iter()
+            .filter_map(|(a, k, at)| alerts::Kind::parse(&k).map(|k| ((a, k), at)))
+            .collect();
+        let open = alerts::incidents(agents, timing, now);
+        let events = alerts::diff(&was, &open, agents, now);
+        let raised = events
+            .iter()
+            .filter_map(|(e, at)| {
+                at.map(|at| (e.agent_id.clone(), e.event.as_str().to_string(), at))
+            })
+            .collect();
+        let cleared = events
+            .iter()
+            .filter(|(_, at)| at.is_none())
+            .map(|(e, _)| (e.agent_id.clone(), e.event.as_str().to_string()))
+            .collect();
+        (
+            events.into_iter().map(|(e, _)| e).collect(),
+            raised,
+            cleared,
+        )
+    })
+    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
 }
 
 fn router(state: Shared, request_timeout: Duration) -> Router {

@@ -877,81 +877,50 @@ impl Store {
     }
 
     pub fn agents(&self) -> Result<Vec<AgentRow>, AdminError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT a.id, d.dn, a.host, a.version, a.os, a.enrolled_at, a.last_seen, a.status,
-                        a.message, a.deregistered_at, d.primary_agent = a.id, a.held, a.failed,
-                        a.last_run, a.last_success,
-                        CASE WHEN d.primary_agent = a.id
-                             THEN (SELECT COUNT(*) FROM source_refusals r WHERE r.domain_id = d.id)
-                             ELSE 0 END
-                 FROM agents a JOIN domains d ON d.id = a.domain_id ORDER BY d.dn_key, a.enrolled_at",
-            )
-            .map_err(self.admin_db())?;
-        stmt.query_map([], |r| {
-            Ok(AgentRow {
-                id: r.get(0)?,
-                domain: r.get(1)?,
-                host: r.get(2)?,
-                version: r.get(3)?,
-                os: r.get(4)?,
-                enrolled_at: r.get(5)?,
-                last_seen: r.get(6)?,
-                status: r.get(7)?,
-                message: r.get(8)?,
-                deregistered_at: r.get(9)?,
-                primary: r.get::<_, Option<bool>>(10)?.unwrap_or(false),
-                held: r.get(11)?,
-                failed: r.get(12)?,
-                last_run: r.get(13)?,
-                last_success: r.get(14)?,
-                source_refused: r.get(15)?,
-            })
-        })
-        .and_then(|r| r.collect())
-        .map_err(self.admin_db())
+        agent_rows(&self.lock()).map_err(self.admin_db())
     }
 
     // ---- alerts ------------------------------------------------------------------------------
 
-    /// The incidents alerted and not cleared: (agent id, kind) → when raised.
-    pub fn open_alerts(&self) -> Result<Vec<(String, String, i64)>, AdminError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare("SELECT agent_id, kind, raised_at FROM alerts")
-            .map_err(self.admin_db())?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .and_then(|r| r.collect())
-            .map_err(self.admin_db())
-    }
-
-    /// Records incidents raised (agent id, kind, when) and cleared (agent id, kind), in one
-    /// transaction.
-    pub fn record_alerts(
+    /// One look at the agents for the alerts, in one write transaction: `decide` gets the
+    /// agents and the incidents open ((agent id, kind) → when raised) and returns what to post
+    /// with the incidents it raises (agent id, kind, when) and clears (agent id, kind), which
+    /// are recorded before the transaction ends. Of several nodes looking at once, each waits
+    /// for the one before it, so exactly one raises (and posts) an incident and the others find
+    /// it open.
+    pub fn settle_alerts<T>(
         &self,
-        raised: &[(String, String, i64)],
-        cleared: &[(String, String)],
-    ) -> Result<(), AdminError> {
+        decide: impl FnOnce(&[AgentRow], Vec<(String, String, i64)>) -> Settled<T>,
+    ) -> Result<T, AdminError> {
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.admin_db())?;
-        for (a, k, at) in raised {
+        let agents = agent_rows(&tx).map_err(self.admin_db())?;
+        let open = tx
+            .prepare("SELECT agent_id, kind, raised_at FROM alerts")
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .and_then(|r| r.collect())
+            })
+            .map_err(self.admin_db())?;
+        let (out, raised, cleared) = decide(&agents, open);
+        for (a, k, at) in &raised {
             tx.execute(
                 "INSERT OR REPLACE INTO alerts (agent_id, kind, raised_at) VALUES (?1, ?2, ?3)",
                 params![a, k, at],
             )
             .map_err(self.admin_db())?;
         }
-        for (a, k) in cleared {
+        for (a, k) in &cleared {
             tx.execute(
                 "DELETE FROM alerts WHERE agent_id = ?1 AND kind = ?2",
                 params![a, k],
             )
             .map_err(self.admin_db())?;
         }
-        tx.commit().map_err(self.admin_db())
+        tx.commit().map_err(self.admin_db())?;
+        Ok(out)
     }
 
     // ---- admin: the directory ----------------------------------------------------------------
@@ -1593,6 +1562,43 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// What `settle_alerts`' decision returns: what to post, the incidents raised (agent id, kind,
+/// when) and those cleared (agent id, kind).
+pub type Settled<T> = (T, Vec<(String, String, i64)>, Vec<(String, String)>);
+
+fn agent_rows(conn: &Connection) -> rusqlite::Result<Vec<AgentRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT a.id, d.dn, a.host, a.version, a.os, a.enrolled_at, a.last_seen, a.status,
+                a.message, a.deregistered_at, d.primary_agent = a.id, a.held, a.failed,
+                a.last_run, a.last_success,
+                CASE WHEN d.primary_agent = a.id
+                     THEN (SELECT COUNT(*) FROM source_refusals r WHERE r.domain_id = d.id)
+                     ELSE 0 END
+         FROM agents a JOIN domains d ON d.id = a.domain_id ORDER BY d.dn_key, a.enrolled_at",
+    )?;
+    stmt.query_map([], |r| {
+        Ok(AgentRow {
+            id: r.get(0)?,
+            domain: r.get(1)?,
+            host: r.get(2)?,
+            version: r.get(3)?,
+            os: r.get(4)?,
+            enrolled_at: r.get(5)?,
+            last_seen: r.get(6)?,
+            status: r.get(7)?,
+            message: r.get(8)?,
+            deregistered_at: r.get(9)?,
+            primary: r.get::<_, Option<bool>>(10)?.unwrap_or(false),
+            held: r.get(11)?,
+            failed: r.get(12)?,
+            last_run: r.get(13)?,
+            last_success: r.get(14)?,
+            source_refused: r.get(15)?,
+        })
+    })
+    .and_then(|r| r.collect())
 }
 
 fn domain_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DomainRow> {
@@ -2271,6 +2277,59 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         (dir, path)
+    }
+
+    /// Two nodes on one database look at the agents at once: the second waits for the first
+    /// to decide and record, then finds the incident open, so the alert is raised (and posted)
+    /// once, not once per node.
+    #[test]
+    fn of_nodes_settling_alerts_at_once_one_raises_each_incident() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("cloud.db");
+        let (a, b) = (
+            Store::open(&path).unwrap_or_else(|e| panic!("{e}")),
+            Store::open(&path).unwrap_or_else(|e| panic!("{e}")),
+        );
+        // Raises agent-1's silence unless it is open; says whether it raised it.
+        let decide = |open: Vec<(String, String, i64)>| -> Settled<bool> {
+            if open
+                .iter()
+                .any(|(a, k, _)| a == "agent-1" && k == "agent_silent")
+            {
+                (false, Vec::new(), Vec::new())
+            } else {
+                (
+                    true,
+                    vec![("agent-1".into(), "agent_silent".into(), 1)],
+                    Vec::new(),
+                )
+            }
+        };
+        let (first, second) = std::thread::scope(|scope| {
+            let mut other = None;
+            let first = a
+                .settle_alerts(|_, open| {
+                    let b = &b;
+                    let handle = scope.spawn(move || {
+                        b.settle_alerts(|_, open| decide(open))
+                            .unwrap_or_else(|e| panic!("{e}"))
+                    });
+                    std::thread::sleep(Duration::from_millis(300));
+                    assert!(
+                        !handle.is_finished(),
+                        "the second node decided while the first was deciding"
+                    );
+                    other = Some(handle);
+                    decide(open)
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            let second = other
+                .unwrap_or_else(|| panic!("no second look"))
+                .join()
+                .unwrap_or_else(|_| panic!("the second node panicked"));
+            (first, second)
+        });
+        assert_eq!((first, second), (true, false));
     }
 
     #[test]
