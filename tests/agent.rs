@@ -1526,6 +1526,19 @@ fn agent_stopped_at(env: &Env, point: &str) -> (std::process::Child, i32) {
     )
 }
 
+/// Lets an agent stopped at its fault point go on, and waits for it: its output, and all it
+/// printed.
+fn resume(child: std::process::Child, pid: i32) -> (Output, String) {
+    signal(pid, libc::SIGCONT);
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
+}
+
 fn signal(pid: i32, sig: i32) {
     // SAFETY: kill(2) on a child this test started.
     unsafe {
@@ -1587,13 +1600,7 @@ fn the_cloud_stopped_mid_run_gets_every_result_once_when_it_returns() {
     // The agent has read the changes and written them to AD when the cloud goes away.
     let (child, pid) = agent_stopped_at(&env, "commit");
     env.cloud.stop();
-    signal(pid, libc::SIGCONT);
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (out, text) = resume(child, pid);
     // AD confirmed the writes and the state committed them; the acknowledgements could not be
     // sent: the run says the cloud is away (exit 1) and keeps them in its outbox.
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -1641,6 +1648,48 @@ fn the_cloud_stopped_mid_run_gets_every_result_once_when_it_returns() {
     let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(1));
     env.cloud.restart();
+    env.sync();
+    assert_eq!(env.results().len(), 11);
+    assert_eq!(user_guids(&env).len(), 11);
+}
+
+/// The cloud as three nodes on one database behind HAProxy: the agent enrolls, reads its
+/// changes and writes them to AD through the first node, which is then killed (SIGKILL, as a
+/// machine lost); the agent finishes the run through the others. Every change is answered
+/// once, and the next run applies nothing again.
+#[test]
+fn a_cloud_node_killed_mid_sync_behind_haproxy_loses_and_doubles_nothing() {
+    let _dc = DC.read();
+    let flags = ["--heartbeat-interval", "1s", "--primary-timeout", "3s"];
+    let mut first = CloudServer::start("ha", &flags);
+    let others = [first.node(&flags), first.node(&flags)];
+    let lb =
+        support::haproxy::Haproxy::start("ha", &[first.port(), others[0].port(), others[1].port()]);
+    first.url = lb.url();
+    let mut env = Env::with_cloud("ha", "", first);
+    for i in 0..10 {
+        env.add_user(&format!("h{i:02}"));
+    }
+    let (child, pid) = agent_stopped_at(&env, "commit");
+    env.cloud.kill();
+    let (out, text) = resume(child, pid);
+    assert!(
+        out.status.success(),
+        "the run did not finish: {text}\n{}",
+        lb.log()
+    );
+    let written = user_guids(&env);
+    assert_eq!(written.len(), 10, "{written:?}");
+    let results = env.results();
+    assert_eq!(results.len(), 10, "{results:?}");
+    assert!(
+        results.iter().all(|(_, s, _)| s == "applied"),
+        "{results:?}"
+    );
+    // The next run, and one more change, go through the nodes left.
+    let text = env.sync();
+    assert!(text.contains("operations: 0"), "applied twice: {text}");
+    env.add_user("h10");
     env.sync();
     assert_eq!(env.results().len(), 11);
     assert_eq!(user_guids(&env).len(), 11);

@@ -2506,3 +2506,101 @@ fn several_nodes_on_one_database_are_one_cloud() {
     assert_eq!(count(&ev, &a.id, "agent_silent", "raised"), 1, "{ev:#?}");
     assert_eq!(heartbeat(&c3, &a), Role::Standby);
 }
+
+/// A TCP forwarder in front of a cloud node that cuts the first connection as the client sends
+/// its first request: it relays the TLS handshake, then, at the client's second application
+/// data record (the first is TLS 1.3's encrypted Finished), closes both sides without relaying
+/// it, as a node lost under a request would. Later connections are relayed whole.
+struct CutFirstRequest {
+    port: u16,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CutFirstRequest {
+    fn start(to: u16) -> CutFirstRequest {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let port = l.local_addr().map(|a| a.port()).unwrap_or_default();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        // Ends with the test process (a blocked accept holds nothing but the port).
+        std::thread::spawn(move || {
+            for client in l.incoming().flatten() {
+                let n = counted.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                let (Ok(mut c_in), Ok(mut s_out)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                let (mut s_in, mut c_out) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_in, &mut c_out);
+                    let _ = c_out.shutdown(Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    // Client to server, record by record: type (1), version (2), length (2).
+                    let mut app_records = 0;
+                    loop {
+                        let mut head = [0u8; 5];
+                        if c_in.read_exact(&mut head).is_err() {
+                            break;
+                        }
+                        let len = usize::from(u16::from_be_bytes([head[3], head[4]]));
+                        let mut body = vec![0u8; len];
+                        if c_in.read_exact(&mut body).is_err() {
+                            break;
+                        }
+                        if head[0] == 0x17 {
+                            app_records += 1;
+                        }
+                        if n == 0 && app_records == 2 {
+                            let _ = c_in.shutdown(Shutdown::Both);
+                            let _ = s_out.shutdown(Shutdown::Both);
+                            break;
+                        }
+                        if s_out
+                            .write_all(&head)
+                            .and_then(|_| s_out.write_all(&body))
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    let _ = s_out.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        CutFirstRequest { port, connections }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// An agent's call that is safe to repeat (a heartbeat) whose connection drops under it is
+/// sent once more on a new connection, and succeeds; one that is not (a key check, which could
+/// count against the address's limit) is not repeated and fails with the dropped connection.
+#[test]
+fn a_call_safe_to_repeat_is_sent_again_when_its_connection_drops() {
+    let s = server("cut", &[]);
+    let agent = enroll(&s.client(), &s.issue_key(DOMAIN, None), DOMAIN, "dc1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client_via = |cut: &CutFirstRequest| {
+        let mut opts = CloudOptions::new(format!("https://127.0.0.1:{}", cut.port));
+        opts.ca_file = Some(s.ca.clone());
+        CloudClient::new(&opts).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let cut = CutFirstRequest::start(s.port());
+    assert_eq!(heartbeat(&client_via(&cut), &agent), Role::Primary);
+    assert_eq!(cut.connections(), 2, "the heartbeat was not sent again");
+
+    let cut = CutFirstRequest::start(s.port());
+    let e = block_on(client_via(&cut).check_key(&key(&s.issue_key(DOMAIN, None)), None))
+        .err()
+        .unwrap_or_else(|| panic!("a key check went through a cut connection"));
+    assert_eq!(cut.connections(), 1, "a key check was sent again: {e}");
+}

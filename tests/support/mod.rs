@@ -4,6 +4,7 @@
 pub mod bins;
 pub mod cloud;
 pub mod forged;
+pub mod haproxy;
 pub mod proxy;
 pub mod report;
 pub mod testbed;

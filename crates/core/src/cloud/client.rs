@@ -824,16 +824,34 @@ impl CloudClient {
             url: self.base.to_string(),
             why: e.to_string(),
         })?;
-        let mut req = self.http.request(method, url);
+        let mut req = self.http.request(method.clone(), url);
         if let Some(c) = credential {
             req = req.bearer_auth(c.expose());
         }
         if let Some(b) = body {
             req = req.json(b);
         }
+        // An agent's call that is safe to repeat, whose connection dropped, is sent once more
+        // on a new connection: behind a load balancer the node that held it may be gone while
+        // the others serve. Never after a TLS failure or a timeout.
+        let again = credential
+            .filter(|_| safe_to_repeat(&method, path))
+            .and_then(|_| req.try_clone());
         let mut resp = match req.send().await {
             Ok(r) => r,
-            Err(e) => return Err(self.classify(e).await),
+            Err(e) => match again {
+                Some(again) if connection_dropped(&e) => {
+                    tracing::info!(
+                        "the connection to the cloud dropped ({}); sending {path} again",
+                        root_cause(&e)
+                    );
+                    match again.send().await {
+                        Ok(r) => r,
+                        Err(e) => return Err(self.classify(e).await),
+                    }
+                }
+                _ => return Err(self.classify(e).await),
+            },
         };
         let status = resp.status();
         if status.is_redirection() {
@@ -1001,6 +1019,26 @@ fn source_io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::Erro
     None
 }
 
+/// Whether a call may be sent twice with the same effect as once: a read, a heartbeat (it
+/// records the same call again), an acknowledgement (it replaces its result). Not an
+/// enrollment, a deregistration, or AD's changes (whose second sending the cloud refuses as a
+/// moved cursor).
+fn safe_to_repeat(method: &Method, path: &str) -> bool {
+    *method == Method::GET
+        || matches!(
+            path,
+            "v1/agents/heartbeat" | "v1/changes/ack" | "v1/source/lookup"
+        )
+}
+
+/// The connection failed under the request (reset, closed before the answer, refused), not
+/// its TLS and not a timeout: worth one more try on a new connection.
+fn connection_dropped(e: &reqwest::Error) -> bool {
+    !e.is_timeout()
+        && (e.is_connect() || e.is_request())
+        && !is_tls(e, &chain(e).to_ascii_lowercase())
+}
+
 fn is_tls(e: &(dyn std::error::Error + 'static), lower: &str) -> bool {
     let mut source = e.source();
     while let Some(s) = source {
@@ -1015,6 +1053,27 @@ fn is_tls(e: &(dyn std::error::Error + 'static), lower: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only the calls whose second sending changes nothing are sent again after a dropped
+    /// connection.
+    #[test]
+    fn only_calls_safe_to_repeat_are_sent_again() {
+        for (method, path, again) in [
+            (Method::GET, "v1/changes?after=5&limit=500", true),
+            (Method::GET, "v1/agents/self", true),
+            (Method::GET, "v1/source/users?after=x", true),
+            (Method::POST, "v1/agents/heartbeat", true),
+            (Method::POST, "v1/changes/ack", true),
+            (Method::POST, "v1/source/lookup", true),
+            (Method::POST, "v1/agents/enroll", false),
+            (Method::DELETE, "v1/agents/self", false),
+            (Method::POST, "v1/source/changes", false),
+            (Method::POST, "v1/import", false),
+            (Method::POST, "v1/keys/check", false),
+        ] {
+            assert_eq!(safe_to_repeat(&method, path), again, "{method} {path}");
+        }
+    }
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |n| {
