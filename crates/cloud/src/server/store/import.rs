@@ -5,6 +5,7 @@
 //! link is unique per domain both ways, so an AD object is imported once however often the
 //! import runs (a re-run, or a run after a crash mid-import, answers `already`).
 
+use super::keys::{find_key, unusable_key};
 use super::*;
 use ad_sync_api::api::{
     AdLink, DirectoryEntry, DirectoryResponse, ImportGroup, ImportItem, ImportMembership,
