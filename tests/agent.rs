@@ -3922,3 +3922,51 @@ fn contacts_reach_the_cloud_from_ad_matched_on_their_address() {
         let _ = l.unbind().await;
     });
 }
+
+/// Windows sends a large group's `member` in ranges (1,500 values a range past MaxValRange);
+/// the agent reads the rest a range at a time until AD says the last (`member;range=N-*`).
+/// Samba sends ranges only when asked for them, so the loop runs against it two values a range:
+/// every member comes, once.
+#[test]
+fn a_group_answered_in_ranges_is_read_whole() {
+    use ad_sync::directory::object::{member_values, read_base, rest_of_members};
+    let _dc = DC.read();
+    let ou = format!("OU=t-ranges,{}", testbed::OU_STAFF);
+    ldap_add(
+        &ou,
+        vec![("objectClass", vec!["top", "organizationalUnit"])],
+    );
+    let members: Vec<String> = (0..5)
+        .map(|i| seed_user(&ou, &format!("rng{i}"), None, None, "512"))
+        .collect();
+    let group = format!("CN=Ranged,{ou}");
+    seed_group(
+        &group,
+        "rng-group",
+        "-2147483646",
+        &members.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let timeout = std::time::Duration::from_secs(10);
+    let (first, values) = block_on(async {
+        let ldap = admin_on(&bed().dc1).await;
+        let first = read_base(&ldap, timeout, &group, &["member;range=0-1"])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|e| member_values(&e))
+            .unwrap_or_else(|| panic!("{group} not found"));
+        let all = rest_of_members(&ldap, timeout, &group, 0, 2)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (first, all)
+    });
+    assert_eq!((first.0.len(), first.1), (2, Some(2)), "{first:?}");
+    let mut names: Vec<String> = values
+        .iter()
+        .filter_map(|v| v.rsplit(">;").next())
+        .map(|dn| dn.to_ascii_lowercase())
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = members.iter().map(|m| m.to_ascii_lowercase()).collect();
+    want.sort();
+    assert_eq!(names, want);
+}

@@ -233,14 +233,27 @@ impl Ad {
                 }
             }
         }
+        // A large group's members come in ranges (Windows: 1,500 a range): the rest is read,
+        // so that the planner compares the whole list.
+        for o in out.iter_mut().filter(|o| o.members_next.is_some()) {
+            reads::complete_members(&self.ldap, self.timeout, o)
+                .await
+                .map_err(|e| AdError::from_op(e, &format!("read the members of {}", o.dn)))?;
+        }
         Ok(out)
     }
 
     pub async fn read(&self, dn: &str) -> Result<Option<Obj>, AdError> {
-        reads::read_base(&self.ldap, self.timeout, dn, ATTRS)
+        let mut o = reads::read_base(&self.ldap, self.timeout, dn, ATTRS)
             .await
             .map(|e| e.as_ref().map(object))
-            .map_err(|e| AdError::from_op(e, "search"))
+            .map_err(|e| AdError::from_op(e, "search"))?;
+        if let Some(o) = o.as_mut() {
+            reads::complete_members(&self.ldap, self.timeout, o)
+                .await
+                .map_err(|e| AdError::from_op(e, &format!("read the members of {dn}")))?;
+        }
+        Ok(o)
     }
 
     pub async fn add(

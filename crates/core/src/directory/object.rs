@@ -128,6 +128,9 @@ pub struct Obj {
     pub upn: Option<String>,
     /// Direct members: (objectGUID, DN).
     pub members: Vec<(Vec<u8>, String)>,
+    /// AD sent `member` in ranges (Windows past its MaxValRange, 1,500 values): where the next
+    /// range starts (`rest_of_members` reads it). `None`: `members` is all of it.
+    pub members_next: Option<u32>,
     /// Groups it is directly in: (objectGUID, DN).
     pub member_of: Vec<(Vec<u8>, String)>,
     /// AD sent `memberOf` in ranges (`memberOf;range=0-1499`, past its MaxValRange), so
@@ -166,6 +169,25 @@ fn texts(e: &SearchEntry, attr: &str) -> Vec<String> {
         .find(|(k, _)| k.eq_ignore_ascii_case(attr))
         .map(|(_, v)| v.clone())
         .unwrap_or_default()
+}
+
+/// A group's `member` values in the entry, and where the next range starts when AD sent them
+/// in ranges: `member;range=0-1499` (more follow from 1500) or `member;range=1500-*` (the last).
+pub fn member_values(e: &SearchEntry) -> (Vec<String>, Option<u32>) {
+    for (k, v) in &e.attrs {
+        let lower = k.to_ascii_lowercase();
+        if lower == "member" {
+            return (v.clone(), None);
+        }
+        if let Some(range) = lower.strip_prefix("member;range=") {
+            let next = range
+                .split_once('-')
+                .and_then(|(_, end)| end.parse::<u32>().ok())
+                .map(|end| end.saturating_add(1));
+            return (v.clone(), next);
+        }
+    }
+    (Vec::new(), None)
 }
 
 pub(super) fn binary(e: &SearchEntry, attr: &str) -> Option<Vec<u8>> {
@@ -238,7 +260,8 @@ pub fn object(e: &SearchEntry) -> Obj {
     let is_group = has_class("group");
     let is_user = has_class("user") && !has_class("computer");
     let is_contact = has_class("contact");
-    let members = texts(e, "member")
+    let (member_values, members_next) = member_values(e);
+    let members = member_values
         .iter()
         .filter_map(|v| {
             let (g, _, dn) = parse_extended(v);
@@ -310,6 +333,7 @@ pub fn object(e: &SearchEntry) -> Obj {
         mail: text(e, "mail"),
         upn: text(e, "userPrincipalName"),
         members,
+        members_next,
         member_of,
         member_of_partial: e
             .attrs
@@ -588,6 +612,50 @@ pub async fn read_base(
     }
 }
 
+/// The rest of a group's `member` values from range `start` on, asked `page` at a time
+/// (`member;range=START-END`) until AD says the last (`…-*`), with DN values in the extended
+/// form. Windows answers a large group's `member` in ranges of its MaxValRange (1,500).
+pub async fn rest_of_members(
+    ldap: &Ldap,
+    timeout: Duration,
+    dn: &str,
+    mut start: u32,
+    page: u32,
+) -> Result<Vec<String>, OpError> {
+    let mut out = Vec::new();
+    loop {
+        let attr = format!(
+            "member;range={start}-{}",
+            start.saturating_add(page.max(1) - 1)
+        );
+        let Some(e) = read_base(ldap, timeout, dn, &[attr.as_str()]).await? else {
+            break;
+        };
+        let (values, next) = member_values(&e);
+        out.extend(values);
+        match next {
+            // A range that does not move on would ask the same again: stop, with what came.
+            Some(n) if n > start => start = n,
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Makes `o.members` whole when AD sent them in ranges (`members_next`), 1,500 a request.
+pub async fn complete_members(ldap: &Ldap, timeout: Duration, o: &mut Obj) -> Result<(), OpError> {
+    let Some(start) = o.members_next else {
+        return Ok(());
+    };
+    let rest = rest_of_members(ldap, timeout, &o.dn, start, 1500).await?;
+    o.members.extend(rest.iter().filter_map(|v| {
+        let (g, _, dn) = parse_extended(v);
+        g.map(|g| (g, dn))
+    }));
+    o.members_next = None;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -601,6 +669,39 @@ mod tests {
                 .collect(),
             bin_attrs: Default::default(),
         }
+    }
+
+    /// A group's members as Windows and Samba send them: whole, or in ranges past
+    /// MaxValRange (recorded shapes of `member;range=…`), in any case.
+    #[test]
+    fn members_sent_in_ranges_say_where_the_next_range_starts() {
+        let m = "<GUID=00112233445566778899aabbccddeeff>;CN=a,DC=example,DC=com";
+        for (key, next) in [
+            ("member", None),
+            ("member;range=0-1499", Some(1500)),
+            ("Member;Range=1500-2999", Some(3000)),
+            ("member;range=3000-*", None),
+            ("member;range=0-*", None),
+        ] {
+            let e = entry(
+                "CN=g,DC=example,DC=com",
+                &[("objectClass", "group"), (key, m)],
+            );
+            let (values, got) = member_values(&e);
+            assert_eq!((values.len(), got), (1, next), "{key}");
+            let o = object(&e);
+            assert_eq!(
+                (o.members.len(), o.members_next),
+                (1, next),
+                "{key}: the values of a range are members too"
+            );
+        }
+        let none = entry("CN=g,DC=example,DC=com", &[("objectClass", "group")]);
+        assert_eq!(member_values(&none), (Vec::new(), None));
+        // memberOf is not member.
+        let user = entry("CN=u,DC=example,DC=com", &[("memberOf;range=0-1499", m)]);
+        assert_eq!(member_values(&user), (Vec::new(), None));
+        assert!(object(&user).member_of_partial);
     }
 
     #[test]
