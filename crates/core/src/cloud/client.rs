@@ -841,9 +841,10 @@ impl CloudClient {
             Ok(r) => r,
             Err(e) => match again {
                 Some(again) if connection_dropped(&e) => {
+                    // Never a proxy's credentials, in whatever form the error spelled them.
                     tracing::info!(
                         "the connection to the cloud dropped ({}); sending {path} again",
-                        root_cause(&e)
+                        strip_userinfo(&root_cause(&e))
                     );
                     match again.send().await {
                         Ok(r) => r,
