@@ -392,12 +392,7 @@ fn the_primary_role_moves_when_the_primary_stops_heartbeating() {
         "{agents}"
     );
     // The status page says the same, on its own (loopback) port; the API's port has none.
-    let status = s
-        .stdout()
-        .lines()
-        .find_map(|l| l.strip_prefix("status page on ").map(str::to_string))
-        .unwrap_or_else(|| panic!("no status page line: {}", s.stdout()));
-    let page = raw_get_url(&s, &status);
+    let page = status_page(&s);
     assert!(raw_get(&s, "/").contains("not_found"));
     assert!(
         page.contains(&b.id) && page.contains("primary") && page.contains("dc2"),
@@ -425,6 +420,16 @@ fn the_primary_role_moves_when_the_primary_stops_heartbeating() {
 
 fn raw_get(s: &CloudServer, path: &str) -> String {
     raw_get_url(s, &format!("{}{path}", s.url))
+}
+
+/// The server's status page (served with `--status-listen`, at the address it printed).
+fn status_page(s: &CloudServer) -> String {
+    let url = s
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("status page on ").map(str::to_string))
+        .unwrap_or_else(|| panic!("no status page line: {}", s.stdout()));
+    raw_get_url(s, &url)
 }
 
 fn raw_get_url(s: &CloudServer, url: &str) -> String {
@@ -2477,12 +2482,7 @@ fn several_nodes_on_one_database_are_one_cloud() {
     assert_eq!(r.recorded, 1);
     // Every node's status page shows both agents.
     for n in [&n1, &nodes[0], &nodes[1]] {
-        let status = n
-            .stdout()
-            .lines()
-            .find_map(|l| l.strip_prefix("status page on ").map(str::to_string))
-            .unwrap_or_else(|| panic!("no status page line: {}", n.stdout()));
-        let page = raw_get_url(n, &status);
+        let page = status_page(n);
         assert!(page.contains(&a.id) && page.contains(&b.id), "{page}");
     }
     // A goes silent; B, calling through another node, takes over after the timeout, and A

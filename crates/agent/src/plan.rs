@@ -196,12 +196,11 @@ pub struct Lookup {
     /// the agent's own object (it carries the marker) or a collision. Only indexed attributes
     /// are searched: a filter on adminDescription would make the DC scan every object.
     pub terms: Vec<String>,
-    /// Terms for the groups AD has that only membership changes named (not in match mode):
-    /// read without their `member` list, which can hold the whole directory. Which of the
-    /// named members they hold comes from those members' `memberOf` (`named_members_of`).
-    pub slim_terms: Vec<String>,
-    /// Each such group's objectGUID, and the members the changes named: (cloud id, their
-    /// objectGUID when the mirror knows it).
+    /// The groups AD has that only membership changes named (not in match mode), by
+    /// objectGUID, with the members the changes named: (cloud id, their objectGUID when the
+    /// mirror knows it). Such a group is read without its `member` list (`slim_terms`), which
+    /// can hold the whole directory; which of the named members it holds comes from those
+    /// members' `memberOf` (`named_members_of`).
     pub named: HashMap<Vec<u8>, Vec<NamedMember>>,
     /// (objectGUID, name) of the subjects that had a GUID, for `again`.
     with_guid: Vec<(Vec<u8>, String)>,
@@ -217,7 +216,6 @@ impl Lookup {
             }
         }
         let mut named = HashMap::new();
-        let mut slim_terms = Vec::new();
         let mut slim = Vec::new();
         let mut whole = Vec::new();
         for id in &groups {
@@ -226,7 +224,6 @@ impl Lookup {
             };
             match (&g.guid, work.delta(id).filter(|_| !match_mode)) {
                 (Some(guid), Some(delta)) => {
-                    slim_terms.push(crate::ad::guid_filter(guid));
                     slim.push((guid.clone(), g.name.clone()));
                     let guid_of = |t: MemberType, m: &str| match t {
                         MemberType::User => mirror.users.get(m).and_then(|u| u.guid.clone()),
@@ -287,7 +284,6 @@ impl Lookup {
         Lookup {
             groups,
             terms,
-            slim_terms,
             named,
             with_guid,
         }
@@ -295,7 +291,15 @@ impl Lookup {
 
     /// Whether the run has anything to look up in AD.
     pub fn is_empty(&self) -> bool {
-        self.terms.is_empty() && self.slim_terms.is_empty()
+        self.terms.is_empty() && self.named.is_empty()
+    }
+
+    /// Terms for the groups read without their members: each of `named` by objectGUID.
+    pub fn slim_terms(&self) -> Vec<String> {
+        self.named
+            .keys()
+            .map(|g| crate::ad::guid_filter(g))
+            .collect()
     }
 
     /// The objectGUIDs whose `memberOf` tells which named members the slim groups hold: the

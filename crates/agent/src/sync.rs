@@ -224,10 +224,10 @@ pub async fn reconcile<D: Directory>(
             .await
             .map_err(unavailable)?
     };
-    let mut slim = if lookup.slim_terms.is_empty() {
+    let mut slim = if lookup.named.is_empty() {
         Vec::new()
     } else {
-        ad.find_any(lookup.slim_terms.clone(), ad::SLIM_GROUP_ATTRS)
+        ad.find_any(lookup.slim_terms(), ad::SLIM_GROUP_ATTRS)
             .await
             .map_err(unavailable)?
     };

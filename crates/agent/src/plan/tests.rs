@@ -2445,7 +2445,7 @@ fn a_group_read_without_members_gets_the_named_ones_from_their_member_of() {
         );
     }
     let lookup = Lookup::new(&w.mirror, &w.work, &w.policy, &w.scope);
-    assert_eq!(lookup.slim_terms, vec![ad::guid_filter(&eng_guid)]);
+    assert_eq!(lookup.slim_terms(), vec![ad::guid_filter(&eng_guid)]);
     assert!(
         !lookup.terms.contains(&ad::guid_filter(&eng_guid)),
         "Engineering is read with its members too"
