@@ -20,6 +20,8 @@ mod bins;
 #[allow(dead_code)]
 #[path = "../tests/support/cloud.rs"]
 mod cloud;
+#[path = "../tests/support/postgres.rs"]
+mod postgres;
 #[allow(dead_code)]
 mod support;
 #[path = "../tests/support/testbed.rs"]

@@ -9,6 +9,8 @@ mod bins;
 #[allow(dead_code)]
 #[path = "../tests/support/cloud.rs"]
 mod cloud;
+#[path = "../tests/support/postgres.rs"]
+mod postgres;
 #[path = "../tests/support/testbed.rs"]
 mod testbed;
 

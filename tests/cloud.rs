@@ -672,24 +672,19 @@ fn changes_carry_the_directory_and_sealed_passwords_and_acks_are_recorded() {
     // Not readable with another agent's key, not kept by the cloud, and not sealed for an agent
     // that did not exist yet.
     assert!(sealed::open(&late.pair.secret_key, sealed_pw).is_err());
-    let db = std::fs::read(&s.db).unwrap_or_default();
-    let wal = std::fs::read(s.db.with_extension("db-wal")).unwrap_or_default();
-    for bytes in [&db, &wal] {
-        assert!(
-            !bytes
-                .windows(password.len())
-                .any(|w| w == password.as_bytes()),
-            "password stored"
-        );
-    }
+    let stored = s.stored_bytes();
+    assert!(!stored.is_empty(), "the database's bytes were read");
+    assert!(
+        !stored
+            .windows(password.len())
+            .any(|w| w == password.as_bytes()),
+        "password stored"
+    );
     // Sealed to this domain's one agent only: not to the neighbour's, nor to one enrolled later.
-    let envelopes: Vec<String> = rusqlite::Connection::open(&s.db)
-        .and_then(|db| {
-            db.prepare("SELECT agent_id FROM password_envelopes WHERE seq = ?1")?
-                .query_map([all[6].seq], |r| r.get(0))?
-                .collect()
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+    let envelopes = s.sql(&format!(
+        "SELECT agent_id FROM password_envelopes WHERE seq = {}",
+        all[6].seq
+    ));
     assert_eq!(envelopes, vec![agent.id.clone()]);
 
     // Acks: per-change results, idempotent, and the cursor of fully acknowledged changes.
@@ -959,9 +954,7 @@ fn every_documented_error_code_is_returned_and_changes_nothing() {
         "--domain",
         DOMAIN,
     ]);
-    let db = rusqlite::Connection::open(&s.db).unwrap_or_else(|e| panic!("{e}"));
-    db.execute_batch("DROP TABLE acks")
-        .unwrap_or_else(|e| panic!("{e}"));
+    s.sql("DROP TABLE acks");
     record(send(
         http.post(url("/v1/changes/ack"))
             .bearer_auth(primary.credential.expose())

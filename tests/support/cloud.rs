@@ -72,8 +72,15 @@ impl CloudServer {
     ) -> CloudServer {
         let dir = fresh_dir(tag);
         seed_tls(&dir.join("tls"));
+        let db = if super::postgres::clouds_on_postgres() {
+            PathBuf::from(
+                super::postgres::cluster(Path::new(env!("CARGO_TARGET_TMPDIR"))).new_database(tag),
+            )
+        } else {
+            dir.join("cloud.db")
+        };
         let mut s = CloudServer {
-            db: dir.join("cloud.db"),
+            db,
             tls: dir.join("tls"),
             ca: dir.join("tls").join("ca.pem"),
             url: String::new(),
@@ -259,6 +266,56 @@ impl CloudServer {
                 .enroll(&k, domain, "other", "0.1.0", "linux", &pair.public_key),
         )
         .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Whether this cloud keeps its state in PostgreSQL (else in its SQLite file).
+    pub fn on_postgres(&self) -> bool {
+        self.db
+            .to_str()
+            .is_some_and(|d| d.starts_with("postgres://"))
+    }
+
+    /// Runs a statement on the cloud's database, past the cloud (as an operator or an attacker
+    /// with the database could): its rows, columns joined by `|`.
+    pub fn sql(&self, statement: &str) -> Vec<String> {
+        if self.on_postgres() {
+            let cluster = super::postgres::cluster(Path::new(env!("CARGO_TARGET_TMPDIR")));
+            return cluster.psql(&self.db.to_string_lossy(), statement);
+        }
+        let db = rusqlite::Connection::open(&self.db).unwrap_or_else(|e| panic!("{e}"));
+        let mut st = db
+            .prepare(statement)
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        let n = st.column_count();
+        st.query_map([], |r| {
+            (0..n)
+                .map(|i| {
+                    Ok(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => String::new(),
+                        rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                        rusqlite::types::ValueRef::Real(f) => f.to_string(),
+                        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<String>>>()
+                .map(|cols| cols.join("|"))
+        })
+        .and_then(|rows| rows.collect())
+        .unwrap_or_else(|e| panic!("{statement}: {e}"))
+    }
+
+    /// Every byte the cloud's database holds: the SQLite file and its write-ahead log, or
+    /// PostgreSQL's dump of the database.
+    pub fn stored_bytes(&self) -> Vec<u8> {
+        if self.on_postgres() {
+            let cluster = super::postgres::cluster(Path::new(env!("CARGO_TARGET_TMPDIR")));
+            return cluster.dump(&self.db.to_string_lossy());
+        }
+        let mut all = std::fs::read(&self.db).unwrap_or_default();
+        all.extend(std::fs::read(self.db.with_extension("db-wal")).unwrap_or_default());
+        all
     }
 
     pub fn log(&self) -> String {

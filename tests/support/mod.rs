@@ -5,6 +5,7 @@ pub mod bins;
 pub mod cloud;
 pub mod forged;
 pub mod haproxy;
+pub mod postgres;
 pub mod proxy;
 pub mod report;
 pub mod testbed;

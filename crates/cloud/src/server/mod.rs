@@ -7,6 +7,7 @@
 //! carry connect keys and headers carry agent credentials.
 
 pub mod alerts;
+pub mod db;
 pub mod listener;
 pub mod status_page;
 pub mod store;

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use super::db::{self, Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use ad_sync_api::api::{
     self, AckResponse, ApplyStatus, Change, ChangeBody, ChangeResult, ChangesResponse,
@@ -228,8 +228,8 @@ impl ApiError {
     }
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<db::Error> for ApiError {
+    fn from(e: db::Error) -> Self {
         // The database's own words go to the server log only; the client learns it was not
         // its fault and nothing was changed (the transaction rolled back).
         tracing::error!(error = %e, "database error");
@@ -246,12 +246,9 @@ pub enum AdminError {
     #[error("{0}")]
     Invalid(String),
     #[error(
-        "database {path}: {source}; check that the file is writable by this user and is an ad-sync-cloud database"
+        "database {path}: {source}; check that it is an ad-sync-cloud database this user may write (a file: its permissions; PostgreSQL: that the server is up and the user's rights)"
     )]
-    Db {
-        path: String,
-        source: rusqlite::Error,
-    },
+    Db { path: String, source: db::Error },
 }
 
 /// Election settings: how often agents call in and how long a silent primary keeps its role.
@@ -354,10 +351,10 @@ fn random_token(bytes: usize) -> Result<String, ApiError> {
 }
 
 /// A new stable id for a user (`u-`) or a group (`g-`): 64 random bits, hex.
-fn new_id(prefix: &str) -> rusqlite::Result<String> {
+fn new_id(prefix: &str) -> db::Result<String> {
     let mut buf = [0u8; 8];
     getrandom::fill(&mut buf).map_err(|e| {
-        rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(format!(
+        db::Error::Other(Box::new(std::io::Error::other(format!(
             "no random bytes from the OS: {e}"
         ))))
     })?;
@@ -370,7 +367,7 @@ fn new_id(prefix: &str) -> rusqlite::Result<String> {
 /// Schema 1 had no ids. Gives every user and group one, and rewrites the change log so each
 /// change names the id its subject had at that point (replaying it in order: a name removed and
 /// added again is a new user, as it was then).
-fn migrate_v1(conn: &Connection) -> rusqlite::Result<()> {
+fn migrate_v1(conn: &Connection) -> db::Result<()> {
     use std::collections::HashMap;
     let tx = conn.unchecked_transaction()?;
     tx.execute_batch(
@@ -382,11 +379,7 @@ fn migrate_v1(conn: &Connection) -> rusqlite::Result<()> {
         .collect::<Result<_, _>>()?;
     let mut users: HashMap<String, String> = HashMap::new();
     let mut groups: HashMap<String, String> = HashMap::new();
-    fn id_of(
-        map: &mut HashMap<String, String>,
-        name: &str,
-        prefix: &str,
-    ) -> rusqlite::Result<String> {
+    fn id_of(map: &mut HashMap<String, String>, name: &str, prefix: &str) -> db::Result<String> {
         let key = name.to_lowercase();
         if let Some(id) = map.get(&key) {
             return Ok(id.clone());
@@ -476,7 +469,7 @@ fn migrate_v1(conn: &Connection) -> rusqlite::Result<()> {
 /// start empty: their agents had been shown every domain's users, which 4 ends). Returns that
 /// warning, if any.
 fn migrate_v4(conn: &Connection) -> Result<Option<String>, String> {
-    let db = |e: rusqlite::Error| e.to_string();
+    let db = |e: db::Error| e.to_string();
     let tx = conn.unchecked_transaction().map_err(db)?;
     let domains: Vec<(i64, String)> = tx
         .prepare("SELECT id, dn FROM domains ORDER BY id")
@@ -541,6 +534,11 @@ fn migrate_v4(conn: &Connection) -> Result<Option<String>, String> {
     }))
 }
 
+/// `--db` names a PostgreSQL database rather than a file.
+pub fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
 pub fn credential_hash(credential: &str) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(credential.as_bytes())
@@ -552,9 +550,20 @@ pub fn credential_hash(credential: &str) -> String {
 impl Store {
     /// Opens (creating if needed) the database file, mode 0600 on Unix.
     pub fn open(path: &Path) -> Result<Store, AdminError> {
-        let db_err = |source| AdminError::Db {
+        if let Some(url) = path.to_str().filter(|p| is_postgres_url(p)) {
+            // On a thread of its own: the PostgreSQL client drives its connection with a
+            // runtime of its own, which cannot run inside the server's (this is called from
+            // there). The server's requests reach the store on blocking threads.
+            return std::thread::scope(|scope| {
+                scope
+                    .spawn(|| Store::open_postgres(url))
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            });
+        }
+        let db_err = |source: rusqlite::Error| AdminError::Db {
             path: path.display().to_string(),
-            source,
+            source: source.into(),
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.is_dir()
@@ -586,7 +595,7 @@ impl Store {
                 }
             }
         }
-        let conn = Connection::open(path).map_err(db_err)?;
+        let conn = rusqlite::Connection::open(path).map_err(db_err)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -620,6 +629,11 @@ impl Store {
                 path.display()
             )));
         }
+        let conn = Connection::sqlite(conn);
+        let db_err = |source: db::Error| AdminError::Db {
+            path: path.display().to_string(),
+            source,
+        };
         if version == 1 {
             migrate_v1(&conn).map_err(db_err)?;
         }
@@ -685,11 +699,90 @@ impl Store {
         }
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         conn.execute_batch(FEED_SCHEMA).map_err(db_err)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
             .map_err(db_err)?;
         Ok(Store {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens a PostgreSQL database (`postgres://user@host:port/name`), creating this version's
+    /// schema in it if it has none. Several nodes may open it at once: the schema is made under
+    /// an advisory lock, by the first.
+    fn open_postgres(url: &str) -> Result<Store, AdminError> {
+        let shown = url.to_string();
+        let invalid = |what: String| AdminError::Invalid(format!("--db {shown}: {what}"));
+        let mut config: postgres::Config = url.parse().map_err(|e| {
+            invalid(format!(
+                "not a PostgreSQL address ({e}); write it as postgres://USER@HOST:PORT/DATABASE"
+            ))
+        })?;
+        if config.get_password().is_some() {
+            return Err(invalid(
+                "the address carries a password, which every user of this machine could read in the process list; take it out and put it in the environment variable PGPASSWORD".into(),
+            ));
+        }
+        if let Ok(password) = std::env::var("PGPASSWORD") {
+            config.password(password);
+        }
+        // Every wait is bounded: connecting, a statement, a lock, and a transaction left open
+        // by a node that stopped answering (the server ends it and frees its locks).
+        config.connect_timeout(Duration::from_secs(10));
+        config.options(
+            "-c statement_timeout=30000 -c lock_timeout=15000 -c idle_in_transaction_session_timeout=60000 -c client_min_messages=warning",
+        );
+        config.application_name("ad-sync-cloud");
+        // On a thread of its own: the client drives its connection with a runtime of its own,
+        // which cannot be started from inside the server's (this may be called from there).
+        let client = config.connect(postgres::NoTls).map_err(|e| {
+            invalid(format!(
+                "cannot connect: {}; check that the server is running, the address and user are right and this host may connect",
+                db::Error::from(e)
+            ))
+        })?;
+        let conn = Connection::postgres(client);
+        let db_err = |source: db::Error| AdminError::Db {
+            path: shown.clone(),
+            source,
+        };
+        let tx = conn.unchecked_transaction().map_err(db_err)?;
+        tx.execute_batch(
+            "SELECT pg_advisory_xact_lock(7316001);
+             CREATE TABLE IF NOT EXISTS ad_sync_schema (version BIGINT NOT NULL);",
+        )
+        .map_err(db_err)?;
+        let version: Option<i64> = tx
+            .query_row("SELECT MAX(version) FROM ad_sync_schema", [], |r| r.get(0))
+            .map_err(db_err)?;
+        match version {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(invalid(format!(
+                    "written by a newer ad-sync-cloud (schema {v}, this build knows {SCHEMA_VERSION}); use the newer binary"
+                )));
+            }
+            Some(v) if v < SCHEMA_VERSION => {
+                return Err(invalid(format!(
+                    "holds schema {v}, which no release of ad-sync-cloud wrote to PostgreSQL; use a new database"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                tx.execute_batch(&format!(
+                    "CREATE COLLATION IF NOT EXISTS nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+                     {}
+                     {}
+                     INSERT INTO ad_sync_schema (version) VALUES ({SCHEMA_VERSION});",
+                    db::postgres_schema(SCHEMA),
+                    db::postgres_schema(FEED_SCHEMA)
+                ))
+                .map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path: PathBuf::from(shown),
         })
     }
 
@@ -699,7 +792,7 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn admin_db(&self) -> impl Fn(rusqlite::Error) -> AdminError + '_ {
+    fn admin_db(&self) -> impl Fn(db::Error) -> AdminError + '_ {
         move |source| AdminError::Db {
             path: self.path.display().to_string(),
             source,
@@ -747,18 +840,60 @@ impl Store {
         }
     }
 
+    /// Runs `f` in one writing transaction and commits what it did, or (when it fails) none
+    /// of it. On PostgreSQL a transaction that another node's ran into is run again from the
+    /// start, as PostgreSQL documents for SERIALIZABLE; so `f` may run more than once and
+    /// must do nothing but through `tx`. SQLite's writers take turns, and `f` runs once.
+    pub(crate) fn write<T, E: From<db::Error>>(
+        &self,
+        f: impl FnMut(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.transact(true, f)
+    }
+
+    /// As `write`, but with `commit` false what `f` did is rolled back (a dry run).
+    pub(crate) fn transact<T, E: From<db::Error>>(
+        &self,
+        commit: bool,
+        mut f: impl FnMut(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        const ATTEMPTS: u32 = 30;
+        let mut conn = self.lock();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            conn.take_conflict();
+            let out = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(E::from)
+                .and_then(|tx| {
+                    let value = f(&tx)?;
+                    if commit {
+                        tx.commit()?;
+                    } else {
+                        tx.rollback()?;
+                    }
+                    Ok(value)
+                });
+            if out.is_err() && conn.take_conflict() && attempt < ATTEMPTS {
+                // Apart by a little, and more each time, so that the same two do not meet
+                // again at once.
+                let mut jitter = [0u8; 1];
+                let _ = getrandom::fill(&mut jitter);
+                std::thread::sleep(Duration::from_micros(
+                    200 * u64::from(attempt) + u64::from(jitter[0]) * 4,
+                ));
+                continue;
+            }
+            return out;
+        }
+    }
+
     fn admin_tx<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, TxError>,
+        f: impl FnMut(&Transaction<'_>) -> Result<T, TxError>,
     ) -> Result<T, AdminError> {
-        let mut conn = self.lock();
-        let run = || -> Result<T, TxError> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        };
-        run().map_err(|e| match e {
+        self.write(f).map_err(|e| match e {
             TxError::Refused(a) => a,
             TxError::Db(source) => AdminError::Db {
                 path: self.path.display().to_string(),
@@ -1088,7 +1223,7 @@ impl Store {
                 ));
             }
             let sql = if add {
-                "INSERT OR IGNORE INTO memberships (domain_id, group_name, member, member_type) VALUES (?4, ?1, ?2, ?3)"
+                "INSERT INTO memberships (domain_id, group_name, member, member_type) VALUES (?4, ?1, ?2, ?3) ON CONFLICT DO NOTHING"
             } else {
                 "DELETE FROM memberships WHERE domain_id = ?4 AND group_name = ?1 AND member = ?2 AND member_type = ?3"
             };
@@ -1117,7 +1252,7 @@ impl Store {
     // ---- the agent API -----------------------------------------------------------------------
 }
 
-fn load_user(conn: &Connection, domain: i64, username: &str) -> rusqlite::Result<User> {
+fn load_user(conn: &Connection, domain: i64, username: &str) -> db::Result<User> {
     conn.prepare_cached(
         "SELECT id, username, given_name, surname, email, suspended, locked, display_name FROM users WHERE domain_id = ?1 AND username = ?2",
     )?
@@ -1144,7 +1279,7 @@ fn load_user(conn: &Connection, domain: i64, username: &str) -> rusqlite::Result
 }
 
 /// The AD objects a cloud user or group is linked to, one per domain.
-fn links_of(conn: &Connection, object_id: &str) -> rusqlite::Result<Vec<api::AdLink>> {
+fn links_of(conn: &Connection, object_id: &str) -> db::Result<Vec<api::AdLink>> {
     conn.prepare_cached(
         "SELECT d.dn, l.guid FROM links l JOIN domains d ON d.id = l.domain_id
          WHERE l.object_id = ?1 ORDER BY d.dn",
@@ -1158,13 +1293,13 @@ fn links_of(conn: &Connection, object_id: &str) -> rusqlite::Result<Vec<api::AdL
     .collect()
 }
 
-fn user_exists(conn: &Connection, domain: i64, name: &str) -> rusqlite::Result<bool> {
+fn user_exists(conn: &Connection, domain: i64, name: &str) -> db::Result<bool> {
     conn.prepare_cached("SELECT COUNT(*) FROM users WHERE domain_id = ?1 AND username = ?2")?
         .query_row(params![domain, name], |r| r.get::<_, i64>(0))
         .map(|n| n > 0)
 }
 
-fn group_exists(conn: &Connection, domain: i64, name: &str) -> rusqlite::Result<bool> {
+fn group_exists(conn: &Connection, domain: i64, name: &str) -> db::Result<bool> {
     conn.prepare_cached("SELECT COUNT(*) FROM groups WHERE domain_id = ?1 AND name = ?2")?
         .query_row(params![domain, name], |r| r.get::<_, i64>(0))
         .map(|n| n > 0)
@@ -1173,11 +1308,11 @@ fn group_exists(conn: &Connection, domain: i64, name: &str) -> rusqlite::Result<
 /// Inside an admin transaction: a refusal in words, or the storage failing.
 enum TxError {
     Refused(AdminError),
-    Db(rusqlite::Error),
+    Db(db::Error),
 }
 
-impl From<rusqlite::Error> for TxError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<db::Error> for TxError {
+    fn from(e: db::Error) -> Self {
         TxError::Db(e)
     }
 }
@@ -1241,7 +1376,7 @@ fn not_the_clouds(
     table: &str,
     id: &str,
     source: &str,
-) -> rusqlite::Result<Option<String>> {
+) -> db::Result<Option<String>> {
     Ok(match source {
         "ad" => Some(
             "comes from AD, which is its authority: change it (and a group's members) in AD; its agent brings the change here".into(),
@@ -1284,12 +1419,7 @@ fn find_group(conn: &Connection, domain: i64, name: &str) -> Result<Group, TxErr
 }
 
 /// Whether group `outer` contains group `inner`, directly or through nested groups.
-fn contains_group(
-    conn: &Connection,
-    domain: i64,
-    outer: &str,
-    inner: &str,
-) -> rusqlite::Result<bool> {
+fn contains_group(conn: &Connection, domain: i64, outer: &str, inner: &str) -> db::Result<bool> {
     conn.query_row(
         "WITH RECURSIVE inside(name) AS (
              SELECT member FROM memberships WHERE domain_id = ?3 AND group_name = ?1 AND member_type = 'group'
@@ -1586,13 +1716,13 @@ mod tests {
     fn v3_database(domains: &[&str]) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("cloud.db");
-        let conn = Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let conn = rusqlite::Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
         conn.execute_batch(V3_SCHEMA)
             .unwrap_or_else(|e| panic!("{e}"));
         for (i, d) in domains.iter().enumerate() {
             conn.execute(
                 "INSERT INTO domains (id, dn, dn_key, created_at) VALUES (?1, ?2, lower(?2), 0)",
-                params![i as i64 + 1, d],
+                rusqlite::params![i as i64 + 1, d],
             )
             .unwrap_or_else(|e| panic!("{e}"));
         }

@@ -23,9 +23,8 @@ impl Store {
         // Cleared from memory when dropped (a resume seals it and drops it here; a new
         // enrollment's goes out in the response, whose buffer this cannot reach).
         let credential = zeroize::Zeroizing::new(format!("ADSA1-{}", random_token(32)?));
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (key_id, domain_id, row, key_dn_key) = find_key(&tx, &key.hash())?.ok_or_else(|| {
+        self.write(|tx| {
+        let (key_id, domain_id, row, key_dn_key) = find_key(tx, &key.hash())?.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::KeyUnknown,
                 "connect key: this cloud did not issue it; check the cloud URL or issue a new key",
@@ -36,10 +35,9 @@ impl Store {
             KeyState::Used
                 if api::domain_key(domain) == key_dn_key
                     && let Some(resumed) =
-                        resume_enrollment(&tx, &row, domain_id, public_key, &credential, now)? =>
+                        resume_enrollment(tx, &row, domain_id, public_key, &credential, now)? =>
             {
-                let primary = elect(&tx, domain_id, &resumed, now, timing)?;
-                tx.commit()?;
+                let primary = elect(tx, domain_id, &resumed, now, timing)?;
                 let sealed = ad_sync_api::sealed::seal(public_key, credential.as_bytes())
                     .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
                 return Ok(EnrollResponse {
@@ -89,19 +87,19 @@ impl Store {
                 now
             ],
         )?;
-        let primary = elect(&tx, domain_id, &agent_id, now, timing)?;
-        tx.commit()?;
+        let primary = elect(tx, domain_id, &agent_id, now, timing)?;
         Ok(EnrollResponse {
             role: if primary == agent_id {
                 Role::Primary
             } else {
                 Role::Standby
             },
-            agent_id,
+            agent_id: agent_id.clone(),
             credential: credential.to_string(),
             resumed: false,
             domain: row.domain,
             heartbeat_interval_seconds: timing.heartbeat_interval.as_secs(),
+        })
         })
     }
 
@@ -136,13 +134,12 @@ impl Store {
         timing: Timing,
         now: i64,
     ) -> Result<HeartbeatResponse, ApiError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let status = if req.status.is_empty() {
             "ok"
         } else {
             &req.status
         };
+        let primary = self.write(|tx| -> Result<String, ApiError> {
         tx.execute(
             "UPDATE agents SET last_seen = ?2, version = ?3, host = ?4, status = ?5, message = ?6,
                  first_heartbeat_at = COALESCE(first_heartbeat_at, ?2) WHERE id = ?1",
@@ -173,8 +170,8 @@ impl Store {
                 ],
             )?;
         }
-        let primary = elect(&tx, agent.domain_id, &agent.agent_id, now, timing)?;
-        tx.commit()?;
+        Ok(elect(tx, agent.domain_id, &agent.agent_id, now, timing)?)
+        })?;
         Ok(HeartbeatResponse {
             role: if primary == agent.agent_id {
                 Role::Primary
@@ -190,18 +187,17 @@ impl Store {
 
     /// Retires the agent's credential; its primary role goes to the next agent that calls in.
     pub fn deregister(&self, agent: &AgentAuth, now: i64) -> Result<(), ApiError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "UPDATE agents SET deregistered_at = ?2 WHERE id = ?1",
-            params![agent.agent_id, now],
-        )?;
-        tx.execute(
-            "UPDATE domains SET primary_agent = NULL WHERE id = ?1 AND primary_agent = ?2",
-            params![agent.domain_id, agent.agent_id],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| -> Result<(), ApiError> {
+            tx.execute(
+                "UPDATE agents SET deregistered_at = ?2 WHERE id = ?1",
+                params![agent.agent_id, now],
+            )?;
+            tx.execute(
+                "UPDATE domains SET primary_agent = NULL WHERE id = ?1 AND primary_agent = ?2",
+                params![agent.domain_id, agent.agent_id],
+            )?;
+            Ok(())
+        })
     }
 
     /// Retires an agent from the admin side (a stolen or retired server): its credential
@@ -292,7 +288,7 @@ pub(super) fn elect(
     candidate: &str,
     now: i64,
     timing: Timing,
-) -> rusqlite::Result<String> {
+) -> db::Result<String> {
     let current: Option<(String, i64, Option<i64>)> = conn
         .query_row(
             "SELECT a.id, a.last_seen, a.deregistered_at FROM domains d
@@ -317,7 +313,7 @@ pub(super) fn elect(
     Ok(candidate.to_string())
 }
 
-pub(super) fn agent_rows(conn: &Connection) -> rusqlite::Result<Vec<AgentRow>> {
+pub(super) fn agent_rows(conn: &Connection) -> db::Result<Vec<AgentRow>> {
     let mut stmt = conn.prepare(
         "SELECT a.id, d.dn, a.host, a.version, a.os, a.enrolled_at, a.last_seen, a.status,
                 a.message, a.deregistered_at, d.primary_agent = a.id, a.held, a.failed,
@@ -352,7 +348,7 @@ pub(super) fn agent_rows(conn: &Connection) -> rusqlite::Result<Vec<AgentRow>> {
 
 /// Refuses a standby agent what only the domain's primary may do (`does`: what that is).
 pub(crate) fn require_primary(
-    conn: &rusqlite::Connection,
+    conn: &db::Connection,
     agent: &AgentAuth,
     does: &str,
 ) -> Result<(), ApiError> {

@@ -12,37 +12,35 @@ impl Store {
     /// it open.
     pub fn settle_alerts<T>(
         &self,
-        decide: impl FnOnce(&[AgentRow], Vec<(String, String, i64)>) -> Settled<T>,
+        mut decide: impl FnMut(&[AgentRow], Vec<(String, String, i64)>) -> Settled<T>,
     ) -> Result<T, AdminError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.admin_db())?;
-        let agents = agent_rows(&tx).map_err(self.admin_db())?;
-        let open = tx
-            .prepare("SELECT agent_id, kind, raised_at FROM alerts")
-            .and_then(|mut st| {
-                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .and_then(|r| r.collect())
-            })
-            .map_err(self.admin_db())?;
-        let (out, raised, cleared) = decide(&agents, open);
-        for (a, k, at) in &raised {
-            tx.execute(
-                "INSERT OR REPLACE INTO alerts (agent_id, kind, raised_at) VALUES (?1, ?2, ?3)",
-                params![a, k, at],
-            )
-            .map_err(self.admin_db())?;
-        }
-        for (a, k) in &cleared {
-            tx.execute(
-                "DELETE FROM alerts WHERE agent_id = ?1 AND kind = ?2",
-                params![a, k],
-            )
-            .map_err(self.admin_db())?;
-        }
-        tx.commit().map_err(self.admin_db())?;
-        Ok(out)
+        self.admin_tx(|tx| {
+            let agents = agent_rows(tx).map_err(self.admin_db())?;
+            let open = tx
+                .prepare("SELECT agent_id, kind, raised_at FROM alerts")
+                .and_then(|mut st| {
+                    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .and_then(|r| r.collect())
+                })
+                .map_err(self.admin_db())?;
+            let (out, raised, cleared) = decide(&agents, open);
+            for (a, k, at) in &raised {
+                tx.execute(
+                    "INSERT INTO alerts (agent_id, kind, raised_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (agent_id, kind) DO UPDATE SET raised_at = excluded.raised_at",
+                    params![a, k, at],
+                )
+                .map_err(self.admin_db())?;
+            }
+            for (a, k) in &cleared {
+                tx.execute(
+                    "DELETE FROM alerts WHERE agent_id = ?1 AND kind = ?2",
+                    params![a, k],
+                )
+                .map_err(self.admin_db())?;
+            }
+            Ok(out)
+        })
     }
 }
 

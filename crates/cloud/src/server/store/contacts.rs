@@ -25,7 +25,7 @@ struct Stored {
     deleted_at: Option<i64>,
 }
 
-fn stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
+fn stored(r: &db::Row<'_>) -> db::Result<Stored> {
     let fields: String = r.get(2)?;
     Ok(Stored {
         id: r.get(0)?,
@@ -35,7 +35,7 @@ fn stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
     })
 }
 
-fn by_guid(tx: &Connection, domain: i64, guid: &str) -> rusqlite::Result<Option<Stored>> {
+fn by_guid(tx: &Connection, domain: i64, guid: &str) -> db::Result<Option<Stored>> {
     tx.prepare_cached(
         "SELECT c.id, c.mail, c.fields, c.deleted_at FROM links l JOIN contacts c ON c.id = l.object_id
          WHERE l.domain_id = ?1 AND l.guid = ?2",
@@ -44,7 +44,7 @@ fn by_guid(tx: &Connection, domain: i64, guid: &str) -> rusqlite::Result<Option<
     .optional()
 }
 
-fn by_mail(tx: &Connection, domain: i64, mail: &str) -> rusqlite::Result<Option<Stored>> {
+fn by_mail(tx: &Connection, domain: i64, mail: &str) -> db::Result<Option<Stored>> {
     tx.prepare_cached(
         "SELECT id, mail, fields, deleted_at FROM contacts WHERE domain_id = ?1 AND mail = ?2",
     )?
@@ -87,7 +87,7 @@ pub(super) fn one_contact(
     agent: &AgentAuth,
     c: &SourceContact,
     now: i64,
-) -> rusqlite::Result<SourceItem> {
+) -> db::Result<SourceItem> {
     let domain = agent.domain_id;
     let mine = by_guid(tx, domain, &c.guid)?;
     if c.deleted {
@@ -145,8 +145,7 @@ pub(super) fn one_contact(
             tx.execute("DELETE FROM contacts WHERE id = ?1", [&h.id])?;
         }
     }
-    let fields = serde_json::to_string(&c.fields)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let fields = serde_json::to_string(&c.fields).map_err(|e| db::Error::Other(Box::new(e)))?;
     match (mine, holder) {
         (Some(s), _) => {
             let outcome = if s.deleted_at.is_some() {
@@ -202,7 +201,7 @@ pub(super) fn one_contact(
 }
 
 /// Removes the contacts deleted in AD longer ago than the retention, with their links.
-pub(super) fn purge(tx: &Connection, domain: i64, before: i64) -> rusqlite::Result<()> {
+pub(super) fn purge(tx: &Connection, domain: i64, before: i64) -> db::Result<()> {
     tx.execute(
         "DELETE FROM links WHERE object_id IN (SELECT id FROM contacts WHERE domain_id = ?1 AND deleted_at IS NOT NULL AND deleted_at < ?2)",
         params![domain, before],

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS password_envelopes (
 /// domain's next change takes the number after its last. In one transaction, the old tables
 /// set aside, the new ones made and filled, and their foreign keys checked (SQLite's documented
 /// way to change a table's keys).
-pub(super) fn migrate_v9(conn: &Connection) -> rusqlite::Result<()> {
+pub(super) fn migrate_v9(conn: &Connection) -> db::Result<()> {
     conn.execute_batch(
         "PRAGMA foreign_keys = OFF;
          BEGIN IMMEDIATE;
@@ -59,7 +59,7 @@ pub(super) fn migrate_v9(conn: &Connection) -> rusqlite::Result<()> {
             .optional()?;
         if broken.is_some() {
             conn.execute_batch("ROLLBACK; PRAGMA foreign_keys = ON;")?;
-            return Err(rusqlite::Error::ToSqlConversionFailure(
+            return Err(db::Error::Other(
                 format!("a row of {table} refers to nothing after the change to schema 9").into(),
             ));
         }
@@ -72,13 +72,8 @@ pub(super) fn migrate_v9(conn: &Connection) -> rusqlite::Result<()> {
 /// writer of the same domain waits, so the numbers become visible in their order and a reader
 /// that has seen 12 has seen 11 (a global sequence would let 12 commit first, and a reader move
 /// past 11 before it appears). Must run inside the caller's write transaction.
-pub(super) fn append_change(
-    conn: &Connection,
-    domain: i64,
-    body: &ChangeBody,
-) -> rusqlite::Result<i64> {
-    let json = serde_json::to_string(body)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+pub(super) fn append_change(conn: &Connection, domain: i64, body: &ChangeBody) -> db::Result<i64> {
+    let json = serde_json::to_string(body).map_err(|e| db::Error::Other(Box::new(e)))?;
     let seq: i64 = conn
         .prepare_cached(
             "UPDATE domains SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
@@ -166,8 +161,7 @@ impl Store {
         results: &[ChangeResult],
         now: i64,
     ) -> Result<AckResponse, ApiError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(|tx| {
         // Only the primary applies changes, so only its word is recorded: a standby (or an
         // agent that lost the role) saying "applied" would overwrite what AD really holds.
         let primary: Option<String> = tx.query_row(
@@ -212,8 +206,10 @@ impl Store {
         }
         for r in results {
             tx.execute(
-                "INSERT OR REPLACE INTO acks (domain_id, seq, agent_id, status, message, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO acks (domain_id, seq, agent_id, status, message, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (domain_id, seq) DO UPDATE SET agent_id = excluded.agent_id,
+                     status = excluded.status, message = excluded.message, at = excluded.at",
                 params![
                     agent.domain_id,
                     r.seq,
@@ -236,10 +232,10 @@ impl Store {
             "UPDATE domains SET acked_cursor = ?2 WHERE id = ?1",
             params![agent.domain_id, acked_cursor],
         )?;
-        tx.commit()?;
         Ok(AckResponse {
             recorded: results.len(),
             acked_cursor,
+        })
         })
     }
 
@@ -385,7 +381,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("cloud.db");
         {
-            let conn = Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            let conn = rusqlite::Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
             conn.execute_batch(
                 "CREATE TABLE domains (
                     id INTEGER PRIMARY KEY,

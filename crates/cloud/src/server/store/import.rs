@@ -51,18 +51,14 @@ fn item(kind: &str, name: &str, guid: &str, outcome: ImportOutcome, message: Str
 }
 
 /// The cloud object linked to `guid` in the domain, if any.
-pub(super) fn linked(
-    tx: &Connection,
-    domain_id: i64,
-    guid: &str,
-) -> rusqlite::Result<Option<String>> {
+pub(super) fn linked(tx: &Connection, domain_id: i64, guid: &str) -> db::Result<Option<String>> {
     tx.prepare_cached("SELECT object_id FROM links WHERE domain_id = ?1 AND guid = ?2")?
         .query_row(params![domain_id, guid], |r| r.get(0))
         .optional()
 }
 
 /// A cloud object's current name by id (a user's or a group's).
-fn name_of(tx: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
+fn name_of(tx: &Connection, id: &str) -> db::Result<Option<String>> {
     tx.prepare_cached(
         "SELECT username FROM users WHERE id = ?1 UNION ALL SELECT name FROM groups WHERE id = ?1",
     )?
@@ -70,11 +66,7 @@ fn name_of(tx: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
     .optional()
 }
 
-fn link_in_domain(
-    tx: &Connection,
-    domain_id: i64,
-    object_id: &str,
-) -> rusqlite::Result<Option<String>> {
+fn link_in_domain(tx: &Connection, domain_id: i64, object_id: &str) -> db::Result<Option<String>> {
     tx.query_row(
         "SELECT guid FROM links WHERE domain_id = ?1 AND object_id = ?2",
         params![domain_id, object_id],
@@ -89,7 +81,7 @@ pub(super) fn add_link(
     object_id: &str,
     guid: &str,
     now: i64,
-) -> rusqlite::Result<()> {
+) -> db::Result<()> {
     tx.prepare_cached(
         "INSERT INTO links (object_id, domain_id, guid, agent_id, at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -103,7 +95,7 @@ pub(super) fn add_link(
     Ok(())
 }
 
-fn user_by_id(tx: &Connection, id: &str) -> rusqlite::Result<Option<User>> {
+fn user_by_id(tx: &Connection, id: &str) -> db::Result<Option<User>> {
     let name: Option<(i64, String)> = tx
         .query_row(
             "SELECT domain_id, username FROM users WHERE id = ?1",
@@ -114,7 +106,7 @@ fn user_by_id(tx: &Connection, id: &str) -> rusqlite::Result<Option<User>> {
     name.map(|(d, n)| load_user(tx, d, &n)).transpose()
 }
 
-fn group_by_id(tx: &Connection, id: &str) -> rusqlite::Result<Option<Group>> {
+fn group_by_id(tx: &Connection, id: &str) -> db::Result<Option<Group>> {
     let name: Option<String> = tx
         .query_row("SELECT name FROM groups WHERE id = ?1", [id], |r| r.get(0))
         .optional()?;
@@ -171,31 +163,26 @@ impl Store {
         req: &ImportRequest,
         now: i64,
     ) -> Result<ImportResponse, ApiError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.transact(!req.dry_run, |tx| {
         // Links are what the agent takes over AD objects by: only the agent that applies the
         // changes may make them (run the import on the primary's server).
         super::require_primary(
-            &tx,
+            tx,
             agent,
             "alone may import AD into the cloud: run `ad-sync-agent import` on that agent's server",
         )?;
         let mut items = Vec::with_capacity(req.len());
         for u in &req.users {
-            items.push(import_user(&tx, agent, u, now)?);
+            items.push(import_user(tx, agent, u, now)?);
         }
         for g in &req.groups {
-            items.push(import_group(&tx, agent, g, now)?);
+            items.push(import_group(tx, agent, g, now)?);
         }
         for m in &req.memberships {
-            items.push(import_membership(&tx, agent, m)?);
-        }
-        if req.dry_run {
-            tx.rollback()?;
-        } else {
-            tx.commit()?;
+            items.push(import_membership(tx, agent, m)?);
         }
         Ok(ImportResponse { items })
+        })
     }
 
     /// The cloud's user and group names with their links, for a valid, unused connect key
@@ -213,7 +200,7 @@ impl Store {
             return Err(unusable_key(state, &row));
         }
         let limit = MAX_DIRECTORY_NAMES as i64 + 1;
-        let entries = |sql: &str| -> rusqlite::Result<Vec<DirectoryEntry>> {
+        let entries = |sql: &str| -> db::Result<Vec<DirectoryEntry>> {
             conn.prepare(sql)?
                 .query_map(params![limit, domain_id], |r| {
                     let source: String = r.get(2)?;
@@ -523,7 +510,7 @@ fn import_membership(
         );
     }
     let added = tx.execute(
-        "INSERT OR IGNORE INTO memberships (group_name, member, member_type, domain_id) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO memberships (group_name, member, member_type, domain_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
         params![group.name, member, member_type.as_str(), agent.domain_id],
     )? == 1;
     if !added {

@@ -9,7 +9,7 @@ impl Store {
         let conn = self.lock();
         let created = conn
             .execute(
-                "INSERT OR IGNORE INTO domains (dn, dn_key, created_at) VALUES (?1, ?2, ?3)",
+                "INSERT INTO domains (dn, dn_key, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                 params![
                     dn.to_comma_form(),
                     api::domain_key(&dn),
@@ -186,7 +186,7 @@ impl Store {
     }
 }
 
-pub(super) fn domain_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DomainRow> {
+pub(super) fn domain_row(r: &db::Row<'_>) -> db::Result<DomainRow> {
     Ok(DomainRow {
         id: r.get(0)?,
         dn: r.get(1)?,
@@ -197,7 +197,7 @@ pub(super) fn domain_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DomainRow> {
     })
 }
 
-pub(super) fn find_domain(conn: &Connection, dn: &Dn) -> rusqlite::Result<Option<DomainRow>> {
+pub(super) fn find_domain(conn: &Connection, dn: &Dn) -> db::Result<Option<DomainRow>> {
     conn.query_row(
         "SELECT id, dn, created_at, primary_agent, acked_cursor, last_seq FROM domains WHERE dn_key = ?1",
         [api::domain_key(dn)],
@@ -211,7 +211,7 @@ pub(super) const KEY_SELECT: &str = "SELECT k.id, k.domain_id, k.hint, d.dn, k.c
      FROM keys k JOIN domains d ON d.id = k.domain_id";
 
 /// (key id, domain id, row, the domain's comparison key)
-pub(super) fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64, KeyRow, String)> {
+pub(super) fn key_row(r: &db::Row<'_>) -> db::Result<(i64, i64, KeyRow, String)> {
     Ok((
         r.get(0)?,
         r.get(1)?,

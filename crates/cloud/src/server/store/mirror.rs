@@ -147,7 +147,7 @@ pub struct Reflected {
     pub conflicts: usize,
 }
 
-fn user_obj(r: &rusqlite::Row<'_>) -> rusqlite::Result<Obj> {
+fn user_obj(r: &db::Row<'_>) -> db::Result<Obj> {
     Ok(Obj {
         origin: r.get(0)?,
         name: r.get(1)?,
@@ -160,7 +160,7 @@ fn user_obj(r: &rusqlite::Row<'_>) -> rusqlite::Result<Obj> {
     })
 }
 
-fn group_obj(r: &rusqlite::Row<'_>) -> rusqlite::Result<Obj> {
+fn group_obj(r: &db::Row<'_>) -> db::Result<Obj> {
     Ok(Obj {
         origin: r.get(0)?,
         name: r.get(1)?,
@@ -171,19 +171,14 @@ fn group_obj(r: &rusqlite::Row<'_>) -> rusqlite::Result<Obj> {
 fn query<T>(
     tx: &Connection,
     sql: &str,
-    p: impl rusqlite::Params,
-    f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<Vec<T>> {
+    p: impl db::Params,
+    f: impl FnMut(&db::Row<'_>) -> db::Result<T>,
+) -> db::Result<Vec<T>> {
     tx.prepare_cached(sql)?.query_map(p, f)?.collect()
 }
 
 /// The names (lower-cased) in `to` of `table`'s objects that are not copies of `from`.
-fn taken_names(
-    tx: &Connection,
-    table: &str,
-    to: i64,
-    from: i64,
-) -> rusqlite::Result<HashSet<String>> {
+fn taken_names(tx: &Connection, table: &str, to: i64, from: i64) -> db::Result<HashSet<String>> {
     let col = if table == "users" { "username" } else { "name" };
     let sql = format!(
         "SELECT {col} FROM {table} WHERE domain_id = ?1 AND (mirror_from IS NULL OR mirror_from != ?2)"
@@ -198,13 +193,7 @@ fn taken_names(
 
 /// Whether a row other than `id` holds `name` in `to` (checked before each write, so the
 /// reflection never fails on the target's key, whatever the order of renames).
-fn held_by_other(
-    tx: &Connection,
-    table: &str,
-    to: i64,
-    name: &str,
-    id: &str,
-) -> rusqlite::Result<bool> {
+fn held_by_other(tx: &Connection, table: &str, to: i64, name: &str, id: &str) -> db::Result<bool> {
     let col = if table == "users" { "username" } else { "name" };
     let sql =
         format!("SELECT COUNT(*) FROM {table} WHERE domain_id = ?1 AND {col} = ?2 AND id != ?3");
@@ -215,7 +204,7 @@ fn held_by_other(
 
 /// Brings the copies in `to` in step with what the cloud holds from `from`'s AD, appending each
 /// change to `to`'s feed. Idempotent: a second call with nothing new appends nothing.
-pub(super) fn reflect(tx: &Connection, from: i64, to: i64) -> rusqlite::Result<Reflected> {
+pub(super) fn reflect(tx: &Connection, from: i64, to: i64) -> db::Result<Reflected> {
     let mut done = Reflected::default();
     const USER_COLS: &str = "username, given_name, surname, email, suspended, locked, display_name";
     let wanted_users = query(
@@ -376,7 +365,7 @@ pub(super) fn reflect(tx: &Connection, from: i64, to: i64) -> rusqlite::Result<R
         for e in edges {
             let group_id = copy_id(&e.group, to);
             let member_id = copy_id(&e.member, to);
-            let name_of = |table: &str, id: &str| -> rusqlite::Result<String> {
+            let name_of = |table: &str, id: &str| -> db::Result<String> {
                 let col = if table == "users" { "username" } else { "name" };
                 tx.query_row(
                     &format!("SELECT {col} FROM {table} WHERE id = ?1"),
@@ -390,7 +379,7 @@ pub(super) fn reflect(tx: &Connection, from: i64, to: i64) -> rusqlite::Result<R
                 MemberType::Group => name_of("groups", &member_id)?,
             };
             let sql = if adding {
-                "INSERT OR IGNORE INTO memberships (domain_id, group_name, member, member_type) VALUES (?4, ?1, ?2, ?3)"
+                "INSERT INTO memberships (domain_id, group_name, member, member_type) VALUES (?4, ?1, ?2, ?3) ON CONFLICT DO NOTHING"
             } else {
                 "DELETE FROM memberships WHERE domain_id = ?4 AND group_name = ?1 AND member = ?2 AND member_type = ?3"
             };
@@ -457,7 +446,7 @@ pub(super) fn reflect(tx: &Connection, from: i64, to: i64) -> rusqlite::Result<R
     Ok(done)
 }
 
-fn edge(r: &rusqlite::Row<'_>) -> rusqlite::Result<Edge> {
+fn edge(r: &db::Row<'_>) -> db::Result<Edge> {
     let t: String = r.get(2)?;
     Ok(Edge {
         group: r.get(0)?,
@@ -472,7 +461,7 @@ fn edge(r: &rusqlite::Row<'_>) -> rusqlite::Result<Edge> {
 
 /// After a batch from `from`'s AD: every domain it is mirrored into brought in step, in the
 /// batch's own transaction.
-pub(super) fn reflect_from(tx: &Connection, from: i64) -> rusqlite::Result<()> {
+pub(super) fn reflect_from(tx: &Connection, from: i64) -> db::Result<()> {
     let targets = query(
         tx,
         "SELECT to_domain FROM mirrors WHERE from_domain = ?1 ORDER BY to_domain",
@@ -504,7 +493,7 @@ impl Store {
         }
         self.admin_tx(|tx| {
             let added = tx.execute(
-                "INSERT OR IGNORE INTO mirrors (from_domain, to_domain, since) VALUES (?1, ?2, ?3)",
+                "INSERT INTO mirrors (from_domain, to_domain, since) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                 params![from, into, now],
             )?;
             if added == 0 {
@@ -549,7 +538,7 @@ impl Store {
             )?;
             let mut out = Vec::with_capacity(rows.len());
             for (from, to, from_dn, to_dn, since) in rows {
-                let count = |table: &str| -> rusqlite::Result<usize> {
+                let count = |table: &str| -> db::Result<usize> {
                     tx.query_row(
                         &format!("SELECT COUNT(*) FROM {table} WHERE domain_id = ?1 AND mirror_from = ?2"),
                         params![to, from],

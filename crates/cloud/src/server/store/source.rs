@@ -28,7 +28,7 @@ pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const RETENTION_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
 
 /// How long `domain` keeps what AD deleted, in seconds.
-pub(super) fn retention_of(conn: &Connection, domain: i64) -> rusqlite::Result<i64> {
+pub(super) fn retention_of(conn: &Connection, domain: i64) -> db::Result<i64> {
     let days: Option<i64> = conn
         .prepare_cached("SELECT source_retention_days FROM domains WHERE id = ?1")?
         .query_row([domain], |r| r.get(0))
@@ -37,7 +37,7 @@ pub(super) fn retention_of(conn: &Connection, domain: i64) -> rusqlite::Result<i
     Ok(days.map_or(RETENTION.as_secs() as i64, |d| d * 24 * 3600))
 }
 
-fn cursor(conn: &Connection, domain_id: i64) -> rusqlite::Result<SourceCursor> {
+fn cursor(conn: &Connection, domain_id: i64) -> db::Result<SourceCursor> {
     Ok(conn
         .prepare_cached("SELECT cookie, dc, agent_id, at FROM source_cursors WHERE domain_id = ?1")?
         .query_row([domain_id], |r| {
@@ -67,7 +67,7 @@ struct Stored {
     attributes: BTreeMap<String, String>,
 }
 
-fn stored(conn: &Connection, id: &str) -> rusqlite::Result<Option<Stored>> {
+fn stored(conn: &Connection, id: &str) -> db::Result<Option<Stored>> {
     conn.prepare_cached(
         "SELECT id, username, given_name, surname, display_name, email, suspended, source, deleted_at, attributes FROM users WHERE id = ?1",
     )?
@@ -157,7 +157,7 @@ fn refusal(n: &Stored) -> Option<String> {
     })
 }
 
-fn write(tx: &Connection, n: &Stored) -> rusqlite::Result<()> {
+fn write(tx: &Connection, n: &Stored) -> db::Result<()> {
     let attrs = (!n.attributes.is_empty())
         .then(|| serde_json::to_string(&n.attributes).unwrap_or_default());
     tx.prepare_cached(
@@ -178,7 +178,7 @@ fn write(tx: &Connection, n: &Stored) -> rusqlite::Result<()> {
 }
 
 /// Another user of the domain with `name`, if any (the name is the cloud's key per domain).
-fn name_taken(tx: &Connection, domain: i64, name: &str, not_id: &str) -> rusqlite::Result<bool> {
+fn name_taken(tx: &Connection, domain: i64, name: &str, not_id: &str) -> db::Result<bool> {
     tx.prepare_cached(
         "SELECT COUNT(*) FROM users WHERE domain_id = ?1 AND username = ?2 AND id != ?3",
     )?
@@ -188,12 +188,7 @@ fn name_taken(tx: &Connection, domain: i64, name: &str, not_id: &str) -> rusqlit
 
 /// Keeps what the cloud refused from AD until AD sends the object again in a form it takes (or
 /// as gone): what the status page, `agents` and the alerts show.
-fn record_refusals(
-    tx: &Connection,
-    domain: i64,
-    items: &[SourceItem],
-    now: i64,
-) -> rusqlite::Result<()> {
+fn record_refusals(tx: &Connection, domain: i64, items: &[SourceItem], now: i64) -> db::Result<()> {
     for i in items {
         if i.outcome == SourceOutcome::Refused {
             tx.prepare_cached(
@@ -253,7 +248,7 @@ fn mark_gone(
     id: &str,
     deleted_at: Option<i64>,
     now: i64,
-) -> rusqlite::Result<SourceItem> {
+) -> db::Result<SourceItem> {
     if deleted_at.is_some() {
         return Ok(item(
             guid,
@@ -413,7 +408,7 @@ fn create(
 
 /// Removes the users and groups deleted in AD longer ago than `RETENTION`, with their links,
 /// memberships and AD's membership facts about them.
-fn purge(tx: &Connection, domain: i64, now: i64) -> rusqlite::Result<()> {
+fn purge(tx: &Connection, domain: i64, now: i64) -> db::Result<()> {
     let before = now - retention_of(tx, domain)?;
     // (the table, its name column, the memberships that go with one of its rows)
     let tables = [
@@ -454,15 +449,14 @@ const FORGET_FACTS: [&str; 2] = [
 ];
 
 /// The groups AD says the object with objectGUID ?2 is a member of, joined as ?3 of type ?4.
-const JOIN_GROUPS: &str =
-    "INSERT OR IGNORE INTO memberships (domain_id, group_name, member, member_type)
+const JOIN_GROUPS: &str = "INSERT INTO memberships (domain_id, group_name, member, member_type)
          SELECT ?1, g.name, ?3, ?4 FROM source_members sm
          JOIN links l ON l.domain_id = sm.domain_id AND l.guid = sm.group_guid
          JOIN groups g ON g.id = l.object_id AND g.source = 'ad'
-         WHERE sm.domain_id = ?1 AND sm.member_guid = ?2";
+         WHERE sm.domain_id = ?1 AND sm.member_guid = ?2 ON CONFLICT DO NOTHING";
 
 /// AD's membership facts about the object `id` removed for good: as a group and as a member.
-fn forget_facts(tx: &Connection, domain: i64, id: &str) -> rusqlite::Result<()> {
+fn forget_facts(tx: &Connection, domain: i64, id: &str) -> db::Result<()> {
     for sql in FORGET_FACTS {
         tx.prepare_cached(sql)?.execute(params![domain, id])?;
     }
@@ -475,7 +469,7 @@ fn member_by_guid(
     tx: &Connection,
     domain: i64,
     guid: &str,
-) -> rusqlite::Result<Option<(String, &'static str)>> {
+) -> db::Result<Option<(String, &'static str)>> {
     tx.prepare_cached(
         "SELECT u.username, 'user' FROM links l JOIN users u ON u.id = l.object_id WHERE l.domain_id = ?1 AND l.guid = ?2
          UNION ALL
@@ -496,7 +490,7 @@ fn join_groups(
     guid: &str,
     name: &str,
     member_type: &str,
-) -> rusqlite::Result<()> {
+) -> db::Result<()> {
     tx.prepare_cached(JOIN_GROUPS)?
         .execute(params![domain, guid, name, member_type])?;
     Ok(())
@@ -509,7 +503,7 @@ fn record_facts(
     tx: &Connection,
     domain: i64,
     g: &SourceGroup,
-) -> rusqlite::Result<(bool, Option<Vec<String>>)> {
+) -> db::Result<(bool, Option<Vec<String>>)> {
     let norm = |v: &Vec<String>| -> Vec<String> {
         let mut v: Vec<String> = v
             .iter()
@@ -535,7 +529,7 @@ fn record_facts(
             params![domain, g.guid],
         )?;
         let mut add = tx.prepare_cached(
-            "INSERT OR IGNORE INTO source_members (domain_id, group_guid, member_guid) VALUES (?1, ?2, ?3)",
+            "INSERT INTO source_members (domain_id, group_guid, member_guid) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         )?;
         for m in &want {
             add.execute(params![domain, g.guid, m])?;
@@ -546,7 +540,7 @@ fn record_facts(
     let mut touched = Vec::new();
     for m in norm(&g.added) {
         changed |= tx.execute(
-            "INSERT OR IGNORE INTO source_members (domain_id, group_guid, member_guid) VALUES (?1, ?2, ?3)",
+            "INSERT INTO source_members (domain_id, group_guid, member_guid) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             params![domain, g.guid, m],
         )? > 0;
         touched.push(m);
@@ -569,7 +563,7 @@ fn follow_facts(
     group_guid: &str,
     name: &str,
     only: Option<&[String]>,
-) -> rusqlite::Result<()> {
+) -> db::Result<()> {
     let guids: Vec<String> = match only {
         Some(o) => o.to_vec(),
         None => {
@@ -599,7 +593,7 @@ fn follow_facts(
             continue;
         }
         let sql = if fact {
-            "INSERT OR IGNORE INTO memberships (domain_id, group_name, member, member_type) VALUES (?1, ?2, ?3, ?4)"
+            "INSERT INTO memberships (domain_id, group_name, member, member_type) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING"
         } else {
             "DELETE FROM memberships WHERE domain_id = ?1 AND group_name = ?2 AND member = ?3 AND member_type = ?4"
         };
@@ -618,7 +612,7 @@ struct StoredGroup {
     deleted_at: Option<i64>,
 }
 
-fn stored_group(conn: &Connection, id: &str) -> rusqlite::Result<Option<StoredGroup>> {
+fn stored_group(conn: &Connection, id: &str) -> db::Result<Option<StoredGroup>> {
     conn.prepare_cached(
         "SELECT id, name, description, source, deleted_at FROM groups WHERE id = ?1",
     )?
@@ -770,7 +764,7 @@ fn create_group(
 }
 
 /// The live objects, users, groups and contacts, the cloud holds from AD in `domain`.
-fn live_count(conn: &Connection, domain: i64) -> rusqlite::Result<usize> {
+fn live_count(conn: &Connection, domain: i64) -> db::Result<usize> {
     conn.prepare_cached(
         "SELECT (SELECT COUNT(*) FROM links l JOIN users u ON u.id = l.object_id
                  WHERE l.domain_id = ?1 AND u.source = 'ad' AND u.deleted_at IS NULL)
@@ -786,14 +780,14 @@ fn live_count(conn: &Connection, domain: i64) -> rusqlite::Result<usize> {
 /// `live` for a page of a list: counted on the first page only (no `after`), 0 (left out) on
 /// the others. Counting reads every live object of the domain, so counting on every page made
 /// a list of 50,000 users quadratic (260 ms a page, 13 s of a 24 s first export).
-fn first_page_live(conn: &Connection, domain: i64, after: Option<&str>) -> rusqlite::Result<usize> {
+fn first_page_live(conn: &Connection, domain: i64, after: Option<&str>) -> db::Result<usize> {
     match after {
         None => live_count(conn, domain),
         Some(_) => Ok(0),
     }
 }
 
-fn held(r: &rusqlite::Row) -> rusqlite::Result<SourceHeld> {
+fn held(r: &db::Row) -> db::Result<SourceHeld> {
     let deleted_at: Option<i64> = r.get(3)?;
     let kind: String = r.get(4)?;
     Ok(SourceHeld {
@@ -813,7 +807,7 @@ fn held_page(
     domain: i64,
     table: &str,
     after: Option<&str>,
-) -> rusqlite::Result<(Vec<SourceHeld>, bool)> {
+) -> db::Result<(Vec<SourceHeld>, bool)> {
     let sql = match table {
         "contacts" => {
             "SELECT l.guid, c.id, c.mail, c.deleted_at, 'contact' FROM links l JOIN contacts c ON c.id = l.object_id
@@ -962,7 +956,7 @@ impl Store {
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(domains.len());
         for (id, dn) in domains {
-            let count = |sql: &str| -> rusqlite::Result<usize> {
+            let count = |sql: &str| -> db::Result<usize> {
                 conn.prepare_cached(sql)?
                     .query_row([id], |r| r.get::<_, i64>(0))
                     .map(|n| n.max(0) as usize)
@@ -1015,14 +1009,13 @@ impl Store {
         req: &SourceRequest,
         now: i64,
     ) -> Result<SourceResponse, ApiError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(|tx| {
         super::require_primary(
-            &tx,
+            tx,
             agent,
             "alone sends AD's changes to the cloud (a standby reads the cursor when it takes over)",
         )?;
-        let at = cursor(&tx, agent.domain_id)?;
+        let at = cursor(tx, agent.domain_id)?;
         if !req.partial
             && at.cookie.as_deref() == Some(req.cookie.as_str())
             && at.cookie.as_deref() != req.after.as_deref()
@@ -1049,15 +1042,15 @@ impl Store {
         }
         let mut items = Vec::with_capacity(req.users.len() + req.groups.len());
         for u in &req.users {
-            items.push(one_user(&tx, agent, u, now)?);
+            items.push(one_user(tx, agent, u, now)?);
         }
         for g in &req.groups {
-            items.push(one_group(&tx, agent, g, now)?);
+            items.push(one_group(tx, agent, g, now)?);
         }
         for c in &req.contacts {
-            items.push(super::contacts::one_contact(&tx, agent, c, now)?);
+            items.push(super::contacts::one_contact(tx, agent, c, now)?);
         }
-        record_refusals(&tx, agent.domain_id, &items, now)?;
+        record_refusals(tx, agent.domain_id, &items, now)?;
         if !req.partial {
             tx.execute(
                 "INSERT INTO source_cursors (domain_id, cookie, dc, agent_id, at) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -1065,14 +1058,14 @@ impl Store {
                 params![agent.domain_id, req.cookie, req.dc, agent.agent_id, now],
             )?;
         }
-        purge(&tx, agent.domain_id, now)?;
-        super::mirror::reflect_from(&tx, agent.domain_id)?;
-        let cursor = cursor(&tx, agent.domain_id)?;
-        tx.commit()?;
+        purge(tx, agent.domain_id, now)?;
+        super::mirror::reflect_from(tx, agent.domain_id)?;
+        let cursor = cursor(tx, agent.domain_id)?;
         Ok(SourceResponse {
             replayed: false,
             items,
             cursor,
+        })
         })
     }
 }
@@ -1875,6 +1868,8 @@ mod tests {
         let per_object = [JOIN_GROUPS, FORGET_FACTS[0], FORGET_FACTS[1]];
         for sql in per_object {
             let plan: Vec<String> = conn
+                .as_sqlite()
+                .expect("the store opened a file")
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
                 .and_then(|mut st| {
                     let n = st.parameter_count();
