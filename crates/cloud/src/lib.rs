@@ -6,3 +6,16 @@
 
 pub mod cli;
 pub mod server;
+
+/// The throwaway PostgreSQL cluster the tests start (shared with the workspace's tests), for the
+/// unit tests that run on both backends.
+#[cfg(test)]
+#[path = "../../../tests/support/postgres.rs"]
+pub(crate) mod test_postgres;
+
+/// A new empty PostgreSQL database in the tests' cluster, as `--db` takes it.
+#[cfg(test)]
+pub(crate) fn test_postgres_db(tag: &str) -> std::path::PathBuf {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tmp");
+    std::path::PathBuf::from(test_postgres::cluster(&base).new_database(tag))
+}

@@ -771,6 +771,23 @@ impl Connection {
         }
     }
 
+    /// Waits for the cloud's writer lock, shared with other writers or (`alone`) not
+    /// (PostgreSQL: a session advisory lock, taken before the transaction begins so that its
+    /// snapshot comes after the last holder's commit; the server frees it if this connection
+    /// is lost). A writer waiting to hold it alone goes before those that ask after it.
+    /// SQLite's writers take turns already.
+    pub fn writer_turn(&self, alone: bool) -> Result<WriterTurn> {
+        if self.is_postgres() {
+            let f = if alone {
+                "pg_advisory_lock"
+            } else {
+                "pg_advisory_lock_shared"
+            };
+            self.execute_batch(&format!("SELECT {f}({WRITER_LOCK})"))?;
+        }
+        Ok(WriterTurn { alone })
+    }
+
     fn begin(&self, behavior: TransactionBehavior) -> Result<Transaction<'_>> {
         let sql = match (&self.inner, behavior) {
             (Inner::Sqlite(_), TransactionBehavior::Immediate) => "BEGIN IMMEDIATE",
@@ -797,6 +814,29 @@ impl Connection {
     /// A deferred transaction on a shared borrow (the caller makes sure no other is open).
     pub fn unchecked_transaction(&self) -> Result<Transaction<'_>> {
         self.begin(TransactionBehavior::Deferred)
+    }
+}
+
+/// The advisory lock's key: "ad-sync" in a number.
+const WRITER_LOCK: i64 = 7_316_002;
+
+/// Holding the writer lock; give it back with `end`.
+#[must_use]
+pub struct WriterTurn {
+    alone: bool,
+}
+
+impl WriterTurn {
+    pub fn end(self, conn: &Connection) -> Result<()> {
+        if conn.is_postgres() {
+            let f = if self.alone {
+                "pg_advisory_unlock"
+            } else {
+                "pg_advisory_unlock_shared"
+            };
+            conn.execute_batch(&format!("SELECT {f}({WRITER_LOCK})"))?;
+        }
+        Ok(())
     }
 }
 

@@ -852,17 +852,23 @@ impl Store {
     }
 
     /// As `write`, but with `commit` false what `f` did is rolled back (a dry run).
+    ///
+    /// On PostgreSQL the first attempt runs alongside every other node's (SERIALIZABLE, holding
+    /// the cloud's writer lock shared: most transactions touch different rows and never meet).
+    /// One that was run into runs again holding the lock alone: the others wait, so it cannot
+    /// lose again, and a transaction that keeps meeting others is never starved.
     pub(crate) fn transact<T, E: From<db::Error>>(
         &self,
         commit: bool,
         mut f: impl FnMut(&Transaction<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        const ATTEMPTS: u32 = 30;
+        const ATTEMPTS: u32 = 20;
         let mut conn = self.lock();
         let mut attempt = 0;
         loop {
             attempt += 1;
             conn.take_conflict();
+            let turn = conn.writer_turn(attempt > 1).map_err(E::from)?;
             let out = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(E::from)
@@ -875,14 +881,10 @@ impl Store {
                     }
                     Ok(value)
                 });
-            if out.is_err() && conn.take_conflict() && attempt < ATTEMPTS {
-                // Apart by a little, and more each time, so that the same two do not meet
-                // again at once.
-                let mut jitter = [0u8; 1];
-                let _ = getrandom::fill(&mut jitter);
-                std::thread::sleep(Duration::from_micros(
-                    200 * u64::from(attempt) + u64::from(jitter[0]) * 4,
-                ));
+            let conflict = out.is_err() && conn.take_conflict();
+            turn.end(&conn).map_err(E::from)?;
+            if conflict && attempt < ATTEMPTS {
+                tracing::debug!(attempt, "a transaction another ran into runs again");
                 continue;
             }
             return out;
