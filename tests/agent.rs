@@ -1659,16 +1659,26 @@ fn the_cloud_stopped_mid_run_gets_every_result_once_when_it_returns() {
 /// once, and the next run applies nothing again.
 #[test]
 fn a_cloud_node_killed_mid_sync_behind_haproxy_loses_and_doubles_nothing() {
+    node_killed_behind_haproxy("ha", CloudServer::start);
+}
+
+/// The same with the three nodes on one PostgreSQL database, where they really write at once.
+#[test]
+fn on_postgres_a_cloud_node_killed_mid_sync_behind_haproxy_loses_and_doubles_nothing() {
+    node_killed_behind_haproxy("hapg", CloudServer::start_on_postgres);
+}
+
+fn node_killed_behind_haproxy(tag: &str, start: fn(&str, &[&str]) -> CloudServer) {
     let _dc = DC.read();
     let flags = ["--heartbeat-interval", "1s", "--primary-timeout", "3s"];
-    let mut first = CloudServer::start("ha", &flags);
+    let mut first = start(tag, &flags);
     let others = [first.node(&flags), first.node(&flags)];
     let lb =
-        support::haproxy::Haproxy::start("ha", &[first.port(), others[0].port(), others[1].port()]);
+        support::haproxy::Haproxy::start(tag, &[first.port(), others[0].port(), others[1].port()]);
     first.url = lb.url();
-    let mut env = Env::with_cloud("ha", "", first);
+    let mut env = Env::with_cloud(tag, "", first);
     for i in 0..10 {
-        env.add_user(&format!("h{i:02}"));
+        env.add_user(&format!("{tag}{i:02}"));
     }
     let (child, pid) = agent_stopped_at(&env, "commit");
     env.cloud.kill();
@@ -1689,7 +1699,7 @@ fn a_cloud_node_killed_mid_sync_behind_haproxy_loses_and_doubles_nothing() {
     // The next run, and one more change, go through the nodes left.
     let text = env.sync();
     assert!(text.contains("operations: 0"), "applied twice: {text}");
-    env.add_user("h10");
+    env.add_user(&format!("{tag}10"));
     env.sync();
     assert_eq!(env.results().len(), 11);
     assert_eq!(user_guids(&env).len(), 11);

@@ -61,6 +61,12 @@ impl CloudServer {
         Self::launch_with(tag, listen, extra, nofile, |_| {})
     }
 
+    /// A server keeping its state in a new database of the tests' PostgreSQL cluster, whatever
+    /// `AD_SYNC_TEST_CLOUD_DB` says.
+    pub fn start_on_postgres(tag: &str, extra: &[&str]) -> CloudServer {
+        Self::launch_in(tag, "127.0.0.1:0", extra, None, |_| {}, true)
+    }
+
     /// `seed_tls` may write the `--self-signed` folder's files first; the server keeps files
     /// it finds there and makes them only when missing.
     fn launch_with(
@@ -70,9 +76,21 @@ impl CloudServer {
         nofile: Option<u64>,
         seed_tls: impl FnOnce(&Path),
     ) -> CloudServer {
+        let postgres = super::postgres::clouds_on_postgres();
+        Self::launch_in(tag, listen, extra, nofile, seed_tls, postgres)
+    }
+
+    fn launch_in(
+        tag: &str,
+        listen: &str,
+        extra: &[&str],
+        nofile: Option<u64>,
+        seed_tls: impl FnOnce(&Path),
+        postgres: bool,
+    ) -> CloudServer {
         let dir = fresh_dir(tag);
         seed_tls(&dir.join("tls"));
-        let db = if super::postgres::clouds_on_postgres() {
+        let db = if postgres {
             PathBuf::from(
                 super::postgres::cluster(Path::new(env!("CARGO_TARGET_TMPDIR"))).new_database(tag),
             )
