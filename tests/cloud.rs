@@ -2597,3 +2597,180 @@ fn a_call_safe_to_repeat_is_sent_again_when_its_connection_drops() {
         .unwrap_or_else(|| panic!("a key check went through a cut connection"));
     assert_eq!(cut.connections(), 1, "a key check was sent again: {e}");
 }
+
+/// `ad-sync-cloud migrate` moves a populated cloud from its SQLite file to PostgreSQL: the
+/// server started on the new database knows the same agents (their credentials and roles), the
+/// same keys in the same states, the same directory and feed (the same numbers, the cursor
+/// acknowledged, the password sealed for the agent), and goes on from there; a second migrate
+/// into the same database is refused, and so is a password in the address.
+#[test]
+fn migrate_moves_a_populated_cloud_from_sqlite_to_postgres() {
+    let mut old = CloudServer::start_on_sqlite("migrate-from", &[]);
+    let client = old.client();
+    old.admin_ok(&["domain", "add", DOMAIN]);
+    old.admin_ok(&["domain", "add", OTHER]);
+    let a = enroll(&client, &old.issue_key(DOMAIN, None), DOMAIN, "dc1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = enroll(&client, &old.issue_key(DOMAIN, None), DOMAIN, "dc2")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let unused = old.issue_key(DOMAIN, None);
+    let revoked = old.issue_key(OTHER, None);
+    let revoke = with_stdin(
+        std::process::Command::new(support::cloud::bin())
+            .args(["key", "revoke", "-", "--db"])
+            .arg(&old.db),
+        &revoked,
+    );
+    assert!(
+        revoke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoke.stderr)
+    );
+    for (name, domain) in [("ada", DOMAIN), ("bob", DOMAIN), ("ada", OTHER)] {
+        old.admin_ok(&[
+            "user",
+            "add",
+            name,
+            "--given",
+            "G",
+            "--surname",
+            "S",
+            "--domain",
+            domain,
+        ]);
+    }
+    old.admin_ok(&["group", "add", "Staff", "--domain", DOMAIN]);
+    old.admin_ok(&["group", "add-member", "Staff", "ada", "--domain", DOMAIN]);
+    let pw_file = old.dir.join("pw.txt");
+    std::fs::write(&pw_file, "Migr4te-me!\n").unwrap_or_else(|e| panic!("{e}"));
+    old.admin_ok(&[
+        "user",
+        "set-password",
+        "ada",
+        "--password-file",
+        &pw_file.to_string_lossy(),
+        "--domain",
+        DOMAIN,
+    ]);
+    assert_eq!(heartbeat(&client, &a), Role::Primary);
+    let before = block_on(client.changes(&a.credential, 0, 100)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(before.changes.len(), 5, "{:?}", before.changes);
+    let acked = block_on(client.ack(
+        &a.credential,
+        vec![ChangeResult {
+            seq: before.changes[0].seq,
+            status: ApplyStatus::Applied,
+            message: String::new(),
+        }],
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    old.stop();
+
+    let mut new = CloudServer::start_on_postgres("migrate-to", &[]);
+    new.stop();
+    let migrate = |from: &std::path::Path, to: &str| {
+        std::process::Command::new(support::cloud::bin())
+            .arg("migrate")
+            .arg("--from")
+            .arg(from)
+            .args(["--to", to])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let to = new.db.to_string_lossy().into_owned();
+    let out = migrate(&old.db, &to);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for table in [
+        "domains 2 2",
+        "keys 4 4",
+        "agents 2 2",
+        "users 3 3",
+        "changes 6 6",
+        "password_envelopes 2 2",
+        "acks 1 1",
+    ] {
+        let words: Vec<&str> = table.split(' ').collect();
+        assert!(
+            said.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == words),
+            "{table}: {said}"
+        );
+    }
+    new.restart();
+    let client = new.client();
+    assert_eq!(heartbeat(&client, &a), Role::Primary);
+    assert_eq!(heartbeat(&client, &b), Role::Standby);
+    for (k, state) in [(&unused, "valid"), (&revoked, "revoked")] {
+        let check = block_on(client.check_key(&key(k), None)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(check.state.as_str(), state);
+    }
+    let after = block_on(client.changes(&a.credential, 0, 100)).unwrap_or_else(|e| panic!("{e}"));
+    let seqs = |c: &ad_sync::cloud::api::ChangesResponse| -> Vec<i64> {
+        c.changes.iter().map(|c| c.seq).collect()
+    };
+    assert_eq!(seqs(&after), seqs(&before));
+    assert_eq!(
+        serde_json::to_value(&after.changes).unwrap_or_default(),
+        serde_json::to_value(&before.changes).unwrap_or_default()
+    );
+    let sealed = after.changes.iter().find_map(|c| match &c.body {
+        ChangeBody::UserPassword {
+            sealed_password, ..
+        } => sealed_password.clone(),
+        _ => None,
+    });
+    assert!(
+        sealed.is_some(),
+        "the password is still sealed for the agent"
+    );
+    // It goes on from there: the next change takes the next number, a new domain a new id.
+    new.admin_ok(&[
+        "user",
+        "add",
+        "cy",
+        "--given",
+        "C",
+        "--surname",
+        "S",
+        "--domain",
+        DOMAIN,
+    ]);
+    let next = block_on(client.changes(&a.credential, before.cursor, 100))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(seqs(&next), vec![before.cursor + 1]);
+    new.admin_ok(&["domain", "add", "DC=third,DC=com"]);
+    let r = block_on(client.ack(
+        &a.credential,
+        vec![ChangeResult {
+            seq: before.cursor + 1,
+            status: ApplyStatus::Applied,
+            message: String::new(),
+        }],
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.acked_cursor, acked.acked_cursor,
+        "changes 2..5 are still open"
+    );
+    new.stop();
+    // Never into a database that holds something.
+    let again = migrate(&old.db, &to);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success());
+    assert!(
+        err.contains("already holds") && err.contains("empty database"),
+        "{err}"
+    );
+    // Never a password where the process list shows it, and never said back.
+    let with_password = to.replacen("postgres@", "postgres:Sekr1t-pw@", 1);
+    let refused = migrate(&old.db, &with_password);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(err.contains("PGPASSWORD"), "{err}");
+    assert!(!err.contains("Sekr1t-pw"), "{err}");
+}

@@ -61,6 +61,11 @@ impl CloudServer {
         Self::launch_with(tag, listen, extra, nofile, |_| {})
     }
 
+    /// A server keeping its state in its SQLite file, whatever `AD_SYNC_TEST_CLOUD_DB` says.
+    pub fn start_on_sqlite(tag: &str, extra: &[&str]) -> CloudServer {
+        Self::launch_in(tag, "127.0.0.1:0", extra, None, |_| {}, false)
+    }
+
     /// A server keeping its state in a new database of the tests' PostgreSQL cluster, whatever
     /// `AD_SYNC_TEST_CLOUD_DB` says.
     pub fn start_on_postgres(tag: &str, extra: &[&str]) -> CloudServer {

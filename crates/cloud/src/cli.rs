@@ -30,8 +30,10 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Db {
-    /// The SQLite database file (created when missing).
-    #[arg(long, value_name = "FILE")]
+    /// The database: an SQLite file (created when missing), or a PostgreSQL database as
+    /// postgres://USER@HOST:PORT/DATABASE (its password in the environment variable
+    /// PGPASSWORD, never in the address) for several nodes on one database.
+    #[arg(long, value_name = "FILE|URL")]
     pub db: PathBuf,
 }
 
@@ -70,6 +72,22 @@ pub enum Command {
     /// throughput, latency percentiles and the server's memory over the run. Runs the program
     /// ad-sync-cloud-load from beside this one (it links the agents' client; this one does not).
     Load(LoadArgs),
+    /// Moves a cloud from its SQLite file to PostgreSQL: keys, agents, the directory, the feed,
+    /// links and incidents, in one transaction, into an empty database; then compares each
+    /// table's rows on both sides. Stop the server first; start it again with --db URL.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The SQLite file the cloud runs on now (brought to this version's schema first, as
+    /// `serve` would).
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// The PostgreSQL database to move it into: postgres://USER@HOST:PORT/DATABASE, empty
+    /// (its password in PGPASSWORD).
+    #[arg(long, value_name = "URL")]
+    pub to: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -835,6 +853,47 @@ fn admin(cmd: Command) -> Result<(), AdminError> {
                 }
                 println!("{line}");
             }
+        }
+        Command::Migrate(m) => {
+            if !m
+                .to
+                .to_str()
+                .is_some_and(crate::server::store::is_postgres_url)
+            {
+                return Err(AdminError::Invalid(format!(
+                    "--to {}: name a PostgreSQL database, as postgres://USER@HOST:PORT/DATABASE",
+                    m.to.display()
+                )));
+            }
+            if m.from
+                .to_str()
+                .is_some_and(crate::server::store::is_postgres_url)
+            {
+                return Err(AdminError::Invalid(format!(
+                    "--from {}: name the SQLite file the cloud runs on now",
+                    m.from.display()
+                )));
+            }
+            if !m.from.is_file() {
+                return Err(AdminError::Invalid(format!(
+                    "--from {}: no such file; name the SQLite file the cloud runs on now (its serve --db)",
+                    m.from.display()
+                )));
+            }
+            let from = Store::open(&m.from)?;
+            let to = Store::open(&m.to)?;
+            let moved = from.migrate_into(&to)?;
+            println!("{:<20} {:>10} {:>10}", "table", "from", "to");
+            for t in &moved {
+                println!("{:<20} {:>10} {:>10}", t.table, t.from, t.to);
+            }
+            let rows: i64 = moved.iter().map(|t| t.to).sum();
+            println!(
+                "moved {rows} rows in {} tables; every table holds as many rows as in {}. Start the server with --db {}",
+                moved.len(),
+                m.from.display(),
+                crate::server::store::without_password(&m.to.to_string_lossy())
+            );
         }
         Command::Serve(_) | Command::Load(_) => unreachable!("handled by run"),
     }

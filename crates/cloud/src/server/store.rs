@@ -30,6 +30,7 @@ mod contacts;
 mod feed;
 mod import;
 mod keys;
+mod migrate;
 mod mirror;
 mod source;
 pub use agents::RESUME_WINDOW_SECS;
@@ -38,6 +39,7 @@ pub use alerts::Settled;
 pub use contacts::ContactRow;
 use feed::{FEED_SCHEMA, append_change, migrate_v9};
 pub use import::Listed;
+pub use migrate::Moved;
 pub use mirror::{MirrorRow, Reflected};
 pub use source::{REFUSALS_LISTED, SourceOverview};
 pub use source::{RETENTION as SOURCE_RETENTION, RETENTION_DAYS as SOURCE_RETENTION_DAYS};
@@ -534,6 +536,68 @@ fn migrate_v4(conn: &Connection) -> Result<Option<String>, String> {
     }))
 }
 
+/// A PostgreSQL address as it may be shown: `postgres://user:secret@host/db` as
+/// `postgres://user:…@host/db`.
+pub fn without_password(url: &str) -> String {
+    // A password as a parameter (`?password=…`) first.
+    let url = match url.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some(("password", _)) => "password=…".to_string(),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => url.to_string(),
+    };
+    let url = url.as_str();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some((auth, host)) if !auth.contains('/') => (auth, host),
+        _ => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:…@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    #[test]
+    fn a_postgres_address_is_shown_without_its_password() {
+        for (url, shown) in [
+            (
+                "postgres://app@db:5432/cloud",
+                "postgres://app@db:5432/cloud",
+            ),
+            (
+                "postgres://app:s3cret@db:5432/cloud",
+                "postgres://app:…@db:5432/cloud",
+            ),
+            (
+                "postgresql://app:p@ss@db/cloud",
+                "postgresql://app:…@db/cloud",
+            ),
+            (
+                "postgres://db/cloud?user=app&password=s3cret",
+                "postgres://db/cloud?user=app&password=…",
+            ),
+            (
+                "postgres://db/cloud?sslmode=disable",
+                "postgres://db/cloud?sslmode=disable",
+            ),
+        ] {
+            assert_eq!(super::without_password(url), shown, "{url}");
+        }
+    }
+}
+
 /// `--db` names a PostgreSQL database rather than a file.
 pub fn is_postgres_url(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://")
@@ -711,7 +775,7 @@ impl Store {
     /// schema in it if it has none. Several nodes may open it at once: the schema is made under
     /// an advisory lock, by the first.
     fn open_postgres(url: &str) -> Result<Store, AdminError> {
-        let shown = url.to_string();
+        let shown = without_password(url);
         let invalid = |what: String| AdminError::Invalid(format!("--db {shown}: {what}"));
         let mut config: postgres::Config = url.parse().map_err(|e| {
             invalid(format!(
