@@ -58,16 +58,16 @@ fn run(args: &LoadArgs) -> i32 {
     }
 }
 
-/// Kills the server and removes the scratch folder however the run ends.
+/// Kills the servers (and the balancer) and removes the scratch folder however the run ends.
 struct Scratch {
     dir: PathBuf,
-    server: Option<Child>,
+    children: Vec<Child>,
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Some(mut c) = self.server.take() {
-            // Cleaning up after the load run: the server may have exited already.
+        for mut c in self.children.drain(..) {
+            // Cleaning up after the load run: a child may have exited already.
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -85,70 +85,79 @@ async fn load(args: &LoadArgs) -> Result<u64, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut scratch = Scratch {
         dir: dir.clone(),
-        server: None,
+        children: Vec::new(),
     };
-    let db = dir.join("cloud.db");
+    let db = match &args.db {
+        Some(url) => PathBuf::from(url),
+        None => dir.join("cloud.db"),
+    };
     let tls = dir.join("tls");
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find this program: {e}"))?
         .with_file_name(format!("ad-sync-cloud{}", std::env::consts::EXE_SUFFIX));
-    let mut child = Command::new(&exe)
-        .arg("serve")
-        .arg("--db")
-        .arg(&db)
-        .args(["--listen", "127.0.0.1:0", "--self-signed"])
-        .arg(&tls)
-        .env("AD_SYNC_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot start the server: {e}"))?;
-    let stdout = child.stdout.take();
-    let pid = child.id();
-    scratch.server = Some(child);
-    let first_line = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            if let Some(out) = stdout {
-                let mut reader = std::io::BufReader::new(out);
-                // An unreadable first line is an empty one: the caller reports "no address".
-                let _ = reader.read_line(&mut line);
-                // Keep reading (and dropping) what else the server prints, so it never writes
-                // into a closed pipe.
-                std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-            }
-            line
-        }),
-    )
-    .await
-    .map_err(|_| "the server did not start within 30 s".to_string())?
-    .map_err(|e| e.to_string())?;
-    let url = first_line
-        .trim()
-        .strip_prefix("ad-sync-cloud listening on ")
-        .ok_or_else(|| format!("the server did not start: {first_line}"))?
-        .to_string();
-
-    let store = Store::open(&db).map_err(|e| e.to_string())?;
-    store.add_domain(DOMAIN).map_err(|e| e.to_string())?;
-    let n = args.agents as usize;
-    let mut keys = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (key, _) = store
-            .issue_key(DOMAIN, Duration::from_secs(3600))
-            .map_err(|e| e.to_string())?;
-        keys.push(key);
+    // One after the other: the first makes the self-signed certificate the others serve too.
+    let mut nodes = Vec::new();
+    for _ in 0..args.nodes {
+        let (child, url) = start_node(&exe, &db, &tls).await?;
+        nodes.push((child.id(), url));
+        scratch.children.push(child);
     }
-    drop(store);
+    let pids: Vec<u32> = nodes.iter().map(|(pid, _)| *pid).collect();
+    let url = if args.haproxy {
+        let ports: Vec<u16> = nodes
+            .iter()
+            .filter_map(|(_, u)| u.rsplit(':').next()?.parse().ok())
+            .collect();
+        let (child, url) = start_haproxy(&dir, &ports).await?;
+        scratch.children.push(child);
+        url
+    } else {
+        nodes[0].1.clone()
+    };
+
+    // The store off the runtime's threads: its PostgreSQL client blocks on a runtime of its own.
+    let n = args.agents as usize;
+    let keys = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<_>, String> {
+            let store = Store::open(&db).map_err(|e| e.to_string())?;
+            store.add_domain(DOMAIN).map_err(|e| e.to_string())?;
+            if !store.agents().map_err(|e| e.to_string())?.is_empty() {
+                return Err(format!(
+                    "--db {}: it holds agents already; give the load test an empty database",
+                    db.display()
+                ));
+            }
+            let mut keys = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (key, _) = store
+                    .issue_key(DOMAIN, Duration::from_secs(3600))
+                    .map_err(|e| e.to_string())?;
+                keys.push(key);
+            }
+            Ok(keys)
+        })
+        .await
+        .map_err(|e| e.to_string())??
+    };
 
     let mut opts = CloudOptions::new(url.clone());
     opts.ca_file = Some(tls.join("ca.pem"));
     let client = Arc::new(CloudClient::new(&opts).map_err(|e| e.to_string())?);
     println!(
-        "ad-sync-cloud load: {n} agents, {} s of heartbeats, {} in flight, server {url} (pid {pid})",
-        args.seconds, args.concurrency
+        "ad-sync-cloud load: {n} agents, {} s of heartbeats, {} in flight, {} on {}, {url}{} (pids {pids:?})",
+        args.seconds,
+        args.concurrency,
+        match args.nodes {
+            1 => "one node".to_string(),
+            n => format!("{n} nodes"),
+        },
+        if args.db.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        if args.haproxy { " through HAProxy" } else { "" },
     );
 
     // Enroll every agent, `concurrency` at a time.
@@ -198,12 +207,15 @@ async fn load(args: &LoadArgs) -> Result<u64, String> {
     let count = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let run_for = Duration::from_secs(args.seconds);
+    // The nodes' resident memory, summed.
+    let sampled = pids.clone();
+    let rss = move || -> Option<u64> { sampled.iter().map(|p| rss_kib(*p)).sum() };
     let sampler = tokio::spawn(async move {
-        let mut samples = vec![rss_kib(pid)];
+        let mut samples = vec![rss()];
         let begin = Instant::now();
         while begin.elapsed() < run_for {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            samples.push(rss_kib(pid));
+            samples.push(rss());
         }
         samples
     });
@@ -278,7 +290,7 @@ async fn load(args: &LoadArgs) -> Result<u64, String> {
         (Some(first), Some(last)) => {
             let peak = measured.iter().max().copied().unwrap_or(0);
             println!(
-                "server RSS MiB: start {:.1}, end {:.1} ({:+.1}), peak {:.1}; per second: {}",
+                "server RSS MiB (all nodes): start {:.1}, end {:.1} ({:+.1}), peak {:.1}; per second: {}",
                 mib(*first),
                 mib(*last),
                 mib(*last) - mib(*first),
@@ -299,6 +311,113 @@ async fn load(args: &LoadArgs) -> Result<u64, String> {
     );
     drop(scratch);
     Ok(errors)
+}
+
+/// Starts one `serve` node on `db`; the child and the address it prints.
+async fn start_node(
+    exe: &std::path::Path,
+    db: &std::path::Path,
+    tls: &std::path::Path,
+) -> Result<(Child, String), String> {
+    let mut child = Command::new(exe)
+        .arg("serve")
+        .arg("--db")
+        .arg(db)
+        .args(["--listen", "127.0.0.1:0", "--self-signed"])
+        .arg(tls)
+        .env("AD_SYNC_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start the server: {e}"))?;
+    let stdout = child.stdout.take();
+    let first_line = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            if let Some(out) = stdout {
+                let mut reader = std::io::BufReader::new(out);
+                // An unreadable first line is an empty one: the caller reports "no address".
+                let _ = reader.read_line(&mut line);
+                // Keep reading (and dropping) what else the server prints, so it never writes
+                // into a closed pipe.
+                std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+            }
+            line
+        }),
+    )
+    .await;
+    let first_line = match first_line {
+        Ok(Ok(line)) => line,
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(match other {
+                Err(_) => "the server did not start within 30 s".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Ok(Ok(_)) => unreachable!("matched above"),
+            });
+        }
+    };
+    match first_line
+        .trim()
+        .strip_prefix("ad-sync-cloud listening on ")
+    {
+        Some(url) => Ok((child, url.to_string())),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("the server did not start: {first_line}"))
+        }
+    }
+}
+
+/// Starts Debian's HAProxy in TCP mode (TLS passes through to the nodes), round robin over
+/// `ports`, on a free loopback port; the child and the address to use.
+async fn start_haproxy(dir: &std::path::Path, ports: &[u16]) -> Result<(Child, String), String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())?;
+    let servers: String = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("    server n{i} 127.0.0.1:{p}\n"))
+        .collect();
+    let cfg = dir.join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n    maxconn 4096\n\
+             defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 60s\n    timeout server 60s\n\
+             frontend cloud\n    bind 127.0.0.1:{port}\n    default_backend nodes\n\
+             backend nodes\n    balance roundrobin\n{servers}"
+        ),
+    )
+    .map_err(|e| format!("{}: {e}", cfg.display()))?;
+    let mut child = Command::new("haproxy")
+        .arg("-f")
+        .arg(&cfg)
+        .arg("-db")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start haproxy (Debian's package haproxy): {e}"))?;
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if started.elapsed() > Duration::from_secs(20) || matches!(child.try_wait(), Ok(Some(_))) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("haproxy did not listen on 127.0.0.1:{port}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((child, format!("https://127.0.0.1:{port}")))
 }
 
 /// The process's resident set in KiB (Linux); `None` elsewhere.

@@ -434,6 +434,18 @@ pub struct LoadArgs {
     /// from 127.0.1.x, 100 per address) and time /v1/health for 3 s meanwhile.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(0..=900))]
     pub idle: u32,
+    /// The database the servers use: an empty PostgreSQL database
+    /// (postgres://USER@HOST:PORT/DATABASE, its password in PGPASSWORD). Without it, a
+    /// throwaway SQLite file.
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+    /// How many `serve` nodes to start on that database (1 to 8).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub nodes: u32,
+    /// Put Debian's HAProxy (TCP mode, round robin) in front of the nodes and send every
+    /// request through it, as a cloud of several machines is reached.
+    #[arg(long)]
+    pub haproxy: bool,
 }
 
 /// `load`: the load test is its own program beside this one, so that the server links none of
@@ -452,6 +464,9 @@ fn load(args: &LoadArgs) -> i32 {
         .args(["--seconds", &args.seconds.to_string()])
         .args(["--concurrency", &args.concurrency.to_string()])
         .args(["--idle", &args.idle.to_string()])
+        .args(["--nodes", &args.nodes.to_string()])
+        .args(args.db.iter().flat_map(|db| ["--db", db.as_str()]))
+        .args(args.haproxy.then_some("--haproxy"))
         .status();
     match status {
         Ok(s) => s.code().unwrap_or(exit::CANNOT_RUN),

@@ -771,19 +771,14 @@ impl Connection {
         }
     }
 
-    /// Waits for the cloud's writer lock, shared with other writers or (`alone`) not
-    /// (PostgreSQL: a session advisory lock, taken before the transaction begins so that its
-    /// snapshot comes after the last holder's commit; the server frees it if this connection
-    /// is lost). A writer waiting to hold it alone goes before those that ask after it.
-    /// SQLite's writers take turns already.
+    /// Waits for the cloud's writer lock alone, before a transaction begins (PostgreSQL: a
+    /// session advisory lock, so that the transaction's snapshot comes after the last writer's
+    /// commit; the server frees it if this connection is lost). Every writing transaction
+    /// holds the lock shared from its first statement, so while one holds it alone no other
+    /// writes. SQLite's writers take turns already.
     pub fn writer_turn(&self, alone: bool) -> Result<WriterTurn> {
-        if self.is_postgres() {
-            let f = if alone {
-                "pg_advisory_lock"
-            } else {
-                "pg_advisory_lock_shared"
-            };
-            self.execute_batch(&format!("SELECT {f}({WRITER_LOCK})"))?;
+        if alone && self.is_postgres() {
+            self.execute_batch(&format!("SELECT pg_advisory_lock({WRITER_LOCK})"))?;
         }
         Ok(WriterTurn { alone })
     }
@@ -792,9 +787,8 @@ impl Connection {
         let sql = match (&self.inner, behavior) {
             (Inner::Sqlite(_), TransactionBehavior::Immediate) => "BEGIN IMMEDIATE",
             (Inner::Sqlite(_), TransactionBehavior::Deferred) => "BEGIN DEFERRED",
-            (Inner::Postgres(_), TransactionBehavior::Immediate) => {
-                "BEGIN ISOLATION LEVEL SERIALIZABLE"
-            }
+            // With the writer lock shared, in the same round trip.
+            (Inner::Postgres(_), TransactionBehavior::Immediate) => WRITER_BEGIN,
             (Inner::Postgres(_), TransactionBehavior::Deferred) => "BEGIN",
         };
         self.execute_batch(sql)?;
@@ -819,6 +813,8 @@ impl Connection {
 
 /// The advisory lock's key: "ad-sync" in a number.
 const WRITER_LOCK: i64 = 7_316_002;
+const WRITER_BEGIN: &str =
+    "BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT pg_advisory_xact_lock_shared(7316002)";
 
 /// Holding the writer lock; give it back with `end`.
 #[must_use]
@@ -828,13 +824,8 @@ pub struct WriterTurn {
 
 impl WriterTurn {
     pub fn end(self, conn: &Connection) -> Result<()> {
-        if conn.is_postgres() {
-            let f = if self.alone {
-                "pg_advisory_unlock"
-            } else {
-                "pg_advisory_unlock_shared"
-            };
-            conn.execute_batch(&format!("SELECT {f}({WRITER_LOCK})"))?;
+        if self.alone && conn.is_postgres() {
+            conn.execute_batch(&format!("SELECT pg_advisory_unlock({WRITER_LOCK})"))?;
         }
         Ok(())
     }
@@ -963,6 +954,11 @@ mod tests {
         ] {
             assert_eq!(postgres_sql(sqlite), postgres, "{sqlite}");
         }
+    }
+
+    #[test]
+    fn a_writer_takes_the_same_lock_it_may_wait_for_alone() {
+        assert!(WRITER_BEGIN.ends_with(&format!("({WRITER_LOCK})")));
     }
 
     #[test]

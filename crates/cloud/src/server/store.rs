@@ -919,8 +919,9 @@ impl Store {
     ///
     /// On PostgreSQL the first attempt runs alongside every other node's (SERIALIZABLE, holding
     /// the cloud's writer lock shared: most transactions touch different rows and never meet).
-    /// One that was run into runs again holding the lock alone: the others wait, so it cannot
-    /// lose again, and a transaction that keeps meeting others is never starved.
+    /// One that was run into runs again holding the lock alone, taken before it begins: the
+    /// others have finished and the next wait, so it cannot lose again, and a transaction that
+    /// keeps meeting others is never starved.
     pub(crate) fn transact<T, E: From<db::Error>>(
         &self,
         commit: bool,
