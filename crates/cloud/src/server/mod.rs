@@ -9,6 +9,7 @@
 pub mod alerts;
 pub mod db;
 pub mod listener;
+pub mod rules;
 pub mod status_page;
 pub mod store;
 pub mod tls;

@@ -33,7 +33,7 @@ mod keys;
 mod migrate;
 mod mirror;
 mod source;
-pub use agents::RESUME_WINDOW_SECS;
+pub use super::rules::RESUME_WINDOW_SECS;
 pub(crate) use agents::require_primary;
 pub use alerts::Settled;
 pub use contacts::ContactRow;
@@ -300,15 +300,7 @@ pub struct KeyRow {
 
 impl KeyRow {
     pub fn state(&self, now: i64) -> KeyState {
-        if self.revoked_at.is_some() {
-            KeyState::Revoked
-        } else if self.used_at.is_some() {
-            KeyState::Used
-        } else if now >= self.expires_at {
-            KeyState::Expired
-        } else {
-            KeyState::Valid
-        }
+        super::rules::key_state(self.revoked_at, self.used_at, self.expires_at, now)
     }
 }
 

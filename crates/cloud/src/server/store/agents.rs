@@ -238,9 +238,6 @@ impl Store {
     }
 }
 
-/// How long after its first enrollment an installer may resume it (see `resume_enrollment`).
-pub const RESUME_WINDOW_SECS: i64 = 15 * 60;
-
 /// An installer that was stopped after the cloud enrolled it, but before it stored the
 /// credential, enrolls again with the same key and the same public key. The agent it created
 /// gets a new credential, sealed to that public key, so only the holder of the private key
@@ -260,10 +257,7 @@ pub(super) fn resume_enrollment(
     // Only the installer's own retry: soon after the first enrollment, and before the agent
     // ever called in. Later, a replay of the used key (with a public key it copied) must not
     // rotate a running agent's credential.
-    if row
-        .used_at
-        .is_none_or(|used| now.saturating_sub(used) > RESUME_WINDOW_SECS)
-    {
+    if !crate::server::rules::may_resume(row.used_at, now) {
         return Ok(None);
     }
     let changed = tx.execute(
@@ -289,28 +283,34 @@ pub(super) fn elect(
     now: i64,
     timing: Timing,
 ) -> db::Result<String> {
-    let current: Option<(String, i64, Option<i64>)> = conn
+    use crate::server::rules::{Primary, primary_after};
+    let current: Option<Primary> = conn
         .query_row(
             "SELECT a.id, a.last_seen, a.deregistered_at FROM domains d
              JOIN agents a ON a.id = d.primary_agent WHERE d.id = ?1",
             [domain_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| {
+                Ok(Primary {
+                    id: r.get(0)?,
+                    last_seen: r.get(1)?,
+                    deregistered: r.get::<_, Option<i64>>(2)?.is_some(),
+                })
+            },
         )
         .optional()?;
     let timeout = i64::try_from(timing.primary_timeout.as_secs()).unwrap_or(i64::MAX);
-    if let Some((id, last_seen, None)) = &current
-        && (id == candidate || now.saturating_sub(*last_seen) <= timeout)
-    {
-        return Ok(id.clone());
+    let primary = primary_after(current.as_ref(), candidate, now, timeout);
+    if current.as_ref().is_some_and(|c| c.id == primary) {
+        return Ok(primary);
     }
     conn.execute(
         "UPDATE domains SET primary_agent = ?2 WHERE id = ?1",
-        params![domain_id, candidate],
+        params![domain_id, primary],
     )?;
-    if let Some((old, _, _)) = current {
-        tracing::info!(domain_id, from = %old, to = %candidate, "primary agent moved");
+    if let Some(old) = current {
+        tracing::info!(domain_id, from = %old.id, to = %primary, "primary agent moved");
     }
-    Ok(candidate.to_string())
+    Ok(primary)
 }
 
 pub(super) fn agent_rows(conn: &Connection) -> db::Result<Vec<AgentRow>> {
