@@ -2774,3 +2774,98 @@ fn migrate_moves_a_populated_cloud_from_sqlite_to_postgres() {
     assert!(err.contains("PGPASSWORD"), "{err}");
     assert!(!err.contains("Sekr1t-pw"), "{err}");
 }
+
+/// The cloud reaches PostgreSQL over TLS when asked (and, not shown here, whenever the server
+/// is not on this machine: the rule's table test), verifies the server's certificate against
+/// PGSSLROOTCERT, and never goes on in plain text when that fails.
+#[test]
+fn the_cloud_reaches_postgres_over_verified_tls_and_never_falls_back_to_plain() {
+    let cluster = support::postgres::cluster(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let plain = cluster.new_database("tls");
+    let name = plain.rsplit('/').next().unwrap_or_default().to_string();
+    let url = format!("{plain}?sslmode=require");
+    let admin = |url: &str, ca: Option<&std::path::Path>| {
+        let mut cmd = std::process::Command::new(support::cloud::bin());
+        cmd.args(["domain", "add", "DC=tls,DC=test", "--db", url]);
+        cmd.env_remove("PGSSLROOTCERT");
+        if let Some(ca) = ca {
+            cmd.env("PGSSLROOTCERT", ca);
+        }
+        cmd.output().unwrap_or_else(|e| panic!("{e}"))
+    };
+    // Asked for TLS without a CA to check the server against: refused, saying what to set.
+    let out = admin(&url, None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("PGSSLROOTCERT"), "{err}");
+    // A CA that did not sign the server's certificate: refused, and nothing is written in
+    // plain text instead.
+    let other = std::env::temp_dir().join(format!("other-ca-{}.pem", std::process::id()));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "/dev/null",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=someone else",
+        ])
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let out = admin(&url, Some(&other));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_file(&other);
+    assert!(
+        !out.status.success(),
+        "connected with a CA that did not sign the server"
+    );
+    assert!(
+        err.contains("cannot connect") && err.contains("certificate"),
+        "{err}"
+    );
+    assert!(
+        cluster.psql(
+            &plain,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'domains'"
+        ) == ["0"],
+        "the refused attempt made the schema"
+    );
+    // The right CA: the cloud connects over TLS and works.
+    let out = admin(&url, Some(&cluster.ca));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(cluster.psql(&plain, "SELECT count(*) FROM domains"), ["1"]);
+    let log = cluster.log();
+    assert!(
+        log.lines().any(
+            |l| l.contains(&format!("database={name} application_name=ad-sync-cloud"))
+                && l.contains("SSL enabled")
+        ),
+        "no TLS connection of the cloud to {name} in the server's log"
+    );
+    assert!(
+        !log.lines().any(|l| l
+            .contains(&format!("database={name} application_name=ad-sync-cloud"))
+            && !l.contains("SSL enabled")),
+        "the cloud connected to {name} in plain text"
+    );
+}

@@ -20,6 +20,8 @@ pub struct Cluster {
     pub dir: PathBuf,
     pub port: u16,
     pub bin: PathBuf,
+    /// The CA that signed the server's certificate (for 127.0.0.1): PGSSLROOTCERT.
+    pub ca: PathBuf,
     pid: u32,
     next: AtomicU32,
 }
@@ -128,6 +130,90 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
+        // TLS as well as plain: a CA and a certificate for 127.0.0.1, by openssl's command.
+        let tls = dir.join("tls");
+        std::fs::create_dir_all(&tls).map_err(|e| e.to_string())?;
+        let openssl = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&tls)
+                .output()
+                .map_err(|e| format!("openssl (Debian's package openssl): {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "openssl {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "3",
+                    "-subj",
+                    "/CN=ad-sync test PostgreSQL CA",
+                ],
+            ]
+            .concat(),
+        )?;
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        )?;
+        std::fs::write(tls.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
+            .map_err(|e| e.to_string())?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "3",
+            "-extfile",
+            "san.ext",
+        ])?;
+        for f in ["server.key", "server.crt"] {
+            let path = tls.join(f);
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(|e| e.to_string())?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+            }
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -151,7 +237,18 @@ impl Cluster {
                 "max_connections=200",
                 "-c",
                 "shared_buffers=64MB",
+                "-c",
+                "ssl=on",
+                "-c",
+                "log_connections=on",
             ])
+            .arg("-c")
+            .arg(format!(
+                "ssl_cert_file={}",
+                tls.join("server.crt").display()
+            ))
+            .arg("-c")
+            .arg(format!("ssl_key_file={}", tls.join("server.key").display()))
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(log)
@@ -165,6 +262,7 @@ impl Cluster {
             libc::atexit(stop_at_exit);
         }
         let cluster = Cluster {
+            ca: tls.join("ca.pem"),
             dir,
             port,
             bin,
@@ -250,6 +348,11 @@ impl Cluster {
             .lines()
             .map(str::to_string)
             .collect()
+    }
+
+    /// What the server logged (its connections among it).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
     }
 
     /// Everything a database holds, as `pg_dump` writes it.

@@ -98,7 +98,16 @@ impl fmt::Display for Error {
             // in its source.
             Error::Postgres(e) => match e.as_db_error() {
                 Some(db) => write!(f, "{}: {}", db.severity(), db.message()),
-                None => write!(f, "{e}"),
+                None => {
+                    // The kind, then its causes (a handshake's: which certificate, and why).
+                    write!(f, "{e}")?;
+                    let mut cause = std::error::Error::source(e);
+                    while let Some(c) = cause {
+                        write!(f, ": {c}")?;
+                        cause = c.source();
+                    }
+                    Ok(())
+                }
             },
             Error::NoRows => f.write_str("the query returned no rows"),
             Error::Other(e) => write!(f, "{e}"),

@@ -8,6 +8,7 @@
 
 pub mod alerts;
 pub mod db;
+pub mod db_tls;
 pub mod listener;
 pub mod rules;
 pub mod status_page;

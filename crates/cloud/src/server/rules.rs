@@ -55,9 +55,68 @@ pub fn primary_after(current: Option<&Primary>, candidate: &str, now: i64, timeo
     }
 }
 
+/// How the cloud reaches its PostgreSQL server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbTls {
+    /// Plain TCP (or a Unix socket): asked for with `sslmode=disable`, or a server on this
+    /// machine.
+    Plain,
+    /// TLS, the server's certificate verified (chain to `PGSSLROOTCERT`, and its name); never
+    /// plain if that fails.
+    Verified,
+}
+
+/// The `sslmode` an address gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslAsked {
+    Disable,
+    /// Not said, or `prefer`: libpq's "TLS if the server offers it", which a man in the middle
+    /// turns into plain; here it is plain on this machine and verified TLS elsewhere.
+    Prefer,
+    Require,
+}
+
+/// Whether to reach the database with verified TLS. `local`: every host of the address is
+/// this machine (a loopback address, `localhost`, or a Unix socket).
+pub fn db_tls(asked: SslAsked, local: bool) -> DbTls {
+    match asked {
+        SslAsked::Disable => DbTls::Plain,
+        SslAsked::Require => DbTls::Verified,
+        SslAsked::Prefer if local => DbTls::Plain,
+        SslAsked::Prefer => DbTls::Verified,
+    }
+}
+
+/// Whether a TCP host is this machine.
+pub fn is_local_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_database_is_reached_over_verified_tls_unless_it_is_here_or_plain_is_asked_for() {
+        use SslAsked::*;
+        for (asked, host, want) in [
+            (Prefer, "127.0.0.1", DbTls::Plain),
+            (Prefer, "127.0.5.9", DbTls::Plain),
+            (Prefer, "localhost", DbTls::Plain),
+            (Prefer, "::1", DbTls::Plain),
+            (Prefer, "db.example.com", DbTls::Verified),
+            (Prefer, "10.0.0.5", DbTls::Verified),
+            (Require, "127.0.0.1", DbTls::Verified),
+            (Require, "db.example.com", DbTls::Verified),
+            (Disable, "db.example.com", DbTls::Plain),
+        ] {
+            assert_eq!(db_tls(asked, is_local_host(host)), want, "{asked:?} {host}");
+        }
+    }
 
     #[test]
     fn a_keys_state_is_revoked_over_used_over_expired() {

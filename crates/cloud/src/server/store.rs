@@ -528,6 +528,42 @@ fn migrate_v4(conn: &Connection) -> Result<Option<String>, String> {
     }))
 }
 
+/// TLS to PostgreSQL: the server's chain must end at a certificate of the file named by
+/// `PGSSLROOTCERT` (libpq's variable), and its certificate must name the host of the address.
+fn postgres_tls(
+    invalid: &dyn Fn(String) -> AdminError,
+) -> Result<rustls::ClientConfig, AdminError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let Some(file) = std::env::var_os("PGSSLROOTCERT") else {
+        return Err(invalid(
+            "the database is reached over TLS (it is not on this machine, or sslmode=require), and PGSSLROOTCERT names no CA file; set PGSSLROOTCERT to the PEM file of the CA that signed the PostgreSQL server's certificate (or, on a network you trust, add ?sslmode=disable)".into(),
+        ));
+    };
+    let path = std::path::PathBuf::from(file);
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(&path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| invalid(format!("PGSSLROOTCERT {}: {e}", path.display())))?;
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| invalid(format!("PGSSLROOTCERT {}: {e}", path.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid(format!(
+            "PGSSLROOTCERT {}: holds no PEM certificate; name the CA file that signed the PostgreSQL server's certificate",
+            path.display()
+        )));
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+    .map_err(|e| invalid(e.to_string()))
+}
+
 /// A PostgreSQL address as it may be shown: `postgres://user:secret@host/db` as
 /// `postgres://user:…@host/db`.
 pub fn without_password(url: &str) -> String {
@@ -789,9 +825,36 @@ impl Store {
             "-c statement_timeout=30000 -c lock_timeout=15000 -c idle_in_transaction_session_timeout=60000 -c client_min_messages=warning",
         );
         config.application_name("ad-sync-cloud");
-        // On a thread of its own: the client drives its connection with a runtime of its own,
-        // which cannot be started from inside the server's (this may be called from there).
-        let client = config.connect(postgres::NoTls).map_err(|e| {
+        let tls = {
+            use super::rules::{DbTls, SslAsked, db_tls, is_local_host};
+            let asked = match config.get_ssl_mode() {
+                postgres::config::SslMode::Disable => SslAsked::Disable,
+                postgres::config::SslMode::Require => SslAsked::Require,
+                _ => SslAsked::Prefer,
+            };
+            let local = config.get_hosts().iter().all(|h| match h {
+                postgres::config::Host::Tcp(name) => is_local_host(name),
+                #[cfg(unix)]
+                postgres::config::Host::Unix(_) => true,
+            });
+            match db_tls(asked, local) {
+                DbTls::Plain => {
+                    config.ssl_mode(postgres::config::SslMode::Disable);
+                    None
+                }
+                DbTls::Verified => {
+                    // Require, never prefer: a failed handshake ends the attempt, it does not
+                    // go on in plain text.
+                    config.ssl_mode(postgres::config::SslMode::Require);
+                    Some(postgres_tls(&invalid)?)
+                }
+            }
+        };
+        let connected = match tls {
+            None => config.connect(postgres::NoTls),
+            Some(tls) => config.connect(super::db_tls::MakeRustls::new(tls)),
+        };
+        let client = connected.map_err(|e| {
             invalid(format!(
                 "cannot connect: {}; check that the server is running, the address and user are right and this host may connect",
                 db::Error::from(e)
