@@ -784,12 +784,21 @@ impl Connection {
     /// session advisory lock, so that the transaction's snapshot comes after the last writer's
     /// commit; the server frees it if this connection is lost). Every writing transaction
     /// holds the lock shared from its first statement, so while one holds it alone no other
-    /// writes. SQLite's writers take turns already.
-    pub fn writer_turn(&self, alone: bool) -> Result<WriterTurn> {
-        if alone && self.is_postgres() {
+    /// writes. Given back when the turn is dropped, however the transaction ended (a panic
+    /// too). SQLite's writers take turns already.
+    pub fn writer_turn(&self, alone: bool) -> Result<WriterTurn<'_>> {
+        let alone = alone && self.is_postgres();
+        if alone {
             self.execute_batch(&format!("SELECT pg_advisory_lock({WRITER_LOCK})"))?;
         }
-        Ok(WriterTurn { alone })
+        Ok(WriterTurn {
+            conn: alone.then_some(self),
+        })
+    }
+
+    /// A writing transaction on a shared borrow (the caller holds the connection alone).
+    pub fn write_transaction(&self) -> Result<Transaction<'_>> {
+        self.begin(TransactionBehavior::Immediate)
     }
 
     fn begin(&self, behavior: TransactionBehavior) -> Result<Transaction<'_>> {
@@ -807,13 +816,6 @@ impl Connection {
         })
     }
 
-    pub fn transaction_with_behavior(
-        &mut self,
-        behavior: TransactionBehavior,
-    ) -> Result<Transaction<'_>> {
-        self.begin(behavior)
-    }
-
     /// A deferred transaction on a shared borrow (the caller makes sure no other is open).
     pub fn unchecked_transaction(&self) -> Result<Transaction<'_>> {
         self.begin(TransactionBehavior::Deferred)
@@ -825,18 +827,20 @@ const WRITER_LOCK: i64 = 7_316_002;
 const WRITER_BEGIN: &str =
     "BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT pg_advisory_xact_lock_shared(7316002)";
 
-/// Holding the writer lock; give it back with `end`.
+/// Holding the writer lock alone (on PostgreSQL); given back when dropped.
 #[must_use]
-pub struct WriterTurn {
-    alone: bool,
+pub struct WriterTurn<'c> {
+    conn: Option<&'c Connection>,
 }
 
-impl WriterTurn {
-    pub fn end(self, conn: &Connection) -> Result<()> {
-        if self.alone && conn.is_postgres() {
-            conn.execute_batch(&format!("SELECT pg_advisory_unlock({WRITER_LOCK})"))?;
+impl Drop for WriterTurn<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn
+            && let Err(e) = conn.execute_batch(&format!("SELECT pg_advisory_unlock({WRITER_LOCK})"))
+        {
+            // The connection is likely gone, and the server frees a lost session's locks.
+            tracing::warn!(error = %e, "the writer lock could not be given back");
         }
-        Ok(())
     }
 }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::db::{self, Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use super::db::{self, Connection, OptionalExtension, Transaction, params};
 
 use ad_sync_api::api::{
     self, AckResponse, ApplyStatus, Change, ChangeBody, ChangeResult, ChangesResponse,
@@ -983,26 +983,24 @@ impl Store {
         mut f: impl FnMut(&Transaction<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         const ATTEMPTS: u32 = 20;
-        let mut conn = self.lock();
+        let conn = self.lock();
+        let conn: &Connection = &conn;
         let mut attempt = 0;
         loop {
             attempt += 1;
             conn.take_conflict();
             let turn = conn.writer_turn(attempt > 1).map_err(E::from)?;
-            let out = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(E::from)
-                .and_then(|tx| {
-                    let value = f(&tx)?;
-                    if commit {
-                        tx.commit()?;
-                    } else {
-                        tx.rollback()?;
-                    }
-                    Ok(value)
-                });
+            let out = conn.write_transaction().map_err(E::from).and_then(|tx| {
+                let value = f(&tx)?;
+                if commit {
+                    tx.commit()?;
+                } else {
+                    tx.rollback()?;
+                }
+                Ok(value)
+            });
             let conflict = out.is_err() && conn.take_conflict();
-            turn.end(&conn).map_err(E::from)?;
+            drop(turn);
             if conflict && attempt < ATTEMPTS {
                 tracing::debug!(attempt, "a transaction another ran into runs again");
                 continue;
