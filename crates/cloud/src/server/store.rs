@@ -233,8 +233,13 @@ impl ApiError {
 impl From<db::Error> for ApiError {
     fn from(e: db::Error) -> Self {
         // The database's own words go to the server log only; the client learns it was not
-        // its fault and nothing was changed (the transaction rolled back).
-        tracing::error!(error = %e, "database error");
+        // its fault and nothing was changed (the transaction rolled back). A transaction that
+        // another ran into is run again (`Store::transact`): not an error unless it stays one.
+        if e.is_retryable() {
+            tracing::debug!(error = %e, "transaction ran into another");
+        } else {
+            tracing::error!(error = %e, "database error");
+        }
         ApiError::new(
             ErrorCode::Internal,
             "the cloud could not complete the request (storage error); nothing was changed, try again",
@@ -1004,6 +1009,9 @@ impl Store {
             if conflict && attempt < ATTEMPTS {
                 tracing::debug!(attempt, "a transaction another ran into runs again");
                 continue;
+            }
+            if conflict {
+                tracing::error!(attempt, "a transaction kept running into others; given up");
             }
             return out;
         }
