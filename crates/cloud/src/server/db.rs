@@ -77,17 +77,6 @@ impl Error {
             _ => false,
         }
     }
-
-    /// A unique or primary key would have been broken.
-    pub fn is_unique_violation(&self) -> bool {
-        match self {
-            Error::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
-                f.code == rusqlite::ErrorCode::ConstraintViolation
-            }
-            Error::Postgres(e) => e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
-            _ => false,
-        }
-    }
 }
 
 impl fmt::Display for Error {
@@ -675,15 +664,7 @@ impl Connection {
         P: Params,
         F: FnOnce(&Row<'_>) -> Result<T>,
     {
-        let mut f = Some(f);
-        let mut out = None;
-        self.run_query(sql, params.values(), true, &mut |row| {
-            if let Some(f) = f.take() {
-                out = Some(f(row));
-            }
-            Ok(false)
-        })?;
-        out.unwrap_or(Err(Error::NoRows))
+        self.prepare_cached(sql)?.query_row(params, f)
     }
 
     pub fn prepare(&self, sql: &str) -> Result<Statement<'_>> {

@@ -1,15 +1,19 @@
-//! The reference cloud's storage: one SQLite file (WAL) holding domain instances, connect keys
-//! (hashes only), agents (credential hashes and public keys), the directory the agents mirror,
-//! its change log, sealed password envelopes and per-change results.
+//! The reference cloud's storage: one SQLite file (WAL; the embedded default) or one PostgreSQL
+//! database (several nodes), holding domain instances, connect keys (hashes only), agents
+//! (credential hashes and public keys), the directory the agents mirror, its change log, sealed
+//! password envelopes and per-change results. The SQL is written once, against `db.rs`, the
+//! seam with the two backends; the decisions that need no database are in `rules.rs`.
 //!
-//! The server and the admin subcommands open the same file; every multi-row decision (enrolling,
-//! electing a primary, appending a change) runs in one `BEGIN IMMEDIATE` transaction, so it is
-//! atomic across threads and processes.
+//! The server and the admin subcommands open the same database; every multi-row decision
+//! (enrolling, electing a primary, appending a change) runs in one writing transaction
+//! (`Store::write`), so it is atomic across threads, processes and nodes: `BEGIN IMMEDIATE` on
+//! SQLite, `SERIALIZABLE` run again when another ran into it on PostgreSQL.
 //!
 //! One file per concern: domains and keys (`keys`), agents and the election (`agents`), the
 //! change feed (`feed`), alerts (`alerts`), imports (`import`), AD as a source (`source`),
-//! forest to forest (`mirror`), contacts (`contacts`). This file holds the schema, its
-//! migrations, the directory's admin commands and the names' rules.
+//! forest to forest (`mirror`), contacts (`contacts`), moving a file to PostgreSQL
+//! (`migrate`). This file holds the schema, its migrations, opening either backend, the
+//! directory's admin commands and the names' rules.
 //!
 //! Not here: HTTP, rate limiting (server/mod.rs), key parsing (connect_key.rs).
 
