@@ -225,8 +225,8 @@ pub struct MirrorArgs {
 pub struct AgentsArgs {
     #[command(subcommand)]
     pub cmd: Option<AgentsCmd>,
-    /// The SQLite database file (for the listing).
-    #[arg(long, value_name = "FILE")]
+    /// The database (for the listing): an SQLite file, or postgres://USER@HOST:PORT/DATABASE.
+    #[arg(long, value_name = "FILE|URL")]
     pub db: Option<PathBuf>,
 }
 
@@ -568,8 +568,9 @@ fn serve(args: ServeArgs) -> i32 {
         status_listen: args.status_listen,
         alert_webhook,
     };
-    // Storage calls run on blocking threads; SQLite serialises writers anyway, so a small
-    // bounded pool keeps memory flat under load instead of growing a thread per waiter.
+    // Storage calls run on blocking threads; the node's one database connection serialises
+    // them anyway, so a small bounded pool keeps memory flat under load instead of growing a
+    // thread per waiter.
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(8)
