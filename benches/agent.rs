@@ -17,7 +17,8 @@
 //!
 //! `BENCH_USERS` and `BENCH_GROUPS` change the sizes (for a quick look). `BENCH_BASELINE=0`
 //! leaves out the two `ldapadd` loads (for the agent's memory at a larger size, where they
-//! take longer than the agent).
+//! take longer than the agent). `BENCH_MAPS=1` prints where the idle agent's resident memory
+//! is, by mapping.
 
 #[allow(dead_code)]
 #[path = "../tests/support/bins.rs"]
@@ -351,6 +352,11 @@ fn main() {
         field("RssFile:"),
         field("VmHWM:")
     );
+    if std::env::var_os("BENCH_MAPS").is_some() {
+        for (mapping, rss, anon) in support::resident_by_mapping(child.id()).iter().take(12) {
+            println!("  resident idle: {rss:>6} KiB ({anon} KiB anonymous) {mapping}");
+        }
+    }
     let _ = child.kill();
     let _ = child.wait();
 

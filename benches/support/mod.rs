@@ -269,3 +269,23 @@ pub fn install_under(
     }
     prefix.join("etc/ad-sync/agent.toml")
 }
+
+/// Where process `pid`'s resident memory is, from /proc/PID/smaps: (mapping, RSS KiB, anonymous
+/// KiB) by file (or `[heap]`, `[stack]`, `anonymous`), largest first.
+pub fn resident_by_mapping(pid: u32) -> Vec<(String, u64, u64)> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut by: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for m in ad_sync_agent::idle::parse_smaps(&smaps) {
+        let name = if m.path.is_empty() {
+            "anonymous".to_string()
+        } else {
+            m.path
+        };
+        let e = by.entry(name).or_default();
+        e.0 += m.rss_kib;
+        e.1 += m.anonymous_kib;
+    }
+    let mut v: Vec<_> = by.into_iter().map(|(k, (r, a))| (k, r, a)).collect();
+    v.sort_by_key(|m| std::cmp::Reverse(m.1));
+    v
+}

@@ -8,9 +8,11 @@
 //! - `sync`: planning and running one run's operations under the policies and safety rules.
 //! - `state`: the local SQLite state.
 //! - `logs`: log files that roll over by size and age.
+//! - `idle`: what the service gives back to the system before it waits for its next step.
 
 pub mod ad;
 pub mod export;
+pub mod idle;
 pub mod import;
 pub mod logs;
 pub mod mirror;
@@ -1250,9 +1252,19 @@ impl Agent {
                 }
                 wait = step => wait,
             };
+            let next = tokio::time::Instant::now() + wait;
+            if wait >= idle::GIVE_BACK_BEFORE {
+                // Once the step's leftovers are done (its connection to the cloud closes when
+                // idle), memory goes back to the system for the rest of the wait.
+                tokio::select! {
+                    _ = &mut stop => return Ok(()),
+                    _ = tokio::time::sleep(idle::SETTLE) => {}
+                }
+                idle::give_back();
+            }
             tokio::select! {
                 _ = &mut stop => return Ok(()),
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(next) => {}
             }
         }
     }

@@ -361,6 +361,10 @@ pub struct Reach {
     pub via_proxy: Option<String>,
 }
 
+/// How long a connection to the cloud is kept for the next request. The server closes a
+/// connection idle for 10 s; reusing one only younger than that avoids racing its close.
+pub const POOL_IDLE: Duration = Duration::from_secs(5);
+
 pub struct CloudClient {
     http: reqwest::Client,
     base: Url,
@@ -430,9 +434,7 @@ impl CloudClient {
             .tls_backend_native()
             .connect_timeout(opts.timeout)
             .timeout(opts.timeout)
-            // The server closes a connection idle for 10 s; reusing one only younger than
-            // that avoids racing its close.
-            .pool_idle_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(POOL_IDLE)
             // A redirect is an error that names where it pointed (`send`): it could take the
             // request's body (a connect key) or the Authorization header elsewhere, or to
             // plain http://.
