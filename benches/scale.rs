@@ -7,7 +7,7 @@
 //!    under 50 ms.
 //! 2. The agent's memory at two directory sizes (`cargo bench --bench agent` run for each of
 //!    `SCALE_AGENT_USERS`, default "10000,50000"; "0" leaves it out): first sync's peak RSS, the
-//!    no-op comparison, idle RSS. Goals: peaks within 10 MB of each other and at most 50 MB,
+//!    no-op comparison, idle RSS and where it is. Goals: peaks within 10 MB of each other and at most 50 MB,
 //!    idle at most 10 MB.
 //!
 //! PostgreSQL is a throwaway cluster from Debian's package (tests/support/postgres.rs), with
@@ -157,6 +157,7 @@ fn main() {
         return;
     }
     let mut peaks = Vec::new();
+    let mut idle = Vec::new();
     for users in sizes {
         println!("agent memory at {users} cloud users (cargo bench --bench agent):");
         let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
@@ -164,6 +165,7 @@ fn main() {
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
             .env("BENCH_USERS", users)
             .env("BENCH_BASELINE", "0")
+            .env("BENCH_MAPS", "1")
             .output()
             .unwrap_or_else(|e| panic!("cargo bench --bench agent: {e}"));
         let text = String::from_utf8_lossy(&out.stdout);
@@ -171,6 +173,7 @@ fn main() {
             l.starts_with("agent: first sync")
                 || l.starts_with("no-op resync")
                 || l.starts_with("agent idle")
+                || l.starts_with("  resident idle")
                 || l.starts_with("ad-sync-agent binary")
         }) {
             println!("  {line}");
@@ -195,6 +198,28 @@ fn main() {
         {
             peaks.push((users.to_string(), peak));
         }
+        if let Some(rss) = text
+            .lines()
+            .find(|l| l.starts_with("agent idle"))
+            .and_then(|l| field(l, "RSS "))
+            .and_then(|p| p.parse::<f64>().ok())
+        {
+            idle.push((users.to_string(), rss));
+        }
+    }
+    if !idle.is_empty() {
+        println!(
+            "agent idle RSS {} (goal at most 10 MB: {})",
+            idle.iter()
+                .map(|(u, r)| format!("{r:.1} MB at {u} users"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if idle.iter().all(|(_, r)| *r <= 10.0) {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
     }
     if let [(a, pa), .., (b, pb)] = peaks.as_slice() {
         println!(
