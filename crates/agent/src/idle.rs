@@ -304,6 +304,18 @@ Anonymous:             0 kB
         assert!(!may_give_back(&m));
     }
 
+    /// docs/agent.md says when memory is given back, as the constants have it.
+    #[test]
+    fn the_doc_says_when_memory_is_given_back() {
+        let doc = include_str!("../../../docs/agent.md").replace("\n  ", " ");
+        let said = format!(
+            "given back {} s into a wait of {} s or more",
+            SETTLE.as_secs(),
+            GIVE_BACK_BEFORE.as_secs()
+        );
+        assert!(doc.contains(&said), "docs/agent.md does not say: {said}");
+    }
+
     /// The real thing on this process: the pages come back on use (the test goes on running
     /// the code it gave back), and the process's file pages resident went down.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
