@@ -1435,7 +1435,7 @@ pub async fn reconcile(
             );
             handled?;
             page = next.map_err(|e| read_err(&e))?;
-            crate::release_memory();
+            crate::idle::release_heap();
         }
     }
     let in_scope = found.in_scope;

@@ -18,6 +18,7 @@
 //!   Wine accepts the call and does nothing with it, so only Windows shows its effect.
 //!
 //! Nothing here changes what the agent does; a failure is logged at debug and ignored.
+//! `release_heap` alone (the heap's free pages) is also called between the pages of a long read.
 
 use std::time::Duration;
 
@@ -131,6 +132,19 @@ pub struct GivenBack {
     pub file_kib: u64,
 }
 
+/// Gives the heap freed by a run back to the system (glibc keeps it otherwise). Also called
+/// between the pages of a long read (the reconciliation, a full read): what one page's
+/// entries, records and bodies took is given back before the next (the export's live heap
+/// peaks near 11 MB at 10,000 users, heaptrack; its resident size at 30 MB, GNU time).
+pub fn release_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator's to the system; it takes
+    // the allocator's own locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Gives back the heap's free pages and the file pages the last step touched (see the module).
 pub fn give_back() -> GivenBack {
     let given = platform::give_back();
@@ -147,11 +161,7 @@ mod platform {
     use super::{GivenBack, may_give_back, parse_smaps};
 
     pub fn give_back() -> GivenBack {
-        // SAFETY: malloc_trim only returns free memory of the allocator's to the system; it
-        // takes the allocator's own locks.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        super::release_heap();
         let smaps = match std::fs::read_to_string("/proc/self/smaps") {
             Ok(s) => s,
             Err(e) => {

@@ -233,19 +233,6 @@ fn orphans(
     Ok(out)
 }
 
-/// Gives the heap freed by a run back to the system (glibc keeps it otherwise), so an idle
-/// agent is as small as it was before the run. Also called between the pages of a long read
-/// (the reconciliation, a full read): what one page's entries, records and bodies took is
-/// given back before the next (the export's live heap peaks near 11 MB at 10,000 users,
-/// heaptrack; its resident size at 30 MB, GNU time).
-pub(crate) fn release_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Where the secrets are: systemd's credentials folder when the service runs under systemd
 /// (`LoadCredential=`), otherwise the store beside the config.
 pub fn store_for(config: &Path) -> FileStore {
@@ -487,7 +474,7 @@ impl Agent {
             }
         }
         drop(lock);
-        release_memory();
+        idle::release_heap();
         r
     }
 
@@ -804,7 +791,7 @@ impl Agent {
                     )
                     .await?;
                 still_held.extend(held_now);
-                release_memory();
+                idle::release_heap();
             }
         }
         let needs = mirror::Needs {
