@@ -289,6 +289,7 @@ fn main() {
     // The state check (open, enrollment binding, held disconnections) and the orphan scan
     // (the marker search over the agent's containers), per run, from the agent's phase lines.
     let mut checks = Vec::new();
+    let mut phases_by_run = Vec::new();
     for _ in 0..3 {
         let (t, rss, ok, out) = measured(&mut agent(&["--once", "--resync"]));
         if !ok || !out.contains("operations: 0") {
@@ -302,6 +303,7 @@ fn main() {
                 .sum()
         };
         checks.push((phase("state check"), phase("orphan scan"), t.as_secs_f64()));
+        phases_by_run.push((t.as_secs_f64(), phase_totals(&out)));
         noop.push(t.as_secs_f64());
         noop_rss = noop_rss.max(rss);
     }
@@ -333,6 +335,19 @@ fn main() {
             .join(", "),
         noop_rss as f64 / 1024.0
     );
+
+    // Where the median no-op's time went, phase by phase, summed over its passes.
+    phases_by_run.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((_, totals)) = phases_by_run.get(1) {
+        println!(
+            "no-op resync, the median run by phase (summed over its passes): {}",
+            totals
+                .iter()
+                .map(|(name, (secs, n))| format!("{name} {secs:.3} s ({n}x)"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
 
     // Idle: the service loop after its start-up comparison, with nothing to do.
     let mut child = match agent(&[])
@@ -368,4 +383,30 @@ fn main() {
         size as f64 / 1_000_000.0
     );
     bed.stop();
+}
+
+/// Each phase's time in a run's output (its `agent::phase` lines, "name (detail): 0.12 s"),
+/// summed by name over the run's passes, with how many times it came, in order of first coming.
+fn phase_totals(out: &str) -> Vec<(String, (f64, usize))> {
+    let mut totals: Vec<(String, (f64, usize))> = Vec::new();
+    for line in out.lines().filter(|l| l.contains("agent::phase: ")) {
+        let Some(text) = line.split("agent::phase: ").nth(1) else {
+            continue;
+        };
+        let Some((name, value)) = text.rsplit_once(": ") else {
+            continue;
+        };
+        let Ok(secs) = value.trim_end_matches(" s").trim().parse::<f64>() else {
+            continue;
+        };
+        let name = name.split(" (").next().unwrap_or(name).to_string();
+        match totals.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, (t, c))) => {
+                *t += secs;
+                *c += 1;
+            }
+            None => totals.push((name, (secs, 1))),
+        }
+    }
+    totals
 }

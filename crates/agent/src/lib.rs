@@ -420,6 +420,7 @@ impl Agent {
             spent: 0,
             concurrency: opts.concurrency.max(1),
             meter: opts.meter.clone(),
+            tier0: None,
         }
     }
 
@@ -700,8 +701,16 @@ impl Agent {
         let needs = self.needs(state, &[])?;
         let held_mirror = state.load_for(&needs)?;
         let mut last = Work::default();
-        let held = self.hold_again(state, &held_mirror, &mut last, settings)?;
+        let mut held = self.hold_again(state, &held_mirror, &mut last, settings)?;
         drop(held_mirror);
+        // Who holds power, read once for every pass of this comparison, as one run reads it.
+        let power = Instant::now();
+        let tier0 = sync::read_tier0(ad).await?;
+        tracing::debug!(target: "ad_sync_agent::phase", "tier0 once for the comparison ({} privileged): {:.4} s", tier0.len(), power.elapsed().as_secs_f64());
+        if let Some(why) = tier0.blanket() {
+            tracing::warn!("no account is proven unprivileged, so none is written: {why}");
+        }
+        held.settings.tier0 = Some(std::sync::Arc::new(tier0));
         // Orphans: objects in the agent's containers that carry its marker for a cloud
         // object it does not know (its state was lost while the cloud removed them). They
         // get the disconnection policy, within the threshold, like any removal. The marker
@@ -843,8 +852,10 @@ impl Agent {
         made: &mut (usize, usize),
         report: &mut CycleReport,
     ) -> Result<Vec<state::Held>, RunError> {
+        let loading = Instant::now();
         let before = state.load_for(needs)?;
         let mut next = before.clone();
+        tracing::debug!(target: "ad_sync_agent::phase", "state load: {:.4} s", loading.elapsed().as_secs_f64());
         // What earlier passes disconnected counts against the budget's window, and against
         // `--allow-deletions`, which is for the whole comparison.
         let settings = Settings {
@@ -877,6 +888,7 @@ impl Agent {
             return Ok(now_held);
         }
         // The objectGUIDs it adopted (the cursor stays where it is), and what is held.
+        let committing = Instant::now();
         state.commit_with(
             &before,
             &next,
@@ -884,6 +896,7 @@ impl Agent {
             held_before.map(|_| now_held.as_slice()),
             &r.disconnected,
         )?;
+        tracing::debug!(target: "ad_sync_agent::phase", "state commit: {:.4} s", committing.elapsed().as_secs_f64());
         Ok(now_held)
     }
 

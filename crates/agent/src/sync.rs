@@ -32,6 +32,9 @@ pub struct Settings {
     pub concurrency: usize,
     /// Where the run's progress goes.
     pub meter: crate::progress::Meter,
+    /// Who holds power in the domain, read once for all the passes of one run that goes
+    /// through the state a page at a time (`compare_all`); `None`: `reconcile` reads it.
+    pub tier0: Option<std::sync::Arc<Tier0>>,
 }
 
 /// Why a run stopped. Nothing of it is committed; the same work is retried later.
@@ -181,6 +184,18 @@ async fn named_members<D: Directory>(
 
 /// Brings AD to the mirror for everything in `work`. `before` is the mirror before the fold
 /// (for what was managed). Updates objectGUIDs in `mirror` for objects created or adopted.
+/// Who holds power in the domain, read afresh. A read the DC refuses leaves the decision
+/// unproven (everything refused).
+pub async fn read_tier0<D: Directory>(ad: &D) -> Result<Tier0, RunError> {
+    match ad.tier0().await {
+        Ok(t) => Ok(t),
+        Err(AdError::Refused { message, .. }) => Ok(Tier0::unknown(format!(
+            "who holds power in the domain could not be read ({message})"
+        ))),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 pub async fn reconcile<D: Directory>(
     ad: &D,
     mirror: &mut Mirror,
@@ -248,24 +263,25 @@ pub async fn reconcile<D: Directory>(
     objs.append(&mut slim);
     s.meter.tick(objs.len() as u64);
     let found = Found::new(objs);
-    // Tier 0, read afresh in every run that has work: a managed account nested into Domain
-    // Admins since the last run, or a group given WriteDACL on the domain, is refused in the
-    // same run. A read the DC refuses leaves the decision unproven (everything refused).
-    let tier0 = if lookup.is_empty() {
-        Tier0::none()
-    } else {
-        match ad.tier0().await {
-            Ok(t) => t,
-            Err(AdError::Refused { message, .. }) => Tier0::unknown(format!(
-                "who holds power in the domain could not be read ({message})"
-            )),
-            Err(e) => return Err(unavailable(e)),
+    // Tier 0, read afresh in every run that has work (once for a run in passes): a managed
+    // account nested into Domain Admins since the last run, or a group given WriteDACL on the
+    // domain, is refused in the same run.
+    let read_now;
+    let tier0: &Tier0 = match &s.tier0 {
+        _ if lookup.is_empty() => {
+            read_now = Tier0::none();
+            &read_now
+        }
+        Some(t) => t,
+        None => {
+            read_now = read_tier0(ad).await?;
+            if let Some(why) = read_now.blanket() {
+                tracing::warn!("no account is proven unprivileged, so none is written: {why}");
+            }
+            &read_now
         }
     };
     phase(&format!("tier0 ({} privileged)", tier0.len()));
-    if let Some(why) = tier0.blanket() {
-        tracing::warn!("no account is proven unprivileged, so none is written: {why}");
-    }
     // The sync group hands its privileges to every cloud group put in it.
     if let Some(g) = sync_group.as_mut()
         && g.protected.is_none()
@@ -285,7 +301,7 @@ pub async fn reconcile<D: Directory>(
         sync_group: sync_group.as_ref(),
         passwords: &passwords,
         policy: &s.policy,
-        tier0: &tier0,
+        tier0,
         allow_deletions: s.allow_deletions,
         spent: s.spent,
         approved: &s.approved,
@@ -381,7 +397,7 @@ pub async fn reconcile<D: Directory>(
         &lookup.groups,
         &mut outcomes,
         &s.policy,
-        &tier0,
+        tier0,
     );
     phase("nesting, groups' objectGUIDs");
     s.meter.more(ops(&member_jobs));
