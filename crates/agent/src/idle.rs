@@ -227,7 +227,8 @@ mod platform {
 mod tests {
     use super::*;
 
-    /// Recorded from the idle agent (/proc/PID/smaps, shortened: other fields left out).
+    /// The idle agent's kinds of mapping in the kernel's smaps format (sizes from a run of the
+    /// bench, addresses made up; the other fields left out), and the cases around them.
     const SMAPS: &str = "\
 55d0c0800000-55d0c0a00000 r--p 00000000 08:01 1234                       /opt/ad-sync/ad-sync-agent
 Size:               2048 kB

@@ -182,8 +182,6 @@ async fn named_members<D: Directory>(
     Ok(())
 }
 
-/// Brings AD to the mirror for everything in `work`. `before` is the mirror before the fold
-/// (for what was managed). Updates objectGUIDs in `mirror` for objects created or adopted.
 /// Who holds power in the domain, read afresh. A read the DC refuses leaves the decision
 /// unproven (everything refused).
 pub async fn read_tier0<D: Directory>(ad: &D) -> Result<Tier0, RunError> {
@@ -196,6 +194,8 @@ pub async fn read_tier0<D: Directory>(ad: &D) -> Result<Tier0, RunError> {
     }
 }
 
+/// Brings AD to the mirror for everything in `work`. `before` is the mirror before the fold
+/// (for what was managed). Updates objectGUIDs in `mirror` for objects created or adopted.
 pub async fn reconcile<D: Directory>(
     ad: &D,
     mirror: &mut Mirror,
