@@ -295,15 +295,16 @@ fn main() {
         if !ok || !out.contains("operations: 0") {
             fail(&mut bed, format!("no-op resync was not a no-op: {out}"));
         }
+        let totals = phase_totals(&out);
         let phase = |name: &str| -> f64 {
-            out.lines()
-                .filter(|l| l.contains("agent::phase") && l.contains(name))
-                .filter_map(|l| l.rsplit(": ").next())
-                .filter_map(|v| v.trim_end_matches(" s").trim().parse::<f64>().ok())
+            totals
+                .iter()
+                .filter(|(n, _)| n.contains(name))
+                .map(|(_, (secs, _))| secs)
                 .sum()
         };
         checks.push((phase("state check"), phase("orphan scan"), t.as_secs_f64()));
-        phases_by_run.push((t.as_secs_f64(), phase_totals(&out)));
+        phases_by_run.push((t.as_secs_f64(), totals));
         noop.push(t.as_secs_f64());
         noop_rss = noop_rss.max(rss);
     }

@@ -7,8 +7,8 @@
 //!    under 50 ms.
 //! 2. The agent's memory at two directory sizes (`cargo bench --bench agent` run for each of
 //!    `SCALE_AGENT_USERS`, default "10000,50000"; "0" leaves it out): first sync's peak RSS, the
-//!    no-op comparison, idle RSS and where it is. Goals: peaks within 10 MB of each other and at most 50 MB,
-//!    idle at most 10 MB.
+//!    no-op comparison, idle RSS and where it is. Goals: peaks within 10 MB of each other and
+//!    at most 50 MB, idle at most 10 MB.
 //!
 //! PostgreSQL is a throwaway cluster from Debian's package (tests/support/postgres.rs), with
 //! `fsync=off` as in the tests; SQLite runs as the cloud runs it (WAL, synchronous=NORMAL, so
@@ -190,20 +190,17 @@ fn main() {
                     .join(" / ")
             );
         }
-        if let Some(peak) = text
-            .lines()
-            .find(|l| l.starts_with("agent: first sync"))
-            .and_then(|l| field(l, "peak RSS "))
-            .and_then(|p| p.parse::<f64>().ok())
-        {
+        // The figure after `after` on the line that starts with `line`.
+        let figure = |line: &str, after: &str| {
+            text.lines()
+                .find(|l| l.starts_with(line))
+                .and_then(|l| field(l, after))
+                .and_then(|p| p.parse::<f64>().ok())
+        };
+        if let Some(peak) = figure("agent: first sync", "peak RSS ") {
             peaks.push((users.to_string(), peak));
         }
-        if let Some(rss) = text
-            .lines()
-            .find(|l| l.starts_with("agent idle"))
-            .and_then(|l| field(l, "RSS "))
-            .and_then(|p| p.parse::<f64>().ok())
-        {
+        if let Some(rss) = figure("agent idle", "RSS ") {
             idle.push((users.to_string(), rss));
         }
     }
